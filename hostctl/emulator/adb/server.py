@@ -1,0 +1,655 @@
+"""The asyncio driver for an emulated adbd: sockets in, DeviceConnection in the middle, services out.
+
+All protocol decisions live in ``connection.DeviceConnection``, ``sync.SyncParser`` and
+``shellv2``; this module only moves bytes and runs services. A connection that breaks the
+protocol is closed with a logged reason; nothing a host sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import stat as stat_mod
+import struct
+import termios
+from collections import deque
+from pathlib import Path
+from typing import Protocol
+
+from ..fs import DeviceFS, DevicePathError
+from ..shell.io import ShellIO
+from . import services as svc
+from . import shellv2, sync
+from .auth import KeyStore
+from .connection import (
+    DEFAULT_FEATURES,
+    Connected,
+    DataReceived,
+    DeviceConnection,
+    OpenRequested,
+    StreamClosed,
+    StreamDrained,
+    make_banner,
+)
+from .packets import ProtocolError
+
+log = logging.getLogger("hostctl.emulator.adbd")
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+TCP_CONNECT_TIMEOUT = 5.0
+READ_ONLY_ROOTS = ("/system", "/vendor", "/proc", "/sys")
+
+
+class Shell(Protocol):
+    async def run(self, command: str, io: ShellIO) -> int: ...
+    async def interactive(self, io: ShellIO, *, tty: bool) -> int: ...
+
+
+class DeviceBackend(Protocol):
+    """What adbd needs from a handset."""
+
+    fs: DeviceFS
+
+    def banner_props(self) -> dict[str, str]: ...
+    def new_shell(self) -> Shell: ...
+    def tcp_target(self, port: int) -> tuple[str, int] | None:
+        """Where a device-side ``tcp:PORT`` leads on this host (loopback only), or None."""
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+class Channel:
+    """One ADB stream as the service sees it: read(), write(), close().
+
+    Input is acknowledged as soon as it is queued while little is buffered, so the host's next
+    WRTE overlaps our processing; past one maxdata of unread input the OKAY waits for read().
+    Output keeps up to two maxdata queued so every WRTE the core sends is full-sized.
+    """
+
+    def __init__(self, proto: "_AdbdProtocol", sid: int) -> None:
+        self._proto = proto
+        self.sid = sid
+        self._inbox: deque[bytes] = deque()
+        self._buffered = 0
+        self._owed: deque[int] = deque()   # sizes of queued chunks not yet acknowledged
+        self._readable = asyncio.Event()
+        self._progress = asyncio.Event()
+        self.remote_closed = False
+
+    # driver side
+    def _feed(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._buffered += len(data)
+        if self._buffered <= self._proto.conn.max_payload and not self._owed:
+            self._proto.conn.ack(self.sid, len(data))
+        else:
+            self._owed.append(len(data))
+        self._readable.set()
+
+    def _closed_by_remote(self) -> None:
+        self.remote_closed = True
+        self._readable.set()
+        self._progress.set()
+
+    def _on_progress(self) -> None:
+        self._progress.set()
+
+    # service side
+    async def read(self) -> bytes:
+        """Next chunk the host wrote; b"" once the host closed the stream."""
+        while not self._inbox:
+            if self.remote_closed:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        data = self._inbox.popleft()
+        self._buffered -= len(data)
+        if self._owed:
+            self._proto.conn.ack(self.sid, self._owed.popleft())
+            self._proto.flush()
+        return data
+
+    def write_nowait(self, data: bytes) -> None:
+        if self.remote_closed or not data or not self._proto.conn.is_open(self.sid):
+            return
+        self._proto.conn.write(self.sid, data)
+        self._proto.flush()
+
+    async def write(self, data: bytes) -> None:
+        """Write with backpressure: waits while more than two maxdata are queued."""
+        self.write_nowait(data)
+        limit = 2 * self._proto.conn.max_payload
+        while self._proto.conn.pending(self.sid) > limit and not self.remote_closed:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def drain(self) -> None:
+        while self._proto.conn.pending(self.sid) and not self.remote_closed:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def close(self) -> None:
+        if self._proto.conn.is_open(self.sid):
+            self._proto.conn.close(self.sid)
+            self._proto.flush()
+
+
+# --- the connection --------------------------------------------------------------------------
+
+class _AdbdProtocol(asyncio.Protocol):
+    def __init__(self, server: "AdbdServer") -> None:
+        self.server = server
+        banner = make_banner(server.backend.banner_props(), server.features)
+        self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys)
+        self.transport: asyncio.Transport | None = None
+        self.channels: dict[int, Channel] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = str(transport.get_extra_info("peername"))
+        self.server._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connections.discard(self)
+        for task in self.tasks.values():
+            task.cancel()
+        for ch in self.channels.values():
+            ch._closed_by_remote()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.conn.receive_data(data)
+        except ProtocolError as exc:
+            log.warning("adbd %s: closing connection from %s: %s", self.server.name, self.peer, exc)
+            self.abort()
+            return
+        for ev in self.conn.events():
+            if isinstance(ev, OpenRequested):
+                self._open(ev.stream_id, ev.service)
+            elif isinstance(ev, DataReceived):
+                ch = self.channels.get(ev.stream_id)
+                if ch is not None:
+                    ch._feed(ev.data)
+            elif isinstance(ev, StreamDrained):
+                ch = self.channels.get(ev.stream_id)
+                if ch is not None:
+                    ch._on_progress()
+            elif isinstance(ev, StreamClosed):
+                ch = self.channels.pop(ev.stream_id, None)
+                if ch is not None:
+                    ch._closed_by_remote()
+            elif isinstance(ev, Connected):
+                log.debug("adbd %s: host connected, features %s", self.server.name, sorted(ev.host_features))
+        self.flush()
+
+    def flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _open(self, sid: int, name: str) -> None:
+        service = svc.parse_service(name)
+        if isinstance(service, svc.UnknownService):
+            log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
+            self.conn.refuse(sid)
+            return
+        ch = Channel(self, sid)
+        self.channels[sid] = ch
+        task = asyncio.ensure_future(self._run(service, ch))
+        self.tasks[sid] = task
+
+    async def _run(self, service: svc.Service, ch: Channel) -> None:
+        try:
+            if isinstance(service, svc.TcpService):
+                await _serve_tcp(self, service, ch)  # accepts only once connected
+                return
+            self.conn.accept(ch.sid)
+            self.flush()
+            if isinstance(service, svc.ShellService):
+                await _serve_shell(self.server.backend, service, ch)
+            elif isinstance(service, svc.ExecService):
+                await _serve_shell(self.server.backend, svc.ShellService(service.command, False, False, None), ch)
+            elif isinstance(service, svc.SyncService):
+                await _serve_sync(self.server.backend.fs, ch)
+        except asyncio.CancelledError:
+            pass
+        except ProtocolError as exc:
+            log.warning("adbd %s: stream %d: %s", self.server.name, ch.sid, exc)
+            self.abort()
+        except Exception:  # a service bug must not take the device down
+            log.exception("adbd %s: service failed on stream %d", self.server.name, ch.sid)
+        finally:
+            self.tasks.pop(ch.sid, None)
+            if not ch.remote_closed:
+                ch.close()
+            self.channels.pop(ch.sid, None)
+
+
+class AdbdServer:
+    """One emulated handset's adbd on a loopback port."""
+
+    def __init__(self, backend: DeviceBackend, *, host: str = "127.0.0.1", port: int = 0,
+                 name: str = "handset", auth_keys: KeyStore | None = None,
+                 features: tuple[str, ...] = DEFAULT_FEATURES) -> None:
+        if host not in LOOPBACK:
+            raise ValueError(f"emulated adbd binds to loopback only, not {host!r}")
+        self.backend = backend
+        self.host = host
+        self.port = port
+        self.name = name
+        self.auth_keys = auth_keys
+        self.features = features
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_AdbdProtocol] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _AdbdProtocol(self), self.host, self.port,
+                                                reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    async def stop(self) -> None:
+        """Stop listening and drop every host connection (the cable is pulled)."""
+        if self._server is not None:
+            self._server.close()
+            for proto in list(self._connections):
+                proto.abort()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+
+# --- shell -----------------------------------------------------------------------------------
+
+class _StreamShellIO:
+    """ShellIO over an ADB stream: v2 packets or raw bytes (stderr merged for v1)."""
+
+    def __init__(self, ch: Channel, v2: bool) -> None:
+        self.ch = ch
+        self.v2 = v2
+        self._decoder = shellv2.ShellV2Decoder()
+        self._stdin: deque[bytes] = deque()
+        self._eof = False
+        self.on_window_size = None
+
+    async def read_stdin(self) -> bytes:
+        while not self._stdin:
+            if self._eof:
+                return b""
+            data = await self.ch.read()
+            if not data:
+                self._eof = True
+                return b""
+            if not self.v2:
+                return data
+            for pkt in self._decoder.feed(data):
+                if pkt.id is shellv2.ShellId.STDIN:
+                    if pkt.data:
+                        self._stdin.append(pkt.data)
+                elif pkt.id is shellv2.ShellId.CLOSE_STDIN:
+                    self._eof = True
+                elif pkt.id is shellv2.ShellId.WINDOW_SIZE and self.on_window_size:
+                    self.on_window_size(pkt.data)
+        return self._stdin.popleft()
+
+    def write_stdout(self, data: bytes) -> None:
+        if data:
+            self.ch.write_nowait(shellv2.encode(shellv2.ShellId.STDOUT, data) if self.v2 else data)
+
+    def write_stderr(self, data: bytes) -> None:
+        if data:
+            self.ch.write_nowait(shellv2.encode(shellv2.ShellId.STDERR, data) if self.v2 else data)
+
+
+class _PtyShellIO:
+    """The shell's side of a real pty (the kernel's line discipline echoes and maps CR/LF)."""
+
+    def __init__(self, slave_fd: int) -> None:
+        self.fd = slave_fd
+        self._out = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self._writing = False
+        self.closed = False
+
+    async def read_stdin(self) -> bytes:
+        while True:
+            try:
+                return os.read(self.fd, 65536)
+            except BlockingIOError:
+                fut = self._loop.create_future()
+                self._loop.add_reader(self.fd, fut.set_result, None)
+                try:
+                    await fut
+                finally:
+                    self._loop.remove_reader(self.fd)
+            except OSError:
+                return b""
+
+    def write_stdout(self, data: bytes) -> None:
+        self._out += data
+        self._flush()
+
+    write_stderr = write_stdout   # a pty has one output
+
+    def _flush(self) -> None:
+        while self._out and not self.closed:
+            try:
+                n = os.write(self.fd, self._out)
+            except BlockingIOError:
+                if not self._writing:
+                    self._writing = True
+                    self._loop.add_writer(self.fd, self._writable)
+                return
+            except OSError:
+                self._out.clear()
+                return
+            del self._out[:n]
+
+    def _writable(self) -> None:
+        self._loop.remove_writer(self.fd)
+        self._writing = False
+        self._flush()
+
+    async def drain(self) -> None:
+        while self._out and not self.closed:
+            await asyncio.sleep(0.005)
+
+
+async def _serve_shell(backend: DeviceBackend, service: svc.ShellService, ch: Channel) -> None:
+    shell = backend.new_shell()
+    if service.pty:
+        rc = await _serve_pty_shell(shell, service, ch)
+    else:
+        io = _StreamShellIO(ch, service.v2)
+        if service.command:
+            rc = await shell.run(service.command, io)
+        else:
+            rc = await shell.interactive(io, tty=False)
+    if service.v2 and not ch.remote_closed:
+        ch.write_nowait(shellv2.encode_exit(rc))
+    await ch.drain()
+
+
+async def _serve_pty_shell(shell: Shell, service: svc.ShellService, ch: Channel) -> int:
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ISIG  # no process group to signal; ^C reaches the shell as a byte
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    for fd in (master, slave):
+        os.set_blocking(fd, False)
+    io = _PtyShellIO(slave)
+    stream_io = _StreamShellIO(ch, service.v2)
+    loop = asyncio.get_running_loop()
+
+    def set_window(data: bytes) -> None:
+        size = shellv2.parse_window_size(data)
+        if size:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+    stream_io.on_window_size = set_window
+
+    async def host_to_pty() -> None:
+        while (data := await stream_io.read_stdin()):
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(master, view)
+                    view = view[n:]
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+        with contextlib.suppress(OSError):
+            os.write(master, b"\x04")  # stdin closed: EOF to the line discipline
+
+    async def pty_to_host() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                fut = loop.create_future()
+                loop.add_reader(master, fut.set_result, None)
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(master)
+                continue
+            except OSError:       # EIO: the slave side is closed and drained
+                return
+            if not data:
+                return
+            stream_io.write_stdout(data)
+            await ch.drain()
+
+    pump_in = asyncio.ensure_future(host_to_pty())
+    pump_out = asyncio.ensure_future(pty_to_host())
+    try:
+        if service.command:
+            rc = await shell.run(service.command, io)
+        else:
+            rc = await shell.interactive(io, tty=True)
+        await io.drain()
+    finally:
+        io.closed = True
+        os.close(slave)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(pump_out, 2)
+        pump_in.cancel()
+        os.close(master)
+    return rc
+
+
+# --- tcp forwarding --------------------------------------------------------------------------
+
+async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel) -> None:
+    target = proto.server.backend.tcp_target(service.port) if service.host in (None, "localhost", "127.0.0.1") else None
+    if target is None or target[0] not in LOOPBACK:
+        log.info("adbd %s: tcp:%d has no target", proto.server.name, service.port)
+        proto.conn.refuse(ch.sid)
+        proto.flush()
+        return
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), TCP_CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError) as exc:
+        log.info("adbd %s: tcp:%d -> %s:%d refused: %s", proto.server.name, service.port, *target, exc)
+        proto.conn.refuse(ch.sid)
+        proto.flush()
+        return
+    proto.conn.accept(ch.sid)
+    proto.flush()
+
+    async def host_to_socket() -> None:
+        while (data := await ch.read()):
+            writer.write(data)
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+    async def socket_to_host() -> None:
+        while (data := await reader.read(proto.conn.max_payload)):
+            await ch.write(data)
+        await ch.drain()
+
+    up = asyncio.ensure_future(host_to_socket())
+    down = asyncio.ensure_future(socket_to_host())
+    try:
+        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if down.done():
+            pass  # the device-side socket closed: close the stream
+        else:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(down), 5)
+    finally:
+        up.cancel()
+        down.cancel()
+        writer.close()
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+def _file_stat(st: os.stat_result) -> sync.FileStat:
+    return sync.FileStat(mode=st.st_mode, size=st.st_size, mtime=int(st.st_mtime), atime=int(st.st_atime),
+                         ctime=int(st.st_ctime), dev=st.st_dev, ino=st.st_ino, nlink=st.st_nlink,
+                         uid=2000 if stat_mod.S_ISREG(st.st_mode) else 0, gid=2000 if stat_mod.S_ISREG(st.st_mode) else 0)
+
+
+def _read_only(fs: DeviceFS, path: str) -> bool:
+    norm = fs.normalize(path)
+    return any(norm == r or norm.startswith(r + "/") for r in READ_ONLY_ROOTS)
+
+
+async def _serve_sync(fs: DeviceFS, ch: Channel) -> None:
+    parser = sync.SyncParser()
+    upload: _Upload | None = None
+    while True:
+        data = await ch.read()
+        if not data:
+            if upload:
+                upload.abort()
+            return
+        for ev in parser.feed(data):
+            if isinstance(ev, sync.Quit):
+                return
+            if isinstance(ev, sync.Stat):
+                await ch.write(_stat_reply(fs, ev))
+            elif isinstance(ev, sync.ListDir):
+                await ch.write(_list_reply(fs, ev))
+            elif isinstance(ev, sync.SendBegin):
+                upload = _Upload(fs, ev)
+            elif isinstance(ev, sync.SendData):
+                upload.write(ev.data)  # type: ignore[union-attr]
+            elif isinstance(ev, sync.SendDone):
+                await ch.write(upload.finish(ev.mtime))  # type: ignore[union-attr]
+                upload = None
+            elif isinstance(ev, sync.Recv):
+                await _send_file(fs, ev, ch)
+
+
+def _stat_reply(fs: DeviceFS, ev: sync.Stat) -> bytes:
+    try:
+        host = fs.host_path(ev.path)
+        st = os.stat(host) if ev.verb == "STA2" else os.lstat(host)
+    except DevicePathError:
+        return sync.reply_stat_v1(None) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, None, errno.EACCES)
+    except OSError as exc:
+        return sync.reply_stat_v1(None) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, None, exc.errno or errno.EIO)
+    fst = _file_stat(st)
+    return sync.reply_stat_v1(fst) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, fst)
+
+
+def _list_reply(fs: DeviceFS, ev: sync.ListDir) -> bytes:
+    out = bytearray()
+    try:
+        host = fs.host_path(ev.path)
+        entries = [(".", host), ("..", host.parent if host != fs.root else host)]
+        with os.scandir(host) as it:
+            entries += [(e.name, Path(e.path)) for e in it]
+        for name, p in entries:
+            with contextlib.suppress(OSError):
+                out += sync.reply_dent(name.encode("utf-8", "surrogateescape"), _file_stat(os.lstat(p)), ev.v2)
+    except (OSError, DevicePathError):
+        pass  # adbd answers an unreadable directory with an empty listing
+    out += sync.reply_list_done(ev.v2)
+    return bytes(out)
+
+
+class _Upload:
+    """A SEND in progress: data goes to a temp file, renamed into place on DONE."""
+
+    def __init__(self, fs: DeviceFS, ev: sync.SendBegin) -> None:
+        self.error: str | None = None
+        self.fh = None
+        self.final: Path | None = None
+        self.tmp: Path | None = None
+        if ev.flags:
+            self.error = "compression is not supported by this device"
+            return
+        if _read_only(fs, ev.path):
+            self.error = f"couldn't create file: Read-only file system"
+            return
+        try:
+            self.final = fs.host_path(ev.path)
+            self.final.parent.mkdir(parents=True, exist_ok=True)   # fixed_push_mkdir
+            if self.final.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+            self.tmp = self.final.with_name(f".{self.final.name}.hostctl-upload")
+            self.fh = open(self.tmp, "wb")
+            self.mode = stat_mod.S_IMODE(ev.mode) or 0o644
+        except DevicePathError:
+            self.error = "couldn't create file: Permission denied"
+        except OSError as exc:
+            self.error = f"couldn't create file: {exc.strerror}"
+
+    def write(self, data: bytes) -> None:
+        if self.fh is not None:
+            try:
+                self.fh.write(data)
+            except OSError as exc:
+                self.error = f"write failed: {exc.strerror}"
+                self.abort()
+
+    def finish(self, mtime: int) -> bytes:
+        if self.error or self.fh is None:
+            self.abort()
+            return sync.reply_fail(self.error or "write failed")
+        try:
+            self.fh.close()
+            os.chmod(self.tmp, self.mode)
+            os.utime(self.tmp, (mtime, mtime))
+            os.replace(self.tmp, self.final)
+        except OSError as exc:
+            self.abort()
+            return sync.reply_fail(f"write failed: {exc.strerror}")
+        return sync.reply_okay()
+
+    def abort(self) -> None:
+        if self.fh is not None:
+            with contextlib.suppress(OSError):
+                self.fh.close()
+            self.fh = None
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
+
+
+async def _send_file(fs: DeviceFS, ev: sync.Recv, ch: Channel) -> None:
+    if ev.flags:
+        await ch.write(sync.reply_fail("compression is not supported by this device"))
+        return
+    try:
+        fh = open(fs.host_path(ev.path), "rb")
+    except DevicePathError:
+        await ch.write(sync.reply_fail("open failed: Permission denied"))
+        return
+    except OSError as exc:
+        await ch.write(sync.reply_fail(f"open failed: {exc.strerror}"))
+        return
+    block = 16 * sync.SYNC_DATA_MAX
+    with fh:
+        while True:
+            try:
+                data = fh.read(block)
+            except OSError as exc:
+                await ch.write(sync.reply_fail(f"read failed: {exc.strerror}"))
+                return
+            if not data:
+                break
+            out = bytearray()
+            for i in range(0, len(data), sync.SYNC_DATA_MAX):
+                out += sync.reply_data(data[i : i + sync.SYNC_DATA_MAX])
+            await ch.write(bytes(out))
+            if ch.remote_closed:
+                return
+    await ch.write(sync.reply_done())

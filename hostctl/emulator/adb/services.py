@@ -1,0 +1,84 @@
+"""Parsing of the service names a host OPENs (pure functions).
+
+``shell[,v2][,TERM=x][,raw|,pty]:command``, ``exec:command``, ``sync:``, ``tcp:PORT`` and
+``tcp:PORT:HOST``. adbd picks a pty when no command is given unless ``raw`` is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ShellService:
+    command: str
+    v2: bool
+    pty: bool
+    term: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecService:
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncService:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TcpService:
+    port: int
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownService:
+    name: str
+    reason: str
+
+
+Service = ShellService | ExecService | SyncService | TcpService | UnknownService
+
+
+def parse_service(name: str) -> Service:
+    if name.startswith("shell"):
+        return _parse_shell(name)
+    if name.startswith("exec:"):
+        return ExecService(name[5:])
+    if name == "sync:":
+        return SyncService()
+    if name.startswith("tcp:"):
+        port_text, _, host = name[4:].partition(":")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            return UnknownService(name, f"bad port {port_text!r}")
+        return TcpService(int(port_text), host or None)
+    return UnknownService(name, "service not supported by this device")
+
+
+def _parse_shell(name: str) -> Service:
+    head, sep, command = name.partition(":")
+    if not sep:
+        return UnknownService(name, "shell service without ':'")
+    args = head.split(",")
+    if args[0] != "shell":
+        return UnknownService(name, f"unknown service {args[0]!r}")
+    v2 = False
+    pty: bool | None = None
+    term = None
+    for arg in args[1:]:
+        if arg == "v2":
+            v2 = True
+        elif arg == "raw":
+            pty = False
+        elif arg == "pty":
+            pty = True
+        elif arg.startswith("TERM="):
+            term = arg[5:]
+        elif arg:
+            # adbd ignores arguments it does not know (newer hosts add some); so do we.
+            continue
+    if pty is None:
+        pty = command == ""
+    return ShellService(command, v2, pty, term)
