@@ -173,8 +173,9 @@ def test_delayed_ack_windows():
     assert [type(e) for e in conn.events()] == [DataReceived, DataReceived]
     conn.ack(sid, 1000)
     assert decode_all(conn.data_to_send()) == [Packet(Command.OKAY, sid, 5, struct.pack("<I", 1000))]
-    with pytest.raises(ProtocolError, match="exceeds window"):
-        conn.receive_data(pk(Command.WRTE, 5, sid, bytes(2001)))
+    conn.receive_data(pk(Command.WRTE, 5, sid, bytes(1000)) + pk(Command.WRTE, 5, sid, bytes(1000)))
+    with pytest.raises(ProtocolError, match="exceeds window 0"):
+        conn.receive_data(pk(Command.WRTE, 5, sid, b"x"))
 
 
 def test_delayed_ack_okay_must_carry_count():
