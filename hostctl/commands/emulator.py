@@ -1,0 +1,182 @@
+"""``hostctl emulator up|status|down|reset|power``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from ..cli import CliError, Environment, ExitStatus, print_json, print_table
+from ..emulator import lab as labmod
+
+CONTROL_TIMEOUT = 120.0
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
+    port = env.adb_port
+    home = env.home
+    action = args.action
+    if action == "up":
+        return _up(args, env, port, home)
+    info = labmod.read_lab_file(home, port)
+    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
+        if action == "status" and args.json:
+            print_json(env, {"running": False, "adb_port": port, "handsets": []})
+        raise CliError(f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
+                       ExitStatus.NOT_RUNNABLE)
+    if action == "status":
+        result = _request(info, {"cmd": "status"})
+        result["running"] = True
+        return _show(env, args.json, result)
+    if action == "down":
+        _request(info, {"cmd": "down"})
+        _wait_exit(int(info["pid"]), 60)
+        if args.json:
+            print_json(env, {"running": False, "adb_port": port})
+        else:
+            env.stdout.write(f"lab on adb port {port} stopped\n")
+        return ExitStatus.OK
+    if action == "reset":
+        result = _request(info, {"cmd": "reset", "serial": args.serial})
+        _wait_device(port, result["serial"])
+        if args.json:
+            print_json(env, result)
+        else:
+            env.stdout.write(f"{result['serial']} ({result['label']}) factory-reset and back online\n")
+        return ExitStatus.OK
+    if action == "power":
+        result = _request(info, {"cmd": "power", "serial": args.serial, "on": args.state == "on"})
+        if args.state == "on":
+            _wait_device(port, result["serial"])
+        if args.json:
+            print_json(env, result)
+        else:
+            env.stdout.write(f"{result['serial']} ({result['label']}) powered {args.state}\n")
+        return ExitStatus.OK
+    raise CliError(f"unknown action {action}", ExitStatus.USAGE)
+
+
+def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus:
+    public = {k: v for k, v in status.items() if k not in ("token", "control_port")}
+    if as_json:
+        print_json(env, public)
+        return ExitStatus.OK
+    env.stdout.write(f"emulated lab on adb port {status['adb_port']}, profile {status['profile']}, "
+                     f"pid {status['pid']}\n")
+    rows = [[h["serial"], h["label"], h["number"], h["model"], "on" if h["powered"] else "off",
+             h.get("frida_portal_port") or "-"] for h in status["handsets"]]
+    print_table(env, ["SERIAL", "LABEL", "NUMBER", "MODEL", "POWER", "FRIDA PORTAL"], rows)
+    return ExitStatus.OK
+
+
+def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
+    existing = labmod.read_lab_file(home, port)
+    if existing and labmod._pid_alive(int(existing.get("pid", -1))):
+        raise CliError(f"a lab is already running on adb port {port} (pid {existing['pid']}); "
+                       "`hostctl emulator down` stops it", ExitStatus.ERROR)
+    if args.detach:
+        return _up_detached(args, env, port, home)
+    config = labmod.LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
+                              with_apps=not args.no_apps)
+    try:
+        return asyncio.run(_serve(config, env, args.json))
+    except labmod.LabError as exc:
+        raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
+    except Exception as exc:  # a profile error, an OS error: say what, not a traceback
+        raise CliError(f"lab failed: {exc}", ExitStatus.ERROR) from None
+
+
+async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool) -> ExitStatus:
+    lab = labmod.Lab(config)
+    env.stderr.write(f"starting {config.handsets} emulated handset(s) on adb port {config.adb_port}...\n")
+    env.stderr.flush()
+    await lab.start()
+    _show(env, as_json, lab.status())
+    env.stdout.flush()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(lab.stop()))
+        except (RuntimeError, ValueError):   # not the main thread (in-process tests)
+            pass
+    await lab.stopped.wait()
+    return ExitStatus.OK
+
+
+def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
+    lab_dir = labmod.lab_dir(home, port)
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    log_path = lab_dir / "daemon.log"
+    cmd = [sys.executable, "-m", "hostctl", "emulator", "up", "--handsets", str(args.handsets),
+           "--profile", args.profile, "--json"]
+    if args.no_apps:
+        cmd.append("--no-apps")
+    child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=child_env, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        info = labmod.read_lab_file(home, port)
+        if info and info.get("pid") == proc.pid:
+            return _show(env, args.json, info)
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise CliError(f"the lab exited with status {proc.returncode} before it was ready:\n{tail}",
+                           ExitStatus.NOT_RUNNABLE)
+        time.sleep(0.05)
+    proc.terminate()
+    raise CliError(f"the lab was not ready within {args.timeout:.0f} s (log: {log_path})", ExitStatus.TIMEOUT)
+
+
+def _request(info: dict[str, Any], req: dict[str, Any], timeout: float = CONTROL_TIMEOUT) -> Any:
+    req = dict(req, token=info.get("token"))
+    try:
+        with socket.create_connection((labmod.LOOPBACK, int(info["control_port"])), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(json.dumps(req).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except socket.timeout:
+        raise CliError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s", ExitStatus.TIMEOUT) from None
+    except OSError as exc:
+        raise CliError(f"cannot reach the lab's control port: {exc}", ExitStatus.NOT_RUNNABLE) from None
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise CliError("the lab sent a malformed reply", ExitStatus.ERROR) from None
+    if not reply.get("ok"):
+        raise CliError(reply.get("error", "the lab refused the request"), ExitStatus.ERROR)
+    return reply["result"]
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not labmod._pid_alive(pid):
+            return
+        try:   # reap it if it is our child (in-process tests)
+            import os
+
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    raise CliError(f"the lab (pid {pid}) did not stop within {timeout:.0f} s", ExitStatus.TIMEOUT)
+
+
+def _wait_device(port: int, serial: str, timeout: float = 20.0) -> None:
+    try:
+        labmod.wait_for_device(port, serial, timeout)
+    except labmod.LabError as exc:
+        raise CliError(str(exc), ExitStatus.TIMEOUT) from None

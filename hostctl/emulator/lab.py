@@ -1,0 +1,503 @@
+"""An emulated lab: N virtual handsets, each an adbd on 127.0.0.1 with a Frida portal and app
+processes, attached to the real adb server on one port.
+
+A lab is addressed by its adb server port. Its files live in ``<home>/labs/<adb_port>/``:
+``lab.json`` (what ``status`` prints, the daemon pid and the control endpoint) and one state
+directory per handset under ``handsets/<label>/`` that survives restarts (settings, SMS rows,
+files, identity, and the adbd port, reused so the serial stays the same).
+
+Everything here runs on one asyncio loop; blocking Frida calls go to worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .adb.server import AdbdServer
+from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
+from .handset import VirtualHandset
+from .profiles import FirmwareProfile, load_profile
+from .shell import AndroidShell
+
+log = logging.getLogger("hostctl.emulator.lab")
+
+FRIDA_SERVER_PORT = 27042
+APP_PACKAGES = ("com.android.mms",)
+APP_UID_BASE = 10000
+DEFAULT_ADB_PORT = 5037
+LOOPBACK = "127.0.0.1"
+
+
+class LabError(RuntimeError):
+    """A lab could not be started, reached or changed."""
+
+
+def default_home(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("HOSTCTL_HOME"):
+        return Path(env["HOSTCTL_HOME"])
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hostctl"
+
+
+def lab_dir(home: Path, adb_port: int) -> Path:
+    return Path(home) / "labs" / str(adb_port)
+
+
+class _Backend:
+    """The adbd's view of a handset (see adb.server.DeviceBackend)."""
+
+    def __init__(self, lh: "LabHandset") -> None:
+        self._lh = lh
+        self.fs = lh.handset.fs
+
+    def banner_props(self) -> dict[str, str]:
+        return self._lh.handset.banner_props()
+
+    def new_shell(self) -> AndroidShell:
+        return AndroidShell(self._lh.handset)
+
+    def tcp_target(self, port: int) -> tuple[str, int] | None:
+        # Device-side ports are the handset's own: frida-server's, and what the lab published.
+        if port == FRIDA_SERVER_PORT and self._lh.portal is not None and self._lh.portal.running:
+            return (LOOPBACK, self._lh.portal.control_port)
+        host_port = self._lh.published_ports.get(port)
+        return (LOOPBACK, host_port) if host_port else None
+
+
+class LabHandset:
+    """One emulated handset of a lab: its state, its adbd and its app processes."""
+
+    def __init__(self, lab: "Lab", label: str, profile: FirmwareProfile) -> None:
+        self.lab = lab
+        self.label = label
+        self.profile = profile
+        self.state_dir = lab.dir / "handsets" / label
+        self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir)
+        self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label)
+        self.portal: HandsetPortal | None = None
+        self.apps: dict[str, AppProcess] = {}
+        self.published_ports: dict[int, int] = {}
+        self.powered = False
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.adbd.port
+
+    @property
+    def serial(self) -> str:
+        return f"{LOOPBACK}:{self.adbd.port}"
+
+    def _saved_port(self) -> int:
+        try:
+            port = int((self.state_dir / "adbd.port").read_text())
+        except (OSError, ValueError):
+            return 0
+        with socket.socket() as s:   # reuse it only if still free
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                return 0
+        return port
+
+    def info(self) -> dict[str, Any]:
+        ident = self.handset.identity
+        return {
+            "serial": self.serial,
+            "label": self.label,
+            "number": ident.sims[0].msisdn if ident.sims else None,
+            "numbers": [s.msisdn for s in ident.sims],
+            "imeis": [s.imei for s in ident.sims],
+            "profile": self.profile.name,
+            "model": self.handset.getprop("ro.product.model"),
+            "adbd_port": self.adbd.port,
+            "frida_portal_port": self.portal.control_port if self.portal and self.portal.running else None,
+            "apps": {pkg: app.pid for pkg, app in self.apps.items() if app.alive},
+            "powered": self.powered,
+            "state_dir": str(self.state_dir),
+        }
+
+    # -- power ------------------------------------------------------------------------------
+    async def power_on(self, *, with_apps: bool = True) -> None:
+        if self.powered:
+            return
+        await self.adbd.start()
+        (self.state_dir / "adbd.port").write_text(str(self.adbd.port))
+        self.powered = True
+        if with_apps:
+            await self.start_apps()
+
+    async def start_apps(self) -> None:
+        self.portal = HandsetPortal(name=self.label)
+        try:
+            await asyncio.to_thread(self.portal.start)
+        except PortalError as exc:
+            raise LabError(f"{self.label}: Frida portal did not start: {exc}") from exc
+        await asyncio.gather(*(self._start_app(pkg) for pkg in APP_PACKAGES))
+
+    async def _start_app(self, package: str) -> None:
+        app = AppProcess(package=package, portal=self.portal, state_dir=self.state_dir / "apps",
+                         log_port=self.lab.log_port)
+        try:
+            await asyncio.to_thread(app.start)
+        except AppProcessError as exc:
+            raise LabError(f"{self.label}: app {package} did not start: {exc}") from exc
+        self.apps[package] = app
+        self.handset.register_process(package, app.pid, APP_UID_BASE + len(self.apps))
+        self.lab._pids[app.pid] = self
+
+    async def power_off(self) -> None:
+        """Pull the plug: adbd stops (the host sees the device go offline), apps die."""
+        self.powered = False
+        await self.adbd.stop()
+        for app in self.apps.values():
+            if app.pid:
+                self.handset.unregister_process(app.pid)
+                self.lab._pids.pop(app.pid, None)
+            await asyncio.to_thread(app.stop)
+        self.apps.clear()
+        if self.portal is not None:
+            await asyncio.to_thread(self.portal.stop)
+            self.portal = None
+
+    async def factory_reset(self) -> None:
+        was_on = self.powered
+        await self.power_off()
+        self.handset.factory_reset()
+        if was_on:
+            await self.power_on()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.handset.close()
+
+
+class _LogSink(asyncio.DatagramProtocol):
+    """The lab's "logd": app processes send ``P/TAG(PID): message`` datagrams here."""
+
+    LINE = re.compile(r"^([VDIWEF])/([^(]*)\(\s*(\d+)\):\s?(.*)$", re.S)
+
+    def __init__(self, lab: "Lab") -> None:
+        self.lab = lab
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        m = self.LINE.match(data.decode("utf-8", "replace").rstrip("\n"))
+        if not m:
+            return
+        prio, tag, pid, msg = m.groups()
+        lh = self.lab._pids.get(int(pid))
+        if lh is not None:
+            lh.handset.log(prio, tag.strip(), msg, pid=int(pid))
+
+
+@dataclass
+class LabConfig:
+    adb_port: int = DEFAULT_ADB_PORT
+    handsets: int = 2
+    profile: str = "miui-v5-2014-08-10"
+    home: Path | None = None
+    with_apps: bool = True
+    connect: bool = True            # run `adb connect` for each handset
+    connect_timeout: float = 10.0
+
+
+class Lab:
+    """A running emulated lab (inside the current process's event loop)."""
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self.home = Path(config.home) if config.home else default_home()
+        self.dir = lab_dir(self.home, config.adb_port)
+        self.handsets: list[LabHandset] = []
+        self._pids: dict[int, LabHandset] = {}
+        self.log_port = 0
+        self._log_transport: asyncio.DatagramTransport | None = None
+        self._control: asyncio.base_events.Server | None = None
+        self.control_port = 0
+        self.token = secrets.token_hex(16)
+        self.started_adb_server = False
+        self.stopped = asyncio.Event()
+
+    @property
+    def adb_port(self) -> int:
+        return self.config.adb_port
+
+    async def start(self) -> None:
+        if not 1 <= self.config.handsets <= 256:
+            raise LabError(f"--handsets must be between 1 and 256, not {self.config.handsets}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = read_lab_file(self.home, self.adb_port)
+        if existing and _pid_alive(existing.get("pid", -1)) and existing.get("pid") != os.getpid():
+            raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
+        profile = load_profile(self.config.profile)
+        loop = asyncio.get_running_loop()
+        self._log_transport, _ = await loop.create_datagram_endpoint(lambda: _LogSink(self), local_addr=(LOOPBACK, 0))
+        self.log_port = self._log_transport.get_extra_info("sockname")[1]
+        self.handsets = [LabHandset(self, f"hs{i + 1}", profile) for i in range(self.config.handsets)]
+        try:
+            adb_ready = asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
+            await asyncio.gather(*(h.power_on(with_apps=False) for h in self.handsets))
+            if adb_ready is not None:
+                await adb_ready
+                await asyncio.gather(*(asyncio.to_thread(self._adb_connect, h) for h in self.handsets))
+            if self.config.with_apps:
+                await asyncio.gather(*(h.start_apps() for h in self.handsets))
+            await self._start_control()
+            self._write_lab_file()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        for h in self.handsets:
+            with contextlib.suppress(Exception):
+                await h.power_off()
+            if self.config.connect:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._adb_disconnect, h)
+            h.close()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._log_transport is not None:
+            self._log_transport.close()
+            self._log_transport = None
+        if self.started_adb_server:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(kill_adb_server, self.adb_port)
+        with contextlib.suppress(OSError):
+            lab_file(self.home, self.adb_port).unlink()
+        self.stopped.set()
+
+    def find(self, key: str) -> LabHandset:
+        for h in self.handsets:
+            if key in (h.serial, h.label, str(h.port)):
+                return h
+        raise LabError(f"no handset {key!r} in the lab on adb port {self.adb_port} "
+                       f"(have: {', '.join(h.serial for h in self.handsets)})")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "adb_port": self.adb_port,
+            "pid": os.getpid(),
+            "profile": self.config.profile,
+            "home": str(self.home),
+            "handsets": [h.info() for h in self.handsets],
+        }
+
+    # -- adb --------------------------------------------------------------------------------
+    def _ensure_adb_server(self) -> None:
+        self.started_adb_server = ensure_adb_server(self.adb_port)
+
+    def _adb_connect(self, h: LabHandset) -> None:
+        import adbutils
+
+        client = adbutils.AdbClient(host=LOOPBACK, port=self.adb_port, socket_timeout=self.config.connect_timeout)
+        try:
+            out = client.connect(h.serial, timeout=self.config.connect_timeout)
+        except adbutils.AdbError as exc:
+            raise LabError(f"adb connect {h.serial} failed: {exc}") from exc
+        if "connected" not in out:
+            raise LabError(f"adb connect {h.serial}: {out.strip()}")
+        wait_for_device(self.adb_port, h.serial, self.config.connect_timeout)
+
+    def _adb_disconnect(self, h: LabHandset) -> None:
+        import adbutils
+
+        client = adbutils.AdbClient(host=LOOPBACK, port=self.adb_port, socket_timeout=5)
+        with contextlib.suppress(adbutils.AdbError, OSError):
+            client.disconnect(h.serial)
+
+    # -- control endpoint (for `hostctl emulator status|down|reset` from other processes) -----
+    async def _start_control(self) -> None:
+        self._control = await asyncio.start_server(self._serve_control, LOOPBACK, 0)
+        self.control_port = self._control.sockets[0].getsockname()[1]
+
+    async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict) or req.get("token") != self.token:
+                    raise LabError("bad or missing token")
+                reply = {"ok": True, "result": await self.handle_request(req)}
+            except (LabError, ValueError, KeyError) as exc:
+                reply = {"ok": False, "error": str(exc)}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle_request(self, req: dict[str, Any]) -> Any:
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "down":
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+            return {"stopping": True}
+        if cmd == "reset":
+            h = self.find(str(req["serial"]))
+            await h.factory_reset()
+            return h.info()
+        if cmd == "power":
+            h = self.find(str(req["serial"]))
+            await (h.power_on() if req.get("on") else h.power_off())
+            self._write_lab_file()
+            return h.info()
+        raise LabError(f"unknown control command {cmd!r}")
+
+    def _write_lab_file(self) -> None:
+        data = self.status()
+        data.update(control_port=self.control_port, token=self.token)
+        path = lab_file(self.home, self.adb_port)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, path)
+
+
+# --- helpers shared with the CLI ---------------------------------------------------------------
+
+def lab_file(home: Path, adb_port: int) -> Path:
+    return lab_dir(home, adb_port) / "lab.json"
+
+
+def read_lab_file(home: Path, adb_port: int) -> dict[str, Any] | None:
+    try:
+        return json.loads(lab_file(home, adb_port).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def adb_binary() -> str:
+    import adbutils
+
+    return adbutils.adb_path()
+
+
+def adb_server_running(port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"000chost:version")
+            return s.recv(4) == b"OKAY"
+    except OSError:
+        return False
+
+
+def ensure_adb_server(port: int, timeout: float = 15.0) -> bool:
+    """Start the adb server (the adbutils wheel's adb) on ``port`` unless one answers there.
+    Returns True when this call started it."""
+    import subprocess
+
+    if adb_server_running(port):
+        return False
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+    try:
+        proc = subprocess.run([adb_binary(), "-P", str(port), "start-server"], env=env, capture_output=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"adb start-server on port {port} did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0 or not adb_server_running(port):
+        raise LabError(f"could not start an adb server on port {port}: {proc.stderr.decode(errors='replace').strip()}")
+    return True
+
+
+def kill_adb_server(port: int, timeout: float = 10.0) -> None:
+    import subprocess
+
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
+    subprocess.run([adb_binary(), "-P", str(port), "kill-server"], env=env, capture_output=True,
+                   timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def wait_for_device(adb_port: int, serial: str, timeout: float) -> None:
+    """Poll the adb server until ``serial`` is in state ``device``."""
+    import adbutils
+
+    client = adbutils.AdbClient(host=LOOPBACK, port=adb_port, socket_timeout=timeout)
+    deadline = time.monotonic() + timeout
+    state = "absent"
+    while time.monotonic() < deadline:
+        try:
+            states = {d.serial: d.state for d in client.list()}
+        except (adbutils.AdbError, OSError) as exc:
+            raise LabError(f"adb server on port {adb_port} stopped answering: {exc}") from exc
+        state = states.get(serial, "absent")
+        if state == "device":
+            return
+        time.sleep(0.02)
+    raise LabError(f"{serial} did not come up as 'device' within {timeout:.0f} s (last state: {state})")
+
+
+class LabThread:
+    """A lab on its own event loop in a background thread: the Python API's way to run one.
+
+    >>> with LabThread(LabConfig(adb_port=15037, handsets=2)) as lt:
+    ...     serials = [h.serial for h in lt.lab.handsets]
+    """
+
+    def __init__(self, config: LabConfig) -> None:
+        import threading
+
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="hostctl-lab", daemon=True)
+        self.lab = Lab(config)
+
+    def call(self, coro: Any, timeout: float = 120.0) -> Any:
+        """Run a coroutine on the lab's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> "LabThread":
+        self._thread.start()
+        try:
+            self.call(self.lab.start())
+        except BaseException:
+            self._shutdown()
+            raise
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.call(self.lab.stop())
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        with contextlib.suppress(Exception):
+            self.loop.close()
+
+    def __enter__(self) -> "LabThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,850 @@
+"""Android framework and system tools: getprop, settings, service, content, am, pm, input,
+uiautomator, dumpsys, logcat, ps, pidof, id."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..handset import ContentError, Intent, ReadOnlyPropertyError, normalize_component
+from .files import FsError
+from .interp import Ctx, command
+from .parcel import ParcelWriter, format_parcel, parcel_error_text
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@command("getprop")
+async def _getprop(ctx: Ctx, argv: list[str]) -> int:
+    props = ctx.handset.props()
+    if len(argv) == 1:
+        for key in sorted(props):
+            ctx.out(f"[{key}]: [{props[key]}]\n")
+        return 0
+    default = argv[2] if len(argv) > 2 else ""
+    ctx.out(props.get(argv[1], default) + "\n")
+    return 0
+
+
+@command("setprop")
+async def _setprop(ctx: Ctx, argv: list[str]) -> int:
+    if len(argv) != 3:
+        ctx.err("usage: setprop <key> <value>\n")
+        return 1
+    key, value = argv[1], argv[2]
+    try:
+        ctx.handset.setprop(key, value)
+    except ReadOnlyPropertyError:
+        ctx.handset.log("E", "init", f"sys_prop: permission denied uid:2000  name:{key}", pid=1)
+        if ctx.sdk >= 26:
+            ctx.err(f"Failed to set property '{key}' to '{value}'.\nSee dmesg for error reason.\n")
+            return 1
+        return 0  # KitKat's setprop cannot tell: init refuses and logs it
+    except ValueError:
+        ctx.err("could not set property\n")
+        return 1
+    return 0
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+_SETTINGS_USAGE = """usage:  settings [--user <USER_ID> | current] get namespace key
+        settings [--user <USER_ID> | current] put namespace key value
+        settings [--user <USER_ID> | current] delete namespace key
+        settings [--user <USER_ID> | current] list namespace
+
+'namespace' is one of {system, secure, global}, case-insensitive
+If '--user <USER_ID> | current' is not given, the operations are performed on the system user.
+"""
+
+
+@command("settings")
+async def _settings(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if len(args) >= 2 and args[0] == "--user":
+        args = args[2:]
+    if not args:
+        ctx.err(_SETTINGS_USAGE)
+        return 1
+    verb, rest = args[0], args[1:]
+    need = {"get": 2, "put": 3, "delete": 2, "list": 1}
+    if verb not in need or len(rest) < need[verb] or \
+            rest[0].lower() not in ("system", "secure", "global"):
+        ctx.err(_SETTINGS_USAGE)
+        return 1
+    ns = rest[0].lower()
+    h = ctx.handset
+    if verb == "get":
+        value = h.settings_get(ns, rest[1])
+        ctx.out(("null" if value is None else value) + "\n")
+    elif verb == "put":
+        h.settings_put(ns, rest[1], rest[2])
+    elif verb == "delete":
+        ctx.out(f"Deleted {h.settings_delete(ns, rest[1])} rows\n")
+    else:
+        for name, value in h.settings_list(ns):
+            ctx.out(f"{name}={'null' if value is None else value}\n")
+    return 0
+
+
+# --- service ----------------------------------------------------------------------------------
+
+_SERVICES = (
+    ("phone", "com.android.internal.telephony.ITelephony"),
+    ("iphonesubinfo", "com.android.internal.telephony.IPhoneSubInfo"),
+    ("isms", "com.android.internal.telephony.ISms"),
+    ("telephony.registry", "com.android.internal.telephony.ITelephonyRegistry"),
+    ("activity", "android.app.IActivityManager"),
+    ("package", "android.content.pm.IPackageManager"),
+    ("window", "android.view.IWindowManager"),
+    ("input", "android.hardware.input.IInputManager"),
+    ("connectivity", "android.net.IConnectivityManager"),
+    ("wifi", "android.net.wifi.IWifiManager"),
+    ("power", "android.os.IPowerManager"),
+    ("account", "android.accounts.IAccountManager"),
+    ("content", "android.content.IContentService"),
+    ("alarm", "android.app.IAlarmManager"),
+    ("location", "android.location.ILocationManager"),
+    ("notification", "android.app.INotificationManager"),
+    ("statusbar", "com.android.internal.statusbar.IStatusBarService"),
+    ("miui.security.SecurityManager", "miui.security.ISecurityManager"),
+)
+_SERVICE_NAMES = {name for name, _ in _SERVICES}
+
+_SERVICE_USAGE = """Usage: service [-h|-?]
+       service list
+       service check SERVICE
+       service call SERVICE CODE [i32 INT | s16 STR] ...
+Options:
+   i32: Write the integer INT into the send parcel.
+   s16: Write the UTF-16 string STR into the send parcel.
+"""
+
+
+def _subinfo_value(ctx: Ctx, method: str, args: list[tuple[str, object]]) -> str | None:
+    sims = ctx.handset.identity.sims
+    ints = [v for t, v in args if t == "i32"]
+    slot = 0
+    if method.endswith(("ForPhone", "ForSubscriber", "ForSubscriberId")) and ints:
+        index = int(ints[0])
+        slot = index if method.endswith("ForPhone") else index - 1
+    if not 0 <= slot < len(sims):
+        return None
+    sim = sims[slot]
+    base = method
+    for suffix in ("ForPhone", "ForSubscriber", "ForSubscriberId"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return {
+        "getDeviceId": sim.imei, "getImei": sim.imei, "getDeviceSvn": "01",
+        "getSubscriberId": sim.imsi, "getIccSerialNumber": sim.iccid,
+        "getLine1Number": sim.msisdn, "getMsisdn": sim.msisdn,
+    }.get(base)
+
+
+@command("service")
+async def _service(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if not args or args[0] in ("-h", "-?"):
+        ctx.out(_SERVICE_USAGE)
+        return 0
+    if args[0] == "list":
+        ctx.out(f"Found {len(_SERVICES)} services:\n")
+        for i, (name, iface) in enumerate(_SERVICES):
+            ctx.out(f"{i}\t{name}: [{iface}]\n")
+        return 0
+    if args[0] == "check":
+        if len(args) < 2:
+            ctx.err("service: No service specified for check\n")
+            return 10
+        found = "found" if args[1] in _SERVICE_NAMES else "not found"
+        ctx.out(f"Service {args[1]}: {found}\n")
+        return 0
+    if args[0] != "call":
+        ctx.err(f"service: Unknown command {args[0]}\n")
+        ctx.out(_SERVICE_USAGE)
+        return 10
+    if len(args) < 2:
+        ctx.err("service: No service specified for call\n")
+        return 10
+    name = args[1]
+    if name not in _SERVICE_NAMES:
+        ctx.err(f"service: Service {name} does not exist\n")
+        return 10
+    if len(args) < 3:
+        ctx.err("service: No code specified for call\n")
+        return 10
+    try:
+        code = int(args[2], 0)
+    except ValueError:
+        code = 0
+    call_args: list[tuple[str, object]] = []
+    rest = args[3:]
+    i = 0
+    while i < len(rest):
+        kind = rest[i]
+        if kind in ("i32", "i64", "s16", "f", "d"):
+            if i + 1 >= len(rest):
+                ctx.err(f"service: no {'string' if kind == 's16' else 'integer'} supplied for "
+                        f"'{kind}'\n")
+                return 10
+            call_args.append((kind, rest[i + 1]))
+            i += 2
+        elif kind == "null":
+            call_args.append(("null", None))
+            i += 1
+        else:
+            ctx.err(f"service: unknown option {kind}\n")
+            return 10
+    if name == "iphonesubinfo":
+        method = ctx.handset.profile.iphonesubinfo_method(code)
+        if method is not None:
+            value = _subinfo_value(ctx, method, call_args)
+            ctx.out(format_parcel(ParcelWriter().write_no_exception()
+                                  .write_string16(value).data()))
+            return 0
+    ctx.out(parcel_error_text(74, "Not a data message"))
+    return 0
+
+
+# --- content ----------------------------------------------------------------------------------
+
+_CONTENT_USAGE = """usage: adb shell content [subcommand] [options]
+
+usage: adb shell content insert --uri <URI> [--user <USER_ID>] --bind <BINDING> [--bind <BINDING>...]
+usage: adb shell content update --uri <URI> [--user <userId>] [--where <WHERE>]
+usage: adb shell content delete --uri <URI> [--user <userId>] --bind <BINDING> [--bind <BINDING>...] [--where <WHERE>]
+usage: adb shell content query --uri <URI> [--user <userId>] [--projection <PROJECTION>] [--where <WHERE>] [--sort <SORT_ORDER>]
+"""
+
+
+def _bind_value(binding: str) -> tuple[str, object]:
+    parts = binding.split(":", 2)
+    if len(parts) != 3:
+        raise ValueError(f"Invalid binding: {binding}")
+    name, kind, raw = parts
+    if kind == "s":
+        return name, raw
+    if kind in ("i", "l"):
+        return name, int(raw)
+    if kind in ("f", "d"):
+        return name, float(raw)
+    if kind == "b":
+        return name, 1 if raw.lower() == "true" else 0
+    if kind == "n":
+        return name, None
+    raise ValueError(f"Unsupported type: {kind}")
+
+
+def _java_value(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return "BLOB"
+    if isinstance(value, float):
+        return repr(value) if value != int(value) or abs(value) >= 1e7 else f"{value:.1f}"
+    return str(value)
+
+
+@command("content")
+async def _content(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if not args or args[0] not in ("query", "insert", "update", "delete"):
+        ctx.err(_CONTENT_USAGE)
+        return 1
+    verb = args[0]
+    opts: dict[str, str] = {}
+    binds: dict[str, object] = {}
+    i = 1
+    while i < len(args):
+        opt = args[i]
+        if opt in ("--uri", "--projection", "--where", "--sort", "--user", "--bind") \
+                and i + 1 < len(args):
+            if opt == "--bind":
+                try:
+                    key, value = _bind_value(args[i + 1])
+                except ValueError as exc:
+                    ctx.err(f"[ERROR] {exc}\n")
+                    return 1
+                binds[key] = value
+            else:
+                opts[opt[2:]] = args[i + 1]
+            i += 2
+            continue
+        ctx.err(f"[ERROR] Unsupported argument: {opt}\n{_CONTENT_USAGE}")
+        return 1
+    uri = opts.get("uri")
+    if not uri:
+        ctx.err(f"[ERROR] Content provider URI not specified\n{_CONTENT_USAGE}")
+        return 1
+    if verb == "insert" and not binds:
+        ctx.err(f"[ERROR] Bindings not specified\n{_CONTENT_USAGE}")
+        return 1
+    authority = uri.split("://", 1)[-1].split("/", 1)[0]
+    h = ctx.handset
+    try:
+        if authority == "settings":
+            return _content_settings(ctx, verb, uri, opts, binds)
+        if authority != "sms":
+            raise ContentError(f"java.lang.IllegalStateException: Could not find provider: "
+                               f"{authority}")
+        if verb == "query":
+            projection = opts["projection"].split(":") if "projection" in opts else None
+            names, rows = h.sms_query(uri, projection, opts.get("where"), opts.get("sort"))
+            if not rows:
+                ctx.out("No result found.\n")
+            for n, row in enumerate(rows):
+                cells = ", ".join(f"{c}={_java_value(v)}" for c, v in zip(names, row))
+                ctx.out(f"Row: {n} {cells}\n")
+        elif verb == "insert":
+            h.sms_insert(binds, uri)
+        elif verb == "update":
+            h.sms_update(binds, uri, opts.get("where"))
+        else:
+            h.sms_delete(uri, opts.get("where"))
+    except ContentError as exc:
+        ctx.err(f"Error while accessing provider:{authority}\n{exc}\n")
+        return 1
+    return 0
+
+
+def _content_settings(ctx: Ctx, verb: str, uri: str, opts: dict, binds: dict) -> int:
+    parts = uri.split("://", 1)[-1].split("/")
+    ns = parts[1] if len(parts) > 1 else ""
+    if ns not in ("system", "secure", "global"):
+        raise ContentError(f"java.lang.IllegalArgumentException: Invalid URI: {uri}")
+    h = ctx.handset
+    if verb == "query":
+        rows = h.settings_list(ns)
+        if len(parts) > 2:
+            rows = [r for r in rows if r[0] == parts[2]]
+        if not rows:
+            ctx.out("No result found.\n")
+        for n, (name, value) in enumerate(rows):
+            ctx.out(f"Row: {n} name={name}, value={_java_value(value)}\n")
+    elif verb in ("insert", "update"):
+        if "name" not in binds:
+            raise ContentError("java.lang.IllegalArgumentException: name must not be null")
+        h.settings_put(ns, str(binds["name"]), None if binds.get("value") is None
+                       else str(binds["value"]))
+    else:
+        where = opts.get("where", "")
+        if where.startswith("name=") or where.startswith("name ="):
+            h.settings_delete(ns, where.split("=", 1)[1].strip().strip("'\""))
+    return 0
+
+
+# --- am / pm ----------------------------------------------------------------------------------
+
+_AM_USAGE = """usage: am [subcommand] [options]
+usage: am start [-D] [-W] [-P <FILE>] [--start-profiler <FILE>]
+               [--R COUNT] [-S] [--opengl-trace]
+               [--user <USER_ID> | current] <INTENT>
+       am startservice [--user <USER_ID> | current] <INTENT>
+       am force-stop [--user <USER_ID> | all | current] <PACKAGE>
+       am kill [--user <USER_ID> | all | current] <PACKAGE>
+       am broadcast [--user <USER_ID> | all | current] <INTENT>
+"""
+
+
+def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
+    fields: dict = {"kind": kind, "categories": [], "extras": {}, "flags": 0}
+    opts: set[str] = set()
+    i = 0
+
+    def take() -> str:
+        nonlocal i
+        if i + 1 >= len(args):
+            raise ValueError(f"Argument expected after \"{args[i]}\"")
+        i += 1
+        return args[i]
+
+    while i < len(args):
+        a = args[i]
+        if a == "-a":
+            fields["action"] = take()
+        elif a == "-d":
+            fields["data"] = take()
+        elif a == "-t":
+            fields["mime_type"] = take()
+        elif a == "-c":
+            fields["categories"].append(take())
+        elif a == "-n":
+            fields["component"] = normalize_component(take())
+        elif a == "-f":
+            fields["flags"] |= int(take(), 0)
+        elif a in ("-e", "--es"):
+            k = take()
+            fields["extras"][k] = take()
+        elif a == "--esn":
+            fields["extras"][take()] = None
+        elif a in ("--ei", "--el"):
+            k = take()
+            fields["extras"][k] = int(take())
+        elif a == "--ef":
+            k = take()
+            fields["extras"][k] = float(take())
+        elif a == "--ez":
+            k = take()
+            v = take().lower()
+            fields["extras"][k] = v == "true" or v == "1"
+        elif a in ("--eu", "--ecn"):
+            k = take()
+            fields["extras"][k] = take()
+        elif a == "--eia":
+            k = take()
+            fields["extras"][k] = [int(x) for x in take().split(",")]
+        elif a == "--user":
+            take()
+        elif a in ("-W", "-S", "-D", "--opengl-trace") or a.startswith("--activity-") \
+                or a.startswith("--receiver-") or a == "--include-stopped-packages":
+            opts.add(a)
+        elif a in ("-P", "--start-profiler", "--R", "-p"):
+            take()
+        elif a.startswith("-"):
+            raise ValueError(f"Unknown option: {a}")
+        elif "/" in a and ":" not in a:
+            fields["component"] = normalize_component(a)
+        elif ":" in a:
+            fields["data"] = a
+        else:
+            fields["package"] = a
+        i += 1
+    fields["categories"] = tuple(fields["categories"])
+    return Intent(**fields), opts
+
+
+@command("am")
+async def _am(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if not args:
+        ctx.err(_AM_USAGE)
+        return 1
+    verb, rest = args[0], args[1:]
+    h = ctx.handset
+    if verb in ("force-stop", "kill"):
+        pkgs = [a for a in rest if not a.startswith("--user")]
+        if not pkgs:
+            ctx.err("Error: Argument expected after \"" + verb + "\"\n")
+            return 1
+        if verb == "force-stop":
+            h.force_stop(pkgs[-1])
+        return 0
+    kinds = {"start": "activity", "startservice": "service", "start-service": "service",
+             "broadcast": "broadcast"}
+    if verb not in kinds:
+        ctx.err(f"Error: Unknown command: {verb}\n{_AM_USAGE}")
+        return 1
+    try:
+        intent, opts = _parse_intent(kinds[verb], rest)
+    except ValueError as exc:
+        ctx.err(f"Error: {exc}\n")
+        return 1
+    code_on_error = 255 if ctx.sdk >= 26 else 0
+    if verb == "start":
+        ctx.out(f"Starting: {intent.describe()}\n")
+        error = h.start_activity(intent)
+        if error:
+            ctx.err(error + "\n")
+            return code_on_error
+        if "-W" in opts:
+            comp = h.current_screen.component
+            short = Intent(kind="activity", component=comp).short_component()
+            ctx.out(f"Status: ok\nActivity: {short}\nThisTime: 312\nTotalTime: 312\n"
+                    "Complete\n")
+        return 0
+    if verb in ("startservice", "start-service"):
+        ctx.out(f"Starting service: {intent.describe()}\n")
+        error = h.start_service(intent)
+        if error:
+            ctx.err(error + "\n")
+            return code_on_error
+        return 0
+    ctx.out(f"Broadcasting: {intent.describe()}\n")
+    result = h.broadcast(intent)
+    ctx.out(f"Broadcast completed: result={result}\n")
+    return 0
+
+
+_PM_USAGE = """usage: pm list packages [-f] [-d] [-e] [-s] [-3] [-i] [-u] [--user USER_ID] [FILTER]
+       pm path PACKAGE
+       pm clear [--user USER_ID] PACKAGE
+"""
+
+
+@command("pm")
+async def _pm(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    packages = ctx.handset.profile.packages
+    if len(args) >= 2 and args[0] == "list" and args[1] == "packages":
+        flags = {a for a in args[2:] if a.startswith("-")}
+        filters = [a for a in args[2:] if not a.startswith("-")]
+        for pkg in sorted(packages):
+            apk = packages[pkg]
+            system = apk.startswith("/system/")
+            if "-3" in flags and system or "-s" in flags and not system:
+                continue
+            if filters and filters[-1] not in pkg:
+                continue
+            ctx.out(f"package:{apk}={pkg}\n" if "-f" in flags else f"package:{pkg}\n")
+        return 0
+    if len(args) == 2 and args[0] == "path":
+        if args[1] in packages:
+            ctx.out(f"package:{packages[args[1]]}\n")
+            return 0
+        return 1
+    if len(args) >= 2 and args[0] == "clear":
+        ok = ctx.handset.clear_package(args[-1])
+        ctx.out("Success\n" if ok else "Failed\n")
+        return 0
+    ctx.err(_PM_USAGE)
+    return 1
+
+
+# --- input / uiautomator ----------------------------------------------------------------------
+
+_INJECT_DENIED = (
+    'Exception in thread "main" java.lang.SecurityException: Injecting to another application '
+    "requires INJECT_EVENTS permission\n"
+    "\tat android.os.Parcel.readException(Parcel.java:1465)\n"
+    "\tat android.os.Parcel.readException(Parcel.java:1419)\n"
+    "\tat android.hardware.input.IInputManager$Stub$Proxy.injectInputEvent"
+    "(IInputManager.java:350)\n"
+    "\tat android.hardware.input.InputManager.injectInputEvent(InputManager.java:641)\n"
+    "\tat com.android.commands.input.Input.injectMotionEvent(Input.java:233)\n"
+    "\tat com.android.commands.input.Input.run(Input.java:92)\n"
+    "\tat com.android.commands.input.Input.main(Input.java:59)\n"
+    "\tat com.android.internal.os.RuntimeInit.nativeFinishInit(Native Method)\n"
+    "\tat com.android.internal.os.RuntimeInit.main(RuntimeInit.java:243)\n"
+    "\tat dalvik.system.NativeStart.main(Native Method)\n"
+)
+
+_INPUT_USAGE = """Usage: input [<source>] <command> [<arg>...]
+
+The sources are: 
+      trackball
+      joystick
+      touchnavigation
+      mouse
+      keyboard
+      gamepad
+      touchpad
+      dpad
+      stylus
+      touchscreen
+
+The commands and default sources are:
+      text <string> (Default: touchscreen)
+      keyevent [--longpress] <key code number or name> ... (Default: keyboard)
+      tap <x> <y> (Default: touchscreen)
+      swipe <x1> <y1> <x2> <y2> [duration(ms)] (Default: touchscreen)
+      press (Default: trackball)
+      roll <dx> <dy> (Default: trackball)
+"""
+
+_KEYCODES = {"HOME": 3, "BACK": 4, "CALL": 5, "ENDCALL": 6, "DPAD_UP": 19, "DPAD_DOWN": 20,
+             "DPAD_LEFT": 21, "DPAD_RIGHT": 22, "DPAD_CENTER": 23, "VOLUME_UP": 24,
+             "VOLUME_DOWN": 25, "POWER": 26, "CAMERA": 27, "TAB": 61, "SPACE": 62, "ENTER": 66,
+             "DEL": 67, "MENU": 82, "SEARCH": 84, "APP_SWITCH": 187, "WAKEUP": 224}
+_SOURCES = {"trackball", "joystick", "touchnavigation", "mouse", "keyboard", "gamepad",
+            "touchpad", "dpad", "stylus", "touchscreen"}
+
+
+@command("input")
+async def _input(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if args and args[0] in _SOURCES:
+        args = args[1:]
+    if not args:
+        ctx.err(_INPUT_USAGE)
+        return 1
+    verb, rest = args[0], args[1:]
+    arity = {"tap": (2, 2), "swipe": (4, 5), "text": (1, 1), "keyevent": (1, 99),
+             "press": (0, 0), "roll": (2, 2)}
+    if verb not in arity or not arity[verb][0] <= len(rest) <= arity[verb][1]:
+        ctx.err(f"Error: Invalid arguments for command: {verb}\n{_INPUT_USAGE}")
+        return 1
+    if ctx.handset.profile.input_injection_blocked:
+        ctx.err(_INJECT_DENIED)
+        return 1
+    h = ctx.handset
+    try:
+        if verb == "tap":
+            h.tap(int(float(rest[0])), int(float(rest[1])))
+        elif verb == "swipe":
+            [float(v) for v in rest]
+        elif verb == "text":
+            h.type_text(rest[0].replace("%s", " "))
+        elif verb == "keyevent":
+            for key in rest:
+                if key == "--longpress":
+                    continue
+                name = key.upper().removeprefix("KEYCODE_")
+                code = int(key) if key.isdigit() else _KEYCODES.get(name)
+                if code is None:
+                    continue
+                if code == 3:
+                    h.go_home()
+                elif code == 4:
+                    h.go_back()
+    except ValueError as exc:
+        ctx.err(f'Exception in thread "main" java.lang.NumberFormatException: Invalid float: '
+                f'"{exc}"\n')
+        return 1
+    return 0
+
+
+@command("uiautomator")
+async def _uiautomator(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    if not args or args[0] != "dump":
+        ctx.err("Usage: uiautomator <subcommand> [options]\n\nAvailable subcommands:\n\n"
+                "help: displays help message\n\nruntest: executes UI automation tests\n\n"
+                "dump: creates an XML dump of current UI hierarchy\n\n"
+                "events: prints out accessibility events until terminated\n")
+        return 1
+    paths = [a for a in args[1:] if not a.startswith("--")]
+    target = paths[0] if paths else "/sdcard/window_dump.xml"
+    xml = ctx.handset.ui_dump_xml()
+    dev = ctx.path(target)
+    if dev in ("/dev/tty", "/dev/stdout"):
+        ctx.out(xml)
+    else:
+        try:
+            ctx.files.write(dev, xml.encode("utf-8"))
+        except FsError as exc:
+            ctx.err(f"ERROR: could not write {target}: {exc.reason}\n")
+            return 1
+    ctx.out(f"UI hierchary dumped to: {dev}\n")
+    return 0
+
+
+# --- dumpsys ----------------------------------------------------------------------------------
+
+
+@command("dumpsys")
+async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
+    h = ctx.handset
+    if len(argv) == 1 or argv[1] == "-l":
+        ctx.out("Currently running services:\n")
+        for name, _ in sorted(_SERVICES):
+            ctx.out(f"  {name}\n")
+        return 0
+    name = argv[1]
+    if name not in _SERVICE_NAMES:
+        ctx.err(f"Can't find service: {name}\n")
+        return 0
+    sims = h.identity.sims
+    if name == "iphonesubinfo":
+        if h.profile.sdk <= 19:
+            ctx.out("Phone Subscriber Info:\n  Phone Type = GSM\n"
+                    f"  Device ID = {sims[0].imei}\n")
+        return 0
+    if name == "telephony.registry":
+        ctx.out("last known state:\n")
+        for sim in sims:
+            ctx.out(f"  Phone Id={sim.slot}\n  mCallState=0\n  mCallIncomingNumber=\n"
+                    f"  mServiceState=0 0 voice home data home {sim.operator_name} "
+                    f"{sim.operator_name} {sim.mcc_mnc}  UMTS UMTS CSS not supported -1 -1 "
+                    "RoamInd=-1 DefRoamInd=-1 EmergOnly=false\n"
+                    "  mSignalStrength=SignalStrength: 14 0 -120 -160 -120 -1 -1 99 2147483647 "
+                    "2147483647 2147483647 2147483647 2147483647 gsm|lte\n"
+                    "  mMessageWaiting=false\n  mCallForwarding=false\n  mDataActivity=0\n"
+                    "  mDataConnectionState=2\n  mDataConnectionPossible=true\n"
+                    f"  mDataConnectionApn=cmnet\n")
+        return 0
+    if name == "activity":
+        screen = h.current_screen
+        comp = Intent(kind="activity", component=screen.component).short_component()
+        ctx.out("ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)\n"
+                "  Stack #0:\n"
+                f"    Running activities (most recent first):\n"
+                f"      TaskRecord{{41f2c8d0 #2 A {screen.package} U 0}}\n"
+                f"        Run #0: ActivityRecord{{42a1b3e8 u0 {comp} t2}}\n\n"
+                f"  mFocusedActivity: ActivityRecord{{42a1b3e8 u0 {comp} t2}}\n"
+                "ACTIVITY MANAGER RUNNING PROCESSES (dumpsys activity processes)\n")
+        for p in h.processes():
+            if p.ppid == h.zygote_pid:
+                ctx.out(f"    PID #{p.pid}: ProcessRecord{{4{p.pid:07x} {p.pid}:{p.name}/"
+                        f"{p.user}}}\n")
+        return 0
+    if name == "package" and len(argv) > 2:
+        pkg = argv[2]
+        if pkg in h.profile.packages:
+            ctx.out(f"Packages:\n  Package [{pkg}] (4{abs(hash(pkg)) % 0xFFFFFFF:07x}):\n"
+                    f"    codePath={h.profile.packages[pkg]}\n    versionName=unknown\n")
+        return 0
+    return 0
+
+
+# --- logcat -----------------------------------------------------------------------------------
+
+
+@command("logcat")
+async def _logcat(ctx: Ctx, argv: list[str]) -> int:
+    h = ctx.handset
+    args = argv[1:]
+    dump = clear = False
+    fmt = "threadtime"
+    tail: int | None = None
+    specs: list[str] = []
+    silence_rest = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-d":
+            dump = True
+        elif a == "-c":
+            clear = True
+        elif a in ("-v", "-b", "-t", "-T", "-f", "-r", "-n", "-s") and (a != "-s" or
+                                                                          i + 1 < len(args)):
+            if a == "-s":
+                silence_rest = True
+                i += 1
+                continue
+            if i + 1 >= len(args):
+                ctx.err(f"logcat: option requires an argument -- '{a[1]}'\n")
+                return 1
+            value = args[i + 1]
+            if a == "-v":
+                fmt = value
+            elif a in ("-t", "-T"):
+                try:
+                    tail = int(value)
+                except ValueError:
+                    ctx.err(f"logcat: -t {value}: invalid count\n")
+                    return 1
+                dump = dump or a == "-t"
+            i += 2
+            continue
+        elif a == "-s":
+            silence_rest = True
+        elif a == "-g":
+            ctx.out("main: ring buffer is 256Kb (0Kb consumed), max entry is 5120b, "
+                    "max payload is 4076b\n")
+            return 0
+        elif a.startswith("-"):
+            ctx.err(f"logcat: invalid option -- '{a[1:2]}'\n")
+            return 1
+        else:
+            specs.append(a)
+        i += 1
+    if clear:
+        h.log_clear()
+        return 0
+    levels: dict[str, int] = {}
+    default_level = 9 if silence_rest else 0
+    order = "VDIWEFS"
+    for spec in specs:
+        tag, _, level = spec.partition(":")
+        lvl = order.index(level.upper()[:1]) if level and level.upper()[:1] in order else 0
+        if tag == "*":
+            default_level = lvl if lvl < 6 else 9
+        else:
+            levels[tag] = lvl if lvl < 6 else 9
+
+    def wanted(entry) -> bool:
+        return order.index(entry.priority) >= levels.get(entry.tag, default_level)
+
+    header = ("--------- beginning of main" if ctx.sdk >= 21
+              else "--------- beginning of /dev/log/main")
+    entries = [e for e in h.log_entries() if wanted(e)]
+    if tail is not None:
+        entries = entries[-tail:] if tail > 0 else []
+    printed_header = False
+    for e in entries:
+        if not printed_header:
+            ctx.out(header + "\n")
+            printed_header = True
+        ctx.out(e.format(fmt) + "\n")
+    if dump:
+        return 0
+    # Stream until the caller cancels (the ADB stream closed).
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    remove = h.add_log_listener(lambda e: loop.call_soon_threadsafe(queue.put_nowait, e))
+    try:
+        while True:
+            e = await queue.get()
+            if wanted(e):
+                if not printed_header:
+                    ctx.out(header + "\n")
+                    printed_header = True
+                ctx.out(e.format(fmt) + "\n")
+    finally:
+        remove()
+
+
+# --- processes & identity ---------------------------------------------------------------------
+
+_PS_HEADER = "USER           PID  PPID     VSZ    RSS WCHAN            ADDR S NAME\n"
+
+
+@command("ps")
+async def _ps(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    show_all = ctx.sdk < 26 or any(a in ("-A", "-e", "-ef", "-Af") for a in args)
+    pids: set[int] | None = None
+    names = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-p" and i + 1 < len(args):
+            pids = {int(x) for x in args[i + 1].split(",") if x.isdigit()}
+            show_all = True
+            i += 2
+            continue
+        if not a.startswith("-"):
+            names.append(a)
+            show_all = True
+        i += 1
+    ctx.out(_PS_HEADER)
+    procs = ctx.handset.processes()
+    if not show_all:
+        procs = [p for p in procs if p.uid == 2000]
+    for p in procs:
+        if pids is not None and p.pid not in pids:
+            continue
+        if names and not any(n in p.name for n in names):
+            continue
+        ctx.out(f"{p.user:<12} {p.pid:>5} {p.ppid:>5} {p.vsz:>7} {p.rss:>6} {p.wchan:<16} "
+                f"{0:>4} {p.state} {p.name}\n")
+    return 0
+
+
+@command("pidof")
+async def _pidof(ctx: Ctx, argv: list[str]) -> int:
+    names = [a for a in argv[1:] if not a.startswith("-")]
+    pids: list[int] = []
+    for name in names:
+        pids.extend(ctx.handset.pids_of(name))
+    if not pids:
+        return 1
+    ctx.out(" ".join(str(p) for p in sorted(pids, reverse=True)) + "\n")
+    return 0
+
+
+_ID_GROUPS = ("1003(graphics),1004(input),1007(log),1009(mount),1011(adb),1015(sdcard_rw),"
+              "1028(sdcard_r),3001(net_bt_admin),3002(net_bt),3003(inet),3006(net_bw_stats)")
+
+
+@command("id")
+async def _id(ctx: Ctx, argv: list[str]) -> int:
+    flags = "".join(a[1:] for a in argv[1:] if a.startswith("-"))
+    if "u" in flags or "g" in flags:
+        ctx.out(("shell" if "n" in flags else "2000") + "\n")
+        return 0
+    ctx.out(f"uid=2000(shell) gid=2000(shell) groups={_ID_GROUPS} context=u:r:shell:s0\n")
+    return 0
+
+
+@command("whoami")
+async def _whoami(ctx: Ctx, argv: list[str]) -> int:
+    ctx.out("shell\n")
+    return 0
+
+
+@command("getenforce")
+async def _getenforce(ctx: Ctx, argv: list[str]) -> int:
+    ctx.out("Enforcing\n" if ctx.sdk >= 19 else "Permissive\n")
+    return 0
+

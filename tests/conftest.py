@@ -1,0 +1,67 @@
+"""Shared fixtures: a private adb server per test worker, and emulated labs attached to it.
+
+Every test worker (pytest-xdist) gets its own adb server on a free port, killed by port at the
+end, so workers never disturb each other or a developer's own adb server on 5037.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hostctl.emulator.lab import LabConfig, LabThread, ensure_adb_server, kill_adb_server, adb_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _runs_tests(config) -> bool:
+    # the xdist controller only distributes; its workers (and plain runs) execute tests
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or not getattr(config.option, "numprocesses", None)
+
+
+def pytest_configure(config):
+    # Chosen and started before any test runs: Frida's device manager starts tracking the adb
+    # server named by ANDROID_ADB_SERVER_PORT the first time a test touches Frida, and does not
+    # come back soon if no server answered then.
+    if not _runs_tests(config):
+        return
+    port = free_port()
+    os.environ["HOSTCTL_TEST_ADB_PORT"] = os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
+    ensure_adb_server(port)
+
+
+def pytest_unconfigure(config):
+    if _runs_tests(config) and os.environ.get("HOSTCTL_TEST_ADB_PORT"):
+        kill_adb_server(int(os.environ["HOSTCTL_TEST_ADB_PORT"]))
+
+
+@pytest.fixture(scope="session")
+def adb_port():
+    return int(os.environ["HOSTCTL_TEST_ADB_PORT"])
+
+
+@pytest.fixture(scope="session")
+def adb(adb_port):
+    """Run the real adb CLI against the worker's server: adb("-s", s, "shell", "id")."""
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port))
+
+    def run(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([adb_binary(), *args], env=env, input=input, capture_output=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def lab(adb_port, tmp_path_factory):
+    """A two-handset lab on the 2014-08-10 profile, with app processes joined to Frida portals."""
+    home = tmp_path_factory.mktemp("hostctl-home")
+    with LabThread(LabConfig(adb_port=adb_port, handsets=2, home=home)) as lt:
+        yield lt

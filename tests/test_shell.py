@@ -1,0 +1,371 @@
+"""The emulated Android shell, transcript style: command in, exact stdout/stderr/rc out."""
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from hostctl.emulator.handset import Intent, View
+from hostctl.emulator.shell import AndroidShell
+from hostctl.emulator.shell.parcel import ParcelWriter, format_parcel
+
+from test_shell_kit import MemoryIO, make_handset, run
+
+
+@pytest.fixture
+def h(tmp_path: Path):
+    handset = make_handset(tmp_path)
+    yield handset
+    handset.close()
+
+
+def check(h, command: str, out: str = "", err: str = "", rc: int = 0, stdin: bytes = b""):
+    r = run(h, command, stdin)
+    assert (r.out, r.err, r.rc) == (out, err, rc), command
+
+
+def parcel_for(text: str | None) -> str:
+    return format_parcel(ParcelWriter().write_no_exception().write_string16(text).data())
+
+
+# --- parcel format ----------------------------------------------------------------------------
+
+def test_parcel_hexdump_is_byte_exact() -> None:
+    assert parcel_for("358070080478163") == (
+        "Result: Parcel(\n"
+        "  0x00000000: 00000000 0000000f 00350033 00300038 '........3.5.8.0.'\n"
+        "  0x00000010: 00300037 00380030 00340030 00380037 '7.0.0.8.0.4.7.8.'\n"
+        "  0x00000020: 00360031 00000033                   '1.6.3...        ')\n")
+    assert parcel_for(None) == "Result: Parcel(00000000 ffffffff   '........')\n"
+    assert format_parcel(ParcelWriter().write_int32(0).data()) == \
+        "Result: Parcel(00000000    '....')\n"
+
+
+def test_service_call_iphonesubinfo(h) -> None:
+    sim = h.identity.sims[0]
+    check(h, "service call iphonesubinfo 1", parcel_for(sim.imei))
+    check(h, "service call iphonesubinfo 3", parcel_for(sim.imsi))
+    check(h, "service call iphonesubinfo 5", parcel_for(sim.iccid))
+    check(h, "service call iphonesubinfo 6", parcel_for(sim.msisdn))
+    check(h, "service call iphonesubinfo 4", parcel_for(None))
+    check(h, "service call iphonesubinfo 99",
+          'Result: Parcel(Error: 0xffffffb6 "Not a data message")\n')
+    check(h, "service call nosuch 1", "", "service: Service nosuch does not exist\n", 10)
+    check(h, "service check iphonesubinfo", "Service iphonesubinfo: found\n")
+    r = run(h, "service list")
+    assert r.out.startswith("Found 18 services:\n0\tphone: [com.android.internal.telephony."
+                            "ITelephony]\n1\tiphonesubinfo: ")
+
+
+def test_service_call_decodes_back(h) -> None:
+    out = run(h, "service call iphonesubinfo 1").out
+    chars = "".join(line.split("'")[1] for line in out.splitlines()[1:])
+    assert chars.replace(".", "")[:15] == h.identity.sims[0].imei
+
+
+# --- props & settings -------------------------------------------------------------------------
+
+def test_getprop(h) -> None:
+    check(h, "getprop ro.build.version.release", "4.4.4\n")
+    check(h, "getprop no.such.prop", "\n")
+    check(h, "getprop no.such.prop dflt", "dflt\n")
+    lines = run(h, "getprop").out.splitlines()
+    keys = [line[1:line.index("]")] for line in lines]
+    assert keys == sorted(keys)
+    assert "[ro.product.model]: [HM 1S]" in lines
+    assert f"[ro.ril.miui.imei0]: [{h.identity.sims[0].imei}]" in lines
+
+
+def test_setprop(h) -> None:
+    check(h, "setprop debug.x 1; getprop debug.x", "1\n")
+    check(h, "setprop ro.product.model x; getprop ro.product.model", "HM 1S\n")
+    check(h, "setprop a", "", "usage: setprop <key> <value>\n", 1)
+
+
+def test_settings(h) -> None:
+    check(h, "settings get secure cloud_messaging_on", "1\n")
+    check(h, "settings get secure missing_key", "null\n")
+    check(h, "settings put global foo bar && settings get global foo", "bar\n")
+    check(h, "settings delete global foo", "Deleted 1 rows\n")
+    check(h, "settings list system",
+          "screen_brightness=102\nscreen_off_timeout=60000\ntime_12_24=24\n")
+    r = run(h, "settings get vendor x")
+    assert r.rc == 1 and r.err.startswith("usage:  settings [--user <USER_ID> | current] get")
+
+
+# --- content ----------------------------------------------------------------------------------
+
+def test_content_sms_round_trip(h) -> None:
+    check(h, "content query --uri content://sms", "No result found.\n")
+    check(h, "content insert --uri content://sms/inbox --bind address:s:+8613800138000 "
+             "--bind 'body:s:hi there' --bind date:l:1400000000000")
+    check(h, "content insert --uri content://sms/sent --bind address:s:10086 --bind body:s:x "
+             "--bind date:l:1400000000001 --bind mx_status:i:16")
+    check(h, "content query --uri content://sms --projection _id:address:body:type "
+             "--sort '_id ASC'",
+          "Row: 0 _id=1, address=+8613800138000, body=hi there, type=1\n"
+          "Row: 1 _id=2, address=10086, body=x, type=2\n")
+    check(h, "content query --uri content://sms/sent --projection body:mx_status:subject",
+          "Row: 0 body=x, mx_status=16, subject=NULL\n")
+    check(h, "content query --uri content://sms/1 --projection body", "Row: 0 body=hi there\n")
+    check(h, "content update --uri content://sms --bind read:i:1 --where \"address='10086'\"")
+    check(h, "content query --uri content://sms --projection read --where \"_id=2\"",
+          "Row: 0 read=1\n")
+    check(h, "content delete --uri content://sms --where '_id=1'")
+    check(h, "content query --uri content://sms --projection _id", "Row: 0 _id=2\n")
+
+
+def test_content_errors(h) -> None:
+    check(h, "content query --uri content://sms --projection nope", "",
+          "Error while accessing provider:sms\n"
+          "android.database.sqlite.SQLiteException: no such column: nope\n", 1)
+    check(h, "content query --uri content://contacts", "",
+          "Error while accessing provider:contacts\n"
+          "java.lang.IllegalStateException: Could not find provider: contacts\n", 1)
+    check(h, "content query --uri content://settings/secure --where x",
+          "Row: 0 name=android_id, value=9774d56d682e549c\n"
+          "Row: 1 name=cloud_messaging_on, value=1\n"
+          "Row: 2 name=default_input_method, value=com.android.inputmethod.latin/.LatinIME\n"
+          "Row: 3 name=location_providers_allowed, value=gps,network\n")
+
+
+# --- shell language ---------------------------------------------------------------------------
+
+def test_echo_status_and_operators(h) -> None:
+    check(h, "echo hello world", "hello world\n")
+    check(h, "echo -n a; echo b", "ab\n")
+    check(h, "echo -e 'a\\tb'", "a\tb\n")
+    check(h, "false; echo $?", "1\n")
+    check(h, "false || echo no && echo yes", "no\nyes\n")
+    check(h, "true && false", rc=1)
+    check(h, "! false", rc=0)
+    check(h, "exit 5", rc=5)
+    check(h, "echo a; exit 7; echo b", "a\n", rc=7)
+    check(h, "x=1; y=\"$x two\"; echo ${y} '$x' \"$x\"", "1 two $x 1\n")
+    check(h, "echo a\\ b \"c\\\"d\" # comment", "a b c\"d\n")
+    check(h, "echo $(echo inner) `echo tick` \"$(echo 'q  s')\"", "inner tick q  s\n")
+    check(h, "v=$(false); echo $?", "1\n")
+    check(h, "echo $UNSET_VAR.", ".\n")
+    check(h, "(exit 3); echo $?", "3\n")
+    check(h, "{ echo a; echo b; } | wc -l", "2\n")
+    check(h, "x=4; echo $((x * 2 + 1)) $(( (7 % 4) - 1 ))", "9 2\n")
+    check(h, "echo $((1/0))", "0\n", "/system/bin/sh: 1/0: bad arithmetic expression\n")
+    check(h, "sh -c 'echo $0 $1; exit 2' a b", "a b\n", rc=2)
+    check(h, "[ -d /sdcard ] && test -z '' && echo ok", "ok\n")
+
+
+def test_redirections(h) -> None:
+    check(h, "echo one > /sdcard/f; echo two >> /sdcard/f; cat /sdcard/f", "one\ntwo\n")
+    check(h, "cat < /sdcard/f | head -n 1", "one\n")
+    check(h, "cat /nope 2>/dev/null; echo $?", "1\n")
+    check(h, "cat /nope 2>&1", "cat: /nope: No such file or directory\n", rc=1)
+    check(h, "echo err >&2", "", "err\n")
+    check(h, "echo x > /dev/null", "")
+    check(h, "echo x > /system/x", "", "/system/bin/sh: can't create /system/x: "
+          "Read-only file system\n", 1)
+    check(h, "echo x > /sdcard/no/dir/f", "", "/system/bin/sh: can't create /sdcard/no/dir/f: "
+          "No such file or directory\n", 1)
+    check(h, "cat < /nope", "", "/system/bin/sh: can't open /nope: No such file or directory\n",
+          1)
+
+
+def test_syntax_errors_and_unknown_commands(h) -> None:
+    check(h, "frobnicate -x", "", "/system/bin/sh: frobnicate: inaccessible or not found\n",
+          127)
+    check(h, "echo 'open", "", "/system/bin/sh: no closing quote\n", 1)
+    check(h, "; ls", "", "/system/bin/sh: syntax error: ';' unexpected\n", 1)
+    check(h, "echo a |", "", "/system/bin/sh: syntax error: unexpected EOF\n", 1)
+
+
+def test_stdin_is_read(h) -> None:
+    check(h, "cat", "piped\n", stdin=b"piped\n")
+    check(h, "grep -c x", "2\n", stdin=b"x\ny\nxx\n")
+
+
+# --- file commands ----------------------------------------------------------------------------
+
+def test_files(h) -> None:
+    check(h, "mkdir -p /sdcard/d/e && touch /sdcard/d/e/f && ls /sdcard/d/e", "f\n")
+    check(h, "mkdir /sdcard/d", "", "mkdir: /sdcard/d: File exists\n", 1)
+    check(h, "rm /sdcard/d", "", "rm: /sdcard/d: Is a directory\n", 1)
+    check(h, "rm -r /sdcard/d && ls /sdcard", "")
+    check(h, "rm /sdcard/nope", "", "rm: /sdcard/nope: No such file or directory\n", 1)
+    check(h, "rm -f /sdcard/nope")
+    check(h, "ls /nope", "", "ls: /nope: No such file or directory\n", 1)
+    check(h, "ls /data", "", "ls: /data: Permission denied\n", 1)
+    check(h, "rm /system/build.prop", "", "rm: /system/build.prop: Read-only file system\n", 1)
+    check(h, "printf 'abc' > /data/local/tmp/x; stat -c %s /data/local/tmp/x", "3\n")
+    check(h, "md5sum /data/local/tmp/x", "900150983cd24fb0d6963f7d28e17f72  /data/local/tmp/x\n")
+    check(h, "cd /data/local/tmp && pwd && cat x", "/data/local/tmp\nabc")
+    check(h, "ls -a /data/local/tmp", ".\n..\nx\n")
+    check(h, "ls /data/local/tmp/*", "/data/local/tmp/x\n")
+    r = run(h, "ls -l /data/local/tmp")
+    assert re.fullmatch(r"-rw-r--r-- shell    shell           3 \d{4}-\d\d-\d\d \d\d:\d\d x\n",
+                        r.out), r.out
+    check(h, "mkdir", "", "mkdir: Needs 1 argument (see \"mkdir --help\")\n", 1)
+
+
+def test_text_filters(h) -> None:
+    h.fs.host_path("/sdcard/t").write_text("alpha\nBeta\ngamma\ndelta\n")
+    check(h, "grep -i beta /sdcard/t", "Beta\n")
+    check(h, "grep -v a /sdcard/t", "", rc=1)
+    check(h, "grep -v l /sdcard/t", "Beta\ngamma\n")
+    check(h, "grep -c ta /sdcard/t", "2\n")
+    check(h, "grep -E 'al|ga' /sdcard/t", "alpha\ngamma\n")
+    check(h, "grep -F 'a|b' /sdcard/t", "", rc=1)
+    check(h, "head -n 2 /sdcard/t", "alpha\nBeta\n")
+    check(h, "tail -n 1 /sdcard/t", "delta\n")
+    check(h, "wc -l /sdcard/t", "      4 /sdcard/t\n")
+    check(h, "cat /sdcard/t | wc -l", "4\n")
+    check(h, "cat /sdcard/t | wc", "      4       4      23\n")
+    check(h, "printf '%s-%d\\n' a 1 b 2", "a-1\nb-2\n")
+    check(h, "which getprop; command -v ls", "/system/bin/getprop\n/system/bin/ls\n")
+    check(h, "which nosuch", rc=1)
+
+
+def test_sleep_is_async(h) -> None:
+    check(h, "sleep 0.01 && echo done", "done\n")
+
+
+# --- android tools ----------------------------------------------------------------------------
+
+def test_id(h) -> None:
+    check(h, "id", "uid=2000(shell) gid=2000(shell) groups=1003(graphics),1004(input),1007(log),"
+          "1009(mount),1011(adb),1015(sdcard_rw),1028(sdcard_r),3001(net_bt_admin),3002(net_bt),"
+          "3003(inet),3006(net_bw_stats) context=u:r:shell:s0\n")
+
+
+def test_pm(h) -> None:
+    check(h, "pm path com.android.mms", "package:/system/app/Mms.apk\n")
+    check(h, "pm path com.nope", rc=1)
+    check(h, "pm list packages xmsf", "package:com.xiaomi.xmsf\n")
+    check(h, "pm list packages -f com.android.mms",
+          "package:/system/app/Mms.apk=com.android.mms\n")
+
+
+def test_am(h) -> None:
+    seen: list[Intent] = []
+    h.add_intent_listener(lambda i: seen.append(i))
+    check(h, "am start -a android.intent.action.MAIN -n com.android.mms/.ui.MmsTabActivity",
+          "Starting: Intent { act=android.intent.action.MAIN cmp=com.android.mms/.ui."
+          "MmsTabActivity }\n")
+    assert h.current_screen.component == "com.android.mms/com.android.mms.ui.MmsTabActivity"
+    check(h, "am broadcast -a com.xiaomi.mms.action.ENBALE_RESULT --ez success true "
+             "--ei sim_index 0",
+          "Broadcasting: Intent { act=com.xiaomi.mms.action.ENBALE_RESULT (has extras) }\n"
+          "Broadcast completed: result=0\n")
+    assert seen[-1].extras == {"success": True, "sim_index": 0}
+    check(h, "am startservice -n com.android.mms/com.xiaomi.mms.transaction.MxActivateService "
+             "-a com.xiaomi.mms.action.ENABLE_MX --ei sim_index 0 --ez extra_manually true",
+          "Starting service: Intent { act=com.xiaomi.mms.action.ENABLE_MX cmp=com.android.mms/"
+          "com.xiaomi.mms.transaction.MxActivateService (has extras) }\n",
+          "Error: Requires permission com.xiaomi.permission.CLOUD_MANAGER\n", 0)
+    assert all(i.kind != "service" for i in seen)
+    check(h, "am start -n com.nope/.Main",
+          "Starting: Intent { cmp=com.nope/.Main }\n",
+          "Error type 3\nError: Activity class {com.nope/com.nope.Main} does not exist.\n")
+    check(h, "am force-stop com.android.mms")
+    assert seen[-1] == Intent(kind="force-stop", package="com.android.mms")
+
+
+def test_processes(h) -> None:
+    h.register_process("com.android.mms", 31337, 10057)
+    check(h, "pidof com.android.mms", "31337\n")
+    check(h, "pidof nothing.here", rc=1)
+    check(h, "ps -A | grep -E 'PID|mms'",
+          "USER           PID  PPID     VSZ    RSS WCHAN            ADDR S NAME\n"
+          "u0_a57       31337   311 1021344  48000 SyS_epoll_wait      0 S com.android.mms\n")
+    check(h, "ps -A | head -n 2",
+          "USER           PID  PPID     VSZ    RSS WCHAN            ADDR S NAME\n"
+          "root             1     0    9007   1201 SyS_epoll_wait      0 S /init\n")
+
+
+def test_dumpsys(h) -> None:
+    check(h, "dumpsys iphonesubinfo", "Phone Subscriber Info:\n  Phone Type = GSM\n"
+          f"  Device ID = {h.identity.sims[0].imei}\n")
+    check(h, "dumpsys nosuch", "", "Can't find service: nosuch\n")
+    out = run(h, "dumpsys telephony.registry").out
+    assert "mServiceState=0 0 voice home data home CHINA MOBILE CHINA MOBILE 46000" in out
+    assert "mCallState=0" in out
+    assert "mFocusedActivity: ActivityRecord{42a1b3e8 u0 com.miui.home/.launcher.Launcher t2}" \
+        in run(h, "dumpsys activity").out
+
+
+def test_logcat(h) -> None:
+    check(h, "logcat -c")
+    h.log("I", "MxActivateService", "activate sim 0", pid=900, tid=901, when=0.5)
+    h.log("D", "Other", "noise", pid=1, when=0.6)
+    r = run(h, "logcat -d -s MxActivateService")
+    lines = r.out.splitlines()
+    assert lines[0] == "--------- beginning of /dev/log/main"
+    assert lines[1].endswith(".500   900   901 I MxActivateService: activate sim 0")
+    assert len(lines) == 2
+    assert run(h, "logcat -d -v brief -s Other:D").out.splitlines()[1] == \
+        "D/Other   (    1): noise"
+
+
+def test_logcat_streams_until_cancelled(h) -> None:
+    async def scenario() -> bytes:
+        io = MemoryIO()
+        task = asyncio.create_task(AndroidShell(h).run("logcat -s Live", io))
+        await asyncio.sleep(0.01)
+        h.log("I", "Live", "one")
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return bytes(io.stdout)
+    out = asyncio.run(scenario()).decode()
+    assert out.endswith(" I Live    : one\n")
+
+
+def test_uiautomator_and_input(h) -> None:
+    check(h, "uiautomator dump", "UI hierchary dumped to: /sdcard/window_dump.xml\n")
+    xml = h.fs.host_path("/sdcard/window_dump.xml").read_text()
+    assert xml.startswith("<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>"
+                          '<hierarchy rotation="0"><node index="0" text="" resource-id="" '
+                          'class="android.widget.FrameLayout" package="com.miui.home" '
+                          'content-desc="" checkable="false" checked="false" clickable="false" '
+                          'enabled="true" focusable="false" focused="false" scrollable="false" '
+                          'long-clickable="false" password="false" selected="false" '
+                          'bounds="[0,0][720,1280]">')
+    assert xml.endswith("</node></node></hierarchy>")
+    taps = []
+    h.add_tap_listener(lambda hh, view, x, y: taps.append((view.text if view else None, x, y)))
+    check(h, "input tap 90 1100")  # the Messaging icon
+    assert taps == [("Messaging", 90, 1100)]
+    assert h.current_screen.package == "com.android.mms"
+    check(h, "input keyevent KEYCODE_HOME")
+    assert h.current_screen.package == "com.miui.home"
+    r = run(h, "input tap 1")
+    assert (r.out, r.rc) == ("", 1)
+    assert r.err.startswith("Error: Invalid arguments for command: tap\nUsage: input [<source>]")
+
+
+def test_input_blocked_on_miui(tmp_path: Path) -> None:
+    from dataclasses import replace
+    from hostctl.emulator.handset import VirtualHandset
+    from hostctl.emulator.profiles import load_profile
+    prof = replace(load_profile("miui-v5-2014-07"), input_injection_blocked=True)
+    h = VirtualHandset(label="x", profile=prof, state_dir=tmp_path / "s")
+    r = run(h, "input tap 10 10")
+    assert r.rc == 1 and r.out == ""
+    assert r.err.startswith('Exception in thread "main" java.lang.SecurityException: Injecting '
+                            "to another application requires INJECT_EVENTS permission\n")
+
+
+# --- interactive ------------------------------------------------------------------------------
+
+def test_interactive_with_tty(h) -> None:
+    io = MemoryIO(b"echo hi\r\ncd /sdcard\nexit 4\necho never\n", chunk=3)
+    rc = asyncio.run(AndroidShell(h).interactive(io, tty=True))
+    assert rc == 4
+    assert bytes(io.stdout) == (b"shell@armani:/ $ hi\nshell@armani:/ $ "
+                                b"shell@armani:/sdcard $ ")
+
+
+def test_interactive_without_tty_until_eof(h) -> None:
+    io = MemoryIO(b"x=2\necho $x\nfalse")
+    rc = asyncio.run(AndroidShell(h).interactive(io, tty=False))
+    assert (bytes(io.stdout), rc) == (b"2\n", 1)
