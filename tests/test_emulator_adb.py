@@ -207,3 +207,16 @@ def test_shell_injection_never_reaches_the_host(lab, adb, tmp_path, attack):
     r = adb("-s", lab.lab.handsets[0].serial, "shell", "echo hi " + attack.format(p=sentinel))
     assert not sentinel.exists()
     assert r.returncode in (0, 1, 127)
+
+
+def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_port, tmp_path):
+    from tests.conftest import free_port
+    from hostctl.emulator.lab import LabConfig, LabThread
+
+    mine = [h.handset.identity for h in lab.lab.handsets]
+    other_port = free_port()   # another lab on another adb server port (no adb connect needed)
+    with LabThread(LabConfig(adb_port=other_port, handsets=2, home=tmp_path, with_apps=False, connect=False)) as lt:
+        theirs = [h.handset.identity for h in lt.lab.handsets]
+    imeis = [s.imei for i in mine + theirs for s in i.sims]
+    numbers = [s.msisdn for i in mine + theirs for s in i.sims]
+    assert len(set(imeis)) == len(imeis) and len(set(numbers)) == len(numbers)

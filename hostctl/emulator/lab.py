@@ -27,6 +27,7 @@ from typing import Any
 from .adb.server import AdbdServer
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
 from .handset import VirtualHandset
+from .identity import HandsetIdentity, generate_identity
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
 
@@ -84,7 +85,8 @@ class LabHandset:
         self.label = label
         self.profile = profile
         self.state_dir = lab.dir / "handsets" / label
-        self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir)
+        self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
+                                      identity=self._new_identity(lab, label, profile))
         self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label)
         self.portal: HandsetPortal | None = None
         self.apps: dict[str, AppProcess] = {}
@@ -92,6 +94,13 @@ class LabHandset:
         self.powered = False
 
     # -- identity ---------------------------------------------------------------------------
+    def _new_identity(self, lab: "Lab", label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
+        """A fresh handset's SIMs and IMEIs, distinct across labs; None keeps the saved one."""
+        if (self.state_dir / "identity.json").exists():
+            return None
+        return generate_identity(f"lab{lab.adb_port}/{label}", sim_count=profile.sim_count,
+                                 mcc_mnc=profile.mcc_mnc, operator_name=profile.operator_name)
+
     @property
     def port(self) -> int:
         return self.adbd.port
