@@ -220,3 +220,4 @@ def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_p
     imeis = [s.imei for i in mine + theirs for s in i.sims]
     numbers = [s.msisdn for i in mine + theirs for s in i.sims]
     assert len(set(imeis)) == len(imeis) and len(set(numbers)) == len(numbers)
+

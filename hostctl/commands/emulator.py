@@ -80,6 +80,12 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
     if existing and labmod._pid_alive(int(existing.get("pid", -1))):
         raise CliError(f"a lab is already running on adb port {port} (pid {existing['pid']}); "
                        "`hostctl emulator down` stops it", ExitStatus.ERROR)
+    from ..emulator.profiles import ProfileError, load_profile
+
+    try:
+        load_profile(args.profile)   # a bad profile is a clear error before anything starts
+    except ProfileError as exc:
+        raise CliError(str(exc), ExitStatus.USAGE) from None
     if args.detach:
         return _up_detached(args, env, port, home)
     config = labmod.LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
