@@ -221,3 +221,22 @@ def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_p
     numbers = [s.msisdn for i in mine + theirs for s in i.sims]
     assert len(set(imeis)) == len(imeis) and len(set(numbers)) == len(numbers)
 
+
+
+def test_hostile_bytes_close_only_that_connection(lab, adb, caplog):
+    import logging
+
+    h = lab.lab.handsets[0]
+    with caplog.at_level(logging.WARNING, logger="hostctl.emulator.adbd"):
+        for garbage in (b"\xff" * 64, b"CNXN" + b"\x00" * 20, os.urandom(4096)):
+            with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
+                s.settimeout(5)
+                s.sendall(garbage)
+                try:
+                    rest = s.recv(100)     # the device hangs up
+                except ConnectionResetError:
+                    rest = b""
+                assert rest == b""
+    assert any("closing connection" in r.getMessage() for r in caplog.records)
+    # the handset is still up for everyone else
+    assert adb("-s", h.serial, "shell", "echo", "alive").stdout == b"alive\n"
