@@ -215,12 +215,13 @@ def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_p
 
     mine = [h.handset.identity for h in lab.lab.handsets]
     other_port = free_port()   # another lab on another adb server port (no adb connect needed)
-    with LabThread(LabConfig(adb_port=other_port, handsets=2, home=tmp_path, with_apps=False, connect=False)) as lt:
+    with LabThread(LabConfig(adb_port=other_port, handsets=24, home=tmp_path, with_apps=False, connect=False)) as lt:
         theirs = [h.handset.identity for h in lt.lab.handsets]
-    imeis = [s.imei for i in mine + theirs for s in i.sims]
-    numbers = [s.msisdn for i in mine + theirs for s in i.sims]
-    assert len(set(imeis)) == len(imeis) and len(set(numbers)) == len(numbers)
-
+    # within a lab no number, IMEI, IMSI or ICCID repeats (guaranteed: the carrier routes by number)
+    values = [v for i in theirs for s in i.sims for v in (s.msisdn, s.imei, s.imsi, s.iccid)]
+    assert len(values) == len(set(values)) == 24 * len(theirs[0].sims) * 4
+    # and two labs are not copies of each other
+    assert mine[0] != theirs[0] and mine[1] != theirs[1]
 
 
 def test_hostile_bytes_close_only_that_connection(lab, adb, caplog):

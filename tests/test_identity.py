@@ -22,7 +22,7 @@ def test_generated_identity_is_valid(seed: str) -> None:
         assert len(sim.imei) == 15 and sim.imei.isdigit() and luhn_ok(sim.imei)
         assert len(sim.imsi) == 15 and sim.imsi.startswith("46000")
         assert sim.iccid.startswith("8986") and len(sim.iccid) == 20 and luhn_ok(sim.iccid)
-        assert sim.msisdn.startswith("+8613800138") and len(sim.msisdn) == 14
+        assert sim.msisdn.startswith("+8613800") and len(sim.msisdn) == 14
         assert sim.operator_name == "CHINA MOBILE"
     assert ident.sims[0].imei != ident.sims[1].imei
     assert ident.sims[0].imsi != ident.sims[1].imsi

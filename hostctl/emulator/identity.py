@@ -15,7 +15,7 @@ __all__ = ["HandsetIdentity", "SimIdentity", "generate_identity", "luhn_digit", 
 # MCC -> (country calling code, ICCID country code, national-number template).
 # In the template each "x" is a seeded digit.
 _COUNTRIES: dict[str, tuple[str, str, str]] = {
-    "460": ("86", "86", "13800138xxx"),
+    "460": ("86", "86", "13800xxxxxx"),
     "310": ("1", "01", "202555xxxx"),
     "311": ("1", "01", "202555xxxx"),
     "234": ("44", "44", "7700900xxx"),

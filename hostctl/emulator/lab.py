@@ -77,6 +77,10 @@ class _Backend:
         return (LOOPBACK, host_port) if host_port else None
 
 
+def _identifiers(ident: HandsetIdentity) -> set[str]:
+    return {v for sim in ident.sims for v in (sim.msisdn, sim.imei, sim.imsi, sim.iccid)}
+
+
 class LabHandset:
     """One emulated handset of a lab: its state, its adbd and its app processes."""
 
@@ -87,6 +91,7 @@ class LabHandset:
         self.state_dir = lab.dir / "handsets" / label
         self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
                                       identity=self._new_identity(lab, label, profile))
+        lab.taken_identifiers |= _identifiers(self.handset.identity)
         self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label)
         self.portal: HandsetPortal | None = None
         self.apps: dict[str, AppProcess] = {}
@@ -95,11 +100,18 @@ class LabHandset:
 
     # -- identity ---------------------------------------------------------------------------
     def _new_identity(self, lab: "Lab", label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
-        """A fresh handset's SIMs and IMEIs, distinct across labs; None keeps the saved one."""
+        """A fresh handset's SIMs and IMEIs: seeded by lab and label (so two labs differ), and
+        re-seeded until no number or IMEI repeats one already in this lab (the carrier routes
+        by number). None keeps the identity saved in the state directory."""
         if (self.state_dir / "identity.json").exists():
             return None
-        return generate_identity(f"lab{lab.adb_port}/{label}", sim_count=profile.sim_count,
-                                 mcc_mnc=profile.mcc_mnc, operator_name=profile.operator_name)
+        for attempt in range(1000):
+            seed = f"lab{lab.adb_port}/{label}" + (f"#{attempt}" if attempt else "")
+            ident = generate_identity(seed, sim_count=profile.sim_count, mcc_mnc=profile.mcc_mnc,
+                                      operator_name=profile.operator_name)
+            if not lab.taken_identifiers & _identifiers(ident):
+                return ident
+        raise LabError(f"{label}: could not draw a SIM identity unique in this lab")
 
     @property
     def port(self) -> int:
@@ -231,6 +243,7 @@ class Lab:
         self.dir = lab_dir(self.home, config.adb_port)
         self.handsets: list[LabHandset] = []
         self._pids: dict[int, LabHandset] = {}
+        self.taken_identifiers: set[str] = set()
         self.log_port = 0
         self._log_transport: asyncio.DatagramTransport | None = None
         self._control: asyncio.base_events.Server | None = None
