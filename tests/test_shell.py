@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hostctl.emulator.handset import Intent, View
+from hostctl.emulator.handset import Intent
 from hostctl.emulator.shell import AndroidShell
 from hostctl.emulator.shell.parcel import ParcelWriter, format_parcel
 

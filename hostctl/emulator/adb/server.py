@@ -577,7 +577,7 @@ class _Upload:
             self.error = "compression is not supported by this device"
             return
         if _read_only(fs, ev.path):
-            self.error = f"couldn't create file: Read-only file system"
+            self.error = "couldn't create file: Read-only file system"
             return
         try:
             self.final = fs.host_path(ev.path)

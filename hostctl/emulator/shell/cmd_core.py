@@ -797,8 +797,8 @@ async def _date(ctx: Ctx, argv: list[str]) -> int:
 @command("uname")
 async def _uname(ctx: Ctx, argv: list[str]) -> int:
     if "-a" in argv:
-        ctx.out(f"Linux localhost 3.4.0-perf-g0a1b2c3 #1 SMP PREEMPT Fri Jul 4 02:10:11 CST "
-                f"2014 armv7l\n")
+        ctx.out("Linux localhost 3.4.0-perf-g0a1b2c3 #1 SMP PREEMPT Fri Jul 4 02:10:11 CST "
+                "2014 armv7l\n")
     elif "-m" in argv:
         ctx.out("armv7l\n")
     elif "-r" in argv:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..handset import VirtualHandset
 from .files import FsError, ShellFiles
 from .io import ShellIO
-from .syntax import AndOr, Arith, Group, Lit, ParseError, Pipeline, Script, SimpleCommand, Sub, Var, \
+from .syntax import AndOr, Arith, Group, Lit, ParseError, Pipeline, Script, SimpleCommand, Var, \
     Word, parse
 
 __all__ = ["COMMANDS", "Ctx", "ExitShell", "Session", "command"]
