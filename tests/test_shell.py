@@ -369,3 +369,15 @@ def test_interactive_without_tty_until_eof(h) -> None:
     io = MemoryIO(b"x=2\necho $x\nfalse")
     rc = asyncio.run(AndroidShell(h).interactive(io, tty=False))
     assert (bytes(io.stdout), rc) == (b"2\n", 1)
+
+
+def test_group_redirections_and_per_path_file_commands(h) -> None:
+    # ( ... ) and { ...; } both take trailing redirections into the handset's files
+    check(h, "(echo sub; echo err >&2) > /sdcard/o 2>/sdcard/e; cat /sdcard/o /sdcard/e", "sub\nerr\n")
+    check(h, "{ echo grp; } >> /sdcard/o; cat /sdcard/o", "sub\ngrp\n")
+    # mkdir / touch / rmdir: every path tried, each failure reported, rc 1 if any failed
+    check(h, "mkdir /sdcard/d1 /data/x /sdcard/d2; echo $?", "1\n", "mkdir: /data/x: Permission denied\n")
+    check(h, "touch /sdcard/d1/f /system/f; echo $?", "1\n", "touch: /system/f: Read-only file system\n")
+    check(h, "rmdir /sdcard/d1 /sdcard/d2; echo $?; ls /sdcard/d1", "1\nf\n",
+          "rmdir: /sdcard/d1: Directory not empty\n")
+    check(h, "rmdir /sdcard/d2", "", "rmdir: /sdcard/d2: No such file or directory\n", rc=1)

@@ -37,29 +37,26 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if action == "down":
         _request(info, {"cmd": "down"})
         _wait_exit(int(info["pid"]), 60)
-        if args.json:
-            print_json(env, {"running": False, "adb_port": port})
-        else:
-            env.stdout.write(f"lab on adb port {port} stopped\n")
-        return ExitStatus.OK
+        return _report(env, args.json, {"running": False, "adb_port": port}, f"lab on adb port {port} stopped")
     if action == "reset":
         result = _request(info, {"cmd": "reset", "serial": args.serial})
         _wait_device(port, result["serial"])
-        if args.json:
-            print_json(env, result)
-        else:
-            env.stdout.write(f"{result['serial']} ({result['label']}) factory-reset and back online\n")
-        return ExitStatus.OK
+        return _report(env, args.json, result, f"{result['serial']} ({result['label']}) factory-reset and back online")
     if action == "power":
         result = _request(info, {"cmd": "power", "serial": args.serial, "on": args.state == "on"})
         if args.state == "on":
             _wait_device(port, result["serial"])
-        if args.json:
-            print_json(env, result)
-        else:
-            env.stdout.write(f"{result['serial']} ({result['label']}) powered {args.state}\n")
-        return ExitStatus.OK
+        return _report(env, args.json, result, f"{result['serial']} ({result['label']}) powered {args.state}")
     raise CliError(f"unknown action {action}", ExitStatus.USAGE)
+
+
+def _report(env: Environment, as_json: bool, data: dict[str, Any], line: str) -> ExitStatus:
+    """A finished action: its JSON document, or one line for a person."""
+    if as_json:
+        print_json(env, data)
+    else:
+        env.stdout.write(line + "\n")
+    return ExitStatus.OK
 
 
 def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus:

@@ -315,6 +315,24 @@ class _StreamShellIO:
             self.ch.write_nowait(shellv2.encode(shellv2.ShellId.STDERR, data) if self.v2 else data)
 
 
+async def _read_fd(fd: int) -> bytes:
+    """Read a non-blocking fd without blocking the loop; b"" at EOF or on EIO (a pty whose
+    other side is closed and drained)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return os.read(fd, 65536)
+        except BlockingIOError:
+            fut = loop.create_future()
+            loop.add_reader(fd, fut.set_result, None)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+        except OSError:
+            return b""
+
+
 class _PtyShellIO:
     """The shell's side of a real pty (the kernel's line discipline echoes and maps CR/LF)."""
 
@@ -326,18 +344,7 @@ class _PtyShellIO:
         self.closed = False
 
     async def read_stdin(self) -> bytes:
-        while True:
-            try:
-                return os.read(self.fd, 65536)
-            except BlockingIOError:
-                fut = self._loop.create_future()
-                self._loop.add_reader(self.fd, fut.set_result, None)
-                try:
-                    await fut
-                finally:
-                    self._loop.remove_reader(self.fd)
-            except OSError:
-                return b""
+        return await _read_fd(self.fd)
 
     def write_stdout(self, data: bytes) -> None:
         self._out += data
@@ -393,7 +400,6 @@ async def _serve_pty_shell(shell: Shell, service: svc.ShellService, ch: Channel)
         os.set_blocking(fd, False)
     io = _PtyShellIO(slave)
     stream_io = _StreamShellIO(ch, service.v2)
-    loop = asyncio.get_running_loop()
 
     def set_window(data: bytes) -> None:
         size = shellv2.parse_window_size(data)
@@ -415,21 +421,7 @@ async def _serve_pty_shell(shell: Shell, service: svc.ShellService, ch: Channel)
             os.write(master, b"\x04")  # stdin closed: EOF to the line discipline
 
     async def pty_to_host() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except BlockingIOError:
-                fut = loop.create_future()
-                loop.add_reader(master, fut.set_result, None)
-                try:
-                    await fut
-                finally:
-                    loop.remove_reader(master)
-                continue
-            except OSError:       # EIO: the slave side is closed and drained
-                return
-            if not data:
-                return
+        while (data := await _read_fd(master)):
             stream_io.write_stdout(data)
             await ch.drain()
 

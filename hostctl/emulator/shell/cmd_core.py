@@ -7,6 +7,7 @@ import datetime as _dt
 import hashlib
 import re
 import stat as _stat
+from typing import Callable
 
 from .files import FsError
 from .interp import COMMANDS, SH, Ctx, ExitShell, command
@@ -448,6 +449,18 @@ async def _rm(ctx: Ctx, argv: list[str]) -> int:
     return rc
 
 
+def _each_path(ctx: Ctx, name: str, paths: list[str], op: Callable[[str], object]) -> int:
+    """Apply ``op`` to each path's device path; report failures as toybox does; rc 1 if any."""
+    rc = 0
+    for p in paths:
+        try:
+            op(ctx.path(p))
+        except FsError as exc:
+            ctx.err(f"{name}: {p}: {exc.reason}\n")
+            rc = 1
+    return rc
+
+
 @command("mkdir")
 async def _mkdir(ctx: Ctx, argv: list[str]) -> int:
     parsed = _split_opts(argv, "pvm", "mkdir", ctx)
@@ -457,29 +470,17 @@ async def _mkdir(ctx: Ctx, argv: list[str]) -> int:
     if not paths:
         ctx.err("mkdir: Needs 1 argument (see \"mkdir --help\")\n")
         return 1
-    rc = 0
-    for p in paths:
-        try:
-            ctx.files.mkdir(ctx.path(p), parents="p" in flags)
-        except FsError as exc:
-            ctx.err(f"mkdir: {p}: {exc.reason}\n")
-            rc = 1
-    return rc
+    return _each_path(ctx, "mkdir", paths, lambda dev: ctx.files.mkdir(dev, parents="p" in flags))
 
 
 @command("rmdir")
 async def _rmdir(ctx: Ctx, argv: list[str]) -> int:
-    rc = 0
-    for p in argv[1:]:
-        dev = ctx.path(p)
-        try:
-            if ctx.files.listdir(dev):
-                raise FsError(dev, "Directory not empty")
-            ctx.files.remove(dev, recursive=True)
-        except FsError as exc:
-            ctx.err(f"rmdir: {p}: {exc.reason}\n")
-            rc = 1
-    return rc
+    def rmdir(dev: str) -> None:
+        if ctx.files.listdir(dev):
+            raise FsError(dev, "Directory not empty")
+        ctx.files.remove(dev, recursive=True)
+
+    return _each_path(ctx, "rmdir", argv[1:], rmdir)
 
 
 @command("touch")
@@ -491,14 +492,7 @@ async def _touch(ctx: Ctx, argv: list[str]) -> int:
     if not paths:
         ctx.err("touch: Needs 1 argument (see \"touch --help\")\n")
         return 1
-    rc = 0
-    for p in paths:
-        try:
-            ctx.files.touch(ctx.path(p))
-        except FsError as exc:
-            ctx.err(f"touch: {p}: {exc.reason}\n")
-            rc = 1
-    return rc
+    return _each_path(ctx, "touch", paths, ctx.files.touch)
 
 
 @command("cp", "mv")

@@ -10,6 +10,7 @@ and redirections ``<`` ``>`` ``>>`` ``>|`` ``<&`` ``>&`` with an optional fd num
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 __all__ = [
     "AndOr", "Arith", "Group", "Lit", "ParseError", "Pipeline", "Redirect", "Script", "SimpleCommand",
@@ -410,27 +411,23 @@ class _Parser:
         fd = t.fd if t.fd is not None else (0 if op[0] == "<" else 1)
         return Redirect(fd, op, target.value)
 
+    def group(self, close: str, is_close: Callable[[str], bool], *, subshell: bool) -> Group:
+        """``( list )`` or ``{ list; }`` with trailing redirections; the opener is current."""
+        self.pos += 1
+        body = self.script((close,))
+        if not is_close(close):
+            raise self.unexpected()
+        self.pos += 1
+        group = Group(body, subshell=subshell)
+        while self.peek() is not None and self.peek().kind == "redir":
+            group.redirects.append(self.redirect())
+        return group
+
     def command(self) -> SimpleCommand | Group:
         if self.is_op("("):
-            self.pos += 1
-            body = self.script((")",))
-            if not self.is_op(")"):
-                raise self.unexpected()
-            self.pos += 1
-            group = Group(body, subshell=True)
-            while self.peek() is not None and self.peek().kind == "redir":
-                group.redirects.append(self.redirect())
-            return group
+            return self.group(")", self.is_op, subshell=True)
         if self.is_word("{"):
-            self.pos += 1
-            body = self.script(("}",))
-            if not self.is_word("}"):
-                raise self.unexpected()
-            self.pos += 1
-            group = Group(body, subshell=False)
-            while self.peek() is not None and self.peek().kind == "redir":
-                group.redirects.append(self.redirect())
-            return group
+            return self.group("}", self.is_word, subshell=False)
         cmd = SimpleCommand()
         while True:
             t = self.peek()
