@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from . import __version__
+from .device import HostctlError
 
 
 class ExitStatus(IntEnum):
@@ -80,7 +81,12 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
 
     parser = P(prog="hostctl", description="Audit MIUI Cloud Messaging on Xiaomi handsets over ADB and Frida.")
     parser.add_argument("--version", action="version", version=f"hostctl {__version__}")
+    parser.add_argument("--adb", action="append", metavar="HOST:PORT",
+                        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from .commands import device
+
+    device.add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -105,7 +111,9 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitStatus:
+def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitStatus | int:
+    """Run one command. Returns an ExitStatus; `hostctl shell` returns the device command's own
+    exit code, as `adb shell` does."""
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -114,7 +122,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import emulator
 
             return emulator.run(args, env)
-        raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
+        from .commands import device
+
+        return device.run(args, env)
+    except HostctlError as exc:
+        from .commands.device import status_for
+
+        env.stderr.write(f"hostctl: {exc}\n")
+        return status_for(exc)
     except CliError as exc:
         env.stderr.write(f"hostctl: {exc}\n" if not str(exc).startswith("hostctl") else f"{exc}\n")
         return exc.status

@@ -104,6 +104,22 @@ def test_given_identity_is_used(tmp_path: Path) -> None:
     assert h.getprop("gsm.sim.operator.numeric") == "46001"
 
 
+def test_identity_props_follow_the_profile_and_the_sims_present(tmp_path: Path) -> None:
+    # the default IMEI set follows the SIMs actually present (a given 1-SIM identity)
+    one = generate_identity("one", sim_count=1, mcc_mnc="46000", operator_name="CHINA MOBILE")
+    h = make_handset(tmp_path / "a", identity=one)
+    assert h.identifier_props() == {
+        "ro.ril.oem.imei": one.imeis[0], "ro.ril.miui.imei0": one.imeis[0],
+        "ro.ril.oem.imei1": one.imeis[0], "persist.radio.imei1": one.imeis[0]}
+    # a template naming a slot this handset lacks is left out, the rest filled in
+    h = make_handset(tmp_path / "b", "miui-12-mtk-dual", identity=one)
+    assert h.identifier_props() == {"ro.ril.miui.imei0": one.imeis[0],
+                                    "vendor.ril.iccid.sim1": one.sims[0].iccid}
+    h = make_handset(tmp_path / "c", "miui-12-android-11")
+    assert h.identifier_props() == {}
+    assert "ro.ril.miui.imei0" not in h.props() and h.getprop("gsm.sim.state") == "READY,READY"
+
+
 def test_sms_where_cannot_attach_or_write(tmp_path: Path) -> None:
     h = make_handset(tmp_path)
     h.sms_insert({"address": "1", "body": "a"})

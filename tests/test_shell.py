@@ -54,8 +54,22 @@ def test_service_call_iphonesubinfo(h) -> None:
     check(h, "service call nosuch 1", "", "service: Service nosuch does not exist\n", 10)
     check(h, "service check iphonesubinfo", "Service iphonesubinfo: found\n")
     r = run(h, "service list")
-    assert r.out.startswith("Found 18 services:\n0\tphone: [com.android.internal.telephony."
+    assert r.out.startswith("Found 19 services:\n0\tphone: [com.android.internal.telephony."
                             "ITelephony]\n1\tiphonesubinfo: ")
+    assert "\tiphonesubinfo_msim: [com.android.internal.telephony.msim.IPhoneSubInfoMSim]\n" in r.out
+
+
+def test_service_call_iphonesubinfo_msim_takes_the_slot(h) -> None:
+    # CAF dual-SIM KitKat (the RedMi 1S): IPhoneSubInfoMSim, every getter takes the 0-based slot
+    for slot, sim in enumerate(h.identity.sims):
+        check(h, f"service call iphonesubinfo_msim 1 i32 {slot}", parcel_for(sim.imei))
+        check(h, f"service call iphonesubinfo_msim 3 i32 {slot}", parcel_for(sim.imsi))
+        check(h, f"service call iphonesubinfo_msim 4 i32 {slot}", parcel_for(sim.iccid))
+        check(h, f"service call iphonesubinfo_msim 5 i32 {slot}", parcel_for(sim.msisdn))
+    check(h, "service call iphonesubinfo_msim 1 i32 2", parcel_for(None))   # no third slot
+    check(h, "service call iphonesubinfo_msim 1", parcel_for(h.identity.sims[0].imei))  # reads 0
+    check(h, "service call iphonesubinfo_msim 11 i32 0",
+          'Result: Parcel(Error: 0xffffffb6 "Not a data message")\n')
 
 
 def test_service_call_decodes_back(h) -> None:

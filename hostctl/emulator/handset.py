@@ -479,6 +479,8 @@ class VirtualHandset:
             "ro.miui.ui.version.code": str(p.miui_version_code),
             "ro.serialno": self.serial,
             "ro.boot.serialno": self.serial,
+            # Honest about being emulated, for reports only: no hostctl code path branches on it.
+            "ro.hostctl.emulated": "1",
         }
         if prod.marketname:
             props["ro.product.marketname"] = prod.marketname
@@ -489,7 +491,6 @@ class VirtualHandset:
 
     def _identity_props(self) -> dict[str, str]:
         sims = self.identity.sims
-        imeis = [s.imei for s in sims]
         joined = lambda attr: ",".join(getattr(s, attr) for s in sims)  # noqa: E731
         props = {
             "gsm.sim.operator.numeric": joined("mcc_mnc"),
@@ -501,12 +502,23 @@ class VirtualHandset:
             "gsm.operator.isroaming": ",".join("false" for _ in sims),
             "gsm.sim.state": ",".join("READY" for _ in sims),
             "persist.radio.multisim.config": "dsds" if len(sims) > 1 else "ssss",
-            "ro.ril.oem.imei": ",".join(imeis),
         }
-        for i, imei in enumerate(imeis):
-            props[f"ro.ril.miui.imei{i}"] = imei
-            props[f"ro.ril.oem.imei{i + 1}"] = imei
-            props[f"persist.radio.imei{i + 1}"] = imei
+        props.update(self.identifier_props())
+        return props
+
+    def identifier_props(self) -> dict[str, str]:
+        """The props that expose IMEI/IMSI/ICCID/MSISDN: the profile's identity_props templates
+        (or the default MIUI IMEI set) filled from this handset's SIMs. A template naming a
+        slot this handset's identity lacks is left out."""
+        sims = self.identity.sims
+        lists = {"imei": [s.imei for s in sims], "imsi": [s.imsi for s in sims],
+                 "iccid": [s.iccid for s in sims], "msisdn": [s.msisdn for s in sims]}
+        props = {}
+        for key, template in self.profile.identity_prop_templates(len(sims)).items():
+            try:
+                props[key] = template.format(**lists)
+            except (IndexError, KeyError):
+                continue
         return props
 
     @property

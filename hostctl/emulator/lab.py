@@ -92,7 +92,8 @@ class LabHandset:
         self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
                                       identity=self._new_identity(lab, label, profile))
         lab.taken_identifiers |= _identifiers(self.handset.identity)
-        self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label)
+        self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label,
+                                features=profile.adbd_features)
         self.portal: HandsetPortal | None = None
         self.apps: dict[str, AppProcess] = {}
         self.published_ports: dict[int, int] = {}
@@ -112,6 +113,10 @@ class LabHandset:
             if not lab.taken_identifiers & _identifiers(ident):
                 return ident
         raise LabError(f"{label}: could not draw a SIM identity unique in this lab")
+
+    @property
+    def identity(self) -> HandsetIdentity:
+        return self.handset.identity
 
     @property
     def port(self) -> int:

@@ -2,10 +2,12 @@
 
 A profile is a YAML mapping. Shipped profiles live in ``hostctl/emulator/profiles/<name>.yaml``;
 ``load_profile`` also accepts any path. Unknown keys are errors, and every error names the file
-and the key path (``profile x.yaml: iphonesubinfo.getDeviceId: expected integer, got 'a'``).
+and the key path (``profile x.yaml: iphonesubinfo.getDeviceId: expected integer, got 'a'``); a
+value inherited through ``extends`` is reported against the file that set it.
 
 Schema (``*`` = required)::
 
+    extends: str                    # inherit from another profile (see "Inheritance" below)
     name*: str                      # profile id, e.g. miui-v5-2014-07
     description: str
     android_release*: str           # ro.build.version.release, "4.4.4"
@@ -24,8 +26,54 @@ Schema (``*`` = required)::
     build_id: str                   # ro.build.id
     build_incremental: str          # ro.build.version.incremental
     props: {str: str}               # extra system properties, verbatim
-    iphonesubinfo: {method: int}    # transaction codes of IPhoneSubInfo, in the build's AIDL order
-    iphonesubinfo_needs_package: bool   # calls take a calling-package (s16) argument first
+    iphonesubinfo: {method: int}    # transaction codes of IPhoneSubInfo, in the build's AIDL order;
+                                    # codes are unique; {} = every `service call iphonesubinfo N`
+                                    # fails as an unknown transaction
+    iphonesubinfo_msim: {method: int}
+                                    # Qualcomm/CAF dual-SIM KitKat builds also register
+                                    # `iphonesubinfo_msim` (IPhoneSubInfoMSim): codes of its
+                                    # methods, each taking the 0-based slot as its one int.
+                                    # Absent or {} = no such service
+    iphonesubinfo_args: {method: [kind, ...]}
+                                    # the method's AIDL parameters, in order (default: none). kind:
+                                    #   phone_id  int, 0-based SIM slot
+                                    #   sub_id    int, subscription id (slot + 1 on the handset)
+                                    #   sub_id64  long, subscription id (Android 5.0's AIDL)
+                                    #   package   String callingPackage
+                                    #   feature   String callingFeatureId (Android 11)
+                                    #   i32 / i64 / s16  any other int / long / String argument
+                                    # `service call` arguments are laid out in a Parcel and read
+                                    # back with these types as libbinder would: an i64 where an
+                                    # int is read gives its low word (the high word is read next),
+                                    # missing data reads as 0 / null. An id that names no SIM falls
+                                    # back to slot 0, as AOSP's PhoneSubInfoController does.
+    iphonesubinfo_needs_package: bool
+                                    # a method with a `package` parameter called without a string
+                                    # there replies with a SecurityException; a method without an
+                                    # iphonesubinfo_args entry then takes [package]
+    iphonesubinfo_reply: normal | empty | null | denied
+                                    # what every call that maps to a method returns (default
+                                    # normal: the identifier): empty = a zero-length string with no
+                                    # terminator (MediaTek-style `00000000 00000000`), null = a null
+                                    # string, denied = a SecurityException parcel (EX_SECURITY, the
+                                    # message, and from SDK 28 the empty remote-stack-trace header).
+                                    # The package check comes first; void and Parcelable-returning
+                                    # methods (set/reset/getCarrierInfoForImsiEncryption) reply
+                                    # with no string
+    identity_props: {prop: template}
+                                    # props that expose identifiers: str.format templates over the
+                                    # lists imei, imsi, iccid, msisdn indexed by slot, e.g.
+                                    # "{imsi[0]},{imsi[1]}". Absent: ro.ril.miui.imei<slot>,
+                                    # ro.ril.oem.imei<slot+1>, persist.radio.imei<slot+1> and
+                                    # ro.ril.oem.imei (comma-joined). {} = none
+    dumpsys_iphonesubinfo: bool     # `dumpsys iphonesubinfo` prints Device ID (default sdk <= 19)
+    adbd_features: [str]            # features in adbd's CNXN banner (default: the emulated adbd's
+                                    # full set). [] = a pre-7.0 adbd: a ';'-terminated banner with
+                                    # no features key, so `adb shell` takes the v1 path: every
+                                    # shell on a pty (CRLF line ends, stderr merged), no exit
+                                    # status; "shell,v2:..." services are refused
+    su: bool                        # /system/xbin/su: `su -c CMD` runs CMD as uid 0 in the
+                                    # emulated shell (never on the host)
     packages: {package: apk path}   # what `pm list packages -f` / `pm path` show
     service_permissions: {"pkg/cls": permission}   # services the shell may not start
     default_settings: {system: {k: v}, secure: {k: v}, global: {k: v}}
@@ -33,11 +81,18 @@ Schema (``*`` = required)::
     input_injection_blocked: bool   # MIUI "USB debugging (Security settings)" off
     carrier: {operator_name: str, mcc_mnc: str}   # default SIM operator
     behaviour: {...}                # free-form, kept as a dict for the Cloud Messaging model
+
+Inheritance: ``extends`` names a shipped profile, or (when it contains "/" or ends in .yaml/.yml)
+a file path relative to the extending file. The parent (itself possibly extending another) is
+deep-merged under the child: mappings merge key by key with the child winning, a child's ``null``
+removes the key, an empty mapping ``{}`` replaces the parent's mapping, and lists and scalars are
+replaced. The child must set its own ``name``. Cycles are errors.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,12 +100,28 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FirmwareProfile", "ProfileError", "ProductInfo", "list_profiles", "load_profile"]
+from .adb.connection import DEFAULT_FEATURES
+
+__all__ = [
+    "FirmwareProfile",
+    "ProductInfo",
+    "ProfileError",
+    "default_identity_props",
+    "list_profiles",
+    "load_profile",
+]
 
 _PROFILE_PACKAGE = "hostctl.emulator"
 _PROFILE_DIR = "profiles"
 _BANNER_FORBIDDEN = re.compile(r"[:;=]")
 _NAMESPACES = ("system", "secure", "global")
+IPHONESUBINFO_REPLIES = ("normal", "empty", "null", "denied")
+# AIDL parameter kinds of iphonesubinfo_args -> the Parcel type they are read as
+ARG_KINDS = {"phone_id": "i32", "sub_id": "i32", "sub_id64": "i64", "package": "s16",
+             "feature": "s16", "i32": "i32", "i64": "i64", "s16": "s16"}
+IDENTITY_LISTS = ("imei", "imsi", "iccid", "msisdn")
+_TEMPLATE_FIELD = re.compile(r"(imei|imsi|iccid|msisdn)\[(\d+)\]")
+_FEATURE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class ProfileError(ValueError):
@@ -68,6 +139,16 @@ class ProductInfo:
     mod_device: str = ""
 
 
+def default_identity_props(sim_count: int) -> dict[str, str]:
+    """The identity props of a profile without ``identity_props``: MIUI/Qualcomm IMEI props."""
+    props = {"ro.ril.oem.imei": ",".join(f"{{imei[{i}]}}" for i in range(sim_count))}
+    for i in range(sim_count):
+        props[f"ro.ril.miui.imei{i}"] = f"{{imei[{i}]}}"
+        props[f"ro.ril.oem.imei{i + 1}"] = f"{{imei[{i}]}}"
+        props[f"persist.radio.imei{i + 1}"] = f"{{imei[{i}]}}"
+    return props
+
+
 @dataclass(frozen=True)
 class FirmwareProfile:
     name: str
@@ -83,6 +164,13 @@ class FirmwareProfile:
     props: dict[str, str] = field(default_factory=dict)
     iphonesubinfo: dict[str, int] = field(default_factory=dict)
     iphonesubinfo_needs_package: bool = False
+    iphonesubinfo_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    iphonesubinfo_reply: str = "normal"
+    iphonesubinfo_msim: dict[str, int] = field(default_factory=dict)
+    identity_props: dict[str, str] | None = None     # None: default_identity_props(...)
+    dumpsys_iphonesubinfo: bool = False
+    adbd_features: tuple[str, ...] = DEFAULT_FEATURES
+    su: bool = False
     packages: dict[str, str] = field(default_factory=dict)
     service_permissions: dict[str, str] = field(default_factory=dict)
     default_settings: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -117,16 +205,31 @@ class FirmwareProfile:
                 return method
         return None
 
+    def iphonesubinfo_arg_kinds(self, method: str) -> tuple[str, ...]:
+        """The method's parameter kinds (see iphonesubinfo_args in the module docstring)."""
+        if method in self.iphonesubinfo_args:
+            return self.iphonesubinfo_args[method]
+        return ("package",) if self.iphonesubinfo_needs_package else ()
+
+    def identity_prop_templates(self, sim_count: int | None = None) -> dict[str, str]:
+        """Identity prop templates in effect (the default set for ``sim_count`` slots)."""
+        if self.identity_props is not None:
+            return dict(self.identity_props)
+        return default_identity_props(self.sim_count if sim_count is None else sim_count)
+
 
 # --- validation helpers -----------------------------------------------------------------------
 
 
 class _Checker:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, origins: dict[str, str] | None = None) -> None:
         self.source = source
+        self.origins = origins or {}
 
     def fail(self, path: str, message: str) -> ProfileError:
-        return ProfileError(f"profile {self.source}: {path}: {message}")
+        # A value inherited through `extends` is blamed on the file that set it.
+        source = self.origins.get(path) or self.origins.get(path.split("[", 1)[0]) or self.source
+        return ProfileError(f"profile {source}: {path}: {message}")
 
     def mapping(self, value: Any, path: str) -> dict:
         if not isinstance(value, dict):
@@ -151,13 +254,18 @@ class _Checker:
             raise self.fail(path, f"expected boolean, got {value!r}")
         return value
 
+    def str_list(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected list, got {value!r}")
+        return [self.string(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
     def known_keys(self, data: dict, allowed: set[str], required: set[str], prefix: str) -> None:
         for key in data:
             if key not in allowed:
                 raise self.fail(f"{prefix}{key}", "unknown key")
         for key in sorted(required):
             if key not in data:
-                raise self.fail(f"{prefix}{key}", "missing required key")
+                raise ProfileError(f"profile {self.source}: {prefix}{key}: missing required key")
 
     def str_map(self, value: Any, path: str) -> dict[str, str]:
         data = self.mapping(value, path)
@@ -168,14 +276,86 @@ _TOP_REQUIRED = {"name", "android_release", "sdk", "miui_version_name", "miui_ve
                  "product", "build_fingerprint"}
 _TOP_ALLOWED = _TOP_REQUIRED | {
     "description", "build_id", "build_incremental", "props", "iphonesubinfo",
-    "iphonesubinfo_needs_package", "packages", "service_permissions", "default_settings",
-    "sim_count", "input_injection_blocked", "carrier", "behaviour"}
+    "iphonesubinfo_needs_package", "iphonesubinfo_args", "iphonesubinfo_reply", "iphonesubinfo_msim",
+    "identity_props",
+    "dumpsys_iphonesubinfo", "adbd_features", "su", "packages", "service_permissions",
+    "default_settings", "sim_count", "input_injection_blocked", "carrier", "behaviour"}
 _PRODUCT_REQUIRED = {"name", "model", "device"}
 _PRODUCT_ALLOWED = _PRODUCT_REQUIRED | {"brand", "manufacturer", "marketname", "mod_device"}
 
 
-def _parse(data: Any, source: str) -> FirmwareProfile:
-    c = _Checker(source)
+def _parse_codes(c: _Checker, top: dict, key: str = "iphonesubinfo") -> dict[str, int]:
+    raw = top.get(key)
+    codes = {k: c.integer(v, f"{key}.{k}")
+             for k, v in c.mapping({} if raw is None else raw, key).items()}
+    seen: dict[int, str] = {}
+    for method, code in codes.items():
+        if code < 1:
+            raise c.fail(f"{key}.{method}", f"transaction codes start at 1, got {code}")
+        if code in seen:
+            raise c.fail(f"{key}.{method}",
+                         f"code {code} is already {seen[code]}'s (codes are unique)")
+        seen[code] = method
+    return codes
+
+
+def _parse_args(c: _Checker, top: dict, codes: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    raw = top.get("iphonesubinfo_args")
+    table = c.mapping({} if raw is None else raw, "iphonesubinfo_args")
+    result: dict[str, tuple[str, ...]] = {}
+    for method, kinds in table.items():
+        path = f"iphonesubinfo_args.{method}"
+        if method not in codes:
+            raise c.fail(path, "not a method of the iphonesubinfo table")
+        kinds = c.str_list(kinds, path)
+        for i, kind in enumerate(kinds):
+            if kind not in ARG_KINDS:
+                raise c.fail(f"{path}[{i}]", f"expected one of {', '.join(ARG_KINDS)}, "
+                                             f"got {kind!r}")
+        if sum(k in ("phone_id", "sub_id", "sub_id64") for k in kinds) > 1:
+            raise c.fail(path, "at most one of phone_id, sub_id, sub_id64")
+        result[method] = tuple(kinds)
+    return result
+
+
+def _parse_identity_props(c: _Checker, top: dict, sim_count: int) -> dict[str, str] | None:
+    raw = top.get("identity_props")
+    if raw is None:
+        return None
+    props = c.str_map(raw, "identity_props")
+    for prop, template in props.items():
+        path = f"identity_props.{prop}"
+        if not prop or any(ch.isspace() for ch in prop):
+            raise c.fail(path, "not a property name")
+        try:
+            fields = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise c.fail(path, f"bad template {template!r}: {exc}") from exc
+        for _literal, name, spec, conversion in fields:
+            if name is None:
+                continue
+            m = _TEMPLATE_FIELD.fullmatch(name)
+            if not m or spec or conversion:
+                raise c.fail(path, f"bad template field {{{name}}}: expected one of "
+                                   f"{', '.join(IDENTITY_LISTS)} indexed by slot, e.g. {{imei[0]}}")
+            if int(m.group(2)) >= sim_count:
+                raise c.fail(path, f"{{{name}}} names slot {m.group(2)} but the profile has "
+                                   f"{sim_count} SIM slot{'s' if sim_count > 1 else ''}")
+    return props
+
+
+def _parse_features(c: _Checker, top: dict) -> tuple[str, ...]:
+    if top.get("adbd_features") is None:
+        return DEFAULT_FEATURES
+    features = c.str_list(top["adbd_features"], "adbd_features")
+    for i, feature in enumerate(features):
+        if not _FEATURE.fullmatch(feature):
+            raise c.fail(f"adbd_features[{i}]", f"not a feature name: {feature!r}")
+    return tuple(features)
+
+
+def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> FirmwareProfile:
+    c = _Checker(source, origins)
     top = c.mapping(data, "(top level)")
     c.known_keys(top, _TOP_ALLOWED, _TOP_REQUIRED, "")
 
@@ -187,11 +367,7 @@ def _parse(data: Any, source: str) -> FirmwareProfile:
             raise c.fail(f"product.{key}", "must be a non-empty single line")
     product = ProductInfo(**product_fields)
 
-    codes = {k: c.integer(v, f"iphonesubinfo.{k}")
-             for k, v in c.mapping(top.get("iphonesubinfo", {}), "iphonesubinfo").items()}
-    for method, code in codes.items():
-        if code < 1:
-            raise c.fail(f"iphonesubinfo.{method}", f"transaction codes start at 1, got {code}")
+    codes = _parse_codes(c, top)
 
     settings_raw = c.mapping(top.get("default_settings", {}), "default_settings")
     c.known_keys(settings_raw, set(_NAMESPACES), set(), "default_settings.")
@@ -209,6 +385,12 @@ def _parse(data: Any, source: str) -> FirmwareProfile:
     if sim_count not in (1, 2):
         raise c.fail("sim_count", f"expected 1 or 2, got {sim_count}")
 
+    sdk = c.integer(top["sdk"], "sdk")
+    reply = c.string(top.get("iphonesubinfo_reply", "normal"), "iphonesubinfo_reply")
+    if reply not in IPHONESUBINFO_REPLIES:
+        raise c.fail("iphonesubinfo_reply", f"expected one of {', '.join(IPHONESUBINFO_REPLIES)},"
+                                            f" got {reply!r}")
+
     behaviour = top.get("behaviour", {})
     behaviour = dict(c.mapping(behaviour, "behaviour")) if behaviour is not None else {}
 
@@ -216,7 +398,7 @@ def _parse(data: Any, source: str) -> FirmwareProfile:
         name=c.string(top["name"], "name"),
         description=c.string(top.get("description", ""), "description"),
         android_release=c.string(top["android_release"], "android_release"),
-        sdk=c.integer(top["sdk"], "sdk"),
+        sdk=sdk,
         miui_version_name=c.string(top["miui_version_name"], "miui_version_name"),
         miui_version_code=c.integer(top["miui_version_code"], "miui_version_code"),
         product=product,
@@ -227,6 +409,14 @@ def _parse(data: Any, source: str) -> FirmwareProfile:
         iphonesubinfo=codes,
         iphonesubinfo_needs_package=c.boolean(
             top.get("iphonesubinfo_needs_package", False), "iphonesubinfo_needs_package"),
+        iphonesubinfo_args=_parse_args(c, top, codes),
+        iphonesubinfo_reply=reply,
+        iphonesubinfo_msim=_parse_codes(c, top, "iphonesubinfo_msim"),
+        identity_props=_parse_identity_props(c, top, sim_count),
+        dumpsys_iphonesubinfo=c.boolean(top.get("dumpsys_iphonesubinfo", sdk <= 19),
+                                        "dumpsys_iphonesubinfo"),
+        adbd_features=_parse_features(c, top),
+        su=c.boolean(top.get("su", False), "su"),
         packages=c.str_map(top.get("packages", {}), "packages"),
         service_permissions=c.str_map(top.get("service_permissions", {}), "service_permissions"),
         default_settings=settings,
@@ -245,8 +435,11 @@ def banner_safe(value: str) -> str:
     return _BANNER_FORBIDDEN.sub("", value)
 
 
-def _shipped_dir():
-    return resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR)
+# --- files and inheritance --------------------------------------------------------------------
+
+
+def _shipped_dir() -> Path:
+    return Path(str(resources.files(_PROFILE_PACKAGE).joinpath(_PROFILE_DIR)))
 
 
 def list_profiles() -> list[str]:
@@ -255,26 +448,105 @@ def list_profiles() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
-def load_profile(name_or_path: str | Path) -> FirmwareProfile:
-    """Load a shipped profile by name, or any profile file by path."""
-    text: str
-    as_str = str(name_or_path)
-    if isinstance(name_or_path, Path) or "/" in as_str or as_str.endswith((".yaml", ".yml")):
-        path = Path(name_or_path)
-        source = path.name
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProfileError(f"profile {path}: cannot read: {exc.strerror or exc}") from exc
-    else:
-        resource = _shipped_dir().joinpath(f"{as_str}.yaml")
-        source = f"{as_str}.yaml"
-        if not resource.is_file():
-            raise ProfileError(f"profile {as_str}: no such profile (known: "
-                               f"{', '.join(list_profiles())})")
-        text = resource.read_text(encoding="utf-8")
+def _is_path(ref: str | Path) -> bool:
+    return isinstance(ref, Path) or "/" in str(ref) or str(ref).endswith((".yaml", ".yml"))
+
+
+def _locate(ref: str | Path, relative_to: Path | None = None) -> tuple[Path, str]:
+    """(file, name used in messages) for a shipped profile name or a path; ProfileError if none.
+    The message's prefix is left to the caller (who may be an extending file)."""
+    if _is_path(ref):
+        path = Path(ref)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
+        return path, path.name
+    name = str(ref)
+    path = _shipped_dir() / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or not path.is_file():
+        raise ProfileError(f"no such profile (known: {', '.join(list_profiles())})")
+    return path, f"{name}.yaml"
+
+
+def _read(path: Path, source: str, shown: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"profile {shown}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"profile {source}: invalid YAML: {exc}") from exc
-    return _parse(data, source)
+
+
+def _mark(origins: dict[str, str], value: Any, source: str, path: str) -> None:
+    origins[path] = source
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark(origins, v, source, f"{path}.{k}")
+
+
+def _forget(origins: dict[str, str], path: str) -> None:
+    for key in [k for k in origins if k == path or k.startswith(path + ".")]:
+        del origins[key]
+
+
+def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix: str) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        path = f"{prefix}{key}"
+        if value is None:
+            out.pop(key, None)
+            _forget(origins, path)
+        elif isinstance(value, dict) and value and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, origins, source, path + ".")
+        else:
+            out[key] = value
+            _forget(origins, path)
+            _mark(origins, value, source, path)
+    return out
+
+
+def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]
+               ) -> tuple[Any, dict[str, str]]:
+    """The profile data with every ``extends`` resolved, and which file set each key path."""
+    data = _read(path, source, str(path) if not chain else source)
+    origins: dict[str, str] = {}
+    if not isinstance(data, dict) or "extends" not in data:
+        if isinstance(data, dict):
+            for k, v in data.items():
+                _mark(origins, v, source, str(k))
+        return data, origins
+    data = dict(data)
+    ref = data.pop("extends")
+    if not isinstance(ref, str) or not ref:
+        raise ProfileError(f"profile {source}: extends: expected a profile name or path, "
+                           f"got {ref!r}")
+    if "name" not in data:
+        raise ProfileError(f"profile {source}: name: missing required key (a profile that "
+                           "extends another sets its own name)")
+    try:
+        parent_path, parent_source = _locate(ref, path.parent)
+    except ProfileError as exc:
+        raise ProfileError(f"profile {source}: extends: {ref}: {exc}") from None
+    here = (path.resolve(), source)
+    chain = [*chain, here]
+    if any(p == parent_path.resolve() for p, _ in chain):
+        names = " -> ".join([s for _, s in chain] + [parent_source])
+        raise ProfileError(f"profile {source}: extends: cycle {names}")
+    if not parent_path.is_file():
+        raise ProfileError(f"profile {source}: extends: {ref}: no such file {parent_path}")
+    parent, origins = _load_tree(parent_path, parent_source, chain)
+    if not isinstance(parent, dict):
+        raise ProfileError(f"profile {parent_source}: (top level): expected mapping, "
+                           f"got {parent!r}")
+    return _merge(parent, data, origins, source, ""), origins
+
+
+def load_profile(name_or_path: str | Path) -> FirmwareProfile:
+    """Load a shipped profile by name, or any profile file by path (``extends`` resolved)."""
+    try:
+        path, source = _locate(name_or_path)
+    except ProfileError as exc:
+        raise ProfileError(f"profile {name_or_path}: {exc}") from None
+    data, origins = _load_tree(path, source, [])
+    return _parse(data, source, origins)

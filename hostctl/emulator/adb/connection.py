@@ -388,6 +388,8 @@ def make_banner(props: dict[str, str], features: tuple[str, ...] = DEFAULT_FEATU
         return "".join(ch for ch in v if ch not in ":;=")
 
     parts = [f"{k}={clean(v)}" for k, v in props.items()]
+    if not features:  # a pre-7.0 adbd (KitKat): ';'-terminated props and no features key
+        return "device::" + "".join(part + ";" for part in parts)
     parts.append("features=" + ",".join(features))
     return "device::" + ";".join(parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -199,6 +200,11 @@ class _AdbdProtocol(asyncio.Protocol):
 
     def _open(self, sid: int, name: str) -> None:
         service = svc.parse_service(name)
+        if "shell_v2" not in self.server.features and isinstance(service, svc.ShellService):
+            # A pre-7.0 adbd knows only "shell:" (the host never asks it otherwise), and runs
+            # every shell, command or not, on a pty: output comes back with CRLF line ends.
+            service = (svc.UnknownService(name, "shell arguments need shell_v2")
+                       if name.startswith("shell,") else dataclasses.replace(service, pty=True))
         if isinstance(service, svc.UnknownService):
             log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
             self.conn.refuse(sid)

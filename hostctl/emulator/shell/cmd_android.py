@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from ..handset import ContentError, Intent, ReadOnlyPropertyError, normalize_component
+from . import subinfo
 from .files import FsError
-from .interp import Ctx, command
-from .parcel import ParcelWriter, format_parcel, parcel_error_text
+from .interp import Ctx, ExitShell, command
+from .parcel import parcel_error_text
 
 # --- properties -------------------------------------------------------------------------------
 
@@ -108,7 +109,12 @@ _SERVICES = (
     ("statusbar", "com.android.internal.statusbar.IStatusBarService"),
     ("miui.security.SecurityManager", "miui.security.ISecurityManager"),
 )
-_SERVICE_NAMES = {name for name, _ in _SERVICES}
+_MSIM = ("iphonesubinfo_msim", "com.android.internal.telephony.msim.IPhoneSubInfoMSim")
+
+
+def _services(ctx: Ctx) -> tuple[tuple[str, str], ...]:
+    """The registered services; CAF dual-SIM KitKat builds add iphonesubinfo_msim."""
+    return _SERVICES + ((_MSIM,) if ctx.handset.profile.iphonesubinfo_msim else ())
 
 _SERVICE_USAGE = """Usage: service [-h|-?]
        service list
@@ -120,27 +126,6 @@ Options:
 """
 
 
-def _subinfo_value(ctx: Ctx, method: str, args: list[tuple[str, object]]) -> str | None:
-    sims = ctx.handset.identity.sims
-    ints = [v for t, v in args if t == "i32"]
-    slot = 0
-    if method.endswith(("ForPhone", "ForSubscriber", "ForSubscriberId")) and ints:
-        index = int(ints[0])
-        slot = index if method.endswith("ForPhone") else index - 1
-    if not 0 <= slot < len(sims):
-        return None
-    sim = sims[slot]
-    base = method
-    for suffix in ("ForPhone", "ForSubscriber", "ForSubscriberId"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return {
-        "getDeviceId": sim.imei, "getImei": sim.imei, "getDeviceSvn": "01",
-        "getSubscriberId": sim.imsi, "getIccSerialNumber": sim.iccid,
-        "getLine1Number": sim.msisdn, "getMsisdn": sim.msisdn,
-    }.get(base)
-
-
 @command("service")
 async def _service(ctx: Ctx, argv: list[str]) -> int:
     args = argv[1:]
@@ -148,15 +133,16 @@ async def _service(ctx: Ctx, argv: list[str]) -> int:
         ctx.out(_SERVICE_USAGE)
         return 0
     if args[0] == "list":
-        ctx.out(f"Found {len(_SERVICES)} services:\n")
-        for i, (name, iface) in enumerate(_SERVICES):
+        services = _services(ctx)
+        ctx.out(f"Found {len(services)} services:\n")
+        for i, (name, iface) in enumerate(services):
             ctx.out(f"{i}\t{name}: [{iface}]\n")
         return 0
     if args[0] == "check":
         if len(args) < 2:
             ctx.err("service: No service specified for check\n")
             return 10
-        found = "found" if args[1] in _SERVICE_NAMES else "not found"
+        found = "found" if args[1] in dict(_services(ctx)) else "not found"
         ctx.out(f"Service {args[1]}: {found}\n")
         return 0
     if args[0] != "call":
@@ -167,7 +153,7 @@ async def _service(ctx: Ctx, argv: list[str]) -> int:
         ctx.err("service: No service specified for call\n")
         return 10
     name = args[1]
-    if name not in _SERVICE_NAMES:
+    if name not in dict(_services(ctx)):
         ctx.err(f"service: Service {name} does not exist\n")
         return 10
     if len(args) < 3:
@@ -196,12 +182,11 @@ async def _service(ctx: Ctx, argv: list[str]) -> int:
             ctx.err(f"service: unknown option {kind}\n")
             return 10
     if name == "iphonesubinfo":
-        method = ctx.handset.profile.iphonesubinfo_method(code)
-        if method is not None:
-            value = _subinfo_value(ctx, method, call_args)
-            ctx.out(format_parcel(ParcelWriter().write_no_exception()
-                                  .write_string16(value).data()))
-            return 0
+        ctx.out(subinfo.transact(ctx.handset, code, call_args))
+        return 0
+    if name == _MSIM[0]:
+        ctx.out(subinfo.transact_msim(ctx.handset, code, call_args))
+        return 0
     ctx.out(parcel_error_text(74, "Not a data message"))
     return 0
 
@@ -626,16 +611,18 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
     h = ctx.handset
     if len(argv) == 1 or argv[1] == "-l":
         ctx.out("Currently running services:\n")
-        for name, _ in sorted(_SERVICES):
+        for name, _ in sorted(_services(ctx)):
             ctx.out(f"  {name}\n")
         return 0
     name = argv[1]
-    if name not in _SERVICE_NAMES:
+    if name not in dict(_services(ctx)):
         ctx.err(f"Can't find service: {name}\n")
         return 0
     sims = h.identity.sims
     if name == "iphonesubinfo":
-        if h.profile.sdk <= 19:
+        # KitKat's PhoneSubInfo.dump(); from 5.0 the service (PhoneSubInfoController) has no
+        # dump() and dumpsys prints nothing
+        if h.profile.dumpsys_iphonesubinfo and sims:
             ctx.out("Phone Subscriber Info:\n  Phone Type = GSM\n"
                     f"  Device ID = {sims[0].imei}\n")
         return 0
@@ -830,8 +817,13 @@ _ID_GROUPS = ("1003(graphics),1004(input),1007(log),1009(mount),1011(adb),1015(s
 @command("id")
 async def _id(ctx: Ctx, argv: list[str]) -> int:
     flags = "".join(a[1:] for a in argv[1:] if a.startswith("-"))
+    root = ctx.session.uid == 0
     if "u" in flags or "g" in flags:
-        ctx.out(("shell" if "n" in flags else "2000") + "\n")
+        ctx.out(("root" if root else "shell") if "n" in flags else ("0" if root else "2000"))
+        ctx.out("\n")
+        return 0
+    if root:
+        ctx.out("uid=0(root) gid=0(root) groups=0(root) context=u:r:su:s0\n")
         return 0
     ctx.out(f"uid=2000(shell) gid=2000(shell) groups={_ID_GROUPS} context=u:r:shell:s0\n")
     return 0
@@ -839,8 +831,36 @@ async def _id(ctx: Ctx, argv: list[str]) -> int:
 
 @command("whoami")
 async def _whoami(ctx: Ctx, argv: list[str]) -> int:
-    ctx.out("shell\n")
+    ctx.out("root\n" if ctx.session.uid == 0 else "shell\n")
     return 0
+
+
+@command("su")
+async def _su(ctx: Ctx, argv: list[str]) -> int:
+    """/system/xbin/su on a rooted build (profile ``su``): runs CMD (or stdin) as uid 0 in the
+    emulated shell. Root changes who `id` says you are, nothing else: no host command runs."""
+    if not ctx.handset.profile.su:
+        ctx.err(f"/system/bin/sh: {argv[0]}: inaccessible or not found\n")
+        return 127
+    args = argv[1:]
+    while args and args[0] in ("root", "0", "-", "-l", "--login"):
+        args = args[1:]
+    sub = ctx.session.fork()
+    sub.uid = 0
+    if args and args[0] in ("-c", "--command"):
+        if len(args) < 2:
+            ctx.err("su: option requires an argument -- c\n")
+            return 1
+        script = " ".join(args[1:])
+    elif args:
+        ctx.err(f"su: unknown option {args[0]}\n")
+        return 1
+    else:
+        script = (await ctx.stdin_bytes()).decode("utf-8", "surrogateescape")
+    try:
+        return await sub.run_text(script, ctx.streams)
+    except ExitShell as exc:
+        return exc.code
 
 
 @command("getenforce")

@@ -95,7 +95,12 @@ def _known_path(name: str) -> str | None:
 
     if name not in COMMANDS or name in _BUILTINS:
         return None
-    return f"/system/{'xbin' if name in ('which',) else 'bin'}/{name}"
+    return f"/system/{'xbin' if name in ('which', 'su') else 'bin'}/{name}"
+
+
+def _installed(ctx: Ctx, name: str) -> bool:
+    """A command the handset has: `su` only on a rooted profile."""
+    return name in COMMANDS and (name != "su" or ctx.handset.profile.su)
 
 
 _BUILTINS = {"exit", "true", "false", ":", "cd", "pwd", "export", "unset", "echo", "printf",
@@ -106,7 +111,7 @@ _BUILTINS = {"exit", "true", "false", ":", "cd", "pwd", "export", "unset", "echo
 async def _which(ctx: Ctx, argv: list[str]) -> int:
     rc = 0
     for name in argv[1:]:
-        path = _known_path(name) or (f"/system/bin/{name}" if name in COMMANDS else None)
+        path = (_known_path(name) or f"/system/bin/{name}") if _installed(ctx, name) else None
         if path:
             ctx.out(path + "\n")
         else:
@@ -123,7 +128,7 @@ async def _command(ctx: Ctx, argv: list[str]) -> int:
         for name in args[1:]:
             if name in _BUILTINS:
                 ctx.out(f"{name} is a shell builtin\n" if verbose else f"{name}\n")
-            elif name in COMMANDS:
+            elif _installed(ctx, name):
                 path = _known_path(name) or f"/system/bin/{name}"
                 ctx.out(f"{name} is a tracked alias for {path}\n" if verbose else f"{path}\n")
             else:
@@ -136,8 +141,9 @@ async def _command(ctx: Ctx, argv: list[str]) -> int:
         for name in args:
             if name in _BUILTINS:
                 ctx.out(f"{name} is a shell builtin\n")
-            elif name in COMMANDS:
-                ctx.out(f"{name} is a tracked alias for /system/bin/{name}\n")
+            elif _installed(ctx, name):
+                path = _known_path(name) or f"/system/bin/{name}"
+                ctx.out(f"{name} is a tracked alias for {path}\n")
             else:
                 ctx.out(f"{name} not found\n")
                 rc = 1

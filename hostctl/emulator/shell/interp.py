@@ -231,6 +231,7 @@ class Session:
         self.positional: list[str] = []
         self._sub_rc: int | None = None
         self.arg0 = SH
+        self.uid = 2000  # shell; 0 inside `su`
 
     def fork(self) -> "Session":
         child = Session(self.handset, depth=self.depth + 1)
@@ -241,6 +242,7 @@ class Session:
         child.pid = self.pid + 1
         child.positional = list(self.positional)
         child.arg0 = self.arg0
+        child.uid = self.uid
         return child
 
     # --- entry points ---------------------------------------------------------------------

@@ -9,6 +9,8 @@ and redirections ``<`` ``>`` ``>>`` ``>|`` ``<&`` ``>&`` with an optional fd num
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -109,6 +111,10 @@ class Script:
 
 _OPS = ("&&", "||", ">>", ">&", "<&", ">|", "<<", ";;", ";", "|", "&", "(", ")", "<", ">", "\n")
 _SPECIAL_VARS = set("?$#!@*-0123456789")
+_OP_START = frozenset(o[0] for o in _OPS)
+# A run of characters that can only be literal word text (no quoting, expansion or operator).
+_DQUOTE_RUN = re.compile(r"[^\\$`]+")
+_PLAIN_RUN = re.compile(r"[^\s'\"\\$`#&|;()<>]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +284,16 @@ def tokenize(text: str) -> list[_Tok]:
             started = True
             parts.append(Sub(src, False))
             continue
+        if ch not in _OP_START:
+            run = _PLAIN_RUN.match(text, i)
+            started = True
+            if run is None:          # '#' inside a word, or other single literal character
+                lit(ch, False)
+                i += 1
+            else:
+                lit(run.group(), False)
+                i = run.end()
+            continue
         op = next((o for o in _OPS if text.startswith(o, i)), None)
         if op is not None:
             fd = None
@@ -323,8 +339,9 @@ def _dquote_parts(body: str, lit, parts: list[Part]) -> None:
             src, i = _scan_backtick(body, i + 1)
             parts.append(Sub(src, True))
             continue
-        lit(ch, True)
-        i += 1
+        run = _DQUOTE_RUN.match(body, i)
+        lit(run.group() if run else ch, True)
+        i = run.end() if run else i + 1
 
 
 # --- parser -----------------------------------------------------------------------------------

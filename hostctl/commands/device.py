@@ -1,0 +1,232 @@
+"""``hostctl devices|info|identity|shell``: the device layer on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..cli import CliError, Environment, ExitStatus, print_json, print_table
+from ..device import (AdbAddress, AdbServerError, DeviceEntry, DeviceError, Handset, for_each,
+                      list_devices, select_handset, servers_from_env)
+from ..identity import (DEFAULT_STRATEGIES, IDENTIFIERS, STRATEGIES, IdentityError, IdentityReport,
+                        read_identity, redact_value)
+
+
+def add_parsers(sub: Any, P: Any, env: Environment) -> None:
+    """Register the device commands on the top-level subparsers."""
+    common = P(add_help=False)
+    common.add_argument("--adb", action="append", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
+    common.add_argument("--timeout", type=float, default=20.0, help="seconds per device call (default 20)")
+    one = P(add_help=False)
+    one.add_argument("-s", "--serial", help="device serial (default ANDROID_SERIAL, or the only device)")
+
+    d = sub.add_parser("devices", parents=[common], env=env, help="list devices on the adb server(s)")
+    d.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("info", parents=[common, one], env=env, help="model, MIUI/Android version, root, input injection")
+    i.add_argument("--probe-root", action="store_true", help="run `su -c id` (may prompt on the handset)")
+    i.add_argument("--json", action="store_true")
+
+    ident = sub.add_parser("identity", parents=[common, one], env=env, help="IMEI/IMSI/ICCID/number per SIM slot")
+    ident.add_argument("--all", action="store_true", help="every device on every server, in parallel")
+    ident.add_argument("--frida", action="store_true",
+                       help="also try the Frida agent in com.android.phone (needs frida-server)")
+    ident.add_argument("--strategies", metavar="LIST",
+                       help=f"comma-separated, in order (default {','.join(DEFAULT_STRATEGIES)}; "
+                            f"known: {','.join(STRATEGIES)})")
+    ident.add_argument("--redact", action="store_true", help="mask identifiers (keep the last 4 digits)")
+    ident.add_argument("--json", action="store_true")
+
+    sh = sub.add_parser("shell", parents=[common, one], env=env, help="run a shell command on a device")
+    sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
+
+
+def servers(args: argparse.Namespace, env: Environment) -> list[AdbAddress]:
+    try:
+        given = getattr(args, "adb", None)
+        if given:
+            return list(dict.fromkeys(AdbAddress.parse(a) for a in given))   # once each, in order
+        return servers_from_env(env.vars)
+    except ValueError as exc:
+        raise CliError(str(exc), ExitStatus.USAGE) from exc
+
+
+def _serial(args: argparse.Namespace, env: Environment) -> str | None:
+    return args.serial or env.vars.get("ANDROID_SERIAL") or None
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
+    srv = servers(args, env)
+    if args.command == "devices":
+        return _devices(args, env, srv)
+    if args.command == "identity" and args.all:
+        return _identity_all(args, env, srv)
+    handset = select_handset(_serial(args, env), srv, timeout=args.timeout)
+    if args.command == "info":
+        info = handset.info(probe_su=args.probe_root)
+        if args.json:
+            print_json(env, info.to_json())
+        else:
+            rows = [[k, _human(v)] for k, v in info.to_json().items() if k != "input_injection_hint"]
+            print_table(env, ["FIELD", "VALUE"], rows)
+            if info.input_injection_hint:
+                env.stderr.write(f"hostctl: {info.input_injection_hint}\n")
+        return ExitStatus.OK
+    if args.command == "identity":
+        return _identity_one(args, env, handset)
+    if args.command == "shell":
+        return _shell(args, env, handset)
+    raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
+
+
+def _human(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) -> ExitStatus:
+    entries: list[DeviceEntry] = []
+    errors: list[AdbServerError] = []
+    for server in srv:
+        try:
+            entries += list_devices([server])
+        except AdbServerError as exc:
+            errors.append(exc)
+    if args.json:
+        print_json(env, {"servers": [str(s) for s in srv], "devices": [e.to_json() for e in entries],
+                         "errors": [{"server": str(e.server), "error": str(e)} for e in errors]})
+    else:
+        if entries:
+            print_table(env, ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER"],
+                        [[e.serial, e.state, e.model, e.product, str(e.server)] for e in entries])
+        elif not errors:
+            env.stderr.write(f"hostctl: no devices on {', '.join(str(s) for s in srv)}\n")
+    for exc in errors:
+        env.stderr.write(f"hostctl: {exc}\n")
+    if errors:
+        return ExitStatus.NOT_RUNNABLE if len(errors) == len(srv) else ExitStatus.ERROR
+    return ExitStatus.OK
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def _strategies(args: argparse.Namespace) -> list[str]:
+    if args.strategies:
+        chosen = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in STRATEGIES]
+        if unknown or not chosen:
+            raise CliError(f"unknown strategies {unknown or args.strategies!r}; known: "
+                           f"{', '.join(STRATEGIES)}", ExitStatus.USAGE)
+    else:
+        chosen = list(DEFAULT_STRATEGIES)
+    if args.frida and "frida" not in chosen:
+        chosen.append("frida")
+    return chosen
+
+
+def _print_identity(env: Environment, report: IdentityReport, redact: bool, heading: bool) -> None:
+    if heading:
+        env.stdout.write(f"== {report.serial} ({report.server}) ==\n")
+    rows = []
+    for slot in report.slots:
+        for key in IDENTIFIERS + ("sim_operator", "mcc_mnc", "network_operator"):
+            value = getattr(slot, key)
+            if redact and key in IDENTIFIERS:
+                value = redact_value(value)
+            valid = slot.valid.get(key)
+            rows.append([str(slot.slot), key, value or "-",
+                         "-" if valid is None else ("yes" if valid else "NO"),
+                         slot.sources.get(key, "not found")])
+    print_table(env, ["SLOT", "FIELD", "VALUE", "VALID", "SOURCE"], rows)
+
+
+def _identity_one(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:
+    try:
+        report = read_identity(handset, strategies=_strategies(args), timeout=args.timeout)
+    except IdentityError as exc:
+        if args.json:
+            print_json(env, exc.report.to_json(args.redact))
+        raise
+    if args.json:
+        print_json(env, report.to_json(args.redact))
+    else:
+        _print_identity(env, report, args.redact, heading=False)
+    return ExitStatus.OK
+
+
+def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) -> ExitStatus:
+    strategies = _strategies(args)
+    entries: list[DeviceEntry] = []
+    errors: list[dict[str, str]] = []
+    for server in srv:
+        try:
+            entries += list_devices([server])
+        except AdbServerError as exc:
+            errors.append({"serial": "", "server": str(server), "error": str(exc)})
+    usable = [e for e in entries if e.state == "device"]
+    for e in entries:
+        if e.state != "device":
+            errors.append({"serial": e.serial, "server": str(e.server), "error": f"device is {e.state}"})
+    if not usable and not errors:
+        raise CliError(f"no devices on {', '.join(str(s) for s in srv)}", ExitStatus.NOT_RUNNABLE)
+    handsets = [Handset(e.serial, e.server, timeout=args.timeout, transport_id=e.transport_id)
+                for e in usable]
+    if not args.json:
+        env.stderr.write(f"hostctl: reading identity of {len(handsets)} device(s)\n")
+    reports: list[dict[str, Any]] = []
+    for handset, report, exc in for_each(handsets, lambda h: read_identity(
+            h, strategies=strategies, timeout=args.timeout)):
+        if isinstance(exc, IdentityError):
+            reports.append(exc.report.to_json(args.redact))
+        if exc is not None:
+            errors.append({"serial": handset.serial, "server": str(handset.server), "error": str(exc)})
+            continue
+        reports.append(report.to_json(args.redact))
+        if not args.json:
+            _print_identity(env, report, args.redact, heading=True)
+    if args.json:
+        print_json(env, {"handsets": reports, "errors": errors})
+    for err in errors:
+        env.stderr.write(f"hostctl: {err['serial'] or err['server']}: {err['error']}\n")
+    if errors:
+        return ExitStatus.NOT_RUNNABLE if not reports else ExitStatus.ERROR
+    return ExitStatus.OK
+
+
+# --- shell ------------------------------------------------------------------------------------
+
+
+def _shell(args: argparse.Namespace, env: Environment, handset: Handset) -> int:
+    cmd = list(args.cmd)
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if not cmd:
+        raise CliError("shell: give a command (interactive shells: use `adb shell`)", ExitStatus.USAGE)
+    # adb's convention: the words are joined with spaces and run by the device's sh.
+    result = handset.shell(" ".join(cmd), timeout=args.timeout)
+    env.stdout.write(result.stdout)
+    env.stderr.write(result.stderr)
+    return result.exit_code
+
+
+def status_for(exc: Exception) -> ExitStatus:
+    """The exit status a device-layer error maps to (README, "Exit codes")."""
+    from ..device import DeviceNotFoundError, DeviceStateError, DeviceTimeoutError
+
+    if isinstance(exc, (AdbServerError, DeviceNotFoundError, DeviceStateError)):
+        return ExitStatus.NOT_RUNNABLE
+    if isinstance(exc, DeviceTimeoutError):
+        return ExitStatus.TIMEOUT
+    if isinstance(exc, DeviceError):
+        return ExitStatus.ERROR
+    return ExitStatus.ERROR

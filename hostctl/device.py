@@ -1,0 +1,654 @@
+"""The device layer: handsets reached by serial through an adb server, local or remote.
+
+A :class:`Handset` talks to one device through the adb server's smart-socket protocol (adbutils'
+connection primitives), with a deadline on every call. It never asks whether the device is real or
+emulated; :class:`DeviceInfo` reports that for reports only.
+
+Errors are :class:`DeviceError` subclasses that carry the serial, the command, the output gathered
+so far and the exit code, so a caller can keep the evidence of a half-finished command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+from adbutils import AdbClient
+from adbutils._adb import AdbConnection
+from adbutils.errors import AdbConnectionError, AdbError, AdbTimeout
+
+__all__ = [
+    "AdbAddress", "AdbServerError", "CommandError", "DeviceEntry", "DeviceError", "DeviceGoneError",
+    "DeviceInfo", "DeviceNotFoundError", "DeviceStateError", "DeviceTimeoutError", "Handset",
+    "HostctlError", "InputInjection", "RootStatus", "ShellResult", "list_devices", "parse_getprop",
+    "select_handset", "servers_from_env",
+]
+
+DEFAULT_TIMEOUT = 20.0          # seconds for one shell command unless the caller says otherwise
+CONNECT_TIMEOUT = 3.0           # seconds to reach the adb server's port
+SHELL_PACKAGE = "com.android.shell"
+
+T = TypeVar("T")
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class HostctlError(Exception):
+    """Base of every error hostctl raises on purpose."""
+
+
+class AdbServerError(HostctlError):
+    """The adb server did not answer (dead, wrong port, unreachable host)."""
+
+    def __init__(self, server: "AdbAddress", reason: str) -> None:
+        self.server = server
+        self.reason = reason
+        hint = ("start one with `adb start-server` (it listens on ANDROID_ADB_SERVER_PORT) or point "
+                "hostctl at another with --adb HOST:PORT")
+        super().__init__(f"no adb server answering at {server} ({reason}); {hint}")
+
+
+class DeviceError(HostctlError):
+    """Something went wrong with one device; carries what was run and what came back."""
+
+    def __init__(self, message: str, *, serial: str, command: str | None = None, output: str = "",
+                 exit_code: int | None = None, server: "AdbAddress | None" = None) -> None:
+        self.serial = serial
+        self.command = command
+        self.output = output
+        self.exit_code = exit_code
+        self.server = server
+        super().__init__(message)
+
+
+class DeviceNotFoundError(DeviceError):
+    """No device with that serial on the adb server(s) asked."""
+
+
+class DeviceStateError(DeviceError):
+    """The device is attached but not usable: offline, unauthorized, recovery, ..."""
+
+    def __init__(self, message: str, *, state: str, **kw: Any) -> None:
+        self.state = state
+        super().__init__(message, **kw)
+
+
+class DeviceGoneError(DeviceError):
+    """The device vanished (unplugged, powered off, adb transport closed) during a command."""
+
+
+class DeviceTimeoutError(DeviceError):
+    """The device did not finish a command within its timeout."""
+
+    def __init__(self, message: str, *, timeout: float, **kw: Any) -> None:
+        self.timeout = timeout
+        super().__init__(message, **kw)
+
+
+class CommandError(DeviceError):
+    """A shell command ran and exited non-zero."""
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class AdbAddress:
+    """Where an adb server listens: ``host:port`` (a lab with several hosts has several)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5037
+
+    @classmethod
+    def parse(cls, text: str) -> "AdbAddress":
+        """``HOST:PORT``, ``PORT``, ``tcp:HOST:PORT`` (adb's ADB_SERVER_SOCKET), or ``[v6]:PORT``."""
+        raw = text.strip()
+        value = raw.removeprefix("tcp:")
+        host, port = "127.0.0.1", value
+        if value.startswith("["):
+            host, _, port = value[1:].partition("]")
+            port = port.removeprefix(":")
+        elif ":" in value:
+            host, _, port = value.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+            raise ValueError(f"not an adb server address: {raw!r} (expected HOST:PORT or PORT)")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def servers_from_env(env: Mapping[str, str]) -> list[AdbAddress]:
+    """The adb server adb itself would use: ADB_SERVER_SOCKET, else ANDROID_ADB_SERVER_PORT."""
+    sock = env.get("ADB_SERVER_SOCKET", "")
+    if sock:
+        return [AdbAddress.parse(sock)]
+    host = env.get("ANDROID_ADB_SERVER_ADDRESS", "") or "127.0.0.1"
+    port = env.get("ANDROID_ADB_SERVER_PORT", "") or "5037"
+    return [AdbAddress.parse(f"{host}:{port}")]
+
+
+class _Connection(AdbConnection):
+    """adbutils' connection without its fallback of starting a local adb server on failure.
+
+    A dead or remote server must give a clear error, not a surprise ``adb start-server``.
+    """
+
+    def _safe_connect(self):  # type: ignore[override]
+        return self._create_socket()
+
+    def close(self) -> None:
+        # adbutils sleeps 10 ms after a half-close here (a uiautomator2 work-around); every
+        # request of ours has read its answer to the end, so the socket can simply be closed.
+        sock = self.__dict__.get("_AdbConnection__conn")
+        if sock is not None:
+            sock.close()
+            self.__dict__["_AdbConnection__conn"] = None
+
+
+class _Client(AdbClient):
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:  # type: ignore[override]
+        conn = _Connection(self.host, self.port)
+        conn.conn.settimeout(timeout or CONNECT_TIMEOUT)
+        return conn
+
+
+def _client(server: AdbAddress) -> _Client:
+    return _Client(server.host, server.port)
+
+
+def _server_call(server: AdbAddress, fn: Callable[[_Client], T]) -> T:
+    """Run one request against the server, turning socket failures into AdbServerError."""
+    try:
+        return fn(_client(server))
+    except AdbTimeout as exc:
+        raise AdbServerError(server, "timed out") from exc
+    except AdbConnectionError as exc:
+        reason = str(exc).removeprefix("connect to adb server failed: ")
+        raise AdbServerError(server, reason) from exc
+    except (ConnectionError, EOFError) as exc:
+        raise AdbServerError(server, f"connection dropped: {exc}") from exc
+
+
+# --- device listing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One line of ``adb devices -l`` on one server."""
+
+    serial: str
+    state: str
+    server: AdbAddress
+    transport_id: int | None = None
+    product: str = ""
+    model: str = ""
+    device: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["server"] = str(self.server)
+        return data
+
+
+def list_devices(servers: Sequence[AdbAddress]) -> list[DeviceEntry]:
+    """Every device on every server, in server order; a dead server raises AdbServerError."""
+    entries: list[DeviceEntry] = []
+    for server in servers:
+        infos = _server_call(server, lambda c: c.list(extended=True))
+        for info in infos:
+            entries.append(DeviceEntry(
+                serial=info.serial, state=info.state, server=server,
+                transport_id=info.transport_id, product=info.tags.get("product", ""),
+                model=info.tags.get("model", ""), device=info.tags.get("device", "")))
+    return entries
+
+
+def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
+                   timeout: float = DEFAULT_TIMEOUT) -> "Handset":
+    """adb's convention: the named serial, else the one device attached; errors say which."""
+    entries = list_devices(servers)
+    where = ", ".join(str(s) for s in servers)
+    if serial:
+        matches = [e for e in entries if e.serial == serial]
+        if not matches:
+            known = ", ".join(e.serial for e in entries) or "none"
+            raise DeviceNotFoundError(f"device {serial!r} not found on adb server {where} "
+                                      f"(attached: {known})", serial=serial)
+        entry = matches[0]
+    else:
+        usable = [e for e in entries if e.state == "device"] or entries
+        if not usable:
+            raise DeviceNotFoundError(f"no devices attached to adb server {where}", serial="")
+        if len(usable) > 1:
+            raise DeviceNotFoundError(
+                f"more than one device attached ({', '.join(e.serial for e in usable)}); "
+                "name one with -s SERIAL or ANDROID_SERIAL", serial="")
+        entry = usable[0]
+    _check_state(entry)
+    return Handset(entry.serial, entry.server, timeout=timeout, transport_id=entry.transport_id)
+
+
+_STATE_HINTS = {
+    "unauthorized": "accept the RSA key prompt on the handset (USB debugging authorisation)",
+    "offline": "replug the cable or restart adbd (adb reconnect)",
+    "authorizing": "wait for the handset to finish authorising",
+    "connecting": "wait for the transport to come up",
+}
+
+
+def _check_state(entry: DeviceEntry) -> None:
+    if entry.state != "device":
+        hint = _STATE_HINTS.get(entry.state, "the handset must be booted with adb enabled")
+        raise DeviceStateError(f"device {entry.serial} is {entry.state}: {hint}", state=entry.state,
+                               serial=entry.serial, server=entry.server)
+
+
+# --- shell ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShellResult:
+    """One finished shell command. ``stderr`` is separate only where the device has shell_v2."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str = ""
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def parse_getprop(text: str) -> dict[str, str]:
+    """``getprop``'s ``[key]: [value]`` lines; values may span lines (multi-line props)."""
+    props: dict[str, str] = {}
+    for m in re.finditer(r"^\[([^\]\n]+)\]: \[(.*?)\]$", text.replace("\r\n", "\n"), re.M | re.S):
+        props[m.group(1)] = m.group(2)
+    return props
+
+
+class RootStatus(str, Enum):
+    ADBD = "adbd"               # adbd itself runs as root (eng/userdebug build, `adb root`)
+    SU = "su"                   # an su binary that granted uid 0 when asked
+    SU_PRESENT = "su-present"   # an su binary exists; not asked (see probe_su)
+    SU_DENIED = "su-denied"     # an su binary exists but did not grant root in time
+    NONE = "none"
+
+
+class InputInjection(str, Enum):
+    ALLOWED = "allowed"
+    BLOCKED = "blocked"         # MIUI: "USB debugging (Security settings)" is off
+    UNKNOWN = "unknown"
+
+
+INJECTION_HINT = ("MIUI blocks input injection from adb: enable Settings > Additional settings > "
+                  "Developer options > \"USB debugging (Security settings)\" (needs a SIM and a "
+                  "Mi account sign-in); UI automation cannot run until then")
+
+_SU_PATHS = ("/system/xbin/su", "/system/bin/su", "/sbin/su", "/su/bin/su", "/debug_ramdisk/su",
+             "/system/sbin/su", "/vendor/bin/su")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    serial: str
+    server: str
+    model: str
+    market_name: str
+    brand: str
+    manufacturer: str
+    device: str
+    miui_version_name: str | None
+    miui_version_code: int | None
+    android_release: str
+    sdk: int | None
+    build_fingerprint: str
+    build_type: str
+    emulated: bool
+    emulated_evidence: str
+    root: RootStatus
+    su_path: str | None
+    input_injection: InputInjection
+    input_injection_hint: str | None
+    adb_features: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["root"] = self.root.value
+        data["input_injection"] = self.input_injection.value
+        return data
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text.strip().lstrip("-").isdigit() else None
+
+
+def emulation_evidence(props: Mapping[str, str], serial: str) -> str:
+    """Why a device looks emulated ('' if it does not). For reports only; nothing branches on it."""
+    if props.get("ro.hostctl.emulated") == "1":
+        return "ro.hostctl.emulated=1 (hostctl emulated lab)"
+    if props.get("ro.kernel.qemu") == "1" or props.get("ro.boot.qemu") == "1":
+        return "ro.kernel.qemu=1 (Android emulator)"
+    hardware = props.get("ro.hardware", "")
+    if hardware in ("goldfish", "ranchu", "vbox86"):
+        return f"ro.hardware={hardware}"
+    if serial.startswith("emulator-"):
+        return f"serial {serial}"
+    return ""
+
+
+class Handset:
+    """One device on one adb server. Every call has a deadline (``timeout`` seconds).
+
+    ``Handset("abcd1234")`` uses the server from the environment; ``server="10.0.0.5:5037"``
+    reaches a remote one. Commands go to the transport id when known (one request to the server
+    per command) and fall back to the serial if the device re-attached under a new id.
+    """
+
+    def __init__(self, serial: str, server: AdbAddress | str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, transport_id: int | None = None) -> None:
+        if server is None:
+            server = servers_from_env(os.environ)[0]
+        self.serial = serial
+        self.server = AdbAddress.parse(server) if isinstance(server, str) else server
+        self.timeout = timeout
+        self._transport_id = transport_id
+        self._features: frozenset[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Handset({self.serial!r}, server={str(self.server)!r})"
+
+    # -- transport ----------------------------------------------------------------------------
+
+    def _error(self, cls: type[DeviceError], message: str, **kw: Any) -> DeviceError:
+        return cls(message, serial=self.serial, server=self.server, **kw)
+
+    def _open(self, service: str, deadline: float, command: str) -> AdbConnection:
+        """A connection switched to this device's transport with ``service`` opened on it."""
+        last_fail = ""
+        for attempt in range(2):
+            try:
+                conn = _client(self.server).make_connection(timeout=max(0.05, deadline - time.monotonic()))
+            except AdbTimeout as exc:
+                raise AdbServerError(self.server, "timed out") from exc
+            except AdbConnectionError as exc:
+                raise AdbServerError(self.server, str(exc).removeprefix("connect to adb server failed: ")) from exc
+            try:
+                use_id = self._transport_id is not None and attempt == 0
+                conn.send_command(f"host:transport-id:{self._transport_id}" if use_id
+                                  else f"host:transport:{self.serial}")
+                conn.check_okay()
+                conn.send_command(service)
+                conn.check_okay()
+                return conn
+            except AdbError as exc:
+                conn.conn.close()
+                last_fail = str(exc)
+                if "not found" in last_fail and use_id:
+                    continue        # re-attached under a new transport id: try by serial
+                break
+            except socket.timeout as exc:
+                conn.conn.close()
+                raise self._error(DeviceTimeoutError, f"{self.serial}: adb server did not open "
+                                  f"{service!r} in time", command=command,
+                                  timeout=self.timeout) from exc
+            except (ConnectionError, EOFError, OSError) as exc:
+                conn.conn.close()
+                raise AdbServerError(self.server, f"connection dropped: {exc}") from exc
+        self._transport_id = None
+        return self._raise_open_failure(last_fail, command)
+
+    def _raise_open_failure(self, fail: str, command: str):
+        if "not found" in fail or "no devices" in fail:
+            raise self._error(DeviceNotFoundError, f"device {self.serial} not found on adb server "
+                              f"{self.server} ({fail})", command=command)
+        for state, hint in _STATE_HINTS.items():
+            if state in fail:
+                raise DeviceStateError(f"device {self.serial} is {state}: {hint}", state=state,
+                                       serial=self.serial, server=self.server, command=command)
+        raise self._error(DeviceError, f"{self.serial}: adb server refused: {fail}", command=command)
+
+    def features(self) -> frozenset[str]:
+        """The ADB features the device and server share (``shell_v2``, ``cmd``, ...)."""
+        if self._features is None:
+            deadline = time.monotonic() + self.timeout
+            text = self._host_query("features", deadline)
+            self._features = frozenset(f for f in text.strip().split(",") if f)
+        return self._features
+
+    def state(self) -> str:
+        """``device``, ``offline``, ``unauthorized``, ... as the server reports it."""
+        return self._host_query("get-state", time.monotonic() + self.timeout).strip()
+
+    def _host_query(self, what: str, deadline: float) -> str:
+        def ask(c: _Client) -> str:
+            with c.make_connection(timeout=max(0.05, deadline - time.monotonic())) as conn:
+                conn.send_command(f"host-serial:{self.serial}:{what}")
+                conn.check_okay()
+                return conn.read_string_block()
+        try:
+            return _server_call(self.server, ask)
+        except AdbError as exc:
+            if isinstance(exc, AdbServerError):
+                raise
+            return self._raise_open_failure(str(exc), what)
+
+    # -- shell --------------------------------------------------------------------------------
+
+    def shell(self, command: str, *, timeout: float | None = None, check: bool = False) -> ShellResult:
+        """Run ``command`` with ``sh -c`` on the device; exit code via shell_v2 or a marker.
+
+        Raises DeviceTimeoutError after ``timeout`` seconds (the remote command is closed),
+        DeviceGoneError if the device vanishes first, CommandError if ``check`` and it failed.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if "shell_v2" in self.features():
+            result = self._shell_v2(command, deadline, timeout)
+        else:
+            result = self._shell_v1(command, deadline, timeout)
+        if check and not result.ok:
+            raise self._error(CommandError, f"{self.serial}: `{command}` exited {result.exit_code}: "
+                              f"{_tail(result.output)}", command=command, output=result.output,
+                              exit_code=result.exit_code)
+        return result
+
+    def run(self, command: str, *, timeout: float | None = None) -> str:
+        """stdout of a command that must succeed."""
+        return self.shell(command, timeout=timeout, check=True).stdout
+
+    def _read(self, conn: AdbConnection, n: int, deadline: float, command: str, got: Callable[[], str],
+              timeout: float) -> bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timeout(command, got(), timeout)
+        conn.conn.settimeout(remaining)
+        try:
+            return conn.conn.recv(n)
+        except socket.timeout:
+            raise self._timeout(command, got(), timeout) from None
+        except OSError:
+            return b""
+
+    def _timeout(self, command: str, output: str, timeout: float) -> DeviceTimeoutError:
+        return self._error(DeviceTimeoutError, f"{self.serial}: `{command}` did not finish within "
+                           f"{timeout:g} s", command=command, output=output, timeout=timeout)
+
+    def _gone(self, command: str, output: str) -> DeviceGoneError:
+        try:
+            state = self.state()
+            detail = f"the connection closed before the command finished (device now {state})"
+        except (DeviceError, AdbServerError) as exc:
+            detail = f"the device disappeared ({exc})"
+        return self._error(DeviceGoneError, f"{self.serial}: `{command}`: {detail}",
+                           command=command, output=output)
+
+    def _shell_v2(self, command: str, deadline: float, timeout: float) -> ShellResult:
+        conn = self._open(f"shell,v2,raw:{command}", deadline, command)
+        out, err = bytearray(), bytearray()
+        buf = bytearray()
+        got = lambda: (out + err).decode("utf-8", "replace")  # noqa: E731
+        try:
+            while True:
+                while len(buf) >= 5:
+                    kind, length = buf[0], int.from_bytes(buf[1:5], "little")
+                    if len(buf) < 5 + length:
+                        break
+                    payload = bytes(buf[5:5 + length])
+                    del buf[:5 + length]
+                    if kind == 1:
+                        out += payload
+                    elif kind == 2:
+                        err += payload
+                    elif kind == 3:
+                        return ShellResult(command, payload[0] if payload else 255,
+                                           out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+                chunk = self._read(conn, 65536, deadline, command, got, timeout)
+                if not chunk:
+                    raise self._gone(command, got())
+                buf += chunk
+        finally:
+            conn.conn.close()
+
+    def _shell_v1(self, command: str, deadline: float, timeout: float) -> ShellResult:
+        marker = "__hostctl_exit_" + secrets.token_hex(6) + "__"
+        conn = self._open(f"shell:{command}\necho \"{marker}$?\"", deadline, command)
+        data = bytearray()
+        got = lambda: data.decode("utf-8", "replace")  # noqa: E731
+        try:
+            while True:
+                chunk = self._read(conn, 65536, deadline, command, got, timeout)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            conn.conn.close()
+        text = data.decode("utf-8", "replace")
+        m = re.search(re.escape(marker) + r"(\d+)\r?\n?$", text)
+        if not m:
+            raise self._gone(command, text)
+        stdout = text[:m.start()].replace("\r\n", "\n")
+        return ShellResult(command, int(m.group(1)), stdout)
+
+    def batch(self, commands: Sequence[str], *, timeout: float | None = None) -> list[ShellResult]:
+        """Several commands in one shell round trip, each with its own output and exit code.
+
+        Each runs as ``( CMD ) 2>&1`` (stderr folded into stdout); results come back in order.
+        """
+        if not commands:
+            return []
+        marker = "__hostctl_" + secrets.token_hex(6)
+        script = "\n".join(f"( {cmd}\n) 2>&1; echo \"\n{marker}:{i}:$?\"" for i, cmd in enumerate(commands))
+        result = self.shell(script, timeout=timeout)
+        results: list[ShellResult] = []
+        start = 0
+        for m in _BATCH_MARK.finditer(result.stdout + "\n"):
+            if m.group(1) != marker:
+                continue
+            body = result.stdout[start:m.start()]
+            results.append(ShellResult(commands[int(m.group(2))], int(m.group(3)), body))
+            start = m.end()
+        if len(results) != len(commands):
+            raise self._error(DeviceError, f"{self.serial}: batch of {len(commands)} commands ended "
+                              f"after {len(results)}", command=script, output=result.output,
+                              exit_code=result.exit_code)
+        return results
+
+    # -- properties and info ------------------------------------------------------------------
+
+    def getprops(self, *, timeout: float | None = None) -> dict[str, str]:
+        """All system properties (one ``getprop`` call)."""
+        return parse_getprop(self.run("getprop", timeout=timeout))
+
+    def root_status(self, props: Mapping[str, str] | None = None, *, probe_su: bool = False,
+                    su_timeout: float = 5.0) -> tuple[RootStatus, str | None]:
+        """Whether root is available, and the su path if there is one.
+
+        ``probe_su`` runs ``su -c id`` (it may pop a grant prompt on the handset); without it an
+        su binary is reported as ``su-present``.
+        """
+        id_out, ls_out = self.batch(["id", "ls " + " ".join(_SU_PATHS)], timeout=su_timeout + 5)
+        if re.search(r"\buid=0\(", id_out.stdout):
+            return RootStatus.ADBD, None
+        su_path = next((p for p in _SU_PATHS if re.search(rf"^{re.escape(p)}\s*$", ls_out.stdout, re.M)),
+                       None)
+        if su_path is None:
+            return RootStatus.NONE, None
+        if not probe_su:
+            return RootStatus.SU_PRESENT, su_path
+        try:
+            res = self.shell(f"{su_path} -c id", timeout=su_timeout)
+        except DeviceTimeoutError:
+            return RootStatus.SU_DENIED, su_path
+        return (RootStatus.SU if re.search(r"\buid=0\(", res.output) else RootStatus.SU_DENIED), su_path
+
+    def input_injection(self) -> tuple[InputInjection, str | None]:
+        """Try a harmless key event (KEYCODE_UNKNOWN) and read MIUI's INJECT_EVENTS refusal."""
+        res = self.shell("input keyevent 0")
+        if "INJECT_EVENTS" in res.output:
+            return InputInjection.BLOCKED, INJECTION_HINT
+        if res.ok and "Exception" not in res.output:
+            return InputInjection.ALLOWED, None
+        return InputInjection.UNKNOWN, f"`input keyevent 0` said: {_tail(res.output)}"
+
+    def info(self, *, probe_su: bool = False) -> DeviceInfo:
+        props = self.getprops()
+        root, su_path = self.root_status(props, probe_su=probe_su)
+        injection, hint = self.input_injection()
+        return DeviceInfo(
+            serial=self.serial, server=str(self.server),
+            model=props.get("ro.product.model", ""),
+            market_name=props.get("ro.product.marketname", "") or props.get("ro.product.model", ""),
+            brand=props.get("ro.product.brand", ""),
+            manufacturer=props.get("ro.product.manufacturer", ""),
+            device=props.get("ro.product.device", ""),
+            miui_version_name=props.get("ro.miui.ui.version.name") or None,
+            miui_version_code=_int_or_none(props.get("ro.miui.ui.version.code", "")),
+            android_release=props.get("ro.build.version.release", ""),
+            sdk=_int_or_none(props.get("ro.build.version.sdk", "")),
+            build_fingerprint=props.get("ro.build.fingerprint", ""),
+            build_type=props.get("ro.build.type", ""),
+            emulated=bool(emulation_evidence(props, self.serial)),
+            emulated_evidence=emulation_evidence(props, self.serial),
+            root=root, su_path=su_path, input_injection=injection, input_injection_hint=hint,
+            adb_features=sorted(self.features()),
+        )
+
+
+_BATCH_MARK = re.compile(r"\n?(__hostctl_[0-9a-f]{12}):(\d+):(\d+)\r?\n")
+
+
+def _tail(text: str, limit: int = 300) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def for_each(handsets: Iterable[Handset], fn: Callable[[Handset], T], *,
+             workers: int = 16) -> list[tuple[Handset, T | None, BaseException | None]]:
+    """Run ``fn`` on every handset in parallel; each result or error kept, in input order."""
+    items = list(handsets)
+    if not items:
+        return []
+
+    def one(h: Handset) -> tuple[Handset, T | None, BaseException | None]:
+        try:
+            return h, fn(h), None
+        except Exception as exc:   # kept per handset: one bad device must not hide the others
+            return h, None, exc
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(pool.map(one, items))
