@@ -1,7 +1,14 @@
-"""``python -m benchmarks``: every benchmark of the project, one after another."""
+"""``python -m benchmarks``: every benchmark of the project, one after another.
+
+``--quick`` is passed to each; ``--only`` applies to the emulator benchmarks.
+"""
 
 import sys
 
-from . import bench_emulator
+from . import bench_emulator, bench_identity
 
-sys.exit(bench_emulator.main(sys.argv[1:]))
+argv = sys.argv[1:]
+status = bench_emulator.main(argv)
+print()
+status |= bench_identity.main([a for a in argv if a == "--quick"])
+sys.exit(status)

@@ -33,6 +33,13 @@ def _adb(port: int, *args: str) -> str:
     return (r.stdout + r.stderr).decode(errors="replace").rstrip() + f"\n(exit {r.returncode})"
 
 
+def _hostctl(*argv: str) -> None:
+    from .cli import Environment, main as cli_main
+
+    status = cli_main(list(argv), Environment())
+    print(f"(exit {int(status)})")
+
+
 def main() -> int:
     port = _free_port()
     os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
@@ -51,6 +58,10 @@ def main() -> int:
                     print(_adb(port, "-s", s, "shell", "getprop | grep -E 'miui|operator|imei'"))
                     _step(f"adb -s {s} shell 'service call iphonesubinfo 1'   (IMEI as a Parcel)")
                     print(_adb(port, "-s", s, "shell", "service call iphonesubinfo 1"))
+                    _step("hostctl identity --all --redact   (every SIM slot, with where each value came from)")
+                    _hostctl("identity", "--all", "--redact")
+                    _step(f"hostctl info -s {s}")
+                    _hostctl("info", "-s", s)
                     _step(f"adb -s {s} shell 'settings get secure cloud_messaging_on; echo err >&2; exit 3'")
                     print(_adb(port, "-s", s, "shell", "settings get secure cloud_messaging_on; echo err >&2; exit 3"))
                     _step(f"frida.get_device('{s}').enumerate_processes()   (through adb tcp:27042)")

@@ -491,7 +491,7 @@ class Handset:
     def _gone(self, command: str, output: str) -> DeviceGoneError:
         try:
             state = self.state()
-            detail = f"the connection closed before the command finished (device now {state})"
+            detail = f"the connection closed before the command finished (adb state now: {state})"
         except (DeviceError, AdbServerError) as exc:
             detail = f"the device disappeared ({exc})"
         return self._error(DeviceGoneError, f"{self.serial}: `{command}`: {detail}",
@@ -526,7 +526,8 @@ class Handset:
 
     def _shell_v1(self, command: str, deadline: float, timeout: float) -> ShellResult:
         marker = "__hostctl_exit_" + secrets.token_hex(6) + "__"
-        conn = self._open(f"shell:{command}\necho \"{marker}$?\"", deadline, command)
+        # a subshell, so that an `exit N` in the command still lets the marker report N
+        conn = self._open(f"shell:( {command}\n)\necho \"{marker}$?\"", deadline, command)
         data = bytearray()
         got = lambda: data.decode("utf-8", "replace")  # noqa: E731
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -201,12 +202,24 @@ def _table(entry: Mapping[str, Any]) -> SubInfoTable:
                         entry.get("service", "iphonesubinfo"), methods, when)
 
 
+_LOAD_LOCK = threading.Lock()    # many handsets' threads must not each parse the data files
+
+
+def _load_yaml(name: str) -> Any:
+    return yaml.load(_data_text(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 @lru_cache(maxsize=None)
-def subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
-    """(AOSP tables, vendor tables) from hostctl/data/iphonesubinfo.yaml."""
-    data = yaml.safe_load(_data_text("iphonesubinfo.yaml"))
+def _subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
+    data = _load_yaml("iphonesubinfo.yaml")
     return (tuple(_table(t) for t in data.get("tables", [])),
             tuple(_table(t) for t in data.get("vendor_tables", []) or []))
+
+
+def subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
+    """(AOSP tables, vendor tables) from hostctl/data/iphonesubinfo.yaml."""
+    with _LOAD_LOCK:
+        return _subinfo_tables()
 
 
 def tables_for(sdk: int, props: Mapping[str, str]) -> list[SubInfoTable]:
@@ -215,9 +228,15 @@ def tables_for(sdk: int, props: Mapping[str, str]) -> list[SubInfoTable]:
     return [t for t in vendor if t.applies(sdk, props)] + [t for t in aosp if t.applies(sdk, props)]
 
 
-@lru_cache(maxsize=None)
 def identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
-    data = yaml.safe_load(_data_text("identity_props.yaml"))
+    """Per identifier, the props that may carry it (hostctl/data/identity_props.yaml)."""
+    with _LOAD_LOCK:
+        return _identity_props()
+
+
+@lru_cache(maxsize=None)
+def _identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
+    data = _load_yaml("identity_props.yaml")
     return {kind: {"per_slot": tuple(spec.get("per_slot", ()) or ()),
                    "joined": tuple(spec.get("joined", ()) or ())}
             for kind, spec in data.items()}

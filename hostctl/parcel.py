@@ -175,6 +175,9 @@ def parcel_bytes(text: str | bytes) -> bytes:
     m = _RESULT_RE.search(s)
     if m is None:
         raise ParcelFormatError("no 'Result: Parcel(' in the text")
+    fast = _canonical_dump(s, m.end())
+    if fast is not None:
+        return fast
     p = _skip_space(s, m.end())
     if s.startswith("Error:", p):
         raise _transaction_error(s, p)
@@ -184,6 +187,42 @@ def parcel_bytes(text: str | bytes) -> bytes:
             if s.startswith(")", q):
                 return b""
     return _scan_dump(s, p)
+
+
+# The layout `service call` prints up to Android 13, read line by line with one regex; anything
+# else (wraps, stripped offsets, Android 14's layout, damage) goes to the general scanner.
+_CANON_LINE = re.compile(r"[ \t]*0x([0-9a-fA-F]{8}): ((?:[0-9a-fA-F]{8} ){0,3}[0-9a-fA-F]{8}) +"
+                         r"'(.{16})'(\))?\n?")
+_CANON_ONE = re.compile(r"((?:[0-9a-fA-F]{8} ){0,3}[0-9a-fA-F]{8}) +'(.{1,16})'\)")
+_SHOWN = bytes(b if 32 <= b < 127 else 46 for b in range(256))   # printHexData's ASCII column
+
+
+def _words(text: str) -> bytes:
+    return b"".join(bytes.fromhex(w)[::-1] for w in text.split(" "))
+
+
+def _canonical_dump(s: str, p: int) -> bytes | None:
+    """The bytes of a dump in the exact canonical layout, or None to use the general scanner."""
+    m = _CANON_ONE.match(s, p)
+    if m:
+        data = _words(m.group(1))
+        return data if data.translate(_SHOWN).decode() == m.group(2) else None
+    if not s.startswith("\n", p):
+        return None
+    data, p = bytearray(), p + 1
+    while True:
+        m = _CANON_LINE.match(s, p)
+        if m is None or int(m.group(1), 16) != len(data):
+            return None
+        chunk = _words(m.group(2))
+        if chunk.translate(_SHOWN).decode().ljust(16) != m.group(3):
+            return None
+        data += chunk
+        p = m.end()
+        if m.group(4):
+            return bytes(data)
+        if len(chunk) != 16:
+            return None
 
 
 def _skip_space(s: str, p: int) -> int:

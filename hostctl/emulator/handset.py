@@ -445,6 +445,12 @@ class VirtualHandset:
             if not host.exists():
                 host.parent.mkdir(parents=True, exist_ok=True)
                 host.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip, like a stub apk
+        if self.profile.su:   # a rooted build ships the su binary (the shell's `su` runs it)
+            su = self.fs.root / "system/xbin/su"
+            if not su.exists():
+                su.parent.mkdir(parents=True, exist_ok=True)
+                su.write_bytes(b"\x7fELF")
+                su.chmod(0o755)
 
     # --- properties -----------------------------------------------------------------------
 

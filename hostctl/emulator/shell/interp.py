@@ -402,7 +402,7 @@ class Session:
             return str(len(self.positional))
         if name == "0":
             return self.arg0
-        if name.isdigit():
+        if name.isascii() and name.isdigit():
             i = int(name)
             return self.positional[i - 1] if i <= len(self.positional) else ""
         if name in ("@", "*"):
@@ -563,7 +563,7 @@ class Session:
                 if target == "-":
                     fds[r.fd] = NullOutput() if r.op == ">&" else BytesInput(b"")
                     continue
-                if target.isdigit():
+                if target.isascii() and target.isdigit():
                     src = int(target)
                     if src not in fds:
                         fail(f"{target}: bad file descriptor")

@@ -298,7 +298,7 @@ def tokenize(text: str) -> list[_Tok]:
         if op is not None:
             fd = None
             if op[0] in "<>" and started and len(parts) == 1 and isinstance(parts[0], Lit) \
-                    and not parts[0].quoted and parts[0].text.isdigit():
+                    and not parts[0].quoted and parts[0].text.isascii() and parts[0].text.isdigit():
                 fd = int(parts[0].text)
                 parts, started = [], False
             end_word()
