@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from . import __version__
-from .device import HostctlError
+from .errors import HostctlError
 
 
 class ExitStatus(IntEnum):
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
     try:
+        _check_adb_port(env)
         args = build_parser(env).parse_args(argv)
         if args.command == "emulator":
             from .commands import emulator
@@ -138,6 +139,15 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
         return ExitStatus.INTERRUPTED
     except SystemExit as exc:   # argparse --help / --version
         return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
+
+
+def _check_adb_port(env: Environment) -> None:
+    """A bad ANDROID_ADB_SERVER_PORT is a usage error, before adbutils (which parses it when
+    imported) turns it into a traceback."""
+    _ = env.adb_port    # raises CliError when the variable is not a port
+    if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":   # empty is unset to adb; adbutils would crash
+        del os.environ["ANDROID_ADB_SERVER_PORT"]
+    Environment(vars={"ANDROID_ADB_SERVER_PORT": os.environ.get("ANDROID_ADB_SERVER_PORT", "")}).adb_port
 
 
 def run() -> None:

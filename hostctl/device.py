@@ -10,6 +10,7 @@ so far and the exit code, so a caller can keep the evidence of a half-finished c
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -24,6 +25,9 @@ from adbutils import AdbClient
 from adbutils._adb import AdbConnection
 from adbutils.errors import AdbConnectionError, AdbError, AdbTimeout
 
+from .errors import (AdbServerError, CommandError, DeviceError, DeviceGoneError, DeviceNotFoundError,
+                     DeviceStateError, DeviceTimeoutError, HostctlError)
+
 __all__ = [
     "AdbAddress", "AdbServerError", "CommandError", "DeviceEntry", "DeviceError", "DeviceGoneError",
     "DeviceInfo", "DeviceNotFoundError", "DeviceStateError", "DeviceTimeoutError", "Handset",
@@ -36,65 +40,6 @@ CONNECT_TIMEOUT = 3.0           # seconds to reach the adb server's port
 SHELL_PACKAGE = "com.android.shell"
 
 T = TypeVar("T")
-
-
-# --- errors -----------------------------------------------------------------------------------
-
-
-class HostctlError(Exception):
-    """Base of every error hostctl raises on purpose."""
-
-
-class AdbServerError(HostctlError):
-    """The adb server did not answer (dead, wrong port, unreachable host)."""
-
-    def __init__(self, server: "AdbAddress", reason: str) -> None:
-        self.server = server
-        self.reason = reason
-        hint = ("start one with `adb start-server` (it listens on ANDROID_ADB_SERVER_PORT) or point "
-                "hostctl at another with --adb HOST:PORT")
-        super().__init__(f"no adb server answering at {server} ({reason}); {hint}")
-
-
-class DeviceError(HostctlError):
-    """Something went wrong with one device; carries what was run and what came back."""
-
-    def __init__(self, message: str, *, serial: str, command: str | None = None, output: str = "",
-                 exit_code: int | None = None, server: "AdbAddress | None" = None) -> None:
-        self.serial = serial
-        self.command = command
-        self.output = output
-        self.exit_code = exit_code
-        self.server = server
-        super().__init__(message)
-
-
-class DeviceNotFoundError(DeviceError):
-    """No device with that serial on the adb server(s) asked."""
-
-
-class DeviceStateError(DeviceError):
-    """The device is attached but not usable: offline, unauthorized, recovery, ..."""
-
-    def __init__(self, message: str, *, state: str, **kw: Any) -> None:
-        self.state = state
-        super().__init__(message, **kw)
-
-
-class DeviceGoneError(DeviceError):
-    """The device vanished (unplugged, powered off, adb transport closed) during a command."""
-
-
-class DeviceTimeoutError(DeviceError):
-    """The device did not finish a command within its timeout."""
-
-    def __init__(self, message: str, *, timeout: float, **kw: Any) -> None:
-        self.timeout = timeout
-        super().__init__(message, **kw)
-
-
-class CommandError(DeviceError):
-    """A shell command ran and exited non-zero."""
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -137,17 +82,29 @@ def servers_from_env(env: Mapping[str, str]) -> list[AdbAddress]:
 
 
 class _Connection(AdbConnection):
-    """adbutils' connection without its fallback of starting a local adb server on failure.
+    """adbutils' connection, with three changes for a lab tool:
 
-    A dead or remote server must give a clear error, not a surprise ``adb start-server``.
+    - no fallback of starting a local adb server on failure (a dead or remote server must give a
+      clear error, not a surprise ``adb start-server``);
+    - the connect honours the caller's deadline and reaches IPv6 servers too;
+    - no 10 ms sleep on close (adbutils' uiautomator2 work-around; every request of ours reads its
+      answer to the end).
     """
 
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self._connect_timeout = timeout
+        super().__init__(host, port)
+
     def _safe_connect(self):  # type: ignore[override]
-        return self._create_socket()
+        host, port = self._AdbConnection__host, self._AdbConnection__port  # type: ignore[attr-defined]
+        try:
+            return socket.create_connection((host, port), timeout=self._connect_timeout)
+        except socket.timeout as exc:
+            raise AdbTimeout("connect to adb server timeout") from exc
+        except OSError as exc:
+            raise AdbConnectionError(f"connect to adb server failed: {exc}") from exc
 
     def close(self) -> None:
-        # adbutils sleeps 10 ms after a half-close here (a uiautomator2 work-around); every
-        # request of ours has read its answer to the end, so the socket can simply be closed.
         sock = self.__dict__.get("_AdbConnection__conn")
         if sock is not None:
             sock.close()
@@ -156,8 +113,9 @@ class _Connection(AdbConnection):
 
 class _Client(AdbClient):
     def make_connection(self, timeout: float | None = None) -> AdbConnection:  # type: ignore[override]
-        conn = _Connection(self.host, self.port)
-        conn.conn.settimeout(timeout or CONNECT_TIMEOUT)
+        timeout = timeout or CONNECT_TIMEOUT
+        conn = _Connection(self.host, self.port, timeout)
+        conn.conn.settimeout(timeout)
         return conn
 
 
@@ -165,17 +123,31 @@ def _client(server: AdbAddress) -> _Client:
     return _Client(server.host, server.port)
 
 
+def _remaining(deadline: float) -> float:
+    return max(0.05, deadline - time.monotonic())
+
+
 def _server_call(server: AdbAddress, fn: Callable[[_Client], T]) -> T:
     """Run one request against the server, turning socket failures into AdbServerError."""
     try:
         return fn(_client(server))
-    except AdbTimeout as exc:
-        raise AdbServerError(server, "timed out") from exc
+    except (AdbTimeout, socket.timeout) as exc:
+        raise AdbServerError(server, "timed out", timed_out=True) from exc
     except AdbConnectionError as exc:
         reason = str(exc).removeprefix("connect to adb server failed: ")
         raise AdbServerError(server, reason) from exc
-    except (ConnectionError, EOFError) as exc:
+    except (OSError, EOFError) as exc:
         raise AdbServerError(server, f"connection dropped: {exc}") from exc
+
+
+def _request(service: str) -> None:
+    """adb's smart-socket requests carry a 4-hex-digit length: refuse what cannot be sent."""
+    try:
+        size = len(service.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"the command is not valid UTF-8 text ({exc.reason} at {exc.start})") from None
+    if size > 0xFFFF:
+        raise ValueError(f"the command is {size} bytes; adb requests are limited to 65535")
 
 
 # --- device listing ---------------------------------------------------------------------------
@@ -199,11 +171,11 @@ class DeviceEntry:
         return data
 
 
-def list_devices(servers: Sequence[AdbAddress]) -> list[DeviceEntry]:
+def list_devices(servers: Sequence[AdbAddress], *, timeout: float = CONNECT_TIMEOUT) -> list[DeviceEntry]:
     """Every device on every server, in server order; a dead server raises AdbServerError."""
     entries: list[DeviceEntry] = []
     for server in servers:
-        infos = _server_call(server, lambda c: c.list(extended=True))
+        infos = _server_call(server, lambda c: _list(c, timeout))
         for info in infos:
             entries.append(DeviceEntry(
                 serial=info.serial, state=info.state, server=server,
@@ -212,10 +184,36 @@ def list_devices(servers: Sequence[AdbAddress]) -> list[DeviceEntry]:
     return entries
 
 
+def _list(client: _Client, timeout: float) -> list[Any]:
+    with client.make_connection(timeout=timeout) as conn:
+        conn.send_command("host:devices-l")
+        conn.check_okay()
+        text = conn.read_string_block()
+    infos = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            tags = dict(p.split(":", 1) for p in parts[2:] if ":" in p)
+            infos.append(_Listed(parts[0], parts[1], tags))
+    return infos
+
+
+@dataclass(frozen=True)
+class _Listed:
+    serial: str
+    state: str
+    tags: dict[str, str]
+
+    @property
+    def transport_id(self) -> int | None:
+        value = self.tags.get("transport_id", "")
+        return int(value) if value.isdigit() else None
+
+
 def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
                    timeout: float = DEFAULT_TIMEOUT) -> "Handset":
     """adb's convention: the named serial, else the one device attached; errors say which."""
-    entries = list_devices(servers)
+    entries = list_devices(servers, timeout=min(timeout, CONNECT_TIMEOUT))
     where = ", ".join(str(s) for s in servers)
     if serial:
         matches = [e for e in entries if e.serial == serial]
@@ -379,41 +377,45 @@ class Handset:
 
     def _open(self, service: str, deadline: float, command: str) -> AdbConnection:
         """A connection switched to this device's transport with ``service`` opened on it."""
-        last_fail = ""
+        _request(service)
+        fail = ""
         for attempt in range(2):
+            by_id = self._transport_id is not None and attempt == 0
             try:
-                conn = _client(self.server).make_connection(timeout=max(0.05, deadline - time.monotonic()))
+                conn = _client(self.server).make_connection(timeout=_remaining(deadline))
             except AdbTimeout as exc:
-                raise AdbServerError(self.server, "timed out") from exc
+                raise AdbServerError(self.server, "timed out", timed_out=True) from exc
             except AdbConnectionError as exc:
                 raise AdbServerError(self.server, str(exc).removeprefix("connect to adb server failed: ")) from exc
             try:
-                use_id = self._transport_id is not None and attempt == 0
-                conn.send_command(f"host:transport-id:{self._transport_id}" if use_id
+                conn.send_command(f"host:transport-id:{self._transport_id}" if by_id
                                   else f"host:transport:{self.serial}")
                 conn.check_okay()
                 conn.send_command(service)
                 conn.check_okay()
+                if not by_id:
+                    self._transport_id = None     # re-attached: stay with the serial
                 return conn
+            except (AdbTimeout, socket.timeout) as exc:
+                conn.conn.close()
+                raise self._error(DeviceTimeoutError, f"{self.serial}: the adb server did not open "
+                                  f"`{command}` within the deadline", command=command,
+                                  timeout=self.timeout) from exc
             except AdbError as exc:
                 conn.conn.close()
-                last_fail = str(exc)
-                if "not found" in last_fail and use_id:
+                fail = str(exc)
+                if fail.startswith("Unknown data: b''"):
+                    raise AdbServerError(self.server, "it closed the connection") from exc
+                if by_id and ("no device with transport id" in fail or "not found" in fail):
                     continue        # re-attached under a new transport id: try by serial
                 break
-            except socket.timeout as exc:
-                conn.conn.close()
-                raise self._error(DeviceTimeoutError, f"{self.serial}: adb server did not open "
-                                  f"{service!r} in time", command=command,
-                                  timeout=self.timeout) from exc
-            except (ConnectionError, EOFError, OSError) as exc:
+            except OSError as exc:
                 conn.conn.close()
                 raise AdbServerError(self.server, f"connection dropped: {exc}") from exc
-        self._transport_id = None
-        return self._raise_open_failure(last_fail, command)
+        return self._raise_open_failure(fail, command)
 
     def _raise_open_failure(self, fail: str, command: str):
-        if "not found" in fail or "no devices" in fail:
+        if "not found" in fail or "no devices" in fail or "no device with" in fail:
             raise self._error(DeviceNotFoundError, f"device {self.serial} not found on adb server "
                               f"{self.server} ({fail})", command=command)
         for state, hint in _STATE_HINTS.items():
@@ -422,29 +424,30 @@ class Handset:
                                        serial=self.serial, server=self.server, command=command)
         raise self._error(DeviceError, f"{self.serial}: adb server refused: {fail}", command=command)
 
-    def features(self) -> frozenset[str]:
+    def features(self, *, timeout: float | None = None) -> frozenset[str]:
         """The ADB features the device and server share (``shell_v2``, ``cmd``, ...)."""
         if self._features is None:
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             text = self._host_query("features", deadline)
             self._features = frozenset(f for f in text.strip().split(",") if f)
         return self._features
 
-    def state(self) -> str:
+    def state(self, *, timeout: float | None = None) -> str:
         """``device``, ``offline``, ``unauthorized``, ... as the server reports it."""
-        return self._host_query("get-state", time.monotonic() + self.timeout).strip()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        return self._host_query("get-state", deadline).strip()
 
     def _host_query(self, what: str, deadline: float) -> str:
         def ask(c: _Client) -> str:
-            with c.make_connection(timeout=max(0.05, deadline - time.monotonic())) as conn:
+            with c.make_connection(timeout=_remaining(deadline)) as conn:
                 conn.send_command(f"host-serial:{self.serial}:{what}")
                 conn.check_okay()
                 return conn.read_string_block()
         try:
             return _server_call(self.server, ask)
+        except AdbServerError:
+            raise
         except AdbError as exc:
-            if isinstance(exc, AdbServerError):
-                raise
             return self._raise_open_failure(str(exc), what)
 
     # -- shell --------------------------------------------------------------------------------
@@ -456,8 +459,10 @@ class Handset:
         DeviceGoneError if the device vanishes first, CommandError if ``check`` and it failed.
         """
         timeout = self.timeout if timeout is None else timeout
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         deadline = time.monotonic() + timeout
-        if "shell_v2" in self.features():
+        if "shell_v2" in self.features(timeout=timeout):
             result = self._shell_v2(command, deadline, timeout)
         else:
             result = self._shell_v1(command, deadline, timeout)
@@ -488,9 +493,9 @@ class Handset:
         return self._error(DeviceTimeoutError, f"{self.serial}: `{command}` did not finish within "
                            f"{timeout:g} s", command=command, output=output, timeout=timeout)
 
-    def _gone(self, command: str, output: str) -> DeviceGoneError:
-        try:
-            state = self.state()
+    def _gone(self, command: str, output: str, deadline: float) -> DeviceGoneError:
+        try:   # what the server says now, within what is left of the deadline (1 s at least)
+            state = self.state(timeout=max(1.0, deadline - time.monotonic()))
             detail = f"the connection closed before the command finished (adb state now: {state})"
         except (DeviceError, AdbServerError) as exc:
             detail = f"the device disappeared ({exc})"
@@ -519,7 +524,7 @@ class Handset:
                                            out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
                 chunk = self._read(conn, 65536, deadline, command, got, timeout)
                 if not chunk:
-                    raise self._gone(command, got())
+                    raise self._gone(command, got(), deadline)
                 buf += chunk
         finally:
             conn.conn.close()
@@ -539,10 +544,11 @@ class Handset:
         finally:
             conn.conn.close()
         text = data.decode("utf-8", "replace")
-        m = re.search(re.escape(marker) + r"(\d+)\r?\n?$", text)
-        if not m:
-            raise self._gone(command, text)
-        stdout = text[:m.start()].replace("\r\n", "\n")
+        marks = list(re.finditer(re.escape(marker) + r"(\d+)\r?\n?", text))
+        if not marks:
+            raise self._gone(command, text, deadline)
+        m = marks[-1]   # output after it (a background job's) is kept, not taken for a failure
+        stdout = (text[:m.start()] + text[m.end():]).replace("\r\n", "\n")
         return ShellResult(command, int(m.group(1)), stdout)
 
     def batch(self, commands: Sequence[str], *, timeout: float | None = None) -> list[ShellResult]:
@@ -564,9 +570,9 @@ class Handset:
             results.append(ShellResult(commands[int(m.group(2))], int(m.group(3)), body))
             start = m.end()
         if len(results) != len(commands):
-            raise self._error(DeviceError, f"{self.serial}: batch of {len(commands)} commands ended "
-                              f"after {len(results)}", command=script, output=result.output,
-                              exit_code=result.exit_code)
+            raise self._error(DeviceError, f"{self.serial}: a batch of {len(commands)} commands "
+                              f"stopped after {len(results)} (at `{commands[len(results)]}`)",
+                              command=script, output=result.output, exit_code=result.exit_code)
         return results
 
     # -- properties and info ------------------------------------------------------------------
@@ -575,14 +581,14 @@ class Handset:
         """All system properties (one ``getprop`` call)."""
         return parse_getprop(self.run("getprop", timeout=timeout))
 
-    def root_status(self, props: Mapping[str, str] | None = None, *, probe_su: bool = False,
+    def root_status(self, *, probe_su: bool = False,
                     su_timeout: float = 5.0) -> tuple[RootStatus, str | None]:
         """Whether root is available, and the su path if there is one.
 
         ``probe_su`` runs ``su -c id`` (it may pop a grant prompt on the handset); without it an
         su binary is reported as ``su-present``.
         """
-        id_out, ls_out = self.batch(["id", "ls " + " ".join(_SU_PATHS)], timeout=su_timeout + 5)
+        id_out, ls_out = self.batch(["id", "ls " + " ".join(_SU_PATHS)])
         if re.search(r"\buid=0\(", id_out.stdout):
             return RootStatus.ADBD, None
         su_path = next((p for p in _SU_PATHS if re.search(rf"^{re.escape(p)}\s*$", ls_out.stdout, re.M)),
@@ -608,7 +614,7 @@ class Handset:
 
     def info(self, *, probe_su: bool = False) -> DeviceInfo:
         props = self.getprops()
-        root, su_path = self.root_status(props, probe_su=probe_su)
+        root, su_path = self.root_status(probe_su=probe_su)
         injection, hint = self.input_injection()
         return DeviceInfo(
             serial=self.serial, server=str(self.server),

@@ -14,7 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from . import agent
-from .device import Handset, HostctlError, servers_from_env
+from .device import AdbAddress, Handset, HostctlError
 
 __all__ = ["FridaIdentityError", "frida_device", "read_telephony"]
 
@@ -29,7 +29,8 @@ def frida_device(handset: Handset, timeout: float = 10.0) -> Any:
     """The frida Device for this handset's serial, or FridaIdentityError saying why not."""
     import frida
 
-    local = servers_from_env(os.environ)[0]
+    # Frida's own adb client reads only ANDROID_ADB_SERVER_PORT, on the loopback
+    local = AdbAddress("127.0.0.1", int(os.environ.get("ANDROID_ADB_SERVER_PORT") or 5037))
     if handset.server != local:
         raise FridaIdentityError(
             f"Frida reaches devices only through the adb server named by ANDROID_ADB_SERVER_PORT "
@@ -50,8 +51,22 @@ def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.
     except agent.AgentBundleError as exc:
         raise FridaIdentityError(str(exc)) from exc
     device = device or frida_device(handset, timeout=min(timeout, 10.0))
-    try:
+    sessions: list[Any] = []
+
+    def work() -> dict[str, Any]:
         session = device.attach(process)
+        sessions.append(session)
+        script = session.create_script(code, name="hostctl-agent")
+        script.load()
+        return script.exports_sync.read_telephony()
+
+    # attach, load and the call itself all count against the one deadline
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        result = pool.submit(work).result(timeout=timeout)
+    except FutureTimeout:
+        raise FridaIdentityError(f"attaching to {process} on {handset.serial} and asking the agent "
+                                 f"did not finish within {timeout:g} s") from None
     except frida.ProcessNotFoundError as exc:
         raise FridaIdentityError(f"{process} is not running on {handset.serial} ({exc})") from exc
     except frida.ServerNotRunningError as exc:
@@ -61,25 +76,17 @@ def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.
         raise FridaIdentityError(f"cannot attach to {process} on {handset.serial}: {exc} (the "
                                  f"frida-server major version must match the client's "
                                  f"{frida.__version__})") from exc
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        script = session.create_script(code, name="hostctl-agent")
-        script.load()
-        future = pool.submit(script.exports_sync.read_telephony)
-        try:
-            result = future.result(timeout=timeout)
-        except FutureTimeout:
-            raise FridaIdentityError(f"the agent in {process} did not answer within {timeout:g} s") from None
-        except frida.core.RPCException as exc:
-            raise FridaIdentityError(f"the agent in {process} failed: {exc}") from exc
-    except frida.InvalidOperationError as exc:
+    except frida.core.RPCException as exc:
+        raise FridaIdentityError(f"the agent in {process} failed: {exc}") from exc
+    except (frida.InvalidOperationError, frida.TransportError) as exc:
         raise FridaIdentityError(f"{process} on {handset.serial} went away: {exc}") from exc
     finally:
         pool.shutdown(wait=False)
-        try:
-            session.detach()
-        except frida.InvalidOperationError:
-            pass
+        for session in sessions:
+            try:
+                session.detach()
+            except frida.InvalidOperationError:
+                pass
     if not result.get("java"):
         raise FridaIdentityError(f"{process} on {handset.serial}: "
                                  + "; ".join(result.get("errors") or ["no Java runtime"]))

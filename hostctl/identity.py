@@ -32,7 +32,7 @@ from .parcel import ParcelError, ParcelExceptionError, ParcelTransactionError, d
 
 __all__ = [
     "Attempt", "DEFAULT_STRATEGIES", "IDENTIFIERS", "IdentityError", "IdentityReport", "SlotIdentity", "STRATEGIES",
-    "read_identity", "redact_value", "validate",
+    "read_identity", "redact_text", "redact_value", "validate",
 ]
 
 IDENTIFIERS = ("imei", "imsi", "iccid", "msisdn")
@@ -45,14 +45,22 @@ _STEMS = {"imei": ("getDeviceId", "getImei"), "imsi": ("getSubscriberId",),
           "iccid": ("getIccSerialNumber",), "msisdn": ("getLine1Number", "getMsisdn")}
 _ARG_KINDS = {"phone_id", "sub_id", "sub_id64", "package", "feature"}
 _SLOT_ARGS = {"phone_id", "sub_id", "sub_id64"}
+_SIM_IDS = {"imsi", "iccid", "msisdn"}      # what a slot without a SIM cannot have
 
 
 class IdentityError(DeviceError):
     """No strategy produced any identifier; ``report`` holds every attempt."""
 
-    def __init__(self, message: str, report: "IdentityReport") -> None:
-        super().__init__(message, serial=report.serial)
+    def __init__(self, report: "IdentityReport") -> None:
+        super().__init__(self.describe_report(report), serial=report.serial)
         self.report = report
+
+    @staticmethod
+    def describe_report(report: "IdentityReport", redact: bool = False) -> str:
+        return f"{report.serial}: no identifier found; tried {report.summary_of_failures(redact)}"
+
+    def describe(self, redact: bool = False) -> str:
+        return self.describe_report(self.report, redact)
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -89,6 +97,16 @@ def validate(kind: str, value: str, mcc_mnc: str | None = None) -> bool | None:
     if kind == "msisdn":
         return bool(re.fullmatch(r"\+?\d{3,15}", value))
     raise ValueError(f"unknown identifier kind {kind!r}")
+
+
+_DIGIT_RUN = re.compile(r"\d(?:[.\s-]?\d){4,}")
+
+
+def redact_text(text: str | None) -> str | None:
+    """Mask every run of 5+ digits (also with the dots of a Parcel dump's ASCII column between)."""
+    if text is None:
+        return None
+    return _DIGIT_RUN.sub(lambda m: re.sub(r"\d", "*", m.group()), text)
 
 
 def redact_value(value: str | None) -> str | None:
@@ -151,16 +169,20 @@ class IdentityReport:
         return [a for a in self.attempts if not a.ok]
 
     def to_json(self, redact: bool = False) -> dict[str, Any]:
+        attempts = [asdict(a) for a in self.attempts]
+        if redact:   # replies quoted in errors (a damaged dump's ASCII column) may hold digits
+            for a in attempts:
+                a["detail"], a["error"] = redact_text(a["detail"]), redact_text(a["error"])
         return {"serial": self.serial, "server": self.server, "sdk": self.sdk, "table": self.table,
-                "slots": [s.to_json(redact) for s in self.slots],
-                "attempts": [asdict(a) for a in self.attempts]}
+                "slots": [s.to_json(redact) for s in self.slots], "attempts": attempts}
 
-    def summary_of_failures(self) -> str:
+    def summary_of_failures(self, redact: bool = False) -> str:
         tried: dict[str, list[str]] = {}
         for a in self.failures():
             tried.setdefault(a.strategy, []).append(
                 (f"slot {a.slot} {a.field}: " if a.field else "") + f"{a.detail}: {a.error}")
-        return "; ".join(f"{k} ({len(v)} tried, e.g. {v[0]})" for k, v in tried.items())
+        text = "; ".join(f"{k} ({len(v)} tried, e.g. {v[0]})" for k, v in tried.items())
+        return redact_text(text) if redact else text
 
 
 # --- data tables ------------------------------------------------------------------------------
@@ -274,26 +296,33 @@ class _Reader:
         self.attempts: list[Attempt] = []
         self.slots: list[SlotIdentity] = []
         self.table: str | None = None
+        self.absent: set[int] = set()
 
     def note(self, strategy: str, detail: str, ok: bool, slot: int | None = None,
              field: str | None = None, error: str | None = None) -> None:
         self.attempts.append(Attempt(strategy, detail, ok, slot, field, error))
 
-    def offer(self, slot: SlotIdentity, kind: str, value: str | None, source: str) -> bool:
-        """Keep ``value`` unless the slot already has a valid one; True if it is valid."""
+    def offer(self, slot: SlotIdentity, kind: str, value: str | None, source: str) -> str | None:
+        """Keep ``value`` unless the slot already has a valid one; None if it was accepted as
+        valid, else why not. A value another slot already holds is refused: it is what a
+        default-subscription method answers for the wrong slot."""
         if not value:
-            return False
+            return "no value"
+        other = next((o.slot for o in self.slots if o is not slot and getattr(o, kind) == value), None)
+        if other is not None:
+            return f"the same {kind} as slot {other} (an answer for another subscription)"
         ok = validate(kind, value, slot.mcc_mnc)
         current = getattr(slot, kind)
         if current is None or (slot.valid.get(kind) is False and ok is not False):
             setattr(slot, kind, value)
             slot.sources[kind] = source
             slot.valid[kind] = ok
-        return ok is not False
+        return None if ok is not False else f"value did not validate as {kind}"
 
     def missing(self) -> list[tuple[SlotIdentity, str]]:
         return [(s, k) for s in self.slots for k in IDENTIFIERS
-                if getattr(s, k) is None or s.valid.get(k) is False]
+                if (getattr(s, k) is None or s.valid.get(k) is False)
+                and not (k in _SIM_IDS and s.slot in self.absent)]
 
     def run(self) -> IdentityReport:
         props = self.h.getprops(timeout=self.timeout)
@@ -301,6 +330,11 @@ class _Reader:
         sdk_text = props.get("ro.build.version.sdk", "")
         sdk = int(sdk_text) if sdk_text.isdigit() else None
         self.slots = [SlotIdentity(slot=i) for i in range(_slot_count(props))]
+        self.absent = {i for i in range(len(self.slots))
+                       if (_split(props.get("gsm.sim.state", ""), i) or "").upper() == "ABSENT"}
+        for i in sorted(self.absent):
+            self.note("prop", "gsm.sim.state", False, i, None,
+                      "no SIM in this slot (ABSENT): only its IMEI is read")
         self.operators(props)
         steps: dict[str, Callable[[], None]] = {
             "service_call": lambda: self.service_call(sdk, props),
@@ -404,9 +438,8 @@ class _Reader:
             self.note("service_call", detail, False, slot_no, kind,
                       "null string" if value is None else "empty string")
             return
-        ok = self.offer(slot, kind, value, f"service_call:{table.service}:{method.code}:{method.name}")
-        self.note("service_call", detail, ok, slot_no, kind,
-                  None if ok else f"value did not validate as {kind}")
+        why = self.offer(slot, kind, value, f"service_call:{table.service}:{method.code}:{method.name}")
+        self.note("service_call", detail, why is None, slot_no, kind, why)
 
     # -- 2. props ---------------------------------------------------------------------------------
 
@@ -423,14 +456,14 @@ class _Reader:
                     continue
                 value = _split(raw, slot.slot) if joined else (raw.strip() or None)
                 tried.append(name)
-                if value and self.offer(slot, kind, value, f"prop:{name}"):
-                    self.note("prop", name, True, slot.slot, kind)
+                why = self.offer(slot, kind, value, f"prop:{name}") if value else "no value for this slot"
+                self.note("prop", name, why is None, slot.slot, kind, why)
+                if why is None:
                     break
-                self.note("prop", name, False, slot.slot, kind,
-                          "no value for this slot" if not value else f"value did not validate as {kind}")
             if not tried:
                 self.note("prop", "getprop", False, slot.slot, kind,
-                          f"none of {len(names)} known props for {kind} is set")
+                          f"none of the {len(names)} known props for {kind} is set" if names
+                          else f"no known prop carries {kind} (hostctl/data/identity_props.yaml)")
 
     # -- 3. dumpsys -------------------------------------------------------------------------------
 
@@ -455,9 +488,8 @@ class _Reader:
                 self.note("dumpsys", "dumpsys iphonesubinfo", False, slot.slot, "imei",
                           f"only {len(ids)} Device ID line(s)")
                 continue
-            ok = self.offer(slot, "imei", value, "dumpsys:iphonesubinfo")
-            self.note("dumpsys", "dumpsys iphonesubinfo", ok, slot.slot, "imei",
-                      None if ok else "value did not validate as imei")
+            why = self.offer(slot, "imei", value, "dumpsys:iphonesubinfo")
+            self.note("dumpsys", "dumpsys iphonesubinfo", why is None, slot.slot, "imei", why)
 
     # -- 4. frida ---------------------------------------------------------------------------------
 
@@ -475,9 +507,13 @@ class _Reader:
             for kind in IDENTIFIERS:
                 value = row.get(kind)
                 if value and self._still_missing(slot.slot, kind):
-                    ok = self.offer(slot, kind, value, f"frida:{row.get(kind + '_via', 'TelephonyManager')}")
-                    self.note("frida", "com.android.phone TelephonyManager", ok, slot.slot, kind,
-                              None if ok else f"value did not validate as {kind}")
+                    why = self.offer(slot, kind, value, f"frida:{row.get(kind + '_via', 'TelephonyManager')}")
+                    self.note("frida", "com.android.phone TelephonyManager", why is None, slot.slot,
+                              kind, why)
+            for attr, key in (("sim_operator", "sim_operator"), ("mcc_mnc", "mcc_mnc")):
+                if getattr(slot, attr) is None and row.get(key):
+                    setattr(slot, attr, row[key])
+                    slot.sources[attr] = "frida:SubscriptionInfo"
             for err in row.get("errors", []):
                 self.note("frida", "com.android.phone TelephonyManager", False, slot.slot, None, err)
 
@@ -511,8 +547,7 @@ def read_identity(handset: Handset, *, strategies: Sequence[str] = DEFAULT_STRAT
         raise ValueError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
     report = _Reader(handset, strategies, frida_device, timeout).run()
     if require and not report.found:
-        raise IdentityError(f"{handset.serial}: no identifier found; tried "
-                            f"{report.summary_of_failures()}", report)
+        raise IdentityError(report)
     return report
 
 

@@ -33,7 +33,7 @@ def test_devices_json_lists_the_lab(lab, adb_port):
         assert d["state"] == "device" and d["model"] == "HM_1S" and d["transport_id"]
         assert set(d) == {"serial", "state", "server", "transport_id", "product", "model", "device"}
     st, out, _ = cli("devices")
-    assert st == ExitStatus.OK and out.splitlines()[0].split() == ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER"]
+    assert st == ExitStatus.OK and out.splitlines()[0].split() == ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER", "TRANSPORT"]
 
 
 def test_dead_adb_server_is_a_message_not_a_traceback():
@@ -136,3 +136,57 @@ def test_identity_all_across_two_adb_servers_reports_each_handset_once(lab, seco
     for lh in list(lab.lab.handsets) + list(second_lab.lab.handsets):
         assert by_serial[lh.serial]["slots"][0]["imei"] == lh.identity.sims[0].imei
     assert doc["errors"] == []
+
+
+def test_adb_before_and_after_the_command_both_count(adb_port):
+    dead = f"127.0.0.1:{free_port()}"
+    st, out, err = cli("--adb", f"127.0.0.1:{adb_port}", "devices", "--json", "--adb", dead)
+    doc = json.loads(out)
+    assert doc["servers"] == [f"127.0.0.1:{adb_port}", dead]
+    assert st == ExitStatus.ERROR and [e["server"] for e in doc["errors"]] == [dead]
+
+
+def test_hung_server_is_a_timeout_exit_code():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        addr = f"127.0.0.1:{sock.getsockname()[1]}"
+        st, _, err = cli("--adb", addr, "devices", "--timeout", "0.5")
+        assert st == ExitStatus.TIMEOUT and "timed out" in err
+        st, _, err = cli("--adb", addr, "shell", "-s", "x", "--timeout", "0.5", "echo")
+        assert st == ExitStatus.TIMEOUT and "Traceback" not in err
+
+
+def test_bad_timeout_and_bad_port_variable_are_usage_errors(lab):
+    st, _, err = cli("shell", "-s", lab.lab.handsets[0].serial, "--timeout", "inf", "echo")
+    assert st == ExitStatus.USAGE and "positive finite" in err
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "hostctl", "devices"], capture_output=True, text=True,
+                       env=dict(os.environ, ANDROID_ADB_SERVER_PORT="abc"), timeout=60)
+    assert r.returncode == ExitStatus.USAGE and "is not a port number" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_identity_all_reads_a_handset_on_two_servers_once(lab, second_lab, adb_port):
+    # the same adb server named twice, and one of lab's handsets also attached to second_lab's server
+    p2 = second_lab.config.adb_port
+    shared = lab.lab.handsets[0]
+    from hostctl.emulator.lab import adb_binary
+    import subprocess
+    env2 = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(p2))
+    subprocess.run([adb_binary(), "connect", shared.serial], env=env2, capture_output=True, timeout=30)
+    try:
+        from hostctl.emulator.lab import wait_for_device
+        wait_for_device(p2, shared.serial, 20)
+        st, out, err = cli("identity", "--all", "--json", "--adb", f"127.0.0.1:{adb_port}",
+                           "--adb", f"localhost:{p2}", "--adb", f"127.0.0.1:{p2}")
+        assert st == ExitStatus.OK, err
+        doc = json.loads(out)
+        serials = [h["serial"] for h in doc["handsets"]]
+        assert sorted(serials) == sorted({h.serial for h in list(lab.lab.handsets) + list(second_lab.lab.handsets)})
+        assert {d["serial"] for d in doc["duplicates"]} == {shared.serial} | {h.serial for h in second_lab.lab.handsets}
+        assert "read once" in err
+    finally:
+        subprocess.run([adb_binary(), "disconnect", shared.serial], env=env2, capture_output=True, timeout=30)

@@ -13,7 +13,6 @@ import os
 
 import pytest
 
-from hostctl import agent
 from hostctl.cli import Environment, ExitStatus, main
 from hostctl.device import AdbAddress, Handset
 from hostctl.frida_identity import FridaIdentityError, read_telephony

@@ -540,3 +540,33 @@ def test_damaged_dumps_only_ever_raise_parcel_errors(base: str, edits) -> None:
         pos %= len(text) + 1
         text = text[:pos] + char + text[pos + span:]
     _never_anything_but_parcel_errors(text)
+
+
+# --- the canonical-layout fast path never disagrees with the general scanner ------------------
+
+from hostctl.parcel import _canonical_dump, _RESULT_RE, _scan_dump, _skip_space  # noqa: E402
+
+
+def _scan(text: str) -> bytes | None:
+    m = _RESULT_RE.search(text)
+    try:
+        return _scan_dump(text, _skip_space(text, m.end()))
+    except ParcelError:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(payload=st.binary(max_size=80), cut=st.integers(0, 400), junk=st.sampled_from(
+    ["", "'", ")", "\n", " ", "x", "0", "\t", "  0x00000010: "]))
+def test_fast_path_agrees_with_the_scanner_or_steps_aside(payload, cut, junk):
+    dump = format_parcel(payload)
+    for text in (dump, dump[:cut] + junk + dump[cut:], dump[:cut] + dump[cut + 1:]):
+        m = _RESULT_RE.search(text)
+        if m is None:
+            continue
+        fast = _canonical_dump(text, m.end())
+        if fast is not None:
+            assert fast == _scan(text), text
+    fast = _canonical_dump(dump, _RESULT_RE.search(dump).end())
+    # every real reply (4-byte aligned, as Parcels are) takes the fast path and decodes exactly
+    assert fast == (payload if payload and len(payload) % 4 == 0 else None)

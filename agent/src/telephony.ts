@@ -64,7 +64,7 @@ function read(): TelephonyResult {
   const tm = Java.cast(ctx.getSystemService("phone"), TM);
   let count = 1;
   try {
-    count = sdk >= 23 ? tm.getPhoneCount() : 1;
+    count = tm.getPhoneCount();   // public from 23; a hidden method with the same name on 5.x
   } catch (e) {
     result.errors.push(`getPhoneCount: ${e}`);
   }
@@ -86,8 +86,14 @@ function read(): TelephonyResult {
         row.errors.push(`getActiveSubscriptionInfoForSimSlotIndex(${slot}): ${e}`);
       }
     }
-    const subId: number | null = info !== null ? info.getSubscriptionId() : null;
-    const forSub = subId !== null && sdk >= 24 ? tm.createForSubscriptionId(subId) : null;
+    let subId: number | null = null;
+    let forSub: any = null;
+    try {
+      subId = info !== null ? info.getSubscriptionId() : null;
+      forSub = subId !== null && sdk >= 24 ? tm.createForSubscriptionId(subId) : null;
+    } catch (e) {
+      row.errors.push(`subscription of slot ${slot}: ${e}`);
+    }
     attempt(row, "imei", [
       [`TelephonyManager.getImei(${slot})`, () => (sdk >= 26 ? tm.getImei(slot) : null)],
       [`TelephonyManager.getDeviceId(${slot})`, () => (sdk >= 23 ? tm.getDeviceId(slot) : null)],
@@ -109,7 +115,9 @@ function read(): TelephonyResult {
     try {
       if (info !== null) {
         row.sim_operator = `${info.getCarrierName()}`;
-        row.mcc_mnc = `${info.getMcc()}${String(info.getMnc()).padStart(2, "0")}`;
+        // the string forms keep a 3-digit MNC's leading zeros; the ints (before 29) cannot
+        row.mcc_mnc = sdk >= 29 ? `${info.getMccString()}${info.getMncString()}`
+          : `${info.getMcc()}${String(info.getMnc()).padStart(2, "0")}`;
       }
     } catch (e) {
       row.errors.push(`operator: ${e}`);

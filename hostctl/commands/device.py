@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from ..cli import CliError, Environment, ExitStatus, print_json, print_table
@@ -15,9 +16,9 @@ from ..identity import (DEFAULT_STRATEGIES, IDENTIFIERS, STRATEGIES, IdentityErr
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     """Register the device commands on the top-level subparsers."""
     common = P(add_help=False)
-    common.add_argument("--adb", action="append", metavar="HOST:PORT", default=argparse.SUPPRESS,
+    common.add_argument("--adb", action="append", metavar="HOST:PORT", dest="adb_after", default=[],
                         help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
-    common.add_argument("--timeout", type=float, default=20.0, help="seconds per device call (default 20)")
+    common.add_argument("--timeout", type=_seconds, default=20.0, help="seconds per device call (default 20)")
     one = P(add_help=False)
     one.add_argument("-s", "--serial", help="device serial (default ANDROID_SERIAL, or the only device)")
 
@@ -42,9 +43,20 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: a timeout must be a positive finite number")
+    return value
+
+
 def servers(args: argparse.Namespace, env: Environment) -> list[AdbAddress]:
     try:
-        given = getattr(args, "adb", None)
+        # --adb before the command and after it both count
+        given = list(getattr(args, "adb", None) or []) + list(getattr(args, "adb_after", []) or [])
         if given:
             return list(dict.fromkeys(AdbAddress.parse(a) for a in given))   # once each, in order
         return servers_from_env(env.vars)
@@ -98,7 +110,7 @@ def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) 
     errors: list[AdbServerError] = []
     for server in srv:
         try:
-            entries += list_devices([server])
+            entries += list_devices([server], timeout=args.timeout)
         except AdbServerError as exc:
             errors.append(exc)
     if args.json:
@@ -106,14 +118,15 @@ def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) 
                          "errors": [{"server": str(e.server), "error": str(e)} for e in errors]})
     else:
         if entries:
-            print_table(env, ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER"],
-                        [[e.serial, e.state, e.model, e.product, str(e.server)] for e in entries])
+            print_table(env, ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER", "TRANSPORT"],
+                        [[e.serial, e.state, e.model, e.product, str(e.server), e.transport_id]
+                         for e in entries])
         elif not errors:
             env.stderr.write(f"hostctl: no devices on {', '.join(str(s) for s in srv)}\n")
     for exc in errors:
         env.stderr.write(f"hostctl: {exc}\n")
     if errors:
-        return ExitStatus.NOT_RUNNABLE if len(errors) == len(srv) else ExitStatus.ERROR
+        return status_for(errors[0]) if len(errors) == len(srv) else ExitStatus.ERROR
     return ExitStatus.OK
 
 
@@ -156,7 +169,7 @@ def _identity_one(args: argparse.Namespace, env: Environment, handset: Handset) 
     except IdentityError as exc:
         if args.json:
             print_json(env, exc.report.to_json(args.redact))
-        raise
+        raise CliError(exc.describe(args.redact), ExitStatus.ERROR) from exc
     if args.json:
         print_json(env, report.to_json(args.redact))
     else:
@@ -168,38 +181,57 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
     strategies = _strategies(args)
     entries: list[DeviceEntry] = []
     errors: list[dict[str, str]] = []
+    failures: list[BaseException] = []
     for server in srv:
         try:
-            entries += list_devices([server])
+            entries += list_devices([server], timeout=args.timeout)
         except AdbServerError as exc:
             errors.append({"serial": "", "server": str(server), "error": str(exc)})
-    usable = [e for e in entries if e.state == "device"]
+            failures.append(exc)
+    usable: dict[str, DeviceEntry] = {}
+    duplicates: list[dict[str, str]] = []
     for e in entries:
         if e.state != "device":
             errors.append({"serial": e.serial, "server": str(e.server), "error": f"device is {e.state}"})
+        elif e.serial in usable and not e.serial.startswith("emulator-"):
+            # one handset attached to two servers (adb connect from both): read it once.
+            # `emulator-NNNN` serials are local to each host, so those are distinct handsets.
+            duplicates.append({"serial": e.serial, "server": str(e.server),
+                               "same_as": str(usable[e.serial].server)})
+        else:
+            usable.setdefault(e.serial if not e.serial.startswith("emulator-")
+                              else f"{e.server}/{e.serial}", e)
     if not usable and not errors:
         raise CliError(f"no devices on {', '.join(str(s) for s in srv)}", ExitStatus.NOT_RUNNABLE)
     handsets = [Handset(e.serial, e.server, timeout=args.timeout, transport_id=e.transport_id)
-                for e in usable]
+                for e in usable.values()]
     if not args.json:
         env.stderr.write(f"hostctl: reading identity of {len(handsets)} device(s)\n")
     reports: list[dict[str, Any]] = []
     for handset, report, exc in for_each(handsets, lambda h: read_identity(
             h, strategies=strategies, timeout=args.timeout)):
-        if isinstance(exc, IdentityError):
-            reports.append(exc.report.to_json(args.redact))
         if exc is not None:
-            errors.append({"serial": handset.serial, "server": str(handset.server), "error": str(exc)})
+            message = exc.describe(args.redact) if isinstance(exc, IdentityError) else str(exc)
+            if isinstance(exc, IdentityError):
+                reports.append(exc.report.to_json(args.redact))
+            errors.append({"serial": handset.serial, "server": str(handset.server), "error": message})
+            failures.append(exc)
             continue
         reports.append(report.to_json(args.redact))
         if not args.json:
             _print_identity(env, report, args.redact, heading=True)
     if args.json:
-        print_json(env, {"handsets": reports, "errors": errors})
+        print_json(env, {"handsets": reports, "errors": errors, "duplicates": duplicates})
+    for dup in duplicates:
+        env.stderr.write(f"hostctl: {dup['serial']} is on {dup['server']} too; read once, "
+                         f"through {dup['same_as']}\n")
     for err in errors:
         env.stderr.write(f"hostctl: {err['serial'] or err['server']}: {err['error']}\n")
     if errors:
-        return ExitStatus.NOT_RUNNABLE if not reports else ExitStatus.ERROR
+        found = [r for r in reports if any(s[k] for s in r["slots"] for k in IDENTIFIERS)]
+        if found:
+            return ExitStatus.ERROR
+        return status_for(failures[0]) if failures else ExitStatus.NOT_RUNNABLE
     return ExitStatus.OK
 
 
@@ -213,7 +245,10 @@ def _shell(args: argparse.Namespace, env: Environment, handset: Handset) -> int:
     if not cmd:
         raise CliError("shell: give a command (interactive shells: use `adb shell`)", ExitStatus.USAGE)
     # adb's convention: the words are joined with spaces and run by the device's sh.
-    result = handset.shell(" ".join(cmd), timeout=args.timeout)
+    try:
+        result = handset.shell(" ".join(cmd), timeout=args.timeout)
+    except ValueError as exc:
+        raise CliError(f"shell: {exc}", ExitStatus.USAGE) from exc
     env.stdout.write(result.stdout)
     env.stderr.write(result.stderr)
     return result.exit_code
@@ -223,10 +258,10 @@ def status_for(exc: Exception) -> ExitStatus:
     """The exit status a device-layer error maps to (README, "Exit codes")."""
     from ..device import DeviceNotFoundError, DeviceStateError, DeviceTimeoutError
 
+    if isinstance(exc, DeviceTimeoutError) or (isinstance(exc, AdbServerError) and exc.timed_out):
+        return ExitStatus.TIMEOUT
     if isinstance(exc, (AdbServerError, DeviceNotFoundError, DeviceStateError)):
         return ExitStatus.NOT_RUNNABLE
-    if isinstance(exc, DeviceTimeoutError):
-        return ExitStatus.TIMEOUT
     if isinstance(exc, DeviceError):
         return ExitStatus.ERROR
     return ExitStatus.ERROR

@@ -1,0 +1,65 @@
+"""hostctl's error types. Light on purpose: the CLI imports them before anything that needs adb."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["AdbServerError", "CommandError", "DeviceError", "DeviceGoneError", "DeviceNotFoundError",
+           "DeviceStateError", "DeviceTimeoutError", "HostctlError"]
+
+
+class HostctlError(Exception):
+    """Base of every error hostctl raises on purpose."""
+
+
+class AdbServerError(HostctlError):
+    """The adb server did not answer (dead, wrong port, unreachable host)."""
+
+    def __init__(self, server: Any, reason: str, *, timed_out: bool = False) -> None:
+        self.server = server
+        self.reason = reason
+        self.timed_out = timed_out
+        hint = ("start one with `adb start-server` (it listens on ANDROID_ADB_SERVER_PORT) or point "
+                "hostctl at another with --adb HOST:PORT")
+        super().__init__(f"no adb server answering at {server} ({reason}); {hint}")
+
+
+class DeviceError(HostctlError):
+    """Something went wrong with one device; carries what was run and what came back."""
+
+    def __init__(self, message: str, *, serial: str, command: str | None = None, output: str = "",
+                 exit_code: int | None = None, server: Any = None) -> None:
+        self.serial = serial
+        self.command = command
+        self.output = output
+        self.exit_code = exit_code
+        self.server = server
+        super().__init__(message)
+
+
+class DeviceNotFoundError(DeviceError):
+    """No device with that serial on the adb server(s) asked."""
+
+
+class DeviceStateError(DeviceError):
+    """The device is attached but not usable: offline, unauthorized, recovery, ..."""
+
+    def __init__(self, message: str, *, state: str, **kw: Any) -> None:
+        self.state = state
+        super().__init__(message, **kw)
+
+
+class DeviceGoneError(DeviceError):
+    """The device vanished (unplugged, powered off, adb transport closed) during a command."""
+
+
+class DeviceTimeoutError(DeviceError):
+    """The device did not finish a command within its timeout."""
+
+    def __init__(self, message: str, *, timeout: float, **kw: Any) -> None:
+        self.timeout = timeout
+        super().__init__(message, **kw)
+
+
+class CommandError(DeviceError):
+    """A shell command ran and exited non-zero."""
