@@ -1,0 +1,218 @@
+"""The Cloud Messaging service on loopback: TLS for the account host and the chat channel, plain
+HTTP for the resolver, around the state machine in ``cloudmsg``.
+
+Each endpoint listens on its own 127.0.0.1 port; the lab's resolver map (``hosts()``) tells the
+emulated handsets which port answers for which Xiaomi host name, so TLS SNI, certificate checks and
+Host headers on the wire carry the real names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import ssl
+from typing import Any
+from urllib.parse import parse_qsl
+
+import h11
+
+from .cloudmsg import ACCOUNT_HOST, CHAT_HOST, RESOLVER_HOST, CloudMessaging, Delivery, ProtocolError, parse_line
+from .labca import LabCA
+
+__all__ = ["CloudService"]
+
+log = logging.getLogger(__name__)
+LOOPBACK = "127.0.0.1"
+MAX_LINE = 64 * 1024
+MAX_BODY = 256 * 1024
+IO_TIMEOUT = 30.0
+HIGH_WATER = 256 << 10        # bytes queued for one client before its senders wait
+
+
+class CloudService:
+    def __init__(self, cm: CloudMessaging, ca: LabCA, *, tick: float = 0.25) -> None:
+        self.cm = cm
+        self.ca = ca
+        self.tick_interval = tick
+        self._servers: list[asyncio.base_events.Server] = []
+        self._writers: dict[int, asyncio.StreamWriter] = {}
+        self._conn_ids = itertools.count(1)
+        self._ticker: asyncio.Task | None = None
+        self.ports: dict[str, int] = {}
+
+    def hosts(self) -> dict[str, tuple[str, int]]:
+        """The resolver map: Xiaomi host name -> (address, port) of the service answering it."""
+        return {ACCOUNT_HOST: (LOOPBACK, self.ports["account"]),
+                CHAT_HOST: (LOOPBACK, self.ports["chat"]),
+                "app.chat.global.xiaomi.net": (LOOPBACK, self.ports["chat"]),
+                RESOLVER_HOST: (LOOPBACK, self.ports["resolver"])}
+
+    async def start(self) -> None:
+        tls = self.ca.server_context()
+        for name, handler, ctx in (("account", self._http, tls), ("chat", self._chat, tls),
+                                   ("resolver", self._http, None)):
+            server = await asyncio.start_server(
+                lambda r, w, h=handler, n=name: h(r, w, n), LOOPBACK, 0, ssl=ctx,
+                limit=MAX_LINE, ssl_handshake_timeout=10 if ctx else None)
+            self._servers.append(server)
+            self.ports[name] = server.sockets[0].getsockname()[1]
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for server in self._servers:
+            server.close()
+        for w in list(self._writers.values()):
+            w.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+        self._servers.clear()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self._send(self.cm.tick())   # receipts are small; a full queue is handled by its sender
+
+    # -- chat channel ---------------------------------------------------------------------------
+
+    def _send(self, deliveries: list[Delivery]) -> list[asyncio.StreamWriter]:
+        """Queue the frames; returns the writers past the high-water mark (their reader is slow)."""
+        full = []
+        for d in deliveries:
+            w = self._writers.get(d.conn)
+            if w is not None and not w.is_closing():
+                w.write(d.line())
+                if d.frame.get("type") == "closed":
+                    w.close()
+                elif w.transport.get_write_buffer_size() > HIGH_WATER:
+                    full.append(w)
+        return full
+
+    async def _wait_for(self, full: list[asyncio.StreamWriter]) -> None:
+        """Back-pressure: the sender waits while a receiver's queue drains; a receiver that does
+        not read for IO_TIMEOUT is dropped, so no client can grow the service's memory."""
+        for w in full:
+            try:
+                await asyncio.wait_for(w.drain(), IO_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError, OSError):
+                log.info("chat: dropping a client that does not read")
+                w.close()
+
+    async def _chat(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _name: str) -> None:
+        conn = next(self._conn_ids)
+        self._writers[conn] = writer
+        self.cm.open(conn)
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), timeout=300)
+                except (asyncio.LimitOverrunError, ValueError):
+                    writer.write(b'{"type":"error","error":"frame too long"}\n')
+                    break
+                if not line:
+                    break
+                try:
+                    out = self.cm.receive(conn, parse_line(line))
+                except ProtocolError as exc:
+                    out = [Delivery(conn, {"type": "error", "error": str(exc)})]
+                full = self._send(out)
+                if full:
+                    await self._wait_for(full)
+        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            pass
+        finally:
+            self._writers.pop(conn, None)
+            self._send(self.cm.close(conn))
+            writer.close()
+
+    # -- HTTP (account over TLS, resolver in the clear) ----------------------------------------------
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_LINE)
+        try:
+            while True:
+                request, body = await self._read_request(reader, conn)
+                if request is None:
+                    break
+                host = dict(request.headers).get(b"host", b"").decode("latin-1").split(":")[0]
+                target = request.target.decode("latin-1")
+                path, _, query = target.partition("?")
+                fields = dict(parse_qsl(query))
+                ctype = dict(request.headers).get(b"content-type", b"")
+                if body:
+                    if ctype.startswith(b"application/json"):
+                        with contextlib.suppress(ValueError):
+                            data = json.loads(body)
+                            if isinstance(data, dict):
+                                fields.update({k: str(v) for k, v in data.items()})
+                    else:
+                        fields.update(parse_qsl(body.decode("utf-8", "replace")))
+                status, payload = self.cm.http(host, request.method.decode(), path, fields)
+                data = json.dumps(payload).encode()
+                writer.write(conn.send(h11.Response(status_code=status, headers=[
+                    ("content-type", "application/json"), ("content-length", str(len(data)))])))
+                writer.write(conn.send(h11.Data(data=data)))
+                writer.write(conn.send(h11.EndOfMessage()))
+                await asyncio.wait_for(writer.drain(), IO_TIMEOUT)
+                if conn.our_state is h11.MUST_CLOSE:
+                    break
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+            log.debug("%s: HTTP connection ended: %s", name, exc)
+        finally:
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, conn: h11.Connection
+                            ) -> tuple[Any, bytes]:
+        request = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(reader.read(65536), IO_TIMEOUT)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY:
+                    raise h11.RemoteProtocolError("body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+
+async def _serve(directory: str, ttl: float) -> None:
+    """``python -m hostctl.emulator.cloudsvc DIR [TTL]``: the service alone (benchmarks); prints
+    its ports and the CA path as one JSON line. Each stdin line ``SENDER TEXT`` is an SMS to the
+    gateway number (what the lab's carrier delivers), answered ``true``/``false``; it runs until
+    stdin closes."""
+    import sys
+    from pathlib import Path
+
+    from .labca import ensure_ca
+
+    ca = ensure_ca(Path(directory))
+    svc = CloudService(CloudMessaging(ttl=ttl, observe=False), ca)
+    await svc.start()
+    print(json.dumps({"ports": svc.ports, "ca": str(ca.ca_cert)}), flush=True)
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        sender, _, text = line.strip().partition(" ")
+        print(json.dumps(svc.cm.gateway_sms(sender, text)), flush=True)
+    await svc.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 30.0))

@@ -1,0 +1,114 @@
+"""The Cloud Messaging service over real TLS on loopback, with the lab CA and real host names."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+
+import pytest
+
+from hostctl.emulator.cloudmsg import ACCOUNT_HOST, CHAT_HOST, RESOLVER_HOST, CloudMessaging
+from hostctl.emulator.cloudsvc import CloudService
+from hostctl.emulator.labca import ensure_ca
+
+A, B = "+8613800000001", "+8613800000002"
+
+
+def https(ca, port: int, host: str, method: str, path: str, body: dict | None = None,
+          tls: bool = True) -> tuple[int, dict]:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = ca.client_context().wrap_socket(raw, server_hostname=host) if tls else raw
+    with sock:
+        data = json.dumps(body).encode() if body is not None else b""
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload)
+
+
+@pytest.fixture
+def service(tmp_path):
+    ca = ensure_ca(tmp_path / "ca")
+    loop = asyncio.new_event_loop()
+    svc = CloudService(CloudMessaging(ttl=1.0), ca, tick=0.05)
+    loop.run_until_complete(svc.start())
+    import threading
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    yield svc, ca
+    asyncio.run_coroutine_threadsafe(svc.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(5)
+    loop.close()
+
+
+def test_services_bind_loopback_only_and_present_real_host_names(service):
+    svc, ca = service
+    assert set(svc.ports) == {"account", "chat", "resolver"}
+    for server in svc._servers:                 # loopback only
+        assert {sock.getsockname()[0] for sock in server.sockets} == {"127.0.0.1"}
+    assert {addr for addr, _ in svc.hosts().values()} == {"127.0.0.1"}
+    # a client that checks names accepts each Xiaomi name and refuses another
+    for host in (ACCOUNT_HOST, CHAT_HOST):
+        raw = socket.create_connection(("127.0.0.1", svc.ports["chat"]), timeout=5)
+        ca.client_context().wrap_socket(raw, server_hostname=host).close()
+    raw = socket.create_connection(("127.0.0.1", svc.ports["chat"]), timeout=5)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        ca.client_context().wrap_socket(raw, server_hostname="evil.example.com")
+    raw.close()
+    st, body = https(ca, svc.ports["resolver"], RESOLVER_HOST, "GET", "/gslb?host=chat", tls=False)
+    assert st == 200 and body["chat"] == [f"{CHAT_HOST}:5222"]
+
+
+async def _channel(ca, port):
+    return await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(),
+                                         server_hostname=CHAT_HOST)
+
+
+async def _rpc(reader, writer, frame):
+    writer.write(json.dumps(frame).encode() + b"\n")
+    await writer.drain()
+    return json.loads(await asyncio.wait_for(reader.readline(), 5))
+
+
+def test_activation_bind_and_routing_over_tls(service):
+    svc, ca = service
+    creds = {}
+    for number in (A, B):
+        st, tok = https(ca, svc.ports["account"], ACCOUNT_HOST, "POST", "/pass/activate/token",
+                        {"number": number, "imei": "864804023599400"})
+        assert st == 200
+        assert svc.cm.gateway_sms(number, tok["token"])   # the activation SMS (the carrier path is the lab's)
+        st, creds[number] = https(ca, svc.ports["account"], ACCOUNT_HOST, "GET",
+                                  f"/pass/activate/status?number={number.replace('+', '%2B')}")
+        assert creds[number]["activate_status"] == 3
+    assert svc.cm.observed[0].fields["imei"] == "864804023599400"   # the tap saw the report field
+
+    async def scenario():
+        ra, wa = await _channel(ca, svc.ports["chat"])
+        rb, wb = await _channel(ca, svc.ports["chat"])
+        assert (await _rpc(ra, wa, {"type": "bind", **{k: creds[A][k] for k in ("mid", "st")}}))["ok"]
+        assert (await _rpc(rb, wb, {"type": "bind", **{k: creds[B][k] for k in ("mid", "st")}}))["ok"]
+        assert (await _rpc(ra, wa, {"type": "presence", "id": "p", "number": B}))["online"] is True
+        assert (await _rpc(ra, wa, {"type": "message", "id": "m1", "to": B, "body": "hello"}))["status"] == "sent"
+        got = json.loads(await asyncio.wait_for(rb.readline(), 5))
+        assert got == {"type": "message", "id": "m1", "from": A, "body": "hello"}
+        wb.write(b'{"type":"ack","id":"m1"}\n')
+        assert json.loads(await asyncio.wait_for(ra.readline(), 5))["status"] == "delivered"
+        wb.close()
+        await asyncio.sleep(0.1)
+        assert (await _rpc(ra, wa, {"type": "presence", "id": "p2", "number": B}))["online"] is False
+        assert (await _rpc(ra, wa, {"type": "message", "id": "m2", "to": B, "body": "x"}))["status"] == "sent"
+        failed = json.loads(await asyncio.wait_for(ra.readline(), 5))    # TTL 1 s, then failed
+        assert failed["status"] == "failed" and failed["id"] == "m2"
+        assert svc.cm.retained() == {"messages": 0, "bytes": 0}
+        wa.write(b"not json\n")
+        assert "not a JSON frame" in json.loads(await asyncio.wait_for(ra.readline(), 5))["error"]
+        wa.close()
+
+    asyncio.run(scenario())
