@@ -38,7 +38,7 @@ def test_july_build_has_cloud_messaging_on() -> None:
                                          "getLine1Number")] == [1, 3, 5, 6]
     assert p.iphonesubinfo_method(5) == "getIccSerialNumber"
     assert p.packages["com.android.mms"] == "/system/app/Mms.apk"
-    assert p.behaviour == {}
+    assert p.behaviour.cloud_messaging_default is True and not p.behaviour.sends_nothing
 
 
 def test_ota_build_has_cloud_messaging_off() -> None:
@@ -59,12 +59,16 @@ def _base() -> dict:
         .read_text(encoding="utf-8"))
 
 
-def test_load_by_path_and_behaviour_is_kept(tmp_path: Path) -> None:
+def test_load_by_path_and_behaviour_is_parsed(tmp_path: Path) -> None:
     data = _base()
-    data["behaviour"] = {"boot": [{"send": "imei"}]}
+    data["behaviour"] = {"events": {"boot": [{"endpoint": "account", "fields": {
+        "imei": {"source": "imei", "protection": "plain"}}}]}}
     p = load_profile(_write(tmp_path, data))
-    assert p.behaviour == {"boot": [{"send": "imei"}]}
+    assert [f.name for f in p.behaviour.events["boot"][0].fields] == ["imei"]
     assert p.source == "miui-x.yaml"
+    data["behaviour"] = {"boot": [{"send": "imei"}]}   # behaviour is no longer free-form
+    with pytest.raises(ProfileError, match=r"^profile miui-x.yaml: behaviour.boot: unknown key"):
+        load_profile(_write(tmp_path, data))
 
 
 def test_bad_transaction_code_names_the_key(tmp_path: Path) -> None:
@@ -125,6 +129,10 @@ _OTA_CHANGES = {
     ("props", "ro.build.date"): "Sun Aug 10 11:02:41 CST 2014",
     ("props", "ro.build.date.utc"): "1407639761",
     ("default_settings", "secure", "cloud_messaging_on"): "0",
+    # the OTA describes its traffic whole (behaviour is never merged with the parent's)
+    "behaviour": yaml.safe_load(
+        (Path(__file__).parents[1] / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml")
+        .read_text(encoding="utf-8"))["behaviour"],
 }
 
 
@@ -149,7 +157,7 @@ def test_ota_profile_extends_july_and_loads_as_the_flat_file_did(tmp_path: Path)
     differ = {f.name for f in dataclasses.fields(july)
               if getattr(july, f.name) != getattr(inherited, f.name)}
     assert differ == {"name", "description", "source", "build_fingerprint", "build_incremental",
-                      "props", "default_settings"}
+                      "props", "default_settings", "behaviour"}
 
 
 def test_extends_deep_merges_null_removes_and_empty_mapping_replaces(tmp_path: Path) -> None:

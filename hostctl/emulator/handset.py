@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .carrier import Reassembler, SmsSegment
 from .fs import DeviceFS
 from .identity import HandsetIdentity, generate_identity
 from .profiles import FirmwareProfile, banner_safe
@@ -412,8 +413,12 @@ class VirtualHandset:
         self._processes: dict[int, ProcessInfo] = {}
         self._init_processes()
         self._intent_listeners: list[IntentListener] = []
+        self._reassembler = Reassembler()   # concatenated SMS parts waiting for the rest
         self._tap_listeners: list[TapListener] = []
         self._screen_builders: dict[str, ScreenBuilder] = {LAUNCHER: _launcher_screen}
+        from . import screens   # the Cloud Messaging switch's screens (Settings and Messaging)
+
+        screens.install(self)
         self._back_stack: list[Screen] = []
         self.current_screen = Screen(LAUNCHER, _launcher_screen(self))
         self._closed = False
@@ -727,6 +732,30 @@ class VirtualHandset:
         return self._guarded(_SQLITE_UPDATE, lambda db: db.execute(
             sql, [values[n] for n in names]).rowcount)
 
+    # --- the radio's SMS path (the carrier calls in; the Messaging app and tests send out) -----
+
+    def receive_sms(self, segment: SmsSegment, slot: int = 0) -> int | None:
+        """A segment from the network: once its message is complete, an inbox row (as the
+        default SMS app writes it on 4.4+: mx_status 0, the SMSC and the send time kept) and the
+        SMS_DELIVER / SMS_RECEIVED broadcasts. Returns the row id, or None while parts are
+        missing."""
+        with self._lock:
+            parts = self._reassembler.add(segment)
+        if parts is None:
+            return None
+        first = parts[0]
+        row = self.sms_insert({
+            "address": first.sender, "body": "".join(p.text for p in parts),
+            "date": int(time.time() * 1000), "date_sent": int(first.timestamp * 1000),
+            "type": SMS_BOXES["inbox"], "read": 0, "seen": 0, "service_center": first.smsc,
+            "sim_id": slot, "mx_status": 0, "protocol": 0, "reply_path_present": 0})
+        self.log("I", "SmsReceiver", f"received SMS from {first.sender} in {len(parts)} part(s)")
+        for action in ("android.provider.Telephony.SMS_DELIVER",
+                       "android.provider.Telephony.SMS_RECEIVED"):
+            self.broadcast(Intent(kind="broadcast", action=action,
+                                  extras={"address": first.sender, "row": row, "slot": slot}))
+        return row
+
     def sms_delete(self, uri: str = "content://sms", where: str | None = None) -> int:
         parsed = parse_sms_uri(uri)
         sql = f"DELETE FROM sms{self._where(parsed, where)}"
@@ -961,7 +990,7 @@ class VirtualHandset:
             self._load_default_settings()
             self._sms_db.execute("DELETE FROM sms")
             self._sms_db.execute("DELETE FROM threads")
-            for d in ("sdcard", "data/local/tmp"):
+            for d in ("sdcard", "data/local/tmp", "data/data"):   # apps' data too (pref_mx, ...)
                 host = self.fs.root / d
                 shutil.rmtree(host, ignore_errors=True)
                 host.mkdir(parents=True, exist_ok=True)

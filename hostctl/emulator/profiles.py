@@ -80,13 +80,18 @@ Schema (``*`` = required)::
     sim_count: int                  # 1 or 2 (default 1)
     input_injection_blocked: bool   # MIUI "USB debugging (Security settings)" off
     carrier: {operator_name: str, mcc_mnc: str}   # default SIM operator
-    behaviour: {...}                # free-form, kept as a dict for the Cloud Messaging model
+    behaviour: {...}                # what the build's Messaging app sends, and when: parsed
+                                    # and validated by hostctl/emulator/behaviour.py (schema in
+                                    # its docstring); absent or {} = sends nothing
 
 Inheritance: ``extends`` names a shipped profile, or (when it contains "/" or ends in .yaml/.yml)
 a file path relative to the extending file. The parent (itself possibly extending another) is
 deep-merged under the child: mappings merge key by key with the child winning, a child's ``null``
 removes the key, an empty mapping ``{}`` replaces the parent's mapping, and lists and scalars are
-replaced. The child must set its own ``name``. Cycles are errors.
+replaced. ``behaviour`` is the exception: a child that sets it replaces the parent's whole (a
+build's traffic is described in one place, so an OTA never inherits an event it did not list);
+a child that does not set it inherits the parent's. The child must set its own ``name``. Cycles
+are errors.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ from typing import Any
 import yaml
 
 from .adb.connection import DEFAULT_FEATURES
+from .behaviour import Behaviour, parse_behaviour
 
 __all__ = [
     "FirmwareProfile",
@@ -178,7 +184,7 @@ class FirmwareProfile:
     input_injection_blocked: bool = False
     operator_name: str = "CHINA MOBILE"
     mcc_mnc: str = "46000"
-    behaviour: dict[str, Any] = field(default_factory=dict)
+    behaviour: Behaviour = field(default_factory=Behaviour)
     source: str = ""
 
     # Convenience views the handset and tests use.
@@ -391,8 +397,11 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         raise c.fail("iphonesubinfo_reply", f"expected one of {', '.join(IPHONESUBINFO_REPLIES)},"
                                             f" got {reply!r}")
 
-    behaviour = top.get("behaviour", {})
-    behaviour = dict(c.mapping(behaviour, "behaviour")) if behaviour is not None else {}
+    cm_key = "default_settings.secure.cloud_messaging_on"
+    behaviour = parse_behaviour(
+        top.get("behaviour"), c.origins.get("behaviour", source),
+        cloud_messaging_on=settings["secure"].get("cloud_messaging_on", "0") == "1",
+        setting_source=c.origins.get(cm_key, source))
 
     return FirmwareProfile(
         name=c.string(top["name"], "name"),
@@ -490,6 +499,10 @@ def _forget(origins: dict[str, str], path: str) -> None:
         del origins[key]
 
 
+# Top-level keys a child replaces whole instead of merging into the parent's.
+_REPLACED_WHOLE = frozenset({"behaviour"})
+
+
 def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix: str) -> dict:
     out = dict(base)
     for key, value in over.items():
@@ -497,7 +510,8 @@ def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix:
         if value is None:
             out.pop(key, None)
             _forget(origins, path)
-        elif isinstance(value, dict) and value and isinstance(out.get(key), dict):
+        elif (isinstance(value, dict) and value and isinstance(out.get(key), dict)
+              and path not in _REPLACED_WHOLE):
             out[key] = _merge(out[key], value, origins, source, path + ".")
         else:
             out[key] = value

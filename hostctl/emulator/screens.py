@@ -1,0 +1,145 @@
+"""The screens that hold MIUI's Cloud Messaging switch, and what turning it does.
+
+Two paths lead to the switch, as on MIUI V5:
+
+- Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``), and
+- Messaging > Settings > Cloud Messaging (``MMS_SETTINGS``).
+
+Both show one switch per SIM slot (``resource-id`` ``...:id/cloud_messaging_switch_sim<N>``,
+``checkable="true"``; its ``checked`` mirrors the state). Tapping it does what the Messaging app
+does: it writes ``Settings.Secure cloud_messaging_on`` (1 while any SIM is on), records the SIM's
+``enabled`` in the app's ``pref_mx`` SharedPreferences (``pref_mx_account_info`` JSON,
+``pref_key_enable_mx``), and starts ``MxActivateService`` with ``ENABLE_MX``/``DISABLE_MX``
+(extras ``sim_index``, ``extra_manually``) from inside the app, where the permission holds. The
+service (the app process) does activation and the channel, and answers with the
+``ENBALE_RESULT`` (sic) broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape, unescape
+from typing import TYPE_CHECKING
+
+from .handset import SCREEN_W, Intent, View
+
+if TYPE_CHECKING:
+    from .handset import VirtualHandset
+
+__all__ = ["MICLOUD", "MICLOUD_CM", "MMS_SETTINGS", "SETTINGS", "install", "pref_mx", "set_cloud_messaging"]
+
+SETTINGS = "com.android.settings/com.android.settings.MainSettings"
+MICLOUD = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudSettingsActivity"
+MICLOUD_CM = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudMessagingActivity"
+MMS_SETTINGS = "com.android.mms/com.android.mms.ui.MessagingPreferenceActivity"
+MX_SERVICE = "com.android.mms/com.xiaomi.mms.transaction.MxActivateService"
+ENABLE_MX = "com.xiaomi.mms.action.ENABLE_MX"
+DISABLE_MX = "com.xiaomi.mms.action.DISABLE_MX"
+PREFS = "/data/data/com.android.mms/shared_prefs/pref_mx.xml"
+ROW_H = 112
+
+
+def pref_mx(handset: "VirtualHandset") -> dict:
+    """The app's pref_mx SharedPreferences: {"pref_mx_account_info": {...}, "pref_key_enable_mx": bool}."""
+    try:
+        text = handset.fs.host_path(PREFS).read_text(encoding="utf-8")
+    except OSError:
+        return {"pref_mx_account_info": {"logins": []}, "pref_key_enable_mx": False}
+    info = re.search(r'<string name="pref_mx_account_info">(.*?)</string>', text, re.S)
+    enabled = re.search(r'<boolean name="pref_key_enable_mx" value="(true|false)"', text)
+    return {"pref_mx_account_info": json.loads(unescape(info.group(1))) if info else {"logins": []},
+            "pref_key_enable_mx": bool(enabled and enabled.group(1) == "true")}
+
+
+def _write_prefs(handset: "VirtualHandset", prefs: dict) -> None:
+    info = escape(json.dumps(prefs["pref_mx_account_info"], separators=(",", ":")))
+    path = handset.fs.host_path(PREFS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    enabled = str(prefs["pref_key_enable_mx"]).lower()
+    path.write_text("<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n<map>\n"
+                    f'    <string name="pref_mx_account_info">{info}</string>\n'
+                    f'    <boolean name="pref_key_enable_mx" value="{enabled}" />\n'
+                    "</map>\n", encoding="utf-8")
+
+
+def sim_enabled(handset: "VirtualHandset", sim: int) -> bool:
+    return sim_enabled_in(pref_mx(handset)["pref_mx_account_info"].get("logins", []), sim, handset)
+
+
+def set_cloud_messaging(handset: "VirtualHandset", on: bool, sim: int = 0, *, manually: bool = True) -> None:
+    """What flipping the switch for ``sim`` does inside com.android.mms."""
+    prefs = pref_mx(handset)
+    logins = prefs["pref_mx_account_info"].setdefault("logins", [])
+    entry = next((e for e in logins if e.get("sim_id") == sim), None)
+    if entry is None:
+        entry = {"mid": "", "sim_id": sim, "st": "", "sec": "", "enabled": on}
+        logins.append(entry)
+    entry["enabled"] = on
+    sims = len(handset.identity.sims)
+    any_on = any(sim_enabled_in(logins, i, handset) for i in range(sims))
+    prefs["pref_key_enable_mx"] = any_on
+    _write_prefs(handset, prefs)
+    handset.settings_put("secure", "cloud_messaging_on", "1" if any_on else "0")
+    handset.log("I", "MxActivateService", f"{'enable' if on else 'disable'} mx for sim {sim}")
+    handset._deliver(Intent(kind="service", action=ENABLE_MX if on else DISABLE_MX, component=MX_SERVICE,
+                            extras={"sim_index": sim, "extra_manually": manually}))
+    handset.refresh_screen()
+
+
+def sim_enabled_in(logins: list, sim: int, handset: "VirtualHandset") -> bool:
+    """A SIM's switch: its pref_mx entry, or (never switched by hand) the build's default."""
+    entry = next((e for e in logins if e.get("sim_id") == sim), None)
+    return bool(entry["enabled"]) if entry is not None else handset.profile.cloud_messaging_default
+
+
+def _title(pkg: str, text: str) -> View:
+    return View(cls="android.widget.TextView", text=text, package=pkg,
+                resource_id="android:id/title", bounds=(0, 50, SCREEN_W, 160))
+
+
+def _row(pkg: str, i: int, text: str, *, resource_id: str, on_click=None, checkable: bool = False,
+         checked: bool = False) -> View:
+    top = 180 + i * ROW_H
+    return View(cls="android.widget.CheckBox" if checkable else "android.widget.TextView", text=text,
+                package=pkg, resource_id=resource_id, clickable=True, focusable=True,
+                checkable=checkable, checked=checked, bounds=(0, top, SCREEN_W, top + ROW_H - 2),
+                on_click=on_click)
+
+
+def _opener(component: str):
+    return lambda h, v: h.start_activity(Intent(kind="activity", component=component))
+
+
+def _switches(h: "VirtualHandset", pkg: str, title: str) -> View:
+    rows = [_title(pkg, title)]
+    for sim in range(len(h.identity.sims)):
+        rows.append(_row(pkg, sim, f"Cloud Messaging (SIM {sim + 1})",
+                         resource_id=f"{pkg}:id/cloud_messaging_switch_sim{sim + 1}", checkable=True,
+                         checked=sim_enabled(h, sim),
+                         on_click=lambda hh, v, s=sim: set_cloud_messaging(hh, v.checked, s)))
+    return View(package=pkg, children=rows)
+
+
+def _settings(h: "VirtualHandset") -> View:
+    pkg = "com.android.settings"
+    return View(package=pkg, children=[
+        _title(pkg, "Settings"),
+        _row(pkg, 0, "Mi Cloud", resource_id=f"{pkg}:id/micloud", on_click=_opener(MICLOUD)),
+        _row(pkg, 1, "Additional settings", resource_id=f"{pkg}:id/additional")])
+
+
+def _micloud(h: "VirtualHandset") -> View:
+    pkg = "com.miui.cloudservice"
+    return View(package=pkg, children=[
+        _title(pkg, "Mi Cloud"),
+        _row(pkg, 0, "Cloud Messaging", resource_id=f"{pkg}:id/cloud_messaging", on_click=_opener(MICLOUD_CM)),
+        _row(pkg, 1, "Find device", resource_id=f"{pkg}:id/find_device")])
+
+
+def install(handset: "VirtualHandset") -> None:
+    """Register the screens on a handset."""
+    handset.register_screen(SETTINGS, _settings)
+    handset.register_screen(MICLOUD, _micloud)
+    handset.register_screen(MICLOUD_CM, lambda h: _switches(h, "com.miui.cloudservice", "Cloud Messaging"))
+    handset.register_screen(MMS_SETTINGS, lambda h: _switches(h, "com.android.mms", "Messaging settings"))
