@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 AGENT  := agent/_agent.js
 NODE_STAMP := agent/node_modules/.installed
 
-.PHONY: demo test bootstrap bench clean agent
+.PHONY: demo test bootstrap bench clean agent debian-clients
 
 bootstrap: $(STAMP)
 
@@ -31,7 +31,16 @@ $(STAMP): pyproject.toml
 demo: bootstrap agent
 	$(PY) -m hostctl.demo
 
-test: bootstrap agent
+# Real modem software from Debian, run against the emulated modem by the acceptance tests: gammu
+# and smstools (smsd) are C programs with no PyPI build, so apt is the only way to get the
+# unmodified clients. Installed only when missing (needs root, or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+debian-clients:
+	@command -v gammu >/dev/null && command -v smsd >/dev/null || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools; }
+
+test: bootstrap agent debian-clients
 	$(PY) -m pytest -n 2 tests hw_tests
 
 bench: bootstrap agent

@@ -87,6 +87,9 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     from .commands import device
 
     device.add_parsers(sub, P, env)
+    from .commands import modem
+
+    modem.add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -95,6 +98,7 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     up.add_argument("--profile", default="miui-v5-2014-08-10", help="firmware profile name or path")
     up.add_argument("--detach", action="store_true", help="run the lab in the background and return")
     up.add_argument("--no-apps", action="store_true", help="skip app processes and Frida portals (faster, no Frida)")
+    up.add_argument("--no-modem", action="store_true", help="no emulated GSM modem on a pty")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lab (default 60)")
     up.add_argument("--json", action="store_true")
     st = emu_sub.add_parser("status", help="show the lab on this adb port", env=env)
@@ -123,6 +127,10 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import emulator
 
             return emulator.run(args, env)
+        if args.command == "modem":
+            from .commands import modem
+
+            return modem.run(args, env)
         from .commands import device
 
         return device.run(args, env)

@@ -85,7 +85,7 @@ def test_unallocated_number_fails_at_once():
     carrier.attach(A, a)
     rec = carrier.submit(SmsSegment(A, "+8613899999999", "x", status_report=True, message_ref=3))
     assert rec.status == "failed" and rec.reason == "unallocated number"
-    assert a.reports == [(3, "failed")]
+    assert a.reports == []          # refused at submission: the submit's answer says so, no report
 
 
 def test_a_faulty_subscriber_does_not_break_the_network():

@@ -258,8 +258,14 @@ def status_for(exc: Exception) -> ExitStatus:
     """The exit status a device-layer error maps to (README, "Exit codes")."""
     from ..device import DeviceNotFoundError, DeviceStateError, DeviceTimeoutError
 
+    from ..lab.modem import ModemOpenError, ModemTimeoutError
+
     if isinstance(exc, DeviceTimeoutError) or (isinstance(exc, AdbServerError) and exc.timed_out):
         return ExitStatus.TIMEOUT
+    if isinstance(exc, ModemTimeoutError):
+        return ExitStatus.TIMEOUT
+    if isinstance(exc, ModemOpenError):
+        return ExitStatus.NOT_RUNNABLE
     if isinstance(exc, (AdbServerError, DeviceNotFoundError, DeviceStateError)):
         return ExitStatus.NOT_RUNNABLE
     if isinstance(exc, DeviceError):

@@ -69,6 +69,10 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
     rows = [[h["serial"], h["label"], h["number"], h["model"], "on" if h["powered"] else "off",
              h.get("frida_portal_port") or "-"] for h in status["handsets"]]
     print_table(env, ["SERIAL", "LABEL", "NUMBER", "MODEL", "POWER", "FRIDA PORTAL"], rows)
+    modem = status.get("modem")
+    if modem:
+        env.stdout.write(f"modem: {modem['pty']} ({modem['url']}), number {modem['number']}, "
+                         f"IMSI {modem['imsi']}, IMEI {modem['imei']}\n")
     return ExitStatus.OK
 
 
@@ -86,7 +90,7 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
     if args.detach:
         return _up_detached(args, env, port, home)
     config = labmod.LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
-                              with_apps=not args.no_apps)
+                              with_apps=not args.no_apps, modem=not args.no_modem)
     try:
         return asyncio.run(_serve(config, env, args.json))
     except labmod.LabError as exc:
@@ -120,6 +124,8 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
            "--profile", args.profile, "--json"]
     if args.no_apps:
         cmd.append("--no-apps")
+    if args.no_modem:
+        cmd.append("--no-modem")
     child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -150,7 +150,8 @@ class Carrier:
     # -- traffic ------------------------------------------------------------------------------
 
     def submit(self, segment: SmsSegment, submitter: Subscriber | None = None) -> SmsRecord:
-        """The SMSC accepts a segment (SMS-SUBMIT) and routes it; returns its record."""
+        """The SMSC accepts a segment (SMS-SUBMIT) and routes it; returns its record.
+        (``submitter`` is the submitting line; reports go to the sender's attached line.)"""
         now = self.clock()
         seg = replace(segment, smsc=self.smsc, timestamp=now)
         with self._lock:
@@ -161,8 +162,8 @@ class Carrier:
         self._changed(record)
         if record.status == "pending":
             self._try(record)
-        elif seg.status_report:
-            self._report(record, submitter)
+        # a refused submission is answered by the submit itself (RP-ERROR, +CMS ERROR on a modem):
+        # the SMSC never took the message, so no status report follows
         return record
 
     def expire(self) -> list[SmsRecord]:
@@ -212,12 +213,12 @@ class Carrier:
         if record.segment.status_report:
             self._report(record)
 
-    def _report(self, record: SmsRecord, submitter: Subscriber | None = None) -> None:
+    def _report(self, record: SmsRecord) -> None:
         with self._lock:
             line = self._lines.get(record.segment.sender)
-        target = line.subscriber if line is not None else submitter
-        if target is None:
-            return
+        if line is None:
+            return                 # the sender is not attached now: the report is lost, as on a network
+        target = line.subscriber
         try:
             target.sms_status_report(record)
         except Exception:   # noqa: BLE001 - a report the sender cannot take is dropped, as on a network

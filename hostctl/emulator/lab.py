@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from .adb.server import AdbdServer
+from .carrier import Carrier, SmsRecord, SmsSegment
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
-from .handset import VirtualHandset
+from .handset import Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
+from .modem import EmulatedModem, ModemIdentity, ModemServer
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
 
@@ -98,6 +100,10 @@ class LabHandset:
         self.apps: dict[str, AppProcess] = {}
         self.published_ports: dict[int, int] = {}
         self.powered = False
+        self.lines = [_SimLine(self, sim.slot) for sim in self.handset.identity.sims]
+        for sim in self.handset.identity.sims:
+            lab.carrier.provision(sim.msisdn, sim.imsi)
+        self.handset.add_intent_listener(self._on_intent)
 
     # -- identity ---------------------------------------------------------------------------
     def _new_identity(self, lab: "Lab", label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
@@ -162,8 +168,61 @@ class LabHandset:
         await self.adbd.start()
         (self.state_dir / "adbd.port").write_text(str(self.adbd.port))
         self.powered = True
+        self.radio_changed()
         if with_apps:
             await self.start_apps()
+
+    # -- radio ------------------------------------------------------------------------------
+    @property
+    def airplane(self) -> bool:
+        return self.handset.settings_get("global", "airplane_mode_on") == "1"
+
+    def radio_changed(self) -> None:
+        """Register the SIMs with the carrier when powered and not in airplane mode, else not
+        (what the modem does when power or ``AIRPLANE_MODE`` changes)."""
+        on_air = self.powered and not self.airplane
+        for line in self.lines:
+            number = line.number
+            if on_air and not self.lab.carrier.attached(number):
+                self.lab.carrier.attach(number, line, line.sim.imsi)
+            elif not on_air:
+                self.lab.carrier.detach(number)
+
+    def _on_intent(self, intent: Intent) -> int | None:
+        if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
+            self.radio_changed()
+        return None
+
+    def send_sms(self, to: str, text: str, *, slot: int = 0, status_report: bool = False
+                 ) -> tuple[int, list[SmsRecord]]:
+        """What SmsManager.sendMultipartTextMessage does for an app: split, submit each part to
+        the carrier, and (as the default SMS app) write the sent row. Returns (row id, records)."""
+        from ..sms import split_message
+        from .carrier import normalise_number
+
+        sim = self.handset.identity.sims[slot]
+        if not self.powered or self.airplane:
+            row = self.handset.sms_insert({"address": to, "body": text, "type": 5, "sim_id": slot,
+                                           "error_code": 1, "status": 64})   # RESULT_ERROR_RADIO_OFF
+            return row, []
+        recipient = normalise_number(to, _country_code(sim.msisdn))
+        # as the Messaging app does: an outbox row first, moved to sent (or failed) when the
+        # radio has sent every part; a delivery report then updates its status
+        row = self.handset.sms_insert({
+            "address": to, "body": text, "type": 4, "sim_id": slot, "mx_status": 0,
+            "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)})
+        ref = self.lab.next_concat_ref()
+        records = []
+        for part in split_message(text, reference=ref):
+            mr = self.lab.next_message_ref()
+            self.lines[slot].sent_rows[mr] = row
+            records.append(self.lab.carrier.submit(SmsSegment(
+                sender=sim.msisdn, recipient=recipient, text=part.text, coding=part.coding,
+                concat=part.concat, status_report=status_report, message_ref=mr), self.lines[slot]))
+        ok = all(r.status != "failed" for r in records)
+        self.handset.sms_update({"type": 2} if ok else {"type": 5, "status": 64, "error_code": 1},
+                                f"content://sms/{row}")
+        return row, records
 
     async def start_apps(self) -> None:
         self.portal = HandsetPortal(name=self.label)
@@ -187,6 +246,7 @@ class LabHandset:
     async def power_off(self) -> None:
         """Pull the plug: adbd stops (the host sees the device go offline), apps die."""
         self.powered = False
+        self.radio_changed()
         await self.adbd.stop()
         for app in self.apps.values():
             if app.pid:
@@ -208,6 +268,46 @@ class LabHandset:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.handset.close()
+
+
+def _country_code(e164: str) -> str:
+    """The country calling code of an E.164 number of this lab's numbering plan."""
+    from .identity import _COUNTRIES
+
+    digits = e164.lstrip("+")
+    for cc in sorted({c for c, _, _ in _COUNTRIES.values()}, key=len, reverse=True):
+        if digits.startswith(cc):
+            return cc
+    return digits[:2]
+
+
+class _SimLine:
+    """One SIM of a lab handset, as the carrier sees it."""
+
+    def __init__(self, lh: "LabHandset", slot: int) -> None:
+        self.lh = lh
+        self.slot = slot
+        self.sent_rows: dict[int, int] = {}    # TP-MR -> the sent row it belongs to
+
+    @property
+    def sim(self):
+        return self.lh.handset.identity.sims[self.slot]
+
+    @property
+    def number(self) -> str:
+        return self.sim.msisdn
+
+    def sms_deliver(self, segment: SmsSegment) -> bool:
+        if not self.lh.powered or self.lh.airplane:
+            return False
+        self.lh.handset.receive_sms(segment, self.slot)
+        return True
+
+    def sms_status_report(self, record: SmsRecord) -> None:
+        row = self.sent_rows.get(record.segment.message_ref)
+        if row is not None:   # Telephony's status column: 0 complete, 64 failed
+            status = 0 if record.status == "delivered" else 64
+            self.lh.handset.sms_update({"status": status}, f"content://sms/{row}")
 
 
 class _LogSink(asyncio.DatagramProtocol):
@@ -237,6 +337,7 @@ class LabConfig:
     with_apps: bool = True
     connect: bool = True            # run `adb connect` for each handset
     connect_timeout: float = 10.0
+    modem: bool = True              # a GSM modem on the carrier, served on a pty and a TCP port
 
 
 class Lab:
@@ -256,6 +357,19 @@ class Lab:
         self.token = secrets.token_hex(16)
         self.started_adb_server = False
         self.stopped = asyncio.Event()
+        self.carrier = Carrier()
+        self.modem: EmulatedModem | None = None
+        self.modem_server: ModemServer | None = None
+        self._concat_ref = 0
+        self._message_ref = 0
+
+    def next_concat_ref(self) -> int:
+        self._concat_ref = (self._concat_ref + 1) % 256
+        return self._concat_ref
+
+    def next_message_ref(self) -> int:
+        self._message_ref = (self._message_ref + 1) % 256
+        return self._message_ref
 
     @property
     def adb_port(self) -> int:
@@ -274,6 +388,8 @@ class Lab:
         self.log_port = self._log_transport.get_extra_info("sockname")[1]
         self.handsets = [LabHandset(self, f"hs{i + 1}", profile) for i in range(self.config.handsets)]
         try:
+            if self.config.modem:
+                self._start_modem(profile)
             adb_ready = asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
             await asyncio.gather(*(h.power_on(with_apps=False) for h in self.handsets))
             if adb_ready is not None:
@@ -287,7 +403,41 @@ class Lab:
             await self.stop()
             raise
 
+    def _start_modem(self, profile: FirmwareProfile) -> None:
+        """The lab's modem: its own SIM (unique in the lab, like a handset's), on the carrier."""
+        for attempt in range(1000):
+            seed = f"lab{self.adb_port}/modem" + (f"#{attempt}" if attempt else "")
+            ident = generate_identity(seed, sim_count=1, mcc_mnc=profile.mcc_mnc,
+                                      operator_name=profile.operator_name)
+            if not self.taken_identifiers & _identifiers(ident):
+                break
+        else:
+            raise LabError("could not draw a SIM identity for the modem unique in this lab")
+        self.taken_identifiers |= _identifiers(ident)
+        sim = ident.sims[0]
+        identity = ModemIdentity(imei=sim.imei, imsi=sim.imsi, iccid=sim.iccid, number=sim.msisdn,
+                                 operator=sim.operator_name or "OPERATOR",
+                                 operator_short=(sim.operator_name or "OP").split()[0][:8],
+                                 mcc_mnc=sim.mcc_mnc, smsc=self.carrier.smsc)
+        self.modem = EmulatedModem(identity, self.carrier, country_code=_country_code(sim.msisdn))
+        try:
+            self.modem_server = ModemServer(self.modem).start()
+        except OSError as exc:
+            raise LabError(f"the modem could not be served on a pty: {exc}") from exc
+        self.modem.attach()
+
+    def modem_info(self) -> dict[str, Any] | None:
+        if self.modem is None or self.modem_server is None:
+            return None
+        return dict(self.modem.info(), pty=self.modem_server.pty_path, url=self.modem_server.url)
+
     async def stop(self) -> None:
+        if self.modem_server is not None:
+            with contextlib.suppress(Exception):
+                self.modem.detach()
+            with contextlib.suppress(Exception):
+                self.modem_server.stop()
+            self.modem_server = None
         for h in self.handsets:
             with contextlib.suppress(Exception):
                 await h.power_off()
@@ -322,6 +472,7 @@ class Lab:
             "profile": self.config.profile,
             "home": str(self.home),
             "handsets": [h.info() for h in self.handsets],
+            "modem": self.modem_info(),
         }
 
     # -- adb --------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Lab equipment controllers (serial gear): the GSM modem driver."""
