@@ -887,13 +887,21 @@ def _cfun(m: AtMachine, cmd: _Cmd) -> None:
         raise _PLAIN
 
 
-def _cmee(m: AtMachine, cmd: _Cmd) -> None:
-    if cmd.kind == "test":
-        m._info("+CMEE: (0-2)")
-    elif cmd.kind == "read":
-        m._info(f"+CMEE: {m.s.cmee}")
-    else:
-        m.s.cmee = _int(cmd.args or "0", 0, 2)
+def _int_setting(label: str, attr: str, hi: int):
+    """An ``AT+X=n`` setting in 0..hi with the usual test/read forms (+CMEE, +CMGF, +CSDH)."""
+    def handler(m: AtMachine, cmd: _Cmd) -> None:
+        if cmd.kind == "test":
+            m._info(f"{label}: (0{',1' if hi == 1 else f'-{hi}'})")
+        elif cmd.kind == "read":
+            m._info(f"{label}: {getattr(m.s, attr)}")
+        else:
+            setattr(m.s, attr, _int(cmd.args or "0", 0, hi))
+    return handler
+
+
+_cmee = _int_setting("+CMEE", "cmee", 2)
+_cmgf = _int_setting("+CMGF", "cmgf", 1)
+_csdh = _int_setting("+CSDH", "csdh", 1)
 
 
 def _cscs(m: AtMachine, cmd: _Cmd) -> None:
@@ -908,24 +916,6 @@ def _cscs(m: AtMachine, cmd: _Cmd) -> None:
         m.s.cscs = value
     else:
         raise _PLAIN
-
-
-def _cmgf(m: AtMachine, cmd: _Cmd) -> None:
-    if cmd.kind == "test":
-        m._info("+CMGF: (0,1)")
-    elif cmd.kind == "read":
-        m._info(f"+CMGF: {m.s.cmgf}")
-    else:
-        m.s.cmgf = _int(cmd.args or "0", 0, 1)
-
-
-def _csdh(m: AtMachine, cmd: _Cmd) -> None:
-    if cmd.kind == "test":
-        m._info("+CSDH: (0,1)")
-    elif cmd.kind == "read":
-        m._info(f"+CSDH: {m.s.csdh}")
-    else:
-        m.s.csdh = _int(cmd.args or "0", 0, 1)
 
 
 def _csms(m: AtMachine, cmd: _Cmd) -> None:
