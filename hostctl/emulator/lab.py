@@ -26,6 +26,9 @@ from typing import Any
 
 from .adb.server import AdbdServer
 from .carrier import Carrier, SmsRecord, SmsSegment
+from .cloudmsg import CloudMessaging
+from .cloudsvc import CloudService
+from .labca import ensure_ca
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
 from .handset import Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
@@ -281,6 +284,20 @@ def _country_code(e164: str) -> str:
     return digits[:2]
 
 
+class _Gateway:
+    """The Cloud Messaging service's SMS gateway number, as a carrier subscriber."""
+
+    def __init__(self, cm: CloudMessaging) -> None:
+        self.cm = cm
+
+    def sms_deliver(self, segment: SmsSegment) -> bool:
+        self.cm.gateway_sms(segment.sender, segment.text)
+        return True
+
+    def sms_status_report(self, record: SmsRecord) -> None:
+        return None
+
+
 class _SimLine:
     """One SIM of a lab handset, as the carrier sees it."""
 
@@ -338,6 +355,7 @@ class LabConfig:
     connect: bool = True            # run `adb connect` for each handset
     connect_timeout: float = 10.0
     modem: bool = True              # a GSM modem on the carrier, served on a pty and a TCP port
+    cloud: bool = True              # the Cloud Messaging service (TLS on loopback, lab CA)
 
 
 class Lab:
@@ -359,6 +377,7 @@ class Lab:
         self.stopped = asyncio.Event()
         self.carrier = Carrier()
         self.modem: EmulatedModem | None = None
+        self.cloud: CloudService | None = None
         self.modem_server: ModemServer | None = None
         self._concat_ref = 0
         self._message_ref = 0
@@ -388,6 +407,8 @@ class Lab:
         self.log_port = self._log_transport.get_extra_info("sockname")[1]
         self.handsets = [LabHandset(self, f"hs{i + 1}", profile) for i in range(self.config.handsets)]
         try:
+            if self.config.cloud:
+                await self._start_cloud()
             if self.config.modem:
                 self._start_modem(profile)
             adb_ready = asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
@@ -402,6 +423,19 @@ class Lab:
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_cloud(self) -> None:
+        """Xiaomi's service as the lab runs it: TLS with the lab CA, and its SMS gateway number
+        on the carrier (activation SMS arrive there)."""
+        self.cloud = CloudService(CloudMessaging(), ensure_ca(self.dir / "ca"))
+        await self.cloud.start()
+        self.carrier.attach(self.cloud.cm.gateway, _Gateway(self.cloud.cm))
+
+    def cloud_info(self) -> dict[str, Any] | None:
+        if self.cloud is None:
+            return None
+        return {"hosts": {host: f"{addr}:{port}" for host, (addr, port) in self.cloud.hosts().items()},
+                "ca": str(self.cloud.ca.ca_cert), "gateway": self.cloud.cm.gateway}
 
     def _start_modem(self, profile: FirmwareProfile) -> None:
         """The lab's modem: its own SIM (unique in the lab, like a handset's), on the carrier."""
@@ -432,6 +466,11 @@ class Lab:
         return dict(self.modem.info(), pty=self.modem_server.pty_path, url=self.modem_server.url)
 
     async def stop(self) -> None:
+        if self.cloud is not None:
+            self.carrier.detach(self.cloud.cm.gateway)
+            with contextlib.suppress(Exception):
+                await self.cloud.stop()
+            self.cloud = None
         if self.modem_server is not None:
             with contextlib.suppress(Exception):
                 self.modem.detach()
@@ -473,6 +512,7 @@ class Lab:
             "home": str(self.home),
             "handsets": [h.info() for h in self.handsets],
             "modem": self.modem_info(),
+            "cloud": self.cloud_info(),
         }
 
     # -- adb --------------------------------------------------------------------------------
