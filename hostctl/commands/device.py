@@ -39,6 +39,13 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     ident.add_argument("--redact", action="store_true", help="mask identifiers (keep the last 4 digits)")
     ident.add_argument("--json", action="store_true")
 
+    cm = sub.add_parser("cm", parents=[common, one], env=env,
+                        help="Cloud Messaging: status, or turn it on/off through the UI")
+    cm.add_argument("action", choices=["status", "on", "off"])
+    cm.add_argument("--sim", type=int, help="1-based SIM slot (default: every SIM)")
+    cm.add_argument("--ui", action="store_true", help="status: also read the switches on screen")
+    cm.add_argument("--json", action="store_true")
+
     sh = sub.add_parser("shell", parents=[common, one], env=env, help="run a shell command on a device")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
 
@@ -89,6 +96,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         return _identity_one(args, env, handset)
     if args.command == "shell":
         return _shell(args, env, handset)
+    if args.command == "cm":
+        return _cm(args, env, handset)
     raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
 
 
@@ -232,6 +241,26 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
         if found:
             return ExitStatus.ERROR
         return status_for(failures[0]) if failures else ExitStatus.NOT_RUNNABLE
+    return ExitStatus.OK
+
+
+# --- cm ---------------------------------------------------------------------------------------
+
+
+def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:
+    from ..cloud import cm_set, cm_status
+
+    if args.action == "status":
+        state = cm_status(handset, ui=args.ui, timeout=args.timeout)
+    else:
+        state = cm_set(handset, args.action == "on", sim=args.sim, timeout=args.timeout)
+    if args.json:
+        print_json(env, state.to_json())
+    else:
+        word = {True: "on", False: "off", None: "unknown"}[state.enabled]
+        sims = ", ".join(f"SIM {s['sim']} {'on' if s['enabled'] else 'off'}" for s in state.sims)
+        env.stdout.write(f"{state.serial}: Cloud Messaging {word}" + (f" ({sims})" if sims else "")
+                         + (" (changed)" if state.changed else "") + "\n")
     return ExitStatus.OK
 
 

@@ -1,0 +1,150 @@
+"""Cloud Messaging on a handset, from the host: read the state, turn it on or off the way a user does.
+
+The shell cannot start ``MxActivateService`` (it needs ``com.xiaomi.permission.CLOUD_MANAGER``), so
+the switch is turned through the UI: open Messaging > Settings, find the Cloud Messaging switch for
+the SIM in ``uiautomator dump``, tap it with ``input tap``, then verify by dumping again and by
+re-reading ``Settings.Secure cloud_messaging_on``. MIUI refuses input injection unless "USB
+debugging (Security settings)" is on; that refusal becomes :class:`CloudMessagingError` with what to
+enable. Nothing here knows whether the handset is emulated.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .device import INJECTION_HINT, Handset
+from .errors import DeviceError
+
+__all__ = ["CloudMessagingError", "CmState", "CmSwitch", "MMS_SETTINGS", "cm_set", "cm_status"]
+
+MMS_SETTINGS = "com.android.mms/com.android.mms.ui.MessagingPreferenceActivity"
+DUMP_PATH = "/data/local/tmp/hostctl-ui.xml"
+_SWITCH_TEXT = re.compile(r"cloud messaging|云消息|mi message", re.I)
+
+
+class CloudMessagingError(DeviceError):
+    """The switch could not be read or turned (the message says what to do)."""
+
+
+@dataclass(frozen=True)
+class CmSwitch:
+    sim: int                     # 1-based, as the screen shows it
+    checked: bool
+    center: tuple[int, int]
+    text: str
+    resource_id: str
+
+
+@dataclass
+class CmState:
+    serial: str
+    enabled: bool | None
+    sources: dict[str, Any] = field(default_factory=dict)
+    sims: list[dict[str, Any]] = field(default_factory=list)
+    changed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _setting(h: Handset, timeout: float | None) -> str | None:
+    out = h.shell("settings get secure cloud_messaging_on", timeout=timeout).stdout.strip()
+    return None if out in ("", "null") else out
+
+
+def cm_status(h: Handset, *, ui: bool = False, timeout: float | None = None) -> CmState:
+    """The setting, and with ``ui`` the per-SIM switches as Messaging > Settings shows them."""
+    setting = _setting(h, timeout)
+    state = CmState(h.serial, None if setting is None else setting == "1",
+                    {"setting": {"secure/cloud_messaging_on": setting}})
+    if ui:
+        switches = _switches(h, timeout)
+        state.sims = [{"sim": s.sim, "enabled": s.checked} for s in switches]
+        state.sources["ui"] = {"activity": MMS_SETTINGS, "switches": len(switches)}
+    return state
+
+
+def _bounds_center(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\[(-?\d+),(-?\d+)\]\[(-?\d+),(-?\d+)\]", text or "")
+    if not m:
+        raise ValueError(f"bad bounds {text!r}")
+    x1, y1, x2, y2 = map(int, m.groups())
+    return (x1 + x2) // 2, (y1 + y2) // 2
+
+
+def parse_switches(xml_text: str) -> list[CmSwitch]:
+    """The Cloud Messaging switches in a ``uiautomator dump`` (checkable nodes named for it)."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise ValueError(f"not a uiautomator dump: {exc}") from None
+    found = []
+    for node in root.iter("node"):
+        text, rid = node.get("text", ""), node.get("resource-id", "")
+        if node.get("checkable") != "true":
+            continue
+        if not (_SWITCH_TEXT.search(text) or "cloud_messaging" in rid):
+            continue
+        m = re.search(r"(?:SIM|sim)\s*(\d)", text) or re.search(r"sim(\d)", rid)
+        found.append(CmSwitch(int(m.group(1)) if m else len(found) + 1, node.get("checked") == "true",
+                              _bounds_center(node.get("bounds", "")), text, rid))
+    return sorted(found, key=lambda s: s.sim)
+
+
+def _dump(h: Handset, timeout: float | None) -> str:
+    dump, cat = h.batch([f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=timeout)
+    if not cat.ok or "<hierarchy" not in cat.stdout:
+        raise CloudMessagingError(f"{h.serial}: uiautomator dump failed: {(dump.stdout + cat.stdout).strip()[:200]}",
+                                  serial=h.serial, command="uiautomator dump", output=dump.stdout + cat.stdout)
+    return cat.stdout
+
+
+def _switches(h: Handset, timeout: float | None) -> list[CmSwitch]:
+    res = h.shell(f"am start -n {MMS_SETTINGS}", timeout=timeout)
+    if "Error" in res.output:
+        raise CloudMessagingError(f"{h.serial}: cannot open Messaging settings: {res.output.strip()[:200]}",
+                                  serial=h.serial, command=res.command, output=res.output)
+    switches = parse_switches(_dump(h, timeout))
+    if not switches:
+        raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch on the Messaging settings "
+                                  "screen (is this a MIUI build with Cloud Messaging?)", serial=h.serial)
+    return switches
+
+
+def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
+    """Turn Cloud Messaging on or off (for ``sim``, 1-based, or every SIM) through the UI, and
+    verify it. Idempotent: a switch already in the wanted state is not touched."""
+    deadline = time.monotonic() + timeout
+    switches = _switches(h, timeout)
+    targets = [s for s in switches if sim is None or s.sim == sim]
+    if not targets:
+        raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
+                                  f"(found SIMs {[s.sim for s in switches]})", serial=h.serial)
+    changed = False
+    for s in targets:
+        if s.checked == on:
+            continue
+        res = h.shell(f"input tap {s.center[0]} {s.center[1]}", timeout=timeout)
+        if "INJECT_EVENTS" in res.output:
+            raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial,
+                                      command=res.command, output=res.output, exit_code=res.exit_code)
+        changed = True
+    while True:   # verify: the switches as drawn, and the setting the app writes
+        now = {s.sim: s.checked for s in parse_switches(_dump(h, max(1.0, deadline - time.monotonic())))}
+        setting = _setting(h, max(1.0, deadline - time.monotonic()))
+        if all(now.get(s.sim) == on for s in targets) and (setting == "1") == (on or any(now.values())):
+            break
+        if time.monotonic() > deadline:
+            raise CloudMessagingError(f"{h.serial}: the switch did not turn {'on' if on else 'off'} "
+                                      f"within {timeout:g} s (switches {now}, setting {setting})",
+                                      serial=h.serial)
+        time.sleep(0.2)
+    state = CmState(h.serial, setting == "1",
+                    {"setting": {"secure/cloud_messaging_on": setting},
+                     "ui": {"activity": MMS_SETTINGS, "switches": len(now)}},
+                    [{"sim": k, "enabled": v} for k, v in sorted(now.items())], changed)
+    return state
