@@ -46,6 +46,12 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     cm.add_argument("--ui", action="store_true", help="status: also read the switches on screen")
     cm.add_argument("--json", action="store_true")
 
+    msgs = sub.add_parser("messages", parents=[common, one], env=env,
+                          help="SMS and Cloud Messaging rows, each with its route (sms/ip/...)")
+    msgs.add_argument("--limit", type=int, help="newest N rows only")
+    msgs.add_argument("--redact", action="store_true", help="mask addresses, hide bodies")
+    msgs.add_argument("--json", action="store_true")
+
     sh = sub.add_parser("shell", parents=[common, one], env=env, help="run a shell command on a device")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
 
@@ -98,6 +104,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         return _shell(args, env, handset)
     if args.command == "cm":
         return _cm(args, env, handset)
+    if args.command == "messages":
+        return _messages(args, env, handset)
     raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
 
 
@@ -264,6 +272,23 @@ def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitSta
     return ExitStatus.OK
 
 
+def _messages(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:
+    from ..messages import read_messages
+
+    rows = read_messages(handset, limit=args.limit, timeout=args.timeout)
+    if args.json:
+        print_json(env, {"serial": handset.serial, "messages": [m.to_json(args.redact) for m in rows]})
+        return ExitStatus.OK
+    table = []
+    for m in rows:
+        d = m.to_json(args.redact)
+        body = (d["body"] or "").replace("\n", " ")
+        table.append([d["id"], d["box"], d["route"], d["mx_status"], d["address"] or "-",
+                      body[:40] + ("..." if len(body) > 40 else "")])
+    print_table(env, ["ID", "BOX", "ROUTE", "MX_STATUS", "ADDRESS", "BODY"], table)
+    return ExitStatus.OK
+
+
 # --- shell ------------------------------------------------------------------------------------
 
 
@@ -291,10 +316,16 @@ def status_for(exc: Exception) -> ExitStatus:
 
     if isinstance(exc, DeviceTimeoutError) or (isinstance(exc, AdbServerError) and exc.timed_out):
         return ExitStatus.TIMEOUT
-    if isinstance(exc, ModemTimeoutError):
+    from ..errors import ConfigError
+    from ..lab.console import ConsoleOpenError
+    from ..lab.relay import RelayOpenError, RelayTimeoutError
+
+    if isinstance(exc, (ModemTimeoutError, RelayTimeoutError)):
         return ExitStatus.TIMEOUT
-    if isinstance(exc, ModemOpenError):
+    if isinstance(exc, (ModemOpenError, RelayOpenError, ConsoleOpenError)):
         return ExitStatus.NOT_RUNNABLE
+    if isinstance(exc, ConfigError):
+        return ExitStatus.USAGE
     if isinstance(exc, (AdbServerError, DeviceNotFoundError, DeviceStateError)):
         return ExitStatus.NOT_RUNNABLE
     if isinstance(exc, DeviceError):

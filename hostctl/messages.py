@@ -1,0 +1,118 @@
+"""A handset's SMS/MX message rows, read through the telephony provider, each with its route.
+
+``content query --uri content://sms`` works from the shell on every release this tool targets.
+MIUI adds ``mx_status`` to the ``sms`` table; MISSION.md lists its values. The route of a row:
+
+============  ==========================================================  =================
+mx_status     meaning                                                     route
+============  ==========================================================  =================
+0             a plain SMS                                                 ``sms``
+1             an MX message waiting (``type`` 4: to be re-sent as SMS)    ``ip-pending`` /
+                                                                          ``sms-fallback``
+16, 17, 256   MX sent, delivered, read                                    ``ip``
+65537         MX received                                                 ``ip``
+131073        MX failed                                                   ``ip-failed``
+196609        from the web                                                ``web``
+============  ==========================================================  =================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .device import Handset
+from .errors import CommandError
+
+__all__ = ["Message", "TYPES", "classify", "parse_content_rows", "read_messages"]
+
+TYPES = {1: "inbox", 2: "sent", 3: "draft", 4: "outbox", 5: "failed", 6: "queued"}
+_COLUMNS = ("_id", "thread_id", "type", "mx_status", "sim_id", "status", "date", "date_sent",
+            "address", "body")
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    thread_id: int | None
+    type: int
+    box: str
+    direction: str               # in | out
+    mx_status: int
+    route: str
+    sim_id: int | None
+    status: int | None
+    date: int | None
+    date_sent: int | None
+    address: str | None
+    body: str | None
+
+    def to_json(self, redact: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if redact:
+            a = data["address"] or ""
+            data["address"] = ("*" * (len(a) - 4) + a[-4:]) if len(a) > 4 else a
+            data["body"] = None if data["body"] is None else f"<{len(data['body'])} characters>"
+        return data
+
+
+def classify(msg_type: int, mx_status: int) -> str:
+    if mx_status == 0:
+        return "sms"
+    if mx_status == 1:
+        return "sms-fallback" if msg_type == 4 else "ip-pending"
+    if mx_status in (16, 17, 256, 65537):
+        return "ip"
+    if mx_status == 131073:
+        return "ip-failed"
+    if mx_status == 196609:
+        return "web"
+    return f"unknown({mx_status})"
+
+
+def parse_content_rows(text: str, columns: tuple[str, ...]) -> list[dict[str, str | None]]:
+    """``content query`` output for a known projection whose last column may hold anything
+    (commas, ``=`` and newlines in an SMS body)."""
+    rows = []
+    chunks = re.split(r"(?m)^Row: \d+ ", text.replace("\r\n", "\n"))
+    for chunk in chunks[1:]:
+        row: dict[str, str | None] = {}
+        pos = 0
+        for i, col in enumerate(columns):
+            if not chunk.startswith(f"{col}=", pos):
+                raise ValueError(f"content query row without {col}= where expected: {chunk[:80]!r}")
+            start = pos + len(col) + 1
+            if i + 1 < len(columns):
+                end = chunk.find(f", {columns[i + 1]}=", start)
+                if end < 0:
+                    raise ValueError(f"content query row ends before {columns[i + 1]}: {chunk[:80]!r}")
+                value, pos = chunk[start:end], end + 2
+            else:
+                value = chunk[start:].removesuffix("\n")
+            row[col] = None if value == "NULL" else value
+        rows.append(row)
+    return rows
+
+
+def _int(v: str | None) -> int | None:
+    return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
+
+
+def read_messages(h: Handset, *, limit: int | None = None, timeout: float | None = None) -> list[Message]:
+    """Every row of content://sms, newest first (``limit`` rows at most)."""
+    res = h.shell("content query --uri content://sms --projection " + ":".join(_COLUMNS)
+                  + " --sort '_id DESC'", timeout=timeout)
+    if not res.ok or "Error" in res.stdout[:200] or "Exception" in res.stdout[:400]:
+        raise CommandError(f"{h.serial}: content query failed: {res.output.strip()[:200]}",
+                           serial=h.serial, command=res.command, output=res.output, exit_code=res.exit_code)
+    out = []
+    for row in parse_content_rows(res.stdout, _COLUMNS):
+        t, mx = _int(row["type"]) or 0, _int(row["mx_status"]) or 0
+        out.append(Message(int(row["_id"] or 0), _int(row["thread_id"]), t, TYPES.get(t, str(t)),
+                           "in" if t == 1 else "out", mx, classify(t, mx), _int(row["sim_id"]),
+                           _int(row["status"]), _int(row["date"]), _int(row["date_sent"]),
+                           row["address"], row["body"]))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
