@@ -90,6 +90,10 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     from .commands import modem
 
     modem.add_parsers(sub, P, env)
+    from .commands import console, relay
+
+    relay.add_parsers(sub, P, env)
+    console.add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -99,6 +103,8 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="run the lab in the background and return")
     up.add_argument("--no-apps", action="store_true", help="skip app processes and Frida portals (faster, no Frida)")
     up.add_argument("--no-modem", action="store_true", help="no emulated GSM modem on a pty")
+    up.add_argument("--no-relay", action="store_true", help="no emulated relay board on a pty")
+    up.add_argument("--no-consoles", action="store_true", help="no emulated UART consoles on ptys")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lab (default 60)")
     up.add_argument("--json", action="store_true")
     st = emu_sub.add_parser("status", help="show the lab on this adb port", env=env)
@@ -131,6 +137,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import modem
 
             return modem.run(args, env)
+        if args.command == "relay":
+            from .commands import relay
+
+            return relay.run(args, env)
+        if args.command == "console":
+            from .commands import console
+
+            return console.run(args, env)
         from .commands import device
 
         return device.run(args, env)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AdbServerError", "CommandError", "DeviceError", "DeviceGoneError", "DeviceNotFoundError",
+__all__ = ["AdbServerError", "CommandError", "ConfigError", "DeviceError", "DeviceGoneError", "DeviceNotFoundError",
            "DeviceStateError", "DeviceTimeoutError", "HostctlError"]
 
 
@@ -63,3 +63,14 @@ class DeviceTimeoutError(DeviceError):
 
 class CommandError(DeviceError):
     """A shell command ran and exited non-zero."""
+
+
+class ConfigError(HostctlError):
+    """A testbed / controller config is wrong; ``key`` names the bad entry (``relay.channel``)."""
+
+    def __init__(self, key: str, problem: str, *, controller: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.controller = controller
+        where = f"{controller} config" if controller else "config"
+        super().__init__(f"{where}: {key!r} {problem}")

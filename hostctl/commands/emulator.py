@@ -73,6 +73,12 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
     if modem:
         env.stdout.write(f"modem: {modem['pty']} ({modem['url']}), number {modem['number']}, "
                          f"IMSI {modem['imsi']}, IMEI {modem['imei']}\n")
+    relay = status.get("relay")
+    if relay:
+        wired = ", ".join(f"{ch}={c['handset']}" for ch, c in relay.get("channels", {}).items())
+        env.stdout.write(f"relay: {relay['pty']} ({relay['url']}), channels {wired}\n")
+    for label, console in (status.get("consoles") or {}).items():
+        env.stdout.write(f"console {label}: {console['pty']} ({console['url']})\n")
     return ExitStatus.OK
 
 
@@ -90,7 +96,8 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
     if args.detach:
         return _up_detached(args, env, port, home)
     config = labmod.LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
-                              with_apps=not args.no_apps, modem=not args.no_modem)
+                              with_apps=not args.no_apps, modem=not args.no_modem,
+                              relay=not args.no_relay, consoles=not args.no_consoles)
     try:
         return asyncio.run(_serve(config, env, args.json))
     except labmod.LabError as exc:
@@ -126,6 +133,10 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
         cmd.append("--no-apps")
     if args.no_modem:
         cmd.append("--no-modem")
+    if args.no_relay:
+        cmd.append("--no-relay")
+    if args.no_consoles:
+        cmd.append("--no-consoles")
     child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

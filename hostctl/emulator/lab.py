@@ -32,7 +32,9 @@ from .labca import ensure_ca
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
 from .handset import Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
+from .console import EmulatedConsole
 from .modem import EmulatedModem, ModemIdentity, ModemServer
+from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
 
@@ -103,6 +105,7 @@ class LabHandset:
         self.apps: dict[str, AppProcess] = {}
         self.published_ports: dict[int, int] = {}
         self.powered = False
+        self.power_listeners: list[Any] = []     # callback(on: bool): the UART console's
         self.lines = [_SimLine(self, sim.slot) for sim in self.handset.identity.sims]
         for sim in self.handset.identity.sims:
             lab.carrier.provision(sim.msisdn, sim.imsi)
@@ -172,6 +175,7 @@ class LabHandset:
         (self.state_dir / "adbd.port").write_text(str(self.adbd.port))
         self.powered = True
         self.radio_changed()
+        self._power_changed(True)
         if with_apps:
             await self.start_apps()
 
@@ -248,6 +252,8 @@ class LabHandset:
 
     async def power_off(self) -> None:
         """Pull the plug: adbd stops (the host sees the device go offline), apps die."""
+        if self.powered:
+            self._power_changed(False)
         self.powered = False
         self.radio_changed()
         await self.adbd.stop()
@@ -260,6 +266,13 @@ class LabHandset:
         if self.portal is not None:
             await asyncio.to_thread(self.portal.stop)
             self.portal = None
+
+    def _power_changed(self, on: bool) -> None:
+        for listener in list(self.power_listeners):
+            try:
+                listener(on)
+            except Exception:   # noqa: BLE001 - a console fault must not stop the power switch
+                log.exception("%s: power listener", self.label)
 
     async def factory_reset(self) -> None:
         was_on = self.powered
@@ -355,6 +368,8 @@ class LabConfig:
     connect: bool = True            # run `adb connect` for each handset
     connect_timeout: float = 10.0
     modem: bool = True              # a GSM modem on the carrier, served on a pty and a TCP port
+    relay: bool = True              # a serial relay board on a pty/TCP port: channel N powers handset N
+    consoles: bool = True           # a UART console per handset on a pty/TCP port, streaming its log
     cloud: bool = True              # the Cloud Messaging service (TLS on loopback, lab CA)
 
 
@@ -379,6 +394,11 @@ class Lab:
         self.modem: EmulatedModem | None = None
         self.cloud: CloudService | None = None
         self.modem_server: ModemServer | None = None
+        self.relay: EmulatedRelay | None = None
+        self.relay_server: ModemServer | None = None
+        self.consoles: dict[str, tuple[EmulatedConsole, ModemServer]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._power_lock: asyncio.Lock | None = None
         self._concat_ref = 0
         self._message_ref = 0
 
@@ -402,7 +422,8 @@ class Lab:
         if existing and _pid_alive(existing.get("pid", -1)) and existing.get("pid") != os.getpid():
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
         profile = load_profile(self.config.profile)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._power_lock = asyncio.Lock()
         self._log_transport, _ = await loop.create_datagram_endpoint(lambda: _LogSink(self), local_addr=(LOOPBACK, 0))
         self.log_port = self._log_transport.get_extra_info("sockname")[1]
         self.handsets = [LabHandset(self, f"hs{i + 1}", profile) for i in range(self.config.handsets)]
@@ -411,6 +432,8 @@ class Lab:
                 await self._start_cloud()
             if self.config.modem:
                 self._start_modem(profile)
+            if self.config.consoles:
+                self._start_consoles()
             adb_ready = asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
             await asyncio.gather(*(h.power_on(with_apps=False) for h in self.handsets))
             if adb_ready is not None:
@@ -418,6 +441,8 @@ class Lab:
                 await asyncio.gather(*(asyncio.to_thread(self._adb_connect, h) for h in self.handsets))
             if self.config.with_apps:
                 await asyncio.gather(*(h.start_apps() for h in self.handsets))
+            if self.config.relay:
+                self._start_relay()
             await self._start_control()
             self._write_lab_file()
         except BaseException:
@@ -460,12 +485,78 @@ class Lab:
             raise LabError(f"the modem could not be served on a pty: {exc}") from exc
         self.modem.attach()
 
+    # -- relay board and UART consoles ------------------------------------------------------
+    def _start_relay(self) -> None:
+        """One board with a relay per handset: channel N is handset N's power."""
+        self.relay = EmulatedRelay(len(self.handsets), self._relay_switched)
+        try:
+            self.relay_server = ModemServer(self.relay).start()
+        except OSError as exc:
+            raise LabError(f"the relay board could not be served on a pty: {exc}") from exc
+
+    def _relay_switched(self, channel: int, on: bool) -> None:
+        """From the relay server's thread: switch the handset on the lab's loop, in order."""
+        if self._loop is None or not 1 <= channel <= len(self.handsets):
+            return
+        future = asyncio.run_coroutine_threadsafe(self._relay_power(self.handsets[channel - 1], on),
+                                                  self._loop)
+        future.add_done_callback(lambda f: f.exception() and log.error(
+            "relay %d %s failed: %s", channel, "on" if on else "off", f.exception()))
+
+    async def _relay_power(self, lh: LabHandset, on: bool) -> None:
+        assert self._power_lock is not None
+        async with self._power_lock:          # off then on, never both at once
+            if on:
+                await lh.power_on(with_apps=self.config.with_apps)
+            else:
+                await lh.power_off()
+
+    def _start_consoles(self) -> None:
+        for lh in self.handsets:
+            console = EmulatedConsole(lh.label, lh.handset.getprop("ro.product.model") or "",
+                                      lh.handset, lh.powered)
+            lh.power_listeners.append(console.power)
+            try:
+                server = ModemServer(console).start()
+            except OSError as exc:
+                console.close()
+                raise LabError(f"{lh.label}: the UART console could not be served on a pty: {exc}") from exc
+            self.consoles[lh.label] = (console, server)
+
+    def relay_info(self) -> dict[str, Any] | None:
+        if self.relay is None or self.relay_server is None:
+            return None
+        states = self.relay.states()
+        return {"pty": self.relay_server.pty_path, "url": self.relay_server.url,
+                "channels": {str(ch): {"handset": lh.label, "serial": lh.serial, "on": states.get(ch)}
+                             for ch, lh in enumerate(self.handsets, 1)}}
+
+    def consoles_info(self) -> dict[str, Any]:
+        return {label: {"pty": server.pty_path, "url": server.url}
+                for label, (_, server) in self.consoles.items()}
+
+    def _stop_serial_twins(self) -> None:
+        if self.relay_server is not None:
+            with contextlib.suppress(Exception):
+                self.relay_server.stop()
+            self.relay_server = None
+        for label, (console, server) in list(self.consoles.items()):
+            with contextlib.suppress(Exception):
+                server.stop()
+            with contextlib.suppress(Exception):
+                console.close()
+            lh = next((h for h in self.handsets if h.label == label), None)
+            if lh is not None and console.power in lh.power_listeners:
+                lh.power_listeners.remove(console.power)
+        self.consoles.clear()
+
     def modem_info(self) -> dict[str, Any] | None:
         if self.modem is None or self.modem_server is None:
             return None
         return dict(self.modem.info(), pty=self.modem_server.pty_path, url=self.modem_server.url)
 
     async def stop(self) -> None:
+        self._stop_serial_twins()
         if self.cloud is not None:
             self.carrier.detach(self.cloud.cm.gateway)
             with contextlib.suppress(Exception):
@@ -512,6 +603,8 @@ class Lab:
             "home": str(self.home),
             "handsets": [h.info() for h in self.handsets],
             "modem": self.modem_info(),
+            "relay": self.relay_info(),
+            "consoles": self.consoles_info(),
             "cloud": self.cloud_info(),
         }
 
