@@ -239,3 +239,53 @@ def test_missing_port_and_vanishing_ports():
     closed.close()
     with pytest.raises(ModemGoneError):
         closed.command("AT")
+
+
+@pytest.mark.parametrize("left", [b"ATE1V0\r", b"ATQ1\r", b"ATE1V0Q1\r"])
+def test_open_restores_a_modem_left_numeric_or_quiet(mlab, left):
+    import serial
+    pty = mlab.lab.modem_info()["pty"]
+    with serial.Serial(pty, timeout=1) as raw:       # an earlier program leaves the modem odd
+        raw.write(left)
+        time.sleep(0.2)
+        raw.read(raw.in_waiting or 1)
+    with Modem.open(pty, timeout=5) as m:
+        info = m.identify()
+        assert info.imei == mlab.lab.modem.identity.imei and info.manufacturer
+
+
+def test_a_full_storage_lists_completely_over_the_pty(mlab):
+    lh = mlab.lab.handsets[0]
+    number = mlab.lab.modem_info()["number"]
+    with Modem.open(mlab.lab.modem_info()["pty"], timeout=10) as m:
+        m.command('AT+CPMS="MT","MT","MT"')          # SIM (30) and phone (100) storage together
+        m.delete_all()
+
+        async def flood():
+            for i in range(60):
+                lh.send_sms(number, f"{i:03d} " + "y" * 150)
+        mlab.call(flood())
+        listed = m.list_sms("ALL")
+        assert len(listed) == 60            # ~25 KB of +CMGL: more than a pty buffer holds
+        m.delete_all()
+
+
+def test_a_surrogate_pair_split_across_parts_by_the_sender_is_joined():
+    # Android 4.x split UCS-2 parts at 67 units, even inside a surrogate pair
+    from datetime import datetime, timezone
+
+    from hostctl.lab.modem import StoredSms, join_parts
+    from hostctl.sms.pdu import SmsDeliver, decode, encode
+    text = "x" * 66 + "\U0001F600"
+    octets = text.encode("utf-16-be")
+    halves = (octets[:134], octets[134:])
+    parts = []
+    for seq, half in enumerate(halves, 1):
+        d = SmsDeliver("+8613800138000", "", datetime(2024, 1, 1, tzinfo=timezone.utc), coding="8bit",
+                       concat=(5, 2, seq), data=half)
+        hexpdu = encode(d).hex
+        dcs_8bit, dcs_ucs2 = "04", "08"    # the same octets, declared UCS-2 as the phone sent them
+        i = hexpdu.index("00" + dcs_8bit, 0)
+        parts.append(StoredSms(seq, "REC UNREAD", decode(hexpdu[:i] + "00" + dcs_ucs2 + hexpdu[i + 4:]), "SM"))
+    (joined,) = join_parts(parts)
+    assert joined.text == text and joined.complete

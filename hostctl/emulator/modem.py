@@ -19,6 +19,7 @@ import selectors
 import socket
 import termios
 import threading
+import time
 import tty
 from datetime import datetime, timezone
 
@@ -31,6 +32,7 @@ __all__ = ["EmulatedModem", "ModemServer", "ModemIdentity"]
 log = logging.getLogger("hostctl.emulator.modem")
 
 MAX_BACKLOG = 256 * 1024        # bytes kept for a terminal that does not read (then the oldest go)
+STALE_AFTER = 2.0               # s a full pty may go unread before its queued output is dropped
 
 
 def _local(ts: float) -> datetime:
@@ -162,6 +164,7 @@ class _Link:
     def __init__(self, fd: int, kind: str, sock: socket.socket | None = None) -> None:
         self.fd, self.kind, self.sock = fd, kind, sock
         self.backlog = bytearray()
+        self.stuck_since: float | None = None     # when a write last found the queue full
 
 
 class ModemServer:
@@ -263,19 +266,32 @@ class ModemServer:
             self._wake()
 
     def _flush(self, link: _Link) -> None:
+        """Write what the link's queue takes; the rest waits for the terminal to read (the I/O
+        thread writes more when the fd is writable). A pty nobody has read for STALE_AFTER seconds
+        loses its queued output, as a UART nobody listens to does (see ``_drop_stale``)."""
         while link.backlog:
             try:
                 n = os.write(link.fd, link.backlog)
             except (BlockingIOError, InterruptedError):
-                if link.kind == "pty":
-                    # nobody reads the port and its queue is full: the bytes are lost, as on a
-                    # UART nobody listens to (a client flushes stale input when it opens anyway)
-                    link.backlog.clear()
+                if link.stuck_since is None:
+                    link.stuck_since = time.monotonic()
                 return
             except OSError:
                 link.backlog.clear()        # the client went away; its link closes on next read
                 return
             del link.backlog[:n]
+            link.stuck_since = None
+
+    def _drop_stale(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for link in self._links.values():
+                if link.kind == "pty" and link.backlog and link.stuck_since is not None \
+                        and now - link.stuck_since > STALE_AFTER:
+                    link.backlog.clear()
+                    link.stuck_since = None
+                    with contextlib.suppress(OSError):   # and what the kernel still queues
+                        termios.tcflush(self._slave, termios.TCIFLUSH)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -296,6 +312,8 @@ class ModemServer:
                 if self._stopping:
                     return
                 continue
+            if waiting:
+                self._drop_stale()
             for key, mask in ready:
                 try:
                     self._ready(key, mask)

@@ -248,8 +248,12 @@ def join_parts(items: Iterable[StoredSms]) -> list[Sms]:
         parts = sorted(groups[item], key=lambda s: s.message.concat[2])
         seqs = {p.message.concat[2] for p in parts}
         complete = seqs == set(range(1, item[2] + 1))
-        singles.append(Sms(item[0], "".join(p.text for p in parts), parts[0].message.timestamp,
-                           tuple(parts), complete))
+        if all(p.message.coding == "ucs2" and p.message.octets for p in parts):
+            # join the octets, not the texts: a surrogate pair may straddle two parts
+            text = b"".join(p.message.octets for p in parts).decode("utf-16-be", errors="replace")
+        else:
+            text = "".join(p.text for p in parts)
+        singles.append(Sms(item[0], text, parts[0].message.timestamp, tuple(parts), complete))
     return singles
 
 
@@ -550,6 +554,14 @@ class Modem:
         errors, PDU mode, and new-message indications as +CMTI, status reports as +CDS."""
         with self._lock:
             self._write(b"\x1b\r", None)
+            # whatever an earlier program left (numeric answers V0, quiet Q1, echo): restore
+            # verbose answers blind, then throw away what that produced
+            self._write(b"ATE0V1Q0\r", None)
+            quiet_until = time.monotonic() + 0.3
+            while time.monotonic() < quiet_until:
+                if not self._fill(time.monotonic() + 0.1, None):
+                    continue
+            self._buf.clear()
             last: Exception | None = None
             for _ in range(4):
                 try:

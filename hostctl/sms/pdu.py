@@ -256,6 +256,7 @@ class _UserData:
     concat: tuple[int, int, int] | None
     concat16: bool
     ies: tuple[tuple[int, bytes], ...]
+    octets: bytes = b""          # UCS-2 user data as received (see SmsDeliver.octets)
 
 
 def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
@@ -303,7 +304,9 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
         if len(body) % 2:
             body = body[:-1]
         text = body.decode("utf-16-be", errors="replace")
-        return _UserData(text, coding, b"", concat, concat16, tuple(ies))
+        # the octets too: a sender may split a surrogate pair across parts (Android 4.x did),
+        # which only the joined octets decode
+        return _UserData(text, coding, b"", concat, concat16, tuple(ies), body)
     return _UserData(body.decode("latin-1"), coding, body, concat, concat16, tuple(ies))
 
 
@@ -345,6 +348,9 @@ class SmsSubmit:
     message_class: int | None = None
     smsc: Address | None = None
     data: bytes = b""                              # the payload of an 8-bit message
+    # a UCS-2 message's octets as received: a sender may split a surrogate pair across parts
+    # (Android 4.x did), which only the joined octets decode. Not part of equality.
+    octets: bytes = field(default=b"", compare=False, repr=False)
     ies: tuple[tuple[int, bytes], ...] = ()        # other information elements (IEI, value)
 
     def __post_init__(self) -> None:
@@ -375,6 +381,7 @@ class SmsDeliver:
     reply_path: bool = False
     smsc: Address | None = None
     data: bytes = b""
+    octets: bytes = field(default=b"", compare=False, repr=False)   # UCS-2 octets (see SmsSubmit)
     ies: tuple[tuple[int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
@@ -551,7 +558,8 @@ def _decode_deliver(r: _Reader, first: int, smsc: Address | None) -> SmsDeliver:
     ud = _decode_ud(r.rest(), bool(first & 0x40), coding)
     return SmsDeliver(sender, ud.text, ts, ud.coding, ud.concat, ud.concat16, pid, klass,
                       more_messages=not first & 0x04, status_report_indication=bool(first & 0x20),
-                      reply_path=bool(first & 0x80), smsc=smsc, data=ud.data, ies=ud.ies)
+                      reply_path=bool(first & 0x80), smsc=smsc, data=ud.data, ies=ud.ies,
+                      octets=ud.octets)
 
 
 def _decode_submit(r: _Reader, first: int, smsc: Address | None) -> SmsSubmit:
@@ -570,7 +578,7 @@ def _decode_submit(r: _Reader, first: int, smsc: Address | None) -> SmsSubmit:
     return SmsSubmit(recipient, ud.text, ud.coding, ud.concat, ud.concat16, mr,
                      status_report=bool(first & 0x20), validity=validity,
                      reject_duplicates=bool(first & 0x04), pid=pid, message_class=klass, smsc=smsc,
-                     data=ud.data, ies=ud.ies)
+                     data=ud.data, ies=ud.ies, octets=ud.octets)
 
 
 def _decode_status_report(r: _Reader, first: int, smsc: Address | None) -> SmsStatusReport:
