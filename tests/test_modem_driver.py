@@ -289,3 +289,20 @@ def test_a_surrogate_pair_split_across_parts_by_the_sender_is_joined():
         parts.append(StoredSms(seq, "REC UNREAD", decode(hexpdu[:i] + "00" + dcs_ucs2 + hexpdu[i + 4:]), "SM"))
     (joined,) = join_parts(parts)
     assert joined.text == text and joined.complete
+
+
+def test_a_two_line_urc_before_the_send_prompt_is_kept_whole():
+    # a modem with +CNMI mt=2 may push a +CMT (header line + PDU line) just before the "> " prompt
+    from hostctl.sms.pdu import SmsDeliver, encode
+    from datetime import datetime, timezone
+    incoming = encode(SmsDeliver("+8613800138000", "hi", datetime(2024, 1, 1, tzinfo=timezone.utc),
+                                 smsc="+8613800100500")).hex
+    submit = "0011000B916831081083F00000A702E834"        # any SMS-SUBMIT PDU, SMSC field 00
+    port = ScriptedPort({
+        b"AT+CMGF=0\r": b"\r\nOK\r\n",
+        b"AT+CMGS=16\r": f"\r\n+CMT: ,{len(incoming) // 2 - 9}\r\n{incoming}\r\n> ".encode(),
+        submit.encode() + b"\x1a": b"\r\n+CMGS: 5\r\n\r\nOK\r\n"})
+    m = Modem(port, name="scripted", timeout=1)
+    assert m.send_pdu(submit, timeout=5) == 5
+    (urc,) = m.poll()
+    assert urc.line.startswith("+CMT:") and urc.data == incoming

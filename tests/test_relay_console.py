@@ -66,10 +66,20 @@ def test_board_obeys_good_frames_and_ignores_bad_ones_as_real_boards_do():
         events.append(ev)
     assert events[0] == Ignored(b"\x55", "no start byte A0")
     assert events[1] == Switched(1, False)
-    assert isinstance(events[2], Ignored) and "checksum" in events[2].reason
-    assert isinstance(events[3], Ignored) and "no relay 9" in events[3].reason
-    assert events[4] == Switched(3, False)
+    assert events[2].data == b"\xa0" and "checksum" in events[2].reason   # its A0 is dropped...
+    assert events[3] == Ignored(b"\x02\x00\xa3", "no start byte A0")   # ...and the rest skipped
+    assert isinstance(events[4], Ignored) and "no relay 9" in events[4].reason
+    assert events[5] == Switched(3, False)
     assert board.states == {1: False, 2: True, 3: False, 4: True}
+
+
+def test_a_stray_start_byte_does_not_swallow_the_next_frame():
+    board = RelayBoard(2)
+    board.receive_data(bytes.fromhex("A0 A0 01 00 A1"))        # a stray A0, then "relay 1 off"
+    events = []
+    while (ev := board.next_event()) is not None:
+        events.append(ev)
+    assert events[-1] == Switched(1, False) and board.states[1] is False
 
 
 @given(st.binary(max_size=64))

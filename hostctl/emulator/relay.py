@@ -56,12 +56,15 @@ class RelayBoard:
             if len(self._buf) < FRAME_LEN:
                 return                              # the rest of the frame is still on its way
             frame = bytes(self._buf[:FRAME_LEN])
-            del self._buf[:FRAME_LEN]
             try:
                 channel, on = decode_frame(frame)
             except ValueError as exc:
-                self._events.append(Ignored(frame, str(exc)))
+                # not a frame: drop its start byte only and look for the next A0, so a stray
+                # A0 does not swallow the valid frame that follows it
+                del self._buf[:1]
+                self._events.append(Ignored(frame[:1], str(exc)))
                 continue
+            del self._buf[:FRAME_LEN]
             if channel not in self.states:
                 self._events.append(Ignored(frame, f"no relay {channel} on a {self.channels}-relay board"))
                 continue

@@ -391,9 +391,10 @@ class Modem:
             return False
         return line.startswith(URC_PREFIXES)
 
-    def _keep_urc(self, line: str, deadline: float = 0.0) -> None:
-        data = None
-        if line.startswith(_TWO_LINE_URCS):
+    def _keep_urc(self, line: str, deadline: float = 0.0, data: str | None = None) -> None:
+        """Queue a URC; a two-line one (+CMT, +CDS with a PDU) takes its second line from the
+        port unless ``data`` is given."""
+        if data is None and line.startswith(_TWO_LINE_URCS):
             data = self._next_line(deadline or time.monotonic() + 2.0)
         urc = Urc(line, data)
         if urc.name == "+CDS" and data:
@@ -526,13 +527,20 @@ class Modem:
                 del self._buf[:idx + 1]
                 if self._buf[:1] == b" ":
                     del self._buf[:1]
-                for raw in re.split(rb"\r\n|\r|\n", before):
-                    text = raw.decode("latin-1").strip()
-                    if text and text.upper() != line.upper():
-                        if self._is_urc(text, ()):
-                            self._urcs.append(Urc(text))
-                        else:
-                            self._final(text, line, [])
+                texts = [t for t in (r.decode("latin-1").strip()
+                                     for r in re.split(rb"\r\n|\r|\n", before))
+                         if t and t.upper() != line.upper()]
+                i = 0
+                while i < len(texts):     # URCs that came before the prompt, as anywhere else
+                    text = texts[i]
+                    if self._is_urc(text, ()):
+                        two = text.startswith(_TWO_LINE_URCS) and i + 1 < len(texts)
+                        self._keep_urc(text, data=texts[i + 1] if two else "" if
+                                       text.startswith(_TWO_LINE_URCS) else None)
+                        i += 2 if two else 1
+                    else:
+                        self._final(text, line, [])
+                        i += 1
                 return
             # an error instead of the prompt
             m = re.search(rb"(\+CMS ERROR:[^\r\n]*|\+CME ERROR:[^\r\n]*|\bERROR)\r?\n", self._buf)
