@@ -30,6 +30,7 @@ import select
 import socket
 import sys
 import time
+from urllib.parse import quote
 
 HEARTBEAT_INTERVAL = 0.2
 MAX_LINE = 1 << 20
@@ -54,6 +55,10 @@ class App:
         self.log.setblocking(False)
         self.buf = b""
         self.running = True
+        self.next_call = 1
+        self.channels = {}          # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
+        self.hosts = json.loads(os.environ.get("HOSTCTL_HOSTS") or "{}")
+        self.ca = os.environ.get("HOSTCTL_CA") or ""
 
     # -- logd ---------------------------------------------------------------------------------
     def logd(self, message, level="I", tag=None):
@@ -86,8 +91,36 @@ class App:
         if len(self.buf) > MAX_LINE:
             self.buf = b""
 
+    def call(self, op, timeout=15.0, **fields):
+        """Ask the handset (the lab) to do something an app asks Android for: write a provider
+        row, send an SMS, broadcast. Requests that arrive meanwhile are served in between."""
+        cid = self.next_call
+        self.next_call += 1
+        self.write(dict(fields, call=cid, op=op))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                msg = json.loads(line)
+                if isinstance(msg, dict) and msg.get("reply") == cid:
+                    if not msg.get("ok"):
+                        raise RuntimeError("%s: %s" % (op, msg.get("error")))
+                    return msg.get("result")
+                self.handle(line)
+            readable, _, _ = select.select([self.ctl], [], [], max(0.0, deadline - time.monotonic()))
+            if readable:
+                data = self.ctl.recv(65536)
+                if not data:
+                    self.running = False
+                    raise RuntimeError("%s: the lab went away" % op)
+                self.buf += data
+        raise RuntimeError("%s: no answer from the lab in %.0f s" % (op, timeout))
+
     def handle(self, line):
         rid = None
+        req = None
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -101,7 +134,8 @@ class App:
             reply = {"id": rid, "ok": False, "error": "%s: %s" % (type(e).__name__, e)}
         if not (isinstance(reply.get("result"), dict) and reply["result"].get("logged")):
             self.logd("heartbeat")
-        self.write(reply)
+        if not (isinstance(req, dict) and req.get("noreply")) or not reply["ok"]:
+            self.write(reply)
 
     # -- main loop ----------------------------------------------------------------------------
     def run(self):
@@ -112,15 +146,19 @@ class App:
             if now >= next_beat:
                 self.logd("heartbeat")
                 next_beat = max(next_beat + HEARTBEAT_INTERVAL, now)
+            socks = [self.ctl] + [ch["sock"] for ch in self.channels.values()]
             try:
-                readable, _, _ = select.select([self.ctl], [], [], max(0.0, next_beat - now))
-            except InterruptedError:
+                readable, _, _ = select.select(socks, [], [], max(0.0, next_beat - now))
+            except (InterruptedError, ValueError):
                 continue
-            if readable:
-                try:
-                    self.on_readable()
-                except OSError:
-                    self.running = False
+            for sock in readable:
+                if sock is self.ctl:
+                    try:
+                        self.on_readable()
+                    except OSError:
+                        self.running = False
+                else:
+                    channel_readable(self, sock)
         return 0
 
 
@@ -138,7 +176,138 @@ def cmd_exit(app, req):
     return {"exiting": True}
 
 
-COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit}
+# --- Cloud Messaging (MxActivateService / MxMessageService) ---------------------------------
+# Network I/O goes through the system's OpenSSL (the ssl module), so Frida's SSL hooks see it.
+
+ACCOUNT_HOST = "api.account.xiaomi.com"
+CHAT_HOST = "app.chat.xiaomi.net"
+
+
+def tls_connect(app, host, timeout=10.0):
+    """A TLS connection to a Xiaomi host, found through the lab's resolver map; SNI and the
+    certificate check use the real name."""
+    import ssl
+
+    addr = app.hosts.get(host)
+    if not addr:
+        raise RuntimeError("cannot resolve %s" % host)
+    ip, port = addr.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=app.ca or None)
+    raw = socket.create_connection((ip, int(port)), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=host)
+
+
+def https(app, method, path, fields):
+    sock = tls_connect(app, ACCOUNT_HOST)
+    try:
+        body = json.dumps(fields).encode()
+        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, ACCOUNT_HOST, len(body))).encode() + body)
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    finally:
+        sock.close()
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    return json.loads(payload or b"{}")
+
+
+def channel_send(ch, frame):
+    ch["sock"].sendall(json.dumps(frame, separators=(",", ":")).encode() + b"\n")
+
+
+def channel_readable(app, sock):
+    sim, ch = next(((k, v) for k, v in app.channels.items() if v["sock"] is sock), (None, None))
+    if ch is None:
+        return
+    try:
+        data = sock.recv(65536)
+    except OSError:
+        data = b""
+    if not data:
+        app.logd("channel of sim %s closed" % sim, tag="MxMessageService")
+        app.channels.pop(sim, None)
+        sock.close()
+        return
+    ch["buf"] += data
+    while b"\n" in ch["buf"]:
+        line, ch["buf"] = ch["buf"].split(b"\n", 1)
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            continue
+        if frame.get("type") == "message":
+            # an MX message: the inbox row MIUI writes (mx_status 65537); no SMS_RECEIVED broadcast
+            app.call("sms_insert", values={"address": frame.get("from"), "body": frame.get("body"),
+                                           "type": 1, "mx_status": 65537, "mx_id": None,
+                                           "sim_id": sim, "read": 0})
+            channel_send(ch, {"type": "ack", "id": frame.get("id")})
+
+
+def cmd_mx_enable(app, req):
+    """ENABLE_MX: activation (token over HTTPS, proved by an SMS to the gateway), then the
+    persistent channel, then the ENBALE_RESULT broadcast."""
+    sim = int(req.get("sim_index", 0))
+    me = app.call("identity", sim=sim)
+    ok, error = True, None
+    try:
+        tok = https(app, "POST", "/pass/activate/token", {"number": me["msisdn"], "imei": me["imei"]})
+        app.call("send_sms", to=tok["gateway"], text="MX activation %s" % tok["token"], slot=sim)
+        creds = {}
+        for _ in range(50):
+            creds = https(app, "GET", "/pass/activate/status?number=" + quote(me["msisdn"]), {})
+            if creds.get("activate_status") == 3:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("activation did not complete (status %s)" % creds.get("activate_status"))
+        app.call("pref_mx", sim=sim, mid=creds["mid"], st=creds["st"], sec=creds["sec"], enabled=True)
+        sock = tls_connect(app, CHAT_HOST)
+        ch = {"sock": sock, "buf": b"", "number": me["msisdn"]}
+        channel_send(ch, {"type": "bind", "mid": creds["mid"], "st": creds["st"]})
+        sock.settimeout(10)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = sock.recv(1)
+            if not chunk:
+                raise RuntimeError("channel closed during bind")
+            line += chunk
+        result = json.loads(line)
+        if not result.get("ok"):
+            raise RuntimeError("bind refused: %s" % result.get("error"))
+        sock.settimeout(None)
+        old = app.channels.pop(sim, None)
+        if old is not None:
+            old["sock"].close()
+        app.channels[sim] = ch
+        app.logd("MX enabled for sim %d" % sim, tag="MxActivateService")
+    except Exception as e:   # the result broadcast says it failed; the app lives on
+        ok, error = False, "%s: %s" % (type(e).__name__, e)
+        app.logd("MX enable failed for sim %d: %s" % (sim, error), level="W", tag="MxActivateService")
+    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT",
+             extras={"success": ok, "sim_index": sim})
+    return {"success": ok, "error": error}
+
+
+def cmd_mx_disable(app, req):
+    sim = int(req.get("sim_index", 0))
+    ch = app.channels.pop(sim, None)
+    if ch is not None:
+        ch["sock"].close()
+    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT",
+             extras={"success": True, "sim_index": sim})
+    return {"success": True}
+
+
+def cmd_mx_state(app, req):
+    return {"channels": sorted(app.channels)}
+
+
+COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit, "mx_enable": cmd_mx_enable,
+            "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state}
 
 
 def parse_args(argv):

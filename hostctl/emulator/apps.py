@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -215,6 +216,14 @@ class AppProcess:
         self._lock = threading.RLock()
         self._next_id = 1
         self.events: list[dict] = []  # unsolicited lines from the app (e.g. "ready")
+        # once started, a reader thread owns the control channel: replies wake their request,
+        # and the app's own calls into the handset ({"call": N, "op": ...}) go to ``on_call``
+        self.on_call: Callable[[dict], Any] | None = None
+        self._reader: threading.Thread | None = None
+        self._write_lock = threading.Lock()
+        self._replies: dict[int, dict] = {}
+        self._reply_cv = threading.Condition()
+        self._calls: Any = None
 
     # -- public state -------------------------------------------------------------------------
     @property
@@ -247,6 +256,7 @@ class AppProcess:
             try:
                 self._wait_ready()
                 self._attach_and_join()
+                self._start_reader()
             except AppProcessError:
                 self.stop()
                 raise
@@ -292,6 +302,8 @@ class AppProcess:
     # -- control channel ----------------------------------------------------------------------
     def request(self, cmd: str, timeout: float = 5.0, **fields: Any) -> Any:
         """Send ``{"cmd": cmd, ...}`` to the app; return its ``result`` (AppProcessError if not ok)."""
+        if self._reader is not None:
+            return self._request_via_reader(cmd, timeout, fields)
         with self._lock:
             ctl = self._ctl
             if ctl is None or not self.alive:
@@ -312,6 +324,106 @@ class AppProcess:
             if not msg["ok"]:
                 raise AppProcessError(f"{cmd}: {msg.get('error')}", package=self.package, pid=self.pid)
             return msg.get("result")
+
+    def notify(self, cmd: str, **fields: Any) -> None:
+        """Send a request without waiting for its answer (the lab's event loop must not block on
+        an app that may call back into the lab)."""
+        self._send({**fields, "id": self._new_id(), "cmd": cmd, "noreply": True})
+
+    def _new_id(self) -> int:
+        with self._lock:
+            rid = self._next_id
+            self._next_id += 1
+            return rid
+
+    def _send(self, obj: dict) -> None:
+        ctl = self._ctl
+        if ctl is None or not self.alive:
+            raise AppProcessError("not running", package=self.package, pid=self.pid)
+        data = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        try:
+            with self._write_lock:
+                ctl.sendall(data)
+        except OSError as e:
+            raise AppProcessError(f"control channel: {e}", package=self.package, pid=self.pid) from e
+
+    def _request_via_reader(self, cmd: str, timeout: float, fields: dict) -> Any:
+        rid = self._new_id()
+        self._send({**fields, "id": rid, "cmd": cmd})
+        deadline = time.monotonic() + timeout
+        with self._reply_cv:
+            while rid not in self._replies:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._reader is None or not self.alive:
+                    raise AppProcessError(f"{cmd}: no reply on the control channel", package=self.package,
+                                          pid=self.pid)
+                self._reply_cv.wait(min(remaining, 0.2))
+            msg = self._replies.pop(rid)
+        if not msg["ok"]:
+            raise AppProcessError(f"{cmd}: {msg.get('error')}", package=self.package, pid=self.pid)
+        return msg.get("result")
+
+    def _start_reader(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.package}-calls")
+        if self._ctl is not None:
+            self._ctl.settimeout(None)        # the reader waits with select; writes block briefly
+        self._reader = threading.Thread(target=self._read_loop, name=f"{self.package}-ctl", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        ctl = self._ctl
+        buf = self._ctl_buf
+        self._ctl_buf = b""
+        while ctl is not None and self._ctl is ctl:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    self._dispatch(line)
+            try:
+                ready, _, _ = select.select([ctl], [], [], 0.5)
+                if not ready:
+                    continue
+                data = ctl.recv(65536)
+            except (OSError, ValueError):
+                break
+            if not data:
+                break
+            buf += data
+        with self._reply_cv:
+            self._reply_cv.notify_all()
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if "call" in msg:
+            self._calls.submit(self._answer_call, msg)
+        elif "ok" in msg and isinstance(msg.get("id"), int):
+            with self._reply_cv:
+                self._replies[msg["id"]] = msg
+                if len(self._replies) > 1000:           # answers to notify() nobody collects
+                    for k in sorted(self._replies)[:500]:
+                        self._replies.pop(k, None)
+                self._reply_cv.notify_all()
+        else:
+            self.events.append(msg)
+
+    def _answer_call(self, msg: dict) -> None:
+        try:
+            if self.on_call is None:
+                raise RuntimeError("the lab takes no calls from this app")
+            reply = {"reply": msg["call"], "ok": True, "result": self.on_call(msg)}
+        except Exception as e:   # the app gets the error; the lab goes on
+            reply = {"reply": msg.get("call"), "ok": False, "error": f"{type(e).__name__}: {e}"}
+        try:
+            self._send(reply)
+        except AppProcessError:
+            pass
 
     def ping(self, timeout: float = 5.0) -> dict:
         return self.request("ping", timeout=timeout)
@@ -445,6 +557,13 @@ class AppProcess:
                 pass
             self._ctl = None
         self._ctl_buf = b""
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(2.0)
+        if self._calls is not None:
+            self._calls.shutdown(wait=False)
+            self._calls = None
+        self._replies.clear()
 
     def _log_tail(self, n: int = 400) -> str:
         try:

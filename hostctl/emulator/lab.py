@@ -30,6 +30,7 @@ from .cloudmsg import CloudMessaging
 from .cloudsvc import CloudService
 from .labca import ensure_ca
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
+from . import screens
 from .handset import Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
 from .console import EmulatedConsole
@@ -198,7 +199,36 @@ class LabHandset:
     def _on_intent(self, intent: Intent) -> int | None:
         if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
             self.radio_changed()
+        if intent.kind == "service" and intent.component == screens.MX_SERVICE:
+            app = self.apps.get("com.android.mms")
+            if app is not None and app.alive:    # the service runs in the app; do not wait for it
+                cmd = "mx_enable" if intent.action == screens.ENABLE_MX else "mx_disable"
+                with contextlib.suppress(AppProcessError):
+                    app.notify(cmd, sim_index=int(intent.extras.get("sim_index", 0)))
         return None
+
+    def _app_call(self, msg: dict[str, Any]) -> Any:
+        """What an app process asks of Android (the framework and providers), by ``op``."""
+        op = msg.get("op")
+        h = self.handset
+        if op == "identity":
+            sim = h.identity.sims[int(msg.get("sim", 0))]
+            return {"msisdn": sim.msisdn, "imei": sim.imei, "imsi": sim.imsi, "iccid": sim.iccid}
+        if op == "send_sms":
+            row, records = self.send_sms(str(msg["to"]), str(msg["text"]), slot=int(msg.get("slot", 0)))
+            return {"row": row, "status": [r.status for r in records]}
+        if op == "sms_insert":
+            return h.sms_insert(dict(msg["values"]))
+        if op == "sms_update":
+            return h.sms_update(dict(msg["values"]), f"content://sms/{int(msg['row'])}")
+        if op == "pref_mx":
+            screens.record_login(h, int(msg["sim"]), mid=str(msg["mid"]), st=str(msg["st"]),
+                                 sec=str(msg["sec"]), enabled=bool(msg.get("enabled", True)))
+            return True
+        if op == "broadcast":
+            return h.broadcast(Intent(kind="broadcast", action=str(msg["action"]),
+                                      extras=dict(msg.get("extras") or {})))
+        raise ValueError(f"unknown op {op!r}")
 
     def send_sms(self, to: str, text: str, *, slot: int = 0, status_report: bool = False
                  ) -> tuple[int, list[SmsRecord]]:
@@ -240,8 +270,13 @@ class LabHandset:
         await asyncio.gather(*(self._start_app(pkg) for pkg in APP_PACKAGES))
 
     async def _start_app(self, package: str) -> None:
+        env = {}
+        if self.lab.cloud is not None:     # the handset's resolver and trust store
+            env = {"HOSTCTL_HOSTS": json.dumps({h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}),
+                   "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
         app = AppProcess(package=package, portal=self.portal, state_dir=self.state_dir / "apps",
-                         log_port=self.lab.log_port)
+                         log_port=self.lab.log_port, env=env)
+        app.on_call = self._app_call
         try:
             await asyncio.to_thread(app.start)
         except AppProcessError as exc:

@@ -63,6 +63,19 @@ def _write_prefs(handset: "VirtualHandset", prefs: dict) -> None:
                     "</map>\n", encoding="utf-8")
 
 
+def record_login(handset: "VirtualHandset", sim: int, *, mid: str, st: str, sec: str,
+                 enabled: bool = True) -> None:
+    """What MxActivateService keeps after an activation: the SIM's login in ``pref_mx``."""
+    prefs = pref_mx(handset)
+    logins = prefs["pref_mx_account_info"].setdefault("logins", [])
+    entry = next((e for e in logins if e.get("sim_id") == sim), None)
+    if entry is None:
+        entry = {"sim_id": sim}
+        logins.append(entry)
+    entry.update({"mid": mid, "st": st, "sec": sec, "enabled": enabled})
+    _write_prefs(handset, prefs)
+
+
 def sim_enabled(handset: "VirtualHandset", sim: int) -> bool:
     return sim_enabled_in(pref_mx(handset)["pref_mx_account_info"].get("logins", []), sim, handset)
 

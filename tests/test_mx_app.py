@@ -1,0 +1,79 @@
+"""The Messaging app process's Cloud Messaging: the switch starts activation (HTTPS + SMS through
+the carrier), the app keeps a TLS channel, and an MX message pushed to it becomes an inbox row."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from hostctl.emulator import screens
+from hostctl.emulator.cloudmsg import ACCOUNT_HOST, CHAT_HOST
+from hostctl.emulator.handset import Intent
+from hostctl.emulator.lab import LabConfig, LabThread
+from tests.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def mxlab(tmp_path_factory):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, modem=False, relay=False, consoles=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path_factory.mktemp("mx"))) as lt:
+        yield lt
+
+
+def wait_for(pred, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_switch_on_activates_binds_and_receives_over_ip(mxlab):
+    lh = mxlab.lab.handsets[0]
+    h = lh.handset
+    cm = mxlab.lab.cloud.cm
+    number = lh.identity.sims[0].msisdn
+    results = []
+    h.add_intent_listener(lambda i: results.append(i.extras) if i.action == "com.xiaomi.mms.action.ENBALE_RESULT" else None)
+
+    async def flip():
+        screens.set_cloud_messaging(h, True, 0)
+    mxlab.call(flip())
+    wait_for(lambda: results)
+    assert results[0] == {"success": True, "sim_index": 0}
+    assert cm.presence(number)                                          # the channel is bound
+    login = screens.pref_mx(h)["pref_mx_account_info"]["logins"][0]
+    assert login["mid"] == cm.account(number).mid and login["enabled"] is True
+    assert any(r.segment.recipient == cm.gateway and r.segment.sender == number
+               for r in mxlab.lab.carrier.records())                    # the activation SMS
+    assert {o.endpoint for o in cm.observed} >= {"account", "gateway", "chat"}
+
+    # a peer on the service sends to the handset over IP
+    peer = "+8613900000001"
+    tok = cm.request_activation(peer)
+    assert cm.gateway_sms(peer, tok)
+    acct = cm.account(peer)
+    addr, port = mxlab.lab.cloud.hosts()[CHAT_HOST]
+    raw = socket.create_connection((addr, port), timeout=10)
+    with mxlab.lab.cloud.ca.client_context().wrap_socket(raw, server_hostname=CHAT_HOST) as s:
+        f = s.makefile("rwb")
+        f.write(json.dumps({"type": "bind", "mid": acct.mid, "st": acct.st}).encode() + b"\n")
+        f.flush()
+        assert json.loads(f.readline())["ok"]
+        f.write(json.dumps({"type": "message", "id": "p1", "to": number, "body": "over ip"}).encode() + b"\n")
+        f.flush()
+        assert json.loads(f.readline())["status"] == "sent"
+        assert json.loads(f.readline()) == {"type": "receipt", "id": "p1", "status": "delivered", "to": number}
+    names, rows = h.sms_query("content://sms/inbox", ["address", "body", "type", "mx_status"], sort="_id")
+    assert dict(zip(names, rows[-1])) == {"address": peer, "body": "over ip", "type": 1, "mx_status": 65537}
+    assert cm.retained() == {"messages": 0, "bytes": 0}
+
+    async def off():
+        screens.set_cloud_messaging(h, False, 0)
+    mxlab.call(off())
+    wait_for(lambda: not cm.presence(number))
