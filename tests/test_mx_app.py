@@ -18,7 +18,7 @@ from tests.conftest import free_port
 
 @pytest.fixture(scope="module")
 def mxlab(tmp_path_factory):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=1, modem=False, relay=False, consoles=False,
+    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
                              profile="miui-v5-2014-08-10", home=tmp_path_factory.mktemp("mx"))) as lt:
         yield lt
 
@@ -77,3 +77,60 @@ def test_switch_on_activates_binds_and_receives_over_ip(mxlab):
         screens.set_cloud_messaging(h, False, 0)
     mxlab.call(off())
     wait_for(lambda: not cm.presence(number))
+
+
+def adb(lt, serial, *args):
+    import os
+    import subprocess
+
+    from hostctl.emulator.lab import adb_binary
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(lt.config.adb_port))
+    return subprocess.run([adb_binary(), "-s", serial, *args], env=env, capture_output=True,
+                          text=True, timeout=30).stdout
+
+
+def rows(lh, box="content://sms"):
+    names, found = lh.handset.sms_query(box, ["_id", "address", "body", "type", "mx_status"], sort="_id")
+    return [dict(zip(names, r)) for r in found]
+
+
+def send_via_ui(lt, lh, to, text):
+    """As a user (or `hostctl send`): SENDTO intent, then tap Send on the compose screen."""
+    adb(lt, lh.serial, "shell", "am", "start", "-a", "android.intent.action.SENDTO", "-d", f"smsto:{to}",
+        "--es", "sms_body", f"'{text}'")
+    xml = adb(lt, lh.serial, "shell", "uiautomator", "dump", "/sdcard/ui.xml") and \
+        adb(lt, lh.serial, "shell", "cat", "/sdcard/ui.xml")
+    import re
+    m = re.search(r'resource-id="com.android.mms:id/send_button"[^>]*bounds="\[(\d+),(\d+)\]\[(\d+),(\d+)\]"', xml)
+    x1, y1, x2, y2 = map(int, m.groups())
+    adb(lt, lh.serial, "shell", "input", "tap", str((x1 + x2) // 2), str((y1 + y2) // 2))
+
+
+def test_send_goes_over_ip_when_online_and_falls_back_to_sms_when_not(mxlab):
+    a, b = mxlab.lab.handsets
+    cm = mxlab.lab.cloud.cm
+    na, nb = a.identity.sims[0].msisdn, b.identity.sims[0].msisdn
+
+    async def on(lh, value):
+        screens.set_cloud_messaging(lh.handset, value, 0)
+    for lh in (a, b):
+        mxlab.call(on(lh, True))
+    wait_for(lambda: cm.presence(na) and cm.presence(nb))
+    sms_before = len(mxlab.lab.carrier.records(nb))
+
+    send_via_ui(mxlab, a, nb, "hello over ip")
+    sent = wait_for(lambda: [r for r in rows(a) if r["body"] == "hello over ip" and r["mx_status"] == 17])
+    assert sent[0]["type"] == 2
+    got = wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "hello over ip"])
+    assert got[0]["mx_status"] == 65537
+    assert len(mxlab.lab.carrier.records(nb)) == sms_before          # the carrier saw no SMS
+
+    mxlab.call(on(b, False))                                            # receiver opts out
+    wait_for(lambda: not cm.presence(nb))
+    send_via_ui(mxlab, a, nb, "hello by sms")
+    fallback = wait_for(lambda: [r for r in rows(a) if r["body"] == "hello by sms" and r["type"] == 2])
+    assert fallback[0]["mx_status"] == 0                                # re-sent as a plain SMS
+    got = wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "hello by sms"])
+    assert got[0]["mx_status"] == 0
+    assert any(r.segment.sender == na and r.segment.text == "hello by sms"
+               for r in mxlab.lab.carrier.records(nb))

@@ -58,6 +58,8 @@ class App:
         self.next_call = 1
         self.channels = {}          # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
         self.hosts = json.loads(os.environ.get("HOSTCTL_HOSTS") or "{}")
+        self.outgoing = {}           # MX message id -> its row, for the receipts
+        self.frame_ids = 0
         self.ca = os.environ.get("HOSTCTL_CA") or ""
 
     # -- logd ---------------------------------------------------------------------------------
@@ -239,12 +241,112 @@ def channel_readable(app, sock):
             frame = json.loads(line)
         except ValueError:
             continue
-        if frame.get("type") == "message":
-            # an MX message: the inbox row MIUI writes (mx_status 65537); no SMS_RECEIVED broadcast
-            app.call("sms_insert", values={"address": frame.get("from"), "body": frame.get("body"),
-                                           "type": 1, "mx_status": 65537, "mx_id": None,
-                                           "sim_id": sim, "read": 0})
-            channel_send(ch, {"type": "ack", "id": frame.get("id")})
+        handle_frame(app, sim, ch, frame)
+
+
+def handle_frame(app, sim, ch, frame):
+    """A frame the service pushed: a message for us, or a receipt for one we sent."""
+    if frame.get("type") == "receipt":
+        on_receipt(app, sim, frame)
+    elif frame.get("type") == "message":
+        # an MX message: the inbox row MIUI writes (mx_status 65537); no SMS_RECEIVED broadcast
+        app.call("sms_insert", values={"address": frame.get("from"), "body": frame.get("body"),
+                                       "type": 1, "mx_status": 65537, "mx_id": None,
+                                       "sim_id": sim, "read": 0})
+        channel_send(ch, {"type": "ack", "id": frame.get("id")})
+
+
+MX_SENT, MX_DELIVERED, MX_PENDING = 16, 17, 1
+
+
+def on_receipt(app, sim, frame):
+    pending = app.outgoing.get(frame.get("id"))
+    if pending is None:
+        return
+    status = frame.get("status")
+    if status == "sent":
+        app.call("sms_update", row=pending["row"], values={"type": 2, "mx_status": MX_SENT})
+    elif status == "delivered":
+        app.call("sms_update", row=pending["row"], values={"type": 2, "mx_status": MX_DELIVERED})
+        app.outgoing.pop(frame.get("id"), None)
+    elif status == "failed":
+        app.outgoing.pop(frame.get("id"), None)
+        resend_as_sms(app, pending)
+
+
+def resend_as_sms(app, pending):
+    """MIUI's fallback: the row waits as type 4 / mx_status 1, then goes out as an SMS."""
+    app.call("sms_update", row=pending["row"], values={"type": 4, "mx_status": MX_PENDING})
+    app.logd("resending %s as SMS" % pending["row"], tag="MxResendService")
+    app.call("send_sms", to=pending["to"], text=pending["text"], slot=pending["sim"], row=pending["row"])
+
+
+def channel_request(app, sim, frame, want, timeout=5.0):
+    """Send a frame on the channel and read until the answer of type ``want`` (frames that
+    come in between are handled as usual)."""
+    ch = app.channels[sim]
+    channel_send(ch, frame)
+    sock = ch["sock"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        while b"\n" in ch["buf"]:
+            line, ch["buf"] = ch["buf"].split(b"\n", 1)
+            try:
+                got = json.loads(line)
+            except ValueError:
+                continue
+            if got.get("type") == want and got.get("id") == frame.get("id"):
+                return got
+            handle_frame(app, sim, ch, got)
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        finally:
+            sock.settimeout(None)
+        if not data:
+            raise RuntimeError("channel closed")
+        ch["buf"] += data
+    raise RuntimeError("no %s from the service in %.0f s" % (want, timeout))
+
+
+def presence(app, sim, number):
+    app.frame_ids += 1
+    got = channel_request(app, sim, {"type": "presence", "id": "p%d" % app.frame_ids, "number": number},
+                          "presence-result")
+    return bool(got.get("online"))
+
+
+def cmd_presence(app, req):
+    sim = int(req.get("sim", 0))
+    if sim not in app.channels:
+        return {"online": None, "reason": "Cloud Messaging is off"}
+    return {"online": presence(app, sim, str(req["number"]))}
+
+
+def cmd_mx_send(app, req):
+    """What the compose screen's Send does: over IP when Cloud Messaging is on and the receiver
+    is online (presence look-up first, as MIUI does), else as SMS; an MX message the service
+    cannot deliver in time is re-sent as SMS."""
+    sim, to, text = int(req.get("sim", 0)), str(req["to"]), str(req["text"])
+    if sim in app.channels and presence(app, sim, to):
+        row = app.call("sms_insert", values={"address": to, "body": text, "type": 2,
+                                              "mx_status": MX_PENDING, "sim_id": sim,
+                                              "date_sent": int(time.time() * 1000)})
+        app.frame_ids += 1
+        mid = "m%d-%d" % (app.pid, app.frame_ids)
+        app.outgoing[mid] = {"row": row, "to": to, "text": text, "sim": sim}
+        app.call("sms_update", row=row, values={"mx_id": app.frame_ids})
+        channel_send(app.channels[sim], {"type": "message", "id": mid, "to": to, "body": text})
+        return {"route": "ip", "row": row, "id": mid}
+    if sim in app.channels:     # CM on, receiver offline: MIUI's fallback rows, then the SMS
+        row = app.call("sms_insert", values={"address": to, "body": text, "type": 4,
+                                              "mx_status": MX_PENDING, "sim_id": sim})
+        resend_as_sms(app, {"row": row, "to": to, "text": text, "sim": sim})
+        return {"route": "sms", "row": row, "fallback": True}
+    sent = app.call("send_sms", to=to, text=text, slot=sim)
+    return {"route": "sms", "row": sent["row"], "fallback": False}
 
 
 def cmd_mx_enable(app, req):
@@ -307,7 +409,8 @@ def cmd_mx_state(app, req):
 
 
 COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit, "mx_enable": cmd_mx_enable,
-            "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state}
+            "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state, "mx_send": cmd_mx_send,
+            "presence": cmd_presence}
 
 
 def parse_args(argv):

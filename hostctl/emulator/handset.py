@@ -414,6 +414,8 @@ class VirtualHandset:
         self._init_processes()
         self._intent_listeners: list[IntentListener] = []
         self._reassembler = Reassembler()   # concatenated SMS parts waiting for the rest
+        # (action, data scheme) -> the activity that handles it, as packages declare them
+        self.intent_filters: dict[tuple[str, str], str] = {}
         self._tap_listeners: list[TapListener] = []
         self._screen_builders: dict[str, ScreenBuilder] = {LAUNCHER: _launcher_screen}
         from . import screens   # the Cloud Messaging switch's screens (Settings and Messaging)
@@ -859,6 +861,9 @@ class VirtualHandset:
     def start_activity(self, intent: Intent) -> str | None:
         """Start an activity; returns Android's error text, or None on success."""
         comp = intent.component
+        if comp is None and intent.action and intent.data:   # intent filters (implicit intents)
+            scheme = intent.data.split(":", 1)[0]
+            comp = self.intent_filters.get((intent.action, scheme))
         if comp is None:
             if intent.package and self.package_installed(intent.package):
                 comp = f"{intent.package}/{intent.package}.MainActivity"

@@ -199,6 +199,11 @@ class LabHandset:
     def _on_intent(self, intent: Intent) -> int | None:
         if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
             self.radio_changed()
+        if intent.kind == "app" and intent.action == screens.SEND_COMMAND:
+            app = self.apps.get("com.android.mms")
+            if app is not None and app.alive:
+                with contextlib.suppress(AppProcessError):
+                    app.notify("mx_send", **intent.extras)
         if intent.kind == "service" and intent.component == screens.MX_SERVICE:
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:    # the service runs in the app; do not wait for it
@@ -215,7 +220,8 @@ class LabHandset:
             sim = h.identity.sims[int(msg.get("sim", 0))]
             return {"msisdn": sim.msisdn, "imei": sim.imei, "imsi": sim.imsi, "iccid": sim.iccid}
         if op == "send_sms":
-            row, records = self.send_sms(str(msg["to"]), str(msg["text"]), slot=int(msg.get("slot", 0)))
+            row, records = self.send_sms(str(msg["to"]), str(msg["text"]), slot=int(msg.get("slot", 0)),
+                                         row=msg.get("row"))
             return {"row": row, "status": [r.status for r in records]}
         if op == "sms_insert":
             return h.sms_insert(dict(msg["values"]))
@@ -230,8 +236,8 @@ class LabHandset:
                                       extras=dict(msg.get("extras") or {})))
         raise ValueError(f"unknown op {op!r}")
 
-    def send_sms(self, to: str, text: str, *, slot: int = 0, status_report: bool = False
-                 ) -> tuple[int, list[SmsRecord]]:
+    def send_sms(self, to: str, text: str, *, slot: int = 0, status_report: bool = False,
+                 row: int | None = None) -> tuple[int, list[SmsRecord]]:
         """What SmsManager.sendMultipartTextMessage does for an app: split, submit each part to
         the carrier, and (as the default SMS app) write the sent row. Returns (row id, records)."""
         from ..sms import split_message
@@ -245,9 +251,12 @@ class LabHandset:
         recipient = normalise_number(to, _country_code(sim.msisdn))
         # as the Messaging app does: an outbox row first, moved to sent (or failed) when the
         # radio has sent every part; a delivery report then updates its status
-        row = self.handset.sms_insert({
-            "address": to, "body": text, "type": 4, "sim_id": slot, "mx_status": 0,
-            "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)})
+        values = {"address": to, "body": text, "type": 4, "sim_id": slot, "mx_status": 0,
+                  "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)}
+        if row is None:
+            row = self.handset.sms_insert(values)
+        else:        # an existing row (an MX message MIUI resends as SMS) becomes this SMS
+            self.handset.sms_update(values, f"content://sms/{row}")
         ref = self.lab.next_concat_ref()
         records = []
         for part in split_message(text, reference=ref):

@@ -33,6 +33,8 @@ SETTINGS = "com.android.settings/com.android.settings.MainSettings"
 MICLOUD = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudSettingsActivity"
 MICLOUD_CM = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudMessagingActivity"
 MMS_SETTINGS = "com.android.mms/com.android.mms.ui.MessagingPreferenceActivity"
+COMPOSE = "com.android.mms/com.android.mms.ui.ComposeMessageActivity"
+SEND_COMMAND = "hostctl.emulator.MMS_SEND"     # what the Send button asks of the app process
 MX_SERVICE = "com.android.mms/com.xiaomi.mms.transaction.MxActivateService"
 ENABLE_MX = "com.xiaomi.mms.action.ENABLE_MX"
 DISABLE_MX = "com.xiaomi.mms.action.DISABLE_MX"
@@ -150,8 +152,38 @@ def _micloud(h: "VirtualHandset") -> View:
         _row(pkg, 1, "Find device", resource_id=f"{pkg}:id/find_device")])
 
 
+def _compose(h: "VirtualHandset") -> View:
+    pkg = "com.android.mms"
+    draft = getattr(h, "compose_draft", {"to": "", "text": ""})
+
+    def send(hh: "VirtualHandset", _v: View) -> None:
+        d = getattr(hh, "compose_draft", {"to": "", "text": ""})
+        if d["to"] and d["text"]:
+            hh._deliver(Intent(kind="app", action=SEND_COMMAND, component=COMPOSE,
+                               extras={"to": d["to"], "text": d["text"], "sim": 0}))
+            hh.compose_draft = {"to": d["to"], "text": ""}
+            hh.refresh_screen()
+    return View(package=pkg, children=[
+        View(cls="android.widget.TextView", text=draft["to"], package=pkg,
+             resource_id=f"{pkg}:id/recipients_editor", bounds=(0, 50, SCREEN_W, 160)),
+        View(cls="android.widget.EditText", text=draft["text"], package=pkg, focusable=True,
+             resource_id=f"{pkg}:id/embedded_text_editor", bounds=(0, 1100, 560, 1240)),
+        View(cls="android.widget.ImageButton", content_desc="Send", package=pkg, clickable=True,
+             resource_id=f"{pkg}:id/send_button", bounds=(560, 1100, SCREEN_W, 1240), on_click=send)])
+
+
+def _on_compose_intent(h: "VirtualHandset", intent: Intent) -> None:
+    if intent.component == COMPOSE and intent.kind == "activity":
+        to = (intent.data or "").split(":", 1)[1] if ":" in (intent.data or "") else ""
+        h.compose_draft = {"to": to, "text": str(intent.extras.get("sms_body", ""))}
+
+
 def install(handset: "VirtualHandset") -> None:
     """Register the screens on a handset."""
+    handset.register_screen(COMPOSE, _compose)
+    for scheme in ("smsto", "sms"):
+        handset.intent_filters[("android.intent.action.SENDTO", scheme)] = COMPOSE
+    handset.add_intent_listener(lambda i: _on_compose_intent(handset, i))
     handset.register_screen(SETTINGS, _settings)
     handset.register_screen(MICLOUD, _micloud)
     handset.register_screen(MICLOUD_CM, lambda h: _switches(h, "com.miui.cloudservice", "Cloud Messaging"))
