@@ -148,3 +148,81 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
                      "ui": {"activity": MMS_SETTINGS, "switches": len(now)}},
                     [{"sim": k, "enabled": v} for k, v in sorted(now.items())], changed)
     return state
+
+
+# --- sending as a user does ------------------------------------------------------------------------
+
+COMPOSE_SEND_IDS = ("com.android.mms:id/send_button",)
+
+
+@dataclass
+class SendOutcome:
+    serial: str
+    to: str
+    route: str | None                     # "ip" | "sms" | None (did not settle)
+    fallback: bool                        # the row went through MIUI's resend state (type 4, mx_status 1)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _shell_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _rows_after(h: Handset, after: int, timeout: float | None) -> list[Any]:
+    from .messages import read_messages
+
+    return [m for m in read_messages(h, timeout=timeout) if m.id > after]
+
+
+def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = None,
+                 timeout: float = 30.0) -> SendOutcome:
+    """Trigger a send the way a user does (SENDTO intent, then Send on the compose screen), wait
+    until the sender's row settles, and report the route with the evidence of both ends."""
+    from .messages import read_messages
+
+    deadline = time.monotonic() + timeout
+    before = max((m.id for m in read_messages(h, limit=1, timeout=timeout)), default=0)
+    r_before = max((m.id for m in read_messages(receiver, limit=1, timeout=timeout)), default=0) \
+        if receiver is not None else 0
+    res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{to} --es sms_body {_shell_quote(text)}",
+                  timeout=timeout)
+    if "Error" in res.output:
+        raise CloudMessagingError(f"{h.serial}: cannot open the compose screen: {res.output.strip()[:200]}",
+                                  serial=h.serial, command=res.command, output=res.output)
+    root = ET.fromstring(_dump(h, timeout))
+    button = next((n for n in root.iter("node") if n.get("resource-id") in COMPOSE_SEND_IDS
+                   or n.get("content-desc") == "Send"), None)
+    if button is None:
+        raise CloudMessagingError(f"{h.serial}: no Send button on the compose screen", serial=h.serial)
+    x, y = _bounds_center(button.get("bounds", ""))
+    tap = h.shell(f"input tap {x} {y}", timeout=timeout)
+    if "INJECT_EVENTS" in tap.output:
+        raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial, command=tap.command,
+                                  output=tap.output)
+    seen: list[tuple[int, int]] = []
+    row = None
+    while time.monotonic() < deadline:
+        mine = [m for m in _rows_after(h, before, timeout) if m.body == text]
+        if mine:
+            row = mine[-1]
+            state = (row.type, row.mx_status)
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            if row.type == 5 or (row.type == 2 and row.mx_status in (0, 17)):
+                break
+        time.sleep(0.05)
+    route = None if row is None else ("ip" if row.mx_status in (16, 17) else "sms" if row.mx_status == 0 else None)
+    evidence: dict[str, Any] = {"sender": None if row is None else dict(row.to_json(), states_seen=seen)}
+    if receiver is not None:
+        got = None
+        while time.monotonic() < deadline and got is None:
+            got = next((m for m in _rows_after(receiver, r_before, timeout)
+                        if m.body == text and m.direction == "in"), None)
+            if got is None:
+                time.sleep(0.05)
+        evidence["receiver"] = None if got is None else got.to_json()
+    fallback = (4, 1) in seen
+    return SendOutcome(h.serial, to, route, fallback, evidence)

@@ -134,3 +134,39 @@ def test_send_goes_over_ip_when_online_and_falls_back_to_sms_when_not(mxlab):
     assert got[0]["mx_status"] == 0
     assert any(r.segment.sender == na and r.segment.text == "hello by sms"
                for r in mxlab.lab.carrier.records(nb))
+
+
+def test_hostctl_send_reports_route_and_both_rows(mxlab):
+    import io
+    import os
+
+    from hostctl.cli import Environment, ExitStatus, main
+    a, b = mxlab.lab.handsets
+    cm = mxlab.lab.cloud.cm
+    nb = b.identity.sims[0].msisdn
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != "ANDROID_SERIAL"}
+        st = main(["--adb", f"127.0.0.1:{mxlab.config.adb_port}", *argv],
+                  Environment(stdout=out, stderr=err, vars=env))
+        return st, out.getvalue(), err.getvalue()
+
+    async def on(lh, value):
+        screens.set_cloud_messaging(lh.handset, value, 0)
+    for lh in (a, b):
+        mxlab.call(on(lh, True))
+    wait_for(lambda: cm.presence(nb))
+    st, out, err = cli("send", "-s", a.serial, "--to", nb, "--text", "it's via ip", "--receiver", b.serial,
+                       "--expect", "ip", "--json")
+    assert st == ExitStatus.OK, err
+    doc = json.loads(out)
+    assert doc["route"] == "ip" and doc["fallback"] is False and doc["ok"] is True
+    assert doc["evidence"]["sender"]["mx_status"] == 17 and doc["evidence"]["receiver"]["mx_status"] == 65537
+    mxlab.call(on(b, False))
+    wait_for(lambda: not cm.presence(nb))
+    st, out, err = cli("send", "-s", a.serial, "--to", nb, "--text", "now sms", "--receiver", b.serial,
+                       "--expect", "ip", "--json")
+    doc = json.loads(out)
+    assert st == ExitStatus.CHECK_FAILED and doc["route"] == "sms" and "expected route ip" in err
+    assert doc["evidence"]["receiver"]["mx_status"] == 0 and doc["evidence"]["sender"]["type"] == 2

@@ -46,6 +46,14 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     cm.add_argument("--ui", action="store_true", help="status: also read the switches on screen")
     cm.add_argument("--json", action="store_true")
 
+    snd = sub.add_parser("send", parents=[common, one], env=env,
+                         help="send a message as a user does and report its route with evidence")
+    snd.add_argument("--to", required=True, help="the receiver's number")
+    snd.add_argument("--text", required=True)
+    snd.add_argument("--expect", choices=["ip", "sms"], help="exit 3 if the route differs")
+    snd.add_argument("--receiver", metavar="SERIAL", help="the receiving handset, for its row")
+    snd.add_argument("--json", action="store_true")
+
     msgs = sub.add_parser("messages", parents=[common, one], env=env,
                           help="SMS and Cloud Messaging rows, each with its route (sms/ip/...)")
     msgs.add_argument("--limit", type=int, help="newest N rows only")
@@ -106,6 +114,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         return _cm(args, env, handset)
     if args.command == "messages":
         return _messages(args, env, handset)
+    if args.command == "send":
+        return _send(args, env, handset, srv)
     raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
 
 
@@ -269,6 +279,30 @@ def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitSta
         sims = ", ".join(f"SIM {s['sim']} {'on' if s['enabled'] else 'off'}" for s in state.sims)
         env.stdout.write(f"{state.serial}: Cloud Messaging {word}" + (f" ({sims})" if sims else "")
                          + (" (changed)" if state.changed else "") + "\n")
+    return ExitStatus.OK
+
+
+def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: list[AdbAddress]) -> ExitStatus:
+    from ..cloud import send_message
+
+    receiver = select_handset(args.receiver, srv, timeout=args.timeout) if args.receiver else None
+    outcome = send_message(handset, args.to, args.text, receiver=receiver, timeout=args.timeout)
+    ok = outcome.route is not None and (args.expect is None or outcome.route == args.expect)
+    if args.json:
+        print_json(env, dict(outcome.to_json(), expect=args.expect, ok=ok))
+    else:
+        s = outcome.evidence.get("sender") or {}
+        r = outcome.evidence.get("receiver")
+        env.stdout.write(f"{handset.serial} -> {args.to}: route {outcome.route or 'unsettled'}"
+                         f"{' (after the SMS fallback)' if outcome.fallback else ''}; sender row "
+                         f"{s.get('id')} type {s.get('type')} mx_status {s.get('mx_status')}"
+                         + (f"; receiver row {r['id']} mx_status {r['mx_status']}" if r else "") + "\n")
+    if outcome.route is None:
+        env.stderr.write("hostctl: the message did not settle in time\n")
+        return ExitStatus.TIMEOUT
+    if not ok:
+        env.stderr.write(f"hostctl: expected route {args.expect}, got {outcome.route}\n")
+        return ExitStatus.CHECK_FAILED
     return ExitStatus.OK
 
 
