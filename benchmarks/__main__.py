@@ -5,7 +5,7 @@
 
 import sys
 
-from . import bench_emulator, bench_identity, bench_modem
+from . import bench_cloudmsg, bench_emulator, bench_identity, bench_modem, bench_send
 
 argv = sys.argv[1:]
 status = bench_emulator.main(argv)
@@ -13,4 +13,7 @@ print()
 status |= bench_identity.main([a for a in argv if a == "--quick"])
 print()
 status |= bench_modem.main([a for a in argv if a == "--quick"])
+for bench in (bench_cloudmsg, bench_send):
+    print()
+    status |= bench.main([a for a in argv if a == "--quick"])
 sys.exit(status)
