@@ -170,3 +170,40 @@ def test_hostctl_send_reports_route_and_both_rows(mxlab):
     doc = json.loads(out)
     assert st == ExitStatus.CHECK_FAILED and doc["route"] == "sms" and "expected route ip" in err
     assert doc["evidence"]["receiver"]["mx_status"] == 0 and doc["evidence"]["sender"]["type"] == 2
+
+
+def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
+    a, b = mxlab.lab.handsets
+    cm = mxlab.lab.cloud.cm
+    nb = b.identity.sims[0].msisdn
+
+    async def on(lh, value):
+        screens.set_cloud_messaging(lh.handset, value, 0)
+    for lh in (a, b):
+        mxlab.call(on(lh, True))
+    wait_for(lambda: cm.presence(nb))
+
+    async def airplane(value):
+        b.handset.settings_put("global", "airplane_mode_on", "1" if value else "0")
+        b.handset.broadcast(Intent(kind="broadcast", action="android.intent.action.AIRPLANE_MODE"))
+    mxlab.call(airplane(True))
+    wait_for(lambda: not cm.presence(nb))                       # the channel dropped with the radio
+    send_via_ui(mxlab, a, nb, "to a plane")
+    row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a plane" and r["type"] == 2])
+    assert row[0]["mx_status"] == 0                             # went as SMS, stored by the carrier
+    mxlab.call(airplane(False))
+    wait_for(lambda: cm.presence(nb))                           # re-bound when the radio is back
+    wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "to a plane"])
+
+    mxlab.call(b.power_off())
+    try:
+        wait_for(lambda: not cm.presence(nb))
+        send_via_ui(mxlab, a, nb, "to a dead phone")
+        row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a dead phone" and r["type"] == 2])
+        assert row[0]["mx_status"] == 0
+    finally:
+        mxlab.call(b.power_on())
+
+    send_via_ui(mxlab, a, "+8613999990000", "to a non-MIUI number")   # not a Cloud Messaging user
+    row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a non-MIUI number" and r["type"] in (2, 5)])
+    assert row[0]["mx_status"] == 0

@@ -59,6 +59,7 @@ class App:
         self.channels = {}          # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
         self.hosts = json.loads(os.environ.get("HOSTCTL_HOSTS") or "{}")
         self.outgoing = {}           # MX message id -> its row, for the receipts
+        self.logins = {}             # sim -> {"mid", "st", "number"} of activated SIMs
         self.frame_ids = 0
         self.ca = os.environ.get("HOSTCTL_CA") or ""
 
@@ -367,24 +368,8 @@ def cmd_mx_enable(app, req):
         else:
             raise RuntimeError("activation did not complete (status %s)" % creds.get("activate_status"))
         app.call("pref_mx", sim=sim, mid=creds["mid"], st=creds["st"], sec=creds["sec"], enabled=True)
-        sock = tls_connect(app, CHAT_HOST)
-        ch = {"sock": sock, "buf": b"", "number": me["msisdn"]}
-        channel_send(ch, {"type": "bind", "mid": creds["mid"], "st": creds["st"]})
-        sock.settimeout(10)
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = sock.recv(1)
-            if not chunk:
-                raise RuntimeError("channel closed during bind")
-            line += chunk
-        result = json.loads(line)
-        if not result.get("ok"):
-            raise RuntimeError("bind refused: %s" % result.get("error"))
-        sock.settimeout(None)
-        old = app.channels.pop(sim, None)
-        if old is not None:
-            old["sock"].close()
-        app.channels[sim] = ch
+        app.logins[sim] = {"mid": creds["mid"], "st": creds["st"], "number": me["msisdn"]}
+        bind(app, sim)
         app.logd("MX enabled for sim %d" % sim, tag="MxActivateService")
     except Exception as e:   # the result broadcast says it failed; the app lives on
         ok, error = False, "%s: %s" % (type(e).__name__, e)
@@ -394,8 +379,48 @@ def cmd_mx_enable(app, req):
     return {"success": ok, "error": error}
 
 
+def bind(app, sim):
+    """Open the persistent channel for an activated SIM and bind it."""
+    login = app.logins[sim]
+    sock = tls_connect(app, CHAT_HOST)
+    ch = {"sock": sock, "buf": b"", "number": login["number"]}
+    channel_send(ch, {"type": "bind", "mid": login["mid"], "st": login["st"]})
+    sock.settimeout(10)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise RuntimeError("channel closed during bind")
+        line += chunk
+    result = json.loads(line)
+    if not result.get("ok"):
+        sock.close()
+        raise RuntimeError("bind refused: %s" % result.get("error"))
+    sock.settimeout(None)
+    old = app.channels.pop(sim, None)
+    if old is not None:
+        old["sock"].close()
+    app.channels[sim] = ch
+
+
+def cmd_radio(app, req):
+    """Connectivity changed (airplane mode): channels drop while off and re-bind when back."""
+    if not req.get("on"):
+        for sim in list(app.channels):
+            app.channels.pop(sim)["sock"].close()
+        return {"channels": []}
+    for sim in sorted(app.logins):
+        if sim not in app.channels:
+            try:
+                bind(app, sim)
+            except Exception as e:   # noqa: BLE001 - retried at the next change
+                app.logd("re-bind of sim %d failed: %s" % (sim, e), level="W", tag="MxMessageService")
+    return {"channels": sorted(app.channels)}
+
+
 def cmd_mx_disable(app, req):
     sim = int(req.get("sim_index", 0))
+    app.logins.pop(sim, None)
     ch = app.channels.pop(sim, None)
     if ch is not None:
         ch["sock"].close()
@@ -410,7 +435,7 @@ def cmd_mx_state(app, req):
 
 COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit, "mx_enable": cmd_mx_enable,
             "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state, "mx_send": cmd_mx_send,
-            "presence": cmd_presence}
+            "presence": cmd_presence, "radio": cmd_radio}
 
 
 def parse_args(argv):

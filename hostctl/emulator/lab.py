@@ -189,6 +189,10 @@ class LabHandset:
         """Register the SIMs with the carrier when powered and not in airplane mode, else not
         (what the modem does when power or ``AIRPLANE_MODE`` changes)."""
         on_air = self.powered and not self.airplane
+        app = self.apps.get("com.android.mms")
+        if app is not None and app.alive:      # the app's data connection follows the radio
+            with contextlib.suppress(AppProcessError):
+                app.notify("radio", on=on_air)
         for line in self.lines:
             number = line.number
             if on_air and not self.lab.carrier.attached(number):
