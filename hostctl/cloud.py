@@ -226,3 +226,37 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
         evidence["receiver"] = None if got is None else got.to_json()
     fallback = (4, 1) in seen
     return SendOutcome(h.serial, to, route, fallback, evidence)
+
+
+@dataclass
+class Presence:
+    serial: str
+    number: str
+    online: bool | None                   # None: the screen showed no state in time
+    shown: str                            # what the screen said ("online", "offline", "")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def presence(h: Handset, number: str, *, timeout: float = 15.0) -> Presence:
+    """Open the conversation with ``number`` and read what the app shows: online (blue, Cloud
+    Messaging) or offline (gray, SMS). Leaves the conversation with BACK afterwards."""
+    deadline = time.monotonic() + timeout
+    res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{number}", timeout=timeout)
+    if "Error" in res.output:
+        raise CloudMessagingError(f"{h.serial}: cannot open the conversation: {res.output.strip()[:200]}",
+                                  serial=h.serial, command=res.command, output=res.output)
+    shown = ""
+    try:
+        while time.monotonic() < deadline:
+            root = ET.fromstring(_dump(h, timeout))
+            node = next((n for n in root.iter("node")
+                         if n.get("resource-id", "").endswith(":id/mx_status_indicator")), None)
+            shown = (node.get("text") or "") if node is not None else ""
+            if shown in ("online", "offline"):
+                break
+            time.sleep(0.1)
+    finally:
+        h.shell("input keyevent 4", timeout=timeout)
+    return Presence(h.serial, number, {"online": True, "offline": False}.get(shown), shown)

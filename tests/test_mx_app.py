@@ -207,3 +207,31 @@ def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
     send_via_ui(mxlab, a, "+8613999990000", "to a non-MIUI number")   # not a Cloud Messaging user
     row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a non-MIUI number" and r["type"] in (2, 5)])
     assert row[0]["mx_status"] == 0
+
+
+def test_presence_as_the_app_shows_it_follows_the_other_handsets_switch(mxlab):
+    import io
+    import os
+
+    from hostctl.cli import Environment, ExitStatus, main
+    a, b = mxlab.lab.handsets
+    cm = mxlab.lab.cloud.cm
+    nb = b.identity.sims[0].msisdn
+
+    def presence():
+        out = io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != "ANDROID_SERIAL"}
+        st = main(["--adb", f"127.0.0.1:{mxlab.config.adb_port}", "presence", "-s", a.serial, nb, "--json"],
+                  Environment(stdout=out, stderr=io.StringIO(), vars=env))
+        assert st == ExitStatus.OK
+        return json.loads(out.getvalue())["online"]
+
+    async def on(lh, value):
+        screens.set_cloud_messaging(lh.handset, value, 0)
+    mxlab.call(on(a, True))
+    mxlab.call(on(b, True))
+    wait_for(lambda: cm.presence(nb) and cm.presence(a.identity.sims[0].msisdn))
+    assert presence() is True
+    mxlab.call(on(b, False))
+    wait_for(lambda: not cm.presence(nb))
+    assert presence() is False

@@ -54,6 +54,11 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     snd.add_argument("--receiver", metavar="SERIAL", help="the receiving handset, for its row")
     snd.add_argument("--json", action="store_true")
 
+    pres = sub.add_parser("presence", parents=[common, one], env=env,
+                          help="is NUMBER online for Cloud Messaging, as the app shows it (blue/gray)")
+    pres.add_argument("number")
+    pres.add_argument("--json", action="store_true")
+
     msgs = sub.add_parser("messages", parents=[common, one], env=env,
                           help="SMS and Cloud Messaging rows, each with its route (sms/ip/...)")
     msgs.add_argument("--limit", type=int, help="newest N rows only")
@@ -116,6 +121,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         return _messages(args, env, handset)
     if args.command == "send":
         return _send(args, env, handset, srv)
+    if args.command == "presence":
+        from ..cloud import presence
+
+        p = presence(handset, args.number, timeout=args.timeout)
+        if args.json:
+            print_json(env, p.to_json())
+        else:
+            word = {True: "online (blue: Cloud Messaging)", False: "offline (gray: SMS)", None: "unknown"}[p.online]
+            env.stdout.write(f"{args.number}: {word}\n")
+        return ExitStatus.OK if p.online is not None else ExitStatus.TIMEOUT
     raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
 
 

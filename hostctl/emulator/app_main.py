@@ -326,6 +326,14 @@ def cmd_presence(app, req):
     return {"online": presence(app, sim, str(req["number"]))}
 
 
+def cmd_compose_presence(app, req):
+    """A conversation was opened: look the number up and tell the screen (blue or gray)."""
+    sim, to = int(req.get("sim", 0)), str(req.get("to", ""))
+    online = presence(app, sim, to) if sim in app.channels and to else False
+    app.call("compose_presence", to=to, online=online)
+    return {"online": online}
+
+
 def cmd_mx_send(app, req):
     """What the compose screen's Send does: over IP when Cloud Messaging is on and the receiver
     is online (presence look-up first, as MIUI does), else as SMS; an MX message the service
@@ -435,7 +443,7 @@ def cmd_mx_state(app, req):
 
 COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit, "mx_enable": cmd_mx_enable,
             "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state, "mx_send": cmd_mx_send,
-            "presence": cmd_presence, "radio": cmd_radio}
+            "presence": cmd_presence, "radio": cmd_radio, "compose_presence": cmd_compose_presence}
 
 
 def parse_args(argv):

@@ -203,11 +203,12 @@ class LabHandset:
     def _on_intent(self, intent: Intent) -> int | None:
         if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
             self.radio_changed()
-        if intent.kind == "app" and intent.action == screens.SEND_COMMAND:
+        if intent.kind == "app" and intent.action in (screens.SEND_COMMAND, screens.PRESENCE_COMMAND):
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:
+                cmd = "mx_send" if intent.action == screens.SEND_COMMAND else "compose_presence"
                 with contextlib.suppress(AppProcessError):
-                    app.notify("mx_send", **intent.extras)
+                    app.notify(cmd, **intent.extras)
         if intent.kind == "service" and intent.component == screens.MX_SERVICE:
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:    # the service runs in the app; do not wait for it
@@ -234,6 +235,9 @@ class LabHandset:
         if op == "pref_mx":
             screens.record_login(h, int(msg["sim"]), mid=str(msg["mid"]), st=str(msg["st"]),
                                  sec=str(msg["sec"]), enabled=bool(msg.get("enabled", True)))
+            return True
+        if op == "compose_presence":
+            screens.show_presence(h, str(msg["to"]), msg.get("online"))
             return True
         if op == "broadcast":
             return h.broadcast(Intent(kind="broadcast", action=str(msg["action"]),

@@ -35,6 +35,7 @@ MICLOUD_CM = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudMessagingAct
 MMS_SETTINGS = "com.android.mms/com.android.mms.ui.MessagingPreferenceActivity"
 COMPOSE = "com.android.mms/com.android.mms.ui.ComposeMessageActivity"
 SEND_COMMAND = "hostctl.emulator.MMS_SEND"     # what the Send button asks of the app process
+PRESENCE_COMMAND = "hostctl.emulator.MMS_PRESENCE"   # what opening a conversation asks of it
 MX_SERVICE = "com.android.mms/com.xiaomi.mms.transaction.MxActivateService"
 ENABLE_MX = "com.xiaomi.mms.action.ENABLE_MX"
 DISABLE_MX = "com.xiaomi.mms.action.DISABLE_MX"
@@ -163,9 +164,14 @@ def _compose(h: "VirtualHandset") -> View:
                                extras={"to": d["to"], "text": d["text"], "sim": 0}))
             hh.compose_draft = {"to": d["to"], "text": ""}
             hh.refresh_screen()
+    online = draft.get("online")      # what the app's presence look-up said: blue (MX) / gray (SMS)
+    shown = {True: "online", False: "offline"}.get(online, "")
     return View(package=pkg, children=[
         View(cls="android.widget.TextView", text=draft["to"], package=pkg,
              resource_id=f"{pkg}:id/recipients_editor", bounds=(0, 50, SCREEN_W, 160)),
+        View(cls="android.widget.ImageView", package=pkg, content_desc=f"Cloud Messaging {shown}".strip(),
+             text=shown, resource_id=f"{pkg}:id/mx_status_indicator", bounds=(600, 50, SCREEN_W, 160),
+             selected=bool(online)),
         View(cls="android.widget.EditText", text=draft["text"], package=pkg, focusable=True,
              resource_id=f"{pkg}:id/embedded_text_editor", bounds=(0, 1100, 560, 1240)),
         View(cls="android.widget.ImageButton", content_desc="Send", package=pkg, clickable=True,
@@ -175,7 +181,18 @@ def _compose(h: "VirtualHandset") -> View:
 def _on_compose_intent(h: "VirtualHandset", intent: Intent) -> None:
     if intent.component == COMPOSE and intent.kind == "activity":
         to = (intent.data or "").split(":", 1)[1] if ":" in (intent.data or "") else ""
-        h.compose_draft = {"to": to, "text": str(intent.extras.get("sms_body", ""))}
+        h.compose_draft = {"to": to, "text": str(intent.extras.get("sms_body", "")), "online": None}
+        # the conversation is opened: the app looks the number up (its answer comes back later)
+        h._deliver(Intent(kind="app", action=PRESENCE_COMMAND, component=COMPOSE, extras={"to": to, "sim": 0}))
+
+
+def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
+    """The app's presence answer for the open conversation (blue when online, gray when not)."""
+    draft = getattr(h, "compose_draft", None)
+    if draft is not None and draft.get("to") == to:
+        draft["online"] = online
+        if h.current_screen.component == COMPOSE:
+            h.refresh_screen()
 
 
 def install(handset: "VirtualHandset") -> None:
