@@ -106,6 +106,7 @@ class CloudMessaging:
         self.observe = observe
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}           # number -> account
+        self._tokens: dict[str, str | None] = {}          # activation token -> number, once proved
         self._by_mid: dict[str, Account] = {}
         self._channels: dict[int, _Channel] = {}
         self._online: dict[str, int] = {}                 # number -> conn
@@ -134,35 +135,62 @@ class CloudMessaging:
             return 404, {"error": f"unknown host {host}"}
         if path.startswith("/pass/activate/token"):
             number = fields.get("number", "")
+            if not number:               # the number is learnt from the SMS that carries the token
+                return 200, {"token": self.request_token(), "gateway": self.gateway}
             if not number.startswith("+"):
                 return 400, {"error": "number required (E.164)"}
             return 200, {"token": self.request_activation(number, fields.get("imei", "")),
                          "gateway": self.gateway}
         if path.startswith("/pass/activate/status"):
-            acct = self._accounts.get(fields.get("number", ""))
+            token = fields.get("token", "")
+            number = self._tokens.get(token) if token else fields.get("number", "")
+            if token and token not in self._tokens:
+                return 404, {"activate_status": 0}
+            acct = self._accounts.get(number or "")
+            if token and acct is None:
+                return 200, {"activate_status": 2}           # the SMS has not arrived yet
             if acct is None:
                 return 404, {"activate_status": 0}
             if not acct.activated:
                 return 200, {"activate_status": 2}           # activating
-            return 200, {"activate_status": 3, "mid": acct.mid, "st": acct.st, "sec": acct.sec}
+            return 200, {"activate_status": 3, "mid": acct.mid, "st": acct.st, "sec": acct.sec,
+                         "number": acct.number}
         return 200, {"result": "ok"}                         # reports (boot, contacts, ...) are taken as they come
 
     def request_activation(self, number: str, imei: str = "") -> str:
+        """A token for a number given up front (the older flow; see ``request_token``)."""
         with self._lock:
-            acct = self._accounts.get(number)
-            if acct is None:
-                mid = str(10_000_000 + len(self._accounts) + 1)
-                acct = Account(number, mid, secrets.token_hex(8), secrets.token_hex(8), "")
-                self._accounts[number] = acct
-                self._by_mid[mid] = acct
+            acct = self._account_for(number)
             acct.token = secrets.token_hex(4)
             acct.imei_hash = hashlib.sha256(imei.encode()).hexdigest()[:16] if imei else ""
             return acct.token
+
+    def request_token(self) -> str:
+        """An activation token not yet tied to a number: the SMS that carries it says whose it is
+        (so the app never has to send its number to get one)."""
+        with self._lock:
+            token = secrets.token_hex(4)
+            self._tokens[token] = None
+            return token
+
+    def _account_for(self, number: str) -> Account:
+        acct = self._accounts.get(number)
+        if acct is None:
+            mid = str(10_000_000 + len(self._accounts) + 1)
+            acct = Account(number, mid, secrets.token_hex(8), secrets.token_hex(8), "")
+            self._accounts[number] = acct
+            self._by_mid[mid] = acct
+        return acct
 
     def gateway_sms(self, sender: str, text: str) -> bool:
         """An SMS to the gateway number: the activation proof. True if it activated an account."""
         self._observe("gateway", "sms", {"sender": sender, "text": text})
         with self._lock:
+            pending = next((t for t, n in self._tokens.items() if n is None and t in text), None)
+            if pending is not None:
+                self._tokens[pending] = sender
+                self._account_for(sender).activated = True
+                return True
             acct = self._accounts.get(sender)
             if acct is None or not acct.token or acct.token not in text:
                 return False
@@ -199,13 +227,16 @@ class CloudMessaging:
             kind = frame.get("type")
             if not isinstance(kind, str):
                 return [Delivery(conn, {"type": "error", "error": "frame without a type"})]
-            self._observe("chat", kind, {k: v for k, v in frame.items() if k != "type"},
-                          ch.number or "")
+            if kind == "report" and isinstance(frame.get("fields"), dict):
+                self._observe("chat", str(frame.get("method", "report")), frame["fields"], ch.number or "")
+            else:
+                self._observe("chat", kind, {k: v for k, v in frame.items() if k != "type"},
+                              ch.number or "")
             handler = _HANDLERS.get(kind)
             if handler is None:
                 return [Delivery(conn, {"type": "error", "error": f"unknown frame type {kind!r}",
                                         "id": frame.get("id")})]
-            if kind != "bind" and ch.number is None:
+            if kind not in ("bind", "report") and ch.number is None:
                 return [Delivery(conn, {"type": "error", "error": "bind first", "id": frame.get("id")})]
             return handler(self, ch, frame)
 
@@ -260,6 +291,9 @@ class CloudMessaging:
         return [Delivery(sender_conn, {"type": "receipt", "id": mid, "status": "delivered",
                                        "to": pending.recipient})]
 
+    def _report(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
+        return []          # what a build reports on the channel: taken (and seen by the tap)
+
     def _ping(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
         return [Delivery(ch.conn, {"type": "pong", "id": frame.get("id")})]
 
@@ -308,6 +342,7 @@ _HANDLERS: dict[str, Callable[[CloudMessaging, _Channel, dict[str, Any]], list[D
     "message": CloudMessaging._message,
     "ack": CloudMessaging._ack,
     "ping": CloudMessaging._ping,
+    "report": CloudMessaging._report,
 }
 
 

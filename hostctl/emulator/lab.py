@@ -108,6 +108,7 @@ class LabHandset:
         self.powered = False
         self.power_listeners: list[Any] = []     # callback(on: bool): the UART console's
         self.lines = [_SimLine(self, sim.slot) for sim in self.handset.identity.sims]
+        self.emitted: list[Any] = []       # every request the build was made to send (test oracle)
         for sim in self.handset.identity.sims:
             lab.carrier.provision(sim.msisdn, sim.imsi)
         self.handset.add_intent_listener(self._on_intent)
@@ -203,12 +204,21 @@ class LabHandset:
     def _on_intent(self, intent: Intent) -> int | None:
         if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
             self.radio_changed()
+        if intent.kind == "app" and intent.action == screens.PRESENCE_COMMAND:
+            self.emit("conversation_opened", peer_number=intent.extras.get("to"))
+            self.emit("presence_lookup", contact_number=intent.extras.get("to"))
+        if intent.kind == "app" and intent.action == screens.SEND_COMMAND:
+            self.emit("message_send", peer_number=intent.extras.get("to"),
+                      message_text=intent.extras.get("text"))
         if intent.kind == "app" and intent.action in (screens.SEND_COMMAND, screens.PRESENCE_COMMAND):
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:
                 cmd = "mx_send" if intent.action == screens.SEND_COMMAND else "compose_presence"
                 with contextlib.suppress(AppProcessError):
                     app.notify(cmd, **intent.extras)
+        if intent.kind == "service" and intent.component == screens.MX_SERVICE \
+                and intent.action == screens.ENABLE_MX:
+            self.emit("cm_enabled", slot=int(intent.extras.get("sim_index", 0)))
         if intent.kind == "service" and intent.component == screens.MX_SERVICE:
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:    # the service runs in the app; do not wait for it
@@ -217,10 +227,46 @@ class LabHandset:
                     app.notify(cmd, sim_index=int(intent.extras.get("sim_index", 0)))
         return None
 
+    # -- what the firmware sends (the profile's behaviour) ------------------------------------
+    micloud_logged_in = False
+
+    def emit(self, event: str, *, slot: int = 0, **ctx: Any) -> list[Any]:
+        """Render the build's requests for ``event`` and have the Messaging app send them.
+        Returns the rendered requests (what a test compares with what the service received)."""
+        from .behaviour import EventContext
+
+        behaviour = self.profile.behaviour
+        if not hasattr(behaviour, "requests_for") or not self.powered:
+            return []
+        cm_on = any(screens.sim_enabled(self.handset, i) for i in range(len(self.handset.identity.sims)))
+        context = EventContext.for_handset(self.profile, self.handset.identity, slot=slot, cm_on=cm_on,
+                                           micloud_login=self.micloud_logged_in, **ctx)
+        requests = behaviour.requests_for(event, context)
+        app = self.apps.get("com.android.mms")
+        if requests and app is not None and app.alive:
+            self.emitted.extend(requests)
+            with contextlib.suppress(AppProcessError):
+                app.notify("emit", requests=[
+                    {"event": r.event, "endpoint": r.endpoint, "host": r.host, "transport": r.transport,
+                     "method": r.method, "path": r.path, "fields": r.fields, "slot": r.slot}
+                    for r in requests])
+        return requests
+
+    def add_contact(self, number: str, name: str = "") -> list[Any]:
+        """A contact is created (the Contacts app): what the build sends about it."""
+        return self.emit("contact_added", contact_number=number)
+
+    def micloud_login(self) -> list[Any]:
+        """The user signs in to Mi Cloud."""
+        self.micloud_logged_in = True
+        return self.emit("micloud_login")
+
     def _app_call(self, msg: dict[str, Any]) -> Any:
         """What an app process asks of Android (the framework and providers), by ``op``."""
         op = msg.get("op")
         h = self.handset
+        if op == "event":
+            return len(self.emit(str(msg["event"]), slot=int(msg.get("slot") or 0)))
         if op == "identity":
             sim = h.identity.sims[int(msg.get("sim", 0))]
             return {"msisdn": sim.msisdn, "imei": sim.imei, "imsi": sim.imsi, "iccid": sim.iccid}
@@ -276,6 +322,8 @@ class LabHandset:
         ok = all(r.status != "failed" for r in records)
         self.handset.sms_update({"type": 2} if ok else {"type": 5, "status": 64, "error_code": 1},
                                 f"content://sms/{row}")
+        if ok and recipient != (self.lab.cloud.cm.gateway if self.lab.cloud else None):
+            self.emit("sms_sent", slot=slot, peer_number=recipient, message_text=text)
         return row, records
 
     async def start_apps(self) -> None:
@@ -285,6 +333,7 @@ class LabHandset:
         except PortalError as exc:
             raise LabError(f"{self.label}: Frida portal did not start: {exc}") from exc
         await asyncio.gather(*(self._start_app(pkg) for pkg in APP_PACKAGES))
+        await asyncio.to_thread(self.emit, "boot")      # what the build reports when it comes up
 
     async def _start_app(self, package: str) -> None:
         env = {}
@@ -382,7 +431,9 @@ class _SimLine:
     def sms_deliver(self, segment: SmsSegment) -> bool:
         if not self.lh.powered or self.lh.airplane:
             return False
-        self.lh.handset.receive_sms(segment, self.slot)
+        if self.lh.handset.receive_sms(segment, self.slot) is not None:
+            self.lh.emit("sms_received", slot=self.slot, peer_number=segment.sender,
+                         message_text=segment.text)
         return True
 
     def sms_status_report(self, record: SmsRecord) -> None:

@@ -1,0 +1,85 @@
+"""Every event of the two shipped behaviours produces the traffic it describes: the service's
+received records carry each field with the protection the profile gives it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hostctl.emulator import screens
+from hostctl.emulator.behaviour import matches
+from hostctl.emulator.lab import LabConfig, LabThread
+from tests.conftest import free_port
+
+
+def wait_for(pred, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def received(cm, request):
+    """The service's record of this request: same endpoint and path (or method on the channel)
+    and the same protected field values."""
+    want = "report" if request.endpoint == "chat" else request.path
+    for o in cm.observed:
+        kind = o.path if request.endpoint != "chat" else "report"
+        if o.endpoint == request.endpoint and (o.fields == request.fields) and \
+                (request.endpoint == "chat" and o.path == request.method or kind == want):
+            return o
+    return None
+
+
+def check_protection(lh, request, record):
+    behaviour = lh.profile.behaviour
+    sim = lh.identity.sims[request.slot or 0]
+    for name, value in record.fields.items():
+        key = request.keys.get(name)
+        material = behaviour.key_material(key, sim) if key else None
+        assert matches(request.plaintext[name], value, request.protections[name], material), name
+
+
+@pytest.mark.parametrize("profile", ["miui-v5-2014-07", "miui-v5-2014-08-10"])
+def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
+                             profile=profile, home=tmp_path / "h")) as lt:
+        a, b = lt.lab.handsets
+        cm = lt.lab.cloud.cm
+
+        async def act():
+            screens.set_cloud_messaging(a.handset, True, 0)        # cm_enabled, registration
+            screens.set_cloud_messaging(b.handset, True, 0)
+        lt.call(act())
+        wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
+
+        async def more():
+            a.add_contact(b.identity.sims[0].msisdn)
+            a.micloud_login()
+            a.send_sms(b.identity.sims[0].msisdn, "plain sms")     # sms_sent (a), sms_received (b)
+        lt.call(more())
+        events = {r.event for r in a.emitted + b.emitted}
+        expected = {"cm_enabled", "registration", "contact_added", "micloud_login", "sms_sent",
+                    "sms_received"}
+        if profile == "miui-v5-2014-07":
+            expected.add("boot")          # the OTA reports nothing at boot while CM is off
+        assert expected <= events, expected - events
+        for lh in (a, b):
+            for request in lh.emitted:
+                record = wait_for(lambda r=request: received(cm, r))
+                check_protection(lh, request, record)
+                assert record.endpoint == request.endpoint
+        if profile == "miui-v5-2014-07":     # the leaky build: the number and IMEI readable inside TLS
+            boots = [r for r in a.emitted if r.event == "boot" and r.endpoint == "account"]
+            assert any(r.fields.get("phone") == a.identity.sims[0].msisdn for r in boots)
+        else:          # the OTA: no phone number in clear in anything the app sent over IP
+            numbers = {s.msisdn for lh in (a, b) for s in lh.identity.sims}
+            over_ip = [o for o in cm.observed if o.endpoint in ("account", "chat", "resolver")]
+            assert over_ip
+            for o in over_ip:
+                assert not numbers & set(o.fields.values()), o
+                assert not any(n in v for n in numbers for v in o.fields.values()), o
