@@ -215,6 +215,7 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
                 break
         time.sleep(0.05)
     route = None if row is None else ("ip" if row.mx_status in (16, 17) else "sms" if row.mx_status == 0 else None)
+
     evidence: dict[str, Any] = {"sender": None if row is None else dict(row.to_json(), states_seen=seen)}
     if receiver is not None:
         got = None
@@ -224,7 +225,8 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
             if got is None:
                 time.sleep(0.05)
         evidence["receiver"] = None if got is None else got.to_json()
-    fallback = (4, 1) in seen
+    # the resend state if it was seen, or the mark it leaves: an SMS row that kept its mx_id
+    fallback = (4, 1) in seen or (row is not None and row.route == "sms-fallback")
     return SendOutcome(h.serial, to, route, fallback, evidence)
 
 

@@ -6,7 +6,8 @@ MIUI adds ``mx_status`` to the ``sms`` table; MISSION.md lists its values. The r
 ============  ==========================================================  =================
 mx_status     meaning                                                     route
 ============  ==========================================================  =================
-0             a plain SMS                                                 ``sms``
+0             a plain SMS (with an ``mx_id``: an MX message re-sent as SMS)   ``sms`` /
+                                                                          ``sms-fallback``
 1             an MX message waiting (``type`` 4: to be re-sent as SMS)    ``ip-pending`` /
                                                                           ``sms-fallback``
 16, 17, 256   MX sent, delivered, read                                    ``ip``
@@ -28,8 +29,8 @@ from .errors import CommandError
 __all__ = ["Message", "TYPES", "classify", "parse_content_rows", "read_messages"]
 
 TYPES = {1: "inbox", 2: "sent", 3: "draft", 4: "outbox", 5: "failed", 6: "queued"}
-_COLUMNS = ("_id", "thread_id", "type", "mx_status", "sim_id", "status", "date", "date_sent",
-            "address", "body")
+_COLUMNS = ("_id", "thread_id", "type", "mx_status", "mx_id", "sim_id", "status", "date",
+            "date_sent", "address", "body")
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ class Message:
         return data
 
 
-def classify(msg_type: int, mx_status: int) -> str:
+def classify(msg_type: int, mx_status: int, mx_id: int | None = None) -> str:
+    """The route of a row; an SMS that carries an ``mx_id`` was an MX message re-sent as SMS."""
     if mx_status == 0:
-        return "sms"
+        return "sms-fallback" if mx_id is not None and msg_type != 1 else "sms"
     if mx_status == 1:
         return "sms-fallback" if msg_type == 4 else "ip-pending"
     if mx_status in (16, 17, 256, 65537):
@@ -109,8 +111,9 @@ def read_messages(h: Handset, *, limit: int | None = None, timeout: float | None
     out = []
     for row in parse_content_rows(res.stdout, _COLUMNS):
         t, mx = _int(row["type"]) or 0, _int(row["mx_status"]) or 0
+        mx_id = _int(row["mx_id"])
         out.append(Message(int(row["_id"] or 0), _int(row["thread_id"]), t, TYPES.get(t, str(t)),
-                           "in" if t == 1 else "out", mx, classify(t, mx), _int(row["sim_id"]),
+                           "in" if t == 1 else "out", mx, classify(t, mx, mx_id), _int(row["sim_id"]),
                            _int(row["status"]), _int(row["date"]), _int(row["date_sent"]),
                            row["address"], row["body"]))
         if limit is not None and len(out) >= limit:

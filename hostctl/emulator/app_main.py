@@ -379,8 +379,10 @@ def cmd_mx_send(app, req):
         channel_send(app.channels[sim], {"type": "message", "id": mid, "to": to, "body": text})
         return {"route": "ip", "row": row, "id": mid}
     if sim in app.channels:     # CM on, receiver offline: MIUI's fallback rows, then the SMS
+        app.frame_ids += 1      # it was an MX message: its mx_id stays on the row it becomes
         row = app.call("sms_insert", values={"address": to, "body": text, "type": 4,
-                                              "mx_status": MX_PENDING, "sim_id": sim})
+                                              "mx_status": MX_PENDING, "sim_id": sim,
+                                              "mx_id": app.frame_ids})
         resend_as_sms(app, {"row": row, "to": to, "text": text, "sim": sim})
         return {"route": "sms", "row": row, "fallback": True}
     sent = app.call("send_sms", to=to, text=text, slot=sim)

@@ -253,8 +253,10 @@ class LabHandset:
         return requests
 
     def add_contact(self, number: str, name: str = "") -> list[Any]:
-        """A contact is created (the Contacts app): what the build sends about it."""
-        return self.emit("contact_added", contact_number=number)
+        """A contact is created (the Contacts app): what the build sends about it, and the
+        Messaging app's presence look-up of the new number."""
+        return self.emit("contact_added", contact_number=number) + \
+            self.emit("presence_lookup", contact_number=number)
 
     def micloud_login(self) -> list[Any]:
         """The user signs in to Mi Cloud."""
@@ -334,6 +336,12 @@ class LabHandset:
             raise LabError(f"{self.label}: Frida portal did not start: {exc}") from exc
         await asyncio.gather(*(self._start_app(pkg) for pkg in APP_PACKAGES))
         await asyncio.to_thread(self.emit, "boot")      # what the build reports when it comes up
+        app = self.apps.get("com.android.mms")
+        for sim in range(len(self.handset.identity.sims)):
+            # Cloud Messaging on (by default on some builds): the app activates and binds at boot
+            if app is not None and screens.sim_enabled(self.handset, sim):
+                with contextlib.suppress(AppProcessError):
+                    app.notify("mx_enable", sim_index=sim)
 
     async def _start_app(self, package: str) -> None:
         env = {}
