@@ -50,6 +50,10 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
                              profile=profile, home=tmp_path / "h")) as lt:
         a, b = lt.lab.handsets
         cm = lt.lab.cloud.cm
+        if profile == "miui-v5-2014-07":      # Cloud Messaging on by default: bound at boot, unasked
+            wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
+        else:
+            assert not cm.presence(a.identity.sims[0].msisdn)
 
         async def act():
             screens.set_cloud_messaging(a.handset, True, 0)        # cm_enabled, registration

@@ -130,6 +130,8 @@ def test_send_goes_over_ip_when_online_and_falls_back_to_sms_when_not(mxlab):
     send_via_ui(mxlab, a, nb, "hello by sms")
     fallback = wait_for(lambda: [r for r in rows(a) if r["body"] == "hello by sms" and r["type"] == 2])
     assert fallback[0]["mx_status"] == 0                                # re-sent as a plain SMS
+    names, found = a.handset.sms_query(f"content://sms/{fallback[0]['_id']}", ["mx_id"])
+    assert found[0][0] is not None                                      # ...that was an MX message
     got = wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "hello by sms"])
     assert got[0]["mx_status"] == 0
     assert any(r.segment.sender == na and r.segment.text == "hello by sms"

@@ -56,6 +56,7 @@ class App:
         self.buf = b""
         self.running = True
         self.next_call = 1
+        self.answers = {}            # call number -> the lab's answer, until its caller takes it
         self.channels = {}          # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
         self.hosts = json.loads(os.environ.get("HOSTCTL_HOSTS") or "{}")
         self.outgoing = {}           # MX message id -> its row, for the receipts
@@ -90,28 +91,41 @@ class App:
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
             if line.strip():
+                if line.lstrip().startswith(b'{"reply"'):
+                    msg = json.loads(line)
+                    self.answers[msg["reply"]] = msg      # late answer to a call that timed out
+                    continue
                 self.handle(line)
         if len(self.buf) > MAX_LINE:
             self.buf = b""
 
     def call(self, op, timeout=15.0, **fields):
         """Ask the handset (the lab) to do something an app asks Android for: write a provider
-        row, send an SMS, broadcast. Requests that arrive meanwhile are served in between."""
+        row, send an SMS, broadcast. Requests that arrive meanwhile are served in between (and
+        may make calls of their own: answers are matched by call number, never lost)."""
         cid = self.next_call
         self.next_call += 1
         self.write(dict(fields, call=cid, op=op))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            while b"\n" in self.buf:
+            if cid in self.answers:
+                msg = self.answers.pop(cid)
+                if not msg.get("ok"):
+                    raise RuntimeError("%s: %s" % (op, msg.get("error")))
+                return msg.get("result")
+            if b"\n" in self.buf:
                 line, self.buf = self.buf.split(b"\n", 1)
                 if not line.strip():
                     continue
-                msg = json.loads(line)
-                if isinstance(msg, dict) and msg.get("reply") == cid:
-                    if not msg.get("ok"):
-                        raise RuntimeError("%s: %s" % (op, msg.get("error")))
-                    return msg.get("result")
-                self.handle(line)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict) and "reply" in msg:
+                    self.answers[msg["reply"]] = msg
+                else:
+                    self.handle(line)
+                continue
             readable, _, _ = select.select([self.ctl], [], [], max(0.0, deadline - time.monotonic()))
             if readable:
                 data = self.ctl.recv(65536)
