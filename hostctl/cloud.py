@@ -178,7 +178,7 @@ def _rows_after(h: Handset, after: int, timeout: float | None) -> list[Any]:
 
 
 def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = None,
-                 timeout: float = 30.0) -> SendOutcome:
+                 carrier_view: Any = None, modem: Any = None, timeout: float = 30.0) -> SendOutcome:
     """Trigger a send the way a user does (SENDTO intent, then Send on the compose screen), wait
     until the sender's row settles, and report the route with the evidence of both ends."""
     from .messages import read_messages
@@ -225,9 +225,23 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
             if got is None:
                 time.sleep(0.05)
         evidence["receiver"] = None if got is None else got.to_json()
+    if modem is not None:          # the lab's GSM modem as the peer: its own receipt of the SMS
+        evidence["modem"] = _modem_receipt(modem, text, max(1.0, deadline - time.monotonic()))
+    if carrier_view is not None:   # the emulated network's records (a real network shows none)
+        evidence["carrier"] = [r for r in carrier_view() if r.get("text") and r["text"] in text]
     # the resend state if it was seen, or the mark it leaves: an SMS row that kept its mx_id
     fallback = (4, 1) in seen or (row is not None and row.route == "sms-fallback")
     return SendOutcome(h.serial, to, route, fallback, evidence)
+
+
+def _modem_receipt(modem: Any, text: str, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for sms in modem.inbox():
+            if sms.text == text:
+                return {"sender": sms.sender, "text": sms.text, "parts": len(sms.parts)}
+        modem.poll(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+    return None
 
 
 @dataclass

@@ -237,3 +237,26 @@ def test_presence_as_the_app_shows_it_follows_the_other_handsets_switch(mxlab):
     mxlab.call(on(b, False))
     wait_for(lambda: not cm.presence(nb))
     assert presence() is False
+
+
+def test_send_to_the_lab_modem_reports_its_receipt_and_the_carrier(tmp_path):
+    import io
+    import os
+
+    from hostctl.cli import Environment, ExitStatus, main
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, relay=False, consoles=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path / "home")) as lt:
+        a = lt.lab.handsets[0]
+        modem_number = lt.lab.modem_info()["number"]
+        out, err = io.StringIO(), io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != "ANDROID_SERIAL"}
+        env.update(HOSTCTL_HOME=str(tmp_path / "home"), ANDROID_ADB_SERVER_PORT=str(lt.config.adb_port))
+        lt.lab._write_lab_file()
+        st = main(["send", "-s", a.serial, "--to", modem_number, "--text", "to the witness", "--modem", "lab",
+                   "--expect", "sms", "--json"], Environment(stdout=out, stderr=err, vars=env))
+        assert st == ExitStatus.OK, err.getvalue()
+        doc = json.loads(out.getvalue())
+        assert doc["route"] == "sms"
+        assert doc["evidence"]["modem"] == {"sender": a.identity.sims[0].msisdn, "text": "to the witness", "parts": 1}
+        seen = doc["evidence"]["carrier"]
+        assert seen and seen[0]["sender"] == a.identity.sims[0].msisdn and seen[0]["recipient"] == modem_number

@@ -52,6 +52,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     snd.add_argument("--text", required=True)
     snd.add_argument("--expect", choices=["ip", "sms"], help="exit 3 if the route differs")
     snd.add_argument("--receiver", metavar="SERIAL", help="the receiving handset, for its row")
+    snd.add_argument("--modem", metavar="PORT", help="the peer is the lab's GSM modem on PORT (path, URL or 'lab'): its receipt")
     snd.add_argument("--json", action="store_true")
 
     pres = sub.add_parser("presence", parents=[common, one], env=env,
@@ -301,7 +302,24 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
     from ..cloud import send_message
 
     receiver = select_handset(args.receiver, srv, timeout=args.timeout) if args.receiver else None
-    outcome = send_message(handset, args.to, args.text, receiver=receiver, timeout=args.timeout)
+    # the lab of this handset's adb server, if it is an emulated one
+    lab_env = Environment(stdout=env.stdout, stderr=env.stderr,
+                          vars=dict(env.vars, ANDROID_ADB_SERVER_PORT=str(handset.server.port)))
+    carrier_view = _lab_carrier_view(lab_env)
+    modem = None
+    if args.modem:
+        from types import SimpleNamespace
+
+        from ..lab.modem import Modem
+        from .modem import resolve_port
+
+        modem = Modem.open(resolve_port(SimpleNamespace(port=args.modem), lab_env), timeout=args.timeout)
+    try:
+        outcome = send_message(handset, args.to, args.text, receiver=receiver, carrier_view=carrier_view,
+                               modem=modem, timeout=args.timeout)
+    finally:
+        if modem is not None:
+            modem.close()
     ok = outcome.route is not None and (args.expect is None or outcome.route == args.expect)
     if args.json:
         print_json(env, dict(outcome.to_json(), expect=args.expect, ok=ok))
@@ -319,6 +337,23 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
         env.stderr.write(f"hostctl: expected route {args.expect}, got {outcome.route}\n")
         return ExitStatus.CHECK_FAILED
     return ExitStatus.OK
+
+
+def _lab_carrier_view(env: Environment):
+    """On an emulated lab (one is registered for this adb port), what its carrier saw; None on
+    real networks, which show nothing."""
+    import time as _time
+
+    from ..emulator import lab as labmod
+    info = labmod.read_lab_file(env.home, env.adb_port)
+    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
+        return None
+    from .emulator import _request
+    since = _time.time() - 1.0
+
+    def view() -> list[dict[str, Any]]:
+        return _request(info, {"cmd": "carrier", "since": since}, timeout=10)
+    return view
 
 
 def _messages(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:

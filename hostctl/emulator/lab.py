@@ -775,6 +775,10 @@ class Lab:
             h = self.find(str(req["serial"]))
             await h.factory_reset()
             return h.info()
+        if cmd == "carrier":      # what the carrier saw (to or from a number, since a time)
+            number = req.get("number")
+            since = float(req.get("since") or 0)
+            return [r.to_json() for r in self.carrier.records(number) if r.submitted_at >= since]
         if cmd == "power":
             h = self.find(str(req["serial"]))
             await (h.power_on() if req.get("on") else h.power_off())
