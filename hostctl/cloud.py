@@ -115,6 +115,31 @@ def _switches(h: Handset, timeout: float | None) -> list[CmSwitch]:
     return switches
 
 
+def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
+    """Real handsets with frida-server: start MxActivateService with ENABLE_MX/DISABLE_MX from
+    inside com.android.mms (where the permission holds) and wait for its ENBALE_RESULT."""
+    from .frida_identity import FridaIdentityError, call_agent
+
+    sims = [sim] if sim is not None else [1]
+    results = []
+    for s in sims:
+        try:
+            r = call_agent(h, "com.android.mms", "set_cloud_messaging", on, s - 1, int(timeout * 1000),
+                           timeout=timeout + 5)
+        except FridaIdentityError as exc:
+            raise CloudMessagingError(f"{h.serial}: {exc}", serial=h.serial) from exc
+        if not r.get("java"):
+            raise CloudMessagingError(f"{h.serial}: com.android.mms has no Java runtime here "
+                                      f"({r.get('error')}); use the UI path (--via ui)", serial=h.serial)
+        if r.get("error") or not (r.get("result") or {}).get("success"):
+            raise CloudMessagingError(f"{h.serial}: MxActivateService did not confirm: "
+                                      f"{r.get('error') or r.get('result')}", serial=h.serial)
+        results.append({"sim": s, "enabled": on})
+    setting = _setting(h, timeout)
+    return CmState(h.serial, setting == "1", {"setting": {"secure/cloud_messaging_on": setting},
+                                              "frida": {"process": "com.android.mms"}}, results, True)
+
+
 def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
     """Turn Cloud Messaging on or off (for ``sim``, 1-based, or every SIM) through the UI, and
     verify it. Idempotent: a switch already in the wanted state is not touched."""

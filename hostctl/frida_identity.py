@@ -16,7 +16,7 @@ from typing import Any
 from . import agent
 from .device import AdbAddress, Handset, HostctlError
 
-__all__ = ["FridaIdentityError", "frida_device", "read_telephony"]
+__all__ = ["FridaIdentityError", "call_agent", "frida_device", "read_telephony"]
 
 PHONE_PROCESS = "com.android.phone"
 
@@ -41,9 +41,10 @@ def frida_device(handset: Handset, timeout: float = 10.0) -> Any:
         raise FridaIdentityError(f"Frida does not see {handset.serial} through adb ({exc})") from exc
 
 
-def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.0,
-                   process: str = PHONE_PROCESS) -> dict[int, dict[str, Any]]:
-    """Per-slot rows from the agent's ``readTelephony`` (see agent/src/telephony.ts)."""
+def call_agent(handset: Handset, process: str, export: str, *args: Any, device: Any = None,
+               timeout: float = 20.0) -> Any:
+    """Attach to ``process`` on the handset, load the agent and call one of its RPC exports;
+    attach, load and the call all count against ``timeout``. Errors say what to do."""
     import frida
 
     try:
@@ -53,17 +54,16 @@ def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.
     device = device or frida_device(handset, timeout=min(timeout, 10.0))
     sessions: list[Any] = []
 
-    def work() -> dict[str, Any]:
+    def work() -> Any:
         session = device.attach(process)
         sessions.append(session)
         script = session.create_script(code, name="hostctl-agent")
         script.load()
-        return script.exports_sync.read_telephony()
+        return getattr(script.exports_sync, export)(*args)
 
-    # attach, load and the call itself all count against the one deadline
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        result = pool.submit(work).result(timeout=timeout)
+        return pool.submit(work).result(timeout=timeout)
     except FutureTimeout:
         raise FridaIdentityError(f"attaching to {process} on {handset.serial} and asking the agent "
                                  f"did not finish within {timeout:g} s") from None
@@ -87,6 +87,12 @@ def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.
                 session.detach()
             except frida.InvalidOperationError:
                 pass
+
+
+def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.0,
+                   process: str = PHONE_PROCESS) -> dict[int, dict[str, Any]]:
+    """Per-slot rows from the agent's ``readTelephony`` (see agent/src/telephony.ts)."""
+    result = call_agent(handset, process, "read_telephony", device=device, timeout=timeout)
     if not result.get("java"):
         raise FridaIdentityError(f"{process} on {handset.serial}: "
                                  + "; ".join(result.get("errors") or ["no Java runtime"]))

@@ -46,3 +46,14 @@ def test_cli_frida_strategy_records_its_failure(lab):
     frida = [a for a in doc["attempts"] if a["strategy"] == "frida"]
     assert len(frida) == 1 and not frida[0]["ok"] and "com.android.phone" in frida[0]["error"]
     assert "frida" in err.getvalue()
+
+
+def test_cm_via_frida_reaches_the_messaging_app_and_says_it_has_no_java_here(lab):
+    # the emulated com.android.mms has no Java VM: the agent loads and answers, and the CLI says
+    # what to use instead (on a real handset the same path starts MxActivateService)
+    s = lab.lab.handsets[0].serial
+    out, err = io.StringIO(), io.StringIO()
+    st = main(["cm", "on", "-s", s, "--via", "frida", "--json"],
+              Environment(stdout=out, stderr=err, vars=dict(os.environ)))
+    assert st == ExitStatus.ERROR
+    assert "no Java runtime" in err.getvalue() and "--via ui" in err.getvalue()

@@ -44,6 +44,9 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     cm.add_argument("action", choices=["status", "on", "off"])
     cm.add_argument("--sim", type=int, help="1-based SIM slot (default: every SIM)")
     cm.add_argument("--ui", action="store_true", help="status: also read the switches on screen")
+    cm.add_argument("--via", choices=["ui", "frida"], default="ui",
+                    help="on/off: through the UI (default) or, on a real handset with frida-server, "
+                         "ENABLE_MX/DISABLE_MX started inside com.android.mms")
     cm.add_argument("--json", action="store_true")
 
     snd = sub.add_parser("send", parents=[common, one], env=env,
@@ -282,10 +285,12 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
 
 
 def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:
-    from ..cloud import cm_set, cm_status
+    from ..cloud import cm_set, cm_set_frida, cm_status
 
     if args.action == "status":
         state = cm_status(handset, ui=args.ui, timeout=args.timeout)
+    elif args.via == "frida":
+        state = cm_set_frida(handset, args.action == "on", sim=args.sim, timeout=args.timeout)
     else:
         state = cm_set(handset, args.action == "on", sim=args.sim, timeout=args.timeout)
     if args.json:
