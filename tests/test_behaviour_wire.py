@@ -66,9 +66,12 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
             a.micloud_login()
             a.send_sms(b.identity.sims[0].msisdn, "plain sms")     # sms_sent (a), sms_received (b)
         lt.call(more())
+        from tests.test_mx_app import send_via_ui               # conversation_opened, presence, message_send
+        send_via_ui(lt, a, b.identity.sims[0].msisdn, "hello there")
+        wait_for(lambda: {"conversation_opened", "message_send"} <= {r.event for r in a.emitted})
         events = {r.event for r in a.emitted + b.emitted}
         expected = {"cm_enabled", "registration", "contact_added", "micloud_login", "sms_sent",
-                    "sms_received"}
+                    "sms_received", "conversation_opened", "presence_lookup", "message_send"}
         if profile == "miui-v5-2014-07":
             expected.add("boot")          # the OTA reports nothing at boot while CM is off
         assert expected <= events, expected - events
@@ -87,3 +90,22 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
             for o in over_ip:
                 assert not numbers & set(o.fields.values()), o
                 assert not any(n in v for n in numbers for v in o.fields.values()), o
+
+
+def test_the_ota_build_never_puts_message_content_in_clear_on_the_wire(tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:
+        a, b = lt.lab.handsets
+        cm = lt.lab.cloud.cm
+
+        async def act():
+            screens.set_cloud_messaging(a.handset, True, 0)
+            screens.set_cloud_messaging(b.handset, True, 0)
+        lt.call(act())
+        wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
+        from tests.test_mx_app import rows, send_via_ui
+        send_via_ui(lt, a, b.identity.sims[0].msisdn, "secret words")
+        got = wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "secret words"])
+        assert got[0]["mx_status"] == 65537                       # decrypted by the receiving app
+        frames = [o for o in cm.observed if o.endpoint == "chat" and o.path == "message"]
+        assert frames and all("secret words" not in v for o in frames for v in o.fields.values())

@@ -83,3 +83,15 @@ def test_factory_reset_returns_the_build_default(cmlab):
     cmlab.call(cmlab.lab.handsets[0].factory_reset())
     assert h.settings_get("secure", "cloud_messaging_on") == "0"
     assert screens.pref_mx(h)["pref_key_enable_mx"] is False
+
+
+def test_factory_reset_returns_the_july_build_to_cm_on(tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
+                             relay=False, consoles=False, profile="miui-v5-2014-07", home=tmp_path / "h")) as lt:
+        h = lt.lab.handsets[0].handset
+        screens.set_cloud_messaging(h, False, 0)
+        screens.set_cloud_messaging(h, False, 1)
+        assert h.settings_get("secure", "cloud_messaging_on") == "0"
+        lt.call(lt.lab.handsets[0].factory_reset())
+        assert h.settings_get("secure", "cloud_messaging_on") == "1"
+        assert screens.sim_enabled(h, 0) and screens.sim_enabled(h, 1)

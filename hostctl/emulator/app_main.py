@@ -269,7 +269,8 @@ def handle_frame(app, sim, ch, frame):
         on_receipt(app, sim, frame)
     elif frame.get("type") == "message":
         # an MX message: the inbox row MIUI writes (mx_status 65537); no SMS_RECEIVED broadcast
-        app.call("sms_insert", values={"address": frame.get("from"), "body": frame.get("body"),
+        body = app.call("unwire_body", value=frame.get("body") or "", sender=frame.get("from"))
+        app.call("sms_insert", values={"address": frame.get("from"), "body": body,
                                        "type": 1, "mx_status": 65537, "mx_id": None,
                                        "sim_id": sim, "read": 0})
         channel_send(ch, {"type": "ack", "id": frame.get("id")})
@@ -341,7 +342,7 @@ def cmd_presence(app, req):
     sim = int(req.get("sim", 0))
     if sim not in app.channels:
         return {"online": None, "reason": "Cloud Messaging is off"}
-    return {"online": presence(app, sim, str(req["number"]))}
+    return {"online": presence(app, sim, str(req["number"]))}   # as the build writes numbers
 
 
 def cmd_emit(app, req):
@@ -372,7 +373,8 @@ def cmd_emit(app, req):
 def cmd_compose_presence(app, req):
     """A conversation was opened: look the number up and tell the screen (blue or gray)."""
     sim, to = int(req.get("sim", 0)), str(req.get("to", ""))
-    online = presence(app, sim, to) if sim in app.channels and to else False
+    wire = str(req.get("wire_to") or to)          # the number as this build sends it
+    online = presence(app, sim, wire) if sim in app.channels and to else False
     app.call("compose_presence", to=to, online=online)
     return {"online": online}
 
@@ -382,7 +384,8 @@ def cmd_mx_send(app, req):
     is online (presence look-up first, as MIUI does), else as SMS; an MX message the service
     cannot deliver in time is re-sent as SMS."""
     sim, to, text = int(req.get("sim", 0)), str(req["to"]), str(req["text"])
-    if sim in app.channels and presence(app, sim, to):
+    wire = str(req.get("wire_to") or to)          # the number as this build sends it
+    if sim in app.channels and presence(app, sim, wire):
         row = app.call("sms_insert", values={"address": to, "body": text, "type": 2,
                                               "mx_status": MX_PENDING, "sim_id": sim,
                                               "date_sent": int(time.time() * 1000)})
@@ -390,7 +393,8 @@ def cmd_mx_send(app, req):
         mid = "m%d-%d" % (app.pid, app.frame_ids)
         app.outgoing[mid] = {"row": row, "to": to, "text": text, "sim": sim}
         app.call("sms_update", row=row, values={"mx_id": app.frame_ids})
-        channel_send(app.channels[sim], {"type": "message", "id": mid, "to": to, "body": text})
+        channel_send(app.channels[sim], {"type": "message", "id": mid, "to": wire,
+                                         "body": str(req.get("wire_text") or text)})
         return {"route": "ip", "row": row, "id": mid}
     if sim in app.channels:     # CM on, receiver offline: MIUI's fallback rows, then the SMS
         app.frame_ids += 1      # it was an MX message: its mx_id stays on the row it becomes

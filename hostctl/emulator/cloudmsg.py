@@ -99,8 +99,11 @@ class _Channel:
 
 class CloudMessaging:
     def __init__(self, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic,
-                 gateway: str = GATEWAY_NUMBER, observe: bool = True) -> None:
+                 gateway: str = GATEWAY_NUMBER, observe: bool = True,
+                 resolve_number: Callable[[str, str | None], str] | None = None) -> None:
         self.ttl = ttl
+        # a number as a build wrote it (plain, or encrypted with the sender SIM's key) -> E.164
+        self.resolve_number = resolve_number or (lambda value, sender: value)
         self.clock = clock
         self.gateway = gateway
         self.observe = observe
@@ -255,13 +258,14 @@ class CloudMessaging:
         return out
 
     def _presence(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
-        number = str(frame.get("number", ""))
+        asked = str(frame.get("number", ""))
+        number = self.resolve_number(asked, ch.number)
         return [Delivery(ch.conn, {"type": "presence-result", "id": frame.get("id"),
-                                   "number": number, "online": number in self._online})]
+                                   "number": asked, "online": number in self._online})]
 
     def _message(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
         mid = str(frame.get("id") or f"m{next(self._ids)}")
-        to = str(frame.get("to", ""))
+        to = self.resolve_number(str(frame.get("to", "")), ch.number)
         body = str(frame.get("body", ""))
         sender = ch.number or ""
         out = [Delivery(ch.conn, {"type": "receipt", "id": mid, "status": "sent"})]

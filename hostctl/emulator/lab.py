@@ -214,8 +214,12 @@ class LabHandset:
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:
                 cmd = "mx_send" if intent.action == screens.SEND_COMMAND else "compose_presence"
+                slot = int(intent.extras.get("sim", 0))
+                extras = dict(intent.extras, wire_to=self.wire_number(str(intent.extras.get("to", "")), slot))
+                if "text" in extras:
+                    extras["wire_text"] = self.wire_body(str(extras["text"]), slot)
                 with contextlib.suppress(AppProcessError):
-                    app.notify(cmd, **intent.extras)
+                    app.notify(cmd, **extras)
         if intent.kind == "service" and intent.component == screens.MX_SERVICE \
                 and intent.action == screens.ENABLE_MX:
             self.emit("cm_enabled", slot=int(intent.extras.get("sim_index", 0)))
@@ -252,9 +256,85 @@ class LabHandset:
                     for r in requests])
         return requests
 
+    def _number_field(self) -> Any:
+        """How this build protects a number it looks up (the presence_lookup rule's field)."""
+        behaviour = self.profile.behaviour
+        for rule in getattr(behaviour, "events", {}).get("presence_lookup", ()):
+            for f in rule.fields:
+                if f.source == "contact_number":
+                    return f
+        return None
+
+    def wire_number(self, number: str, slot: int = 0) -> str:
+        """A number as this build puts it in its own frames (plain, or e.g. AES-CBC with the
+        SIM's key on the 2014-08-10 OTA), so nothing the app sends carries it in clear when the
+        build says it must not."""
+        from .behaviour import protect
+
+        f = self._number_field()
+        if f is None or not number or tuple(f.protection) == ("plain",):
+            return number
+        sim = self.handset.identity.sims[slot]
+        material = self.profile.behaviour.key_material(f.key, sim) if f.key else None
+        return protect(number, f.protection, material)
+
+    def unwire_number(self, value: str, slot: int = 0) -> str | None:
+        """The inverse, for the service (which shares the build's keys); None if not ours."""
+        from .behaviour import ProtectionError, unprotect
+
+        f = self._number_field()
+        if f is None or tuple(f.protection) == ("plain",):
+            return value
+        sim = self.handset.identity.sims[slot]
+        material = self.profile.behaviour.key_material(f.key, sim) if f.key else None
+        try:
+            return unprotect(value, f.protection, material)
+        except (ProtectionError, ValueError):
+            return None
+
+    def _body_field(self) -> Any:
+        behaviour = self.profile.behaviour
+        for rule in getattr(behaviour, "events", {}).get("message_send", ()):
+            for f in rule.fields:
+                if f.source == "message_text":
+                    return f
+        return None
+
+    def _body_key(self, f: Any, slot: int) -> Any:
+        return self.profile.behaviour.key_material(f.key, self.handset.identity.sims[slot]) if f.key else None
+
+    def wire_body(self, text: str, slot: int = 0) -> str:
+        """Message content as this build sends it (e.g. AES-GCM on the 2014-08-10 OTA)."""
+        from .behaviour import protect
+
+        f = self._body_field()
+        if f is None or tuple(f.protection) == ("plain",):
+            return text
+        return protect(text, f.protection, self._body_key(f, slot))
+
+    def unwire_body(self, value: str, sender: str) -> str:
+        """Content from ``sender`` back to text (the build's key is the sender SIM's)."""
+        from .behaviour import ProtectionError, unprotect
+
+        for h in self.lab.handsets:
+            for sim in h.handset.identity.sims:
+                if sim.msisdn == sender:
+                    f = h._body_field()
+                    if f is None or tuple(f.protection) == ("plain",):
+                        return value
+                    try:
+                        return unprotect(value, f.protection, h._body_key(f, sim.slot))
+                    except (ProtectionError, ValueError):
+                        return value
+        return value
+
     def add_contact(self, number: str, name: str = "") -> list[Any]:
         """A contact is created (the Contacts app): what the build sends about it, and the
         Messaging app's presence look-up of the new number."""
+        app = self.apps.get("com.android.mms")
+        if app is not None and app.alive:           # the app looks the new contact up
+            with contextlib.suppress(AppProcessError):
+                app.notify("presence", number=self.wire_number(number), sim=0)
         return self.emit("contact_added", contact_number=number) + \
             self.emit("presence_lookup", contact_number=number)
 
@@ -284,6 +364,8 @@ class LabHandset:
             screens.record_login(h, int(msg["sim"]), mid=str(msg["mid"]), st=str(msg["st"]),
                                  sec=str(msg["sec"]), enabled=bool(msg.get("enabled", True)))
             return True
+        if op == "unwire_body":
+            return self.unwire_body(str(msg["value"]), str(msg.get("sender") or ""))
         if op == "compose_presence":
             screens.show_presence(h, str(msg["to"]), msg.get("online"))
             return True
@@ -563,9 +645,22 @@ class Lab:
     async def _start_cloud(self) -> None:
         """Xiaomi's service as the lab runs it: TLS with the lab CA, and its SMS gateway number
         on the carrier (activation SMS arrive there)."""
-        self.cloud = CloudService(CloudMessaging(), ensure_ca(self.dir / "ca"))
+        self.cloud = CloudService(CloudMessaging(resolve_number=self._resolve_number),
+                                  ensure_ca(self.dir / "ca"))
         await self.cloud.start()
         self.carrier.attach(self.cloud.cm.gateway, _Gateway(self.cloud.cm))
+
+    def _resolve_number(self, value: str, sender: str | None) -> str:
+        """A number as the sender's build wrote it in a frame, back to E.164 (the service holds
+        the builds' keys, as Xiaomi's does)."""
+        if value.startswith("+") or sender is None:
+            return value
+        for h in self.handsets:
+            for sim in h.handset.identity.sims:
+                if sim.msisdn == sender:
+                    plain = h.unwire_number(value, sim.slot)
+                    return plain if plain and plain.startswith("+") else value
+        return value
 
     def cloud_info(self) -> dict[str, Any] | None:
         if self.cloud is None:
