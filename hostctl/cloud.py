@@ -184,7 +184,7 @@ COMPOSE_SEND_IDS = ("com.android.mms:id/send_button",)
 class SendOutcome:
     serial: str
     to: str
-    route: str | None                     # "ip" | "sms" | None (did not settle)
+    route: str | None                     # "ip" | "sms" | "failed" | None (did not settle)
     fallback: bool                        # the row went through MIUI's resend state (type 4, mx_status 1)
     evidence: dict[str, Any] = field(default_factory=dict)
 
@@ -239,7 +239,12 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
             if row.type == 5 or (row.type == 2 and row.mx_status in (0, 17)):
                 break
         time.sleep(0.05)
-    route = None if row is None else ("ip" if row.mx_status in (16, 17) else "sms" if row.mx_status == 0 else None)
+    if row is None:
+        route = None
+    elif row.type == 5:
+        route = "failed"          # the radio or the network refused it (e.g. an unallocated number)
+    else:
+        route = "ip" if row.mx_status in (16, 17) else "sms" if row.mx_status == 0 else None
 
     evidence: dict[str, Any] = {"sender": None if row is None else dict(row.to_json(), states_seen=seen)}
     if receiver is not None:
@@ -253,10 +258,25 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
     if modem is not None:          # the lab's GSM modem as the peer: its own receipt of the SMS
         evidence["modem"] = _modem_receipt(modem, text, max(1.0, deadline - time.monotonic()))
     if carrier_view is not None:   # the emulated network's records (a real network shows none)
-        evidence["carrier"] = [r for r in carrier_view() if r.get("text") and r["text"] in text]
+        evidence["carrier"] = _segments_of(carrier_view(), text, h_number=None)
     # the resend state if it was seen, or the mark it leaves: an SMS row that kept its mx_id
     fallback = (4, 1) in seen or (row is not None and row.route == "sms-fallback")
     return SendOutcome(h.serial, to, route, fallback, evidence)
+
+
+def _segments_of(records: list[dict[str, Any]], text: str, h_number: str | None) -> list[dict[str, Any]]:
+    """The carrier records that are this text: a single segment equal to it, or the parts of one
+    concatenated message that join to it."""
+    out = [r for r in records if r.get("concat") is None and r.get("text") == text]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("concat"):
+            groups.setdefault((r["sender"], r["concat"][0]), []).append(r)
+    for parts in groups.values():
+        parts.sort(key=lambda r: r["concat"][2])
+        if "".join(p["text"] for p in parts) == text:
+            out += parts
+    return out
 
 
 def _modem_receipt(modem: Any, text: str, timeout: float) -> dict[str, Any] | None:

@@ -24,13 +24,13 @@ def wait_for(pred, timeout=15.0):
 
 
 def received(cm, request):
-    """The service's record of this request: same endpoint and path (or method on the channel)
-    and the same protected field values."""
-    want = "report" if request.endpoint == "chat" else request.path
+    """The service's record of this request: same endpoint, same path (HTTP) or method (chat
+    report), and the same protected field values."""
     for o in cm.observed:
-        kind = o.path if request.endpoint != "chat" else "report"
-        if o.endpoint == request.endpoint and (o.fields == request.fields) and \
-                (request.endpoint == "chat" and o.path == request.method or kind == want):
+        if o.endpoint != request.endpoint or o.fields != request.fields:
+            continue
+        if (request.endpoint == "chat" and o.path == request.method) or \
+                (request.endpoint != "chat" and o.path == request.path):
             return o
     return None
 
@@ -52,8 +52,10 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
         cm = lt.lab.cloud.cm
         if profile == "miui-v5-2014-07":      # Cloud Messaging on by default: bound at boot, unasked
             wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
-        else:
+        else:      # opt-in: before it, nothing at all went to Xiaomi (nothing identifying, a fortiori)
             assert not cm.presence(a.identity.sims[0].msisdn)
+            time.sleep(0.5)
+            assert [o for o in cm.observed if o.endpoint in ("account", "chat", "resolver")] == []
 
         async def act():
             screens.set_cloud_messaging(a.handset, True, 0)        # cm_enabled, registration
@@ -65,6 +67,7 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
             a.add_contact(b.identity.sims[0].msisdn)
             a.micloud_login()
             a.send_sms(b.identity.sims[0].msisdn, "plain sms")     # sms_sent (a), sms_received (b)
+            assert a.place_call(b.identity.sims[0].msisdn) == []   # neither build reports calls
         lt.call(more())
         from tests.test_mx_app import send_via_ui               # conversation_opened, presence, message_send
         send_via_ui(lt, a, b.identity.sims[0].msisdn, "hello there")

@@ -94,6 +94,12 @@ def rows(lh, box="content://sms"):
     return [dict(zip(names, r)) for r in found]
 
 
+def was_mx(lh, row) -> bool:
+    """The fallback's mark: an SMS row that kept the mx_id it got as an MX message."""
+    names, found = lh.handset.sms_query(f"content://sms/{row['_id']}", ["mx_id"])
+    return found[0][0] is not None
+
+
 def send_via_ui(lt, lh, to, text):
     """As a user (or `hostctl send`): SENDTO intent, then tap Send on the compose screen."""
     adb(lt, lh.serial, "shell", "am", "start", "-a", "android.intent.action.SENDTO", "-d", f"smsto:{to}",
@@ -172,6 +178,11 @@ def test_hostctl_send_reports_route_and_both_rows(mxlab):
     doc = json.loads(out)
     assert st == ExitStatus.CHECK_FAILED and doc["route"] == "sms" and "expected route ip" in err
     assert doc["evidence"]["receiver"]["mx_status"] == 0 and doc["evidence"]["sender"]["type"] == 2
+    st, out, err = cli("send", "-s", a.serial, "--to", "+8613999990001", "--text", "to nobody",
+                       "--expect", "sms", "--json")
+    doc = json.loads(out)                                      # an unallocated number: the send fails
+    assert st == ExitStatus.CHECK_FAILED and doc["route"] == "failed" and doc["ok"] is False
+    assert doc["evidence"]["sender"]["type"] == 5
 
 
 def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
@@ -192,7 +203,7 @@ def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
     wait_for(lambda: not cm.presence(nb))                       # the channel dropped with the radio
     send_via_ui(mxlab, a, nb, "to a plane")
     row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a plane" and r["type"] == 2])
-    assert row[0]["mx_status"] == 0                             # went as SMS, stored by the carrier
+    assert row[0]["mx_status"] == 0 and was_mx(a, row[0])       # the fallback: an MX message re-sent
     mxlab.call(airplane(False))
     wait_for(lambda: cm.presence(nb))                           # re-bound when the radio is back
     wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "to a plane"])
@@ -202,13 +213,13 @@ def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
         wait_for(lambda: not cm.presence(nb))
         send_via_ui(mxlab, a, nb, "to a dead phone")
         row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a dead phone" and r["type"] == 2])
-        assert row[0]["mx_status"] == 0
+        assert row[0]["mx_status"] == 0 and was_mx(a, row[0])
     finally:
         mxlab.call(b.power_on())
 
     send_via_ui(mxlab, a, "+8613999990000", "to a non-MIUI number")   # not a Cloud Messaging user
     row = wait_for(lambda: [r for r in rows(a) if r["body"] == "to a non-MIUI number" and r["type"] in (2, 5)])
-    assert row[0]["mx_status"] == 0
+    assert row[0]["mx_status"] == 0 and was_mx(a, row[0])
 
 
 def test_presence_as_the_app_shows_it_follows_the_other_handsets_switch(mxlab):

@@ -325,7 +325,7 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
     finally:
         if modem is not None:
             modem.close()
-    ok = outcome.route is not None and (args.expect is None or outcome.route == args.expect)
+    ok = outcome.route in ("ip", "sms") and (args.expect is None or outcome.route == args.expect)
     if args.json:
         print_json(env, dict(outcome.to_json(), expect=args.expect, ok=ok))
     else:
@@ -338,6 +338,9 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
     if outcome.route is None:
         env.stderr.write("hostctl: the message did not settle in time\n")
         return ExitStatus.TIMEOUT
+    if outcome.route == "failed":
+        env.stderr.write("hostctl: the send failed (the sender's row is in the failed box)\n")
+        return ExitStatus.CHECK_FAILED if args.expect else ExitStatus.ERROR
     if not ok:
         env.stderr.write(f"hostctl: expected route {args.expect}, got {outcome.route}\n")
         return ExitStatus.CHECK_FAILED

@@ -24,6 +24,7 @@ they arrived): that is the lab's tap for tests and audits, not the service's own
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import heapq
 import itertools
@@ -38,6 +39,7 @@ from typing import Any
 __all__ = ["Account", "CloudMessaging", "Delivery", "Observed", "ProtocolError"]
 
 DEFAULT_TTL = 30.0
+OBSERVED_MAX = 20_000         # requests the lab's tap keeps (oldest dropped)
 GATEWAY_NUMBER = "+8610657500"      # the service's SMS gateway (activation SMS go here)
 ACCOUNT_HOST = "api.account.xiaomi.com"
 CHAT_HOST = "app.chat.xiaomi.net"
@@ -116,7 +118,9 @@ class CloudMessaging:
         self._pending: dict[str, _Pending] = {}           # message id -> waiting message
         self._expiry: list[tuple[float, str]] = []        # heap of (expires, id)
         self._ids = itertools.count(1)
-        self.observed: list[Observed] = []
+        # the lab's tap (a capture of what arrived, for tests and audits; bounded), not the
+        # service's memory: ``retained()`` is what the service keeps
+        self.observed: collections.deque[Observed] = collections.deque(maxlen=OBSERVED_MAX)
         self.stats = {"routed_ip": 0, "stored": 0, "expired": 0, "delivered_later": 0}
 
     # -- the tap ------------------------------------------------------------------------------

@@ -338,6 +338,10 @@ class LabHandset:
         return self.emit("contact_added", contact_number=number) + \
             self.emit("presence_lookup", contact_number=number)
 
+    def place_call(self, number: str) -> list[Any]:
+        """A voice call to ``number``: what the build reports about it (the 2014 builds: nothing)."""
+        return self.emit("call", peer_number=number)
+
     def micloud_login(self) -> list[Any]:
         """The user signs in to Mi Cloud."""
         self.micloud_logged_in = True
