@@ -120,7 +120,12 @@ def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float
     inside com.android.mms (where the permission holds) and wait for its ENBALE_RESULT."""
     from .frida_identity import FridaIdentityError, call_agent
 
-    sims = [sim] if sim is not None else [1]
+    if sim is not None:
+        sims = [sim]
+    else:                      # every SIM slot the handset has
+        from .identity import _slot_count
+
+        sims = list(range(1, _slot_count(h.getprops(timeout=timeout)) + 1))
     results = []
     for s in sims:
         try:
