@@ -25,7 +25,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
 
 
 def resolve_port(args: argparse.Namespace, env: Environment) -> str:
-    from .relay import lab_status
+    from .emulator import lab_status
 
     port = args.port or env.vars.get("HOSTCTL_CONSOLE_PORT")
     if not port:

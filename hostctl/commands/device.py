@@ -352,11 +352,12 @@ def _lab_carrier_view(env: Environment):
     real networks, which show nothing."""
     import time as _time
 
-    from ..emulator import lab as labmod
-    info = labmod.read_lab_file(env.home, env.adb_port)
-    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
-        return None
+    from ..emulator.lab import running_lab
     from .emulator import _request
+
+    info = running_lab(env.home, env.adb_port)
+    if info is None:
+        return None
     since = _time.time() - 1.0
 
     def view() -> list[dict[str, Any]]:

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     action = args.action
     if action == "up":
         return _up(args, env, port, home)
-    info = labmod.read_lab_file(home, port)
-    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
+    info = labmod.running_lab(home, port)
+    if info is None:
         if action == "status" and args.json:
             print_json(env, {"running": False, "adb_port": port, "handsets": []})
         raise CliError(f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
@@ -48,6 +48,15 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
             _wait_device(port, result["serial"])
         return _report(env, args.json, result, f"{result['serial']} ({result['label']}) powered {args.state}")
     raise CliError(f"unknown action {action}", ExitStatus.USAGE)
+
+
+def lab_status(env: Environment, what: str) -> dict[str, Any]:
+    """The emulated lab's file on this adb port (for ``--port lab`` and the like), or a
+    NOT_RUNNABLE error naming ``what`` asked for it."""
+    info = labmod.running_lab(env.home, env.adb_port)
+    if info is None:
+        raise CliError(f"--port {what}: no emulated lab on adb port {env.adb_port}", ExitStatus.NOT_RUNNABLE)
+    return info
 
 
 def _report(env: Environment, as_json: bool, data: dict[str, Any], line: str) -> ExitStatus:
@@ -83,8 +92,8 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
 
 
 def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
-    existing = labmod.read_lab_file(home, port)
-    if existing and labmod._pid_alive(int(existing.get("pid", -1))):
+    existing = labmod.running_lab(home, port)
+    if existing is not None:
         raise CliError(f"a lab is already running on adb port {port} (pid {existing['pid']}); "
                        "`hostctl emulator down` stops it", ExitStatus.ERROR)
     from ..emulator.profiles import ProfileError, load_profile

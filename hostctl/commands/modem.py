@@ -47,12 +47,9 @@ def resolve_port(args: argparse.Namespace, env: Environment) -> str:
         raise CliError("modem: give --port PATH_OR_URL (or set HOSTCTL_MODEM_PORT)", ExitStatus.USAGE)
     if port != "lab":
         return port
-    from ..emulator import lab as labmod
+    from .emulator import lab_status
 
-    info = labmod.read_lab_file(env.home, env.adb_port)
-    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
-        raise CliError(f"--port lab: no emulated lab on adb port {env.adb_port}", ExitStatus.NOT_RUNNABLE)
-    modem = info.get("modem") or {}
+    modem = lab_status(env, "lab").get("modem") or {}
     if not modem.get("url"):
         raise CliError(f"--port lab: the lab on adb port {env.adb_port} has no modem", ExitStatus.NOT_RUNNABLE)
     return modem["url"]

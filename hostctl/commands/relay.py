@@ -28,22 +28,14 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
         p.add_argument("--json", action="store_true")
 
 
-def lab_status(env: Environment, what: str) -> dict[str, Any]:
-    """The emulated lab's status on this adb port (its lab file), or a NOT_RUNNABLE error."""
-    from ..emulator import lab as labmod
-
-    info = labmod.read_lab_file(env.home, env.adb_port)
-    if not info or not labmod._pid_alive(int(info.get("pid", -1))):
-        raise CliError(f"--port {what}: no emulated lab on adb port {env.adb_port}", ExitStatus.NOT_RUNNABLE)
-    return info
-
-
 def resolve_port(args: argparse.Namespace, env: Environment) -> str:
     port = args.port or env.vars.get("HOSTCTL_RELAY_PORT")
     if not port:
         raise CliError("relay: give --port PATH_OR_URL (or set HOSTCTL_RELAY_PORT)", ExitStatus.USAGE)
     if port != "lab":
         return port
+    from .emulator import lab_status
+
     relay = lab_status(env, "lab").get("relay") or {}
     if not relay.get("url"):
         raise CliError(f"--port lab: the lab on adb port {env.adb_port} has no relay board", ExitStatus.NOT_RUNNABLE)

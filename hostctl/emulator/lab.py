@@ -215,9 +215,9 @@ class LabHandset:
             if app is not None and app.alive:
                 cmd = "mx_send" if intent.action == screens.SEND_COMMAND else "compose_presence"
                 slot = int(intent.extras.get("sim", 0))
-                extras = dict(intent.extras, wire_to=self.wire_number(str(intent.extras.get("to", "")), slot))
+                extras = dict(intent.extras, wire_to=self.wire("number", str(intent.extras.get("to", "")), slot))
                 if "text" in extras:
-                    extras["wire_text"] = self.wire_body(str(extras["text"]), slot)
+                    extras["wire_text"] = self.wire("body", str(extras["text"]), slot)
                 with contextlib.suppress(AppProcessError):
                     app.notify(cmd, **extras)
         if intent.kind == "service" and intent.component == screens.MX_SERVICE \
@@ -256,77 +256,49 @@ class LabHandset:
                     for r in requests])
         return requests
 
-    def _number_field(self) -> Any:
-        """How this build protects a number it looks up (the presence_lookup rule's field)."""
+    # the rule field whose protection the build also gives its own frames: numbers it looks up or
+    # sends to, and message bodies
+    _WIRE_FIELDS = {"number": ("presence_lookup", "contact_number"),
+                    "body": ("message_send", "message_text")}
+
+    def _wire_field(self, kind: str) -> tuple[Any, Any] | None:
+        """(field spec, this build's behaviour) when the build protects ``kind``; None if plain."""
+        event, source = self._WIRE_FIELDS[kind]
         behaviour = self.profile.behaviour
-        for rule in getattr(behaviour, "events", {}).get("presence_lookup", ()):
+        for rule in getattr(behaviour, "events", {}).get(event, ()):
             for f in rule.fields:
-                if f.source == "contact_number":
-                    return f
+                if f.source == source:
+                    return None if tuple(f.protection) == ("plain",) else (f, behaviour)
         return None
 
-    def wire_number(self, number: str, slot: int = 0) -> str:
-        """A number as this build puts it in its own frames (plain, or e.g. AES-CBC with the
-        SIM's key on the 2014-08-10 OTA), so nothing the app sends carries it in clear when the
-        build says it must not."""
+    def _wire_key(self, f: Any, behaviour: Any, slot: int) -> Any:
+        return behaviour.key_material(f.key, self.handset.identity.sims[slot]) if f.key else None
+
+    def wire(self, kind: str, value: str, slot: int = 0) -> str:
+        """A number (``kind`` "number") or message body ("body") as this build puts it in its own
+        frames: plain, or e.g. AES-CBC / AES-GCM with the SIM's key on the 2014-08-10 OTA, so
+        nothing the app sends carries it in clear when the build says it must not."""
         from .behaviour import protect
 
-        f = self._number_field()
-        if f is None or not number or tuple(f.protection) == ("plain",):
-            return number
-        sim = self.handset.identity.sims[slot]
-        material = self.profile.behaviour.key_material(f.key, sim) if f.key else None
-        return protect(number, f.protection, material)
+        spec = self._wire_field(kind)
+        if spec is None or not value:
+            return value
+        f, behaviour = spec
+        return protect(value, f.protection, self._wire_key(f, behaviour, slot))
 
-    def unwire_number(self, value: str, slot: int = 0) -> str | None:
-        """The inverse, for the service (which shares the build's keys); None if not ours."""
+    def unwire(self, kind: str, value: str, slot: int = 0) -> str | None:
+        """The inverse, for whoever holds the build's keys (the service, the receiving app);
+        None if ``value`` is not this build's writing."""
         from .behaviour import ProtectionError, unprotect
 
-        f = self._number_field()
-        if f is None or tuple(f.protection) == ("plain",):
+        spec = self._wire_field(kind)
+        if spec is None:
             return value
-        sim = self.handset.identity.sims[slot]
-        material = self.profile.behaviour.key_material(f.key, sim) if f.key else None
+        f, behaviour = spec
         try:
-            return unprotect(value, f.protection, material)
+            return unprotect(value, f.protection, self._wire_key(f, behaviour, slot))
         except (ProtectionError, ValueError):
             return None
-
-    def _body_field(self) -> Any:
-        behaviour = self.profile.behaviour
-        for rule in getattr(behaviour, "events", {}).get("message_send", ()):
-            for f in rule.fields:
-                if f.source == "message_text":
-                    return f
-        return None
-
-    def _body_key(self, f: Any, slot: int) -> Any:
-        return self.profile.behaviour.key_material(f.key, self.handset.identity.sims[slot]) if f.key else None
-
-    def wire_body(self, text: str, slot: int = 0) -> str:
-        """Message content as this build sends it (e.g. AES-GCM on the 2014-08-10 OTA)."""
-        from .behaviour import protect
-
-        f = self._body_field()
-        if f is None or tuple(f.protection) == ("plain",):
-            return text
-        return protect(text, f.protection, self._body_key(f, slot))
-
-    def unwire_body(self, value: str, sender: str) -> str:
-        """Content from ``sender`` back to text (the build's key is the sender SIM's)."""
-        from .behaviour import ProtectionError, unprotect
-
-        for h in self.lab.handsets:
-            for sim in h.handset.identity.sims:
-                if sim.msisdn == sender:
-                    f = h._body_field()
-                    if f is None or tuple(f.protection) == ("plain",):
-                        return value
-                    try:
-                        return unprotect(value, f.protection, h._body_key(f, sim.slot))
-                    except (ProtectionError, ValueError):
-                        return value
-        return value
 
     def add_contact(self, number: str, name: str = "") -> list[Any]:
         """A contact is created (the Contacts app): what the build sends about it, and the
@@ -334,7 +306,7 @@ class LabHandset:
         app = self.apps.get("com.android.mms")
         if app is not None and app.alive:           # the app looks the new contact up
             with contextlib.suppress(AppProcessError):
-                app.notify("presence", number=self.wire_number(number), sim=0)
+                app.notify("presence", number=self.wire("number", number), sim=0)
         return self.emit("contact_added", contact_number=number) + \
             self.emit("presence_lookup", contact_number=number)
 
@@ -368,8 +340,11 @@ class LabHandset:
             screens.record_login(h, int(msg["sim"]), mid=str(msg["mid"]), st=str(msg["st"]),
                                  sec=str(msg["sec"]), enabled=bool(msg.get("enabled", True)))
             return True
-        if op == "unwire_body":
-            return self.unwire_body(str(msg["value"]), str(msg.get("sender") or ""))
+        if op == "unwire_body":      # an MX body from ``sender``: its build's key is the sender SIM's
+            value = str(msg["value"])
+            line = self.lab.line_of(str(msg.get("sender") or ""))
+            plain = line[0].unwire("body", value, line[1]) if line else None
+            return value if plain is None else plain
         if op == "compose_presence":
             screens.show_presence(h, str(msg["to"]), msg.get("online"))
             return True
@@ -615,8 +590,8 @@ class Lab:
         if not 1 <= self.config.handsets <= 256:
             raise LabError(f"--handsets must be between 1 and 256, not {self.config.handsets}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        existing = read_lab_file(self.home, self.adb_port)
-        if existing and _pid_alive(existing.get("pid", -1)) and existing.get("pid") != os.getpid():
+        existing = running_lab(self.home, self.adb_port)
+        if existing is not None and existing.get("pid") != os.getpid():
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
         profile = load_profile(self.config.profile)
         loop = self._loop = asyncio.get_running_loop()
@@ -654,17 +629,22 @@ class Lab:
         await self.cloud.start()
         self.carrier.attach(self.cloud.cm.gateway, _Gateway(self.cloud.cm))
 
+    def line_of(self, number: str) -> tuple[LabHandset, int] | None:
+        """The handset and slot whose SIM has this number."""
+        for h in self.handsets:
+            for sim in h.handset.identity.sims:
+                if sim.msisdn == number:
+                    return h, sim.slot
+        return None
+
     def _resolve_number(self, value: str, sender: str | None) -> str:
         """A number as the sender's build wrote it in a frame, back to E.164 (the service holds
         the builds' keys, as Xiaomi's does)."""
-        if value.startswith("+") or sender is None:
+        line = self.line_of(sender) if sender is not None and not value.startswith("+") else None
+        if line is None:
             return value
-        for h in self.handsets:
-            for sim in h.handset.identity.sims:
-                if sim.msisdn == sender:
-                    plain = h.unwire_number(value, sim.slot)
-                    return plain if plain and plain.startswith("+") else value
-        return value
+        plain = line[0].unwire("number", value, line[1])
+        return plain if plain and plain.startswith("+") else value
 
     def cloud_info(self) -> dict[str, Any] | None:
         if self.cloud is None:
@@ -907,6 +887,14 @@ def read_lab_file(home: Path, adb_port: int) -> dict[str, Any] | None:
         return json.loads(lab_file(home, adb_port).read_text())
     except (OSError, ValueError):
         return None
+
+
+def running_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
+    """The lab file of the lab serving this adb port, if that lab's process is alive."""
+    info = read_lab_file(home, adb_port)
+    if not info or not _pid_alive(int(info.get("pid", -1))):
+        return None
+    return info
 
 
 def _pid_alive(pid: int) -> bool:
