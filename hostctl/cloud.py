@@ -204,7 +204,7 @@ def _shell_quote(text: str) -> str:
 def _rows_after(h: Handset, after: int, timeout: float | None) -> list[Any]:
     from .messages import read_messages
 
-    return [m for m in read_messages(h, timeout=timeout) if m.id > after]
+    return read_messages(h, after=after, timeout=timeout)
 
 
 def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = None,

@@ -101,10 +101,13 @@ def _int(v: str | None) -> int | None:
     return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
 
 
-def read_messages(h: Handset, *, limit: int | None = None, timeout: float | None = None) -> list[Message]:
-    """Every row of content://sms, newest first (``limit`` rows at most)."""
+def read_messages(h: Handset, *, limit: int | None = None, after: int | None = None,
+                  timeout: float | None = None) -> list[Message]:
+    """Rows of content://sms, newest first: ``limit`` at most, only those with ``_id`` above
+    ``after`` (the provider filters them, so polling for new rows stays cheap)."""
+    where = f" --where '_id>{int(after)}'" if after is not None else ""
     res = h.shell("content query --uri content://sms --projection " + ":".join(_COLUMNS)
-                  + " --sort '_id DESC'", timeout=timeout)
+                  + where + " --sort '_id DESC'", timeout=timeout)
     if not res.ok or "Error" in res.stdout[:200] or "Exception" in res.stdout[:400]:
         raise CommandError(f"{h.serial}: content query failed: {res.output.strip()[:200]}",
                            serial=h.serial, command=res.command, output=res.output, exit_code=res.exit_code)

@@ -58,5 +58,10 @@ def test_messages_on_a_handset_after_an_sms_and_mx_rows(tmp_path):
         (sent,) = json.loads(out)["messages"]
         assert (sent["box"], sent["route"]) == ("sent", "sms") and sent["body"] == "<33 characters>"
         assert b.identity.sims[0].msisdn not in out
+        from hostctl.device import AdbAddress, Handset
+        from hostctl.messages import read_messages
+        hb = Handset(b.serial, AdbAddress("127.0.0.1", lt.config.adb_port))
+        assert [m.id for m in read_messages(hb, after=rows[1]["id"])] == [rows[0]["id"]]
+        assert read_messages(hb, after=rows[0]["id"]) == []
         st, out, _ = cli(lt, "messages", "-s", b.serial, "--limit", "1")
         assert st == ExitStatus.OK and len(out.strip().splitlines()) == 2 and "sms-fallback" in out
