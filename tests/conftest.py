@@ -9,10 +9,21 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
 from hostctl.emulator.lab import LabConfig, LabThread, ensure_adb_server, kill_adb_server, adb_binary
+
+
+def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
+    """Poll ``pred`` until it returns something truthy (returned); AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
 
 
 def free_port() -> int:

@@ -11,16 +11,7 @@ from hostctl.emulator import screens
 from hostctl.emulator.behaviour import matches
 from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
-
-
-def wait_for(pred, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.test_mx_app import wait_for
 
 
 def received(cm, request):

@@ -14,7 +14,7 @@ from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.emulator.modem import EmulatedModem, ModemServer
 from hostctl.lab.modem import (CmeError, CmsError, Modem, ModemGoneError, ModemOpenError,
                                ModemProtocolError, ModemTimeoutError)
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,6 @@ def inbox_rows(lh) -> list[tuple[str, str]]:
     return [(r[a], r[b]) for r in rows]
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_identify_over_url_and_pty(mlab):

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 import pytest
 
 from hostctl.emulator import screens
-from hostctl.emulator.cloudmsg import ACCOUNT_HOST, CHAT_HOST
+from hostctl.emulator.cloudmsg import CHAT_HOST
 from hostctl.emulator.handset import Intent
 from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
+from tests.conftest import wait_for as _wait_for
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +24,8 @@ def mxlab(tmp_path_factory):
 
 
 def wait_for(pred, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    # app processes and TLS under load: a longer leash than the default
+    return _wait_for(pred, timeout, interval=0.05)
 
 
 def test_switch_on_activates_binds_and_receives_over_ip(mxlab):

@@ -15,7 +15,7 @@ from hostctl.emulator.relay import Ignored, RelayBoard, Switched
 from hostctl.errors import ConfigError
 from hostctl.lab.console import Console, ConsoleGoneError, ConsoleOpenError, format_line
 from hostctl.lab.relay import (Relay, RelayGoneError, RelayOpenError, decode_frame, encode_frame)
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (.*)$")
 
@@ -28,13 +28,6 @@ def slab(tmp_path_factory):
         yield lt
 
 
-def wait_for(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := pred():
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 # --- frames and the board ----------------------------------------------------------------------
