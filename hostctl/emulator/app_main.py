@@ -254,13 +254,18 @@ def channel_readable(app, sock):
         sock.close()
         return
     ch["buf"] += data
+    for frame in frames(ch):
+        handle_frame(app, sim, ch, frame)
+
+
+def frames(ch):
+    """The complete JSON frames in a channel's buffer, taken out of it (garbage lines skipped)."""
     while b"\n" in ch["buf"]:
         line, ch["buf"] = ch["buf"].split(b"\n", 1)
         try:
-            frame = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
-        handle_frame(app, sim, ch, frame)
 
 
 def handle_frame(app, sim, ch, frame):
@@ -309,12 +314,7 @@ def channel_request(app, sim, frame, want, timeout=5.0):
     sock = ch["sock"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        while b"\n" in ch["buf"]:
-            line, ch["buf"] = ch["buf"].split(b"\n", 1)
-            try:
-                got = json.loads(line)
-            except ValueError:
-                continue
+        for got in frames(ch):
             if got.get("type") == want and got.get("id") == frame.get("id"):
                 return got
             handle_frame(app, sim, ch, got)

@@ -66,16 +66,25 @@ def _write_prefs(handset: "VirtualHandset", prefs: dict) -> None:
                     "</map>\n", encoding="utf-8")
 
 
+def _find_login(logins: list, sim: int) -> dict | None:
+    return next((e for e in logins if e.get("sim_id") == sim), None)
+
+
+def _login(prefs: dict, sim: int) -> dict:
+    """The SIM's entry in ``pref_mx_account_info.logins``, added (not yet activated) if absent."""
+    logins = prefs["pref_mx_account_info"].setdefault("logins", [])
+    entry = _find_login(logins, sim)
+    if entry is None:
+        entry = {"mid": "", "sim_id": sim, "st": "", "sec": "", "enabled": False}
+        logins.append(entry)
+    return entry
+
+
 def record_login(handset: "VirtualHandset", sim: int, *, mid: str, st: str, sec: str,
                  enabled: bool = True) -> None:
     """What MxActivateService keeps after an activation: the SIM's login in ``pref_mx``."""
     prefs = pref_mx(handset)
-    logins = prefs["pref_mx_account_info"].setdefault("logins", [])
-    entry = next((e for e in logins if e.get("sim_id") == sim), None)
-    if entry is None:
-        entry = {"sim_id": sim}
-        logins.append(entry)
-    entry.update({"mid": mid, "st": st, "sec": sec, "enabled": enabled})
+    _login(prefs, sim).update({"mid": mid, "st": st, "sec": sec, "enabled": enabled})
     _write_prefs(handset, prefs)
 
 
@@ -86,12 +95,8 @@ def sim_enabled(handset: "VirtualHandset", sim: int) -> bool:
 def set_cloud_messaging(handset: "VirtualHandset", on: bool, sim: int = 0, *, manually: bool = True) -> None:
     """What flipping the switch for ``sim`` does inside com.android.mms."""
     prefs = pref_mx(handset)
-    logins = prefs["pref_mx_account_info"].setdefault("logins", [])
-    entry = next((e for e in logins if e.get("sim_id") == sim), None)
-    if entry is None:
-        entry = {"mid": "", "sim_id": sim, "st": "", "sec": "", "enabled": on}
-        logins.append(entry)
-    entry["enabled"] = on
+    _login(prefs, sim)["enabled"] = on
+    logins = prefs["pref_mx_account_info"]["logins"]
     sims = len(handset.identity.sims)
     any_on = any(sim_enabled_in(logins, i, handset) for i in range(sims))
     prefs["pref_key_enable_mx"] = any_on
@@ -105,7 +110,7 @@ def set_cloud_messaging(handset: "VirtualHandset", on: bool, sim: int = 0, *, ma
 
 def sim_enabled_in(logins: list, sim: int, handset: "VirtualHandset") -> bool:
     """A SIM's switch: its pref_mx entry, or (never switched by hand) the build's default."""
-    entry = next((e for e in logins if e.get("sim_id") == sim), None)
+    entry = _find_login(logins, sim)
     return bool(entry["enabled"]) if entry is not None else handset.profile.cloud_messaging_default
 
 
