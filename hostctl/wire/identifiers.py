@@ -1,0 +1,415 @@
+"""Identifiers (IMEI, IMSI, ICCID, phone numbers, message text) and every byte pattern they can
+take on the wire, so the scanner can look for all of them in one pass.
+
+The audit must show a phone number is not merely *encoded* or *hashed* when a firmware claims it
+is encrypted. So an identifier is expanded into the literal bytes of each form an app could
+plausibly send, and each form keeps a recipe (``Pattern.steps``) from which the search for a
+hashed value (:mod:`hostctl.wire.recover`) recomputes candidates.
+
+Number variants (kinds ``msisdn`` and ``number``; the form name gets the variant as a prefix,
+e.g. ``national:sha1-hex``):
+
+    e164        +8613800138000        the value as stored on the SIM / in contacts
+    cc-no-plus  8613800138000         E.164 without the plus (also the 23.040 address digits)
+    intl00      008613800138000       dialled with the international prefix 00
+    national    13800138000           the national significant number
+    trunk       07700900123           national with the country's trunk prefix, only where the
+                                      country uses one for that number (not China's mobiles,
+                                      whose NSN starts with 1; 8 in Russia; 1 in NANP)
+
+A number given with ``+`` or ``00`` is split with the ITU-T E.164 calling-code table (codes are
+prefix-free: 1 and 7 are the one-digit codes, the two-digit ones are listed in ``_CC2``, every
+other code has three digits). A number given without either gets the country from
+``country_codes`` (its trunk prefix removed); without those, only the ``national`` variant is
+known. Trunk prefixes come from a small table (``_TRUNK``, default ``0``): the ``phonenumbers``
+package would know every country's plan but not the lab's test network (+999), and the audit
+needs only the calling code and the trunk rule.
+
+Forms (``Pattern.form``; the bytes start from the value's UTF-8 text, or the variant's):
+
+    ascii                       the text itself (UTF-8 for message text)
+    utf16le, utf16be            UTF-16 without BOM
+    hex, HEX                    the text's bytes as lower / upper hex digits
+    base64/K, base64url/K       K = 0, 1, 2: the Base64 text of the value when preceded by K
+                                bytes, trimmed to the characters that depend only on the
+                                value's bytes (so it matches inside any larger Base64 blob)
+    base64-utf16le/K, base64-utf16be/K   the same over the UTF-16 text
+    url                         percent-encoding, RFC 3986 unreserved kept ('+' -> %2B)
+    url-lower                   the same with lower-case escapes (%2b)
+    url-all, url-all-lower      every byte percent-encoded (%31%33%38...)
+    url-form                    application/x-www-form-urlencoded (space -> '+'; text only)
+    json                        a JSON string body with \\uXXXX escapes (non-ASCII text only)
+    tbcd                        swapped semi-octets, F-padded when odd (3GPP TS 24.008/23.040)
+    tbcd-mi                     24.008 Mobile Identity (IMEI, IMSI): first digit with the
+                                odd/even flag and type nibble, then the rest as TBCD
+    tbcd-addr/91, /81, /a1      a 23.040 address field: digit count, type of address (91
+                                international, 81 unknown, a1 national), TBCD digits
+    md5-hex, md5-HEX, md5-base64, md5-base64url, md5-raw   (and sha1-*, sha256-*): the digest
+                                of the text as lower / upper hex, Base64 (alignment 0) or raw
+    S1>S2                       two protection steps of hostctl.emulator.behaviour applied in
+                                order, as a firmware profile writes ``protection: [S1, S2]``
+                                (e.g. ``sha1>base64`` is the Base64 of the hex digest's text,
+                                ``base64>url``, ``utf16le>md5``); all combinations of the
+                                unkeyed steps, kept where they give bytes no other form gives
+
+Rules:
+
+* Minimum length: a pattern shorter than ``MIN_PATTERN_LEN`` (8) bytes is not generated, so random
+  data cannot match by chance (a specific 8-byte string turns up in 2**64 random positions about
+  once). This drops, e.g., bare TBCD of an 11-digit national number (6 bytes): the 23.040
+  address forms of it (8 bytes with their header) remain.
+* Long message text: the forms without a digest look for the first ``TEXT_PREFIX_CHARS`` (160,
+  one SMS) characters of a text, so a pattern stays under a few KiB (hyperscan's limit on one
+  expression, and the tail a stream keeps); the digest forms hash the whole text, as an app would.
+* Equal bytes: forms of one identifier that give the same bytes (``url`` of digits is ``ascii``;
+  ``hex`` and ``HEX`` of digits agree) are one Pattern: ``form`` is the first in the order above,
+  ``forms`` lists them all. Two identifiers with equal forms keep a Pattern each.
+* A final Base64 step of a protection chain is trimmed like ``base64/0`` (no padding), which is
+  a prefix of the padded text the profile sends; an inner one is the full padded text.
+* Overlaps are resolved by the scanner (:mod:`hostctl.wire.scan`): overlapping matches of one
+  identifier are one occurrence, reported once as the longest (most specific) form; ties go to
+  the lower pattern id: variants in the order above (e164 first), then forms in the order above.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+from hostctl.emulator.behaviour import PROTECTIONS, ProtectionError, protect
+from hostctl.errors import HostctlError
+
+__all__ = [
+    "BEHAVIOUR_STEPS",
+    "DIGEST_SIZES",
+    "KINDS",
+    "MIN_PATTERN_LEN",
+    "NUMBER_KINDS",
+    "NUMBER_VARIANTS",
+    "TEXT_PREFIX_CHARS",
+    "Identifier",
+    "IdentifierError",
+    "NumberParts",
+    "Pattern",
+    "apply_steps",
+    "number_variants",
+    "parse_number",
+    "patterns_by_form",
+    "patterns_for",
+]
+
+MIN_PATTERN_LEN = 8
+TEXT_PREFIX_CHARS = 160
+NUMBER_KINDS = frozenset({"msisdn", "number"})
+KINDS = ("imei", "imsi", "iccid", "msisdn", "number", "text")
+NUMBER_VARIANTS = ("e164", "cc-no-plus", "intl00", "national", "trunk")
+DIGEST_SIZES = {"md5": 16, "sha1": 20, "sha256": 32}
+
+_DIGITS = {"imei": (14, 16), "imsi": (6, 15), "iccid": (18, 22)}
+_SEPARATORS = re.compile(r"[\s\-().]")
+
+# ITU-T E.164 country calling codes with two digits; 1 and 7 are the one-digit codes and every
+# other assigned code has three digits (the set is prefix-free, so this splits any number).
+_CC1 = frozenset({"1", "7"})
+_CC2 = frozenset({
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+    "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+    "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98"})
+# Trunk prefixes dialled before a national number; "" = the country has none. Default "0".
+_TRUNK = {
+    "1": "1", "7": "8", "375": "8", "36": "06",
+    **{cc: "" for cc in ("852", "853", "65", "45", "47", "39", "34", "30", "351", "352", "420",
+                         "421", "372", "371", "354", "298", "299", "376", "378", "377", "356",
+                         "357", "52", "974", "973", "968", "965", "507", "506", "502", "503",
+                         "504", "505", "999")},
+}
+
+# Protection steps of hostctl.emulator.behaviour that need no key (the keyed ones are
+# encryption, which the checks judge from repeated ciphertexts, not from patterns).
+BEHAVIOUR_STEPS = tuple(p for p in PROTECTIONS if p != "plain" and not p.startswith("aes-"))
+_B64_FINAL = frozenset({"base64", *(f"{d}-base64" for d in DIGEST_SIZES)})
+
+
+class IdentifierError(HostctlError, ValueError):
+    """An identifier that cannot be one (wrong kind, not digits, wrong length)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """What to look for: ``kind`` is one of KINDS, ``label`` says whose it is (e.g. "hs1 sim0
+    msisdn") so a finding can name it."""
+
+    kind: str
+    value: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        name = self.label or f"{self.kind} {self.value!r}"
+        if self.kind not in KINDS:
+            raise IdentifierError(f"{name}: unknown identifier kind {self.kind!r} "
+                                  f"(known: {', '.join(KINDS)})")
+        if not self.value:
+            raise IdentifierError(f"{name}: empty value")
+        if self.kind in _DIGITS:
+            lo, hi = _DIGITS[self.kind]
+            if not (self.value.isascii() and self.value.isdigit() and lo <= len(self.value) <= hi):
+                raise IdentifierError(f"{name}: an {self.kind.upper()} is {lo}-{hi} digits, "
+                                      f"got {self.value!r}")
+        elif self.kind in NUMBER_KINDS:
+            digits = _SEPARATORS.sub("", self.value).removeprefix("+")
+            if not (digits.isascii() and digits.isdigit() and 5 <= len(digits) <= 17):
+                raise IdentifierError(f"{name}: not a phone number: {self.value!r}")
+
+    def __str__(self) -> str:
+        return self.label or f"{self.kind} {self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One literal byte string to find. ``form`` is the canonical form name, ``forms`` every
+    form that gives these bytes (canonical first), ``variant`` the number variant ("" for
+    identifiers that are not numbers), ``text`` the text the ``steps`` start from (the value or
+    its variant) and ``steps`` the canonical form's recipe (see :func:`apply_steps`)."""
+
+    id: int
+    ident: Identifier
+    form: str
+    data: bytes
+    forms: tuple[str, ...] = ()
+    variant: str = ""
+    text: str = ""
+    steps: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.id}, {self.ident}, {self.form!r}, {len(self.data)} bytes)"
+
+
+# --- phone numbers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NumberParts:
+    """A phone number split into calling code ("" when unknown), national significant number
+    and the trunk prefix its country dials before it ("" when none)."""
+
+    cc: str
+    nsn: str
+    trunk: str
+
+
+def _split_cc(digits: str) -> tuple[str, str]:
+    for n, table in ((1, _CC1), (2, _CC2)):
+        if digits[:n] in table:
+            return digits[:n], digits[n:]
+    return digits[:3], digits[3:]
+
+
+def _trunk(cc: str, nsn: str) -> str:
+    if cc == "86" and nsn.startswith("1"):     # Chinese mobiles are dialled without the 0
+        return ""
+    return _TRUNK.get(cc, "0")
+
+
+def parse_number(value: str, country_codes: Sequence[str] | None = None) -> list[NumberParts]:
+    """The readings of ``value``: one for ``+CC...``/``00CC...``; one per country code given for
+    a number without (its trunk prefix dropped); else one without a calling code."""
+    digits = _SEPARATORS.sub("", value)
+    if digits.startswith("+") or digits.startswith("00"):
+        cc, nsn = _split_cc(digits[1:] if digits.startswith("+") else digits[2:])
+        return [NumberParts(cc, nsn, _trunk(cc, nsn))]
+    out = []
+    for cc in country_codes or ():
+        trunk = _TRUNK.get(cc, "0")
+        nsn = digits[len(trunk):] if trunk and digits.startswith(trunk) else digits
+        out.append(NumberParts(cc, nsn, _trunk(cc, nsn)))
+    return out or [NumberParts("", digits, "")]
+
+
+def number_variants(value: str, country_codes: Sequence[str] | None = None) -> dict[str, str]:
+    """Variant name -> text, for every reading of the number (first reading wins a name)."""
+    out: dict[str, str] = {}
+    for p in parse_number(value, country_codes):
+        texts = {"national": p.nsn}
+        if p.cc:
+            texts = {"e164": f"+{p.cc}{p.nsn}", "cc-no-plus": f"{p.cc}{p.nsn}",
+                     "intl00": f"00{p.cc}{p.nsn}", "national": p.nsn}
+            if p.trunk:
+                texts["trunk"] = p.trunk + p.nsn
+        for name in NUMBER_VARIANTS:
+            if name in texts:
+                out.setdefault(name, texts[name])
+    return out
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+def _b64_trim(data: bytes, align: int, urlsafe: bool = False) -> bytes:
+    enc = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    text = enc(bytes(align) + data)
+    return text[-(-8 * align // 6):(8 * (align + len(data))) // 6]
+
+
+def _tbcd(digits: bytes) -> bytes:
+    nib = [c - 0x30 for c in digits]
+    if len(nib) % 2:
+        nib.append(0xF)
+    return bytes(nib[i] | nib[i + 1] << 4 for i in range(0, len(nib), 2))
+
+
+def _tbcd_mi(digits: bytes, kind: str) -> bytes:
+    # 24.008 10.5.1.4: octet 3 = digit 1 | odd/even | type of identity (1 IMSI, 2 IMEI)
+    first = (digits[0] - 0x30) << 4 | (len(digits) % 2) << 3 | (1 if kind == "imsi" else 2)
+    return bytes([first]) + _tbcd(digits[1:])
+
+
+def _pct_lower(data: bytes) -> bytes:
+    return re.sub(rb"%[0-9A-F]{2}", lambda m: m.group(0).lower(), data)
+
+
+def _extra_step(step: str, data: bytes, final: bool) -> bytes:
+    if step == "HEX":
+        return data.hex().upper().encode()
+    if step.startswith(("base64/", "base64url/")):
+        name, align = step.split("/")
+        return _b64_trim(data, int(align), name == "base64url")
+    if step == "url-lower":
+        return _pct_lower(quote(data, safe="").encode())
+    if step == "url-all":
+        return "".join(f"%{b:02X}" for b in data).encode()
+    if step == "url-all-lower":
+        return "".join(f"%{b:02x}" for b in data).encode()
+    if step == "url-form":
+        return quote_plus(data, safe="").encode()
+    if step == "json":
+        return json.dumps(data.decode("utf-8"))[1:-1].encode()
+    if step in ("tbcd", "tbcd-mi/imei", "tbcd-mi/imsi") or step.startswith("tbcd-addr/"):
+        if not data.isdigit():
+            raise ProtectionError(f"{step}: not a digit string")
+        if step == "tbcd":
+            return _tbcd(data)
+        if step.startswith("tbcd-mi/"):
+            return _tbcd_mi(data, step[len("tbcd-mi/"):])
+        return bytes([len(data), int(step[len("tbcd-addr/"):], 16)]) + _tbcd(data)
+    algo, _, rep = step.partition("-")
+    if algo in DIGEST_SIZES and rep in ("HEX", "raw", "base64url"):
+        digest = hashlib.new(algo, data).digest()
+        if rep == "HEX":
+            return digest.hex().upper().encode()
+        if rep == "raw":
+            return digest
+        return _b64_trim(digest, 0, urlsafe=True) if final else base64.urlsafe_b64encode(digest)
+    raise ProtectionError(f"unknown step {step!r}")
+
+
+def _step(step: str, data: bytes, final: bool) -> bytes:
+    if step in BEHAVIOUR_STEPS:
+        out = protect(data.decode("utf-8", "surrogateescape"), step).encode("utf-8",
+                                                                             "surrogateescape")
+        if final and step in _B64_FINAL:     # the padded text's prefix that needs no context
+            n = len(data) if step == "base64" else DIGEST_SIZES[step.split("-")[0]]
+            out = out[:8 * n // 6]
+        return out
+    return _extra_step(step, data, final)
+
+
+def apply_steps(text: str | bytes, steps: Sequence[str], *, trim: bool = True) -> bytes | None:
+    """The bytes ``steps`` make of ``text`` (None when a step does not apply, e.g. UTF-16 of
+    bytes that are not UTF-8, or TBCD of a non-digit). Steps are hostctl.emulator.behaviour's
+    unkeyed protections plus the extra ones named in the module docstring; with ``trim`` a
+    final Base64 step is trimmed to the characters that need no following bytes (without, it
+    is the padded text, as when another step follows)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        for i, step in enumerate(steps):
+            data = _step(step, data, trim and i == len(steps) - 1)
+    except (ProtectionError, UnicodeDecodeError):
+        return None
+    return data
+
+
+# --- forms --------------------------------------------------------------------------------------
+
+
+def _named_forms(kind: str, variant: str) -> Iterable[tuple[str, tuple[str, ...]]]:
+    yield "ascii", ()
+    yield "utf16le", ("utf16le",)
+    yield "utf16be", ("utf16be",)
+    yield "hex", ("hex",)
+    yield "HEX", ("HEX",)
+    for k in range(3):
+        yield f"base64/{k}", ("base64",) if k == 0 else (f"base64/{k}",)
+    for k in range(3):
+        yield f"base64url/{k}", (f"base64url/{k}",)
+    for enc in ("utf16le", "utf16be"):
+        for k in range(3):
+            yield f"base64-{enc}/{k}", (enc, "base64") if k == 0 else (enc, f"base64/{k}")
+    for name in ("url", "url-lower", "url-all", "url-all-lower"):
+        yield name, (name,)
+    if kind == "text":
+        yield "url-form", ("url-form",)
+        yield "json", ("json",)
+    if kind != "text" and variant != "e164":
+        yield "tbcd", ("tbcd",)
+        if kind in ("imei", "imsi"):
+            yield "tbcd-mi", (f"tbcd-mi/{kind}",)
+        if variant == "cc-no-plus":
+            yield "tbcd-addr/91", ("tbcd-addr/91",)
+        elif variant == "national":
+            yield "tbcd-addr/81", ("tbcd-addr/81",)
+            yield "tbcd-addr/a1", ("tbcd-addr/a1",)
+        elif variant == "trunk":
+            yield "tbcd-addr/81", ("tbcd-addr/81",)
+    for algo in DIGEST_SIZES:
+        yield f"{algo}-hex", (algo,)
+        yield f"{algo}-HEX", (f"{algo}-HEX",)
+        yield f"{algo}-base64", (f"{algo}-base64",)
+        yield f"{algo}-base64url", (f"{algo}-base64url",)
+        yield f"{algo}-raw", (f"{algo}-raw",)
+    for s1 in BEHAVIOUR_STEPS:
+        for s2 in BEHAVIOUR_STEPS:
+            yield f"{s1}>{s2}", (s1, s2)
+
+
+def _texts(ident: Identifier, country_codes: Sequence[str] | None) -> dict[str, str]:
+    if ident.kind in NUMBER_KINDS:
+        return number_variants(ident.value, country_codes)
+    return {"": ident.value}
+
+
+def patterns_for(idents: Sequence[Identifier], *,
+                 country_codes: Sequence[str] | None = None) -> list[Pattern]:
+    """Every distinct pattern of every identifier, ids numbered from 0 in a stable order
+    (identifier, then variant, then the form order of the module docstring).
+    ``country_codes`` are the calling codes to assume for numbers given without one."""
+    out: list[Pattern] = []
+    for ident in idents:
+        if not isinstance(ident, Identifier):
+            raise IdentifierError(f"expected an Identifier, got {ident!r}")
+        by_bytes: dict[bytes, list] = {}
+        for variant, full in _texts(ident, country_codes).items():
+            for name, steps in _named_forms(ident.kind, variant):
+                hashed = any(s.split("-")[0] in DIGEST_SIZES for s in steps)
+                text = full if hashed else full[:TEXT_PREFIX_CHARS]
+                data = apply_steps(text, steps)
+                if data is None or len(data) < MIN_PATTERN_LEN:
+                    continue
+                form = f"{variant}:{name}" if variant else name
+                if data in by_bytes:
+                    by_bytes[data][1].append(form)
+                else:
+                    by_bytes[data] = [(variant, text, steps), [form]]
+        for data, ((variant, text, steps), forms) in by_bytes.items():
+            out.append(Pattern(len(out), ident, forms[0], data, tuple(forms), variant, text,
+                               steps))
+    return out
+
+
+def patterns_by_form(patterns: Iterable[Pattern]) -> Mapping[tuple[Identifier, str], Pattern]:
+    """(identifier, form) -> the pattern giving that form's bytes (aliases included)."""
+    return {(p.ident, f): p for p in patterns for f in p.forms}
