@@ -31,21 +31,23 @@ $(STAMP): pyproject.toml
 demo: bootstrap agent
 	$(PY) -m hostctl.demo
 
-# Real modem software from Debian, run against the emulated modem by the acceptance tests: gammu
-# and smstools (smsd) are C programs with no PyPI build, so apt is the only way to get the
-# unmodified clients. Installed only when missing (needs root, or sudo). smsd lives in /usr/sbin
+# Real software from Debian, run against the lab by the acceptance tests: gammu and smstools
+# (smsd) against the emulated modem, tshark as the second reader of every capture we write, and
+# tcpdump as a lab-host capture source. All are C programs with no PyPI build, so apt is the only
+# way to get the unmodified tools. Installed only when missing (needs root, or sudo). smsd lives in /usr/sbin
 # (not on a user's PATH), and the package would start a system smsd on /dev/ttyS0: a temporary
 # policy-rc.d (exit 101) keeps it from starting during the install.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 debian-clients:
 	@{ command -v gammu || test -x /usr/bin/gammu; } >/dev/null && \
-	 { command -v smsd || test -x /usr/sbin/smsd; } >/dev/null || \
+	 { command -v smsd || test -x /usr/sbin/smsd; } >/dev/null && \
+	 { command -v tshark && { command -v tcpdump || test -x /usr/bin/tcpdump; }; } >/dev/null || \
 	 $(SUDO) sh -c 'set -e; made=; \
 	   if [ ! -e /usr/sbin/policy-rc.d ]; then printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; \
 	     chmod 755 /usr/sbin/policy-rc.d; made=1; fi; \
 	   trap "[ -n \"$$made\" ] && rm -f /usr/sbin/policy-rc.d" EXIT; \
 	   DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools'
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools tshark tcpdump'
 
 test: bootstrap agent debian-clients
 	$(PY) -m pytest -n 2 tests hw_tests

@@ -90,10 +90,19 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     from .commands import modem
 
     modem.add_parsers(sub, P, env)
+    from .commands import capture
+
+    capture.add_parsers(sub, P, env)
+    from .commands import trace
+
+    trace.add_parsers(sub, P, env)
     from .commands import console, relay
 
     relay.add_parsers(sub, P, env)
     console.add_parsers(sub, P, env)
+    from .commands import wire
+
+    wire.add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -106,6 +115,8 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     up.add_argument("--no-relay", action="store_true", help="no emulated relay board on a pty")
     up.add_argument("--no-consoles", action="store_true", help="no emulated UART consoles on ptys")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lab (default 60)")
+    up.add_argument("--testbed-out", metavar="FILE",
+                    help="also write the lab's testbed file here (always written to <lab dir>/testbed.yaml)")
     up.add_argument("--json", action="store_true")
     st = emu_sub.add_parser("status", help="show the lab on this adb port", env=env)
     st.add_argument("--json", action="store_true")
@@ -137,6 +148,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import modem
 
             return modem.run(args, env)
+        if args.command == "capture":
+            from .commands import capture
+
+            return capture.run(args, env)
+        if args.command == "trace":
+            from .commands import trace
+
+            return trace.run(args, env)
         if args.command == "relay":
             from .commands import relay
 
@@ -145,6 +164,10 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import console
 
             return console.run(args, env)
+        if args.command == "wire-check":
+            from .commands import wire
+
+            return wire.run(args, env)
         from .commands import device
 
         return device.run(args, env)

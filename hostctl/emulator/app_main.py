@@ -236,6 +236,98 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True):
     return json.loads(payload or b"{}")
 
 
+# --- the build's own encryption (numbers, bodies) ------------------------------------------------
+# The app encrypts with the platform's cipher, OpenSSL's EVP through ctypes (the libcrypto the ssl
+# module already loaded), as MIUI's code does with javax.crypto over BoringSSL: Frida's EVP hooks
+# see key, IV, plaintext and ciphertext. The lab sends a recipe and the text it expects; the two
+# agree, and where they could not (no libcrypto) the lab's text is used and the fact logged.
+
+_EVP = None
+EVP_CTRL_GCM_GET_TAG = 0x10
+
+
+def _evp():
+    global _EVP
+    if _EVP is None:
+        import ctypes
+        import ctypes.util
+        import ssl as _ssl_loaded    # noqa: F401 - makes its libcrypto the one already mapped
+
+        lib = None
+        for name in ("libcrypto.so.3", ctypes.util.find_library("crypto"), "libcrypto.so.1.1"):
+            if not name:
+                continue
+            try:
+                lib = ctypes.CDLL(name)
+                break
+            except OSError:
+                continue
+        if lib is None:
+            _EVP = False
+            return _EVP
+        vp, ip = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)
+        lib.EVP_CIPHER_CTX_new.restype = vp
+        lib.EVP_CIPHER_CTX_free.argtypes = [vp]
+        lib.EVP_get_cipherbyname.restype = vp
+        lib.EVP_get_cipherbyname.argtypes = [ctypes.c_char_p]
+        lib.EVP_EncryptInit_ex.argtypes = [vp, vp, vp, ctypes.c_char_p, ctypes.c_char_p]
+        lib.EVP_EncryptUpdate.argtypes = [vp, ctypes.c_char_p, ip, ctypes.c_char_p, ctypes.c_int]
+        lib.EVP_EncryptFinal_ex.argtypes = [vp, ctypes.c_char_p, ip]
+        lib.EVP_CIPHER_CTX_ctrl.argtypes = [vp, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        _EVP = (lib, ctypes)
+    return _EVP
+
+
+def evp_encrypt(cipher_name, key, iv, data):
+    """AES through OpenSSL's EVP: CBC (PKCS#7 padding) gives the ciphertext, GCM nonce-free
+    ciphertext plus the 16-byte tag. None when libcrypto is not there."""
+    evp = _evp()
+    if not evp:
+        return None
+    lib, ctypes = evp
+    cipher = lib.EVP_get_cipherbyname(cipher_name.encode())
+    if not cipher:
+        return None
+    ctx = lib.EVP_CIPHER_CTX_new()
+    try:
+        out = ctypes.create_string_buffer(len(data) + 32)
+        n, m = ctypes.c_int(0), ctypes.c_int(0)
+        if lib.EVP_EncryptInit_ex(ctx, cipher, None, key, iv) != 1:
+            return None
+        if lib.EVP_EncryptUpdate(ctx, out, ctypes.byref(n), data, len(data)) != 1:
+            return None
+        tail = ctypes.create_string_buffer(32)
+        if lib.EVP_EncryptFinal_ex(ctx, tail, ctypes.byref(m)) != 1:
+            return None
+        result = out.raw[:n.value] + tail.raw[:m.value]
+        if cipher_name.endswith("-gcm"):
+            tag = ctypes.create_string_buffer(16)
+            if lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1:
+                return None
+            result += tag.raw
+        return result
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+
+
+def encrypt(app, recipe, fallback):
+    """``recipe`` (from the lab) computed here; ``fallback`` when there is none or it fails."""
+    if not recipe:
+        return fallback
+    import base64
+
+    key, iv = bytes.fromhex(recipe["key"]), bytes.fromhex(recipe["iv"])
+    raw = evp_encrypt(recipe["cipher"], key, iv, recipe["plaintext"].encode("utf-8", "surrogateescape"))
+    if raw is None:
+        app.logd("no libcrypto EVP for %s: using the lab's text" % recipe["cipher"], level="W", tag="MxCrypto")
+        return recipe["expect"]
+    text = base64.b64encode((iv if recipe["cipher"].endswith("-gcm") else b"") + raw).decode("ascii")
+    if text != recipe["expect"]:
+        app.logd("EVP %s disagrees with the lab's text" % recipe["cipher"], level="E", tag="MxCrypto")
+        return recipe["expect"]
+    return text
+
+
 def channel_send(ch, frame):
     ch["sock"].sendall(json.dumps(frame, separators=(",", ":")).encode() + b"\n")
 
@@ -352,6 +444,9 @@ def cmd_emit(app, req):
     sent = 0
     for r in req.get("requests", []):
         try:
+            recipes = r.get("encrypt") or {}
+            if recipes:
+                r = dict(r, fields={k: encrypt(app, recipes.get(k), v) for k, v in r["fields"].items()})
             if r["endpoint"] == "chat":
                 frame = {"type": "report", "event": r["event"], "method": r["method"], "fields": r["fields"]}
                 sim = r.get("slot") or 0
@@ -373,7 +468,7 @@ def cmd_emit(app, req):
 def cmd_compose_presence(app, req):
     """A conversation was opened: look the number up and tell the screen (blue or gray)."""
     sim, to = int(req.get("sim", 0)), str(req.get("to", ""))
-    wire = str(req.get("wire_to") or to)          # the number as this build sends it
+    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))   # as this build sends it
     online = presence(app, sim, wire) if sim in app.channels and to else False
     app.call("compose_presence", to=to, online=online)
     return {"online": online}
@@ -384,7 +479,7 @@ def cmd_mx_send(app, req):
     is online (presence look-up first, as MIUI does), else as SMS; an MX message the service
     cannot deliver in time is re-sent as SMS."""
     sim, to, text = int(req.get("sim", 0)), str(req["to"]), str(req["text"])
-    wire = str(req.get("wire_to") or to)          # the number as this build sends it
+    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))   # as this build sends it
     if sim in app.channels and presence(app, sim, wire):
         row = app.call("sms_insert", values={"address": to, "body": text, "type": 2,
                                               "mx_status": MX_PENDING, "sim_id": sim,
@@ -394,7 +489,8 @@ def cmd_mx_send(app, req):
         app.outgoing[mid] = {"row": row, "to": to, "text": text, "sim": sim}
         app.call("sms_update", row=row, values={"mx_id": app.frame_ids})
         channel_send(app.channels[sim], {"type": "message", "id": mid, "to": wire,
-                                         "body": str(req.get("wire_text") or text)})
+                                         "body": encrypt(app, req.get("encrypt_text"),
+                                                         str(req.get("wire_text") or text))})
         return {"route": "ip", "row": row, "id": mid}
     if sim in app.channels:     # CM on, receiver offline: MIUI's fallback rows, then the SMS
         app.frame_ids += 1      # it was an MX message: its mx_id stays on the row it becomes

@@ -110,6 +110,7 @@ __all__ = [
     "RenderError",
     "Request",
     "RequestRule",
+    "cipher_recipe",
     "derive_key",
     "matches",
     "parse_behaviour",
@@ -491,6 +492,25 @@ def unprotect(value: str, protection: str | Sequence[str],
     for step in reversed(_steps(protection)):
         data = _backward(step, data, key_material)
     return _text(data)
+
+
+def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None,
+                  protected: str) -> dict[str, str] | None:
+    """How an app computes ``protected`` from ``plaintext`` with its platform's cipher, when the
+    protection is one AES step (the keyed protections are what a build does in code, with
+    javax.crypto or OpenSSL's EVP, where Frida's cipher hooks see key, IV, plaintext and
+    ciphertext): the OpenSSL cipher name, key, IV (for GCM the nonce ``protected`` used), the
+    plaintext and the expected Base64 text. None for every other protection."""
+    steps = _steps(protection)
+    if len(steps) != 1 or steps[0] not in _KEYED or key_material is None:
+        return None
+    bits = 8 * len(key_material.key)
+    if steps[0] == "aes-cbc-fixed-iv":
+        cipher, iv = f"aes-{bits}-cbc", key_material.iv or b""
+    else:
+        cipher, iv = f"aes-{bits}-gcm", base64.b64decode(protected)[:_NONCE_SIZE]
+    return {"cipher": cipher, "key": key_material.key.hex(), "iv": iv.hex(), "plaintext": plaintext,
+            "expect": protected}
 
 
 def matches(plaintext: str, protected: str, protection: str | Sequence[str],

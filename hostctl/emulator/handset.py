@@ -6,6 +6,7 @@ processes call into it. Everything that Android keeps across reboots persists un
     state_dir/identity.json     hardware and SIM identity (survives factory reset)
     state_dir/settings.db       Settings.System/Secure/Global (SQLite, like 4.4's settings.db)
     state_dir/mmssms.db         the telephony provider's sms table, with MIUI's columns
+    state_dir/contacts2.db      the contacts provider's raw_contacts and data tables
     state_dir/persist.json      persist.* properties
     state_dir/root/             the device file system (DeviceFS)
 """
@@ -30,8 +31,8 @@ from .identity import HandsetIdentity, generate_identity
 from .profiles import FirmwareProfile, banner_safe
 
 __all__ = [
-    "ContentError", "Intent", "LogEntry", "ProcessInfo", "ReadOnlyPropertyError", "Screen",
-    "SmsUri", "View", "VirtualHandset", "parse_sms_uri",
+    "ContactsUri", "ContentError", "Intent", "LogEntry", "ProcessInfo", "ReadOnlyPropertyError",
+    "Screen", "SmsUri", "View", "VirtualHandset", "parse_contacts_uri", "parse_sms_uri",
 ]
 
 NAMESPACES = ("system", "secure", "global")
@@ -78,6 +79,67 @@ SMS_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 SMS_COLUMN_NAMES = tuple(name for name, _ in SMS_COLUMNS)
 SMS_BOXES = {"inbox": 1, "sent": 2, "draft": 3, "outbox": 4, "failed": 5, "queued": 6}
+
+# --- contacts store ----------------------------------------------------------------------------
+
+# ContactsContract's raw_contacts and data as the provider exposes them (a subset of the columns;
+# the real data table keys mimetypes through a mimetypes table, the view shows the name).
+CONTACTS_AUTHORITY = "com.android.contacts"
+RAW_CONTACTS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+    ("account_name", "TEXT"),
+    ("account_type", "TEXT"),
+    ("data_set", "TEXT"),
+    ("contact_id", "INTEGER"),
+    ("deleted", "INTEGER NOT NULL DEFAULT 0"),
+    ("display_name", "TEXT"),
+    ("starred", "INTEGER NOT NULL DEFAULT 0"),
+    ("times_contacted", "INTEGER NOT NULL DEFAULT 0"),
+    ("version", "INTEGER NOT NULL DEFAULT 1"),
+    ("dirty", "INTEGER NOT NULL DEFAULT 0"),
+    ("sourceid", "TEXT"),
+    ("sync1", "TEXT"), ("sync2", "TEXT"), ("sync3", "TEXT"), ("sync4", "TEXT"),
+)
+DATA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+    ("raw_contact_id", "INTEGER NOT NULL"),
+    ("mimetype", "TEXT NOT NULL"),
+    ("is_primary", "INTEGER NOT NULL DEFAULT 0"),
+    ("is_super_primary", "INTEGER NOT NULL DEFAULT 0"),
+    ("data_version", "INTEGER NOT NULL DEFAULT 0"),
+    *((f"data{i}", "TEXT") for i in range(1, 16)),
+    ("data_sync1", "TEXT"), ("data_sync2", "TEXT"), ("data_sync3", "TEXT"), ("data_sync4", "TEXT"),
+)
+CONTACT_TABLES = {"raw_contacts": tuple(n for n, _ in RAW_CONTACTS_COLUMNS),
+                  "data": tuple(n for n, _ in DATA_COLUMNS)}
+MIME_NAME = "vnd.android.cursor.item/name"
+MIME_PHONE = "vnd.android.cursor.item/phone_v2"
+# what the provider tells its observers when a phone number row is inserted (the lab's Contacts
+# and Messaging apps react to it, as MIUI's do through a ContentObserver)
+CONTACT_PHONE_INSERTED = "hostctl.emulator.CONTACT_PHONE_INSERTED"
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsUri:
+    table: str                  # raw_contacts | data
+    row_id: int | None = None
+    mimetype: str | None = None  # data/phones
+
+
+def parse_contacts_uri(uri: str) -> ContactsUri:
+    """content://com.android.contacts/raw_contacts[/ID], .../data[/ID], .../data/phones; query
+    parameters (``?caller_is_syncadapter=true``) are accepted and ignored."""
+    prefix = f"content://{CONTACTS_AUTHORITY}/"
+    path = uri.split("?", 1)[0]
+    parts = [p for p in path[len(prefix):].split("/") if p] if path.startswith(prefix) else []
+    if parts and parts[0] in CONTACT_TABLES:
+        if len(parts) == 1:
+            return ContactsUri(parts[0])
+        if len(parts) == 2 and parts[1].isdigit():
+            return ContactsUri(parts[0], row_id=int(parts[1]))
+        if parts == ["data", "phones"]:
+            return ContactsUri("data", mimetype=MIME_PHONE)
+    raise ContentError(f"java.lang.IllegalArgumentException: Unknown URL {uri}")
 
 # sqlite3 authorizer action codes (sqlite3.h); only reads and plain functions pass by default.
 _SQLITE_INSERT, _SQLITE_READ, _SQLITE_SELECT, _SQLITE_UPDATE = 18, 20, 21, 23
@@ -406,8 +468,12 @@ class VirtualHandset:
         self._persist_props = self._load_persist()
         self._settings_db = self._open_db(self.state_dir / "settings.db")
         self._sms_db = self._open_db(self.state_dir / "mmssms.db")
+        self._contacts_db = self._open_db(self.state_dir / "contacts2.db")
         self._init_settings()
         self._init_sms()
+        self._init_contacts()
+        self.call_state = 0          # TelephonyManager.CALL_STATE_*: 0 idle, 2 off-hook
+        self.call_number = ""
         self._log: deque[LogEntry] = deque(maxlen=5000)
         self._log_waiters: list[Callable[[LogEntry], None]] = []
         self._processes: dict[int, ProcessInfo] = {}
@@ -634,21 +700,23 @@ class VirtualHandset:
                 "CREATE TABLE IF NOT EXISTS threads (_id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "address TEXT UNIQUE)")
 
-    def _authorizer(self, writable: int | None):
+    def _authorizer(self, writable: int | None, tables: tuple[str, ...] = ("sms",)):
         def authorize(action: int, arg1: str | None, arg2: str | None, _db, _trigger) -> int:
             if action in (_SQLITE_SELECT, _SQLITE_READ):
                 return sqlite3.SQLITE_OK
             if action == _SQLITE_FUNCTION:
                 return (sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS
                         else sqlite3.SQLITE_OK)
-            if writable is not None and action == writable and arg1 == "sms":
+            if writable is not None and action == writable and arg1 in tables:
                 return sqlite3.SQLITE_OK
             return sqlite3.SQLITE_DENY
         return authorize
 
-    def _guarded(self, writable: int | None, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run fn with an authorizer that allows reads and at most one kind of write to sms."""
-        db = self._sms_db
+    def _guarded(self, writable: int | None, fn: Callable[[sqlite3.Connection], Any], *,
+                 db: sqlite3.Connection | None = None, tables: tuple[str, ...] = ("sms",)) -> Any:
+        """Run fn with an authorizer that allows reads and at most one kind of write to
+        ``tables`` (the sms table unless told)."""
+        db = self._sms_db if db is None else db
         steps = [0]
 
         def progress() -> int:
@@ -656,7 +724,7 @@ class VirtualHandset:
             return 1 if steps[0] * 1000 > _MAX_SQL_STEPS else 0
 
         with self._lock:
-            db.set_authorizer(self._authorizer(writable))
+            db.set_authorizer(self._authorizer(writable, tables))
             db.set_progress_handler(progress, 1000)
             try:
                 return fn(db)
@@ -762,6 +830,145 @@ class VirtualHandset:
         parsed = parse_sms_uri(uri)
         sql = f"DELETE FROM sms{self._where(parsed, where)}"
         return self._guarded(_SQLITE_DELETE, lambda db: db.execute(sql).rowcount)
+
+    # --- contacts provider (com.android.contacts: raw_contacts and data) --------------------
+
+    def _init_contacts(self) -> None:
+        with self._lock:
+            for table, columns in (("raw_contacts", RAW_CONTACTS_COLUMNS), ("data", DATA_COLUMNS)):
+                cols = ", ".join(f"{n} {t}" for n, t in columns)
+                self._contacts_db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+
+    def _contacts(self, writable: int | None, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        return self._guarded(writable, fn, db=self._contacts_db, tables=tuple(CONTACT_TABLES))
+
+    @staticmethod
+    def _contacts_where(uri: ContactsUri, where: str | None) -> str:
+        clauses = []
+        if uri.row_id is not None:
+            clauses.append(f"_id={uri.row_id}")
+        if uri.mimetype is not None:
+            clauses.append(f"mimetype='{uri.mimetype}'")
+        if where:
+            clauses.append(f"({where})")
+        return " WHERE " + " AND ".join(clauses) if clauses else ""
+
+    def contacts_query(self, uri: str, projection: list[str] | None = None, where: str | None = None,
+                       sort: str | None = None) -> tuple[list[str], list[tuple]]:
+        """Rows of raw_contacts or data as the provider returns them: (column names, rows)."""
+        parsed = parse_contacts_uri(uri)
+        cols = ", ".join(projection) if projection else "*"
+        sql = f"SELECT {cols} FROM {parsed.table}{self._contacts_where(parsed, where)}"
+        sql += f" ORDER BY {sort}" if sort else ""
+
+        def run(db: sqlite3.Connection):
+            cur = db.execute(sql)
+            return [d[0] for d in cur.description], cur.fetchall()
+        return self._contacts(None, run)
+
+    def contacts_insert(self, values: dict[str, Any], uri: str) -> int:
+        """Insert a raw contact or a data row as ContactsProvider2 does for a plain caller; returns
+        its _id. A phone row tells the provider's observers (CONTACT_PHONE_INSERTED)."""
+        parsed = parse_contacts_uri(uri)
+        if parsed.row_id is not None or parsed.mimetype is not None:
+            raise ContentError(f"java.lang.UnsupportedOperationException: Unknown uri: {uri}")
+        row = dict(values)
+        unknown = [k for k in row if k not in CONTACT_TABLES[parsed.table]]
+        if unknown:
+            raise ContentError(f"android.database.sqlite.SQLiteException: table {parsed.table} has no "
+                               f"column named {unknown[0]}")
+        if parsed.table == "raw_contacts":
+            name, kind = row.get("account_name"), row.get("account_type")
+            if bool(name) != bool(kind):
+                raise ContentError("java.lang.IllegalArgumentException: Must specify both or neither of "
+                                   f"ACCOUNT_NAME and ACCOUNT_TYPE; URI: {uri}")
+            for key in ("account_name", "account_type", "data_set"):   # "" is the local account
+                if key in row and not row[key]:
+                    row[key] = None
+            row_id = self._insert_row("raw_contacts", row)
+            self._contacts(_SQLITE_UPDATE, lambda db: db.execute(
+                "UPDATE raw_contacts SET contact_id = _id WHERE _id = ?", (row_id,)))
+            return row_id
+        for key in ("raw_contact_id", "mimetype"):
+            if row.get(key) in (None, ""):
+                raise ContentError(f"java.lang.IllegalArgumentException: {key} is required")
+        raw_id = row["raw_contact_id"]
+        _, found = self.contacts_query(f"content://{CONTACTS_AUTHORITY}/raw_contacts",
+                                       ["_id", "display_name"], f"_id={int(raw_id)}")
+        if not found:
+            raise ContentError(f"java.lang.IllegalArgumentException: raw_contact_id {raw_id} does not exist")
+        row_id = self._insert_row("data", row)
+        if row["mimetype"] == MIME_NAME and row.get("data1"):
+            self._contacts(_SQLITE_UPDATE, lambda db: db.execute(
+                "UPDATE raw_contacts SET display_name = ? WHERE _id = ?", (str(row["data1"]), int(raw_id))))
+        if row["mimetype"] == MIME_PHONE and row.get("data1"):
+            _, names = self.contacts_query(f"content://{CONTACTS_AUTHORITY}/raw_contacts/{int(raw_id)}",
+                                           ["display_name"])
+            name = names[0][0] if names and names[0][0] else ""
+            self.log("I", "ContactsProvider", f"phone row {row_id} for raw contact {raw_id}")
+            self._deliver(Intent(kind="provider", action=CONTACT_PHONE_INSERTED,
+                                 data=f"content://{CONTACTS_AUTHORITY}/data/{row_id}",
+                                 extras={"number": str(row["data1"]), "name": name,
+                                         "raw_contact_id": int(raw_id), "data_id": row_id}))
+        return row_id
+
+    def _insert_row(self, table: str, row: dict[str, Any]) -> int:
+        names = list(row)
+        sql = f"INSERT INTO {table} ({', '.join(names) or '_id'}) VALUES ({', '.join('?' for _ in names) or 'NULL'})"
+        return self._contacts(_SQLITE_INSERT, lambda db: db.execute(sql, [row[n] for n in names]).lastrowid)
+
+    def contacts_delete(self, uri: str, where: str | None = None) -> int:
+        """Delete raw contacts (with their data rows: a local contact goes at once) or data rows."""
+        parsed = parse_contacts_uri(uri)
+        if parsed.table == "data":
+            sql = f"DELETE FROM data{self._contacts_where(parsed, where)}"
+            return self._contacts(_SQLITE_DELETE, lambda db: db.execute(sql).rowcount)
+        _, rows = self.contacts_query(uri, ["_id"], where)
+        ids = [int(r[0]) for r in rows]
+        if not ids:
+            return 0
+        marks = ",".join(str(i) for i in ids)
+        self._contacts(_SQLITE_DELETE, lambda db: db.execute(f"DELETE FROM data WHERE raw_contact_id IN ({marks})"))
+        return self._contacts(_SQLITE_DELETE, lambda db: db.execute(
+            f"DELETE FROM raw_contacts WHERE _id IN ({marks})").rowcount)
+
+    # --- telephony: one voice call at a time (the carrier/peer side is not emulated) --------
+
+    def start_call(self, number: str) -> bool:
+        """An outgoing call is placed: off-hook until :meth:`end_call`. Refused (False) with
+        the radio off (airplane mode) or while another call is up."""
+        if self.settings_get("global", "airplane_mode_on") == "1" or not self.identity.sims:
+            self.log("W", "Telecom", f"call to {number} not placed: radio off (airplane mode)")
+            return False
+        if self.call_state != 0:
+            return False
+        self.call_state, self.call_number = 2, number
+        self.log("I", "Telecom", f"placing call to {number}: OFFHOOK")
+        self._deliver(Intent(kind="call", action="started", data=f"tel:{number}", extras={"number": number}))
+        return True
+
+    def end_call(self) -> bool:
+        if self.call_state == 0:
+            return False
+        number, self.call_state, self.call_number = self.call_number, 0, ""
+        self.log("I", "Telecom", f"call to {number} ended: IDLE")
+        self._deliver(Intent(kind="call", action="ended", data=f"tel:{number}", extras={"number": number}))
+        return True
+
+    # --- power ---------------------------------------------------------------------------
+
+    def request_reboot(self, reason: str = "", *, poweroff: bool = False) -> None:
+        """What setting ``sys.powerctl`` does (the shell's ``reboot``): whoever holds the power
+        (the lab) cycles the handset."""
+        self.log("I", "ShutdownThread", f"{'Shutting down' if poweroff else 'Rebooting'}, reason: {reason or 'null'}")
+        self._deliver(Intent(kind="reboot", extras={"reason": reason, "poweroff": poweroff}))
+
+    def lose_runtime_state(self) -> None:
+        """What a power cycle loses: runtime properties, a call in progress, the activity stack."""
+        with self._lock:
+            self._runtime_props.clear()
+        self.call_state, self.call_number = 0, ""
+        self.go_home()
 
     # --- logcat ---------------------------------------------------------------------------
 
@@ -995,6 +1202,9 @@ class VirtualHandset:
             self._load_default_settings()
             self._sms_db.execute("DELETE FROM sms")
             self._sms_db.execute("DELETE FROM threads")
+            for table in CONTACT_TABLES:
+                self._contacts_db.execute(f"DELETE FROM {table}")
+            self.call_state, self.call_number = 0, ""
             for d in ("sdcard", "data/local/tmp", "data/data"):   # apps' data too (pref_mx, ...)
                 host = self.fs.root / d
                 shutil.rmtree(host, ignore_errors=True)
@@ -1010,7 +1220,7 @@ class VirtualHandset:
         if self._closed:
             return
         self._closed = True
-        for db in (self._settings_db, self._sms_db):
+        for db in (self._settings_db, self._sms_db, self._contacts_db):
             try:
                 db.close()
             except sqlite3.Error:

@@ -6,6 +6,24 @@ A lab is addressed by its adb server port. Its files live in ``<home>/labs/<adb_
 directory per handset under ``handsets/<label>/`` that survives restarts (settings, SMS rows,
 files, identity, and the adbd port, reused so the serial stays the same).
 
+Each handset's apps reach the Cloud Messaging service through the handset's wire tap
+(``wiretap.py``): every byte they exchange is written to ``handsets/<label>/wire.pcapng`` (the
+previous run's in ``wire.1.pcapng``), with synthetic addresses (handset N = 10.64.0.N, the Xiaomi
+hosts in 198.18.0.0/15) and the nominal server ports. The control channel starts and stops live
+captures of a handset into a file (``capture-start`` with serial, absolute path, optional link
+type ethernet/raw/sll and max_seconds; ``capture-stop`` with the id it returned; ``captures``
+lists them); ``hostctl capture --source lab`` uses them. Handsets whose build can run it (API 21+)
+have PCAPdroid installed as a user app (``pcapdroid.py``); rooted builds have tcpdump.
+
+The control command ``cloud`` answers what the Cloud Messaging service's store holds
+(``retained()``: message bodies waiting, never any after delivery or expiry) and its counters, for
+the audit's no-retention check (``hostctl.steps.lab_cloud_state``); ``reset`` factory-resets a
+handset. A ``reboot`` asked through adb (the shell's ``reboot``; this adbd refuses the
+``reboot:`` service) power-cycles the handset (``LabHandset.reboot``).
+
+The boot report waits for connectivity, as MIUI's does: a handset whose apps start in airplane
+mode sends it when the radio comes back (once per boot), so a trace can attach first.
+
 Everything here runs on one asyncio loop; blocking Frida calls go to worker threads.
 """
 
@@ -20,7 +38,7 @@ import re
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +49,14 @@ from .cloudsvc import CloudService
 from .labca import ensure_ca
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
 from . import screens
-from .handset import Intent, VirtualHandset
+from .handset import CONTACT_PHONE_INSERTED, Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
 from .console import EmulatedConsole
 from .modem import EmulatedModem, ModemIdentity, ModemServer
 from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
+from . import pcapdroid, wiretap
 
 log = logging.getLogger("hostctl.emulator.lab")
 
@@ -92,13 +111,26 @@ def _identifiers(ident: HandsetIdentity) -> set[str]:
 class LabHandset:
     """One emulated handset of a lab: its state, its adbd and its app processes."""
 
-    def __init__(self, lab: "Lab", label: str, profile: FirmwareProfile) -> None:
+    def __init__(self, lab: "Lab", label: str, profile: FirmwareProfile, *, index: int | None = None) -> None:
         self.lab = lab
         self.label = label
+        self.index = index if index is not None else int(re.sub(r"\D", "", label) or 1)
+        if lab.config.pcapdroid and profile.sdk >= pcapdroid.MIN_SDK:
+            # the lab installs PCAPdroid as a user app (/data/app), not as part of the firmware
+            profile = replace(profile, packages={**profile.packages, pcapdroid.PACKAGE: pcapdroid.APK_PATH})
         self.profile = profile
         self.state_dir = lab.dir / "handsets" / label
         self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
                                       identity=self._new_identity(lab, label, profile))
+        if profile.su and lab.config.tcpdump:    # rooted lab handsets carry tcpdump, as real ones do
+            binary = self.handset.fs.root / "system/xbin/tcpdump"
+            if not binary.exists():
+                binary.parent.mkdir(parents=True, exist_ok=True)
+                binary.write_bytes(b"\x7fELF")
+                binary.chmod(0o755)
+        self.tap: wiretap.WireTap | None = None
+        self._boot_pending = False       # the boot report waits for the radio (airplane mode)
+        self.pcapdroid = pcapdroid.PcapdroidApp(self) if self.handset.package_installed(pcapdroid.PACKAGE) else None
         lab.taken_identifiers |= _identifiers(self.handset.identity)
         self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label,
                                 features=profile.adbd_features)
@@ -111,6 +143,8 @@ class LabHandset:
         self.emitted: list[Any] = []       # every request the build was made to send (test oracle)
         for sim in self.handset.identity.sims:
             lab.carrier.provision(sim.msisdn, sim.imsi)
+        self.micloud_logged_in = screens.micloud_account(self.handset) is not None
+        self._reboot_task: asyncio.Task | None = None
         self.handset.add_intent_listener(self._on_intent)
 
     # -- identity ---------------------------------------------------------------------------
@@ -167,7 +201,49 @@ class LabHandset:
             "apps": {pkg: app.pid for pkg, app in self.apps.items() if app.alive},
             "powered": self.powered,
             "state_dir": str(self.state_dir),
+            "wire": self.tap.info() if self.tap is not None else None,
         }
+
+    # -- the wire tap -------------------------------------------------------------------------
+    def _tap_routes(self) -> list[wiretap.Route]:
+        """Each host of the service's resolver map, relayed to the service, shown on the wire with
+        the nominal port of the build's endpoint for that service (443, 5222, 80)."""
+        from .behaviour import DEFAULT_ENDPOINTS
+
+        cloud = self.lab.cloud
+        assert cloud is not None
+        service_of = {port: name for name, port in cloud.ports.items()}
+        endpoints = getattr(self.profile.behaviour, "endpoints", None) or DEFAULT_ENDPOINTS
+        routes = []
+        for host, target in cloud.hosts().items():
+            service = service_of.get(target[1], "")
+            endpoint = endpoints.get(service) or DEFAULT_ENDPOINTS.get(service)
+            nominal = endpoint.port if endpoint is not None else 443
+            routes.append(wiretap.Route(host, target, nominal))
+        return routes
+
+    def _socket_owner(self, client_port: int, tap_port: int) -> tuple[int, str, int] | None:
+        procs = {p.pid: p for p in self.handset.processes()}
+        candidates = [(app.pid, pkg, procs[app.pid].uid if app.pid in procs else -1)
+                      for pkg, app in self.apps.items() if app.alive and app.pid]
+        return wiretap.socket_owner(client_port, tap_port, candidates)
+
+    async def start_tap(self) -> None:
+        """The handset's own tap in front of the service (see wiretap): its apps resolve the
+        Xiaomi hosts to the tap's ports."""
+        if self.lab.cloud is None or self.tap is not None:
+            return
+        tap = wiretap.WireTap(self.label, wiretap.handset_address(self.index), self._tap_routes(),
+                              state_dir=self.state_dir, owner=self._socket_owner)
+        await tap.start()
+        self.tap = tap
+        wiretap.register(self.handset, tap)
+
+    async def stop_tap(self) -> None:
+        tap, self.tap = self.tap, None
+        wiretap.register(self.handset, None)
+        if tap is not None:
+            await tap.stop()
 
     # -- power ------------------------------------------------------------------------------
     async def power_on(self, *, with_apps: bool = True) -> None:
@@ -200,10 +276,27 @@ class LabHandset:
                 self.lab.carrier.attach(number, line, line.sim.imsi)
             elif not on_air:
                 self.lab.carrier.detach(number)
+        if on_air and self._boot_pending:      # what waited for connectivity at boot
+            self._boot_pending = False
+            log.info("%s: radio on: the deferred boot report goes out", self.label)
+            self.emit("boot")
+            self._activate_enabled()
 
     def _on_intent(self, intent: Intent) -> int | None:
         if intent.kind == "broadcast" and intent.action == "android.intent.action.AIRPLANE_MODE":
             self.radio_changed()
+        # the protocol steps (hostctl.steps): a new contact's number, a call, a Mi Cloud sign-in,
+        # a reboot asked through adb, and what a factory reset forgets
+        if intent.kind == "provider" and intent.action == CONTACT_PHONE_INSERTED:
+            self.add_contact(str(intent.extras.get("number", "")), str(intent.extras.get("name", "")))
+        if intent.kind == "call" and intent.action == "started":
+            self.place_call(str(intent.extras.get("number", "")))
+        if intent.kind == "app" and intent.action == screens.MICLOUD_LOGIN:
+            self.micloud_login()
+        if intent.kind == "reboot":
+            self._schedule_reboot(poweroff=bool(intent.extras.get("poweroff")))
+        if intent.kind == "factory-reset":
+            self.micloud_logged_in = False
         if intent.kind == "app" and intent.action == screens.PRESENCE_COMMAND:
             self.emit("conversation_opened", peer_number=intent.extras.get("to"))
             self.emit("presence_lookup", contact_number=intent.extras.get("to"))
@@ -215,9 +308,12 @@ class LabHandset:
             if app is not None and app.alive:
                 cmd = "mx_send" if intent.action == screens.SEND_COMMAND else "compose_presence"
                 slot = int(intent.extras.get("sim", 0))
-                extras = dict(intent.extras, wire_to=self.wire("number", str(intent.extras.get("to", "")), slot))
+                to = str(intent.extras.get("to", ""))
+                extras = dict(intent.extras, wire_to=self.wire("number", to, slot))
+                extras["encrypt_to"] = self.wire_recipe("number", to, slot, extras["wire_to"])
                 if "text" in extras:
                     extras["wire_text"] = self.wire("body", str(extras["text"]), slot)
+                    extras["encrypt_text"] = self.wire_recipe("body", str(extras["text"]), slot, extras["wire_text"])
                 with contextlib.suppress(AppProcessError):
                     app.notify(cmd, **extras)
         if intent.kind == "service" and intent.component == screens.MX_SERVICE \
@@ -252,9 +348,35 @@ class LabHandset:
             with contextlib.suppress(AppProcessError):
                 app.notify("emit", requests=[
                     {"event": r.event, "endpoint": r.endpoint, "host": r.host, "transport": r.transport,
-                     "method": r.method, "path": r.path, "fields": r.fields, "slot": r.slot}
+                     "method": r.method, "path": r.path, "fields": r.fields, "slot": r.slot,
+                     "encrypt": self._recipes(behaviour, r)}
                     for r in requests])
         return requests
+
+    def _recipes(self, behaviour: Any, r: Any) -> dict[str, Any]:
+        """The fields of request ``r`` the app encrypts itself (its platform's AES, where the
+        agent's cipher hooks see it), with what it needs to."""
+        from .behaviour import cipher_recipe
+
+        out = {}
+        sims = self.handset.identity.sims
+        for name, key_name in r.keys.items():
+            sim = sims[r.slot] if r.slot is not None and r.slot < len(sims) else None
+            recipe = cipher_recipe(r.plaintext[name], r.protections[name], behaviour.key_material(key_name, sim),
+                                   r.fields[name])
+            if recipe is not None:
+                out[name] = recipe
+        return out
+
+    def wire_recipe(self, kind: str, value: str, slot: int, protected: str) -> dict[str, str] | None:
+        """How the app computes :meth:`wire`'s answer itself (None when it is not one AES step)."""
+        from .behaviour import cipher_recipe
+
+        spec = self._wire_field(kind)
+        if spec is None or not value:
+            return None
+        f, behaviour = spec
+        return cipher_recipe(value, f.protection, self._wire_key(f, behaviour, slot), protected)
 
     # the rule field whose protection the build also gives its own frames: numbers it looks up or
     # sends to, and message bodies
@@ -396,19 +518,31 @@ class LabHandset:
         except PortalError as exc:
             raise LabError(f"{self.label}: Frida portal did not start: {exc}") from exc
         await asyncio.gather(*(self._start_app(pkg) for pkg in APP_PACKAGES))
-        await asyncio.to_thread(self.emit, "boot")      # what the build reports when it comes up
+        if self.airplane:
+            # MIUI's boot report (and a default-on activation) waits for connectivity: it goes
+            # out when the radio comes back (radio_changed), once per boot; meanwhile a trace
+            # can attach
+            self._boot_pending = True
+            self.handset.log("I", "MiuiReport", "boot report deferred: no connectivity (airplane mode)")
+        else:
+            await asyncio.to_thread(self.emit, "boot")      # what the build reports when it comes up
+            self._activate_enabled()
+
+    def _activate_enabled(self) -> None:
+        """Cloud Messaging on (by default on some builds): the app activates and binds each
+        enabled SIM at boot, once it has connectivity (activation needs the SMS round trip)."""
         app = self.apps.get("com.android.mms")
         for sim in range(len(self.handset.identity.sims)):
-            # Cloud Messaging on (by default on some builds): the app activates and binds at boot
             if app is not None and screens.sim_enabled(self.handset, sim):
                 with contextlib.suppress(AppProcessError):
                     app.notify("mx_enable", sim_index=sim)
 
     async def _start_app(self, package: str) -> None:
         env = {}
-        if self.lab.cloud is not None:     # the handset's resolver and trust store
-            env = {"HOSTCTL_HOSTS": json.dumps({h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}),
-                   "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
+        if self.lab.cloud is not None:     # the handset's resolver (its tap, if any) and trust store
+            hosts = self.tap.hosts_env() if self.tap is not None else \
+                {h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}
+            env = {"HOSTCTL_HOSTS": json.dumps(hosts), "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
         app = AppProcess(package=package, portal=self.portal, state_dir=self.state_dir / "apps",
                          log_port=self.lab.log_port, env=env)
         app.on_call = self._app_call
@@ -425,6 +559,9 @@ class LabHandset:
         if self.powered:
             self._power_changed(False)
         self.powered = False
+        self._boot_pending = False
+        if self.pcapdroid is not None:
+            self.pcapdroid.power_off()
         self.radio_changed()
         await self.adbd.stop()
         for app in self.apps.values():
@@ -444,6 +581,37 @@ class LabHandset:
             except Exception:   # noqa: BLE001 - a console fault must not stop the power switch
                 log.exception("%s: power listener", self.label)
 
+    REBOOT_OFF_SECONDS = 0.0     # extra dark time; the host sees it go anyway (adbd closes)
+
+    def _schedule_reboot(self, *, poweroff: bool) -> None:
+        """From the shell's ``reboot``: power-cycle soon, after the command's
+        stream has closed, as a real handset goes down a moment after sys.powerctl is set."""
+        loop = self.lab._loop
+        if loop is None or (self._reboot_task is not None and not self._reboot_task.done()):
+            return
+
+        def start() -> None:
+            self._reboot_task = loop.create_task(self.reboot(poweroff=poweroff, delay=0.2))
+        loop.call_soon_threadsafe(start)
+
+    async def reboot(self, *, poweroff: bool = False, delay: float = 0.0) -> None:
+        """Power off (the adb server sees the device go), lose the runtime state, and come back:
+        adbd first with ``sys.boot_completed`` 0, then the apps, then ``sys.boot_completed`` 1."""
+        await asyncio.sleep(delay)
+        lock = self.lab._power_lock or asyncio.Lock()
+        async with lock:
+            await self.power_off()
+            self.handset.lose_runtime_state()
+            if not poweroff:
+                await asyncio.sleep(self.REBOOT_OFF_SECONDS)
+                self.handset.setprop("sys.boot_completed", "0")
+                await self.power_on(with_apps=False)
+                if self.lab.config.with_apps:
+                    await self.start_apps()
+                self.handset.setprop("sys.boot_completed", "1")
+        with contextlib.suppress(OSError):
+            self.lab._write_lab_file()
+
     async def factory_reset(self) -> None:
         was_on = self.powered
         await self.power_off()
@@ -452,6 +620,7 @@ class LabHandset:
             await self.power_on()
 
     def close(self) -> None:
+        wiretap.register(self.handset, None)
         with contextlib.suppress(Exception):
             self.handset.close()
 
@@ -543,6 +712,9 @@ class LabConfig:
     relay: bool = True              # a serial relay board on a pty/TCP port: channel N powers handset N
     consoles: bool = True           # a UART console per handset on a pty/TCP port, streaming its log
     cloud: bool = True              # the Cloud Messaging service (TLS on loopback, lab CA)
+    wiretap: bool = True            # a wire tap per handset in front of the service (wiretap.py)
+    pcapdroid: bool = True          # install PCAPdroid (a user app) on handsets whose build can run it
+    tcpdump: bool = True            # /system/xbin/tcpdump on rooted builds (profile `su`)
 
 
 class Lab:
@@ -573,6 +745,9 @@ class Lab:
         self._power_lock: asyncio.Lock | None = None
         self._concat_ref = 0
         self._message_ref = 0
+        self.captures: dict[str, _Capture] = {}          # live capture-start subscriptions
+        self.finished_captures: dict[str, dict[str, Any]] = {}
+        self._capture_ids = 0
 
     def next_concat_ref(self) -> int:
         self._concat_ref = (self._concat_ref + 1) % 256
@@ -598,10 +773,12 @@ class Lab:
         self._power_lock = asyncio.Lock()
         self._log_transport, _ = await loop.create_datagram_endpoint(lambda: _LogSink(self), local_addr=(LOOPBACK, 0))
         self.log_port = self._log_transport.get_extra_info("sockname")[1]
-        self.handsets = [LabHandset(self, f"hs{i + 1}", profile) for i in range(self.config.handsets)]
+        self.handsets = [LabHandset(self, f"hs{i + 1}", profile, index=i + 1) for i in range(self.config.handsets)]
         try:
             if self.config.cloud:
                 await self._start_cloud()
+                if self.config.wiretap:
+                    await asyncio.gather(*(h.start_tap() for h in self.handsets))
             if self.config.modem:
                 self._start_modem(profile)
             if self.config.consoles:
@@ -747,6 +924,12 @@ class Lab:
 
     async def stop(self) -> None:
         self._stop_serial_twins()
+        for cap_id in list(self.captures):
+            with contextlib.suppress(Exception):
+                self.capture_stop(cap_id)
+        for h in self.handsets:
+            with contextlib.suppress(Exception):
+                await h.stop_tap()
         if self.cloud is not None:
             self.carrier.detach(self.cloud.cm.gateway)
             with contextlib.suppress(Exception):
@@ -858,12 +1041,82 @@ class Lab:
             number = req.get("number")
             since = float(req.get("since") or 0)
             return [r.to_json() for r in self.carrier.records(number) if r.submitted_at >= since]
+        if cmd == "cloud":        # the Cloud Messaging store, for the no-retention check
+            if self.cloud is None:
+                raise LabError("this lab runs without the Cloud Messaging service")
+            cm = self.cloud.cm
+            return {"retained": cm.retained(), "stats": dict(cm.stats), "ttl": cm.ttl}
         if cmd == "power":
             h = self.find(str(req["serial"]))
             await (h.power_on() if req.get("on") else h.power_off())
             self._write_lab_file()
             return h.info()
+        if cmd == "capture-start":
+            return self.capture_start(self.find(str(req["serial"])), str(req["path"]),
+                                      linktype=req.get("linktype"), max_seconds=req.get("max_seconds"),
+                                      fmt=str(req.get("format") or "pcapng"))
+        if cmd == "capture-stop":
+            return self.capture_stop(str(req["id"]))
+        if cmd == "captures":
+            return {"live": [c.info() for c in self.captures.values()],
+                    "finished": list(self.finished_captures.values())}
         raise LabError(f"unknown control command {cmd!r}")
+
+    # -- live captures from the wire taps (capture-start / capture-stop) --------------------------
+    def capture_start(self, h: LabHandset, path: str, *, linktype: Any = None, max_seconds: Any = None,
+                      fmt: str = "pcapng") -> dict[str, Any]:
+        """Write handset ``h``'s traffic from now on to ``path`` (a new file on this host); a
+        connection already open starts with a synthetic handshake. ``max_seconds`` (default one
+        day) ends it by itself, so a client that dies cannot leave it running."""
+        if h.tap is None:
+            raise LabError(f"{h.label} ({h.serial}) has no wire tap: this lab runs without the Cloud "
+                           "Messaging service or with the tap off")
+        target = Path(path)
+        if not target.is_absolute():
+            raise LabError(f"capture path must be absolute (the lab writes it): {path!r}")
+        if not target.parent.is_dir():
+            raise LabError(f"capture path {path!r}: no directory {str(target.parent)!r}")
+        lt = _linktype(linktype)
+        seconds = 86400.0 if max_seconds is None else float(max_seconds)
+        if not 0 < seconds <= 7 * 86400:
+            raise LabError(f"max_seconds must be in (0, 604800], not {max_seconds!r}")
+        self._capture_ids += 1
+        cap_id = f"cap{self._capture_ids}"
+        try:
+            sink = wiretap.open_file_sink(target, fmt=fmt, linktype=lt, names=h.tap.names(), name=cap_id,
+                                          comment=f"hostctl lab capture {cap_id} of handset {h.label} "
+                                                  f"({h.serial}, synthetic address {h.tap.address})",
+                                          interface_name=f"{h.label}-tap")
+        except (OSError, ValueError) as exc:
+            raise LabError(f"capture path {path!r}: {exc}") from None
+        cap = _Capture(cap_id, h, target, sink, lt, fmt, time.time())
+        h.tap.subscribe(sink)
+        self.captures[cap_id] = cap
+        if self._loop is not None:
+            cap.timer = self._loop.call_later(seconds, self._capture_expired, cap_id)
+        return cap.info()
+
+    def _capture_expired(self, cap_id: str) -> None:
+        if cap_id in self.captures:
+            log.info("capture %s reached its time limit", cap_id)
+            self.capture_stop(cap_id, reason="expired")
+
+    def capture_stop(self, cap_id: str, *, reason: str = "stopped") -> dict[str, Any]:
+        cap = self.captures.pop(cap_id, None)
+        if cap is None:
+            if cap_id in self.finished_captures:
+                return self.finished_captures[cap_id]
+            raise LabError(f"no capture {cap_id!r} (live: {', '.join(self.captures) or 'none'})")
+        if cap.timer is not None:
+            cap.timer.cancel()
+        stats = cap.lh.tap.unsubscribe(cap.sink) if cap.lh.tap is not None else cap.sink.stats()
+        cap.sink.close()
+        result = dict(cap.info(), **stats, stopped_at=time.time(), ended=reason,
+                      bytes=cap.path.stat().st_size if cap.path.exists() else 0)
+        self.finished_captures[cap_id] = result
+        while len(self.finished_captures) > 100:
+            self.finished_captures.pop(next(iter(self.finished_captures)))
+        return result
 
     def _write_lab_file(self) -> None:
         data = self.status()
@@ -874,6 +1127,37 @@ class Lab:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)
         os.replace(tmp, path)
+
+
+@dataclass
+class _Capture:
+    id: str
+    lh: LabHandset
+    path: Path
+    sink: Any
+    linktype: int
+    format: str
+    started_at: float
+    timer: asyncio.TimerHandle | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"id": self.id, "serial": self.lh.serial, "label": self.lh.label, "path": str(self.path),
+                "format": self.format, "linktype": self.linktype, "started_at": self.started_at,
+                "address": self.lh.tap.address if self.lh.tap else None,
+                "names": self.lh.tap.names() if self.lh.tap else {}}
+
+
+def _linktype(value: Any) -> int:
+    """A link type by number or name (ethernet, raw, sll); default Ethernet."""
+    if value is None or value == "":
+        return wiretap.LINKTYPES["ethernet"]
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        lt = int(value)
+        if lt in wiretap.LINKTYPES.values():
+            return lt
+    elif isinstance(value, str) and value.lower() in wiretap.LINKTYPES:
+        return wiretap.LINKTYPES[value.lower()]
+    raise LabError(f"link type {value!r}: use one of {', '.join(f'{k} ({v})' for k, v in wiretap.LINKTYPES.items())}")
 
 
 # --- helpers shared with the CLI ---------------------------------------------------------------
@@ -895,6 +1179,34 @@ def running_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
     if not info or not _pid_alive(int(info.get("pid", -1))):
         return None
     return info
+
+
+def control_request(info: dict[str, Any], req: dict[str, Any], timeout: float = 30.0) -> Any:
+    """One request on a running lab's control channel (``info`` is its lab file); LabError when
+    the lab cannot be reached, does not answer in time, or refuses."""
+    req = dict(req, token=info.get("token"))
+    try:
+        with socket.create_connection((LOOPBACK, int(info["control_port"])), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(json.dumps(req).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except socket.timeout:
+        raise LabError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise LabError(f"cannot reach the lab's control port: {exc}") from None
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise LabError("the lab closed the control connection without an answer" if not data
+                       else "the lab sent a malformed reply") from None
+    if not reply.get("ok"):
+        raise LabError(reply.get("error", "the lab refused the request"))
+    return reply["result"]
 
 
 def _pid_alive(pid: int) -> bool:

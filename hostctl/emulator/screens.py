@@ -13,10 +13,17 @@ does: it writes ``Settings.Secure cloud_messaging_on`` (1 while any SIM is on), 
 (extras ``sim_index``, ``extra_manually``) from inside the app, where the permission holds. The
 service (the app process) does activation and the channel, and answers with the
 ``ENBALE_RESULT`` (sic) broadcast.
+
+Also here: the Mi Cloud screen's account row ("Sign in", ``com.miui.cloudservice:id/sign_in``:
+a tap signs in with the lab's test Xiaomi account, kept as an account of type ``com.xiaomi``
+that ``dumpsys account`` lists, and tells the lab with ``MICLOUD_LOGIN``), and the in-call
+screen an ``android.intent.action.CALL`` to ``tel:`` opens (its "End call" button, like
+KEYCODE_ENDCALL, hangs up).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from html import escape, unescape
@@ -27,7 +34,8 @@ from .handset import SCREEN_W, Intent, View
 if TYPE_CHECKING:
     from .handset import VirtualHandset
 
-__all__ = ["MICLOUD", "MICLOUD_CM", "MMS_SETTINGS", "SETTINGS", "install", "pref_mx", "set_cloud_messaging"]
+__all__ = ["IN_CALL", "MICLOUD", "MICLOUD_CM", "MICLOUD_LOGIN", "MMS_SETTINGS", "SETTINGS", "XIAOMI_ACCOUNT_TYPE",
+           "install", "micloud_account", "pref_mx", "set_cloud_messaging"]
 
 SETTINGS = "com.android.settings/com.android.settings.MainSettings"
 MICLOUD = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudSettingsActivity"
@@ -41,6 +49,40 @@ ENABLE_MX = "com.xiaomi.mms.action.ENABLE_MX"
 DISABLE_MX = "com.xiaomi.mms.action.DISABLE_MX"
 PREFS = "/data/data/com.android.mms/shared_prefs/pref_mx.xml"
 ROW_H = 112
+MICLOUD_LOGIN = "hostctl.emulator.MICLOUD_LOGIN"     # what signing in tells the lab
+XIAOMI_ACCOUNT_TYPE = "com.xiaomi"
+ACCOUNT_PREFS = "/data/data/com.xiaomi.account/shared_prefs/passport.xml"
+CALL_ACTION = "android.intent.action.CALL"
+IN_CALL = "com.android.phone/com.android.phone.InCallScreen"
+
+
+def micloud_account(handset: "VirtualHandset") -> str | None:
+    """The Xiaomi account the handset is signed in with (a factory reset wipes it), or None."""
+    try:
+        text = handset.fs.host_path(ACCOUNT_PREFS).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(r'<string name="userId">(\d+)</string>', text)
+    return m.group(1) if m else None
+
+
+def lab_account(handset: "VirtualHandset") -> str:
+    """The lab's test Xiaomi account for this handset (a numeric Mi account id, as MIUI's are)."""
+    digest = hashlib.sha256(f"micloud:{handset.label}".encode()).hexdigest()
+    return str(1_000_000_000 + int(digest[:8], 16) % 900_000_000)
+
+
+def sign_in(handset: "VirtualHandset", account: str | None = None) -> str:
+    """Sign in to Mi Cloud (the account is kept by com.xiaomi.account) and tell the lab."""
+    account = account or lab_account(handset)
+    path = handset.fs.host_path(ACCOUNT_PREFS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("<?xml version='1.0' encoding='utf-8' standalone='yes' ?>\n<map>\n"
+                    f'    <string name="userId">{account}</string>\n</map>\n', encoding="utf-8")
+    handset.log("I", "MiCloudService", f"signed in to Mi Cloud as {account}")
+    handset._deliver(Intent(kind="app", action=MICLOUD_LOGIN, component=MICLOUD, extras={"account": account}))
+    handset.refresh_screen()
+    return account
 
 
 def pref_mx(handset: "VirtualHandset") -> dict:
@@ -152,10 +194,32 @@ def _settings(h: "VirtualHandset") -> View:
 
 def _micloud(h: "VirtualHandset") -> View:
     pkg = "com.miui.cloudservice"
+    account = micloud_account(h)
+    first = (_row(pkg, 0, f"Signed in as {account}", resource_id=f"{pkg}:id/account") if account
+             else _row(pkg, 0, "Sign in", resource_id=f"{pkg}:id/sign_in", on_click=lambda hh, v: sign_in(hh)))
     return View(package=pkg, children=[
-        _title(pkg, "Mi Cloud"),
-        _row(pkg, 0, "Cloud Messaging", resource_id=f"{pkg}:id/cloud_messaging", on_click=_opener(MICLOUD_CM)),
-        _row(pkg, 1, "Find device", resource_id=f"{pkg}:id/find_device")])
+        _title(pkg, "Mi Cloud"), first,
+        _row(pkg, 1, "Cloud Messaging", resource_id=f"{pkg}:id/cloud_messaging", on_click=_opener(MICLOUD_CM)),
+        _row(pkg, 2, "Find device", resource_id=f"{pkg}:id/find_device")])
+
+
+def _in_call(h: "VirtualHandset") -> View:
+    pkg = "com.android.phone"
+    shown = f"Calling {h.call_number}" if h.call_state else "Call ended"
+
+    def hang_up(hh: "VirtualHandset", _v: View) -> None:
+        if hh.end_call():
+            hh.go_back()
+    return View(package=pkg, children=[
+        View(cls="android.widget.TextView", text=shown, package=pkg, resource_id=f"{pkg}:id/callStateLabel",
+             bounds=(0, 50, SCREEN_W, 160)),
+        View(cls="android.widget.ImageButton", content_desc="End call", package=pkg, clickable=True,
+             resource_id=f"{pkg}:id/endButton", bounds=(260, 1060, 460, 1240), on_click=hang_up)])
+
+
+def _on_call_intent(h: "VirtualHandset", intent: Intent) -> None:
+    if intent.kind == "activity" and intent.action == CALL_ACTION and (intent.data or "").startswith("tel:"):
+        h.start_call(intent.data.split(":", 1)[1])
 
 
 def _compose(h: "VirtualHandset") -> View:
@@ -206,6 +270,9 @@ def install(handset: "VirtualHandset") -> None:
     for scheme in ("smsto", "sms"):
         handset.intent_filters[("android.intent.action.SENDTO", scheme)] = COMPOSE
     handset.add_intent_listener(lambda i: _on_compose_intent(handset, i))
+    handset.intent_filters[(CALL_ACTION, "tel")] = IN_CALL
+    handset.register_screen(IN_CALL, _in_call)
+    handset.add_intent_listener(lambda i: _on_call_intent(handset, i))
     handset.register_screen(SETTINGS, _settings)
     handset.register_screen(MICLOUD, _micloud)
     handset.register_screen(MICLOUD_CM, lambda h: _switches(h, "com.miui.cloudservice", "Cloud Messaging"))

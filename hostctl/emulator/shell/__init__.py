@@ -7,7 +7,7 @@ The ADB server calls ``AndroidShell(handset).run(command, io)`` for ``shell:cmd`
 from __future__ import annotations
 
 from ..handset import VirtualHandset
-from . import cmd_android, cmd_core  # noqa: F401 - register the commands
+from . import cmd_android, cmd_core, cmd_tcpdump  # noqa: F401 - register the commands
 from .interp import COMMANDS, CallbackOutput, ExitShell, IOInput, Session, Streams
 from .io import ShellIO
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..handset import ContentError, Intent, ReadOnlyPropertyError, normalize_component
+from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
 from . import subinfo
 from .files import FsError
 from .interp import Ctx, ExitShell, command
@@ -220,6 +220,10 @@ def _bind_value(binding: str) -> tuple[str, object]:
     raise ValueError(f"Unsupported type: {kind}")
 
 
+# Content.java's null type (``column:n:``) is in Android 11's tool (and later), not in 4.4-7.x's
+NULL_BINDING_MIN_SDK = 30
+
+
 def _java_value(value: object) -> str:
     if value is None:
         return "NULL"
@@ -246,6 +250,8 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
                 and i + 1 < len(args):
             if opt == "--bind":
                 try:
+                    if ctx.sdk < NULL_BINDING_MIN_SDK and args[i + 1].split(":", 2)[1:2] == ["n"]:
+                        raise ValueError("Unsupported type: n")
                     key, value = _bind_value(args[i + 1])
                 except ValueError as exc:
                     ctx.err(f"[ERROR] {exc}\n")
@@ -269,6 +275,8 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
     try:
         if authority == "settings":
             return _content_settings(ctx, verb, uri, opts, binds)
+        if authority == CONTACTS_AUTHORITY:
+            return _content_contacts(ctx, verb, uri, opts, binds)
         if authority != "sms":
             raise ContentError(f"java.lang.IllegalStateException: Could not find provider: "
                                f"{authority}")
@@ -289,6 +297,29 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
     except ContentError as exc:
         ctx.err(f"Error while accessing provider:{authority}\n{exc}\n")
         return 1
+    return 0
+
+
+def _print_rows(ctx: Ctx, names: list[str], rows: list[tuple]) -> None:
+    if not rows:
+        ctx.out("No result found.\n")
+    for n, row in enumerate(rows):
+        cells = ", ".join(f"{c}={_java_value(v)}" for c, v in zip(names, row))
+        ctx.out(f"Row: {n} {cells}\n")
+
+
+def _content_contacts(ctx: Ctx, verb: str, uri: str, opts: dict, binds: dict) -> int:
+    """ContactsProvider2 for the shell user (who holds READ/WRITE_CONTACTS): raw_contacts, data."""
+    h = ctx.handset
+    if verb == "query":
+        projection = opts["projection"].split(":") if "projection" in opts else None
+        _print_rows(ctx, *h.contacts_query(uri, projection, opts.get("where"), opts.get("sort")))
+    elif verb == "insert":
+        h.contacts_insert(binds, uri)
+    elif verb == "delete":
+        h.contacts_delete(uri, opts.get("where"))
+    else:
+        raise ContentError(f"java.lang.UnsupportedOperationException: update of {uri} is not emulated")
     return 0
 
 
@@ -445,9 +476,26 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
             return code_on_error
         return 0
     ctx.out(f"Broadcasting: {intent.describe()}\n")
+    if ctx.sdk >= PROTECTED_FROM_SHELL_SDK and intent.action in PROTECTED_BROADCASTS:
+        # 7.0 took the shell off the list of uids that may send protected broadcasts
+        denial = (f"Permission Denial: not allowed to send broadcast {intent.action} from "
+                  f"pid={4000 + len(h.processes())}, uid=2000")
+        if ctx.sdk >= 26:
+            ctx.err(f"Exception occurred while executing:\njava.lang.SecurityException: {denial}\n"
+                    "\tat com.android.server.am.ActivityManagerService.broadcastIntentLocked"
+                    "(ActivityManagerService.java)\n")
+            return 255
+        ctx.err(f"Security exception: {denial}\n")
+        return 0
     result = h.broadcast(intent)
     ctx.out(f"Broadcast completed: result={result}\n")
     return 0
+
+
+PROTECTED_FROM_SHELL_SDK = 24
+PROTECTED_BROADCASTS = frozenset({
+    "android.intent.action.AIRPLANE_MODE", "android.intent.action.BOOT_COMPLETED",
+    "android.provider.Telephony.SMS_RECEIVED", "android.provider.Telephony.SMS_DELIVER"})
 
 
 _PM_USAGE = """usage: pm list packages [-f] [-d] [-e] [-s] [-3] [-i] [-u] [--user USER_ID] [FILTER]
@@ -571,6 +619,8 @@ async def _input(ctx: Ctx, argv: list[str]) -> int:
                     h.go_home()
                 elif code == 4:
                     h.go_back()
+                elif code == 6 and h.end_call():     # KEYCODE_ENDCALL hangs up, the call screen goes
+                    h.go_back()
     except ValueError as exc:
         ctx.err(f'Exception in thread "main" java.lang.NumberFormatException: Invalid float: '
                 f'"{exc}"\n')
@@ -629,7 +679,8 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
     if name == "telephony.registry":
         ctx.out("last known state:\n")
         for sim in sims:
-            ctx.out(f"  Phone Id={sim.slot}\n  mCallState=0\n  mCallIncomingNumber=\n"
+            state = h.call_state if sim.slot == 0 else 0
+            ctx.out(f"  Phone Id={sim.slot}\n  mCallState={state}\n  mCallIncomingNumber=\n"
                     f"  mServiceState=0 0 voice home data home {sim.operator_name} "
                     f"{sim.operator_name} {sim.mcc_mnc}  UMTS UMTS CSS not supported -1 -1 "
                     "RoamInd=-1 DefRoamInd=-1 EmergOnly=false\n"
@@ -638,6 +689,16 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
                     "  mMessageWaiting=false\n  mCallForwarding=false\n  mDataActivity=0\n"
                     "  mDataConnectionState=2\n  mDataConnectionPossible=true\n"
                     f"  mDataConnectionApn=cmnet\n")
+        return 0
+    if name == "account":
+        from ..screens import XIAOMI_ACCOUNT_TYPE, micloud_account
+
+        account = micloud_account(h)
+        ctx.out("User UserInfo{0:Owner:13}:\n")
+        ctx.out(f"  Accounts: {1 if account else 0}\n")
+        if account:
+            ctx.out(f"    Account {{name={account}, type={XIAOMI_ACCOUNT_TYPE}}}\n")
+        ctx.out("\n  Active Sessions: 0\n")
         return 0
     if name == "activity":
         screen = h.current_screen
@@ -868,3 +929,74 @@ async def _getenforce(ctx: Ctx, argv: list[str]) -> int:
     ctx.out("Enforcing\n" if ctx.sdk >= 19 else "Permissive\n")
     return 0
 
+
+
+# --- cmd (7.0+) and reboot ----------------------------------------------------------------------
+
+CMD_MIN_SDK = 24                  # /system/bin/cmd came with Android 7.0
+AIRPLANE_CMD_MIN_SDK = 28         # ConnectivityService's shell command "airplane-mode": Android 9
+_CONNECTIVITY_HELP = """Connectivity service commands:
+  help
+    Print this help text.
+  airplane-mode [enable|disable]
+    Turn airplane mode on or off.
+  airplane-mode
+    Get airplane mode.
+"""
+
+
+@command("cmd")
+async def _cmd(ctx: Ctx, argv: list[str]) -> int:
+    """``cmd SERVICE ARGS``: a service's shell command. ``activity``/``package``/``settings`` run
+    what am/pm/settings run; ``connectivity airplane-mode`` toggles the radio as the system does
+    (the setting, then AIRPLANE_MODE broadcast by the system, which the shell may not send)."""
+    if ctx.sdk < CMD_MIN_SDK:
+        ctx.err(f"/system/bin/sh: {argv[0]}: inaccessible or not found\n")
+        return 127
+    args = argv[1:]
+    if not args:
+        ctx.err("cmd: No service specified; use -l to list all services\n")
+        return 20
+    names = {name for name, _ in _services(ctx)} | ({"settings"} if ctx.sdk >= 26 else set())
+    if args[0] == "-l":
+        ctx.out("Currently running services:\n" + "".join(f"  {n}\n" for n in sorted(names)))
+        return 0
+    service, rest = args[0], args[1:]
+    if service not in names:
+        ctx.err(f"cmd: Can't find service: {service}\n")
+        return 20
+    delegate = {"activity": _am, "package": _pm, "settings": _settings}.get(service)
+    if delegate is not None:
+        return await delegate(ctx, [service, *rest])
+    if service == "connectivity" and ctx.sdk >= AIRPLANE_CMD_MIN_SDK:
+        return _connectivity(ctx, rest)
+    ctx.err("No shell command implementation.\n")
+    return 0
+
+
+def _connectivity(ctx: Ctx, args: list[str]) -> int:
+    h = ctx.handset
+    if not args or args[0] == "help":
+        ctx.out(_CONNECTIVITY_HELP)
+        return 0
+    if args[0] == "airplane-mode" and len(args) == 1:
+        ctx.out("enabled\n" if h.settings_get("global", "airplane_mode_on") == "1" else "disabled\n")
+        return 0
+    if args[0] == "airplane-mode" and args[1] in ("enable", "disable"):
+        on = args[1] == "enable"
+        h.settings_put("global", "airplane_mode_on", "1" if on else "0")
+        h.broadcast(Intent(kind="broadcast", action="android.intent.action.AIRPLANE_MODE", extras={"state": on}))
+        return 0
+    ctx.out(_CONNECTIVITY_HELP)
+    return 255
+
+
+@command("reboot")
+async def _reboot(ctx: Ctx, argv: list[str]) -> int:
+    """``reboot [-p] [REASON]``: sets sys.powerctl (the shell user may, as adbd's ``reboot:``
+    service does); the lab power-cycles the handset a moment later."""
+    args = argv[1:]
+    poweroff = "-p" in args
+    reason = next((a for a in args if not a.startswith("-")), "")
+    ctx.handset.request_reboot(reason, poweroff=poweroff)
+    return 0

@@ -99,8 +99,8 @@ def _known_path(name: str) -> str | None:
 
 
 def _installed(ctx: Ctx, name: str) -> bool:
-    """A command the handset has: `su` only on a rooted profile."""
-    return name in COMMANDS and (name != "su" or ctx.handset.profile.su)
+    """A command the handset has: `su` only on a rooted profile, `cmd` from Android 7.0."""
+    return name in COMMANDS and (name != "su" or ctx.handset.profile.su) and (name != "cmd" or ctx.sdk >= 24)
 
 
 _BUILTINS = {"exit", "true", "false", ":", "cd", "pwd", "export", "unset", "echo", "printf",

@@ -1,0 +1,603 @@
+"""``wire-check``: what crossed the wire, and in which form each identifier travelled.
+
+Two independent kinds of evidence are read and must agree: captures (pcap / pcapng, any source)
+and, optionally, the Frida agent's events (``hostctl trace``: TLS plaintext as the app handed it
+to OpenSSL, cipher calls). Every TCP stream (reassembled, both directions), every UDP datagram and
+every plaintext event is scanned for every identifier in all its forms
+(:mod:`hostctl.wire.identifiers`); each occurrence is one finding naming the identifier, its form,
+the flow, the direction and the byte offset.
+
+Verdicts, worst first. An identifier's ``verdict`` is the worst of the findings in what the
+device sent (client to server on the wire, ``out`` in the agent's plaintext): that is what the
+claims are about. What came back from servers gets its own ``verdict_received``.
+
+``in-clear``
+    readable as text: on the wire outside TLS, or inside TLS in the agent's plaintext (``layer``
+    says which).
+``encoded``
+    a reversible encoding of it (hex, Base64, URL, UTF-16, TBCD, ...): as good as clear.
+``hashed``
+    a digest of it: **not encryption**. The space of numbers is small; :mod:`.recover` searches
+    it within a time budget to show the value comes back, and reports the size of the space.
+``encrypted-deterministic``
+    only as ciphertext, but the same ciphertext for the same value every time (seen in two
+    sessions, or the cipher calls reuse one key and IV): linkable.
+``encrypted``
+    only as ciphertext that changes each time.
+``absent``
+    not seen.
+
+Ciphertext is attributed to an identifier only through the agent's cipher events (plaintext and
+ciphertext of one call). Without them, opaque values that repeat across sessions are still
+reported under ``deterministic`` (with the field that carried them), unattributed.
+
+The analyser streams: memory is bounded by the flows in flight (and by the caps on how many flow
+records and findings the report keeps, which are counted when reached), not by capture size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import HostctlError
+from .identifiers import Identifier, Pattern, patterns_for
+from .scan import Scanner
+
+__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "wire_check"]
+
+SCHEMA = "hostctl.wire-check/1"
+
+VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted", "absent")
+_RANK = {v: i for i, v in enumerate(VERDICTS)}
+
+VENDOR_DOMAINS = ("xiaomi.com", "xiaomi.net", "mi.com", "miui.com", "xiaomi.cn", "mi-img.com")
+_DIGEST_NAMES = ("md5", "sha1", "sha256")
+
+# Opaque values in readable data (clear flows, TLS plaintext): Base64 / Base64url / hex runs
+# long enough to hold one AES block.
+_TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{22,}={0,2}|[0-9a-fA-F]{32,}")
+_FIELD_BEFORE = re.compile(rb"""["']?([A-Za-z_][A-Za-z0-9_.-]{0,40})["']?\s*[:=]\s*["']?$""")
+_TOKEN_WINDOW = 256 * 1024       # readable bytes per flow direction searched for opaque values
+_MAX_FLOW_RECORDS = 5000
+_MAX_FINDINGS_PER_KEY = 200
+
+
+class WireCheckError(HostctlError):
+    """The analysis could not run (no identifiers, unreadable events file, ...)."""
+
+
+def form_class(form: str) -> str:
+    """The verdict a finding of this form earns: ``in-clear``, ``encoded`` or ``hashed``."""
+    low = form.lower()
+    if any(d in low for d in _DIGEST_NAMES):
+        return "hashed"
+    base = form.rsplit(":", 1)[-1]
+    return "in-clear" if base == "ascii" else "encoded"
+
+
+def is_vendor_host(host: str | None) -> bool:
+    host = (host or "").lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in VENDOR_DOMAINS)
+
+
+@dataclass
+class _Where:
+    source: str                   # "wire" | "agent"
+    flow: int | None              # flow id (wire; agent events correlated to a flow when possible)
+    direction: str                # "c2s" | "s2c" | "out" | "in" (agent: the app's point of view)
+    host: str | None
+    layer: str                    # "wire" (bytes on the network) | "tls-plaintext" (agent)
+    event: int | None = None      # agent event line number (1-based)
+    hook: str | None = None
+    capture: str | None = None
+    ts: float | None = None       # capture time of the bytes (wire) or the event's host time (agent)
+
+
+_BATCH = 64 * 1024        # bytes of one direction scanned in one call
+_BATCH_SECONDS = 0.05     # ... or the capture time one batch may span (findings keep their time)
+
+
+class _Pending:
+    """One direction's bytes waiting to be scanned: a batch of up to ``_BATCH`` bytes or
+    ``_BATCH_SECONDS`` of capture time (many small segments cost one scan call, not one each)."""
+
+    __slots__ = ("buf", "ts", "stream")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.ts = 0.0
+        self.stream: Any = None
+
+
+@dataclass
+class _FlowState:
+    flow: Any
+    capture: str
+    dirs: dict[str, _Pending] = field(default_factory=lambda: {"c2s": _Pending(), "s2c": _Pending()})
+    readable: dict[str, bytearray] = field(default_factory=dict)
+    findings: list[dict] = field(default_factory=list)
+    gaps: int = 0
+
+
+class WireCheck:
+    """Accumulates captures and agent events; :meth:`report` gives the JSON-ready document.
+
+    ``identifiers``: what to look for. ``engine``: the scanner (``auto``, ``hyperscan``,
+    ``python``). ``hash_budget``: seconds the hashed-number recovery may spend in all.
+    """
+
+    def __init__(self, identifiers: Sequence[Identifier], *, engine: str = "auto",
+                 hash_budget: float = 5.0, progress: Any = None) -> None:
+        if not identifiers:
+            raise WireCheckError("no identifiers to look for: give --testbed or --imei/--imsi/--iccid/--number/--text")
+        self.identifiers = list(identifiers)
+        self.patterns: list[Pattern] = patterns_for(self.identifiers)
+        self.scanner = Scanner(self.patterns, engine=engine)
+        self._pattern_bytes = {p.data for p in self.patterns}
+        self._by_form = {(p.ident.label or p.ident.kind, p.ident.value, p.form): p for p in self.patterns}
+        self.hash_budget = hash_budget
+        self.progress = progress
+        self.captures: list[dict] = []
+        self.flows: list[dict] = []
+        self.flows_omitted = 0
+        self.findings: list[dict] = []
+        self.findings_dropped = 0
+        self._finding_counts: dict[tuple, int] = defaultdict(int)
+        self._tokens: dict[bytes, dict] = {}          # opaque value -> {sessions, fields, where}
+        self._cipher: list[dict] = []                 # agent cipher events
+        self._clear_http: list[dict] = []
+        self._weak_tls: list[dict] = []
+        self._ports: dict[int, dict] = {}             # client port -> flow record (agent correlation)
+        self.agent_files: list[dict] = []
+        self._flow_base = 0
+
+    # -- captures ---------------------------------------------------------------------------
+    def add_capture(self, path: str | Path) -> dict:
+        from .flows import FlowTable
+        from .pcapread import open_capture
+
+        path = Path(path)
+        t0 = time.monotonic()
+        consumer = _Consumer(self, str(path))
+        reader = open_capture(path)
+        table = FlowTable(consumer)
+        progress = None
+        if self.progress is not None:
+            def progress(n: int, *_: Any) -> None:
+                self.progress(f"{path.name}: {n} packets")
+        table.run(reader, progress=progress)
+        n = reader.stats.get("packets", 0)
+        info = {"path": str(path), "packets": n, "seconds": round(time.monotonic() - t0, 3),
+                "reader": _jsonable(getattr(reader, "stats", {})), "flows": _jsonable(getattr(table, "stats", {}))}
+        self.captures.append(info)
+        self._flow_base += consumer.max_flow_id
+        return info
+
+    # -- agent events -----------------------------------------------------------------------
+    def add_agent_events(self, path: str | Path) -> dict:
+        """Scan the TLS plaintext in a ``hostctl trace`` events file (``ssl`` events: what the app
+        handed to, or got from, its TLS library), and keep its cipher operations (Java Cipher or
+        native EVP) to attribute ciphertext to identifiers."""
+        from ..events import SslData, cipher_operations, read_events
+
+        path = Path(path)
+        counts: dict[str, int] = defaultdict(int)
+        errors: list[str] = []
+        lines: dict[int, int] = {}
+        try:
+            events = list(read_events(path, errors=errors))
+        except OSError as exc:
+            raise WireCheckError(f"{path}: cannot read agent events: {exc.strerror or exc}") from exc
+        for lineno, ev in events:
+            counts[ev.kind] += 1
+            lines[id(ev)] = lineno
+            if not isinstance(ev, SslData) or not ev.data:
+                continue
+            payload = bytes(ev.data)
+            local_port = ev.local.port if ev.local is not None else None
+            flow = self._ports.get(local_port) if local_port else None
+            host = ev.sni or (flow or {}).get("host")
+            where = _Where("agent", flow["id"] if flow else None, ev.direction, host, "tls-plaintext",
+                           event=lineno, hook=ev.fn, ts=ev.agent_ts or ev.host_ts)
+            for m in self.scanner.scan(payload):
+                self._finding(m, where)
+            session = f"agent:{ev.pid}:{local_port if local_port is not None else ev.ssl}"
+            self._collect_tokens(payload, session, where)
+        for op in cipher_operations(ev for _, ev in events):
+            self._cipher.append({"file": str(path), "op": op})
+        info = {"path": str(path), "events": dict(counts), "errors": errors[:20], "error_count": len(errors)}
+        self.agent_files.append(info)
+        return info
+
+    # -- findings and tokens ----------------------------------------------------------------
+    def _finding(self, m: Any, where: _Where, offset_base: int = 0) -> dict | None:
+        p: Pattern = m.pattern
+        key = (p.ident.label or p.ident.value, p.form, where.source, where.flow, where.direction)
+        self._finding_counts[key] += 1
+        if self._finding_counts[key] > _MAX_FINDINGS_PER_KEY:
+            self.findings_dropped += 1
+            return None
+        f = {"identifier": p.ident.label or p.ident.kind, "kind": p.ident.kind, "value": p.ident.value,
+             "form": p.form, "verdict": form_class(p.form), "source": where.source, "layer": where.layer,
+             "flow": where.flow, "direction": where.direction, "offset": offset_base + m.start,
+             "length": m.end - m.start, "host": where.host}
+        if where.event is not None:
+            f["event"] = where.event
+            f["hook"] = where.hook
+        if where.capture is not None:
+            f["capture"] = where.capture
+        f["ts"] = where.ts
+        self.findings.append(f)
+        return f
+
+    def _collect_tokens(self, data: bytes, session: str, where: _Where) -> None:
+        for m in _TOKEN.finditer(data):
+            tok = m.group(0)
+            if tok in self._pattern_bytes:
+                continue
+            raw = _decode_opaque(tok)
+            if raw is None:
+                continue
+            fm = _FIELD_BEFORE.search(data[max(0, m.start() - 48):m.start()])
+            rec = self._tokens.setdefault(tok, {"sessions": [], "fields": set(), "where": [], "raw": raw})
+            if session not in rec["sessions"]:
+                rec["sessions"].append(session)
+            if fm:
+                rec["fields"].add(fm.group(1).decode("ascii", "replace"))
+            if len(rec["where"]) < 10:
+                rec["where"].append({"source": where.source, "flow": where.flow, "direction": where.direction,
+                                     "offset": m.start(), "host": where.host,
+                                     **({"event": where.event} if where.event is not None else {})})
+
+    # -- the report ---------------------------------------------------------------------------
+    def report(self) -> dict:
+        attributed = self._attribute_ciphertext()
+        deterministic = []
+        for tok, rec in self._tokens.items():
+            ident = attributed.get(tok) or attributed.get(rec["raw"])
+            fixed_iv = ident is not None and ident.get("fixed_iv")
+            if len(rec["sessions"]) >= 2 or fixed_iv:
+                deterministic.append({"value": tok.decode("ascii"), "bytes": len(rec["raw"]),
+                                      "sessions": len(rec["sessions"]), "fields": sorted(rec["fields"]),
+                                      "identifier": ident["identifier"] if ident else None,
+                                      "why": ("the same ciphertext in %d sessions" % len(rec["sessions"])
+                                              if len(rec["sessions"]) >= 2 else "one key and IV reused across calls"),
+                                      "seen": rec["where"]})
+        det_idents = {d["identifier"] for d in deterministic if d["identifier"]}
+        enc_idents = {a["identifier"] for tok, a in attributed.items()
+                      if tok in self._tokens or any(r["raw"] == tok for r in self._tokens.values())}
+        identifiers = []
+        hashed = []
+        budget_left = self.hash_budget
+        for ident in self.identifiers:
+            name = ident.label or ident.kind
+            every = [f for f in self.findings if f["identifier"] == name and f["value"] == ident.value]
+            mine = [f for f in every if f["direction"] in _SENT]
+            verdict = _worst(mine)
+            received = _worst([f for f in every if f["direction"] not in _SENT])
+            if verdict == "absent" and name in det_idents:
+                verdict = "encrypted-deterministic"
+            elif verdict == "absent" and name in enc_idents:
+                verdict = "encrypted"
+            forms = sorted({f["form"] for f in mine})
+            entry = {"identifier": name, "kind": ident.kind, "value": ident.value, "verdict": verdict,
+                     "findings": len(mine), "verdict_received": received, "findings_received": len(every) - len(mine),
+                     "forms": forms,
+                     "layers": sorted({f["layer"] for f in mine}),
+                     "flows": sorted({f["flow"] for f in mine if f["flow"] is not None})}
+            hashed_forms = sorted({f["form"] for f in mine if f["verdict"] == "hashed"})
+            if hashed_forms and budget_left > 0:
+                share = budget_left / len(hashed_forms)
+                for form in hashed_forms:
+                    t0 = time.monotonic()
+                    rec = _recover(ident, self._by_form.get((name, ident.value, form)), form, share)
+                    budget_left -= time.monotonic() - t0
+                    hashed.append({"identifier": name, "form": form, "algorithm": _digest_of(form), **rec})
+            identifiers.append(entry)
+        flows_with = sorted({f["flow"] for f in self.findings if f["flow"] is not None})
+        summary = {
+            "identifiers": {v: sum(1 for i in identifiers if i["verdict"] == v) for v in VERDICTS},
+            "findings": len(self.findings) + self.findings_dropped,
+            "flows": len(self.flows) + self.flows_omitted,
+            "flows_with_findings": len(flows_with),
+            "clear_http_with_identifiers": sum(1 for c in self._clear_http if c["findings"]),
+            "weak_tls": len(self._weak_tls),
+            "deterministic": len(deterministic),
+        }
+        return {
+            "schema": SCHEMA,
+            "captures": self.captures,
+            "agent_events": self.agent_files,
+            "identifiers": identifiers,
+            "flows": self.flows,
+            "flows_omitted": self.flows_omitted,
+            "findings": self.findings,
+            "findings_dropped": self.findings_dropped,
+            "hashed": hashed,
+            "deterministic": deterministic,
+            "clear_http": self._clear_http,
+            "weak_tls": self._weak_tls,
+            "cipher_calls": self._cipher_summary(),
+            "summary": summary,
+        }
+
+    def _attribute_ciphertext(self) -> dict[bytes, dict]:
+        """ciphertext (raw and its text forms) -> {identifier, fixed_iv} from the cipher
+        operations whose plaintext holds an identifier. An IV is fixed when one key and IV
+        encrypted two operations."""
+        uses: dict[tuple, int] = defaultdict(int)
+        for c in self._cipher:
+            op = c["op"]
+            if op.mode == "encrypt" and op.iv:
+                uses[(op.key, op.iv)] += 1
+        out: dict[bytes, dict] = {}
+        for c in self._cipher:
+            op = c["op"]
+            if op.mode != "encrypt" or not op.input or not op.output:
+                continue
+            found = self.scanner.scan(op.input)
+            if not found:
+                continue
+            p = found[0].pattern
+            info = {"identifier": p.ident.label or p.ident.kind,
+                    "fixed_iv": bool(op.iv) and uses[(op.key, op.iv)] >= 2}
+            for form in _text_forms(op.output) | _text_forms(bytes(op.iv or b"") + op.output):
+                out[form] = info
+        return out
+
+    def _cipher_summary(self) -> list[dict]:
+        groups: dict[tuple, dict] = {}
+        for c in self._cipher:
+            op = c["op"]
+            key = (op.algorithm, op.key, op.iv)
+            g = groups.setdefault(key, {"source": op.source, "app": op.app, "algorithm": op.algorithm,
+                                        "key": (op.key or b"").hex(), "iv": (op.iv or b"").hex(),
+                                        "operations": 0, "identifiers": set()})
+            g["operations"] += 1
+            for m in self.scanner.scan(op.input) if op.input else ():
+                g["identifiers"].add(m.pattern.ident.label or m.pattern.ident.kind)
+        out = []
+        for g in groups.values():
+            g["identifiers"] = sorted(g["identifiers"])
+            g["iv_reused"] = bool(g["iv"]) and g["operations"] >= 2
+            out.append(g)
+        return out
+
+
+_SENT = ("c2s", "out")      # the device's (client's) side: what the claims are about
+
+
+def _worst(findings: Sequence[dict]) -> str:
+    verdict = "absent"
+    for f in findings:
+        if _RANK[f["verdict"]] < _RANK[verdict]:
+            verdict = f["verdict"]
+    return verdict
+
+
+def _text_forms(raw: bytes) -> set[bytes]:
+    b64 = base64.b64encode(raw)
+    return {raw, b64, b64.rstrip(b"="), base64.urlsafe_b64encode(raw), base64.urlsafe_b64encode(raw).rstrip(b"="),
+            raw.hex().encode(), raw.hex().upper().encode()}
+
+
+def _decode_opaque(tok: bytes) -> bytes | None:
+    """The bytes behind an opaque text value, when it looks like ciphertext (at least one AES
+    block, not text); None otherwise."""
+    raw = None
+    if len(tok) >= 32 and all(c in b"0123456789abcdefABCDEF" for c in tok):
+        try:
+            raw = binascii.unhexlify(tok) if len(tok) % 2 == 0 else None
+        except binascii.Error:
+            raw = None
+    if raw is None:
+        t = tok.replace(b"-", b"+").replace(b"_", b"/")
+        t += b"=" * (-len(t) % 4)
+        try:
+            raw = base64.b64decode(t, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    if len(raw) < 16:
+        return None
+    printable = sum(1 for b in raw if 32 <= b < 127)
+    if printable > 0.85 * len(raw):
+        return None
+    if len(set(raw)) < min(12, len(raw) // 2):
+        return None
+    return raw
+
+
+def _digest_of(form: str) -> str | None:
+    low = form.lower()
+    for d in ("sha256", "sha1", "md5"):
+        if d in low:
+            return d
+    return None
+
+
+def _recover(ident: Identifier, pattern: Pattern | None, form: str, budget: float) -> dict:
+    from . import recover
+
+    try:
+        return recover.demonstrate(ident, _digest_of(form) or "sha1", budget=budget, pattern=pattern, form=form)
+    except Exception as exc:    # the demonstration is evidence, not the verdict: never lose the report
+        return {"recovered": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)
+
+
+class _Consumer:
+    """The FlowTable consumer: one scan stream per flow direction, opaque values from readable
+    flows, and one small record per flow."""
+
+    def __init__(self, check: WireCheck, capture: str) -> None:
+        self.c = check
+        self.capture = capture
+        self.max_flow_id = 0
+
+    def _id(self, flow: Any) -> int:
+        return self.c._flow_base + flow.id
+
+    def flow_start(self, flow: Any) -> None:
+        if flow.id > self.max_flow_id:
+            self.max_flow_id = flow.id
+        flow.user = _FlowState(flow, self.capture)
+
+    def _state(self, flow: Any) -> _FlowState:
+        st = flow.user
+        if st is None:
+            self.flow_start(flow)
+            st = flow.user
+        return st
+
+    def _host(self, flow: Any) -> str | None:
+        proto = getattr(flow, "protocol", None) or {}
+        return proto.get("sni") or proto.get("host") or getattr(flow, "server_name", None)
+
+    def data(self, flow: Any, direction: str, offset: int, data: bytes, ts: float) -> None:
+        st = flow.user
+        if st is None:
+            st = self._state(flow)
+        p = st.dirs[direction]
+        if p.stream is None:
+            p.stream = self.c.scanner.stream()
+            if offset:                      # joined mid-stream: keep the stream's own offsets
+                p.stream.gap(offset)
+        buf = p.buf
+        if buf:
+            if ts - p.ts > _BATCH_SECONDS or len(buf) + len(data) > _BATCH:
+                self._scan(st, direction, p)
+                p.ts = ts
+        else:
+            p.ts = ts
+        buf += data
+        if len(buf) >= _BATCH:
+            self._scan(st, direction, p)
+        proto = flow.protocol
+        if proto and proto.get("name") in ("http", "text"):
+            rb = st.readable.setdefault(direction, bytearray())
+            if len(rb) < _TOKEN_WINDOW:
+                rb += data[:_TOKEN_WINDOW - len(rb)]
+
+    def _scan(self, st: _FlowState, direction: str, p: _Pending) -> None:
+        if p.buf:
+            matches = p.stream.feed(bytes(p.buf))
+            p.buf.clear()
+            if matches:
+                self._record(st, matches, direction, p.ts)
+
+    def gap(self, flow: Any, direction: str, offset: int, length: int) -> None:
+        st = self._state(flow)
+        st.gaps += 1
+        p = st.dirs[direction]
+        if p.stream is None:
+            p.stream = self.c.scanner.stream()
+            if offset:
+                p.stream.gap(offset)
+        self._scan(st, direction, p)
+        m = p.stream.gap(length)            # offsets stay the stream's; no match spans the gap
+        if m:
+            self._record(st, m, direction, getattr(flow, "last_ts", None))
+
+    def datagram(self, flow: Any, direction: str, data: bytes, ts: float, index: int) -> None:
+        st = self._state(flow)
+        matches = self.c.scanner.scan(data)
+        if matches:
+            where = _Where("wire", self._id(flow), direction, self._host(flow), "wire", capture=self.capture, ts=ts)
+            for m in matches:
+                f = self.c._finding(m, where)
+                if f is not None:
+                    f["packet"] = index
+                    st.findings.append(f)
+
+    def _record(self, st: _FlowState, matches: Sequence[Any], direction: str, ts: float | None) -> None:
+        where = _Where("wire", self._id(st.flow), direction, self._host(st.flow), "wire", capture=self.capture,
+                       ts=ts)
+        for m in matches:
+            f = self.c._finding(m, where)
+            if f is not None:
+                st.findings.append(f)
+
+    def flow_end(self, flow: Any) -> None:
+        st = flow.user
+        if st is None:
+            return
+        flow.user = None
+        for direction, p in st.dirs.items():
+            if p.stream is None:
+                continue
+            self._scan(st, direction, p)
+            m = p.stream.close()
+            if m:
+                self._record(st, m, direction, getattr(flow, "last_ts", None))
+        c = self.c
+        proto = dict(getattr(flow, "protocol", None) or {})
+        host = self._host(flow)
+        fid = self._id(flow)
+        for direction, buf in st.readable.items():
+            c._collect_tokens(bytes(buf), f"{self.capture}#{fid}", _Where("wire", fid, direction, host, "wire",
+                                                                           capture=self.capture))
+        key = flow.key
+        rec = {"id": fid, "capture": self.capture, "proto": key.proto,
+               "client": f"{key.client[0]}:{key.client[1]}", "server": f"{key.server[0]}:{key.server[1]}",
+               "host": host, "vendor": is_vendor_host(host), "protocol": _jsonable(proto),
+               "first_ts": getattr(flow, "first_ts", None), "last_ts": getattr(flow, "last_ts", None),
+               "packets": getattr(flow, "packets", None),
+               "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
+               "gaps": st.gaps, "ended": getattr(flow, "ended", None),
+               "findings": len(st.findings)}
+        worst = "absent"
+        for f in st.findings:
+            if _RANK[f["verdict"]] < _RANK[worst]:
+                worst = f["verdict"]
+        rec["verdict"] = worst
+        if proto.get("name") == "tls":
+            version = proto.get("version")
+            if is_vendor_host(host) and version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
+                c._weak_tls.append({"flow": fid, "host": host, "version": version})
+        elif proto.get("name") == "http" and (is_vendor_host(host) or st.findings):
+            c._clear_http.append({"flow": fid, "host": host, "requests": proto.get("requests", [])[:20],
+                                  "findings": len(st.findings),
+                                  "identifiers": sorted({f["identifier"] for f in st.findings})})
+        if st.findings or len(c.flows) < _MAX_FLOW_RECORDS:
+            c.flows.append(rec)
+        else:
+            c.flows_omitted += 1
+        if key.proto == "tcp":
+            c._ports[key.client[1]] = rec
+
+    def close(self) -> None:
+        pass
+
+
+def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier], *,
+               agent_events: Sequence[str | Path] = (), engine: str = "auto", hash_budget: float = 5.0,
+               progress: Any = None) -> dict:
+    """Analyse captures (and agent events) for identifiers; the report as a JSON-ready dict."""
+    check = WireCheck(identifiers, engine=engine, hash_budget=hash_budget, progress=progress)
+    for cap in captures:
+        check.add_capture(cap)
+    for ev in agent_events:     # after the captures: plaintext events are matched to their flows
+        check.add_agent_events(ev)
+    return check.report()
+
+
+def load_report(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
