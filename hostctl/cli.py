@@ -103,6 +103,9 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     from .commands import wire
 
     wire.add_parsers(sub, P, env)
+    from .commands import audit
+
+    audit.add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             from .commands import console
 
             return console.run(args, env)
+        if args.command == "audit":
+            from .commands import audit
+
+            return audit.run(args, env)
         if args.command == "wire-check":
             from .commands import wire
 

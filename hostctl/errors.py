@@ -66,11 +66,24 @@ class CommandError(DeviceError):
 
 
 class ConfigError(HostctlError):
-    """A testbed / controller config is wrong; ``key`` names the bad entry (``relay.channel``)."""
+    """A testbed / controller config is wrong; ``key`` names the bad entry (``relay.channel``).
 
-    def __init__(self, key: str, problem: str, *, controller: str | None = None) -> None:
+    Errors from a file (``source``: its name, ``line``: 1-based, when known) read like a
+    compiler's: ``lab.yaml:14: testbeds[0].handsets[1].sims[0].number: '12' is not an E.164
+    number``; ``key`` is then the full key path. Without ``source`` the message is a controller's:
+    ``relay config: 'channel' is required``.
+    """
+
+    def __init__(self, key: str, problem: str, *, controller: str | None = None,
+                 source: str | None = None, line: int | None = None) -> None:
         self.key = key
         self.problem = problem
         self.controller = controller
-        where = f"{controller} config" if controller else "config"
-        super().__init__(f"{where}: {key!r} {problem}")
+        self.source = source
+        self.line = line
+        if source is None and line is None:
+            where = f"{controller} config" if controller else "config"
+            super().__init__(f"{where}: {key!r} {problem}")
+            return
+        where = (source or "<config>") + (f":{line}" if line else "")
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")

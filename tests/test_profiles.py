@@ -133,6 +133,10 @@ _OTA_CHANGES = {
     "behaviour": yaml.safe_load(
         (Path(__file__).parents[1] / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml")
         .read_text(encoding="utf-8"))["behaviour"],
+    # ... and so its audit verdicts (they follow behaviour)
+    "audit_expectations": yaml.safe_load(
+        (Path(__file__).parents[1] / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml")
+        .read_text(encoding="utf-8"))["audit_expectations"],
 }
 
 
@@ -157,7 +161,7 @@ def test_ota_profile_extends_july_and_loads_as_the_flat_file_did(tmp_path: Path)
     differ = {f.name for f in dataclasses.fields(july)
               if getattr(july, f.name) != getattr(inherited, f.name)}
     assert differ == {"name", "description", "source", "build_fingerprint", "build_incremental",
-                      "props", "default_settings", "behaviour"}
+                      "props", "default_settings", "behaviour", "audit_expectations"}
 
 
 def test_extends_deep_merges_null_removes_and_empty_mapping_replaces(tmp_path: Path) -> None:

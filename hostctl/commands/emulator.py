@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ..cli import CliError, Environment, ExitStatus, print_json, print_table
 from ..emulator import lab as labmod
 
 CONTROL_TIMEOUT = 120.0
+TESTBED_FILE = "testbed.yaml"
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if action == "status":
         result = _request(info, {"cmd": "status"})
         result["running"] = True
+        if testbed_path(home, port).exists():
+            result["testbed"] = str(testbed_path(home, port))
         return _show(env, args.json, result)
     if action == "down":
         _request(info, {"cmd": "down"})
@@ -57,6 +61,35 @@ def lab_status(env: Environment, what: str) -> dict[str, Any]:
     if info is None:
         raise CliError(f"--port {what}: no emulated lab on adb port {env.adb_port}", ExitStatus.NOT_RUNNABLE)
     return info
+
+
+def testbed_path(home, port: int) -> Path:
+    """Where ``emulator up`` writes the lab's testbed file (removed when the lab stops)."""
+    return labmod.lab_dir(home, port) / TESTBED_FILE
+
+
+def _testbed_targets(args: argparse.Namespace, home, port: int) -> list[Path]:
+    """The testbed files to write: the lab's own, then ``--testbed-out`` (absolute) if given."""
+    paths = [testbed_path(home, port)]
+    if getattr(args, "testbed_out", None):
+        out = Path(args.testbed_out).expanduser().absolute()
+        if out != paths[0]:
+            paths.append(out)
+    return paths
+
+
+def _write_testbed(lab: labmod.Lab, paths: list[Path]) -> None:
+    from ..testbed import testbed_for_lab, write_testbed
+
+    testbed = testbed_for_lab(lab)
+    comment = (f"The emulated lab on adb port {lab.adb_port} (profile {lab.config.profile}), written by "
+               "`hostctl emulator up`.\nIts ptys change every time the lab starts: use this file while "
+               "this lab runs.")
+    for path in paths:
+        try:
+            write_testbed(testbed, path, comment=comment)
+        except OSError as exc:
+            raise labmod.LabError(f"cannot write the testbed file {path}: {exc}") from None
 
 
 def _report(env: Environment, as_json: bool, data: dict[str, Any], line: str) -> ExitStatus:
@@ -88,6 +121,8 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
         env.stdout.write(f"relay: {relay['pty']} ({relay['url']}), channels {wired}\n")
     for label, console in (status.get("consoles") or {}).items():
         env.stdout.write(f"console {label}: {console['pty']} ({console['url']})\n")
+    if status.get("testbed"):
+        env.stdout.write(f"testbed: {status['testbed']}\n")
     return ExitStatus.OK
 
 
@@ -108,19 +143,24 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
                               with_apps=not args.no_apps, modem=not args.no_modem,
                               relay=not args.no_relay, consoles=not args.no_consoles)
     try:
-        return asyncio.run(_serve(config, env, args.json))
+        return asyncio.run(_serve(config, env, args.json, _testbed_targets(args, home, port)))
     except labmod.LabError as exc:
         raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
     except Exception as exc:  # a profile error, an OS error: say what, not a traceback
         raise CliError(f"lab failed: {exc}", ExitStatus.ERROR) from None
 
 
-async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool) -> ExitStatus:
+async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool, testbeds: list[Path]) -> ExitStatus:
     lab = labmod.Lab(config)
     env.stderr.write(f"starting {config.handsets} emulated handset(s) on adb port {config.adb_port}...\n")
     env.stderr.flush()
     await lab.start()
-    _show(env, as_json, lab.status())
+    try:
+        _write_testbed(lab, testbeds)
+    except BaseException:
+        await lab.stop()
+        raise
+    _show(env, as_json, dict(lab.status(), testbed=str(testbeds[-1])))
     env.stdout.flush()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +168,10 @@ async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool) -> E
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(lab.stop()))
         except (RuntimeError, ValueError):   # not the main thread (in-process tests)
             pass
-    await lab.stopped.wait()
+    try:
+        await lab.stopped.wait()
+    finally:   # its ptys are gone: a stale file would point the next run at nothing
+        testbeds[0].unlink(missing_ok=True)
     return ExitStatus.OK
 
 
@@ -146,6 +189,11 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
         cmd.append("--no-relay")
     if args.no_consoles:
         cmd.append("--no-consoles")
+    testbeds = _testbed_targets(args, home, port)
+    if len(testbeds) > 1:
+        cmd += ["--testbed-out", str(testbeds[-1])]
+    for path in testbeds:     # the child writes them once the lab is up: wait for fresh ones
+        path.unlink(missing_ok=True)
     child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -153,8 +201,8 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         info = labmod.read_lab_file(home, port)
-        if info and info.get("pid") == proc.pid:
-            return _show(env, args.json, info)
+        if info and info.get("pid") == proc.pid and all(p.exists() for p in testbeds):
+            return _show(env, args.json, dict(info, testbed=str(testbeds[-1])))
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise CliError(f"the lab exited with status {proc.returncode} before it was ready:\n{tail}",

@@ -83,6 +83,13 @@ Schema (``*`` = required)::
     behaviour: {...}                # what the build's Messaging app sends, and when: parsed
                                     # and validated by hostctl/emulator/behaviour.py (schema in
                                     # its docstring); absent or {} = sends nothing
+    audit_expectations: {check id: PASS | FAIL | NOT-TESTABLE}
+                                    # the verdict `hostctl audit` must reach on a lab running this
+                                    # build, per check id of hostctl.report.CHECK_IDS (an unknown
+                                    # id is an error). hw_tests asserts each one, so a check that
+                                    # can never fail shows up as a mismatch; a check left out is
+                                    # not asserted (skipped). Absent = {}. Tied to `behaviour`
+                                    # under `extends` (see "Inheritance")
 
 Inheritance: ``extends`` names a shipped profile, or (when it contains "/" or ends in .yaml/.yml)
 a file path relative to the extending file. The parent (itself possibly extending another) is
@@ -90,12 +97,15 @@ deep-merged under the child: mappings merge key by key with the child winning, a
 removes the key, an empty mapping ``{}`` replaces the parent's mapping, and lists and scalars are
 replaced. ``behaviour`` is the exception: a child that sets it replaces the parent's whole (a
 build's traffic is described in one place, so an OTA never inherits an event it did not list);
-a child that does not set it inherits the parent's. The child must set its own ``name``. Cycles
-are errors.
+a child that does not set it inherits the parent's. ``audit_expectations`` follows
+``behaviour``, whose verdicts they are: a child that sets it replaces the parent's whole, and a
+child that sets its own ``behaviour`` without it has none (an inherited verdict would be about
+traffic the child no longer sends). The child must set its own ``name``. Cycles are errors.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from dataclasses import dataclass, field
@@ -105,6 +115,7 @@ from typing import Any
 
 import yaml
 
+from ..report import CHECK_IDS, STATUSES
 from .adb.connection import DEFAULT_FEATURES
 from .behaviour import Behaviour, parse_behaviour
 
@@ -185,6 +196,7 @@ class FirmwareProfile:
     operator_name: str = "CHINA MOBILE"
     mcc_mnc: str = "46000"
     behaviour: Behaviour = field(default_factory=Behaviour)
+    audit_expectations: dict[str, str] = field(default_factory=dict)   # check id -> verdict
     source: str = ""
 
     # Convenience views the handset and tests use.
@@ -285,7 +297,8 @@ _TOP_ALLOWED = _TOP_REQUIRED | {
     "iphonesubinfo_needs_package", "iphonesubinfo_args", "iphonesubinfo_reply", "iphonesubinfo_msim",
     "identity_props",
     "dumpsys_iphonesubinfo", "adbd_features", "su", "packages", "service_permissions",
-    "default_settings", "sim_count", "input_injection_blocked", "carrier", "behaviour"}
+    "default_settings", "sim_count", "input_injection_blocked", "carrier", "behaviour",
+    "audit_expectations"}
 _PRODUCT_REQUIRED = {"name", "model", "device"}
 _PRODUCT_ALLOWED = _PRODUCT_REQUIRED | {"brand", "manufacturer", "marketname", "mod_device"}
 
@@ -358,6 +371,23 @@ def _parse_features(c: _Checker, top: dict) -> tuple[str, ...]:
         if not _FEATURE.fullmatch(feature):
             raise c.fail(f"adbd_features[{i}]", f"not a feature name: {feature!r}")
     return tuple(features)
+
+
+def _parse_expectations(c: _Checker, top: dict) -> dict[str, str]:
+    """``audit_expectations``: check id -> the verdict the audit must reach on this build."""
+    raw = top.get("audit_expectations")
+    table = c.mapping({} if raw is None else raw, "audit_expectations")
+    expectations: dict[str, str] = {}
+    for check_id, verdict in table.items():
+        path = f"audit_expectations.{check_id}"
+        if check_id not in CHECK_IDS:
+            close = difflib.get_close_matches(check_id, CHECK_IDS, n=1)
+            raise c.fail(path, "not an audit check id" + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" (known: {', '.join(CHECK_IDS)})")
+        if verdict not in STATUSES:
+            raise c.fail(path, f"expected one of {', '.join(STATUSES)}, got {verdict!r}")
+        expectations[check_id] = verdict
+    return expectations
 
 
 def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> FirmwareProfile:
@@ -435,6 +465,7 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         operator_name=operator_name,
         mcc_mnc=mcc_mnc,
         behaviour=behaviour,
+        audit_expectations=_parse_expectations(c, top),
         source=source,
     )
 
@@ -500,7 +531,7 @@ def _forget(origins: dict[str, str], path: str) -> None:
 
 
 # Top-level keys a child replaces whole instead of merging into the parent's.
-_REPLACED_WHOLE = frozenset({"behaviour"})
+_REPLACED_WHOLE = frozenset({"behaviour", "audit_expectations"})
 
 
 def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix: str) -> dict:
@@ -553,7 +584,11 @@ def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]
     if not isinstance(parent, dict):
         raise ProfileError(f"profile {parent_source}: (top level): expected mapping, "
                            f"got {parent!r}")
-    return _merge(parent, data, origins, source, ""), origins
+    merged = _merge(parent, data, origins, source, "")
+    if "behaviour" in data and "audit_expectations" not in data:
+        merged.pop("audit_expectations", None)     # verdicts about the parent's traffic, not ours
+        _forget(origins, "audit_expectations")
+    return merged, origins
 
 
 def load_profile(name_or_path: str | Path) -> FirmwareProfile:

@@ -1,0 +1,112 @@
+"""``hostctl audit``: the main job. MISSION.md's checks on a testbed, or on an emulated lab booted
+for the run, with an evidence folder, report.json / junit.xml / report.html and a summary.
+
+Exit status: 0 every check that ran passed; 3 a check FAILED; 4 the audit could not run; 130
+interrupted (the partial report and manifest are written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import CliError, Environment, ExitStatus
+
+
+def add_parsers(sub: Any, P: Any, env: Environment) -> None:
+    a = sub.add_parser("audit", env=env, help="audit Cloud Messaging on a testbed (or an emulated lab): "
+                                              "every check PASS / FAIL / NOT-TESTABLE with evidence")
+    where = a.add_mutually_exclusive_group(required=True)
+    where.add_argument("--testbed", metavar="FILE", help="testbed file (YAML; see README)")
+    where.add_argument("--emulator", action="store_true", help="boot an emulated lab for the run")
+    a.add_argument("--testbed-name", metavar="NAME", help="which testbed of the file (default: the only one)")
+    a.add_argument("--profile", default="miui-v5-2014-08-10", help="--emulator: firmware profile name or path")
+    a.add_argument("--handsets", type=int, default=2, help="--emulator: number of handsets (default 2)")
+    a.add_argument("--out", default="hostctl-runs", metavar="DIR",
+                   help="evidence folder (<out>/<testbed>/<timestamp>/, with a `latest` link; default ./hostctl-runs)")
+    a.add_argument("--checks", metavar="ID,...", help="only these checks (comma-separated ids)")
+    a.add_argument("--redact", action="store_true", help="no raw identifier in any report or log (hashes instead)")
+    a.add_argument("--assume-reset", action="store_true",
+                   help="real handsets: they were factory-reset by hand just before (opt-in-default needs it)")
+    a.add_argument("--timeout", type=float, default=30.0, help="seconds per device step (default 30)")
+    a.add_argument("--json", action="store_true", help="print report.json's document")
+
+
+def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
+    from ..audit import AuditError, AuditOptions, run_audit
+    from ..report import render_json, summary_table
+
+    from ..report import CHECK_IDS
+
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+    unknown = [c for c in checks or () if c not in CHECK_IDS]
+    if unknown:
+        raise CliError(f"audit: unknown check {', '.join(unknown)} (known: {', '.join(CHECK_IDS)})", ExitStatus.USAGE)
+
+    def progress(msg: str) -> None:
+        env.stderr.write(f"audit: {msg}\n")
+        env.stderr.flush()
+
+    opts = AuditOptions(out=Path(args.out), checks=checks, redact=args.redact, assume_reset=args.assume_reset,
+                        progress=progress, timeout=args.timeout, argv=["hostctl", *sys.argv[1:]])
+    try:
+        with _testbed(args, env, opts, progress) as tb:
+            result = run_audit(tb, opts)
+    except AuditError as exc:
+        raise CliError(f"audit: {exc}", ExitStatus.NOT_RUNNABLE) from exc
+    if args.json:
+        env.stdout.write(render_json(result.report))
+    else:
+        env.stdout.write(summary_table(result.report) + "\n")
+        env.stdout.write(f"evidence: {result.run_dir}\n")
+    return result.exit_status
+
+
+@contextlib.contextmanager
+def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: Any):
+    from ..testbed import load_testbed
+
+    if args.testbed:
+        yield load_testbed(args.testbed, name=args.testbed_name)
+        return
+    from ..emulator.lab import LabConfig, LabError, LabThread, kill_adb_server
+    from ..emulator.profiles import load_profile
+    from ..testbed import testbed_for_lab
+
+    try:
+        profile = load_profile(args.profile)
+    except Exception as exc:   # noqa: BLE001 - a bad profile is the user's input
+        raise CliError(f"audit: --profile {args.profile}: {exc}", ExitStatus.USAGE) from exc
+    port = _free_port()
+    # Frida finds the adb server through this variable, read at each connect: the lab's own
+    # server on a free port, so a developer's adb server on 5037 is never touched
+    os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
+    home = env.home
+    progress(f"booting an emulated lab: {args.handsets} handsets, profile {profile.name}, adb server on port {port}")
+    lt = LabThread(LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
+                             relay=False, consoles=False))
+    try:
+        lt.start()
+    except LabError as exc:
+        kill_adb_server(port)
+        raise CliError(f"audit: the emulated lab did not start: {exc}", ExitStatus.NOT_RUNNABLE) from exc
+    try:
+        opts.profile = profile.name
+        opts.home = home
+        yield testbed_for_lab(lt.lab, name=f"emulator-{profile.name}")
+    finally:
+        progress("stopping the emulated lab")
+        lt.stop()
+        kill_adb_server(port)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,177 @@
+"""The audit end to end on the emulated lab, beyond the two shipped profiles (which hw_tests
+covers): a profile that leaks one identifier one new way fails exactly the checks it should; a
+handset killed mid-audit; the evidence folder (manifest hashes, tshark reads every pcapng);
+--redact; --json; exit codes. And the checks whose FAIL no firmware profile can provoke (the
+route an app takes, the server's store), on the facts they read."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from hostctl.audit import Audit, AuditOptions, run_audit
+from hostctl.cli import Environment, ExitStatus, main
+from hostctl.emulator.lab import LabConfig, LabThread
+from hostctl.emulator.profiles import load_profile
+from hostctl.evidence import verify
+from hostctl.report import CHECK_IDS, validate_report
+from hostctl.testbed import testbed_for_lab as tb_for_lab
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _audit_cli(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HOSTCTL_HOME=str(home))
+    env.pop("ANDROID_ADB_SERVER_PORT", None)       # --emulator runs its own server on a free port
+    return subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _leaky_profile(tmp_path: Path) -> Path:
+    """The OTA build, plus one new leak: the SHA-1 of the IMEI to the resolver in clear HTTP at
+    boot, whatever the Cloud Messaging switch says."""
+    ota = yaml.safe_load((ROOT / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml").read_text())
+    behaviour = ota["behaviour"]
+    behaviour["events"]["boot"] = list(behaviour["events"].get("boot") or []) + [
+        {"endpoint": "resolver", "method": "GET", "fields": {"h": {"source": "imei", "protection": "sha1"}}}]
+    path = tmp_path / "leaky.yaml"
+    path.write_text(yaml.safe_dump({"extends": "miui-v5-2014-08-10", "name": "leaky-sha1-imei",
+                                    "description": "the OTA with the IMEI's SHA-1 in clear HTTP at boot",
+                                    "behaviour": behaviour}))
+    load_profile(path)
+    return path
+
+
+def test_a_new_leak_fails_exactly_the_checks_it_should(tmp_path):
+    profile = _leaky_profile(tmp_path)
+    r = _audit_cli("--profile", str(profile), "--out", str(tmp_path / "runs"), "--json", home=tmp_path / "home")
+    assert r.returncode == ExitStatus.CHECK_FAILED, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert validate_report(doc) == []
+    status = {c["id"]: c["status"] for c in doc["checks"]}
+    assert {k for k, v in status.items() if v == "FAIL"} == {"no-identifiers-before-opt-in", "transport-secure"}, status
+    assert {k for k, v in status.items() if v != "FAIL"} == set(CHECK_IDS) - {"no-identifiers-before-opt-in",
+                                                                               "transport-secure"}
+    assert all(v == "PASS" for k, v in status.items() if v != "FAIL"), status
+    before = next(c for c in doc["checks"] if c["id"] == "no-identifiers-before-opt-in")
+    ev = before["evidence"][0]
+    assert ev["host"] == "resolver.msg.xiaomi.net" and "imei" in ev["identifier"] and ev["form"].startswith("sha1")
+    assert ev["file"].endswith("wire.pcapng") and ev["flow"] is not None and ev["offset"] is not None
+    run = tmp_path / "runs" / doc["run"]["testbed"] / "latest"
+    assert json.loads((run / "report.json").read_text()) == doc, "--json prints report.json's document"
+    # the evidence folder: every file hashed, tshark reads every capture
+    v = verify(run)
+    assert v.ok, v.to_json()
+    manifest = json.loads((run / "manifest.json").read_text())
+    pcaps = [f["path"] for f in manifest["files"] if f["path"].endswith(".pcapng")]
+    assert len(pcaps) == 2
+    if shutil.which("tshark"):
+        for p in pcaps:
+            t = subprocess.run(["tshark", "-r", str(run / p), "-q"], capture_output=True, timeout=60)
+            assert t.returncode == 0, t.stderr
+    html = (run / "report.html").read_text()
+    assert "transport-secure" in html and "<script" not in html
+
+
+def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):
+    r = _audit_cli("--profile", "miui-v5-2014-07", "--checks", "phone-numbers-encrypted,no-retention",
+                   "--redact", "--out", str(tmp_path / "runs"), "--json", home=tmp_path / "home")
+    assert r.returncode == ExitStatus.CHECK_FAILED, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert [c["id"] for c in doc["checks"]] == ["phone-numbers-encrypted", "no-retention"]
+    assert doc["run"]["redacted"] is True
+    run = tmp_path / "runs" / doc["run"]["testbed"] / "latest"
+    # the agent's events are evidence, kept raw: the identifiers the build sent are read from them
+    sent = b""
+    for line in (run / "handsets/hs1/trace/events.jsonl").read_text().splitlines():
+        data = json.loads(line).get("data")
+        if isinstance(data, dict) and data.get("base64"):
+            sent += base64.b64decode(data["base64"]) + b"\n"
+    numbers = {m.decode() for m in re.findall(rb"\+86\d{11}", sent)}
+    imeis = {m.decode() for m in re.findall(rb'"imei": ?"(\d{15})"', sent)}
+    assert numbers and imeis, "the 2014-07 build sends numbers and IMEIs in clear: the evidence shows them"
+    for rel in ["report.json", "report.html", "junit.xml", "handsets/hs1/logcat.txt", "handsets/hs1/messages.json",
+                "handsets/hs1/wire-check.json", "handsets/hs1/steps.json", "handsets/hs2/steps.json"]:
+        text = (run / rel).read_text()
+        for v in numbers | imeis:
+            assert v not in text and v.lstrip("+") not in text, (rel, v)
+    assert "[msisdn:" in (run / "report.json").read_text()
+
+
+def test_killing_a_handset_mid_audit(adb_port, tmp_path):
+    home = tmp_path / "home"
+    with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home,
+                             relay=False, consoles=False)) as lt:
+        hs2 = lt.lab.handsets[1]
+
+        def progress(msg: str) -> None:
+            if "send to an online receiver" in msg:
+                lt.call(hs2.power_off())
+
+        result = run_audit(tb_for_lab(lt.lab), AuditOptions(out=tmp_path / "runs", progress=progress, home=home))
+    doc = result.report
+    status = {c["id"]: c for c in doc["checks"]}
+    assert status["ip-when-online"]["status"] == "NOT-TESTABLE"
+    assert "hs2" in status["ip-when-online"]["reason"] and "answering" in status["ip-when-online"]["reason"]
+    assert status["sms-fallback-when-offline"]["status"] in ("PASS", "NOT-TESTABLE")
+    assert status["phone-numbers-encrypted"]["status"] == "PASS"
+    assert any("hs2" in w for w in doc["warnings"])
+    v = verify(result.run_dir)
+    assert v.ok, v.to_json()
+    files = {f["path"] for f in json.loads((result.run_dir / "manifest.json").read_text())["files"]}
+    assert {"handsets/hs2/wire.pcapng", "handsets/hs2/trace/events.jsonl", "handsets/hs2/steps.json",
+            "handsets/hs1/messages.json", "report.json", "junit.xml", "report.html"} <= files
+    assert result.exit_status == 0
+
+
+def test_bad_input_exit_codes(tmp_path):
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), vars=dict(os.environ))
+    assert main(["audit", "--emulator", "--checks", "no-such-check"], env) == ExitStatus.USAGE
+    assert "no-such-check" in env.stderr.getvalue()
+    bad = tmp_path / "tb.yaml"
+    bad.write_text("name: x\nhandsets:\n  - serial: s\n    label: a\n    sims: [{number: '12'}]\n")
+    assert main(["audit", "--testbed", str(bad)], env) == ExitStatus.USAGE
+    assert "number" in env.stderr.getvalue()
+    gone = tmp_path / "gone.yaml"
+    gone.write_text("name: gone\nhandsets:\n  - serial: 127.0.0.1:1\n    label: a\n    adb: 127.0.0.1:1\n")
+    st = main(["audit", "--testbed", str(gone), "--out", str(tmp_path / "runs"), "--timeout", "3"], env)
+    assert st == ExitStatus.NOT_RUNNABLE, env.stderr.getvalue()
+
+
+class _FakeTb:
+    name = "fake"
+    handsets: list = []
+    modem = None
+    params: dict = {}
+
+
+def _audit_with(facts: dict) -> Audit:
+    a = Audit(_FakeTb(), AuditOptions(out=Path("/nonexistent")))
+    a.facts.update(facts)
+    return a
+
+
+def test_route_and_store_checks_fail_on_the_facts_that_break_them():
+    sms_row = {"serial": "s1", "to": "+8613800000002", "route": "sms", "fallback": False,
+               "evidence": {"sender": {"id": 7, "type": 2, "mx_status": 0}, "receiver": {"id": 3}}}
+    ip_row = dict(sms_row, route="ip", evidence={"sender": {"id": 8, "type": 2, "mx_status": 17}})
+    assert _audit_with({"send_online": sms_row})._check_ip_when_online()["status"] == "FAIL"
+    carried = dict(sms_row, route="ip", evidence=dict(sms_row["evidence"], carrier=[{"text": "x"}]))
+    assert _audit_with({"send_online": carried})._check_ip_when_online()["status"] == "FAIL"
+    assert _audit_with({"send_online": dict(sms_row, route="ip")})._check_ip_when_online()["status"] == "PASS"
+    assert _audit_with({"send_offline": ip_row})._check_sms_fallback_when_offline()["status"] == "FAIL"
+    assert _audit_with({"send_offline": sms_row})._check_sms_fallback_when_offline()["status"] == "PASS"
+    held = {"retained": {"messages": 2, "bytes": 40, "bodies": 2}, "stats": {}}
+    assert _audit_with({"cloud_state": held})._check_no_retention()["status"] == "FAIL"
+    empty = {"retained": {"messages": 0, "bytes": 0, "bodies": 0}, "stats": {}}
+    assert _audit_with({"cloud_state": empty})._check_no_retention()["status"] == "PASS"
+    assert _audit_with({})._check_no_retention()["status"] == "NOT-TESTABLE"
