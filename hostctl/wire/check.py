@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import json
 import re
 import time
@@ -174,7 +175,15 @@ class WireCheck:
         if self.progress is not None:
             def progress(n: int, *_: Any) -> None:
                 self.progress(f"{path.name}: {n} packets")
-        table.run(reader, progress=progress)
+        # Nothing per packet or flow makes reference cycles (a flow's state is dropped at its end),
+        # so the cyclic collector would only walk the live objects over and over: off meanwhile.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            table.run(reader, progress=progress)
+        finally:
+            if collecting:
+                gc.enable()
         n = reader.stats.get("packets", 0)
         info = {"path": str(path), "packets": n, "seconds": round(time.monotonic() - t0, 3),
                 "reader": _jsonable(getattr(reader, "stats", {})), "flows": _jsonable(getattr(table, "stats", {}))}
@@ -481,15 +490,20 @@ class _Consumer:
             if offset:                      # joined mid-stream: keep the stream's own offsets
                 p.stream.gap(offset)
         buf = p.buf
-        if buf:
+        if not buf and len(data) >= 4096:      # a big piece: scanned as it is, no copy
+            matches = p.stream.feed(data)
+            if matches:
+                self._record(st, matches, direction, ts)
+        elif buf:
             if ts - p.ts > _BATCH_SECONDS or len(buf) + len(data) > _BATCH:
                 self._scan(st, direction, p)
                 p.ts = ts
+            buf += data
+            if len(buf) >= _BATCH:
+                self._scan(st, direction, p)
         else:
             p.ts = ts
-        buf += data
-        if len(buf) >= _BATCH:
-            self._scan(st, direction, p)
+            buf += data
         proto = flow.protocol
         if proto and proto.get("name") in ("http", "text"):
             rb = st.readable.setdefault(direction, bytearray())

@@ -131,23 +131,24 @@ class _HyperscanEngine:
 
 class _HyperscanStream:
     def __init__(self, db: Any) -> None:
-        self._hits: list[tuple[int, int]] = []
+        hits: list[tuple[int, int]] = []
+        self._hits = hits
         # The binding keeps borrowed references to the database and the callback: both must
         # outlive the stream, so this object holds them. (Database.stream() also keeps one
         # reference too many to its Stream object, a few dozen bytes per stream; building the
-        # Stream directly crashes in 0.9.1.)
+        # Stream directly crashes in 0.9.1.) The callback is a closure over the hit list, not a
+        # bound method: the Stream the binding leaks then keeps only that list alive, not this
+        # object in a reference cycle the garbage collector would have to find.
         self._db = db
-        self._callback = self._on_match
+        self._callback = lambda i, _from, to, _flags, _ctx: hits.append((i, to))
         self._stream = db.stream(match_event_handler=self._callback)
         self._stream.__enter__()        # hs_open_stream
         self._pos = 0
         self._open = True
 
-    def _on_match(self, i: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-        self._hits.append((i, to))
-
     def _take(self) -> list[tuple[int, int]]:
-        out, self._hits = self._hits, []
+        out = self._hits[:]
+        self._hits.clear()
         return out
 
     def feed(self, data: bytes) -> tuple[list[tuple[int, int]], int]:
