@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import DeviceError, HostctlError
+from .errors import HostctlError
 from .report import CHECK_IDS, CHECKS_BY_ID, SCHEMA, summary_of
 
 __all__ = ["AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
@@ -101,6 +101,7 @@ class _Unit:
     trace_error: str | None = None
     steps: list[dict] = field(default_factory=list)
     wire: dict | None = None
+    read_ids: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, value, label) read over adb
 
     @property
     def label(self) -> str:
@@ -133,6 +134,7 @@ class Audit:
         self.contact: str | None = None
         self.modem: Any = None
         self.interrupted = False
+        self.not_run: str | None = None
         self.started = _now()
         self.run = None
 
@@ -158,6 +160,10 @@ class Audit:
         except (KeyboardInterrupt, _Interrupted):
             rec["status"] = "interrupted"
             raise
+        except AuditError as exc:
+            rec["status"] = "failed"
+            rec["notes"].append(str(exc))
+            raise
         except HostctlError as exc:
             rec["status"] = "failed"
             rec["notes"].append(f"{type(exc).__name__}: {exc}")
@@ -176,8 +182,8 @@ class Audit:
             if u.gone or u.handset is None:
                 continue
             try:
-                u.handset.shell("echo", timeout=3)
-            except DeviceError as exc:
+                u.handset.shell("echo", timeout=10)
+            except HostctlError as exc:
                 u.gone = f"{u.label} stopped answering before '{rec['name']}': {exc}"
                 self.warnings.append(u.gone)
                 rec["notes"].append(u.gone)
@@ -203,7 +209,7 @@ class Audit:
             if rec is not None:
                 rec["notes"].append(f"{unit.label}: {name}: {exc}")
             return None
-        except DeviceError as exc:
+        except HostctlError as exc:
             entry.update(ok=False, error=f"{type(exc).__name__}: {exc}")
             if _gone(exc):
                 unit.gone = f"{unit.label} stopped answering during {name}: {exc}"
@@ -230,6 +236,11 @@ class Audit:
             self.interrupted = True
             status = "interrupted"
             self.say("interrupted: stopping the recorders and writing what was gathered")
+        except AuditError as exc:
+            self.not_run = str(exc)
+            status = "failed"
+            self.warnings.append(f"the audit could not run: {exc}")
+            self.say(f"the audit could not run: {exc}")
         finally:
             self._finish_recorders()
         report = self._write(self._evaluate(), status)
@@ -249,6 +260,13 @@ class Audit:
                 u = _Unit(spec, h, d, f"handsets/{spec.label}", numbers=[s.number for s in spec.sims if s.number])
                 self.units.append(u)
                 u.info = self.step(u, "info", lambda h=h: h.info().to_json(), rec=rec) or {}
+                # what the handset says of itself: the testbed may not name its IMEIs and IMSIs
+                ident = self.step(u, "identity", lambda h=h: _read_identity(h, self.opt.timeout), rec=rec)
+                for slot in (ident or {}).get("slots", []):
+                    for kind in ("imei", "imsi", "iccid", "msisdn"):
+                        if slot.get(kind):
+                            u.read_ids.append((kind, slot[kind], f"{spec.label} {'number' if kind == 'msisdn' else kind}"
+                                                                 f"{slot['slot']}"))
             if not any(not u.gone for u in self.units):
                 raise AuditError("no handset of the testbed answers: " + "; ".join(u.gone or "" for u in self.units))
             self._open_modem(rec)
@@ -452,10 +470,16 @@ class Audit:
             rec["notes"].append(why)
             self.facts["send_offline_skipped"] = why
         else:
-            self.step(receiver, "receiver offline", lambda: _steps().set_airplane(receiver.handset, True,
-                                                                                 timeout=self.opt.timeout), rec=rec)
-            out = self.step(sender, "send offline", lambda: _cloud().send_message(
-                sender.handset, receiver.numbers[0], self.texts["offline"], timeout=self.opt.timeout), rec=rec)
+            off = self.step(receiver, "receiver offline", lambda: _steps().set_airplane(
+                receiver.handset, True, timeout=self.opt.timeout), rec=rec)
+            out = None
+            if off is None:
+                self.facts["send_offline_skipped"] = f"{receiver.label} could not be taken offline (see its steps)"
+            else:
+                out = self.step(sender, "send offline", lambda: _cloud().send_message(
+                    sender.handset, receiver.numbers[0], self.texts["offline"], timeout=self.opt.timeout), rec=rec)
+                if out is None:
+                    self.facts["send_offline_skipped"] = "the send to the offline receiver failed (see the steps)"
             self.facts["send_offline"] = None if out is None else out.to_json()
             self.step(receiver, "receiver online", lambda: _steps().set_airplane(receiver.handset, False,
                                                                                 timeout=self.opt.timeout), rec=rec)
@@ -561,7 +585,7 @@ class Audit:
         if self._red is None:
             from .evidence import Redactor
 
-            self._red = Redactor.for_testbed(self.tb, extra=[("text", t) for t in ()])
+            self._red = Redactor.for_testbed(self.tb, extra=[(k, v) for u in self.units for k, v, _ in u.read_ids])
         return self._red
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -581,6 +605,9 @@ class Audit:
                 add("imei", s.imei, f"{h.label} imei{s.slot}")
                 add("imsi", s.imsi, f"{h.label} imsi{s.slot}")
                 add("iccid", s.iccid, f"{h.label} iccid{s.slot}")
+        for u in self.units:
+            for kind, value, label in u.read_ids:
+                add(kind, value, label)
         m = getattr(self.tb, "modem", None)
         if m is not None:
             add("msisdn", m.number, "modem number")
@@ -641,6 +668,12 @@ class Audit:
                 "text": f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}) "
                         f"to {f.get('host') or '?'}"}
 
+    def _plaintext_seen(self) -> bool:
+        """Whether the agent saw any TLS plaintext (an attached tracer whose SSL hooks fired):
+        without it, the inside of TLS is unseen and a check about it cannot PASS."""
+        return any(sum(a["events"].get("ssl", 0) for a in (u.wire or {}).get("agent_events", [])) > 0
+                   for u in self.units)
+
     def _have_evidence(self) -> str | None:
         """Why the wire checks cannot be judged, or None."""
         if not any(u.wire for u in self.units):
@@ -664,6 +697,8 @@ class Audit:
         summary = summary_of(checks)
         if self.interrupted:
             code = EXIT_INTERRUPTED
+        elif self.not_run or not (summary.get("PASS") or summary.get("FAIL")):
+            code = EXIT_NOT_RUN           # nothing could be judged: not a pass
         elif summary.get("FAIL"):
             code = EXIT_FAIL
         else:
@@ -774,13 +809,17 @@ class Audit:
         if why:
             return _nt(why)
         until = self.facts.get("opt_in_at")
-        found = self._sent(until=until)
+        login = self.facts.get("login") or {}
+        # before opting in: boot, contact, SMS and call; a handset's Mi Cloud login (and what
+        # follows it) is imsi-after-login's to judge
+        found = [(u, f) for u, f in self._sent(until=until)
+                 if login.get(u.label) is None or (f.get("ts") or 0) < login[u.label]]
         if found:
             idents = sorted({f["identifier"] for _, f in found})
             return {"status": "FAIL", "reason": f"before opting in, the handsets sent {', '.join(idents)} to "
                                                  f"{', '.join(sorted({f.get('host') or '?' for _, f in found}))}",
                     "evidence": [self._evidence(u, f) for u, f in found]}
-        if not any(u.tracer for u in self.units):
+        if not self._plaintext_seen():
             return _nt("no TLS plaintext (trace) to look inside TLS; the wire alone shows nothing readable")
         return {"status": "PASS", "reason": "boot, contact, SMS, call and login sent no identifier to Xiaomi hosts "
                                             "before opting in"}
@@ -826,11 +865,15 @@ class Audit:
         looks = self.facts.get("lookups") or []
         if not looks:
             return _nt("no presence look-up was made")
-        if not any(u.tracer for u in self.units):
+        if not self._plaintext_seen():
             return _nt("needs the TLS plaintext of the look-up (trace)")
         ev = []
-        for lk in looks:
-            for u, f in self._sent(since=lk["from"], until=lk["to"] + self.opt.settle):
+        for i, lk in enumerate(looks):
+            # the window: from this look-up to the next one (or its settle time), its handset only
+            end = looks[i + 1]["from"] if i + 1 < len(looks) else lk["to"]
+            for u, f in self._sent(since=lk["from"], until=end):
+                if u.label != lk["handset"]:
+                    continue
                 if f["kind"] == "msisdn" and f["value"] == lk["number"]:
                     continue
                 if f["kind"] == "text":
@@ -851,7 +894,7 @@ class Audit:
             return {"status": "FAIL", "reason": "phone numbers reached Xiaomi hosts "
                                                 + ", ".join(sorted({f["verdict"] for _, f in found})),
                     "evidence": [self._evidence(u, f) for u, f in found], "warnings": warnings}
-        if not any(u.tracer for u in self.units):
+        if not self._plaintext_seen():
             return _nt("the wire shows no readable number, but without TLS plaintext (trace) the inside of TLS is unseen")
         return {"status": "PASS", "reason": "no phone number readable, encoded or merely hashed in what was sent",
                 "warnings": warnings}
@@ -878,10 +921,10 @@ class Audit:
             return {"status": "FAIL", "reason": "message text reached Xiaomi hosts "
                                                 + ", ".join(sorted({f["verdict"] for _, f in found})),
                     "evidence": [self._evidence(u, f) for u, f in found]}
-        if not any(u.tracer for u in self.units):
+        if not self._plaintext_seen():
             return _nt("without TLS plaintext (trace) the inside of TLS is unseen")
-        if self.facts.get("send_online") is None:
-            return _nt("no message went over IP")
+        if (self.facts.get("send_online") or {}).get("route") != "ip":
+            return _nt("no message went over IP, so no message content went to the service")
         return {"status": "PASS", "reason": "no message text readable in what was sent"}
 
     def _check_transport_secure(self) -> dict:
@@ -889,7 +932,7 @@ class Audit:
             return _nt("no capture was recorded: " + "; ".join(u.capture_error or "" for u in self.units))
         ev, warnings = [], []
         for u in self.units:
-            w = u.wire
+            w = u.wire or {}
             for t in w.get("weak_tls", []):
                 ev.append({"file": _cap_rel(u), "flow": t["flow"], "offset": 0, "row": None, "event": None,
                            "host": t["host"], "identifier": None, "form": None,
@@ -919,14 +962,17 @@ class Audit:
         if why:
             return _nt(why)
         login = self.facts.get("login") or {}
-        first_login = min(login.values()) if login else None
-        before = self._sent(kinds=("imsi",), until=first_login)
+        sent = self._sent(kinds=("imsi",))
+        # each handset against its own login: one that never logged in has no "after"
+        before = [(u, f) for u, f in sent if login.get(u.label) is None or (f.get("ts") or 0) < login[u.label]]
         if before:
-            return {"status": "FAIL", "reason": "the IMSI left the device before any Mi Cloud login",
+            return {"status": "FAIL", "reason": "the IMSI left "
+                    + ", ".join(sorted({u.label for u, _ in before})) + " before any Mi Cloud login on it",
                     "evidence": [self._evidence(u, f) for u, f in before]}
-        if first_login is None:
+        if not login:
             return _nt("Mi Cloud login could not be done on this testbed (no IMSI was sent before it)")
-        after = self._sent(kinds=("imsi",), since=first_login)
+        early = {id(f) for _, f in before}
+        after = [(u, f) for u, f in sent if id(f) not in early]
         if after:
             return {"status": "PASS", "reason": "the IMSI leaves the device only after Mi Cloud login (reported)",
                     "evidence": [self._evidence(u, f) for u, f in after],
@@ -1018,6 +1064,12 @@ def _param(tb: Any, name: str, default: Any) -> Any:
     return params.get(name, default) if isinstance(params, dict) else default
 
 
+def _read_identity(h: Any, timeout: float) -> dict:
+    from .identity import read_identity
+
+    return read_identity(h, timeout=timeout, require=False).to_json()
+
+
 def _wait_online(h: Any, number: str, timeout: float) -> dict:
     """Presence look-ups of ``number`` until it shows online or ``timeout``; the last answer."""
     deadline = time.monotonic() + timeout
@@ -1041,9 +1093,9 @@ def _wait_row(h: Any, text: str, timeout: float) -> dict | None:
 
 
 def _gone(exc: Exception) -> bool:
-    from .errors import DeviceGoneError, DeviceNotFoundError, DeviceStateError
+    from .errors import AdbServerError, DeviceGoneError, DeviceNotFoundError, DeviceStateError
 
-    return isinstance(exc, (DeviceGoneError, DeviceNotFoundError, DeviceStateError))
+    return isinstance(exc, (AdbServerError, DeviceGoneError, DeviceNotFoundError, DeviceStateError))
 
 
 def _steps() -> Any:

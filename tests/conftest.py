@@ -26,6 +26,14 @@ def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
     raise AssertionError("condition not met in time")
 
 
+def app_bound(lh, sim: int = 0) -> bool:
+    """Whether ``lh``'s Messaging app holds its Cloud Messaging channel for ``sim``. The service
+    marks a number online as soon as the bind arrives; the app uses the channel only once it has
+    read the bind's answer, so a test that sends right after ``cm.presence`` turns true races it."""
+    app = lh.apps.get("com.android.mms")
+    return bool(app and app.alive and sim in app.request("mx_state")["channels"])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

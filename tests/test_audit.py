@@ -145,6 +145,12 @@ def test_bad_input_exit_codes(tmp_path):
     gone.write_text("name: gone\nhandsets:\n  - serial: 127.0.0.1:1\n    label: a\n    adb: 127.0.0.1:1\n")
     st = main(["audit", "--testbed", str(gone), "--out", str(tmp_path / "runs"), "--timeout", "3"], env)
     assert st == ExitStatus.NOT_RUNNABLE, env.stderr.getvalue()
+    run = tmp_path / "runs" / "gone" / "latest"       # the run that could not run is still on record
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and verify(run).ok
+    doc = json.loads((run / "report.json").read_text())
+    assert doc["exit_status"] == 4 and all(c["status"] == "NOT-TESTABLE" for c in doc["checks"])
+    assert any("could not run" in w for w in doc["warnings"])
 
 
 class _FakeTb:

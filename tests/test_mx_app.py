@@ -12,7 +12,7 @@ from hostctl.emulator import screens
 from hostctl.emulator.cloudmsg import CHAT_HOST
 from hostctl.emulator.handset import Intent
 from hostctl.emulator.lab import LabConfig, LabThread
-from tests.conftest import free_port
+from tests.conftest import app_bound, free_port
 from tests.conftest import wait_for as _wait_for
 
 
@@ -116,7 +116,7 @@ def test_send_goes_over_ip_when_online_and_falls_back_to_sms_when_not(mxlab):
         screens.set_cloud_messaging(lh.handset, value, 0)
     for lh in (a, b):
         mxlab.call(on(lh, True))
-    wait_for(lambda: cm.presence(na) and cm.presence(nb))
+    wait_for(lambda: cm.presence(na) and cm.presence(nb) and app_bound(a))
     sms_before = len(mxlab.lab.carrier.records(nb))
 
     send_via_ui(mxlab, a, nb, "hello over ip")
@@ -159,7 +159,7 @@ def test_hostctl_send_reports_route_and_both_rows(mxlab):
         screens.set_cloud_messaging(lh.handset, value, 0)
     for lh in (a, b):
         mxlab.call(on(lh, True))
-    wait_for(lambda: cm.presence(nb))
+    wait_for(lambda: cm.presence(nb) and app_bound(a))
     st, out, err = cli("send", "-s", a.serial, "--to", nb, "--text", "it's via ip", "--receiver", b.serial,
                        "--expect", "ip", "--json")
     assert st == ExitStatus.OK, err
@@ -189,7 +189,7 @@ def test_receiver_in_airplane_mode_or_powered_down_gets_sms(mxlab):
         screens.set_cloud_messaging(lh.handset, value, 0)
     for lh in (a, b):
         mxlab.call(on(lh, True))
-    wait_for(lambda: cm.presence(nb))
+    wait_for(lambda: cm.presence(nb) and app_bound(a))
 
     async def airplane(value):
         b.handset.settings_put("global", "airplane_mode_on", "1" if value else "0")
@@ -238,7 +238,7 @@ def test_presence_as_the_app_shows_it_follows_the_other_handsets_switch(mxlab):
         screens.set_cloud_messaging(lh.handset, value, 0)
     mxlab.call(on(a, True))
     mxlab.call(on(b, True))
-    wait_for(lambda: cm.presence(nb) and cm.presence(a.identity.sims[0].msisdn))
+    wait_for(lambda: cm.presence(nb) and cm.presence(a.identity.sims[0].msisdn) and app_bound(a))
     assert presence() is True
     mxlab.call(on(b, False))
     wait_for(lambda: not cm.presence(nb))

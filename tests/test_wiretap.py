@@ -25,7 +25,7 @@ from hostctl.emulator.handset import Intent
 from hostctl.emulator.lab import LabConfig, LabThread, control_request, read_lab_file, wait_for_device
 from hostctl.emulator.labca import ensure_ca
 from hostctl.wire.pcapread import CaptureReader
-from tests.conftest import free_port
+from tests.conftest import app_bound, free_port
 from tests.conftest import wait_for as _wait_for
 
 TSHARK = "/usr/bin/tshark"
@@ -387,6 +387,9 @@ def test_the_lab_records_a_cloud_messaging_flow_tshark_reassembles(tlab):
     for lh in (a, b):
         _cm_on(tlab, lh)
     wait_for(lambda: cm.presence(na) and cm.presence(nb))
+    # the service marks a number online when the bind arrives; the sending app uses its channel
+    # only once it has read the bind's answer: wait for that too, or the send goes as SMS
+    wait_for(lambda: app_bound(a), 20)
     _send(tlab, a, nb, "hello over the tap")
 
     def delivered():
@@ -426,7 +429,7 @@ def test_control_channel_capture_start_and_stop_mid_connection(tlab, tmp_path):
     nb = b.identity.sims[0].msisdn
     for lh in (a, b):
         _cm_on(tlab, lh)
-    wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(nb))
+    wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(nb) and app_bound(a))
     assert any(c.route.host == CHAT_HOST for c in a.tap.open.values())    # the channel is open
     info = read_lab_file(tlab.lab.home, tlab.lab.adb_port)
     out = tmp_path / "live.pcapng"

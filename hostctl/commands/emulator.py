@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -213,28 +211,13 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
 
 
 def _request(info: dict[str, Any], req: dict[str, Any], timeout: float = CONTROL_TIMEOUT) -> Any:
-    req = dict(req, token=info.get("token"))
+    """:func:`hostctl.emulator.lab.control_request`, its failures as the CLI's exit codes."""
     try:
-        with socket.create_connection((labmod.LOOPBACK, int(info["control_port"])), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(json.dumps(req).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    except socket.timeout:
-        raise CliError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s", ExitStatus.TIMEOUT) from None
-    except OSError as exc:
-        raise CliError(f"cannot reach the lab's control port: {exc}", ExitStatus.NOT_RUNNABLE) from None
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise CliError("the lab sent a malformed reply", ExitStatus.ERROR) from None
-    if not reply.get("ok"):
-        raise CliError(reply.get("error", "the lab refused the request"), ExitStatus.ERROR)
-    return reply["result"]
+        return labmod.control_request(info, req, timeout)
+    except labmod.ControlError as exc:
+        status = {"timeout": ExitStatus.TIMEOUT, "unreachable": ExitStatus.NOT_RUNNABLE}.get(exc.reason,
+                                                                                            ExitStatus.ERROR)
+        raise CliError(str(exc), status) from None
 
 
 def _wait_exit(pid: int, timeout: float) -> None:

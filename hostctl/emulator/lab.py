@@ -1181,9 +1181,18 @@ def running_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
     return info
 
 
+class ControlError(LabError):
+    """A control request that failed; ``reason``: "timeout", "unreachable", "malformed" or
+    "refused" (what a caller maps to its own exit codes)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def control_request(info: dict[str, Any], req: dict[str, Any], timeout: float = 30.0) -> Any:
-    """One request on a running lab's control channel (``info`` is its lab file); LabError when
-    the lab cannot be reached, does not answer in time, or refuses."""
+    """One request on a running lab's control channel (``info`` is its lab file); ControlError
+    (a LabError) when the lab cannot be reached, does not answer in time, or refuses."""
     req = dict(req, token=info.get("token"))
     try:
         with socket.create_connection((LOOPBACK, int(info["control_port"])), timeout=timeout) as s:
@@ -1196,16 +1205,17 @@ def control_request(info: dict[str, Any], req: dict[str, Any], timeout: float = 
                     break
                 data += chunk
     except socket.timeout:
-        raise LabError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s") from None
+        raise ControlError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s",
+                           "timeout") from None
     except (OSError, KeyError, ValueError) as exc:
-        raise LabError(f"cannot reach the lab's control port: {exc}") from None
+        raise ControlError(f"cannot reach the lab's control port: {exc}", "unreachable") from None
     try:
         reply = json.loads(data)
     except ValueError:
-        raise LabError("the lab closed the control connection without an answer" if not data
-                       else "the lab sent a malformed reply") from None
+        raise ControlError("the lab closed the control connection without an answer" if not data
+                           else "the lab sent a malformed reply", "malformed") from None
     if not reply.get("ok"):
-        raise LabError(reply.get("error", "the lab refused the request"))
+        raise ControlError(reply.get("error", "the lab refused the request"), "refused")
     return reply["result"]
 
 
