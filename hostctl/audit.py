@@ -821,7 +821,7 @@ class Audit:
                     "evidence": [self._evidence(u, f) for u, f in found]}
         if not self._plaintext_seen():
             return _nt("no TLS plaintext (trace) to look inside TLS; the wire alone shows nothing readable")
-        return {"status": "PASS", "reason": "boot, contact, SMS, call and login sent no identifier to Xiaomi hosts "
+        return {"status": "PASS", "reason": "boot, contact, SMS and call sent no identifier to Xiaomi hosts "
                                             "before opting in"}
 
     def _check_ip_when_online(self) -> dict:

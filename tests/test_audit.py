@@ -181,3 +181,30 @@ def test_route_and_store_checks_fail_on_the_facts_that_break_them():
     empty = {"retained": {"messages": 0, "bytes": 0, "bodies": 0}, "stats": {}}
     assert _audit_with({"cloud_state": empty})._check_no_retention()["status"] == "PASS"
     assert _audit_with({})._check_no_retention()["status"] == "NOT-TESTABLE"
+
+
+def test_stopping_mid_audit_leaves_a_consistent_partial_run(adb_port, tmp_path):
+    import threading
+
+    home = tmp_path / "home"
+    stop = threading.Event()
+    with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-07", home=home,
+                             relay=False, consoles=False)) as lt:
+        def progress(msg: str) -> None:
+            if "call" in msg:          # as Ctrl-C would, once the protocol is under way
+                stop.set()
+
+        result = run_audit(tb_for_lab(lt.lab), AuditOptions(out=tmp_path / "runs", progress=progress, home=home,
+                                                           stop=stop))
+    doc = result.report
+    assert result.exit_status == 130 and doc["run"]["interrupted"] is True and doc["run"]["complete"] is False
+    assert [p["status"] for p in doc["phases"]][-1] == "interrupted"
+    status = {c["id"]: c["status"] for c in doc["checks"]}
+    assert status["opt-in-default"] == "FAIL"                   # judged on what was gathered
+    assert status["ip-when-online"] == "NOT-TESTABLE"           # its steps never ran
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    v = verify(result.run_dir)
+    assert v.ok, v.to_json()
+    assert {"report.json", "junit.xml", "report.html", "handsets/hs1/wire.pcapng",
+            "handsets/hs1/trace/events.jsonl"} <= {f["path"] for f in manifest["files"]}
