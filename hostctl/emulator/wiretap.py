@@ -49,7 +49,6 @@ import ipaddress
 import itertools
 import logging
 import os
-import struct
 import threading
 import time
 import weakref
@@ -61,7 +60,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from ..wire.pcapwrite import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, PcapngWriter, PcapWriter,
-                              frame, ip_tcp, mac_for)
+                              TcpConversation)
 
 __all__ = ["CONTINUOUS_MAX_BYTES", "Connection", "HANDSET_NETWORK", "HOST_ADDRESSES", "LINKTYPES", "Route",
            "TapSink", "WireTap", "handset_address", "host_address", "open_file_sink", "tap_of"]
@@ -163,89 +162,32 @@ class Connection:
                 "bytes_c2s": self.sent["c2s"], "bytes_s2c": self.sent["s2c"]}
 
 
-class _Stream:
-    """One connection as TCP packets for one sink: handshake, data in MSS segments with delayed
-    ACKs (every second segment and the last), a FIN from each side when it closes its half, or a
-    RST from the side that broke it. Built on pcapwrite's packet builders rather than on
-    `TcpConversation`, which closes both halves at once and picks its own initial sequence numbers:
-    the tap needs half-closes, resets from either side, and the connection's own ISNs so that every
-    file numbers the same bytes alike and a sink that joins late continues the stream exactly."""
-
-    STEP = 1e-6         # packets written in one call are 1 µs apart, so their order survives
+class _Stream(TcpConversation):
+    """One connection as TCP packets for one sink, numbered with the connection's own ISNs so
+    that every file numbers the same bytes alike and a sink that joins late continues the stream
+    exactly (:meth:`TcpConversation.open` with ``sent_*``). The relay goes on whatever the record
+    does: data or a FIN for a half already closed, or after the stream ended, is dropped silently
+    instead of raising."""
 
     def __init__(self, sink: Callable[[float, bytes], None], conn: Connection, *, client_address: str | None,
                  linktype: int, mss: int = MSS) -> None:
-        self.sink = sink
-        self.client = (client_address or conn.client[0], conn.client[1])
-        self.server = conn.server
-        self.linktype = linktype
-        self.mss = mss
-        self.seq = {"c2s": conn.isn["c2s"], "s2c": conn.isn["s2c"]}      # of the SYNs
-        self.macs = {"c2s": (mac_for(self.client[0]), mac_for(self.server[0])),
-                     "s2c": (mac_for(self.server[0]), mac_for(self.client[0]))}
-        self.fins: set[str] = set()
-        self.state = "new"
+        super().__init__(sink, client=(client_address or conn.client[0], conn.client[1]), server=conn.server,
+                         linktype=linktype, mss=mss)
+        self.isns = {"c2s": conn.isn["c2s"], "s2c": conn.isn["s2c"]}      # of the SYNs
 
-    def _emit(self, ts: float, direction: str, flags: str, payload: bytes = b"", options: bytes = b"") -> None:
-        src, dst = (self.client, self.server) if direction == "c2s" else (self.server, self.client)
-        other = "s2c" if direction == "c2s" else "c2s"
-        ip = ip_tcp(src[0], src[1], dst[0], dst[1], self.seq[direction] & 0xFFFFFFFF,
-                    self.seq[other] & 0xFFFFFFFF, flags, payload, options=options)
-        smac, dmac = self.macs[direction]
-        self.sink(ts, frame(self.linktype, ip, src_mac=smac, dst_mac=dmac, outgoing=direction == "c2s"))
+    def open(self, ts: float, *, sent_c2s: int = 0, sent_s2c: int = 0) -> None:   # type: ignore[override]
+        super().open(ts, isns=self.isns, sent_c2s=sent_c2s, sent_s2c=sent_s2c)
 
-    def open(self, ts: float, *, sent_c2s: int = 0, sent_s2c: int = 0) -> None:
-        """SYN, SYN-ACK, ACK. ``sent_*``: bytes already exchanged (a sink joining late): the
-        handshake is numbered so that what follows continues the stream's own numbering."""
-        self.seq["c2s"] += sent_c2s
-        self.seq["s2c"] += sent_s2c
-        mss_opt = struct.pack("!BBH", 2, 4, self.mss)
-        self._emit(ts, "c2s", "S", options=mss_opt)
-        self.seq["c2s"] += 1
-        self._emit(ts + self.STEP, "s2c", "SA", options=mss_opt)
-        self.seq["s2c"] += 1
-        self._emit(ts + 2 * self.STEP, "c2s", "A")
-        self.state = "open"
+    def refused(self, ts: float) -> None:       # type: ignore[override]
+        super().refused(ts, isns=self.isns)
 
-    def refused(self, ts: float) -> None:
-        """The client's SYN answered by a RST (nothing accepted it)."""
-        self._emit(ts, "c2s", "S", options=struct.pack("!BBH", 2, 4, self.mss))
-        self.seq["c2s"] += 1
-        self._emit(ts + self.STEP, "s2c", "RA")
-        self.state = "closed"
+    def send(self, ts: float, direction: str, data: bytes) -> None:        # type: ignore[override]
+        if self.state == "open" and direction not in self.fins:
+            super().send(ts, direction, data)  # type: ignore[arg-type]
 
-    def send(self, ts: float, direction: str, data: bytes) -> None:
-        if self.state != "open" or direction in self.fins:
-            return
-        other = "s2c" if direction == "c2s" else "c2s"
-        n = (len(data) + self.mss - 1) // self.mss
-        t = ts
-        for i in range(n):
-            chunk = data[i * self.mss:(i + 1) * self.mss]
-            last = i == n - 1
-            self._emit(t, direction, "PA" if last else "A", chunk)
-            self.seq[direction] += len(chunk)
-            t += self.STEP
-            if last or i % 2 == 1:
-                self._emit(t, other, "A")
-                t += self.STEP
-
-    def fin(self, ts: float, direction: str) -> None:
-        """One side closes its half (FIN, acknowledged); the stream ends when both have."""
-        if self.state != "open" or direction in self.fins:
-            return
-        other = "s2c" if direction == "c2s" else "c2s"
-        self._emit(ts, direction, "FA")
-        self.seq[direction] += 1
-        self._emit(ts + self.STEP, other, "A")
-        self.fins.add(direction)
-        if self.fins == {"c2s", "s2c"}:
-            self.state = "closed"
-
-    def reset(self, ts: float, direction: str) -> None:
-        if self.state == "open":
-            self._emit(ts, direction, "RA")
-        self.state = "closed"
+    def fin(self, ts: float, direction: str) -> None:       # type: ignore[override]
+        if self.state == "open" and direction not in self.fins:
+            super().fin(ts, direction)  # type: ignore[arg-type]
 
 
 class PacketWriter(Protocol):

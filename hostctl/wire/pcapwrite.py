@@ -362,14 +362,17 @@ def frame(linktype: int, ip_packet: bytes, *, src_mac: bytes | None = None, dst_
 
 class TcpConversation:
     """Synthesises one TCP connection as packets with correct seq/ack so Wireshark/tshark
-    reassemble it: 3-way handshake, data split at ``mss`` (default 1460), pure ACKs, FIN/ACK or RST.
+    reassemble it: 3-way handshake, data split at ``mss`` (default 1460), pure ACKs, then FIN/ACK
+    (both halves at once with :meth:`close`, or one half at a time with :meth:`fin`) or a RST
+    (:meth:`reset`, from either side); :meth:`refused` is a SYN answered by a RST.
 
     ``sink(ts, frame_bytes)`` receives each frame (typically ``writer.packet``). Packets of one
     call are spaced 1 µs apart after ``ts`` so their order survives microsecond timestamps. The
     receiver acknowledges every second segment and the last one, like a delayed-ACK stack. Initial
-    sequence numbers are derived from the endpoints and the `open` time unless ``isn`` (the
-    client's) is given, so the same conversation gives the same bytes every time, and ports
-    reused later get new ISNs as a real stack's would. IPv6 is used when the addresses are.
+    sequence numbers are derived from the endpoints and the `open` time unless given (``isn``, the
+    client's, here; or both, to `open`), so the same conversation gives the same bytes every time,
+    and ports reused later get new ISNs as a real stack's would. Sequence numbers wrap at 2**32.
+    IPv6 is used when the addresses are.
     """
 
     STEP = 1e-6
@@ -391,38 +394,62 @@ class TcpConversation:
         self._seq = {"c2s": 0, "s2c": 0}
         self._macs = {"c2s": (mac_for(client[0]), mac_for(server[0])),
                       "s2c": (mac_for(server[0]), mac_for(client[0]))}
+        self.fins: set[str] = set()       # the halves closed with fin()
         self.state = "new"
 
     def _emit(self, ts: float, direction: str, flags: int | str, payload: bytes = b"", *,
               options: bytes = b"") -> None:
         src, dst = (self.client, self.server) if direction == "c2s" else (self.server, self.client)
         other = "s2c" if direction == "c2s" else "c2s"
-        ip = ip_tcp(src[0], src[1], dst[0], dst[1], self._seq[direction], self._seq[other], flags, payload,
-                    window=self.window, options=options)
+        ip = ip_tcp(src[0], src[1], dst[0], dst[1], self._seq[direction] & 0xFFFFFFFF,
+                    self._seq[other] & 0xFFFFFFFF, flags, payload, window=self.window, options=options)
         smac, dmac = self._macs[direction]
         self.sink(ts, frame(self.linktype, ip, src_mac=smac, dst_mac=dmac, outgoing=direction == "c2s"))
 
-    def open(self, ts: float) -> None:
-        """SYN, SYN-ACK, ACK (both SYNs announce ``mss``)."""
+    def _syn_option(self) -> bytes:
+        return struct.pack("!BBH", 2, 4, min(self.mss, 0xFFFF))
+
+    def _start(self, ts: float, isns: Mapping[str, int] | None) -> None:
         if self.state != "new":
             raise ValueError(f"open() on a conversation that is {self.state}")
+        if isns is not None:
+            self._seq = {"c2s": isns["c2s"], "s2c": isns["s2c"]}
+            return
         # ISNs from the endpoints and the time: reproducible, and different when ports are reused
         c, s = self.client, self.server
         seed = zlib.crc32(f"{c[0]}|{c[1]}|{s[0]}|{s[1]}|{ts!r}".encode())
         self._seq = {"c2s": (seed if self._isn is None else self._isn) & 0xFFFFFFFF,
                      "s2c": zlib.crc32(seed.to_bytes(4, "big")) & 0xFFFFFFFF}
-        mss_opt = struct.pack("!BBH", 2, 4, min(self.mss, 0xFFFF))
-        self._emit(ts, "c2s", "S", options=mss_opt)
+
+    def open(self, ts: float, *, isns: Mapping[str, int] | None = None, sent_c2s: int = 0,
+             sent_s2c: int = 0) -> None:
+        """SYN, SYN-ACK, ACK (both SYNs announce ``mss``). ``isns``: both sides' initial sequence
+        numbers; ``sent_*``: bytes already exchanged before this record begins (a capture joining
+        a connection late): the handshake is numbered so that what follows continues the
+        connection's own numbering."""
+        self._start(ts, isns)
+        self._seq["c2s"] += sent_c2s
+        self._seq["s2c"] += sent_s2c
+        self._emit(ts, "c2s", "S", options=self._syn_option())
         self._seq["c2s"] += 1
-        self._emit(ts + self.STEP, "s2c", "SA", options=mss_opt)
+        self._emit(ts + self.STEP, "s2c", "SA", options=self._syn_option())
         self._seq["s2c"] += 1
         self._emit(ts + 2 * self.STEP, "c2s", "A")
         self.state = "open"
 
+    def refused(self, ts: float, *, isns: Mapping[str, int] | None = None) -> None:
+        """The client's SYN answered by a RST (nothing accepted it)."""
+        self._start(ts, isns)
+        self._emit(ts, "c2s", "S", options=self._syn_option())
+        self._seq["c2s"] += 1
+        self._emit(ts + self.STEP, "s2c", "RA")
+        self.state = "closed"
+
     def send(self, ts: float, direction: Literal["c2s", "s2c"], data: bytes) -> None:
         """``data`` from one side, in segments of at most ``mss`` bytes, acknowledged by the other."""
-        if self.state != "open":
-            raise ValueError(f"send() on a conversation that is {self.state}")
+        if self.state != "open" or direction in self.fins:
+            raise ValueError(f"send() on a conversation that is {self.state}"
+                             + (f" with {direction} closed" if direction in self.fins else ""))
         if direction not in ("c2s", "s2c"):
             raise ValueError(f"direction must be 'c2s' or 's2c', not {direction!r}")
         other = "s2c" if direction == "c2s" else "c2s"
@@ -438,16 +465,35 @@ class TcpConversation:
                 self._emit(t, other, "A")
                 t += self.STEP
 
+    def fin(self, ts: float, direction: Literal["c2s", "s2c"]) -> None:
+        """One side closes its half (FIN, acknowledged); the conversation is closed when both have."""
+        if self.state != "open" or direction in self.fins:
+            raise ValueError(f"fin() on a conversation that is {self.state}"
+                             + (f" with {direction} closed" if direction in self.fins else ""))
+        other = "s2c" if direction == "c2s" else "c2s"
+        self._emit(ts, direction, "FA")
+        self._seq[direction] += 1
+        self._emit(ts + self.STEP, other, "A")
+        self.fins.add(direction)
+        if self.fins == {"c2s", "s2c"}:
+            self.state = "closed"
+
+    def reset(self, ts: float, direction: Literal["c2s", "s2c"] = "c2s") -> None:
+        """A RST-ACK from ``direction``'s sender (nothing when the conversation is not open)."""
+        if self.state == "open":
+            self._emit(ts, direction, "RA")
+        self.state = "closed"
+
     def close(self, ts: float, *, reset: bool = False) -> None:
         """FIN from the client, FIN-ACK from the server, the client's last ACK; or one RST-ACK."""
         if self.state != "open":
             raise ValueError(f"close() on a conversation that is {self.state}")
         if reset:
-            self._emit(ts, "c2s", "RA")
-        else:
-            self._emit(ts, "c2s", "FA")
-            self._seq["c2s"] += 1
-            self._emit(ts + self.STEP, "s2c", "FA")
-            self._seq["s2c"] += 1
-            self._emit(ts + 2 * self.STEP, "c2s", "A")
+            self.reset(ts, "c2s")
+            return
+        self._emit(ts, "c2s", "FA")
+        self._seq["c2s"] += 1
+        self._emit(ts + self.STEP, "s2c", "FA")
+        self._seq["s2c"] += 1
+        self._emit(ts + 2 * self.STEP, "c2s", "A")
         self.state = "closed"
