@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from hostctl.emulator.lab import free_loopback_port
+
 TARGET = 20.0
 PROFILES = ("miui-v5-2014-07", "miui-v5-2014-08-10")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _lab_only(home: Path) -> float:
-    port = _free_port()
+    port = free_loopback_port()
     env = dict(os.environ, HOSTCTL_HOME=str(home), ANDROID_ADB_SERVER_PORT=str(port))
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--no-relay", "--no-consoles"],

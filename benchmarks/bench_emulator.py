@@ -29,13 +29,11 @@ from pathlib import Path
 
 import adbutils
 
-from hostctl.emulator.lab import LabConfig, LabThread, adb_binary, ensure_adb_server, kill_adb_server
+from hostctl.emulator.lab import (LabConfig, LabThread, adb_binary, ensure_adb_server, free_loopback_port,
+                                  kill_adb_server)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_loopback_port
 
 
 def row(name: str, value: str, ref: str, ratio: float, target: str, ok: bool) -> None:

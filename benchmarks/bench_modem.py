@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -19,15 +18,12 @@ import time
 
 import serial
 
-from hostctl.emulator.lab import LabConfig, LabThread
+from hostctl.emulator.lab import LabConfig, LabThread, free_loopback_port
 
 TARGET = 0.100
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_loopback_port
 
 
 def pty_round_trip(n: int) -> float:

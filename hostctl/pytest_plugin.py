@@ -370,7 +370,7 @@ class _State:
         return testbed
 
     def _adb_server(self) -> int:
-        from .emulator.lab import adb_server_running, ensure_adb_server
+        from .emulator.lab import adb_server_running, ensure_adb_server, free_loopback_port
 
         if self.adb_port is not None:
             return self.adb_port
@@ -378,9 +378,7 @@ class _State:
         if current and current != _ADB_PORT_AT_LOAD and current.isdigit() and adb_server_running(int(current)):
             self.adb_port = int(current)        # this session's private server (see _ADB_PORT_AT_LOAD)
             return self.adb_port
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_loopback_port()
         ensure_adb_server(port)
         self.adb_port, self.started_adb_server = port, True
         self._saved_env = current

@@ -7,13 +7,13 @@ end, so workers never disturb each other or a developer's own adb server on 5037
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
 import pytest
 
-from hostctl.emulator.lab import LabConfig, LabThread, ensure_adb_server, kill_adb_server, adb_binary
+from hostctl.emulator.lab import (LabConfig, LabThread, adb_binary, ensure_adb_server, free_loopback_port,
+                                  kill_adb_server)
 
 
 def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):
@@ -34,10 +34,7 @@ def app_bound(lh, sim: int = 0) -> bool:
     return bool(app and app.alive and sim in app.request("mx_state")["channels"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = free_loopback_port
 
 
 def _runs_tests(config) -> bool:

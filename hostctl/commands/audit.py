@@ -73,7 +73,7 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
     if args.testbed:
         yield load_testbed(args.testbed, name=args.testbed_name)
         return
-    from ..emulator.lab import LabConfig, LabError, LabThread, kill_adb_server
+    from ..emulator.lab import LabConfig, LabError, LabThread, free_loopback_port, kill_adb_server
     from ..emulator.profiles import load_profile
     from ..testbed import testbed_for_lab
 
@@ -81,7 +81,7 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
         profile = load_profile(args.profile)
     except Exception as exc:   # noqa: BLE001 - a bad profile is the user's input
         raise CliError(f"audit: --profile {args.profile}: {exc}", ExitStatus.USAGE) from exc
-    port = _free_port()
+    port = free_loopback_port()
     # Frida finds the adb server through this variable, read at each connect: the lab's own
     # server on a free port, so a developer's adb server on 5037 is never touched
     os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
@@ -103,10 +103,3 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
         lt.stop()
         kill_adb_server(port)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

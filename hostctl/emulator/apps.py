@@ -70,7 +70,8 @@ def _with_timeout(fn: Callable[[], T], timeout: float) -> T:
         timer.cancel()
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a private adb server, a portal, a test)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
@@ -99,7 +100,7 @@ class HandsetPortal:
             return
         last_error: Exception | None = None
         for _ in range(self.START_ATTEMPTS):
-            cluster, control = _free_loopback_port(), _free_loopback_port()
+            cluster, control = free_loopback_port(), free_loopback_port()
             if cluster == control:
                 continue
             service = frida.PortalService(

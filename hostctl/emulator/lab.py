@@ -48,6 +48,7 @@ from .cloudmsg import CloudMessaging
 from .cloudsvc import CloudService
 from .labca import ensure_ca
 from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
+from .apps import free_loopback_port as free_loopback_port   # re-exported: the lab's helpers in one place
 from . import screens
 from .handset import CONTACT_PHONE_INSERTED, Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
