@@ -590,30 +590,10 @@ class Audit:
 
     # -- evaluation -----------------------------------------------------------------------------
     def _identifiers(self) -> list[Any]:
-        from .wire.identifiers import Identifier
+        from .wire.identifiers import Identifier, identifiers_of
 
-        out, seen = [], set()
-
-        def add(kind: str, value: str | None, label: str) -> None:
-            if value and (kind, value) not in seen:
-                seen.add((kind, value))
-                out.append(Identifier(kind, value, label))
-
-        for h in self.tb.handsets:
-            for s in h.sims:
-                add("msisdn", s.number, f"{h.label} number{s.slot}")
-                add("imei", s.imei, f"{h.label} imei{s.slot}")
-                add("imsi", s.imsi, f"{h.label} imsi{s.slot}")
-                add("iccid", s.iccid, f"{h.label} iccid{s.slot}")
-        for u in self.units:
-            for kind, value, label in u.read_ids:
-                add(kind, value, label)
-        m = getattr(self.tb, "modem", None)
-        if m is not None:
-            add("msisdn", m.number, "modem number")
-        for purpose, text in self.texts.items():
-            add("text", text, f"text {purpose}")
-        return out
+        out = identifiers_of(self.tb, [i for u in self.units for i in u.read_ids])
+        return out + [Identifier("text", text, f"text {purpose}") for purpose, text in self.texts.items()]
 
     def _analyse(self) -> None:
         from .wire.check import WireCheck

@@ -47,32 +47,11 @@ def identifiers_from_args(args: argparse.Namespace) -> list[Any]:
 
 
 def identifiers_from_testbed(path: str, name: str | None = None) -> list[Any]:
-    """Every identifier a testbed file names: each SIM's number, IMSI, ICCID and its slot's IMEI,
-    labelled ``<handset label> <kind><slot>``; the peer modem's too."""
+    """Every identifier a testbed file names (:func:`hostctl.wire.identifiers.identifiers_of`)."""
     from ..testbed import load_testbed
-    from ..wire.identifiers import Identifier
+    from ..wire.identifiers import identifiers_of
 
-    tb = load_testbed(path, name=name)
-    out: list[Any] = []
-    seen: set[tuple[str, str]] = set()
-
-    def add(kind: str, value: Any, label: str) -> None:
-        if value and (kind, str(value)) not in seen:
-            seen.add((kind, str(value)))
-            out.append(Identifier(kind, str(value), label))
-
-    for h in tb.handsets:
-        hl = h.label or h.serial
-        for sim in h.sims:
-            add("msisdn", getattr(sim, "number", None), f"{hl} number{sim.slot}")
-            add("imsi", getattr(sim, "imsi", None), f"{hl} imsi{sim.slot}")
-            add("iccid", getattr(sim, "iccid", None), f"{hl} iccid{sim.slot}")
-            add("imei", getattr(sim, "imei", None), f"{hl} imei{sim.slot}")
-    modem = getattr(tb, "modem", None)
-    if modem is not None:
-        for kind, attr in (("msisdn", "number"), ("imsi", "imsi"), ("iccid", "iccid"), ("imei", "imei")):
-            add(kind, getattr(modem, attr, None), f"modem {attr}")
-    return out
+    return identifiers_of(load_testbed(path, name=name))
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
@@ -106,17 +85,11 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
 
 def redact_report(report: dict, idents: list[Any]) -> dict:
-    """The report with every identifier value replaced by a stable reference."""
-    import hashlib
-    import json
+    """The report with every identifier, in every form the audit's redactor knows, replaced by a
+    stable reference (:class:`hostctl.evidence.Redactor`, as ``hostctl audit --redact`` does)."""
+    from ..evidence import Redactor
 
-    text = json.dumps(report)
-    for ident in sorted(idents, key=lambda i: -len(i.value)):
-        ref = f"[{ident.kind}:{hashlib.sha256(ident.value.encode()).hexdigest()[:8]}]"
-        for v in {ident.value, ident.value.lstrip("+")}:
-            if len(v) >= 5:
-                text = text.replace(json.dumps(v)[1:-1], ref)
-    return json.loads(text)
+    return Redactor([(i.kind, i.value) for i in idents]).redact_obj(report)
 
 
 def print_human(env: Environment, report: dict) -> None:

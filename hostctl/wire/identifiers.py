@@ -79,6 +79,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 from hostctl.emulator.behaviour import PROTECTIONS, ProtectionError, protect
@@ -86,6 +87,7 @@ from hostctl.errors import HostctlError
 
 __all__ = [
     "BEHAVIOUR_STEPS",
+    "identifiers_of",
     "DIGEST_SIZES",
     "KINDS",
     "MIN_PATTERN_LEN",
@@ -380,6 +382,34 @@ def _texts(ident: Identifier, country_codes: Sequence[str] | None) -> dict[str, 
     if ident.kind in NUMBER_KINDS:
         return number_variants(ident.value, country_codes)
     return {"": ident.value}
+
+
+def identifiers_of(testbed: Any, extra: Iterable[tuple[str, str, str]] = ()) -> list[Identifier]:
+    """Every identifier a testbed names, labelled for reports: each SIM's number, IMEI, IMSI and
+    ICCID as ``<handset label> number<slot>`` (``imei<slot>``...), then ``extra`` (kind, value,
+    label: what a run read from the handsets), then the peer modem's (``modem number``...). A
+    value seen once is listed once, under its first label."""
+    out: list[Identifier] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(kind: str, value: Any, label: str) -> None:
+        if value and (kind, str(value)) not in seen:
+            seen.add((kind, str(value)))
+            out.append(Identifier(kind, str(value), label))
+
+    for h in testbed.handsets:
+        for sim in h.sims:
+            add("msisdn", sim.number, f"{h.label} number{sim.slot}")
+            add("imei", sim.imei, f"{h.label} imei{sim.slot}")
+            add("imsi", sim.imsi, f"{h.label} imsi{sim.slot}")
+            add("iccid", sim.iccid, f"{h.label} iccid{sim.slot}")
+    for kind, value, label in extra:
+        add(kind, value, label)
+    modem = getattr(testbed, "modem", None)
+    if modem is not None:
+        for kind, attr in (("msisdn", "number"), ("imsi", "imsi"), ("iccid", "iccid"), ("imei", "imei")):
+            add(kind, getattr(modem, attr, None), f"modem {attr}")
+    return out
 
 
 def patterns_for(idents: Sequence[Identifier], *,
