@@ -7,6 +7,7 @@ Human output goes to stdout, progress and errors to stderr, ``--json`` prints on
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -75,6 +76,14 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: error: {message}", ExitStatus.USAGE)
 
 
+# hostctl/commands/<module>.py: add_parsers(sub, P, env) registers its commands (in this order,
+# the order of --help), run(args, env) runs them; _DISPATCH names the module of each command
+# that is not the device module's.
+_COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit")
+_DISPATCH = {"emulator": "emulator", "modem": "modem", "capture": "capture", "trace": "trace", "relay": "relay",
+             "console": "console", "wire-check": "wire", "audit": "audit"}
+
+
 def build_parser(env: Environment) -> argparse.ArgumentParser:
     def P(*a: Any, **k: Any) -> argparse.ArgumentParser:
         return _Parser(*a, env=env, **k)
@@ -84,28 +93,8 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     parser.add_argument("--adb", action="append", metavar="HOST:PORT",
                         help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    from .commands import device
-
-    device.add_parsers(sub, P, env)
-    from .commands import modem
-
-    modem.add_parsers(sub, P, env)
-    from .commands import capture
-
-    capture.add_parsers(sub, P, env)
-    from .commands import trace
-
-    trace.add_parsers(sub, P, env)
-    from .commands import console, relay
-
-    relay.add_parsers(sub, P, env)
-    console.add_parsers(sub, P, env)
-    from .commands import wire
-
-    wire.add_parsers(sub, P, env)
-    from .commands import audit
-
-    audit.add_parsers(sub, P, env)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f".commands.{name}", __package__).add_parsers(sub, P, env)
 
     emu = sub.add_parser("emulator", help="run an emulated lab", env=env)
     emu_sub = emu.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -143,41 +132,8 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
     try:
         _check_adb_port(env)
         args = build_parser(env).parse_args(argv)
-        if args.command == "emulator":
-            from .commands import emulator
-
-            return emulator.run(args, env)
-        if args.command == "modem":
-            from .commands import modem
-
-            return modem.run(args, env)
-        if args.command == "capture":
-            from .commands import capture
-
-            return capture.run(args, env)
-        if args.command == "trace":
-            from .commands import trace
-
-            return trace.run(args, env)
-        if args.command == "relay":
-            from .commands import relay
-
-            return relay.run(args, env)
-        if args.command == "console":
-            from .commands import console
-
-            return console.run(args, env)
-        if args.command == "audit":
-            from .commands import audit
-
-            return audit.run(args, env)
-        if args.command == "wire-check":
-            from .commands import wire
-
-            return wire.run(args, env)
-        from .commands import device
-
-        return device.run(args, env)
+        module = _DISPATCH.get(args.command, "device")      # device: devices, info, identity, shell, cm...
+        return importlib.import_module(f".commands.{module}", __package__).run(args, env)
     except HostctlError as exc:
         from .commands.device import status_for
 
