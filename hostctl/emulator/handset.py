@@ -738,14 +738,8 @@ class VirtualHandset:
 
     @staticmethod
     def _where(uri: SmsUri, where: str | None) -> str:
-        clauses = []
-        if uri.box is not None:
-            clauses.append(f"type={uri.box}")
-        if uri.row_id is not None:
-            clauses.append(f"_id={uri.row_id}")
-        if where:
-            clauses.append(f"({where})")
-        return " WHERE " + " AND ".join(clauses) if clauses else ""
+        return _where_sql(([f"type={uri.box}"] if uri.box is not None else [])
+                          + ([f"_id={uri.row_id}"] if uri.row_id is not None else []), where)
 
     def sms_query(self, uri: str = "content://sms", projection: list[str] | None = None,
                   where: str | None = None, sort: str | None = None
@@ -755,12 +749,7 @@ class VirtualHandset:
         cols = ", ".join(projection) if projection else "*"
         sql = f"SELECT {cols} FROM sms{self._where(parsed, where)}"
         sql += f" ORDER BY {sort}" if sort else " ORDER BY date DESC"
-
-        def run(db: sqlite3.Connection):
-            cur = db.execute(sql)
-            names = [d[0] for d in cur.description]
-            return names, cur.fetchall()
-        return self._guarded(None, run)
+        return self._guarded(None, _select(sql))
 
     def _thread_id(self, address: str | None) -> int:
         self._sms_db.execute("INSERT OR IGNORE INTO threads (address) VALUES (?)",
@@ -783,11 +772,7 @@ class VirtualHandset:
         row.setdefault("read", 0)
         with self._lock:
             row.setdefault("thread_id", self._thread_id(row.get("address")))
-        names = list(row)
-        sql = (f"INSERT INTO sms ({', '.join(names)}) "
-               f"VALUES ({', '.join('?' for _ in names)})")
-        return self._guarded(_SQLITE_INSERT, lambda db: db.execute(sql, [row[n] for n in names])
-                             .lastrowid)
+        return self._guarded(_SQLITE_INSERT, _insert("sms", row))
 
     def sms_update(self, values: dict[str, Any], uri: str = "content://sms",
                    where: str | None = None) -> int:
@@ -844,14 +829,8 @@ class VirtualHandset:
 
     @staticmethod
     def _contacts_where(uri: ContactsUri, where: str | None) -> str:
-        clauses = []
-        if uri.row_id is not None:
-            clauses.append(f"_id={uri.row_id}")
-        if uri.mimetype is not None:
-            clauses.append(f"mimetype='{uri.mimetype}'")
-        if where:
-            clauses.append(f"({where})")
-        return " WHERE " + " AND ".join(clauses) if clauses else ""
+        return _where_sql(([f"_id={uri.row_id}"] if uri.row_id is not None else [])
+                          + ([f"mimetype='{uri.mimetype}'"] if uri.mimetype is not None else []), where)
 
     def contacts_query(self, uri: str, projection: list[str] | None = None, where: str | None = None,
                        sort: str | None = None) -> tuple[list[str], list[tuple]]:
@@ -860,11 +839,7 @@ class VirtualHandset:
         cols = ", ".join(projection) if projection else "*"
         sql = f"SELECT {cols} FROM {parsed.table}{self._contacts_where(parsed, where)}"
         sql += f" ORDER BY {sort}" if sort else ""
-
-        def run(db: sqlite3.Connection):
-            cur = db.execute(sql)
-            return [d[0] for d in cur.description], cur.fetchall()
-        return self._contacts(None, run)
+        return self._contacts(None, _select(sql))
 
     def contacts_insert(self, values: dict[str, Any], uri: str) -> int:
         """Insert a raw contact or a data row as ContactsProvider2 does for a plain caller; returns
@@ -913,9 +888,7 @@ class VirtualHandset:
         return row_id
 
     def _insert_row(self, table: str, row: dict[str, Any]) -> int:
-        names = list(row)
-        sql = f"INSERT INTO {table} ({', '.join(names) or '_id'}) VALUES ({', '.join('?' for _ in names) or 'NULL'})"
-        return self._contacts(_SQLITE_INSERT, lambda db: db.execute(sql, [row[n] for n in names]).lastrowid)
+        return self._contacts(_SQLITE_INSERT, _insert(table, row))
 
     def contacts_delete(self, uri: str, where: str | None = None) -> int:
         """Delete raw contacts (with their data rows: a local contact goes at once) or data rows."""
@@ -1235,6 +1208,27 @@ class VirtualHandset:
 
 _ISO = {"460": "cn", "310": "us", "311": "us", "234": "gb", "262": "de", "208": "fr",
         "404": "in", "405": "in", "250": "ru", "454": "hk", "466": "tw"}
+
+
+def _where_sql(clauses: list[str], where: str | None) -> str:
+    """A provider's WHERE: what its URI selects, AND the caller's ``--where`` (in parentheses)."""
+    clauses = clauses + ([f"({where})"] if where else [])
+    return " WHERE " + " AND ".join(clauses) if clauses else ""
+
+
+def _select(sql: str) -> Callable[[sqlite3.Connection], tuple[list[str], list[tuple]]]:
+    """A query as a provider answers it: (column names, rows)."""
+    def run(db: sqlite3.Connection) -> tuple[list[str], list[tuple]]:
+        cur = db.execute(sql)
+        return [d[0] for d in cur.description], cur.fetchall()
+    return run
+
+
+def _insert(table: str, row: dict[str, Any]) -> Callable[[sqlite3.Connection], int]:
+    """One row into ``table`` (an empty row gets its defaults); the new _id."""
+    names = list(row)
+    sql = f"INSERT INTO {table} ({', '.join(names) or '_id'}) VALUES ({', '.join('?' for _ in names) or 'NULL'})"
+    return lambda db: db.execute(sql, [row[n] for n in names]).lastrowid
 
 
 def _iso(mcc: str) -> str:
