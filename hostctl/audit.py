@@ -36,6 +36,7 @@ from typing import Any
 from . import __version__
 from .errors import HostctlError
 from .report import CHECK_IDS, CHECKS_BY_ID, SCHEMA, summary_of
+from .wire.check import jsonable
 
 __all__ = ["AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
            "EXIT_PASS", "run_audit"]
@@ -202,7 +203,7 @@ class Audit:
         try:
             result = fn()
             entry["ok"] = True
-            entry["result"] = _jsonable(result)
+            entry["result"] = jsonable(result)
             return result
         except StepNotPossible as exc:
             entry.update(ok=False, not_possible=str(exc))
@@ -1088,22 +1089,6 @@ def _cloud() -> Any:
     from . import cloud
 
     return cloud
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "to_json"):
-        return x.to_json()
-    if hasattr(x, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(x)
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return str(x)
 
 
 def run_audit(testbed: Any, options: AuditOptions) -> AuditResult:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import binascii
 import gc
-import json
 import re
 import time
 from collections import defaultdict
@@ -53,7 +52,7 @@ from ..errors import HostctlError
 from .identifiers import Identifier, Pattern, patterns_for
 from .scan import Scanner
 
-__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "wire_check"]
+__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "wire_check"]
 
 SCHEMA = "hostctl.wire-check/1"
 
@@ -186,7 +185,7 @@ class WireCheck:
                 gc.enable()
         n = reader.stats.get("packets", 0)
         info = {"path": str(path), "packets": n, "seconds": round(time.monotonic() - t0, 3),
-                "reader": _jsonable(getattr(reader, "stats", {})), "flows": _jsonable(getattr(table, "stats", {}))}
+                "reader": jsonable(getattr(reader, "stats", {})), "flows": jsonable(getattr(table, "stats", {}))}
         self.captures.append(info)
         self._flow_base += consumer.max_flow_id
         return info
@@ -442,13 +441,21 @@ def _recover(ident: Identifier, pattern: Pattern | None, form: str, budget: floa
         return {"recovered": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, set)):
-        return [_jsonable(v) for v in x]
+def jsonable(x: Any) -> Any:
+    """``x`` as JSON data: objects by their ``to_json()`` or as dataclasses, mappings with text
+    keys, sequences and sets as lists, anything else as its text."""
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x
+    if hasattr(x, "to_json"):
+        return x.to_json()
+    if hasattr(x, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(x)
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set)):
+        return [jsonable(v) for v in x]
     return str(x)
 
 
@@ -478,7 +485,7 @@ class _Consumer:
 
     def _host(self, flow: Any) -> str | None:
         proto = getattr(flow, "protocol", None) or {}
-        return proto.get("sni") or proto.get("host") or getattr(flow, "server_name", None)
+        return proto.get("sni") or proto.get("host")
 
     def data(self, flow: Any, direction: str, offset: int, data: bytes, ts: float) -> None:
         st = flow.user
@@ -571,7 +578,7 @@ class _Consumer:
         key = flow.key
         rec = {"id": fid, "capture": self.capture, "proto": key.proto,
                "client": f"{key.client[0]}:{key.client[1]}", "server": f"{key.server[0]}:{key.server[1]}",
-               "host": host, "vendor": is_vendor_host(host), "protocol": _jsonable(proto),
+               "host": host, "vendor": is_vendor_host(host), "protocol": jsonable(proto),
                "first_ts": getattr(flow, "first_ts", None), "last_ts": getattr(flow, "last_ts", None),
                "packets": getattr(flow, "packets", None),
                "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
@@ -613,5 +620,3 @@ def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier]
     return check.report()
 
 
-def load_report(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
