@@ -642,8 +642,7 @@ class Audit:
         if f["source"] == "agent":
             file = f"{u.rel}/trace/events.jsonl"
         else:
-            cap = _capture_of(u)
-            file = f"{u.rel}/{cap.name if cap else 'wire.pcapng'}"
+            file = _cap_rel(u)
         return {"file": file, "flow": f.get("flow"), "offset": f.get("offset"), "row": None,
                 "event": f.get("event"), "host": f.get("host"), "identifier": f["identifier"], "form": f["form"],
                 "text": f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}) "
