@@ -803,13 +803,23 @@ class VirtualHandset:
             "address": first.sender, "body": "".join(p.text for p in parts),
             "date": int(time.time() * 1000), "date_sent": int(first.timestamp * 1000),
             "type": SMS_BOXES["inbox"], "read": 0, "seen": 0, "service_center": first.smsc,
-            "sim_id": slot, "mx_status": 0, "protocol": 0, "reply_path_present": 0})
+            "sim_id": self.profile.sub_id(slot),   # MIUI keeps the subscription id, not the slot
+            "mx_status": 0, "protocol": 0, "reply_path_present": 0})
         self.log("I", "SmsReceiver", f"received SMS from {first.sender} in {len(parts)} part(s)")
         for action in ("android.provider.Telephony.SMS_DELIVER",
                        "android.provider.Telephony.SMS_RECEIVED"):
             self.broadcast(Intent(kind="broadcast", action=action,
                                   extras={"address": first.sender, "row": row, "slot": slot}))
         return row
+
+    def siminfo_query(self) -> tuple[list[str], list[tuple]]:
+        """content://telephony/siminfo as SubscriptionManager's table has it (AOSP 5.0+ columns
+        _id = subscription id, icc_id, sim_id = slot index, display_name, number). On the KitKat
+        builds the provider is a guess: MIUI V5's own mapping is not published."""
+        names = ["_id", "icc_id", "sim_id", "display_name", "number"]
+        rows = [(self.profile.sub_id(s.slot), s.iccid, s.slot, f"SIM{s.slot + 1}", s.msisdn)
+                for s in self.identity.sims]
+        return names, rows
 
     def sms_delete(self, uri: str = "content://sms", where: str | None = None) -> int:
         parsed = parse_sms_uri(uri)

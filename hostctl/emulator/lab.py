@@ -456,7 +456,11 @@ class LabHandset:
                                          row=msg.get("row"))
             return {"row": row, "status": [r.status for r in records]}
         if op == "sms_insert":
-            return h.sms_insert(dict(msg["values"]))
+            # the app process speaks SIM slots; MIUI's rows keep the subscription id in sim_id
+            values = dict(msg["values"])
+            if values.get("sim_id") is not None:
+                values["sim_id"] = h.profile.sub_id(int(values["sim_id"]))
+            return h.sms_insert(values)
         if op == "sms_update":
             return h.sms_update(dict(msg["values"]), f"content://sms/{int(msg['row'])}")
         if op == "pref_mx":
@@ -485,13 +489,14 @@ class LabHandset:
 
         sim = self.handset.identity.sims[slot]
         if not self.powered or self.airplane:
-            row = self.handset.sms_insert({"address": to, "body": text, "type": 5, "sim_id": slot,
+            row = self.handset.sms_insert({"address": to, "body": text, "type": 5,
+                                           "sim_id": self.handset.profile.sub_id(slot),
                                            "error_code": 1, "status": 64})   # RESULT_ERROR_RADIO_OFF
             return row, []
         recipient = normalise_number(to, _country_code(sim.msisdn))
         # as the Messaging app does: an outbox row first, moved to sent (or failed) when the
         # radio has sent every part; a delivery report then updates its status
-        values = {"address": to, "body": text, "type": 4, "sim_id": slot, "mx_status": 0,
+        values = {"address": to, "body": text, "type": 4, "sim_id": self.handset.profile.sub_id(slot), "mx_status": 0,
                   "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)}
         if row is None:
             row = self.handset.sms_insert(values)

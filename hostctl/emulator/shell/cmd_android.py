@@ -277,6 +277,14 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
             return _content_settings(ctx, verb, uri, opts, binds)
         if authority == CONTACTS_AUTHORITY:
             return _content_contacts(ctx, verb, uri, opts, binds)
+        if authority == "telephony" and uri.rstrip("/").endswith("/siminfo") and verb == "query":
+            names, rows = h.siminfo_query()
+            wanted = opts["projection"].split(":") if "projection" in opts else names
+            if any(c not in names for c in wanted):
+                raise ContentError("android.database.sqlite.SQLiteException: no such column: "
+                                   + next(c for c in wanted if c not in names))
+            _print_rows(ctx, wanted, [tuple(r[names.index(c)] for c in wanted) for r in rows])
+            return 0
         if authority != "sms":
             raise ContentError(f"java.lang.IllegalStateException: Could not find provider: "
                                f"{authority}")
