@@ -300,6 +300,9 @@ def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitSta
         sims = ", ".join(f"SIM {s['sim']} {'on' if s['enabled'] else 'off'}" for s in state.sims)
         env.stdout.write(f"{state.serial}: Cloud Messaging {word}" + (f" ({sims})" if sims else "")
                          + (" (changed)" if state.changed else "") + "\n")
+        for c in state.consent:      # MIUI's activation consent, accepted because `cm on` asked for it
+            env.stderr.write(f"{state.serial}: accepted MIUI's activation consent for SIM {c['sim']} "
+                             f"({c['title']!r}: activation sends a chargeable SMS)\n")
     return ExitStatus.OK
 
 

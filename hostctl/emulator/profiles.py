@@ -81,6 +81,7 @@ Schema (``*`` = required)::
     sim_sub_ids: [int]              # each slot's subscription id, as MIUI's sms rows store it in
                                     # `sim_id` (real MIUI rows show 1, 2 and 7: ids grow as SIMs
                                     # are inserted); default slot + 1. One distinct id >= 1 per slot
+                                    # (extra ids, e.g. inherited from a dual-SIM parent, are dropped)
     ui_paths: {path: verified | unverified}
                                     # how well each emulated route to the Cloud Messaging switch is
                                     # grounded: messaging_settings (Messaging > Settings, from the
@@ -449,8 +450,9 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
     if not isinstance(sub_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1
                                                 for i in sub_ids):
         raise c.fail("sim_sub_ids", f"expected a list of integers >= 1, got {sub_ids!r}")
-    if sub_ids and (len(sub_ids) != sim_count or len(set(sub_ids)) != len(sub_ids)):
+    if sub_ids and (len(sub_ids) < sim_count or len(set(sub_ids)) != len(sub_ids)):
         raise c.fail("sim_sub_ids", f"expected {sim_count} distinct ids (one per slot), got {sub_ids!r}")
+    sub_ids = sub_ids[:sim_count]        # a single-SIM child of a dual-SIM parent keeps the first
     ui_paths = dict(DEFAULT_UI_PATHS, **c.str_map(top.get("ui_paths", {}), "ui_paths"))
     for key, value in ui_paths.items():
         if key not in DEFAULT_UI_PATHS or value not in ("verified", "unverified"):
