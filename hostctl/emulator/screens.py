@@ -1,18 +1,26 @@
 """The screens that hold MIUI's Cloud Messaging switch, and what turning it does.
 
-Two paths lead to the switch, as on MIUI V5:
+Two paths lead to the switch:
 
-- Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``), and
-- Messaging > Settings > Cloud Messaging (``MMS_SETTINGS``).
+- Messaging > Settings (``MMS_SETTINGS``, ``com.android.mms/.ui.MessagingPreferenceActivity``), drawn
+  from the decompiled MIUI Mms resources (``res/xml/preferences.xml``, ``res/values*/strings.xml``,
+  AOSP's preference row layout): the ``mx_msg`` category, one ``CheckBoxPreference`` row per SIM
+  (``pref_key_enable_mx_switch`` on a single-SIM phone, ``..._mx1_`` / ``..._mx2_switch`` on a
+  dual-SIM one), each a clickable row with ``android:id/title``, ``android:id/summary`` and an
+  untitled, non-clickable ``android:id/checkbox``; the strings follow the handset's locale (its
+  props). Enabling a SIM that was never activated first shows the activation consent dialog
+  (cancel leaves it off).
+- Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``): unverified
+  (Xiaomi's 2014 announcement names it; no screen of it is published): it shows the same rows.
 
-Both show one switch per SIM slot (``resource-id`` ``...:id/cloud_messaging_switch_sim<N>``,
-``checkable="true"``; its ``checked`` mirrors the state). Tapping it does what the Messaging app
-does: it writes ``Settings.Secure cloud_messaging_on`` (1 while any SIM is on), records the SIM's
-``enabled`` in the app's ``pref_mx`` SharedPreferences (``pref_mx_account_info`` JSON,
-``pref_key_enable_mx``), and starts ``MxActivateService`` with ``ENABLE_MX``/``DISABLE_MX``
-(extras ``sim_index``, ``extra_manually``) from inside the app, where the permission holds. The
-service (the app process) does activation and the channel, and answers with the
-``ENBALE_RESULT`` (sic) broadcast.
+Turning a row does what the Messaging app does: it writes ``Settings.Secure cloud_messaging_on`` (1
+while any SIM is on), records the SIM's ``enabled`` in the app's ``pref_mx`` SharedPreferences
+(``pref_mx_account_info`` JSON, ``pref_key_enable_mx``), and starts ``MxActivateService`` with
+``ENABLE_MX``/``DISABLE_MX`` (extras ``sim_index``, ``extra_manually``) from inside the app, where
+the permission holds. The service (the app process) does activation and the channel, and answers
+with the ``ENBALE_RESULT`` (sic) broadcast. The compose screen shows no presence view: its editor
+hint reads ``msg_type_hint_mx`` when the recipient is reachable over Mi Message, else
+``msg_type_hint_sms``; the send button is ``com.android.mms:id/send_button`` (``send_sms``).
 
 Also here: the Mi Cloud screen's account row ("Sign in", ``com.miui.cloudservice:id/sign_in``:
 a tap signs in with the lab's test Xiaomi account, kept as an account of type ``com.xiaomi``
