@@ -271,4 +271,9 @@ def parse_compose(xml_text: str) -> ComposeHint:
         or next((n for n in nodes if n.get("class", "").endswith("EditText")), None)
     send = next((n for n in nodes if n.get("resource-id") == SEND_BUTTON_ID), None)
     shown = editor.get("text", "") if editor is not None else ""
-    return ComposeHint(_hint_table().get(_norm(shown)), shown, _center(send) if send is not None else None)
+    online = _hint_table().get(_norm(shown))
+    if online is None and editor is not None and editor.get("hint"):
+        # uiautomator of API 30+ also dumps the hint as its own attribute (`hint="..."`)
+        online = _hint_table().get(_norm(editor.get("hint", "")))
+        shown = editor.get("hint", "") if online is not None else shown
+    return ComposeHint(online, shown, _center(send) if send is not None else None)

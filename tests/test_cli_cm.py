@@ -102,6 +102,18 @@ def test_an_english_copy_of_the_single_sim_build(tmp_path):
         assert st == ExitStatus.OK and json.loads(out)["enabled"] is False
 
 
+def test_on_for_every_sim_accepts_each_sims_consent(tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:
+        st, out, err = cli(lt, "cm", "on", "--json")
+        assert st == ExitStatus.OK, err
+        doc = json.loads(out)
+        assert [c["sim"] for c in doc["consent"]] == [1, 2]
+        assert [(s["sim"], s["enabled"]) for s in doc["sims"]] == [(1, True), (2, True)]
+        st, out, _ = cli(lt, "messages", "--limit", "1")
+        assert st == ExitStatus.OK and out.splitlines()[0].split()[4:6] == ["SIM_ID", "SLOT"]
+
+
 def test_blocked_input_injection_says_what_to_enable(tmp_path):
     with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
                              profile="miui-12-android-11", home=tmp_path / "h")) as lt:

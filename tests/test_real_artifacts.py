@@ -143,6 +143,12 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     off = parse_compose(compose(strings["msg_type_hint_sms"]))
     assert (on.online, off.online) == (True, False) and on.send_button == (640, 1170)
     assert parse_compose(compose("typed text")).online is None
+    # an API 30+ dump (like the real Settings excerpt: `hint` attribute) with an empty editor text
+    newer = compose("").replace('text="" resource-id="com.android.mms:id/embedded_text_editor"',
+                                f'text="" hint="{strings["msg_type_hint_mx"]}" '
+                                'resource-id="com.android.mms:id/embedded_text_editor"')
+    assert 'hint="' in (REAL / "uiautomator_settings_cn_excerpt.xml").read_text(encoding="utf-8")
+    assert (parse_compose(newer).online, parse_compose(newer).shown) == (True, strings["msg_type_hint_mx"])
 
 
 def test_consent_dialog_found_by_the_apps_strings_in_each_locale():

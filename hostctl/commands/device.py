@@ -379,9 +379,11 @@ def _messages(args: argparse.Namespace, env: Environment, handset: Handset) -> E
     for m in rows:
         d = m.to_json(args.redact)
         body = (d["body"] or "").replace("\n", " ")
-        table.append([d["id"], d["box"], d["route"], d["mx_status"], d["address"] or "-",
-                      body[:40] + ("..." if len(body) > 40 else "")])
-    print_table(env, ["ID", "BOX", "ROUTE", "MX_STATUS", "ADDRESS", "BODY"], table)
+        table.append([d["id"], d["box"], d["route"], d["mx_status"],
+                      "-" if d["sim_id"] is None else d["sim_id"], "-" if d["slot"] is None else d["slot"],
+                      d["address"] or "-", body[:40] + ("..." if len(body) > 40 else "")])
+    # SIM_ID as MIUI stores it (the subscription id), SLOT the 0-based SIM slot it maps to
+    print_table(env, ["ID", "BOX", "ROUTE", "MX_STATUS", "SIM_ID", "SLOT", "ADDRESS", "BODY"], table)
     return ExitStatus.OK
 
 
