@@ -146,9 +146,12 @@ def test_locale_follows_the_profile_and_a_copy_switches_to_english(tmp_path):
         d = parse_consent(dump(lt))
         assert (d.title, d.accept_text) == ("Terms and Conditions", "Allow") and "Cancel" in dump(lt)
         adb(lt, "shell", "setprop", "persist.sys.locale", "zh-TW")   # the user changes language
-        adb(lt, "shell", "input", "keyevent", "4")
-        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)
-        assert parse_consent(dump(lt)) is not None
+        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)    # opening it anew dismisses the dialog
+        assert parse_consent(dump(lt)) is None
+        (s,) = parse_switches(dump(lt))
+        assert (s.title, s.checked) == ("MIUI免費網路簡訊", False)
+        tap(lt, s.center)
+        assert parse_consent(dump(lt)).accept_text == "同意並繼續"
 
 
 def test_sms_rows_keep_the_subscription_id(tmp_path):

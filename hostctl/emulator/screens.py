@@ -38,7 +38,7 @@ from html import escape, unescape
 from typing import TYPE_CHECKING
 
 from ..mms_strings import locale_of_props, strings_for_locale
-from .handset import SCREEN_H, SCREEN_W, Intent, View
+from .handset import SCREEN_H, SCREEN_W, Intent, View, normalize_component
 
 if TYPE_CHECKING:
     from .handset import VirtualHandset
@@ -368,8 +368,17 @@ def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
             h.refresh_screen()
 
 
+def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
+    """Opening the settings anew, or the app being stopped or wiped, dismisses a consent dialog."""
+    comp = normalize_component(intent.component) if intent.component and "/" in intent.component else ""
+    if ((intent.kind == "activity" and comp in (MMS_SETTINGS, MICLOUD_CM))
+            or (intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms")):
+        h.mms_dialog = None
+
+
 def install(handset: "VirtualHandset") -> None:
     """Register the screens on a handset."""
+    handset.add_intent_listener(lambda i: _on_settings_intent(handset, i))
     handset.register_screen(COMPOSE, _compose)
     for scheme in ("smsto", "sms"):
         handset.intent_filters[("android.intent.action.SENDTO", scheme)] = COMPOSE
