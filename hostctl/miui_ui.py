@@ -112,16 +112,6 @@ def _is_switch_title(title: str) -> bool:
 
 # --- the dump as a tree -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Node:
-    el: ET.Element
-    parent: "ET.Element | None"
-
-    @property
-    def text(self) -> str:
-        return self.el.get("text", "")
-
-
 def _root(xml_text: str) -> ET.Element:
     try:
         return ET.fromstring(xml_text)
