@@ -3,8 +3,9 @@
 The shell cannot start ``MxActivateService`` (it needs ``com.xiaomi.permission.CLOUD_MANAGER``), so
 the switch is turned through the UI: open Messaging > Settings, find the SIM's Mi Message row in
 ``uiautomator dump`` (by its title in any locale MIUI ships: :mod:`hostctl.miui_ui`), tap the row,
-accept the activation consent MIUI shows on a SIM's first enable (only because the user asked to
-turn it on; its text is kept as evidence), then verify by dumping again and by re-reading
+accept the dialog MIUI shows before a SIM is turned on (the activation consent, which sends a
+chargeable SMS, or for an activated SIM the data notice; only because the user asked to turn it
+on; its text is kept as evidence), then verify by dumping again and by re-reading
 ``Settings.Secure cloud_messaging_on``. MIUI refuses input injection unless "USB debugging (Security
 settings)" is on; that refusal becomes :class:`CloudMessagingError` with what to enable. Nothing
 here knows whether the handset is emulated.
@@ -152,8 +153,8 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
             if not on:
                 raise CloudMessagingError(f"{h.serial}: an activation dialog appeared while turning "
                                           f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
-            consent.append({"sim": target, "title": dialog.title, "message": dialog.message,
-                            "accepted": dialog.accept_text})
+            consent.append({"sim": target, "kind": dialog.kind, "title": dialog.title,
+                            "message": dialog.message, "accepted": dialog.accept_text})
             _tap(h, dialog.accept, left())
     while True:   # verify: the switches as drawn, and the setting the app writes
         xml_text = _dump(h, left())

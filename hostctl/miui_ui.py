@@ -18,9 +18,17 @@ Everything here works on the structure and the strings of the real app, not on n
   title names its SIM in its own words ("Mi Message SIM slot 1", "免费网络短信(SIM卡1)",
   "Mi Message SIM 1"); the single-SIM title ("Mi Message", "MIUI免费网络短信") names none, and the
   rows' order gives it.
-- Turning a SIM on the first time shows the activation consent (title ``dialog_title_networking``,
-  message containing ``dialog_message_mx``, buttons ``android.R.string.cancel`` and
-  ``networking_allow_continue``: ``com/android/mms/util/bl.smali`` of the same app).
+- Turning a SIM on asks first (``MessagingPreferenceActivity.a(CheckBoxPreference, int)`` ->
+  ``com/android/mms/util/bl.smali`` ``a(Activity, int, int, boolean, bw)`` ->
+  ``com/xiaomi/mms/c/f.smali``, a ``miui.app.AlertDialog``): a SIM never activated gets the
+  activation consent (title ``dialog_title_mx_rcs``, message ``dialog_message_mx``: activation
+  sends a chargeable SMS), an activated SIM the data notice (title ``networking_allow_title``,
+  message ``mx_activate_network_allow_notice``); both have the positive button
+  ``mx_btn_enable_now`` and the negative ``android.R.string.cancel``. MIUI's AlertDialog names its
+  title ``miui:id/alertTitle`` and its message ``miui:id/message`` (``bl.smali`` reads
+  ``miui.R.id.message``); the buttons are ``android:id/button1`` / ``button2``. A dialog is taken
+  for this consent only when both its title and its positive button are the app's words: a
+  generic "Allow" elsewhere is never tapped.
 - The compose screen has no presence view: the editor's hint says whether the recipient is
   reachable over Mi Message (``msg_type_hint_mx``) or not (``msg_type_hint_sms``). An empty
   EditText reports its hint as its text to accessibility (AOSP ``TextView.getTextForAccessibility``).
@@ -43,6 +51,12 @@ __all__ = ["ComposeHint", "ConsentDialog", "MxSwitch", "SwitchNotFound", "mms_st
 SEND_BUTTON_ID = "com.android.mms:id/send_button"
 EDITOR_ID = "com.android.mms:id/embedded_text_editor"
 POSITIVE_ID, NEGATIVE_ID = "android:id/button1", "android:id/button2"
+MESSAGE_IDS = ("miui:id/message", "android:id/message")     # miui.app.AlertDialog, AOSP AlertDialog
+# The two dialogs MessagingPreferenceActivity shows before turning a SIM on (com/xiaomi/mms/c/f.smali):
+# (title, message) string names; both accept with mx_btn_enable_now.
+CONSENT_DIALOGS = (("dialog_title_mx_rcs", "dialog_message_mx"),
+                   ("networking_allow_title", "mx_activate_network_allow_notice"))
+CONSENT_ACCEPT = "mx_btn_enable_now"
 
 
 class SwitchNotFound(ValueError):
@@ -71,24 +85,32 @@ def _title_table() -> dict[str, int | None]:
 
 @lru_cache(maxsize=1)
 def _hint_table() -> dict[str, bool]:
+    """Editor hints -> reachable over Mi Message. The compose screen (``com/android/mms/ui/fh.smali``)
+    sets ``msg_type_hint_mx`` or ``msg_type_hint_sms``, or their ``_omit`` short forms when MIUI's
+    font scale mode is 11 (large text)."""
     out: dict[str, bool] = {}
     for strings in mms_strings()["locales"].values():
-        if "msg_type_hint_sms" in strings:
-            out.setdefault(_norm(strings["msg_type_hint_sms"]), False)
+        for name in ("msg_type_hint_sms", "msg_type_hint_sms_omit"):
+            if name in strings:
+                out.setdefault(_norm(strings[name]), False)
     for strings in mms_strings()["locales"].values():
-        if "msg_type_hint_mx" in strings:
-            out[_norm(strings["msg_type_hint_mx"])] = True     # an MX hint wins a clash
+        for name in ("msg_type_hint_mx", "msg_type_hint_mx_omit"):
+            if name in strings:
+                out[_norm(strings[name])] = True     # an MX hint wins a clash
     return out
 
 
 @lru_cache(maxsize=1)
-def _consent_table() -> tuple[set[str], set[str]]:
-    titles, accepts = set(), set()
+def _consent_table() -> tuple[dict[str, str], set[str]]:
+    """Consent dialog titles (-> the string name) and accept-button texts, every locale."""
+    titles: dict[str, str] = {}
+    accepts: set[str] = set()
     for strings in mms_strings()["locales"].values():
-        if "dialog_title_networking" in strings:
-            titles.add(_norm(strings["dialog_title_networking"]))
-        if "networking_allow_continue" in strings:
-            accepts.add(_norm(strings["networking_allow_continue"]))
+        for title, _message in CONSENT_DIALOGS:
+            if title in strings:
+                titles.setdefault(_norm(strings[title]), title)
+        if CONSENT_ACCEPT in strings:
+            accepts.add(_norm(strings[CONSENT_ACCEPT]))
     return titles, accepts
 
 
@@ -229,21 +251,25 @@ class ConsentDialog:
     accept: tuple[int, int]
     accept_text: str
     cancel: tuple[int, int] | None
+    kind: str = ""                   # the title's string name: dialog_title_mx_rcs (activation) or
+                                     # networking_allow_title (data notice for an activated SIM)
 
 
 def parse_consent(xml_text: str) -> ConsentDialog | None:
-    """MIUI Mms' activation consent dialog, if it is on screen."""
+    """MIUI Mms' consent dialog before a SIM is turned on, if it is on screen: a node titled with
+    one of the app's consent titles AND a clickable button with ``mx_btn_enable_now``'s text."""
     root = _root(xml_text)
     titles, accepts = _consent_table()
     nodes = list(root.iter("node"))
-    title = next((n for n in nodes if _norm(n.get("text", "")) in titles), None)
+    title = next((n for n in nodes if _norm(n.get("text", "")) in titles
+                  and n.get("resource-id", "") not in ("android:id/title", "android:id/summary")), None)
     accept = next((n for n in nodes if n.get("clickable") == "true" and _norm(n.get("text", "")) in accepts), None)
-    if accept is None:
+    if title is None or accept is None:
         return None
-    message = next((n.get("text", "") for n in nodes if n.get("resource-id") == "android:id/message"), "")
+    message = next((n.get("text", "") for n in nodes if n.get("resource-id") in MESSAGE_IDS), "")
     cancel = next((n for n in nodes if n.get("resource-id") == NEGATIVE_ID), None)
-    return ConsentDialog(title.get("text", "") if title is not None else "", message, _center(accept),
-                         accept.get("text", ""), _center(cancel) if cancel is not None else None)
+    return ConsentDialog(title.get("text", ""), message, _center(accept), accept.get("text", ""),
+                         _center(cancel) if cancel is not None else None, titles[_norm(title.get("text", ""))])
 
 
 @dataclass(frozen=True)

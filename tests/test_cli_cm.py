@@ -46,7 +46,8 @@ def test_on_off_through_the_consent_verified_and_idempotent(ota):
     doc = json.loads(out)
     assert doc["enabled"] is True and doc["changed"] is True and doc["sources"]["ui"]["consent_shown"] is True
     (consent,) = doc["consent"]
-    assert consent["sim"] == 1 and consent["title"] == "声明与条款" and consent["accepted"] == "同意并继续"
+    assert (consent["sim"], consent["kind"], consent["title"], consent["accepted"]) == \
+        (1, "dialog_title_mx_rcs", "免费发送短信", "现在开启")
     assert "首次激活会发送一条普通短信" in consent["message"]
     assert doc["sims"] == [{"sim": 1, "enabled": True, "title": "免费网络短信(SIM卡1)"},
                            {"sim": 2, "enabled": False, "title": "免费网络短信(SIM卡2)"}]
@@ -95,7 +96,7 @@ def test_an_english_copy_of_the_single_sim_build(tmp_path):
         assert st == ExitStatus.OK, err
         doc = json.loads(out)
         assert doc["sims"] == [{"sim": 1, "enabled": True, "title": "Mi Message"}]
-        assert doc["consent"][0]["title"] == "Terms and Conditions" and doc["consent"][0]["accepted"] == "Allow"
+        assert doc["consent"][0]["title"] == "Mi Message" and doc["consent"][0]["accepted"] == "Activate"
         st, out, _ = cli(lt, "cm", "status", "--ui", "--json")
         assert json.loads(out)["sims"] == [{"sim": 1, "enabled": True, "title": "Mi Message"}]
         st, out, _ = cli(lt, "cm", "off", "--json")
@@ -123,26 +124,49 @@ def test_blocked_input_injection_says_what_to_enable(tmp_path):
 
 
 class _KilledDumps:
-    """A handset whose uiautomator dump is killed ``kills`` times (the output lacks <hierarchy)."""
+    """A handset whose uiautomator dump is killed ``kills`` times. Like a device, it keeps the dump
+    file: a killed dump leaves the previous screen's file where it was."""
 
     serial = "fake"
+    SCREEN = "<?xml version='1.0' ?><hierarchy rotation=\"0\"><node text=\"now\" /></hierarchy>"
 
-    def __init__(self, kills: int) -> None:
-        self.kills, self.calls = kills, 0
+    def __init__(self, kills: int, old: str | None = None) -> None:
+        self.kills, self.calls, self.file = kills, 0, old
 
     def batch(self, commands, *, timeout=None):
         self.calls += 1
-        if self.calls <= self.kills:
-            return [ShellResult(commands[0], 137, "Killed\n"), ShellResult(commands[1], 0, "")]
-        return [ShellResult(commands[0], 0, "UI hierchary dumped to: x\n"),
-                ShellResult(commands[1], 0, "<?xml version='1.0' ?><hierarchy rotation=\"0\"></hierarchy>")]
+        out = []
+        for cmd in commands:
+            if cmd.startswith("rm -f "):
+                self.file = None
+                out.append(ShellResult(cmd, 0, ""))
+            elif cmd.startswith("uiautomator dump "):
+                if self.calls <= self.kills:
+                    out.append(ShellResult(cmd, 137, "Killed\n"))
+                else:
+                    self.file = self.SCREEN
+                    out.append(ShellResult(cmd, 0, "UI hierchary dumped to: x\n"))
+            elif cmd.startswith("cat "):
+                out.append(ShellResult(cmd, 0, self.file) if self.file is not None
+                           else ShellResult(cmd, 1, f"{cmd}: No such file or directory\n"))
+            else:
+                raise AssertionError(cmd)
+        return out
 
 
 def test_a_killed_uiautomator_dump_is_retried():
     h = _KilledDumps(kills=2)
-    assert dump_ui(h, timeout=1).endswith("</hierarchy>") and h.calls == 3
+    assert dump_ui(h, timeout=1) == _KilledDumps.SCREEN and h.calls == 3
     with pytest.raises(CommandError, match="failed 3 times: Killed"):
         dump_ui(_KilledDumps(kills=3), timeout=1)
+
+
+def test_a_killed_dump_never_passes_off_the_previous_screen():
+    old = "<?xml version='1.0' ?><hierarchy rotation=\"0\"><node text=\"before\" /></hierarchy>"
+    h = _KilledDumps(kills=1, old=old)
+    assert dump_ui(h, timeout=1) == _KilledDumps.SCREEN and h.calls == 2
+    with pytest.raises(CommandError):
+        dump_ui(_KilledDumps(kills=3, old=old), timeout=1)
 
 
 def test_parse_switches_names_what_it_saw_when_nothing_matches():

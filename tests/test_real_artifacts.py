@@ -27,7 +27,9 @@ LOCALE_FILES = {"en": "miui_mms_strings_default.xml", "zh-CN": "miui_mms_strings
 def real_strings(locale: str) -> dict[str, str]:
     """The app's strings straight from the fixture (not from our table)."""
     text = (REAL / LOCALE_FILES[locale]).read_text(encoding="utf-8")
-    return {m.group(1): m.group(2) for m in re.finditer(r'<string name="([^"]+)">([^<]*)</string>', text)}
+    # aapt's unescaping: \" and \' stand for the character
+    return {m.group(1): re.sub(r"\\(.)", r"\1", m.group(2))
+            for m in re.finditer(r'<string name="([^"]+)">([^<]*)</string>', text)}
 
 
 def widget_attrs() -> dict[str, str]:
@@ -142,6 +144,9 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     on = parse_compose(compose(strings["msg_type_hint_mx"]))
     off = parse_compose(compose(strings["msg_type_hint_sms"]))
     assert (on.online, off.online) == (True, False) and on.send_button == (640, 1170)
+    # MIUI's large-text mode (fh.smali: scale mode 11) shows the short forms
+    assert parse_compose(compose(strings["msg_type_hint_mx_omit"])).online is True
+    assert parse_compose(compose(strings["msg_type_hint_sms_omit"])).online is False
     assert parse_compose(compose("typed text")).online is None
     # an API 30+ dump (like the real Settings excerpt: `hint` attribute) with an empty editor text
     newer = compose("").replace('text="" resource-id="com.android.mms:id/embedded_text_editor"',
@@ -151,16 +156,35 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     assert (parse_compose(newer).online, parse_compose(newer).shown) == (True, strings["msg_type_hint_mx"])
 
 
-def test_consent_dialog_found_by_the_apps_strings_in_each_locale():
-    for locale in LOCALE_FILES:
-        s = real_strings(locale)
-        xml = ("<hierarchy>" + node(s["dialog_title_networking"], "android:id/alertTitle")
-               + node("...", "android:id/message") + node("Cancel", "android:id/button2", "android.widget.Button",
-                                                         (80, 880, 350, 970), clickable="true")
-               + node(s["networking_allow_continue"], "android:id/button1", "android.widget.Button",
-                      (370, 880, 640, 970), clickable="true") + "</hierarchy>")
-        d = parse_consent(xml)
-        assert d is not None and d.title == s["dialog_title_networking"] and d.accept == (505, 925)
+def _dialog(title: str, message: str, cancel: str, accept: str, ids: str = "miui") -> str:
+    """An AlertDialog as uiautomator dumps it: MIUI's (miui:id/alertTitle, miui:id/message) or AOSP's."""
+    return ("<hierarchy>" + node(title, f"{ids}:id/alertTitle") + node(message, f"{ids}:id/message")
+            + node(cancel, "android:id/button2", "android.widget.Button", (80, 880, 350, 970), clickable="true")
+            + node(accept, "android:id/button1", "android.widget.Button", (370, 880, 640, 970), clickable="true")
+            + "</hierarchy>")
+
+
+@pytest.mark.parametrize("locale", list(LOCALE_FILES))
+def test_consent_dialogs_found_by_the_apps_strings_in_each_locale(locale):
+    # com/xiaomi/mms/c/f.smali: mode 0 (SIM never activated) and mode 4 (activated SIM)
+    s = real_strings(locale)
+    for kind, message in (("dialog_title_mx_rcs", "dialog_message_mx"),
+                          ("networking_allow_title", "mx_activate_network_allow_notice")):
+        for ids in ("miui", "android"):
+            d = parse_consent(_dialog(s[kind], s[message], "Cancel", s["mx_btn_enable_now"], ids))
+            assert d is not None and (d.kind, d.title, d.message, d.accept_text, d.accept) == \
+                (kind, s[kind], s[message], s["mx_btn_enable_now"], (505, 925))
+
+
+def test_a_dialog_is_not_taken_for_the_consent_by_a_generic_button():
+    s = real_strings("en")
+    # the app's recommendation dialog (bl.smali: "Terms and Conditions" / "Allow") is not the
+    # switch's consent, nor is a runtime permission dialog's "Allow", nor an untitled "Activate"
+    assert parse_consent(_dialog(s["dialog_title_networking"], "...", "Cancel", s["networking_allow_continue"])) is None
+    assert parse_consent(_dialog("Allow Messaging to send and view SMS messages?", "", "Deny", "Allow")) is None
+    assert parse_consent(_dialog("Something else", "", "Cancel", s["mx_btn_enable_now"])) is None
+    # a Settings screen whose row is titled like the English dialog ("Mi Message") has no consent
+    assert parse_consent(dump_from_resources("en", 1, {})) is None
 
 
 MIUI_SMS_COLUMNS = ("_id", "thread_id", "address", "person", "date", "date_sent", "protocol", "read", "status",
