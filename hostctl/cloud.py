@@ -297,8 +297,12 @@ def presence(h: Handset, number: str, *, timeout: float = 15.0, settle: float = 
     """Open the conversation with ``number`` and read what the app shows: MIUI has no presence
     view; the compose editor's hint reads ``msg_type_hint_mx`` ("Mi Message", "免费网络短信") when
     the recipient is reachable over Mi Message and ``msg_type_hint_sms`` ("Text message", "短信")
-    otherwise. The app asks the server when the conversation opens, so an SMS hint counts as
-    offline only once it has stood for ``settle`` seconds. Leaves the conversation with BACK."""
+    otherwise (or their ``_omit`` short forms in MIUI's large-text mode). The app asks the server
+    when the conversation opens and sets the hint when the answer comes, so an SMS hint counts as
+    offline only once it has stood for ``settle`` seconds (3 by default: a guess, no published
+    timing; a Mi Message hint is taken at once). Leaves the conversation with BACK."""
+    if not settle >= 0:
+        raise ValueError(f"settle ({settle}) must be >= 0 seconds")      # (a longer one is cut at timeout)
     deadline = time.monotonic() + timeout
     res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{number}", timeout=timeout)
     if "Error" in res.output:

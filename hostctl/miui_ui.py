@@ -199,17 +199,38 @@ def _row_of(title: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Elem
     return None
 
 
-def _same_line(title: ET.Element, root: ET.Element) -> ET.Element | None:
-    """A flattened dump: the checkable node whose vertical span holds the title's middle."""
+def _band(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET.Element]) -> tuple[int, int] | None:
+    """The vertical span of a title's row when the widget is not inside it: the nearest clickable
+    ancestor holding no other title (the row, as AOSP lays it out), else from the title's top to
+    the next title's top below it."""
     tb = _bounds(title)
     if tb is None:
         return None
+    node = parents.get(title)
+    while node is not None and node.tag == "node":
+        if any(n is not title and _is_title_node(n) for n in node.iter("node")):
+            break
+        b = _bounds(node)
+        if node.get("clickable") == "true" and b is not None:
+            return b[1], b[3]
+        node = parents.get(node)
+    below = sorted(b[1] for n in root.iter("node") if n is not title and _is_title_node(n)
+                   and (b := _bounds(n)) is not None and b[1] > tb[1])
+    return tb[1], below[0] if below else tb[3] + 4 * (tb[3] - tb[1])
+
+
+def _same_line(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Element | None:
+    """A flattened dump (the widget is not inside the title's row): the checkable node whose
+    vertical middle lies in the title's row band, the nearest to the title if several do. The
+    title sits in the row's upper half and the widget is centred, so the title's own line is
+    not enough."""
+    band, tb = _band(title, root, parents), _bounds(title)
+    if band is None or tb is None:
+        return None
     mid = (tb[1] + tb[3]) // 2
-    for n in _checkables(root):
-        b = _bounds(n)
-        if b is not None and b[1] <= mid < b[3]:
-            return n
-    return None
+    hits = [(abs((b[1] + b[3]) // 2 - mid), i, n) for i, n in enumerate(_checkables(root))
+            if (b := _bounds(n)) is not None and band[0] <= (b[1] + b[3]) // 2 < band[1]]
+    return min(hits)[2] if hits else None
 
 
 def parse_switches(xml_text: str) -> list[MxSwitch]:
@@ -222,7 +243,7 @@ def parse_switches(xml_text: str) -> list[MxSwitch]:
         if not (_is_title_node(el) and _is_switch_title(el.get("text", ""))):
             continue
         row = _row_of(el, parents)
-        widget = next(_checkables(row), None) if row is not None else _same_line(el, root)
+        widget = next(_checkables(row), None) if row is not None else _same_line(el, root, parents)
         if widget is None:
             continue              # the category header ("Mi Message" is also mx_msg in English)
         tap = row if row is not None and row.get("clickable") == "true" else widget

@@ -86,6 +86,26 @@ def test_presence_reads_the_compose_hint(ota):
     assert st == ExitStatus.OK and (json.loads(out)["online"], json.loads(out)["shown"]) == (False, "短信")
 
 
+def test_presence_waits_settle_seconds_before_an_sms_hint_counts(ota):
+    import threading
+
+    h = ota.lab.handsets[0].handset
+    number = "+8613800007777"
+
+    def late(intent):              # the app's look-up answers a moment after the screen opened
+        if intent.action == screens.PRESENCE_COMMAND and intent.extras.get("to") == number:
+            threading.Timer(1.5, screens.show_presence, (h, number, True)).start()
+    h.add_intent_listener(late)
+    st, out, err = cli(ota, "presence", number, "--settle", "0", "--json")   # the first hint is taken
+    assert st == ExitStatus.OK, err
+    assert (json.loads(out)["online"], json.loads(out)["shown"]) == (False, "短信")
+    st, out, err = cli(ota, "presence", number, "--json")                    # 3 s: the answer comes in
+    assert st == ExitStatus.OK, err
+    assert (json.loads(out)["online"], json.loads(out)["shown"]) == (True, "免费网络短信")
+    st, _, err = cli(ota, "presence", number, "--settle", "30", "--timeout", "5")
+    assert st == ExitStatus.USAGE and "--settle (30) must be >= 0 and less than --timeout (5)" in err
+
+
 def test_an_english_copy_of_the_single_sim_build(tmp_path):
     copy = tmp_path / "en.yaml"
     copy.write_text("extends: miui-v5-2014-08-10\nname: ota-en-1sim\nsim_count: 1\n"

@@ -177,6 +177,19 @@ def test_sms_rows_keep_the_subscription_id(tmp_path):
         out = adb(lt, "shell", "content", "query", "--uri", "content://sms", "--projection", "body:sim_id",
                   "--sort", "_id")
         assert out.splitlines() == ["Row: 0 body=to slot 1, sim_id=7", "Row: 1 body=to slot 0, sim_id=2"]
+        # the host reads sim_id as MIUI keeps it and maps it back to the slot through siminfo
+        import io
+        import json
+        import os
+
+        from hostctl.cli import Environment, main
+        out_io, err_io = io.StringIO(), io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != "ANDROID_SERIAL"}
+        assert main(["--adb", f"127.0.0.1:{lt.config.adb_port}", "messages", "--json"],
+                    Environment(stdout=out_io, stderr=err_io, vars=env)) == 0, err_io.getvalue()
+        rows = json.loads(out_io.getvalue())["messages"]
+        assert sorted((m["body"], m["sim_id"], m["slot"]) for m in rows) == \
+            [("to slot 0", 2, 0), ("to slot 1", 7, 1)]
 
 
 def test_factory_reset_returns_the_build_default(cmlab):

@@ -1,5 +1,5 @@
 """Contract tests: the host-side parsers on real artifacts (tests/fixtures/real/, provenance in its
-README): MIUI Mms' own resources, a real vendor uiautomator dump, real content query rows, a real
+README): MIUI Mms' own resources, a real Android Settings uiautomator dump, real content query rows, a real
 Parcel reply, real getprop output and real INJECT_EVENTS refusals."""
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def test_switch_finder_on_dual_sim_rows_built_from_the_real_resources(locale, fl
 
 
 @pytest.mark.parametrize("locale", ["en", "zh-CN", "zh-TW"])
-def test_switch_finder_on_the_single_sim_row_takes_sim_1_from_the_row_order(locale):
-    xml = dump_from_resources(locale, 1, {1: True})
+@pytest.mark.parametrize("flat", [False, True])
+def test_switch_finder_on_the_single_sim_row_takes_sim_1_from_the_row_order(locale, flat):
+    xml = dump_from_resources(locale, 1, {1: True}, flat=flat)
     (s,) = parse_switches(xml)
     assert (s.sim, s.title, s.checked) == (1, real_strings(locale)["mx_enable"], True)
     # English titles the category and the single-SIM row alike ("Mi Message"): the header has no
@@ -118,14 +119,60 @@ def test_the_title_table_is_the_apps_own_strings():
     assert [sim_of_title(strings_for_locale(loc)["mx_on_sim_2"]) for loc in ("de", "ru", "es", "ja", "ko")] == [2] * 5
 
 
+REAL_ROWS = REAL / "uiautomator_settings_rows_excerpt.xml"      # a real Android Settings dump's rows
+
+
 def test_a_real_vendor_dump_without_mi_message_fails_listing_the_titles_it_saw():
-    xml = (REAL / "uiautomator_settings_cn_excerpt.xml").read_text(encoding="utf-8")
+    xml = REAL_ROWS.read_text(encoding="utf-8")
     with pytest.raises(SwitchNotFound) as exc:
         parse_switches(xml)
-    assert exc.value.titles == ["设置", "历史通知、对话"]
-    assert "'设置'" in str(exc.value) and "'历史通知、对话'" in str(exc.value)
+    assert exc.value.titles == ["Network & internet", "Bluetooth & devices", "Display & brightness"]
+    assert "'Network & internet', 'Bluetooth & devices', 'Display & brightness'" in str(exc.value)
+    assert "miui_mms_strings.json" in str(exc.value)
     assert parse_consent(xml) is None
     assert parse_compose(xml).online is None
+
+
+def _with_widget(xml: str, title: str, new_title: str, widget: str, *, flat: bool) -> str:
+    """The real dump with one row retitled and a checkable widget added: inside the row (in an
+    android:id/widget_frame, as AOSP's preference.xml puts it) or, ``flat``, as a sibling of the
+    rows at the list's level (as some vendors' dumps come), on the row's line."""
+    root = ET.fromstring(xml)
+    parents = {c: p for p in root.iter() for c in p}
+    t = next(n for n in root.iter("node") if n.get("text") == title)
+    t.set("text", new_title)
+    row = parents[parents[t]]
+    x1, y1, x2, y2 = map(int, re.findall(r"-?\d+", row.get("bounds")))
+    box = ET.fromstring(node("", widget, "android.widget.CheckBox", (940, y1 + 80, 1030, y2 - 80), checkable="true",
+                             checked="true", clickable="false"))
+    if flat:
+        parents[row].append(box)
+    else:
+        frame = ET.fromstring(node(rid="android:id/widget_frame", cls="android.widget.LinearLayout",
+                                   bounds=(900, y1, 1080, y2)))
+        frame.append(box)
+        row.append(frame)
+    return ET.tostring(root, encoding="unicode")
+
+
+@pytest.mark.parametrize("widget", ["android:id/checkbox", "android:id/switch_widget",
+                                    "com.android.settings:id/switch_widget"])
+@pytest.mark.parametrize("flat", [False, True])
+def test_switch_finder_on_a_real_vendor_rows_nesting(widget, flat):
+    # The real rows (icon_frame, text_frame, title and summary in a clickable LinearLayout of a
+    # RecyclerView) with MIUI's titles put in and the checkable widget added; the finder must take
+    # each SIM's own widget and tap its own row.
+    s = real_strings("zh-CN")
+    xml = REAL_ROWS.read_text(encoding="utf-8")
+    xml = _with_widget(xml, "Network & internet", s["mx_on_sim_1"], widget, flat=flat)
+    xml = _with_widget(xml, "Display & brightness", s["mx_on_sim_2"], widget, flat=flat)
+    s1, s2 = parse_switches(xml)
+    assert (s1.sim, s1.title, s1.checked, s1.widget_id) == (1, s["mx_on_sim_1"], True, widget)
+    assert (s2.sim, s2.title) == (2, s["mx_on_sim_2"])
+    assert 1269 <= s1.center[1] < 1524 and 1861 <= s2.center[1] < 2087     # each on its own row
+    if not flat:
+        assert s1.center == (540, (1269 + 1524) // 2)                       # the clickable row
+        assert s1.summary == "Wi-Fi, SIM card & mobile network, Hotspot & tethering"
 
 
 @pytest.mark.parametrize("locale", ["en", "zh-CN", "zh-TW"])
@@ -148,11 +195,11 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     assert parse_compose(compose(strings["msg_type_hint_mx_omit"])).online is True
     assert parse_compose(compose(strings["msg_type_hint_sms_omit"])).online is False
     assert parse_compose(compose("typed text")).online is None
-    # an API 30+ dump (like the real Settings excerpt: `hint` attribute) with an empty editor text
+    # a dump with the `hint` attribute (androidx.test.uiautomator's AccessibilityNodeInfoDumper
+    # writes it from API 26, the platform's `uiautomator dump` from Android 16) and an empty text
     newer = compose("").replace('text="" resource-id="com.android.mms:id/embedded_text_editor"',
                                 f'text="" hint="{strings["msg_type_hint_mx"]}" '
                                 'resource-id="com.android.mms:id/embedded_text_editor"')
-    assert 'hint="' in (REAL / "uiautomator_settings_cn_excerpt.xml").read_text(encoding="utf-8")
     assert (parse_compose(newer).online, parse_compose(newer).shown) == (True, strings["msg_type_hint_mx"])
 
 

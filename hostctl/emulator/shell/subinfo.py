@@ -110,7 +110,8 @@ def _slot(values: dict[str, object], sims: int, handset: VirtualHandset) -> int:
         if kind in values:
             sub = int(values[kind])  # type: ignore[arg-type]
             # SubscriptionController.getPhoneId(subId): the slot holding that subscription
-            return next((slot for slot in range(sims) if handset.profile.sub_id(slot) == sub), 0)
+            slot = handset.profile.slot_of_sub_id(sub)
+            return slot if slot is not None and slot < sims else 0
     return 0
 
 
