@@ -128,8 +128,10 @@ def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float
 def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
     """Turn Cloud Messaging on or off (for ``sim``, 1-based, or every SIM) through the UI, and
     verify it. Idempotent: a switch already in the wanted state is not touched. Turning on, MIUI
-    may ask for the activation consent (it sends a chargeable SMS); the user asked for it to be on,
-    so it is accepted, and its text is returned in ``CmState.consent``."""
+    asks first (the activation consent, which sends a chargeable SMS, or for an activated SIM the
+    data notice); the user asked for it to be on, so it is accepted, once per SIM, and its text is
+    returned in ``CmState.consent``. After each tap the screen is polled until the dialog or the
+    flipped switch is drawn (a real handset draws them some time after the tap)."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
@@ -148,18 +150,37 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
             continue
         _tap(h, now.center, left())
         changed = True
-        dialog = parse_consent(_dump(h, left()))
-        if dialog is not None:
-            if not on:
-                raise CloudMessagingError(f"{h.serial}: an activation dialog appeared while turning "
-                                          f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
-            consent.append({"sim": target, "kind": dialog.kind, "title": dialog.title,
-                            "message": dialog.message, "accepted": dialog.accept_text})
-            _tap(h, dialog.accept, left())
+        # The dialog (or the flipped switch) shows up when the app has drawn it: poll for either.
+        # A dialog still on screen after its button was tapped is given until the deadline to go.
+        accepted = False
+        while True:
+            xml_text = _dump(h, left())
+            dialog = parse_consent(xml_text)
+            if dialog is not None:
+                if not on:
+                    raise CloudMessagingError(f"{h.serial}: a consent dialog appeared while turning "
+                                              f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
+                if not accepted:
+                    consent.append({"sim": target, "kind": dialog.kind, "title": dialog.title,
+                                    "message": dialog.message, "accepted": dialog.accept_text})
+                    _tap(h, dialog.accept, left())
+                    accepted = True
+            else:
+                try:
+                    flipped = any(s.sim == target and s.checked == on for s in parse_switches(xml_text))
+                except SwitchNotFound:
+                    flipped = False          # a screen in between (the dialog going, the list redrawn)
+                if flipped:
+                    break
+            if time.monotonic() > deadline:
+                what = "the consent dialog stayed on screen" if dialog is not None else "the switch did not flip"
+                raise CloudMessagingError(f"{h.serial}: SIM {target}: {what} within {timeout:g} s",
+                                          serial=h.serial, output=xml_text[-2000:])
+            time.sleep(0.2)
     while True:   # verify: the switches as drawn, and the setting the app writes
         xml_text = _dump(h, left())
         if parse_consent(xml_text) is not None:
-            raise CloudMessagingError(f"{h.serial}: the activation dialog is still shown", serial=h.serial)
+            raise CloudMessagingError(f"{h.serial}: a consent dialog is shown again", serial=h.serial)
         now_sw = _read_switches(h, xml_text)
         now = {s.sim: s.checked for s in now_sw}
         setting = _setting(h, left())

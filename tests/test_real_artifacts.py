@@ -275,3 +275,55 @@ def test_real_inject_events_refusals_are_recognised():
     for name in ("inject_events_xiaomi_android10.txt", "inject_events_xiaomi_new_wording.txt"):
         assert injection_refused((REAL / name).read_text())
     assert not injection_refused("")
+
+
+class _SlowMiui:
+    """A handset drawn from the real resources that, like a real phone, draws what a tap causes a
+    few dumps later: the consent dialog appears on the second dump after the row's tap and is still
+    there on the first dump after its button's tap."""
+
+    serial = "slow"
+
+    def __init__(self, locale: str = "zh-CN") -> None:
+        self.locale, self.on, self.dialog, self.lag, self.taps = locale, False, False, 0, []
+        self.s = real_strings(locale)
+
+    def _screen(self) -> str:
+        if self.dialog:
+            return _dialog(self.s["dialog_title_mx_rcs"], self.s["dialog_message_mx"], "取消", self.s["mx_btn_enable_now"])
+        return dump_from_resources(self.locale, 1, {1: self.on})
+
+    def shell(self, cmd, timeout=None):
+        from hostctl.device import ShellResult
+        if cmd.startswith("input tap "):
+            x, y = map(int, cmd.split()[2:])
+            self.taps.append((x, y))
+            if self.dialog and (x, y) == (505, 925):          # the dialog's positive button
+                self.dialog, self.on, self.lag = False, True, 1
+            elif not self.dialog and not self.on:
+                self.lag, self.pending = 1, True
+        if cmd.startswith("settings get"):
+            return ShellResult(cmd, 0, "1\n" if self.on else "0\n")
+        return ShellResult(cmd, 0, "")
+
+    def batch(self, commands, timeout=None):
+        from hostctl.device import ShellResult
+        shown = self._screen() if self.lag == 0 else self._previous
+        if self.lag:
+            self.lag -= 1
+            if getattr(self, "pending", False) and self.lag == 0:
+                self.pending, self.dialog = False, True
+        self._previous = shown if self.lag else self._screen()
+        return [ShellResult(c, 0, "") for c in commands[:-1]] + [ShellResult(commands[-1], 0, shown)]
+
+
+def test_cm_on_waits_for_the_consent_a_real_phone_draws_late():
+    from hostctl.cloud import cm_set
+
+    h = _SlowMiui()
+    h._previous = h._screen()
+    state = cm_set(h, True, timeout=5)
+    assert state.enabled is True and state.changed is True
+    assert [(c["kind"], c["title"], c["accepted"]) for c in state.consent] == \
+        [("dialog_title_mx_rcs", "免费发送短信", "现在开启")]
+    assert h.taps[-1] == (505, 925) and len(h.taps) == 2        # the row once, the button once
