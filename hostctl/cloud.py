@@ -55,7 +55,10 @@ def cm_status(h: Handset, *, ui: bool = False, timeout: float | None = None) -> 
     state = CmState(h.serial, None if setting is None else setting == "1",
                     {"setting": {"secure/cloud_messaging_on": setting}})
     if ui:
-        switches = _switches(h, timeout)
+        notes: list[str] = []
+        switches = _switches(h, timeout, notes)
+        if notes:
+            state.sources["notes"] = notes
         state.sims = [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in switches]
         state.sources["ui"] = {"activity": MMS_SETTINGS, "switches": len(switches)}
     return state
@@ -83,9 +86,24 @@ def _read_switches(h: Handset, xml_text: str) -> list[MxSwitch]:
                                   output=xml_text[-2000:]) from None
 
 
-def _switches(h: Handset, timeout: float | None) -> list[MxSwitch]:
+def _switches(h: Handset, timeout: float | None, notes: list[str] | None = None) -> list[MxSwitch]:
+    """Open Messaging > Settings and read its switches. A consent dialog left on the screen (a
+    ``cm on`` cut short, a user who walked away: the activity is singleTop, so opening it again
+    brings the dialog back too) is cancelled first: cancel leaves the SIM as it was."""
     _open_settings(h, timeout)
-    return _read_switches(h, _dump(h, timeout))
+    xml_text = _dump(h, timeout)
+    left_over = parse_consent(xml_text)
+    if left_over is not None:
+        if left_over.cancel is not None:
+            _tap(h, left_over.cancel, timeout)
+        else:
+            h.shell("input keyevent 4", timeout=timeout)
+        if notes is not None:
+            notes.append(f"cancelled a consent dialog left on screen: {left_over.title!r}")
+        deadline = time.monotonic() + (timeout or 20.0)
+        while parse_consent(xml_text := _dump(h, timeout)) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return _read_switches(h, xml_text)
 
 
 def _tap(h: Handset, xy: tuple[int, int], timeout: float | None) -> None:
@@ -136,7 +154,8 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
-    switches = _switches(h, timeout)
+    notes: list[str] = []
+    switches = _switches(h, timeout, notes)
     targets = [s.sim for s in switches if sim is None or s.sim == sim]
     if not targets:
         raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
@@ -191,9 +210,11 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
                                       f"within {timeout:g} s (switches {now}, setting {setting})",
                                       serial=h.serial)
         time.sleep(0.2)
-    return CmState(h.serial, setting == "1",
-                   {"setting": {"secure/cloud_messaging_on": setting},
-                    "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}},
+    sources: dict[str, Any] = {"setting": {"secure/cloud_messaging_on": setting},
+                               "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}}
+    if notes:
+        sources["notes"] = notes
+    return CmState(h.serial, setting == "1", sources,
                    [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in now_sw], changed, consent)
 
 

@@ -123,6 +123,30 @@ def test_an_english_copy_of_the_single_sim_build(tmp_path):
         assert st == ExitStatus.OK and json.loads(out)["enabled"] is False
 
 
+def test_a_consent_left_on_screen_is_cancelled_before_reading(tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:
+        h = lt.lab.handsets[0].handset
+        cli(lt, "cm", "status", "--ui", "--json")                               # opens the screen
+        (sim1, _sim2) = parse_switches(dump_ui(_handset(lt), timeout=10))
+        _handset(lt).shell(f"input tap {sim1.center[0]} {sim1.center[1]}")   # a user taps, walks away
+        st, out, err = cli(lt, "cm", "status", "--ui", "--json")
+        assert st == ExitStatus.OK, err
+        doc = json.loads(out)
+        assert [(s["sim"], s["enabled"]) for s in doc["sims"]] == [(1, False), (2, False)]
+        assert doc["sources"]["notes"] == ["cancelled a consent dialog left on screen: '免费发送短信'"]
+        assert h.settings_get("secure", "cloud_messaging_on") == "0"
+        _handset(lt).shell(f"input tap {sim1.center[0]} {sim1.center[1]}")
+        st, out, err = cli(lt, "cm", "on", "--sim", "1", "--json")           # cancelled, then asked anew
+        doc = json.loads(out)
+        assert st == ExitStatus.OK and [c["sim"] for c in doc["consent"]] == [1] and doc["sources"]["notes"]
+
+
+def _handset(lt):
+    from hostctl.device import select_handset, servers_from_env
+    return select_handset(None, servers_from_env({"ANDROID_ADB_SERVER_PORT": str(lt.config.adb_port)}), timeout=10)
+
+
 def test_on_for_every_sim_accepts_each_sims_consent(tmp_path):
     with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
                              profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:

@@ -153,8 +153,11 @@ def test_locale_follows_the_profile_and_a_copy_switches_to_english(tmp_path):
         tap(lt, s.center)
         d = parse_consent(dump(lt))
         assert (d.title, d.accept_text) == ("Mi Message", "Activate") and "Cancel" in dump(lt)
+        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)    # singleTop: the dialog is still there
+        assert parse_consent(dump(lt)) is not None
         adb(lt, "shell", "setprop", "persist.sys.locale", "zh-TW")   # the user changes language
-        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)    # opening it anew dismisses the dialog
+        adb(lt, "shell", "am", "force-stop", "com.android.mms")      # the app goes, and its dialog
+        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)
         assert parse_consent(dump(lt)) is None
         (s,) = parse_switches(dump(lt))
         assert (s.title, s.checked) == ("MIUI免費網路簡訊", False)

@@ -217,7 +217,7 @@ def _pref_row(pkg: str, top: int, title: str, summary: str, *, checked: bool | N
                 bounds=(0, top, SCREEN_W, bottom), children=children, on_click=on_click)
 
 
-def _toggle(h: "VirtualHandset", sim: int) -> None:
+def _toggle(h: "VirtualHandset", sim: int, pkg: str = "com.android.mms") -> None:
     """A tap on a SIM's row, as MessagingPreferenceActivity handles it (``a(CheckBoxPreference,
     int)`` in its smali): on -> off turns it off at once; off -> on always asks first
     (``bl.a(Activity, activate_status, slot, checked, ...)``): the activation consent when the SIM
@@ -225,7 +225,7 @@ def _toggle(h: "VirtualHandset", sim: int) -> None:
     if sim_enabled(h, sim):
         set_cloud_messaging(h, False, sim)
     else:
-        h.mms_dialog = {"sim": sim, "activation": not activated(h, sim)}
+        h.mms_dialog = {"sim": sim, "activation": not activated(h, sim), "screen": pkg}
         h.refresh_screen()
 
 
@@ -275,7 +275,7 @@ def _switches(h: "VirtualHandset", pkg: str) -> View:
     one (the activity removes the others), each with summary mx_dspt_listview; the status screen
     row (pref_key_mx_status, mx_current_status) only while a SIM is on."""
     dialog = getattr(h, "mms_dialog", None)
-    if dialog is not None:
+    if dialog is not None and dialog.get("screen", pkg) == pkg:     # the dialog belongs to its screen
         return _consent(h, pkg, dialog["sim"], dialog.get("activation", True))
     t = ui_strings(h)
     sims = len(h.identity.sims)
@@ -289,7 +289,7 @@ def _switches(h: "VirtualHandset", pkg: str) -> View:
         # channel is up (mx_online / mx_offline; here: whether it is on), any other the description
         summary = ((t["mx_online"] if on else t["mx_offline"]) if activated(h, sim) else t["mx_dspt_listview"])
         rows.append(_pref_row(pkg, top, title, summary, checked=on,
-                              on_click=lambda hh, v, s=sim: _toggle(hh, s)))
+                              on_click=lambda hh, v, s=sim: _toggle(hh, s, pkg)))
         top += ROW_H
     if any(sim_enabled(h, s) for s in range(sims)):
         rows.append(_pref_row(pkg, top, t["mx_current_status"], "", checked=None, on_click=None))
@@ -381,10 +381,10 @@ def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
 
 
 def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
-    """Opening the settings anew, or the app being stopped or wiped, dismisses a consent dialog."""
-    comp = normalize_component(intent.component) if intent.component and "/" in intent.component else ""
-    if ((intent.kind == "activity" and comp in (MMS_SETTINGS, MICLOUD_CM))
-            or (intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms")):
+    """The app being stopped or wiped takes a consent dialog with it. Opening the settings again
+    does not: MessagingPreferenceActivity is ``launchMode="singleTop"`` (the app's
+    AndroidManifest.xml), so ``am start`` brings the same instance back, dialog and all."""
+    if intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms":
         h.mms_dialog = None
 
 
