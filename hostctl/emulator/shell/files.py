@@ -85,8 +85,9 @@ class ShellFiles:
         if dev == "/proc/version":
             return (b"Linux version 3.4.0-perf-g0a1b2c3 (builder@miui) (gcc version 4.7 "
                     b"(GCC) ) #1 SMP PREEMPT Fri Jul 4 02:10:11 CST 2014\n")
-        if dev == "/proc/uptime":
-            return b"12345.67 23456.78\n"
+        if dev == "/proc/uptime":   # seconds since boot, idle seconds (summed over 4 cores)
+            up = h.uptime()
+            return f"{up:.2f} {up * 3.5:.2f}\n".encode()
         if dev == "/proc/cpuinfo":
             return (b"Processor\t: ARMv7 Processor rev 3 (v7l)\nprocessor\t: 0\n"
                     b"BogoMIPS\t: 38.40\nHardware\t: Qualcomm MSM 8226 (Flattened Device Tree)\n")
