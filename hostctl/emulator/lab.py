@@ -90,6 +90,7 @@ class _Backend:
     def __init__(self, lh: "LabHandset") -> None:
         self._lh = lh
         self.fs = lh.handset.fs
+        self.handset = lh.handset      # adbd's own services (reboot:, root:, framebuffer:) act on it
 
     def banner_props(self) -> dict[str, str]:
         return self._lh.handset.banner_props()

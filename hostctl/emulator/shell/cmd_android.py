@@ -1346,10 +1346,12 @@ async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
         zf.writestr("version.txt", "2.0")
     if "-p" in args:
         ctx.out(f"BEGIN:{path}\nPROGRESS:100/100\n")
-    try:
-        ctx.files.write(path, buf.getvalue())
-    except FsError as exc:
-        ctx.out(f"FAIL:Could not write {path}: {exc.reason}\n")
+    try:   # dumpstate (uid system) writes it, not the shell: the shell may only read it back
+        host = h.fs.host_path(path)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        host.write_bytes(buf.getvalue())
+    except OSError as exc:
+        ctx.out(f"FAIL:Could not write {path}: {exc.strerror}\n")
         return 1
     ctx.out(f"OK:{path}\n")
     return 0
