@@ -590,6 +590,20 @@ async def _pm(ctx: Ctx, argv: list[str]) -> int:
     return 1 if ctx.sdk < pm_fmt.NOUGAT else 255
 
 
+async def _read_exactly(ctx: Ctx, size: int) -> bytes:
+    """Read SIZE bytes of stdin (fewer only at EOF), without waiting for EOF."""
+    buf = bytearray()
+    stdin = ctx.streams.stdin
+    while len(buf) < size:
+        chunk = await stdin.read()
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > size and hasattr(stdin, "pending"):
+        stdin.pending = bytes(buf[size:])
+    return bytes(buf[:size])
+
+
 async def _pm_install(ctx: Ctx, args: list[str]) -> int:
     """``pm install [-r] [-t] [-g] ... PATH`` (the APK pushed to the handset), or from 7.0
     ``cmd package install -S SIZE`` with the APK on stdin (what adb 29/36 stream)."""
@@ -617,7 +631,10 @@ async def _pm_install(ctx: Ctx, args: list[str]) -> int:
         if ctx.sdk < pm_fmt.NOUGAT:
             ctx.err(pm_fmt.usage(ctx.sdk))
             return 1
-        data = await ctx.stdin_bytes()
+        if size is not None:   # the host streams SIZE bytes and keeps its end open for the reply
+            data = await _read_exactly(ctx, size)
+        else:
+            data = await ctx.stdin_bytes()
         if size is not None and len(data) != size:
             ctx.out(pm_fmt.install_result(ctx.sdk, "INSTALL_FAILED_INVALID_APK: apk size mismatch"))
             return 1
@@ -1380,3 +1397,19 @@ async def _app_process(ctx: Ctx, argv: list[str]) -> int:
     ctx.err(f"{argv[0]}: JNI_CreateJavaVM failed: the emulated handset has no Java VM (ART/Dalvik); "
             "Java code (uiautomator jars, instrumentation, app_process tools) cannot run here\n")
     return 1
+
+
+@command("exec")
+async def _exec(ctx: Ctx, argv: list[str]) -> int:
+    """``exec CMD ARGS``: what the adb host's ``logcat`` runs (``export ANDROID_LOG_TAGS=..;
+    exec logcat ...``). A stopgap for the Python shell (issue 12's mksh has the real builtin):
+    run the command in place and return its status."""
+    from .interp import COMMANDS
+
+    if len(argv) < 2:
+        return 0
+    fn = COMMANDS.get(argv[1])
+    if fn is None:
+        ctx.err(f"/system/bin/sh: {argv[1]}: inaccessible or not found\n")
+        return 127
+    return await fn(ctx, argv[1:])
