@@ -158,3 +158,12 @@ def test_reboot_goes_offline_and_comes_back_with_fresh_uptime(h11, adb, adb_port
         time.sleep(0.2)
     after = float(adb("-s", h11.serial, "shell", "cat /proc/uptime").stdout.split()[0])
     assert after < before + 30 and after < 30
+
+
+def test_pure_python_adb_screencap_and_proc_uptime(h11, adb_port):
+    from ppadb.client import Client
+
+    dev = Client(host="127.0.0.1", port=adb_port).device(h11.serial)
+    png = dev.screencap()
+    assert Image.open(io.BytesIO(png)).size == (720, 1280)
+    assert float(dev.shell("cat /proc/uptime").split()[0]) >= 0
