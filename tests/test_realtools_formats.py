@@ -219,7 +219,7 @@ def test_bugreportz_zip_from_7_0_and_text_bugreport(rel):
     if release == "11":
         assert run(h, "bugreportz -v").out == "1.1\n"
         out = run(h, "bugreportz").out
-        assert out.startswith("OK:/data/user_de/0/com.android.shell/files/bugreports/bugreport-")
+        assert out.startswith("OK:/bugreports/bugreport-")
         zf = zipfile.ZipFile(io.BytesIO(h.fs.host_path(out[3:].strip()).read_bytes()))
         main = zf.read("main_entry.txt").decode()
         text = zf.read(main).decode()

@@ -514,6 +514,12 @@ class VirtualHandset:
         for d in ("sdcard", "data/local/tmp", "system/bin", "system/app", "system/priv-app",
                   "system/framework", "system/etc", "dev", "proc", "cache", "data/data"):
             (self.fs.root / d).mkdir(parents=True, exist_ok=True)
+        # /sdcard is /storage/emulated/0 for user 0 (system/core/rootdir/init.rc links
+        # /sdcard -> /storage/self/primary -> /storage/emulated/0); tools write to either name
+        emulated = self.fs.root / "storage/emulated"
+        emulated.mkdir(parents=True, exist_ok=True)
+        if not (emulated / "0").exists() and not (emulated / "0").is_symlink():
+            (emulated / "0").symlink_to("../../sdcard")
         build_prop = self.fs.root / "system/build.prop"
         if not build_prop.exists():
             lines = [f"{k}={v}" for k, v in sorted(self._static_props().items())

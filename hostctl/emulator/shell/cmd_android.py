@@ -1239,6 +1239,8 @@ async def _screencap(ctx: Ctx, argv: list[str]) -> int:
             return 0
         if a == "-p":
             as_png = True
+        elif a == "-a" or a == "":     # -a: every display (we have one); Mobly passes '' without it
+            pass
         elif a == "-d" and i + 1 < len(args):
             if args[i + 1] != "0":
                 ctx.err(f"Display Id '{args[i + 1]}' is not valid.\n")
@@ -1355,7 +1357,11 @@ async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
     h = ctx.handset
     stamp = _time.strftime("%Y-%m-%d-%H-%M-%S")
     base = f"bugreport-{h.getprop('ro.product.device')}-{h.getprop('ro.build.id')}-{stamp}"
-    path = f"/data/user_de/0/com.android.shell/files/bugreports/{base}.zip"
+    # 7.0-10 write into the shell app's own data dir; 11 names it /bugreports (the same
+    # directory, shell-owned, so `rm` after `adb pull` works: Mobly does that). The 11 path is
+    # from real devices' `adb bugreport` output, not from a source file we read.
+    folder = "/bugreports" if ctx.sdk >= 30 else "/data/user_de/0/com.android.shell/files/bugreports"
+    path = f"{folder}/{base}.zip"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(f"{base}.txt", bugreport_text(h))

@@ -14,7 +14,7 @@ from ..handset import VirtualHandset
 __all__ = ["FsError", "ShellFiles"]
 
 # Where uid 2000 (shell) may write; everything else is read-only or denied, as on a user build.
-_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp")
+_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp", "/bugreports")   # /bugreports: shell-owned (11)
 _READ_ONLY = ("/system", "/vendor", "/proc", "/sys", "/sbin", "/etc", "/init", "/default.prop")
 _NO_READ = ("/data", "/cache", "/root")
 _READABLE_UNDER_NO_READ = ("/data/local/tmp", "/data/local")
