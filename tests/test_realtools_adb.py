@@ -167,3 +167,53 @@ def test_pure_python_adb_screencap_and_proc_uptime(h11, adb_port):
     png = dev.screencap()
     assert Image.open(io.BytesIO(png)).size == (720, 1280)
     assert float(dev.shell("cat /proc/uptime").split()[0]) >= 0
+
+
+def test_reboot_restarts_the_apps_and_rejoins_the_portal(h11, adb):
+    before = h11.apps["com.android.mms"].pid
+    adb("-s", h11.serial, "reboot", timeout=30)
+    deadline = time.monotonic() + 30
+    while not (h11.apps.get("com.android.mms") and h11.apps["com.android.mms"].pid != before
+               and h11.handset.getprop("sys.boot_completed") == "1"):
+        assert time.monotonic() < deadline, "the app never came back"
+        time.sleep(0.1)
+    pid = h11.apps["com.android.mms"].pid
+    assert h11.portal.members().get(pid) == "com.android.mms"
+    assert h11.handset.pids_of("com.android.mms") == [pid]
+
+
+def _lab(adb_port, home, profile):
+    return LabThread(LabConfig(adb_port=adb_port, handsets=1, home=home, profile=str(profile), modem=False,
+                               relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False))
+
+
+def test_legacy_install_pushes_then_runs_pm_install_on_5_0(adb_port, adb, tmp_path):
+    """A 5.0 adbd advertises no features, so adb 36 pushes the APK to /data/local/tmp and runs
+    `pm install` (adb's install_app_legacy), whose output has Pm.java's `\\tpkg:` line."""
+    with _lab(adb_port, tmp_path / "home", "miui-7-android-5.0") as lt:
+        h = lt.lab.handsets[0]
+        apk = tmp_path / "legacy.apk"
+        apk.write_bytes(build_apk("org.hostctl.legacy", 5, "5.0", "Legacy"))
+        r = adb("-s", h.serial, "install", str(apk))
+        assert r.returncode == 0 and b"Success" in r.stdout, (r.stdout, r.stderr)
+        assert h.handset.pm.get("org.hostctl.legacy").code_path == "/data/app/org.hostctl.legacy-1/base.apk"
+        r = adb("-s", h.serial, "uninstall", "org.hostctl.legacy")
+        assert b"Success" in r.stdout
+        assert not h.handset.package_installed("org.hostctl.legacy")
+
+
+def test_root_on_a_userdebug_profile_restarts_adbd(adb_port, adb, tmp_path):
+    profile = tmp_path / "userdebug.yaml"
+    profile.write_text("extends: miui-12-android-11\nname: miui-12-userdebug\n"
+                       "props:\n  ro.debuggable: \"1\"\n  ro.build.type: userdebug\n")
+    with _lab(adb_port, tmp_path / "home", profile) as lt:
+        h = lt.lab.handsets[0]
+        r = adb("-s", h.serial, "root", timeout=60)
+        assert b"restarting adbd as root" in r.stdout + r.stderr
+        wait_for_device(adb_port, h.serial, 20)
+        assert b"adbd is already running as root" in adb("-s", h.serial, "root").stdout
+        r = adb("-s", h.serial, "remount")
+        assert b"Not running as root" not in r.stdout + r.stderr
+        assert b"restarting adbd as non root" in adb("-s", h.serial, "unroot", timeout=60).stdout
+        wait_for_device(adb_port, h.serial, 20)
+        assert b"adbd not running as root" in adb("-s", h.serial, "unroot").stdout

@@ -276,7 +276,6 @@ class AdbdServer:
         self.features = features
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_AdbdProtocol] = set()
-        self.root = False                          # `adb root` on a debuggable build
         self.reverse_ports: dict[int, int] = {}    # device tcp port -> loopback port of its listener
 
     async def start(self) -> None:
@@ -488,14 +487,21 @@ async def _serve_reboot(proto: _AdbdProtocol, service: svc.RebootService, ch: Ch
         await asyncio.wait_for(ch.read(), 30)
 
 
+def adbd_is_root(handset) -> bool:
+    """adbd keeps root when the build is debuggable and ``service.adb.root`` is 1 (a runtime
+    property: a reboot drops it), as daemon/main.cpp ``should_drop_privileges`` decides."""
+    return (handset is not None and handset.getprop("ro.debuggable", "0") == "1"
+            and handset.getprop("service.adb.root", "0") == "1")
+
+
 async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.RemountService, ch: Channel) -> None:
     """daemon/restart_service.cpp (root:/unroot:) and remount_service.cpp: only a debuggable
     build (ro.debuggable=1: userdebug/eng) lets adbd keep root; restarting drops the transport."""
     h = _handset(proto)
     debuggable = h is not None and h.getprop("ro.debuggable", "0") == "1"
-    server = proto.server
+    root = adbd_is_root(h)
     if isinstance(service, svc.RemountService):
-        if not server.root:
+        if not root:
             await ch.write(b'Not running as root. Try "adb root" first.\n')
         else:
             await ch.write(b"remount failed: the emulated /system is read-only\n")
@@ -504,21 +510,19 @@ async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.Remou
     if service.root:
         if not debuggable:
             message, restart = b"adbd cannot run as root in production builds\n", False
-        elif server.root:
+        elif root:
             message, restart = b"adbd is already running as root\n", False
         else:
             message, restart = b"restarting adbd as root\n", True
     else:
-        if not server.root:
+        if not root:
             message, restart = b"adbd not running as root\n", False
         else:
             message, restart = b"restarting adbd as non root\n", True
     await ch.write(message)
     await ch.drain()
     if restart:
-        server.root = service.root
-        if h is not None:
-            h.setprop("service.adb.root", "1" if service.root else "0")
+        h.setprop("service.adb.root", "1" if service.root else "0")
         asyncio.get_running_loop().call_later(0.1, proto.abort)   # adbd exits; init restarts it
 
 
