@@ -233,3 +233,42 @@ def test_content_query_where_is_honoured(rel):
     _, h = rel
     out = run(h, "content query --uri content://settings/global --where \"name='adb_enabled'\"").out
     assert out.count("Row:") == 1 and "name=adb_enabled" in out
+
+
+def test_proc_cpuinfo_matches_the_abi_and_proc_stat_exists(rel):
+    release, h = rel
+    cpu = run(h, "cat /proc/cpuinfo").out
+    if release == "4.4":
+        assert cpu.startswith("Processor\t: ARMv7")
+    else:   # arm64-v8a builds: an ARMv8 kernel's layout, not an ARMv7 one
+        assert "CPU architecture: 8\n" in cpu and "ARMv7" not in cpu
+    stat = run(h, "cat /proc/stat").out
+    assert re.match(r"cpu\s+(\d+\s){10}", stat)     # pure-python-adb's cpu_times() pattern
+
+
+def test_every_labelled_node_of_the_dump_is_drawn_inside_its_bounds(tmp_path):
+    """What `uiautomator dump` describes is what the picture shows: each node with text has
+    dark (text) pixels inside its bounds; a checked switch has accent pixels, an unchecked none."""
+    import xml.etree.ElementTree as ET
+
+    from hostctl.emulator import render
+
+    h = handset(tmp_path, "11")
+    run(h, "am start -n com.android.mms/com.android.mms.ui.MessagingPreferenceActivity")
+    img = Image.open(io.BytesIO(run_bytes(h, "screencap -p"))).convert("RGB")
+    root = ET.fromstring(run(h, "uiautomator dump /dev/tty").out.split("UI hierchary dumped")[0])
+    checked_seen = 0
+    for node in root.iter("node"):
+        x1, y1, x2, y2 = map(int, re.findall(r"\d+", node.get("bounds")))
+        if x2 <= x1 or y2 <= y1:
+            continue
+        region = img.crop((x1, y1, x2, y2))
+        raw = region.tobytes()
+        colours = {tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)}
+        if node.get("text"):
+            assert any(sum(c) < 200 for c in colours), node.get("text")
+        if node.get("checkable") == "true":
+            has_accent = render.ACCENT[:3] in colours
+            assert has_accent == (node.get("checked") == "true"), node.get("resource-id")
+            checked_seen += 1
+    assert checked_seen, "the Messaging settings screen shows at least one switch"

@@ -88,9 +88,14 @@ class ShellFiles:
         if dev == "/proc/uptime":   # seconds since boot, idle seconds (summed over 4 cores)
             up = h.uptime()
             return f"{up:.2f} {up * 3.5:.2f}\n".encode()
-        if dev == "/proc/cpuinfo":
-            return (b"Processor\t: ARMv7 Processor rev 3 (v7l)\nprocessor\t: 0\n"
-                    b"BogoMIPS\t: 38.40\nHardware\t: Qualcomm MSM 8226 (Flattened Device Tree)\n")
+        if dev == "/proc/cpuinfo":   # per ABI and SoC (hostctl/emulator/android/procfs.py)
+            from ..android import procfs
+
+            return procfs.cpuinfo(h.getprop("ro.product.cpu.abi"), h.getprop("ro.board.platform")).encode()
+        if dev == "/proc/stat":
+            from ..android import procfs
+
+            return procfs.stat(h.uptime()).encode()
         parts = dev.split("/")
         if len(parts) == 4 and parts[1] == "proc" and parts[2].isdigit():
             pid = int(parts[2])
