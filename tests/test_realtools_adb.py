@@ -217,3 +217,14 @@ def test_root_on_a_userdebug_profile_restarts_adbd(adb_port, adb, tmp_path):
         assert b"restarting adbd as non root" in adb("-s", h.serial, "unroot", timeout=60).stdout
         wait_for_device(adb_port, h.serial, 20)
         assert b"adbd not running as root" in adb("-s", h.serial, "unroot").stdout
+
+
+def test_adb_bugreport_pulls_the_bugreportz_zip(h11, adb, tmp_path):
+    """adb 36 on a 7.0+ device: `bugreportz -p` on the handset, then pull the zip it names."""
+    import zipfile
+
+    out = tmp_path / "br.zip"
+    r = adb("-s", h11.serial, "bugreport", str(out), timeout=120)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    with zipfile.ZipFile(out) as zf:
+        assert "main_entry.txt" in zf.namelist()

@@ -217,7 +217,7 @@ def test_logcat_formats_buffers_and_file(rel):
 def test_bugreportz_zip_from_7_0_and_text_bugreport(rel):
     release, h = rel
     if release == "11":
-        assert run(h, "bugreportz -v").out == "1.1\n"
+        assert run(h, "bugreportz -v").err == "1.1\n"
         out = run(h, "bugreportz").out
         assert out.startswith("OK:/bugreports/bugreport-")
         zf = zipfile.ZipFile(io.BytesIO(h.fs.host_path(out[3:].strip()).read_bytes()))

@@ -1341,14 +1341,14 @@ def bugreport_text(h) -> str:
 @command("bugreportz")
 async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
     """frameworks/native/cmds/bugreportz/bugreportz.cpp: ``-v`` prints the version (1.1 on
-    7.1+; Mobly checks it), otherwise writes the zip and prints ``OK:<path>`` (``-p`` adds
+    7.1+) to stderr, otherwise writes the zip and prints ``OK:<path>`` (``-p`` adds
     ``BEGIN:``/``PROGRESS:`` lines first)."""
     if ctx.sdk < BUGREPORTZ_MIN_SDK:
         ctx.err(f"/system/bin/sh: {argv[0]}: not found\n")
         return 127
     args = argv[1:]
-    if "-v" in args:
-        ctx.out("1.1\n")
+    if "-v" in args:    # bugreportz.cpp prints the version on stderr; adb's bugreport.cpp reads it there
+        ctx.err("1.1\n")
         return 0
     import io
     import time as _time
