@@ -228,3 +228,10 @@ def test_adb_bugreport_pulls_the_bugreportz_zip(h11, adb, tmp_path):
     assert r.returncode == 0, (r.stdout, r.stderr)
     with zipfile.ZipFile(out) as zf:
         assert "main_entry.txt" in zf.namelist()
+
+
+def test_kitkat_adbd_has_no_reverse(lab, adb):
+    """The 4.4 lab (conftest's): adbd before 5.0 does not know reverse:, so adb reports an error."""
+    h = lab.lab.handsets[0]
+    r = adb("-s", h.serial, "reverse", "tcp:7300", "tcp:7301")
+    assert r.returncode != 0

@@ -44,6 +44,7 @@ log = logging.getLogger("hostctl.emulator.adbd")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TCP_CONNECT_TIMEOUT = 5.0
 READ_ONLY_ROOTS = ("/system", "/vendor", "/proc", "/sys")
+REVERSE_MIN_SDK = 21      # adbd's reverse: service (adb.cpp handle_forward_request on the device) is Lollipop's
 
 
 class Shell(Protocol):
@@ -216,6 +217,9 @@ class _AdbdProtocol(asyncio.Protocol):
             # every shell, command or not, on a pty: output comes back with CRLF line ends.
             service = (svc.UnknownService(name, "shell arguments need shell_v2")
                        if name.startswith("shell,") else dataclasses.replace(service, pty=True))
+        handset = getattr(self.server.backend, "handset", None)
+        if isinstance(service, svc.ReverseService) and handset is not None and handset.profile.sdk < REVERSE_MIN_SDK:
+            service = svc.UnknownService(name, "reverse: came with Android 5.0's adbd")
         if isinstance(service, svc.UnknownService):
             log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
             self.conn.refuse(sid)
