@@ -36,6 +36,13 @@ def test_frida_ps_lists_the_app_with_its_package_name(lab, adb_port):
 def test_frida_cli_attaches_by_name_and_runs_code(lab, adb_port):
     h = lab.lab.handsets[0]
     r = _run(adb_port, _tool("frida"), "-D", h.serial, "-n", "com.android.mms", "-q", "-e",
-             "console.log('pid=' + Process.id + ' java=' + (typeof Java !== 'undefined' && Java.available))")
+             "console.log('pid=' + Process.id + ' arch=' + Process.arch + "
+             "' java=' + (typeof Java !== 'undefined' && Java.available))")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert f"pid={h.apps['com.android.mms'].pid}".encode() in r.stdout
+    # what the README says a real handset shows and this one cannot: arm/arm64, Java.available
+    import platform
+
+    if platform.machine() == "x86_64":
+        assert b"arch=x64" in r.stdout
+    assert b"java=false" in r.stdout

@@ -461,9 +461,12 @@ def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
 @command("am")
 async def _am(ctx: Ctx, argv: list[str]) -> int:
     args = argv[1:]
-    if not args or args[0] in ("help", "-h"):
-        ctx.err(am_fmt.usage(ctx.sdk)) if not args else ctx.out(am_fmt.usage(ctx.sdk))
-        return 1 if not args else 0
+    if not args:
+        ctx.err(am_fmt.usage(ctx.sdk))
+        return 1
+    if args[0] in ("help", "-h"):
+        ctx.out(am_fmt.usage(ctx.sdk))
+        return 0
     verb = am_fmt.verbs(ctx.sdk).get(args[0])
     rest = args[1:]
     h = ctx.handset
