@@ -46,3 +46,37 @@ def test_frida_cli_attaches_by_name_and_runs_code(lab, adb_port):
     if platform.machine() == "x86_64":
         assert b"arch=x64" in r.stdout
     assert b"java=false" in r.stdout
+
+
+def test_frida_trace_finds_the_tls_write_the_app_calls(lab, adb_port, tmp_path):
+    """The app maps libssl at start (as an Android app maps its TLS library); Python's ssl
+    module writes with SSL_write_ex, so `-i 'SSL_write*'` is what finds it."""
+    import re
+    import signal
+    import time
+
+    h = lab.lab.handsets[0]
+    env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port))
+    p = subprocess.Popen([_tool("frida-trace"), "-D", h.serial, "-n", "com.android.mms", "-i", "SSL_write*"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = p.stdout.readline().decode(errors="replace")
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Started tracing"):
+                break
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    text = "".join(lines)
+    m = re.search(r"Started tracing (\d+) function", text)
+    assert m and int(m.group(1)) >= 1, text
+    assert "SSL_write_ex" in text
