@@ -272,3 +272,20 @@ def test_every_labelled_node_of_the_dump_is_drawn_inside_its_bounds(tmp_path):
             assert has_accent == (node.get("checked") == "true"), node.get("resource-id")
             checked_seen += 1
     assert checked_seen, "the Messaging settings screen shows at least one switch"
+
+
+def test_logcat_since_a_time(rel):
+    import datetime as dt
+    import time
+
+    _, h = rel
+    run(h, "logcat -c")
+    now = time.time()
+    h.log("I", "Old", "before", when=now - 3600)
+    h.log("I", "New", "after", when=now)
+    stamp = dt.datetime.fromtimestamp(now - 1800).strftime("%m-%d %H:%M:%S.000")
+    out = run(h, f"logcat -d -v brief -T '{stamp}'").out
+    assert "after" in out and "before" not in out
+    out = run(h, f"logcat -d -v brief -t {now - 1800:.3f}").out
+    assert "after" in out and "before" not in out
+    assert run(h, "logcat -d -t yesterday").rc == 1

@@ -48,3 +48,22 @@ def format_entry(e, fmt: str = "threadtime", mods: set[str] | frozenset = frozen
 
 def header(sdk: int, buffer: str = "main") -> str:
     return (f"--------- beginning of {buffer}" if sdk >= 21 else f"--------- beginning of /dev/log/{buffer}")
+
+
+def parse_since(value: str, now: float) -> float | None:
+    """``-t``/``-T`` with a time instead of a count (logcat.cpp: ``'MM-DD hh:mm:ss.mmm'``,
+    ``'YYYY-MM-DD hh:mm:ss.mmm'`` or ``sssss.mmm`` since the epoch); None if it is neither."""
+    text = value.strip()
+    try:
+        if text.replace(".", "", 1).isdigit() and "." in text:
+            return float(text)
+    except ValueError:
+        return None
+    year = _dt.datetime.fromtimestamp(now).year
+    for fmt, prefix in (("%Y-%m-%d %H:%M:%S.%f", ""), ("%Y-%m-%d %H:%M:%S.%f", f"{year}-"),
+                        ("%Y-%m-%d %H:%M:%S", f"{year}-")):
+        try:
+            return _dt.datetime.strptime(prefix + text, fmt).timestamp()
+        except ValueError:
+            continue
+    return None

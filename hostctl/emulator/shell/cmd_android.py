@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
 from . import subinfo
@@ -900,6 +901,7 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
     fmt = "threadtime"
     mods: set[str] = set()
     tail: int | None = None
+    since: float | None = None
     outfile: str | None = None
     specs: list[str] = []
     silence_rest = False
@@ -950,8 +952,10 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
                 try:
                     tail = int(value)
                 except ValueError:
-                    ctx.err(f"logcat: -t {value}: invalid count\n")
-                    return 1
+                    since = logcat_fmt.parse_since(value, time.time())
+                    if since is None:
+                        ctx.err(f"logcat: -t {value}: invalid count or time\n")
+                        return 1
                 dump = dump or a == "-t"
             i += 2
             continue
@@ -993,7 +997,7 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
             chunks.append(text)
 
     header = logcat_fmt.header(ctx.sdk)
-    entries = [e for e in h.log_entries() if wanted(e)]
+    entries = [e for e in h.log_entries() if wanted(e) and (since is None or e.time >= since)]
     if tail is not None:
         entries = entries[-tail:] if tail > 0 else []
     printed_header = False
