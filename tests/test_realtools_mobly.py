@@ -1,5 +1,6 @@
 """A stock Mobly test (default AndroidDevice config: logcat service on) against the emulated
-Android 11 handset: props, a screenshot (PNG of the current screen) and a bug report.
+Android 11 handset: props, a screenshot (PNG of the current screen), a bug report, the current
+user and a reboot (with the logcat service stopped and restarted around it, as Mobly does).
 
 Needs issue 12's shell? No: Mobly's commands (`adb logcat -c` = `export ..; exec logcat -c`,
 `getprop`, `screencap -p '' PATH`, `bugreportz`, `rm`) run on today's shell too.
@@ -36,6 +37,12 @@ MOBLY_TEST = textwrap.dedent('''
             path = self.dut.take_screenshot(self.log_path)
             img = Image.open(path)
             asserts.assert_equal((img.format, img.size), ("PNG", (720, 1280)))
+
+        def test_current_user_and_reboot(self):
+            asserts.assert_equal(self.dut.adb.current_user_id, 0)     # `am get-current-user` on 7.0+
+            self.dut.reboot()                                           # offline, back, boot_completed
+            asserts.assert_equal(self.dut.adb.getprop("sys.boot_completed"), "1")
+            asserts.assert_true(self.dut.is_boot_completed(), "boot not completed")
 
         def test_bug_report(self):
             path = self.dut.take_bug_report(test_name="probe", destination=self.log_path)
@@ -83,4 +90,4 @@ def test_stock_mobly_test_passes(lab11, adb_port, tmp_path):
     summary = next(logs.rglob("test_summary.yaml"), None)
     text = summary.read_text() if summary else ""
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:], text[-3000:])
-    assert text.count("Result: PASS") == 3
+    assert text.count("Result: PASS") == 4
