@@ -57,9 +57,16 @@ class Environment:
 
 
 class CliError(Exception):
-    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR) -> None:
+    """A command's failure: the message for stderr, the exit status, and for ``--json`` the
+    ``error.type`` (``kind``: by default the status, as ``not-runnable``) and the partial
+    ``document`` the error object is merged into."""
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR, *, kind: str | None = None,
+                 document: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind or status.name.lower().replace("_", "-")
+        self.document = document
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,27 +133,83 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitStatus | int:
     """Run one command. Returns an ExitStatus; `hostctl shell` returns the device command's own
-    exit code, as `adb shell` does."""
+    exit code, as `adb shell` does.
+
+    A failure is one line on stderr and, when ``--json`` was asked for, one document on stdout:
+    ``{"error": {"type", "message", "exit_status"}}`` (merged into the partial document a command
+    had to show, such as the attempts of a failed ``identity``). A reader that went away (``|
+    head``) ends the command quietly with exit status 0."""
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
+    args: argparse.Namespace | None = None
     try:
-        _check_adb_port(env)
-        args = build_parser(env).parse_args(argv)
-        module = _DISPATCH.get(args.command, "device")      # device: devices, info, identity, shell, cm...
-        return importlib.import_module(f".commands.{module}", __package__).run(args, env)
-    except HostctlError as exc:
-        from .commands.device import status_for
+        try:
+            _check_adb_port(env)
+            args = build_parser(env).parse_args(argv)
+            module = _DISPATCH.get(args.command, "device")      # device: devices, info, identity, shell, cm...
+            return importlib.import_module(f".commands.{module}", __package__).run(args, env)
+        except HostctlError as exc:
+            from .commands.device import status_for
 
-        env.stderr.write(f"hostctl: {exc}\n")
-        return status_for(exc)
-    except CliError as exc:
-        env.stderr.write(f"hostctl: {exc}\n" if not str(exc).startswith("hostctl") else f"{exc}\n")
-        return exc.status
-    except KeyboardInterrupt:
-        env.stderr.write("hostctl: interrupted\n")
-        return ExitStatus.INTERRUPTED
-    except SystemExit as exc:   # argparse --help / --version
-        return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
+            return _fail(env, args, argv, status_for(exc), type(exc).__name__, f"{exc}{_lab_hint(env, exc)}")
+        except CliError as exc:
+            message = str(exc)
+            return _fail(env, args, argv, exc.status, exc.kind, message, exc.document, prefixed=message.startswith("hostctl"))
+        except KeyboardInterrupt:
+            return _fail(env, args, argv, ExitStatus.INTERRUPTED, "interrupted", "interrupted")
+        except SystemExit as exc:   # argparse --help / --version
+            return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
+    except BrokenPipeError:
+        _quiet_closed_stdout(env)
+        return ExitStatus.OK
+
+
+def _wants_json(args: argparse.Namespace | None, argv: list[str]) -> bool:
+    if args is not None:
+        return bool(getattr(args, "json", False))
+    words = argv[:argv.index("--")] if "--" in argv else argv     # a usage error: what was typed
+    return "--json" in words
+
+
+def _fail(env: Environment, args: argparse.Namespace | None, argv: list[str], status: ExitStatus, kind: str,
+          message: str, document: Mapping[str, Any] | None = None, prefixed: bool = False) -> ExitStatus:
+    """Report a failure: stderr for a person, and the ``{"error": ...}`` document with --json."""
+    env.stderr.write(f"{message}\n" if prefixed else f"hostctl: {message}\n")
+    if _wants_json(args, argv):
+        text = message.removeprefix("hostctl: ")
+        print_json(env, {**(document or {}), "error": error_object(status, text, kind)})
+    return status
+
+
+def _lab_hint(env: Environment, exc: Exception) -> str:
+    """An adb server that is gone where an emulated lab used to serve: the lab stopped, so the fix
+    is ``hostctl emulator up``, not ``adb start-server``."""
+    from .errors import AdbServerError
+
+    server = getattr(exc, "server", None)
+    port = getattr(server, "port", None)
+    if not isinstance(exc, AdbServerError) or not isinstance(port, int):
+        return ""
+    try:
+        from .emulator.lab import lab_dir, running_lab
+
+        if lab_dir(env.home, port).is_dir() and running_lab(env.home, port) is None:
+            return (f" (an emulated lab used adb port {port} and has stopped: start one again with "
+                    f"`hostctl emulator up`)")
+    except Exception:   # noqa: BLE001 - a hint must never hide the error it decorates
+        return ""
+    return ""
+
+
+def _quiet_closed_stdout(env: Environment) -> None:
+    """The reader of our stdout went away: drop what is buffered so the interpreter's last flush
+    does not fail again (Python's documented recipe, "Note on SIGPIPE")."""
+    try:
+        if env.stdout is sys.stdout or env.stdout is sys.__stdout__:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _check_adb_port(env: Environment) -> None:
@@ -159,7 +222,18 @@ def _check_adb_port(env: Environment) -> None:
 
 
 def run() -> None:
-    sys.exit(int(main()))
+    try:
+        status = int(main())
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout(Environment())
+        status = ExitStatus.OK
+    sys.exit(status)
+
+
+def error_object(status: ExitStatus, message: str, kind: str | None = None) -> dict[str, Any]:
+    """The ``error`` member of a ``--json`` document whose command failed (exit 1, 2, 4, 5, 130)."""
+    return {"type": kind or status.name.lower().replace("_", "-"), "message": message, "exit_status": int(status)}
 
 
 def print_json(env: Environment, data: Any) -> None:
