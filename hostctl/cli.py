@@ -86,9 +86,9 @@ class _Parser(argparse.ArgumentParser):
 # hostctl/commands/<module>.py: add_parsers(sub, P, env) registers its commands (in this order,
 # the order of --help), run(args, env) runs them; _DISPATCH names the module of each command
 # that is not the device module's.
-_COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit")
+_COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit", "demo")
 _DISPATCH = {"emulator": "emulator", "modem": "modem", "capture": "capture", "trace": "trace", "relay": "relay",
-             "console": "console", "wire-check": "wire", "audit": "audit"}
+             "console": "console", "wire-check": "wire", "audit": "audit", "demo": "demo"}
 
 
 def build_parser(env: Environment) -> argparse.ArgumentParser:

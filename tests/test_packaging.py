@@ -156,3 +156,44 @@ def test_npm_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("PATH", str(tmp_path))      # no npm on it
     with pytest.raises(agent.AgentBundleError, match="npm is not installed.*apt-get install npm"):
         agent.npm_ci(tmp_path)
+
+
+@pytest.mark.slow
+def test_installed_hostctl_demo_runs_both_audits_as_documented(installed: Path, tmp_path: Path) -> None:
+    """`hostctl demo` is `make demo` for a user without the checkout."""
+    r = _run_installed(installed, tmp_path, "demo", "--json", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr[-4000:]
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is True
+    assert [(p["profile"], p["exit_status"], p["problems"]) for p in doc["profiles"]] == [
+        ("miui-v5-2014-07", 3, []), ("miui-v5-2014-08-10", 0, [])]
+    assert "PASS 5  FAIL 5" in r.stderr and "Both audits read as their profiles document" in r.stderr
+
+
+def _make(tmp_path: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
+    """`make` on a copy of the Makefile in an empty folder (nothing installed there yet)."""
+    shutil.copy2(REPO / "Makefile", tmp_path / "Makefile")
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make on this host")
+    return subprocess.run([make, "-C", str(tmp_path), *args], capture_output=True, text=True, timeout=60,
+                          env=dict(_clean_env(), PATH=path))
+
+
+def test_make_says_to_install_npm_before_installing_anything(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"           # a PATH with Python and without npm
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _make(work, "demo", path=str(bin_dir))
+    assert r.returncode != 0
+    assert "npm is missing" in r.stderr and "apt-get install npm" in r.stderr
+    assert not (work / ".venv").exists()          # said before the 46 s of installing
+
+
+def test_make_says_which_python_it_needs(tmp_path: Path) -> None:
+    r = _make(tmp_path, "demo", "PYTHON=/nonexistent/python3", path=os.environ.get("PATH", ""))
+    assert r.returncode != 0
+    assert "needs Python 3.11 or newer" in r.stderr and "not found" in r.stderr
+    assert not (tmp_path / ".venv").exists()
