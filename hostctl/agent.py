@@ -61,10 +61,12 @@ def npm_ci(root: Path) -> None:
             "npm is not installed: it fetches the agent's two npm packages (frida-java-bridge and "
             "the Frida types) from agent/package-lock.json. Install Node.js and npm (Debian/Ubuntu: "
             "`sudo apt-get install npm`; macOS: `brew install node`), or build the bundle elsewhere "
-            "and set HOSTCTL_AGENT_BUNDLE=/path/to/_agent.js for the build")
+            "and set HOSTCTL_AGENT_BUNDLE=/path/to/_agent.js for the build"
+        )
     try:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=root,
-                       check=True, timeout=NPM_TIMEOUT)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=root, check=True, timeout=NPM_TIMEOUT
+        )
     except subprocess.CalledProcessError as exc:
         raise AgentBundleError(f"`npm ci` in {root} failed (exit {exc.returncode})") from None
     except subprocess.TimeoutExpired:

@@ -11,10 +11,11 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .errors import HostctlError
@@ -24,12 +25,12 @@ class ExitStatus(IntEnum):
     """Documented exit codes (README, "Exit codes")."""
 
     OK = 0
-    ERROR = 1            # the command could not do its job (message on stderr)
-    USAGE = 2            # bad arguments
-    CHECK_FAILED = 3     # an audit or expectation ran and failed
-    NOT_RUNNABLE = 4     # the job could not run at all (no lab, no device, dead adb server)
-    TIMEOUT = 5          # a device, server or port did not answer in time
-    INTERRUPTED = 130    # Ctrl-C
+    ERROR = 1  # the command could not do its job (message on stderr)
+    USAGE = 2  # bad arguments
+    CHECK_FAILED = 3  # an audit or expectation ran and failed
+    NOT_RUNNABLE = 4  # the job could not run at all (no lab, no device, dead adb server)
+    TIMEOUT = 5  # a device, server or port did not answer in time
+    INTERRUPTED = 130  # Ctrl-C
 
 
 @dataclass
@@ -61,8 +62,14 @@ class CliError(Exception):
     ``error.type`` (``kind``: by default the status, as ``not-runnable``) and the partial
     ``document`` the error object is merged into."""
 
-    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR, *, kind: str | None = None,
-                 document: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: ExitStatus = ExitStatus.ERROR,
+        *,
+        kind: str | None = None,
+        document: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind or status.name.lower().replace("_", "-")
@@ -87,8 +94,17 @@ class _Parser(argparse.ArgumentParser):
 # the order of --help), run(args, env) runs them; _DISPATCH names the module of each command
 # that is not the device module's.
 _COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit", "demo")
-_DISPATCH = {"emulator": "emulator", "modem": "modem", "capture": "capture", "trace": "trace", "relay": "relay",
-             "console": "console", "wire-check": "wire", "audit": "audit", "demo": "demo"}
+_DISPATCH = {
+    "emulator": "emulator",
+    "modem": "modem",
+    "capture": "capture",
+    "trace": "trace",
+    "relay": "relay",
+    "console": "console",
+    "wire-check": "wire",
+    "audit": "audit",
+    "demo": "demo",
+}
 
 
 def build_parser(env: Environment) -> argparse.ArgumentParser:
@@ -97,8 +113,12 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
 
     parser = P(prog="hostctl", description="Audit MIUI Cloud Messaging on Xiaomi handsets over ADB and Frida.")
     parser.add_argument("--version", action="version", version=f"hostctl {__version__}")
-    parser.add_argument("--adb", action="append", metavar="HOST:PORT",
-                        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
+    parser.add_argument(
+        "--adb",
+        action="append",
+        metavar="HOST:PORT",
+        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in _COMMAND_MODULES:
         importlib.import_module(f".commands.{name}", __package__).add_parsers(sub, P, env)
@@ -114,8 +134,11 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     up.add_argument("--no-relay", action="store_true", help="no emulated relay board on a pty")
     up.add_argument("--no-consoles", action="store_true", help="no emulated UART consoles on ptys")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lab (default 60)")
-    up.add_argument("--testbed-out", metavar="FILE",
-                    help="also write the lab's testbed file here (always written to <lab dir>/testbed.yaml)")
+    up.add_argument(
+        "--testbed-out",
+        metavar="FILE",
+        help="also write the lab's testbed file here (always written to <lab dir>/testbed.yaml)",
+    )
     up.add_argument("--json", action="store_true")
     st = emu_sub.add_parser("status", help="show the lab on this adb port", env=env)
     st.add_argument("--json", action="store_true")
@@ -124,7 +147,9 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     reset = emu_sub.add_parser("reset", help="factory-reset one handset", env=env)
     reset.add_argument("serial", help="serial or label of the handset")
     reset.add_argument("--json", action="store_true")
-    power = emu_sub.add_parser("power", help="power a handset off or on (the adb server sees it go and come back)", env=env)
+    power = emu_sub.add_parser(
+        "power", help="power a handset off or on (the adb server sees it go and come back)", env=env
+    )
     power.add_argument("serial")
     power.add_argument("state", choices=["on", "off"])
     power.add_argument("--json", action="store_true")
@@ -146,7 +171,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
         try:
             _check_adb_port(env)
             args = build_parser(env).parse_args(argv)
-            module = _DISPATCH.get(args.command, "device")      # device: devices, info, identity, shell, cm...
+            module = _DISPATCH.get(args.command, "device")  # device: devices, info, identity, shell, cm...
             return importlib.import_module(f".commands.{module}", __package__).run(args, env)
         except HostctlError as exc:
             from .commands.device import status_for
@@ -154,10 +179,12 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
             return _fail(env, args, argv, status_for(exc), type(exc).__name__, f"{exc}{_lab_hint(env, exc)}")
         except CliError as exc:
             message = str(exc)
-            return _fail(env, args, argv, exc.status, exc.kind, message, exc.document, prefixed=message.startswith("hostctl"))
+            return _fail(
+                env, args, argv, exc.status, exc.kind, message, exc.document, prefixed=message.startswith("hostctl")
+            )
         except KeyboardInterrupt:
             return _fail(env, args, argv, ExitStatus.INTERRUPTED, "interrupted", "interrupted")
-        except SystemExit as exc:   # argparse --help / --version
+        except SystemExit as exc:  # argparse --help / --version
             return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
     except BrokenPipeError:
         _quiet_closed_stdout(env)
@@ -167,12 +194,20 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitS
 def _wants_json(args: argparse.Namespace | None, argv: list[str]) -> bool:
     if args is not None:
         return bool(getattr(args, "json", False))
-    words = argv[:argv.index("--")] if "--" in argv else argv     # a usage error: what was typed
+    words = argv[: argv.index("--")] if "--" in argv else argv  # a usage error: what was typed
     return "--json" in words
 
 
-def _fail(env: Environment, args: argparse.Namespace | None, argv: list[str], status: ExitStatus, kind: str,
-          message: str, document: Mapping[str, Any] | None = None, prefixed: bool = False) -> ExitStatus:
+def _fail(
+    env: Environment,
+    args: argparse.Namespace | None,
+    argv: list[str],
+    status: ExitStatus,
+    kind: str,
+    message: str,
+    document: Mapping[str, Any] | None = None,
+    prefixed: bool = False,
+) -> ExitStatus:
     """Report a failure: stderr for a person, and the ``{"error": ...}`` document with --json."""
     env.stderr.write(f"{message}\n" if prefixed else f"hostctl: {message}\n")
     if _wants_json(args, argv):
@@ -194,9 +229,10 @@ def _lab_hint(env: Environment, exc: Exception) -> str:
         from .emulator.lab import lab_dir, running_lab
 
         if lab_dir(env.home, port).is_dir() and running_lab(env.home, port) is None:
-            return (f" (an emulated lab used adb port {port} and has stopped: start one again with "
-                    f"`hostctl emulator up`)")
-    except Exception:   # noqa: BLE001 - a hint must never hide the error it decorates
+            return (
+                f" (an emulated lab used adb port {port} and has stopped: start one again with `hostctl emulator up`)"
+            )
+    except Exception:  # noqa: BLE001 - a hint must never hide the error it decorates
         return ""
     return ""
 
@@ -215,10 +251,10 @@ def _quiet_closed_stdout(env: Environment) -> None:
 def _check_adb_port(env: Environment) -> None:
     """A bad ANDROID_ADB_SERVER_PORT is a usage error, before adbutils (which parses it when
     imported) turns it into a traceback."""
-    _ = env.adb_port    # raises CliError when the variable is not a port
-    if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":   # empty is unset to adb; adbutils would crash
+    _ = env.adb_port  # raises CliError when the variable is not a port
+    if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":  # empty is unset to adb; adbutils would crash
         del os.environ["ANDROID_ADB_SERVER_PORT"]
-    Environment(vars={"ANDROID_ADB_SERVER_PORT": os.environ.get("ANDROID_ADB_SERVER_PORT", "")}).adb_port
+    _ = Environment(vars={"ANDROID_ADB_SERVER_PORT": os.environ.get("ANDROID_ADB_SERVER_PORT", "")}).adb_port
 
 
 def run() -> None:

@@ -16,8 +16,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .emulator.profiles import load_profile
 
@@ -35,8 +36,14 @@ def _compare(profile: str, report: dict) -> list[str]:
     return problems
 
 
-def run_demo(out: Path, *, say: Callable[[str], None] = print, timeout: float = AUDIT_TIMEOUT,
-             profiles: tuple[str, ...] = PROFILES, child_stdout: Any = None) -> dict[str, Any]:
+def run_demo(
+    out: Path,
+    *,
+    say: Callable[[str], None] = print,
+    timeout: float = AUDIT_TIMEOUT,
+    profiles: tuple[str, ...] = PROFILES,
+    child_stdout: Any = None,
+) -> dict[str, Any]:
     """Run both audits; their summaries go to this process's stdout as they come (or to
     ``child_stdout``, a file object, such as stderr when stdout carries JSON). Returns
     ``{"ok", "out", "profiles": [{"profile", "exit_status", "seconds", "run", "problems"}]}``."""
@@ -48,13 +55,20 @@ def run_demo(out: Path, *, say: Callable[[str], None] = print, timeout: float = 
         try:
             status: int | None = subprocess.run(
                 [sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", profile, "--out", str(out)],
-                timeout=timeout, stdout=child_stdout).returncode
+                timeout=timeout,
+                stdout=child_stdout,
+            ).returncode
         except subprocess.TimeoutExpired:
             status = None
         seconds = time.monotonic() - t0
         say(f"(exit {status}, {seconds:.1f} s)" if status is not None else f"(no result within {timeout:.0f} s)")
-        entry: dict[str, Any] = {"profile": profile, "exit_status": status, "seconds": round(seconds, 1),
-                                 "run": None, "problems": []}
+        entry: dict[str, Any] = {
+            "profile": profile,
+            "exit_status": status,
+            "seconds": round(seconds, 1),
+            "run": None,
+            "problems": [],
+        }
         latest = out / f"emulator-{profile}" / "latest"
         try:
             report = json.loads((latest / "report.json").read_text())
@@ -66,8 +80,11 @@ def run_demo(out: Path, *, say: Callable[[str], None] = print, timeout: float = 
             say(f"  NOT AS DOCUMENTED: {p}")
         results.append(entry)
     ok = all(not r["problems"] for r in results)
-    say("\nBoth audits read as their profiles document (and as the 2014 reports describe)." if ok else
-        "\nAn audit did not read as its profile documents: see above.")
+    say(
+        "\nBoth audits read as their profiles document (and as the 2014 reports describe)."
+        if ok
+        else "\nAn audit did not read as its profile documents: see above."
+    )
     return {"ok": ok, "out": str(out), "profiles": results}
 
 

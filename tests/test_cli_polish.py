@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -35,18 +34,23 @@ def cli(*argv: str, **env_over: str) -> tuple[int, str, str]:
 
 def test_a_reader_that_went_away_ends_the_command_quietly() -> None:
     """`hostctl --help | head -0`: the reader closes before hostctl writes. No traceback, exit 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "hostctl", "--help"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "hostctl", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()                # before the interpreter has even started
+    proc.stdout.close()  # before the interpreter has even started
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
 
 
 def test_head_dash_one_through_a_shell_exits_zero() -> None:
-    r = subprocess.run(f"set -o pipefail; {sys.executable} -m hostctl audit --help | head -1",
-                       shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m hostctl audit --help | head -1",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: hostctl audit") and r.stderr == ""
 
@@ -71,17 +75,27 @@ def dead_adb() -> str:
 
 
 def _error_doc(out: str, status: int) -> dict:
-    doc = json.loads(out)              # exactly one JSON document on stdout
+    doc = json.loads(out)  # exactly one JSON document on stdout
     assert set(doc["error"]) >= ERROR_KEYS, doc
     assert doc["error"]["exit_status"] == status and doc["error"]["message"]
     return doc
 
 
-@pytest.mark.parametrize("argv", [
-    ["devices"], ["info"], ["identity"], ["identity", "--all"], ["messages"], ["presence", "+8613800000000"],
-    ["cm", "status"], ["send", "--to", "+8613800000000", "--text", "x"],
-    ["trace", "--out", "{tmp}/trace"], ["capture", "--out", "{tmp}/c.pcap"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["devices"],
+        ["info"],
+        ["identity"],
+        ["identity", "--all"],
+        ["messages"],
+        ["presence", "+8613800000000"],
+        ["cm", "status"],
+        ["send", "--to", "+8613800000000", "--text", "x"],
+        ["trace", "--out", "{tmp}/trace"],
+        ["capture", "--out", "{tmp}/c.pcap"],
+    ],
+)
 def test_device_commands_print_a_json_error_when_no_adb_server_answers(argv, dead_adb, tmp_path) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     st, out, err = cli("--adb", dead_adb, *argv, "--json")
@@ -97,21 +111,24 @@ def test_identity_failure_keeps_its_attempts_beside_the_error(dead_adb) -> None:
     assert doc["handsets"] == [] and doc["errors"] and doc["errors"][0]["server"] == dead_adb
 
 
-@pytest.mark.parametrize("argv, status", [
-    (["modem", "info", "--port", "/nonexistent/tty"], ExitStatus.NOT_RUNNABLE),
-    (["modem", "inbox", "--port", "/nonexistent/tty"], ExitStatus.NOT_RUNNABLE),
-    (["modem", "info"], ExitStatus.USAGE),                       # no --port, no $HOSTCTL_MODEM_PORT
-    (["relay", "on", "--port", "/nonexistent/tty", "--channel", "1"], ExitStatus.NOT_RUNNABLE),
-    (["relay", "on", "--port", "loop://", "--channel", "0"], ExitStatus.USAGE),
-    (["console", "record", "--port", "/nonexistent/tty", "--out", "{tmp}/c.log"], ExitStatus.NOT_RUNNABLE),
-    (["wire-check", "{tmp}/missing.pcap", "--imei", "864804021234562"], ExitStatus.ERROR),
-    (["wire-check", "{tmp}/missing.pcap"], ExitStatus.USAGE),     # nothing to look for
-    (["audit", "--testbed", "{tmp}/missing.yaml"], ExitStatus.USAGE),
-    (["audit", "--emulator", "--checks", "no-such-check"], ExitStatus.USAGE),
-    (["emulator", "status"], ExitStatus.NOT_RUNNABLE),
-    (["emulator", "reset", "hs1"], ExitStatus.NOT_RUNNABLE),
-    (["info", "--timeout", "-1"], ExitStatus.USAGE),              # argparse's own usage error
-])
+@pytest.mark.parametrize(
+    "argv, status",
+    [
+        (["modem", "info", "--port", "/nonexistent/tty"], ExitStatus.NOT_RUNNABLE),
+        (["modem", "inbox", "--port", "/nonexistent/tty"], ExitStatus.NOT_RUNNABLE),
+        (["modem", "info"], ExitStatus.USAGE),  # no --port, no $HOSTCTL_MODEM_PORT
+        (["relay", "on", "--port", "/nonexistent/tty", "--channel", "1"], ExitStatus.NOT_RUNNABLE),
+        (["relay", "on", "--port", "loop://", "--channel", "0"], ExitStatus.USAGE),
+        (["console", "record", "--port", "/nonexistent/tty", "--out", "{tmp}/c.log"], ExitStatus.NOT_RUNNABLE),
+        (["wire-check", "{tmp}/missing.pcap", "--imei", "864804021234562"], ExitStatus.ERROR),
+        (["wire-check", "{tmp}/missing.pcap"], ExitStatus.USAGE),  # nothing to look for
+        (["audit", "--testbed", "{tmp}/missing.yaml"], ExitStatus.USAGE),
+        (["audit", "--emulator", "--checks", "no-such-check"], ExitStatus.USAGE),
+        (["emulator", "status"], ExitStatus.NOT_RUNNABLE),
+        (["emulator", "reset", "hs1"], ExitStatus.NOT_RUNNABLE),
+        (["info", "--timeout", "-1"], ExitStatus.USAGE),  # argparse's own usage error
+    ],
+)
 def test_other_commands_print_a_json_error(argv, status, tmp_path) -> None:
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     env = {"HOSTCTL_HOME": str(tmp_path / "home"), "ANDROID_ADB_SERVER_PORT": str(free_loopback_port())}
@@ -125,8 +142,7 @@ def test_other_commands_print_a_json_error(argv, status, tmp_path) -> None:
 
 def test_emulator_status_json_error_keeps_running_false(tmp_path) -> None:
     port = free_loopback_port()
-    st, out, _ = cli("emulator", "status", "--json", HOSTCTL_HOME=str(tmp_path),
-                     ANDROID_ADB_SERVER_PORT=str(port))
+    st, out, _ = cli("emulator", "status", "--json", HOSTCTL_HOME=str(tmp_path), ANDROID_ADB_SERVER_PORT=str(port))
     doc = _error_doc(out, st)
     assert doc["running"] is False and doc["adb_port"] == port and doc["handsets"] == []
 
@@ -156,18 +172,38 @@ def test_relay_says_which_channel_it_chose(tmp_path) -> None:
 
 # --- the audit's summary wraps to the terminal ---------------------------------------------------
 
-LONG_REASON = ("a phone number reached Xiaomi hosts in-clear in the TLS plaintext of the presence look-up "
-               "and of the account report, on both SIM slots, during the whole run")
+LONG_REASON = (
+    "a phone number reached Xiaomi hosts in-clear in the TLS plaintext of the presence look-up "
+    "and of the account report, on both SIM slots, during the whole run"
+)
 
 
 def _report() -> dict:
-    return {"run": {"testbed": "rack-a", "id": "20250131T091502Z"}, "exit_status": 3, "checks": [
-        {"id": "phone-numbers-encrypted", "status": "FAIL", "reason": LONG_REASON,
-         "evidence": [{"file": "handsets/hs1/trace/events.jsonl", "flow": 3, "offset": 199, "event": 216,
-                       "text": "hs1 number0 in-clear as e164:ascii (tls-plaintext, out) to api.account.xiaomi.com"}],
-         "warnings": ["deterministic encryption: AES-CBC under a per-SIM key with a fixed IV, so one number "
-                      "always gives one ciphertext (linkable)"]},
-        {"id": "no-retention", "status": "PASS", "reason": "the server's store holds no content"}]}
+    return {
+        "run": {"testbed": "rack-a", "id": "20250131T091502Z"},
+        "exit_status": 3,
+        "checks": [
+            {
+                "id": "phone-numbers-encrypted",
+                "status": "FAIL",
+                "reason": LONG_REASON,
+                "evidence": [
+                    {
+                        "file": "handsets/hs1/trace/events.jsonl",
+                        "flow": 3,
+                        "offset": 199,
+                        "event": 216,
+                        "text": "hs1 number0 in-clear as e164:ascii (tls-plaintext, out) to api.account.xiaomi.com",
+                    }
+                ],
+                "warnings": [
+                    "deterministic encryption: AES-CBC under a per-SIM key with a fixed IV, so one number "
+                    "always gives one ciphertext (linkable)"
+                ],
+            },
+            {"id": "no-retention", "status": "PASS", "reason": "the server's store holds no content"},
+        ],
+    }
 
 
 @pytest.mark.parametrize("width", [72, 100, 200])
@@ -175,12 +211,13 @@ def test_audit_summary_wraps_to_the_width_and_loses_nothing(width) -> None:
     whole = summary_table(_report(), width=None)
     wrapped = wrap_summary(whole, width)
     assert all(len(line) <= width for line in wrapped.splitlines()), wrapped
-    assert set(LONG_REASON.split()) <= set(wrapped.split())          # nothing cut
+    assert set(LONG_REASON.split()) <= set(wrapped.split())  # nothing cut
     assert "..." not in wrapped
     # a continuation line sits under the reason column
     column = next(line for line in wrapped.splitlines() if line.startswith("CHECK")).index("REASON")
-    row = wrapped.splitlines().index(next(line for line in wrapped.splitlines()
-                                          if line.startswith("phone-numbers-encrypted")))
+    row = wrapped.splitlines().index(
+        next(line for line in wrapped.splitlines() if line.startswith("phone-numbers-encrypted"))
+    )
     following = wrapped.splitlines()[row + 1]
     assert following[:column].strip() == "" and following[column] != " "
 
@@ -193,7 +230,7 @@ def test_a_narrow_terminal_gets_a_hanging_indent() -> None:
 
 def test_summary_width_comes_from_columns_or_the_terminal() -> None:
     assert _width(Environment(stdout=io.StringIO(), vars={"COLUMNS": "123"})) == 123
-    assert _width(Environment(stdout=io.StringIO(), vars={})) is None      # a pipe: whole lines
+    assert _width(Environment(stdout=io.StringIO(), vars={})) is None  # a pipe: whole lines
     long_line = wrap_summary(summary_table(_report(), width=None), None)
     assert LONG_REASON in long_line
 
@@ -206,7 +243,8 @@ def test_stale_emulated_testbed_gets_the_emulator_up_hint(tmp_path) -> None:
     lab_dir = tmp_path / "home" / "labs" / str(port)
     lab_dir.mkdir(parents=True)
     testbed = tmp_path / "lab.yaml"
-    testbed.write_text(textwrap.dedent(f"""\
+    testbed.write_text(
+        textwrap.dedent(f"""\
         name: emulator-{port}
         handsets:
           - serial: 127.0.0.1:{port + 1}
@@ -214,7 +252,8 @@ def test_stale_emulated_testbed_gets_the_emulator_up_hint(tmp_path) -> None:
             adb: 127.0.0.1:{port}
             sims: [{{number: "+8613800000001"}}]
         emulator: {{adb_port: {port}, lab_dir: {lab_dir}, profile: miui-v5-2014-08-10}}
-        """))
+        """)
+    )
     st, out, err = cli("audit", "--testbed", str(testbed), "--out", str(tmp_path / "runs"), "--json")
     assert st == ExitStatus.NOT_RUNNABLE, err
     assert "hostctl emulator up" in err and "adb start-server" not in err
@@ -230,10 +269,21 @@ def test_emulator_up_detach_shows_progress_on_stderr(tmp_path) -> None:
     port = free_loopback_port()
     env = {"ANDROID_ADB_SERVER_PORT": str(port), "HOSTCTL_HOME": str(tmp_path)}
     try:
-        st, out, err = cli("emulator", "up", "--detach", "--handsets", "1", "--no-apps", "--no-modem",
-                           "--no-relay", "--no-consoles", "--json", **env)
+        st, out, err = cli(
+            "emulator",
+            "up",
+            "--detach",
+            "--handsets",
+            "1",
+            "--no-apps",
+            "--no-modem",
+            "--no-relay",
+            "--no-consoles",
+            "--json",
+            **env,
+        )
         assert st == ExitStatus.OK, err
-        assert json.loads(out)["adb_port"] == port                     # stdout: only the result
+        assert json.loads(out)["adb_port"] == port  # stdout: only the result
         lines = err.splitlines()
         assert lines[0].startswith(f"hostctl: starting 1 emulated handset(s) on adb port {port} in the background")
         assert "log" in lines[0] and lines[-1].startswith("hostctl: lab ready after")

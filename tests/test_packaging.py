@@ -26,15 +26,37 @@ from hostctl import agent
 REPO = Path(__file__).resolve().parent.parent
 # what an sdist is made from; the copy keeps the build from writing into the checkout (egg-info,
 # build/) while other tests run from it
-SOURCE_ITEMS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "Makefile", "mkdocs.yml",
-                "hostctl", "agent", "hw_tests", "docs")
+SOURCE_ITEMS = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "Makefile",
+    "mkdocs.yml",
+    "hostctl",
+    "agent",
+    "hw_tests",
+    "docs",
+)
 IGNORE = shutil.ignore_patterns("__pycache__", "node_modules", "_agent.js", "*.egg-info", "*.tmp")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HOSTCTL_AGENT_DIR", "HOSTCTL_AGENT_BUNDLE", "PYTHONPATH", "ANDROID_ADB_SERVER_PORT",
-                        "ANDROID_SERIAL", "VIRTUAL_ENV", "PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "HOSTCTL_AGENT_DIR",
+            "HOSTCTL_AGENT_BUNDLE",
+            "PYTHONPATH",
+            "ANDROID_ADB_SERVER_PORT",
+            "ANDROID_SERIAL",
+            "VIRTUAL_ENV",
+            "PYTEST_XDIST_WORKER",
+            "PYTEST_CURRENT_TEST",
+        )
+    }
     env.update(extra)
     return env
 
@@ -53,8 +75,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dist = root / "dist"
     # sdist first, then the wheel from the unpacked sdist (python -m build's default): the agent
     # is compiled from the sdist's own agent/ sources and lock file
-    r = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)],
-                       capture_output=True, text=True, timeout=900, env=_clean_env())
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_clean_env(),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "hostctl agent: compiling" in r.stderr + r.stdout, "the wheel's agent was not built from the sdist"
     (sdist,) = dist.glob("hostctl-*.tar.gz")
@@ -67,8 +94,13 @@ def installed(built: dict[str, Path]) -> Path:
     env_dir = built["root"] / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(built["wheel"])],
-                       capture_output=True, text=True, timeout=900, env=_clean_env())
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", str(built["wheel"])],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_clean_env(),
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return env_dir
 
@@ -77,11 +109,18 @@ def installed(built: dict[str, Path]) -> Path:
 def test_sdist_carries_agent_sources_lock_file_and_hw_tests(built: dict[str, Path]) -> None:
     with tarfile.open(built["sdist"]) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for needed in ("agent/src/index.ts", "agent/package.json", "agent/package-lock.json",
-                   "agent/tsconfig.json", "hw_tests/test_checks.py", "setup.py", "MANIFEST.in"):
+    for needed in (
+        "agent/src/index.ts",
+        "agent/package.json",
+        "agent/package-lock.json",
+        "agent/tsconfig.json",
+        "hw_tests/test_checks.py",
+        "setup.py",
+        "MANIFEST.in",
+    ):
         assert needed in names, f"the sdist lacks {needed}"
     assert not any("node_modules" in n for n in names)
-    assert "agent/_agent.js" not in names       # built from the sources, never shipped stale
+    assert "agent/_agent.js" not in names  # built from the sources, never shipped stale
 
 
 @pytest.mark.slow
@@ -95,15 +134,30 @@ def test_wheel_carries_the_agent_bundle(built: dict[str, Path]) -> None:
 
 
 def _run_installed(installed: Path, cwd: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(installed / "bin" / "hostctl"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=_clean_env(HOSTCTL_HOME=str(home)))
+    return subprocess.run(
+        [str(installed / "bin" / "hostctl"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_clean_env(HOSTCTL_HOME=str(home)),
+    )
 
 
 @pytest.mark.slow
 def test_installed_hostctl_finds_its_packaged_agent(installed: Path, tmp_path: Path) -> None:
-    r = subprocess.run([str(installed / "bin" / "python"), "-c",
-                        "import hostctl.agent as a; print(a.bundle_path()); print(len(a.source()))"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=_clean_env())
+    r = subprocess.run(
+        [
+            str(installed / "bin" / "python"),
+            "-c",
+            "import hostctl.agent as a; print(a.bundle_path()); print(len(a.source()))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_clean_env(),
+    )
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.splitlines()[0])
     assert path.is_relative_to(installed) and path.name == "_agent.js"
@@ -111,20 +165,24 @@ def test_installed_hostctl_finds_its_packaged_agent(installed: Path, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("profile, exit_status, counts", [
-    ("miui-v5-2014-07", 3, {"PASS": 5, "FAIL": 5, "NOT-TESTABLE": 0}),
-    ("miui-v5-2014-08-10", 0, {"PASS": 10, "FAIL": 0, "NOT-TESTABLE": 0}),
-])
+@pytest.mark.parametrize(
+    "profile, exit_status, counts",
+    [
+        ("miui-v5-2014-07", 3, {"PASS": 5, "FAIL": 5, "NOT-TESTABLE": 0}),
+        ("miui-v5-2014-08-10", 0, {"PASS": 10, "FAIL": 0, "NOT-TESTABLE": 0}),
+    ],
+)
 def test_installed_wheel_audits_the_emulated_lab_as_documented(
-        installed: Path, tmp_path: Path, profile: str, exit_status: int, counts: dict[str, int]) -> None:
+    installed: Path, tmp_path: Path, profile: str, exit_status: int, counts: dict[str, int]
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = _run_installed(installed, empty, "audit", "--emulator", "--profile", profile, "--json",
-                       home=tmp_path / "home")
+    r = _run_installed(installed, empty, "audit", "--emulator", "--profile", profile, "--json", home=tmp_path / "home")
     assert r.returncode == exit_status, r.stderr[-4000:]
     report = json.loads(r.stdout)
     assert {k: report["summary"][k] for k in counts} == counts, [
-        (c["id"], c["status"], c["reason"]) for c in report["checks"]]
+        (c["id"], c["status"], c["reason"]) for c in report["checks"]
+    ]
     warnings = [w for c in report["checks"] for w in c["warnings"]]
     if profile.endswith("08-10"):
         assert any("deterministic" in w for w in warnings), warnings
@@ -153,7 +211,7 @@ def test_build_for_package_takes_a_prebuilt_bundle(tmp_path: Path, monkeypatch: 
 
 
 def test_npm_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))      # no npm on it
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
     with pytest.raises(agent.AgentBundleError, match="npm is not installed.*apt-get install npm"):
         agent.npm_ci(tmp_path)
 
@@ -166,7 +224,9 @@ def test_installed_hostctl_demo_runs_both_audits_as_documented(installed: Path, 
     doc = json.loads(r.stdout)
     assert doc["ok"] is True
     assert [(p["profile"], p["exit_status"], p["problems"]) for p in doc["profiles"]] == [
-        ("miui-v5-2014-07", 3, []), ("miui-v5-2014-08-10", 0, [])]
+        ("miui-v5-2014-07", 3, []),
+        ("miui-v5-2014-08-10", 0, []),
+    ]
     assert "PASS 5  FAIL 5" in r.stderr and "Both audits read as their profiles document" in r.stderr
 
 
@@ -176,12 +236,17 @@ def _make(tmp_path: Path, *args: str, path: str) -> subprocess.CompletedProcess[
     make = shutil.which("make")
     if make is None:
         pytest.skip("no make on this host")
-    return subprocess.run([make, "-C", str(tmp_path), *args], capture_output=True, text=True, timeout=60,
-                          env=dict(_clean_env(), PATH=path))
+    return subprocess.run(
+        [make, "-C", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(_clean_env(), PATH=path),
+    )
 
 
 def test_make_says_to_install_npm_before_installing_anything(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"           # a PATH with Python and without npm
+    bin_dir = tmp_path / "bin"  # a PATH with Python and without npm
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(sys.executable)
     work = tmp_path / "work"
@@ -189,7 +254,7 @@ def test_make_says_to_install_npm_before_installing_anything(tmp_path: Path) -> 
     r = _make(work, "demo", path=str(bin_dir))
     assert r.returncode != 0
     assert "npm is missing" in r.stderr and "apt-get install npm" in r.stderr
-    assert not (work / ".venv").exists()          # said before the 46 s of installing
+    assert not (work / ".venv").exists()  # said before the 46 s of installing
 
 
 def test_make_says_which_python_it_needs(tmp_path: Path) -> None:

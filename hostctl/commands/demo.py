@@ -11,13 +11,17 @@ from ..cli import Environment, ExitStatus, error_object, print_json
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
-    d = sub.add_parser("demo", env=env,
-                       help="audit the emulated lab on the July 2014 build and the 2014-08-10 OTA, "
-                            "and check both read as documented")
-    d.add_argument("--out", default="hostctl-runs", metavar="DIR",
-                   help="evidence folder for both runs (default ./hostctl-runs)")
-    d.add_argument("--json", action="store_true",
-                   help="print one JSON document at the end (the audits' own output goes to stderr)")
+    d = sub.add_parser(
+        "demo",
+        env=env,
+        help="audit the emulated lab on the July 2014 build and the 2014-08-10 OTA, and check both read as documented",
+    )
+    d.add_argument(
+        "--out", default="hostctl-runs", metavar="DIR", help="evidence folder for both runs (default ./hostctl-runs)"
+    )
+    d.add_argument(
+        "--json", action="store_true", help="print one JSON document at the end (the audits' own output goes to stderr)"
+    )
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:

@@ -7,10 +7,26 @@ import math
 from typing import Any
 
 from ..cli import CliError, Environment, ExitStatus, error_object, print_json, print_table
-from ..device import (AdbAddress, AdbServerError, DeviceEntry, DeviceError, Handset, for_each,
-                      list_devices, select_handset, servers_from_env)
-from ..identity import (DEFAULT_STRATEGIES, IDENTIFIERS, STRATEGIES, IdentityError, IdentityReport,
-                        read_identity, redact_value)
+from ..device import (
+    AdbAddress,
+    AdbServerError,
+    DeviceEntry,
+    DeviceError,
+    Handset,
+    for_each,
+    list_devices,
+    select_handset,
+    servers_from_env,
+)
+from ..identity import (
+    DEFAULT_STRATEGIES,
+    IDENTIFIERS,
+    STRATEGIES,
+    IdentityError,
+    IdentityReport,
+    read_identity,
+    redact_value,
+)
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
@@ -178,8 +194,8 @@ def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) 
                          for e in entries])
         elif not errors:
             env.stderr.write(f"hostctl: no devices on {', '.join(str(s) for s in srv)}\n")
-    for exc in errors:
-        env.stderr.write(f"hostctl: {exc}\n")
+    for problem in errors:
+        env.stderr.write(f"hostctl: {problem}\n")
     if errors:
         return status
     return ExitStatus.OK
@@ -235,7 +251,7 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
     strategies = _strategies(args)
     entries: list[DeviceEntry] = []
     errors: list[dict[str, str]] = []
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
     for server in srv:
         try:
             entries += list_devices([server], timeout=args.timeout)
@@ -262,14 +278,14 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
     if not args.json:
         env.stderr.write(f"hostctl: reading identity of {len(handsets)} device(s)\n")
     reports: list[dict[str, Any]] = []
-    for handset, report, exc in for_each(handsets, lambda h: read_identity(
+    for handset, report, failure in for_each(handsets, lambda h: read_identity(
             h, strategies=strategies, timeout=args.timeout)):
-        if exc is not None:
-            message = exc.describe(args.redact) if isinstance(exc, IdentityError) else str(exc)
-            if isinstance(exc, IdentityError):
-                reports.append(exc.report.to_json(args.redact))
+        if failure is not None or report is None:
+            message = failure.describe(args.redact) if isinstance(failure, IdentityError) else str(failure)
+            if isinstance(failure, IdentityError):
+                reports.append(failure.report.to_json(args.redact))
             errors.append({"serial": handset.serial, "server": str(handset.server), "error": message})
-            failures.append(exc)
+            failures.append(failure if isinstance(failure, Exception) else RuntimeError(message))
             continue
         reports.append(report.to_json(args.redact))
         if not args.json:
@@ -327,12 +343,10 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
     carrier_view = _lab_carrier_view(lab_env)
     modem = None
     if args.modem:
-        from types import SimpleNamespace
-
         from ..lab.modem import Modem
         from .modem import resolve_port
 
-        modem = Modem.open(resolve_port(SimpleNamespace(port=args.modem), lab_env), timeout=args.timeout)
+        modem = Modem.open(resolve_port(argparse.Namespace(port=args.modem), lab_env), timeout=args.timeout)
     try:
         outcome = send_message(handset, args.to, args.text, receiver=receiver, carrier_view=carrier_view,
                                modem=modem, timeout=args.timeout)
@@ -422,7 +436,6 @@ def _shell(args: argparse.Namespace, env: Environment, handset: Handset) -> int:
 def status_for(exc: Exception) -> ExitStatus:
     """The exit status a device-layer error maps to (README, "Exit codes")."""
     from ..device import DeviceNotFoundError, DeviceStateError, DeviceTimeoutError
-
     from ..lab.modem import ModemOpenError, ModemTimeoutError
 
     if isinstance(exc, DeviceTimeoutError) or (isinstance(exc, AdbServerError) and exc.timed_out):

@@ -143,7 +143,7 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
         return asyncio.run(_serve(config, env, args.json, _testbed_targets(args, home, port)))
     except labmod.LabError as exc:
         raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
-    except Exception as exc:  # a profile error, an OS error: say what, not a traceback
+    except Exception as exc:  # noqa: BLE001 - a profile error, an OS error: say what, not a traceback
         raise CliError(f"lab failed: {exc}", ExitStatus.ERROR) from None
 
 
