@@ -80,8 +80,9 @@ def run_demo(
             say(f"  NOT AS DOCUMENTED: {p}")
         results.append(entry)
     ok = all(not r["problems"] for r in results)
+    audits = "Both audits" if len(results) > 1 else "The audit"
     say(
-        "\nBoth audits read as their profiles document (and as the 2014 reports describe)."
+        f"\n{audits} read as their profiles document (and as the 2014 reports describe)."
         if ok
         else "\nAn audit did not read as its profile documents: see above."
     )

@@ -290,3 +290,9 @@ def test_emulator_up_detach_shows_progress_on_stderr(tmp_path) -> None:
     finally:
         cli("emulator", "down", **env)
         kill_adb_server(port)
+
+
+def test_demo_refuses_a_profile_it_does_not_know() -> None:
+    st, out, err = cli("demo", "--profile", "miui-12-android-11", "--json")
+    assert st == ExitStatus.USAGE and "the demo knows miui-v5-2014-07, miui-v5-2014-08-10" in err
+    assert json.loads(out)["error"]["type"] == "usage"

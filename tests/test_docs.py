@@ -20,7 +20,7 @@ from hostctl.cli import Environment, build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = sorted((REPO / "docs").glob("*.md")) + [REPO / "README.md"]
-GLOBAL_OPTIONS = {"--adb": True, "--version": False}     # before the command; True: takes a value
+GLOBAL_OPTIONS = {"--adb": True, "--version": False}  # before the command; True: takes a value
 IGNORED = {"-h", "--help"}
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w])")
 
@@ -34,8 +34,9 @@ def _commands() -> tuple[dict[tuple[str, ...], set[str]], dict[tuple[str, ...], 
 
     def walk(p: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
         found[path] = {o for a in p._actions for o in a.option_strings} - IGNORED
-        grouped[path] = [tuple(a.option_strings) for a in p._actions
-                         if a.option_strings and not set(a.option_strings) & IGNORED]
+        grouped[path] = [
+            tuple(a.option_strings) for a in p._actions if a.option_strings and not set(a.option_strings) & IGNORED
+        ]
         for action in p._actions:
             if isinstance(action, argparse._SubParsersAction):
                 for name, child in action.choices.items():
@@ -46,15 +47,16 @@ def _commands() -> tuple[dict[tuple[str, ...], set[str]], dict[tuple[str, ...], 
 
 
 COMMANDS, ARGUMENTS = _commands()
-LEAVES = {path for path in COMMANDS if path and not any(len(o) > len(path) and o[: len(path)] == path
-                                                        for o in COMMANDS)}
+LEAVES = {
+    path for path in COMMANDS if path and not any(len(o) > len(path) and o[: len(path)] == path for o in COMMANDS)
+}
 
 
 def _spans(text: str) -> list[str]:
     """Code the docs show: fenced blocks (continuation lines joined) and inline code spans."""
     spans: list[str] = []
     for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M):
-        joined = re.sub(r"\n[ \t]+", " ", block)            # a synopsis continued on indented lines
+        joined = re.sub(r"\n[ \t]+", " ", block)  # a synopsis continued on indented lines
         spans += joined.splitlines()
     prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
     spans += re.findall(r"``\s?(.+?)\s?``", prose)
@@ -68,12 +70,12 @@ def _usages(span: str) -> list[tuple[tuple[str, ...], str]]:
     out = []
     for m in re.finditer(r"(?:^|[\s$;(&|])hostctl((?:\s+\S+)+)", span.replace("\\|", "|")):
         words = m.group(1).split()
-        while words and words[0] in GLOBAL_OPTIONS:          # hostctl --adb HOST:PORT devices
+        while words and words[0] in GLOBAL_OPTIONS:  # hostctl --adb HOST:PORT devices
             takes_value = GLOBAL_OPTIONS[words.pop(0)]
             if takes_value and words:
                 words.pop(0)
         if not words or (words[0],) not in COMMANDS:
-            continue                                         # "hostctl: ..." messages, prose
+            continue  # "hostctl: ..." messages, prose
         path: tuple[str, ...] = (words.pop(0),)
         while words and any(len(p) > len(path) and p[: len(path)] == path for p in COMMANDS):
             alternatives = [w for w in words[0].strip("[]()").split("|") if (*path, w) in COMMANDS]
@@ -86,7 +88,7 @@ def _usages(span: str) -> list[tuple[tuple[str, ...], str]]:
             path = (*path, alternatives[0])
         rest = " ".join(words)
         if path == ("shell",) and " -- " in f" {rest} ":
-            rest = rest.split(" -- ", 1)[0]                  # the device command's own options
+            rest = rest.split(" -- ", 1)[0]  # the device command's own options
         out.append((path, rest))
     return out
 
@@ -99,7 +101,9 @@ def _documented() -> dict[tuple[str, ...], dict[str, list[str]]]:
             for path, rest in _usages(span):
                 entry = doc.setdefault(path, {})
                 for option in OPTION.findall(rest):
-                    entry.setdefault(option, []).append(f"{page.relative_to(REPO)}: hostctl {' '.join(path)} {rest}"[:160])
+                    entry.setdefault(option, []).append(
+                        f"{page.relative_to(REPO)}: hostctl {' '.join(path)} {rest}"[:160]
+                    )
     return doc
 
 
@@ -111,9 +115,13 @@ def test_the_docs_show_command_lines_at_all() -> None:
 
 
 def test_every_option_in_the_docs_exists_in_help() -> None:
-    unknown = [f"{where}  <- {option} is not an option of `hostctl {' '.join(path)}`"
-               for path, options in DOCUMENTED.items() for option, places in options.items()
-               if option not in COMMANDS[path] for where in places[:1]]
+    unknown = [
+        f"{where}  <- {option} is not an option of `hostctl {' '.join(path)}`"
+        for path, options in DOCUMENTED.items()
+        for option, places in options.items()
+        if option not in COMMANDS[path]
+        for where in places[:1]
+    ]
     assert not unknown, "\n".join(unknown)
 
 
@@ -121,14 +129,19 @@ def test_every_option_in_the_docs_exists_in_help() -> None:
 def test_every_option_in_help_is_documented(path: tuple[str, ...]) -> None:
     documented = set(DOCUMENTED.get(path, {}))
     missing = sorted("/".join(spellings) for spellings in ARGUMENTS[path] if not set(spellings) & documented)
-    assert not missing, (f"`hostctl {' '.join(path)}` options missing from every documented command line "
-                         f"of it (docs/cli.md's synopsis is the place): {missing}")
+    assert not missing, (
+        f"`hostctl {' '.join(path)}` options missing from every documented command line "
+        f"of it (docs/cli.md's synopsis is the place): {missing}"
+    )
 
 
 def test_no_internal_issue_numbers_in_user_docs() -> None:
-    hits = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in PAGES
-            for n, line in enumerate(p.read_text().splitlines(), 1)
-            if re.search(r"\bissues? #?\d+\b|MISSION\.md", line)]
+    hits = [
+        f"{p.relative_to(REPO)}:{n}: {line.strip()}"
+        for p in PAGES
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"\bissues? #?\d+\b|MISSION\.md", line)
+    ]
     assert not hits, "\n".join(hits)
 
 
@@ -151,10 +164,17 @@ def test_exit_codes_in_the_docs_are_the_cli_ones() -> None:
     assert codes == {int(s) for s in ExitStatus}
 
 
-@pytest.mark.skipif(shutil.which("mkdocs") is None and not (Path(sys.prefix) / "bin" / "mkdocs").exists(),
-                    reason="mkdocs is not installed (pip install -e '.[docs]')")
+@pytest.mark.skipif(
+    shutil.which("mkdocs") is None and not (Path(sys.prefix) / "bin" / "mkdocs").exists(),
+    reason="mkdocs is not installed (pip install -e '.[docs]')",
+)
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "WARNING" not in r.stderr

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import Environment, ExitStatus, error_object, print_json
+from ..cli import CliError, Environment, ExitStatus, error_object, print_json
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
@@ -15,6 +15,13 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
         "demo",
         env=env,
         help="audit the emulated lab on the July 2014 build and the 2014-08-10 OTA, and check both read as documented",
+    )
+    d.add_argument(
+        "--profile",
+        action="append",
+        metavar="NAME",
+        dest="profiles",
+        help="audit only this shipped profile (repeatable; default both, July first)",
     )
     d.add_argument(
         "--out", default="hostctl-runs", metavar="DIR", help="evidence folder for both runs (default ./hostctl-runs)"
@@ -25,8 +32,16 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
-    from ..demo import run_demo
+    from ..demo import PROFILES, run_demo
 
+    profiles = tuple(dict.fromkeys(args.profiles or PROFILES))
+    unknown = [p for p in profiles if p not in PROFILES]
+    if unknown:
+        raise CliError(
+            f"demo: --profile {unknown[0]}: the demo knows {', '.join(PROFILES)} "
+            "(any other profile: hostctl audit --emulator --profile NAME)",
+            ExitStatus.USAGE,
+        )
     stream = env.stderr if args.json else env.stdout
 
     def say(text: str) -> None:
@@ -34,7 +49,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         stream.flush()
 
     # the audits are child processes writing to our real stdout: with --json, keep it for the document
-    result = run_demo(Path(args.out), say=say, child_stdout=sys.stderr if args.json else None)
+    result = run_demo(Path(args.out), say=say, profiles=profiles, child_stdout=sys.stderr if args.json else None)
     if args.json:
         doc = dict(result)
         if not result["ok"]:
