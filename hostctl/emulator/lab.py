@@ -18,8 +18,8 @@ have PCAPdroid installed as a user app (``pcapdroid.py``); rooted builds have tc
 The control command ``cloud`` answers what the Cloud Messaging service's store holds
 (``retained()``: message bodies waiting, never any after delivery or expiry) and its counters, for
 the audit's no-retention check (``hostctl.steps.lab_cloud_state``); ``reset`` factory-resets a
-handset. A ``reboot`` asked through adb (the shell's ``reboot``; this adbd refuses the
-``reboot:`` service) power-cycles the handset (``LabHandset.reboot``).
+handset. A ``reboot`` asked through adb (the shell's ``reboot`` or adbd's ``reboot:`` service,
+which is what ``adb reboot`` opens) power-cycles the handset (``LabHandset.reboot``).
 
 The boot report waits for connectivity, as MIUI's does: a handset whose apps start in airplane
 mode sends it when the radio comes back (once per boot), so a trace can attach first.
@@ -90,6 +90,7 @@ class _Backend:
     def __init__(self, lh: "LabHandset") -> None:
         self._lh = lh
         self.fs = lh.handset.fs
+        self.handset = lh.handset      # adbd's own services (reboot:, root:, framebuffer:) act on it
 
     def banner_props(self) -> dict[str, str]:
         return self._lh.handset.banner_props()
