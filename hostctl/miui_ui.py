@@ -41,7 +41,7 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
+from collections.abc import Iterator
 
 from .mms_strings import mms_strings, strings_for_locale
 
