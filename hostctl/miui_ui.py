@@ -257,6 +257,13 @@ def parse_switches(xml_text: str) -> list[MxSwitch]:
         raise SwitchNotFound("no Mi Message switch on this screen; titles seen: "
                              + (", ".join(repr(t) for t in seen) or "(none)")
                              + " (a new MIUI wording goes into hostctl/data/miui_mms_strings.json)", seen)
+    named = [s for s, _ in found if s]
+    if len(set(named)) != len(named):
+        # Two rows naming the same SIM: a translation slip in the app itself (kk-rKZ and ms-rMY
+        # title mx_on_sim_2 "... SIM 1"); preferences.xml puts mx1 above mx2, so the rows' order
+        # (the dump's document order) decides.
+        found = [(i + 1, MxSwitch(i + 1, sw.checked, sw.center, sw.title, sw.summary, sw.widget_id))
+                 for i, (_, sw) in enumerate(found)]
     out, taken = [], {s for s, _ in found if s}
     free = (n for n in range(1, len(found) + 2) if n not in taken)
     for sim, sw in found:          # a title without a SIM: the rows' order (the single-SIM row is SIM 1)

@@ -110,6 +110,18 @@ def test_switch_finder_on_the_single_sim_row_takes_sim_1_from_the_row_order(loca
     assert sum(1 for _ in re.finditer(re.escape(f'text="{real_strings(locale)["mx_msg"]}"'), xml)) >= 1
 
 
+def test_two_rows_naming_the_same_sim_are_told_apart_by_their_order():
+    # MIUI's own kk-rKZ and ms-rMY strings title mx_on_sim_2 "... SIM 1" too (the table holds
+    # them as the app ships them); preferences.xml lists mx1 above mx2
+    for loc in ("kk-KZ", "ms-MY"):
+        t = strings_for_locale(loc)
+        assert sim_of_title(t["mx_on_sim_2"]) == 1
+        xml = dump_from_resources("en", 2, {2: True}).replace(real_strings("en")["mx_on_sim_1"], t["mx_on_sim_1"]) \
+            .replace(real_strings("en")["mx_on_sim_2"], t["mx_on_sim_2"])
+        s1, s2 = parse_switches(xml)
+        assert (s1.sim, s1.checked, s2.sim, s2.checked) == (1, False, 2, True) and s1.center[1] < s2.center[1]
+
+
 def test_the_title_table_is_the_apps_own_strings():
     for locale in LOCALE_FILES:
         ours, theirs = strings_for_locale(locale), real_strings(locale)
