@@ -256,7 +256,7 @@ class _Side:
 
     __slots__ = ("name", "buf", "buf_offset", "records", "hello", "ccs", "keys", "next_keys", "pending",
                  "pending_bytes", "hs", "status", "detail", "decrypted", "app_bytes", "lost", "seen_data",
-                 "failed_app_trials", "app_secret", "undecrypted")
+                 "failed_app_trials", "app_secret", "undecrypted", "key_updates")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -279,6 +279,7 @@ class _Side:
         self.failed_app_trials = 0
         self.app_secret: bytes | None = None
         self.undecrypted = 0        # protected records not decrypted (no key, or skipped)
+        self.key_updates = 0
 
 
 class TlsDecryptor:
@@ -599,6 +600,7 @@ class TlsDecryptor:
                 side.keys = None                  # application secret unknown: trials say so
             elif htype == _HS_KEY_UPDATE and side.app_secret is not None and self.suite is not None:
                 h = self.suite.prf
+                side.key_updates += 1
                 side.app_secret = hkdf_expand_label(side.app_secret, "traffic upd", b"", _HASH_LEN[h], h)
                 side.keys = _Keys(self.suite, hkdf_expand_label(side.app_secret, "key", b"", self.suite.key_len, h),
                                   hkdf_expand_label(side.app_secret, "iv", b"", 12, h))
@@ -639,6 +641,8 @@ class TlsDecryptor:
                                  "decrypted": side.decrypted, "app_bytes": side.app_bytes}
             if side.undecrypted:
                 d["undecrypted"] = side.undecrypted
+            if side.key_updates:
+                d["key_updates"] = side.key_updates
             if side.detail:
                 d["detail"] = side.detail
             out[side.name] = d
