@@ -30,7 +30,7 @@ import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
 from hostctl.events import (Attached, Connect, Detached, Endpoint, Gap, HookStatus, SocketData, SslData,
-                            TraceNote, TraceStart, TraceStop, read_jsonl)
+                            TlsSecret, TraceNote, TraceStart, TraceStop, keylog_lines, read_jsonl)
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.trace import FridaVersionError, TraceOptions, Tracer, frida_error, open_device
 from tests.conftest import wait_for
@@ -126,6 +126,42 @@ def test_tls_plaintext_peer_heartbeats_and_hook_status(tlab, tmp_path):
         assert "host_ts" in doc and "agent_ts" in doc
         if doc["kind"] == "ssl":
             assert set(doc["data"]) == {"length", "size", "base64"}
+
+
+def test_tls_secrets_from_the_apps_openssl_decrypt_the_lab_capture(tlab, tmp_path):
+    # the app's real OpenSSL (CPython's ssl over libssl.so.3) logs its secrets to the agent's
+    # key-log callback; sslkeylog.txt then decrypts the wire tap's capture of the same request
+    from hostctl.wire.decrypt import decrypt_capture
+
+    lh = tlab.lab.handsets[0]
+    tracer = Tracer(open_device(lh.serial), tmp_path, serial=lh.serial)
+    tracer.start()
+    try:
+        request = contact_added(lh, "+8613800000079")
+    finally:
+        summary = tracer.stop()
+    events = list(read_jsonl(tmp_path / "events.jsonl"))
+    (write,) = report_writes(events, request)
+    secrets = [e for e in events if isinstance(e, TlsSecret)]
+    assert secrets and all(s.module.startswith("libssl.so") and s.via == "keylog-callback" for s in secrets)
+    mine = [s for s in secrets if s.ssl == write.ssl]
+    assert {s.label for s in mine} >= {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} or \
+        {s.label for s in mine} == {"CLIENT_RANDOM"}
+    assert all(s.sni == ACCOUNT and s.peer == app_peer(lh, ACCOUNT) for s in mine)
+    keylog = tmp_path / "sslkeylog.txt"
+    assert (keylog.stat().st_mode & 0o777) == 0o600
+    lines = [x for x in keylog.read_text().splitlines() if not x.startswith("#")]
+    assert lines == keylog_lines(events) and summary.tls_secrets == len(lines)
+    status = [e for e in events if isinstance(e, HookStatus)][-1]
+    assert any(h.startswith("native:libssl.so") and h.endswith("!SSL_CTX_set_keylog_callback") for h in status.hooked)
+
+    capture = lh.tap.continuous_path
+    wait_for(lambda: any(bytes(f.data["c2s"]).startswith(write.data.data)
+                         for f in decrypt_capture(capture, [keylog])[0]), timeout=20, interval=0.2)
+    flows, _ = decrypt_capture(capture, [keylog])
+    (flow,) = [f for f in flows if bytes(f.data["c2s"]).startswith(write.data.data)]
+    assert flow.summary["status"] == "decrypted"
+    assert b"+8613800000079" in bytes(flow.data["c2s"]) and b'"result": "ok"' in bytes(flow.data["s2c"])
 
 
 def test_app_restart_is_a_detach_a_gap_and_a_reattach(tlab, tmp_path):
