@@ -8,7 +8,9 @@ is ended by its pid.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -49,7 +51,7 @@ def tcpdump(path: Path, port: int, *, snaplen: int = 0):
     filter attached to the live socket that looks at IP fields matches nothing ("N packets received
     by filter, 0 captured"), while plain ``tcp`` works, so the live capture takes ``tcp`` only."""
     raw = path.with_name(path.name + ".raw")
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s", str(snaplen), "-w", str(raw), "-n", "tcp"],
+    proc = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-B", "65536", "-U", "-s", str(snaplen), "-w", str(raw), "-n", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert proc.stderr is not None
@@ -82,12 +84,34 @@ def tcpdump(path: Path, port: int, *, snaplen: int = 0):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(TIMEOUT)
+        stats = proc.stderr.read().decode("ascii", "replace") if proc.stderr else ""
         subprocess.run(["tcpdump", "-r", str(raw), "-w", str(path), "-n", f"tcp port {port}"],
                        capture_output=True, timeout=TIMEOUT)
+        m = re.search(r"(\d+) packets? dropped by kernel", stats)
+        if m and int(m.group(1)):
+            # loopback traffic of the whole machine goes through the capture: under load the
+            # kernel may drop some; the session is then made again (see _retry)
+            path.with_name(path.name + ".dropped").write_text(stats)
         if os.environ.get("TLS_CAPTURE_KEEP_RAW") is None:
             raw.unlink(missing_ok=True)
 
 
+def _retry(fn):
+    """Runs a capturing session again (3 times at most) when tcpdump reports kernel drops."""
+    @functools.wraps(fn)
+    def run(d: Path, **kw):
+        for attempt in range(3):
+            r = fn(d, **kw)
+            marker = r["pcap"].with_name(r["pcap"].name + ".dropped")
+            if not marker.exists() or attempt == 2:
+                return r
+            marker.unlink()
+            r["keylog"].unlink(missing_ok=True)
+        return r
+    return run
+
+
+@_retry
 def openssl_session(d: Path, *, version: str, cipher: str, request: bytes, extra_client: tuple[str, ...] = (),
                     name: str = "s") -> dict:
     """``openssl s_client`` against ``openssl s_server -www`` (which answers a GET with a status
@@ -114,6 +138,7 @@ def openssl_session(d: Path, *, version: str, cipher: str, request: bytes, extra
     return {"pcap": pcap, "keylog": keylog, "port": port, "sent": request, "received": client.stdout}
 
 
+@_retry
 def python_session(d: Path, *, version: str, request: bytes, response: bytes, name: str = "py",
                    cipher: str | None = None, chunks: int = 1,
                    between: Callable[[ssl.SSLSocket], None] | None = None) -> dict:

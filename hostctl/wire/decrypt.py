@@ -21,7 +21,7 @@ from typing import Any
 from .keylog import KeyLog
 from .tlsdecrypt import STATUSES, Plaintext, TlsDecryptor
 
-__all__ = ["DecryptedFlow", "TlsLayer", "capture_keylog", "decrypt_capture"]
+__all__ = ["DecryptedFlow", "TlsLayer", "capture_keylog", "decrypt_capture", "decrypt_trace_capture", "trace_keylog"]
 
 DSB_TLS_KEYLOG = 0x544C534B     # "TLSK": secrets type of a TLS key log in a Decryption Secrets Block
 
@@ -86,6 +86,8 @@ class DecryptedFlow:
     id: int
     key: Any
     summary: dict
+    first_ts: float | None = None
+    last_ts: float | None = None
     data: dict[str, bytearray] = field(default_factory=lambda: {"c2s": bytearray(), "s2c": bytearray()})
     records: dict[str, list[tuple[int, int, int]]] = field(default_factory=lambda: {"c2s": [], "s2c": []})
 
@@ -145,7 +147,7 @@ class _Collect:
             for f in self.flows:
                 if f.id == flow.id:
                     return f
-            self.flows.append(DecryptedFlow(flow.id, flow.key, {}))
+            self.flows.append(DecryptedFlow(flow.id, flow.key, {}, getattr(flow, "first_ts", None)))
         return self.flows[-1]
 
     def flow_end(self, flow: Any) -> None:
@@ -154,7 +156,9 @@ class _Collect:
             return
         rest, summary = self.layer.end(dec)
         self._take(flow, rest)
-        self._rec(flow).summary = summary
+        rec = self._rec(flow)
+        rec.summary = summary
+        rec.last_ts = getattr(flow, "last_ts", None)
 
 
 def decrypt_capture(path: str | os.PathLike[str], keylogs: Iterable[str | os.PathLike[str]] = (), *,
@@ -196,3 +200,39 @@ def capture_keylog(path: str | os.PathLike[str]) -> KeyLog:
     finally:
         reader.close()
     return kl
+
+
+def trace_keylog(trace_dir: str | os.PathLike[str] | None = None, *, keylog_files: Iterable[str | os.PathLike[str]] = (),
+                 events: Iterable[Any] = ()) -> KeyLog:
+    """The TLS secrets a ``hostctl trace`` collected: its ``sslkeylog.txt`` and the ``tls-secret``
+    events of its ``events.jsonl`` (either may be missing: the other counts), plus any key log
+    files and events given."""
+    from pathlib import Path
+
+    from ..events import TlsSecret, read_events
+
+    kl = KeyLog()
+    files = list(keylog_files)
+    evs = list(events)
+    if trace_dir is not None:
+        d = Path(trace_dir)
+        if (d / "sslkeylog.txt").exists():
+            files.append(d / "sslkeylog.txt")
+        if (d / "events.jsonl").exists():
+            evs.extend(ev for _, ev in read_events(d / "events.jsonl", errors=[]))
+    for f in files:
+        kl.add_file(f)
+    for ev in evs:
+        if isinstance(ev, TlsSecret):
+            kl.add(ev.label, bytes.fromhex(ev.client_random), bytes.fromhex(ev.secret))
+    return kl
+
+
+def decrypt_trace_capture(capture: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
+                          keylog_files: Iterable[str | os.PathLike[str]] = (), events: Iterable[Any] = (),
+                          keep: bool = True) -> tuple[list[DecryptedFlow], dict]:
+    """Decrypts a handset's capture with the secrets its trace collected (`trace_keylog`) and the
+    capture's own DSBs: the TLS flows with their plaintext and per-flow status, and the report
+    (counts per status, key log summary). Raises `CaptureError` / `KeyLogError` only."""
+    return decrypt_capture(capture, keylog=trace_keylog(trace_dir, keylog_files=keylog_files, events=events),
+                           keep=keep)
