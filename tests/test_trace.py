@@ -309,3 +309,81 @@ def test_version_mismatch_is_a_clear_error_and_the_trace_is_closed(tmp_path):
     assert isinstance(events[-1], TraceStop) and events[-1].reason == "error"
     mapped = frida_error(frida.ServerNotRunningError("unable to connect to remote frida-server"), "attaching", "SER")
     assert "start frida-server" in str(mapped) and not isinstance(mapped, FridaVersionError)
+
+
+@pytest.fixture(scope="module", params=["miui-v5-2014-07", "miui-v5-2014-08-10"])
+def plab(request, adb_port, tmp_path_factory):
+    if request.param == "miui-v5-2014-07":
+        yield request.getfixturevalue("tlab")       # the module's lab: no second one for this profile
+        return
+    home = tmp_path_factory.mktemp("trace-lab-aug")
+    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile=request.param, home=home,
+                             modem=False, relay=False, consoles=False)) as lt:
+        yield lt
+
+
+def account_report(lh, n):
+    """One report to api.account.xiaomi.com over TLS: the July build reports an added contact; the
+    August OTA (Cloud Messaging opt-in, switched on before) reports the activation (/mx/activate)."""
+    if lh.handset.profile.name == "miui-v5-2014-07":
+        return contact_added(lh, f"+86138000000{80 + n}")
+    (request,) = [r for r in lh.emit("cm_enabled") if r.host == ACCOUNT]
+    lh.apps[MMS].ping(timeout=20)
+    return request
+
+
+def test_trace_secrets_decrypt_every_tls_flow_and_the_cross_check_agrees(plab, tmp_path):
+    # both shipped profiles: the trace's secrets decrypt every TLS flow the app opened while its
+    # hooks were in place, and the hooked plaintext and the decrypted wire agree; with the SSL
+    # hooks' events of one flow taken out, the cross-check reports that flow (wire-only), only it
+    from hostctl.emulator.screens import set_cloud_messaging
+    from hostctl.wire.crosscheck import cross_check
+    from hostctl.wire.decrypt import decrypt_trace_capture
+
+    lh = plab.lab.handsets[0]
+    if lh.handset.profile.name != "miui-v5-2014-07":
+        set_cloud_messaging(lh.handset, True, 0)
+        lh.apps[MMS].ping(timeout=20)
+    tracer = Tracer(open_device(lh.serial), tmp_path, serial=lh.serial)
+    tracer.start()
+    try:
+        first = account_report(lh, 1)
+        second = account_report(lh, 2)
+    finally:
+        summary = tracer.stop()
+    events = list(read_jsonl(tmp_path / "events.jsonl"))
+    writes = [w for req in (first, second) for w in report_writes(events, req)]
+    w1, w2 = writes[0], writes[-1]
+    assert w1.ssl != w2.ssl or w1.seq != w2.seq
+    capture = lh.tap.continuous_path
+    # the flows begun while the hooks were in place (the app's earlier connections have no secrets)
+    hooked_at = min(e.host_ts for e in events if isinstance(e, HookStatus))
+    window = (hooked_at, summary.stopped)
+
+    def both_decrypted():
+        flows, _ = decrypt_trace_capture(capture, tmp_path)
+        return sum(1 for f in flows if bytes(f.data["c2s"]).startswith((w1.data.data, w2.data.data))) >= 2
+    wait_for(both_decrypted, timeout=20, interval=0.2)
+    flows, report = decrypt_trace_capture(capture, tmp_path)
+    traced = [f for f in flows if window[0] <= f.first_ts <= window[1]]
+    assert len(traced) >= 2 and all(f.summary["status"] == "decrypted" for f in traced), \
+        [(f.id, f.summary) for f in traced]
+    cc = cross_check(flows, events, window=window)
+    assert cc.passed, [f.to_json() for f in cc.failing()]
+    assert cc.counts == {"agree": len(cc.flows)} and len(cc.flows) >= len(traced)
+
+    # that flow's SSL object's calls, up to its next session (a freed SSL's address comes back)
+    upto = min([e.seq for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq > w2.seq],
+               default=1 << 62)
+    gone = [e for e in events if not (isinstance(e, SslData) and e.ssl == w2.ssl and e.pid == w2.pid
+                                      and w2.seq <= e.seq < upto)]
+    cc2 = cross_check(flows, gone, window=window)
+    assert not cc2.passed
+    failing = cc2.failing()
+    assert len(failing) == 1, [(f.flow, f.status, f.matched_by, f.why) for f in failing] + [w2.seq, w2.ssl]
+    (bad,) = failing
+    cr2 = [e.client_random for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq < w2.seq][-1]
+    (flow2,) = [f for f in flows if f.summary.get("client_random") == cr2]
+    assert bytes(flow2.data["c2s"]).startswith(w2.data.data)
+    assert bad.flow == flow2.id and bad.status == "wire-only"
+    assert bad.evidence[0]["record"] >= 1 and bad.evidence[0]["wire_offset"] > 0

@@ -173,18 +173,19 @@ def _ep(x: Any) -> str:
 def cross_check(flows: Sequence[Any], events: Iterable[Event], *,
                 window: tuple[float, float] | None = None) -> CrossCheck:
     """Compares each TLS flow's decrypted plaintext (``flows``: `hostctl.wire.decrypt.DecryptedFlow`)
-    with the agent's ``ssl`` events. ``window`` (start, end): only flows that began in it (the
-    trace's run; flows without a time are kept). Pure: reads its arguments only."""
+    with the agent's ``ssl`` events. ``window`` (start, end): flows that began outside it (before
+    the hooks were in place, after the trace) are left out unless a hooked session names them;
+    flows without a time are kept. Pure: reads its arguments only."""
     by_cr, by_port, where = _sessions(events)
     used: set[str] = set()
     out: list[FlowCrossCheck] = []
     for flow in flows:
-        first = getattr(flow, "first_ts", None)
-        if window is not None and first is not None and not window[0] <= first <= window[1]:
-            continue
         summary = flow.summary or {}
         tls = summary.get("status", "unknown")
         cr = summary.get("client_random")
+        first = getattr(flow, "first_ts", None)
+        if window is not None and first is not None and not window[0] <= first <= window[1] and cr not in by_cr:
+            continue        # outside the trace and no hooked session of its: not this trace's flow
         client, server = _ep(flow.key.client), _ep(flow.key.server)
         if cr is not None and cr in by_cr:
             evs, matched_by = by_cr[cr], "client-random"
