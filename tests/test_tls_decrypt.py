@@ -411,3 +411,15 @@ def test_bad_keylog_file_is_a_clear_error(tmp_path, sessions):
     env = Environment(stdout=out, stderr=err, vars=dict(os.environ))
     st = main(["wire-check", str(sessions["13"]["pcap"]), "--imei", IMEI, "--keylog", str(tmp_path / "nope")], env)
     assert st == ExitStatus.ERROR and "cannot read key log" in err.getvalue()
+
+
+@needs_tools
+def test_dsb_written_by_editcap_inject_secrets(sessions, tmp_path):
+    # a DSB made by Wireshark's own tool (editcap --inject-secrets tls,KEYLOG): read as a key log
+    r = sessions["12"]
+    out = tmp_path / "editcap.pcapng"
+    subprocess.run(["editcap", "--inject-secrets", f"tls,{r['keylog']}", str(r["pcap"]), str(out)], check=True,
+                   capture_output=True, timeout=60)
+    flows, rep = decrypt_capture(out)
+    assert rep["flows"] == {"decrypted": 1} and rep["keylog"]["sources"] == []
+    assert bytes(flows[0].data["c2s"]) == REQUEST * 50 and bytes(flows[0].data["s2c"]) == b"y" * 100000
