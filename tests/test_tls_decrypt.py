@@ -423,3 +423,43 @@ def test_dsb_written_by_editcap_inject_secrets(sessions, tmp_path):
     flows, rep = decrypt_capture(out)
     assert rep["flows"] == {"decrypted": 1} and rep["keylog"]["sources"] == []
     assert bytes(flows[0].data["c2s"]) == REQUEST * 50 and bytes(flows[0].data["s2c"]) == b"y" * 100000
+
+
+@needs_tools
+def test_tls13_early_data_resumed_session(tmp_path):
+    # 0-RTT: s_client resumes with -sess_in and sends -early_data before the handshake completes;
+    # those records open with CLIENT_EARLY_TRAFFIC_SECRET (the server here answers nothing)
+    import time
+
+    from tls_capture import _wait_accept, free_port, make_cert, tcpdump
+
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+    early = tmp_path / "early.txt"
+    early.write_bytes(b"EARLY DATA GET /\r\n")
+    keylog, sess, pcap = tmp_path / "k.log", tmp_path / "sess.pem", tmp_path / "e.pcap"
+    server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
+                               "-early_data", "-naccept", "2", "-tls1_3"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_accept(server)
+        with tcpdump(pcap, port):
+            subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_out", str(sess),
+                            "-keylogfile", str(keylog)], input=b"first\n", capture_output=True, timeout=30)
+            time.sleep(0.3)
+            subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_in", str(sess),
+                            "-early_data", str(early), "-keylogfile", str(keylog)], input=b"second\n",
+                           capture_output=True, timeout=30)
+    finally:
+        server.kill()
+        server.wait(30)
+    flows, rep = decrypt_capture(pcap, [keylog])
+    assert [f.summary["status"] for f in flows] == ["decrypted", "decrypted"], [f.summary for f in flows]
+    assert bytes(flows[0].data["c2s"]) == b"first\n"
+    assert bytes(flows[1].data["c2s"]) == b"EARLY DATA GET /\r\nsecond\n"
+    assert "CLIENT_EARLY_TRAFFIC_SECRET" in flows[1].summary["secrets"]
+    # without the early secret the 0-RTT records are not silently skipped
+    kl = tmp_path / "no-early.log"
+    kl.write_text("".join(x + "\n" for x in keylog.read_text().splitlines() if "EARLY" not in x))
+    flows, _ = decrypt_capture(pcap, [kl])
+    assert flows[1].summary["status"] == "no-secret" and "0-RTT" in flows[1].summary["c2s"]["detail"]

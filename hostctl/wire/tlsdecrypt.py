@@ -27,7 +27,9 @@ What it follows, and where it comes from:
   handshake), and to the next generation on a KeyUpdate (RFC 8446 7.2: "traffic upd"). Without
   the handshake secrets, a direction tries its application key on each protected record until
   one authenticates (Wireshark does the same when only the ``*_TRAFFIC_SECRET_0`` lines are known).
-  ChangeCipherSpec records (middlebox compatibility, RFC 8446 D.4) are skipped.
+  ChangeCipherSpec records (middlebox compatibility, RFC 8446 D.4) are skipped. 0-RTT data (the
+  ClientHello offered ``early_data``) is opened with ``CLIENT_EARLY_TRAFFIC_SECRET``: a client
+  record the handshake key does not open before the first one it does is tried with it.
 - Either side's records may come before the other side's hello is read (the flow table hands a
   direction's held bytes over in one piece): such records wait, up to ``MAX_PENDING`` bytes.
 
@@ -35,6 +37,7 @@ The outcome per direction and per connection is a `status` string, never an exce
 ``decrypted``, ``no-secret`` (the key log has nothing for this client random), ``wrong-secret``
 (a record failed authentication), ``unsupported-suite`` / ``unsupported-version``,
 ``no-handshake`` (the capture began after the hellos: the client random is unknown),
+``renegotiated`` (a TLS 1.2 renegotiation: the records after it are not decrypted),
 ``truncated`` (a record was cut by missing bytes or the end of the capture), ``incomplete`` (the
 hellos never completed) and ``no-application-data``.
 
@@ -60,12 +63,12 @@ MAX_PENDING = 4 << 20          # protected bytes held per direction while the ot
 MAX_HANDSHAKE = 1 << 18        # decrypted handshake bytes held while a message is incomplete
 _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 _CCS, _ALERT, _HANDSHAKE, _APPDATA = 20, 21, 22, 23
-_EXT_ETM, _EXT_VERSIONS = 22, 43
+_EXT_ETM, _EXT_EARLY_DATA, _EXT_VERSIONS = 22, 42, 43
 _HS_CLIENT_HELLO, _HS_SERVER_HELLO, _HS_FINISHED, _HS_KEY_UPDATE = 1, 2, 20, 24
 
 # worst first: the connection's status is the worst of its directions'
 STATUSES = ("wrong-secret", "unsupported-version", "unsupported-suite", "no-secret", "no-handshake",
-            "truncated", "incomplete", "no-application-data", "decrypted")
+            "renegotiated", "truncated", "incomplete", "no-application-data", "decrypted")
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 
 
@@ -296,6 +299,9 @@ class TlsDecryptor:
         self.suite: Suite | None = None
         self.version: int | None = None
         self.etm = {"c2s": False, "s2c": False}
+        self.early_offered = False
+        self.early_keys: _Keys | None = None
+        self.c2s_opened = False         # the client's keys opened a record (0-RTT data is before)
         self.ready = False          # both hellos read, keys (or the reason there are none) set
         self.session_status: str | None = None   # a reason that stops both directions
         self.detail = ""
@@ -434,7 +440,9 @@ class TlsDecryptor:
 
     def _client_hello(self, msg: bytes) -> None:
         self.client_random = bytes(msg[2:34])
-        self.etm["c2s"] = _EXT_ETM in _extensions(msg, 34, client=True)
+        exts = _extensions(msg, 34, client=True)
+        self.etm["c2s"] = _EXT_ETM in exts
+        self.early_offered = _EXT_EARLY_DATA in exts
 
     def _server_hello(self, msg: bytes) -> None:
         self.server_random = bytes(msg[2:34])
@@ -514,6 +522,10 @@ class TlsDecryptor:
                 found = True
             elif app is not None:
                 self._stop(side, "wrong-secret", f"{app_label} of {len(app)} bytes for a {h} suite")
+        early = secrets.get("CLIENT_EARLY_TRAFFIC_SECRET")
+        if self.early_offered and early is not None and len(early) == _HASH_LEN[h]:
+            self.early_keys = keys(early)
+            self.secrets_used.add("CLIENT_EARLY_TRAFFIC_SECRET")
         if not found:
             self.session_status = "no-secret"
             self.detail = "no TLS 1.3 traffic secret for this client random"
@@ -525,6 +537,11 @@ class TlsDecryptor:
             return
         if self.version == 0x0303:
             if ctype == _CCS:
+                if side.ccs:
+                    self._stop(side, "renegotiated", f"{side.name}: a renegotiation at record {n} (stream offset "
+                                                     f"{offset}); its keys are not followed")
+                    side.keys = None
+                    return
                 side.ccs = True
                 side.keys, side.next_keys = side.next_keys, None
                 return
@@ -567,13 +584,34 @@ class TlsDecryptor:
         if keys is None:
             side.undecrypted += 1
             return
+        seq = keys.seq
         try:
             inner_type, plain, skip = keys.open(ctype, header[1:3], header, body)
         except _Failed as exc:
+            if self.early_offered and side is self.c2s and not self.c2s_opened and self.version == 0x0304:
+                keys.seq = seq                   # 0-RTT data comes before the handshake flight
+                self._early(side, n, ctype, header, body, offset)
+                return
             side.undecrypted += 1
             self._stop(side, "wrong-secret", f"{side.name} record {n} at stream offset {offset}: {exc}")
             return
+        if side is self.c2s:
+            self.c2s_opened = True
         self._deliver(side, n, inner_type, plain, offset + 5 + skip)
+
+    def _early(self, side: _Side, n: int, ctype: int, header: bytes, body: bytes, offset: int) -> None:
+        if self.early_keys is not None:
+            seq = self.early_keys.seq
+            try:
+                inner_type, plain, skip = self.early_keys.open(ctype, header[1:3], header, body)
+            except _Failed:
+                self.early_keys.seq = seq
+            else:
+                self._deliver(side, n, inner_type, plain, offset + 5 + skip)
+                return
+        side.undecrypted += 1
+        self._stop(side, "no-secret", f"{side.name} record {n}: 0-RTT early data, and no CLIENT_EARLY_TRAFFIC_SECRET "
+                                      "opens it")
 
     def _deliver(self, side: _Side, n: int, inner_type: int, plain: bytes, wire_offset: int) -> None:
         side.decrypted += 1
@@ -621,6 +659,8 @@ class TlsDecryptor:
         """The connection's status: the worst of its two directions' (``decrypted`` when both
         decrypted, or one did and the other carried no application data)."""
         a, b = self.side_status("c2s"), self.side_status("s2c")
+        if {a, b} == {"decrypted", "no-application-data"}:
+            return "decrypted"
         return a if _RANK[a] < _RANK[b] else b
 
     def summary(self) -> dict:
