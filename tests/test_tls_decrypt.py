@@ -463,3 +463,40 @@ def test_tls13_early_data_resumed_session(tmp_path):
     kl.write_text("".join(x + "\n" for x in keylog.read_text().splitlines() if "EARLY" not in x))
     flows, _ = decrypt_capture(pcap, [kl])
     assert flows[1].summary["status"] == "no-secret" and "0-RTT" in flows[1].summary["c2s"]["detail"]
+
+
+@needs_tools
+def test_tls12_renegotiation_is_reported_not_hidden(tmp_path):
+    # s_client's "R" line renegotiates (s_server -client_renegotiation allows it, OpenSSL 3): what
+    # came before is decrypted, what comes after is not followed and the flow says so
+    import time
+
+    from tls_capture import _wait_accept, free_port, make_cert, tcpdump
+
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+    keylog, pcap = tmp_path / "k.log", tmp_path / "r.pcap"
+    server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
+                               "-rev", "-naccept", "1", "-tls1_2", "-client_renegotiation"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_accept(server)
+        with tcpdump(pcap, port):
+            client = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                                       "-keylogfile", str(keylog)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            for line in (b"hello\n", b"R\n", b"world\n"):
+                time.sleep(0.4)
+                client.stdin.write(line)
+                client.stdin.flush()
+            time.sleep(0.4)
+            client.stdin.close()
+            client.wait(30)
+    finally:
+        server.kill()
+        server.wait(30)
+    if keylog.read_text().count("CLIENT_RANDOM") < 2:
+        pytest.skip("the renegotiation did not happen")
+    (flow,), rep = decrypt_capture(pcap, [keylog])
+    assert flow.summary["status"] == "renegotiated" and "renegotiation at record" in flow.summary["c2s"]["detail"]
+    assert bytes(flow.data["c2s"]) == b"hello\n" and bytes(flow.data["s2c"]) == b"olleh\n"
