@@ -444,9 +444,16 @@ def test_tls13_early_data_resumed_session(tmp_path):
     try:
         _wait_accept(server)
         with tcpdump(pcap, port):
-            subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_out", str(sess),
-                            "-keylogfile", str(keylog)], input=b"first\n", capture_output=True, timeout=30)
-            time.sleep(0.3)
+            first = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_out",
+                                      str(sess), "-keylogfile", str(keylog)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            first.stdin.write(b"first\n")
+            first.stdin.flush()
+            deadline = time.monotonic() + 30       # s_client writes -sess_out when the ticket comes
+            while not sess.exists() and time.monotonic() < deadline and first.poll() is None:
+                time.sleep(0.05)
+            first.stdin.close()
+            first.wait(30)
             subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_in", str(sess),
                             "-early_data", str(early), "-keylogfile", str(keylog)], input=b"second\n",
                            capture_output=True, timeout=30)
