@@ -507,3 +507,20 @@ def test_tls12_renegotiation_is_reported_not_hidden(tmp_path):
     (flow,), rep = decrypt_capture(pcap, [keylog])
     assert flow.summary["status"] == "renegotiated" and "renegotiation at record" in flow.summary["c2s"]["detail"]
     assert bytes(flow.data["c2s"]) == b"hello\n" and bytes(flow.data["s2c"]) == b"olleh\n"
+
+
+def test_agent_events_tls_secrets_decrypt_without_keylog(sessions, tmp_path):
+    # wire-check --agent-events with a trace's tls-secret events decrypts with no --keylog
+    from hostctl.events import EventWriter, TlsSecret
+
+    r = sessions["13"]
+    with EventWriter(tmp_path / "events.jsonl") as w:
+        for line in r["keylog"].read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                label, cr, secret = line.split()
+                w.write(TlsSecret(app="com.android.mms", pid=1, host_ts=1.0, label=label, client_random=cr,
+                                  secret=secret, module="libssl.so"))
+    rep = wire_check([r["pcap"]], [Identifier("imei", IMEI, "imei")], agent_events=[tmp_path / "events.jsonl"],
+                     hash_budget=0)
+    assert rep["tls"]["flows"] == {"decrypted": 1}
+    assert any(f["layer"] == "tls-decrypted" for f in rep["findings"])

@@ -275,6 +275,20 @@ class WireCheck:
         self.agent_files.append(info)
         return info
 
+    def add_agent_secrets(self, path: str | Path) -> int:
+        """Adds the TLS secrets of a ``hostctl trace`` events file (``tls-secret`` events) to the
+        key log; call before `add_capture`. Returns how many were new."""
+        from ..events import TlsSecret, read_events
+
+        n = 0
+        try:
+            for _, ev in read_events(path, errors=[]):
+                if isinstance(ev, TlsSecret):
+                    n += self.keylog.add(ev.label, bytes.fromhex(ev.client_random), bytes.fromhex(ev.secret))
+        except OSError as exc:
+            raise WireCheckError(f"{path}: cannot read agent events: {exc.strerror or exc}") from exc
+        return n
+
     # -- findings and tokens ----------------------------------------------------------------
     def _finding(self, m: Any, where: _Where, offset_base: int = 0) -> dict | None:
         p: Pattern = m.pattern
@@ -746,10 +760,13 @@ def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier]
                write_decrypted: str | Path | None = None) -> dict:
     """Analyse captures (and agent events) for identifiers; the report as a JSON-ready dict.
 
-    ``keylogs``: NSS key log files to decrypt TLS with (captures' own DSBs are used too).
+    ``keylogs``: NSS key log files to decrypt TLS with (captures' own DSBs, and the ``tls-secret``
+    events of ``agent_events``, are used too).
     ``write_decrypted``: also write the captures' packets as one pcapng with a DSB holding the
     secrets of the TLS sessions seen in them, which Wireshark opens decrypted."""
     check = WireCheck(identifiers, engine=engine, hash_budget=hash_budget, progress=progress, keylogs=keylogs)
+    for ev in agent_events:     # the trace's TLS secrets (tls-secret events) decrypt its captures too
+        check.add_agent_secrets(ev)
     for cap in captures:
         check.add_capture(cap)
     for ev in agent_events:     # after the captures: plaintext events are matched to their flows
