@@ -49,8 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HostctlError
+from .analysis import Connection
+from .decoders import Notes
 from .identifiers import Identifier, Pattern, patterns_for
 from .scan import Scanner
+from .span import LineLocator, Origin, Span
 
 __all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "wire_check"]
 
@@ -126,6 +129,7 @@ class _FlowState:
     readable: dict[str, bytearray] = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
     gaps: int = 0
+    conn: Any = None                  # the decoder stack over this flow (None: opaque / done)
 
 
 class WireCheck:
@@ -159,6 +163,19 @@ class WireCheck:
         self._ports: dict[int, dict] = {}             # client port -> flow record (agent correlation)
         self.agent_files: list[dict] = []
         self._flow_base = 0
+        self.layer_notes = Notes()
+
+    # -- the decoder stack ------------------------------------------------------------------
+    def layer_connection(self, origin: Origin, *, chain: tuple[str, ...] = (), port: int | None = None,
+                         alpn: str | None = None, host: str | None = None, layer: str | None = None,
+                         scan_bottom: bool = True, on_finding: Any = None) -> Connection:
+        """A decoder stack over one two-way byte stream whose findings land in this report:
+        the wire's TCP flows, the agent's TLS sessions and (``tlsdecrypt``) decrypted records
+        (``origin.source == "tls-decrypted"``, ``chain=("tls",)``). Feed it per direction with
+        ``feed(direction, offset, data)``, then ``close()``; with ``scan_bottom`` the stream
+        itself is scanned too (chain ``chain`` or ``stream``)."""
+        return Connection(_LayerSink(self, origin, host, layer or origin.source, on_finding), origin,
+                          chain=chain, port=port, alpn=alpn, scan_bottom=scan_bottom)
 
     # -- captures ---------------------------------------------------------------------------
     def add_capture(self, path: str | Path) -> dict:
@@ -201,6 +218,7 @@ class WireCheck:
         counts: dict[str, int] = defaultdict(int)
         errors: list[str] = []
         lines: dict[int, int] = {}
+        sessions: dict[str, list] = {}
         try:
             events = list(read_events(path, errors=errors))
         except OSError as exc:
@@ -220,6 +238,21 @@ class WireCheck:
                 self._finding(m, where)
             session = f"agent:{ev.pid}:{local_port if local_port is not None else ev.ssl}"
             self._collect_tokens(payload, session, where)
+            direction = "c2s" if ev.direction == "out" else "s2c"
+            sess = sessions.get(session)
+            if sess is None:
+                locator = LineLocator()
+                origin = Origin("agent", flow=flow["id"] if flow else None, host=host, locate=locator)
+                conn = self.layer_connection(origin, host=host, layer="tls-plaintext", scan_bottom=False,
+                                             port=ev.peer.port if ev.peer is not None else None)
+                sess = sessions[session] = [conn, locator, {"c2s": 0, "s2c": 0}]
+            conn, locator, offsets = sess
+            conn.sink.ts = where.ts
+            locator.add(direction, offsets[direction], lineno)
+            conn.feed(direction, offsets[direction], payload)
+            offsets[direction] += len(payload)
+        for conn, _locator, _offsets in sessions.values():
+            conn.close()
         for op in cipher_operations(ev for _, ev in events):
             self._cipher.append({"file": str(path), "op": op})
         info = {"path": str(path), "events": dict(counts), "errors": errors[:20], "error_count": len(errors)}
@@ -227,7 +260,8 @@ class WireCheck:
         return info
 
     # -- findings and tokens ----------------------------------------------------------------
-    def _finding(self, m: Any, where: _Where, offset_base: int = 0) -> dict | None:
+    def _finding(self, m: Any, where: _Where, offset_base: int = 0, chain: str | None = None,
+                 at: dict | None = None) -> dict | None:
         p: Pattern = m.pattern
         key = (p.ident.label or p.ident.value, p.form, where.source, where.flow, where.direction)
         self._finding_counts[key] += 1
@@ -237,7 +271,10 @@ class WireCheck:
         f = {"identifier": p.ident.label or p.ident.kind, "kind": p.ident.kind, "value": p.ident.value,
              "form": p.form, "verdict": form_class(p.form), "source": where.source, "layer": where.layer,
              "flow": where.flow, "direction": where.direction, "offset": offset_base + m.start,
-             "length": m.end - m.start, "host": where.host}
+             "length": m.end - m.start, "host": where.host,
+             "chain": chain or ("tcp" if where.source == "wire" else where.layer)}
+        if at:
+            f.update(at)
         if where.event is not None:
             f["event"] = where.event
             f["hook"] = where.hook
@@ -333,6 +370,7 @@ class WireCheck:
             "hashed": hashed,
             "deterministic": deterministic,
             "clear_http": self._clear_http,
+            "layer_notes": self.layer_notes.to_json(),
             "weak_tls": self._weak_tls,
             "cipher_calls": self._cipher_summary(),
             "summary": summary,
@@ -382,6 +420,34 @@ class WireCheck:
 
 
 _SENT = ("c2s", "out")      # the device's (client's) side: what the claims are about
+
+
+class _LayerSink:
+    """What the decoder stack of one stream reports to: findings become the report's, with
+    their layer chain, offset in the decoded message and the carrier's place in the capture."""
+
+    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts")
+
+    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any) -> None:
+        self.check, self.scanner, self.origin = check, check.scanner, origin
+        self.host, self.layer, self.on_finding = host, layer, on_finding
+        self.ts: float | None = None     # time of the bytes being fed (set by the feeder)
+
+    def layer_finding(self, match: Any, span: Span, offset: int) -> None:
+        o = span.origin
+        direction = span.direction
+        if o.source == "agent":
+            direction = "out" if direction == "c2s" else "in"
+        host = self.host() if callable(self.host) else self.host
+        where = _Where(o.source, o.flow, direction, host, self.layer, capture=o.capture, ts=self.ts)
+        f = self.check._finding(match, where, chain=span.layer,
+                                at={"offset": offset, **span.where(), "chain": span.layer})
+        if f is not None and self.on_finding is not None:
+            self.on_finding(f)
+
+    def layer_note(self, span: Span, kind: str, detail: str) -> None:
+        self.check.layer_notes.add(kind, detail, {"source": span.origin.source, "flow": span.origin.flow,
+                                                  "direction": span.direction, **span.where()})
 
 
 def _worst(findings: Sequence[dict]) -> str:
@@ -474,7 +540,12 @@ class _Consumer:
     def flow_start(self, flow: Any) -> None:
         if flow.id > self.max_flow_id:
             self.max_flow_id = flow.id
-        flow.user = _FlowState(flow, self.capture)
+        st = flow.user = _FlowState(flow, self.capture)
+        if flow.key.proto == "tcp":
+            st.conn = self.c.layer_connection(
+                Origin("wire", flow=self._id(flow), capture=self.capture), port=flow.key.server[1],
+                host=lambda: self._host(flow), layer="wire", scan_bottom=False,
+                on_finding=st.findings.append)
 
     def _state(self, flow: Any) -> _FlowState:
         st = flow.user
@@ -511,6 +582,13 @@ class _Consumer:
         else:
             p.ts = ts
             buf += data
+        conn = st.conn
+        if conn is not None:
+            conn.sink.ts = ts
+            conn.feed(direction, offset, data)
+            if conn.opaque:
+                conn.close()
+                st.conn = None
         proto = flow.protocol
         if proto and proto.get("name") in ("http", "text"):
             rb = st.readable.setdefault(direction, bytearray())
@@ -527,6 +605,8 @@ class _Consumer:
     def gap(self, flow: Any, direction: str, offset: int, length: int) -> None:
         st = self._state(flow)
         st.gaps += 1
+        if st.conn is not None:
+            st.conn.gap(direction, offset, length)
         p = st.dirs[direction]
         if p.stream is None:
             p.stream = self.c.scanner.stream()
@@ -561,6 +641,9 @@ class _Consumer:
         if st is None:
             return
         flow.user = None
+        if st.conn is not None:
+            st.conn.close()
+            st.conn = None
         for direction, p in st.dirs.items():
             if p.stream is None:
                 continue
