@@ -85,7 +85,7 @@ class Out:
     """One decoded message of one layer: scanned as written; the first ``max_body_walk`` bytes
     are kept for the body decoders run at ``close``."""
 
-    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed")
+    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed", "below")
 
     def __init__(self, conn: "ConnectionLike", span: Span, *, walk: bool = True, scan: bool = True) -> None:
         self.conn = conn
@@ -98,6 +98,18 @@ class Out:
         self.size = 0
         self.walk = walk
         self.closed = False
+        self.below: bytearray | None = None   # the encoded bytes this message came from (bounded)
+
+    def encoded(self, data: bytes) -> None:
+        """The encoded bytes (before this layer's transformation) that the next ``write`` came
+        from: a match whose bytes are also among them in one piece (a zstd or deflate literal
+        left as it was) is the layer below's finding, not a second one."""
+        if self.below is None:
+            self.below = bytearray()
+        if len(self.below) + len(data) <= self.conn.limits.max_body_walk:
+            self.below += data
+        else:
+            self.below = bytearray(b"\x00")       # too big to keep: no longer checked
 
     def write(self, data: bytes, *, verbatim: bool = False) -> None:
         """The next decoded bytes; ``verbatim``: they are also, unchanged and contiguous, in the
@@ -122,6 +134,8 @@ class Out:
     def _found(self, matches: list["Match"]) -> None:
         for m in matches:
             if any(a <= m.start and m.end <= b for a, b in self.segments):
+                continue
+            if self.below is not None and len(m.pattern.data) > 0 and m.pattern.data in self.below:
                 continue
             self.conn.sink.layer_finding(m, self.span, m.start)
 

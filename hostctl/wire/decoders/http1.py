@@ -63,6 +63,8 @@ class _Body:
     def write(self, data: bytes) -> None:
         if self.failed:
             return
+        if self.decoders:
+            self.out.encoded(data)
         try:
             for d in self.decoders:
                 data = d.feed(data)

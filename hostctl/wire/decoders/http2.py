@@ -180,6 +180,8 @@ class Http2(Layer):
         if st.failed or not frame.data:
             return
         data = frame.data
+        if st.decoders:
+            st.out.encoded(data)
         try:
             for dec in st.decoders:
                 data = dec.feed(data)

@@ -121,6 +121,8 @@ class WebSocket(Layer):
             return
         out = d.out
         if d.compressed:
+            if verbatim:
+                out.encoded(payload)
             try:
                 data = d.inflate.feed(payload + (_TAIL if fin else b""))
             except (Bomb, Malformed) as exc:
