@@ -11,6 +11,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import sys
 import zlib
 
 import brotli
@@ -301,3 +302,22 @@ def test_tshark_agrees_on_bodies_and_h2_headers(tmp_path):
     assert out.stdout.decode().count(IMEI) == 2
     rep2 = wire_check([path2], IDS, engine="python", hash_budget=0)
     assert sorted(f["direction"] for f in rep2["findings"] if f["chain"] == "h2-header") == ["c2s", "s2c"]
+
+
+def test_the_analyser_and_the_model_import_nothing_of_the_emulator():
+    code = ("import sys, hostctl.wire.check, hostctl.wire.recover, hostctl.wire.decoders, hostctl.model.protections;"
+            "bad = sorted(m for m in sys.modules if m.startswith(('hostctl.emulator', 'hostctl.audit')));"
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_protections_have_both_directions_in_one_place():
+    from hostctl.model.protections import STEPS, KeyMaterial, matches, protect, unprotect
+
+    km = KeyMaterial(bytes(range(16)), bytes(16))
+    for name, step in STEPS.items():
+        out = protect(NUMBER, name, km)
+        assert matches(NUMBER, out, name, km), name
+        if not step.one_way:
+            assert unprotect(out, name, km) == NUMBER, name

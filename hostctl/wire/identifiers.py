@@ -46,7 +46,7 @@ Forms (``Pattern.form``; the bytes start from the value's UTF-8 text, or the var
                                 international, 81 unknown, a1 national), TBCD digits
     md5-hex, md5-HEX, md5-base64, md5-base64url, md5-raw   (and sha1-*, sha256-*): the digest
                                 of the text as lower / upper hex, Base64 (alignment 0) or raw
-    S1>S2                       two protection steps of hostctl.emulator.behaviour applied in
+    S1>S2                       two protection steps of hostctl.model.protections applied in
                                 order, as a firmware profile writes ``protection: [S1, S2]``
                                 (e.g. ``sha1>base64`` is the Base64 of the hex digest's text,
                                 ``base64>url``, ``utf16le>md5``); all combinations of the
@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from hostctl.emulator.behaviour import PROTECTIONS, ProtectionError, protect
+from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 from hostctl.errors import HostctlError
 
 __all__ = [
@@ -131,7 +131,7 @@ _TRUNK = {
                          "504", "505", "999")},
 }
 
-# Protection steps of hostctl.emulator.behaviour that need no key (the keyed ones are
+# Protection steps of hostctl.model.protections that need no key (the keyed ones are
 # encryption, which the checks judge from repeated ciphertexts, not from patterns).
 BEHAVIOUR_STEPS = tuple(p for p in PROTECTIONS if p != "plain" and not p.startswith("aes-"))
 _B64_FINAL = frozenset({"base64", *(f"{d}-base64" for d in DIGEST_SIZES)})
@@ -323,7 +323,7 @@ def _step(step: str, data: bytes, final: bool) -> bytes:
 def apply_steps(text: str | bytes, steps: Sequence[str], *, trim: bool = True) -> bytes | None:
     """The bytes ``steps`` make of ``text`` (None when a step does not apply, e.g. UTF-16 of
     bytes that are not UTF-8, or TBCD of a non-digit). Steps are hostctl.emulator.behaviour's
-    unkeyed protections plus the extra ones named in the module docstring; with ``trim`` a
+    unkeyed protections (hostctl.model.protections) plus the extra ones named in the module docstring; with ``trim`` a
     final Base64 step is trimmed to the characters that need no following bytes (without, it
     is the padded text, as when another step follows)."""
     data = text.encode("utf-8") if isinstance(text, str) else text

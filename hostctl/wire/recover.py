@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from hostctl.emulator.identity import luhn_ok
+from hostctl.model.identity import luhn_ok
 from hostctl.errors import HostctlError
 from hostctl.wire.identifiers import (DIGEST_SIZES, NUMBER_KINDS, Identifier, NumberParts,
                                       Pattern, apply_steps, parse_number, patterns_for)
