@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hostctl.emulator import screens
-from hostctl.emulator.behaviour import matches
+from hostctl.model.protections import matches
 from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
 from tests.test_mx_app import wait_for
