@@ -282,7 +282,8 @@ def test_syn_ack_first_still_knows_the_client() -> None:
     assert rec.flows[1].key == FlowKey("tcp", C4, S4) and not rec.flows[1].midstream
 
 
-def test_rst_ends_at_once_and_trailing_packets_stay_with_the_flow() -> None:
+def test_rst_keeps_bytes_in_flight_and_trailing_packets_stay_with_the_flow() -> None:
+    # tshark's tcp.stream keeps what was in flight when the RST was sent (issue 15.5)
     def build(sink):
         s = Segs(sink)
         s.handshake()
@@ -292,7 +293,7 @@ def test_rst_ends_at_once_and_trailing_packets_stay_with_the_flow() -> None:
         s.seg("c2s", 6, flags="FA")
     rec, table = analyse(capture(build))
     assert rec.flows[1].ended == "rst" and len(rec.flows) == 1
-    assert rec.stream(1, "c2s") == (b"abc", []) and rec.flows[1].packets == 7
+    assert rec.stream(1, "c2s") == (b"abcdef", []) and rec.flows[1].packets == 7
 
 
 def test_ports_reused_after_close_start_a_new_flow() -> None:

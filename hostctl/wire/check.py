@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gc
+import os
 import re
 import time
 from collections import defaultdict
@@ -72,6 +73,7 @@ _FIELD_BEFORE = re.compile(rb"""["']?([A-Za-z_][A-Za-z0-9_.-]{0,40})["']?\s*[:=]
 _TOKEN_WINDOW = 256 * 1024       # readable bytes per flow direction searched for opaque values
 _MAX_FLOW_RECORDS = 5000
 _MAX_FINDINGS_PER_KEY = 200
+CACHE_FROM = 50
 
 
 class WireCheckError(HostctlError):
@@ -140,12 +142,22 @@ class WireCheck:
     """
 
     def __init__(self, identifiers: Sequence[Identifier], *, engine: str = "auto",
-                 hash_budget: float = 5.0, progress: Any = None) -> None:
+                 hash_budget: float = 5.0, progress: Any = None, cache: bool | None = None) -> None:
         if not identifiers:
             raise WireCheckError("no identifiers to look for: give --testbed or --imei/--imsi/--iccid/--number/--text")
         self.identifiers = list(identifiers)
-        self.patterns: list[Pattern] = patterns_for(self.identifiers)
-        self.scanner = Scanner(self.patterns, engine=engine)
+        # the on-disk cache (hostctl.wire.cache) pays off where compiling costs seconds: from
+        # CACHE_FROM identifiers on, unless HOSTCTL_CACHE=off or cache=False says otherwise
+        if cache is None:
+            cache = len(self.identifiers) >= CACHE_FROM and os.environ.get("HOSTCTL_CACHE") != "off"
+        self.startup = "compiled"
+        if cache:
+            from .cache import cached_scanner
+
+            self.patterns, self.scanner, self.startup = cached_scanner(self.identifiers, engine=engine)
+        else:
+            self.patterns = patterns_for(self.identifiers)
+            self.scanner = Scanner(self.patterns, engine=engine)
         self._pattern_bytes = {p.data for p in self.patterns}
         self._by_form = {(p.ident.label or p.ident.kind, p.ident.value, p.form): p for p in self.patterns}
         self.hash_budget = hash_budget
