@@ -321,3 +321,47 @@ def test_protections_have_both_directions_in_one_place():
         assert matches(NUMBER, out, name, km), name
         if not step.one_way:
             assert unprotect(out, name, km) == NUMBER, name
+
+
+def test_weak_cipher_suites_are_flagged():
+    from hostctl.wire.check import weak_cipher
+
+    for name in ("TLS_RSA_EXPORT_WITH_RC4_40_MD5", "TLS_RSA_WITH_RC4_128_SHA", "TLS_RSA_WITH_DES_CBC_SHA",
+                 "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_NULL_SHA", "TLS_DH_anon_WITH_AES_128_CBC_SHA"):
+        assert weak_cipher(name), name
+    for name in ("TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "0x1A2B"):
+        assert weak_cipher(name) is None, name
+
+
+def test_h2c_upgrade_then_http2(tmp_path):
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    up = (b"GET /x HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+          b"HTTP2-Settings: " + settings + b"\r\n\r\n")
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_upgrade_connection(settings)
+    server.send_headers(1, [(":status", "200"), ("x-imei", IMEI)])
+    server.send_data(1, gzip.compress(NUMBER.encode()) and NUMBER.encode(), end_stream=True)
+    s2c = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" + server.data_to_send()
+    c2s2 = client.data_to_send()
+    rep, got = findings(tmp_path, [(80, [("c2s", up), ("s2c", s2c), ("c2s", c2s2)])])
+    assert got == [("hs1 imei0", "h2-header", "s2c"), ("hs1 number0", "tcp", "s2c")]
+
+
+def test_agent_events_go_through_the_layers(tmp_path):
+    from hostctl.events import EventWriter, Payload, SslData
+
+    ws = ws_exchange(f"imei={IMEI};x", b"y" * 20, deflate=True)
+    ev = tmp_path / "events.jsonl"
+    with EventWriter(ev) as w:
+        for i, (direction, data) in enumerate(ws):
+            w.write(SslData(app="com.android.mms", pid=7, host_ts=1.0 + i, agent_ts=1.0 + i, seq=i + 1,
+                            fn="SSL_write" if direction == "c2s" else "SSL_read",
+                            direction="out" if direction == "c2s" else "in", module="libssl.so", ssl="0x1", fd=5,
+                            length=len(data), data=Payload(data, len(data))))
+    check = WireCheck(IDS, engine="python", hash_budget=0)
+    check.add_agent_events(ev)
+    got = [(f["chain"], f["direction"], f["layer"], f.get("event")) for f in check.findings]
+    assert got == [("websocket>permessage-deflate", "out", "tls-plaintext>websocket>permessage-deflate", 3)], \
+        (got, check.agent_files)

@@ -56,7 +56,7 @@ from .identifiers import Identifier, Pattern, patterns_for
 from .scan import Scanner
 from .span import LineLocator, Origin, Span
 
-__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "wire_check"]
+__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "weak_cipher", "wire_check"]
 
 SCHEMA = "hostctl.wire-check/1"
 
@@ -87,6 +87,21 @@ def form_class(form: str) -> str:
         return "hashed"
     base = form.rsplit(":", 1)[-1]
     return "in-clear" if base == "ascii" else "encoded"
+
+
+# Cipher suites no handset should agree to (RFC 7465 RC4, RFC 8996-era guidance, NIST SP 800-52r2
+# 3.3.1): export-grade, RC4, single and triple DES, no encryption (NULL), no authentication (anon)
+_WEAK_CIPHER = (("EXPORT", "an export-grade suite"), ("_RC4_", "RC4"), ("3DES", "triple DES"),
+                ("_DES_", "single DES"), ("DES40", "export DES"), ("_NULL_", "no encryption (NULL)"),
+                ("WITH_NULL", "no encryption (NULL)"), ("_anon_", "no server authentication (anon)"))
+
+
+def weak_cipher(name: str) -> str | None:
+    """Why the negotiated cipher suite ``name`` (IANA name) is weak, or None."""
+    for token, why in _WEAK_CIPHER:
+        if token in name or token in name.replace("DES_EDE", "3DES"):
+            return f"cipher suite {name}: {why}"
+    return None
 
 
 def is_vendor_host(host: str | None) -> bool:
@@ -451,7 +466,8 @@ class _LayerSink:
         if o.source == "agent":
             direction = "out" if direction == "c2s" else "in"
         host = self.host() if callable(self.host) else self.host
-        where = _Where(o.source, o.flow, direction, host, self.layer, capture=o.capture, ts=self.ts)
+        where = _Where(o.source, o.flow, direction, host, f"{self.layer}>{span.layer}", capture=o.capture,
+                       ts=self.ts)
         f = self.check._finding(match, where, chain=span.layer,
                                 at={"offset": offset, **span.where(), "chain": span.layer})
         if f is not None and self.on_finding is not None:
@@ -686,8 +702,14 @@ class _Consumer:
         rec["verdict"] = worst
         if proto.get("name") == "tls":
             version = proto.get("version")
+            cipher = proto.get("cipher") or ""
+            weak = weak_cipher(cipher)
             if is_vendor_host(host) and version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
-                c._weak_tls.append({"flow": fid, "host": host, "version": version})
+                c._weak_tls.append({"flow": fid, "host": host, "version": version, "cipher": cipher,
+                                    "why": f"protocol version {version}"})
+            elif is_vendor_host(host) and weak:
+                c._weak_tls.append({"flow": fid, "host": host, "version": f"{version} with {cipher}",
+                                    "cipher": cipher, "why": weak})
         elif proto.get("name") == "http" and (is_vendor_host(host) or st.findings):
             c._clear_http.append({"flow": fid, "host": host, "requests": proto.get("requests", [])[:20],
                                   "findings": len(st.findings),

@@ -41,6 +41,14 @@ MAX_REQUESTS = 200           # requests listed per flow (all are counted)
 DECIDE = 8                   # first bytes needed to tell TLS from HTTP from text ("OPTIONS ")
 
 CIPHER_SUITES = {
+    0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
+    0x0003: "TLS_RSA_EXPORT_WITH_RC4_40_MD5", 0x0006: "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5",
+    0x0008: "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0009: "TLS_RSA_WITH_DES_CBC_SHA",
+    0x0014: "TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0015: "TLS_DHE_RSA_WITH_DES_CBC_SHA",
+    0x0018: "TLS_DH_anon_WITH_RC4_128_MD5", 0x001B: "TLS_DH_anon_WITH_3DES_EDE_CBC_SHA",
+    0x0034: "TLS_DH_anon_WITH_AES_128_CBC_SHA", 0x003B: "TLS_RSA_WITH_NULL_SHA256",
+    0xC006: "TLS_ECDHE_ECDSA_WITH_NULL_SHA", 0xC010: "TLS_ECDHE_RSA_WITH_NULL_SHA",
+    0xC016: "TLS_ECDH_anon_WITH_RC4_128_SHA", 0xC018: "TLS_ECDH_anon_WITH_AES_128_CBC_SHA",
     0x0004: "TLS_RSA_WITH_RC4_128_MD5", 0x0005: "TLS_RSA_WITH_RC4_128_SHA",
     0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0016: "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
     0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
@@ -203,6 +211,22 @@ _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PAT
 _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(1\.[01])\r?$")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) (\d{3})(?: ([^\r\n]*))?\r?$")
 _PRINTABLE = re.compile(rb"[\t\n\r\x20-\x7e]{8,}")
+_TLS_AFTER_TEXT = re.compile(rb"[\n>](\x16\x03[\x00-\x04])")
+_MESSAGE_LINE = re.compile(rb"(?:^|\n)((?:" + b"|".join(m.strip() for m in _METHODS) + rb") \S+ HTTP/1\.[01]\r?\n"
+                           rb"|HTTP/1\.[01] \d{3}\b)")
+_SEARCH = 4096           # bytes searched for a first message line (joined mid-session)
+
+
+def _message_start(data: bytes) -> int | None:
+    """Where the first HTTP/1.x request or status line begins in ``data``: at its start, after
+    a few stray bytes, or after a line break within the first ``_SEARCH`` bytes; else None."""
+    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
+        return 0
+    head = data[:16].lstrip(b"\r\n\x00 ")
+    if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
+        return data.index(head[:4])
+    m = _MESSAGE_LINE.search(data[:_SEARCH])
+    return m.start(1) if m else None
 _PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")      # all a short flow said
 
 
@@ -234,7 +258,7 @@ class _HttpDir:
 
 
 class _Sniff:
-    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods")
+    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods", "tunnel")
 
     def __init__(self) -> None:
         self.next = {"c2s": 0, "s2c": 0}
@@ -243,6 +267,7 @@ class _Sniff:
         self.http: dict[str, _HttpDir] | None = None
         self.decided = {"c2s": False, "s2c": False}
         self.pending_methods: list[int] = []     # indices of requests awaiting their response
+        self.tunnel: str | None = None           # CONNECT's target once the proxy said 2xx
 
 
 def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
@@ -302,6 +327,12 @@ def _lose(st: _Sniff, proto: dict[str, Any], direction: str, why: str) -> None:
 
 def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
     proto = flow.protocol
+    if proto.get("name") == "text":
+        # STARTTLS (XMPP <proceed/>, SMTP/IMAP "220"/"OK Begin TLS" then a ClientHello): a
+        # handshake record may follow the clear text within one piece
+        m = _TLS_AFTER_TEXT.search(data)
+        if m is not None and m.start(1) > 0:
+            offset, data = offset + m.start(1), data[m.start(1):]
     if len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3 and data[2] <= 4:
         before = proto.get("first_line")
         proto.clear()
@@ -317,9 +348,18 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
         _tls_feed(st, proto, direction, offset, data)
         _replay_other(st, proto, direction, _tls_feed)
         return
-    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
+    start = _message_start(data)
+    if start is not None:
+        # a request or status line, after at most a few stray bytes (a keep-alive byte, a CRLF
+        # left from the message before) or, for a capture that joined mid-session, after the
+        # tail of the message in progress
+        if start:
+            data = data[start:]
+            proto_note = {"skipped": start}
+        else:
+            proto_note = {}
         proto.clear()
-        proto.update({"name": "http", "requests": []})
+        proto.update({"name": "http", "requests": [], **proto_note})
         st.http = {"c2s": _HttpDir(), "s2c": _HttpDir()}
         _http_feed(st, proto, direction, data)
         _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
@@ -439,6 +479,24 @@ def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -
         head, data = h.head[:end], h.head[end + sep:]
         h.head = b""
         _http_message(st, proto, direction, h, head)
+        if st.tunnel is not None:
+            _enter_tunnel(st, proto, direction, data)
+            return
+
+
+def _enter_tunnel(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -> None:
+    """A CONNECT was answered 2xx: what follows on both sides is the tunnelled protocol (TLS,
+    in PCAPdroid's proxy captures): its hellos are read as any TLS flow's, and the flow keeps
+    the proxy requests under ``proxy``."""
+    proxy = {"requests": proto.get("requests", []), "host": proto.get("host"), "tunnel": st.tunnel}
+    proto.clear()
+    proto.update({"name": "tls", "proxy": proxy})
+    st.http = None
+    st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
+    for d in st.tls.values():
+        d.lenient = True
+    if data:
+        _tls_feed(st, proto, direction, st.next[direction] - len(data), data)
 
 
 def _chunked(h: _HttpDir, data: bytes) -> bytes:
@@ -513,6 +571,9 @@ def _http_message(st: _Sniff, proto: dict[str, Any], direction: str, h: _HttpDir
         if i >= 0:
             reqs[i]["status"] = status
             head_request = reqs[i]["method"] == "HEAD"
+            if reqs[i]["method"] == "CONNECT" and 200 <= status < 300:
+                st.tunnel = reqs[i]["path"]
+                return
     if head_request or status in (204, 304):
         return
     _body_framing(h, headers, request=False)
