@@ -17,6 +17,10 @@ Schema (``*`` = required; ``{}`` or no ``behaviour:`` at all = the build sends n
           port*: int                      #   chat:     app.chat.xiaomi.net 5222 tls
           transport*: tls | http          #   resolver: resolver.msg.xiaomi.net 80 http
           path: str                       #   "/..." (default: none, "")
+          encoding: identity | gzip | deflate   # Content-Encoding of the request body
+                                          #   (RFC 9110 8.4.1; default identity): a build that
+                                          #   gzips its reports (what wire-check's http-body>gzip
+                                          #   layer reads)
       keys:                               # key material for the aes-* protections
         NAME:
           secret*: str                    #   the build secret
@@ -124,6 +128,7 @@ EVENT_DATA: dict[str, frozenset[str]] = {
 _KEYED = KEYED
 
 _TRANSPORTS = ("tls", "http")
+_ENCODINGS = ("identity", "gzip", "deflate")
 _REQUIRED_ENDPOINTS = ("account", "chat", "resolver")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -145,6 +150,7 @@ class Endpoint:
     port: int
     transport: str            # "tls" | "http"
     path: str = ""
+    encoding: str = "identity"   # the request body's Content-Encoding
 
 
 DEFAULT_ENDPOINTS: dict[str, Endpoint] = {
@@ -204,6 +210,7 @@ class Request:
     protections: dict[str, tuple[str, ...]]
     keys: dict[str, str]            # field -> key name, for keyed protections
     slot: int | None = None         # the SIM whose identity and key it used
+    encoding: str = "identity"      # the body's Content-Encoding (the endpoint's)
 
     @property
     def tls(self) -> bool:
@@ -307,7 +314,7 @@ class Behaviour:
         path = rule.path if rule.path is not None else ep.path
         return Request(event=event, endpoint=ep.name, host=ep.host, port=ep.port,
                        transport=ep.transport, method=rule.method, path=path, fields=fields,
-                       plaintext=plain, protections=prots, keys=keys, slot=slot)
+                       plaintext=plain, protections=prots, keys=keys, slot=slot, encoding=ep.encoding)
 
 
 def _source_value(f: FieldSpec, ctx: EventContext, sim: Any, where: str) -> str:
@@ -428,7 +435,7 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
         path = f"behaviour.endpoints.{name}"
         c.name(name, path)
         spec = c.mapping(spec, path)
-        c.keys(spec, ("host", "port", "transport", "path"), ("host", "port", "transport"), path)
+        c.keys(spec, ("host", "port", "transport", "path", "encoding"), ("host", "port", "transport"), path)
         host = c.string(spec["host"], f"{path}.host")
         if not _HOST.fullmatch(host):
             raise c.fail(f"{path}.host", f"not a host name: {host!r}")
@@ -437,8 +444,10 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
             raise c.fail(f"{path}.port", f"expected a port 1-65535, got {port!r}")
         transport = c.choice(spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport",
                              " or ".join(_TRANSPORTS))
+        encoding = c.choice(spec.get("encoding", "identity"), {e: e for e in _ENCODINGS}, f"{path}.encoding",
+                            ", ".join(_ENCODINGS))
         out[name] = Endpoint(name, host, port, transport,
-                             _parse_path(c, spec.get("path"), f"{path}.path") or "")
+                             _parse_path(c, spec.get("path"), f"{path}.path") or "", encoding)
     for name in _REQUIRED_ENDPOINTS:
         if name not in out:
             raise c.fail(f"behaviour.endpoints.{name}",
