@@ -225,6 +225,8 @@ def _message_start(data: bytes) -> int | None:
     head = data[:16].lstrip(b"\r\n\x00 ")
     if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
         return data.index(head[:4])
+    if b"HTTP/1." not in data[:_SEARCH]:       # every request and status line has it: cheap test first
+        return None
     m = _MESSAGE_LINE.search(data[:_SEARCH])
     return m.start(1) if m else None
 _PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")      # all a short flow said

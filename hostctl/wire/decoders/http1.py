@@ -33,7 +33,7 @@ def _sniff(c2s: bytes, s2c: bytes):
     for head, rx in ((c2s, _REQUEST), (s2c, _STATUS)):
         if not head:
             continue
-        m = rx.search(head[:_JUNK + 2048])
+        m = rx.search(head[:_JUNK + 2048]) if b"HTTP/1." in head[:_JUNK + 2048] else None
         if m and m.start() <= _JUNK:
             return True
         if b"\n" not in head[:_JUNK + 2048] and len(head) < 64:

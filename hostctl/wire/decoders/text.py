@@ -88,6 +88,11 @@ def _xmpp_sniff(c2s: bytes, s2c: bytes):
     return False
 
 
+def _xml_like(head: bytes) -> bool:
+    h = head[:64].lstrip()
+    return h[:1] == b"<" or (bool(h) and all(32 <= c < 127 or c in (9, 10, 13) for c in h))
+
+
 _C2S_SWITCH = re.compile(rb"</compress\s*>")
 _S2C_SWITCH = re.compile(rb"<compressed\b[^>]*/>|<compressed\b[^>]*>\s*</compressed\s*>")
 _PROCEED = re.compile(rb"<proceed\b[^>]*/?>")
@@ -103,10 +108,17 @@ class Xmpp(Layer):
         self.tail = {C2S: b"", S2C: b""}
         self.streams: dict[str, _Stream] = {}
         self.tls = False
+        self.seen: set[str] = set()
 
     def feed(self, direction: str, offset: int, data: bytes) -> None:
         if self.tls:
             return
+        if direction not in self.seen:
+            self.seen.add(direction)
+            if not _xml_like(data):
+                # claimed by its port, but this side speaks no XML: nothing to follow
+                self.tls = True
+                return
         st = self.streams.get(direction)
         if st is not None:
             st.feed(data)
