@@ -110,7 +110,7 @@ class Connection:
         self._decide(final=len(head) >= SNIFF_BYTES)
 
     def _decide(self, *, final: bool) -> None:
-        c2s, s2c = bytes(self._head[C2S]), bytes(self._head[S2C])
+        c2s, s2c = bytes(self._head[C2S][:SNIFF_BYTES]), bytes(self._head[S2C][:SNIFF_BYTES])
         factory = self.registry.choose(c2s, s2c, port=self.port, alpn=self.alpn, final=final)
         if factory is WAIT:
             return

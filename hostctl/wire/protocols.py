@@ -32,6 +32,8 @@ import re
 import struct
 from typing import Any
 
+from hostctl.wire.decoders.registry import REGISTRY
+
 __all__ = ["CIPHER_SUITES", "cipher_name", "finish", "observe", "parse_client_hello", "parse_server_hello",
            "version_name"]
 
@@ -335,36 +337,17 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
         m = _TLS_AFTER_TEXT.search(data)
         if m is not None and m.start(1) > 0:
             offset, data = offset + m.start(1), data[m.start(1):]
-    if len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3 and data[2] <= 4:
-        before = proto.get("first_line")
-        proto.clear()
-        proto["name"] = "tls"
-        if before is not None:
-            proto["cleartext_first_line"] = before     # STARTTLS: text first (XMPP, SMTP), then TLS
-        st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
-        for d in ("c2s", "s2c"):
-            if d != direction and st.next[d] > 0:
-                # that side spoke in clear already: its hello, if any, comes with its next bytes
-                # (STARTTLS); if those are no TLS record, it is not TLS on that side, not an error
-                st.tls[d].lenient = True
-        _tls_feed(st, proto, direction, offset, data)
-        _replay_other(st, proto, direction, _tls_feed)
-        return
-    start = _message_start(data)
+    # which protocol: the decoders' registry says, by its named heuristics (the same that pick
+    # the decoder stack's layers); a capture joined mid-session gets one more look for an HTTP
+    # message line after the tail of the message in progress
+    head = data[:4096]
+    c2s, s2c = (head, b"") if direction == "c2s" else (b"", head)
+    name = REGISTRY.name_of(c2s, s2c, final=True)
+    if name not in _STARTERS and _message_start(data) is not None:
+        name = "http1"
+    start = _STARTERS.get(name)
     if start is not None:
-        # a request or status line, after at most a few stray bytes (a keep-alive byte, a CRLF
-        # left from the message before) or, for a capture that joined mid-session, after the
-        # tail of the message in progress
-        if start:
-            data = data[start:]
-            proto_note = {"skipped": start}
-        else:
-            proto_note = {}
-        proto.clear()
-        proto.update({"name": "http", "requests": [], **proto_note})
-        st.http = {"c2s": _HttpDir(), "s2c": _HttpDir()}
-        _http_feed(st, proto, direction, data)
-        _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
+        start(st, flow, direction, offset, data)
         return
     if not proto:
         m = _PRINTABLE.match(data[:256]) or (_PRINTABLE_SHORT.fullmatch(data) if len(data) < 8 else None)
@@ -377,6 +360,41 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
     if all(st.decided.values()) and proto["name"] == "unknown":
         flow.sniff = False                     # nothing more to learn: later calls return at once
     # (text flows stay watched: a STARTTLS handshake may follow the clear text)
+
+
+def _start_tls(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    proto = flow.protocol
+    before = proto.get("first_line")
+    proto.clear()
+    proto["name"] = "tls"
+    if before is not None:
+        proto["cleartext_first_line"] = before     # STARTTLS: text first (XMPP, SMTP), then TLS
+    st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
+    for d in ("c2s", "s2c"):
+        if d != direction and st.next[d] > 0:
+            # that side spoke in clear already: its hello, if any, comes with its next bytes
+            # (STARTTLS); if those are no TLS record, it is not TLS on that side, not an error
+            st.tls[d].lenient = True
+    _tls_feed(st, proto, direction, offset, data)
+    _replay_other(st, proto, direction, _tls_feed)
+
+
+def _start_http(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    # a request or status line, after at most a few stray bytes (a keep-alive byte, a CRLF left
+    # from the message before) or, for a capture that joined mid-session, after the tail of the
+    # message in progress
+    proto = flow.protocol
+    skip = _message_start(data) or 0
+    proto.clear()
+    proto.update({"name": "http", "requests": [], **({"skipped": skip} if skip else {})})
+    st.http = {"c2s": _HttpDir(), "s2c": _HttpDir()}
+    _http_feed(st, proto, direction, data[skip:])
+    _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
+
+
+# registry layer name -> what reads that protocol's metadata (the other layers' flows are text or
+# unknown here)
+_STARTERS = {"tls": _start_tls, "http1": _start_http}
 
 
 def _replay_other(st: _Sniff, proto: dict[str, Any], direction: str, feed: Any) -> None:

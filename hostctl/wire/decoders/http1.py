@@ -29,14 +29,20 @@ _START = {C2S: _REQUEST, S2C: _STATUS}
 _JUNK = 16      # stray bytes before a message start that a sniff still accepts
 
 
+_STARTS = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
+
+
 def _sniff(c2s: bytes, s2c: bytes):
     for head, rx in ((c2s, _REQUEST), (s2c, _STATUS)):
         if not head:
             continue
-        m = rx.search(head[:_JUNK + 2048]) if b"HTTP/1." in head[:_JUNK + 2048] else None
-        if m and m.start() <= _JUNK:
-            return True
-        if b"\n" not in head[:_JUNK + 2048] and len(head) < 64:
+        if head[:_JUNK + 8].lstrip(b"\r\n\x00 ").startswith(_STARTS):
+            return True                    # a method or version word: the rest of the line may follow
+        if head.find(b"HTTP/1.", 0, _JUNK + 2048) >= 0:      # cheap before the regular expression
+            m = rx.search(head, 0, _JUNK + 2048)
+            if m and m.start() <= _JUNK:
+                return True
+        if len(head) < 64 and head.find(b"\n") < 0:
             return WAIT
     return False
 

@@ -90,6 +90,14 @@ class Registry:
                     return e.factory
         return None
 
+    def name_of(self, c2s: bytes, s2c: bytes, *, port: int | None = None, alpn: str | None = None,
+                final: bool = False) -> Any:
+        """The registered name of the layer `choose` would pick (WAIT or None likewise)."""
+        factory = self.choose(c2s, s2c, port=port, alpn=alpn, final=final)
+        if factory is None or factory is WAIT:
+            return factory
+        return next(e.name for e in self.layers if e.factory is factory)
+
     def upgrade(self, token: str) -> Any:
         return self.upgrades.get(token.strip().lower())
 

@@ -80,7 +80,7 @@ class _Stream:
 
 def _xmpp_sniff(c2s: bytes, s2c: bytes):
     for head in (c2s, s2c):
-        h = head.lstrip()
+        h = head[:64].lstrip()
         if h.startswith((b"<?xml", b"<stream:stream", b"<stream ")):
             return True
         if len(h) < 14 and h[:1] == b"<":
