@@ -18,6 +18,7 @@ import brotli
 import h11
 import h2.config
 import h2.connection
+import h2.settings
 import pytest
 import zstandard
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -365,3 +366,31 @@ def test_agent_events_go_through_the_layers(tmp_path):
     got = [(f["chain"], f["direction"], f["layer"], f.get("event")) for f in check.findings]
     assert got == [("websocket>permessage-deflate", "out", "tls-plaintext>websocket>permessage-deflate", 3)], \
         (got, check.agent_files)
+
+
+def test_bytes_kept_for_the_walkers_are_bounded_per_connection():
+    from hostctl.wire.analysis import Connection
+    from hostctl.wire.decoders.base import Limits
+
+    check = WireCheck(IDS, engine="python", hash_budget=0)
+    sink = check.layer_connection(Origin("wire", flow=1)).sink
+    conn = Connection(sink, Origin("wire", flow=1), limits=Limits(max_kept=100_000))
+    import hpack
+    from hyperframe.frame import DataFrame, HeadersFrame
+
+    enc = hpack.Encoder()
+    data = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    off, peak = 0, 0
+    for sid in range(1, 400, 2):             # 200 streams left open, 30 KB each (frames made by hyperframe)
+        h = HeadersFrame(sid, flags=["END_HEADERS"])
+        h.data = enc.encode([(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a")])
+        data += h.serialize()
+        for n in (16000, 14000):
+            data += DataFrame(sid, data=b"z" * n).serialize()
+        conn.feed("c2s", off, data)
+        off += len(data)
+        data = b""
+        peak = max(peak, conn.kept)
+    assert 0 < peak <= 100_000
+    conn.close()
+    assert conn.kept == 0

@@ -52,6 +52,7 @@ class Connection:
         self.layer: Any = None
         self._dead = False
         self.upgrade_headers: dict[bytes, bytes] = {}    # the 101 response's, for the next layer
+        self.kept = 0          # bytes the open messages keep for the body walkers (Limits.max_kept)
         self._head: dict[str, bytearray] = {C2S: bytearray(), S2C: bytearray()}
         self._head_at: dict[str, int | None] = {C2S: None, S2C: None}
         self._bottom = ({d: Out(self, Span(origin, d, chain or ("stream",), 0), walk=False) for d in DIRECTIONS}

@@ -48,6 +48,7 @@ class Limits:
     max_body_walk: int = 1 << 20
     max_frame: int = 16 << 20
     max_held: int = 1 << 20
+    max_kept: int = 4 << 20       # bytes all open messages of one connection keep for walkers
 
 
 LIMITS = Limits()
@@ -85,7 +86,7 @@ class Out:
     """One decoded message of one layer: scanned as written; the first ``max_body_walk`` bytes
     are kept for the body decoders run at ``close``."""
 
-    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed", "below")
+    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed", "below", "below_n")
 
     def __init__(self, conn: "ConnectionLike", span: Span, *, walk: bool = True, scan: bool = True) -> None:
         self.conn = conn
@@ -99,6 +100,7 @@ class Out:
         self.walk = walk
         self.closed = False
         self.below: bytearray | None = None   # the encoded bytes this message came from (bounded)
+        self.below_n = 0                      # of them counted in conn.kept (-1: given up)
 
     def encoded(self, data: bytes) -> None:
         """The encoded bytes (before this layer's transformation) that the next ``write`` came
@@ -106,10 +108,16 @@ class Out:
         left as it was) is the layer below's finding, not a second one."""
         if self.below is None:
             self.below = bytearray()
-        if len(self.below) + len(data) <= self.conn.limits.max_body_walk:
+        lim = self.conn.limits
+        if self.below_n >= 0 and len(self.below) + len(data) <= lim.max_body_walk \
+                and self.conn.kept + len(data) <= lim.max_kept:
             self.below += data
-        else:
-            self.below = bytearray(b"\x00")       # too big to keep: no longer checked
+            self.below_n += len(data)
+            self.conn.kept += len(data)
+        elif self.below_n >= 0:                   # too big to keep: no longer checked
+            self.conn.kept -= self.below_n
+            self.below_n = -1
+            self.below = bytearray(b"\x00")
 
     def write(self, data: bytes, *, verbatim: bool = False) -> None:
         """The next decoded bytes; ``verbatim``: they are also, unchanged and contiguous, in the
@@ -124,10 +132,13 @@ class Out:
                 horizon = start - (self.conn.sink.scanner.max_len or 0)
                 self.segments = [s for s in self.segments if s[1] >= horizon]
         if self.keep is not None:
-            if len(self.keep) + len(data) <= self.conn.limits.max_body_walk:
+            if len(self.keep) + len(data) <= self.conn.limits.max_body_walk and self.conn.kept + len(data) \
+                    <= self.conn.limits.max_kept:
                 self.keep += data
-            else:
-                self.keep = None                      # too big to walk: scanned only
+                self.conn.kept += len(data)
+            else:                                     # too big to walk (or too many open): scanned only
+                self.conn.kept -= len(self.keep)
+                self.keep = None
         if self.stream is not None:
             self._found(self.stream.feed(data))
 
@@ -149,6 +160,11 @@ class Out:
         if self.stream is not None:
             self._found(self.stream.close())
         keep, self.keep = self.keep, None
+        if keep is not None:
+            self.conn.kept -= len(keep)
+        if self.below_n > 0:
+            self.conn.kept -= self.below_n
+        self.below, self.below_n = None, -1
         if keep and self.walk:
             self.conn.registry.walk_body(self.conn, self.span, bytes(keep))
 
@@ -157,6 +173,7 @@ class ConnectionLike(Protocol):
     sink: Sink
     limits: Limits
     registry: Any
+    kept: int
 
     def note(self, span: Span, kind: str, detail: str) -> None: ...
 

@@ -25,7 +25,7 @@ from hostctl.wire.span import C2S, S2C
 __all__ = ["PREFACE", "Http2"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-MAX_STREAMS = 1024            # open streams followed per direction (more: the oldest closed)
+MAX_STREAMS = 256             # open streams followed per direction (more: the oldest closed)
 _HEADER_TABLE = 1 << 16       # the largest dynamic table a decoder accepts
 
 
