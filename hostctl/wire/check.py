@@ -7,6 +7,13 @@ every plaintext event is scanned for every identifier in all its forms
 (:mod:`hostctl.wire.identifiers`); each occurrence is one finding naming the identifier, its form,
 the flow, the direction and the byte offset.
 
+Every TCP stream and every agent TLS session also goes through the decoder stack
+(:mod:`hostctl.wire.decoders`, entry point :class:`hostctl.wire.analysis.Connection`, or
+:meth:`WireCheck.layer_connection` for a stream whose findings belong in this report, such as TLS
+records decrypted with a key log): HTTP bodies, HTTP/2, WebSocket, compressed streams and
+protobuf; a finding there names its ``chain`` of layers, its ``offset`` in the decoded message and
+the ``wire_offset`` of the message or frame that carried it.
+
 Verdicts, worst first. An identifier's ``verdict`` is the worst of the findings in what the
 device sent (client to server on the wire, ``out`` in the agent's plaintext): that is what the
 claims are about. What came back from servers gets its own ``verdict_received``.

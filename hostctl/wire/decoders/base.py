@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hostctl.wire.span import Origin, Span
+from hostctl.wire.span import Span
 
 if TYPE_CHECKING:
     from hostctl.wire.scan import Match, Scanner
@@ -205,6 +205,3 @@ class Layer:
         """True when nothing more can be decoded (the caller may stop feeding)."""
         return False
 
-
-def origin_of(span: Span) -> Origin:
-    return span.origin

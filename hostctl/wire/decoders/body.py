@@ -25,7 +25,7 @@ try:
 except ImportError:      # pragma: no cover
     _zstd = None
 
-__all__ = ["Bomb", "CODINGS", "Malformed", "coding", "looks_compressed"]
+__all__ = ["Bomb", "CODINGS", "Malformed", "ZlibDecoder", "coding", "looks_compressed"]
 
 
 class Malformed(Exception):
@@ -63,7 +63,7 @@ class _Bounded:
         return b""
 
 
-class _Zlib(_Bounded):
+class ZlibDecoder(_Bounded):
     """gzip (wbits 31), zlib (15) or raw deflate (-15), chosen from the first bytes."""
 
     def __init__(self, name: str, limits: Limits = LIMITS) -> None:
@@ -168,10 +168,10 @@ class _Zstd(_Bounded):
 
 
 CODINGS: dict[str, Callable[[Limits], _Bounded]] = {
-    "gzip": lambda lim: _Zlib("gzip", lim),
-    "x-gzip": lambda lim: _Zlib("gzip", lim),
-    "deflate": lambda lim: _Zlib("deflate", lim),
-    "zlib": lambda lim: _Zlib("zlib", lim),
+    "gzip": lambda lim: ZlibDecoder("gzip", lim),
+    "x-gzip": lambda lim: ZlibDecoder("gzip", lim),
+    "deflate": lambda lim: ZlibDecoder("deflate", lim),
+    "zlib": lambda lim: ZlibDecoder("zlib", lim),
     "br": _Brotli,
     "zstd": _Zstd,
 }

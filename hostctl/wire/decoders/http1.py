@@ -100,7 +100,7 @@ class _Body:
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "mode", "left", "body", "msg_at", "chunked_note")
+    __slots__ = ("buf", "at", "mode", "left", "body", "msg_at")
 
     def __init__(self) -> None:
         self.buf = bytearray()   # bytes of a head / chunk line not yet complete

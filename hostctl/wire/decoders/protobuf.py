@@ -21,7 +21,7 @@ import zlib
 from typing import Any
 
 from hostctl.wire.decoders.base import Out
-from hostctl.wire.decoders.body import Bomb, Malformed, _Zlib, looks_compressed
+from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder, looks_compressed
 from hostctl.wire.decoders.registry import REGISTRY
 from hostctl.wire.identifiers import NUMBER_KINDS, Pattern, number_variants
 from hostctl.wire.scan import Match
@@ -121,7 +121,7 @@ def walk(b: bytes, targets: dict[int, list[Pattern]], depth: int = 0, start: int
     hits: list[tuple[Pattern, int, int, str]] = []
     for _num, wt, v, at in fields or ():
         if wt in (0, 1) and v in targets:
-            n = (len(b) if wt == 0 else at + 8)
+            n = at + 8                         # fixed64; a varint ends at its first byte < 0x80
             if wt == 0:
                 n = at
                 while b[n] & 0x80:
@@ -156,7 +156,7 @@ def _compressed_walker(conn: Any, span: Any, data: bytes) -> None:
     kind = looks_compressed(data)
     if kind is None or span.chain[-1] in ("gzip", "zlib", "deflate"):
         return
-    dec = _Zlib(kind, conn.limits)
+    dec = ZlibDecoder(kind, conn.limits)
     out = Out(conn, conn.span(span.direction, span.chain + (kind,), span.wire_offset))
     try:
         out.write(dec.feed(data))

@@ -20,7 +20,7 @@ import dataclasses
 import re
 
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, _Zlib, looks_compressed
+from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder, looks_compressed
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, S2C
 
@@ -59,7 +59,7 @@ class _Stream:
 
     def __init__(self, layer: Layer, direction: str, at: int, kind: str) -> None:
         limits = dataclasses.replace(layer.conn.limits, max_decoded=STREAM_MAX)
-        self.dec = _Zlib("gzip" if kind == "gzip" else "zlib", limits)
+        self.dec = ZlibDecoder("gzip" if kind == "gzip" else "zlib", limits)
         self.out = Out(layer.conn, layer.conn.span(direction, layer.chain + (kind,), at), walk=False)
         self.dead = False
 

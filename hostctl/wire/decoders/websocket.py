@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, _Zlib
+from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder
 from hostctl.wire.decoders.registry import REGISTRY
 from hostctl.wire.span import C2S, S2C
 
@@ -23,7 +23,7 @@ __all__ = ["WebSocket"]
 _TAIL = b"\x00\x00\xff\xff"          # RFC 7692 7.2.2: removed by the sender, appended here
 
 
-class _Inflate(_Zlib):
+class _Inflate(ZlibDecoder):
     """permessage-deflate for one direction: one raw inflater, bounded per message."""
 
     def __init__(self, limits) -> None:
