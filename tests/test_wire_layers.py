@@ -216,6 +216,8 @@ def test_http2_headers_and_gzip_data(tmp_path):
     rep, got = findings(tmp_path, [(80, h2_exchange(IMEI, b"msisdn=" + NUMBER.encode(), gz=True))])
     assert got == [("hs1 imei0", "h2-header", "c2s"), ("hs1 imei0", "h2-header", "s2c"),
                    ("hs1 number0", "h2-data>gzip", "c2s")]
+    assert rep["flows"][0]["protocol"]["name"] == "http2"
+    assert [c["flow"] for c in rep["clear_http"]] == [rep["flows"][0]["id"]]
 
 
 def test_websocket_masked_and_deflated(tmp_path):

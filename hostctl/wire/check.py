@@ -625,7 +625,7 @@ class _Consumer:
                 conn.close()
                 st.conn = None
         proto = flow.protocol
-        if proto and proto.get("name") in ("http", "text"):
+        if proto and proto.get("name") in ("http", "http2", "text"):
             rb = st.readable.setdefault(direction, bytearray())
             if len(rb) < _TOKEN_WINDOW:
                 rb += data[:_TOKEN_WINDOW - len(rb)]
@@ -717,7 +717,7 @@ class _Consumer:
             elif is_vendor_host(host) and weak:
                 c._weak_tls.append({"flow": fid, "host": host, "version": f"{version} with {cipher}",
                                     "cipher": cipher, "why": weak})
-        elif proto.get("name") == "http" and (is_vendor_host(host) or st.findings):
+        elif proto.get("name") in ("http", "http2") and (is_vendor_host(host) or st.findings):
             c._clear_http.append({"flow": fid, "host": host, "requests": proto.get("requests", [])[:20],
                                   "findings": len(st.findings),
                                   "identifiers": sorted({f["identifier"] for f in st.findings})})

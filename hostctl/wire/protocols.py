@@ -15,6 +15,8 @@ other text, or unknown.
 - HTTP/1.x: ``{"name": "http", "host": ..., "requests": [{"method", "path", "host", "status"}...]}``.
   Messages are framed as HTTP does it (Content-Length, chunked, HEAD/1xx/204/304 without body,
   read-until-close) so every request of a keep-alive connection is seen, not just the first.
+- HTTP/2 with prior knowledge (the client preface): ``{"name": "http2", "requests": []}`` (its
+  frames are read by `hostctl.wire.decoders.http2`).
 - ``{"name": "text", "first_line": ...}`` when the first bytes are printable (XMPP, SMTP, JSON
   lines, ...), else ``{"name": "unknown"}``.
 
@@ -392,9 +394,17 @@ def _start_http(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes)
     _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
 
 
+def _start_http2(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    # HTTP/2 in clear (prior knowledge): the decoder stack reads its frames; here it is named so
+    # the flow counts as clear HTTP
+    flow.protocol.clear()
+    flow.protocol.update({"name": "http2", "requests": []})
+    flow.sniff = False
+
+
 # registry layer name -> what reads that protocol's metadata (the other layers' flows are text or
 # unknown here)
-_STARTERS = {"tls": _start_tls, "http1": _start_http}
+_STARTERS = {"tls": _start_tls, "http1": _start_http, "http2": _start_http2}
 
 
 def _replay_other(st: _Sniff, proto: dict[str, Any], direction: str, feed: Any) -> None:
