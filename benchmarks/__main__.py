@@ -5,7 +5,8 @@
 
 import sys
 
-from . import bench_audit, bench_cloudmsg, bench_emulator, bench_identity, bench_modem, bench_scan, bench_send, bench_wire
+from . import (bench_audit, bench_cloudmsg, bench_emulator, bench_identity, bench_modem, bench_scan, bench_send, bench_tls,
+               bench_wire)
 
 argv = sys.argv[1:]
 status = bench_emulator.main(argv)
@@ -13,7 +14,7 @@ print()
 status |= bench_identity.main([a for a in argv if a == "--quick"])
 print()
 status |= bench_modem.main([a for a in argv if a == "--quick"])
-for bench in (bench_cloudmsg, bench_send, bench_scan, bench_wire, bench_audit):
+for bench in (bench_cloudmsg, bench_send, bench_scan, bench_wire, bench_tls, bench_audit):
     print()
     status |= bench.main([a for a in argv if a == "--quick"])
 sys.exit(status)

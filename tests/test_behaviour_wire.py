@@ -8,7 +8,7 @@ import time
 import pytest
 
 from hostctl.emulator import screens
-from hostctl.emulator.behaviour import matches
+from hostctl.model.protections import matches
 from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
 from tests.test_mx_app import wait_for
@@ -103,3 +103,69 @@ def test_the_ota_build_never_puts_message_content_in_clear_on_the_wire(tmp_path)
         assert got[0]["mx_status"] == 65537                       # decrypted by the receiving app
         frames = [o for o in cm.observed if o.endpoint == "chat" and o.path == "message"]
         assert frames and all("secret words" not in v for o in frames for v in o.fields.values())
+
+
+# --- issue 15.7: a build that leaks through a layer ------------------------------------------------
+
+def _gzip_leak_profile(tmp_path):
+    """The OTA build plus one leak: the IMEI in a gzip'd JSON body, over clear HTTP, at boot."""
+    from pathlib import Path
+
+    import yaml
+
+    from hostctl.emulator.profiles import load_profile
+
+    root = Path(__file__).resolve().parent.parent
+    ota = yaml.safe_load((root / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml").read_text())
+    behaviour = ota["behaviour"]
+    behaviour["endpoints"] = {
+        "account": {"host": "api.account.xiaomi.com", "port": 443, "transport": "tls"},
+        "chat": {"host": "app.chat.xiaomi.net", "port": 5222, "transport": "tls"},
+        "resolver": {"host": "resolver.msg.xiaomi.net", "port": 80, "transport": "http"},
+        "stats": {"host": "resolver.msg.xiaomi.net", "port": 80, "transport": "http", "path": "/stat",
+                  "encoding": "gzip"},
+    }
+    behaviour["events"]["boot"] = list(behaviour["events"].get("boot") or []) + [
+        {"endpoint": "stats", "fields": {"d": {"source": "imei", "protection": "plain"}}}]
+    path = tmp_path / "gzip-leak.yaml"
+    path.write_text(yaml.safe_dump({"extends": "miui-v5-2014-08-10", "name": "leaky-gzip-imei",
+                                    "description": "the OTA with the IMEI in a gzip'd HTTP body at boot",
+                                    "behaviour": behaviour}))
+    profile = load_profile(path)
+    assert profile.behaviour.endpoints["stats"].encoding == "gzip"
+    return path
+
+
+def test_an_endpoint_encoding_is_parsed_and_checked(tmp_path):
+    from hostctl.emulator.behaviour import parse_behaviour
+    from hostctl.emulator.profiles import ProfileError
+
+    eps = {"account": {"host": "a.xiaomi.com", "port": 443, "transport": "tls"},
+           "chat": {"host": "c.xiaomi.net", "port": 5222, "transport": "tls"},
+           "resolver": {"host": "r.xiaomi.net", "port": 80, "transport": "http", "encoding": "br"}}
+    with pytest.raises(ProfileError, match=r"behaviour\.endpoints\.resolver\.encoding"):
+        parse_behaviour({"endpoints": eps}, "x.yaml")
+
+
+def test_audit_fails_a_build_leaking_the_imei_in_a_gzip_body(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    profile = _gzip_leak_profile(tmp_path)
+    env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"))
+    env.pop("ANDROID_ADB_SERVER_PORT", None)
+    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", str(profile),
+                        "--out", str(tmp_path / "runs"), "--json"], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    doc = json.loads(r.stdout)
+    status = {c["id"]: c["status"] for c in doc["checks"]}
+    assert status["no-identifiers-before-opt-in"] == "FAIL" and status["transport-secure"] == "FAIL", status
+    before = next(c for c in doc["checks"] if c["id"] == "no-identifiers-before-opt-in")
+    ev = [e for e in before["evidence"] if "imei" in (e["identifier"] or "")]
+    assert ev and all("http-body>gzip" in e["text"] for e in ev), before["evidence"]
+    assert ev[0]["host"] == "resolver.msg.xiaomi.net"
+    secure = next(c for c in doc["checks"] if c["id"] == "transport-secure")
+    assert any("imei" in (e["identifier"] or "") for e in secure["evidence"]), secure["evidence"]

@@ -62,11 +62,13 @@ def _build(path, streams, *, mss=7, seed=1, udp=()):
 
 
 def _plant(patterns, rng):
-    """Random filler with each pattern's bytes once; returns (stream, [(offset, pattern)])."""
+    """Random filler with each pattern's bytes once; returns (stream, [(offset, pattern)]). The
+    filler has no NUL: a NUL after UTF-16BE text makes it also UTF-16LE one byte later, an equally
+    long reading the overlap rule would rightly prefer."""
     out = bytearray()
     where = []
     for p in patterns:
-        out += bytes(rng.getrandbits(8) for _ in range(rng.randint(9, 20)))
+        out += bytes(rng.randint(1, 255) for _ in range(rng.randint(9, 20)))
         where.append((len(out), p))
         out += p.data
     out += os.urandom(16)

@@ -282,7 +282,8 @@ def test_syn_ack_first_still_knows_the_client() -> None:
     assert rec.flows[1].key == FlowKey("tcp", C4, S4) and not rec.flows[1].midstream
 
 
-def test_rst_ends_at_once_and_trailing_packets_stay_with_the_flow() -> None:
+def test_rst_keeps_bytes_in_flight_and_trailing_packets_stay_with_the_flow() -> None:
+    # tshark's tcp.stream keeps what was in flight when the RST was sent (issue 15.5)
     def build(sink):
         s = Segs(sink)
         s.handshake()
@@ -292,7 +293,7 @@ def test_rst_ends_at_once_and_trailing_packets_stay_with_the_flow() -> None:
         s.seg("c2s", 6, flags="FA")
     rec, table = analyse(capture(build))
     assert rec.flows[1].ended == "rst" and len(rec.flows) == 1
-    assert rec.stream(1, "c2s") == (b"abc", []) and rec.flows[1].packets == 7
+    assert rec.stream(1, "c2s") == (b"abcdef", []) and rec.flows[1].packets == 7
 
 
 def test_ports_reused_after_close_start_a_new_flow() -> None:
@@ -621,3 +622,44 @@ def test_a_few_early_bytes_of_the_other_side_are_not_lost() -> None:
     observe(f, "c2s", 0, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
     observe(f, "s2c", 4, b"/1.1 301 Moved\r\nContent-Length: 0\r\n\r\n")
     assert f.protocol["requests"] == [{"method": "GET", "path": "/x", "host": "h", "status": 301}]
+
+
+# --- issue 15.5: what real captures showed ----------------------------------------------------------
+
+_CH_BODY = b"\x03\x03" + b"R" * 32 + b"\x00" + b"\x00\x02\xc0\x2f" + b"\x01\x00"
+_CH = b"\x16\x03\x01" + struct.pack("!H", len(_CH_BODY) + 4) + b"\x01" + len(_CH_BODY).to_bytes(3, "big") + _CH_BODY
+
+
+def _observe_all(chunks):
+    f = Flow(1, FlowKey("tcp", C4, S4), 0.0)
+    off = {"c2s": 0, "s2c": 0}
+    for d, chunk in chunks:
+        observe(f, d, off[d], chunk)
+        off[d] += len(chunk)
+    finish(f)
+    return f.protocol
+
+
+def test_http_after_a_keepalive_byte_or_joined_mid_session_keeps_its_requests() -> None:
+    req = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    p = _observe_all([("c2s", b"\x00" + req), ("s2c", resp)])
+    assert p["name"] == "http" and p["requests"] == [{"method": "GET", "path": "/a", "host": "h", "status": 200}]
+    # joined in the middle of a body: the tail of it, then the next request on a new line
+    p = _observe_all([("c2s", b"tail of a form body=1&b=2\r\n" + req), ("s2c", b"xx" + resp)])
+    assert p["name"] == "http" and [r["path"] for r in p["requests"]] == ["/a"]
+
+
+def test_starttls_handshake_in_the_same_piece_as_the_clear_text() -> None:
+    p = _observe_all([("c2s", b"EHLO lab\r\n"), ("s2c", b"220 ready\r\n"), ("c2s", b"STARTTLS\r\n" + _CH)])
+    assert p["name"] == "tls" and p["client_ciphers"] == ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+    assert p["cleartext_first_line"] == "EHLO lab"
+
+
+def test_tls_inside_an_http_connect_tunnel_is_seen() -> None:
+    # PCAPdroid's proxy captures: CONNECT, 200, then the app's TLS through the tunnel
+    p = _observe_all([("c2s", b"CONNECT app.chat.xiaomi.net:443 HTTP/1.1\r\nHost: app.chat.xiaomi.net:443\r\n\r\n"),
+                      ("s2c", b"HTTP/1.1 200 Connection established\r\n\r\n"), ("c2s", _CH)])
+    assert p["name"] == "tls" and p["client_versions"] == ["TLS 1.2"]
+    assert p["proxy"]["tunnel"] == "app.chat.xiaomi.net:443"
+    assert p["proxy"]["requests"][0]["method"] == "CONNECT"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hostctl.emulator.behaviour import PROTECTIONS, protect
-from hostctl.emulator.identity import luhn_digit
+from hostctl.model.identity import luhn_digit
+from hostctl.model.protections import PROTECTIONS, protect
 from hostctl.wire.identifiers import (BEHAVIOUR_STEPS, MIN_PATTERN_LEN, Identifier,
                                       IdentifierError, apply_steps, number_variants,
                                       parse_number, patterns_by_form, patterns_for)
@@ -112,18 +112,19 @@ def test_behaviour_combinations_are_what_the_firmware_code_sends() -> None:
 
 
 def test_number_variants() -> None:
-    assert number_variants("+86 138-0013-8000") == {
+    assert number_variants("+86 138-0013-8000", grouped=False) == {
         "e164": "+8613800138000", "cc-no-plus": "8613800138000",
         "intl00": "008613800138000", "national": "13800138000"}     # no trunk 0 for mobiles
     assert number_variants("+862012345678")["trunk"] == "02012345678"   # Guangzhou landline
     assert number_variants("+447700900123")["trunk"] == "07700900123"
     assert number_variants("+79161234567")["trunk"] == "89161234567"
-    assert number_variants("+85251234567").keys() == {"e164", "cc-no-plus", "intl00",
-                                                       "national"}
+    assert number_variants("+85251234567", grouped=False).keys() == {"e164", "cc-no-plus", "intl00",
+                                                                      "national"}
     assert number_variants("0044 7700 900123") == number_variants("+447700900123")
     assert number_variants("07700900123", ["44"]) == number_variants("+447700900123")
     assert number_variants("13800138000", ["86"]) == number_variants("+8613800138000")
-    assert number_variants("13800138000") == {"national": "13800138000"}
+    assert number_variants("13800138000", grouped=False) == {"national": "13800138000"}
+    assert number_variants("13800138000")["national/3-4-4/sp"] == "138 0013 8000"
     assert [p.cc for p in parse_number("+12025550100")] == ["1"]
     assert [p.cc for p in parse_number("+8869123456789")] == ["886"]
 
@@ -204,3 +205,40 @@ def test_long_text_is_looked_for_by_its_first_160_characters_and_hashed_whole() 
     assert index[(msg, "base64>md5")].data == \
         hashlib.md5(base64.b64encode(text.encode())).hexdigest().encode()
     assert max(len(p.data) for p in pats) < 4000      # hyperscan's limit, escaped
+
+
+# --- issue 15: the variants people type and apps print ---------------------------------------------
+
+def test_grouped_numbers_and_imei14_are_found_once_each():
+    from hostctl.wire.scan import Scanner
+
+    cn = Identifier("msisdn", "+8613912345678", "cn")
+    us = Identifier("msisdn", "+12025550123", "us")
+    uk = Identifier("msisdn", "+447700900123", "uk")
+    imei = Identifier("imei", "490154203237518", "imei")
+    text = ("to=+86 139 1234 5678; alt=139-1234-5678; dot=139.1234.5678; us=(202) 555-0123; "
+            "us2=+1 (202) 555-0123; uk=07700 900123; cc=(+86) 139 1234 5678; "
+            "dev=49015420323751; sv=4901542032375103; no=139 1234 5679").encode()
+    got = [(m.ident.label, m.form) for m in Scanner(patterns_for([cn, us, uk, imei]), engine="python").scan(text)]
+    assert got == [("cn", "e164/3-4-4/sp:ascii"), ("cn", "national/3-4-4/dash:ascii"),
+                   ("cn", "national/3-4-4/dot:ascii"), ("us", "national/3-3-4/paren:ascii"),
+                   ("us", "e164/3-3-4/paren:ascii"), ("uk", "trunk/4-6/sp:ascii"),
+                   ("cn", "e164/3-4-4/paren-cc:ascii"), ("imei", "imei14:ascii"), ("imei", "imei14:ascii")]
+
+
+def test_grouped_variants_keep_the_chance_guard():
+    for p in patterns_for([Identifier("msisdn", "+8613912345678"), Identifier("imei", "490154203237518")]):
+        digits = sum(c in b"0123456789" for c in p.data)
+        assert len(p.data) >= MIN_PATTERN_LEN
+        if p.form.endswith(":ascii"):
+            assert digits >= 8, p
+
+
+def test_grouped_digest_comes_back_through_its_recipe():
+    from hostctl.wire import recover
+
+    ident = Identifier("msisdn", "+8613912345678")
+    p = next(p for p in patterns_for([ident]) if p.form == "e164/3-4-4/dash:sha1-hex")
+    assert p.data == hashlib.sha1(b"+86-139-1234-5678").hexdigest().encode()
+    assert recover.template_for(p).text == "+86-1[3-9]x-xxxx-xxxx"
+    assert recover.demonstrate(ident, "sha1", budget=5, pattern=p, form=p.form)["recovered"] == "+86-139-1234-5678"

@@ -216,7 +216,7 @@ def tls_connect(app, host, timeout=10.0):
     return ctx.wrap_socket(raw, server_hostname=host)
 
 
-def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True):
+def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="identity"):
     if tls:
         sock = tls_connect(app, host)
     else:
@@ -224,8 +224,15 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True):
         sock = socket.create_connection((ip, int(port)), timeout=10)
     try:
         body = json.dumps(fields).encode()
-        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, host, len(body))).encode() + body)
+        coding = ""
+        if encoding in ("gzip", "deflate"):     # the build compresses its report bodies
+            import gzip
+            import zlib
+            body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+            coding = "Content-Encoding: %s\r\n" % encoding
+        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, host, coding, len(body))).encode()
+                     + body)
         reply = b""
         while True:
             chunk = sock.recv(65536)
@@ -460,7 +467,7 @@ def cmd_emit(app, req):
                     sock.close()
             else:
                 https(app, r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST", r["path"],
-                      r["fields"], host=r["host"], tls=r["transport"] == "tls")
+                      r["fields"], host=r["host"], tls=r["transport"] == "tls", encoding=r.get("encoding", "identity"))
             sent += 1
         except Exception as e:   # noqa: BLE001 - a report that fails is logged, as an app would
             app.logd("report %s failed: %s" % (r.get("event"), e), level="W", tag="MiuiReport")

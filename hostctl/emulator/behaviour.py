@@ -17,6 +17,10 @@ Schema (``*`` = required; ``{}`` or no ``behaviour:`` at all = the build sends n
           port*: int                      #   chat:     app.chat.xiaomi.net 5222 tls
           transport*: tls | http          #   resolver: resolver.msg.xiaomi.net 80 http
           path: str                       #   "/..." (default: none, "")
+          encoding: identity | gzip | deflate   # Content-Encoding of the request body
+                                          #   (RFC 9110 8.4.1; default identity): a build that
+                                          #   gzips its reports (what wire-check's http-body>gzip
+                                          #   layer reads)
       keys:                               # key material for the aes-* protections
         NAME:
           secret*: str                    #   the build secret
@@ -47,21 +51,11 @@ where the event has it: ``contact_number`` (contact_added, presence_lookup: the 
 looked up), ``peer_number`` (conversation_opened, sms_sent, sms_received, call, message_send: the
 other party) and ``message_text`` (sms_sent, sms_received, message_send).
 
-Protections, each a step from bytes to bytes (a value starts as its UTF-8 bytes; a list applies
-its steps in order, e.g. ``[sha1, base64]`` is the Base64 of the hex digest's text):
-
-    plain                 unchanged
-    hex                   lowercase hex
-    base64                standard Base64 with padding
-    url                   percent-encoding, RFC 3986 unreserved characters kept
-    utf16le / utf16be     the text as UTF-16, no BOM
-    md5 / sha1 / sha256   lowercase hex digest
-    md5-base64 / sha1-base64 / sha256-base64   Base64 of the raw digest
-    aes-cbc-fixed-iv      Base64(AES/CBC/PKCS5Padding(key, the key's fixed iv, value)), as the
-                          decompiled MIUI code protects the activation pid: deterministic for a
-                          given key, so the same number always gives the same text
-    aes-gcm-random-nonce  Base64(nonce || ciphertext || tag): a fresh 12-byte nonce from the
-                          context's random source each time, no associated data
+Protections (``plain``, ``hex``, ``base64``, ``url``, ``utf16le``/``utf16be``, the digests and
+``*-base64`` digests, ``aes-cbc-fixed-iv``, ``aes-gcm-random-nonce``) are defined, both
+directions side by side, in :mod:`hostctl.model.protections`, which the wire analyser imports
+too; a list applies its steps in order, e.g. ``[sha1, base64]`` is the Base64 of the hex
+digest's text.
 
 Keys: with ``per_sim`` the key is the first ``size`` bytes of SHA-256 over the UTF-8 text
 ``secret + ":" + imsi`` (the IMSI of the request's SIM); without it, of SHA-256 over ``secret``.
@@ -78,21 +72,15 @@ Errors name the file and the key path, e.g.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hostctl.model.protections import (KEYED, PROTECTIONS, KeyMaterial, ProtectionError, cipher_recipe, derive_key,
+                                       matches, protect, unprotect)
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -137,25 +125,15 @@ EVENT_DATA: dict[str, frozenset[str]] = {
     "message_send": frozenset({"peer_number", "message_text"}),
 }
 
-_DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
-_KEYED = ("aes-cbc-fixed-iv", "aes-gcm-random-nonce")
-PROTECTIONS = ("plain", "hex", "base64", "url", "utf16le", "utf16be", *_DIGESTS,
-               *(f"{d}-base64" for d in _DIGESTS), *_KEYED)
-_ONE_WAY = frozenset({*_DIGESTS, *(f"{d}-base64" for d in _DIGESTS)})
-_RANDOM = frozenset({"aes-gcm-random-nonce"})
+_KEYED = KEYED
 
 _TRANSPORTS = ("tls", "http")
+_ENCODINGS = ("identity", "gzip", "deflate")
 _REQUIRED_ENDPOINTS = ("account", "chat", "resolver")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_NONCE_SIZE = 12
-_BLOCK = 16
-
-
-class ProtectionError(ValueError):
-    """A value that cannot be protected or unprotected as asked (bad input, wrong key, one-way)."""
 
 
 class RenderError(ValueError):
@@ -172,6 +150,7 @@ class Endpoint:
     port: int
     transport: str            # "tls" | "http"
     path: str = ""
+    encoding: str = "identity"   # the request body's Content-Encoding
 
 
 DEFAULT_ENDPOINTS: dict[str, Endpoint] = {
@@ -182,32 +161,12 @@ DEFAULT_ENDPOINTS: dict[str, Endpoint] = {
 
 
 @dataclass(frozen=True, slots=True)
-class KeyMaterial:
-    """An AES key and, for aes-cbc-fixed-iv, the fixed IV."""
-
-    key: bytes
-    iv: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.key) not in (16, 24, 32):
-            raise ProtectionError(f"AES keys are 16, 24 or 32 bytes, got {len(self.key)}")
-        if self.iv is not None and len(self.iv) != _BLOCK:
-            raise ProtectionError(f"the CBC IV is {_BLOCK} bytes, got {len(self.iv)}")
-
-
-@dataclass(frozen=True, slots=True)
 class KeySpec:
     name: str
     secret: str
     per_sim: bool = True
     iv: bytes | None = None
     size: int = 16
-
-
-def derive_key(secret: str, imsi: str | None, size: int = 16) -> bytes:
-    """The documented key derivation: SHA-256 of ``secret:imsi`` (or of ``secret`` alone)."""
-    text = secret if imsi is None else f"{secret}:{imsi}"
-    return hashlib.sha256(text.encode("utf-8")).digest()[:size]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +210,7 @@ class Request:
     protections: dict[str, tuple[str, ...]]
     keys: dict[str, str]            # field -> key name, for keyed protections
     slot: int | None = None         # the SIM whose identity and key it used
+    encoding: str = "identity"      # the body's Content-Encoding (the endpoint's)
 
     @property
     def tls(self) -> bool:
@@ -354,7 +314,7 @@ class Behaviour:
         path = rule.path if rule.path is not None else ep.path
         return Request(event=event, endpoint=ep.name, host=ep.host, port=ep.port,
                        transport=ep.transport, method=rule.method, path=path, fields=fields,
-                       plaintext=plain, protections=prots, keys=keys, slot=slot)
+                       plaintext=plain, protections=prots, keys=keys, slot=slot, encoding=ep.encoding)
 
 
 def _source_value(f: FieldSpec, ctx: EventContext, sim: Any, where: str) -> str:
@@ -372,160 +332,6 @@ def _source_value(f: FieldSpec, ctx: EventContext, sim: Any, where: str) -> str:
     if value is None:
         raise RenderError(f"{where}: source {source}: the context has no {source}")
     return str(value)
-
-
-# --- protections ----------------------------------------------------------------------------------
-
-
-def _steps(protection: str | Sequence[str]) -> tuple[str, ...]:
-    steps = (protection,) if isinstance(protection, str) else tuple(protection)
-    for step in steps:
-        if step not in PROTECTIONS:
-            raise ProtectionError(f"unknown protection {step!r} (known: {', '.join(PROTECTIONS)})")
-    return steps
-
-
-def _need_key(step: str, material: KeyMaterial | None) -> KeyMaterial:
-    if material is None:
-        raise ProtectionError(f"{step} needs key material")
-    if step == "aes-cbc-fixed-iv" and material.iv is None:
-        raise ProtectionError(f"{step} needs a fixed IV in the key material")
-    return material
-
-
-def _forward(step: str, data: bytes, material: KeyMaterial | None,
-             random: Callable[[int], bytes]) -> bytes:
-    if step == "plain":
-        return data
-    if step == "hex":
-        return data.hex().encode("ascii")
-    if step == "base64":
-        return base64.b64encode(data)
-    if step == "url":
-        return quote(data, safe="").encode("ascii")
-    if step in ("utf16le", "utf16be"):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtectionError(f"{step}: the value is not UTF-8 text") from exc
-        return text.encode("utf-16-le" if step == "utf16le" else "utf-16-be")
-    if step in _DIGESTS:
-        return _DIGESTS[step](data).hexdigest().encode("ascii")
-    if step.endswith("-base64"):
-        return base64.b64encode(_DIGESTS[step[:-len("-base64")]](data).digest())
-    km = _need_key(step, material)
-    if step == "aes-cbc-fixed-iv":
-        padder = padding.PKCS7(128).padder()
-        padded = padder.update(data) + padder.finalize()
-        enc = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).encryptor()
-        return base64.b64encode(enc.update(padded) + enc.finalize())
-    nonce = random(_NONCE_SIZE)
-    if len(nonce) != _NONCE_SIZE:
-        raise ProtectionError(f"the random source gave {len(nonce)} bytes, not {_NONCE_SIZE}")
-    return base64.b64encode(nonce + AESGCM(km.key).encrypt(nonce, data, None))
-
-
-def _b64(data: bytes, step: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ProtectionError(f"{step}: not Base64") from exc
-
-
-def _backward(step: str, data: bytes, material: KeyMaterial | None) -> bytes:
-    if step == "plain":
-        return data
-    if step == "hex":
-        try:
-            return bytes.fromhex(data.decode("ascii"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ProtectionError("hex: not hex digits") from exc
-    if step == "base64":
-        return _b64(data, step)
-    if step == "url":
-        return unquote_to_bytes(data)
-    if step in ("utf16le", "utf16be"):
-        try:
-            text = data.decode("utf-16-le" if step == "utf16le" else "utf-16-be")
-        except UnicodeDecodeError as exc:
-            raise ProtectionError(f"{step}: not UTF-16") from exc
-        return text.encode("utf-8")
-    if step in _ONE_WAY:
-        raise ProtectionError(f"{step} is one-way: compare with matches() instead")
-    km = _need_key(step, material)
-    raw = _b64(data, step)
-    if step == "aes-cbc-fixed-iv":
-        if not raw or len(raw) % _BLOCK:
-            raise ProtectionError(f"{step}: ciphertext is not a whole number of blocks")
-        dec = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).decryptor()
-        padded = dec.update(raw) + dec.finalize()
-        unpadder = padding.PKCS7(128).unpadder()
-        try:
-            return unpadder.update(padded) + unpadder.finalize()
-        except ValueError as exc:
-            raise ProtectionError(f"{step}: bad padding (wrong key or IV?)") from exc
-    if len(raw) < _NONCE_SIZE + 16:
-        raise ProtectionError(f"{step}: too short for a nonce and a tag")
-    try:
-        return AESGCM(km.key).decrypt(raw[:_NONCE_SIZE], raw[_NONCE_SIZE:], None)
-    except InvalidTag as exc:
-        raise ProtectionError(f"{step}: authentication failed (wrong key, or altered)") from exc
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def protect(value: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None,
-            *, random: Callable[[int], bytes] = os.urandom) -> str:
-    """``value`` with ``protection`` (one step or a list of steps) applied, as text."""
-    data = value.encode("utf-8", "surrogateescape")
-    for step in _steps(protection):
-        data = _forward(step, data, key_material, random)
-    return _text(data)
-
-
-def unprotect(value: str, protection: str | Sequence[str],
-              key_material: KeyMaterial | None = None) -> str:
-    """The inverse of :func:`protect` for reversible protections (ProtectionError for digests)."""
-    data = value.encode("utf-8", "surrogateescape")
-    for step in reversed(_steps(protection)):
-        data = _backward(step, data, key_material)
-    return _text(data)
-
-
-def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None,
-                  protected: str) -> dict[str, str] | None:
-    """How an app computes ``protected`` from ``plaintext`` with its platform's cipher, when the
-    protection is one AES step (the keyed protections are what a build does in code, with
-    javax.crypto or OpenSSL's EVP, where Frida's cipher hooks see key, IV, plaintext and
-    ciphertext): the OpenSSL cipher name, key, IV (for GCM the nonce ``protected`` used), the
-    plaintext and the expected Base64 text. None for every other protection."""
-    steps = _steps(protection)
-    if len(steps) != 1 or steps[0] not in _KEYED or key_material is None:
-        return None
-    bits = 8 * len(key_material.key)
-    if steps[0] == "aes-cbc-fixed-iv":
-        cipher, iv = f"aes-{bits}-cbc", key_material.iv or b""
-    else:
-        cipher, iv = f"aes-{bits}-gcm", base64.b64decode(protected)[:_NONCE_SIZE]
-    return {"cipher": cipher, "key": key_material.key.hex(), "iv": iv.hex(), "plaintext": plaintext,
-            "expect": protected}
-
-
-def matches(plaintext: str, protected: str, protection: str | Sequence[str],
-            key_material: KeyMaterial | None = None) -> bool:
-    """Whether ``protected`` is ``plaintext`` under ``protection``: steps after the last random
-    one are undone, the rest recomputed, so digests and random nonces both check."""
-    steps = _steps(protection)
-    data = protected.encode("utf-8", "surrogateescape")
-    try:
-        while any(s in _RANDOM for s in steps):
-            data = _backward(steps[-1], data, key_material)
-            steps = steps[:-1]
-    except ProtectionError:
-        return False
-    return protect(plaintext, steps, key_material).encode("utf-8", "surrogateescape") == data
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -629,7 +435,7 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
         path = f"behaviour.endpoints.{name}"
         c.name(name, path)
         spec = c.mapping(spec, path)
-        c.keys(spec, ("host", "port", "transport", "path"), ("host", "port", "transport"), path)
+        c.keys(spec, ("host", "port", "transport", "path", "encoding"), ("host", "port", "transport"), path)
         host = c.string(spec["host"], f"{path}.host")
         if not _HOST.fullmatch(host):
             raise c.fail(f"{path}.host", f"not a host name: {host!r}")
@@ -638,8 +444,10 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
             raise c.fail(f"{path}.port", f"expected a port 1-65535, got {port!r}")
         transport = c.choice(spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport",
                              " or ".join(_TRANSPORTS))
+        encoding = c.choice(spec.get("encoding", "identity"), {e: e for e in _ENCODINGS}, f"{path}.encoding",
+                            ", ".join(_ENCODINGS))
         out[name] = Endpoint(name, host, port, transport,
-                             _parse_path(c, spec.get("path"), f"{path}.path") or "")
+                             _parse_path(c, spec.get("path"), f"{path}.path") or "", encoding)
     for name in _REQUIRED_ENDPOINTS:
         if name not in out:
             raise c.fail(f"behaviour.endpoints.{name}",

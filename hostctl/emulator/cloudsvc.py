@@ -146,6 +146,7 @@ class CloudService:
                 path, _, query = target.partition("?")
                 fields = dict(parse_qsl(query))
                 ctype = dict(request.headers).get(b"content-type", b"")
+                body = _decoded(body, dict(request.headers).get(b"content-encoding", b""))
                 if body:
                     if ctype.startswith(b"application/json"):
                         with contextlib.suppress(ValueError):
@@ -189,6 +190,21 @@ class CloudService:
                 return request, bytes(body)
             elif isinstance(event, h11.ConnectionClosed):
                 return None, b""
+
+
+def _decoded(body: bytes, coding: bytes) -> bytes:
+    """A request body undone from its Content-Encoding (gzip, deflate), at most MAX_BODY bytes
+    out; what does not decode is left as it came."""
+    import zlib
+
+    coding = coding.strip().lower()
+    if not body or coding not in (b"gzip", b"x-gzip", b"deflate"):
+        return body
+    try:
+        d = zlib.decompressobj(31 if coding != b"deflate" else 15)
+        return d.decompress(body, MAX_BODY)
+    except zlib.error:
+        return body
 
 
 async def _serve(directory: str, ttl: float) -> None:

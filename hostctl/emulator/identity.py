@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from hostctl.model.identity import luhn_digit, luhn_ok
+
 __all__ = ["HandsetIdentity", "SimIdentity", "generate_identity", "luhn_digit", "luhn_ok"]
 
 # MCC -> (country calling code, ICCID country code, national-number template).
@@ -30,28 +32,6 @@ _COUNTRIES: dict[str, tuple[str, str, str]] = {
 }
 _DEFAULT_COUNTRY = ("999", "99", "xxxxxxxxxx")
 _IMEI_TAC = "86480402"  # an 8-digit type allocation code in the China-made range
-
-
-def luhn_digit(partial: str) -> str:
-    """The Luhn check digit to append to ``partial`` (a string of digits)."""
-    if not partial.isdigit():
-        raise ValueError(f"not a digit string: {partial!r}")
-    total = 0
-    for i, ch in enumerate(reversed(partial)):
-        d = int(ch)
-        if i % 2 == 0:  # these positions are doubled once the check digit is appended
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def luhn_ok(digits: str) -> bool:
-    """True when ``digits`` (check digit last) passes the Luhn test."""
-    if len(digits) < 2 or not digits.isdigit():
-        return False
-    return luhn_digit(digits[:-1]) == digits[-1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -351,6 +351,7 @@ class LabHandset:
                 app.notify("emit", requests=[
                     {"event": r.event, "endpoint": r.endpoint, "host": r.host, "transport": r.transport,
                      "method": r.method, "path": r.path, "fields": r.fields, "slot": r.slot,
+                     "encoding": getattr(r, "encoding", "identity"),
                      "encrypt": self._recipes(behaviour, r)}
                     for r in requests])
         return requests

@@ -7,6 +7,13 @@ every plaintext event is scanned for every identifier in all its forms
 (:mod:`hostctl.wire.identifiers`); each occurrence is one finding naming the identifier, its form,
 the flow, the direction and the byte offset.
 
+Every TCP stream and every agent TLS session also goes through the decoder stack
+(:mod:`hostctl.wire.decoders`, entry point :class:`hostctl.wire.analysis.Connection`, or
+:meth:`WireCheck.layer_connection` for a stream whose findings belong in this report, such as TLS
+records decrypted with a key log): HTTP bodies, HTTP/2, WebSocket, compressed streams and
+protobuf; a finding there names its ``chain`` of layers, its ``offset`` in the decoded message and
+the ``wire_offset`` of the message or frame that carried it.
+
 Verdicts, worst first. An identifier's ``verdict`` is the worst of the findings in what the
 device sent (client to server on the wire, ``out`` in the agent's plaintext): that is what the
 claims are about. What came back from servers gets its own ``verdict_received``.
@@ -48,6 +55,7 @@ import base64
 import binascii
 import bisect
 import gc
+import os
 import re
 import time
 from collections import defaultdict
@@ -57,10 +65,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HostctlError
+from .analysis import Connection
+from .decoders import Notes
 from .identifiers import Identifier, Pattern, patterns_for
 from .scan import Scanner
+from .span import LineLocator, Origin, Span
 
-__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "wire_check"]
+__all__ = ["VERDICTS", "WireCheck", "WireCheckError", "form_class", "jsonable", "weak_cipher", "wire_check"]
 
 SCHEMA = "hostctl.wire-check/1"
 
@@ -77,6 +88,7 @@ _FIELD_BEFORE = re.compile(rb"""["']?([A-Za-z_][A-Za-z0-9_.-]{0,40})["']?\s*[:=]
 _TOKEN_WINDOW = 256 * 1024       # readable bytes per flow direction searched for opaque values
 _MAX_FLOW_RECORDS = 5000
 _MAX_FINDINGS_PER_KEY = 200
+CACHE_FROM = 50
 
 
 class WireCheckError(HostctlError):
@@ -90,6 +102,21 @@ def form_class(form: str) -> str:
         return "hashed"
     base = form.rsplit(":", 1)[-1]
     return "in-clear" if base == "ascii" else "encoded"
+
+
+# Cipher suites no handset should agree to (RFC 7465 RC4, RFC 8996-era guidance, NIST SP 800-52r2
+# 3.3.1): export-grade, RC4, single and triple DES, no encryption (NULL), no authentication (anon)
+_WEAK_CIPHER = (("EXPORT", "an export-grade suite"), ("_RC4_", "RC4"), ("3DES", "triple DES"),
+                ("_DES_", "single DES"), ("DES40", "export DES"), ("_NULL_", "no encryption (NULL)"),
+                ("WITH_NULL", "no encryption (NULL)"), ("_anon_", "no server authentication (anon)"))
+
+
+def weak_cipher(name: str) -> str | None:
+    """Why the negotiated cipher suite ``name`` (IANA name) is weak, or None."""
+    for token, why in _WEAK_CIPHER:
+        if token in name or token in name.replace("DES_EDE", "3DES"):
+            return f"cipher suite {name}: {why}"
+    return None
 
 
 def is_vendor_host(host: str | None) -> bool:
@@ -134,8 +161,10 @@ class _FlowState:
     readable: dict[str, bytearray] = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
     gaps: int = 0
+    conn: Any = None                  # the decoder stack over this flow (None: opaque / done)
     tls: Any = None               # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
     dec: dict[str, _Decrypted] = field(default_factory=dict)
+    tls_conn: Any = None          # the decoder stack over the decrypted application data
 
 
 class _Decrypted:
@@ -168,12 +197,23 @@ class WireCheck:
     """
 
     def __init__(self, identifiers: Sequence[Identifier], *, engine: str = "auto",
-                 hash_budget: float = 5.0, progress: Any = None, keylogs: Sequence[str | Path] = ()) -> None:
+                 hash_budget: float = 5.0, progress: Any = None, keylogs: Sequence[str | Path] = (),
+                 cache: bool | None = None) -> None:
         if not identifiers:
             raise WireCheckError("no identifiers to look for: give --testbed or --imei/--imsi/--iccid/--number/--text")
         self.identifiers = list(identifiers)
-        self.patterns: list[Pattern] = patterns_for(self.identifiers)
-        self.scanner = Scanner(self.patterns, engine=engine)
+        # the on-disk cache (hostctl.wire.cache) pays off where compiling costs seconds: from
+        # CACHE_FROM identifiers on, unless HOSTCTL_CACHE=off or cache=False says otherwise
+        if cache is None:
+            cache = len(self.identifiers) >= CACHE_FROM and os.environ.get("HOSTCTL_CACHE") != "off"
+        self.startup = "compiled"
+        if cache:
+            from .cache import cached_scanner
+
+            self.patterns, self.scanner, self.startup = cached_scanner(self.identifiers, engine=engine)
+        else:
+            self.patterns = patterns_for(self.identifiers)
+            self.scanner = Scanner(self.patterns, engine=engine)
         self._pattern_bytes = {p.data for p in self.patterns}
         self._by_form = {(p.ident.label or p.ident.kind, p.ident.value, p.form): p for p in self.patterns}
         self.hash_budget = hash_budget
@@ -200,6 +240,19 @@ class WireCheck:
                 self.keylog.add_file(kl)
             except KeyLogError as exc:
                 raise WireCheckError(str(exc)) from exc
+        self.layer_notes = Notes()
+
+    # -- the decoder stack ------------------------------------------------------------------
+    def layer_connection(self, origin: Origin, *, chain: tuple[str, ...] = (), port: int | None = None,
+                         alpn: str | None = None, host: str | None = None, layer: str | None = None,
+                         scan_bottom: bool = True, on_finding: Any = None) -> Connection:
+        """A decoder stack over one two-way byte stream whose findings land in this report:
+        the wire's TCP flows, the agent's TLS sessions and (``tlsdecrypt``) decrypted records
+        (``origin.source == "tls-decrypted"``, ``chain=("tls",)``). Feed it per direction with
+        ``feed(direction, offset, data)``, then ``close()``; with ``scan_bottom`` the stream
+        itself is scanned too (chain ``chain`` or ``stream``)."""
+        return Connection(_LayerSink(self, origin, host, layer or origin.source, on_finding), origin,
+                          chain=chain, port=port, alpn=alpn, scan_bottom=scan_bottom)
 
     # -- captures ---------------------------------------------------------------------------
     def add_capture(self, path: str | Path) -> dict:
@@ -250,6 +303,7 @@ class WireCheck:
         counts: dict[str, int] = defaultdict(int)
         errors: list[str] = []
         lines: dict[int, int] = {}
+        sessions: dict[str, list] = {}
         try:
             events = list(read_events(path, errors=errors))
         except OSError as exc:
@@ -269,6 +323,21 @@ class WireCheck:
                 self._finding(m, where)
             session = f"agent:{ev.pid}:{local_port if local_port is not None else ev.ssl}"
             self._collect_tokens(payload, session, where)
+            direction = "c2s" if ev.direction == "out" else "s2c"
+            sess = sessions.get(session)
+            if sess is None:
+                locator = LineLocator()
+                origin = Origin("agent", flow=flow["id"] if flow else None, host=host, locate=locator)
+                conn = self.layer_connection(origin, host=host, layer="tls-plaintext", scan_bottom=False,
+                                             port=ev.peer.port if ev.peer is not None else None)
+                sess = sessions[session] = [conn, locator, {"c2s": 0, "s2c": 0}]
+            conn, locator, offsets = sess
+            conn.sink.ts = where.ts
+            locator.add(direction, offsets[direction], lineno)
+            conn.feed(direction, offsets[direction], payload)
+            offsets[direction] += len(payload)
+        for conn, _locator, _offsets in sessions.values():
+            conn.close()
         for op in cipher_operations(ev for _, ev in events):
             self._cipher.append({"file": str(path), "op": op})
         info = {"path": str(path), "events": dict(counts), "errors": errors[:20], "error_count": len(errors)}
@@ -290,7 +359,8 @@ class WireCheck:
         return n
 
     # -- findings and tokens ----------------------------------------------------------------
-    def _finding(self, m: Any, where: _Where, offset_base: int = 0) -> dict | None:
+    def _finding(self, m: Any, where: _Where, offset_base: int = 0, chain: str | None = None,
+                 at: dict | None = None) -> dict | None:
         p: Pattern = m.pattern
         key = (p.ident.label or p.ident.value, p.form, where.source, where.flow, where.direction)
         self._finding_counts[key] += 1
@@ -300,7 +370,10 @@ class WireCheck:
         f = {"identifier": p.ident.label or p.ident.kind, "kind": p.ident.kind, "value": p.ident.value,
              "form": p.form, "verdict": form_class(p.form), "source": where.source, "layer": where.layer,
              "flow": where.flow, "direction": where.direction, "offset": offset_base + m.start,
-             "length": m.end - m.start, "host": where.host}
+             "length": m.end - m.start, "host": where.host,
+             "chain": chain or ("tcp" if where.source == "wire" else where.layer)}
+        if at:
+            f.update(at)
         if where.event is not None:
             f["event"] = where.event
             f["hook"] = where.hook
@@ -397,6 +470,7 @@ class WireCheck:
             "hashed": hashed,
             "deterministic": deterministic,
             "clear_http": self._clear_http,
+            "layer_notes": self.layer_notes.to_json(),
             "weak_tls": self._weak_tls,
             "cipher_calls": self._cipher_summary(),
             "tls": {"flows": dict(self.tls_counts), "keylog": self.keylog.summary()},
@@ -465,6 +539,35 @@ class WireCheck:
 
 
 _SENT = ("c2s", "out")      # the device's (client's) side: what the claims are about
+
+
+class _LayerSink:
+    """What the decoder stack of one stream reports to: findings become the report's, with
+    their layer chain, offset in the decoded message and the carrier's place in the capture."""
+
+    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts")
+
+    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any) -> None:
+        self.check, self.scanner, self.origin = check, check.scanner, origin
+        self.host, self.layer, self.on_finding = host, layer, on_finding
+        self.ts: float | None = None     # time of the bytes being fed (set by the feeder)
+
+    def layer_finding(self, match: Any, span: Span, offset: int) -> None:
+        o = span.origin
+        direction = span.direction
+        if o.source == "agent":
+            direction = "out" if direction == "c2s" else "in"
+        host = self.host() if callable(self.host) else self.host
+        where = _Where(o.source, o.flow, direction, host, f"{self.layer}>{span.layer}", capture=o.capture,
+                       ts=self.ts)
+        f = self.check._finding(match, where, chain=span.layer,
+                                at={"offset": offset, **span.where(), "chain": span.layer})
+        if f is not None and self.on_finding is not None:
+            self.on_finding(f)
+
+    def layer_note(self, span: Span, kind: str, detail: str) -> None:
+        self.check.layer_notes.add(kind, detail, {"source": span.origin.source, "flow": span.origin.flow,
+                                                  "direction": span.direction, **span.where()})
 
 
 def _worst(findings: Sequence[dict]) -> str:
@@ -558,7 +661,12 @@ class _Consumer:
     def flow_start(self, flow: Any) -> None:
         if flow.id > self.max_flow_id:
             self.max_flow_id = flow.id
-        flow.user = _FlowState(flow, self.capture)
+        st = flow.user = _FlowState(flow, self.capture)
+        if flow.key.proto == "tcp":
+            st.conn = self.c.layer_connection(
+                Origin("wire", flow=self._id(flow), capture=self.capture), port=flow.key.server[1],
+                host=lambda: self._host(flow), layer="wire", scan_bottom=False,
+                on_finding=st.findings.append)
 
     def _state(self, flow: Any) -> _FlowState:
         st = flow.user
@@ -601,8 +709,15 @@ class _Consumer:
         else:
             p.ts = ts
             buf += data
+        conn = st.conn
+        if conn is not None:
+            conn.sink.ts = ts
+            conn.feed(direction, offset, data)
+            if conn.opaque:
+                conn.close()
+                st.conn = None
         proto = flow.protocol
-        if proto and proto.get("name") in ("http", "text"):
+        if proto and proto.get("name") in ("http", "http2", "text"):
             rb = st.readable.setdefault(direction, bytearray())
             if len(rb) < _TOKEN_WINDOW:
                 rb += data[:_TOKEN_WINDOW - len(rb)]
@@ -615,17 +730,27 @@ class _Consumer:
                 self._record(st, matches, direction, p.ts)
 
     # -- decrypted TLS --------------------------------------------------------------------------
-    # THE HOOK where decrypted application data becomes a stream: every record's plaintext of a
-    # flow direction comes here in order (``plain``: a hostctl.wire.tlsdecrypt.Plaintext with its
-    # record number and wire offset). Today it is scanned like a clear TCP stream; a decoder
-    # registry (HTTP/1 bodies, HTTP/2, WebSocket, compression) plugs in here, keeping
-    # ``_Decrypted.locate`` to cite the record and wire offset of what it finds.
+    # Where decrypted application data becomes a stream: every record's plaintext of a flow
+    # direction comes here in order (``plain``: a hostctl.wire.tlsdecrypt.Plaintext with its
+    # record number and wire offset). The plaintext itself is scanned like a clear TCP stream
+    # (findings layer ``tls-decrypted``), and it feeds a decoder stack of its own (HTTP/1 bodies,
+    # HTTP/2, WebSocket, compression: layers ``tls-decrypted>tls>...``) whose findings cite the
+    # record and wire offset through ``_Decrypted.locate``.
     def plaintext(self, st: _FlowState, plain: Any, ts: float) -> None:
         d = st.dec.get(plain.direction)
         if d is None:
             d = st.dec[plain.direction] = _Decrypted(self.c.scanner.stream())
             d.ts = ts
         d.records.append((d.offset, plain.record, plain.wire_offset))
+        conn = st.tls_conn
+        if conn is None:
+            conn = st.tls_conn = self._decrypted_connection(st)
+        if conn is not False:
+            conn.sink.ts = ts
+            conn.feed(plain.direction, d.offset, plain.data)
+            if conn.opaque:
+                conn.close()
+                st.tls_conn = False
         d.offset += len(plain.data)
         if d.buf and (ts - d.ts > _BATCH_SECONDS or len(d.buf) + len(plain.data) > _BATCH):
             self._scan_decrypted(st, plain.direction, d)
@@ -635,6 +760,23 @@ class _Consumer:
         rb = st.readable.setdefault(plain.direction, bytearray())
         if len(rb) < _TOKEN_WINDOW:
             rb += plain.data[:_TOKEN_WINDOW - len(rb)]
+
+    def _decrypted_connection(self, st: _FlowState) -> Any:
+        flow = st.flow
+        proto = getattr(flow, "protocol", None) or {}
+        alpn = proto.get("alpn_selected")
+
+        def locate(direction: str, offset: int) -> dict:
+            d = st.dec.get(direction)
+            return (d.locate(offset) if d is not None else {}) or {"wire_offset": offset}
+
+        # scan_bottom=False: the plaintext itself is scanned by _scan_decrypted, so a layer above
+        # reports only what it decoded (one finding per occurrence)
+        return self.c.layer_connection(
+            Origin("wire", flow=self._id(flow), capture=self.capture, locate=locate), chain=("tls",),
+            port=flow.key.server[1], alpn=alpn if isinstance(alpn, str) else None,
+            host=lambda: self._host(flow), layer="tls-decrypted", scan_bottom=False,
+            on_finding=st.findings.append)
 
     def _scan_decrypted(self, st: _FlowState, direction: str, d: _Decrypted, *, final: bool = False) -> None:
         matches = list(d.stream.feed(bytes(d.buf))) if d.buf else []
@@ -670,6 +812,8 @@ class _Consumer:
         st.gaps += 1
         if st.tls:
             st.tls.gap(direction, offset, length)
+        if st.conn is not None:
+            st.conn.gap(direction, offset, length)
         p = st.dirs[direction]
         if p.stream is None:
             p.stream = self.c.scanner.stream()
@@ -704,7 +848,13 @@ class _Consumer:
         if st is None:
             return
         flow.user = None
+        if st.conn is not None:
+            st.conn.close()
+            st.conn = None
         tls_summary = self._end_tls(flow, st)
+        if st.tls_conn is not None:
+            st.tls_conn.close()
+            st.tls_conn = None
         for direction, p in st.dirs.items():
             if p.stream is None:
                 continue
@@ -737,9 +887,15 @@ class _Consumer:
         rec["verdict"] = worst
         if proto.get("name") == "tls":
             version = proto.get("version")
+            cipher = proto.get("cipher") or ""
+            weak = weak_cipher(cipher)
             if is_vendor_host(host) and version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
-                c._weak_tls.append({"flow": fid, "host": host, "version": version})
-        elif proto.get("name") == "http" and (is_vendor_host(host) or st.findings):
+                c._weak_tls.append({"flow": fid, "host": host, "version": version, "cipher": cipher,
+                                    "why": f"protocol version {version}"})
+            elif is_vendor_host(host) and weak:
+                c._weak_tls.append({"flow": fid, "host": host, "version": f"{version} with {cipher}",
+                                    "cipher": cipher, "why": weak})
+        elif proto.get("name") in ("http", "http2") and (is_vendor_host(host) or st.findings):
             c._clear_http.append({"flow": fid, "host": host, "requests": proto.get("requests", [])[:20],
                                   "findings": len(st.findings),
                                   "identifiers": sorted({f["identifier"] for f in st.findings})})

@@ -15,7 +15,9 @@ What the reassembly does, and why:
   direction holding the most gives up waiting: the missing range becomes a `gap` and what it
   held is delivered. Memory therefore depends on the flows in flight, never on the capture size.
 - Flows end on FIN from both sides ("fin"; if bytes before a FIN never come, when the flow is
-  evicted or the capture ends, with the gap noted), on RST ("rst"), when the table holds ``max_flows``
+  evicted or the capture ends, with the gap noted), on RST ("rst": ``RST_GRACE`` seconds of
+  capture time after it, so bytes already in flight when it was sent are still delivered, as
+  tshark's ``tcp.stream`` keeps them), when the table holds ``max_flows``
   and must make room or a flow stays idle past ``idle_timeout`` of capture time ("evicted"), when a
   new SYN reuses the ports ("reused"), or at `FlowTable.close` ("eof"). An ended flow lingers as a
   tombstone (for ``linger`` seconds of capture time) so its trailing ACKs and retransmitted FINs
@@ -52,6 +54,7 @@ from hostctl.wire.pcapread import RECORD, SPAN_PCAP, CaptureReader, Packet
 __all__ = ["DEFAULT_MAX_BUFFER", "DEFAULT_MAX_FLOWS", "Flow", "FlowConsumer", "FlowKey", "FlowTable", "NullConsumer"]
 
 DEFAULT_MAX_FLOWS = 65536
+RST_GRACE = 1.0                     # capture seconds a reset flow still takes data in flight
 DEFAULT_MAX_BUFFER = 64 << 20
 COALESCE = 64 << 10
 MAX_HOLDING = 256
@@ -119,7 +122,7 @@ class Flow:
     bytes delivered (each once; retransmissions and gaps not counted; for UDP the payload bytes)."""
 
     __slots__ = ("id", "key", "first_ts", "last_ts", "packets", "protocol", "ended", "c2s", "s2c",
-                 "midstream", "sniff", "_keys", "user")
+                 "midstream", "sniff", "_keys", "user", "rst_ts")
 
     def __init__(self, fid: int, key: FlowKey, ts: float) -> None:
         self.id = fid
@@ -132,6 +135,7 @@ class Flow:
         self.c2s = _Dir("c2s")
         self.s2c = _Dir("s2c")
         self.midstream = False       # TCP flow whose SYN was not captured
+        self.rst_ts: float | None = None   # when a RST was seen (the flow ends RST_GRACE later)
         self.sniff: Any = None       # protocols.py's per-flow state
         self.user: Any = None        # free for the consumer
         self._keys: tuple[bytes, bytes] = (b"", b"")
@@ -551,7 +555,7 @@ class FlowTable:
             elif flow.ended is not None:
                 flow, d, other = self._new_flow(self._tcp, key, "tcp", sport, dport, ts, True)
             elif d is c2s and (c2s.isn is not None or d.offset or other.offset):
-                self._end(flow, "reused")
+                self._end(flow, "rst" if flow.rst_ts is not None else "reused")
                 flow, d, other = self._new_flow(self._tcp, key, "tcp", sport, dport, ts, True)
         if flow.ended is not None:                  # a straggler of an ended flow
             flow.packets += 1
@@ -586,7 +590,10 @@ class FlowTable:
                 self._segment_slow(flow, d, delta, buf[pstart:cap_end] if cap_end > pstart else b"", length, ts)
         if flags & (FIN | RST):
             if flags & RST:
-                self._end(flow, "rst")
+                if flow.rst_ts is None:
+                    flow.rst_ts = ts
+                    if ts + RST_GRACE < self._next_sweep:
+                        self._next_sweep = ts + RST_GRACE
                 return
             if d.next_seq is None:
                 d.next_seq = seq
@@ -783,7 +790,9 @@ class FlowTable:
     def _drop(self, table: dict, flow: Flow) -> None:
         """Removes ``flow`` from ``table`` (ending it first if it is still open)."""
         if flow.ended is None:
-            if _both_fins(flow):
+            if flow.rst_ts is not None:
+                self._end(flow, "rst")
+            elif _both_fins(flow):
                 self._end(flow, "fin")
             else:
                 self._end(flow, "evicted")
@@ -805,6 +814,8 @@ class FlowTable:
                     continue
                 if f.ended is not None and now - f.last_ts >= self.linger:
                     self._drop(table, f)
+                elif f.ended is None and f.rst_ts is not None and now - f.rst_ts >= RST_GRACE:
+                    self._end(f, "rst")
                 elif f.ended is None and self.idle_timeout is not None and now - f.last_ts >= self.idle_timeout:
                     self._drop(table, f)
         if force and self._live >= self.max_flows:
@@ -829,7 +840,7 @@ class FlowTable:
                     continue
                 seen.add(id(flow))
                 if flow.ended is None:
-                    self._end(flow, "fin" if _both_fins(flow) else "eof")
+                    self._end(flow, "rst" if flow.rst_ts is not None else "fin" if _both_fins(flow) else "eof")
             table.clear()
         self._release_all()
         self._live = 0

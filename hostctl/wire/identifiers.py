@@ -17,6 +17,27 @@ e.g. ``national:sha1-hex``):
                                       country uses one for that number (not China's mobiles,
                                       whose NSN starts with 1; 8 in Russia; 1 in NANP)
 
+Grouped variants (the same number as people type it and apps print it), named
+``BASE/GROUPING/SEP`` (``e164/3-4-4/sp`` is ``+86 139 1234 5678``, ``national/3-3-4/paren`` is
+``(202) 555-0123``):
+
+    BASE        national, trunk (trunk prefix glued to the first group: ``07700 900123``) and
+                e164 (``+CC`` then the separator; ``e164/G/cc-sp`` is ``+86 13912345678``,
+                ``e164/G/paren-cc`` is ``(+86) 139 1234 5678``)
+    GROUPING    the national number's digit groups: ITU-T E.123 section 2.4 groups with spaces
+                and allows hyphens or dots; the groups per plan come from the common national
+                formats (China's mobiles 3-4-4; NANP 3-3-4 with the area code in parentheses,
+                E.123 7.1; UK mobiles 4-6 and 4-3-3); other plans by length (11: 3-4-4,
+                10: 3-3-4, 9: 3-3-3, 8: 4-4), a guess kept as data in ``_GROUPINGS``
+    SEP         sp, dash, dot; paren = ``(G1) G2-G3``
+
+A grouped variant is looked for in its text forms (ascii, UTF-16, URL, form encoding) and its
+hex digests; the Base64 and TBCD forms of typed text are not what apps send. IMEIs get
+``imei14`` (the 14 digits without the check digit, 3GPP TS 23.003 6.2.1, as some APIs report
+them); an IMEISV (14 digits + a 2-digit software version, 6.2.2) holds those 14 digits as its
+prefix, so its text forms are found by ``imei14`` (a digest of an IMEISV is not looked for:
+it depends on the SVN, which the testbed does not know).
+
 A number given with ``+`` or ``00`` is split with the ITU-T E.164 calling-code table (codes are
 prefix-free: 1 and 7 are the one-digit codes, the two-digit ones are listed in ``_CC2``, every
 other code has three digits). A number given without either gets the country from
@@ -46,7 +67,7 @@ Forms (``Pattern.form``; the bytes start from the value's UTF-8 text, or the var
                                 international, 81 unknown, a1 national), TBCD digits
     md5-hex, md5-HEX, md5-base64, md5-base64url, md5-raw   (and sha1-*, sha256-*): the digest
                                 of the text as lower / upper hex, Base64 (alignment 0) or raw
-    S1>S2                       two protection steps of hostctl.emulator.behaviour applied in
+    S1>S2                       two protection steps of hostctl.model.protections applied in
                                 order, as a firmware profile writes ``protection: [S1, S2]``
                                 (e.g. ``sha1>base64`` is the Base64 of the hex digest's text,
                                 ``base64>url``, ``utf16le>md5``); all combinations of the
@@ -56,7 +77,9 @@ Rules:
 
 * Minimum length: a pattern shorter than ``MIN_PATTERN_LEN`` (8) bytes is not generated, so random
   data cannot match by chance (a specific 8-byte string turns up in 2**64 random positions about
-  once). This drops, e.g., bare TBCD of an 11-digit national number (6 bytes): the 23.040
+  once; in digit-only text, where each byte has 10 values, 8 digits are 1 in 10**8 per position,
+  so an identifier is never looked for by fewer than ``MIN_DIGITS`` (8) of its digits: the
+  14-digit IMEI and the grouped numbers keep at least 8). This drops, e.g., bare TBCD of an 11-digit national number (6 bytes): the 23.040
   address forms of it (8 bytes with their header) remain.
 * Long message text: the forms without a digest look for the first ``TEXT_PREFIX_CHARS`` (160,
   one SMS) characters of a text, so a pattern stays under a few KiB (hyperscan's limit on one
@@ -82,7 +105,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from hostctl.emulator.behaviour import PROTECTIONS, ProtectionError, protect
+from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 from hostctl.errors import HostctlError
 
 __all__ = [
@@ -99,6 +122,7 @@ __all__ = [
     "NumberParts",
     "Pattern",
     "apply_steps",
+    "format_grouped",
     "number_variants",
     "parse_number",
     "patterns_by_form",
@@ -106,6 +130,7 @@ __all__ = [
 ]
 
 MIN_PATTERN_LEN = 8
+MIN_DIGITS = 8
 TEXT_PREFIX_CHARS = 160
 NUMBER_KINDS = frozenset({"msisdn", "number"})
 KINDS = ("imei", "imsi", "iccid", "msisdn", "number", "text")
@@ -131,7 +156,7 @@ _TRUNK = {
                          "504", "505", "999")},
 }
 
-# Protection steps of hostctl.emulator.behaviour that need no key (the keyed ones are
+# Protection steps of hostctl.model.protections that need no key (the keyed ones are
 # encryption, which the checks judge from repeated ciphertexts, not from patterns).
 BEHAVIOUR_STEPS = tuple(p for p in PROTECTIONS if p != "plain" and not p.startswith("aes-"))
 _B64_FINAL = frozenset({"base64", *(f"{d}-base64" for d in DIGEST_SIZES)})
@@ -232,10 +257,68 @@ def parse_number(value: str, country_codes: Sequence[str] | None = None) -> list
     return out or [NumberParts("", digits, "")]
 
 
-def number_variants(value: str, country_codes: Sequence[str] | None = None) -> dict[str, str]:
-    """Variant name -> text, for every reading of the number (first reading wins a name)."""
+# (calling code, national number length) -> digit groupings; by length when the plan is not listed
+_GROUPINGS: dict[tuple[str, int], tuple[tuple[int, ...], ...]] = {
+    ("86", 11): ((3, 4, 4),),
+    ("1", 10): ((3, 3, 4),),
+    ("44", 10): ((4, 6), (4, 3, 3)),
+}
+_GROUPINGS_BY_LENGTH: dict[int, tuple[tuple[int, ...], ...]] = {
+    11: ((3, 4, 4),), 10: ((3, 3, 4),), 9: ((3, 3, 3),), 8: ((4, 4),)}
+_SEPS = {"sp": " ", "dash": "-", "dot": "."}
+
+
+def groupings(cc: str, length: int) -> tuple[tuple[int, ...], ...]:
+    return _GROUPINGS.get((cc, length)) or _GROUPINGS_BY_LENGTH.get(length, ())
+
+
+def format_grouped(variant: str, cc: str, units: Sequence[str], trunk: str) -> str | None:
+    """The text of grouped variant ``variant`` (``BASE/G1-G2-G3/SEP``) for a national number
+    given as ``units`` (its digits, or a recovery template's tokens); None if it does not apply."""
+    try:
+        base, grouping, sep = variant.split("/")
+        sizes = [int(g) for g in grouping.split("-")]
+    except ValueError:
+        return None
+    if sum(sizes) != len(units) or (base == "e164" and not cc) or (base == "trunk" and not trunk):
+        return None
+    groups, i = [], 0
+    for n in sizes:
+        groups.append("".join(units[i:i + n]))
+        i += n
+    if base == "trunk":
+        groups[0] = trunk + groups[0]
+    if sep == "paren":
+        body = f"({groups[0]}) " + "-".join(groups[1:])
+        return f"+{cc} {body}" if base == "e164" else body
+    if sep == "cc-sp":
+        return f"+{cc} " + "".join(groups) if base == "e164" else None
+    if sep == "paren-cc":
+        return f"(+{cc}) " + " ".join(groups) if base == "e164" else None
+    if sep not in _SEPS:
+        return None
+    text = _SEPS[sep].join(groups)
+    return f"+{cc}{_SEPS[sep]}{text}" if base == "e164" else text
+
+
+def _grouped_names(cc: str, nsn: str, trunk: str) -> list[str]:
+    names = []
+    for sizes in groupings(cc, len(nsn)):
+        g = "-".join(str(n) for n in sizes)
+        for base in ("national", "trunk", "e164"):
+            for sep in (*_SEPS, "paren"):
+                names.append(f"{base}/{g}/{sep}")
+        names += [f"e164/{g}/cc-sp", f"e164/{g}/paren-cc"]
+    return names
+
+
+def number_variants(value: str, country_codes: Sequence[str] | None = None, *,
+                    grouped: bool = True) -> dict[str, str]:
+    """Variant name -> text, for every reading of the number (first reading wins a name); with
+    ``grouped`` also the grouped variants (distinct texts only)."""
     out: dict[str, str] = {}
-    for p in parse_number(value, country_codes):
+    readings = parse_number(value, country_codes)
+    for p in readings:
         texts = {"national": p.nsn}
         if p.cc:
             texts = {"e164": f"+{p.cc}{p.nsn}", "cc-no-plus": f"{p.cc}{p.nsn}",
@@ -245,6 +328,14 @@ def number_variants(value: str, country_codes: Sequence[str] | None = None) -> d
         for name in NUMBER_VARIANTS:
             if name in texts:
                 out.setdefault(name, texts[name])
+    if grouped:
+        seen = set(out.values())
+        for p in readings:
+            for name in _grouped_names(p.cc, p.nsn, p.trunk):
+                text = format_grouped(name, p.cc, list(p.nsn), p.trunk)
+                if text is not None and text not in seen and name not in out:
+                    seen.add(text)
+                    out[name] = text
     return out
 
 
@@ -323,7 +414,7 @@ def _step(step: str, data: bytes, final: bool) -> bytes:
 def apply_steps(text: str | bytes, steps: Sequence[str], *, trim: bool = True) -> bytes | None:
     """The bytes ``steps`` make of ``text`` (None when a step does not apply, e.g. UTF-16 of
     bytes that are not UTF-8, or TBCD of a non-digit). Steps are hostctl.emulator.behaviour's
-    unkeyed protections plus the extra ones named in the module docstring; with ``trim`` a
+    unkeyed protections (hostctl.model.protections) plus the extra ones named in the module docstring; with ``trim`` a
     final Base64 step is trimmed to the characters that need no following bytes (without, it
     is the padded text, as when another step follows)."""
     data = text.encode("utf-8") if isinstance(text, str) else text
@@ -381,7 +472,13 @@ def _named_forms(kind: str, variant: str) -> Iterable[tuple[str, tuple[str, ...]
 def _texts(ident: Identifier, country_codes: Sequence[str] | None) -> dict[str, str]:
     if ident.kind in NUMBER_KINDS:
         return number_variants(ident.value, country_codes)
+    if ident.kind == "imei" and len(ident.value) == 15:
+        return {"": ident.value, "imei14": ident.value[:14]}
     return {"": ident.value}
+
+
+_GROUPED_FORMS = frozenset({"ascii", "utf16le", "utf16be", "url", "url-lower", "url-form",
+                            "md5-hex", "sha1-hex", "sha256-hex", "md5-HEX", "sha1-HEX", "sha256-HEX"})
 
 
 def identifiers_of(testbed: Any, extra: Iterable[tuple[str, str, str]] = ()) -> list[Identifier]:
@@ -423,7 +520,10 @@ def patterns_for(idents: Sequence[Identifier], *,
             raise IdentifierError(f"expected an Identifier, got {ident!r}")
         by_bytes: dict[bytes, list] = {}
         for variant, full in _texts(ident, country_codes).items():
-            for name, steps in _named_forms(ident.kind, variant):
+            grouped = "/" in variant
+            for name, steps in _named_forms("text" if grouped else ident.kind, variant):
+                if grouped and name not in _GROUPED_FORMS:
+                    continue
                 hashed = any(s.split("-")[0] in DIGEST_SIZES for s in steps)
                 text = full if hashed else full[:TEXT_PREFIX_CHARS]
                 data = apply_steps(text, steps)

@@ -15,6 +15,8 @@ other text, or unknown.
 - HTTP/1.x: ``{"name": "http", "host": ..., "requests": [{"method", "path", "host", "status"}...]}``.
   Messages are framed as HTTP does it (Content-Length, chunked, HEAD/1xx/204/304 without body,
   read-until-close) so every request of a keep-alive connection is seen, not just the first.
+- HTTP/2 with prior knowledge (the client preface): ``{"name": "http2", "requests": []}`` (its
+  frames are read by `hostctl.wire.decoders.http2`).
 - ``{"name": "text", "first_line": ...}`` when the first bytes are printable (XMPP, SMTP, JSON
   lines, ...), else ``{"name": "unknown"}``.
 
@@ -32,6 +34,8 @@ import re
 import struct
 from typing import Any
 
+from hostctl.wire.decoders.registry import REGISTRY
+
 __all__ = ["CIPHER_SUITES", "cipher_name", "finish", "observe", "parse_client_hello", "parse_server_hello",
            "version_name"]
 
@@ -41,6 +45,14 @@ MAX_REQUESTS = 200           # requests listed per flow (all are counted)
 DECIDE = 8                   # first bytes needed to tell TLS from HTTP from text ("OPTIONS ")
 
 CIPHER_SUITES = {
+    0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
+    0x0003: "TLS_RSA_EXPORT_WITH_RC4_40_MD5", 0x0006: "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5",
+    0x0008: "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0009: "TLS_RSA_WITH_DES_CBC_SHA",
+    0x0014: "TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0015: "TLS_DHE_RSA_WITH_DES_CBC_SHA",
+    0x0018: "TLS_DH_anon_WITH_RC4_128_MD5", 0x001B: "TLS_DH_anon_WITH_3DES_EDE_CBC_SHA",
+    0x0034: "TLS_DH_anon_WITH_AES_128_CBC_SHA", 0x003B: "TLS_RSA_WITH_NULL_SHA256",
+    0xC006: "TLS_ECDHE_ECDSA_WITH_NULL_SHA", 0xC010: "TLS_ECDHE_RSA_WITH_NULL_SHA",
+    0xC016: "TLS_ECDH_anon_WITH_RC4_128_SHA", 0xC018: "TLS_ECDH_anon_WITH_AES_128_CBC_SHA",
     0x0004: "TLS_RSA_WITH_RC4_128_MD5", 0x0005: "TLS_RSA_WITH_RC4_128_SHA",
     0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0016: "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
     0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
@@ -203,6 +215,24 @@ _METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PAT
 _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(1\.[01])\r?$")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) (\d{3})(?: ([^\r\n]*))?\r?$")
 _PRINTABLE = re.compile(rb"[\t\n\r\x20-\x7e]{8,}")
+_TLS_AFTER_TEXT = re.compile(rb"[\n>](\x16\x03[\x00-\x04])")
+_MESSAGE_LINE = re.compile(rb"(?:^|\n)((?:" + b"|".join(m.strip() for m in _METHODS) + rb") \S+ HTTP/1\.[01]\r?\n"
+                           rb"|HTTP/1\.[01] \d{3}\b)")
+_SEARCH = 4096           # bytes searched for a first message line (joined mid-session)
+
+
+def _message_start(data: bytes) -> int | None:
+    """Where the first HTTP/1.x request or status line begins in ``data``: at its start, after
+    a few stray bytes, or after a line break within the first ``_SEARCH`` bytes; else None."""
+    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
+        return 0
+    head = data[:16].lstrip(b"\r\n\x00 ")
+    if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
+        return data.index(head[:4])
+    if b"HTTP/1." not in data[:_SEARCH]:       # every request and status line has it: cheap test first
+        return None
+    m = _MESSAGE_LINE.search(data[:_SEARCH])
+    return m.start(1) if m else None
 _PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")      # all a short flow said
 
 
@@ -234,7 +264,7 @@ class _HttpDir:
 
 
 class _Sniff:
-    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods")
+    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods", "tunnel")
 
     def __init__(self) -> None:
         self.next = {"c2s": 0, "s2c": 0}
@@ -243,6 +273,7 @@ class _Sniff:
         self.http: dict[str, _HttpDir] | None = None
         self.decided = {"c2s": False, "s2c": False}
         self.pending_methods: list[int] = []     # indices of requests awaiting their response
+        self.tunnel: str | None = None           # CONNECT's target once the proxy said 2xx
 
 
 def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
@@ -302,27 +333,23 @@ def _lose(st: _Sniff, proto: dict[str, Any], direction: str, why: str) -> None:
 
 def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
     proto = flow.protocol
-    if len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3 and data[2] <= 4:
-        before = proto.get("first_line")
-        proto.clear()
-        proto["name"] = "tls"
-        if before is not None:
-            proto["cleartext_first_line"] = before     # STARTTLS: text first (XMPP, SMTP), then TLS
-        st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
-        for d in ("c2s", "s2c"):
-            if d != direction and st.next[d] > 0:
-                # that side spoke in clear already: its hello, if any, comes with its next bytes
-                # (STARTTLS); if those are no TLS record, it is not TLS on that side, not an error
-                st.tls[d].lenient = True
-        _tls_feed(st, proto, direction, offset, data)
-        _replay_other(st, proto, direction, _tls_feed)
-        return
-    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
-        proto.clear()
-        proto.update({"name": "http", "requests": []})
-        st.http = {"c2s": _HttpDir(), "s2c": _HttpDir()}
-        _http_feed(st, proto, direction, data)
-        _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
+    if proto.get("name") == "text":
+        # STARTTLS (XMPP <proceed/>, SMTP/IMAP "220"/"OK Begin TLS" then a ClientHello): a
+        # handshake record may follow the clear text within one piece
+        m = _TLS_AFTER_TEXT.search(data)
+        if m is not None and m.start(1) > 0:
+            offset, data = offset + m.start(1), data[m.start(1):]
+    # which protocol: the decoders' registry says, by its named heuristics (the same that pick
+    # the decoder stack's layers); a capture joined mid-session gets one more look for an HTTP
+    # message line after the tail of the message in progress
+    head = data[:4096]
+    c2s, s2c = (head, b"") if direction == "c2s" else (b"", head)
+    name = REGISTRY.name_of(c2s, s2c, final=True)
+    if name not in _STARTERS and _message_start(data) is not None:
+        name = "http1"
+    start = _STARTERS.get(name)
+    if start is not None:
+        start(st, flow, direction, offset, data)
         return
     if not proto:
         m = _PRINTABLE.match(data[:256]) or (_PRINTABLE_SHORT.fullmatch(data) if len(data) < 8 else None)
@@ -335,6 +362,49 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
     if all(st.decided.values()) and proto["name"] == "unknown":
         flow.sniff = False                     # nothing more to learn: later calls return at once
     # (text flows stay watched: a STARTTLS handshake may follow the clear text)
+
+
+def _start_tls(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    proto = flow.protocol
+    before = proto.get("first_line")
+    proto.clear()
+    proto["name"] = "tls"
+    if before is not None:
+        proto["cleartext_first_line"] = before     # STARTTLS: text first (XMPP, SMTP), then TLS
+    st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
+    for d in ("c2s", "s2c"):
+        if d != direction and st.next[d] > 0:
+            # that side spoke in clear already: its hello, if any, comes with its next bytes
+            # (STARTTLS); if those are no TLS record, it is not TLS on that side, not an error
+            st.tls[d].lenient = True
+    _tls_feed(st, proto, direction, offset, data)
+    _replay_other(st, proto, direction, _tls_feed)
+
+
+def _start_http(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    # a request or status line, after at most a few stray bytes (a keep-alive byte, a CRLF left
+    # from the message before) or, for a capture that joined mid-session, after the tail of the
+    # message in progress
+    proto = flow.protocol
+    skip = _message_start(data) or 0
+    proto.clear()
+    proto.update({"name": "http", "requests": [], **({"skipped": skip} if skip else {})})
+    st.http = {"c2s": _HttpDir(), "s2c": _HttpDir()}
+    _http_feed(st, proto, direction, data[skip:])
+    _replay_other(st, proto, direction, lambda st, proto, d, _offset, data: _http_feed(st, proto, d, data))
+
+
+def _start_http2(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> None:
+    # HTTP/2 in clear (prior knowledge): the decoder stack reads its frames; here it is named so
+    # the flow counts as clear HTTP
+    flow.protocol.clear()
+    flow.protocol.update({"name": "http2", "requests": []})
+    flow.sniff = False
+
+
+# registry layer name -> what reads that protocol's metadata (the other layers' flows are text or
+# unknown here)
+_STARTERS = {"tls": _start_tls, "http1": _start_http, "http2": _start_http2}
 
 
 def _replay_other(st: _Sniff, proto: dict[str, Any], direction: str, feed: Any) -> None:
@@ -439,6 +509,24 @@ def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -
         head, data = h.head[:end], h.head[end + sep:]
         h.head = b""
         _http_message(st, proto, direction, h, head)
+        if st.tunnel is not None:
+            _enter_tunnel(st, proto, direction, data)
+            return
+
+
+def _enter_tunnel(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -> None:
+    """A CONNECT was answered 2xx: what follows on both sides is the tunnelled protocol (TLS,
+    in PCAPdroid's proxy captures): its hellos are read as any TLS flow's, and the flow keeps
+    the proxy requests under ``proxy``."""
+    proxy = {"requests": proto.get("requests", []), "host": proto.get("host"), "tunnel": st.tunnel}
+    proto.clear()
+    proto.update({"name": "tls", "proxy": proxy})
+    st.http = None
+    st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
+    for d in st.tls.values():
+        d.lenient = True
+    if data:
+        _tls_feed(st, proto, direction, st.next[direction] - len(data), data)
 
 
 def _chunked(h: _HttpDir, data: bytes) -> bytes:
@@ -513,6 +601,9 @@ def _http_message(st: _Sniff, proto: dict[str, Any], direction: str, h: _HttpDir
         if i >= 0:
             reqs[i]["status"] = status
             head_request = reqs[i]["method"] == "HEAD"
+            if reqs[i]["method"] == "CONNECT" and 200 <= status < 300:
+                st.tunnel = reqs[i]["path"]
+                return
     if head_request or status in (204, 304):
         return
     _body_framing(h, headers, request=False)

@@ -45,9 +45,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from hostctl.emulator.identity import luhn_ok
+from hostctl.model.identity import luhn_ok
 from hostctl.errors import HostctlError
-from hostctl.wire.identifiers import (DIGEST_SIZES, NUMBER_KINDS, Identifier, NumberParts,
+from hostctl.wire.identifiers import (DIGEST_SIZES, NUMBER_KINDS, Identifier, NumberParts, format_grouped,
                                       Pattern, apply_steps, parse_number, patterns_for)
 
 __all__ = ["HashTarget", "Recovery", "RecoveryError", "Template", "demonstrate", "hash_target",
@@ -197,6 +197,8 @@ def _nsn_template(cc: str, nsn: str) -> str:
 
 def _number_parts(pattern: Pattern, country_codes: Sequence[str] | None) -> NumberParts:
     text, variant = pattern.text, pattern.variant
+    if variant.startswith("e164/"):
+        return parse_number(text)[0]
     if variant in ("e164", "intl00"):
         return parse_number(text)[0]
     if variant == "cc-no-plus":
@@ -215,6 +217,12 @@ def template_for(pattern: Pattern, *,
         nsn_t = _nsn_template(parts.cc, parts.nsn)
         plan = ("" if nsn_t == "x" * len(parts.nsn) else
                 f"; the national number follows the plan {nsn_t}")
+        if "/" in pattern.variant:          # grouped: the separators are literals of the template
+            units = re.findall(r"\[[^\]]*\]|.", nsn_t)
+            grouped = format_grouped(pattern.variant, parts.cc, units, parts.trunk)
+            if grouped is not None:
+                return Template(grouped, f"country calling code +{parts.cc} known{plan}; grouped as typed"
+                                if parts.cc else "a national number of this length; grouped as typed")
         if not parts.cc:
             return Template(nsn_t, "a national number of this length")
         variants = {"e164": f"+{parts.cc}", "cc-no-plus": parts.cc, "intl00": f"00{parts.cc}",

@@ -110,8 +110,18 @@ def _expression(data: bytes) -> bytes:
 class _HyperscanEngine:
     name = "hyperscan"
 
-    def __init__(self, patterns: Sequence[Pattern]) -> None:
+    def __init__(self, patterns: Sequence[Pattern], serialized: bytes | None = None) -> None:
         assert _hs is not None
+        if serialized is not None:
+            # hs_deserialize_database, then scratch space: the binding's loadb() allocates none,
+            # and a stream over a database without scratch reads a stray pointer (the crash the
+            # first attempt at caching met). A Scratch made for the database fixes that.
+            try:
+                self.db = _hs.loadb(serialized, _hs.HS_MODE_STREAM)
+                self.db.scratch = _hs.Scratch(self.db)
+            except (_hs.error, TypeError) as exc:
+                raise ScanError(f"hyperscan could not load the cached database: {exc}") from None
+            return
         exprs = [_expression(p.data) for p in patterns]
         for p, e in zip(patterns, exprs):
             if len(e) > _HS_MAX_EXPRESSION:
@@ -127,6 +137,9 @@ class _HyperscanEngine:
 
     def open(self) -> "_HyperscanStream":
         return _HyperscanStream(self.db)
+
+    def dump(self) -> bytes:
+        return _hs.dumpb(self.db)
 
 
 class _HyperscanStream:
@@ -337,7 +350,10 @@ class Scanner:
     """Finds ``patterns`` in byte streams. ``engine``: "hyperscan", "python", or "auto"
     (hyperscan when importable). ``engine_name`` says which one runs."""
 
-    def __init__(self, patterns: Sequence[Pattern], *, engine: str = "auto") -> None:
+    def __init__(self, patterns: Sequence[Pattern], *, engine: str = "auto",
+                 database: bytes | None = None) -> None:
+        """``database``: a hyperscan database serialised by :meth:`serialized` for exactly these
+        patterns (`hostctl.wire.cache` keys it by their content), instead of compiling."""
         if engine not in ENGINES:
             raise ScanError(f"unknown scan engine {engine!r} (known: {', '.join(ENGINES)})")
         self.patterns = tuple(patterns)
@@ -355,8 +371,12 @@ class Scanner:
         self.max_len = max((len(p.data) for p in self.patterns), default=1)
         self._engine: Any = None
         if self.patterns:
-            self._engine = (_HyperscanEngine(self.patterns) if self.engine_name == "hyperscan"
+            self._engine = (_HyperscanEngine(self.patterns, database) if self.engine_name == "hyperscan"
                             else _PythonEngine(self.patterns))
+
+    def serialized(self) -> bytes | None:
+        """The compiled hyperscan database as bytes (None for the Python engine)."""
+        return self._engine.dump() if isinstance(self._engine, _HyperscanEngine) else None
 
     def stream(self, *, raw: bool = False) -> "ScanStream":
         """A new stream (one per flow direction). ``raw`` returns every occurrence of every

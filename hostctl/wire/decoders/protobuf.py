@@ -1,0 +1,167 @@
+"""Protocol Buffers, best effort, without a schema (the wire format of
+https://protobuf.dev/programming-guides/encoding/): a decoded message whose bytes parse, all of
+them, as protobuf fields is walked. Integer fields (varints, and fixed64 little-endian) are
+compared with the identifiers as numbers: a phone number without ``+`` (``8613912345678``), its
+national number, an IMEI (15 digits, and the 14 without the check digit), an IMSI, an ICCID.
+Length-delimited fields that parse as messages are walked in turn (nesting up to ``MAX_DEPTH``);
+their bytes, text included, were scanned already as part of the message that holds them.
+
+Guard against chance: only numbers of at least ``MIN_DIGITS`` (8) digits are compared (a random
+64-bit integer equals a given 8-digit value with odds of one in 2**64), and a walk only happens
+when the whole message parses (random bytes rarely do: every tag must carry a wire type of 0,
+1, 2 or 5 and a field number, and every length must fit).
+
+A finding's chain ends in ``protobuf-varint`` (or ``protobuf-fixed64``); its offset is the
+field's value in the walked message.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from hostctl.wire.decoders.base import Out
+from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder, looks_compressed
+from hostctl.wire.decoders.registry import REGISTRY
+from hostctl.wire.identifiers import NUMBER_KINDS, Pattern, number_variants
+from hostctl.wire.scan import Match
+
+__all__ = ["MIN_DIGITS", "parse", "walk"]
+
+MIN_DIGITS = 8
+MAX_DEPTH = 8
+MAX_FIELDS = 100_000
+
+_targets_cache: dict[int, dict[int, list[Pattern]]] = {}
+
+
+def _targets(scanner: Any) -> dict[int, list[Pattern]]:
+    """value -> synthetic patterns (one per identifier and number variant) for a scanner."""
+    key = id(scanner)
+    hit = _targets_cache.get(key)
+    if hit is not None and hit.get(-1) is scanner:        # type: ignore[comparison-overlap]
+        return hit
+    out: dict[int, list] = {-1: scanner}                  # type: ignore[dict-item]
+    seen: set = set()
+    for p in scanner.patterns:
+        ident = p.ident
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if ident.kind in NUMBER_KINDS:
+            texts = {k: v for k, v in number_variants(ident.value).items() if k in ("cc-no-plus", "national")}
+        elif ident.kind == "imei":
+            texts = {"": ident.value, "imei14": ident.value[:14]}
+        elif ident.kind in ("imsi", "iccid"):
+            texts = {"": ident.value}
+        else:
+            continue
+        for variant, text in texts.items():
+            digits = text.lstrip("0")
+            if len(digits) < MIN_DIGITS or not digits.isdigit() or int(digits) >= 1 << 64:
+                continue
+            form = f"{variant}:protobuf-int" if variant else "protobuf-int"
+            out.setdefault(int(digits), []).append(
+                Pattern(-1, ident, form, b"", (form,), variant, text, ("protobuf-int",)))
+    _targets_cache.clear()
+    _targets_cache[key] = out
+    return out
+
+
+def _varint(b: bytes, p: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        if p >= len(b) or shift > 63:
+            raise ValueError("truncated varint")
+        c = b[p]
+        p += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return v, p
+        shift += 7
+
+
+def parse(b: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, Any, int]] | None:
+    """The fields of ``b[start:end]`` as (field number, wire type, value, value offset), or None
+    when those bytes are not entirely protobuf fields. Length-delimited values are (offset, end)."""
+    end = len(b) if end is None else end
+    p, out = start, []
+    try:
+        while p < end:
+            tag, p = _varint(b, p)
+            num, wt = tag >> 3, tag & 7
+            if num == 0 or num >= 1 << 29:
+                return None
+            at = p
+            if wt == 0:
+                v, p = _varint(b, p)
+            elif wt == 1:
+                v, p = int.from_bytes(b[p:p + 8], "little"), p + 8
+            elif wt == 2:
+                n, p = _varint(b, p)
+                v, p = (p, p + n), p + n
+            elif wt == 5:
+                v, p = int.from_bytes(b[p:p + 4], "little"), p + 4
+            else:
+                return None
+            if p > end:
+                return None
+            out.append((num, wt, v, at))
+            if len(out) > MAX_FIELDS:
+                return None
+    except ValueError:
+        return None
+    return out
+
+
+def walk(b: bytes, targets: dict[int, list[Pattern]], depth: int = 0, start: int = 0,
+         end: int | None = None, fields: list | None = None) -> list[tuple[Pattern, int, int, str]]:
+    """(pattern, start, end, kind) for each integer field equal to a target, recursing."""
+    fields = parse(b, start, end) if fields is None else fields
+    hits: list[tuple[Pattern, int, int, str]] = []
+    for _num, wt, v, at in fields or ():
+        if wt in (0, 1) and v in targets:
+            n = at + 8                         # fixed64; a varint ends at its first byte < 0x80
+            if wt == 0:
+                n = at
+                while b[n] & 0x80:
+                    n += 1
+                n += 1
+            kind = "protobuf-varint" if wt == 0 else "protobuf-fixed64"
+            hits.extend((p, at, n, kind) for p in targets[v])
+        elif wt == 2 and depth < MAX_DEPTH and v[1] > v[0]:
+            sub = parse(b, v[0], v[1])
+            if sub:
+                hits.extend(walk(b, targets, depth + 1, v[0], v[1], sub))
+    return hits
+
+
+@REGISTRY.walker("protobuf", priority=50)
+def _protobuf_walker(conn: Any, span: Any, data: bytes) -> None:
+    scanner = conn.sink.scanner
+    targets = _targets(scanner)
+    if len(targets) <= 1:
+        return
+    fields = parse(data)
+    if not fields:
+        return
+    for pattern, s, e, kind in walk(data, targets, fields=fields):
+        sub = conn.span(span.direction, span.chain + (kind,), span.wire_offset)
+        conn.sink.layer_finding(Match(pattern, s, e), sub, s)
+
+
+@REGISTRY.walker("embedded-compressed", priority=60)
+def _compressed_walker(conn: Any, span: Any, data: bytes) -> None:
+    """A message that is itself a gzip / zlib blob (an app compressing before its own framing)."""
+    kind = looks_compressed(data)
+    if kind is None or span.chain[-1] in ("gzip", "zlib", "deflate"):
+        return
+    dec = ZlibDecoder(kind, conn.limits)
+    out = Out(conn, conn.span(span.direction, span.chain + (kind,), span.wire_offset))
+    try:
+        out.write(dec.feed(data))
+        out.write(dec.close())
+    except (Bomb, Malformed, zlib.error) as exc:
+        if not isinstance(exc, Malformed):
+            out.note("bomb", str(exc))
+    out.close()
