@@ -371,3 +371,37 @@ def test_an_in_process_lab_keeps_its_folders_private(small_lab):
     ident = small_lab.lab.handsets[0].state_dir / "identity.json"
     assert stat.S_IMODE(ident.stat().st_mode) == 0o600
     assert read_lab_file(small_lab.lab.home, small_lab.lab.adb_port)["process_start"] == process_start(os.getpid())
+
+
+# --- the modem unplugged mid-command -------------------------------------------------------------
+
+
+@pytest.fixture
+def modem_lab(own_adb, tmp_path):
+    before = my_children()
+    config = LabConfig(adb_port=own_adb, handsets=1, home=tmp_path / "home", with_apps=False,
+                       modem=True, relay=False, consoles=False, cloud=False)
+    with LabThread(config) as lt:
+        yield lt
+    wait_for(lambda: my_children() <= before, 10)
+
+
+@pytest.mark.parametrize("argv", [["watch", "--duration", "30"]], ids=["watch"])
+def test_the_modem_unplugged_mid_command_exits_1_at_once(modem_lab, own_adb, argv):
+    """The port vanishes while the command uses it (the USB modem pulled out): exit 1 ("the
+    device vanished mid-command", README "Exit codes"), long before the command's own limit."""
+    import threading
+
+    env = env_for(own_adb, modem_lab.lab.home)
+    threads_before = {t.ident for t in threading.enumerate()}
+    timer = threading.Timer(0.5, modem_lab.lab.modem_server.stop)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        st, _, err = cli(env, "modem", argv[0], "--port", "lab", "--timeout", "20", *argv[1:])
+    finally:
+        timer.join()
+    assert st == ExitStatus.ERROR, err
+    assert time.monotonic() - t0 < 15 and "Traceback" not in err
+    assert "the modem port went away" in err, err
+    wait_for(lambda: {t.ident for t in threading.enumerate()} <= threads_before | {timer.ident}, 10)
