@@ -956,7 +956,7 @@ class Lab:
         watch, self._adb_watch = self._adb_watch, None
         if watch is not None:
             watch.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
         self._stop_serial_twins()
         for cap_id in list(self.captures):
@@ -1067,7 +1067,8 @@ class Lab:
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
                 log.debug("adb watch on port %d: %s", self.adb_port, exc)
             finally:
-                writer.close()
+                with contextlib.suppress(RuntimeError):     # the loop already closed under it
+                    writer.close()
             await asyncio.sleep(self.ADB_WATCH_RETRY)
 
     def _adb_reattach(self, h: LabHandset) -> None:
