@@ -10,6 +10,11 @@ Figures, against references measured in the same run:
    (the transport's ceiling on this machine): the ratio is the service's share of it.
 2. the service's RSS sampled through the run (store TTL 5 s): the last sample against the one
    taken 40% into the run, once the TTL store is full                       target flat (<= 1.1x)
+3. ``--busy``: the same run with every CPU saturated by busy-loop processes this benchmark starts
+   (and ends: each stops by itself after the run's length plus a minute, and is killed at the
+   end); slow clients, and clients the service drops, must not make it log a traceback or
+   asyncio's "SSL connection is closed": lines of the service's stderr and of this process's
+   asyncio log that are either                                              target 0
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import random
 import subprocess
 import sys
@@ -35,9 +42,14 @@ import asyncio, ssl, sys, json
 async def main():
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
     async def h(r, w):
-        while line := await r.readline():
-            w.write(line)
-            if w.transport.get_write_buffer_size() > 1 << 20: await w.drain()
+        try:
+            while not w.is_closing() and (line := await r.readline()):
+                w.write(line)
+                if w.transport.get_write_buffer_size() > 1 << 20: await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            w.close()
     s = await asyncio.start_server(h, "127.0.0.1", 0, ssl=ctx)
     print(json.dumps({"port": s.sockets[0].getsockname()[1]}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -118,17 +130,38 @@ async def _drive(ca, port: int, duration: float, creds: list[dict] | None, host:
     return int(received / elapsed)
 
 
+BUSY = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
+_NOISE = ("Traceback", "Exception in callback", "SSL connection is closed", "Task exception was never retrieved",
+          "Error on reading", "Fatal error")
+
+
+class _Count(logging.Handler):
+    """Counts this process's asyncio log records that are tracebacks or connection-lost noise."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--busy", action="store_true", help="saturate every CPU with busy loops during the run")
     args = ap.parse_args(argv)
     duration = 10.0 if args.quick else 60.0
+    counter = _Count()
+    logging.getLogger("asyncio").addHandler(counter)
+    busy: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as d:
         ca = ensure_ca(Path(d) / "ca")
         echo = subprocess.Popen([sys.executable, "-c", ECHO, str(ca.server_cert), str(ca.server_key)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        svc_log = open(Path(d) / "service.log", "w+")
         svc = subprocess.Popen([sys.executable, "-m", "hostctl.emulator.cloudsvc", str(Path(d) / "ca"), str(TTL)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=svc_log, text=True)
         try:
             echo_port = json.loads(echo.stdout.readline())["port"]
             ports = json.loads(svc.stdout.readline())["ports"]
@@ -148,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                                      echo.pid, ref_samples))
             samples: list[int] = []
             activated = _activate_all(svc, ports, ca, creds)
+            if args.busy:      # bounded twice: each ends by itself, and is killed in `finally`
+                busy = [subprocess.Popen([sys.executable, "-c", BUSY, str(duration + 60)])
+                        for _ in range(os.cpu_count() or 2)]
+                print(f"CPU saturated by {len(busy)} busy-loop processes during the run\n")
             rate = asyncio.run(_drive(ca, ports["chat"], duration, activated, "app.chat.xiaomi.net",
                                       svc.pid, samples))
             row("messages routed per second", f"{rate}/s", f"{ref}/s echo", rate / max(ref, 1),
@@ -158,12 +195,23 @@ def main(argv: list[str] | None = None) -> int:
             row("service RSS: end / after 2 TTLs", f"{samples[-1] / 2**20:.1f} MB",
                 f"{settled / 2**20:.1f} MB", growth, "<= 1.1x", growth <= 1.1)
         finally:
+            for p in busy:
+                p.kill()
+                p.wait()
             for p in (echo, svc):
                 p.stdin.close()
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        svc_log.seek(0)
+        logged = [line.rstrip() for line in svc_log if any(n in line for n in _NOISE)]
+        svc_log.close()
+        mine = [line for line in counter.lines if any(n in line for n in _NOISE)]
+        row("tracebacks / lost-conn. warnings", f"{len(logged)} + {len(mine)}", "0", 0.0, "0 (svc + driver)",
+            not logged and not mine)
+        for line in (logged[:5] + mine[:5]):
+            print("   ", line[:200])
     return 0
 
 

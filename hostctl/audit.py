@@ -522,7 +522,7 @@ class Audit:
             from .trace import Tracer, TraceOptions, open_device
 
             apps = tuple(getattr(getattr(u.spec, "frida", None), "processes", None) or ("com.android.mms",))
-            u.tracer = Tracer(open_device(u.spec.serial, timeout=10), u.dir / "trace", serial=u.spec.serial,
+            u.tracer = Tracer(open_device(u.spec.serial, server=u.spec.adb, timeout=10), u.dir / "trace", serial=u.spec.serial,
                               options=TraceOptions(apps=apps, evp=True))
             u.tracer.start()
             u.trace_thread = threading.Thread(target=u.tracer.run, kwargs={"stop": u.trace_stop}, daemon=True,

@@ -246,9 +246,14 @@ def _rows_after(h: Handset, after: int, timeout: float | None) -> list[Any]:
 def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = None,
                  carrier_view: Any = None, modem: Any = None, timeout: float = 30.0) -> SendOutcome:
     """Trigger a send the way a user does (SENDTO intent, then Send on the compose screen), wait
-    until the sender's row settles, and report the route with the evidence of both ends."""
+    until the sender's row settles, and report the route with the evidence of both ends. A
+    number or text that cannot be sent raises OutgoingError (a ValueError) before the handset
+    is touched (``hostctl.sms.outgoing``)."""
     from .messages import read_messages
+    from .sms.outgoing import check_number, check_text
 
+    to = check_number(to)           # separators dropped: it goes into the smsto: URI unquoted
+    check_text(text)
     deadline = time.monotonic() + timeout
     before = max((m.id for m in read_messages(h, limit=1, timeout=timeout)), default=0)
     r_before = max((m.id for m in read_messages(receiver, limit=1, timeout=timeout)), default=0) \

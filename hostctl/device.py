@@ -210,11 +210,65 @@ class _Listed:
         return int(value) if value.isdigit() else None
 
 
+# --- re-attaching network handsets ---------------------------------------------------------
+
+# A serial of the form HOST:PORT is a device the server reaches over TCP (``adb connect``); the
+# server keeps such devices in memory only, so a restarted server has forgotten them (a USB
+# handset is found again by the server's own scan) and after about a minute offline it drops
+# them (AOSP adb transport.cpp, ReconnectHandler).
+_TCP_SERIAL = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
+REATTACH_TIMEOUT = 10.0
+
+
+def is_network_serial(serial: str) -> bool:
+    """Whether ``serial`` names a device reached over TCP (``HOST:PORT``), which an adb server
+    attaches only when asked (``adb connect``)."""
+    m = _TCP_SERIAL.match(serial or "")
+    return bool(m) and 0 < int(m.group(1)) < 65536
+
+
+def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEOUT) -> bool:
+    """``adb connect SERIAL`` on ``server`` for a network handset it does not list, then wait
+    (up to ``timeout``) until it is ``device``. True when it is; False when ``serial`` is not a
+    network serial or the device did not come (the caller then reports it as not found)."""
+    if not is_network_serial(serial):
+        return False
+    deadline = time.monotonic() + timeout
+
+    def connect(c: _Client) -> str:
+        with c.make_connection(timeout=_remaining(deadline)) as conn:
+            conn.send_command(f"host:connect:{serial}")
+            conn.check_okay()
+            return conn.read_string_block()
+
+    try:
+        if not any(e.serial == serial for e in list_devices([server], timeout=_remaining(deadline))):
+            answer = _server_call(server, connect)
+            if "connected" not in answer:      # "failed to connect to ...": nothing listens there
+                return False
+        while time.monotonic() < deadline:
+            states = {e.serial: e.state for e in list_devices([server], timeout=_remaining(deadline))}
+            if states.get(serial) == "device":
+                return True
+            if serial not in states:
+                return False
+            time.sleep(0.05)
+    except (AdbServerError, AdbError):
+        return False
+    return False
+
+
 def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
                    timeout: float = DEFAULT_TIMEOUT) -> "Handset":
-    """adb's convention: the named serial, else the one device attached; errors say which."""
+    """adb's convention: the named serial, else the one device attached; errors say which. A
+    named network handset (``HOST:PORT``) the server has forgotten is connected again."""
     entries = list_devices(servers, timeout=min(timeout, CONNECT_TIMEOUT))
     where = ", ".join(str(s) for s in servers)
+    if serial and not any(e.serial == serial for e in entries) and is_network_serial(serial):
+        for server in servers:
+            if reattach(serial, server, timeout=min(timeout, REATTACH_TIMEOUT)):
+                entries = list_devices(servers, timeout=min(timeout, CONNECT_TIMEOUT))
+                break
     if serial:
         matches = [e for e in entries if e.serial == serial]
         if not matches:
@@ -410,7 +464,8 @@ class Handset:
         """A connection switched to this device's transport with ``service`` opened on it."""
         _request(service)
         fail = ""
-        for attempt in range(2):
+        reattached = False
+        for attempt in range(3):
             by_id = self._transport_id is not None and attempt == 0
             try:
                 conn = _client(self.server).make_connection(timeout=_remaining(deadline))
@@ -439,6 +494,11 @@ class Handset:
                     raise AdbServerError(self.server, "it closed the connection") from exc
                 if by_id and ("no device with transport id" in fail or "not found" in fail):
                     continue        # re-attached under a new transport id: try by serial
+                if not reattached and "not found" in fail and \
+                        reattach(self.serial, self.server, timeout=min(REATTACH_TIMEOUT, _remaining(deadline))):
+                    reattached = True    # a network handset the server had forgotten: once more
+                    self._transport_id = None
+                    continue
                 break
             except OSError as exc:
                 conn.conn.close()

@@ -97,16 +97,46 @@ def frida_error(exc: BaseException, what: str, serial: str) -> TraceError:
     return TraceError(f"{what} on {serial}: {type(exc).__name__}: {text}")
 
 
-def open_device(serial: str, *, timeout: float = 10.0) -> Any:
+def open_device(serial: str, *, server: Any = None, timeout: float = 10.0) -> Any:
     """The Frida device for an adb serial, through the adb server named by ANDROID_ADB_SERVER_PORT
-    (Frida reads only that one)."""
+    (Frida reads only that one, and keeps following the first it saw). A handset on another adb
+    server (``server``, an ``AdbAddress``: a lab of several hosts) is reached as Frida reaches a
+    frida-server over the network: ``adb forward tcp:0 tcp:27042`` through its own server, then
+    ``add_remote_device`` on the forwarded port (the adb server's host must be this one, where
+    the forward listens on loopback)."""
     import frida
 
+    from .device import AdbAddress, servers_from_env
+
+    followed = servers_from_env(os.environ)[0]
+    if server is not None and AdbAddress.parse(str(server)) != followed:
+        return _open_forwarded(serial, AdbAddress.parse(str(server)), timeout)
     try:
         return frida.get_device_manager().get_device(serial, timeout=timeout)
     except (frida.InvalidArgumentError, frida.TimedOutError) as exc:
         port = os.environ.get("ANDROID_ADB_SERVER_PORT") or "5037"
         raise TraceError(f"Frida does not see {serial} through the adb server on port {port} ({exc})") from exc
+
+
+FRIDA_SERVER_PORT = 27042
+
+
+def _open_forwarded(serial: str, server: Any, timeout: float) -> Any:
+    import adbutils
+    import frida
+
+    if server.host not in ("127.0.0.1", "localhost", "::1"):
+        raise TraceError(f"{serial} is on the adb server {server}, not this host's, and Frida reaches a "
+                         "handset only through an adb server of its own host: run the trace there")
+    try:
+        client = adbutils.AdbClient(host=server.host, port=server.port, socket_timeout=timeout)
+        local = client.device(serial).forward_port(f"tcp:{FRIDA_SERVER_PORT}")
+    except (adbutils.AdbError, OSError) as exc:
+        raise TraceError(f"adb forward to {serial}'s frida-server through {server} failed: {exc}") from exc
+    try:
+        return frida.get_device_manager().add_remote_device(f"127.0.0.1:{local}")
+    except frida.InvalidArgumentError as exc:
+        raise TraceError(f"Frida cannot use {serial}'s frida-server forwarded to port {local}: {exc}") from exc
 
 
 @dataclass(frozen=True)

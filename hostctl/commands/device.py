@@ -126,6 +126,14 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
             raise CliError("identity: -s/--serial and --all exclude each other (--all reads every device)",
                            ExitStatus.USAGE)
         return _identity_all(args, env, srv)
+    if args.command == "send":      # bad input is refused before any handset is touched
+        from ..sms.outgoing import OutgoingError, check_number, check_text
+
+        try:
+            check_number(args.to)
+            check_text(args.text)
+        except OutgoingError as exc:
+            raise CliError(str(exc), ExitStatus.USAGE) from None
     handset = select_handset(_serial(args, env), srv, timeout=args.timeout)
     if args.command == "info":
         info = handset.info(probe_su=args.probe_root)

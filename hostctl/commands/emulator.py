@@ -25,6 +25,12 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if action == "up":
         return _up(args, env, port, home)
     info = labmod.running_lab(home, port)
+    if info is None and action == "down":
+        stale = labmod.clear_stale_lab(home, port, extra_files=(TESTBED_FILE,))
+        if stale is not None:    # killed, or its pid now belongs to another process
+            return _report(env, args.json, {"running": False, "adb_port": port, "stale_pid": stale.get("pid")},
+                           f"the lab on adb port {port} (pid {stale.get('pid')}) was already gone: "
+                           "removed its lab file and testbed and disconnected its handsets from adb")
     if info is None:
         raise CliError(f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
                        ExitStatus.NOT_RUNNABLE,
@@ -173,8 +179,7 @@ async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool, test
 
 
 def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
-    lab_dir = labmod.lab_dir(home, port)
-    lab_dir.mkdir(parents=True, exist_ok=True)
+    lab_dir = labmod.make_private_dir(labmod.lab_dir(home, port))
     log_path = lab_dir / "daemon.log"
     cmd = [sys.executable, "-m", "hostctl", "emulator", "up", "--handsets", str(args.handsets),
            "--profile", args.profile, "--json"]
@@ -192,9 +197,10 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
     for path in testbeds:     # the child writes them once the lab is up: wait for fresh ones
         path.unlink(missing_ok=True)
     child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
-    with open(log_path, "wb") as log:
+    with labmod.open_private(log_path) as log:     # the log names handsets, numbers and ports
+        # umask 077: whatever the lab writes (state, captures, its testbed) is its user's alone
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=child_env, start_new_session=True, close_fds=True)
+                                env=child_env, start_new_session=True, close_fds=True, umask=0o077)
     started = time.monotonic()
     deadline = started + args.timeout
     progress = _DetachProgress(env, started)

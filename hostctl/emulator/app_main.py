@@ -46,6 +46,9 @@ class App:
         self.ctl = socket.socket(fileno=ctl_fd)
         self.ctl.setblocking(True)
         self.log = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # bound to loopback before its first sendto, which would otherwise bind it to 0.0.0.0
+        # (an unbound UDP socket gets INADDR_ANY, ip(7)) and expose it on every interface
+        self.log.bind(("127.0.0.1", 0))
         self.sink = None
         if log_port:
             self.log_addr = ("127.0.0.1", log_port)

@@ -4,6 +4,14 @@ HTTP for the resolver, around the state machine in ``cloudmsg``.
 Each endpoint listens on its own 127.0.0.1 port; the lab's resolver map (``hosts()``) tells the
 emulated handsets which port answers for which Xiaomi host name, so TLS SNI, certificate checks and
 Host headers on the wire carry the real names.
+
+Clients come and go at any moment, slow or gone: a frame for a client whose TLS session is
+closing (its end closed, seen by the TLS layer before its handler has read that far) is dropped
+rather than written, since asyncio's TLS transport drops such writes and logs each one ("SSL
+connection is closed", sslproto.py ``_write_appdata``); a client that does not read is
+dropped after IO_TIMEOUT; and a handler cancelled by ``stop()`` ends quietly (a
+``client_connected_cb`` task that ends cancelled makes asyncio 3.11 log "Exception in callback"
+from its done-callback, which calls ``task.exception()`` on it).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ class CloudService:
         self.tick_interval = tick
         self._servers: list[asyncio.base_events.Server] = []
         self._writers: dict[int, asyncio.StreamWriter] = {}
+        self._handlers: set[asyncio.Task] = set()
         self._conn_ids = itertools.count(1)
         self._ticker: asyncio.Task | None = None
         self.ports: dict[str, int] = {}
@@ -55,7 +64,7 @@ class CloudService:
         for name, handler, ctx in (("account", self._http, tls), ("chat", self._chat, tls),
                                    ("resolver", self._http, None)):
             server = await asyncio.start_server(
-                lambda r, w, h=handler, n=name: h(r, w, n), LOOPBACK, 0, ssl=ctx,
+                lambda r, w, h=handler, n=name: self._handle(h, r, w, n), LOOPBACK, 0, ssl=ctx,
                 limit=MAX_LINE, ssl_handshake_timeout=10 if ctx else None)
             self._servers.append(server)
             self.ports[name] = server.sockets[0].getsockname()[1]
@@ -70,6 +79,10 @@ class CloudService:
             server.close()
         for w in list(self._writers.values()):
             w.close()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
@@ -80,6 +93,23 @@ class CloudService:
             await asyncio.sleep(self.tick_interval)
             self._send(self.cm.tick())   # receipts are small; a full queue is handled by its sender
 
+    async def _handle(self, handler: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      name: str) -> None:
+        """One connection's handler, ended quietly when the service stops (see the module doc)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await handler(reader, writer, name)
+        except asyncio.CancelledError:
+            writer.close()
+        except Exception:      # noqa: BLE001 - one client's fault must not reach asyncio's log as a traceback
+            log.exception("%s: a connection's handler failed", name)
+            writer.close()
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+
     # -- chat channel ---------------------------------------------------------------------------
 
     def _send(self, deliveries: list[Delivery]) -> list[asyncio.StreamWriter]:
@@ -87,7 +117,7 @@ class CloudService:
         full = []
         for d in deliveries:
             w = self._writers.get(d.conn)
-            if w is not None and not w.is_closing():
+            if w is not None and _writable(w):
                 w.write(d.line())
                 if d.frame.get("type") == "closed":
                     w.close()
@@ -205,6 +235,18 @@ def _decoded(body: bytes, coding: bytes) -> bytes:
         return d.decompress(body, MAX_BODY)
     except zlib.error:
         return body
+
+
+def _writable(w: asyncio.StreamWriter) -> bool:
+    """Whether a write to ``w`` would be sent: not closing, and for TLS, a session not already
+    shutting down. asyncio's TLS transport says ``is_closing()`` False until our side closes it,
+    though after the peer's EOF its protocol is FLUSHING / SHUTDOWN / UNWRAPPED and drops (and
+    logs) every write: the same test as its ``_write_appdata`` (CPython 3.11-3.13 sslproto.py),
+    read through getattr so another implementation just skips it."""
+    if w.is_closing():
+        return False
+    state = getattr(getattr(w.transport, "_ssl_protocol", None), "_state", None)
+    return getattr(state, "name", "WRAPPED") not in ("FLUSHING", "SHUTDOWN", "UNWRAPPED")
 
 
 async def _serve(directory: str, ttl: float) -> None:

@@ -84,6 +84,22 @@ def lab_dir(home: Path, adb_port: int) -> Path:
     return Path(home) / "labs" / str(adb_port)
 
 
+def make_private_dir(path: Path) -> Path:
+    """``path`` (and missing parents) as a folder only its owner can enter (0700): a lab's
+    folders hold the handsets' identifiers, the control token and the wire captures."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)          # mkdir's mode yields to the umask and leaves an existing folder alone
+    return path
+
+
+def open_private(path: Path, mode: str = "wb"):
+    """``path`` opened for writing, created 0600 (what the lab writes about its handsets)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)       # an existing file made under a looser umask becomes private too
+    return os.fdopen(fd, mode)
+
+
 class _Backend:
     """The adbd's view of a handset (see adb.server.DeviceBackend)."""
 
@@ -122,8 +138,12 @@ class LabHandset:
             profile = replace(profile, packages={**profile.packages, pcapdroid.PACKAGE: pcapdroid.APK_PATH})
         self.profile = profile
         self.state_dir = lab.dir / "handsets" / label
+        make_private_dir(self.state_dir.parent)
+        make_private_dir(self.state_dir)      # IMEI, IMSI, ICCID and numbers live in here
         self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
                                       identity=self._new_identity(lab, label, profile))
+        with contextlib.suppress(OSError):
+            (self.state_dir / "identity.json").chmod(0o600)
         if profile.su and lab.config.tcpdump:    # rooted lab handsets carry tcpdump, as real ones do
             binary = self.handset.fs.root / "system/xbin/tcpdump"
             if not binary.exists():
@@ -254,6 +274,11 @@ class LabHandset:
         await self.adbd.start()
         (self.state_dir / "adbd.port").write_text(str(self.adbd.port))
         self.powered = True
+        if self.lab._adb_watch is not None:
+            # off for longer than adb's reconnect attempts last (AOSP adb transport.cpp,
+            # ReconnectHandler; 62 s measured with the adbutils wheel's adb 36), the server has
+            # dropped the device: connect it again, as one does for a network handset
+            await asyncio.to_thread(self.lab._adb_reattach, self)
         self.radio_changed()
         self._power_changed(True)
         if with_apps:
@@ -742,6 +767,7 @@ class Lab:
         self.token = secrets.token_hex(16)
         self.started_adb_server = False
         self.stopped = asyncio.Event()
+        self._adb_watch: asyncio.Task | None = None     # re-attaches what a restarted adb server forgot
         self.carrier = Carrier()
         self.modem: EmulatedModem | None = None
         self.cloud: CloudService | None = None
@@ -772,10 +798,11 @@ class Lab:
     async def start(self) -> None:
         if not 1 <= self.config.handsets <= 256:
             raise LabError(f"--handsets must be between 1 and 256, not {self.config.handsets}")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         existing = running_lab(self.home, self.adb_port)
         if existing is not None and existing.get("pid") != os.getpid():
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
+        await asyncio.to_thread(clear_stale_lab, self.home, self.adb_port)
         profile = load_profile(self.config.profile)
         loop = self._loop = asyncio.get_running_loop()
         self._power_lock = asyncio.Lock()
@@ -801,6 +828,8 @@ class Lab:
             if self.config.relay:
                 self._start_relay()
             await self._start_control()
+            if self.config.connect:
+                self._adb_watch = loop.create_task(self._watch_adb(), name=f"adb-watch-{self.adb_port}")
             self._write_lab_file()
         except BaseException:
             await self.stop()
@@ -931,6 +960,11 @@ class Lab:
         return dict(self.modem.info(), pty=self.modem_server.pty_path, url=self.modem_server.url)
 
     async def stop(self) -> None:
+        watch, self._adb_watch = self._adb_watch, None
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
         self._stop_serial_twins()
         for cap_id in list(self.captures):
             with contextlib.suppress(Exception):
@@ -1004,6 +1038,60 @@ class Lab:
         if "connected" not in out:
             raise LabError(f"adb connect {h.serial}: {out.strip()}")
         wait_for_device(self.adb_port, h.serial, self.config.connect_timeout)
+
+    ADB_WATCH_RETRY = 0.25     # seconds between tries to reach an adb server that went away
+
+    async def _watch_adb(self) -> None:
+        """Re-attach what the adb server forgot. A TCP device lives in the adb server's memory
+        only: a restarted server knows none of them (a USB handset, by contrast, is found again
+        by the server's own USB scan). The lab holds adb's ``host:track-devices`` stream open
+        (SERVICES.TXT in AOSP packages/modules/adb); when it ends the server has gone, and the
+        first listing of the server that answers next is checked: every powered handset it does
+        not list is connected again. Later listings are left alone, so an ``adb disconnect`` a
+        user types sticks, as it does with hardware."""
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.adb_port), 5)
+            except (OSError, asyncio.TimeoutError):
+                await asyncio.sleep(self.ADB_WATCH_RETRY)
+                continue
+            try:
+                request = b"host:track-devices"
+                writer.write(b"%04x" % len(request) + request)
+                await writer.drain()
+                if await asyncio.wait_for(reader.readexactly(4), 5) != b"OKAY":
+                    raise ValueError("the adb server refused host:track-devices")
+                size = int(await asyncio.wait_for(reader.readexactly(4), 5), 16)
+                listing = (await asyncio.wait_for(reader.readexactly(size), 5)).decode(errors="replace")
+                listed = {line.split("\t")[0] for line in listing.splitlines() if line.strip()}
+                forgotten = [h for h in self.handsets if h.powered and h.serial not in listed]
+                if forgotten:
+                    log.info("adb server on port %d does not list %s: connecting them again", self.adb_port,
+                             ", ".join(h.serial for h in forgotten))
+                    await asyncio.gather(*(asyncio.to_thread(self._adb_reattach, h) for h in forgotten))
+                while await reader.read(65536):      # later changes: nothing to do until it ends
+                    pass
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                log.debug("adb watch on port %d: %s", self.adb_port, exc)
+            finally:
+                with contextlib.suppress(RuntimeError):     # the loop already closed under it
+                    writer.close()
+            await asyncio.sleep(self.ADB_WATCH_RETRY)
+
+    def _adb_reattach(self, h: LabHandset) -> None:
+        """``adb connect`` handset ``h`` unless its adb server lists it (in any state: an
+        ``offline`` one is being reconnected by the server itself). Never raises: a failure is
+        logged, and the handset stays absent, as a real one would."""
+        import adbutils
+
+        client = adbutils.AdbClient(host=LOOPBACK, port=self.adb_port, socket_timeout=self.config.connect_timeout)
+        try:
+            if any(d.serial == h.serial for d in client.list()):
+                return
+            out = client.connect(h.serial, timeout=self.config.connect_timeout)
+            log.info("%s: %s", h.label, out.strip())
+        except (adbutils.AdbError, OSError) as exc:
+            log.warning("%s: adb connect %s failed: %s", h.label, h.serial, exc)
 
     def _adb_disconnect(self, h: LabHandset) -> None:
         import adbutils
@@ -1128,7 +1216,7 @@ class Lab:
 
     def _write_lab_file(self) -> None:
         data = self.status()
-        data.update(control_port=self.control_port, token=self.token)
+        data.update(control_port=self.control_port, token=self.token, process_start=process_start(os.getpid()))
         path = lab_file(self.home, self.adb_port)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the token
@@ -1182,11 +1270,81 @@ def read_lab_file(home: Path, adb_port: int) -> dict[str, Any] | None:
 
 
 def running_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
-    """The lab file of the lab serving this adb port, if that lab's process is alive."""
+    """The lab file of the lab serving this adb port, if that lab's process is alive: the same
+    pid *and* the same process (its start time, see :func:`process_start`), so a pid the kernel
+    has since given to an unrelated process does not pass for the lab."""
     info = read_lab_file(home, adb_port)
-    if not info or not _pid_alive(int(info.get("pid", -1))):
+    if not info or not lab_process_alive(info):
         return None
     return info
+
+
+def stale_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
+    """The lab file left on this port by a lab that is gone (killed, or its pid reused)."""
+    info = read_lab_file(home, adb_port)
+    return info if info and not lab_process_alive(info) else None
+
+
+def clear_stale_lab(home: Path, adb_port: int, extra_files: tuple[str, ...] = ("testbed.yaml",)) -> dict[str, Any] | None:
+    """Remove what a lab that is gone left on this port: its handsets from the adb server (they
+    would stay listed ``offline``), its lab file and ``extra_files`` of its folder. Returns the
+    stale lab file, or None when there was none."""
+    info = stale_lab(home, adb_port)
+    if info is None:
+        return None
+    if adb_server_running(adb_port):
+        import adbutils
+
+        client = adbutils.AdbClient(host=LOOPBACK, port=adb_port, socket_timeout=5)
+        for h in info.get("handsets") or []:
+            with contextlib.suppress(adbutils.AdbError, OSError):
+                client.disconnect(str(h.get("serial")))
+    for name in extra_files:
+        (lab_dir(home, adb_port) / name).unlink(missing_ok=True)
+    lab_file(home, adb_port).unlink(missing_ok=True)
+    return info
+
+
+def lab_process_alive(info: dict[str, Any]) -> bool:
+    """Whether the process a lab file names is still that lab. A pid alone is not an identity
+    (pids are reused); the pid plus the process's start time is, on Linux (``/proc/PID/stat``
+    field 22, proc(5)). A lab file without a start time (an older lab) is checked by pid only."""
+    try:
+        pid = int(info.get("pid", -1))
+    except (TypeError, ValueError):
+        return False
+    if not _pid_alive(pid):
+        return False
+    if _process_state(pid) == "Z":        # it has exited; its parent has not reaped it yet
+        return False
+    recorded = info.get("process_start")
+    if recorded is None:
+        return True
+    now = process_start(pid)
+    return now is None or str(now) == str(recorded)
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:][:1] or None
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat`` field
+    22, ``starttime`` in proc(5)); None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: the fields after it follow the last ')'
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])        # fields[0] is field 3 (state), so field 22 is fields[19]
+    except (IndexError, ValueError):
+        return None
 
 
 class ControlError(LabError):
