@@ -35,16 +35,37 @@ from typing import Any
 
 from . import __version__
 from .errors import HostctlError
+from .status import ExitStatus
 from .report import CHECK_IDS, CHECKS_BY_ID, SCHEMA, summary_of
 from .wire.check import jsonable
 
 __all__ = ["AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
            "EXIT_PASS", "run_audit"]
 
-EXIT_PASS = 0           # every check that ran passed
-EXIT_FAIL = 3           # at least one check FAILED (hostctl's CHECK_FAILED)
-EXIT_NOT_RUN = 4        # the audit could not run (no handset reachable, bad testbed)
-EXIT_INTERRUPTED = 130  # Ctrl-C: the partial report and manifest are still written
+# the audit's exit codes, from the one table (hostctl.status)
+EXIT_PASS = ExitStatus.OK                   # every check that ran passed
+EXIT_FAIL = ExitStatus.CHECK_FAILED         # at least one check FAILED
+EXIT_NOT_RUN = ExitStatus.NOT_RUNNABLE      # could not run, or a check was not judged because the host broke
+EXIT_INTERRUPTED = ExitStatus.INTERRUPTED   # Ctrl-C: the partial report and manifest are still written
+
+# What each check reads, as host-fault kinds: a host fault of one of these kinds (or "adb", which
+# takes everything) weakens the check's evidence, so the check cannot PASS and, when it is
+# NOT-TESTABLE, the host is why (exit 4).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "opt-in-default": ("device", "capture", "trace"),
+    "no-identifiers-before-opt-in": ("capture", "trace"),
+    "ip-when-online": ("device",),
+    "sms-fallback-when-offline": ("device", "modem"),
+    "presence-lookup-minimal": ("device", "trace"),
+    "phone-numbers-encrypted": ("capture", "trace"),
+    "content-encrypted": ("capture", "trace"),
+    "transport-secure": ("capture",),
+    "imsi-after-login": ("device", "capture", "trace"),
+    "no-retention": ("device", "lab"),
+}
+# a fault of this kind weakens these needs
+_FAULT_HITS = {"capture": {"capture"}, "trace": {"trace"}, "analysis": {"capture", "trace"},
+               "modem": {"modem"}, "adb": {"device", "capture", "trace", "lab", "modem"}}
 
 CM_HOSTS = ("app.chat.xiaomi.net", "app.chat.global.xiaomi.net")
 _ACTIVATION_PATHS = ("/mx/activate", "/pass/activate")
@@ -136,13 +157,25 @@ class Audit:
         self.modem: Any = None
         self.interrupted = False
         self.not_run: str | None = None
+        self.host_faults: list[dict] = []      # {"kind", "handset", "message"}: our tooling broke
         self.started = _now()
         self.run = None
+        self._host_not_testable: list[str] = []
 
     # -- plumbing -----------------------------------------------------------------------------
     def say(self, msg: str) -> None:
         if self.opt.progress is not None:
             self.opt.progress(msg)
+
+    def host_fault(self, kind: str, unit: _Unit | None, message: str) -> None:
+        """Our own tooling broke in a way that weakens the evidence: said on stderr now, kept in
+        the report (run.status "degraded") and in the final summary."""
+        label = unit.label if unit is not None else None
+        text = f"{label}: {message}" if label else message
+        if any(f["kind"] == kind and f["handset"] == label and f["message"] == message for f in self.host_faults):
+            return
+        self.host_faults.append({"kind": kind, "handset": label, "message": message})
+        self.say(f"HOST FAULT ({kind}): {text}")
 
     def _check_stop(self) -> None:
         if self.opt.stop is not None and self.opt.stop.is_set():
@@ -188,6 +221,8 @@ class Audit:
                 u.gone = f"{u.label} stopped answering before '{rec['name']}': {exc}"
                 self.warnings.append(u.gone)
                 rec["notes"].append(u.gone)
+                if _host_side(exc):
+                    self.host_fault("adb", u, f"before '{rec['name']}': {type(exc).__name__}: {exc}")
 
     def step(self, unit: _Unit, name: str, fn: Callable[[], Any], *, rec: dict | None = None) -> Any:
         """Run one device step on ``unit``; a vanished handset is noted (not raised), a step the
@@ -215,6 +250,8 @@ class Audit:
             if _gone(exc):
                 unit.gone = f"{unit.label} stopped answering during {name}: {exc}"
                 self.warnings.append(unit.gone)
+            if _host_side(exc):
+                self.host_fault("adb", unit, f"{name}: {type(exc).__name__}: {exc}")
             if rec is not None:
                 rec["notes"].append(f"{unit.label}: {name} failed: {exc}")
             return None
@@ -244,7 +281,10 @@ class Audit:
             self.say(f"the audit could not run: {exc}")
         finally:
             self._finish_recorders()
-        report = self._write(self._evaluate(), status)
+        report = self._evaluate()
+        if status == "complete" and report["run"]["status"] == "degraded":
+            status = "degraded"
+        report = self._write(report, status)
         return AuditResult(report, self.run.path, report["exit_status"])
 
     def _protocol(self) -> None:
@@ -408,6 +448,7 @@ class Audit:
             self.modem = Modem.open(**spec.controller_config(), timeout=self.opt.timeout)
         except Exception as exc:     # noqa: BLE001 - a modem that does not open is a note, not the end
             rec["notes"].append(f"peer modem {spec.port}: {exc}")
+            self.host_fault("modem", None, f"the peer modem {spec.port} did not open: {exc}")
             self.modem = None
 
     def _modem_number(self) -> str | None:
@@ -503,6 +544,7 @@ class Audit:
         if src is None:
             u.capture_error = "the testbed names no capture source for this handset"
             rec["notes"].append(f"{u.label}: no capture ({u.capture_error})")
+            self.host_fault("capture", u, f"no capture: {u.capture_error}")
         else:
             try:
                 opts = spec.source_options() if spec is not None and hasattr(spec, "source_options") else {}
@@ -513,8 +555,9 @@ class Audit:
                 u.capture.start(u.handset, u.dir / name)
                 self.run.add_file(f"{u.rel}/{name}", kind=name.rsplit(".", 1)[1])
             except HostctlError as exc:
-                u.capture, u.capture_error = None, str(exc)
+                u.capture, u.capture_error = None, f"capture did not start: {exc}"
                 rec["notes"].append(f"{u.label}: capture did not start: {exc}")
+                self.host_fault("capture", u, f"capture did not start: {exc}")
         try:
             from .trace import Tracer, TraceOptions, open_device
 
@@ -522,13 +565,23 @@ class Audit:
             u.tracer = Tracer(open_device(u.spec.serial, timeout=10), u.dir / "trace", serial=u.spec.serial,
                               options=TraceOptions(apps=apps, evp=True))
             u.tracer.start()
-            u.trace_thread = threading.Thread(target=u.tracer.run, kwargs={"stop": u.trace_stop}, daemon=True,
+            u.trace_thread = threading.Thread(target=self._trace_run, args=(u,), daemon=True,
                                               name=f"trace-{u.label}")
             u.trace_thread.start()
             self.run.add_file(f"{u.rel}/trace/events.jsonl", kind="jsonl")
         except HostctlError as exc:
-            u.tracer, u.trace_error = None, str(exc)
+            u.tracer, u.trace_error = None, f"trace did not start: {exc}"
             rec["notes"].append(f"{u.label}: trace did not start: {exc}")
+            self.host_fault("trace", u, f"tracing failed: the trace did not start: {exc}")
+
+    def _trace_run(self, u: _Unit) -> None:
+        """The tracer's loop on its thread; if it dies before it was told to stop, that is a host
+        fault (the agent's evidence ends there)."""
+        try:
+            u.tracer.run(stop=u.trace_stop)
+        except Exception as exc:    # noqa: BLE001 - any way the trace ends early weakens the evidence
+            u.trace_error = f"the trace died: {type(exc).__name__}: {exc}"
+            self.host_fault("trace", u, f"tracing failed: {u.trace_error}")
 
     def _finish_recorders(self) -> None:
         for u in self.units:
@@ -545,6 +598,7 @@ class Audit:
                     u.capture.stop()
                 except HostctlError as exc:
                     u.capture_error = f"capture ended with an error: {exc}"
+                    self.host_fault("capture", u, u.capture_error)
             self._collect(u)
         if self.modem is not None:
             doc: dict[str, Any] = {}
@@ -612,9 +666,9 @@ class Audit:
                 if ev.exists():
                     wc.add_agent_events(ev)
                 u.wire = wc.report()
-            except HostctlError as exc:
+            except Exception as exc:    # noqa: BLE001 - a broken analysis is a host fault, never a crash
                 u.wire = None
-                self.warnings.append(f"{u.label}: the wire analysis failed: {exc}")
+                self.host_fault("analysis", u, f"the wire analysis failed: {type(exc).__name__}: {exc}")
                 continue
             self._write_text(f"{u.rel}/wire-check.json", json.dumps(u.wire, indent=1, default=str), kind="json")
 
@@ -668,7 +722,10 @@ class Audit:
             try:
                 res = getattr(self, "_check_" + cid.replace("-", "_"))()
             except Exception as exc:    # noqa: BLE001 - one broken check must not lose the report
+                self.host_fault("check", None, f"{cid} could not be evaluated: {type(exc).__name__}: {exc}")
                 res = _nt(f"the check could not be evaluated: {type(exc).__name__}: {exc}")
+                res["host"] = True
+            res = self._fail_closed(cid, res)
             c = CHECKS_BY_ID[cid]
             checks.append({"id": cid, "title": c.title, "claim": c.claim, "status": res["status"],
                            "reason": res["reason"], "evidence": res.get("evidence", [])[:200],
@@ -679,6 +736,8 @@ class Audit:
             code = EXIT_INTERRUPTED
         elif self.not_run or not (summary.get("PASS") or summary.get("FAIL")):
             code = EXIT_NOT_RUN           # nothing could be judged: not a pass
+        elif self._host_not_testable:
+            code = EXIT_NOT_RUN           # the host, not the handset, left a check unjudged: not 0, not 3
         elif summary.get("FAIL"):
             code = EXIT_FAIL
         else:
@@ -688,7 +747,8 @@ class Audit:
             "run": {"id": self.run.run_id, "testbed": self.tb.name, "started": _iso(self.started),
                     "finished": _iso(_now()), "complete": not self.interrupted, "interrupted": self.interrupted,
                     "redacted": self.opt.redact, "hostctl": __version__, "profile": self.opt.profile,
-                    "argv": list(self.opt.argv)},
+                    "argv": list(self.opt.argv), "status": self._run_status(),
+                    "host_faults": list(self.host_faults)},
             "handsets": [self._handset_doc(u) for u in self.units],
             "phases": self.phases,
             "checks": checks,
@@ -697,6 +757,31 @@ class Audit:
             "summary": summary,
             "exit_status": code,
         }
+
+    def _faults_for(self, cid: str) -> list[dict]:
+        needs = set(NEEDS.get(cid, ()))
+        return [f for f in self.host_faults if _FAULT_HITS.get(f["kind"], set()) & needs]
+
+    def _fail_closed(self, cid: str, res: dict) -> dict:
+        """A check whose evidence a host fault weakened is never PASS, and its NOT-TESTABLE is the
+        host's doing (so the audit exits 4)."""
+        faults = self._faults_for(cid)
+        why = "; ".join(f"{f['handset'] + ': ' if f['handset'] else ''}{f['message']}" for f in faults)
+        if res["status"] == "PASS" and faults:
+            res = {"status": "NOT-TESTABLE", "reason": f"not judged: a host fault weakened the evidence ({why})",
+                   "evidence": res.get("evidence", []), "warnings": res.get("warnings", []), "host": True}
+        elif res["status"] == "NOT-TESTABLE" and faults:
+            res = dict(res, host=True, reason=f"{res['reason']} (host fault: {why})")
+        if res["status"] == "NOT-TESTABLE" and res.get("host"):
+            self._host_not_testable.append(cid)
+        return res
+
+    def _run_status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        if self.not_run:
+            return "not-run"
+        return "degraded" if self.host_faults else "complete"
 
     def _handset_doc(self, u: _Unit) -> dict:
         return {"label": u.label, "serial": u.spec.serial, "model": u.info.get("model"),
@@ -1070,6 +1155,13 @@ def _wait_row(h: Any, text: str, timeout: float) -> dict | None:
                 return m.to_json()
         time.sleep(0.1)
     return None
+
+
+def _host_side(exc: Exception) -> bool:
+    """The fault is the host's (its adb server), not the handset's."""
+    from .errors import AdbServerError
+
+    return isinstance(exc, AdbServerError)
 
 
 def _gone(exc: Exception) -> bool:

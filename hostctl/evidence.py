@@ -14,7 +14,7 @@ Layout (Mobly-like)::
     {"schema": "hostctl.manifest", "schema_version": 1,
      "run_id": "rack-a/20250131T091502Z", "testbed": "rack-a",
      "started": "2025-01-31T09:15:02Z", "updated": "2025-01-31T09:15:20Z",
-     "status": "running" | "complete" | "interrupted" | "failed",
+     "status": "running" | "complete" | "degraded" | "interrupted" | "failed",
      "sequence": 3,                        # how many times it was written
      "handsets": ["hs1", "hs2"],
      "files": [{"path": "handsets/hs1/capture.pcapng", "size": 1234, "sha256": "...",
@@ -57,7 +57,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
 HANDSETS = "handsets"
-STATUSES = ("running", "complete", "interrupted", "failed")
+STATUSES = ("running", "complete", "degraded", "interrupted", "failed")   # degraded: complete, but the
+                                                                           # host's tooling broke (see the report)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TMP_PREFIX = ".tmp-"

@@ -27,7 +27,13 @@ readers must ignore keys they do not know. Times are ISO 8601 strings (UTC, ``Z`
        "redacted": bool,              # --redact: identifiers below are references, not values
        "hostctl": str,                # hostctl version
        "profile": str | null,         # emulated firmware profile, null on real handsets
-       "argv": [str, ...]             # the command line
+       "argv": [str, ...],            # the command line
+       "status": "complete" | "degraded" | "interrupted" | "not-run",
+                                      # degraded: the run ended, but the host's own tooling broke
+                                      # (host_faults says how): its verdicts rest on weaker evidence
+       "host_faults": [{"kind": one of HOST_FAULT_KINDS,   # which of our tools broke
+                        "handset": label | null,
+                        "message": str}]   # e.g. "tracing failed: the trace did not start: ..."
      },
      "handsets": [{"label": str, "serial": str, "model": str | null, "miui": str | null,
                    "emulated": bool,
@@ -90,13 +96,17 @@ from urllib.parse import quote
 
 from .errors import HostctlError
 
-__all__ = ["CHECKS", "CHECKS_BY_ID", "CHECK_IDS", "Check", "PHASE_STATUSES", "ReportError", "SCHEMA", "STATUSES",
+__all__ = ["CHECKS", "CHECKS_BY_ID", "CHECK_IDS", "Check", "HOST_FAULT_KINDS", "PHASE_STATUSES", "RUN_STATUSES", "ReportError", "SCHEMA", "STATUSES",
            "VERDICTS", "canonical", "read_json", "render_html", "render_json", "render_junit", "summary_of",
            "summary_table", "validate_report", "write_html", "write_json", "write_junit"]
 
 SCHEMA = "hostctl.audit/1"
 STATUSES = ("PASS", "FAIL", "NOT-TESTABLE")
 PHASE_STATUSES = ("ok", "failed", "skipped", "interrupted")
+RUN_STATUSES = ("complete", "degraded", "interrupted", "not-run")
+# capture / trace: a recorder did not start or died; analysis: the wire analysis broke; check: a
+# check raised; modem: the peer modem did not open; adb: the host's adb server failed
+HOST_FAULT_KINDS = ("capture", "trace", "analysis", "check", "modem", "adb")
 TIMELINE_KINDS = ("connection", "sighting")
 # hostctl.wire.check.VERDICTS without "absent" (an absent identifier is never sighted), worst first
 VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted")
@@ -197,7 +207,9 @@ _SCHEMA: tuple[_F, ...] = _obj(
     _F("run", "obj", of=_obj(
         _F("id", "str"), _F("testbed", "str"), _F("started", "time"), _F("finished", "time", True),
         _F("complete", "bool"), _F("interrupted", "bool"), _F("redacted", "bool"), _F("hostctl", "str"),
-        _F("profile", "str", True), _F("argv", "list", of=_STRS))),
+        _F("profile", "str", True), _F("argv", "list", of=_STRS), _F("status", "enum", of=RUN_STATUSES),
+        _F("host_faults", "list", of=_F("", "obj", of=_obj(
+            _F("kind", "enum", of=HOST_FAULT_KINDS), _F("handset", "str", True), _F("message", "str")))))),
     _F("handsets", "list", of=_F("", "obj", of=_obj(
         _F("label", "str"), _F("serial", "str"), _F("model", "str", True), _F("miui", "str", True),
         _F("emulated", "bool"),
@@ -352,6 +364,18 @@ def _check_consistency(doc: dict[str, Any], problems: list[str]) -> None:
     if isinstance(run, dict):
         if run.get("complete") is True and run.get("interrupted") is True:
             problems.append("run: both complete and interrupted")
+        faults, status = run.get("host_faults"), run.get("status")
+        if isinstance(faults, list) and status in RUN_STATUSES:
+            if status == "degraded" and not faults:
+                problems.append("run.status: degraded, but no host fault says why")
+            if status == "complete" and faults:
+                problems.append("run.status: complete, but host faults weakened the evidence (degraded)")
+            if (status == "interrupted") != (run.get("interrupted") is True):
+                problems.append(f"run.status: {status} but run.interrupted is {run.get('interrupted')!r}")
+        for i, f in enumerate(_as_list(faults)):
+            label = f.get("handset") if isinstance(f, dict) else None
+            if isinstance(label, str) and label not in known:
+                problems.append(f"run.host_faults[{i}].handset: {label!r} is not a handset of this report")
         if run.get("complete") is True and "finished" in run and run["finished"] is None:
             problems.append("run.finished: a complete run has a finish time")
         start, end = run.get("started"), run.get("finished")
@@ -631,6 +655,14 @@ def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | N
     lines = [_cut(head, width)]
     if run.get("interrupted"):
         lines.append("INTERRUPTED: this report is partial")
+    faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
+    if run.get("status") == "degraded" or faults:
+        lines.append(f"DEGRADED: the host's own tooling broke ({len(faults)} host fault(s)); "
+                     "checks it left unjudged are NOT-TESTABLE:")
+        for f in faults:
+            who = f"{_visible(f.get('handset'), one_line=True)}: " if f.get("handset") else ""
+            lines.append(_cut(f"  ! [{_visible(f.get('kind'), one_line=True)}] {who}"
+                              f"{_visible(f.get('message'), one_line=True)}", width))
     elif run.get("complete") is False:
         lines.append("INCOMPLETE: not every check was evaluated")
     if run.get("redacted"):
@@ -781,7 +813,8 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
     emulated = bool(handsets) and all(h.get("emulated") for h in handsets)
     where = (f"emulated lab, profile {run['profile']}" if run.get("profile")
              else "emulated lab" if emulated else "real handsets" if handsets else "no handsets recorded")
-    state = ("interrupted (partial report)" if run.get("interrupted") else "complete" if run.get("complete")
+    state = ("interrupted (partial report)" if run.get("interrupted")
+             else "degraded (host faults)" if run.get("status") == "degraded" else "complete" if run.get("complete")
              else "incomplete" if run.get("complete") is False else None)
     out = [f"<header><h1>hostctl audit &mdash; {_e(testbed)}</h1>", f'<div class="muted">{_e(where)}</div>']
     if run.get("interrupted"):
@@ -789,6 +822,13 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
                    'this report is partial; checks that did not finish are missing or NOT-TESTABLE.</div>')
     elif run.get("complete") is False:
         out.append('<div class="banner bad"><strong>Incomplete.</strong> Not every check was evaluated.</div>')
+    faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
+    if run.get("status") == "degraded" or faults:
+        items = "".join(f"<li>[{_e(f.get('kind'))}] {_e(f.get('handset') or '')} {_e(f.get('message'))}</li>"
+                        for f in faults)
+        out.append('<div class="banner bad"><strong>Degraded.</strong> The host&#39;s own tooling broke during '
+                   'this run; checks whose evidence it weakened are NOT-TESTABLE, never PASS.'
+                   f'<ul>{items}</ul></div>')
     if run.get("redacted"):
         out.append('<div class="banner info"><strong>Redacted.</strong> Identifiers in this report are '
                    'references (hashes), not the raw values.</div>')

@@ -107,6 +107,37 @@ def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):
     assert "[msisdn:" in (run / "report.json").read_text()
 
 
+def test_an_audit_whose_tracer_cannot_start_fails_closed(tmp_path):
+    """The agent bundle missing (a wheel without it, HOSTCTL_AGENT_DIR at an empty folder): the
+    July build must not look cleaner than it is. Exit 4 (not 3, not 0), the reason on stderr as it
+    happens and in the summary, run.status degraded, and no check that reads the TLS plaintext
+    PASSes."""
+    empty = tmp_path / "agent"
+    empty.mkdir()
+    env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"), HOSTCTL_AGENT_DIR=str(empty))
+    env.pop("ANDROID_ADB_SERVER_PORT", None)
+    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07",
+                        "--out", str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=240,
+                       cwd=ROOT)
+    assert r.returncode == ExitStatus.NOT_RUNNABLE == 4, r.stdout + r.stderr[-3000:]
+    said = [ln for ln in r.stderr.splitlines() if "HOST FAULT (trace)" in ln]
+    assert len(said) == 2 and all("tracing failed" in ln and "_agent.js not built" in ln for ln in said), r.stderr
+    assert "DEGRADED" in r.stdout and "tracing failed" in r.stdout
+    run = tmp_path / "runs" / "emulator-miui-v5-2014-07" / "latest"
+    doc = json.loads((run / "report.json").read_text())
+    assert validate_report(doc) == []
+    assert doc["run"]["status"] == "degraded" and doc["exit_status"] == 4
+    assert {f["kind"] for f in doc["run"]["host_faults"]} == {"trace"}
+    assert {f["handset"] for f in doc["run"]["host_faults"]} == {"hs1", "hs2"}
+    status = {c["id"]: c for c in doc["checks"]}
+    for cid in ("no-identifiers-before-opt-in", "presence-lookup-minimal", "phone-numbers-encrypted",
+                "content-encrypted", "imsi-after-login"):
+        assert status[cid]["status"] == "NOT-TESTABLE" and "trac" in status[cid]["reason"], status[cid]
+    assert status["opt-in-default"]["status"] == "FAIL"       # what the settings show still counts
+    assert json.loads((run / "manifest.json").read_text())["status"] == "degraded"
+    assert verify(run).ok
+
+
 def test_killing_a_handset_mid_audit(adb_port, tmp_path):
     home = tmp_path / "home"
     with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home,

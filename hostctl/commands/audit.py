@@ -1,8 +1,10 @@
 """``hostctl audit``: the main job. MISSION.md's checks on a testbed, or on an emulated lab booted
 for the run, with an evidence folder, report.json / junit.xml / report.html and a summary.
 
-Exit status: 0 every check that ran passed; 3 a check FAILED; 4 the audit could not run; 130
-interrupted (the partial report and manifest are written).
+Exit status (hostctl.status.ExitStatus): 0 every check that ran passed; 3 a check FAILED; 4 the
+audit could not run, or the host's own tooling broke (agent missing, a recorder that did not start
+or died, an analysis error) so that a check ended NOT-TESTABLE: the run is "degraded", never 0 or 3;
+130 interrupted (the partial report and manifest are written).
 """
 
 from __future__ import annotations
