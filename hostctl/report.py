@@ -105,8 +105,9 @@ STATUSES = ("PASS", "FAIL", "NOT-TESTABLE")
 PHASE_STATUSES = ("ok", "failed", "skipped", "interrupted")
 RUN_STATUSES = ("complete", "degraded", "interrupted", "not-run")
 # capture / trace: a recorder did not start or died; analysis: the wire analysis broke; check: a
-# check raised; modem: the peer modem did not open; adb: the host's adb server failed
-HOST_FAULT_KINDS = ("capture", "trace", "analysis", "check", "modem", "adb")
+# check raised; modem: the peer modem did not open; adb: the host's adb server failed; audit: the
+# audit itself stopped on an internal error
+HOST_FAULT_KINDS = ("capture", "trace", "analysis", "check", "modem", "adb", "audit")
 TIMELINE_KINDS = ("connection", "sighting")
 # hostctl.wire.check.VERDICTS without "absent" (an absent identifier is never sighted), worst first
 VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted")
@@ -125,38 +126,14 @@ class Check:
     evidence: str
 
 
-CHECKS: tuple[Check, ...] = (
-    Check("opt-in-default", "Cloud Messaging is off by default",
-          "After a factory reset, Cloud Messaging is off until the user turns it on.",
-          "setting state; no activation/registration traffic"),
-    Check("no-identifiers-before-opt-in", "No identifiers leave before opt-in",
-          "With Cloud Messaging off, boot + contact add + SMS in/out + call send no identifier to Xiaomi hosts.",
-          "wire capture, TLS plaintext hooks"),
-    Check("ip-when-online", "IP delivery to an online receiver",
-          "Cloud Messaging on at both ends, receiver online: the message goes over IP, not SMS.",
-          "sender and receiver message rows (mx_status), carrier/peer sees no SMS"),
-    Check("sms-fallback-when-offline", "SMS fallback when the receiver is offline",
-          "Receiver offline or not a Cloud Messaging user: the message is delivered as SMS.",
-          "the lab modem (peer phone) receives it; sender row"),
-    Check("presence-lookup-minimal", "Presence look-up sends only the number",
-          "A presence look-up sends only the looked-up number.",
-          "TLS plaintext of the look-up"),
-    Check("phone-numbers-encrypted", "Phone numbers are encrypted",
-          "No phone number reaches Cloud Messaging servers readable: not in clear, not encoded, not merely hashed.",
-          "TLS plaintext hooks + wire, all encodings and digests"),
-    Check("content-encrypted", "Message content is encrypted",
-          "Message text never travels readable.",
-          "wire + TLS plaintext"),
-    Check("transport-secure", "Transport is TLS 1.2+",
-          "Every connection to a Xiaomi host is TLS 1.2+; no clear HTTP carrying data.",
-          "wire"),
-    Check("imsi-after-login", "IMSI after Mi Cloud login",
-          "Does the IMSI leave the device after Mi Cloud login (a finding, reported).",
-          "wire + hooks"),
-    Check("no-retention", "No content retained after delivery",
-          "The server keeps no content after delivery.",
-          "emulator only; NOT-TESTABLE on hardware"),
-)
+def _checks_of_the_registry() -> tuple[Check, ...]:
+    # each check's module (hostctl.audit.checks.<name>) holds its id, title, claim and what it reads
+    from .audit.checks import modules
+
+    return tuple(Check(m.ID, m.TITLE, m.CLAIM, m.READS) for m in modules())
+
+
+CHECKS: tuple[Check, ...] = _checks_of_the_registry()
 CHECK_IDS: tuple[str, ...] = tuple(c.id for c in CHECKS)
 CHECKS_BY_ID: Mapping[str, Check] = {c.id: c for c in CHECKS}
 
