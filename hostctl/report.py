@@ -77,13 +77,11 @@ be written, and the renderers accept one.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
 import os
 import re
-import secrets
 import shlex
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -113,7 +111,6 @@ TIMELINE_KINDS = ("connection", "sighting")
 VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted")
 JUNIT_CLASSNAME = "hostctl.audit"
 
-_TMP_PREFIX = ".tmp-"     # hostctl.evidence skips files named so when it lists or verifies a run folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,22 +426,13 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    from .evidence import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ReportError(f"cannot write {path}: {exc}", path=path) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return path
 
 
