@@ -375,7 +375,9 @@ class Audit:
                             u.read_ids.append((kind, slot[kind], f"{spec.label} {'number' if kind == 'msisdn' else kind}"
                                                                  f"{slot['slot']}"))
             if not any(not u.gone for u in self.units):
-                raise AuditError("no handset of the testbed answers: " + "; ".join(u.gone or "" for u in self.units))
+                why = "; ".join(u.gone for u in self.units if u.gone)
+                raise AuditError("no handset of the testbed answers" + (f": {why}" if why else
+                                                                        " (the testbed lists none)"))
             self._open_modem(rec)
         if self.opt.settle is None:
             emulated = all(u.info.get("emulated") for u in self.units if not u.gone)
