@@ -734,13 +734,13 @@ class Audit:
             ev = u.dir / "trace" / "events.jsonl"
             if cap is None and not ev.exists():
                 continue
+            self._point(f"analysis:{u.label}")
             if self.opt.stop is not None and self.opt.stop.is_set() and not self.interrupted:
                 self._skip_analysis = True
                 self._note_interrupt("interrupted: the rest of the analysis is skipped")
             if self._skip_analysis:
                 u.analysis_skipped = "interrupted before its wire analysis"
                 continue
-            self._point(f"analysis:{u.label}")
             try:
                 wc = WireCheck(idents, hash_budget=self.opt.hash_budget)
                 if cap is not None and cap.stat().st_size > 0:
