@@ -209,3 +209,31 @@ def test_stopping_mid_audit_leaves_a_consistent_partial_run(adb_port, tmp_path):
     assert v.ok, v.to_json()
     assert {"report.json", "junit.xml", "report.html", "handsets/hs1/wire.pcapng",
             "handsets/hs1/trace/events.jsonl"} <= {f["path"] for f in manifest["files"]}
+
+
+class _NoLabTestbed:
+    name = "nolab"
+    handsets: tuple = ()
+    modem = None
+    params: dict = {}
+
+
+def test_an_internal_error_still_leaves_a_consistent_failed_run(tmp_path, monkeypatch):
+    """Our own bug mid-protocol: no traceback lost, no folder stuck at `running`: a report that
+    says so (exit 4, a host fault of kind "audit"), the traceback in audit-error.txt, verify ok."""
+    from hostctl.audit import run as audit_run
+
+    def boom(self):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(audit_run.Audit, "_protocol", boom)
+    said: list[str] = []
+    result = run_audit(_NoLabTestbed(), AuditOptions(out=tmp_path / "runs", progress=said.append))
+    doc = result.report
+    assert result.exit_status == 4 and doc["exit_status"] == 4
+    assert doc["run"]["status"] == "not-run" and validate_report(doc) == []
+    assert [f["kind"] for f in doc["run"]["host_faults"]] == ["audit"]
+    assert any("HOST FAULT (audit)" in s and "ZeroDivisionError: a bug" in s for s in said)
+    assert "ZeroDivisionError" in (result.run_dir / "audit-error.txt").read_text()
+    assert json.loads((result.run_dir / "manifest.json").read_text())["status"] == "failed"
+    assert verify(result.run_dir).ok

@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -69,6 +71,7 @@ EXIT_NOT_RUN = ExitStatus.NOT_RUNNABLE      # could not run, or a check was not 
 EXIT_INTERRUPTED = ExitStatus.INTERRUPTED   # Ctrl-C: the partial report and manifest are still written
 
 SIGNAL_AT_ENV = "HOSTCTL_AUDIT_SIGNAL_AT"
+_log = logging.getLogger("hostctl.audit")
 
 # which of a check's NEEDS (hostctl.audit.checks) a host fault of each kind weakens
 FAULT_WEAKENS: dict[str, frozenset[str]] = {
@@ -190,7 +193,10 @@ class Audit:
         if any(f["kind"] == kind and f["handset"] == label and f["message"] == message for f in self.host_faults):
             return
         self.host_faults.append({"kind": kind, "handset": label, "message": message})
-        self.say(f"HOST FAULT ({kind}): {text}")
+        if self.opt.progress is not None:
+            self.say(f"HOST FAULT ({kind}): {text}")
+        else:                       # a library caller without progress still hears it (stderr)
+            _log.warning("host fault (%s): %s", kind, text)
 
     def _check_stop(self) -> None:
         if self.opt.stop is not None and self.opt.stop.is_set():
@@ -300,7 +306,9 @@ class Audit:
             except Exception as exc:    # noqa: BLE001 - our own bug: still a consistent run, and said
                 self._winding_down = True
                 self.not_run = f"the audit stopped on an internal error: {type(exc).__name__}: {exc}"
-                self.host_fault("audit", None, self.not_run)
+                self.host_fault("audit", None, self.not_run + " (traceback: audit-error.txt)")
+                with contextlib.suppress(Exception):
+                    self._write_text("audit-error.txt", traceback.format_exc(), kind="log")
             self._wind_down()
         return AuditResult(self.report, self.run.path, self.report["exit_status"])
 
