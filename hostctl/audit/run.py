@@ -454,10 +454,13 @@ class Audit:
                 self.facts["send_online_skipped"] = why
             else:
                 # as a tester does: wait until the receiver shows online (blue) to the sender;
-                # after a boot its activation and channel bind take a moment
+                # after a boot its activation and channel bind take a moment (0.1-0.8 s measured on
+                # an idle emulated lab, far longer on a loaded host). The claim is about an online
+                # receiver: the wait is generous, and a receiver never seen online leaves
+                # ip-when-online NOT-TESTABLE instead of a FAIL that depends on the host's load
                 seen = self.step(sender, "wait for the receiver online",
                                  lambda: _wait_online(sender.handset, receiver.numbers[0],
-                                                      max(10.0, self.opt.timeout / 2)), rec=rec)
+                                                      max(30.0, self.opt.timeout)), rec=rec)
                 self.facts["receiver_presence_before_send"] = seen
                 out = self.step(sender, "send ip", lambda: _cloud().send_message(
                     sender.handset, receiver.numbers[0], self.texts["ip"], receiver=receiver.handset,
