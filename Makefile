@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 AGENT  := agent/_agent.js
 NODE_STAMP := agent/node_modules/.installed
 
-.PHONY: demo test bootstrap bench clean agent debian-clients
+.PHONY: demo test bootstrap bench stress clean agent debian-clients
 
 bootstrap: $(STAMP)
 
@@ -54,6 +54,10 @@ debian-clients:
 test: bootstrap agent debian-clients
 	$(PY) -m pytest -n 2 tests
 	$(PY) -m pytest -n 2 --dist loadgroup hw_tests --emulator-profile miui-v5-2014-07 --emulator-profile miui-v5-2014-08-10
+
+# stress: each shipped profile's audit 20 times in a row, the same verdicts every time
+stress: bootstrap agent
+	$(PY) -m pytest -q tests/stress_verdicts.py
 
 bench: bootstrap agent
 	$(PY) -m benchmarks
