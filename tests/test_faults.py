@@ -34,6 +34,7 @@ TESTBED = f"emulator-{PROFILE}"
 PHASES = ("prepare", "fresh boot", "opt-in state", "add contact", "sms in and out", "call", "mi cloud login",
           "enable cloud messaging", "send to an online receiver", "send to an offline receiver and to the modem",
           "presence look-ups", "server store")
+INSIDE_PHASES = ("boot:hs2",)          # inside a phase, while the handsets' threads run
 WIND_DOWN = ("wind-down", "recorders:hs1", "recorders:hs2", "collect:hs2", "analysis:hs1", "analysis:hs2",
              "evaluate:opt-in-default", "evaluate:no-retention", "report:report.json", "report:junit.xml",
              "report:report.html")
@@ -165,6 +166,14 @@ def test_sigint_at_each_phase_boundary(audit_factory, phase):
     rc, _, err = a.finish()
     doc = assert_consistent_interrupted_run(a, rc, err)
     assert doc["phases"][-1]["name"] == phase and doc["phases"][-1]["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("moment", INSIDE_PHASES)
+def test_sigint_while_the_handsets_threads_run(audit_factory, moment):
+    a = audit_factory(signal_at=moment)
+    rc, _, err = a.finish()
+    doc = assert_consistent_interrupted_run(a, rc, err)
+    assert doc["phases"][-1]["name"] == "fresh boot" and doc["phases"][-1]["status"] == "interrupted"
 
 
 @pytest.mark.parametrize("moment", WIND_DOWN)

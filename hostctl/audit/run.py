@@ -31,7 +31,8 @@ A handset that vanishes mid-audit does not stop it: its remaining steps are skip
 reason, and the checks that needed them end NOT-TESTABLE saying so.
 
 ``HOSTCTL_AUDIT_SIGNAL_AT=<point>`` (tests only): send this process SIGINT at a named point
-(``phase:<name>``, ``wind-down``, ``recorders:<label>``, ``collect:<label>``, ``analysis:<label>``,
+(``phase:<name>``, ``boot:<label>`` (in a handset's thread, as the fresh boot starts its recorders),
+``wind-down``, ``recorders:<label>``, ``collect:<label>``, ``analysis:<label>``,
 ``evaluate:<check id>``, ``report:<file>``), so the fault tests can stop the run anywhere.
 """
 
@@ -178,6 +179,7 @@ class Audit:
         self.run = None
         self.report: dict = {}
         self._winding_down = False
+        self._threads: list[threading.Thread] = []
         self._skip_analysis = False           # a signal came during the wind-down: analyse no more
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -255,6 +257,10 @@ class Audit:
             if rec is not None:
                 rec["notes"].append(f"{unit.label}: {name} skipped ({unit.gone})")
             return None
+        if self._stopping():       # a handset's thread after a Ctrl-C: no new step
+            if rec is not None:
+                rec["notes"].append(f"{unit.label}: {name} skipped (interrupted)")
+            return None
         t0 = _now()
         entry: dict[str, Any] = {"step": name, "t": round(t0 - self.started, 3)}
         try:
@@ -312,7 +318,14 @@ class Audit:
             self._wind_down()
         return AuditResult(self.report, self.run.path, self.report["exit_status"])
 
+    def _stopping(self) -> bool:
+        return self._winding_down or self.interrupted or (self.opt.stop is not None and self.opt.stop.is_set())
+
     def _wind_down(self) -> None:
+        # the handsets' threads (a Ctrl-C may have cut the protocol while they ran) end their
+        # current step and start nothing new: wait, so every recorder they started is stopped below
+        for t in self._threads:
+            t.join(max(60.0, self.opt.timeout) + 30)
         self._point("wind-down")
         self._finish_recorders()
         report = self._evaluate()
@@ -401,7 +414,9 @@ class Audit:
                           rec=rec)
                 self.step(u, "reboot", lambda: _steps().reboot(u.handset, timeout=max(60.0, self.opt.timeout)),
                           rec=rec)
-                self._start_recorders(u, rec)
+                self._point(f"boot:{u.label}")
+                if not self._stopping():
+                    self._start_recorders(u, rec)
             self._each(boot_offline)
             self.facts["boot_online_at"] = _now()
             for u in self.units:
@@ -491,6 +506,7 @@ class Audit:
     def _each(self, fn: Callable[[_Unit], None]) -> None:
         """``fn`` on every handset at once (one thread each), as a lab runs a rack."""
         threads = [threading.Thread(target=fn, args=(u,), name=f"audit-{u.label}", daemon=True) for u in self.units]
+        self._threads += threads
         for t in threads:
             t.start()
         for t in threads:
