@@ -135,6 +135,8 @@ class _Unit:
     trace_stop: threading.Event = field(default_factory=threading.Event)
     trace_error: str | None = None
     trace_died: bool = False
+    recorders_lock: threading.Lock = field(default_factory=threading.Lock)
+    recorders_closed: bool = False            # the wind-down stopped them: start none any more
     steps: list[dict] = field(default_factory=list)
     wire: dict | None = None
     agent_writes: tuple[AgentWrite, ...] = ()
@@ -628,10 +630,16 @@ class Audit:
 
     # -- recorders ------------------------------------------------------------------------------
     def _start_recorders(self, u: _Unit, rec: dict) -> None:
+        # under the unit's lock: the wind-down stops a unit's recorders under it too, and marks
+        # them closed, so a handset's thread cut by a Ctrl-C never starts one after they stopped
+        with u.recorders_lock:
+            if u.gone or u.recorders_closed:
+                return
+            self._start_recorders_locked(u, rec)
+
+    def _start_recorders_locked(self, u: _Unit, rec: dict) -> None:
         from ..capture import source_for
 
-        if u.gone:
-            return
         spec = getattr(u.spec, "capture", None)
         src = getattr(spec, "spec", None) if spec is not None else None
         if src in (None, "none"):
@@ -664,10 +672,14 @@ class Audit:
                                               name=f"trace-{u.label}")
             u.trace_thread.start()
             self.run.add_file(f"{u.rel}/trace/events.jsonl", kind="jsonl")
-        except HostctlError as exc:
-            u.tracer, u.trace_error = None, f"trace did not start: {exc}"
-            rec["notes"].append(f"{u.label}: trace did not start: {exc}")
-            self.host_fault("trace", u, f"tracing failed: the trace did not start: {exc}")
+        except Exception as exc:    # noqa: BLE001 - Frida's own errors too: a host fault, never a traceback
+            with contextlib.suppress(Exception):
+                if u.tracer is not None:
+                    u.tracer.stop("error")
+            what = str(exc) if isinstance(exc, HostctlError) else f"{type(exc).__name__}: {exc}"
+            u.tracer, u.trace_error = None, f"trace did not start: {what}"
+            rec["notes"].append(f"{u.label}: trace did not start: {what}")
+            self.host_fault("trace", u, f"tracing failed: the trace did not start: {what}")
 
     def _trace_run(self, u: _Unit) -> None:
         """The tracer's loop on its thread; if it dies before it was told to stop, that is a host
@@ -682,26 +694,34 @@ class Audit:
     def _finish_recorders(self) -> None:
         for u in self.units:
             self._point(f"recorders:{u.label}")
-            if u.tracer is not None:
-                u.trace_stop.set()
-                if u.trace_thread is not None:
-                    u.trace_thread.join(30)
-                if u.trace_died and not u.gone:
-                    # a trace that died on a handset that still answers: our tooling's fault (a
-                    # handset that vanished takes its trace with it, and says so itself)
-                    self.host_fault("trace", u, f"tracing failed: {u.trace_error}")
-                with contextlib.suppress(Exception):
-                    u.tracer.stop()
-                if (u.dir / "trace" / "summary.json").exists():
-                    self.run.add_file(f"{u.rel}/trace/summary.json", kind="json")
-            if u.capture is not None:
-                try:
-                    u.capture.stop()
-                except HostctlError as exc:
-                    u.capture_error = f"capture ended with an error: {exc}"
-                    self.host_fault("capture", u, u.capture_error)
-            self._point(f"collect:{u.label}")
-            self._collect(u)
+            with u.recorders_lock:
+                u.recorders_closed = True
+                self._finish_unit(u)
+        self._finish_modem()
+
+    def _finish_unit(self, u: _Unit) -> None:
+        if u.tracer is not None:
+            u.trace_stop.set()
+            if u.trace_thread is not None:
+                u.trace_thread.join(30)
+            if u.trace_died and not u.gone:
+                # a trace that died on a handset that still answers: our tooling's fault (a
+                # handset that vanished takes its trace with it, and says so itself)
+                self.host_fault("trace", u, f"tracing failed: {u.trace_error}")
+            with contextlib.suppress(Exception):
+                u.tracer.stop()
+            if (u.dir / "trace" / "summary.json").exists():
+                self.run.add_file(f"{u.rel}/trace/summary.json", kind="json")
+        if u.capture is not None:
+            try:
+                u.capture.stop()
+            except HostctlError as exc:
+                u.capture_error = f"capture ended with an error: {exc}"
+                self.host_fault("capture", u, u.capture_error)
+        self._point(f"collect:{u.label}")
+        self._collect(u)
+
+    def _finish_modem(self) -> None:
         if self.modem is not None:
             doc: dict[str, Any] = {}
             try:
