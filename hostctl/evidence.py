@@ -354,6 +354,11 @@ class RunFolder:
         if st.st_mode & 0o077:      # written by another tool (a capture, the tracer) under a looser umask
             with contextlib.suppress(OSError):
                 os.chmod(path, PRIVATE_FILE)
+        for parent in path.relative_to(self.path).parents:     # and the folders it made for it
+            d = self.path / parent
+            with contextlib.suppress(OSError):
+                if d.stat().st_mode & 0o077:
+                    os.chmod(d, PRIVATE_DIR)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         if rec._stamp != stamp or rec.sha256 is None:
             rec.sha256 = _sha256(path)

@@ -190,6 +190,9 @@ def test_run_folders_are_private(tmp_path):
         run.add_file("handsets/hs1/identity.json", '{"imei": "490154203237518"}')
         with run.open("handsets/hs1/trace/events.jsonl") as fh:
             fh.write(b"{}\n")
+        os.makedirs(run.path / "handsets" / "hs1" / "tool", mode=0o755)       # a tool's own folder
+        (run.path / "handsets" / "hs1" / "tool" / "out.txt").write_text("x")
+        run.add_file("handsets/hs1/tool/out.txt")
         loose = run.path_for("handsets/hs1/wire.pcap")
         loose.write_bytes(b"written by tcpdump under umask 022")
         os.chmod(loose, 0o644)
@@ -198,10 +201,11 @@ def test_run_folders_are_private(tmp_path):
     finally:
         os.umask(old)
     dirs = [tmp_path / "runs", tmp_path / "runs" / "rack-a", run.path, run.path / "handsets",
-            run.path / "handsets" / "hs1", run.path / "handsets" / "hs1" / "trace"]
+            run.path / "handsets" / "hs1", run.path / "handsets" / "hs1" / "trace",
+            run.path / "handsets" / "hs1" / "tool"]
     assert {oct(d.stat().st_mode & 0o777) for d in dirs} == {"0o700"}
     files = [p for p in run.path.rglob("*") if p.is_file()]
-    assert len(files) == 4
+    assert len(files) == 5
     assert {p.relative_to(run.path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files} == {
         p.relative_to(run.path).as_posix(): "0o600" for p in files}
 

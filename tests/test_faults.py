@@ -155,6 +155,9 @@ def assert_consistent_interrupted_run(a: Audit, rc: int, err: str) -> dict:
     assert [c["id"] for c in doc["checks"]] == list(CHECK_IDS)
     for c in doc["checks"]:
         assert c["reason"].strip() and ": ; " not in c["reason"] and not c["reason"].endswith(": "), c
+    loose = [f"{oct(p.stat().st_mode & 0o777)} {p}" for p in [run.resolve(), *run.resolve().rglob("*")]
+             if p.stat().st_mode & 0o077]
+    assert loose == [], "a run folder is private (0700 folders, 0600 files)"
     assert a.processes() == [], "left running"
     assert not [p for p in a.tmp.iterdir() if p.name.startswith("hostctl-audit-lab-")], "lab state left behind"
     return doc

@@ -1031,7 +1031,9 @@ def _cloud() -> Any:
 def run_audit(testbed: Any, options: AuditOptions) -> AuditResult:
     """Run the audit on ``testbed``; never raises for a check that fails or a handset that
     vanishes (they are in the report); AuditError when it cannot start."""
-    os.makedirs(options.out, exist_ok=True)
+    from ..evidence import make_private_dirs
+
+    make_private_dirs(Path(options.out))
     return Audit(testbed, options).execute()
 
 
