@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 AGENT  := agent/_agent.js
 NODE_STAMP := agent/node_modules/.installed
 
-.PHONY: demo test bootstrap bench clean agent debian-clients prereqs docs lint format
+.PHONY: demo test bootstrap bench stress clean agent debian-clients prereqs docs lint format
 
 bootstrap: $(STAMP)
 
@@ -88,6 +88,10 @@ lint: bootstrap
 format: bootstrap
 	$(PY) -m ruff format $(LINT_PATHS)
 	$(PY) -m ruff check --fix $(LINT_PATHS)
+
+# stress: each shipped profile's audit 20 times in a row, the same verdicts every time
+stress: bootstrap agent
+	$(PY) -m pytest -q tests/stress_verdicts.py
 
 bench: bootstrap agent
 	$(PY) -m benchmarks

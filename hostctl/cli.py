@@ -13,24 +13,12 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
 from .errors import HostctlError
-
-
-class ExitStatus(IntEnum):
-    """Documented exit codes (README, "Exit codes")."""
-
-    OK = 0
-    ERROR = 1  # the command could not do its job (message on stderr)
-    USAGE = 2  # bad arguments
-    CHECK_FAILED = 3  # an audit or expectation ran and failed
-    NOT_RUNNABLE = 4  # the job could not run at all (no lab, no device, dead adb server)
-    TIMEOUT = 5  # a device, server or port did not answer in time
-    INTERRUPTED = 130  # Ctrl-C
+from .status import ExitStatus  # the one exit-code table; re-exported here
 
 
 @dataclass

@@ -14,7 +14,7 @@ Layout (Mobly-like)::
     {"schema": "hostctl.manifest", "schema_version": 1,
      "run_id": "rack-a/20250131T091502Z", "testbed": "rack-a",
      "started": "2025-01-31T09:15:02Z", "updated": "2025-01-31T09:15:20Z",
-     "status": "running" | "complete" | "interrupted" | "failed",
+     "status": "running" | "complete" | "degraded" | "interrupted" | "failed",
      "sequence": 3,                        # how many times it was written
      "handsets": ["hs1", "hs2"],
      "files": [{"path": "handsets/hs1/capture.pcapng", "size": 1234, "sha256": "...",
@@ -57,7 +57,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
 HANDSETS = "handsets"
-STATUSES = ("running", "complete", "interrupted", "failed")
+STATUSES = ("running", "complete", "degraded", "interrupted", "failed")   # degraded: complete, but the
+                                                                           # host's tooling broke (see the report)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TMP_PREFIX = ".tmp-"
@@ -87,10 +88,34 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+PRIVATE_DIR = 0o700      # a run folder holds identifiers (IMEI, IMSI, numbers, raw captures): owner only
+PRIVATE_FILE = 0o600
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, PRIVATE_FILE)
+
+
+def make_private_dirs(path: Path) -> None:
+    """``path`` and its missing parents, each made 0700 (``mkdir(parents=True)`` would give the
+    parents the umask's mode)."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=PRIVATE_DIR)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file and one rename (a reader sees the old file or
+    the new one), owner-only (0600). The temp name starts with ``.tmp-`` (ignored by verify)."""
+    path = Path(path)
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "xb", opener=_private_opener) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -99,6 +124,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+_atomic_write = atomic_write
 
 
 @dataclass
@@ -158,11 +186,11 @@ class RunFolder:
         base = Path(out_dir) / testbed_name
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
         try:
-            base.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(base)
             for n in range(1, 1000):
                 name = stamp if n == 1 else f"{stamp}-{n}"
                 try:
-                    (base / name).mkdir()
+                    (base / name).mkdir(mode=PRIVATE_DIR)
                     break
                 except FileExistsError:
                     continue
@@ -213,7 +241,7 @@ class RunFolder:
         if not _SAFE_NAME.fullmatch(label):
             raise EvidenceError(f"handset label {label!r} cannot name a folder")
         path = self.path / HANDSETS / label
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path)
         with self._lock:
             if label not in self.handsets:
                 self.handsets.append(label)
@@ -235,7 +263,7 @@ class RunFolder:
     def path_for(self, rel_path: str | os.PathLike[str]) -> Path:
         """The absolute path of ``rel_path`` in the run (its folder made); records nothing."""
         path = self.path / self._rel(rel_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         return path
 
     # -- recording files ----------------------------------------------------------------------
@@ -277,7 +305,7 @@ class RunFolder:
         rel = self._rel(rel_path)
         path = self.path_for(rel)
         try:
-            fh = open(path, mode, **({} if "b" in mode else {"encoding": encoding}))
+            fh = open(path, mode, opener=_private_opener, **({} if "b" in mode else {"encoding": encoding}))
         except OSError as exc:
             raise EvidenceError(f"cannot open {path}: {exc}", path=path) from None
         self._record(rel, kind, handset, complete=False)
@@ -323,6 +351,14 @@ class RunFolder:
         except FileNotFoundError:
             rec.size = rec.sha256 = rec._stamp = None
             return False
+        if st.st_mode & 0o077:      # written by another tool (a capture, the tracer) under a looser umask
+            with contextlib.suppress(OSError):
+                os.chmod(path, PRIVATE_FILE)
+        for parent in path.relative_to(self.path).parents:     # and the folders it made for it
+            d = self.path / parent
+            with contextlib.suppress(OSError):
+                if d.stat().st_mode & 0o077:
+                    os.chmod(d, PRIVATE_DIR)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         if rec._stamp != stamp or rec.sha256 is None:
             rec.sha256 = _sha256(path)
@@ -407,11 +443,13 @@ class Verification:
     checked: int = 0
     missing: list[str] = field(default_factory=list)      # listed (or listed as missing), not on disk
     changed: list[str] = field(default_factory=list)      # on disk with another size or hash
-    unlisted: list[str] = field(default_factory=list)     # on disk, no hash in the manifest
+    unlisted: list[str] = field(default_factory=list)     # on disk, no hash in the manifest (not ok)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.changed
+        """Every listed file there with its hash, and no file the manifest does not list (a file
+        added afterwards, or written by a run that crashed before hashing it, is not evidence)."""
+        return not self.missing and not self.changed and not self.unlisted
 
     def to_json(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "status": self.status, "ok": self.ok, "checked": self.checked,

@@ -27,7 +27,13 @@ readers must ignore keys they do not know. Times are ISO 8601 strings (UTC, ``Z`
        "redacted": bool,              # --redact: identifiers below are references, not values
        "hostctl": str,                # hostctl version
        "profile": str | null,         # emulated firmware profile, null on real handsets
-       "argv": [str, ...]             # the command line
+       "argv": [str, ...],            # the command line
+       "status": "complete" | "degraded" | "interrupted" | "not-run",
+                                      # degraded: the run ended, but the host's own tooling broke
+                                      # (host_faults says how): its verdicts rest on weaker evidence
+       "host_faults": [{"kind": one of HOST_FAULT_KINDS,   # which of our tools broke
+                        "handset": label | null,
+                        "message": str}]   # e.g. "tracing failed: the trace did not start: ..."
      },
      "handsets": [{"label": str, "serial": str, "model": str | null, "miui": str | null,
                    "emulated": bool,
@@ -71,13 +77,11 @@ be written, and the renderers accept one.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import math
 import os
 import re
-import secrets
 import shlex
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -90,19 +94,23 @@ from urllib.parse import quote
 
 from .errors import HostctlError
 
-__all__ = ["CHECKS", "CHECKS_BY_ID", "CHECK_IDS", "Check", "PHASE_STATUSES", "ReportError", "SCHEMA", "STATUSES",
+__all__ = ["CHECKS", "CHECKS_BY_ID", "CHECK_IDS", "Check", "HOST_FAULT_KINDS", "PHASE_STATUSES", "RUN_STATUSES", "ReportError", "SCHEMA", "STATUSES",
            "VERDICTS", "canonical", "read_json", "render_html", "render_json", "render_junit", "summary_of",
            "summary_table", "validate_report", "write_html", "write_json", "write_junit"]
 
 SCHEMA = "hostctl.audit/1"
 STATUSES = ("PASS", "FAIL", "NOT-TESTABLE")
 PHASE_STATUSES = ("ok", "failed", "skipped", "interrupted")
+RUN_STATUSES = ("complete", "degraded", "interrupted", "not-run")
+# capture / trace: a recorder did not start or died; analysis: the wire analysis broke; check: a
+# check raised; modem: the peer modem did not open; adb: the host's adb server failed; audit: the
+# audit itself stopped on an internal error
+HOST_FAULT_KINDS = ("capture", "trace", "analysis", "check", "modem", "adb", "audit")
 TIMELINE_KINDS = ("connection", "sighting")
 # hostctl.wire.check.VERDICTS without "absent" (an absent identifier is never sighted), worst first
 VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted")
 JUNIT_CLASSNAME = "hostctl.audit"
 
-_TMP_PREFIX = ".tmp-"     # hostctl.evidence skips files named so when it lists or verifies a run folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,38 +123,14 @@ class Check:
     evidence: str
 
 
-CHECKS: tuple[Check, ...] = (
-    Check("opt-in-default", "Cloud Messaging is off by default",
-          "After a factory reset, Cloud Messaging is off until the user turns it on.",
-          "setting state; no activation/registration traffic"),
-    Check("no-identifiers-before-opt-in", "No identifiers leave before opt-in",
-          "With Cloud Messaging off, boot + contact add + SMS in/out + call send no identifier to Xiaomi hosts.",
-          "wire capture, TLS plaintext hooks"),
-    Check("ip-when-online", "IP delivery to an online receiver",
-          "Cloud Messaging on at both ends, receiver online: the message goes over IP, not SMS.",
-          "sender and receiver message rows (mx_status), carrier/peer sees no SMS"),
-    Check("sms-fallback-when-offline", "SMS fallback when the receiver is offline",
-          "Receiver offline or not a Cloud Messaging user: the message is delivered as SMS.",
-          "the lab modem (peer phone) receives it; sender row"),
-    Check("presence-lookup-minimal", "Presence look-up sends only the number",
-          "A presence look-up sends only the looked-up number.",
-          "TLS plaintext of the look-up"),
-    Check("phone-numbers-encrypted", "Phone numbers are encrypted",
-          "No phone number reaches Cloud Messaging servers readable: not in clear, not encoded, not merely hashed.",
-          "TLS plaintext hooks + wire, all encodings and digests"),
-    Check("content-encrypted", "Message content is encrypted",
-          "Message text never travels readable.",
-          "wire + TLS plaintext"),
-    Check("transport-secure", "Transport is TLS 1.2+",
-          "Every connection to a Xiaomi host is TLS 1.2+; no clear HTTP carrying data.",
-          "wire"),
-    Check("imsi-after-login", "IMSI after Mi Cloud login",
-          "Does the IMSI leave the device after Mi Cloud login (a finding, reported).",
-          "wire + hooks"),
-    Check("no-retention", "No content retained after delivery",
-          "The server keeps no content after delivery.",
-          "emulator only; NOT-TESTABLE on hardware"),
-)
+def _checks_of_the_registry() -> tuple[Check, ...]:
+    # each check's module (hostctl.audit.checks.<name>) holds its id, title, claim and what it reads
+    from .audit.checks import modules
+
+    return tuple(Check(m.ID, m.TITLE, m.CLAIM, m.READS) for m in modules())
+
+
+CHECKS: tuple[Check, ...] = _checks_of_the_registry()
 CHECK_IDS: tuple[str, ...] = tuple(c.id for c in CHECKS)
 CHECKS_BY_ID: Mapping[str, Check] = {c.id: c for c in CHECKS}
 
@@ -197,7 +181,9 @@ _SCHEMA: tuple[_F, ...] = _obj(
     _F("run", "obj", of=_obj(
         _F("id", "str"), _F("testbed", "str"), _F("started", "time"), _F("finished", "time", True),
         _F("complete", "bool"), _F("interrupted", "bool"), _F("redacted", "bool"), _F("hostctl", "str"),
-        _F("profile", "str", True), _F("argv", "list", of=_STRS))),
+        _F("profile", "str", True), _F("argv", "list", of=_STRS), _F("status", "enum", of=RUN_STATUSES),
+        _F("host_faults", "list", of=_F("", "obj", of=_obj(
+            _F("kind", "enum", of=HOST_FAULT_KINDS), _F("handset", "str", True), _F("message", "str")))))),
     _F("handsets", "list", of=_F("", "obj", of=_obj(
         _F("label", "str"), _F("serial", "str"), _F("model", "str", True), _F("miui", "str", True),
         _F("emulated", "bool"),
@@ -352,6 +338,18 @@ def _check_consistency(doc: dict[str, Any], problems: list[str]) -> None:
     if isinstance(run, dict):
         if run.get("complete") is True and run.get("interrupted") is True:
             problems.append("run: both complete and interrupted")
+        faults, status = run.get("host_faults"), run.get("status")
+        if isinstance(faults, list) and status in RUN_STATUSES:
+            if status == "degraded" and not faults:
+                problems.append("run.status: degraded, but no host fault says why")
+            if status == "complete" and faults:
+                problems.append("run.status: complete, but host faults weakened the evidence (degraded)")
+            if (status == "interrupted") != (run.get("interrupted") is True):
+                problems.append(f"run.status: {status} but run.interrupted is {run.get('interrupted')!r}")
+        for i, f in enumerate(_as_list(faults)):
+            label = f.get("handset") if isinstance(f, dict) else None
+            if isinstance(label, str) and label not in known:
+                problems.append(f"run.host_faults[{i}].handset: {label!r} is not a handset of this report")
         if run.get("complete") is True and "finished" in run and run["finished"] is None:
             problems.append("run.finished: a complete run has a finish time")
         start, end = run.get("started"), run.get("finished")
@@ -428,22 +426,13 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    from .evidence import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise ReportError(f"cannot write {path}: {exc}", path=path) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return path
 
 
@@ -631,6 +620,14 @@ def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | N
     lines = [_cut(head, width)]
     if run.get("interrupted"):
         lines.append("INTERRUPTED: this report is partial")
+    faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
+    if run.get("status") == "degraded" or faults:
+        lines.append(f"DEGRADED: the host's own tooling broke ({len(faults)} host fault(s)); "
+                     "checks it left unjudged are NOT-TESTABLE:")
+        for f in faults:
+            who = f"{_visible(f.get('handset'), one_line=True)}: " if f.get("handset") else ""
+            lines.append(_cut(f"  ! [{_visible(f.get('kind'), one_line=True)}] {who}"
+                              f"{_visible(f.get('message'), one_line=True)}", width))
     elif run.get("complete") is False:
         lines.append("INCOMPLETE: not every check was evaluated")
     if run.get("redacted"):
@@ -781,7 +778,8 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
     emulated = bool(handsets) and all(h.get("emulated") for h in handsets)
     where = (f"emulated lab, profile {run['profile']}" if run.get("profile")
              else "emulated lab" if emulated else "real handsets" if handsets else "no handsets recorded")
-    state = ("interrupted (partial report)" if run.get("interrupted") else "complete" if run.get("complete")
+    state = ("interrupted (partial report)" if run.get("interrupted")
+             else "degraded (host faults)" if run.get("status") == "degraded" else "complete" if run.get("complete")
              else "incomplete" if run.get("complete") is False else None)
     out = [f"<header><h1>hostctl audit &mdash; {_e(testbed)}</h1>", f'<div class="muted">{_e(where)}</div>']
     if run.get("interrupted"):
@@ -789,6 +787,13 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
                    'this report is partial; checks that did not finish are missing or NOT-TESTABLE.</div>')
     elif run.get("complete") is False:
         out.append('<div class="banner bad"><strong>Incomplete.</strong> Not every check was evaluated.</div>')
+    faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
+    if run.get("status") == "degraded" or faults:
+        items = "".join(f"<li>[{_e(f.get('kind'))}] {_e(f.get('handset') or '')} {_e(f.get('message'))}</li>"
+                        for f in faults)
+        out.append('<div class="banner bad"><strong>Degraded.</strong> The host&#39;s own tooling broke during '
+                   'this run; checks whose evidence it weakened are NOT-TESTABLE, never PASS.'
+                   f'<ul>{items}</ul></div>')
     if run.get("redacted"):
         out.append('<div class="banner info"><strong>Redacted.</strong> Identifiers in this report are '
                    'references (hashes), not the raw values.</div>')

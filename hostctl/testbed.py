@@ -35,7 +35,8 @@ Either a list of testbeds under ``testbeds:`` (a rack's file; pick one by name):
             relay_channel: 1               # the relay that switches this handset's power
         modem: {port: /dev/ttyUSB0, number: "+8613900000000", baudrate: 115200, pin: "1234"}
         relay: {port: /dev/ttyUSB2, channels: 4, baudrate: 9600}
-        params: {sms_timeout: 60}          # free-form settings for the run (strings as keys)
+        params: {settle: 0.5}              # settings for the run (strings as keys): `settle` and
+                                           #   `sms_timeout` are seconds (numbers); others free-form
         emulator: {adb_port: 5037, lab_dir: ..., profile: ...}   # only in files `emulator up` writes
 
 ``capture`` is a source name or a mapping ``{source, interface, filter, options: {...}}``:
@@ -110,6 +111,12 @@ MODEM_BAUDRATE = 115200
 CONSOLE_BAUDRATE = 115200     # hostctl.lab.console.DEFAULT_BAUDRATE
 RELAY_BAUDRATE = 9600         # hostctl.lab.relay.DEFAULT_BAUDRATE
 MAX_SIM_SLOTS = 8
+
+# params the run reads, typed (seconds); any other key is kept as written, for the tests' own use
+PARAM_SECONDS: dict[str, tuple[float, float]] = {
+    "settle": (0.0, 600.0),         # how long the audit lets traffic go out after a step
+    "sms_timeout": (0.0, 3600.0),
+}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -449,12 +456,14 @@ class _At:
             raise self.fail(f"must be {bounds}, not {value}")
         return value
 
-    def number(self, low: float = 0.0) -> float:
+    def number(self, low: float = 0.0, high: float | None = None) -> float:
         value = self.value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise self.fail(f"must be a number, not {value!r}")
+            raise self.fail(f"must be a number (seconds), not {value!r}")
         if value < low:
             raise self.fail(f"must be at least {low}, not {value}")
+        if high is not None and value > high:
+            raise self.fail(f"must be at most {high}, not {value}")
         return float(value)
 
     def digits(self, what: str, low: int, high: int) -> str:
@@ -551,7 +560,12 @@ def _testbed(at: _At, ctx: _Ctx) -> Testbed:
     m = at.mapping(_TESTBED_KEYS)
     name = m.req("name").name("testbed name")
     relay = _relay(m.opt("relay"))
-    handsets = tuple(_handset(h, ctx) for h in (m.opt("handsets").items() if m.opt("handsets") else []))
+    hs_at = m.opt("handsets")
+    if hs_at is None or (isinstance(hs_at.value, list) and not hs_at.value):
+        where = hs_at if hs_at is not None else at
+        raise where.fail("a testbed needs at least one handset (handsets: - {serial: ..., label: ...})",
+                         path=_join(at.path, "handsets"))
+    handsets = tuple(_handset(h, ctx) for h in hs_at.items())
     modem = _modem(m.opt("modem"))
     params: dict[str, Any] = {}
     if (p := m.opt("params")) is not None:
@@ -561,6 +575,10 @@ def _testbed(at: _At, ctx: _Ctx) -> Testbed:
             if not isinstance(key, str):
                 raise p.fail(f"keys must be strings, not {key!r}", path=_join(p.path, str(key)))
         params = copy.deepcopy(dict(p.value))
+        pm = p.mapping(tuple(str(k) for k in p.value))
+        for key, (low, high) in PARAM_SECONDS.items():
+            if (v := pm.opt(key)) is not None:
+                params[key] = v.number(low, high)
     emulator = None
     if (e := m.opt("emulator")) is not None:
         em = e.mapping(_EMULATOR_KEYS)
@@ -750,7 +768,16 @@ _WHAT = {"number": "number", "iccid": "ICCID", "imsi": "IMSI", "imei": "IMEI"}
 def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """The document's data and its node tree (same objects, merge keys flattened). A YAML error
     or a repeated key is a ConfigError with the line."""
-    loader = yaml.SafeLoader(text)
+    bad = _UNPRINTABLE.search(text)
+    if bad:
+        # PyYAML refuses these as it opens the text (a ReaderError); say where, as for any error
+        line = text.count("\n", 0, bad.start()) + 1
+        raise ConfigError("", f"not valid YAML: character {bad.group()!r} (U+{ord(bad.group()):04X}) is not allowed "
+                          "in a testbed file (control characters, NUL, lone surrogates)", source=source, line=line)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"not valid YAML: {exc}", source=source) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -766,6 +793,10 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     finally:
         loader.dispose()
     return data, node
+
+
+# what YAML 1.1's printable set leaves out (pyyaml reader.Reader.NON_PRINTABLE, plus lone surrogates)
+_UNPRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 
 
 def _no_repeated_keys(node: yaml.Node, source: str, path: str = "", seen: set[int] | None = None) -> None:

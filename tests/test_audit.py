@@ -1,8 +1,8 @@
 """The audit end to end on the emulated lab, beyond the two shipped profiles (which hw_tests
 covers): a profile that leaks one identifier one new way fails exactly the checks it should; a
 handset killed mid-audit; the evidence folder (manifest hashes, tshark reads every pcapng);
---redact; --json; exit codes. And the checks whose FAIL no firmware profile can provoke (the
-route an app takes, the server's store), on the facts they read."""
+--redact; --json; exit codes; an audit whose tracer cannot start fails closed. Each check on its
+own (FAIL, PASS, NOT-TESTABLE, on an Evidence built by hand) is in tests/test_checks.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hostctl.audit import Audit, AuditOptions, run_audit
+from hostctl.audit import AuditOptions, run_audit
 from hostctl.cli import Environment, ExitStatus, main
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.emulator.profiles import load_profile
@@ -116,6 +116,37 @@ def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):
     assert "[msisdn:" in (run / "report.json").read_text()
 
 
+def test_an_audit_whose_tracer_cannot_start_fails_closed(tmp_path):
+    """The agent bundle missing (a wheel without it, HOSTCTL_AGENT_DIR at an empty folder): the
+    July build must not look cleaner than it is. Exit 4 (not 3, not 0), the reason on stderr as it
+    happens and in the summary, run.status degraded, and no check that reads the TLS plaintext
+    PASSes."""
+    empty = tmp_path / "agent"
+    empty.mkdir()
+    env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"), HOSTCTL_AGENT_DIR=str(empty))
+    env.pop("ANDROID_ADB_SERVER_PORT", None)
+    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07",
+                        "--out", str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=240,
+                       cwd=ROOT)
+    assert r.returncode == ExitStatus.NOT_RUNNABLE == 4, r.stdout + r.stderr[-3000:]
+    said = [ln for ln in r.stderr.splitlines() if "HOST FAULT (trace)" in ln]
+    assert len(said) == 2 and all("tracing failed" in ln and "_agent.js not built" in ln for ln in said), r.stderr
+    assert "DEGRADED" in r.stdout and "tracing failed" in r.stdout
+    run = tmp_path / "runs" / "emulator-miui-v5-2014-07" / "latest"
+    doc = json.loads((run / "report.json").read_text())
+    assert validate_report(doc) == []
+    assert doc["run"]["status"] == "degraded" and doc["exit_status"] == 4
+    assert {f["kind"] for f in doc["run"]["host_faults"]} == {"trace"}
+    assert {f["handset"] for f in doc["run"]["host_faults"]} == {"hs1", "hs2"}
+    status = {c["id"]: c for c in doc["checks"]}
+    for cid in ("no-identifiers-before-opt-in", "presence-lookup-minimal", "phone-numbers-encrypted",
+                "content-encrypted", "imsi-after-login"):
+        assert status[cid]["status"] == "NOT-TESTABLE" and "trac" in status[cid]["reason"], status[cid]
+    assert status["opt-in-default"]["status"] == "FAIL"       # what the settings show still counts
+    assert json.loads((run / "manifest.json").read_text())["status"] == "degraded"
+    assert verify(run).ok
+
+
 def test_killing_a_handset_mid_audit(adb_port, tmp_path):
     home = tmp_path / "home"
     with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home,
@@ -162,36 +193,6 @@ def test_bad_input_exit_codes(tmp_path):
     assert any("could not run" in w for w in doc["warnings"])
 
 
-class _FakeTb:
-    name = "fake"
-    handsets: list = []
-    modem = None
-    params: dict = {}
-
-
-def _audit_with(facts: dict) -> Audit:
-    a = Audit(_FakeTb(), AuditOptions(out=Path("/nonexistent")))
-    a.facts.update(facts)
-    return a
-
-
-def test_route_and_store_checks_fail_on_the_facts_that_break_them():
-    sms_row = {"serial": "s1", "to": "+8613800000002", "route": "sms", "fallback": False,
-               "evidence": {"sender": {"id": 7, "type": 2, "mx_status": 0}, "receiver": {"id": 3}}}
-    ip_row = dict(sms_row, route="ip", evidence={"sender": {"id": 8, "type": 2, "mx_status": 17}})
-    assert _audit_with({"send_online": sms_row})._check_ip_when_online()["status"] == "FAIL"
-    carried = dict(sms_row, route="ip", evidence=dict(sms_row["evidence"], carrier=[{"text": "x"}]))
-    assert _audit_with({"send_online": carried})._check_ip_when_online()["status"] == "FAIL"
-    assert _audit_with({"send_online": dict(sms_row, route="ip")})._check_ip_when_online()["status"] == "PASS"
-    assert _audit_with({"send_offline": ip_row})._check_sms_fallback_when_offline()["status"] == "FAIL"
-    assert _audit_with({"send_offline": sms_row})._check_sms_fallback_when_offline()["status"] == "PASS"
-    held = {"retained": {"messages": 2, "bytes": 40, "bodies": 2}, "stats": {}}
-    assert _audit_with({"cloud_state": held})._check_no_retention()["status"] == "FAIL"
-    empty = {"retained": {"messages": 0, "bytes": 0, "bodies": 0}, "stats": {}}
-    assert _audit_with({"cloud_state": empty})._check_no_retention()["status"] == "PASS"
-    assert _audit_with({})._check_no_retention()["status"] == "NOT-TESTABLE"
-
-
 def test_stopping_mid_audit_leaves_a_consistent_partial_run(adb_port, tmp_path):
     import threading
 
@@ -217,3 +218,31 @@ def test_stopping_mid_audit_leaves_a_consistent_partial_run(adb_port, tmp_path):
     assert v.ok, v.to_json()
     assert {"report.json", "junit.xml", "report.html", "handsets/hs1/wire.pcapng",
             "handsets/hs1/trace/events.jsonl"} <= {f["path"] for f in manifest["files"]}
+
+
+class _NoLabTestbed:
+    name = "nolab"
+    handsets: tuple = ()
+    modem = None
+    params: dict = {}
+
+
+def test_an_internal_error_still_leaves_a_consistent_failed_run(tmp_path, monkeypatch):
+    """Our own bug mid-protocol: no traceback lost, no folder stuck at `running`: a report that
+    says so (exit 4, a host fault of kind "audit"), the traceback in audit-error.txt, verify ok."""
+    from hostctl.audit import run as audit_run
+
+    def boom(self):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(audit_run.Audit, "_protocol", boom)
+    said: list[str] = []
+    result = run_audit(_NoLabTestbed(), AuditOptions(out=tmp_path / "runs", progress=said.append))
+    doc = result.report
+    assert result.exit_status == 4 and doc["exit_status"] == 4
+    assert doc["run"]["status"] == "not-run" and validate_report(doc) == []
+    assert [f["kind"] for f in doc["run"]["host_faults"]] == ["audit"]
+    assert any("HOST FAULT (audit)" in s and "ZeroDivisionError: a bug" in s for s in said)
+    assert "ZeroDivisionError" in (result.run_dir / "audit-error.txt").read_text()
+    assert json.loads((result.run_dir / "manifest.json").read_text())["status"] == "failed"
+    assert verify(result.run_dir).ok

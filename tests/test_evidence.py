@@ -168,7 +168,46 @@ def test_a_failed_manifest_write_keeps_the_previous_one(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert (run.path / MANIFEST).read_bytes() == before            # never half a manifest
     assert not [p for p in run.path.iterdir() if p.name.startswith(".tmp")]
-    assert verify(run.path).ok and verify(run.path).unlisted == ["b.txt"]
+    v = verify(run.path)
+    assert (v.missing, v.changed, v.unlisted) == ([], [], ["b.txt"])
+    assert not v.ok                        # b.txt was never hashed: the folder does not verify
+
+
+def test_verify_fails_on_a_file_the_manifest_does_not_list(tmp_path):
+    run = RunFolder.create(tmp_path, "rack-a", clock=Clock(), handsets=["hs1"])
+    run.add_file("report.json", "{}")
+    run.close()
+    assert verify(run.path).ok
+    (run.path / "handsets" / "hs1" / "wire.pcapng").write_bytes(b"unhashed capture of a crashed run")
+    v = verify(run.path)
+    assert not v.ok and v.unlisted == ["handsets/hs1/wire.pcapng"] and v.to_json()["ok"] is False
+
+
+def test_run_folders_are_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        run = RunFolder.create(tmp_path / "runs", "rack-a", clock=Clock(), handsets=["hs1"])
+        run.add_file("handsets/hs1/identity.json", '{"imei": "490154203237518"}')
+        with run.open("handsets/hs1/trace/events.jsonl") as fh:
+            fh.write(b"{}\n")
+        os.makedirs(run.path / "handsets" / "hs1" / "tool", mode=0o755)       # a tool's own folder
+        (run.path / "handsets" / "hs1" / "tool" / "out.txt").write_text("x")
+        run.add_file("handsets/hs1/tool/out.txt")
+        loose = run.path_for("handsets/hs1/wire.pcap")
+        loose.write_bytes(b"written by tcpdump under umask 022")
+        os.chmod(loose, 0o644)
+        run.add_file("handsets/hs1/wire.pcap")
+        run.close()
+    finally:
+        os.umask(old)
+    dirs = [tmp_path / "runs", tmp_path / "runs" / "rack-a", run.path, run.path / "handsets",
+            run.path / "handsets" / "hs1", run.path / "handsets" / "hs1" / "trace",
+            run.path / "handsets" / "hs1" / "tool"]
+    assert {oct(d.stat().st_mode & 0o777) for d in dirs} == {"0o700"}
+    files = [p for p in run.path.rglob("*") if p.is_file()]
+    assert len(files) == 5
+    assert {p.relative_to(run.path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.relative_to(run.path).as_posix(): "0o600" for p in files}
 
 
 def test_resume_continues_a_run(tmp_path):

@@ -74,7 +74,8 @@ def make_doc(timeline=None) -> dict:
         "run": {"id": "lab/20250131T091502Z", "testbed": "lab", "started": "2025-01-31T09:15:02Z",
                 "finished": "2025-01-31T09:15:20Z", "complete": True, "interrupted": False, "redacted": False,
                 "hostctl": "0.1.0", "profile": "miui-v5-2014-07",
-                "argv": ["hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07"]},
+                "argv": ["hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07"],
+                "status": "complete", "host_faults": []},
         "handsets": [
             {"label": "hs1", "serial": "emulator-5554", "model": "RedMi 1S", "miui": "V5", "emulated": True,
              "sims": [{"slot": 0, "number": "+8613800000001", "imsi": "460001234567890",
@@ -204,7 +205,7 @@ def test_json_round_trip_is_stable_and_ordered(tmp_path):
     assert list(back) == ["schema", "run", "handsets", "phases", "checks", "warnings", "timeline", "summary",
                           "exit_status", "zz_extra"]
     assert list(back["run"]) == ["id", "testbed", "started", "finished", "complete", "interrupted", "redacted",
-                                 "hostctl", "profile", "argv"]
+                                 "hostctl", "profile", "argv", "status", "host_faults"]
     assert list(back["checks"][0]) == ["id", "title", "claim", "status", "reason", "evidence", "warnings",
                                        "handsets"]
     assert list(back["checks"][1]["evidence"][0]) == ["file", "flow", "offset", "row", "event", "host",
@@ -491,3 +492,37 @@ def test_summary_table_colours_only_when_asked_and_escapes_the_wire():
 
 def test_statuses_are_the_three_of_the_mission():
     assert STATUSES == ("PASS", "FAIL", "NOT-TESTABLE")
+
+
+def _degraded(doc: dict) -> dict:
+    doc["run"]["status"] = "degraded"
+    doc["run"]["host_faults"] = [{"kind": "trace", "handset": "hs1",
+                                  "message": "tracing failed: the trace did not start: agent bundle not built"}]
+    return doc
+
+
+def test_a_degraded_run_says_why_in_every_rendering():
+    doc = _degraded(make_doc())
+    assert validate_report(doc) == []
+    table = summary_table(doc, width=None)
+    assert "DEGRADED" in table and "[trace] hs1: tracing failed: the trace did not start" in table
+    text = "".join(parse(render_html(doc)).text)
+    assert "Degraded." in text and "agent bundle not built" in text
+
+
+def test_run_status_and_host_faults_must_agree():
+    doc = make_doc()
+    doc["run"]["status"] = "degraded"
+    assert validate_report(doc) == ["run.status: degraded, but no host fault says why"]
+    doc = _degraded(make_doc())
+    doc["run"]["status"] = "complete"
+    assert validate_report(doc) == ["run.status: complete, but host faults weakened the evidence (degraded)"]
+    doc = _degraded(make_doc())
+    doc["run"]["host_faults"][0]["kind"] = "cosmic-rays"
+    assert any("run.host_faults[0].kind" in p for p in validate_report(doc))
+    doc = _degraded(make_doc())
+    doc["run"]["host_faults"][0]["handset"] = "hs9"
+    assert validate_report(doc) == ["run.host_faults[0].handset: 'hs9' is not a handset of this report"]
+    doc = make_doc()
+    doc["run"]["status"] = "interrupted"
+    assert validate_report(doc) == ["run.status: interrupted but run.interrupted is False"]

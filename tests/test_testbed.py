@@ -352,3 +352,108 @@ def test_the_documented_example_is_a_valid_testbed():
     example = textwrap.dedent(doc[start:doc.index("\n\n", start)]).replace("...", "x")
     tb = parse_testbeds(example, env={})[0]
     assert tb.warnings == () and tb.labels == ["sender"] and tb.handset("sender").relay_channel == 1
+
+
+# -- bad input never reaches a crash (exit 2, a message that points at the key) --------------------
+ONE = textwrap.dedent("""\
+    name: bench
+    handsets:
+      - {serial: abc, label: hs1, sims: [{number: "+8613800000001"}]}
+    params: {settle: 0.5}
+    """)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (ONE.replace("settle: 0.5", "settle: fast"), "params.settle: must be a number (seconds), not 'fast'"),
+    (ONE.replace("settle: 0.5", "settle: true"), "params.settle: must be a number"),
+    (ONE.replace("settle: 0.5", "settle: -1"), "params.settle: must be at least 0.0"),
+    (ONE.replace("settle: 0.5", "settle: .inf"), "params.settle: must be at most 600.0"),
+    (ONE.replace("settle: 0.5", "sms_timeout: [1]"), "params.sms_timeout: must be a number"),
+    (ONE.replace("bench", "ben\x00ch"), "character '\\x00' (U+0000) is not allowed"),
+    (ONE.replace("hs1", "hs\x1b[31m1"), "character '\\x1b' (U+001B) is not allowed"),
+    ("name: bench\n", "handsets: a testbed needs at least one handset"),
+    ("name: bench\nhandsets: []\n", "handsets: a testbed needs at least one handset"),
+    ("testbeds:\n  - name: bench\n    handsets:\n", "testbeds[0].handsets: a testbed needs at least one handset"),
+])
+def test_bad_testbeds_are_config_errors(text, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_testbeds(text, source="t.yaml", env=ENV)
+    assert fragment in str(info.value), str(info.value)
+    assert str(info.value).startswith("t.yaml")
+
+
+def test_typed_params_are_typed():
+    tb = parse_testbeds(ONE.replace("settle: 0.5", "settle: 1, sms_timeout: 60, note: free text"), env=ENV)[0]
+    assert tb.params == {"settle": 1.0, "sms_timeout": 60.0, "note": "free text"}
+    assert isinstance(tb.params["settle"], float)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (ONE.replace("settle: 0.5", "settle: fast"), "params.settle: must be a number"),
+    (ONE.replace("bench", "ben\x00ch"), "is not allowed in a testbed file"),
+    ("name: bench\n", "a testbed needs at least one handset"),
+])
+def test_audit_refuses_a_bad_testbed_with_exit_2_before_any_run(tmp_path, text, fragment):
+    path = tmp_path / "tb.yaml"
+    path.write_text(text)
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), vars=dict(ENV))
+    assert main(["audit", "--testbed", str(path), "--out", str(tmp_path / "runs")], env) == ExitStatus.USAGE
+    err = env.stderr.getvalue()
+    assert fragment in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()          # refused before a run folder was made
+
+
+def _documented_example() -> str:
+    import hostctl.testbed as module
+
+    doc = module.__doc__
+    start = doc.index("    testbeds:\n")
+    return textwrap.dedent(doc[start:doc.index("\n\n", start)]).replace("...", "x")
+
+
+def _bases() -> list[str]:
+    """Real testbeds: the rack above, the documented example, and what `emulator up` writes."""
+    written = dump_testbed(parse_testbeds(RACK, env=ENV)[0], comment="written by hostctl emulator up")
+    return [RACK, _documented_example(), written, ONE]
+
+
+def test_fuzzing_the_loader_gives_only_config_errors():
+    """Mutated real testbeds (characters inserted, deleted, replaced, lines duplicated or swapped,
+    control characters, YAML punctuation): the loader either reads a testbed or raises
+    ConfigError, never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    alphabet = st.sampled_from(list("\x00\x01\x07\x08\x0b\x1b\x7f\x85\ufeff\u2028\ud800{}[]:,-&*!|>'\"#%@` \n\t"
+                                    "0123456789+.aZ<") + ["<<: *x", "&x ", "!!python/object ", "~", "null", "1e999"])
+    bases = _bases()
+    mutation = st.tuples(st.sampled_from(["insert", "delete", "replace", "dup-line", "swap-lines"]),
+                         st.floats(0, 1), st.floats(0, 1), alphabet)
+
+    @settings(max_examples=1500, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.sampled_from(range(len(bases))), st.lists(mutation, min_size=1, max_size=6))
+    def fuzz(which, mutations):
+        text = bases[which]
+        for op, a, b, piece in mutations:
+            i = int(a * len(text))
+            if op == "insert":
+                text = text[:i] + piece + text[i:]
+            elif op == "delete":
+                text = text[:i] + text[i + 1 + int(b * 8):]
+            elif op == "replace":
+                text = text[:i] + piece + text[i + 1:]
+            else:
+                lines = text.split("\n")
+                j, k = int(a * (len(lines) - 1)), int(b * (len(lines) - 1))
+                if op == "dup-line":
+                    lines.insert(j, lines[k])
+                else:
+                    lines[j], lines[k] = lines[k], lines[j]
+                text = "\n".join(lines)
+        try:
+            parse_testbeds(text, source="fuzz.yaml", env=ENV)
+        except ConfigError as exc:
+            assert str(exc).startswith("fuzz.yaml")
+
+    fuzz()

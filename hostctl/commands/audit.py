@@ -1,8 +1,10 @@
 """``hostctl audit``: the main job. MISSION.md's checks on a testbed, or on an emulated lab booted
 for the run, with an evidence folder, report.json / junit.xml / report.html and a summary.
 
-Exit status: 0 every check that ran passed; 3 a check FAILED; 4 the audit could not run; 130
-interrupted (the partial report and manifest are written).
+Exit status (hostctl.status.ExitStatus): 0 every check that ran passed; 3 a check FAILED; 4 the
+audit could not run, or the host's own tooling broke (agent missing, a recorder that did not start
+or died, an analysis error) so that a check ended NOT-TESTABLE: the run is "degraded", never 0 or 3;
+130 interrupted (the partial report and manifest are written).
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sys
+import tempfile
 import textwrap
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +60,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         env.stderr.flush()
 
     opts = AuditOptions(out=Path(args.out), checks=checks, redact=args.redact, assume_reset=args.assume_reset,
-                        progress=progress, timeout=args.timeout, argv=["hostctl", *sys.argv[1:]])
+                        progress=progress, timeout=args.timeout, argv=["hostctl", *sys.argv[1:]],
+                        stop=threading.Event())
     try:
         with _testbed(args, env, opts, progress) as tb:
             result = run_audit(tb, opts)
@@ -130,7 +137,30 @@ def _refuse_stale_lab(testbed: Any, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: Any):
+def _signals_noted(opts: Any, progress: Any) -> Iterator[None]:
+    """While the emulated lab boots or stops, SIGINT/SIGTERM are noted, not raised: a lab cut
+    half-way leaves an adb server, app processes and "Event loop is closed" tracebacks behind.
+    A signal noted during the boot sets ``opts.stop``, so the audit stops at its first phase and
+    writes its (interrupted) run folder; the lab is then stopped as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        if not opts.stop.is_set():
+            progress(f"{signal.Signals(signum).name}: stopping once the emulated lab is in a state to stop")
+        opts.stop.set()
+
+    old = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: Any) -> Iterator[Any]:
     from ..testbed import load_testbed
 
     if args.testbed:
@@ -150,21 +180,28 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
     # Frida finds the adb server through this variable, read at each connect: the lab's own
     # server on a free port, so a developer's adb server on 5037 is never touched
     os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
-    home = env.home
+    # the lab's state (lab.json, its CA, identities) in a private folder of its own, removed when
+    # the lab stops: the run folder keeps the evidence, nothing of the lab stays behind
+    home = Path(tempfile.mkdtemp(prefix="hostctl-audit-lab-"))
     progress(f"booting an emulated lab: {args.handsets} handsets, profile {profile.name}, adb server on port {port}")
     lt = LabThread(LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
                              relay=False, consoles=False))
     try:
-        lt.start()
-    except LabError as exc:
-        kill_adb_server(port)
-        raise CliError(f"audit: the emulated lab did not start: {exc}", ExitStatus.NOT_RUNNABLE) from exc
-    try:
-        opts.profile = profile.name
-        opts.home = home
-        yield testbed_for_lab(lt.lab, name=f"emulator-{profile.name}")
+        # noted from the boot to the lab's stop; the audit raises on them itself while it runs its
+        # protocol, and checks opts.stop at every phase for one noted before it began
+        with _signals_noted(opts, progress):
+            try:
+                lt.start()
+            except LabError as exc:
+                kill_adb_server(port)
+                raise CliError(f"audit: the emulated lab did not start: {exc}", ExitStatus.NOT_RUNNABLE) from exc
+            try:
+                opts.profile = profile.name
+                opts.home = home
+                yield testbed_for_lab(lt.lab, name=f"emulator-{profile.name}")
+            finally:
+                progress("stopping the emulated lab")
+                lt.stop()
+                kill_adb_server(port)
     finally:
-        progress("stopping the emulated lab")
-        lt.stop()
-        kill_adb_server(port)
-
+        shutil.rmtree(home, ignore_errors=True)
