@@ -127,7 +127,7 @@ class HandsetPortal:
                 continue
             self._service = service
             self.cluster_port, self.control_port = cluster, control
-            proxy = JoinProxy((LOOPBACK, cluster), name=self.name)
+            proxy = JoinProxy(lambda: (LOOPBACK, self.cluster_port), name=self.name)
             try:
                 proxy.start()
             except OSError as e:

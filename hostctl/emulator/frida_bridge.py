@@ -456,14 +456,18 @@ class JoinProxy:
 
     CONNECT_TIMEOUT = 5.0
 
-    def __init__(self, target: tuple[str, int], *, name: str = "") -> None:
-        self.target = target
+    def __init__(self, target: tuple[str, int] | Callable[[], tuple[str, int]], *, name: str = "") -> None:
+        self._target = target           # or a callable: read at each connection
         self.name = name
         self._apps: dict[int, AppIdentity] = {}
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self.port = 0
+
+    @property
+    def target(self) -> tuple[str, int]:
+        return self._target() if callable(self._target) else self._target
 
     # -- registry --
     def register(self, ident: AppIdentity) -> None:
@@ -483,7 +487,7 @@ class JoinProxy:
     def start(self) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((self.target[0], 0))
+        s.bind((self.target[0], 0))        # loopback, as the portal's own endpoints
         s.listen(16)
         self._listener, self.port = s, s.getsockname()[1]
         threading.Thread(target=self._accept_loop, args=(s,), name=f"frida-join-{self.name}", daemon=True).start()
@@ -507,10 +511,11 @@ class JoinProxy:
                              name=f"frida-join-{self.name}-conn").start()
 
     def _serve(self, agent: socket.socket) -> None:
+        target = self.target
         try:
-            portal = socket.create_connection(self.target, timeout=self.CONNECT_TIMEOUT)
+            portal = socket.create_connection(target, timeout=self.CONNECT_TIMEOUT)
         except OSError as exc:
-            log.info("frida join proxy %s: portal %s:%d refused: %s", self.name, *self.target, exc)
+            log.info("frida join proxy %s: portal %s:%d refused: %s", self.name, *target, exc)
             _close(agent)
             return
         portal.settimeout(None)
