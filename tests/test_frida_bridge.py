@@ -7,22 +7,31 @@ import struct
 
 import pytest
 
-from hostctl.emulator.frida_bridge import (AppIdentity, DBusError, JoinRewriter, marshal_message, split_signature,
-                                           unmarshal_message)
+from hostctl.emulator.frida_bridge import (
+    AppIdentity,
+    DBusError,
+    JoinRewriter,
+    marshal_message,
+    split_signature,
+    unmarshal_message,
+)
 
 EXE = "/var/lib/lab/handsets/h1/apps/bin/com.android.mms"
 PID = 4242
 ME = AppIdentity(pid=PID, executable=EXE, package="com.android.mms", label="Messaging")
-UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 def lookup(pid, exe):
     return ME if (pid, exe) == (ME.pid, ME.executable) else None
 
 
-def dbus_message(member, body_sig, body, *, endian="<", path="/re/frida/PortalSession",
-                 iface="re.frida.PortalSession17", serial=7) -> bytes:
+def dbus_message(
+    member, body_sig, body, *, endian="<", path="/re/frida/PortalSession", iface="re.frida.PortalSession17", serial=7
+) -> bytes:
     """A method call marshalled by hand (D-Bus specification, "Message Format"), independent of
     the module's writer: header fields a(yv), padded to 8, then the body."""
     from hostctl.emulator import frida_bridge as fb
@@ -61,9 +70,9 @@ def unframe(data: bytes) -> tuple[bytes, list[int]]:
         assert data[i + 1] & 0x80, "client frames must be masked (RFC 6455 5.3)"
         j = i + 2
         if n == 126:
-            n, j = struct.unpack(">H", data[j:j + 2])[0], j + 2
-        key = data[j:j + 4]
-        payload = bytes(b ^ key[k % 4] for k, b in enumerate(data[j + 4:j + 4 + n]))
+            n, j = struct.unpack(">H", data[j : j + 2])[0], j + 2
+        key = data[j : j + 4]
+        payload = bytes(b ^ key[k % 4] for k, b in enumerate(data[j + 4 : j + 4 + n]))
         ops.append(op)
         if op in (0, 2):
             out += payload
@@ -85,7 +94,7 @@ def test_join_is_rewritten_and_padding_recomputed(endian):
     r = JoinRewriter(lookup)
     out = r.receive(UPGRADE) + r.receive(ws(join))
     assert out.startswith(UPGRADE)
-    stream, ops = unframe(out[len(UPGRADE):])
+    stream, ops = unframe(out[len(UPGRADE) :])
     msg = unmarshal_message(stream)
     (ident, name, pid, params), state, sessions, options = msg.body
     assert (ident, name, pid) == ("com.android.mms", "Messaging", PID)
@@ -99,17 +108,29 @@ def test_join_is_rewritten_and_padding_recomputed(endian):
 
 
 def test_byte_by_byte_and_split_across_frames_gives_the_same_stream():
-    auth = dbus_message("Authenticate", "s", ("token",), path="/re/frida/AuthenticationService",
-                        iface="re.frida.AuthenticationService17", serial=1)
+    auth = dbus_message(
+        "Authenticate",
+        "s",
+        ("token",),
+        path="/re/frida/AuthenticationService",
+        iface="re.frida.AuthenticationService17",
+        serial=1,
+    )
     join = dbus_message("Join", JOIN_SIG, join_body(), serial=2)
     stream = auth + join
     # the D-Bus stream cut at odd places into frames, one fragmented, a ping in between
-    wire = UPGRADE + ws(stream[:5]) + ws(stream[5:40], fin=False) + ws(b"hi", opcode=9) + \
-        ws(stream[40:90], opcode=0, fin=True) + ws(stream[90:])
+    wire = (
+        UPGRADE
+        + ws(stream[:5])
+        + ws(stream[5:40], fin=False)
+        + ws(b"hi", opcode=9)
+        + ws(stream[40:90], opcode=0, fin=True)
+        + ws(stream[90:])
+    )
     r = JoinRewriter(lookup)
-    out = b"".join(r.receive(wire[i:i + 1]) for i in range(len(wire)))
-    got, ops = unframe(out[len(UPGRADE):])
-    assert 9 in ops                                  # the ping went on
+    out = b"".join(r.receive(wire[i : i + 1]) for i in range(len(wire)))
+    got, ops = unframe(out[len(UPGRADE) :])
+    assert 9 in ops  # the ping went on
     assert got == auth + dbus_message("Join", JOIN_SIG, join_body("com.android.mms", "Messaging"), serial=2)
 
 
@@ -119,13 +140,13 @@ def test_unregistered_process_joins_unchanged():
     for join in (other, wrong_exe):
         r = JoinRewriter(lookup)
         out = r.receive(UPGRADE + ws(join))
-        assert unframe(out[len(UPGRADE):])[0] == join and r.rewritten is None
+        assert unframe(out[len(UPGRADE) :])[0] == join and r.rewritten is None
 
 
 def test_other_calls_named_join_are_left_alone():
     bus = dbus_message("Join", JOIN_SIG, join_body(), path="/re/frida/BusSession", iface="re.frida.BusSession17")
     r = JoinRewriter(lookup)
-    assert unframe(r.receive(UPGRADE + ws(bus))[len(UPGRADE):])[0] == bus
+    assert unframe(r.receive(UPGRADE + ws(bus))[len(UPGRADE) :])[0] == bus
 
 
 def test_undecodable_stream_is_relayed_as_is():
@@ -133,8 +154,18 @@ def test_undecodable_stream_is_relayed_as_is():
     junk = ws(b"\x00not d-bus at all, sixteen bytes+")
     out = r.receive(UPGRADE + junk)
     assert r.gave_up and "D-Bus" in r.gave_up
-    assert out.startswith(UPGRADE) and unframe(out[len(UPGRADE):])[0] == unframe(junk)[0]
+    assert out.startswith(UPGRADE) and unframe(out[len(UPGRADE) :])[0] == unframe(junk)[0]
     assert r.receive(b"more") == b"more"
+
+
+def test_bad_utf8_in_a_string_is_relayed_as_is():
+    join = bytearray(dbus_message("Join", JOIN_SIG, join_body()))
+    at = bytes(join).index(EXE.encode())
+    join[at] = 0xFF
+    r = JoinRewriter(lookup)
+    out = r.receive(UPGRADE + ws(bytes(join)))
+    assert r.gave_up and r.rewritten is None
+    assert unframe(out[len(UPGRADE) :])[0] == bytes(join)
 
 
 def test_not_a_websocket_upgrade_is_relayed_as_is():
@@ -145,11 +176,11 @@ def test_not_a_websocket_upgrade_is_relayed_as_is():
 
 def test_oversized_message_is_refused_by_the_bound():
     data = bytearray(dbus_message("Join", JOIN_SIG, join_body()))
-    data[4:8] = struct.pack("<I", 64 * 1024 * 1024)     # claims a 64 MiB body
+    data[4:8] = struct.pack("<I", 64 * 1024 * 1024)  # claims a 64 MiB body
     r = JoinRewriter(lookup)
     out = r.receive(UPGRADE + ws(bytes(data)))
     assert r.gave_up and "bound" in r.gave_up and r.rewritten is None
-    assert unframe(out[len(UPGRADE):])[0] == bytes(data)
+    assert unframe(out[len(UPGRADE) :])[0] == bytes(data)
 
 
 def test_malformed_values_raise_dbus_error():
@@ -169,8 +200,10 @@ def test_a_real_agent_joins_through_the_proxy_as_its_package(tmp_path):
 
     from hostctl.emulator.apps import AppProcess, HandsetPortal
 
-    with HandsetPortal(name="bridge-test") as portal, \
-            AppProcess(package="com.android.mms", portal=portal, state_dir=tmp_path, label="Messaging") as app:
+    with (
+        HandsetPortal(name="bridge-test") as portal,
+        AppProcess(package="com.android.mms", portal=portal, state_dir=tmp_path, label="Messaging") as app,
+    ):
         device = frida.get_device_manager().add_remote_device(portal.control_address)
         try:
             apps = device.enumerate_applications()

@@ -5,16 +5,20 @@ control endpoints listen on 127.0.0.1, ephemeral ports). Each app of the handset
 :class:`AppProcess`: a real OS process running :mod:`hostctl.emulator.app_main`, which the lab
 attaches locally with Frida and joins to the handset's portal. A controller that connects to the
 portal's control endpoint -- directly (``add_remote_device``) or through the handset's adb
-``tcp:27042`` stream -- then sees the app under its package name with its real pid, attaches to
-it, loads scripts and gets messages, exactly as with frida-server on a handset.
+``tcp:27042`` stream -- then sees the app as frida-server on an Android handset lists it (package
+name as identifier, label as name and process name) with its real pid, attaches to it, loads
+scripts and gets messages.
 
-Process names: when Frida's agent joins a portal it reports ``basename(readlink("/proc/self/exe"))``
-as the process name (frida-core ``lib/agent/agent.vala`` ``join_portal`` ->
-``lib/payload/process-glue.c`` ``frida_try_get_executable_path``). argv[0], ``PR_SET_NAME`` and
-``/proc/self/comm`` are not consulted. So the app runs through a hard link of the interpreter named
-after the package (``<state_dir>/bin/com.android.mms``; a copy if a hard link is impossible), which
-also makes ``comm`` the package name (15 characters at most, as on Android); argv[0] is the package
-name too, so ``/proc/PID/cmdline`` starts with it like a zygote-forked app's.
+Identity: when Frida's agent joins a portal it reports ``readlink("/proc/self/exe")`` as the
+application identifier and its basename as the name (frida-core ``lib/agent/agent.vala``
+``join_portal`` -> ``lib/payload/process-glue.c`` ``frida_try_get_executable_path``); argv[0],
+``PR_SET_NAME`` and ``/proc/self/comm`` are not consulted and no API overrides it. So app processes
+join through the portal's :class:`~hostctl.emulator.frida_bridge.JoinProxy`, which rewrites that
+``Join`` call to the package name and label registered for the pid. The app still runs through a
+hard link of the interpreter named after the package (``<state_dir>/bin/com.android.mms``; a copy
+if a hard link is impossible), which makes ``comm`` the package name (15 characters at most, as on
+Android); argv[0] is the package name too, so ``/proc/PID/cmdline`` starts with it like a
+zygote-forked app's.
 """
 
 from __future__ import annotations

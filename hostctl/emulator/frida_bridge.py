@@ -37,8 +37,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("hostctl.emulator.frida_bridge")
 
@@ -48,10 +49,10 @@ __all__ = ["AppIdentity", "DBusError", "JoinProxy", "JoinRewriter", "marshal_mes
 # Authenticate and, on a reconnect, nothing else on the wire), so what is still undecided after
 # this much goes through untouched.
 MAX_HTTP_HEAD = 16 * 1024
-MAX_FRAME = 1024 * 1024          # libsoup's limit on the portal side is 256 KiB + 1 (socket.vala)
+MAX_FRAME = 1024 * 1024  # libsoup's limit on the portal side is 256 KiB + 1 (socket.vala)
 MAX_MESSAGE = 1024 * 1024
 MAX_DECODED_MESSAGES = 16
-MAX_DEPTH = 64                   # D-Bus specification: 32 array + 32 struct nesting
+MAX_DEPTH = 64  # D-Bus specification: 32 array + 32 struct nesting
 
 PORTAL_SESSION_PATH = "/re/frida/PortalSession"
 PORTAL_SESSION_IFACE_PREFIX = "re.frida.PortalSession"
@@ -63,8 +64,18 @@ class DBusError(ValueError):
 
 # --- D-Bus marshalling (specification, "Message Format" / "Marshaling") -------------------------
 
-_FIXED = {"y": ("B", 1), "b": ("I", 4), "n": ("h", 2), "q": ("H", 2), "i": ("i", 4), "u": ("I", 4),
-          "x": ("q", 8), "t": ("Q", 8), "d": ("d", 8), "h": ("I", 4)}
+_FIXED = {
+    "y": ("B", 1),
+    "b": ("I", 4),
+    "n": ("h", 2),
+    "q": ("H", 2),
+    "i": ("i", 4),
+    "u": ("I", 4),
+    "x": ("q", 8),
+    "t": ("Q", 8),
+    "d": ("d", 8),
+    "h": ("I", 4),
+}
 _ALIGN = {**{k: v[1] for k, v in _FIXED.items()}, "s": 4, "o": 4, "g": 1, "a": 4, "(": 8, "{": 8, "v": 1}
 
 
@@ -105,14 +116,14 @@ class _Reader:
 
     def align(self, n: int) -> None:
         pad = (-self.pos) % n
-        if self.buf[self.pos:self.pos + pad].strip(b"\0"):
+        if self.buf[self.pos : self.pos + pad].strip(b"\0"):
             raise DBusError("non-zero padding")
         self.pos += pad
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.buf):
             raise DBusError("value runs past the end of the message")
-        b = self.buf[self.pos:self.pos + n]
+        b = self.buf[self.pos : self.pos + n]
         self.pos += n
         return b
 
@@ -219,10 +230,10 @@ METHOD_CALL = 1
 class Message:
     """One decoded D-Bus message: the header kept as bytes, the body as values."""
 
-    endian: str                 # "<" or ">"
+    endian: str  # "<" or ">"
     msg_type: int
-    fields: dict[int, Any]      # header field code -> value
-    header: bytes               # fixed header + fields + padding, as received
+    fields: dict[int, Any]  # header field code -> value
+    header: bytes  # fixed header + fields + padding, as received
     body_sig: str
     body: tuple
 
@@ -255,7 +266,7 @@ def unmarshal_message(data: bytes) -> Message:
     r = _Reader(data, e, 12)
     fields = {code: value for code, (_sig, value) in r.read("a(yv)")}
     r.align(8)
-    header = data[:r.pos]
+    header = data[: r.pos]
     body_len = struct.unpack(e + "I", data[4:8])[0]
     if r.pos + body_len != len(data):
         raise DBusError("body length does not match the message")
@@ -278,14 +289,15 @@ def marshal_message(msg: Message, body: tuple) -> bytes:
 
 # --- the rewriter (sans-IO) ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class AppIdentity:
     """What the lab registered for one app process: the join it expects and what to show."""
 
     pid: int
-    executable: str         # what the agent reports: readlink("/proc/PID/exe")
-    package: str            # -> HostApplicationInfo.identifier
-    label: str              # -> HostApplicationInfo.name
+    executable: str  # what the agent reports: readlink("/proc/PID/exe")
+    package: str  # -> HostApplicationInfo.identifier
+    label: str  # -> HostApplicationInfo.name
 
 
 Lookup = Callable[[int, str], "AppIdentity | None"]
@@ -293,11 +305,15 @@ Lookup = Callable[[int, str], "AppIdentity | None"]
 
 def rewrite_join(msg: Message, lookup: Lookup) -> tuple | None:
     """The new body of a ``PortalSession.Join`` call for a registered app, else None."""
-    if (msg.msg_type != METHOD_CALL or msg.member != "Join" or msg.fields.get(PATH) != PORTAL_SESSION_PATH
-            or not str(msg.fields.get(INTERFACE, "")).startswith(PORTAL_SESSION_IFACE_PREFIX)
-            or not msg.body_sig.startswith("(ssu")):
+    if (
+        msg.msg_type != METHOD_CALL
+        or msg.member != "Join"
+        or msg.fields.get(PATH) != PORTAL_SESSION_PATH
+        or not str(msg.fields.get(INTERFACE, "")).startswith(PORTAL_SESSION_IFACE_PREFIX)
+        or not msg.body_sig.startswith("(ssu")
+    ):
         return None
-    (identifier, name, pid, *rest), *args = msg.body
+    (identifier, _name, pid, *rest), *args = msg.body
     ident = lookup(pid, identifier)
     if ident is None:
         log.info("Join of pid %d (%s) is not a registered app: left as is", pid, identifier)
@@ -317,9 +333,9 @@ class JoinRewriter:
     def __init__(self, lookup: Lookup, *, mask: Callable[[], bytes] = lambda: os.urandom(4)) -> None:
         self._lookup = lookup
         self._mask = mask
-        self._phase = "http"          # http -> frames -> relay
-        self._buf = bytearray()       # undecided input
-        self._stream = bytearray()    # D-Bus bytes from frames, not yet a whole message
+        self._phase = "http"  # http -> frames -> relay
+        self._buf = bytearray()  # undecided input
+        self._stream = bytearray()  # D-Bus bytes from frames, not yet a whole message
         self._in_fragment = False
         self._decoded = 0
         self.rewritten: tuple[str, str] | None = None  # (old identifier, new identifier)
@@ -336,8 +352,8 @@ class JoinRewriter:
                 if len(self._buf) > MAX_HTTP_HEAD:
                     return self._give_up("no end of the HTTP upgrade request", out)
                 return b""
-            out += self._buf[:end + 4]
-            del self._buf[:end + 4]
+            out += self._buf[: end + 4]
+            del self._buf[: end + 4]
             if not out.startswith(b"GET /ws "):
                 return self._give_up("not a WebSocket upgrade to /ws", out)
             self._phase = "frames"
@@ -349,7 +365,7 @@ class JoinRewriter:
             if frame is None:
                 break
             fin, opcode, payload, raw = frame
-            if opcode >= 8:                      # control frames go on as they came
+            if opcode >= 8:  # control frames go on as they came
                 out += raw
                 continue
             if opcode not in (0, 2) or (opcode == 0) != self._in_fragment:
@@ -358,7 +374,7 @@ class JoinRewriter:
             self._stream += payload
             try:
                 self._decode_messages(out)
-            except DBusError as exc:
+            except (ValueError, KeyError, IndexError, struct.error) as exc:  # DBusError, bad UTF-8, ...
                 return self._give_up(f"D-Bus: {exc}", out)
             if (self.rewritten or self._decoded >= MAX_DECODED_MESSAGES) and not self._in_fragment:
                 if not self.rewritten:
@@ -381,18 +397,18 @@ class JoinRewriter:
             if len(b) < 10:
                 return None
             n, pos = struct.unpack(">Q", b[2:10])[0], 10
-        if rsv or n > MAX_FRAME:                 # frida negotiates no extensions
+        if rsv or n > MAX_FRAME:  # frida negotiates no extensions
             raise DBusError(f"WebSocket frame with RSV bits {rsv:#x} or {n} bytes")
         key = b""
         if masked:
             if len(b) < pos + 4:
                 return None
-            key, pos = bytes(b[pos:pos + 4]), pos + 4
+            key, pos = bytes(b[pos : pos + 4]), pos + 4
         if len(b) < pos + n:
             return None
-        payload = bytes(b[pos:pos + n])
-        raw = bytes(b[:pos + n])
-        del b[:pos + n]
+        payload = bytes(b[pos : pos + n])
+        raw = bytes(b[: pos + n])
+        del b[: pos + n]
         if masked:
             payload = _unmask(payload, key)
         return fin, opcode, payload, raw
@@ -400,7 +416,7 @@ class JoinRewriter:
     def _decode_messages(self, out: bytearray) -> None:
         while (n := message_length(self._stream)) is not None and len(self._stream) >= n:
             data = bytes(self._stream[:n])
-            msg = unmarshal_message(data)      # on error the bytes stay for the relay
+            msg = unmarshal_message(data)  # on error the bytes stay for the relay
             del self._stream[:n]
             self._decoded += 1
             body = rewrite_join(msg, self._lookup) if not self.rewritten else None
@@ -424,7 +440,7 @@ class JoinRewriter:
         return head + key + _unmask(payload, key)
 
     def _to_relay(self, out: bytearray) -> bytes:
-        if self._stream:               # part of a message: sent on as its own frame
+        if self._stream:  # part of a message: sent on as its own frame
             out += self._frame(bytes(self._stream))
             self._stream.clear()
         out += self._buf
@@ -443,11 +459,12 @@ class JoinRewriter:
 def _unmask(payload: bytes, key: bytes) -> bytes:
     if not payload:
         return b""
-    k = (key * (len(payload) // 4 + 1))[:len(payload)]
+    k = (key * (len(payload) // 4 + 1))[: len(payload)]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(k, "big")).to_bytes(len(payload), "big")
 
 
 # --- the relay -------------------------------------------------------------------------------
+
 
 class JoinProxy:
     """Loopback TCP relay in front of a portal's cluster endpoint that runs :class:`JoinRewriter`
@@ -457,7 +474,7 @@ class JoinProxy:
     CONNECT_TIMEOUT = 5.0
 
     def __init__(self, target: tuple[str, int] | Callable[[], tuple[str, int]], *, name: str = "") -> None:
-        self._target = target           # or a callable: read at each connection
+        self._target = target  # or a callable: read at each connection
         self.name = name
         self._apps: dict[int, AppIdentity] = {}
         self._lock = threading.Lock()
@@ -487,7 +504,7 @@ class JoinProxy:
     def start(self) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((self.target[0], 0))        # loopback, as the portal's own endpoints
+        s.bind((self.target[0], 0))  # loopback, as the portal's own endpoints
         s.listen(16)
         self._listener, self.port = s, s.getsockname()[1]
         threading.Thread(target=self._accept_loop, args=(s,), name=f"frida-join-{self.name}", daemon=True).start()
@@ -507,8 +524,9 @@ class JoinProxy:
                 agent, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(agent,), daemon=True,
-                             name=f"frida-join-{self.name}-conn").start()
+            threading.Thread(
+                target=self._serve, args=(agent,), daemon=True, name=f"frida-join-{self.name}-conn"
+            ).start()
 
     def _serve(self, agent: socket.socket) -> None:
         target = self.target
@@ -523,7 +541,8 @@ class JoinProxy:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             if self._listener is None:
-                _close(agent), _close(portal)
+                _close(agent)
+                _close(portal)
                 return
             self._conns |= {agent, portal}
         rewriter = JoinRewriter(self.lookup)
