@@ -41,6 +41,18 @@ def frida_device(handset: Handset, timeout: float = 10.0) -> Any:
         raise FridaIdentityError(f"Frida does not see {handset.serial} through adb ({exc})") from exc
 
 
+def _pid_of(device: Any, process: str) -> int | str:
+    """The pid of the app whose package is ``process``, else ``process`` (a process name). Frida
+    >= 15 names an Android app's process by its label, not its package (frida/frida#1828, #2031),
+    so a package is looked up among the applications by identifier."""
+    if "." in process and not process.isdigit():
+        apps = device.enumerate_applications(identifiers=[process])
+        running = [a.pid for a in apps if a.identifier == process and a.pid]
+        if running:
+            return running[0]
+    return process
+
+
 def call_agent(handset: Handset, process: str, export: str, *args: Any, device: Any = None,
                timeout: float = 20.0) -> Any:
     """Attach to ``process`` on the handset, load the agent and call one of its RPC exports;
@@ -55,7 +67,7 @@ def call_agent(handset: Handset, process: str, export: str, *args: Any, device: 
     sessions: list[Any] = []
 
     def work() -> Any:
-        session = device.attach(process)
+        session = device.attach(_pid_of(device, process))
         sessions.append(session)
         script = session.create_script(code, name="hostctl-agent")
         script.load()

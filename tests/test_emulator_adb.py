@@ -144,9 +144,10 @@ def test_adb_shell_package_talks_to_adbd_directly(lab):
 def test_frida_through_adb_lists_mms_and_hooks_sendto(lab, adb_port):
     h = lab.lab.handsets[0]
     device = frida.get_device(h.serial, timeout=10)
+    # frida >= 15 names an Android app's process by its label; its package is the identifier
     procs = {p.name: p.pid for p in device.enumerate_processes()}
-    assert procs.get("com.android.mms") == h.apps["com.android.mms"].pid
-    session = device.attach(procs["com.android.mms"])
+    assert procs.get("Messaging") == h.apps["com.android.mms"].pid
+    session = device.attach(procs["Messaging"])
     got = threading.Event()
     messages = []
 

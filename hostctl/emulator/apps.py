@@ -5,16 +5,20 @@ control endpoints listen on 127.0.0.1, ephemeral ports). Each app of the handset
 :class:`AppProcess`: a real OS process running :mod:`hostctl.emulator.app_main`, which the lab
 attaches locally with Frida and joins to the handset's portal. A controller that connects to the
 portal's control endpoint -- directly (``add_remote_device``) or through the handset's adb
-``tcp:27042`` stream -- then sees the app under its package name with its real pid, attaches to
-it, loads scripts and gets messages, exactly as with frida-server on a handset.
+``tcp:27042`` stream -- then sees the app as frida-server on an Android handset lists it (package
+name as identifier, label as name and process name) with its real pid, attaches to it, loads
+scripts and gets messages.
 
-Process names: when Frida's agent joins a portal it reports ``basename(readlink("/proc/self/exe"))``
-as the process name (frida-core ``lib/agent/agent.vala`` ``join_portal`` ->
-``lib/payload/process-glue.c`` ``frida_try_get_executable_path``). argv[0], ``PR_SET_NAME`` and
-``/proc/self/comm`` are not consulted. So the app runs through a hard link of the interpreter named
-after the package (``<state_dir>/bin/com.android.mms``; a copy if a hard link is impossible), which
-also makes ``comm`` the package name (15 characters at most, as on Android); argv[0] is the package
-name too, so ``/proc/PID/cmdline`` starts with it like a zygote-forked app's.
+Identity: when Frida's agent joins a portal it reports ``readlink("/proc/self/exe")`` as the
+application identifier and its basename as the name (frida-core ``lib/agent/agent.vala``
+``join_portal`` -> ``lib/payload/process-glue.c`` ``frida_try_get_executable_path``); argv[0],
+``PR_SET_NAME`` and ``/proc/self/comm`` are not consulted and no API overrides it. So app processes
+join through the portal's :class:`~hostctl.emulator.frida_bridge.JoinProxy`, which rewrites that
+``Join`` call to the package name and label registered for the pid. The app still runs through a
+hard link of the interpreter named after the package (``<state_dir>/bin/com.android.mms``; a copy
+if a hard link is impossible), which makes ``comm`` the package name (15 characters at most, as on
+Android); argv[0] is the package name too, so ``/proc/PID/cmdline`` starts with it like a
+zygote-forked app's.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import frida
+
+from .frida_bridge import AppIdentity, JoinProxy
 
 __all__ = ["AppProcessError", "PortalError", "HandsetPortal", "AppProcess"]
 
@@ -91,8 +97,9 @@ class HandsetPortal:
         self.cluster_port: int = 0
         self.control_port: int = 0
         self._service: frida.PortalService | None = None
+        self._join_proxy: JoinProxy | None = None   # agents join through it (frida_bridge)
         self._cond = threading.Condition()
-        self._nodes: dict[int, str] = {}  # pid -> process name, of joined nodes
+        self._nodes: dict[int, str] = {}  # pid -> application identifier, of joined nodes
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,10 +131,20 @@ class HandsetPortal:
                 continue
             self._service = service
             self.cluster_port, self.control_port = cluster, control
+            proxy = JoinProxy(lambda: (LOOPBACK, self.cluster_port), name=self.name)
+            try:
+                proxy.start()
+            except OSError as e:
+                self.stop()
+                raise PortalError(f"portal {self.name}: join proxy: {e}") from e
+            self._join_proxy = proxy
             return
         raise PortalError(f"portal {self.name}: no free port pair on {LOOPBACK}: {last_error}")
 
     def stop(self) -> None:
+        proxy, self._join_proxy = self._join_proxy, None
+        if proxy is not None:
+            proxy.stop()
         service, self._service = self._service, None
         if service is None:
             return
@@ -153,8 +170,21 @@ class HandsetPortal:
 
     @property
     def cluster_address(self) -> str:
-        """What app processes pass to ``Session.join_portal``."""
-        return f"{LOOPBACK}:{self.cluster_port}"
+        """What app processes pass to ``Session.join_portal``: the join proxy in front of the
+        cluster endpoint, which gives a registered app its package name and label."""
+        port = self._join_proxy.port if self._join_proxy is not None else self.cluster_port
+        return f"{LOOPBACK}:{port}"
+
+    def register_app(self, ident: AppIdentity) -> None:
+        """The next join of ``ident.pid`` from ``ident.executable`` shows ``ident.package`` as
+        its identifier and ``ident.label`` as its name (as frida-server on Android lists apps)."""
+        if self._join_proxy is None:
+            raise PortalError(f"portal {self.name} is not running")
+        self._join_proxy.register(ident)
+
+    def unregister_app(self, pid: int) -> None:
+        if self._join_proxy is not None:
+            self._join_proxy.unregister(pid)
 
     @property
     def control_address(self) -> str:
@@ -162,7 +192,7 @@ class HandsetPortal:
         return f"{LOOPBACK}:{self.control_port}"
 
     def members(self) -> dict[int, str]:
-        """Joined processes as seen by the portal: pid -> process name."""
+        """Joined processes as seen by the portal: pid -> application identifier."""
         with self._cond:
             return dict(self._nodes)
 
@@ -176,7 +206,7 @@ class HandsetPortal:
 
     def _on_node_joined(self, connection_id: int, application: Any) -> None:
         with self._cond:
-            self._nodes[application.pid] = application.name
+            self._nodes[application.pid] = application.identifier
             self._cond.notify_all()
 
     def _on_node_left(self, connection_id: int, application: Any) -> None:
@@ -201,10 +231,12 @@ class AppProcess:
         state_dir: Path,
         log_port: int | None = None,
         env: dict | None = None,
+        label: str | None = None,
     ) -> None:
         if not package or "/" in package or package in (".", ".."):
             raise ValueError(f"invalid package name: {package!r}")
         self.package = package
+        self.label = label or package   # the app's label: Frida's name for the app and its process
         self.portal = portal
         self.state_dir = Path(state_dir)
         self.log_port = log_port
@@ -287,6 +319,8 @@ class AppProcess:
                         pass
                 except Exception:
                     pass
+            if popen is not None:
+                self.portal.unregister_app(popen.pid)
             self._cleanup()
 
     def restart(self) -> None:
@@ -535,6 +569,12 @@ class AppProcess:
             raise AppProcessError(f"attach failed: {e}", package=self.package, pid=pid) from e
         self._session = session
         address = self.portal.cluster_address
+        try:   # what the agent will report (agent.vala join_portal): readlink("/proc/self/exe")
+            executable = os.readlink(f"/proc/{pid}/exe")
+        except OSError as e:
+            raise AppProcessError(f"cannot read /proc/{pid}/exe: {e}", package=self.package, pid=pid) from e
+        self.portal.register_app(AppIdentity(pid=pid, executable=executable, package=self.package,
+                                             label=self.label))
         try:
             self._membership = _with_timeout(lambda: session.join_portal(address), self.JOIN_TIMEOUT)
         except frida.OperationCancelledError as e:
@@ -545,9 +585,9 @@ class AppProcess:
         if not self.portal.wait_joined(pid, self.JOIN_TIMEOUT):
             raise AppProcessError(f"portal {self.portal.name} never reported the join",
                                   package=self.package, pid=pid)
-        name = self.portal.members().get(pid)
-        if name != self.package:
-            raise AppProcessError(f"joined under the name {name!r}, not the package name",
+        identifier = self.portal.members().get(pid)
+        if identifier != self.package:
+            raise AppProcessError(f"joined under the identifier {identifier!r}, not the package name",
                                   package=self.package, pid=pid)
 
     def _cleanup(self) -> None:

@@ -63,6 +63,9 @@ log = logging.getLogger("hostctl.emulator.lab")
 
 FRIDA_SERVER_PORT = 27042
 APP_PACKAGES = ("com.android.mms",)
+# Each app's label, which Frida shows as its name (frida-ps -a "Name"): AOSP packages/apps/Mms
+# res/values/strings.xml app_label "Messaging" (the launcher's title for it, handset.py)
+APP_LABELS = {"com.android.mms": "Messaging"}
 APP_UID_BASE = 10000
 DEFAULT_ADB_PORT = 5037
 LOOPBACK = "127.0.0.1"
@@ -577,7 +580,7 @@ class LabHandset:
                 {h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}
             env = {"HOSTCTL_HOSTS": json.dumps(hosts), "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
         app = AppProcess(package=package, portal=self.portal, state_dir=self.state_dir / "apps",
-                         log_port=self.lab.log_port, env=env)
+                         log_port=self.lab.log_port, env=env, label=APP_LABELS.get(package))
         app.on_call = self._app_call
         try:
             await asyncio.to_thread(app.start)
