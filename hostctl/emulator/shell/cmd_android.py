@@ -8,7 +8,7 @@ import asyncio
 from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
 from . import subinfo
 from .files import FsError
-from .interp import Ctx, ExitShell, command
+from .registry import Ctx, ExitShell, command
 from .parcel import parcel_error_text
 
 # --- properties -------------------------------------------------------------------------------
@@ -899,15 +899,13 @@ async def _whoami(ctx: Ctx, argv: list[str]) -> int:
 @command("su")
 async def _su(ctx: Ctx, argv: list[str]) -> int:
     """/system/xbin/su on a rooted build (profile ``su``): runs CMD (or stdin) as uid 0 in the
-    emulated shell. Root changes who `id` says you are, nothing else: no host command runs."""
+    handset's sandbox (a root shell without capabilities): no host command runs."""
     if not ctx.handset.profile.su:
         ctx.err(f"/system/bin/sh: {argv[0]}: inaccessible or not found\n")
         return 127
     args = argv[1:]
     while args and args[0] in ("root", "0", "-", "-l", "--login"):
         args = args[1:]
-    sub = ctx.session.fork()
-    sub.uid = 0
     if args and args[0] in ("-c", "--command"):
         if len(args) < 2:
             ctx.err("su: option requires an argument -- c\n")
@@ -918,10 +916,10 @@ async def _su(ctx: Ctx, argv: list[str]) -> int:
         return 1
     else:
         script = (await ctx.stdin_bytes()).decode("utf-8", "surrogateescape")
-    try:
-        return await sub.run_text(script, ctx.streams)
-    except ExitShell as exc:
-        return exc.code
+    if ctx.run_as_root is None:
+        ctx.err("su: no sandbox to run a root shell in\n")
+        return 1
+    return await ctx.run_as_root(script, ctx)
 
 
 @command("getenforce")
