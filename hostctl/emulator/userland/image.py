@@ -66,14 +66,14 @@ def missing_tools() -> list[str]:
     return [p for p in (MKSH, TOYBOX, AWK, *STAND_INS.values()) if not os.access(p, os.X_OK)]
 
 
-def _fingerprint(tools: tuple[str, ...]) -> str:
+def _fingerprint(tools: tuple[str, ...], absent: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for src in sorted(NATIVE.glob("*.c")):
         h.update(src.name.encode() + b"\0" + src.read_bytes())
     for path in (MKSH, TOYBOX, AWK, *STAND_INS.values()):
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update("\0".join(tools).encode())
+    h.update("\0".join(tools).encode() + b"\1" + "\0".join(absent).encode())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -94,20 +94,22 @@ def _compile(src: Path, out: Path) -> None:
         raise ImageError(f"compiling {src.name} failed:\n{res.stderr}")
 
 
-def build(tools: tuple[str, ...], *, env: dict[str, str] | None = None) -> SystemImage:
-    """The image for these framework tool names (cached; built on first use)."""
+def build(tools: tuple[str, ...], *, absent: tuple[str, ...] = (),
+          env: dict[str, str] | None = None) -> SystemImage:
+    """The image for these framework tool names, without the applets in ``absent`` (a release
+    that lacks them); cached, built on first use."""
     missing = missing_tools()
     if missing:
         raise ImageError("the emulated handset's shell needs Debian's mksh, toybox and original-awk "
                          f"(missing: {', '.join(missing)}): run `make debian-clients` or "
                          "`apt-get install mksh toybox original-awk`")
-    final = cache_dir(env) / _fingerprint(tools)
+    final = cache_dir(env) / _fingerprint(tools, absent)
     if (final / ".complete").exists():
         return SystemImage(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
     try:
-        _populate(tmp, tools)
+        _populate(tmp, tools, absent)
         (tmp / ".complete").write_text("")
         try:
             tmp.rename(final)
@@ -119,7 +121,7 @@ def build(tools: tuple[str, ...], *, env: dict[str, str] | None = None) -> Syste
     return SystemImage(final)
 
 
-def _populate(root: Path, tools: tuple[str, ...]) -> None:
+def _populate(root: Path, tools: tuple[str, ...], absent: tuple[str, ...]) -> None:
     bin_dir, sbin = root / "bin", root / "sbin"
     bin_dir.mkdir()
     sbin.mkdir()
@@ -130,7 +132,7 @@ def _populate(root: Path, tools: tuple[str, ...]) -> None:
     shutil.copy2(AWK, bin_dir / "awk")
     applets = subprocess.run([TOYBOX], capture_output=True, text=True, timeout=10).stdout.split()
     for name in applets:
-        if name not in NOT_ON_ANDROID and name not in tools and not (bin_dir / name).exists():
+        if name not in NOT_ON_ANDROID + absent and name not in tools and not (bin_dir / name).exists():
             (bin_dir / name).symlink_to("toybox")
     for name, path in STAND_INS.items():
         if (bin_dir / name).is_symlink():

@@ -44,6 +44,11 @@ START_TIMEOUT = 10.0
 GROUPS_KITKAT = (1003, 1004, 1007, 1009, 1011, 1015, 1028, 3001, 3002, 3003, 3006)
 GROUPS_MODERN = (1004, 1007, 1011, 1015, 1028, 3001, 3002, 3003, 3006, 3009, 3011)
 
+# the launcher's own: to become the shell (SETUID, SETGID, SETPCAP: cut a root shell's bounding
+# set), to signal it (KILL), and the file capabilities su's root shell keeps (zygote.c)
+LAUNCHER_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL", "CAP_CHOWN",
+                 "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER")
+
 _MSG_READY, _MSG_SPAWN, _MSG_SIGNAL, _MSG_STARTED, _MSG_FAILED, _MSG_EXITED = 0, 1, 2, 3, 4, 5
 
 
@@ -161,7 +166,7 @@ class Userland:
         return SandboxSpec(hostname="localhost", mounts=tuple(mounts), launcher=LAUNCHER,
                            groups=(2000, *groups), limits=Limits(), boottime_offset=boot,
                            user_namespace=not privileged(),
-                           keep_caps=("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SETPCAP"))
+                           keep_caps=LAUNCHER_CAPS)
 
     def _prepare_root(self) -> None:
         root = self.handset.fs.root
@@ -180,7 +185,10 @@ class Userland:
                 return
             self._prepare_root()
             from ..shell.registry import COMMANDS   # the framework tools' names
-            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED)))
+            h = self.handset
+            # toybox's timeout came with Android 6.0; rooted KitKat builds carry one (busybox)
+            absent = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
+            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED)), absent=absent)
             rootfs.mountpoints(self.handset.fs.root, img.lib_dirs(), [LAUNCHER.lstrip("/")])
             argv = render(self.spec(img))
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -310,7 +318,7 @@ class Userland:
         stdin = _Fd(w_in)
         feeding = asyncio.ensure_future(_feed(io, stdin))
         outs = [asyncio.ensure_future(_drain(r_out, io.write_stdout, io)),
-                asyncio.ensure_future(_drain(r_err, io.write_stderr, io))]
+                asyncio.ensure_future(_drain(r_err, io.write_stderr, io, MkshPrefixFilter()))]
         try:
             rc = await child.exited
             await asyncio.gather(*outs)    # as adbd: until every writer of the pipes is gone
@@ -347,7 +355,7 @@ class Userland:
         with contextlib.suppress(AttributeError):
             io.on_window_size = window
         feeding = asyncio.ensure_future(_feed(io, _Fd(master, owned=False), eof=b"\x04"))
-        out = asyncio.ensure_future(_drain(master, io.write_stdout, io))
+        out = asyncio.ensure_future(_drain(master, io.write_stdout, io, MkshPrefixFilter()))
         try:
             rc = await child.exited
             with contextlib.suppress(asyncio.TimeoutError):
@@ -443,7 +451,7 @@ async def _wait_fd(fd: int, writable: bool = False) -> None:
         remove(fd)
 
 
-async def _drain(fd: int, write, io: Any) -> None:
+async def _drain(fd: int, write, io: Any, filt: MkshPrefixFilter | None = None) -> None:
     """Copies fd to write() until EOF (or EIO: a pty whose last slave is closed)."""
     drain = getattr(io, "drain", None)
     while True:
@@ -453,12 +461,56 @@ async def _drain(fd: int, write, io: Any) -> None:
             await _wait_fd(fd)
             continue
         except OSError:
-            return
+            data = b""
         if not data:
+            if filt is not None and (rest := filt.flush()):
+                write(rest)
             return
-        write(data)
+        if filt is not None:
+            data = filt.feed(data)
+        if data:
+            write(data)
         if drain is not None:
             await drain()
+
+
+class MkshPrefixFilter:
+    """Debian's mksh R59c starts its own diagnostics with "E: " or "W: " (a Debian build choice;
+    Android's mksh prints ``/system/bin/sh: x: inaccessible or not found``). Drops that prefix
+    where a line starts with it and the shell's name, as a stream (chunks split anywhere)."""
+
+    PREFIXES = (b"E: " + SH.encode() + b": ", b"W: " + SH.encode() + b": ")
+    _LONGEST = max(len(p) for p in PREFIXES)
+
+    def __init__(self) -> None:
+        self._held = b""          # bytes at a line start that may still become a prefix
+        self._at_start = True
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        data = self._held + data
+        self._held = b""
+        i = 0
+        while i < len(data):
+            if self._at_start:
+                rest = data[i:i + self._LONGEST]
+                if any(p.startswith(rest) for p in self.PREFIXES) and len(rest) < self._LONGEST \
+                        and i + len(rest) == len(data):
+                    self._held = rest           # wait for more bytes to decide
+                    break
+                if rest.startswith((b"E: ", b"W: ")) and any(rest.startswith(p) for p in self.PREFIXES):
+                    i += 3                       # drop "E: ", keep the shell's name
+                self._at_start = False
+            nl = data.find(b"\n", i)
+            end = len(data) if nl < 0 else nl + 1
+            out += data[i:end]
+            i = end
+            self._at_start = nl >= 0
+        return bytes(out)
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
 
 
 class _Fd:

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -72,9 +73,12 @@ static void child(uint32_t uid, uint32_t flags, char *payload, size_t len, int *
     } else if (setgroups(0, NULL) || setresgid(0, 0, 0)) {
         _exit(126);
     }
-    /* su's root shell is root without capabilities: an empty bounding set (needs CAP_SETPCAP,
-     * which only the launcher holds) leaves execve nothing to grant. */
-    for (int c = 0; c <= 63; c++) prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
+    /* su's root shell keeps only the file capabilities (to remove what root wrote in the shell's
+     * directories, as on Android): the bounding set (CAP_SETPCAP, the launcher's) is cut to them,
+     * so execve grants nothing else. A uid 2000 shell has none after setresuid anyway. */
+    for (int c = 0; c <= 63; c++)
+        if (c != CAP_CHOWN && c != CAP_DAC_OVERRIDE && c != CAP_DAC_READ_SEARCH && c != CAP_FOWNER)
+            prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (chdir(cwd) < 0) chdir("/");
     execve(argv[0], argv, envp);
