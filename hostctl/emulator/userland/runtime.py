@@ -135,6 +135,7 @@ class Userland:
         self._next_id = 1
         self._server: FrameworkServer | None = None
         self._closed = False
+        self.limits = Limits()        # set before the first command to change the bounds
         self._finalizer = weakref.finalize(self, _cleanup, self.run_dir, [None])
 
     # --- the sandbox -------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class Userland:
         if privileged():     # /proc/uptime counts from the handset's boot: the sandbox's start
             boot = -int(time.clock_gettime(time.CLOCK_BOOTTIME))
         return SandboxSpec(hostname="localhost", mounts=tuple(mounts), launcher=LAUNCHER,
-                           groups=(2000, *groups), limits=Limits(), boottime_offset=boot,
+                           groups=(2000, *groups), limits=self.limits, boottime_offset=boot,
                            user_namespace=not privileged(),
                            keep_caps=LAUNCHER_CAPS)
 

@@ -64,6 +64,12 @@ static void child(uint32_t uid, uint32_t flags, char *payload, size_t len, int *
     for (int i = 0; i < 3; i++) if (dup2(fds[i], i) < 0) _exit(126);
     if (flags & 1) ioctl(0, TIOCSCTTY, 0);
     syscall(SYS_close_range, 3, ~0U, 0);
+    /* su's root shell keeps only the file capabilities (to remove what root wrote in the shell's
+     * directories, as on Android): the bounding set (CAP_SETPCAP, the launcher's) is cut to them,
+     * so execve grants nothing else; a uid 2000 shell gets an empty bounding set. */
+    for (int c = 0; c <= 63; c++)
+        if (uid != 0 || (c != CAP_CHOWN && c != CAP_DAC_OVERRIDE && c != CAP_DAC_READ_SEARCH && c != CAP_FOWNER))
+            prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
     struct rlimit r;
     r.rlim_cur = r.rlim_max = lim_nproc; setrlimit(RLIMIT_NPROC, &r);
     r.rlim_cur = r.rlim_max = lim_nofile; setrlimit(RLIMIT_NOFILE, &r);
@@ -73,12 +79,6 @@ static void child(uint32_t uid, uint32_t flags, char *payload, size_t len, int *
     } else if (setgroups(0, NULL) || setresgid(0, 0, 0)) {
         _exit(126);
     }
-    /* su's root shell keeps only the file capabilities (to remove what root wrote in the shell's
-     * directories, as on Android): the bounding set (CAP_SETPCAP, the launcher's) is cut to them,
-     * so execve grants nothing else. A uid 2000 shell has none after setresuid anyway. */
-    for (int c = 0; c <= 63; c++)
-        if (c != CAP_CHOWN && c != CAP_DAC_OVERRIDE && c != CAP_DAC_READ_SEARCH && c != CAP_FOWNER)
-            prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (chdir(cwd) < 0) chdir("/");
     execve(argv[0], argv, envp);
