@@ -11,12 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import logging
 import os
 import stat as stat_mod
-import struct
-import termios
 from collections import deque
 from pathlib import Path
 from typing import Protocol
@@ -491,6 +488,8 @@ class _Upload:
         try:
             self.fh.close()
             os.chmod(self.tmp, self.mode)
+            if os.geteuid() == 0:    # adbd's sync runs as the shell user: the file is the shell's
+                os.chown(self.tmp, 2000, 2000)
             os.utime(self.tmp, (mtime, mtime))
             os.replace(self.tmp, self.final)
         except OSError as exc:
