@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: bootstrap agent
+demo: bootstrap agent debian-clients
 	$(PY) -m hostctl.demo
 
 # Real software from Debian, run against the lab by the acceptance tests: gammu and smstools
@@ -37,17 +37,23 @@ demo: bootstrap agent
 # way to get the unmodified tools. Installed only when missing (needs root, or sudo). smsd lives in /usr/sbin
 # (not on a user's PATH), and the package would start a system smsd on /dev/ttyS0: a temporary
 # policy-rc.d (exit 101) keeps it from starting during the install.
+# The emulated handsets run Android's real shell: mksh (Android's /system/bin/sh) and toybox
+# (Android's userland since 6.0), plus original-awk, in a bubblewrap sandbox per handset; gcc
+# compiles the sandbox's two small C programs (hostctl/emulator/userland/native) at first use.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 debian-clients:
 	@{ command -v gammu || test -x /usr/bin/gammu; } >/dev/null && \
 	 { command -v smsd || test -x /usr/sbin/smsd; } >/dev/null && \
+	 { command -v mksh && command -v toybox && command -v original-awk && command -v bwrap && command -v cc; } >/dev/null && \
 	 { command -v tshark && { command -v tcpdump || test -x /usr/bin/tcpdump; }; } >/dev/null || \
 	 $(SUDO) sh -c 'set -e; made=; \
+	   command -v apt-get >/dev/null || { echo "no apt-get: install gammu smstools tshark tcpdump mksh toybox original-awk bubblewrap gcc with your package manager" >&2; exit 1; }; \
 	   if [ ! -e /usr/sbin/policy-rc.d ]; then printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; \
 	     chmod 755 /usr/sbin/policy-rc.d; made=1; fi; \
 	   trap "[ -n \"$$made\" ] && rm -f /usr/sbin/policy-rc.d" EXIT; \
 	   DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools tshark tcpdump'
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools tshark tcpdump \
+	     mksh toybox original-awk bubblewrap gcc libc6-dev'
 
 # hw_tests: one test per audit check, against the emulated lab on both shipped profiles (each
 # test asserts the verdict the profile documents); one xdist worker per profile's lab.
@@ -55,7 +61,7 @@ test: bootstrap agent debian-clients
 	$(PY) -m pytest -n 2 tests
 	$(PY) -m pytest -n 2 --dist loadgroup hw_tests --emulator-profile miui-v5-2014-07 --emulator-profile miui-v5-2014-08-10
 
-bench: bootstrap agent
+bench: bootstrap agent debian-clients
 	$(PY) -m benchmarks
 
 clean:

@@ -57,6 +57,8 @@ from .modem import EmulatedModem, ModemIdentity, ModemServer
 from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
+from .userland.runtime import UserlandError, userland_of
+from .userland.runtime import preflight as userland_preflight
 from . import pcapdroid, wiretap
 
 log = logging.getLogger("hostctl.emulator.lab")
@@ -623,6 +625,8 @@ class LabHandset:
     def close(self) -> None:
         wiretap.register(self.handset, None)
         with contextlib.suppress(Exception):
+            userland_of(self.handset).close()      # its sandbox and every process in it
+        with contextlib.suppress(Exception):
             self.handset.close()
 
 
@@ -770,6 +774,10 @@ class Lab:
         if existing is not None and existing.get("pid") != os.getpid():
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
         profile = load_profile(self.config.profile)
+        try:      # the handsets' shell runs in a sandbox: say what to install or enable, up front
+            userland_preflight()
+        except UserlandError as exc:
+            raise LabError(str(exc)) from exc
         loop = self._loop = asyncio.get_running_loop()
         self._power_lock = asyncio.Lock()
         self._log_transport, _ = await loop.create_datagram_endpoint(lambda: _LogSink(self), local_addr=(LOOPBACK, 0))
