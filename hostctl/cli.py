@@ -11,10 +11,11 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .errors import HostctlError
@@ -24,12 +25,12 @@ class ExitStatus(IntEnum):
     """Documented exit codes (README, "Exit codes")."""
 
     OK = 0
-    ERROR = 1            # the command could not do its job (message on stderr)
-    USAGE = 2            # bad arguments
-    CHECK_FAILED = 3     # an audit or expectation ran and failed
-    NOT_RUNNABLE = 4     # the job could not run at all (no lab, no device, dead adb server)
-    TIMEOUT = 5          # a device, server or port did not answer in time
-    INTERRUPTED = 130    # Ctrl-C
+    ERROR = 1  # the command could not do its job (message on stderr)
+    USAGE = 2  # bad arguments
+    CHECK_FAILED = 3  # an audit or expectation ran and failed
+    NOT_RUNNABLE = 4  # the job could not run at all (no lab, no device, dead adb server)
+    TIMEOUT = 5  # a device, server or port did not answer in time
+    INTERRUPTED = 130  # Ctrl-C
 
 
 @dataclass
@@ -57,9 +58,22 @@ class Environment:
 
 
 class CliError(Exception):
-    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR) -> None:
+    """A command's failure: the message for stderr, the exit status, and for ``--json`` the
+    ``error.type`` (``kind``: by default the status, as ``not-runnable``) and the partial
+    ``document`` the error object is merged into."""
+
+    def __init__(
+        self,
+        message: str,
+        status: ExitStatus = ExitStatus.ERROR,
+        *,
+        kind: str | None = None,
+        document: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind or status.name.lower().replace("_", "-")
+        self.document = document
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,9 +93,18 @@ class _Parser(argparse.ArgumentParser):
 # hostctl/commands/<module>.py: add_parsers(sub, P, env) registers its commands (in this order,
 # the order of --help), run(args, env) runs them; _DISPATCH names the module of each command
 # that is not the device module's.
-_COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit")
-_DISPATCH = {"emulator": "emulator", "modem": "modem", "capture": "capture", "trace": "trace", "relay": "relay",
-             "console": "console", "wire-check": "wire", "audit": "audit"}
+_COMMAND_MODULES = ("device", "modem", "capture", "trace", "relay", "console", "wire", "audit", "demo")
+_DISPATCH = {
+    "emulator": "emulator",
+    "modem": "modem",
+    "capture": "capture",
+    "trace": "trace",
+    "relay": "relay",
+    "console": "console",
+    "wire-check": "wire",
+    "audit": "audit",
+    "demo": "demo",
+}
 
 
 def build_parser(env: Environment) -> argparse.ArgumentParser:
@@ -90,8 +113,12 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
 
     parser = P(prog="hostctl", description="Audit MIUI Cloud Messaging on Xiaomi handsets over ADB and Frida.")
     parser.add_argument("--version", action="version", version=f"hostctl {__version__}")
-    parser.add_argument("--adb", action="append", metavar="HOST:PORT",
-                        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
+    parser.add_argument(
+        "--adb",
+        action="append",
+        metavar="HOST:PORT",
+        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in _COMMAND_MODULES:
         importlib.import_module(f".commands.{name}", __package__).add_parsers(sub, P, env)
@@ -107,8 +134,11 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     up.add_argument("--no-relay", action="store_true", help="no emulated relay board on a pty")
     up.add_argument("--no-consoles", action="store_true", help="no emulated UART consoles on ptys")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lab (default 60)")
-    up.add_argument("--testbed-out", metavar="FILE",
-                    help="also write the lab's testbed file here (always written to <lab dir>/testbed.yaml)")
+    up.add_argument(
+        "--testbed-out",
+        metavar="FILE",
+        help="also write the lab's testbed file here (always written to <lab dir>/testbed.yaml)",
+    )
     up.add_argument("--json", action="store_true")
     st = emu_sub.add_parser("status", help="show the lab on this adb port", env=env)
     st.add_argument("--json", action="store_true")
@@ -117,7 +147,9 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
     reset = emu_sub.add_parser("reset", help="factory-reset one handset", env=env)
     reset.add_argument("serial", help="serial or label of the handset")
     reset.add_argument("--json", action="store_true")
-    power = emu_sub.add_parser("power", help="power a handset off or on (the adb server sees it go and come back)", env=env)
+    power = emu_sub.add_parser(
+        "power", help="power a handset off or on (the adb server sees it go and come back)", env=env
+    )
     power.add_argument("serial")
     power.add_argument("state", choices=["on", "off"])
     power.add_argument("--json", action="store_true")
@@ -126,40 +158,118 @@ def build_parser(env: Environment) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> ExitStatus | int:
     """Run one command. Returns an ExitStatus; `hostctl shell` returns the device command's own
-    exit code, as `adb shell` does."""
+    exit code, as `adb shell` does.
+
+    A failure is one line on stderr and, when ``--json`` was asked for, one document on stdout:
+    ``{"error": {"type", "message", "exit_status"}}`` (merged into the partial document a command
+    had to show, such as the attempts of a failed ``identity``). A reader that went away (``|
+    head``) ends the command quietly with exit status 0."""
     env = env or Environment()
     argv = sys.argv[1:] if argv is None else argv
+    args: argparse.Namespace | None = None
     try:
-        _check_adb_port(env)
-        args = build_parser(env).parse_args(argv)
-        module = _DISPATCH.get(args.command, "device")      # device: devices, info, identity, shell, cm...
-        return importlib.import_module(f".commands.{module}", __package__).run(args, env)
-    except HostctlError as exc:
-        from .commands.device import status_for
+        try:
+            _check_adb_port(env)
+            args = build_parser(env).parse_args(argv)
+            module = _DISPATCH.get(args.command, "device")  # device: devices, info, identity, shell, cm...
+            return importlib.import_module(f".commands.{module}", __package__).run(args, env)
+        except HostctlError as exc:
+            from .commands.device import status_for
 
-        env.stderr.write(f"hostctl: {exc}\n")
-        return status_for(exc)
-    except CliError as exc:
-        env.stderr.write(f"hostctl: {exc}\n" if not str(exc).startswith("hostctl") else f"{exc}\n")
-        return exc.status
-    except KeyboardInterrupt:
-        env.stderr.write("hostctl: interrupted\n")
-        return ExitStatus.INTERRUPTED
-    except SystemExit as exc:   # argparse --help / --version
-        return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
+            return _fail(env, args, argv, status_for(exc), type(exc).__name__, f"{exc}{_lab_hint(env, exc)}")
+        except CliError as exc:
+            message = str(exc)
+            return _fail(
+                env, args, argv, exc.status, exc.kind, message, exc.document, prefixed=message.startswith("hostctl")
+            )
+        except KeyboardInterrupt:
+            return _fail(env, args, argv, ExitStatus.INTERRUPTED, "interrupted", "interrupted")
+        except SystemExit as exc:  # argparse --help / --version
+            return ExitStatus(exc.code) if isinstance(exc.code, int) and exc.code in (0, 2) else ExitStatus.OK
+    except BrokenPipeError:
+        _quiet_closed_stdout(env)
+        return ExitStatus.OK
+
+
+def _wants_json(args: argparse.Namespace | None, argv: list[str]) -> bool:
+    if args is not None:
+        return bool(getattr(args, "json", False))
+    words = argv[: argv.index("--")] if "--" in argv else argv  # a usage error: what was typed
+    return "--json" in words
+
+
+def _fail(
+    env: Environment,
+    args: argparse.Namespace | None,
+    argv: list[str],
+    status: ExitStatus,
+    kind: str,
+    message: str,
+    document: Mapping[str, Any] | None = None,
+    prefixed: bool = False,
+) -> ExitStatus:
+    """Report a failure: stderr for a person, and the ``{"error": ...}`` document with --json."""
+    env.stderr.write(f"{message}\n" if prefixed else f"hostctl: {message}\n")
+    if _wants_json(args, argv):
+        text = message.removeprefix("hostctl: ")
+        print_json(env, {**(document or {}), "error": error_object(status, text, kind)})
+    return status
+
+
+def _lab_hint(env: Environment, exc: Exception) -> str:
+    """An adb server that is gone where an emulated lab used to serve: the lab stopped, so the fix
+    is ``hostctl emulator up``, not ``adb start-server``."""
+    from .errors import AdbServerError
+
+    server = getattr(exc, "server", None)
+    port = getattr(server, "port", None)
+    if not isinstance(exc, AdbServerError) or not isinstance(port, int):
+        return ""
+    try:
+        from .emulator.lab import lab_dir, running_lab
+
+        if lab_dir(env.home, port).is_dir() and running_lab(env.home, port) is None:
+            return (
+                f" (an emulated lab used adb port {port} and has stopped: start one again with `hostctl emulator up`)"
+            )
+    except Exception:  # noqa: BLE001 - a hint must never hide the error it decorates
+        return ""
+    return ""
+
+
+def _quiet_closed_stdout(env: Environment) -> None:
+    """The reader of our stdout went away: drop what is buffered so the interpreter's last flush
+    does not fail again (Python's documented recipe, "Note on SIGPIPE")."""
+    try:
+        if env.stdout is sys.stdout or env.stdout is sys.__stdout__:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _check_adb_port(env: Environment) -> None:
     """A bad ANDROID_ADB_SERVER_PORT is a usage error, before adbutils (which parses it when
     imported) turns it into a traceback."""
-    _ = env.adb_port    # raises CliError when the variable is not a port
-    if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":   # empty is unset to adb; adbutils would crash
+    _ = env.adb_port  # raises CliError when the variable is not a port
+    if os.environ.get("ANDROID_ADB_SERVER_PORT") == "":  # empty is unset to adb; adbutils would crash
         del os.environ["ANDROID_ADB_SERVER_PORT"]
-    Environment(vars={"ANDROID_ADB_SERVER_PORT": os.environ.get("ANDROID_ADB_SERVER_PORT", "")}).adb_port
+    _ = Environment(vars={"ANDROID_ADB_SERVER_PORT": os.environ.get("ANDROID_ADB_SERVER_PORT", "")}).adb_port
 
 
 def run() -> None:
-    sys.exit(int(main()))
+    try:
+        status = int(main())
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout(Environment())
+        status = ExitStatus.OK
+    sys.exit(status)
+
+
+def error_object(status: ExitStatus, message: str, kind: str | None = None) -> dict[str, Any]:
+    """The ``error`` member of a ``--json`` document whose command failed (exit 1, 2, 4, 5, 130)."""
+    return {"type": kind or status.name.lower().replace("_", "-"), "message": message, "exit_status": int(status)}
 
 
 def print_json(env: Environment, data: Any) -> None:

@@ -1,42 +1,33 @@
 """Cloud Messaging on a handset, from the host: read the state, turn it on or off the way a user does.
 
 The shell cannot start ``MxActivateService`` (it needs ``com.xiaomi.permission.CLOUD_MANAGER``), so
-the switch is turned through the UI: open Messaging > Settings, find the Cloud Messaging switch for
-the SIM in ``uiautomator dump``, tap it with ``input tap``, then verify by dumping again and by
-re-reading ``Settings.Secure cloud_messaging_on``. MIUI refuses input injection unless "USB
-debugging (Security settings)" is on; that refusal becomes :class:`CloudMessagingError` with what to
-enable. Nothing here knows whether the handset is emulated.
+the switch is turned through the UI: open Messaging > Settings, find the SIM's Mi Message row in
+``uiautomator dump`` (by its title in any locale MIUI ships: :mod:`hostctl.miui_ui`), tap the row,
+accept the activation consent MIUI shows on a SIM's first enable (only because the user asked to
+turn it on; its text is kept as evidence), then verify by dumping again and by re-reading
+``Settings.Secure cloud_messaging_on``. MIUI refuses input injection unless "USB debugging (Security
+settings)" is on; that refusal becomes :class:`CloudMessagingError` with what to enable. Nothing
+here knows whether the handset is emulated.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .device import INJECTION_HINT, Handset
-from .errors import DeviceError
+from .device import INJECTION_HINT, UI_DUMP_PATH, Handset, dump_ui, injection_refused
+from .errors import CommandError, DeviceError
+from .miui_ui import MxSwitch, SwitchNotFound, parse_compose, parse_consent, parse_switches
 
-__all__ = ["CloudMessagingError", "CmState", "CmSwitch", "MMS_SETTINGS", "cm_set", "cm_status"]
+__all__ = ["CloudMessagingError", "CmState", "MMS_SETTINGS", "cm_set", "cm_status", "parse_switches"]
 
 MMS_SETTINGS = "com.android.mms/com.android.mms.ui.MessagingPreferenceActivity"
-DUMP_PATH = "/data/local/tmp/hostctl-ui.xml"
-_SWITCH_TEXT = re.compile(r"cloud messaging|云消息|mi message", re.I)
+DUMP_PATH = UI_DUMP_PATH
 
 
 class CloudMessagingError(DeviceError):
     """The switch could not be read or turned (the message says what to do)."""
-
-
-@dataclass(frozen=True)
-class CmSwitch:
-    sim: int                     # 1-based, as the screen shows it
-    checked: bool
-    center: tuple[int, int]
-    text: str
-    resource_id: str
 
 
 @dataclass
@@ -46,6 +37,7 @@ class CmState:
     sources: dict[str, Any] = field(default_factory=dict)
     sims: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False
+    consent: list[dict[str, Any]] = field(default_factory=list)   # activation dialogs shown and accepted
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,56 +55,43 @@ def cm_status(h: Handset, *, ui: bool = False, timeout: float | None = None) -> 
                     {"setting": {"secure/cloud_messaging_on": setting}})
     if ui:
         switches = _switches(h, timeout)
-        state.sims = [{"sim": s.sim, "enabled": s.checked} for s in switches]
+        state.sims = [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in switches]
         state.sources["ui"] = {"activity": MMS_SETTINGS, "switches": len(switches)}
     return state
 
 
-def _bounds_center(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\[(-?\d+),(-?\d+)\]\[(-?\d+),(-?\d+)\]", text or "")
-    if not m:
-        raise ValueError(f"bad bounds {text!r}")
-    x1, y1, x2, y2 = map(int, m.groups())
-    return (x1 + x2) // 2, (y1 + y2) // 2
-
-
-def parse_switches(xml_text: str) -> list[CmSwitch]:
-    """The Cloud Messaging switches in a ``uiautomator dump`` (checkable nodes named for it)."""
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise ValueError(f"not a uiautomator dump: {exc}") from None
-    found = []
-    for node in root.iter("node"):
-        text, rid = node.get("text", ""), node.get("resource-id", "")
-        if node.get("checkable") != "true":
-            continue
-        if not (_SWITCH_TEXT.search(text) or "cloud_messaging" in rid):
-            continue
-        m = re.search(r"(?:SIM|sim)\s*(\d)", text) or re.search(r"sim(\d)", rid)
-        found.append(CmSwitch(int(m.group(1)) if m else len(found) + 1, node.get("checked") == "true",
-                              _bounds_center(node.get("bounds", "")), text, rid))
-    return sorted(found, key=lambda s: s.sim)
-
-
 def _dump(h: Handset, timeout: float | None) -> str:
-    dump, cat = h.batch([f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=timeout)
-    if not cat.ok or "<hierarchy" not in cat.stdout:
-        raise CloudMessagingError(f"{h.serial}: uiautomator dump failed: {(dump.stdout + cat.stdout).strip()[:200]}",
-                                  serial=h.serial, command="uiautomator dump", output=dump.stdout + cat.stdout)
-    return cat.stdout
+    try:
+        return dump_ui(h, timeout=timeout)
+    except CommandError as exc:
+        raise CloudMessagingError(str(exc), serial=h.serial, command=exc.command, output=exc.output) from exc
 
 
-def _switches(h: Handset, timeout: float | None) -> list[CmSwitch]:
+def _open_settings(h: Handset, timeout: float | None) -> None:
     res = h.shell(f"am start -n {MMS_SETTINGS}", timeout=timeout)
     if "Error" in res.output:
         raise CloudMessagingError(f"{h.serial}: cannot open Messaging settings: {res.output.strip()[:200]}",
                                   serial=h.serial, command=res.command, output=res.output)
-    switches = parse_switches(_dump(h, timeout))
-    if not switches:
-        raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch on the Messaging settings "
-                                  "screen (is this a MIUI build with Cloud Messaging?)", serial=h.serial)
-    return switches
+
+
+def _read_switches(h: Handset, xml_text: str) -> list[MxSwitch]:
+    try:
+        return parse_switches(xml_text)
+    except SwitchNotFound as exc:
+        raise CloudMessagingError(f"{h.serial}: {exc}", serial=h.serial, command="uiautomator dump",
+                                  output=xml_text[-2000:]) from None
+
+
+def _switches(h: Handset, timeout: float | None) -> list[MxSwitch]:
+    _open_settings(h, timeout)
+    return _read_switches(h, _dump(h, timeout))
+
+
+def _tap(h: Handset, xy: tuple[int, int], timeout: float | None) -> None:
+    res = h.shell(f"input tap {xy[0]} {xy[1]}", timeout=timeout)
+    if injection_refused(res.output):
+        raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial,
+                                  command=res.command, output=res.output, exit_code=res.exit_code)
 
 
 def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
@@ -147,42 +126,56 @@ def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float
 
 def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
     """Turn Cloud Messaging on or off (for ``sim``, 1-based, or every SIM) through the UI, and
-    verify it. Idempotent: a switch already in the wanted state is not touched."""
+    verify it. Idempotent: a switch already in the wanted state is not touched. Turning on, MIUI
+    may ask for the activation consent (it sends a chargeable SMS); the user asked for it to be on,
+    so it is accepted, and its text is returned in ``CmState.consent``."""
     deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(1.0, deadline - time.monotonic())
     switches = _switches(h, timeout)
-    targets = [s for s in switches if sim is None or s.sim == sim]
+    targets = [s.sim for s in switches if sim is None or s.sim == sim]
     if not targets:
         raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
-                                  f"(found SIMs {[s.sim for s in switches]})", serial=h.serial)
-    changed = False
-    for s in targets:
-        if s.checked == on:
+                                  f"(found SIMs {[s.sim for s in switches]}: "
+                                  f"{', '.join(repr(s.title) for s in switches)})", serial=h.serial)
+    changed, consent = False, []
+    for target in targets:
+        now = next(s for s in _read_switches(h, _dump(h, left())) if s.sim == target) if changed else \
+            next(s for s in switches if s.sim == target)
+        if now.checked == on:
             continue
-        res = h.shell(f"input tap {s.center[0]} {s.center[1]}", timeout=timeout)
-        if "INJECT_EVENTS" in res.output:
-            raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial,
-                                      command=res.command, output=res.output, exit_code=res.exit_code)
+        _tap(h, now.center, left())
         changed = True
+        dialog = parse_consent(_dump(h, left()))
+        if dialog is not None:
+            if not on:
+                raise CloudMessagingError(f"{h.serial}: an activation dialog appeared while turning "
+                                          f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
+            consent.append({"sim": target, "title": dialog.title, "message": dialog.message,
+                            "accepted": dialog.accept_text})
+            _tap(h, dialog.accept, left())
     while True:   # verify: the switches as drawn, and the setting the app writes
-        now = {s.sim: s.checked for s in parse_switches(_dump(h, max(1.0, deadline - time.monotonic())))}
-        setting = _setting(h, max(1.0, deadline - time.monotonic()))
-        if all(now.get(s.sim) == on for s in targets) and (setting == "1") == (on or any(now.values())):
+        xml_text = _dump(h, left())
+        if parse_consent(xml_text) is not None:
+            raise CloudMessagingError(f"{h.serial}: the activation dialog is still shown", serial=h.serial)
+        now_sw = _read_switches(h, xml_text)
+        now = {s.sim: s.checked for s in now_sw}
+        setting = _setting(h, left())
+        if all(now.get(t) == on for t in targets) and (setting == "1") == (on or any(now.values())):
             break
         if time.monotonic() > deadline:
             raise CloudMessagingError(f"{h.serial}: the switch did not turn {'on' if on else 'off'} "
                                       f"within {timeout:g} s (switches {now}, setting {setting})",
                                       serial=h.serial)
         time.sleep(0.2)
-    state = CmState(h.serial, setting == "1",
-                    {"setting": {"secure/cloud_messaging_on": setting},
-                     "ui": {"activity": MMS_SETTINGS, "switches": len(now)}},
-                    [{"sim": k, "enabled": v} for k, v in sorted(now.items())], changed)
-    return state
+    return CmState(h.serial, setting == "1",
+                   {"setting": {"secure/cloud_messaging_on": setting},
+                    "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}},
+                   [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in now_sw], changed, consent)
 
 
 # --- sending as a user does ------------------------------------------------------------------------
-
-COMPOSE_SEND_IDS = ("com.android.mms:id/send_button",)
 
 
 @dataclass
@@ -222,16 +215,10 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
     if "Error" in res.output:
         raise CloudMessagingError(f"{h.serial}: cannot open the compose screen: {res.output.strip()[:200]}",
                                   serial=h.serial, command=res.command, output=res.output)
-    root = ET.fromstring(_dump(h, timeout))
-    button = next((n for n in root.iter("node") if n.get("resource-id") in COMPOSE_SEND_IDS
-                   or n.get("content-desc") == "Send"), None)
+    button = parse_compose(_dump(h, timeout)).send_button      # com.android.mms:id/send_button
     if button is None:
         raise CloudMessagingError(f"{h.serial}: no Send button on the compose screen", serial=h.serial)
-    x, y = _bounds_center(button.get("bounds", ""))
-    tap = h.shell(f"input tap {x} {y}", timeout=timeout)
-    if "INJECT_EVENTS" in tap.output:
-        raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial, command=tap.command,
-                                  output=tap.output)
+    _tap(h, button, timeout)
     seen: list[tuple[int, int]] = []
     row = None
     while time.monotonic() < deadline:
@@ -298,31 +285,33 @@ def _modem_receipt(modem: Any, text: str, timeout: float) -> dict[str, Any] | No
 class Presence:
     serial: str
     number: str
-    online: bool | None                   # None: the screen showed no state in time
-    shown: str                            # what the screen said ("online", "offline", "")
+    online: bool | None                   # None: the screen showed neither hint in time
+    shown: str                            # the editor hint as shown ("Mi Message", "短信", ...)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def presence(h: Handset, number: str, *, timeout: float = 15.0) -> Presence:
-    """Open the conversation with ``number`` and read what the app shows: online (blue, Cloud
-    Messaging) or offline (gray, SMS). Leaves the conversation with BACK afterwards."""
+def presence(h: Handset, number: str, *, timeout: float = 15.0, settle: float = 3.0) -> Presence:
+    """Open the conversation with ``number`` and read what the app shows: MIUI has no presence
+    view; the compose editor's hint reads ``msg_type_hint_mx`` ("Mi Message", "免费网络短信") when
+    the recipient is reachable over Mi Message and ``msg_type_hint_sms`` ("Text message", "短信")
+    otherwise. The app asks the server when the conversation opens, so an SMS hint counts as
+    offline only once it has stood for ``settle`` seconds. Leaves the conversation with BACK."""
     deadline = time.monotonic() + timeout
     res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{number}", timeout=timeout)
     if "Error" in res.output:
         raise CloudMessagingError(f"{h.serial}: cannot open the conversation: {res.output.strip()[:200]}",
                                   serial=h.serial, command=res.command, output=res.output)
-    shown = ""
+    opened = time.monotonic()
+    online, shown = None, ""
     try:
         while time.monotonic() < deadline:
-            root = ET.fromstring(_dump(h, timeout))
-            node = next((n for n in root.iter("node")
-                         if n.get("resource-id", "").endswith(":id/mx_status_indicator")), None)
-            shown = (node.get("text") or "") if node is not None else ""
-            if shown in ("online", "offline"):
+            hint = parse_compose(_dump(h, max(1.0, deadline - time.monotonic())))
+            online, shown = hint.online, hint.shown
+            if online or (online is False and time.monotonic() - opened >= min(settle, timeout)):
                 break
             time.sleep(0.1)
     finally:
         h.shell("input keyevent 4", timeout=timeout)
-    return Presence(h.serial, number, {"online": True, "offline": False}.get(shown), shown)
+    return Presence(h.serial, number, online, shown)

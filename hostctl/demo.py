@@ -1,5 +1,5 @@
-"""``make demo``: the main job. Audit the emulated lab on the leaky July 2014 build and on the
-2014-08-10 OTA, and print both summaries.
+"""``hostctl demo`` (and ``make demo``): the main job. Audit the emulated lab on the leaky July
+2014 build and on the 2014-08-10 OTA, and print both summaries.
 
 Each audit is its own ``python -m hostctl audit --emulator`` process, with its own lab on a
 private adb server (a free port, so a developer's adb server on 5037 is never touched; and Frida,
@@ -16,11 +16,14 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .emulator.profiles import load_profile
 
 PROFILES = ("miui-v5-2014-07", "miui-v5-2014-08-10")
+AUDIT_TIMEOUT = 600.0
 
 
 def _compare(profile: str, report: dict) -> list[str]:
@@ -33,28 +36,62 @@ def _compare(profile: str, report: dict) -> list[str]:
     return problems
 
 
+def run_demo(
+    out: Path,
+    *,
+    say: Callable[[str], None] = print,
+    timeout: float = AUDIT_TIMEOUT,
+    profiles: tuple[str, ...] = PROFILES,
+    child_stdout: Any = None,
+) -> dict[str, Any]:
+    """Run both audits; their summaries go to this process's stdout as they come (or to
+    ``child_stdout``, a file object, such as stderr when stdout carries JSON). Returns
+    ``{"ok", "out", "profiles": [{"profile", "exit_status", "seconds", "run", "problems"}]}``."""
+    results = []
+    for profile in profiles:
+        say(f"\n== hostctl audit --emulator --profile {profile} --out {out}")
+        sys.stdout.flush()
+        t0 = time.monotonic()
+        try:
+            status: int | None = subprocess.run(
+                [sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", profile, "--out", str(out)],
+                timeout=timeout,
+                stdout=child_stdout,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            status = None
+        seconds = time.monotonic() - t0
+        say(f"(exit {status}, {seconds:.1f} s)" if status is not None else f"(no result within {timeout:.0f} s)")
+        entry: dict[str, Any] = {
+            "profile": profile,
+            "exit_status": status,
+            "seconds": round(seconds, 1),
+            "run": None,
+            "problems": [],
+        }
+        latest = out / f"emulator-{profile}" / "latest"
+        try:
+            report = json.loads((latest / "report.json").read_text())
+            entry["run"] = str(latest.resolve())
+            entry["problems"] = _compare(profile, report)
+        except (OSError, ValueError) as exc:
+            entry["problems"] = [f"no report: {exc}"]
+        for p in entry["problems"]:
+            say(f"  NOT AS DOCUMENTED: {p}")
+        results.append(entry)
+    ok = all(not r["problems"] for r in results)
+    audits = "Both audits" if len(results) > 1 else "The audit"
+    say(
+        f"\n{audits} read as their profiles document (and as the 2014 reports describe)."
+        if ok
+        else "\nAn audit did not read as its profile documents: see above."
+    )
+    return {"ok": ok, "out": str(out), "profiles": results}
+
+
 def main(argv: list[str] | None = None) -> int:
     out = Path((argv or ["hostctl-runs"])[0])
-    ok = True
-    for profile in PROFILES:
-        print(f"\n== hostctl audit --emulator --profile {profile} --out {out}", flush=True)
-        t0 = time.monotonic()
-        r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", profile,
-                            "--out", str(out)], timeout=600)
-        print(f"(exit {r.returncode}, {time.monotonic() - t0:.1f} s)", flush=True)
-        try:
-            report = json.loads((out / f"emulator-{profile}" / "latest" / "report.json").read_text())
-        except (OSError, ValueError) as exc:
-            print(f"no report for {profile}: {exc}")
-            ok = False
-            continue
-        problems = _compare(profile, report)
-        for p in problems:
-            print(f"  NOT AS DOCUMENTED: {p}")
-        ok = ok and not problems
-    print("\nBoth audits read as their profiles document (and as the 2014 reports describe)." if ok else
-          "\nAn audit did not read as its profile documents: see above.")
-    return 0 if ok else 1
+    return 0 if run_demo(out)["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ __all__ = [
     "AdbAddress", "AdbServerError", "CommandError", "DeviceEntry", "DeviceError", "DeviceGoneError",
     "DeviceInfo", "DeviceNotFoundError", "DeviceStateError", "DeviceTimeoutError", "Handset",
     "HostctlError", "InputInjection", "RootStatus", "ShellResult", "list_devices", "parse_getprop",
-    "select_handset", "servers_from_env",
+    "select_handset", "servers_from_env", "dump_ui", "injection_refused",
 ]
 
 DEFAULT_TIMEOUT = 20.0          # seconds for one shell command unless the caller says otherwise
@@ -296,6 +296,36 @@ class InputInjection(str, Enum):
 INJECTION_HINT = ("MIUI blocks input injection from adb: enable Settings > Additional settings > "
                   "Developer options > \"USB debugging (Security settings)\" (needs a SIM and a "
                   "Mi account sign-in); UI automation cannot run until then")
+
+# MIUI's refusal of `input` (AOSP InputManagerService): "Injecting to another application requires
+# INJECT_EVENTS permission" (Android <= 12), "Injecting input events requires the caller (or the
+# source of the instrumentation, if any) to have the INJECT_EVENTS permission." (13+); real outputs
+# in tests/fixtures/real/inject_events_*.txt.
+_INJECTION_REFUSED = re.compile(r"Injecting\b[^\n]*\brequires\b[^\n]*INJECT_EVENTS", re.I)
+
+
+def injection_refused(output: str) -> bool:
+    """Whether an `input` command's output is MIUI's (Android's) INJECT_EVENTS refusal."""
+    return bool(_INJECTION_REFUSED.search(output)) or "INJECT_EVENTS" in output
+
+
+UI_DUMP_PATH = "/data/local/tmp/hostctl-ui.xml"
+
+
+def dump_ui(h: "Handset", *, timeout: float | None = None, attempts: int = 3,
+            path: str = UI_DUMP_PATH) -> str:
+    """``uiautomator dump`` the screen and read it back. Some Xiaomi builds kill the dump (the
+    output then lacks ``<hierarchy``): it is retried ``attempts`` times before failing with what
+    the device said."""
+    said = ""
+    for _ in range(max(1, attempts)):
+        dump, cat = h.batch([f"uiautomator dump {path}", f"cat {path}"], timeout=timeout)
+        if cat.ok and "<hierarchy" in cat.stdout:
+            return cat.stdout[cat.stdout.index("<"):] if "<" in cat.stdout else cat.stdout
+        said = (dump.output + cat.output).strip()
+    raise CommandError(f"{h.serial}: uiautomator dump failed {attempts} times: {_tail(said, 200)}",
+                       serial=h.serial, command=f"uiautomator dump {path}", output=said)
+
 
 _SU_PATHS = ("/system/xbin/su", "/system/bin/su", "/sbin/su", "/su/bin/su", "/debug_ramdisk/su",
              "/system/sbin/su", "/vendor/bin/su")
@@ -606,7 +636,7 @@ class Handset:
     def input_injection(self) -> tuple[InputInjection, str | None]:
         """Try a harmless key event (KEYCODE_UNKNOWN) and read MIUI's INJECT_EVENTS refusal."""
         res = self.shell("input keyevent 0")
-        if "INJECT_EVENTS" in res.output:
+        if injection_refused(res.output):
             return InputInjection.BLOCKED, INJECTION_HINT
         if res.ok and "Exception" not in res.output:
             return InputInjection.ALLOWED, None

@@ -15,18 +15,24 @@ mx_status     meaning                                                     route
 131073        MX failed                                                   ``ip-failed``
 196609        from the web                                                ``web``
 ============  ==========================================================  =================
+
+``sim_id`` is what MIUI stores: the SIM's subscription id (real MIUI rows show 1, 2 and 7; see
+``tests/fixtures/real/``), not the 0-based slot. ``slot`` maps it back through the subscription
+table (``content://telephony/siminfo``: ``_id`` is the subscription id, ``sim_id`` the slot index,
+as AOSP's SubscriptionManager keeps it); ``None`` when the handset has no such table.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .device import Handset
 from .errors import CommandError
 
-__all__ = ["Message", "TYPES", "classify", "parse_content_rows", "read_messages"]
+__all__ = ["Message", "TYPES", "classify", "parse_content_rows", "parse_siminfo", "read_messages"]
 
 TYPES = {1: "inbox", 2: "sent", 3: "draft", 4: "outbox", 5: "failed", 6: "queued"}
 _COLUMNS = ("_id", "thread_id", "type", "mx_status", "mx_id", "sim_id", "status", "date",
@@ -42,7 +48,8 @@ class Message:
     direction: str               # in | out
     mx_status: int
     route: str
-    sim_id: int | None
+    sim_id: int | None           # as MIUI stores it: the subscription id
+    slot: int | None             # the 0-based SIM slot that subscription is in (None: unknown)
     status: int | None
     date: int | None
     date_sent: int | None
@@ -101,6 +108,31 @@ def _int(v: str | None) -> int | None:
     return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
 
 
+def parse_siminfo(text: str) -> dict[int, int]:
+    """``content query --uri content://telephony/siminfo --projection _id:sim_id``: subscription
+    id -> slot index (a removed SIM keeps its row with slot -1: left out)."""
+    out = {}
+    for row in parse_content_rows(text, ("_id", "sim_id")):
+        sub, slot = _int(row["_id"]), _int(row["sim_id"])
+        if sub is not None and slot is not None and slot >= 0:
+            out[sub] = slot
+    return out
+
+
+_SLOTS: "weakref.WeakKeyDictionary[Handset, dict[int, int]]" = weakref.WeakKeyDictionary()
+
+
+def _sub_slots(h: Handset, timeout: float | None) -> dict[int, int]:
+    """The handset's subscription ids -> slots, read once per Handset ({} when not available)."""
+    if h not in _SLOTS:
+        res = h.shell("content query --uri content://telephony/siminfo --projection _id:sim_id", timeout=timeout)
+        try:
+            _SLOTS[h] = parse_siminfo(res.stdout) if res.ok and "Row:" in res.stdout else {}
+        except ValueError:
+            _SLOTS[h] = {}
+    return _SLOTS[h]
+
+
 def read_messages(h: Handset, *, limit: int | None = None, after: int | None = None,
                   timeout: float | None = None) -> list[Message]:
     """Rows of content://sms, newest first: ``limit`` at most, only those with ``_id`` above
@@ -112,11 +144,13 @@ def read_messages(h: Handset, *, limit: int | None = None, after: int | None = N
         raise CommandError(f"{h.serial}: content query failed: {res.output.strip()[:200]}",
                            serial=h.serial, command=res.command, output=res.output, exit_code=res.exit_code)
     out = []
+    slots = _sub_slots(h, timeout)
     for row in parse_content_rows(res.stdout, _COLUMNS):
         t, mx = _int(row["type"]) or 0, _int(row["mx_status"]) or 0
         mx_id = _int(row["mx_id"])
         out.append(Message(int(row["_id"] or 0), _int(row["thread_id"]), t, TYPES.get(t, str(t)),
                            "in" if t == 1 else "out", mx, classify(t, mx, mx_id), _int(row["sim_id"]),
+                           slots.get(_int(row["sim_id"]) if row["sim_id"] is not None else -1),
                            _int(row["status"]), _int(row["date"]), _int(row["date_sent"]),
                            row["address"], row["body"]))
         if limit is not None and len(out) >= limit:

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypedDict
 
-from .device import INJECTION_HINT, DeviceInfo, Handset, ShellResult
+from .device import INJECTION_HINT, DeviceInfo, Handset, ShellResult, injection_refused
 from .errors import (CommandError, DeviceError, DeviceGoneError, DeviceNotFoundError, DeviceStateError,
                      DeviceTimeoutError, HostctlError)
 
@@ -344,7 +344,7 @@ def place_call(h: Handset, number: str, *, seconds: float = 3.0, timeout: float 
         raise ValueError(f"seconds ({seconds}) must be >= 0 and less than timeout ({timeout})")
     step = _Step(h, "call", timeout)
     probe = step.sh("input keyevent 0", check=False)           # hanging up needs input injection
-    if "INJECT_EVENTS" in probe.output:
+    if injection_refused(probe.output):
         raise step.not_possible(f"{INJECTION_HINT} (the call could not be hung up)")
     if _airplane_setting(step) == "1":
         raise step.error("airplane mode is on: the radio cannot place a call")
@@ -443,17 +443,19 @@ def read_micloud_screen(xml_text: str) -> dict[str, Any]:
 
 
 def _dump(step: _Step) -> str:
-    t0 = time.monotonic()
-    dump, cat = step.h.batch([f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=step.left())
-    step.record(f"uiautomator dump {DUMP_PATH}; cat {DUMP_PATH}", cat.exit_code, dump.output[-300:], t0)
-    if not cat.ok or "<hierarchy" not in cat.stdout:
-        raise step.error(f"uiautomator dump failed: {_tail(dump.output + cat.output, 200)}", cat)
-    return cat.stdout
+    # Some Xiaomi builds kill the dump (no `<hierarchy` in what it wrote): try it again.
+    for attempt in range(3):
+        t0 = time.monotonic()
+        dump, cat = step.h.batch([f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=step.left())
+        step.record(f"uiautomator dump {DUMP_PATH}; cat {DUMP_PATH}", cat.exit_code, dump.output[-300:], t0)
+        if cat.ok and "<hierarchy" in cat.stdout:
+            return cat.stdout
+    raise step.error(f"uiautomator dump failed 3 times: {_tail(dump.output + cat.output, 200)}", cat)
 
 
 def _input(step: _Step, args: str, shown: str | None = None) -> None:
     res = step.sh(f"input {args}", check=False, shown=shown and f"input {shown}")
-    if "INJECT_EVENTS" in res.output:
+    if injection_refused(res.output):
         raise step.not_possible(INJECTION_HINT)
     if not res.ok:
         raise step.command_error(res, shown and f"input {shown}")

@@ -18,6 +18,7 @@ from hostctl.emulator.adb.connection import (
     DeviceConnection,
     OpenRequested,
     StreamClosed,
+    StreamOpened,
     make_banner,
 )
 from hostctl.emulator.adb.packets import (
@@ -29,6 +30,11 @@ from hostctl.emulator.adb.packets import (
 )
 from hostctl.emulator.adb.services import (
     ExecService,
+    FramebufferService,
+    RebootService,
+    RemountService,
+    ReverseService,
+    RootService,
     ShellService,
     SyncService,
     TcpService,
@@ -368,7 +374,50 @@ def test_service_names(name, expected):
     assert parse_service(name) == expected
 
 
-@pytest.mark.parametrize("name", ["tcp:0", "tcp:99999", "tcp:x", "jdwp:12", "reboot:", "shellx"])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("reboot:", RebootService("")),
+        ("reboot:bootloader", RebootService("bootloader")),
+        ("root:", RootService(True)),
+        ("unroot:", RootService(False)),
+        ("remount:", RemountService("")),
+        ("framebuffer:", FramebufferService()),
+        ("reverse:forward:tcp:8080;tcp:9000", ReverseService("forward", "tcp:8080", "tcp:9000", False)),
+        ("reverse:forward:norebind:tcp:1;tcp:2", ReverseService("forward", "tcp:1", "tcp:2", True)),
+        ("reverse:list-forward", ReverseService("list-forward")),
+        ("reverse:killforward:tcp:8080", ReverseService("killforward", "tcp:8080")),
+        ("reverse:killforward-all", ReverseService("killforward-all")),
+        ("reverse:forward:tcp:1", ReverseService("invalid", "tcp:1")),
+    ],
+)
+def test_adbd_own_service_names(name, expected):
+    """daemon/services.cpp daemon_service_to_fd and adb.cpp handle_forward_request's names."""
+    assert parse_service(name) == expected
+
+
+def test_device_opened_stream_transcript():
+    """A reverse connection: adbd OPENs toward the host; OKAY opens it, a CLSE(0, id) refuses."""
+    conn = DeviceConnection(BANNER)
+    connect(conn)
+    conn.events()
+    sid = conn.open("tcp:9000")
+    assert decode_all(conn.data_to_send()) == [Packet(Command.OPEN, sid, 0, b"tcp:9000\0")]
+    conn.write(sid, b"early")                     # queued until the host accepts
+    assert conn.data_to_send() == b""
+    conn.receive_data(pk(Command.OKAY, 41, sid))
+    assert conn.events()[0] == StreamOpened(sid)    # then StreamDrained: "early" went out
+    assert decode_all(conn.data_to_send()) == [Packet(Command.WRTE, sid, 41, b"early")]
+    conn.receive_data(pk(Command.WRTE, 41, sid, b"reply"))
+    assert conn.events() == [DataReceived(sid, b"reply")]
+    refused = conn.open("tcp:1")
+    conn.data_to_send()
+    conn.receive_data(pk(Command.CLSE, 0, refused))
+    assert conn.events() == [StreamClosed(refused)]
+    assert not conn.is_open(refused)
+
+
+@pytest.mark.parametrize("name", ["tcp:0", "tcp:99999", "tcp:x", "jdwp:12", "shellx"])
 def test_unsupported_services_are_refused(name):
     assert isinstance(parse_service(name), UnknownService)
 

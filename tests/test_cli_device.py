@@ -173,8 +173,9 @@ def test_identity_all_reads_a_handset_on_two_servers_once(lab, second_lab, adb_p
     # the same adb server named twice, and one of lab's handsets also attached to second_lab's server
     p2 = second_lab.config.adb_port
     shared = lab.lab.handsets[0]
-    from hostctl.emulator.lab import adb_binary
     import subprocess
+
+    from hostctl.emulator.lab import adb_binary
     env2 = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(p2))
     subprocess.run([adb_binary(), "connect", shared.serial], env=env2, capture_output=True, timeout=30)
     try:

@@ -52,9 +52,9 @@ def test_two_labs_on_two_adb_ports_coexist_and_are_addressed_by_port(two_ports):
     # each adb server sees exactly its own lab's handsets, as `device`, with the model
     for port, lab in ((p1, lab1), (p2, lab2)):
         listing = adb_cli(port, "devices", "-l").stdout.decode()
-        seen = [l.split()[0] for l in listing.splitlines()[1:] if l.strip()]
+        seen = [line.split()[0] for line in listing.splitlines()[1:] if line.strip()]
         assert sorted(seen) == sorted(h["serial"] for h in lab["handsets"])
-        assert all(" device " in l and "model:" in l for l in listing.splitlines()[1:] if l.strip())
+        assert all(" device " in line and "model:" in line for line in listing.splitlines()[1:] if line.strip())
 
     s = lab1["handsets"][0]["serial"]
     r = adb_cli(p1, "-s", s, "shell", "getprop", "ro.miui.ui.version.name")

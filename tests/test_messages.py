@@ -10,7 +10,7 @@ import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
 from hostctl.emulator.lab import LabConfig, LabThread
-from hostctl.messages import classify, parse_content_rows
+from hostctl.messages import classify, parse_content_rows, parse_siminfo
 from tests.conftest import free_port
 
 
@@ -54,6 +54,9 @@ def test_messages_on_a_handset_after_an_sms_and_mx_rows(tmp_path):
             ("outbox", "sms-fallback", "waiting"), ("inbox", "ip", "over ip"),
             ("inbox", "sms", "plain one, with=commas\nand a line")]
         assert rows[2]["address"] == a.identity.sims[0].msisdn and rows[2]["direction"] == "in"
+        # as on MIUI: sim_id is the SIM's subscription id (1 for slot 0 here), mapped back to the slot
+        assert (rows[2]["sim_id"], rows[2]["slot"]) == (1, 0)
+        assert (rows[0]["sim_id"], rows[0]["slot"]) == (0, None)      # a row naming no subscription
         st, out, _ = cli(lt, "messages", "-s", a.serial, "--json", "--redact")
         (sent,) = json.loads(out)["messages"]
         assert (sent["box"], sent["route"]) == ("sent", "sms") and sent["body"] == "<33 characters>"
@@ -65,3 +68,9 @@ def test_messages_on_a_handset_after_an_sms_and_mx_rows(tmp_path):
         assert read_messages(hb, after=rows[0]["id"]) == []
         st, out, _ = cli(lt, "messages", "-s", b.serial, "--limit", "1")
         assert st == ExitStatus.OK and len(out.strip().splitlines()) == 2 and "sms-fallback" in out
+
+
+def test_siminfo_maps_subscription_ids_to_slots():
+    text = "Row: 0 _id=1, sim_id=0\nRow: 1 _id=2, sim_id=-1\nRow: 2 _id=7, sim_id=1\n"
+    assert parse_siminfo(text) == {1: 0, 7: 1}       # a removed SIM (slot -1) maps to none
+    assert parse_siminfo("No result found.\n") == {}

@@ -225,9 +225,9 @@ def test_reboot_takes_the_device_down_and_brings_it_back_booted(lab07, adb_port)
     h = _h(lab07, adb_port)
     boots = len(_requests(lh, "boot"))
     res = steps.reboot(h, timeout=60)
-    # the emulated adbd refuses adb's reboot: service (as old adbds may): the shell's reboot does it
-    assert res.details["method"] == "shell reboot" and res.details["boot_marker"] is True
-    assert [c.command for c in res.commands][-2:] == ["adb reboot (reboot: service)", "reboot"]
+    # the emulated adbd serves adb's reboot: service (daemon/services.cpp), so no shell fallback
+    assert res.details["method"] == "adb reboot:" and res.details["boot_marker"] is True
+    assert [c.command for c in res.commands][-1] == "adb reboot (reboot: service)"
     assert res.details["went_away_after"] < res.details["back_after"]
     assert h.run("getprop sys.boot_completed").strip() == "1"
     assert h.run(f"getprop {steps.BOOT_MARKER}").strip() == ""        # runtime properties died with it

@@ -54,7 +54,7 @@ def test_service_call_iphonesubinfo(h) -> None:
     check(h, "service call nosuch 1", "", "service: Service nosuch does not exist\n", 10)
     check(h, "service check iphonesubinfo", "Service iphonesubinfo: found\n")
     r = run(h, "service list")
-    assert r.out.startswith("Found 19 services:\n0\tphone: [com.android.internal.telephony."
+    assert r.out.startswith("Found 25 services:\n0\tphone: [com.android.internal.telephony."
                             "ITelephony]\n1\tiphonesubinfo: ")
     assert "\tiphonesubinfo_msim: [com.android.internal.telephony.msim.IPhoneSubInfoMSim]\n" in r.out
 
@@ -137,11 +137,11 @@ def test_content_errors(h) -> None:
     check(h, "content query --uri content://contacts", "",
           "Error while accessing provider:contacts\n"
           "java.lang.IllegalStateException: Could not find provider: contacts\n", 1)
-    check(h, "content query --uri content://settings/secure --where x",
-          "Row: 0 name=android_id, value=9774d56d682e549c\n"
-          "Row: 1 name=cloud_messaging_on, value=1\n"
-          "Row: 2 name=default_input_method, value=com.android.inputmethod.latin/.LatinIME\n"
-          "Row: 3 name=location_providers_allowed, value=gps,network\n")
+    # SettingsProvider hands --where to SQLite: an unknown column is an error, a real filter filters
+    r = run(h, "content query --uri content://settings/secure --where x")
+    assert r.rc == 1 and "SQLiteException: no such column: x" in r.err
+    check(h, "content query --uri content://settings/secure --where \"name='android_id'\"",
+          "Row: 0 name=android_id, value=9774d56d682e549c\n")
 
 
 # --- shell language ---------------------------------------------------------------------------
@@ -220,8 +220,8 @@ def test_dumpsys(h) -> None:
     out = run(h, "dumpsys telephony.registry").out
     assert "mServiceState=0 0 voice home data home CHINA MOBILE CHINA MOBILE 46000" in out
     assert "mCallState=0" in out
-    assert "mFocusedActivity: ActivityRecord{42a1b3e8 u0 com.miui.home/.launcher.Launcher t2}" \
-        in run(h, "dumpsys activity").out
+    assert re.search(r"mFocusedActivity: ActivityRecord\{[0-9a-f]+ u0 com.miui.home/.launcher.Launcher t2\}",
+                     run(h, "dumpsys activity").out)
 
 
 def test_logcat(h) -> None:

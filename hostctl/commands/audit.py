@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +63,70 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
     if args.json:
         env.stdout.write(render_json(result.report))
     else:
-        env.stdout.write(summary_table(result.report) + "\n")
+        env.stdout.write(wrap_summary(summary_table(result.report, width=None), _width(env)) + "\n")
         env.stdout.write(f"evidence: {result.run_dir}\n")
     return result.exit_status
+
+
+def _width(env: Environment) -> int | None:
+    """Where the summary wraps: $COLUMNS, else the terminal's width; None (no wrapping) when
+    stdout is not a terminal, so a file or a pipe gets whole lines."""
+    columns = env.vars.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    isatty = getattr(env.stdout, "isatty", None)
+    if isatty is None or not isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def wrap_summary(text: str, width: int | None) -> str:
+    """The audit's summary with long lines wrapped at ``width`` (never cut): a check's reason and
+    evidence continue under the reason column, a warning under its text."""
+    if width is None:
+        return text
+    lines = text.split("\n")
+    header = next((line for line in lines if line.startswith("CHECK ")), "")
+    column = header.find("REASON") if header else -1
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= width or not line.strip(" -"):           # short, or a rule of dashes
+            out.append(line[:width] if len(line) > width else line)
+            continue
+        if line.startswith("  - "):                               # a warning
+            split, indent = 4, 4
+        elif column > 0 and not line[:column].strip():             # a FAIL's evidence lines
+            split = len(line) - len(line.lstrip(" "))
+            indent = column + 3
+        elif column > 0 and not line.startswith("hostctl audit"):  # a check's row
+            split, indent = column, column
+        else:
+            split, indent = 0, 2
+        if width - max(split, indent) < 24:     # too narrow to keep the columns: a hanging indent
+            out.extend(textwrap.wrap(line, width=width, subsequent_indent="    ", break_on_hyphens=False))
+            continue
+        body = textwrap.wrap(line[split:], width=width - indent, break_on_hyphens=False)
+        if body and len(body[0]) > width - split:
+            body = textwrap.wrap(line[split:], width=width - split, break_on_hyphens=False)
+        out.append(line[:split] + (body[0] if body else ""))
+        out.extend(" " * indent + b for b in body[1:])
+    return "\n".join(out)
+
+
+def _refuse_stale_lab(testbed: Any, path: str) -> None:
+    """A testbed file ``hostctl emulator up`` wrote names a lab's ptys and ports: once that lab
+    stopped, nothing answers there, and the fix is a new lab, not an adb server."""
+    from ..emulator.lab import running_lab
+
+    emu = getattr(testbed, "emulator", None)
+    if emu is None or not getattr(emu, "lab_dir", None):
+        return
+    home = Path(emu.lab_dir).parent.parent          # <home>/labs/<adb port>
+    if running_lab(home, int(emu.adb_port)) is None:
+        raise CliError(f"audit: {path} describes the emulated lab on adb port {emu.adb_port}, which is not "
+                       f"running (the file is valid only while its lab runs): start one with `hostctl "
+                       f"emulator up --testbed-out {path}` (or `hostctl audit --emulator` boots its own)",
+                       ExitStatus.NOT_RUNNABLE)
 
 
 @contextlib.contextmanager
@@ -71,7 +134,9 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
     from ..testbed import load_testbed
 
     if args.testbed:
-        yield load_testbed(args.testbed, name=args.testbed_name)
+        tb = load_testbed(args.testbed, name=args.testbed_name)
+        _refuse_stale_lab(tb, args.testbed)
+        yield tb
         return
     from ..emulator.lab import LabConfig, LabError, LabThread, free_loopback_port, kill_adb_server
     from ..emulator.profiles import load_profile

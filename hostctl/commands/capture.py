@@ -68,12 +68,11 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     try:
         result = cap.run_capture(source, handset, args.out, duration=args.duration, progress=progress,
                                  interval=min(PROGRESS_EVERY, args.duration or PROGRESS_EVERY))
-    except cap.CaptureError as exc:
-        if args.json:
-            print_json(env, {"ok": False, "error": str(exc), "source": exc.source,
-                             "result": exc.result.to_json() if exc.result else None})
+    except cap.CaptureError as exc:   # --json: what was kept, with the error
         raise CliError(str(exc), {"not-runnable": ExitStatus.NOT_RUNNABLE, "timeout": ExitStatus.TIMEOUT,
-                                  "usage": ExitStatus.USAGE}.get(exc.kind, ExitStatus.ERROR)) from None
+                                  "usage": ExitStatus.USAGE}.get(exc.kind, ExitStatus.ERROR),
+                       kind="CaptureError", document={"ok": False, "source": exc.source,
+                                                      "result": exc.result.to_json() if exc.result else None}) from None
     result.notes[:0] = notes
     if args.json:
         print_json(env, dict(result.to_json(), ok=True))

@@ -20,7 +20,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
                           "on this adb port (default $HOSTCTL_CONSOLE_PORT)")
     rec.add_argument("--out", required=True, metavar="FILE", help="file to append the log to")
     rec.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds")
-    rec.add_argument("--baudrate", type=int, default=115200)
+    rec.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
     rec.add_argument("--json", action="store_true")
 
 
@@ -75,11 +75,17 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     result = rec.to_json()
     if interrupted:
         result["ended_by"] = "interrupted"
+    if console.error is not None:      # --json: the recording's document, with the error
+        if not args.json:
+            _print_recording(env, rec, result)
+        raise CliError(str(console.error), ExitStatus.ERROR, kind=type(console.error).__name__, document=result)
     if args.json:
         print_json(env, result)
     else:
-        env.stdout.write(f"{rec.lines} line(s), {rec.bytes} byte(s) in {result['seconds']:g} s "
-                         f"-> {rec.path} ({result['ended_by']})\n")
-    if console.error is not None:
-        raise CliError(str(console.error), ExitStatus.ERROR)
+        _print_recording(env, rec, result)
     return ExitStatus.OK
+
+
+def _print_recording(env: Environment, rec: Any, result: dict[str, Any]) -> None:
+    env.stdout.write(f"{rec.lines} line(s), {rec.bytes} byte(s) in {result['seconds']:g} s "
+                     f"-> {rec.path} ({result['ended_by']})\n")

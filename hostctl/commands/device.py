@@ -6,11 +6,27 @@ import argparse
 import math
 from typing import Any
 
-from ..cli import CliError, Environment, ExitStatus, print_json, print_table
-from ..device import (AdbAddress, AdbServerError, DeviceEntry, DeviceError, Handset, for_each,
-                      list_devices, select_handset, servers_from_env)
-from ..identity import (DEFAULT_STRATEGIES, IDENTIFIERS, STRATEGIES, IdentityError, IdentityReport,
-                        read_identity, redact_value)
+from ..cli import CliError, Environment, ExitStatus, error_object, print_json, print_table
+from ..device import (
+    AdbAddress,
+    AdbServerError,
+    DeviceEntry,
+    DeviceError,
+    Handset,
+    for_each,
+    list_devices,
+    select_handset,
+    servers_from_env,
+)
+from ..identity import (
+    DEFAULT_STRATEGIES,
+    IDENTIFIERS,
+    STRATEGIES,
+    IdentityError,
+    IdentityReport,
+    read_identity,
+    redact_value,
+)
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
@@ -103,6 +119,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
     if args.command == "devices":
         return _devices(args, env, srv)
     if args.command == "identity" and args.all:
+        if args.serial:
+            raise CliError("identity: -s/--serial and --all exclude each other (--all reads every device)",
+                           ExitStatus.USAGE)
         return _identity_all(args, env, srv)
     handset = select_handset(_serial(args, env), srv, timeout=args.timeout)
     if args.command == "info":
@@ -159,9 +178,15 @@ def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) 
             entries += list_devices([server], timeout=args.timeout)
         except AdbServerError as exc:
             errors.append(exc)
+    status = ExitStatus.OK
+    if errors:
+        status = status_for(errors[0]) if len(errors) == len(srv) else ExitStatus.ERROR
     if args.json:
-        print_json(env, {"servers": [str(s) for s in srv], "devices": [e.to_json() for e in entries],
-                         "errors": [{"server": str(e.server), "error": str(e)} for e in errors]})
+        doc: dict[str, Any] = {"servers": [str(s) for s in srv], "devices": [e.to_json() for e in entries],
+                               "errors": [{"server": str(e.server), "error": str(e)} for e in errors]}
+        if errors:
+            doc["error"] = error_object(status, str(errors[0]), type(errors[0]).__name__)
+        print_json(env, doc)
     else:
         if entries:
             print_table(env, ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER", "TRANSPORT"],
@@ -169,10 +194,10 @@ def _devices(args: argparse.Namespace, env: Environment, srv: list[AdbAddress]) 
                          for e in entries])
         elif not errors:
             env.stderr.write(f"hostctl: no devices on {', '.join(str(s) for s in srv)}\n")
-    for exc in errors:
-        env.stderr.write(f"hostctl: {exc}\n")
+    for problem in errors:
+        env.stderr.write(f"hostctl: {problem}\n")
     if errors:
-        return status_for(errors[0]) if len(errors) == len(srv) else ExitStatus.ERROR
+        return status
     return ExitStatus.OK
 
 
@@ -212,10 +237,9 @@ def _print_identity(env: Environment, report: IdentityReport, redact: bool, head
 def _identity_one(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitStatus:
     try:
         report = read_identity(handset, strategies=_strategies(args), timeout=args.timeout)
-    except IdentityError as exc:
-        if args.json:
-            print_json(env, exc.report.to_json(args.redact))
-        raise CliError(exc.describe(args.redact), ExitStatus.ERROR) from exc
+    except IdentityError as exc:      # --json: the attempts are still shown, with the error
+        raise CliError(exc.describe(args.redact), ExitStatus.ERROR, kind="IdentityError",
+                       document=exc.report.to_json(args.redact)) from exc
     if args.json:
         print_json(env, report.to_json(args.redact))
     else:
@@ -227,7 +251,7 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
     strategies = _strategies(args)
     entries: list[DeviceEntry] = []
     errors: list[dict[str, str]] = []
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
     for server in srv:
         try:
             entries += list_devices([server], timeout=args.timeout)
@@ -254,31 +278,37 @@ def _identity_all(args: argparse.Namespace, env: Environment, srv: list[AdbAddre
     if not args.json:
         env.stderr.write(f"hostctl: reading identity of {len(handsets)} device(s)\n")
     reports: list[dict[str, Any]] = []
-    for handset, report, exc in for_each(handsets, lambda h: read_identity(
+    for handset, report, failure in for_each(handsets, lambda h: read_identity(
             h, strategies=strategies, timeout=args.timeout)):
-        if exc is not None:
-            message = exc.describe(args.redact) if isinstance(exc, IdentityError) else str(exc)
-            if isinstance(exc, IdentityError):
-                reports.append(exc.report.to_json(args.redact))
+        if failure is not None or report is None:
+            message = failure.describe(args.redact) if isinstance(failure, IdentityError) else str(failure)
+            if isinstance(failure, IdentityError):
+                reports.append(failure.report.to_json(args.redact))
             errors.append({"serial": handset.serial, "server": str(handset.server), "error": message})
-            failures.append(exc)
+            failures.append(failure if isinstance(failure, Exception) else RuntimeError(message))
             continue
         reports.append(report.to_json(args.redact))
         if not args.json:
             _print_identity(env, report, args.redact, heading=True)
+    status = ExitStatus.OK
+    if errors:
+        found = [r for r in reports if any(s[k] for s in r["slots"] for k in IDENTIFIERS)]
+        status = (ExitStatus.ERROR if found else status_for(failures[0]) if failures
+                  else ExitStatus.NOT_RUNNABLE)
     if args.json:
-        print_json(env, {"handsets": reports, "errors": errors, "duplicates": duplicates})
+        doc: dict[str, Any] = {"handsets": reports, "errors": errors, "duplicates": duplicates}
+        if errors:
+            first = errors[0]
+            doc["error"] = error_object(status, f"{len(errors)} device(s) or server(s) failed; first: "
+                                                f"{first['serial'] or first['server']}: {first['error']}",
+                                        type(failures[0]).__name__ if failures else None)
+        print_json(env, doc)
     for dup in duplicates:
         env.stderr.write(f"hostctl: {dup['serial']} is on {dup['server']} too; read once, "
                          f"through {dup['same_as']}\n")
     for err in errors:
         env.stderr.write(f"hostctl: {err['serial'] or err['server']}: {err['error']}\n")
-    if errors:
-        found = [r for r in reports if any(s[k] for s in r["slots"] for k in IDENTIFIERS)]
-        if found:
-            return ExitStatus.ERROR
-        return status_for(failures[0]) if failures else ExitStatus.NOT_RUNNABLE
-    return ExitStatus.OK
+    return status
 
 
 # --- cm ---------------------------------------------------------------------------------------
@@ -300,6 +330,9 @@ def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitSta
         sims = ", ".join(f"SIM {s['sim']} {'on' if s['enabled'] else 'off'}" for s in state.sims)
         env.stdout.write(f"{state.serial}: Cloud Messaging {word}" + (f" ({sims})" if sims else "")
                          + (" (changed)" if state.changed else "") + "\n")
+        for c in state.consent:      # MIUI's activation consent, accepted because `cm on` asked for it
+            env.stderr.write(f"{state.serial}: accepted MIUI's activation consent for SIM {c['sim']} "
+                             f"({c['title']!r}: activation sends a chargeable SMS)\n")
     return ExitStatus.OK
 
 
@@ -313,12 +346,10 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
     carrier_view = _lab_carrier_view(lab_env)
     modem = None
     if args.modem:
-        from types import SimpleNamespace
-
         from ..lab.modem import Modem
         from .modem import resolve_port
 
-        modem = Modem.open(resolve_port(SimpleNamespace(port=args.modem), lab_env), timeout=args.timeout)
+        modem = Modem.open(resolve_port(argparse.Namespace(port=args.modem), lab_env), timeout=args.timeout)
     try:
         outcome = send_message(handset, args.to, args.text, receiver=receiver, carrier_view=carrier_view,
                                modem=modem, timeout=args.timeout)
@@ -326,8 +357,19 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
         if modem is not None:
             modem.close()
     ok = outcome.route in ("ip", "sms") and (args.expect is None or outcome.route == args.expect)
+    status, problem = ExitStatus.OK, ""
+    if outcome.route is None:
+        status, problem = ExitStatus.TIMEOUT, "the message did not settle in time"
+    elif outcome.route == "failed":
+        status = ExitStatus.CHECK_FAILED if args.expect else ExitStatus.ERROR
+        problem = "the send failed (the sender's row is in the failed box)"
+    elif not ok:
+        status, problem = ExitStatus.CHECK_FAILED, f"expected route {args.expect}, got {outcome.route}"
     if args.json:
-        print_json(env, dict(outcome.to_json(), expect=args.expect, ok=ok))
+        doc = dict(outcome.to_json(), expect=args.expect, ok=ok)
+        if status not in (ExitStatus.OK, ExitStatus.CHECK_FAILED):    # 3 is a verdict, not an error
+            doc["error"] = error_object(status, problem)
+        print_json(env, doc)
     else:
         s = outcome.evidence.get("sender") or {}
         r = outcome.evidence.get("receiver")
@@ -335,16 +377,9 @@ def _send(args: argparse.Namespace, env: Environment, handset: Handset, srv: lis
                          f"{' (after the SMS fallback)' if outcome.fallback else ''}; sender row "
                          f"{s.get('id')} type {s.get('type')} mx_status {s.get('mx_status')}"
                          + (f"; receiver row {r['id']} mx_status {r['mx_status']}" if r else "") + "\n")
-    if outcome.route is None:
-        env.stderr.write("hostctl: the message did not settle in time\n")
-        return ExitStatus.TIMEOUT
-    if outcome.route == "failed":
-        env.stderr.write("hostctl: the send failed (the sender's row is in the failed box)\n")
-        return ExitStatus.CHECK_FAILED if args.expect else ExitStatus.ERROR
-    if not ok:
-        env.stderr.write(f"hostctl: expected route {args.expect}, got {outcome.route}\n")
-        return ExitStatus.CHECK_FAILED
-    return ExitStatus.OK
+    if problem:
+        env.stderr.write(f"hostctl: {problem}\n")
+    return status
 
 
 def _lab_carrier_view(env: Environment):
@@ -376,9 +411,11 @@ def _messages(args: argparse.Namespace, env: Environment, handset: Handset) -> E
     for m in rows:
         d = m.to_json(args.redact)
         body = (d["body"] or "").replace("\n", " ")
-        table.append([d["id"], d["box"], d["route"], d["mx_status"], d["address"] or "-",
-                      body[:40] + ("..." if len(body) > 40 else "")])
-    print_table(env, ["ID", "BOX", "ROUTE", "MX_STATUS", "ADDRESS", "BODY"], table)
+        table.append([d["id"], d["box"], d["route"], d["mx_status"],
+                      "-" if d["sim_id"] is None else d["sim_id"], "-" if d["slot"] is None else d["slot"],
+                      d["address"] or "-", body[:40] + ("..." if len(body) > 40 else "")])
+    # SIM_ID as MIUI stores it (the subscription id), SLOT the 0-based SIM slot it maps to
+    print_table(env, ["ID", "BOX", "ROUTE", "MX_STATUS", "SIM_ID", "SLOT", "ADDRESS", "BODY"], table)
     return ExitStatus.OK
 
 
@@ -404,7 +441,6 @@ def _shell(args: argparse.Namespace, env: Environment, handset: Handset) -> int:
 def status_for(exc: Exception) -> ExitStatus:
     """The exit status a device-layer error maps to (README, "Exit codes")."""
     from ..device import DeviceNotFoundError, DeviceStateError, DeviceTimeoutError
-
     from ..lab.modem import ModemOpenError, ModemTimeoutError
 
     if isinstance(exc, DeviceTimeoutError) or (isinstance(exc, AdbServerError) and exc.timed_out):

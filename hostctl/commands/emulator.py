@@ -26,10 +26,9 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         return _up(args, env, port, home)
     info = labmod.running_lab(home, port)
     if info is None:
-        if action == "status" and args.json:
-            print_json(env, {"running": False, "adb_port": port, "handsets": []})
         raise CliError(f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
-                       ExitStatus.NOT_RUNNABLE)
+                       ExitStatus.NOT_RUNNABLE,
+                       document={"running": False, "adb_port": port, "handsets": []} if action == "status" else None)
     if action == "status":
         result = _request(info, {"cmd": "status"})
         result["running"] = True
@@ -144,7 +143,7 @@ def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStat
         return asyncio.run(_serve(config, env, args.json, _testbed_targets(args, home, port)))
     except labmod.LabError as exc:
         raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
-    except Exception as exc:  # a profile error, an OS error: say what, not a traceback
+    except Exception as exc:  # noqa: BLE001 - a profile error, an OS error: say what, not a traceback
         raise CliError(f"lab failed: {exc}", ExitStatus.ERROR) from None
 
 
@@ -196,11 +195,17 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=child_env, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + args.timeout
+    started = time.monotonic()
+    deadline = started + args.timeout
+    progress = _DetachProgress(env, started)
+    progress.say(f"starting {args.handsets} emulated handset(s) on adb port {port} in the background "
+                 f"(pid {proc.pid}, log {log_path})")
     while time.monotonic() < deadline:
         info = labmod.read_lab_file(home, port)
         if info and info.get("pid") == proc.pid and all(p.exists() for p in testbeds):
+            progress.say(f"lab ready after {time.monotonic() - started:.1f} s")
             return _show(env, args.json, dict(info, testbed=str(testbeds[-1])))
+        progress.tick()
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
             raise CliError(f"the lab exited with status {proc.returncode} before it was ready:\n{tail}",
@@ -208,6 +213,26 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
         time.sleep(0.05)
     proc.terminate()
     raise CliError(f"the lab was not ready within {args.timeout:.0f} s (log: {log_path})", ExitStatus.TIMEOUT)
+
+
+class _DetachProgress:
+    """``emulator up --detach`` waits for the lab in the background: a line on stderr when it
+    starts, every few seconds while it waits, and when it is ready (stdout keeps the result)."""
+
+    EVERY = 2.0
+
+    def __init__(self, env: Environment, started: float) -> None:
+        self.env, self.started, self.last = env, started, started
+
+    def say(self, text: str) -> None:
+        self.env.stderr.write(f"hostctl: {text}\n")
+        self.env.stderr.flush()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.EVERY:
+            self.last = now
+            self.say(f"still starting ({now - self.started:.0f} s)")
 
 
 def _request(info: dict[str, Any], req: dict[str, Any], timeout: float = CONTROL_TIMEOUT) -> Any:

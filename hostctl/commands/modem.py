@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from ..cli import CliError, Environment, ExitStatus, print_json, print_table
+from ..cli import CliError, Environment, ExitStatus, error_object, print_json, print_table
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
@@ -17,7 +17,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     common.add_argument("--port", metavar="PATH_OR_URL",
                         help="serial device, pyserial URL (socket://HOST:PORT, loop://), or `lab` for "
                              "the emulated lab's modem on this adb port (default $HOSTCTL_MODEM_PORT)")
-    common.add_argument("--baudrate", type=int, default=115200)
+    common.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
     common.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per modem command (default 10)")
     common.add_argument("--json", action="store_true")
 
@@ -102,6 +102,8 @@ def _send(modem: Any, args: argparse.Namespace, env: Environment) -> ExitStatus:
                               "delivered": r.delivered, "discharge": r.discharge.isoformat()}
                              for r in reports]
         result["delivered"] = all(r.delivered for r in reports)
+        if not result["delivered"]:
+            result["error"] = error_object(ExitStatus.ERROR, "a delivery report says not delivered")
     if args.json:
         print_json(env, result)
     else:

@@ -19,8 +19,9 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
         p.add_argument("--port", metavar="PATH_OR_URL",
                        help="serial device, pyserial URL (socket://HOST:PORT), or `lab` for the emulated "
                             "lab's board on this adb port (default $HOSTCTL_RELAY_PORT)")
-        p.add_argument("--channel", type=int, default=1, help="relay number, from 1 (default 1)")
-        p.add_argument("--baudrate", type=int, default=9600)
+        p.add_argument("--channel", type=int, default=None,
+                       help="relay number, from 1 (without it: channel 1, and a note on stderr says so)")
+        p.add_argument("--baudrate", type=int, default=9600, help="serial speed (default 9600)")
         p.add_argument("--timeout", type=_seconds, default=2.0, help="seconds to write a frame (default 2)")
         if action == "cycle":
             p.add_argument("--off-seconds", type=_seconds, default=2.0,
@@ -48,6 +49,9 @@ def resolve_port(args: argparse.Namespace, env: Environment) -> str:
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..lab.relay import Relay
 
+    if args.channel is None:    # switching the wrong handset's power is costly: say which one
+        args.channel = 1
+        env.stderr.write("hostctl: relay: no --channel given, using channel 1\n")
     if not 1 <= args.channel <= 255:
         raise CliError(f"--channel must be 1..255, not {args.channel}", ExitStatus.USAGE)
     port = resolve_port(args, env)

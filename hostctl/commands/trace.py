@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-from ..cli import CliError, Environment, ExitStatus, print_json
+from ..cli import CliError, Environment, ExitStatus, error_object, print_json
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
@@ -80,6 +80,10 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     finally:
         restore()
     doc = summary.to_json()
+    never = (f"never attached to {', '.join(summary.never_attached)} on {handset.serial} "
+             f"(not running during the trace?)") if summary.never_attached else ""
+    if args.json and never and summary.stopped_by != "interrupt":
+        doc = dict(doc, error=error_object(ExitStatus.ERROR, never))
     if args.json:
         print_json(env, doc)
     else:
@@ -89,8 +93,7 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     if summary.stopped_by == "interrupt":
         return ExitStatus.INTERRUPTED
     if summary.never_attached:
-        env.stderr.write(f"hostctl: never attached to {', '.join(summary.never_attached)} on {handset.serial} "
-                         f"(not running during the trace?)\n")
+        env.stderr.write(f"hostctl: {never}\n")
         return ExitStatus.ERROR
     return ExitStatus.OK
 

@@ -8,6 +8,7 @@ processes call into it. Everything that Android keeps across reboots persists un
     state_dir/mmssms.db         the telephony provider's sms table, with MIUI's columns
     state_dir/contacts2.db      the contacts provider's raw_contacts and data tables
     state_dir/persist.json      persist.* properties
+    state_dir/packages.json     packages installed over adb (android/packages.py)
     state_dir/root/             the device file system (DeviceFS)
 """
 
@@ -472,6 +473,11 @@ class VirtualHandset:
         self._init_settings()
         self._init_sms()
         self._init_contacts()
+        from .android.packages import PackageRegistry
+
+        self.pm = PackageRegistry(self.state_dir, self.fs, self.profile.packages, self.profile.sdk)
+        self.booted_at = time.monotonic()   # /proc/uptime counts from here; a reboot resets it
+        self.screen_on = True               # PowerManager wakefulness (the lab keeps it awake)
         self.call_state = 0          # TelephonyManager.CALL_STATE_*: 0 idle, 2 off-hook
         self.call_number = ""
         self._log: deque[LogEntry] = deque(maxlen=5000)
@@ -508,6 +514,12 @@ class VirtualHandset:
         for d in ("sdcard", "data/local/tmp", "system/bin", "system/app", "system/priv-app",
                   "system/framework", "system/etc", "dev", "proc", "cache", "data/data"):
             (self.fs.root / d).mkdir(parents=True, exist_ok=True)
+        # /sdcard is /storage/emulated/0 for user 0 (system/core/rootdir/init.rc links
+        # /sdcard -> /storage/self/primary -> /storage/emulated/0); tools write to either name
+        emulated = self.fs.root / "storage/emulated"
+        emulated.mkdir(parents=True, exist_ok=True)
+        if not (emulated / "0").exists() and not (emulated / "0").is_symlink():
+            (emulated / "0").symlink_to("../../sdcard")
         build_prop = self.fs.root / "system/build.prop"
         if not build_prop.exists():
             lines = [f"{k}={v}" for k, v in sorted(self._static_props().items())
@@ -803,13 +815,23 @@ class VirtualHandset:
             "address": first.sender, "body": "".join(p.text for p in parts),
             "date": int(time.time() * 1000), "date_sent": int(first.timestamp * 1000),
             "type": SMS_BOXES["inbox"], "read": 0, "seen": 0, "service_center": first.smsc,
-            "sim_id": slot, "mx_status": 0, "protocol": 0, "reply_path_present": 0})
+            "sim_id": self.profile.sub_id(slot),   # MIUI keeps the subscription id, not the slot
+            "mx_status": 0, "protocol": 0, "reply_path_present": 0})
         self.log("I", "SmsReceiver", f"received SMS from {first.sender} in {len(parts)} part(s)")
         for action in ("android.provider.Telephony.SMS_DELIVER",
                        "android.provider.Telephony.SMS_RECEIVED"):
             self.broadcast(Intent(kind="broadcast", action=action,
                                   extras={"address": first.sender, "row": row, "slot": slot}))
         return row
+
+    def siminfo_query(self) -> tuple[list[str], list[tuple]]:
+        """content://telephony/siminfo as SubscriptionManager's table has it (AOSP 5.0+ columns
+        _id = subscription id, icc_id, sim_id = slot index, display_name, number). On the KitKat
+        builds the provider is a guess: MIUI V5's own mapping is not published."""
+        names = ["_id", "icc_id", "sim_id", "display_name", "number"]
+        rows = [(self.profile.sub_id(s.slot), s.iccid, s.slot, f"SIM{s.slot + 1}", s.msisdn)
+                for s in self.identity.sims]
+        return names, rows
 
     def sms_delete(self, uri: str = "content://sms", where: str | None = None) -> int:
         parsed = parse_sms_uri(uri)
@@ -941,6 +963,8 @@ class VirtualHandset:
         with self._lock:
             self._runtime_props.clear()
         self.call_state, self.call_number = 0, ""
+        self.booted_at = time.monotonic()
+        self.screen_on = True
         self.go_home()
 
     # --- logcat ---------------------------------------------------------------------------
@@ -1036,7 +1060,25 @@ class VirtualHandset:
         return result
 
     def package_installed(self, package: str) -> bool:
-        return package in self.profile.packages
+        return self.pm.installed(package)
+
+    # --- boot and network --------------------------------------------------------------------
+
+    def uptime(self) -> float:
+        """Seconds since this boot (``/proc/uptime``, SystemClock.elapsedRealtime)."""
+        return time.monotonic() - self.booted_at
+
+    @property
+    def wlan_address(self) -> str:
+        """The handset's address on the lab's Wi-Fi (``wlan0``), stable per label. The lab
+        network is not routed anywhere; the 192.168.50.0/24 plan is our choice, not a device's."""
+        n = int(hashlib.sha256(f"wlan:{self.label}".encode()).hexdigest()[:4], 16)
+        return f"192.168.50.{100 + n % 100}/24"
+
+    @property
+    def wlan_mac(self) -> str:
+        d = hashlib.sha256(f"mac:{self.label}".encode()).digest()
+        return "64:09:80:" + ":".join(f"{b:02x}" for b in d[:3])   # 64:09:80 is a Xiaomi OUI
 
     def start_activity(self, intent: Intent) -> str | None:
         """Start an activity; returns Android's error text, or None on success."""
@@ -1186,6 +1228,7 @@ class VirtualHandset:
             self._persist_path.unlink(missing_ok=True)
             self._runtime_props.clear()
             self._log.clear()
+        self.pm.wipe()
         self._deliver(Intent(kind="factory-reset"))
         self.go_home()
 

@@ -18,8 +18,8 @@ have PCAPdroid installed as a user app (``pcapdroid.py``); rooted builds have tc
 The control command ``cloud`` answers what the Cloud Messaging service's store holds
 (``retained()``: message bodies waiting, never any after delivery or expiry) and its counters, for
 the audit's no-retention check (``hostctl.steps.lab_cloud_state``); ``reset`` factory-resets a
-handset. A ``reboot`` asked through adb (the shell's ``reboot``; this adbd refuses the
-``reboot:`` service) power-cycles the handset (``LabHandset.reboot``).
+handset. A ``reboot`` asked through adb (the shell's ``reboot`` or adbd's ``reboot:`` service,
+which is what ``adb reboot`` opens) power-cycles the handset (``LabHandset.reboot``).
 
 The boot report waits for connectivity, as MIUI's does: a handset whose apps start in airplane
 mode sends it when the radio comes back (once per boot), so a trace can attach first.
@@ -92,6 +92,7 @@ class _Backend:
     def __init__(self, lh: "LabHandset") -> None:
         self._lh = lh
         self.fs = lh.handset.fs
+        self.handset = lh.handset      # adbd's own services (reboot:, root:, framebuffer:) act on it
 
     def banner_props(self) -> dict[str, str]:
         return self._lh.handset.banner_props()
@@ -458,7 +459,11 @@ class LabHandset:
                                          row=msg.get("row"))
             return {"row": row, "status": [r.status for r in records]}
         if op == "sms_insert":
-            return h.sms_insert(dict(msg["values"]))
+            # the app process speaks SIM slots; MIUI's rows keep the subscription id in sim_id
+            values = dict(msg["values"])
+            if values.get("sim_id") is not None:
+                values["sim_id"] = h.profile.sub_id(int(values["sim_id"]))
+            return h.sms_insert(values)
         if op == "sms_update":
             return h.sms_update(dict(msg["values"]), f"content://sms/{int(msg['row'])}")
         if op == "pref_mx":
@@ -487,13 +492,14 @@ class LabHandset:
 
         sim = self.handset.identity.sims[slot]
         if not self.powered or self.airplane:
-            row = self.handset.sms_insert({"address": to, "body": text, "type": 5, "sim_id": slot,
+            row = self.handset.sms_insert({"address": to, "body": text, "type": 5,
+                                           "sim_id": self.handset.profile.sub_id(slot),
                                            "error_code": 1, "status": 64})   # RESULT_ERROR_RADIO_OFF
             return row, []
         recipient = normalise_number(to, _country_code(sim.msisdn))
         # as the Messaging app does: an outbox row first, moved to sent (or failed) when the
         # radio has sent every part; a delivery report then updates its status
-        values = {"address": to, "body": text, "type": 4, "sim_id": slot, "mx_status": 0,
+        values = {"address": to, "body": text, "type": 4, "sim_id": self.handset.profile.sub_id(slot), "mx_status": 0,
                   "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)}
         if row is None:
             row = self.handset.sms_insert(values)

@@ -78,6 +78,19 @@ Schema (``*`` = required)::
     service_permissions: {"pkg/cls": permission}   # services the shell may not start
     default_settings: {system: {k: v}, secure: {k: v}, global: {k: v}}
     sim_count: int                  # 1 or 2 (default 1)
+    sim_sub_ids: [int]              # each slot's subscription id, as MIUI's sms rows store it in
+                                    # `sim_id` (real MIUI rows show 1, 2 and 7: ids grow as SIMs
+                                    # are inserted); default slot + 1. One distinct id >= 1 per slot
+                                    # (extra ids, e.g. inherited from a dual-SIM parent, are dropped)
+    ui_paths: {path: verified | unverified}
+                                    # how well each emulated route to the Cloud Messaging switch is
+                                    # grounded: messaging_settings (Messaging > Settings, from the
+                                    # decompiled MIUI Mms resources) and micloud (Settings > Mi
+                                    # Cloud > Cloud Messaging, from Xiaomi's 2014 announcement
+                                    # only: no published screen). Default: both as just said.
+                                    # The screens' language follows the props: persist.sys.locale,
+                                    # persist.sys.language/country, ro.product.locale,
+                                    # ro.product.locale.language/region (set one in props to switch)
     input_injection_blocked: bool   # MIUI "USB debugging (Security settings)" off
     carrier: {operator_name: str, mcc_mnc: str}   # default SIM operator
     behaviour: {...}                # what the build's Messaging app sends, and when: parsed
@@ -137,6 +150,9 @@ IPHONESUBINFO_REPLIES = ("normal", "empty", "null", "denied")
 ARG_KINDS = {"phone_id": "i32", "sub_id": "i32", "sub_id64": "i64", "package": "s16",
              "feature": "s16", "i32": "i32", "i64": "i64", "s16": "s16"}
 IDENTITY_LISTS = ("imei", "imsi", "iccid", "msisdn")
+# Routes to the Cloud Messaging switch: Messaging > Settings is taken from the decompiled MIUI Mms
+# resources; the Mi Cloud route only from the 2014 announcement (no published screen or code).
+DEFAULT_UI_PATHS = {"messaging_settings": "verified", "micloud": "unverified"}
 _TEMPLATE_FIELD = re.compile(r"(imei|imsi|iccid|msisdn)\[(\d+)\]")
 _FEATURE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -192,6 +208,8 @@ class FirmwareProfile:
     service_permissions: dict[str, str] = field(default_factory=dict)
     default_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     sim_count: int = 1
+    sim_sub_ids: tuple[int, ...] = ()                 # () = slot + 1
+    ui_paths: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UI_PATHS))
     input_injection_blocked: bool = False
     operator_name: str = "CHINA MOBILE"
     mcc_mnc: str = "46000"
@@ -215,6 +233,13 @@ class FirmwareProfile:
     @property
     def cloud_messaging_default(self) -> bool:
         return self.default_settings.get("secure", {}).get("cloud_messaging_on", "0") == "1"
+
+    def sub_id(self, slot: int) -> int:
+        """The subscription id of a 0-based SIM slot (what MIUI's sms rows keep in ``sim_id``)."""
+        return self.sim_sub_ids[slot] if slot < len(self.sim_sub_ids) else slot + 1
+
+    def slot_of_sub_id(self, sub_id: int) -> int | None:
+        return next((s for s in range(self.sim_count) if self.sub_id(s) == sub_id), None)
 
     def iphonesubinfo_method(self, code: int) -> str | None:
         """The IPhoneSubInfo method name a transaction code calls on this build, if any."""
@@ -298,7 +323,7 @@ _TOP_ALLOWED = _TOP_REQUIRED | {
     "identity_props",
     "dumpsys_iphonesubinfo", "adbd_features", "su", "packages", "service_permissions",
     "default_settings", "sim_count", "input_injection_blocked", "carrier", "behaviour",
-    "audit_expectations"}
+    "audit_expectations", "sim_sub_ids", "ui_paths"}
 _PRODUCT_REQUIRED = {"name", "model", "device"}
 _PRODUCT_ALLOWED = _PRODUCT_REQUIRED | {"brand", "manufacturer", "marketname", "mod_device"}
 
@@ -421,6 +446,19 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
     if sim_count not in (1, 2):
         raise c.fail("sim_count", f"expected 1 or 2, got {sim_count}")
 
+    sub_ids = top.get("sim_sub_ids", [])
+    if not isinstance(sub_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1
+                                                for i in sub_ids):
+        raise c.fail("sim_sub_ids", f"expected a list of integers >= 1, got {sub_ids!r}")
+    if sub_ids and (len(sub_ids) < sim_count or len(set(sub_ids)) != len(sub_ids)):
+        raise c.fail("sim_sub_ids", f"expected {sim_count} distinct ids (one per slot), got {sub_ids!r}")
+    sub_ids = sub_ids[:sim_count]        # a single-SIM child of a dual-SIM parent keeps the first
+    ui_paths = dict(DEFAULT_UI_PATHS, **c.str_map(top.get("ui_paths", {}), "ui_paths"))
+    for key, value in ui_paths.items():
+        if key not in DEFAULT_UI_PATHS or value not in ("verified", "unverified"):
+            raise c.fail(f"ui_paths.{key}", f"expected one of {sorted(DEFAULT_UI_PATHS)} set to "
+                                            f"verified or unverified, got {value!r}")
+
     sdk = c.integer(top["sdk"], "sdk")
     reply = c.string(top.get("iphonesubinfo_reply", "normal"), "iphonesubinfo_reply")
     if reply not in IPHONESUBINFO_REPLIES:
@@ -460,6 +498,8 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         service_permissions=c.str_map(top.get("service_permissions", {}), "service_permissions"),
         default_settings=settings,
         sim_count=sim_count,
+        sim_sub_ids=tuple(sub_ids),
+        ui_paths=ui_paths,
         input_injection_blocked=c.boolean(
             top.get("input_injection_blocked", False), "input_injection_blocked"),
         operator_name=operator_name,

@@ -1,18 +1,26 @@
 """The screens that hold MIUI's Cloud Messaging switch, and what turning it does.
 
-Two paths lead to the switch, as on MIUI V5:
+Two paths lead to the switch:
 
-- Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``), and
-- Messaging > Settings > Cloud Messaging (``MMS_SETTINGS``).
+- Messaging > Settings (``MMS_SETTINGS``, ``com.android.mms/.ui.MessagingPreferenceActivity``), drawn
+  from the decompiled MIUI Mms resources (``res/xml/preferences.xml``, ``res/values*/strings.xml``,
+  AOSP's preference row layout): the ``mx_msg`` category, one ``CheckBoxPreference`` row per SIM
+  (``pref_key_enable_mx_switch`` on a single-SIM phone, ``..._mx1_`` / ``..._mx2_switch`` on a
+  dual-SIM one), each a clickable row with ``android:id/title``, ``android:id/summary`` and an
+  untitled, non-clickable ``android:id/checkbox``; the strings follow the handset's locale (its
+  props). Enabling a SIM that was never activated first shows the activation consent dialog
+  (cancel leaves it off).
+- Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``): unverified
+  (Xiaomi's 2014 announcement names it; no screen of it is published): it shows the same rows.
 
-Both show one switch per SIM slot (``resource-id`` ``...:id/cloud_messaging_switch_sim<N>``,
-``checkable="true"``; its ``checked`` mirrors the state). Tapping it does what the Messaging app
-does: it writes ``Settings.Secure cloud_messaging_on`` (1 while any SIM is on), records the SIM's
-``enabled`` in the app's ``pref_mx`` SharedPreferences (``pref_mx_account_info`` JSON,
-``pref_key_enable_mx``), and starts ``MxActivateService`` with ``ENABLE_MX``/``DISABLE_MX``
-(extras ``sim_index``, ``extra_manually``) from inside the app, where the permission holds. The
-service (the app process) does activation and the channel, and answers with the
-``ENBALE_RESULT`` (sic) broadcast.
+Turning a row does what the Messaging app does: it writes ``Settings.Secure cloud_messaging_on`` (1
+while any SIM is on), records the SIM's ``enabled`` in the app's ``pref_mx`` SharedPreferences
+(``pref_mx_account_info`` JSON, ``pref_key_enable_mx``), and starts ``MxActivateService`` with
+``ENABLE_MX``/``DISABLE_MX`` (extras ``sim_index``, ``extra_manually``) from inside the app, where
+the permission holds. The service (the app process) does activation and the channel, and answers
+with the ``ENBALE_RESULT`` (sic) broadcast. The compose screen shows no presence view: its editor
+hint reads ``msg_type_hint_mx`` when the recipient is reachable over Mi Message, else
+``msg_type_hint_sms``; the send button is ``com.android.mms:id/send_button`` (``send_sms``).
 
 Also here: the Mi Cloud screen's account row ("Sign in", ``com.miui.cloudservice:id/sign_in``:
 a tap signs in with the lab's test Xiaomi account, kept as an account of type ``com.xiaomi``
@@ -29,7 +37,8 @@ import re
 from html import escape, unescape
 from typing import TYPE_CHECKING
 
-from .handset import SCREEN_W, Intent, View
+from ..mms_strings import locale_of_props, strings_for_locale
+from .handset import SCREEN_H, SCREEN_W, Intent, View, normalize_component
 
 if TYPE_CHECKING:
     from .handset import VirtualHandset
@@ -157,8 +166,8 @@ def sim_enabled_in(logins: list, sim: int, handset: "VirtualHandset") -> bool:
 
 
 def _title(pkg: str, text: str) -> View:
-    return View(cls="android.widget.TextView", text=text, package=pkg,
-                resource_id="android:id/title", bounds=(0, 50, SCREEN_W, 160))
+    # the screen's title bar (no preference id: it is not a row)
+    return View(cls="android.widget.TextView", text=text, package=pkg, bounds=(0, 50, SCREEN_W, 160))
 
 
 def _row(pkg: str, i: int, text: str, *, resource_id: str, on_click=None, checkable: bool = False,
@@ -174,14 +183,108 @@ def _opener(component: str):
     return lambda h, v: h.start_activity(Intent(kind="activity", component=component))
 
 
-def _switches(h: "VirtualHandset", pkg: str, title: str) -> View:
-    rows = [_title(pkg, title)]
-    for sim in range(len(h.identity.sims)):
-        rows.append(_row(pkg, sim, f"Cloud Messaging (SIM {sim + 1})",
-                         resource_id=f"{pkg}:id/cloud_messaging_switch_sim{sim + 1}", checkable=True,
-                         checked=sim_enabled(h, sim),
-                         on_click=lambda hh, v, s=sim: set_cloud_messaging(hh, v.checked, s)))
-    return View(package=pkg, children=rows)
+def ui_strings(h: "VirtualHandset") -> dict[str, str]:
+    """The app's strings in the handset's locale (its props decide; see hostctl/mms_strings.py)."""
+    return strings_for_locale(locale_of_props(h.props()))
+
+
+def activated(h: "VirtualHandset", sim: int) -> bool:
+    """The SIM went through MxActivateService's activation (its pref_mx login has a mid): the
+    app's ``activate_status`` 3. Until then isMxEnabled is false and enabling asks for consent."""
+    entry = _find_login(pref_mx(h)["pref_mx_account_info"].get("logins", []), sim)
+    return bool(entry and entry.get("mid"))
+
+
+def _pref_row(pkg: str, top: int, title: str, summary: str, *, checked: bool | None, on_click) -> View:
+    """One row as AOSP's preference.xml lays it out: a clickable LinearLayout holding a
+    RelativeLayout with android:id/title and android:id/summary, and the widget frame; for a
+    CheckBoxPreference the frame holds preference_widget_checkbox.xml's CheckBox
+    (android:id/checkbox, focusable and clickable false: the row takes the tap)."""
+    bottom = top + ROW_H - 2
+    text = View(cls="android.widget.RelativeLayout", package=pkg, bounds=(32, top + 12, 560, bottom - 12),
+                children=[View(cls="android.widget.TextView", text=title, package=pkg,
+                               resource_id="android:id/title", bounds=(32, top + 12, 560, top + 56)),
+                          View(cls="android.widget.TextView", text=summary, package=pkg,
+                               resource_id="android:id/summary", bounds=(32, top + 58, 560, bottom - 12))])
+    children = [text]
+    if checked is not None:
+        children.append(View(cls="android.widget.LinearLayout", package=pkg, resource_id="android:id/widget_frame",
+                             bounds=(600, top, SCREEN_W - 16, bottom), children=[
+                                 View(cls="android.widget.CheckBox", package=pkg, resource_id="android:id/checkbox",
+                                      checkable=True, checked=checked, bounds=(616, top + 24, 688, bottom - 24),
+                                      on_click=on_click)]))   # a tap there still reaches the row
+    return View(cls="android.widget.LinearLayout", package=pkg, clickable=True, focusable=True,
+                bounds=(0, top, SCREEN_W, bottom), children=children, on_click=on_click)
+
+
+def _toggle(h: "VirtualHandset", sim: int) -> None:
+    """A tap on a SIM's row, as MessagingPreferenceActivity handles it: off -> on asks for the
+    activation consent first when the SIM was never activated; on -> off just turns it off."""
+    if sim_enabled(h, sim):
+        set_cloud_messaging(h, False, sim)
+    elif not activated(h, sim):
+        h.mms_dialog = {"sim": sim}
+        h.refresh_screen()
+    else:
+        set_cloud_messaging(h, True, sim)
+
+
+def _consent(h: "VirtualHandset", pkg: str, sim: int) -> View:
+    """The activation consent (com/android/mms/util/bl.smali: title dialog_title_networking, the
+    message built from dialog_message_mx with the two agreements, negative android.R.string.cancel,
+    positive networking_allow_continue)."""
+    t = ui_strings(h)
+    message = t["dialog_message_mx"].replace("%1$s", t["user_agreement"]).replace("%2$s", t["privacy_policy"])
+
+    def accept(hh: "VirtualHandset", _v: View) -> None:
+        hh.mms_dialog = None
+        hh.log("I", "MessagingPreferenceActivity", f"user accepted the Mi Message activation for sim {sim}")
+        set_cloud_messaging(hh, True, sim)
+
+    def cancel(hh: "VirtualHandset", _v: View) -> None:
+        hh.mms_dialog = None
+        hh.refresh_screen()
+    return View(package=pkg, children=[View(
+        cls="android.widget.LinearLayout", package=pkg, resource_id="android:id/parentPanel",
+        bounds=(40, 360, SCREEN_W - 40, 1000), children=[
+            View(cls="android.widget.TextView", text=t["dialog_title_networking"], package=pkg,
+                 resource_id="android:id/alertTitle", bounds=(80, 390, SCREEN_W - 80, 450)),
+            View(cls="android.widget.TextView", text=message, package=pkg, resource_id="android:id/message",
+                 bounds=(80, 470, SCREEN_W - 80, 860)),
+            View(cls="android.widget.Button", text=t["android_cancel"], package=pkg, clickable=True,
+                 focusable=True, resource_id="android:id/button2", bounds=(80, 880, 350, 970), on_click=cancel),
+            View(cls="android.widget.Button", text=t["networking_allow_continue"], package=pkg, clickable=True,
+                 focusable=True, resource_id="android:id/button1", bounds=(370, 880, SCREEN_W - 80, 970),
+                 on_click=accept)])])
+
+
+def _switches(h: "VirtualHandset", pkg: str) -> View:
+    """Messaging > Settings as MIUI Mms' res/xml/preferences.xml lays out its first category: the
+    PreferenceCategory titled mx_msg, then pref_key_enable_mx_switch (title mx_enable) on a
+    single-SIM phone or pref_key_enable_mx1_switch / mx2 (mx_on_sim_1 / mx_on_sim_2) on a dual-SIM
+    one (the activity removes the others), each with summary mx_dspt_listview; the status screen
+    row (pref_key_mx_status, mx_current_status) only while a SIM is on."""
+    dialog = getattr(h, "mms_dialog", None)
+    if dialog is not None:
+        return _consent(h, pkg, dialog["sim"])
+    t = ui_strings(h)
+    sims = len(h.identity.sims)
+    titles = [t["mx_enable"]] if sims == 1 else [t["mx_on_sim_1"], t["mx_on_sim_2"]][:sims]
+    rows = [View(cls="android.widget.TextView", text=t["mx_msg"], package=pkg, resource_id="android:id/title",
+                 bounds=(0, 180, SCREEN_W, 240))]
+    top = 242
+    for sim, title in enumerate(titles):
+        on = sim_enabled(h, sim)
+        summary = t["mx_online"] if on and activated(h, sim) else t["mx_dspt_listview"]
+        rows.append(_pref_row(pkg, top, title, summary, checked=on,
+                              on_click=lambda hh, v, s=sim: _toggle(hh, s)))
+        top += ROW_H
+    if any(sim_enabled(h, s) for s in range(sims)):
+        rows.append(_pref_row(pkg, top, t["mx_current_status"], "", checked=None, on_click=None))
+    return View(package=pkg, children=[
+        _title(pkg, t["preferences_title"]),
+        View(cls="android.widget.ListView", package=pkg, resource_id="android:id/list", scrollable=True,
+             focusable=True, bounds=(0, 170, SCREEN_W, SCREEN_H), children=rows)])
 
 
 def _settings(h: "VirtualHandset") -> View:
@@ -233,18 +336,19 @@ def _compose(h: "VirtualHandset") -> View:
                                extras={"to": d["to"], "text": d["text"], "sim": 0}))
             hh.compose_draft = {"to": d["to"], "text": ""}
             hh.refresh_screen()
-    online = draft.get("online")      # what the app's presence look-up said: blue (MX) / gray (SMS)
-    shown = {True: "online", False: "offline"}.get(online, "")
+    online = draft.get("online")      # what the app's presence look-up said (None: not yet)
+    t = ui_strings(h)
+    # No presence view: the editor's hint says it (msg_type_hint_mx / msg_type_hint_sms), and an
+    # empty EditText reports its hint as its text (TextView.getTextForAccessibility).
+    hint = t["msg_type_hint_mx"] if online else t["msg_type_hint_sms"]
     return View(package=pkg, children=[
         View(cls="android.widget.TextView", text=draft["to"], package=pkg,
              resource_id=f"{pkg}:id/recipients_editor", bounds=(0, 50, SCREEN_W, 160)),
-        View(cls="android.widget.ImageView", package=pkg, content_desc=f"Cloud Messaging {shown}".strip(),
-             text=shown, resource_id=f"{pkg}:id/mx_status_indicator", bounds=(600, 50, SCREEN_W, 160),
-             selected=bool(online)),
-        View(cls="android.widget.EditText", text=draft["text"], package=pkg, focusable=True,
+        View(cls="android.widget.EditText", text=draft["text"] or hint, package=pkg, focusable=True,
              resource_id=f"{pkg}:id/embedded_text_editor", bounds=(0, 1100, 560, 1240)),
-        View(cls="android.widget.ImageButton", content_desc="Send", package=pkg, clickable=True,
-             resource_id=f"{pkg}:id/send_button", bounds=(560, 1100, SCREEN_W, 1240), on_click=send)])
+        View(cls="android.widget.Button", content_desc=t["send_sms"], package=pkg, clickable=True,
+             focusable=True, resource_id=f"{pkg}:id/send_button", bounds=(560, 1100, SCREEN_W, 1240),
+             on_click=send)])
 
 
 def _on_compose_intent(h: "VirtualHandset", intent: Intent) -> None:
@@ -264,8 +368,17 @@ def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
             h.refresh_screen()
 
 
+def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
+    """Opening the settings anew, or the app being stopped or wiped, dismisses a consent dialog."""
+    comp = normalize_component(intent.component) if intent.component and "/" in intent.component else ""
+    if ((intent.kind == "activity" and comp in (MMS_SETTINGS, MICLOUD_CM))
+            or (intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms")):
+        h.mms_dialog = None
+
+
 def install(handset: "VirtualHandset") -> None:
     """Register the screens on a handset."""
+    handset.add_intent_listener(lambda i: _on_settings_intent(handset, i))
     handset.register_screen(COMPOSE, _compose)
     for scheme in ("smsto", "sms"):
         handset.intent_filters[("android.intent.action.SENDTO", scheme)] = COMPOSE
@@ -275,5 +388,7 @@ def install(handset: "VirtualHandset") -> None:
     handset.add_intent_listener(lambda i: _on_call_intent(handset, i))
     handset.register_screen(SETTINGS, _settings)
     handset.register_screen(MICLOUD, _micloud)
-    handset.register_screen(MICLOUD_CM, lambda h: _switches(h, "com.miui.cloudservice", "Cloud Messaging"))
-    handset.register_screen(MMS_SETTINGS, lambda h: _switches(h, "com.android.mms", "Messaging settings"))
+    # The Mi Cloud route is unverified (profile ui_paths.micloud): no published screen; it shows the
+    # Messaging app's rows, a guess.
+    handset.register_screen(MICLOUD_CM, lambda h: _switches(h, "com.miui.cloudservice"))
+    handset.register_screen(MMS_SETTINGS, lambda h: _switches(h, "com.android.mms"))

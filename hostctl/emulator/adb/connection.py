@@ -76,7 +76,13 @@ class StreamDrained:
     pending: int
 
 
-Event = Connected | AuthKeyOffered | OpenRequested | DataReceived | StreamClosed | StreamDrained
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The host accepted a stream we opened (``open``): data may flow."""
+    stream_id: int
+
+
+Event = StreamOpened | Connected | AuthKeyOffered | OpenRequested | DataReceived | StreamClosed | StreamDrained
 
 
 class State(enum.Enum):
@@ -97,6 +103,7 @@ class _Stream:
     recv_window: int = 0             # delayed_ack: bytes the host may still send us
     unacked_in: int = 0              # classic: 1 while a received WRTE awaits our OKAY
     closing: bool = False
+    opening: bool = False            # we sent OPEN (a reverse connection); the host has not answered
 
 
 class DeviceConnection:
@@ -167,6 +174,21 @@ class DeviceConnection:
         payload = U32.pack(st.recv_window) if self.delayed_ack else b""
         self._send(Command.OKAY, st.local_id, st.remote_id, payload)
         self._pump(st)
+
+    def open(self, service: str) -> int:
+        """Open a stream to the host (adbd does for ``reverse`` connections): OPEN(our id,
+        [our window], service). The host answers OKAY (``StreamOpened``) or CLSE (``StreamClosed``)."""
+        if self.state is not State.CONNECTED:
+            raise ProtocolError("open before the connection is up", side="local")
+        sid = self._next_id
+        self._next_id += 1
+        st = _Stream(sid, 0, opening=True)
+        if self.delayed_ack:
+            st.recv_window = self.recv_window_size
+        self._streams[sid] = st
+        self._send(Command.OPEN, sid, self.recv_window_size if self.delayed_ack else 0,
+                   service.encode() + b"\0")
+        return sid
 
     def refuse(self, stream_id: int) -> None:
         """Refuse an OPEN, as adbd does for a service it cannot start: CLSE with local id 0."""
@@ -275,6 +297,10 @@ class DeviceConnection:
 
     def _on_okay(self, p: Packet) -> None:
         st = self._streams.get(p.arg1)
+        if st is not None and st.opening and p.arg0 != 0:
+            st.opening, st.accepted, st.remote_id = False, True, p.arg0
+            self._by_remote[p.arg0] = st.local_id
+            self._events.append(StreamOpened(st.local_id))
         if st is None or st.remote_id != p.arg0:
             return  # an OKAY for a stream we already closed: ignored, as adbd does
         if self.delayed_ack:

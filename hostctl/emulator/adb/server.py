@@ -31,6 +31,7 @@ from .connection import (
     OpenRequested,
     StreamClosed,
     StreamDrained,
+    StreamOpened,
     make_banner,
 )
 from .packets import ProtocolError
@@ -40,6 +41,7 @@ log = logging.getLogger("hostctl.emulator.adbd")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TCP_CONNECT_TIMEOUT = 5.0
 READ_ONLY_ROOTS = ("/system", "/vendor", "/proc", "/sys")
+REVERSE_MIN_SDK = 21      # adbd's reverse: service (adb.cpp handle_forward_request on the device) is Lollipop's
 
 
 class Shell(Protocol):
@@ -76,6 +78,7 @@ class Channel:
         self._readable = asyncio.Event()
         self._progress = asyncio.Event()
         self.remote_closed = False
+        self.opened: asyncio.Future = asyncio.get_running_loop().create_future()   # for streams we open
 
     # driver side
     def _feed(self, data: bytes) -> None:
@@ -88,6 +91,8 @@ class Channel:
         self._readable.set()
 
     def _closed_by_remote(self) -> None:
+        if not self.opened.done():
+            self.opened.set_result(False)
         self.remote_closed = True
         self._readable.set()
         self._progress.set()
@@ -146,6 +151,7 @@ class _AdbdProtocol(asyncio.Protocol):
         self.channels: dict[int, Channel] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self.peer = "?"
+        self.reverses: dict[str, tuple[str, asyncio.base_events.Server]] = {}   # device spec -> (host spec, listener)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -154,6 +160,8 @@ class _AdbdProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
+        for device in list(self.reverses):   # reverse listeners live as long as the transport
+            _drop_reverse(self, device)
         for task in self.tasks.values():
             task.cancel()
         for ch in self.channels.values():
@@ -177,6 +185,10 @@ class _AdbdProtocol(asyncio.Protocol):
                 ch = self.channels.get(ev.stream_id)
                 if ch is not None:
                     ch._on_progress()
+            elif isinstance(ev, StreamOpened):
+                ch = self.channels.get(ev.stream_id)
+                if ch is not None and not ch.opened.done():
+                    ch.opened.set_result(True)
             elif isinstance(ev, StreamClosed):
                 ch = self.channels.pop(ev.stream_id, None)
                 if ch is not None:
@@ -201,6 +213,9 @@ class _AdbdProtocol(asyncio.Protocol):
             # every shell, command or not, on a pty: output comes back with CRLF line ends.
             service = (svc.UnknownService(name, "shell arguments need shell_v2")
                        if name.startswith("shell,") else dataclasses.replace(service, pty=True))
+        handset = getattr(self.server.backend, "handset", None)
+        if isinstance(service, svc.ReverseService) and handset is not None and handset.profile.sdk < REVERSE_MIN_SDK:
+            service = svc.UnknownService(name, "reverse: came with Android 5.0's adbd")
         if isinstance(service, svc.UnknownService):
             log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
             self.conn.refuse(sid)
@@ -223,6 +238,14 @@ class _AdbdProtocol(asyncio.Protocol):
                 await _serve_shell(self.server.backend, svc.ShellService(service.command, False, False, None), ch)
             elif isinstance(service, svc.SyncService):
                 await _serve_sync(self.server.backend.fs, ch)
+            elif isinstance(service, svc.RebootService):
+                await _serve_reboot(self, service, ch)
+            elif isinstance(service, (svc.RootService, svc.RemountService)):
+                await _serve_root(self, service, ch)
+            elif isinstance(service, svc.FramebufferService):
+                await _serve_framebuffer(self, ch)
+            elif isinstance(service, svc.ReverseService):
+                await _serve_reverse(self, service, ch)
         except asyncio.CancelledError:
             pass
         except ProtocolError as exc:
@@ -253,6 +276,7 @@ class AdbdServer:
         self.features = features
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_AdbdProtocol] = set()
+        self.reverse_ports: dict[int, int] = {}    # device tcp port -> loopback port of its listener
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -330,6 +354,196 @@ async def _serve_shell(backend: DeviceBackend, service: svc.ShellService, ch: Ch
     if service.v2 and not ch.remote_closed:
         ch.write_nowait(shellv2.encode_exit(rc))
     await ch.drain()
+
+
+# --- adbd's own services -----------------------------------------------------------------------
+
+def _handset(proto: _AdbdProtocol):
+    return getattr(proto.server.backend, "handset", None)
+
+
+async def _serve_reboot(proto: _AdbdProtocol, service: svc.RebootService, ch: Channel) -> None:
+    """daemon/services.cpp reboot_service: sync, set sys.powerctl to ``reboot,<target|adb>`` and
+    wait: the stream dies with adbd as the handset goes down (the lab power-cycles it)."""
+    h = _handset(proto)
+    if h is None:
+        await ch.write(b"reboot: not supported by this device\n")
+        return
+    h.request_reboot(service.target or "adb")
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(ch.read(), 30)
+
+
+def adbd_is_root(handset) -> bool:
+    """adbd keeps root when the build is debuggable and ``service.adb.root`` is 1 (a runtime
+    property: a reboot drops it), as daemon/main.cpp ``should_drop_privileges`` decides."""
+    return (handset is not None and handset.getprop("ro.debuggable", "0") == "1"
+            and handset.getprop("service.adb.root", "0") == "1")
+
+
+async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.RemountService, ch: Channel) -> None:
+    """daemon/restart_service.cpp (root:/unroot:) and remount_service.cpp: only a debuggable
+    build (ro.debuggable=1: userdebug/eng) lets adbd keep root; restarting drops the transport."""
+    h = _handset(proto)
+    debuggable = h is not None and h.getprop("ro.debuggable", "0") == "1"
+    root = adbd_is_root(h)
+    if isinstance(service, svc.RemountService):
+        if not root:
+            await ch.write(b'Not running as root. Try "adb root" first.\n')
+        else:
+            await ch.write(b"remount failed: the emulated /system is read-only\n")
+        await ch.drain()
+        return
+    if service.root:
+        if not debuggable:
+            message, restart = b"adbd cannot run as root in production builds\n", False
+        elif root:
+            message, restart = b"adbd is already running as root\n", False
+        else:
+            message, restart = b"restarting adbd as root\n", True
+    else:
+        if not root:
+            message, restart = b"adbd not running as root\n", False
+        else:
+            message, restart = b"restarting adbd as non root\n", True
+    await ch.write(message)
+    await ch.drain()
+    if restart:
+        h.setprop("service.adb.root", "1" if service.root else "0")
+        asyncio.get_running_loop().call_later(0.1, proto.abort)   # adbd exits; init restarts it
+
+
+async def _serve_framebuffer(proto: _AdbdProtocol, ch: Channel) -> None:
+    """daemon/framebuffer_service.cpp: the fbinfo header and the pixels of ``screencap``."""
+    from .. import render
+    from ..shell.cmd_android import screen_image
+
+    h = _handset(proto)
+    if h is None:
+        return
+    await ch.write(render.framebuffer(screen_image(h), h.profile.sdk))
+    await ch.drain()
+
+
+def _okay() -> bytes:
+    return b"OKAY"
+
+
+def _fail(message: str) -> bytes:
+    data = message.encode()
+    return b"FAIL" + f"{len(data):04x}".encode() + data
+
+
+def _tcp_port(spec: str) -> int | None:
+    if spec.startswith("tcp:") and spec[4:].isdigit() and 0 <= int(spec[4:]) < 65536:
+        return int(spec[4:])
+    return None
+
+
+def _drop_reverse(proto: _AdbdProtocol, device: str) -> bool:
+    entry = proto.reverses.pop(device, None)
+    if entry is None:
+        return False
+    entry[1].close()
+    port = _tcp_port(device)
+    if port is not None:
+        proto.server.reverse_ports.pop(port, None)
+    return True
+
+
+async def _serve_reverse(proto: _AdbdProtocol, service: svc.ReverseService, ch: Channel) -> None:
+    """adb.cpp handle_forward_request as adbd runs it: one OKAY (the host adds the first) or
+    FAIL+message; ``list-forward`` answers with the length-prefixed list only."""
+    if service.verb == "list-forward":
+        text = "".join(f"host-{proto.server.port} {d} {hspec}\n" for d, (hspec, _) in proto.reverses.items())
+        data = text.encode()
+        await ch.write(f"{len(data):04x}".encode() + data)
+    elif service.verb == "killforward-all":
+        for device in list(proto.reverses):
+            _drop_reverse(proto, device)
+        await ch.write(_okay())
+    elif service.verb == "killforward":
+        ok = _drop_reverse(proto, service.device)
+        await ch.write(_okay() if ok else _fail(f"listener '{service.device}' not found"))
+    elif service.verb == "forward":
+        await ch.write(await _add_reverse(proto, service))
+    else:
+        await ch.write(_fail(f"unknown reverse request: {service.device}"))
+    await ch.drain()
+
+
+async def _add_reverse(proto: _AdbdProtocol, service: svc.ReverseService) -> bytes:
+    port = _tcp_port(service.device)
+    if port is None or port == 0:
+        return _fail(f"cannot bind listener: unsupported device spec '{service.device}' (tcp:PORT only)")
+    if service.device in proto.reverses:
+        if service.norebind:
+            return _fail(f"cannot rebind existing socket")
+        _drop_reverse(proto, service.device)
+    if port in proto.server.reverse_ports:
+        return _fail(f"cannot bind listener: Address already in use")
+
+    async def on_device_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _reverse_connection(proto, service.host, reader, writer)
+
+    listener = await asyncio.start_server(on_device_connection, "127.0.0.1", 0)
+    proto.reverses[service.device] = (service.host, listener)
+    proto.server.reverse_ports[port] = listener.sockets[0].getsockname()[1]
+    return _okay()
+
+
+async def _reverse_connection(proto: _AdbdProtocol, host_spec: str, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+    """A device-side client connected to a reversed port: OPEN the host's spec on the
+    transport and pump bytes both ways until either side closes."""
+    try:
+        sid = proto.conn.open(host_spec)
+    except ProtocolError:
+        writer.close()
+        return
+    ch = Channel(proto, sid)
+    proto.channels[sid] = ch
+    proto.flush()
+    try:
+        ok = await asyncio.wait_for(ch.opened, TCP_CONNECT_TIMEOUT)
+    except asyncio.TimeoutError:
+        ok = False
+    if not ok:
+        proto.channels.pop(sid, None)
+        ch.close()
+        writer.close()
+        return
+    await _pump_socket(proto, ch, reader, writer)
+    proto.channels.pop(sid, None)
+
+
+async def _pump_socket(proto: _AdbdProtocol, ch: Channel, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    async def host_to_socket() -> None:
+        while (data := await ch.read()):
+            writer.write(data)
+            await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+
+    async def socket_to_host() -> None:
+        while (data := await reader.read(proto.conn.max_payload)):
+            await ch.write(data)
+        await ch.drain()
+
+    up = asyncio.ensure_future(host_to_socket())
+    down = asyncio.ensure_future(socket_to_host())
+    try:
+        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if not down.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(down), 5)
+    finally:
+        up.cancel()
+        down.cancel()
+        writer.close()
+        if not ch.remote_closed:
+            ch.close()
 
 
 # --- tcp forwarding --------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 ``shell[,v2][,TERM=x][,raw|,pty]:command``, ``exec:command``, ``sync:``, ``tcp:PORT`` and
 ``tcp:PORT:HOST``. adbd picks a pty when no command is given unless ``raw`` is asked for.
+
+adbd's own services (packages/modules/adb/daemon/services.cpp ``daemon_service_to_fd``):
+``reboot:[TARGET]``, ``root:``, ``unroot:``, ``remount:`` (restart_service.cpp, remount_service.cpp),
+``framebuffer:`` (framebuffer_service.cpp) and ``reverse:...`` (adb.cpp ``handle_forward_request``:
+``forward:[norebind:]REMOTE;LOCAL``, ``list-forward``, ``killforward:REMOTE``, ``killforward-all``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,36 @@ class UnknownService:
     reason: str
 
 
-Service = ShellService | ExecService | SyncService | TcpService | UnknownService
+@dataclass(frozen=True, slots=True)
+class RebootService:
+    target: str          # "" (a normal reboot), "bootloader", "recovery", "sideload", ...
+
+
+@dataclass(frozen=True, slots=True)
+class RootService:
+    root: bool           # root: / unroot:
+
+
+@dataclass(frozen=True, slots=True)
+class RemountService:
+    args: str
+
+
+@dataclass(frozen=True, slots=True)
+class FramebufferService:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseService:
+    verb: str            # forward, list-forward, killforward, killforward-all
+    device: str = ""     # the device-side spec ("tcp:8080")
+    host: str = ""       # the host-side spec the connections go to ("tcp:9000")
+    norebind: bool = False
+
+
+Service = (ShellService | ExecService | SyncService | TcpService | RebootService | RootService
+           | RemountService | FramebufferService | ReverseService | UnknownService)
 
 
 def parse_service(name: str) -> Service:
@@ -54,7 +88,35 @@ def parse_service(name: str) -> Service:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             return UnknownService(name, f"bad port {port_text!r}")
         return TcpService(int(port_text), host or None)
+    if name.startswith("reboot:"):
+        return RebootService(name[7:])
+    if name in ("root:", "unroot:"):
+        return RootService(name == "root:")
+    if name.startswith("remount:"):
+        return RemountService(name[8:])
+    if name == "framebuffer:":
+        return FramebufferService()
+    if name.startswith("reverse:"):
+        return _parse_reverse(name)
     return UnknownService(name, "service not supported by this device")
+
+
+def _parse_reverse(name: str) -> Service:
+    rest = name[len("reverse:"):]
+    if rest in ("list-forward", "killforward-all"):
+        return ReverseService(rest)
+    if rest.startswith("killforward:"):
+        return ReverseService("killforward", device=rest[len("killforward:"):])
+    if rest.startswith("forward:"):
+        spec = rest[len("forward:"):]
+        norebind = spec.startswith("norebind:")
+        if norebind:
+            spec = spec[len("norebind:"):]
+        device, sep, host = spec.partition(";")
+        if not sep or not device or not host:
+            return ReverseService("invalid", device=spec)
+        return ReverseService("forward", device, host, norebind)
+    return ReverseService("invalid", device=rest)
 
 
 def _parse_shell(name: str) -> Service:

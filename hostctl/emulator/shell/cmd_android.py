@@ -4,12 +4,23 @@ uiautomator, dumpsys, logcat, ps, pidof, id."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
 from . import subinfo
 from .files import FsError
 from .registry import Ctx, ExitShell, command
 from .parcel import parcel_error_text
+from ..android import am as am_fmt
+from ..android import dumpsys as dumpsys_fmt
+from ..android import ip as ip_fmt
+from ..android import logcat as logcat_fmt
+from ..android import pm as pm_fmt
+from ..android import wm as wm_fmt
+from ..android.apk import ApkError
+from ..android.model import Battery, Display, Process, TopActivity
+from .. import render
 
 # --- properties -------------------------------------------------------------------------------
 
@@ -108,6 +119,13 @@ _SERVICES = (
     ("notification", "android.app.INotificationManager"),
     ("statusbar", "com.android.internal.statusbar.IStatusBarService"),
     ("miui.security.SecurityManager", "miui.security.ISecurityManager"),
+    # what real tools dump (adbutils, Mobly's bug report, Appium): each has a dump() in AOSP
+    ("battery", ""),
+    ("display", "android.hardware.display.IDisplayManager"),
+    ("user", "android.os.IUserManager"),
+    ("meminfo", ""),
+    ("input_method", "com.android.internal.view.IInputMethodManager"),
+    ("SurfaceFlinger", "android.ui.ISurfaceComposer"),
 )
 _MSIM = ("iphonesubinfo_msim", "com.android.internal.telephony.msim.IPhoneSubInfoMSim")
 
@@ -277,6 +295,14 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
             return _content_settings(ctx, verb, uri, opts, binds)
         if authority == CONTACTS_AUTHORITY:
             return _content_contacts(ctx, verb, uri, opts, binds)
+        if authority == "telephony" and uri.rstrip("/").endswith("/siminfo") and verb == "query":
+            names, rows = h.siminfo_query()
+            wanted = opts["projection"].split(":") if "projection" in opts else names
+            if any(c not in names for c in wanted):
+                raise ContentError("android.database.sqlite.SQLiteException: no such column: "
+                                   + next(c for c in wanted if c not in names))
+            _print_rows(ctx, wanted, [tuple(r[names.index(c)] for c in wanted) for r in rows])
+            return 0
         if authority != "sms":
             raise ContentError(f"java.lang.IllegalStateException: Could not find provider: "
                                f"{authority}")
@@ -333,6 +359,8 @@ def _content_settings(ctx: Ctx, verb: str, uri: str, opts: dict, binds: dict) ->
         rows = h.settings_list(ns)
         if len(parts) > 2:
             rows = [r for r in rows if r[0] == parts[2]]
+        if opts.get("where"):
+            rows = _settings_where(rows, opts["where"])
         if not rows:
             ctx.out("No result found.\n")
         for n, (name, value) in enumerate(rows):
@@ -349,17 +377,27 @@ def _content_settings(ctx: Ctx, verb: str, uri: str, opts: dict, binds: dict) ->
     return 0
 
 
+def _settings_where(rows: list[tuple[str, str | None]], where: str) -> list[tuple[str, str | None]]:
+    """SettingsProvider hands ``--where`` to SQLite over its (name, value) table: so do we, on
+    an in-memory copy that only SELECT may read."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE TABLE t (name TEXT, value TEXT)")
+        db.executemany("INSERT INTO t VALUES (?, ?)", rows)
+        allowed = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
+        db.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY)
+        return db.execute(f"SELECT name, value FROM t WHERE {where}").fetchall()
+    except sqlite3.Error as exc:
+        raise ContentError(f"android.database.sqlite.SQLiteException: {exc} (code 1): , while compiling: "
+                           f"SELECT * FROM {'settings'} WHERE ({where})") from None
+    finally:
+        db.close()
+
+
 # --- am / pm ----------------------------------------------------------------------------------
 
-_AM_USAGE = """usage: am [subcommand] [options]
-usage: am start [-D] [-W] [-P <FILE>] [--start-profiler <FILE>]
-               [--R COUNT] [-S] [--opengl-trace]
-               [--user <USER_ID> | current] <INTENT>
-       am startservice [--user <USER_ID> | current] <INTENT>
-       am force-stop [--user <USER_ID> | all | current] <PACKAGE>
-       am kill [--user <USER_ID> | all | current] <PACKAGE>
-       am broadcast [--user <USER_ID> | all | current] <INTENT>
-"""
 
 
 def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
@@ -433,10 +471,24 @@ def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
 async def _am(ctx: Ctx, argv: list[str]) -> int:
     args = argv[1:]
     if not args:
-        ctx.err(_AM_USAGE)
+        ctx.err(am_fmt.usage(ctx.sdk))
         return 1
-    verb, rest = args[0], args[1:]
+    if args[0] in ("help", "-h"):
+        ctx.out(am_fmt.usage(ctx.sdk))
+        return 0
+    verb = am_fmt.verbs(ctx.sdk).get(args[0])
+    rest = args[1:]
     h = ctx.handset
+    if verb is None:
+        ctx.err(am_fmt.unknown_command(ctx.sdk, args[0]))
+        return 255 if ctx.sdk >= am_fmt.NOUGAT else 1
+    if verb == "get-current-user":
+        ctx.out("0\n")
+        return 0
+    if verb == "instrument":
+        comps = [a for a in rest if "/" in a or (a and not a.startswith("-"))]
+        ctx.out(am_fmt.instrument_failed(ctx.sdk, comps[-1] if comps else ""))
+        return 1 if ctx.sdk >= am_fmt.NOUGAT else 0
     if verb in ("force-stop", "kill"):
         pkgs = [a for a in rest if not a.startswith("--user")]
         if not pkgs:
@@ -445,11 +497,7 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
         if verb == "force-stop":
             h.force_stop(pkgs[-1])
         return 0
-    kinds = {"start": "activity", "startservice": "service", "start-service": "service",
-             "broadcast": "broadcast"}
-    if verb not in kinds:
-        ctx.err(f"Error: Unknown command: {verb}\n{_AM_USAGE}")
-        return 1
+    kinds = {"start": "activity", "startservice": "service", "broadcast": "broadcast"}
     try:
         intent, opts = _parse_intent(kinds[verb], rest)
     except ValueError as exc:
@@ -468,7 +516,7 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
             ctx.out(f"Status: ok\nActivity: {short}\nThisTime: 312\nTotalTime: 312\n"
                     "Complete\n")
         return 0
-    if verb in ("startservice", "start-service"):
+    if verb == "startservice":
         ctx.out(f"Starting service: {intent.describe()}\n")
         error = h.start_service(intent)
         if error:
@@ -498,39 +546,130 @@ PROTECTED_BROADCASTS = frozenset({
     "android.provider.Telephony.SMS_RECEIVED", "android.provider.Telephony.SMS_DELIVER"})
 
 
-_PM_USAGE = """usage: pm list packages [-f] [-d] [-e] [-s] [-3] [-i] [-u] [--user USER_ID] [FILTER]
-       pm path PACKAGE
-       pm clear [--user USER_ID] PACKAGE
-"""
+def _pm_user(args: list[str]) -> tuple[list[str], str | None]:
+    """Drop ``--user N`` (every user sees the same packages: the handset has user 0 only);
+    returns the remaining args and the user asked for."""
+    out, user, i = [], None, 0
+    while i < len(args):
+        if args[i] == "--user" and i + 1 < len(args):
+            user = args[i + 1]
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out, user
 
 
 @command("pm")
 async def _pm(ctx: Ctx, argv: list[str]) -> int:
-    args = argv[1:]
-    packages = ctx.handset.profile.packages
-    if len(args) >= 2 and args[0] == "list" and args[1] == "packages":
+    args, user = _pm_user(argv[1:])
+    reg = ctx.handset.pm
+    if user not in (None, "0", "all", "current", "cur"):
+        ctx.err(f"Error: user {user} does not exist\n" if ctx.sdk >= pm_fmt.NOUGAT
+                else f"Error: Unknown user {user}\n")
+        return 255 if ctx.sdk >= pm_fmt.NOUGAT else 1
+    if len(args) >= 2 and args[0] == "list" and args[1] in ("packages", "package"):
         flags = {a for a in args[2:] if a.startswith("-")}
         filters = [a for a in args[2:] if not a.startswith("-")]
-        for pkg in sorted(packages):
-            apk = packages[pkg]
-            system = apk.startswith("/system/")
-            if "-3" in flags and system or "-s" in flags and not system:
-                continue
-            if filters and filters[-1] not in pkg:
-                continue
-            ctx.out(f"package:{apk}={pkg}\n" if "-f" in flags else f"package:{pkg}\n")
+        ctx.out(pm_fmt.list_packages(reg.all(), flags, filters[-1] if filters else None,
+                                     "--show-versioncode" in flags))
         return 0
     if len(args) == 2 and args[0] == "path":
-        if args[1] in packages:
-            ctx.out(f"package:{packages[args[1]]}\n")
-            return 0
-        return 1
+        p = reg.get(args[1])
+        if p is None:
+            return 1
+        ctx.out(f"package:{p.code_path}\n")
+        return 0
+    if len(args) == 2 and args[0] == "dump":
+        p = reg.get(args[1])
+        if p is not None:
+            ctx.out(pm_fmt.dump_package(ctx.sdk, p))
+        return 0
     if len(args) >= 2 and args[0] == "clear":
         ok = ctx.handset.clear_package(args[-1])
         ctx.out("Success\n" if ok else "Failed\n")
         return 0
-    ctx.err(_PM_USAGE)
-    return 1
+    if args and args[0] == "install":
+        return await _pm_install(ctx, args[1:])
+    if len(args) >= 2 and args[0] == "uninstall":
+        pkg = args[-1]
+        ok = reg.uninstall(pkg)
+        if ok:
+            ctx.handset.force_stop(pkg)
+        ctx.out(pm_fmt.uninstall_result(ok))
+        return 0 if ok or ctx.sdk < pm_fmt.NOUGAT else 1
+    ctx.err(pm_fmt.usage(ctx.sdk))
+    return 1 if ctx.sdk < pm_fmt.NOUGAT else 255
+
+
+async def _read_exactly(ctx: Ctx, size: int) -> bytes:
+    """Read SIZE bytes of stdin (fewer only at EOF), without waiting for EOF."""
+    buf = bytearray()
+    stdin = ctx.streams.stdin
+    while len(buf) < size:
+        chunk = await stdin.read()
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > size and hasattr(stdin, "pending"):
+        stdin.pending = bytes(buf[size:])
+    return bytes(buf[:size])
+
+
+async def _pm_install(ctx: Ctx, args: list[str]) -> int:
+    """``pm install [-r] [-t] [-g] ... PATH`` (the APK pushed to the handset), or from 7.0
+    ``cmd package install -S SIZE`` with the APK on stdin (what adb 29/36 stream)."""
+    size: int | None = None
+    path = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-S" and i + 1 < len(args):
+            try:
+                size = int(args[i + 1])
+            except ValueError:
+                ctx.err(f"Error: Invalid size: {args[i + 1]}\n")
+                return 1
+            i += 2
+            continue
+        if a in ("-i", "--user", "--install-location", "--originating-uri", "--referrer", "-p",
+                 "--abi", "--pkg", "--install-reason"):
+            i += 2
+            continue
+        if not a.startswith("-") or a == "-":
+            path = a
+        i += 1
+    if size is not None or path == "-":
+        if ctx.sdk < pm_fmt.NOUGAT:
+            ctx.err(pm_fmt.usage(ctx.sdk))
+            return 1
+        if size is not None:   # the host streams SIZE bytes and keeps its end open for the reply
+            data = await _read_exactly(ctx, size)
+        else:
+            data = await ctx.stdin_bytes()
+        if size is not None and len(data) != size:
+            ctx.out(pm_fmt.install_result(ctx.sdk, "INSTALL_FAILED_INVALID_APK: apk size mismatch"))
+            return 1
+    elif path is None:
+        ctx.err("Error: no package specified\n" if ctx.sdk < pm_fmt.NOUGAT else pm_fmt.usage(ctx.sdk))
+        return 1
+    else:
+        try:
+            data = ctx.files.read(ctx.path(path))
+        except FsError as exc:
+            ctx.out(pm_fmt.install_result(ctx.sdk, "INSTALL_FAILED_INVALID_URI", path)
+                    if ctx.sdk < pm_fmt.NOUGAT else "")
+            if ctx.sdk >= pm_fmt.NOUGAT:
+                ctx.err(f"Error: Can't open file: {path}\n({exc.reason})\n")
+            return 1
+    try:
+        info = ctx.handset.pm.install(data, replace=True)
+    except ApkError as exc:
+        ctx.out(pm_fmt.install_result(ctx.sdk, f"{exc.code}: {exc.detail}", path))
+        return 1
+    ctx.handset.log("I", "PackageManager", f"Installed {info.package} versionCode={info.version_code}")
+    ctx.out(pm_fmt.install_result(ctx.sdk, None, path))
+    return 0
 
 
 # --- input / uiautomator ----------------------------------------------------------------------
@@ -700,28 +839,61 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
             ctx.out(f"    Account {{name={account}, type={XIAOMI_ACCOUNT_TYPE}}}\n")
         ctx.out("\n  Active Sessions: 0\n")
         return 0
-    if name == "activity":
-        screen = h.current_screen
-        comp = Intent(kind="activity", component=screen.component).short_component()
-        ctx.out("ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)\n"
-                "  Stack #0:\n"
-                f"    Running activities (most recent first):\n"
-                f"      TaskRecord{{41f2c8d0 #2 A {screen.package} U 0}}\n"
-                f"        Run #0: ActivityRecord{{42a1b3e8 u0 {comp} t2}}\n\n"
-                f"  mFocusedActivity: ActivityRecord{{42a1b3e8 u0 {comp} t2}}\n"
-                "ACTIVITY MANAGER RUNNING PROCESSES (dumpsys activity processes)\n")
-        for p in h.processes():
-            if p.ppid == h.zygote_pid:
-                ctx.out(f"    PID #{p.pid}: ProcessRecord{{4{p.pid:07x} {p.pid}:{p.name}/"
-                        f"{p.user}}}\n")
-        return 0
-    if name == "package" and len(argv) > 2:
-        pkg = argv[2]
-        if pkg in h.profile.packages:
-            ctx.out(f"Packages:\n  Package [{pkg}] (4{abs(hash(pkg)) % 0xFFFFFFF:07x}):\n"
-                    f"    codePath={h.profile.packages[pkg]}\n    versionName=unknown\n")
-        return 0
+    text = dumpsys_text(h, name, argv[2:])
+    if text:
+        ctx.out(text)
     return 0
+
+
+def top_activity(h) -> TopActivity:
+    comp = h.current_screen.component
+    pids = h.pids_of(comp.split("/", 1)[0])
+    return TopActivity(comp, pids[0] if pids else 0)
+
+
+def display_state(h) -> Display:
+    from ..handset import SCREEN_H, SCREEN_W
+
+    # 720x1280 at xhdpi (320) is the Redmi/Mi 720p panel's density (a guess kept as data)
+    return Display(SCREEN_W, SCREEN_H, 320, 0, h.screen_on)
+
+
+def app_processes(h) -> list[Process]:
+    return [Process(p.pid, p.name, p.user, p.uid) for p in h.processes() if p.ppid == h.zygote_pid]
+
+
+def dumpsys_text(h, name: str, args: list[str]) -> str:
+    """The text ``dumpsys NAME ARGS`` prints for the sections real tools read ("" if none)."""
+    sdk = h.profile.sdk
+    if name == "activity":
+        sub = args[0] if args else ""
+        top = top_activity(h)
+        if sub in ("top",):
+            return dumpsys_fmt.activity_top(sdk, top)
+        if sub in ("activities", "a"):
+            return dumpsys_fmt.activity_activities(sdk, top)
+        if sub in ("processes", "p"):
+            return dumpsys_fmt.activity_processes(app_processes(h))
+        return dumpsys_fmt.activity_activities(sdk, top) + dumpsys_fmt.activity_processes(app_processes(h))
+    if name == "window":
+        return dumpsys_fmt.window(sdk, top_activity(h))
+    if name == "power":
+        return dumpsys_fmt.power(sdk, display_state(h))
+    if name == "battery":
+        return dumpsys_fmt.battery(sdk, Battery())
+    if name == "display":
+        return dumpsys_fmt.display(sdk, display_state(h))
+    if name == "user":
+        return dumpsys_fmt.user(sdk)
+    if name == "meminfo":
+        return dumpsys_fmt.meminfo(sdk, app_processes(h), int(h.uptime() * 1000))
+    if name == "input_method":
+        return ("Input Method Manager Service state:\n  mCurMethodId=com.baidu.input_mi/.ImeService\n"
+                "  mInputShown=false\n")
+    if name == "package" and args:
+        p = h.pm.get(args[-1])
+        return pm_fmt.dump_package(sdk, p) if p is not None else ""
+    return ""
 
 
 # --- logcat -----------------------------------------------------------------------------------
@@ -729,22 +901,37 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
 
 @command("logcat")
 async def _logcat(ctx: Ctx, argv: list[str]) -> int:
+    """logcat (system/core/logcat/logcat.cpp): -d, -c/--clear, -b BUF, -v FORMAT[,MOD],
+    -t/-T COUNT, -f FILE, -s, TAG:LEVEL filters; streams until the caller goes away."""
     h = ctx.handset
     args = argv[1:]
     dump = clear = False
     fmt = "threadtime"
+    mods: set[str] = set()
     tail: int | None = None
+    since: float | None = None
+    outfile: str | None = None
     specs: list[str] = []
     silence_rest = False
+    expanded: list[str] = []
+    for a in args:   # --opt=value, and bundled short options without values (-dv -> -d -v)
+        if a.startswith("--") and "=" in a:
+            expanded += a.split("=", 1)
+        else:
+            expanded.append(a)
+    args = expanded
+    long_opts = {"--clear": "-c", "--dump": "-d", "--format": "-v", "--buffer": "-b", "--file": "-f",
+                 "--last": "-L"}
     i = 0
     while i < len(args):
-        a = args[i]
+        a = long_opts.get(args[i], args[i])
         if a == "-d":
             dump = True
         elif a == "-c":
             clear = True
-        elif a in ("-v", "-b", "-t", "-T", "-f", "-r", "-n", "-s") and (a != "-s" or
-                                                                          i + 1 < len(args)):
+        elif a == "-L":
+            dump = True
+        elif a in ("-v", "-b", "-t", "-T", "-f", "-r", "-n", "-G", "-e") or (a == "-s" and i + 1 < len(args)):
             if a == "-s":
                 silence_rest = True
                 i += 1
@@ -754,13 +941,29 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
                 return 1
             value = args[i + 1]
             if a == "-v":
-                fmt = value
+                for part in value.split(","):
+                    if part in logcat_fmt.FORMATS:
+                        fmt = part
+                    elif part in logcat_fmt.MODIFIERS and ctx.sdk >= 24:
+                        mods.add(part)
+                    else:
+                        ctx.err(f"Invalid parameter '{part}' to -v\n")
+                        return 1
+            elif a == "-b":
+                if any(b not in logcat_fmt.BUFFERS for b in value.split(",")):
+                    ctx.err(f"logcat: unknown buffer {value}\n" if ctx.sdk >= 24
+                            else f"Unable to open log device '/dev/log/{value}': No such file or directory\n")
+                    return 1
+            elif a == "-f":
+                outfile = value
             elif a in ("-t", "-T"):
                 try:
                     tail = int(value)
                 except ValueError:
-                    ctx.err(f"logcat: -t {value}: invalid count\n")
-                    return 1
+                    since = logcat_fmt.parse_since(value, time.time())
+                    if since is None:
+                        ctx.err(f"logcat: -t {value}: invalid count or time\n")
+                        return 1
                 dump = dump or a == "-t"
             i += 2
             continue
@@ -793,18 +996,31 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
     def wanted(entry) -> bool:
         return order.index(entry.priority) >= levels.get(entry.tag, default_level)
 
-    header = ("--------- beginning of main" if ctx.sdk >= 21
-              else "--------- beginning of /dev/log/main")
-    entries = [e for e in h.log_entries() if wanted(e)]
+    chunks: list[str] = []
+
+    def emit(text: str) -> None:
+        if outfile is None:
+            ctx.out(text)
+        else:
+            chunks.append(text)
+
+    header = logcat_fmt.header(ctx.sdk)
+    entries = [e for e in h.log_entries() if wanted(e) and (since is None or e.time >= since)]
     if tail is not None:
         entries = entries[-tail:] if tail > 0 else []
     printed_header = False
     for e in entries:
         if not printed_header:
-            ctx.out(header + "\n")
+            emit(header + "\n")
             printed_header = True
-        ctx.out(e.format(fmt) + "\n")
+        emit(logcat_fmt.format_entry(e, fmt, mods) + "\n")
     if dump:
+        if outfile is not None:
+            try:
+                ctx.files.write(ctx.path(outfile), "".join(chunks).encode())
+            except FsError as exc:
+                ctx.err(f"couldn't open output file: {exc.reason}\n")
+                return 1
         return 0
     # Stream until the caller cancels (the ADB stream closed).
     loop = asyncio.get_running_loop()
@@ -815,9 +1031,12 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
             e = await queue.get()
             if wanted(e):
                 if not printed_header:
-                    ctx.out(header + "\n")
+                    emit(header + "\n")
                     printed_header = True
-                ctx.out(e.format(fmt) + "\n")
+                emit(logcat_fmt.format_entry(e, fmt, mods) + "\n")
+                if outfile is not None:
+                    with contextlib.suppress(FsError):
+                        ctx.files.write(ctx.path(outfile), "".join(chunks).encode())
     finally:
         remove()
 
@@ -998,3 +1217,202 @@ async def _reboot(ctx: Ctx, argv: list[str]) -> int:
     reason = next((a for a in args if not a.startswith("-")), "")
     ctx.handset.request_reboot(reason, poweroff=poweroff)
     return 0
+
+
+# --- screen, window manager, network, bug reports, app_process ---------------------------------
+
+_SCREENCAP_USAGE = """usage: screencap [-hp] [-d display-id] [FILENAME]
+   -h: this message
+   -p: save the file as a png.
+   -d: specify the display id to capture, default 0.
+If FILENAME ends with .png it will be saved as a png.
+If FILENAME is not given, the results will be printed to stdout.
+"""
+
+
+def screen_image(h):
+    """The current screen rendered from its view hierarchy (render.py)."""
+    from ..handset import SCREEN_H, SCREEN_W
+
+    return render.render(h.current_screen.root, (SCREEN_W, SCREEN_H))
+
+
+@command("screencap")
+async def _screencap(ctx: Ctx, argv: list[str]) -> int:
+    """frameworks/base/cmds/screencap/screencap.cpp: PNG with -p or a .png name, else the raw
+    header + RGBA pixels; to FILENAME or stdout."""
+    args = argv[1:]
+    as_png = False
+    target = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-h":
+            ctx.err(_SCREENCAP_USAGE)
+            return 0
+        if a == "-p":
+            as_png = True
+        elif a == "-a" or a == "":     # -a: every display (we have one); Mobly passes '' without it
+            pass
+        elif a == "-d" and i + 1 < len(args):
+            if args[i + 1] != "0":
+                ctx.err(f"Display Id '{args[i + 1]}' is not valid.\n")
+                return 1
+            i += 1
+        elif a.startswith("-"):
+            ctx.err(_SCREENCAP_USAGE)
+            return 1
+        else:
+            target = a
+        i += 1
+    img = screen_image(ctx.handset)
+    if target is not None and target.endswith(".png"):
+        as_png = True
+    data = render.png(img) if as_png else render.raw(img, ctx.sdk)
+    if target is None:
+        ctx.out(data)
+        return 0
+    try:
+        ctx.files.write(ctx.path(target), data)
+    except FsError as exc:
+        ctx.err(f"Error opening file: {target} ({exc.reason})\n")
+        return 1
+    return 0
+
+
+@command("wm")
+async def _wm(ctx: Ctx, argv: list[str]) -> int:
+    args = argv[1:]
+    d = display_state(ctx.handset)
+    if args == ["size"]:
+        ctx.out(wm_fmt.size(d))
+        return 0
+    if args == ["density"]:
+        ctx.out(wm_fmt.density(d))
+        return 0
+    ctx.err(wm_fmt.USAGE)
+    return 1
+
+
+def wlan(h) -> ip_fmt.Interface:
+    return ip_fmt.Interface("wlan0", h.wlan_address, h.wlan_mac)
+
+
+@command("ip")
+async def _ip(ctx: Ctx, argv: list[str]) -> int:
+    args = [a for a in argv[1:] if a not in ("-4", "-f", "inet")]
+    if not args or args[0] not in ("addr", "address", "a"):
+        ctx.err('Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\nwhere  OBJECT := { link | address | '
+                'addrlabel | route | rule | neigh | ntable | tunnel | tuntap | maddress | mroute | '
+                'mrule | monitor | xfrm | netns | l2tp | tcp_metrics | token }\n')
+        return 255
+    rest = [a for a in args[1:] if a not in ("show", "list", "dev")]
+    text = ip_fmt.ip_addr([wlan(ctx.handset)], rest[0] if rest else None)
+    if text is None:
+        ctx.err(f'Device "{rest[0]}" does not exist.\n')
+        return 1
+    ctx.out(text)
+    return 0
+
+
+@command("ifconfig")
+async def _ifconfig(ctx: Ctx, argv: list[str]) -> int:
+    iface = wlan(ctx.handset)
+    names = argv[1:]
+    if names and names[0] != iface.name:
+        ctx.err(f"ifconfig: {names[0]}: No such device\n" if ctx.sdk < ip_fmt.MARSHMALLOW
+                else f"ifconfig: ioctl 8913: No such device\n")
+        return 1
+    ctx.out(ip_fmt.ifconfig(ctx.sdk, iface))
+    return 0
+
+
+BUGREPORTZ_MIN_SDK = 24     # frameworks/native/cmds/bugreportz: Android 7.0
+
+
+def bugreport_text(h) -> str:
+    """The sections of a bug report (frameworks/native/cmds/dumpstate/dumpstate.cpp prints
+    ``== dumpstate: <time>`` then ``------ NAME (cmd) ------`` per section)."""
+    import time as _time
+
+    props = h.props()
+    parts = ["========================================================",
+             f"== dumpstate: {_time.strftime('%Y-%m-%d %H:%M:%S')}",
+             "========================================================", "",
+             f"Build: {props.get('ro.build.display.id', props.get('ro.build.id', ''))}",
+             f"Build fingerprint: '{props.get('ro.build.fingerprint', '')}'",
+             f"Kernel: Linux version 3.4.0", "",
+             "------ SYSTEM PROPERTIES (getprop) ------"]
+    parts += [f"[{k}]: [{v}]" for k, v in sorted(props.items())]
+    parts += ["", "------ SYSTEM LOG (logcat -v threadtime -d *:v) ------"]
+    parts += [e.format("threadtime") for e in h.log_entries()]
+    for name in ("activity", "window", "power", "battery", "display", "user", "meminfo"):
+        parts += ["", f"DUMP OF SERVICE {name}:", dumpsys_text(h, name, [])]
+    return "\n".join(parts) + "\n"
+
+
+@command("bugreportz")
+async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
+    """frameworks/native/cmds/bugreportz/bugreportz.cpp: ``-v`` prints the version (1.1 on
+    7.1+) to stderr, otherwise writes the zip and prints ``OK:<path>`` (``-p`` adds
+    ``BEGIN:``/``PROGRESS:`` lines first)."""
+    if ctx.sdk < BUGREPORTZ_MIN_SDK:
+        ctx.err(f"/system/bin/sh: {argv[0]}: not found\n")
+        return 127
+    args = argv[1:]
+    if "-v" in args:    # bugreportz.cpp prints the version on stderr; adb's bugreport.cpp reads it there
+        ctx.err("1.1\n")
+        return 0
+    import io
+    import time as _time
+    import zipfile
+
+    h = ctx.handset
+    stamp = _time.strftime("%Y-%m-%d-%H-%M-%S")
+    base = f"bugreport-{h.getprop('ro.product.device')}-{h.getprop('ro.build.id')}-{stamp}"
+    # 7.0-10 write into the shell app's own data dir; 11 names it /bugreports (the same
+    # directory, shell-owned, so `rm` after `adb pull` works: Mobly does that). The 11 path is
+    # from real devices' `adb bugreport` output, not from a source file we read.
+    folder = "/bugreports" if ctx.sdk >= 30 else "/data/user_de/0/com.android.shell/files/bugreports"
+    path = f"{folder}/{base}.zip"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"{base}.txt", bugreport_text(h))
+        zf.writestr("main_entry.txt", f"{base}.txt")
+        zf.writestr("version.txt", "2.0")
+    if "-p" in args:
+        ctx.out(f"BEGIN:{path}\nPROGRESS:100/100\n")
+    try:   # dumpstate (uid system) writes it, not the shell: the shell may only read it back
+        host = h.fs.host_path(path)
+        host.parent.mkdir(parents=True, exist_ok=True)
+        host.write_bytes(buf.getvalue())
+    except OSError as exc:
+        ctx.out(f"FAIL:Could not write {path}: {exc.strerror}\n")
+        return 1
+    ctx.out(f"OK:{path}\n")
+    return 0
+
+
+@command("bugreport")
+async def _bugreport(ctx: Ctx, argv: list[str]) -> int:
+    """Before 7.0 ``bugreport`` prints the dumpstate text; after it the text is gone (adb
+    pulls the bugreportz zip instead) and the shell command says so."""
+    if ctx.sdk >= BUGREPORTZ_MIN_SDK:
+        ctx.err("=============================================================================\n"
+                "WARNING: Flat (text file, non-zipped) bugreports are deprecated.\n"
+                "WARNING: Please generate zipped bugreports instead.\n"
+                "WARNING: On the host use: adb bugreport filename.zip\n"
+                "WARNING: On the device use: bugreportz\n"
+                "WARNING: bugreportz will output the filename to use with adb pull.\n"
+                "=============================================================================\n")
+    ctx.out(bugreport_text(ctx.handset))
+    return 0
+
+
+@command("app_process", "app_process32", "app_process64", "dalvikvm")
+async def _app_process(ctx: Ctx, argv: list[str]) -> int:
+    """There is no Java VM on the emulated handset: say so as Android's runtime does when it
+    cannot start one (frameworks/base/cmds/app_process/app_main.cpp / AndroidRuntime.cpp)."""
+    ctx.err(f"{argv[0]}: JNI_CreateJavaVM failed: the emulated handset has no Java VM (ART/Dalvik); "
+            "Java code (uiautomator jars, instrumentation, app_process tools) cannot run here\n")
+    return 1

@@ -14,7 +14,7 @@ from ..handset import VirtualHandset
 __all__ = ["FsError", "ShellFiles"]
 
 # Where uid 2000 (shell) may write; everything else is read-only or denied, as on a user build.
-_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp")
+_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp", "/bugreports")   # /bugreports: shell-owned (11)
 _READ_ONLY = ("/system", "/vendor", "/proc", "/sys", "/sbin", "/etc", "/init", "/default.prop")
 _NO_READ = ("/data", "/cache", "/root")
 _READABLE_UNDER_NO_READ = ("/data/local/tmp", "/data/local")
@@ -85,11 +85,17 @@ class ShellFiles:
         if dev == "/proc/version":
             return (b"Linux version 3.4.0-perf-g0a1b2c3 (builder@miui) (gcc version 4.7 "
                     b"(GCC) ) #1 SMP PREEMPT Fri Jul 4 02:10:11 CST 2014\n")
-        if dev == "/proc/uptime":
-            return b"12345.67 23456.78\n"
-        if dev == "/proc/cpuinfo":
-            return (b"Processor\t: ARMv7 Processor rev 3 (v7l)\nprocessor\t: 0\n"
-                    b"BogoMIPS\t: 38.40\nHardware\t: Qualcomm MSM 8226 (Flattened Device Tree)\n")
+        if dev == "/proc/uptime":   # seconds since boot, idle seconds (summed over 4 cores)
+            up = h.uptime()
+            return f"{up:.2f} {up * 3.5:.2f}\n".encode()
+        if dev == "/proc/cpuinfo":   # per ABI and SoC (hostctl/emulator/android/procfs.py)
+            from ..android import procfs
+
+            return procfs.cpuinfo(h.getprop("ro.product.cpu.abi"), h.getprop("ro.board.platform")).encode()
+        if dev == "/proc/stat":
+            from ..android import procfs
+
+            return procfs.stat(h.uptime()).encode()
         parts = dev.split("/")
         if len(parts) == 4 and parts[1] == "proc" and parts[2].isdigit():
             pid = int(parts[2])

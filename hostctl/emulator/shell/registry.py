@@ -19,7 +19,7 @@ from .files import FsError, ShellFiles
 if TYPE_CHECKING:
     from ..handset import VirtualHandset
 
-__all__ = ["COMMANDS", "Ctx", "ExitShell", "Caller", "command"]
+__all__ = ["COMMANDS", "Caller", "Ctx", "ExitShell", "StdinReader", "Streams", "command"]
 
 SH = "/system/bin/sh"
 
@@ -41,6 +41,38 @@ class Caller:
     ppid: int = 0
 
 
+class StdinReader:
+    """The caller's stdin in chunks (``read()``: b"" at its end); ``pending`` holds bytes a
+    command read past what it needed, for the next read."""
+
+    def __init__(self, read_chunk: Callable[[], Awaitable[bytes]] | None = None) -> None:
+        self._read_chunk = read_chunk
+        self.pending = b""
+        self.eof = read_chunk is None
+
+    async def read(self) -> bytes:
+        if self.pending:
+            data, self.pending = self.pending, b""
+            return data
+        if self.eof or self._read_chunk is None:
+            return b""
+        data = await self._read_chunk()
+        if not data:
+            self.eof = True
+        return data
+
+    async def read_all(self) -> bytes:
+        parts = []
+        while (part := await self.read()):
+            parts.append(part)
+        return b"".join(parts)
+
+
+@dataclass
+class Streams:
+    stdin: StdinReader
+
+
 @dataclass
 class Ctx:
     handset: "VirtualHandset"
@@ -49,7 +81,7 @@ class Ctx:
     env: dict[str, str] = field(default_factory=dict)
     write_out: Callable[[bytes], None] = lambda data: None
     write_err: Callable[[bytes], None] = lambda data: None
-    read_stdin: Callable[[], Awaitable[bytes]] | None = None
+    streams: Streams = field(default_factory=lambda: Streams(StdinReader()))
     # su's way to run a command line as root in the handset's sandbox: (script, ctx) -> exit code
     run_as_root: Callable[[str, "Ctx"], Awaitable[int]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -72,7 +104,7 @@ class Ctx:
         self.write_err(text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape"))
 
     async def stdin_bytes(self) -> bytes:
-        return await self.read_stdin() if self.read_stdin is not None else b""
+        return await self.streams.stdin.read_all()
 
     async def read_input(self, name: str, paths: list[str]) -> tuple[list[tuple[str, bytes]], int]:
         """Contents of each path ("-" or none: stdin); errors printed as ``name: p: reason``."""

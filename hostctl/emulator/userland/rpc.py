@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from ..shell.registry import COMMANDS, Caller, Ctx, ExitShell
+from ..shell.registry import COMMANDS, Caller, Ctx, ExitShell, StdinReader, Streams
 
 if TYPE_CHECKING:
     from ..handset import VirtualHandset
@@ -138,6 +138,8 @@ class FrameworkServer:
         sock = writer.get_extra_info("socket")
         _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                               struct.calcsize("3i")))
+        if uid != 0:
+            uid = 2000      # the shell user (under a user namespace the host sees the caller's uid)
         stdin: asyncio.Queue[bytes] = asyncio.Queue()
         asked = False
 
@@ -145,20 +147,16 @@ class FrameworkServer:
             if data and not writer.is_closing():
                 writer.write(chunks(kind, data))
 
-        async def read_stdin() -> bytes:
+        async def read_chunk() -> bytes:
             nonlocal asked
-            if not asked:
+            if not asked:      # the tool reads its stdin only from now on
                 asked = True
                 writer.write(encode(Frame.WANT_STDIN))
-            parts = []
-            while (part := await stdin.get()):
-                parts.append(part)
-            stdin.put_nowait(b"")       # a second read sees EOF again
-            return b"".join(parts)
+            return await stdin.get()
 
         ctx = Ctx(handset=self.handset, session=Caller(uid=uid, pid=req.pid), cwd=req.cwd,
                   env=dict(self.env), write_out=lambda d: send(Frame.STDOUT, d),
-                  write_err=lambda d: send(Frame.STDERR, d), read_stdin=read_stdin,
+                  write_err=lambda d: send(Frame.STDERR, d), streams=Streams(StdinReader(read_chunk)),
                   run_as_root=self.run_as_root)
         name = req.argv[0]
         fn = COMMANDS.get(name)

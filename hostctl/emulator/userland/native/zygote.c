@@ -74,7 +74,10 @@ static void child(uint32_t uid, uint32_t flags, char *payload, size_t len, int *
     r.rlim_cur = r.rlim_max = lim_nproc; setrlimit(RLIMIT_NPROC, &r);
     r.rlim_cur = r.rlim_max = lim_nofile; setrlimit(RLIMIT_NOFILE, &r);
     r.rlim_cur = r.rlim_max = lim_fsize; setrlimit(RLIMIT_FSIZE, &r);
-    if (uid != 0) {
+    if (getuid() != 0) {
+        /* under a user namespace (no root on the host) the launcher already is the shell user
+         * and may not change groups: the shell runs as it is */
+    } else if (uid != 0) {
         if (setgroups(ngroups, groups) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) _exit(126);
     } else if (setgroups(0, NULL) || setresgid(0, 0, 0)) {
         _exit(126);
