@@ -24,8 +24,10 @@ class AndroidShell:
     async def run(self, command: str, io: ShellIO, *, pty: bool = False, term: str | None = None) -> int:
         """``sh -c command`` in the handset's sandbox (``sh -`` when command is empty); returns
         its exit code. With ``pty`` the shell runs on a pseudo-terminal (CRLF output, ^C)."""
+        from ..adb.server import adbd_is_root
         from ..userland.runtime import userland_of
-        return await userland_of(self.handset).run(command, io, pty=pty, term=term)
+        uid = 0 if adbd_is_root(self.handset) else 2000     # after `adb root` on a debuggable build
+        return await userland_of(self.handset).run(command, io, pty=pty, term=term, uid=uid)
 
     async def interactive(self, io: ShellIO, *, tty: bool) -> int:
         """An interactive shell (prompt, job control) on a pty when ``tty``; else ``sh -``."""

@@ -88,6 +88,14 @@ def prepare(root: Path, *, own: bool) -> None:
             _own_tree(root / rel)
 
 
+def shell_dir(path: Path, *, own: bool) -> None:
+    """A directory the shell user owns (0771 shell shell)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o771)
+    if own and path.stat().st_uid != AID_SHELL:
+        os.chown(path, AID_SHELL, AID_SHELL)
+
+
 def _own_tree(top: Path) -> None:
     """Files the model or adb sync wrote as root under the shell's directories become the
     shell's, as adbd (running as shell) would have written them."""

@@ -151,6 +151,8 @@ class Userland:
                   Mount(Op.RO_BIND, "/system/bin", str(img.bin))]
         mounts += [Mount(Op.RO_BIND, f"/{d}", str(img.root / d)) for d in img.lib_dirs()]
         mounts.append(Mount(Op.RO_BIND, LAUNCHER, str(img.launcher)))
+        if (root / "bugreports").is_dir():    # the shell app's (uid 2000) bugreport directory
+            mounts.append(Mount(Op.BIND, "/bugreports", str(root / "bugreports")))
         for tool in ("su", "tcpdump"):   # the profile's own binaries (stubs on disk) run the model's
             if (root / "system/xbin" / tool).is_file():
                 mounts.append(Mount(Op.RO_BIND, f"/system/xbin/{tool}", str(img.framework)))
@@ -172,6 +174,10 @@ class Userland:
     def _prepare_root(self) -> None:
         root = self.handset.fs.root
         rootfs.prepare(root, own=privileged())
+        if self.handset.profile.sdk >= 26:
+            # /bugreports (8.0+ init.rc: a link to com.android.shell's files/bugreports; here its
+            # own directory, bound writable): what bugreportz writes, the shell may remove
+            rootfs.shell_dir(root / "bugreports", own=privileged())
         rc = root / "system/etc/mkshrc"
         text = mkshrc(self.handset.profile.sdk)
         if not rc.exists() or rc.read_text() != text:
