@@ -57,7 +57,7 @@ from .modem import EmulatedModem, ModemIdentity, ModemServer
 from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
-from .userland.runtime import UserlandError, userland_of
+from .userland.runtime import UserlandError
 from .userland.runtime import preflight as userland_preflight
 from . import pcapdroid, wiretap
 
@@ -630,8 +630,6 @@ class LabHandset:
 
     def close(self) -> None:
         wiretap.register(self.handset, None)
-        with contextlib.suppress(Exception):
-            userland_of(self.handset).close()      # its sandbox and every process in it
         with contextlib.suppress(Exception):
             self.handset.close()
 

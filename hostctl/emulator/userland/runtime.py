@@ -560,7 +560,17 @@ _REGISTRY_LOCK = threading.Lock()
 
 def userland_of(handset: "VirtualHandset") -> Userland:
     with _REGISTRY_LOCK:
+        if getattr(handset, "_closed", False):
+            raise UserlandError(f"{handset.label}: the handset is closed")
         ul = _USERLANDS.get(handset)
         if ul is None or ul._closed:
             ul = _USERLANDS[handset] = Userland(handset)
         return ul
+
+
+def close_userland(handset: "VirtualHandset") -> None:
+    """Stops the handset's sandbox, if it has one (VirtualHandset.close calls this)."""
+    with _REGISTRY_LOCK:
+        ul = _USERLANDS.pop(handset, None)
+    if ul is not None:
+        ul.close()
