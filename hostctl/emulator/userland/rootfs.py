@@ -88,6 +88,20 @@ def prepare(root: Path, *, own: bool) -> None:
             _own_tree(root / rel)
 
 
+def close_app_dirs(root: Path) -> None:
+    """Apps' private directories (/data/data/PKG) are the app's alone on Android (0700 since 10,
+    0751 with 0660 files before): the shell may not read them. The model writes them as root
+    with its own modes, at any time, so this runs before each shell."""
+    try:
+        entries = list(os.scandir(root / "data" / "data"))
+    except OSError:
+        return
+    for e in entries:
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mode & 0o077:
+                os.chmod(e.path, 0o700)
+
+
 def shell_dir(path: Path, *, own: bool) -> None:
     """A directory the shell user owns (0771 shell shell)."""
     path.mkdir(parents=True, exist_ok=True)

@@ -195,7 +195,12 @@ class Userland:
             h = self.handset
             # toybox's timeout came with Android 6.0; rooted KitKat builds carry one (busybox)
             absent = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
-            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED)), absent=absent)
+            from ..shell import cmd_android   # framework tools a release does not have yet
+            absent += tuple(t for t, sdk in (("cmd", cmd_android.CMD_MIN_SDK),
+                                             ("bugreportz", cmd_android.BUGREPORTZ_MIN_SDK))
+                            if h.profile.sdk < sdk)
+            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED + absent)),
+                              absent=absent)
             rootfs.mountpoints(self.handset.fs.root, img.lib_dirs(), [LAUNCHER.lstrip("/")])
             argv = render(self.spec(img))
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -277,6 +282,7 @@ class Userland:
                     uid: int = 2000, pty: bool = False, cwd: str = "/") -> tuple[int, _Child]:
         """Starts argv in the sandbox on these fds; returns (request id, child)."""
         await self._ensure()
+        rootfs.close_app_dirs(self.handset.fs.root)
         loop = asyncio.get_running_loop()
         child = _Child(loop)
         payload = b"\0".join(s.encode("utf-8", "surrogateescape") for s in
