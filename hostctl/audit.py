@@ -328,6 +328,9 @@ class Audit:
                                rec=rec)
                 if st is not None:
                     self.facts.setdefault("cm_enabled", {})[u.label] = st.to_json()
+                    for c in st.consent:     # evidence: what MIUI asked, and that cm on accepted it
+                        rec["notes"].append(f"{u.label}: accepted MIUI's {c['kind']} dialog for SIM {c['sim']} "
+                                            f"({c['title']!r}, button {c['accepted']!r}): the audit turns it on")
             self._settle(self.opt.settle)
         sender, receiver = (self.units + [None, None])[:2]
         with self.phase("send to an online receiver") as rec:

@@ -3,8 +3,9 @@
 The shell cannot start ``MxActivateService`` (it needs ``com.xiaomi.permission.CLOUD_MANAGER``), so
 the switch is turned through the UI: open Messaging > Settings, find the SIM's Mi Message row in
 ``uiautomator dump`` (by its title in any locale MIUI ships: :mod:`hostctl.miui_ui`), tap the row,
-accept the activation consent MIUI shows on a SIM's first enable (only because the user asked to
-turn it on; its text is kept as evidence), then verify by dumping again and by re-reading
+accept the dialog MIUI shows before a SIM is turned on (the activation consent, which sends a
+chargeable SMS, or for an activated SIM the data notice; only because the user asked to turn it
+on; its text is kept as evidence), then verify by dumping again and by re-reading
 ``Settings.Secure cloud_messaging_on``. MIUI refuses input injection unless "USB debugging (Security
 settings)" is on; that refusal becomes :class:`CloudMessagingError` with what to enable. Nothing
 here knows whether the handset is emulated.
@@ -54,7 +55,10 @@ def cm_status(h: Handset, *, ui: bool = False, timeout: float | None = None) -> 
     state = CmState(h.serial, None if setting is None else setting == "1",
                     {"setting": {"secure/cloud_messaging_on": setting}})
     if ui:
-        switches = _switches(h, timeout)
+        notes: list[str] = []
+        switches = _switches(h, timeout, notes)
+        if notes:
+            state.sources["notes"] = notes
         state.sims = [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in switches]
         state.sources["ui"] = {"activity": MMS_SETTINGS, "switches": len(switches)}
     return state
@@ -82,9 +86,24 @@ def _read_switches(h: Handset, xml_text: str) -> list[MxSwitch]:
                                   output=xml_text[-2000:]) from None
 
 
-def _switches(h: Handset, timeout: float | None) -> list[MxSwitch]:
+def _switches(h: Handset, timeout: float | None, notes: list[str] | None = None) -> list[MxSwitch]:
+    """Open Messaging > Settings and read its switches. A consent dialog left on the screen (a
+    ``cm on`` cut short, a user who walked away: the activity is singleTop, so opening it again
+    brings the dialog back too) is cancelled first: cancel leaves the SIM as it was."""
     _open_settings(h, timeout)
-    return _read_switches(h, _dump(h, timeout))
+    xml_text = _dump(h, timeout)
+    left_over = parse_consent(xml_text)
+    if left_over is not None:
+        if left_over.cancel is not None:
+            _tap(h, left_over.cancel, timeout)
+        else:
+            h.shell("input keyevent 4", timeout=timeout)
+        if notes is not None:
+            notes.append(f"cancelled a consent dialog left on screen: {left_over.title!r}")
+        deadline = time.monotonic() + (timeout or 20.0)
+        while parse_consent(xml_text := _dump(h, timeout)) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return _read_switches(h, xml_text)
 
 
 def _tap(h: Handset, xy: tuple[int, int], timeout: float | None) -> None:
@@ -127,13 +146,16 @@ def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float
 def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
     """Turn Cloud Messaging on or off (for ``sim``, 1-based, or every SIM) through the UI, and
     verify it. Idempotent: a switch already in the wanted state is not touched. Turning on, MIUI
-    may ask for the activation consent (it sends a chargeable SMS); the user asked for it to be on,
-    so it is accepted, and its text is returned in ``CmState.consent``."""
+    asks first (the activation consent, which sends a chargeable SMS, or for an activated SIM the
+    data notice); the user asked for it to be on, so it is accepted, once per SIM, and its text is
+    returned in ``CmState.consent``. After each tap the screen is polled until the dialog or the
+    flipped switch is drawn (a real handset draws them some time after the tap)."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
-    switches = _switches(h, timeout)
+    notes: list[str] = []
+    switches = _switches(h, timeout, notes)
     targets = [s.sim for s in switches if sim is None or s.sim == sim]
     if not targets:
         raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
@@ -147,18 +169,37 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
             continue
         _tap(h, now.center, left())
         changed = True
-        dialog = parse_consent(_dump(h, left()))
-        if dialog is not None:
-            if not on:
-                raise CloudMessagingError(f"{h.serial}: an activation dialog appeared while turning "
-                                          f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
-            consent.append({"sim": target, "title": dialog.title, "message": dialog.message,
-                            "accepted": dialog.accept_text})
-            _tap(h, dialog.accept, left())
+        # The dialog (or the flipped switch) shows up when the app has drawn it: poll for either.
+        # A dialog still on screen after its button was tapped is given until the deadline to go.
+        accepted = False
+        while True:
+            xml_text = _dump(h, left())
+            dialog = parse_consent(xml_text)
+            if dialog is not None:
+                if not on:
+                    raise CloudMessagingError(f"{h.serial}: a consent dialog appeared while turning "
+                                              f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
+                if not accepted:
+                    consent.append({"sim": target, "kind": dialog.kind, "title": dialog.title,
+                                    "message": dialog.message, "accepted": dialog.accept_text})
+                    _tap(h, dialog.accept, left())
+                    accepted = True
+            else:
+                try:
+                    flipped = any(s.sim == target and s.checked == on for s in parse_switches(xml_text))
+                except SwitchNotFound:
+                    flipped = False          # a screen in between (the dialog going, the list redrawn)
+                if flipped:
+                    break
+            if time.monotonic() > deadline:
+                what = "the consent dialog stayed on screen" if dialog is not None else "the switch did not flip"
+                raise CloudMessagingError(f"{h.serial}: SIM {target}: {what} within {timeout:g} s",
+                                          serial=h.serial, output=xml_text[-2000:])
+            time.sleep(0.2)
     while True:   # verify: the switches as drawn, and the setting the app writes
         xml_text = _dump(h, left())
         if parse_consent(xml_text) is not None:
-            raise CloudMessagingError(f"{h.serial}: the activation dialog is still shown", serial=h.serial)
+            raise CloudMessagingError(f"{h.serial}: a consent dialog is shown again", serial=h.serial)
         now_sw = _read_switches(h, xml_text)
         now = {s.sim: s.checked for s in now_sw}
         setting = _setting(h, left())
@@ -169,9 +210,11 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
                                       f"within {timeout:g} s (switches {now}, setting {setting})",
                                       serial=h.serial)
         time.sleep(0.2)
-    return CmState(h.serial, setting == "1",
-                   {"setting": {"secure/cloud_messaging_on": setting},
-                    "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}},
+    sources: dict[str, Any] = {"setting": {"secure/cloud_messaging_on": setting},
+                               "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}}
+    if notes:
+        sources["notes"] = notes
+    return CmState(h.serial, setting == "1", sources,
                    [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in now_sw], changed, consent)
 
 
@@ -296,8 +339,12 @@ def presence(h: Handset, number: str, *, timeout: float = 15.0, settle: float = 
     """Open the conversation with ``number`` and read what the app shows: MIUI has no presence
     view; the compose editor's hint reads ``msg_type_hint_mx`` ("Mi Message", "免费网络短信") when
     the recipient is reachable over Mi Message and ``msg_type_hint_sms`` ("Text message", "短信")
-    otherwise. The app asks the server when the conversation opens, so an SMS hint counts as
-    offline only once it has stood for ``settle`` seconds. Leaves the conversation with BACK."""
+    otherwise (or their ``_omit`` short forms in MIUI's large-text mode). The app asks the server
+    when the conversation opens and sets the hint when the answer comes, so an SMS hint counts as
+    offline only once it has stood for ``settle`` seconds (3 by default: a guess, no published
+    timing; a Mi Message hint is taken at once). Leaves the conversation with BACK."""
+    if not settle >= 0:
+        raise ValueError(f"settle ({settle}) must be >= 0 seconds")      # (a longer one is cut at timeout)
     deadline = time.monotonic() + timeout
     res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{number}", timeout=timeout)
     if "Error" in res.output:

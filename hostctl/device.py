@@ -316,10 +316,11 @@ def dump_ui(h: "Handset", *, timeout: float | None = None, attempts: int = 3,
             path: str = UI_DUMP_PATH) -> str:
     """``uiautomator dump`` the screen and read it back. Some Xiaomi builds kill the dump (the
     output then lacks ``<hierarchy``): it is retried ``attempts`` times before failing with what
-    the device said."""
+    the device said. The previous dump is removed first: a killed dump leaves the last screen's
+    file behind, which must not be read as this screen."""
     said = ""
     for _ in range(max(1, attempts)):
-        dump, cat = h.batch([f"uiautomator dump {path}", f"cat {path}"], timeout=timeout)
+        _rm, dump, cat = h.batch([f"rm -f {path}", f"uiautomator dump {path}", f"cat {path}"], timeout=timeout)
         if cat.ok and "<hierarchy" in cat.stdout:
             return cat.stdout[cat.stdout.index("<"):] if "<" in cat.stdout else cat.stdout
         said = (dump.output + cat.output).strip()

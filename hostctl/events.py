@@ -39,11 +39,13 @@ __all__ = [
     "CipherOperation", "Detached", "Endpoint", "Event", "EventError", "EventWriter", "EvpCipher", "Gap",
     "HookStatus",
     "IdentifierRead", "InvalidMessage", "Missing", "MxCall", "Payload", "SmsSend", "SocketData",
-    "SslData", "TraceNote", "TraceStart", "TraceStop", "cipher_operations", "from_agent", "from_json",
-    "kinds", "read_events", "read_jsonl", "to_json",
+    "SslData", "TlsSecret", "TraceNote", "TraceStart", "TraceStop", "cipher_operations", "from_agent",
+    "from_json", "keylog_lines", "kinds", "read_events", "read_jsonl", "to_json",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Trace files this host reads: version 1 is version 2 without the tls-secret kind.
+READABLE_VERSIONS = (1, 2)
 
 
 class EventError(HostctlError):
@@ -230,6 +232,50 @@ class SslData(Event):
     sni: str | None = None
     length: int
     data: Payload
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSecret(Event):
+    """One TLS secret as a line of the NSS key log format (``CLIENT_RANDOM`` for TLS 1.2; the
+    handshake, traffic and exporter secrets of TLS 1.3), from the library that made it.
+
+    ``via``: ``keylog-callback`` (the library's own SSL_CTX_set_keylog_callback line) or
+    ``session`` (the master key read from the session after a handshake: OpenSSL 1.1.0).
+    ``client_random`` and ``secret`` are lower-case hex, as in the key log."""
+
+    KIND: ClassVar[str] = "tls-secret"
+    label: str
+    client_random: str
+    secret: str
+    module: str
+    via: str = "keylog-callback"
+    ssl: str | None = None
+    fd: int | None = None
+    socket_type: str | None = None
+    local: Endpoint | None = None
+    peer: Endpoint | None = None
+    sni: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (_is_hex(self.client_random) and len(self.client_random) == 64):
+            raise ValueError(f"client_random must be 64 hex digits, not {self.client_random!r}")
+        if not (_is_hex(self.secret) and 32 <= len(self.secret) <= 192):
+            raise ValueError("secret must be hex")
+        if not self.label.replace("_", "").isalnum():
+            raise ValueError(f"label {self.label!r} is not a key log label")
+
+    def keylog_line(self) -> str:
+        """The line as an NSS key log file holds it (no newline)."""
+        return f"{self.label} {self.client_random} {self.secret}"
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
+
+
+def keylog_lines(events: typing.Iterable[Event]) -> list[str]:
+    """The NSS key log of a stream of events: one line per distinct TLS secret, in order."""
+    return list(dict.fromkeys(e.keylog_line() for e in events if isinstance(e, TlsSecret)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,7 +487,7 @@ class TraceStop(Event):
 
 
 _KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    AgentStart, HookStatus, SslData, SocketData, Connect, IdentifierRead, CipherOp, EvpCipher, SmsSend, MxCall,
+    AgentStart, HookStatus, SslData, TlsSecret, SocketData, Connect, IdentifierRead, CipherOp, EvpCipher, SmsSend, MxCall,
     AgentError, AgentStop, TraceStart, Attached, Detached, Gap, TraceNote, InvalidMessage, TraceStop)}
 _COMMON = {"app", "pid", "host_ts", "agent_ts", "seq", "tid"}
 
@@ -597,8 +643,9 @@ def from_json(obj: Any, *, where: str = "event") -> Event:
     """Inverse of :func:`to_json`."""
     if not isinstance(obj, dict):
         raise EventError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if obj.get("v") != SCHEMA_VERSION:
-        raise EventError(f"{where}: schema version {obj.get('v')!r}, this host reads {SCHEMA_VERSION}")
+    if obj.get("v") not in READABLE_VERSIONS:
+        raise EventError(f"{where}: schema version {obj.get('v')!r}, this host reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     cls = _KINDS.get(obj.get("kind")) if isinstance(obj.get("kind"), str) else None
     if cls is None:
         raise EventError(f"{where}: unknown kind {obj.get('kind')!r}")

@@ -18,9 +18,17 @@ Everything here works on the structure and the strings of the real app, not on n
   title names its SIM in its own words ("Mi Message SIM slot 1", "免费网络短信(SIM卡1)",
   "Mi Message SIM 1"); the single-SIM title ("Mi Message", "MIUI免费网络短信") names none, and the
   rows' order gives it.
-- Turning a SIM on the first time shows the activation consent (title ``dialog_title_networking``,
-  message containing ``dialog_message_mx``, buttons ``android.R.string.cancel`` and
-  ``networking_allow_continue``: ``com/android/mms/util/bl.smali`` of the same app).
+- Turning a SIM on asks first (``MessagingPreferenceActivity.a(CheckBoxPreference, int)`` ->
+  ``com/android/mms/util/bl.smali`` ``a(Activity, int, int, boolean, bw)`` ->
+  ``com/xiaomi/mms/c/f.smali``, a ``miui.app.AlertDialog``): a SIM never activated gets the
+  activation consent (title ``dialog_title_mx_rcs``, message ``dialog_message_mx``: activation
+  sends a chargeable SMS), an activated SIM the data notice (title ``networking_allow_title``,
+  message ``mx_activate_network_allow_notice``); both have the positive button
+  ``mx_btn_enable_now`` and the negative ``android.R.string.cancel``. MIUI's AlertDialog names its
+  title ``miui:id/alertTitle`` and its message ``miui:id/message`` (``bl.smali`` reads
+  ``miui.R.id.message``); the buttons are ``android:id/button1`` / ``button2``. A dialog is taken
+  for this consent only when both its title and its positive button are the app's words: a
+  generic "Allow" elsewhere is never tapped.
 - The compose screen has no presence view: the editor's hint says whether the recipient is
   reachable over Mi Message (``msg_type_hint_mx``) or not (``msg_type_hint_sms``). An empty
   EditText reports its hint as its text to accessibility (AOSP ``TextView.getTextForAccessibility``).
@@ -33,7 +41,7 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
+from collections.abc import Iterator
 
 from .mms_strings import mms_strings, strings_for_locale
 
@@ -43,6 +51,12 @@ __all__ = ["ComposeHint", "ConsentDialog", "MxSwitch", "SwitchNotFound", "mms_st
 SEND_BUTTON_ID = "com.android.mms:id/send_button"
 EDITOR_ID = "com.android.mms:id/embedded_text_editor"
 POSITIVE_ID, NEGATIVE_ID = "android:id/button1", "android:id/button2"
+MESSAGE_IDS = ("miui:id/message", "android:id/message")     # miui.app.AlertDialog, AOSP AlertDialog
+# The two dialogs MessagingPreferenceActivity shows before turning a SIM on (com/xiaomi/mms/c/f.smali):
+# (title, message) string names; both accept with mx_btn_enable_now.
+CONSENT_DIALOGS = (("dialog_title_mx_rcs", "dialog_message_mx"),
+                   ("networking_allow_title", "mx_activate_network_allow_notice"))
+CONSENT_ACCEPT = "mx_btn_enable_now"
 
 
 class SwitchNotFound(ValueError):
@@ -71,24 +85,32 @@ def _title_table() -> dict[str, int | None]:
 
 @lru_cache(maxsize=1)
 def _hint_table() -> dict[str, bool]:
+    """Editor hints -> reachable over Mi Message. The compose screen (``com/android/mms/ui/fh.smali``)
+    sets ``msg_type_hint_mx`` or ``msg_type_hint_sms``, or their ``_omit`` short forms when MIUI's
+    font scale mode is 11 (large text)."""
     out: dict[str, bool] = {}
     for strings in mms_strings()["locales"].values():
-        if "msg_type_hint_sms" in strings:
-            out.setdefault(_norm(strings["msg_type_hint_sms"]), False)
+        for name in ("msg_type_hint_sms", "msg_type_hint_sms_omit"):
+            if name in strings:
+                out.setdefault(_norm(strings[name]), False)
     for strings in mms_strings()["locales"].values():
-        if "msg_type_hint_mx" in strings:
-            out[_norm(strings["msg_type_hint_mx"])] = True     # an MX hint wins a clash
+        for name in ("msg_type_hint_mx", "msg_type_hint_mx_omit"):
+            if name in strings:
+                out[_norm(strings[name])] = True     # an MX hint wins a clash
     return out
 
 
 @lru_cache(maxsize=1)
-def _consent_table() -> tuple[set[str], set[str]]:
-    titles, accepts = set(), set()
+def _consent_table() -> tuple[dict[str, str], set[str]]:
+    """Consent dialog titles (-> the string name) and accept-button texts, every locale."""
+    titles: dict[str, str] = {}
+    accepts: set[str] = set()
     for strings in mms_strings()["locales"].values():
-        if "dialog_title_networking" in strings:
-            titles.add(_norm(strings["dialog_title_networking"]))
-        if "networking_allow_continue" in strings:
-            accepts.add(_norm(strings["networking_allow_continue"]))
+        for title, _message in CONSENT_DIALOGS:
+            if title in strings:
+                titles.setdefault(_norm(strings[title]), title)
+        if CONSENT_ACCEPT in strings:
+            accepts.add(_norm(strings[CONSENT_ACCEPT]))
     return titles, accepts
 
 
@@ -177,17 +199,38 @@ def _row_of(title: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Elem
     return None
 
 
-def _same_line(title: ET.Element, root: ET.Element) -> ET.Element | None:
-    """A flattened dump: the checkable node whose vertical span holds the title's middle."""
+def _band(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET.Element]) -> tuple[int, int] | None:
+    """The vertical span of a title's row when the widget is not inside it: the nearest clickable
+    ancestor holding no other title (the row, as AOSP lays it out), else from the title's top to
+    the next title's top below it."""
     tb = _bounds(title)
     if tb is None:
         return None
+    node = parents.get(title)
+    while node is not None and node.tag == "node":
+        if any(n is not title and _is_title_node(n) for n in node.iter("node")):
+            break
+        b = _bounds(node)
+        if node.get("clickable") == "true" and b is not None:
+            return b[1], b[3]
+        node = parents.get(node)
+    below = sorted(b[1] for n in root.iter("node") if n is not title and _is_title_node(n)
+                   and (b := _bounds(n)) is not None and b[1] > tb[1])
+    return tb[1], below[0] if below else tb[3] + 4 * (tb[3] - tb[1])
+
+
+def _same_line(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Element | None:
+    """A flattened dump (the widget is not inside the title's row): the checkable node whose
+    vertical middle lies in the title's row band, the nearest to the title if several do. The
+    title sits in the row's upper half and the widget is centred, so the title's own line is
+    not enough."""
+    band, tb = _band(title, root, parents), _bounds(title)
+    if band is None or tb is None:
+        return None
     mid = (tb[1] + tb[3]) // 2
-    for n in _checkables(root):
-        b = _bounds(n)
-        if b is not None and b[1] <= mid < b[3]:
-            return n
-    return None
+    hits = [(abs((b[1] + b[3]) // 2 - mid), i, n) for i, n in enumerate(_checkables(root))
+            if (b := _bounds(n)) is not None and band[0] <= (b[1] + b[3]) // 2 < band[1]]
+    return min(hits)[2] if hits else None
 
 
 def parse_switches(xml_text: str) -> list[MxSwitch]:
@@ -200,7 +243,7 @@ def parse_switches(xml_text: str) -> list[MxSwitch]:
         if not (_is_title_node(el) and _is_switch_title(el.get("text", ""))):
             continue
         row = _row_of(el, parents)
-        widget = next(_checkables(row), None) if row is not None else _same_line(el, root)
+        widget = next(_checkables(row), None) if row is not None else _same_line(el, root, parents)
         if widget is None:
             continue              # the category header ("Mi Message" is also mx_msg in English)
         tap = row if row is not None and row.get("clickable") == "true" else widget
@@ -214,6 +257,13 @@ def parse_switches(xml_text: str) -> list[MxSwitch]:
         raise SwitchNotFound("no Mi Message switch on this screen; titles seen: "
                              + (", ".join(repr(t) for t in seen) or "(none)")
                              + " (a new MIUI wording goes into hostctl/data/miui_mms_strings.json)", seen)
+    named = [s for s, _ in found if s]
+    if len(set(named)) != len(named):
+        # Two rows naming the same SIM: a translation slip in the app itself (kk-rKZ and ms-rMY
+        # title mx_on_sim_2 "... SIM 1"); preferences.xml puts mx1 above mx2, so the rows' order
+        # (the dump's document order) decides.
+        found = [(i + 1, MxSwitch(i + 1, sw.checked, sw.center, sw.title, sw.summary, sw.widget_id))
+                 for i, (_, sw) in enumerate(found)]
     out, taken = [], {s for s, _ in found if s}
     free = (n for n in range(1, len(found) + 2) if n not in taken)
     for sim, sw in found:          # a title without a SIM: the rows' order (the single-SIM row is SIM 1)
@@ -229,21 +279,25 @@ class ConsentDialog:
     accept: tuple[int, int]
     accept_text: str
     cancel: tuple[int, int] | None
+    kind: str = ""                   # the title's string name: dialog_title_mx_rcs (activation) or
+                                     # networking_allow_title (data notice for an activated SIM)
 
 
 def parse_consent(xml_text: str) -> ConsentDialog | None:
-    """MIUI Mms' activation consent dialog, if it is on screen."""
+    """MIUI Mms' consent dialog before a SIM is turned on, if it is on screen: a node titled with
+    one of the app's consent titles AND a clickable button with ``mx_btn_enable_now``'s text."""
     root = _root(xml_text)
     titles, accepts = _consent_table()
     nodes = list(root.iter("node"))
-    title = next((n for n in nodes if _norm(n.get("text", "")) in titles), None)
+    title = next((n for n in nodes if _norm(n.get("text", "")) in titles
+                  and n.get("resource-id", "") not in ("android:id/title", "android:id/summary")), None)
     accept = next((n for n in nodes if n.get("clickable") == "true" and _norm(n.get("text", "")) in accepts), None)
-    if accept is None:
+    if title is None or accept is None:
         return None
-    message = next((n.get("text", "") for n in nodes if n.get("resource-id") == "android:id/message"), "")
+    message = next((n.get("text", "") for n in nodes if n.get("resource-id") in MESSAGE_IDS), "")
     cancel = next((n for n in nodes if n.get("resource-id") == NEGATIVE_ID), None)
-    return ConsentDialog(title.get("text", "") if title is not None else "", message, _center(accept),
-                         accept.get("text", ""), _center(cancel) if cancel is not None else None)
+    return ConsentDialog(title.get("text", ""), message, _center(accept), accept.get("text", ""),
+                         _center(cancel) if cancel is not None else None, titles[_norm(title.get("text", ""))])
 
 
 @dataclass(frozen=True)

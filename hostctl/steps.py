@@ -443,10 +443,12 @@ def read_micloud_screen(xml_text: str) -> dict[str, Any]:
 
 
 def _dump(step: _Step) -> str:
-    # Some Xiaomi builds kill the dump (no `<hierarchy` in what it wrote): try it again.
+    # Some Xiaomi builds kill the dump (no `<hierarchy` in what it wrote): try it again. The last
+    # dump is removed first, so a killed dump cannot pass off the previous screen as this one.
     for attempt in range(3):
         t0 = time.monotonic()
-        dump, cat = step.h.batch([f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=step.left())
+        _rm, dump, cat = step.h.batch([f"rm -f {DUMP_PATH}", f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"],
+                                      timeout=step.left())
         step.record(f"uiautomator dump {DUMP_PATH}; cat {DUMP_PATH}", cat.exit_code, dump.output[-300:], t0)
         if cat.ok and "<hierarchy" in cat.stdout:
             return cat.stdout

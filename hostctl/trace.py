@@ -8,6 +8,11 @@ records the :class:`~hostctl.events.Gap` in which the app ran untraced. :meth:`T
 the hooks (the agent answers after every event it sent before), detaches, flushes the file to the
 disk and writes ``OUT/summary.json``.
 
+TLS secrets the agent extracts (``tls-secret`` events: one NSS key log line each, see
+``agent/src/keylog.ts``) are also appended, once each, to ``OUT/sslkeylog.txt`` (mode 0600: it
+decrypts the traced apps' TLS) as they arrive, so ``wire-check --keylog OUT/sslkeylog.txt`` (or
+Wireshark's ``tls.keylog_file``) decrypts a capture of the same time.
+
 The device is reached as the frida CLI reaches it: through the adb server named by
 ``ANDROID_ADB_SERVER_PORT`` and frida-server's ``tcp:27042`` on the handset -- on the emulated lab
 a Frida portal answers there, with no special case here. Spawning (``spawn=True``) catches what an
@@ -32,7 +37,7 @@ from typing import Any, Callable, TypeVar
 from . import agent
 from .errors import HostctlError
 from .events import (AgentError, AgentStop, Attached, Detached, Event, EventError, EventWriter, Gap, HookStatus,
-                     InvalidMessage, Payload, TraceNote, TraceStart, TraceStop, from_agent)
+                     InvalidMessage, Payload, TlsSecret, TraceNote, TraceStart, TraceStop, from_agent)
 
 __all__ = ["DEFAULT_APPS", "FridaVersionError", "TraceError", "TraceOptions", "TraceSummary",
            "TraceTimeoutError", "Tracer", "frida_error", "open_device"]
@@ -40,6 +45,7 @@ __all__ = ["DEFAULT_APPS", "FridaVersionError", "TraceError", "TraceOptions", "T
 DEFAULT_APPS = ("com.android.mms",)
 EVENTS_FILE = "events.jsonl"
 SUMMARY_FILE = "summary.json"
+KEYLOG_FILE = "sslkeylog.txt"
 
 T = TypeVar("T")
 
@@ -182,6 +188,8 @@ class TraceSummary:
     apps: dict[str, dict[str, Any]]
     notes: list[str]
     errors: list[str]
+    keylog_file: str | None = None
+    tls_secrets: int = 0
 
     @property
     def duration(self) -> float:
@@ -195,7 +203,8 @@ class TraceSummary:
         return {"serial": self.serial, "device": self.device, "out": self.out, "events_file": self.events_file,
                 "started": self.started, "stopped": self.stopped, "duration": round(self.duration, 3),
                 "stopped_by": self.stopped_by, "events": self.events, "by_kind": dict(sorted(self.by_kind.items())),
-                "apps": self.apps, "notes": self.notes, "errors": self.errors}
+                "apps": self.apps, "notes": self.notes, "errors": self.errors,
+                "keylog_file": self.keylog_file, "tls_secrets": self.tls_secrets}
 
 
 class Tracer:
@@ -221,6 +230,8 @@ class Tracer:
         self.errors: list[str] = []
         self._lock = threading.RLock()
         self._writer: EventWriter | None = None
+        self._keylog: Any = None              # OUT/sslkeylog.txt, opened with the events file
+        self._secrets: set[str] = set()
         self._code: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hostctl-trace-rpc")
         self._started: float | None = None
@@ -240,6 +251,11 @@ class Tracer:
             raise TraceError(str(exc)) from exc
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._writer = EventWriter(self.out_dir / EVENTS_FILE)
+        fd = os.open(self.out_dir / KEYLOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)              # an existing file keeps its mode through O_CREAT
+        self._keylog = os.fdopen(fd, "w", encoding="ascii")
+        self._keylog.write("# TLS secrets of the traced apps (NSS key log format), from hostctl trace\n")
+        self._keylog.flush()
         self._started = time.time()
         import frida
 
@@ -317,6 +333,9 @@ class Tracer:
             total = writer.total + 1
             self._write(TraceStop(app="", host_ts=time.time(), reason=reason, events=total))
             writer.close()
+        with self._lock:
+            if self._keylog is not None:
+                self._keylog.close()
         self._pool.shutdown(wait=False)
         try:
             self.device.off("lost", self._on_device_lost)
@@ -327,7 +346,9 @@ class Tracer:
             events_file=str(self.out_dir / EVENTS_FILE), started=self._started or stopped, stopped=stopped,
             stopped_by=reason, events=writer.total if writer else 0,
             by_kind=dict(writer.counts) if writer else {}, apps={p: a.to_json() for p, a in self.apps.items()},
-            notes=list(self.notes), errors=list(self.errors))
+            notes=list(self.notes), errors=list(self.errors),
+            keylog_file=str(self.out_dir / KEYLOG_FILE) if self._keylog is not None else None,
+            tls_secrets=len(self._secrets))
         if writer is not None:
             tmp = self.out_dir / (SUMMARY_FILE + ".tmp")
             tmp.write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -511,6 +532,8 @@ class Tracer:
                 elif isinstance(event, AgentStop):
                     app.agent_stop = event
             self._write(event)
+            if isinstance(event, TlsSecret):
+                self._keylog_line(event.keylog_line())
         except Exception as exc:   # noqa: BLE001 - never let a bad message kill Frida's thread
             self.errors.append(f"{app.package}: message handling: {type(exc).__name__}: {exc}")
 
@@ -539,6 +562,15 @@ class Tracer:
                 writer.write(event)
             except EventError as exc:
                 self.errors.append(str(exc))
+
+    def _keylog_line(self, line: str) -> None:
+        with self._lock:
+            f = self._keylog
+            if f is None or f.closed or line in self._secrets:
+                return
+            self._secrets.add(line)
+            f.write(line + "\n")
+            f.flush()
 
     def _note(self, app: _App | None, text: str) -> None:
         self.notes.append(text)

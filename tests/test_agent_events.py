@@ -117,7 +117,7 @@ def test_kinds_cover_agent_and_host():
 
 
 @pytest.mark.parametrize("message, data, match", [
-    (ssl_msg(v=2), b"hello world", r"schema version 2, this host reads 1 \(rebuild the agent"),
+    (ssl_msg(v=1), b"hello world", r"schema version 1, this host reads 2 \(rebuild the agent"),
     (ssl_msg(kind="teleport"), b"hello world", r"'teleport' #1 from com.android.mms: unknown kind"),
     (msg("gap", start=1, end=2, reason="x"), None, "unknown kind"),            # a host kind from the agent
     (ssl_msg(), b"hello", r"part 'data' needs bytes 0\.\.11 of 5"),
@@ -486,3 +486,31 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
     assert (mx.class_name, mx.method) == ("com.xiaomi.mms.transaction.MxMessageService", "wrap")
     assert mx.args == ("+8613800000002", {"bytes": "arg1", "length": 2}) and mx.blobs == {"arg1": Payload(b"hi", 2)}
     assert mx.ret == "+8613800000002:2"
+
+
+def test_tls_secret_event_round_trip_and_key_log(tmp_path):
+    from hostctl.events import TlsSecret, keylog_lines
+
+    cr, secret = "ab" * 32, "cd" * 48
+    ev = from_agent(msg("tls-secret", label="CLIENT_RANDOM", client_random=cr, secret=secret, module="libssl.so.3",
+                        via="keylog-callback", ssl="0x5599", fd=7, socket_type="tcp",
+                        local={"ip": "127.0.0.1", "port": 40000}, peer={"ip": "127.0.0.1", "port": 443},
+                        sni="api.account.xiaomi.com"), None, app="com.android.mms", host_ts=1.0)
+    assert isinstance(ev, TlsSecret) and ev.keylog_line() == f"CLIENT_RANDOM {cr} {secret}"
+    assert from_json(to_json(ev)) == ev
+    # one key log line per distinct secret (a client and a server in one process log each twice)
+    assert keylog_lines([ev, ev]) == [ev.keylog_line()]
+    for bad in ({"client_random": "zz" * 32}, {"client_random": "ab" * 31}, {"secret": "xyz"},
+                {"label": "CLIENT RANDOM"}):
+        with pytest.raises(EventError, match="tls-secret event"):
+            from_agent(msg("tls-secret", **{"label": "CLIENT_RANDOM", "client_random": cr, "secret": secret,
+                                            "module": "m", **bad}), None, app="a", host_ts=1.0)
+
+
+def test_version_1_trace_files_still_read(tmp_path):
+    # schema 2 only added the tls-secret kind: a trace written by a version-1 host still reads
+    good = from_agent(ssl_msg(), b"hello world", app="com.android.mms", host_ts=1.0)
+    doc = {**to_json(good), "v": 1}
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(doc) + "\n")
+    assert list(read_jsonl(path)) == [good]

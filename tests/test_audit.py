@@ -80,6 +80,15 @@ def test_a_new_leak_fails_exactly_the_checks_it_should(tmp_path):
             assert t.returncode == 0, t.stderr
     html = (run / "report.html").read_text()
     assert "transport-secure" in html and "<script" not in html
+    # the consent MIUI showed before Cloud Messaging went on is evidence in the step and the phase
+    steps = json.loads((run / "handsets/hs1/steps.json").read_text())
+    steps = steps.get("steps", steps) if isinstance(steps, dict) else steps
+    (cm_on,) = [s for s in steps if s["step"] == "cm on"]
+    assert cm_on["ok"] and [c["kind"] for c in cm_on["result"]["consent"]] in (
+        ["dialog_title_mx_rcs"], ["networking_allow_title"])
+    assert cm_on["result"]["sources"]["ui"]["consent_shown"] is True
+    phase = next(p for p in doc["phases"] if p["name"] == "enable cloud messaging")
+    assert any("accepted MIUI's" in n and "SIM 1" in n for n in phase["notes"]), phase
 
 
 def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):

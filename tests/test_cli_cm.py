@@ -46,7 +46,8 @@ def test_on_off_through_the_consent_verified_and_idempotent(ota):
     doc = json.loads(out)
     assert doc["enabled"] is True and doc["changed"] is True and doc["sources"]["ui"]["consent_shown"] is True
     (consent,) = doc["consent"]
-    assert consent["sim"] == 1 and consent["title"] == "声明与条款" and consent["accepted"] == "同意并继续"
+    assert (consent["sim"], consent["kind"], consent["title"], consent["accepted"]) == \
+        (1, "dialog_title_mx_rcs", "免费发送短信", "现在开启")
     assert "首次激活会发送一条普通短信" in consent["message"]
     assert doc["sims"] == [{"sim": 1, "enabled": True, "title": "免费网络短信(SIM卡1)"},
                            {"sim": 2, "enabled": False, "title": "免费网络短信(SIM卡2)"}]
@@ -85,6 +86,26 @@ def test_presence_reads_the_compose_hint(ota):
     assert st == ExitStatus.OK and (json.loads(out)["online"], json.loads(out)["shown"]) == (False, "短信")
 
 
+def test_presence_waits_settle_seconds_before_an_sms_hint_counts(ota):
+    import threading
+
+    h = ota.lab.handsets[0].handset
+    number = "+8613800007777"
+
+    def late(intent):              # the app's look-up answers a moment after the screen opened
+        if intent.action == screens.PRESENCE_COMMAND and intent.extras.get("to") == number:
+            threading.Timer(1.5, screens.show_presence, (h, number, True)).start()
+    h.add_intent_listener(late)
+    st, out, err = cli(ota, "presence", number, "--settle", "0", "--json")   # the first hint is taken
+    assert st == ExitStatus.OK, err
+    assert (json.loads(out)["online"], json.loads(out)["shown"]) == (False, "短信")
+    st, out, err = cli(ota, "presence", number, "--json")                    # 3 s: the answer comes in
+    assert st == ExitStatus.OK, err
+    assert (json.loads(out)["online"], json.loads(out)["shown"]) == (True, "免费网络短信")
+    st, _, err = cli(ota, "presence", number, "--settle", "30", "--timeout", "5")
+    assert st == ExitStatus.USAGE and "--settle (30) must be >= 0 and less than --timeout (5)" in err
+
+
 def test_an_english_copy_of_the_single_sim_build(tmp_path):
     copy = tmp_path / "en.yaml"
     copy.write_text("extends: miui-v5-2014-08-10\nname: ota-en-1sim\nsim_count: 1\n"
@@ -95,11 +116,35 @@ def test_an_english_copy_of_the_single_sim_build(tmp_path):
         assert st == ExitStatus.OK, err
         doc = json.loads(out)
         assert doc["sims"] == [{"sim": 1, "enabled": True, "title": "Mi Message"}]
-        assert doc["consent"][0]["title"] == "Terms and Conditions" and doc["consent"][0]["accepted"] == "Allow"
+        assert doc["consent"][0]["title"] == "Mi Message" and doc["consent"][0]["accepted"] == "Activate"
         st, out, _ = cli(lt, "cm", "status", "--ui", "--json")
         assert json.loads(out)["sims"] == [{"sim": 1, "enabled": True, "title": "Mi Message"}]
         st, out, _ = cli(lt, "cm", "off", "--json")
         assert st == ExitStatus.OK and json.loads(out)["enabled"] is False
+
+
+def test_a_consent_left_on_screen_is_cancelled_before_reading(tmp_path):
+    with LabThread(LabConfig(adb_port=free_port(), handsets=1, with_apps=False, modem=False, cloud=False,
+                             profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:
+        h = lt.lab.handsets[0].handset
+        cli(lt, "cm", "status", "--ui", "--json")                               # opens the screen
+        (sim1, _sim2) = parse_switches(dump_ui(_handset(lt), timeout=10))
+        _handset(lt).shell(f"input tap {sim1.center[0]} {sim1.center[1]}")   # a user taps, walks away
+        st, out, err = cli(lt, "cm", "status", "--ui", "--json")
+        assert st == ExitStatus.OK, err
+        doc = json.loads(out)
+        assert [(s["sim"], s["enabled"]) for s in doc["sims"]] == [(1, False), (2, False)]
+        assert doc["sources"]["notes"] == ["cancelled a consent dialog left on screen: '免费发送短信'"]
+        assert h.settings_get("secure", "cloud_messaging_on") == "0"
+        _handset(lt).shell(f"input tap {sim1.center[0]} {sim1.center[1]}")
+        st, out, err = cli(lt, "cm", "on", "--sim", "1", "--json")           # cancelled, then asked anew
+        doc = json.loads(out)
+        assert st == ExitStatus.OK and [c["sim"] for c in doc["consent"]] == [1] and doc["sources"]["notes"]
+
+
+def _handset(lt):
+    from hostctl.device import select_handset, servers_from_env
+    return select_handset(None, servers_from_env({"ANDROID_ADB_SERVER_PORT": str(lt.config.adb_port)}), timeout=10)
 
 
 def test_on_for_every_sim_accepts_each_sims_consent(tmp_path):
@@ -123,26 +168,49 @@ def test_blocked_input_injection_says_what_to_enable(tmp_path):
 
 
 class _KilledDumps:
-    """A handset whose uiautomator dump is killed ``kills`` times (the output lacks <hierarchy)."""
+    """A handset whose uiautomator dump is killed ``kills`` times. Like a device, it keeps the dump
+    file: a killed dump leaves the previous screen's file where it was."""
 
     serial = "fake"
+    SCREEN = "<?xml version='1.0' ?><hierarchy rotation=\"0\"><node text=\"now\" /></hierarchy>"
 
-    def __init__(self, kills: int) -> None:
-        self.kills, self.calls = kills, 0
+    def __init__(self, kills: int, old: str | None = None) -> None:
+        self.kills, self.calls, self.file = kills, 0, old
 
     def batch(self, commands, *, timeout=None):
         self.calls += 1
-        if self.calls <= self.kills:
-            return [ShellResult(commands[0], 137, "Killed\n"), ShellResult(commands[1], 0, "")]
-        return [ShellResult(commands[0], 0, "UI hierchary dumped to: x\n"),
-                ShellResult(commands[1], 0, "<?xml version='1.0' ?><hierarchy rotation=\"0\"></hierarchy>")]
+        out = []
+        for cmd in commands:
+            if cmd.startswith("rm -f "):
+                self.file = None
+                out.append(ShellResult(cmd, 0, ""))
+            elif cmd.startswith("uiautomator dump "):
+                if self.calls <= self.kills:
+                    out.append(ShellResult(cmd, 137, "Killed\n"))
+                else:
+                    self.file = self.SCREEN
+                    out.append(ShellResult(cmd, 0, "UI hierchary dumped to: x\n"))
+            elif cmd.startswith("cat "):
+                out.append(ShellResult(cmd, 0, self.file) if self.file is not None
+                           else ShellResult(cmd, 1, f"{cmd}: No such file or directory\n"))
+            else:
+                raise AssertionError(cmd)
+        return out
 
 
 def test_a_killed_uiautomator_dump_is_retried():
     h = _KilledDumps(kills=2)
-    assert dump_ui(h, timeout=1).endswith("</hierarchy>") and h.calls == 3
+    assert dump_ui(h, timeout=1) == _KilledDumps.SCREEN and h.calls == 3
     with pytest.raises(CommandError, match="failed 3 times: Killed"):
         dump_ui(_KilledDumps(kills=3), timeout=1)
+
+
+def test_a_killed_dump_never_passes_off_the_previous_screen():
+    old = "<?xml version='1.0' ?><hierarchy rotation=\"0\"><node text=\"before\" /></hierarchy>"
+    h = _KilledDumps(kills=1, old=old)
+    assert dump_ui(h, timeout=1) == _KilledDumps.SCREEN and h.calls == 2
+    with pytest.raises(CommandError):
+        dump_ui(_KilledDumps(kills=3, old=old), timeout=1)
 
 
 def test_parse_switches_names_what_it_saw_when_nothing_matches():

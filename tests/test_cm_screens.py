@@ -80,8 +80,11 @@ def test_first_enable_asks_consent_cancel_leaves_it_off_accept_turns_it_on(cmlab
     assert checked is False and setting(cmlab) == "0"              # the OTA build: opt-in
     tap(cmlab, xy)
     dialog = parse_consent(dump(cmlab))
-    assert dialog is not None and dialog.title == "声明与条款" and dialog.accept_text == "同意并继续"
+    # com/xiaomi/mms/c/f.smali mode 0: dialog_title_mx_rcs, dialog_message_mx, mx_btn_enable_now
+    assert dialog is not None and (dialog.kind, dialog.title, dialog.accept_text) == \
+        ("dialog_title_mx_rcs", "免费发送短信", "现在开启")
     assert "首次激活会发送一条普通短信" in dialog.message and "《用户协议》" in dialog.message
+    assert 'resource-id="miui:id/alertTitle"' in dump(cmlab)          # miui.app.AlertDialog's ids
     tap(cmlab, dialog.cancel)                                      # cancel: still off, nothing started
     assert parse_consent(dump(cmlab)) is None and switch(cmlab)[0] is False
     assert setting(cmlab) == "0" and seen == []
@@ -97,8 +100,13 @@ def test_first_enable_asks_consent_cancel_leaves_it_off_accept_turns_it_on(cmlab
     assert parse_consent(dump(cmlab)) is None
     assert switch(cmlab)[0] is False and seen[-1].action == screens.DISABLE_MX and setting(cmlab) == "0"
     screens.record_login(h, 0, mid="1001", st="s", sec="k", enabled=False)     # activated (status 3)
-    tap(cmlab, xy)                                                 # an activated SIM: no consent again
+    tap(cmlab, xy)                                # an activated SIM: the data notice (f.smali mode 4)
+    notice = parse_consent(dump(cmlab))
+    assert (notice.kind, notice.title, notice.accept_text) == ("networking_allow_title", "声明与条款", "现在开启")
+    assert "查询对方是否在线将会使用少量数据流量" in notice.message and setting(cmlab) == "0"
+    tap(cmlab, notice.accept)
     assert parse_consent(dump(cmlab)) is None and switch(cmlab)[0] is True
+    assert "当前在线" in dump(cmlab)                                 # an activated SIM's row: mx_online
     tap(cmlab, xy)
 
 
@@ -144,14 +152,17 @@ def test_locale_follows_the_profile_and_a_copy_switches_to_english(tmp_path):
         assert (s.sim, s.checked) == (1, False)
         tap(lt, s.center)
         d = parse_consent(dump(lt))
-        assert (d.title, d.accept_text) == ("Terms and Conditions", "Allow") and "Cancel" in dump(lt)
+        assert (d.title, d.accept_text) == ("Mi Message", "Activate") and "Cancel" in dump(lt)
+        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)    # singleTop: the dialog is still there
+        assert parse_consent(dump(lt)) is not None
         adb(lt, "shell", "setprop", "persist.sys.locale", "zh-TW")   # the user changes language
-        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)    # opening it anew dismisses the dialog
+        adb(lt, "shell", "am", "force-stop", "com.android.mms")      # the app goes, and its dialog
+        adb(lt, "shell", "am", "start", "-n", screens.MMS_SETTINGS)
         assert parse_consent(dump(lt)) is None
         (s,) = parse_switches(dump(lt))
         assert (s.title, s.checked) == ("MIUI免費網路簡訊", False)
         tap(lt, s.center)
-        assert parse_consent(dump(lt)).accept_text == "同意並繼續"
+        assert (parse_consent(dump(lt)).title, parse_consent(dump(lt)).accept_text) == ("免費傳送簡訊", "現在開啟")
 
 
 def test_sms_rows_keep_the_subscription_id(tmp_path):
@@ -169,6 +180,19 @@ def test_sms_rows_keep_the_subscription_id(tmp_path):
         out = adb(lt, "shell", "content", "query", "--uri", "content://sms", "--projection", "body:sim_id",
                   "--sort", "_id")
         assert out.splitlines() == ["Row: 0 body=to slot 1, sim_id=7", "Row: 1 body=to slot 0, sim_id=2"]
+        # the host reads sim_id as MIUI keeps it and maps it back to the slot through siminfo
+        import io
+        import json
+        import os
+
+        from hostctl.cli import Environment, main
+        out_io, err_io = io.StringIO(), io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != "ANDROID_SERIAL"}
+        assert main(["--adb", f"127.0.0.1:{lt.config.adb_port}", "messages", "--json"],
+                    Environment(stdout=out_io, stderr=err_io, vars=env)) == 0, err_io.getvalue()
+        rows = json.loads(out_io.getvalue())["messages"]
+        assert sorted((m["body"], m["sim_id"], m["slot"]) for m in rows) == \
+            [("to slot 0", 2, 0), ("to slot 1", 7, 1)]
 
 
 def test_factory_reset_returns_the_build_default(cmlab):

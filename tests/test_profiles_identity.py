@@ -139,6 +139,20 @@ def test_lollipop_codes_and_long_sub_ids(handset) -> None:
     assert run(h, "dumpsys iphonesubinfo").out == ""
 
 
+def test_sub_ids_are_the_profiles_subscription_ids(tmp_path: Path) -> None:
+    # the same subscription ids as the sms rows' sim_id and content://telephony/siminfo's _id
+    h = with_profile(tmp_path, "miui-7-android-5.0", sim_sub_ids=(3, 7))
+    try:
+        s0, s1 = h.identity.sims
+        assert [h.profile.sub_id(0), h.profile.sub_id(1)] == [3, 7]
+        # getDeviceIdForSubscriber(long subId), code 2 on this build
+        assert (value(h, "2 i64 3"), value(h, "2 i64 7")) == (s0.imei, s1.imei)
+        assert value(h, "2 i64 2") == s0.imei          # slot + 1 is no subscription here: slot 0
+        assert h.siminfo_query()[1][1][:1] == (7,)
+    finally:
+        h.close()
+
+
 # --- miui-12-android-11 ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("handset", ["miui-12-android-11"], indirect=True)

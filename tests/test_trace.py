@@ -30,7 +30,7 @@ import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
 from hostctl.events import (Attached, Connect, Detached, Endpoint, Gap, HookStatus, SocketData, SslData,
-                            TraceNote, TraceStart, TraceStop, read_jsonl)
+                            TlsSecret, TraceNote, TraceStart, TraceStop, keylog_lines, read_jsonl)
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.trace import FridaVersionError, TraceOptions, Tracer, frida_error, open_device
 from tests.conftest import wait_for
@@ -126,6 +126,42 @@ def test_tls_plaintext_peer_heartbeats_and_hook_status(tlab, tmp_path):
         assert "host_ts" in doc and "agent_ts" in doc
         if doc["kind"] == "ssl":
             assert set(doc["data"]) == {"length", "size", "base64"}
+
+
+def test_tls_secrets_from_the_apps_openssl_decrypt_the_lab_capture(tlab, tmp_path):
+    # the app's real OpenSSL (CPython's ssl over libssl.so.3) logs its secrets to the agent's
+    # key-log callback; sslkeylog.txt then decrypts the wire tap's capture of the same request
+    from hostctl.wire.decrypt import decrypt_capture
+
+    lh = tlab.lab.handsets[0]
+    tracer = Tracer(open_device(lh.serial), tmp_path, serial=lh.serial)
+    tracer.start()
+    try:
+        request = contact_added(lh, "+8613800000079")
+    finally:
+        summary = tracer.stop()
+    events = list(read_jsonl(tmp_path / "events.jsonl"))
+    (write,) = report_writes(events, request)
+    secrets = [e for e in events if isinstance(e, TlsSecret)]
+    assert secrets and all(s.module.startswith("libssl.so") and s.via == "keylog-callback" for s in secrets)
+    mine = [s for s in secrets if s.ssl == write.ssl]
+    assert {s.label for s in mine} >= {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} or \
+        {s.label for s in mine} == {"CLIENT_RANDOM"}
+    assert all(s.sni == ACCOUNT and s.peer == app_peer(lh, ACCOUNT) for s in mine)
+    keylog = tmp_path / "sslkeylog.txt"
+    assert (keylog.stat().st_mode & 0o777) == 0o600
+    lines = [x for x in keylog.read_text().splitlines() if not x.startswith("#")]
+    assert lines == keylog_lines(events) and summary.tls_secrets == len(lines)
+    status = [e for e in events if isinstance(e, HookStatus)][-1]
+    assert any(h.startswith("native:libssl.so") and h.endswith("!SSL_CTX_set_keylog_callback") for h in status.hooked)
+
+    capture = lh.tap.continuous_path
+    wait_for(lambda: any(bytes(f.data["c2s"]).startswith(write.data.data)
+                         for f in decrypt_capture(capture, [keylog])[0]), timeout=20, interval=0.2)
+    flows, _ = decrypt_capture(capture, [keylog])
+    (flow,) = [f for f in flows if bytes(f.data["c2s"]).startswith(write.data.data)]
+    assert flow.summary["status"] == "decrypted"
+    assert b"+8613800000079" in bytes(flow.data["c2s"]) and b'"result": "ok"' in bytes(flow.data["s2c"])
 
 
 def test_app_restart_is_a_detach_a_gap_and_a_reattach(tlab, tmp_path):
@@ -273,3 +309,81 @@ def test_version_mismatch_is_a_clear_error_and_the_trace_is_closed(tmp_path):
     assert isinstance(events[-1], TraceStop) and events[-1].reason == "error"
     mapped = frida_error(frida.ServerNotRunningError("unable to connect to remote frida-server"), "attaching", "SER")
     assert "start frida-server" in str(mapped) and not isinstance(mapped, FridaVersionError)
+
+
+@pytest.fixture(scope="module", params=["miui-v5-2014-07", "miui-v5-2014-08-10"])
+def plab(request, adb_port, tmp_path_factory):
+    if request.param == "miui-v5-2014-07":
+        yield request.getfixturevalue("tlab")       # the module's lab: no second one for this profile
+        return
+    home = tmp_path_factory.mktemp("trace-lab-aug")
+    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile=request.param, home=home,
+                             modem=False, relay=False, consoles=False)) as lt:
+        yield lt
+
+
+def account_report(lh, n):
+    """One report to api.account.xiaomi.com over TLS: the July build reports an added contact; the
+    August OTA (Cloud Messaging opt-in, switched on before) reports the activation (/mx/activate)."""
+    if lh.handset.profile.name == "miui-v5-2014-07":
+        return contact_added(lh, f"+86138000000{80 + n}")
+    (request,) = [r for r in lh.emit("cm_enabled") if r.host == ACCOUNT]
+    lh.apps[MMS].ping(timeout=20)
+    return request
+
+
+def test_trace_secrets_decrypt_every_tls_flow_and_the_cross_check_agrees(plab, tmp_path):
+    # both shipped profiles: the trace's secrets decrypt every TLS flow the app opened while its
+    # hooks were in place, and the hooked plaintext and the decrypted wire agree; with the SSL
+    # hooks' events of one flow taken out, the cross-check reports that flow (wire-only), only it
+    from hostctl.emulator.screens import set_cloud_messaging
+    from hostctl.wire.crosscheck import cross_check
+    from hostctl.wire.decrypt import decrypt_trace_capture
+
+    lh = plab.lab.handsets[0]
+    if lh.handset.profile.name != "miui-v5-2014-07":
+        set_cloud_messaging(lh.handset, True, 0)
+        lh.apps[MMS].ping(timeout=20)
+    tracer = Tracer(open_device(lh.serial), tmp_path, serial=lh.serial)
+    tracer.start()
+    try:
+        first = account_report(lh, 1)
+        second = account_report(lh, 2)
+    finally:
+        summary = tracer.stop()
+    events = list(read_jsonl(tmp_path / "events.jsonl"))
+    writes = [w for req in (first, second) for w in report_writes(events, req)]
+    w1, w2 = writes[0], writes[-1]
+    assert w1.ssl != w2.ssl or w1.seq != w2.seq
+    capture = lh.tap.continuous_path
+    # the flows begun while the hooks were in place (the app's earlier connections have no secrets)
+    hooked_at = min(e.host_ts for e in events if isinstance(e, HookStatus))
+    window = (hooked_at, summary.stopped)
+
+    def both_decrypted():
+        flows, _ = decrypt_trace_capture(capture, tmp_path)
+        return sum(1 for f in flows if bytes(f.data["c2s"]).startswith((w1.data.data, w2.data.data))) >= 2
+    wait_for(both_decrypted, timeout=20, interval=0.2)
+    flows, report = decrypt_trace_capture(capture, tmp_path)
+    traced = [f for f in flows if window[0] <= f.first_ts <= window[1]]
+    assert len(traced) >= 2 and all(f.summary["status"] == "decrypted" for f in traced), \
+        [(f.id, f.summary) for f in traced]
+    cc = cross_check(flows, events, window=window)
+    assert cc.passed, [f.to_json() for f in cc.failing()]
+    assert cc.counts == {"agree": len(cc.flows)} and len(cc.flows) >= len(traced)
+
+    # that flow's SSL object's calls, up to its next session (a freed SSL's address comes back)
+    upto = min([e.seq for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq > w2.seq],
+               default=1 << 62)
+    gone = [e for e in events if not (isinstance(e, SslData) and e.ssl == w2.ssl and e.pid == w2.pid
+                                      and w2.seq <= e.seq < upto)]
+    cc2 = cross_check(flows, gone, window=window)
+    assert not cc2.passed
+    failing = cc2.failing()
+    assert len(failing) == 1, [(f.flow, f.status, f.matched_by, f.why) for f in failing] + [w2.seq, w2.ssl]
+    (bad,) = failing
+    cr2 = [e.client_random for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq < w2.seq][-1]
+    (flow2,) = [f for f in flows if f.summary.get("client_random") == cr2]
+    assert bytes(flow2.data["c2s"]).startswith(w2.data.data)
+    assert bad.flow == flow2.id and bad.status == "wire-only"
+    assert bad.evidence[0]["record"] >= 1 and bad.evidence[0]["wire_offset"] > 0

@@ -119,9 +119,14 @@ def test_2014_07_boot_report_is_readable_inside_tls(lab07, adb_port, tmp_path):
     sim = lh.handset.identity.sims[0]
     for name in ("hs1 imei0", "hs1 number0"):
         assert ident[name]["verdict"] == "in-clear", ident[name]
-        assert ident[name]["layers"] == ["tls-plaintext"], ident[name]
-    readable = [f for f in report["findings"] if f["value"] in (sim.imei, sim.msisdn)]
-    assert readable and all(f["source"] == "agent" for f in readable)
+        # in the agent's plaintext, and on the wire decrypted with the secrets the agent extracted
+        assert ident[name]["layers"] == ["tls-decrypted", "tls-plaintext"], ident[name]
+    decrypted = [f for f in report["findings"] if f["value"] in (sim.imei, sim.msisdn) and f["source"] == "wire"]
+    assert decrypted and all(f["layer"] == "tls-decrypted" and f["record"] >= 1 for f in decrypted)
+    readable = [f for f in report["findings"] if f["value"] in (sim.imei, sim.msisdn) and f["source"] == "agent"]
+    assert readable
+    assert {(f["flow"], f["value"]) for f in decrypted} >= {(f["flow"], f["value"]) for f in readable
+                                                          if f["direction"] == "out"}
     on_account = {f["value"] for f in readable if f["host"] == "api.account.xiaomi.com"}
     assert on_account == {sim.imei, sim.msisdn}, "the boot report to the account host carries both"
     assert all(f["flow"] is not None for f in readable), "agent findings not matched to a wire flow"
@@ -130,7 +135,7 @@ def test_2014_07_boot_report_is_readable_inside_tls(lab07, adb_port, tmp_path):
         fl = flows[f["flow"]]
         assert fl["protocol"]["name"] == "tls" and fl["protocol"]["sni"] == f["host"]
         assert fl["protocol"]["version"] in ("TLS 1.2", "TLS 1.3")
-    assert not [f for f in report["findings"] if f["source"] == "wire" and flows.get(f["flow"], {})
+    assert not [f for f in report["findings"] if f["layer"] == "wire" and flows.get(f["flow"], {})
                 .get("protocol", {}).get("name") == "tls"], "TLS ciphertext should hide everything"
 
 

@@ -7,7 +7,7 @@
 // clock, ms since the epoch), pid, tid. parts: [{name, length, size}] where length is how many
 // bytes the call handled and size how many were captured (cut at maxCapture).
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export interface Part {
   name: string;

@@ -10,6 +10,8 @@
 // an agent-error event.
 import Java from "frida-java-bridge";
 
+import { conscryptStatus } from "./keylog.js";
+
 import { captureLimit, clearMissing, emit, markHooked, markMissing, Payload, reportError } from "./events.js";
 import { enterFamily, leaveFamily, socketInfo } from "./net.js";
 
@@ -630,6 +632,7 @@ export function installJava(options: JavaOptions): Promise<boolean> {
       }
       if (options.conscrypt !== false) {
         step(`java:${CONSCRYPT[0]}`, hookConscrypt);
+        step("java:com.android.org.conscrypt (TLS secrets)", conscryptStatus);
       }
       resolve(true);
     });

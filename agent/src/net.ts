@@ -11,13 +11,17 @@ import {
   clearMissing, emit, Endpoint, markHooked, markMissing, readNative, reportError,
 } from "./events.js";
 import { hookEvpModule, resetEvp } from "./evp.js";
+import { hookKeylogModule, uninstallKeylog } from "./keylog.js";
 
 export interface NetOptions {
   unixSockets?: boolean;     // also report AF_UNIX sockets (default: IP sockets only)
   sockets?: boolean;         // the libc socket hooks (default true)
   ssl?: boolean;             // the SSL_* hooks (default true)
   evp?: boolean;             // the EVP cipher hooks (default false: see evp.ts)
+  keylog?: boolean;          // TLS secrets as tls-secret events (default true with ssl; see keylog.ts)
 }
+
+let keylog = true;
 
 const INET_TYPES = new Set(["tcp", "udp", "tcp6", "udp6"]);
 let unixSockets = false;
@@ -385,6 +389,13 @@ function hookSslModule(module: Module): boolean {
   if (lib.getFd === null) {
     markMissing(`native:${module.name}!SSL_get_fd`, "no socket addresses on its events");
   }
+  if (keylog && any) {
+    try {
+      hookKeylogModule(module);
+    } catch (e) {
+      markMissing(`native:${module.name}!SSL_CTX_set_keylog_callback`, `${e}`);
+    }
+  }
   return any;
 }
 
@@ -412,10 +423,14 @@ export function installNative(options: NetOptions, onLateModule: (module: string
   }
   const ssl = options.ssl !== false;
   const evp = options.evp === true;
+  keylog = ssl && options.keylog !== false;
   if (ssl) {
     for (const spec of SSL_FNS) {
       markMissing(`native:${spec.name}`, "no loaded module exports it yet (hooked when one loads)");
     }
+  }
+  if (keylog) {
+    markMissing("native:SSL_CTX_set_keylog_callback", "no loaded TLS library yet (hooked when one loads)");
   }
   if (evp) {
     markMissing("native:EVP_EncryptUpdate", "no loaded module exports it yet (hooked when one loads)");
@@ -447,6 +462,7 @@ export function uninstallNative(): void {
     observer.detach();
     observer = null;
   }
+  uninstallKeylog();        // before anything else: no SSL_CTX may keep our callback
   Interceptor.detachAll();
   hookedAddresses.clear();
   resetEvp();

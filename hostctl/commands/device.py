@@ -75,8 +75,11 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     snd.add_argument("--json", action="store_true")
 
     pres = sub.add_parser("presence", parents=[common, one], env=env,
-                          help="is NUMBER online for Cloud Messaging, as the app shows it (blue/gray)")
+                          help="is NUMBER online for Cloud Messaging, as the app shows it (the compose hint)")
     pres.add_argument("number")
+    pres.add_argument("--settle", type=float, default=3.0, metavar="S",
+                      help="seconds the SMS hint must stand before it counts as offline (the app's "
+                           "presence look-up answers after the screen opens; default 3, a guess)")
     pres.add_argument("--json", action="store_true")
 
     msgs = sub.add_parser("messages", parents=[common, one], env=env,
@@ -147,11 +150,15 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
     if args.command == "presence":
         from ..cloud import presence
 
-        p = presence(handset, args.number, timeout=args.timeout)
+        if not 0 <= args.settle < args.timeout:
+            raise CliError(f"--settle ({args.settle:g}) must be >= 0 and less than --timeout ({args.timeout:g})",
+                           ExitStatus.USAGE)
+        p = presence(handset, args.number, timeout=args.timeout, settle=args.settle)
         if args.json:
             print_json(env, p.to_json())
         else:
-            word = {True: "online (blue: Cloud Messaging)", False: "offline (gray: SMS)", None: "unknown"}[p.online]
+            word = {True: f"online (hint {p.shown!r}: Mi Message)", False: f"offline (hint {p.shown!r}: SMS)",
+                    None: "unknown"}[p.online]
             env.stdout.write(f"{args.number}: {word}\n")
         return ExitStatus.OK if p.online is not None else ExitStatus.TIMEOUT
     raise CliError(f"unknown command {args.command}", ExitStatus.USAGE)
@@ -330,9 +337,11 @@ def _cm(args: argparse.Namespace, env: Environment, handset: Handset) -> ExitSta
         sims = ", ".join(f"SIM {s['sim']} {'on' if s['enabled'] else 'off'}" for s in state.sims)
         env.stdout.write(f"{state.serial}: Cloud Messaging {word}" + (f" ({sims})" if sims else "")
                          + (" (changed)" if state.changed else "") + "\n")
-        for c in state.consent:      # MIUI's activation consent, accepted because `cm on` asked for it
-            env.stderr.write(f"{state.serial}: accepted MIUI's activation consent for SIM {c['sim']} "
-                             f"({c['title']!r}: activation sends a chargeable SMS)\n")
+        for c in state.consent:      # MIUI's dialog before a SIM goes on, accepted because `cm on` asked
+            what = ("activation consent", "activation sends a chargeable SMS") \
+                if c.get("kind") != "networking_allow_title" else ("data notice", "presence look-ups use mobile data")
+            env.stderr.write(f"{state.serial}: accepted MIUI's {what[0]} for SIM {c['sim']} "
+                             f"({c['title']!r}: {what[1]})\n")
     return ExitStatus.OK
 
 

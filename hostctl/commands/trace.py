@@ -28,7 +28,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     t.add_argument("--app", action="append", metavar="PKG", dest="apps", default=[],
                    help="package to trace (repeatable; default com.android.mms)")
     t.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    t.add_argument("--out", required=True, metavar="DIR", help="output directory (events.jsonl, summary.json)")
+    t.add_argument("--out", required=True, metavar="DIR", help="output directory (events.jsonl, summary.json, sslkeylog.txt)")
     t.add_argument("--spawn", action="store_true",
                    help="spawn the apps to catch their start-up (falls back to attach where the device "
                         "cannot spawn, e.g. the emulated lab and some MIUI builds)")
@@ -126,6 +126,9 @@ def _print_human(env: Environment, doc: dict[str, Any]) -> None:
     out.write(f"{doc['events']} events in {doc['events_file']} ({doc['duration']} s, stopped by {doc['stopped_by']})\n")
     for kind, n in doc["by_kind"].items():
         out.write(f"  {kind:<16} {n}\n")
+    if doc.get("keylog_file"):
+        out.write(f"{doc.get('tls_secrets', 0)} TLS secrets in {doc['keylog_file']} "
+                  f"(wire-check --keylog decrypts a capture of the same time with it)\n")
     for pkg, app in doc["apps"].items():
         pids = ", ".join(map(str, app["pids"])) or "-"
         out.write(f"{pkg}: pids {pids}, {app['attaches']} attach(es), {len(app['gaps'])} gap(s), "

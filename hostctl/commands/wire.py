@@ -24,6 +24,12 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
                         help=f"a{'n' if kind[0] in 'aeiou' else ''} {kind} to look for (repeatable)")
     wc.add_argument("--agent-events", action="append", default=[], metavar="JSONL",
                     help="events from `hostctl trace` (TLS plaintext, cipher calls); repeatable")
+    wc.add_argument("--keylog", action="append", default=[], metavar="FILE",
+                    help="TLS secrets in the NSS key log format (SSLKEYLOGFILE, `hostctl trace`'s sslkeylog.txt) "
+                         "to decrypt TLS flows with; repeatable. Secrets in the captures' pcapng DSBs are used too")
+    wc.add_argument("--write-decrypted", metavar="OUT.pcapng",
+                    help="also write the captures as one pcapng with the TLS secrets of its sessions in a "
+                         "decryption secrets block (Wireshark/tshark open it decrypted, no key file needed)")
     wc.add_argument("--engine", choices=["auto", "hyperscan", "python"], default="auto",
                     help="pattern engine (default: hyperscan when installed; python gives the same results)")
     wc.add_argument("--hash-budget", type=float, default=5.0, metavar="S",
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     try:
         report = wire_check(args.captures, idents, agent_events=args.agent_events, engine=args.engine,
-                            hash_budget=args.hash_budget, progress=progress)
+                            hash_budget=args.hash_budget, progress=progress, keylogs=args.keylog,
+                            write_decrypted=args.write_decrypted)
     except (CaptureError, WireCheckError) as exc:
         raise CliError(f"wire-check: {exc}", ExitStatus.ERROR) from exc
     except FileNotFoundError as exc:
@@ -99,6 +106,15 @@ def print_human(env: Environment, report: dict) -> None:
         skipped = sum((r.get("skipped_blocks") or {}).values()) if isinstance(r.get("skipped_blocks"), dict) else 0
         w(f"{cap['path']}: {cap['packets']} packets, {cap.get('flows', {}).get('tcp_flows', '?')} TCP flows"
           + (f", {skipped} blocks skipped" if skipped else "") + "\n")
+    tls = report.get("tls") or {}
+    if tls.get("flows"):
+        w("TLS flows: " + ", ".join(f"{n} {s}" for s, n in tls["flows"].items()) + "\n")
+    kl = tls.get("keylog") or {}
+    if kl.get("bad_lines"):
+        w(f"key log: {kl['bad_lines']} bad lines (first: {kl['bad_examples'][0]})\n")
+    if report.get("written"):
+        wr = report["written"]
+        w(f"wrote {wr['path']}: {wr['packets']} packets, {wr['secrets']} TLS secrets in a DSB\n")
     for ag in report["agent_events"]:
         w(f"{ag['path']}: " + ", ".join(f"{n} {k}" for k, n in sorted(ag["events"].items())) + "\n")
     w("\n")
@@ -109,8 +125,9 @@ def print_human(env: Environment, report: dict) -> None:
     shown = [f for f in report["flows"] if f["findings"] or f["vendor"]]
     if shown:
         w("\n")
-        print_table(env, ["flow", "server", "host", "protocol", "verdict", "findings"],
-                    [[f["id"], f["server"], f["host"] or "", _proto(f["protocol"]), f["verdict"], f["findings"]]
+        print_table(env, ["flow", "server", "host", "protocol", "decrypted", "verdict", "findings"],
+                    [[f["id"], f["server"], f["host"] or "", _proto(f["protocol"]),
+                      (f.get("tls_decryption") or {}).get("status", ""), f["verdict"], f["findings"]]
                      for f in shown[:50]])
     for h in report["hashed"]:
         if h.get("recovered"):

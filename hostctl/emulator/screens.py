@@ -8,8 +8,8 @@ Two paths lead to the switch:
   (``pref_key_enable_mx_switch`` on a single-SIM phone, ``..._mx1_`` / ``..._mx2_switch`` on a
   dual-SIM one), each a clickable row with ``android:id/title``, ``android:id/summary`` and an
   untitled, non-clickable ``android:id/checkbox``; the strings follow the handset's locale (its
-  props). Enabling a SIM that was never activated first shows the activation consent dialog
-  (cancel leaves it off).
+  props). Enabling a SIM first shows a dialog (cancel leaves it off): the activation consent for
+  a SIM never activated, the data notice for one that was (``com/xiaomi/mms/c/f.smali``).
 - Settings > Mi Cloud > Cloud Messaging (``SETTINGS`` -> ``MICLOUD`` -> ``MICLOUD_CM``): unverified
   (Xiaomi's 2014 announcement names it; no screen of it is published): it shows the same rows.
 
@@ -217,43 +217,53 @@ def _pref_row(pkg: str, top: int, title: str, summary: str, *, checked: bool | N
                 bounds=(0, top, SCREEN_W, bottom), children=children, on_click=on_click)
 
 
-def _toggle(h: "VirtualHandset", sim: int) -> None:
-    """A tap on a SIM's row, as MessagingPreferenceActivity handles it: off -> on asks for the
-    activation consent first when the SIM was never activated; on -> off just turns it off."""
+def _toggle(h: "VirtualHandset", sim: int, pkg: str = "com.android.mms") -> None:
+    """A tap on a SIM's row, as MessagingPreferenceActivity handles it (``a(CheckBoxPreference,
+    int)`` in its smali): on -> off turns it off at once; off -> on always asks first
+    (``bl.a(Activity, activate_status, slot, checked, ...)``): the activation consent when the SIM
+    was never activated (activate_status != 3), the data notice when it was."""
     if sim_enabled(h, sim):
         set_cloud_messaging(h, False, sim)
-    elif not activated(h, sim):
-        h.mms_dialog = {"sim": sim}
-        h.refresh_screen()
     else:
-        set_cloud_messaging(h, True, sim)
+        h.mms_dialog = {"sim": sim, "activation": not activated(h, sim), "screen": pkg}
+        h.refresh_screen()
 
 
-def _consent(h: "VirtualHandset", pkg: str, sim: int) -> View:
-    """The activation consent (com/android/mms/util/bl.smali: title dialog_title_networking, the
-    message built from dialog_message_mx with the two agreements, negative android.R.string.cancel,
-    positive networking_allow_continue)."""
+def _consent(h: "VirtualHandset", pkg: str, sim: int, activation: bool = True) -> View:
+    """The dialog MessagingPreferenceActivity shows before it turns a SIM on
+    (``com/xiaomi/mms/c/f.smali``, a ``miui.app.AlertDialog``): for a SIM never activated, title
+    ``dialog_title_mx_rcs`` and message ``dialog_message_mx`` with the two agreements (mode 0);
+    for an activated SIM, title ``networking_allow_title`` and message
+    ``mx_activate_network_allow_notice`` (mode 4). Positive ``mx_btn_enable_now``, negative
+    ``android.R.string.cancel``. MIUI's AlertDialog ids: ``miui:id/alertTitle``,
+    ``miui:id/message`` (``bl.smali`` reads ``miui.R.id.message``), buttons ``android:id/button1``
+    and ``button2`` (as real MIUI dialog dumps show)."""
     t = ui_strings(h)
-    message = t["dialog_message_mx"].replace("%1$s", t["user_agreement"]).replace("%2$s", t["privacy_policy"])
+    if activation:
+        title = t["dialog_title_mx_rcs"]
+        message = t["dialog_message_mx"].replace("%1$s", t["user_agreement"]).replace("%2$s", t["privacy_policy"])
+    else:
+        title, message = t["networking_allow_title"], t["mx_activate_network_allow_notice"]
 
     def accept(hh: "VirtualHandset", _v: View) -> None:
         hh.mms_dialog = None
-        hh.log("I", "MessagingPreferenceActivity", f"user accepted the Mi Message activation for sim {sim}")
+        hh.log("I", "MessagingPreferenceActivity",
+               f"user accepted the Mi Message {'activation' if activation else 'data notice'} for sim {sim}")
         set_cloud_messaging(hh, True, sim)
 
     def cancel(hh: "VirtualHandset", _v: View) -> None:
         hh.mms_dialog = None
         hh.refresh_screen()
     return View(package=pkg, children=[View(
-        cls="android.widget.LinearLayout", package=pkg, resource_id="android:id/parentPanel",
+        cls="android.widget.LinearLayout", package=pkg, resource_id="miui:id/parentPanel",
         bounds=(40, 360, SCREEN_W - 40, 1000), children=[
-            View(cls="android.widget.TextView", text=t["dialog_title_networking"], package=pkg,
-                 resource_id="android:id/alertTitle", bounds=(80, 390, SCREEN_W - 80, 450)),
-            View(cls="android.widget.TextView", text=message, package=pkg, resource_id="android:id/message",
+            View(cls="android.widget.TextView", text=title, package=pkg,
+                 resource_id="miui:id/alertTitle", bounds=(80, 390, SCREEN_W - 80, 450)),
+            View(cls="android.widget.TextView", text=message, package=pkg, resource_id="miui:id/message",
                  bounds=(80, 470, SCREEN_W - 80, 860)),
             View(cls="android.widget.Button", text=t["android_cancel"], package=pkg, clickable=True,
                  focusable=True, resource_id="android:id/button2", bounds=(80, 880, 350, 970), on_click=cancel),
-            View(cls="android.widget.Button", text=t["networking_allow_continue"], package=pkg, clickable=True,
+            View(cls="android.widget.Button", text=t["mx_btn_enable_now"], package=pkg, clickable=True,
                  focusable=True, resource_id="android:id/button1", bounds=(370, 880, SCREEN_W - 80, 970),
                  on_click=accept)])])
 
@@ -265,8 +275,8 @@ def _switches(h: "VirtualHandset", pkg: str) -> View:
     one (the activity removes the others), each with summary mx_dspt_listview; the status screen
     row (pref_key_mx_status, mx_current_status) only while a SIM is on."""
     dialog = getattr(h, "mms_dialog", None)
-    if dialog is not None:
-        return _consent(h, pkg, dialog["sim"])
+    if dialog is not None and dialog.get("screen", pkg) == pkg:     # the dialog belongs to its screen
+        return _consent(h, pkg, dialog["sim"], dialog.get("activation", True))
     t = ui_strings(h)
     sims = len(h.identity.sims)
     titles = [t["mx_enable"]] if sims == 1 else [t["mx_on_sim_1"], t["mx_on_sim_2"]][:sims]
@@ -275,9 +285,11 @@ def _switches(h: "VirtualHandset", pkg: str) -> View:
     top = 242
     for sim, title in enumerate(titles):
         on = sim_enabled(h, sim)
-        summary = t["mx_online"] if on and activated(h, sim) else t["mx_dspt_listview"]
+        # MessagingPreferenceActivity.a(Preference, int): an activated SIM's row says whether its
+        # channel is up (mx_online / mx_offline; here: whether it is on), any other the description
+        summary = ((t["mx_online"] if on else t["mx_offline"]) if activated(h, sim) else t["mx_dspt_listview"])
         rows.append(_pref_row(pkg, top, title, summary, checked=on,
-                              on_click=lambda hh, v, s=sim: _toggle(hh, s)))
+                              on_click=lambda hh, v, s=sim: _toggle(hh, s, pkg)))
         top += ROW_H
     if any(sim_enabled(h, s) for s in range(sims)):
         rows.append(_pref_row(pkg, top, t["mx_current_status"], "", checked=None, on_click=None))
@@ -369,10 +381,10 @@ def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
 
 
 def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
-    """Opening the settings anew, or the app being stopped or wiped, dismisses a consent dialog."""
-    comp = normalize_component(intent.component) if intent.component and "/" in intent.component else ""
-    if ((intent.kind == "activity" and comp in (MMS_SETTINGS, MICLOUD_CM))
-            or (intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms")):
+    """The app being stopped or wiped takes a consent dialog with it. Opening the settings again
+    does not: MessagingPreferenceActivity is ``launchMode="singleTop"`` (the app's
+    AndroidManifest.xml), so ``am start`` brings the same instance back, dialog and all."""
+    if intent.kind in ("force-stop", "clear") and intent.package == "com.android.mms":
         h.mms_dialog = None
 
 

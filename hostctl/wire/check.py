@@ -27,6 +27,13 @@ claims are about. What came back from servers gets its own ``verdict_received``.
 ``absent``
     not seen.
 
+TLS flows are decrypted when secrets are known (``--keylog`` files, or the capture's own pcapng
+Decryption Secrets Blocks; :mod:`.decrypt`, :mod:`.tlsdecrypt`): each direction's application
+data is scanned as a stream of its own (layer ``tls-decrypted``), and a finding there names the
+record that carried it, the offset in that record and the stream offset of the ciphertext byte on
+the wire. Every TLS flow's record says whether it was decrypted (``tls_decryption``), and the
+report counts the outcomes (``tls``).
+
 Ciphertext is attributed to an identifier only through the agent's cipher events (plaintext and
 ciphertext of one call). Without them, opaque values that repeat across sessions are still
 reported under ``deterministic`` (with the field that carried them), unattributed.
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import gc
 import re
 import time
@@ -126,6 +134,30 @@ class _FlowState:
     readable: dict[str, bytearray] = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
     gaps: int = 0
+    tls: Any = None               # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
+    dec: dict[str, _Decrypted] = field(default_factory=dict)
+
+
+class _Decrypted:
+    """One direction's decrypted application data waiting to be scanned, and where each record's
+    plaintext begins: (offset in the decrypted stream, record number, wire stream offset)."""
+
+    __slots__ = ("buf", "ts", "stream", "offset", "records")
+
+    def __init__(self, stream: Any) -> None:
+        self.buf = bytearray()
+        self.ts = 0.0
+        self.stream = stream
+        self.offset = 0                  # decrypted bytes handed to the stream or the buffer
+        self.records: list[tuple[int, int, int]] = []
+
+    def locate(self, offset: int) -> dict:
+        recs = self.records
+        i = bisect.bisect_right(recs, (offset, 1 << 62, 0)) - 1
+        if i < 0:
+            return {}
+        start, number, wire = recs[i]
+        return {"record": number, "record_offset": offset - start, "wire_offset": wire + offset - start}
 
 
 class WireCheck:
@@ -136,7 +168,7 @@ class WireCheck:
     """
 
     def __init__(self, identifiers: Sequence[Identifier], *, engine: str = "auto",
-                 hash_budget: float = 5.0, progress: Any = None) -> None:
+                 hash_budget: float = 5.0, progress: Any = None, keylogs: Sequence[str | Path] = ()) -> None:
         if not identifiers:
             raise WireCheckError("no identifiers to look for: give --testbed or --imei/--imsi/--iccid/--number/--text")
         self.identifiers = list(identifiers)
@@ -159,6 +191,15 @@ class WireCheck:
         self._ports: dict[int, dict] = {}             # client port -> flow record (agent correlation)
         self.agent_files: list[dict] = []
         self._flow_base = 0
+        from .keylog import KeyLog, KeyLogError
+        self.keylog = KeyLog()
+        self.tls_counts: dict[str, int] = defaultdict(int)
+        self.client_randoms: list[bytes] = []     # of the TLS sessions seen (for --write-decrypted)
+        for kl in keylogs:
+            try:
+                self.keylog.add_file(kl)
+            except KeyLogError as exc:
+                raise WireCheckError(str(exc)) from exc
 
     # -- captures ---------------------------------------------------------------------------
     def add_capture(self, path: str | Path) -> dict:
@@ -167,8 +208,11 @@ class WireCheck:
 
         path = Path(path)
         t0 = time.monotonic()
+        from .decrypt import TlsLayer
+
         consumer = _Consumer(self, str(path))
         reader = open_capture(path)
+        consumer.tls = TlsLayer(self.keylog, reader)
         table = FlowTable(consumer)
         progress = None
         if self.progress is not None:
@@ -186,6 +230,11 @@ class WireCheck:
         n = reader.stats.get("packets", 0)
         info = {"path": str(path), "packets": n, "seconds": round(time.monotonic() - t0, 3),
                 "reader": jsonable(getattr(reader, "stats", {})), "flows": jsonable(getattr(table, "stats", {}))}
+        for status, n in consumer.tls.counts.items():
+            self.tls_counts[status] += n
+        self.client_randoms.extend(consumer.tls.client_randoms)
+        if consumer.tls.counts:
+            info["tls"] = dict(consumer.tls.counts)
         self.captures.append(info)
         self._flow_base += consumer.max_flow_id
         return info
@@ -225,6 +274,20 @@ class WireCheck:
         info = {"path": str(path), "events": dict(counts), "errors": errors[:20], "error_count": len(errors)}
         self.agent_files.append(info)
         return info
+
+    def add_agent_secrets(self, path: str | Path) -> int:
+        """Adds the TLS secrets of a ``hostctl trace`` events file (``tls-secret`` events) to the
+        key log; call before `add_capture`. Returns how many were new."""
+        from ..events import TlsSecret, read_events
+
+        n = 0
+        try:
+            for _, ev in read_events(path, errors=[]):
+                if isinstance(ev, TlsSecret):
+                    n += self.keylog.add(ev.label, bytes.fromhex(ev.client_random), bytes.fromhex(ev.secret))
+        except OSError as exc:
+            raise WireCheckError(f"{path}: cannot read agent events: {exc.strerror or exc}") from exc
+        return n
 
     # -- findings and tokens ----------------------------------------------------------------
     def _finding(self, m: Any, where: _Where, offset_base: int = 0) -> dict | None:
@@ -320,6 +383,7 @@ class WireCheck:
             "clear_http_with_identifiers": sum(1 for c in self._clear_http if c["findings"]),
             "weak_tls": len(self._weak_tls),
             "deterministic": len(deterministic),
+            "tls_flows": dict(self.tls_counts),
         }
         return {
             "schema": SCHEMA,
@@ -335,8 +399,27 @@ class WireCheck:
             "clear_http": self._clear_http,
             "weak_tls": self._weak_tls,
             "cipher_calls": self._cipher_summary(),
+            "tls": {"flows": dict(self.tls_counts), "keylog": self.keylog.summary()},
             "summary": summary,
         }
+
+    def write_decrypted(self, captures: Sequence[str | Path], out: str | Path) -> dict:
+        """Writes ``captures`` to ``out`` (pcapng, mode 0600: it holds secrets) with a DSB of the
+        secrets known for the TLS sessions seen in them (only those: other sessions' keys in a key
+        log do not travel with the capture)."""
+        import os
+
+        from .pcapwrite import copy_with_secrets
+
+        text = self.keylog.text(dict.fromkeys(self.client_randoms))
+        out = Path(out)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                packets = copy_with_secrets([str(c) for c in captures], f, text)
+        except OSError as exc:
+            raise WireCheckError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+        return {"path": str(out), "packets": packets, "secrets": text.count("\n")}
 
     def _attribute_ciphertext(self) -> dict[bytes, dict]:
         """ciphertext (raw and its text forms) -> {identifier, fixed_iv} from the cipher
@@ -467,6 +550,7 @@ class _Consumer:
         self.c = check
         self.capture = capture
         self.max_flow_id = 0
+        self.tls: Any = None         # a hostctl.wire.decrypt.TlsLayer (set by add_capture)
 
     def _id(self, flow: Any) -> int:
         return self.c._flow_base + flow.id
@@ -491,6 +575,12 @@ class _Consumer:
         st = flow.user
         if st is None:
             st = self._state(flow)
+        dec = st.tls
+        if dec is None:
+            dec = st.tls = (self.tls is not None and self.tls.active() and self.tls.start(data, offset)) or False
+        if dec is not False:
+            for plain in dec.feed(direction, offset, data):
+                self.plaintext(st, plain, ts)
         p = st.dirs[direction]
         if p.stream is None:
             p.stream = self.c.scanner.stream()
@@ -524,9 +614,62 @@ class _Consumer:
             if matches:
                 self._record(st, matches, direction, p.ts)
 
+    # -- decrypted TLS --------------------------------------------------------------------------
+    # THE HOOK where decrypted application data becomes a stream: every record's plaintext of a
+    # flow direction comes here in order (``plain``: a hostctl.wire.tlsdecrypt.Plaintext with its
+    # record number and wire offset). Today it is scanned like a clear TCP stream; a decoder
+    # registry (HTTP/1 bodies, HTTP/2, WebSocket, compression) plugs in here, keeping
+    # ``_Decrypted.locate`` to cite the record and wire offset of what it finds.
+    def plaintext(self, st: _FlowState, plain: Any, ts: float) -> None:
+        d = st.dec.get(plain.direction)
+        if d is None:
+            d = st.dec[plain.direction] = _Decrypted(self.c.scanner.stream())
+            d.ts = ts
+        d.records.append((d.offset, plain.record, plain.wire_offset))
+        d.offset += len(plain.data)
+        if d.buf and (ts - d.ts > _BATCH_SECONDS or len(d.buf) + len(plain.data) > _BATCH):
+            self._scan_decrypted(st, plain.direction, d)
+        if not d.buf:
+            d.ts = ts
+        d.buf += plain.data
+        rb = st.readable.setdefault(plain.direction, bytearray())
+        if len(rb) < _TOKEN_WINDOW:
+            rb += plain.data[:_TOKEN_WINDOW - len(rb)]
+
+    def _scan_decrypted(self, st: _FlowState, direction: str, d: _Decrypted, *, final: bool = False) -> None:
+        matches = list(d.stream.feed(bytes(d.buf))) if d.buf else []
+        d.buf.clear()
+        if final:
+            matches.extend(d.stream.close() or ())
+        if matches:
+            where = _Where("wire", self._id(st.flow), direction, self._host(st.flow), "tls-decrypted",
+                           capture=self.capture, ts=d.ts)
+            for m in matches:
+                f = self.c._finding(m, where)
+                if f is not None:
+                    f.update(d.locate(m.start))
+                    st.findings.append(f)
+        if len(d.records) > 4096:            # matches never reach this far back
+            keep = bisect.bisect_right(d.records, (d.offset - len(d.buf) - (1 << 20), 1 << 62, 0))
+            if keep > 1:
+                del d.records[:keep - 1]
+
+    def _end_tls(self, flow: Any, st: _FlowState) -> dict | None:
+        dec = st.tls
+        if not dec:
+            return None
+        rest, summary = self.tls.end(dec)
+        for plain in rest:
+            self.plaintext(st, plain, getattr(flow, "last_ts", 0.0) or 0.0)
+        for direction, d in st.dec.items():
+            self._scan_decrypted(st, direction, d, final=True)
+        return summary
+
     def gap(self, flow: Any, direction: str, offset: int, length: int) -> None:
         st = self._state(flow)
         st.gaps += 1
+        if st.tls:
+            st.tls.gap(direction, offset, length)
         p = st.dirs[direction]
         if p.stream is None:
             p.stream = self.c.scanner.stream()
@@ -561,6 +704,7 @@ class _Consumer:
         if st is None:
             return
         flow.user = None
+        tls_summary = self._end_tls(flow, st)
         for direction, p in st.dirs.items():
             if p.stream is None:
                 continue
@@ -584,6 +728,8 @@ class _Consumer:
                "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
                "gaps": st.gaps, "ended": getattr(flow, "ended", None),
                "findings": len(st.findings)}
+        if tls_summary is not None:
+            rec["tls_decryption"] = tls_summary
         worst = "absent"
         for f in st.findings:
             if _RANK[f["verdict"]] < _RANK[worst]:
@@ -610,13 +756,24 @@ class _Consumer:
 
 def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier], *,
                agent_events: Sequence[str | Path] = (), engine: str = "auto", hash_budget: float = 5.0,
-               progress: Any = None) -> dict:
-    """Analyse captures (and agent events) for identifiers; the report as a JSON-ready dict."""
-    check = WireCheck(identifiers, engine=engine, hash_budget=hash_budget, progress=progress)
+               progress: Any = None, keylogs: Sequence[str | Path] = (),
+               write_decrypted: str | Path | None = None) -> dict:
+    """Analyse captures (and agent events) for identifiers; the report as a JSON-ready dict.
+
+    ``keylogs``: NSS key log files to decrypt TLS with (captures' own DSBs, and the ``tls-secret``
+    events of ``agent_events``, are used too).
+    ``write_decrypted``: also write the captures' packets as one pcapng with a DSB holding the
+    secrets of the TLS sessions seen in them, which Wireshark opens decrypted."""
+    check = WireCheck(identifiers, engine=engine, hash_budget=hash_budget, progress=progress, keylogs=keylogs)
+    for ev in agent_events:     # the trace's TLS secrets (tls-secret events) decrypt its captures too
+        check.add_agent_secrets(ev)
     for cap in captures:
         check.add_capture(cap)
     for ev in agent_events:     # after the captures: plaintext events are matched to their flows
         check.add_agent_events(ev)
-    return check.report()
+    report = check.report()
+    if write_decrypted is not None:
+        report["written"] = check.write_decrypted(captures, write_decrypted)
+    return report
 
 

@@ -14,7 +14,10 @@ killed mid-write, a copy cut short). So the reader
   gzip-compressed files, and pcapng (both byte orders, several sections, one IDB per interface with
   its link type, ``if_tsresol``, ``if_tsoffset`` and snaplen; EPB, SPB and the obsolete PB;
   name resolution blocks go to `CaptureReader.names`);
-- skips and counts every block it has no use for (interface statistics, decryption secrets,
+- keeps the payload of each Decryption Secrets Block (type 0x0000000A: secrets type, length,
+  data; pcapng draft-ietf-opsawg-pcapng section 4.7) in `CaptureReader.secrets` as
+  ``(secrets type, bytes)``, as it is read (a TLS key log is type 0x544c534b, "TLSK");
+- skips and counts every block it has no use for (interface statistics,
   PCAPdroid's custom blocks 0x00000BAD/0x40000BAD, unknown types) in ``stats["skipped_blocks"]``;
 - on damage (a length that cannot be right, a trailer that does not match, garbage between
   records, a cut at the end) notes what and where in ``stats["errors"]`` and carries on from the
@@ -55,7 +58,8 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\xcd\x34": (">", 1_000_000, 24),
 }
 _SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
-SHB, IDB, PB, SPB, NRB, ISB, EPB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6
+SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6, 0x0A
+MAX_SECRETS = 64 << 20         # DSB payload bytes kept (a key log line is ~180 bytes)
 _KNOWN_TYPES = {SHB, IDB, PB, SPB, NRB, ISB, EPB, 0x0A, 0x0BAD, 0x40000BAD}
 # Where a damaged pcapng stream may resume: a known block type (checked further by its lengths).
 _RESYNC = {
@@ -162,6 +166,8 @@ class CaptureReader:
         except (OSError, ValueError, AttributeError):
             self._seekable = False
         self.names: dict[str, str] = {}          # from name resolution blocks, as they are read
+        self.secrets: list[tuple[int, bytes]] = []   # from decryption secrets blocks, as they are read
+        self._secret_bytes = 0
         # frame numbers used by records that are not packets (Wireshark 4 numbers pcapng custom
         # blocks as frames): a packet's Wireshark frame number is its count plus this, as it
         # stands when the packet is handed out
@@ -590,6 +596,8 @@ class CaptureReader:
                     epb7, u32 = self._epb7.unpack_from, self._u32.unpack_from
                 elif btype == NRB:
                     self._read_nrb(buf, pos, blen)
+                elif btype == DSB:
+                    self._read_dsb(buf, pos, blen)
                 else:
                     sb = stats["skipped_blocks"]
                     sb[btype] = sb.get(btype, 0) + 1
@@ -677,6 +685,20 @@ class CaptureReader:
             out.setdefault(code, buf[p + 4:p + 4 + length])
             p += 4 + length + (-length % 4)
         return out
+
+    def _read_dsb(self, buf: bytes, pos: int, blen: int) -> None:
+        if blen < 20:
+            self._error(self._base + pos, f"decryption secrets block of {blen} bytes is too short")
+            return
+        stype, slen = struct.unpack_from(self._bo + "II", buf, pos + 8)
+        if 20 + slen > blen:
+            self._error(self._base + pos, f"decryption secrets of {slen} bytes run past their {blen}-byte block")
+            return
+        if self._secret_bytes + slen > MAX_SECRETS:
+            self._error(self._base + pos, f"more than {MAX_SECRETS} bytes of decryption secrets; the rest skipped")
+            return
+        self._secret_bytes += slen
+        self.secrets.append((stype, bytes(buf[pos + 16:pos + 16 + slen])))
 
     def _read_nrb(self, buf: bytes, pos: int, blen: int) -> None:
         p, end = pos + 8, pos + blen - 4

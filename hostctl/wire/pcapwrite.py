@@ -9,7 +9,9 @@ for the link types handsets and capture tools produce (Ethernet, raw IP, Linux c
 pcapng files carry timestamps in microseconds (``if_tsresol`` 6, the format's default): a Python
 float holds an epoch time to about 0.2 µs, so nanoseconds would only record rounding noise. A
 name resolution block (`PcapngWriter.add_names`) makes Wireshark show the lab's Xiaomi host names
-for the synthetic server addresses.
+for the synthetic server addresses. A decryption secrets block (`PcapngWriter.add_secrets`, DSB)
+carries a TLS key log, so Wireshark decrypts the file with no key file given; `copy_with_secrets`
+rewrites any capture with one in front of its packets (``wire-check --write-decrypted``).
 
 Each block is built in memory and handed to ``f.write`` in one call, so writers sharing a buffered
 file from several threads never interleave inside a block.
@@ -29,7 +31,7 @@ from typing import BinaryIO, Literal
 __all__ = ["LINKTYPE_ETHERNET", "LINKTYPE_IPV4", "LINKTYPE_IPV6", "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2",
            "LINKTYPE_NULL", "LINKTYPE_RAW", "PcapWriter", "PcapngWriter", "TcpConversation", "frame",
            "inet_checksum", "ipv4_tcp", "ipv4_udp", "ipv6_tcp", "ipv6_udp", "ip_tcp", "ip_udp", "mac_for",
-           "tcp_flags"]
+           "tcp_flags", "copy_with_secrets"]
 
 LINKTYPE_NULL = 0          # BSD loopback: 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
@@ -43,7 +45,8 @@ ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 
 # pcapng block types and option codes (draft-ietf-opsawg-pcapng)
-_SHB, _IDB, _EPB, _NRB = 0x0A0D0D0A, 0x00000001, 0x00000006, 0x00000004
+_SHB, _IDB, _EPB, _NRB, _DSB = 0x0A0D0D0A, 0x00000001, 0x00000006, 0x00000004, 0x0000000A
+SECRETS_TLS_KEYLOG = 0x544C534B     # "TLSK": a DSB holding an NSS key log
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _OPT_END, _OPT_COMMENT = 0, 1
 _SHB_USERAPPL = 4
@@ -123,6 +126,12 @@ class PcapngWriter:
         if records:
             body = b"".join(records) + struct.pack("<HH", _NRB_END, 0)
             self.f.write(_block(_NRB, body))
+
+    def add_secrets(self, data: bytes, secrets_type: int = SECRETS_TLS_KEYLOG) -> None:
+        """A decryption secrets block (pcapng draft section 4.7): Wireshark uses it for the
+        packets after it, so write it before them."""
+        body = struct.pack("<II", secrets_type, len(data)) + data + b"\0" * _pad4(len(data))
+        self.f.write(_block(_DSB, body))
 
     def packet(self, ts: float, data: bytes, *, comment: str | None = None) -> None:
         """One frame captured at ``ts`` (seconds since the epoch) as an enhanced packet block."""
@@ -497,3 +506,34 @@ class TcpConversation:
         self._seq["s2c"] += 1
         self._emit(ts + 2 * self.STEP, "c2s", "A")
         self.state = "closed"
+
+
+def copy_with_secrets(captures: list[str], out: BinaryIO, keylog_text: str) -> int:
+    """Writes the packets of ``captures`` (pcap or pcapng, in order) to ``out`` as pcapng, after a
+    DSB holding ``keylog_text`` (an NSS key log). One interface per link type met, timestamps in
+    nanoseconds (a capture's own precision is kept). Returns the packets written."""
+    from .pcapread import open_capture
+
+    shb = struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + _options([(_SHB_USERAPPL, b"hostctl wire-check")])
+    out.write(_block(_SHB, shb))
+    data = keylog_text.encode("ascii")
+    out.write(_block(_DSB, struct.pack("<II", SECRETS_TLS_KEYLOG, len(data)) + data + b"\0" * _pad4(len(data))))
+    interfaces: dict[int, int] = {}
+    n = 0
+    for path in captures:
+        reader = open_capture(path)
+        try:
+            for ts, linktype, buf, start, caplen, origlen in reader.records():
+                ifid = interfaces.get(linktype)
+                if ifid is None:
+                    ifid = interfaces[linktype] = len(interfaces)
+                    idb = struct.pack("<HHI", linktype, 0, 262144) + _options([(_IF_TSRESOL, bytes([9]))])
+                    out.write(_block(_IDB, idb))
+                ticks = round(ts * 1_000_000_000)
+                cap = buf[start:start + caplen]
+                out.write(_block(_EPB, struct.pack("<IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, caplen, origlen)
+                                 + cap + b"\0" * _pad4(caplen)))
+                n += 1
+        finally:
+            reader.close()
+    return n

@@ -7,9 +7,10 @@ cmds/service does and read back with the method's parameter types as libbinder w
 wrongly typed argument misreads exactly like on a handset: an ``i64`` read as an ``int`` is its
 low word, and the high word becomes the next parameter.
 
-Slots: ``phone_id`` is the 0-based slot; ``sub_id``/``sub_id64`` is a subscription id, slot + 1 on
-the emulated handset (the first SIM inserted on a fresh device gets id 1). An id that names no
-slot falls back to slot 0, as AOSP's PhoneSubInfoController does (``getPhoneId`` invalid ->
+Slots: ``phone_id`` is the 0-based slot; ``sub_id``/``sub_id64`` is a subscription id: the
+profile's ``sim_sub_ids`` (the ids its sms rows keep in ``sim_id`` and its
+``content://telephony/siminfo`` lists), slot + 1 by default (the first SIM inserted on a fresh
+device gets id 1). An id that names no slot falls back to slot 0, as AOSP's PhoneSubInfoController does (``getPhoneId`` invalid ->
 phone 0); a method without an id parameter answers for the default subscription, slot 0.
 """
 
@@ -101,14 +102,16 @@ def _denial(method: str, sdk: int) -> str:
             "android.permission.READ_PHONE_STATE.")
 
 
-def _slot(values: dict[str, object], sims: int) -> int:
+def _slot(values: dict[str, object], sims: int, handset: VirtualHandset) -> int:
     if "phone_id" in values:
         phone = int(values["phone_id"])  # type: ignore[arg-type]
         return phone if 0 <= phone < sims else 0
     for kind in ("sub_id", "sub_id64"):
         if kind in values:
             sub = int(values[kind])  # type: ignore[arg-type]
-            return sub - 1 if 1 <= sub <= sims else 0
+            # SubscriptionController.getPhoneId(subId): the slot holding that subscription
+            slot = handset.profile.slot_of_sub_id(sub)
+            return slot if slot is not None and slot < sims else 0
     return 0
 
 
@@ -120,7 +123,7 @@ def _value(handset: VirtualHandset, method: str, values: dict[str, object]) -> s
     if base == "getDeviceSvn":
         return "01"
     attr = _VALUES.get(base)
-    return getattr(sims[_slot(values, len(sims))], attr) if attr else None
+    return getattr(sims[_slot(values, len(sims), handset)], attr) if attr else None
 
 
 def transact(handset: VirtualHandset, code: int, args: list[tuple[str, object]]) -> str:
