@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml | prereqs
 	touch $(STAMP)
 
 # `hostctl demo` is the same for an installed hostctl (pip/pipx).
-demo: prereqs bootstrap agent
+demo: prereqs bootstrap agent debian-clients
 	$(PY) -m hostctl demo
 
 # Real software from Debian, run against the lab by the acceptance tests: gammu and smstools
@@ -54,17 +54,23 @@ demo: prereqs bootstrap agent
 # way to get the unmodified tools. Installed only when missing (needs root, or sudo). smsd lives in /usr/sbin
 # (not on a user's PATH), and the package would start a system smsd on /dev/ttyS0: a temporary
 # policy-rc.d (exit 101) keeps it from starting during the install.
+# The emulated handsets run Android's real shell: mksh (Android's /system/bin/sh) and toybox
+# (Android's userland since 6.0), plus original-awk, in a bubblewrap sandbox per handset; gcc
+# compiles the sandbox's two small C programs (hostctl/emulator/userland/native) at first use.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 debian-clients:
 	@{ command -v gammu || test -x /usr/bin/gammu; } >/dev/null && \
 	 { command -v smsd || test -x /usr/sbin/smsd; } >/dev/null && \
+	 { command -v mksh && command -v toybox && command -v original-awk && command -v bwrap && command -v cc; } >/dev/null && \
 	 { command -v tshark && { command -v tcpdump || test -x /usr/bin/tcpdump; }; } >/dev/null || \
 	 $(SUDO) sh -c 'set -e; made=; \
+	   command -v apt-get >/dev/null || { echo "no apt-get: install gammu smstools tshark tcpdump mksh toybox original-awk bubblewrap gcc with your package manager" >&2; exit 1; }; \
 	   if [ ! -e /usr/sbin/policy-rc.d ]; then printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d; \
 	     chmod 755 /usr/sbin/policy-rc.d; made=1; fi; \
 	   trap "[ -n \"$$made\" ] && rm -f /usr/sbin/policy-rc.d" EXIT; \
 	   DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools tshark tcpdump'
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends gammu smstools tshark tcpdump \
+	     mksh toybox original-awk bubblewrap gcc libc6-dev'
 
 # hw_tests: one test per audit check, against the emulated lab on both shipped profiles (each
 # test asserts the verdict the profile documents); one xdist worker per profile's lab.
@@ -90,10 +96,10 @@ format: bootstrap
 	$(PY) -m ruff check --fix $(LINT_PATHS)
 
 # stress: each shipped profile's audit 20 times in a row, the same verdicts every time
-stress: bootstrap agent
+stress: bootstrap agent debian-clients
 	$(PY) -m pytest -q tests/stress_verdicts.py
 
-bench: bootstrap agent
+bench: bootstrap agent debian-clients
 	$(PY) -m benchmarks
 
 clean:

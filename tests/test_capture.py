@@ -192,7 +192,7 @@ def test_kill_by_pid_ends_tcpdump_and_timeout_exits_124(rooted):
         return denied, missing, app, killed, await asyncio.wait_for(task, 10)
     denied, missing, app, killed, result = asyncio.run(go())
     assert denied[0] == 1 and "Operation not permitted" in denied[2]
-    assert missing == (1, "", "kill: 99999: No such process\n")
+    assert missing == (1, "", "/system/bin/sh: kill: 99999: No such process\n")   # mksh's builtin
     assert app[0] == 1
     assert killed == (0, "", "")
     assert result[0] == 0 and "packets captured" in result[2]
@@ -200,7 +200,7 @@ def test_kill_by_pid_ends_tcpdump_and_timeout_exits_124(rooted):
     rc, _, err = asyncio.run(_shell(h, "su -c 'timeout 0.3 tcpdump -i any -w /dev/null'"))
     assert rc == 124 and "3 packets captured" in err      # the handshake of the connection still open
     assert asyncio.run(_shell(h, "su -c 'timeout 5 true'"))[0] == 0
-    assert asyncio.run(_shell(h, "su -c 'timeout x true'")) == (125, "", "timeout: bad duration 'x'\n")
+    assert asyncio.run(_shell(h, "su -c 'timeout x true'")) == (125, "", "timeout: Not a number 'x'\n")  # toybox
 
 
 # --- the sources through the real adb path -------------------------------------------------------

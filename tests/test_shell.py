@@ -145,97 +145,12 @@ def test_content_errors(h) -> None:
 
 
 # --- shell language ---------------------------------------------------------------------------
-
-def test_echo_status_and_operators(h) -> None:
-    check(h, "echo hello world", "hello world\n")
-    check(h, "echo -n a; echo b", "ab\n")
-    check(h, "echo -e 'a\\tb'", "a\tb\n")
-    check(h, "false; echo $?", "1\n")
-    check(h, "false || echo no && echo yes", "no\nyes\n")
-    check(h, "true && false", rc=1)
-    check(h, "! false", rc=0)
-    check(h, "exit 5", rc=5)
-    check(h, "echo a; exit 7; echo b", "a\n", rc=7)
-    check(h, "x=1; y=\"$x two\"; echo ${y} '$x' \"$x\"", "1 two $x 1\n")
-    check(h, "echo a\\ b \"c\\\"d\" # comment", "a b c\"d\n")
-    check(h, "echo $(echo inner) `echo tick` \"$(echo 'q  s')\"", "inner tick q  s\n")
-    check(h, "v=$(false); echo $?", "1\n")
-    check(h, "echo $UNSET_VAR.", ".\n")
-    check(h, "(exit 3); echo $?", "3\n")
-    check(h, "{ echo a; echo b; } | wc -l", "2\n")
-    check(h, "x=4; echo $((x * 2 + 1)) $(( (7 % 4) - 1 ))", "9 2\n")
-    check(h, "echo $((1/0))", "0\n", "/system/bin/sh: 1/0: bad arithmetic expression\n")
-    check(h, "sh -c 'echo $0 $1; exit 2' a b", "a b\n", rc=2)
-    check(h, "[ -d /sdcard ] && test -z '' && echo ok", "ok\n")
-
-
-def test_redirections(h) -> None:
-    check(h, "echo one > /sdcard/f; echo two >> /sdcard/f; cat /sdcard/f", "one\ntwo\n")
-    check(h, "cat < /sdcard/f | head -n 1", "one\n")
-    check(h, "cat /nope 2>/dev/null; echo $?", "1\n")
-    check(h, "cat /nope 2>&1", "cat: /nope: No such file or directory\n", rc=1)
-    check(h, "echo err >&2", "", "err\n")
-    check(h, "echo x > /dev/null", "")
-    check(h, "echo x > /system/x", "", "/system/bin/sh: can't create /system/x: "
-          "Read-only file system\n", 1)
-    check(h, "echo x > /sdcard/no/dir/f", "", "/system/bin/sh: can't create /sdcard/no/dir/f: "
-          "No such file or directory\n", 1)
-    check(h, "cat < /nope", "", "/system/bin/sh: can't open /nope: No such file or directory\n",
-          1)
-
-
-def test_syntax_errors_and_unknown_commands(h) -> None:
-    check(h, "frobnicate -x", "", "/system/bin/sh: frobnicate: inaccessible or not found\n",
-          127)
-    check(h, "echo 'open", "", "/system/bin/sh: no closing quote\n", 1)
-    check(h, "; ls", "", "/system/bin/sh: syntax error: ';' unexpected\n", 1)
-    check(h, "echo a |", "", "/system/bin/sh: syntax error: unexpected EOF\n", 1)
-
+# The shell and its utilities are real mksh and toybox (tests/test_userland_*.py hold the corpus
+# and the grammar script); these check the seams: stdin reaches a program, time passes.
 
 def test_stdin_is_read(h) -> None:
     check(h, "cat", "piped\n", stdin=b"piped\n")
     check(h, "grep -c x", "2\n", stdin=b"x\ny\nxx\n")
-
-
-# --- file commands ----------------------------------------------------------------------------
-
-def test_files(h) -> None:
-    check(h, "mkdir -p /sdcard/d/e && touch /sdcard/d/e/f && ls /sdcard/d/e", "f\n")
-    check(h, "mkdir /sdcard/d", "", "mkdir: /sdcard/d: File exists\n", 1)
-    check(h, "rm /sdcard/d", "", "rm: /sdcard/d: Is a directory\n", 1)
-    check(h, "rm -r /sdcard/d && ls /sdcard", "")
-    check(h, "rm /sdcard/nope", "", "rm: /sdcard/nope: No such file or directory\n", 1)
-    check(h, "rm -f /sdcard/nope")
-    check(h, "ls /nope", "", "ls: /nope: No such file or directory\n", 1)
-    check(h, "ls /data", "", "ls: /data: Permission denied\n", 1)
-    check(h, "rm /system/build.prop", "", "rm: /system/build.prop: Read-only file system\n", 1)
-    check(h, "printf 'abc' > /data/local/tmp/x; stat -c %s /data/local/tmp/x", "3\n")
-    check(h, "md5sum /data/local/tmp/x", "900150983cd24fb0d6963f7d28e17f72  /data/local/tmp/x\n")
-    check(h, "cd /data/local/tmp && pwd && cat x", "/data/local/tmp\nabc")
-    check(h, "ls -a /data/local/tmp", ".\n..\nx\n")
-    check(h, "ls /data/local/tmp/*", "/data/local/tmp/x\n")
-    r = run(h, "ls -l /data/local/tmp")
-    assert re.fullmatch(r"-rw-r--r-- shell    shell           3 \d{4}-\d\d-\d\d \d\d:\d\d x\n",
-                        r.out), r.out
-    check(h, "mkdir", "", "mkdir: Needs 1 argument (see \"mkdir --help\")\n", 1)
-
-
-def test_text_filters(h) -> None:
-    h.fs.host_path("/sdcard/t").write_text("alpha\nBeta\ngamma\ndelta\n")
-    check(h, "grep -i beta /sdcard/t", "Beta\n")
-    check(h, "grep -v a /sdcard/t", "", rc=1)
-    check(h, "grep -v l /sdcard/t", "Beta\ngamma\n")
-    check(h, "grep -c ta /sdcard/t", "2\n")
-    check(h, "grep -E 'al|ga' /sdcard/t", "alpha\ngamma\n")
-    check(h, "grep -F 'a|b' /sdcard/t", "", rc=1)
-    check(h, "head -n 2 /sdcard/t", "alpha\nBeta\n")
-    check(h, "tail -n 1 /sdcard/t", "delta\n")
-    check(h, "wc -l /sdcard/t", "      4 /sdcard/t\n")
-    check(h, "cat /sdcard/t | wc -l", "4\n")
-    check(h, "cat /sdcard/t | wc", "      4       4      23\n")
-    check(h, "printf '%s-%d\\n' a 1 b 2", "a-1\nb-2\n")
-    check(h, "which getprop; command -v ls", "/system/bin/getprop\n/system/bin/ls\n")
-    check(h, "which nosuch", rc=1)
 
 
 def test_sleep_is_async(h) -> None:
@@ -245,9 +160,12 @@ def test_sleep_is_async(h) -> None:
 # --- android tools ----------------------------------------------------------------------------
 
 def test_id(h) -> None:
-    check(h, "id", "uid=2000(shell) gid=2000(shell) groups=1003(graphics),1004(input),1007(log),"
-          "1009(mount),1011(adb),1015(sdcard_rw),1028(sdcard_r),3001(net_bt_admin),3002(net_bt),"
-          "3003(inet),3006(net_bw_stats) context=u:r:shell:s0\n")
+    # toybox's id over the real credentials the launcher set: uid/gid 2000 and KitKat adbd's
+    # groups (AOSP 4.4 adb.c). Android's own build adds " context=u:r:shell:s0" (SELinux), which
+    # the sandbox does not have.
+    check(h, "id", "uid=2000(shell) gid=2000(shell) groups=2000(shell),1003(graphics),1004(input),"
+          "1007(log),1009(mount),1011(adb),1015(sdcard_rw),1028(sdcard_r),3001(net_bt_admin),"
+          "3002(net_bt),3003(inet),3006(net_bw_stats)\n")
 
 
 def test_pm(h) -> None:
@@ -372,26 +290,17 @@ def test_input_blocked_on_miui(tmp_path: Path) -> None:
 # --- interactive ------------------------------------------------------------------------------
 
 def test_interactive_with_tty(h) -> None:
-    io = MemoryIO(b"echo hi\r\ncd /sdcard\nexit 4\necho never\n", chunk=3)
+    # a real pty: the line discipline echoes input and maps NL to CRLF; the prompt is KitKat's
+    # mkshrc's (shell@DEVICE:PWD $)
+    io = MemoryIO(b"echo hi\ncd /sdcard\nexit 4\necho never\n", chunk=3)
     rc = asyncio.run(AndroidShell(h).interactive(io, tty=True))
+    out = bytes(io.stdout)
     assert rc == 4
-    assert bytes(io.stdout) == (b"shell@armani:/ $ hi\nshell@armani:/ $ "
-                                b"shell@armani:/sdcard $ ")
+    assert b"shell@armani:/ $ " in out and b"hi\r\n" in out and b"shell@armani:/sdcard $ " in out
+    assert b"never\r\n" not in out.replace(b"echo never", b"")
 
 
 def test_interactive_without_tty_until_eof(h) -> None:
     io = MemoryIO(b"x=2\necho $x\nfalse")
     rc = asyncio.run(AndroidShell(h).interactive(io, tty=False))
     assert (bytes(io.stdout), rc) == (b"2\n", 1)
-
-
-def test_group_redirections_and_per_path_file_commands(h) -> None:
-    # ( ... ) and { ...; } both take trailing redirections into the handset's files
-    check(h, "(echo sub; echo err >&2) > /sdcard/o 2>/sdcard/e; cat /sdcard/o /sdcard/e", "sub\nerr\n")
-    check(h, "{ echo grp; } >> /sdcard/o; cat /sdcard/o", "sub\ngrp\n")
-    # mkdir / touch / rmdir: every path tried, each failure reported, rc 1 if any failed
-    check(h, "mkdir /sdcard/d1 /data/x /sdcard/d2; echo $?", "1\n", "mkdir: /data/x: Permission denied\n")
-    check(h, "touch /sdcard/d1/f /system/f; echo $?", "1\n", "touch: /system/f: Read-only file system\n")
-    check(h, "rmdir /sdcard/d1 /sdcard/d2; echo $?; ls /sdcard/d1", "1\nf\n",
-          "rmdir: /sdcard/d1: Directory not empty\n")
-    check(h, "rmdir /sdcard/d2", "", "rmdir: /sdcard/d2: No such file or directory\n", rc=1)

@@ -54,8 +54,8 @@ def test_injection_attempts_stay_inside(setup) -> None:
 def test_device_rm_rf_root_only_touches_writable_device_dirs(setup) -> None:
     h, d, _ = setup
     h.fs.host_path("/sdcard/keep").write_text("k")
-    r = run(h, "rm -rf /")
-    assert r.rc == 1 and "Read-only file system" in r.err
+    r = run(h, "rm -rf /*")
+    assert r.rc == 1 and "Read-only file system" in r.err and "Permission denied" in r.err
     assert h.fs.host_path("/system/build.prop").exists()
     assert _host_state(d) == [("x", "untouched")]
 

@@ -1236,6 +1236,9 @@ class VirtualHandset:
         if self._closed:
             return
         self._closed = True
+        from .userland.runtime import close_userland   # its sandbox and every process in it
+
+        close_userland(self)
         for db in (self._settings_db, self._sms_db, self._contacts_db):
             try:
                 db.close()

@@ -57,6 +57,8 @@ from .modem import EmulatedModem, ModemIdentity, ModemServer
 from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
 from .shell import AndroidShell
+from .userland.runtime import UserlandError
+from .userland.runtime import preflight as userland_preflight
 from . import pcapdroid, wiretap
 
 log = logging.getLogger("hostctl.emulator.lab")
@@ -807,6 +809,10 @@ class Lab:
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
         await asyncio.to_thread(clear_stale_lab, self.home, self.adb_port)
         profile = load_profile(self.config.profile)
+        try:      # the handsets' shell runs in a sandbox: say what to install or enable, up front
+            userland_preflight()
+        except UserlandError as exc:
+            raise LabError(str(exc)) from exc
         loop = self._loop = asyncio.get_running_loop()
         self._power_lock = asyncio.Lock()
         self._log_transport, _ = await loop.create_datagram_endpoint(lambda: _LogSink(self), local_addr=(LOOPBACK, 0))

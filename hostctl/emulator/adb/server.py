@@ -11,12 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import logging
 import os
 import stat as stat_mod
-import struct
-import termios
 from collections import deque
 from pathlib import Path
 from typing import Protocol
@@ -48,8 +45,7 @@ REVERSE_MIN_SDK = 21      # adbd's reverse: service (adb.cpp handle_forward_requ
 
 
 class Shell(Protocol):
-    async def run(self, command: str, io: ShellIO) -> int: ...
-    async def interactive(self, io: ShellIO, *, tty: bool) -> int: ...
+    async def run(self, command: str, io: ShellIO, *, pty: bool = False, term: str | None = None) -> int: ...
 
 
 class DeviceBackend(Protocol):
@@ -344,133 +340,20 @@ class _StreamShellIO:
         if data:
             self.ch.write_nowait(shellv2.encode(shellv2.ShellId.STDERR, data) if self.v2 else data)
 
-
-async def _read_fd(fd: int) -> bytes:
-    """Read a non-blocking fd without blocking the loop; b"" at EOF or on EIO (a pty whose
-    other side is closed and drained)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            return os.read(fd, 65536)
-        except BlockingIOError:
-            fut = loop.create_future()
-            loop.add_reader(fd, fut.set_result, None)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-        except OSError:
-            return b""
-
-
-class _PtyShellIO:
-    """The shell's side of a real pty (the kernel's line discipline echoes and maps CR/LF)."""
-
-    def __init__(self, slave_fd: int) -> None:
-        self.fd = slave_fd
-        self._out = bytearray()
-        self._loop = asyncio.get_running_loop()
-        self._writing = False
-        self.closed = False
-
-    async def read_stdin(self) -> bytes:
-        return await _read_fd(self.fd)
-
-    def write_stdout(self, data: bytes) -> None:
-        self._out += data
-        self._flush()
-
-    write_stderr = write_stdout   # a pty has one output
-
-    def _flush(self) -> None:
-        while self._out and not self.closed:
-            try:
-                n = os.write(self.fd, self._out)
-            except BlockingIOError:
-                if not self._writing:
-                    self._writing = True
-                    self._loop.add_writer(self.fd, self._writable)
-                return
-            except OSError:
-                self._out.clear()
-                return
-            del self._out[:n]
-
-    def _writable(self) -> None:
-        self._loop.remove_writer(self.fd)
-        self._writing = False
-        self._flush()
-
     async def drain(self) -> None:
-        while self._out and not self.closed:
-            await asyncio.sleep(0.005)
+        """Waits while the stream holds more than the host has acknowledged (back-pressure)."""
+        await self.ch.drain()
 
 
 async def _serve_shell(backend: DeviceBackend, service: svc.ShellService, ch: Channel) -> None:
+    """Runs the request in the handset's sandbox (a pty when asked: the shell gets a controlling
+    terminal, so ^C interrupts its foreground job); v2 ends with the exit packet."""
     shell = backend.new_shell()
-    if service.pty:
-        rc = await _serve_pty_shell(shell, service, ch)
-    else:
-        io = _StreamShellIO(ch, service.v2)
-        if service.command:
-            rc = await shell.run(service.command, io)
-        else:
-            rc = await shell.interactive(io, tty=False)
+    io = _StreamShellIO(ch, service.v2)
+    rc = await shell.run(service.command, io, pty=service.pty, term=service.term)
     if service.v2 and not ch.remote_closed:
         ch.write_nowait(shellv2.encode_exit(rc))
     await ch.drain()
-
-
-async def _serve_pty_shell(shell: Shell, service: svc.ShellService, ch: Channel) -> int:
-    master, slave = os.openpty()
-    attrs = termios.tcgetattr(slave)
-    attrs[3] &= ~termios.ISIG  # no process group to signal; ^C reaches the shell as a byte
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    for fd in (master, slave):
-        os.set_blocking(fd, False)
-    io = _PtyShellIO(slave)
-    stream_io = _StreamShellIO(ch, service.v2)
-
-    def set_window(data: bytes) -> None:
-        size = shellv2.parse_window_size(data)
-        if size:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-
-    stream_io.on_window_size = set_window
-
-    async def host_to_pty() -> None:
-        while (data := await stream_io.read_stdin()):
-            view = memoryview(data)
-            while view:
-                try:
-                    n = os.write(master, view)
-                    view = view[n:]
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
-        with contextlib.suppress(OSError):
-            os.write(master, b"\x04")  # stdin closed: EOF to the line discipline
-
-    async def pty_to_host() -> None:
-        while (data := await _read_fd(master)):
-            stream_io.write_stdout(data)
-            await ch.drain()
-
-    pump_in = asyncio.ensure_future(host_to_pty())
-    pump_out = asyncio.ensure_future(pty_to_host())
-    try:
-        if service.command:
-            rc = await shell.run(service.command, io)
-        else:
-            rc = await shell.interactive(io, tty=True)
-        await io.drain()
-    finally:
-        io.closed = True
-        os.close(slave)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(pump_out, 2)
-        pump_in.cancel()
-        os.close(master)
-    return rc
 
 
 # --- adbd's own services -----------------------------------------------------------------------
@@ -819,6 +702,8 @@ class _Upload:
         try:
             self.fh.close()
             os.chmod(self.tmp, self.mode)
+            if os.geteuid() == 0:    # adbd's sync runs as the shell user: the file is the shell's
+                os.chown(self.tmp, 2000, 2000)
             os.utime(self.tmp, (mtime, mtime))
             os.replace(self.tmp, self.final)
         except OSError as exc:

@@ -1,15 +1,18 @@
-"""Android shell emulation for the emulated handset (mksh + toolbox/toybox + framework tools).
+"""The emulated handset's shell: Android's real one (mksh + toybox) in the handset's sandbox.
 
-The ADB server calls ``AndroidShell(handset).run(command, io)`` for ``shell:cmd`` and
-``interactive(io, tty=...)`` for a bare ``shell:``. Nothing here runs host commands.
+The ADB server calls ``AndroidShell(handset).run(command, io, pty=...)`` for ``shell:``/``exec:``
+(an empty command is an interactive shell). What Android implements outside the shell (getprop,
+am, pm, settings, ...) is registered here (``cmd_android``, ``cmd_tcpdump``, ``userland.programs``)
+and runs in the model when the sandbox's client programs call it (``userland.rpc``).
 """
 
 from __future__ import annotations
 
 from ..handset import VirtualHandset
-from . import cmd_android, cmd_core, cmd_tcpdump  # noqa: F401 - register the commands
-from .interp import COMMANDS, CallbackOutput, ExitShell, IOInput, Session, Streams
+from ..userland import programs  # noqa: F401 - register the commands
+from . import cmd_android, cmd_tcpdump  # noqa: F401 - register the commands
 from .io import ShellIO
+from .registry import COMMANDS
 
 __all__ = ["AndroidShell", "COMMANDS"]
 
@@ -18,47 +21,14 @@ class AndroidShell:
     def __init__(self, handset: VirtualHandset) -> None:
         self.handset = handset
 
-    def _streams(self, io: ShellIO, stdin: IOInput) -> Streams:
-        return Streams(stdin, CallbackOutput(io.write_stdout), CallbackOutput(io.write_stderr))
-
-    async def run(self, command: str, io: ShellIO) -> int:
-        """Run one command line in a fresh session (like `sh -c`); returns its exit code."""
-        session = Session(self.handset)
-        try:
-            rc = await session.run_text(command, self._streams(io, IOInput(io)))
-        except ExitShell as exc:
-            rc = exc.code
-        return rc & 0xFF
-
-    def prompt(self, session: Session) -> bytes:
-        return f"shell@{self.handset.profile.product.device}:{session.cwd} $ ".encode()
+    async def run(self, command: str, io: ShellIO, *, pty: bool = False, term: str | None = None) -> int:
+        """``sh -c command`` in the handset's sandbox (``sh -`` when command is empty); returns
+        its exit code. With ``pty`` the shell runs on a pseudo-terminal (CRLF output, ^C)."""
+        from ..adb.server import adbd_is_root
+        from ..userland.runtime import userland_of
+        uid = 0 if adbd_is_root(self.handset) else 2000     # after `adb root` on a debuggable build
+        return await userland_of(self.handset).run(command, io, pty=pty, term=term, uid=uid)
 
     async def interactive(self, io: ShellIO, *, tty: bool) -> int:
-        """Read command lines from stdin until `exit [N]` or EOF; prompt only with a tty."""
-        session = Session(self.handset)
-        stdin = IOInput(io)
-        streams = self._streams(io, stdin)
-        buf = b""
-        rc = 0
-        while True:
-            if tty:
-                io.write_stdout(self.prompt(session))
-            while b"\n" not in buf:
-                chunk = await stdin.read()
-                if not chunk:
-                    break
-                buf += chunk
-            if not buf:
-                return session.last_rc & 0xFF
-            line, _, buf = buf.partition(b"\n")
-            line = line.rstrip(b"\r")  # a terminal may send "\r\n"
-            stdin.pending = buf  # commands reading stdin consume what follows the line
-            buf = b""
-            text = line.decode("utf-8", "surrogateescape")
-            try:
-                rc = await session.run_text(text, streams)
-            except ExitShell as exc:
-                return exc.code & 0xFF
-            buf, stdin.pending = stdin.pending, b""
-            if stdin.eof and not buf:
-                return rc & 0xFF
+        """An interactive shell (prompt, job control) on a pty when ``tty``; else ``sh -``."""
+        return await self.run("", io, pty=tty)

@@ -10,7 +10,7 @@ import time
 from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
 from . import subinfo
 from .files import FsError
-from .interp import Ctx, ExitShell, command
+from .registry import Ctx, ExitShell, command
 from .parcel import parcel_error_text
 from ..android import am as am_fmt
 from ..android import dumpsys as dumpsys_fmt
@@ -1118,15 +1118,13 @@ async def _whoami(ctx: Ctx, argv: list[str]) -> int:
 @command("su")
 async def _su(ctx: Ctx, argv: list[str]) -> int:
     """/system/xbin/su on a rooted build (profile ``su``): runs CMD (or stdin) as uid 0 in the
-    emulated shell. Root changes who `id` says you are, nothing else: no host command runs."""
+    handset's sandbox (a root shell without capabilities): no host command runs."""
     if not ctx.handset.profile.su:
         ctx.err(f"/system/bin/sh: {argv[0]}: inaccessible or not found\n")
         return 127
     args = argv[1:]
     while args and args[0] in ("root", "0", "-", "-l", "--login"):
         args = args[1:]
-    sub = ctx.session.fork()
-    sub.uid = 0
     if args and args[0] in ("-c", "--command"):
         if len(args) < 2:
             ctx.err("su: option requires an argument -- c\n")
@@ -1137,10 +1135,10 @@ async def _su(ctx: Ctx, argv: list[str]) -> int:
         return 1
     else:
         script = (await ctx.stdin_bytes()).decode("utf-8", "surrogateescape")
-    try:
-        return await sub.run_text(script, ctx.streams)
-    except ExitShell as exc:
-        return exc.code
+    if ctx.run_as_root is None:
+        ctx.err("su: no sandbox to run a root shell in\n")
+        return 1
+    return await ctx.run_as_root(script, ctx)
 
 
 @command("getenforce")
@@ -1418,19 +1416,3 @@ async def _app_process(ctx: Ctx, argv: list[str]) -> int:
     ctx.err(f"{argv[0]}: JNI_CreateJavaVM failed: the emulated handset has no Java VM (ART/Dalvik); "
             "Java code (uiautomator jars, instrumentation, app_process tools) cannot run here\n")
     return 1
-
-
-@command("exec")
-async def _exec(ctx: Ctx, argv: list[str]) -> int:
-    """``exec CMD ARGS``: what the adb host's ``logcat`` runs (``export ANDROID_LOG_TAGS=..;
-    exec logcat ...``). A stopgap for the Python shell (issue 12's mksh has the real builtin):
-    run the command in place and return its status."""
-    from .interp import COMMANDS
-
-    if len(argv) < 2:
-        return 0
-    fn = COMMANDS.get(argv[1])
-    if fn is None:
-        ctx.err(f"/system/bin/sh: {argv[1]}: inaccessible or not found\n")
-        return 127
-    return await fn(ctx, argv[1:])

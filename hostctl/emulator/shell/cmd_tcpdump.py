@@ -34,7 +34,7 @@ from ...wire.pcapwrite import LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RA
 from ..handset import ProcessInfo
 from ..wiretap import TapSink, tap_of
 from .files import FsError
-from .interp import SH, Ctx, command
+from .registry import SH, Ctx, command
 
 VERSION = "tcpdump version 4.9.3\nlibpcap version 1.9.1 (with TPACKET_V3)\n"
 USAGE = VERSION + """Usage: tcpdump [-aAbdDefhHIJKlLnNOpqStuUvxX#] [ -B size ] [ -c count ]
@@ -76,12 +76,13 @@ class _Native:
 _NATIVE: "weakref.WeakKeyDictionary[Any, dict[int, _Native]]" = weakref.WeakKeyDictionary()
 
 
-def _spawn(handset: Any, name: str, uid: int, ppid: int) -> _Native:
+def _spawn(handset: Any, name: str, uid: int, ppid: int, pid: int = 0) -> _Native:
     """A native process in the handset's process table (what ps/pidof show) and in ours (kill).
+    ``pid`` is the tool's own process in the sandbox (so the shell's ``kill`` reaches it).
     VirtualHandset has no public call for a non-app process yet: this is the one place that
     adds to its table."""
     with handset._lock:
-        pid = max([3000, *handset._processes]) + 1
+        pid = pid or max([3000, *handset._processes]) + 1
         handset._processes[pid] = ProcessInfo(pid=pid, name=name, uid=uid, ppid=ppid,
                                               wchan="poll_schedule_timeout", vsz=5400, rss=1800)
     proc = _Native(pid, name)
@@ -337,7 +338,9 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
     except FsError as exc:
         ctx.err(f"tcpdump: {out_path}: {exc.reason}\n")
         return 1
-    proc = _spawn(ctx.handset, "tcpdump", 0, ctx.session.pid)
+    proc = _spawn(ctx.handset, "tcpdump", 0, ctx.session.ppid, ctx.session.pid)
+    # SIGINT/SIGTERM to the tool process end the capture, which then prints its counts
+    ctx.extra["on_signal"] = lambda sig: (proc.deliver(sig), True)[1]
     sink = None
     tap = tap_of(ctx.handset)
     try:
@@ -370,100 +373,6 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
                 f"{captured} packet{'s' if captured != 1 else ''} received by filter\n"
                 "0 packets dropped by kernel\n")
     return 0
-
-
-# --- timeout and kill ----------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)([smhd]?)$")
-
-
-def _seconds(text: str) -> float | None:
-    m = _DURATION.match(text)
-    if not m:
-        return None
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-
-def _timeout_available(ctx: Ctx) -> bool:
-    return ctx.sdk >= 23 or bool(ctx.handset.profile.su)
-
-
-@command("timeout")
-async def _timeout(ctx: Ctx, argv: list[str]) -> int:
-    """toybox timeout: run COMMAND; when DURATION passes, end it and exit 124."""
-    if not _timeout_available(ctx):
-        ctx.err(f"{SH}: {argv[0]}: inaccessible or not found\n")
-        return 127
-    usage = "usage: timeout [-k DURATION] [-s SIGNAL] DURATION COMMAND...\n"
-    args = argv[1:]
-    while args and args[0].startswith("-") and args[0] != "-":
-        if args[0] in ("-s", "-k") and len(args) >= 2:
-            args = args[2:]
-        elif args[0] in ("-v", "--foreground", "--preserve-status"):
-            args = args[1:]
-        else:
-            ctx.err(f"timeout: Unknown option '{args[0].lstrip('-')}'\n{usage}")
-            return 125
-    if len(args) < 2:
-        ctx.err(f"timeout: Need 2 arguments\n{usage}")
-        return 125
-    seconds = _seconds(args[0])
-    if seconds is None:
-        ctx.err(f"timeout: bad duration '{args[0]}'\n")
-        return 125
-    task = asyncio.ensure_future(ctx.session.invoke(args[1:], ctx.streams, ctx.env))
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), seconds) if seconds > 0 else await task
-    except asyncio.TimeoutError:
-        task.cancel()          # SIGTERM: the command ends (tcpdump prints its counts)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        return 124
-    finally:
-        if not task.done():
-            task.cancel()
-
-
-@command("kill")
-async def _kill(ctx: Ctx, argv: list[str]) -> int:
-    args = argv[1:]
-    if args and args[0] == "-l":
-        ctx.out(" ".join(f"{n}" for n in SIGNALS) + "\n")
-        return 0
-    sig = SIGNALS["TERM"]
-    if args and args[0] == "-s":
-        if len(args) < 2:
-            ctx.err("kill: option requires an argument -- s\n")
-            return 1
-        name, args = args[1], args[2:]
-        sig = _signal(name)
-    elif args and args[0].startswith("-") and len(args[0]) > 1:
-        sig = _signal(args[0][1:])
-        args = args[1:]
-    if sig is None:
-        ctx.err(f"kill: unknown signal '{argv[1] if argv[1] != '-s' else argv[2]}'\n")
-        return 1
-    if not args:
-        ctx.err("usage: kill [-s SIGNAL | -SIGNAL] PID...\n")
-        return 1
-    rc = 0
-    natives = _NATIVE.get(ctx.handset, {})
-    procs = {p.pid: p for p in ctx.handset.processes()}
-    for a in args:
-        if not a.lstrip("-").isdigit():
-            ctx.err(f"kill: bad pid '{a}'\n")
-            rc = 1
-            continue
-        pid = int(a)
-        if pid not in procs:
-            ctx.err(f"kill: {pid}: No such process\n")
-            rc = 1
-        elif pid in natives and (ctx.session.uid == 0 or procs[pid].uid == ctx.session.uid):
-            natives[pid].deliver(sig)
-        else:     # another user's process, or one the emulation does not signal (apps, system)
-            ctx.err(f"kill: {pid}: Operation not permitted\n")
-            rc = 1
-    return rc
 
 
 def _signal(name: str) -> int | None:
