@@ -552,7 +552,7 @@ def test_text_unknown_and_gap_handling() -> None:
      b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"\x17\x03\x03"]))
 def test_observe_never_raises_on_garbage(chunks: list[bytes], prefix: bytes) -> None:
     f = _flow_with([prefix + (chunks[0] if chunks else b"")] + chunks[1:], chunks[::-1], order="alternate")
-    assert f.protocol.get("name") in ("tls", "http", "text", "unknown")
+    assert f.protocol.get("name") in ("tls", "http", "http2", "text", "unknown")
 
 
 def test_tls_hello_split_over_records_and_segments() -> None:

@@ -675,6 +675,7 @@ class Audit:
                                               name=f"trace-{u.label}")
             u.trace_thread.start()
             self.run.add_file(f"{u.rel}/trace/events.jsonl", kind="jsonl")
+            self.run.add_file(f"{u.rel}/trace/sslkeylog.txt", kind="keylog")   # the trace's TLS secrets
         except Exception as exc:    # noqa: BLE001 - Frida's own errors too: a host fault, never a traceback
             with contextlib.suppress(Exception):
                 if u.tracer is not None:
