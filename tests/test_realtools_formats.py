@@ -289,3 +289,19 @@ def test_logcat_since_a_time(rel):
     out = run(h, f"logcat -d -v brief -t {now - 1800:.3f}").out
     assert "after" in out and "before" not in out
     assert run(h, "logcat -d -t yesterday").rc == 1
+
+
+def test_logcat_time_modifiers_as_logprint_cpp_prints_them():
+    """system/core/liblog/logprint.cpp android_log_formatLogLine: epoch is "%19lld" seconds,
+    then ".%03ld" / ".%06ld" (usec) / ".%09ld" (nsec); zone appends strftime " %z"."""
+    from types import SimpleNamespace
+
+    from hostctl.emulator.android import logcat as lf
+    t = 1700000000.25
+    e = SimpleNamespace(time=t, pid=900, tid=901, priority="I", tag="Probe", message="hello")
+    assert lf.format_entry(e, "time", {"epoch"}) == "         1700000000.250 I/Probe   (  900): hello"
+    assert lf.format_entry(e, "brief", {"epoch"}) == "I/Probe   (  900): hello"
+    assert lf.format_entry(e, "threadtime", {"UTC", "year", "usec"}) == (
+        "2023-11-14 22:13:20.250000   900   901 I Probe   : hello")
+    assert lf.format_entry(e, "time", {"UTC", "nsec", "zone"}) == (
+        "11-14 22:13:20.250000000 +0000 I/Probe   (  900): hello")

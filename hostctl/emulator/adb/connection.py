@@ -31,6 +31,17 @@ from .packets import (
 )
 
 DEFAULT_FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "sendrecv_v2", "delayed_ack")
+# The first SDK whose adbd advertised each feature this emulated adbd implements. Sources: AOSP
+# system/core adb/transport.cpp (``kFeatureShell2``/``kFeatureCmd`` are the only features of the
+# nougat-release adbd; ``kFeatureStat2`` joins in oreo-release; ``kFeatureLs2`` and
+# ``kFeatureFixedPushMkdir`` in pie-release) and packages/modules/adb transport.cpp
+# (``kFeatureSendRecv2`` in android11-release, ``kFeatureDelayedAck`` in android12-release).
+# Before 7.0 there is no feature at all: KitKat's and Lollipop's adb.c ``fill_connect_data``
+# writes ``device::ro.product.name=..;ro.product.model=..;ro.product.device=..;`` and nothing
+# else, so a 4.4/5.0 handset must not advertise ``cmd`` (adb 36 would run ``cmd package
+# install`` there and get ``cmd: not found``) nor ``shell_v2``.
+FEATURE_SINCE_SDK = {"shell_v2": 24, "cmd": 24, "stat_v2": 26, "ls_v2": 28, "fixed_push_mkdir": 28,
+                     "sendrecv_v2": 30, "delayed_ack": 31}
 DELAYED_ACK = "delayed_ack"
 U32 = struct.Struct("<I")
 
@@ -406,6 +417,11 @@ def _parse_features(payload: bytes) -> frozenset[str]:
         if key == "features":
             return frozenset(f for f in value.split(",") if f)
     return frozenset()
+
+
+def features_for_sdk(sdk: int) -> tuple[str, ...]:
+    """The features an adbd of SDK level SDK advertises, among those this adbd implements."""
+    return tuple(f for f in DEFAULT_FEATURES if FEATURE_SINCE_SDK[f] <= sdk)
 
 
 def make_banner(props: dict[str, str], features: tuple[str, ...] = DEFAULT_FEATURES) -> str:

@@ -11,7 +11,8 @@ android11-release = 11):
   ``Display #0 (activities from top to bottom):`` and ``mResumedActivity:``);
   11: services/core/java/com/android/server/wm/RootWindowContainer.java ``dumpActivities`` and
   ActivityStack.java (``Stack #N: type=standard mode=fullscreen``, ``* Hist #0:``,
-  ``ResumedActivity:``). ``dumpsys activity top``: ActivityManagerService.dumpActivity
+  ``ResumedActivity:``); Task.toString's ``A=`` is the task affinity, which 11's
+  ActivityRecord.computeTaskAffinity prefixes with the app's uid (``A=10001:pkg``). ``dumpsys activity top``: ActivityManagerService.dumpActivity
   (``TASK <affinity> id=N`` [11: `` userId=0``], ``ACTIVITY pkg/.Cls hash pid=N``).
 - power: services/core/java/com/android/server/power/PowerManagerService.java ``dumpInternal``
   (``mWakefulness=Awake``, ``mHoldingDisplaySuspendBlocker=true`` while the screen is on).
@@ -39,9 +40,10 @@ def window(sdk: int, top: TopActivity) -> str:
     focus = top.window
     lines = ["WINDOW MANAGER WINDOWS (dumpsys window windows)",
              f"  Window #0 {focus}:",
-             f"    mDisplayId=0 stackId=1 mSession=Session{{{object_id('sess', top.pid)} {top.pid}:u0a10001}} "
+             # Session's constructor names it ``Session{hash pid:u0a1}`` (UserHandle.formatUid)
+             f"    mDisplayId=0 stackId=1 mSession=Session{{{object_id('sess', top.pid)} {top.pid}:{top.uid_text}}} "
              f"mClient=android.os.BinderProxy@{object_id('client', top.component)}",
-             "    mOwnerUid=10001 mShowToOwnerOnly=true package=" + top.package + " appop=NONE",
+             f"    mOwnerUid={top.uid} mShowToOwnerOnly=true package={top.package} appop=NONE",
              "    mHasSurface=true isReadyForDisplay()=true",
              ""]
     if sdk >= Q:
@@ -85,7 +87,7 @@ def activity_activities(sdk: int, top: TopActivity) -> str:
                 f"  mFocusedStack=ActivityStack{{{object_id('stack', 1)} stackId=1, 1 tasks}}"]
     else:
         task = (f"Task{{{object_id('task', top.component)} #{top.task_id} "
-                f"visible=true type=standard mode=fullscreen translucent=false A={top.user}:{top.package} U={top.user} "
+                f"visible=true type=standard mode=fullscreen translucent=false A={top.uid}:{top.package} U={top.user} "
                 f"StackId={top.task_id} sz=1}}")
         out += ["Display #0 (activities from top to bottom):",
                 "",

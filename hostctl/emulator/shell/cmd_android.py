@@ -848,7 +848,8 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
 def top_activity(h) -> TopActivity:
     comp = h.current_screen.component
     pids = h.pids_of(comp.split("/", 1)[0])
-    return TopActivity(comp, pids[0] if pids else 0)
+    uids = [p.uid for p in h.processes() if pids and p.pid == pids[0]]
+    return TopActivity(comp, pids[0] if pids else 0, uid=uids[0] if uids else 10001)
 
 
 def display_state(h) -> Display:
