@@ -95,11 +95,43 @@ def test_dumpsys_activity_top_and_window_name_the_focused_app(rel):
     assert re.search(r"ACTIVITY (?P<package>[^\s]+)/(?P<activity>[^/\s]+) \w+ pid=", top).group("package") \
         == "com.android.settings"
     assert top.startswith("TASK com.android.settings id=2" + (" userId=0\n" if release == "11" else "\n"))
-    win = run(h, "dumpsys window windows").out
-    m = re.search(r"mCurrentFocus=Window{.*\s+(?P<package>[^\s]+)/(?P<activity>[^\s]+)\}", win)
+    # adbutils' app_current regex; from 10 focus is per display: `dumpsys window windows` has no
+    # mCurrentFocus (as the real Android 11 dump in tests/fixtures/real/ shows), `displays` has it
+    focus_re = re.compile(r"mCurrentFocus=Window{.*\s+(?P<package>[^\s]+)/(?P<activity>[^\s]+)\}")
+    windows = run(h, "dumpsys window windows").out
+    assert (focus_re.search(windows) is None) == (release == "11")
+    win = run(h, "dumpsys window displays" if release == "11" else "dumpsys window windows").out
+    assert win == (run(h, "dumpsys window").out.split("-" * 79 + "\n")[-1] if release == "11" else windows)
+    m = focus_re.search(win)
     assert m and (m.group("package"), m.group("activity")) == ("com.android.settings", "com.android.settings.MainSettings")
     focused = re.search(r"mFocusedApp=(\S+)", win).group(1)
     assert focused.startswith("ActivityRecord{" if release == "11" else "AppWindowToken{")
+    uid = re.search(r"mOwnerUid=(\d+)", windows).group(1)
+    # Session names an app uid u0a<appId>, a system uid (Settings runs as 1000) by its number
+    assert re.search(r"mSession=Session\{\w+ \d+:(?:u0a)?(\d+)\}", windows).group(1) == uid == "1000"
+    assert re.search(r"ACTIVITY \S+ \w+ pid=(\d+)", top)     # its process was started
+
+
+def test_window_dump_layout_matches_a_real_android_11_dump():
+    """The emulated 11 `dumpsys window windows` has the real dump's line shapes (appium's
+    Android 11 fixture, tests/fixtures/real/dumpsys_window_windows_a11_appium.txt)."""
+    from pathlib import Path
+
+    from hostctl.emulator.android import dumpsys
+    from hostctl.emulator.android.model import TopActivity
+    real = (Path(__file__).parent / "fixtures/real/dumpsys_window_windows_a11_appium.txt").read_text()
+    shape = [re.compile(r"^  Window #\d+ Window\{[0-9a-f]+ u0 (?P<title>\S+)\}:$", re.M),
+             re.compile(r"^    mDisplayId=0 rootTaskId=\d+ mSession=Session\{[0-9a-f]+ \d+:u0a(?P<app>\d+)\} "
+                        r"mClient=android\.os\.BinderProxy@[0-9a-f]+$", re.M),
+             re.compile(r"^    mOwnerUid=(?P<uid>\d+) showForAllUsers=(true|false) package=\S+ appop=NONE$", re.M)]
+    ours = dumpsys.window(30, TopActivity("com.android.mms/.ui.MmsTabActivity", 1234, uid=10050), "windows")
+    for rx in shape:
+        assert rx.search(real), rx.pattern
+        assert rx.search(ours), rx.pattern
+    assert "mCurrentFocus" not in real and "mCurrentFocus" not in ours
+    assert shape[0].search(ours).group("title") == "com.android.mms/com.android.mms.ui.MmsTabActivity"
+    assert shape[1].search(ours).group("app") == shape[2].search(ours).group("uid") == "10050"
+    assert shape[1].search(real).group("app") == shape[2].search(real).group("uid") == "10144"
 
 
 def test_dumpsys_power_battery_display_user_meminfo(rel):

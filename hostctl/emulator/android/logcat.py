@@ -17,12 +17,12 @@ def _stamp(t: float, mods: set[str]) -> str:
     in 19 columns), else strftime ``%m-%d %H:%M:%S`` (``%Y-`` first with ``year``); then
     ``.%09ld`` (nsec), ``.%06ld`` (usec) or ``.%03ld``; ``zone`` appends strftime `` %z``."""
     secs = int(t)
-    nsec = min(int(round((t - secs) * 1_000_000_000)), 999_999_999)
+    nsec = min(round((t - secs) * 1_000_000_000), 999_999_999)
     if "epoch" in mods:
         text, dt = f"{secs:>19d}", None
     else:
-        dt = _dt.datetime.fromtimestamp(t, _dt.timezone.utc if "UTC" in mods else None).astimezone(
-            _dt.timezone.utc if "UTC" in mods else None)
+        dt = _dt.datetime.fromtimestamp(t, _dt.UTC if "UTC" in mods else None).astimezone(
+            _dt.UTC if "UTC" in mods else None)
         text = dt.strftime("%Y-%m-%d %H:%M:%S" if "year" in mods else "%m-%d %H:%M:%S")
     if "nsec" in mods:
         text += f".{nsec:09d}"

@@ -42,10 +42,12 @@ class TopActivity:
 
     @property
     def uid_text(self) -> str:
-        """UserHandle.formatUid: ``u0a1`` for uid 10001, the plain number below 10000."""
+        """How WindowManager's Session constructor names the uid: ``u<user>a<appId>`` (the whole
+        appId, e.g. ``u0a10144`` for uid 10144, as a real Android 12 window dump shows in
+        tests/fixtures/real/dumpsys_window_systemui_appium.txt), the plain number below 10000."""
         if self.uid % 100000 < 10000:
             return str(self.uid)
-        return f"u{self.uid // 100000}a{self.uid % 100000 - 10000}"
+        return f"u{self.uid // 100000}a{self.uid % 100000}"
 
     @property
     def record(self) -> str:

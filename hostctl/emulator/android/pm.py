@@ -71,7 +71,7 @@ def list_packages(packages: list[Package], flags: set[str], name_filter: str | N
                   show_versioncode: bool = False) -> str:
     out = []
     for p in sorted(packages, key=lambda p: p.name):
-        if "-3" in flags and p.system or "-s" in flags and not p.system:
+        if ("-3" in flags and p.system) or ("-s" in flags and not p.system):
             continue
         if name_filter and name_filter not in p.name:
             continue

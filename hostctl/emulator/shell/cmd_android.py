@@ -877,7 +877,7 @@ def dumpsys_text(h, name: str, args: list[str]) -> str:
             return dumpsys_fmt.activity_processes(app_processes(h))
         return dumpsys_fmt.activity_activities(sdk, top) + dumpsys_fmt.activity_processes(app_processes(h))
     if name == "window":
-        return dumpsys_fmt.window(sdk, top_activity(h))
+        return dumpsys_fmt.window(sdk, top_activity(h), args[0] if args else None)
     if name == "power":
         return dumpsys_fmt.power(sdk, display_state(h))
     if name == "battery":
