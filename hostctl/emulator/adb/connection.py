@@ -128,8 +128,10 @@ class DeviceConnection:
         max_payload: int = MAX_PAYLOAD,
         recv_window: int = 4 * MAX_PAYLOAD,
         auth_keys: auth.KeyStore | None = None,
+        max_version: int = VERSION_SKIP_CHECKSUM,
     ) -> None:
         self.banner = banner
+        self.max_version = max_version   # a pre-9.0 adbd speaks 0x01000000 (payload checksums)
         self.features = tuple(features)
         self.local_max_payload = max_payload
         self.recv_window_size = recv_window
@@ -262,7 +264,7 @@ class DeviceConnection:
             self._streams.pop(sid)
             self._events.append(StreamClosed(sid))
         self._by_remote.clear()
-        self.version = min(p.arg0, VERSION_SKIP_CHECKSUM)
+        self.version = min(p.arg0, self.max_version)
         self.max_payload = min(p.arg1, self.local_max_payload)
         self.host_features = _parse_features(p.payload)
         self.delayed_ack = DELAYED_ACK in self.host_features and DELAYED_ACK in self.features
@@ -417,6 +419,15 @@ def _parse_features(payload: bytes) -> frozenset[str]:
         if key == "features":
             return frozenset(f for f in value.split(",") if f)
     return frozenset()
+
+
+def protocol_for_sdk(sdk: int) -> tuple[int, int]:
+    """(protocol version, max payload) an adbd of SDK level SDK answers CNXN with. adb.h:
+    ``A_VERSION 0x01000000`` and ``MAX_PAYLOAD 4096`` up to 6.0; 7.0 raised MAX_PAYLOAD to
+    256 KiB; 9.0 added ``A_VERSION_SKIP_CHECKSUM 0x01000001`` and 1 MiB payloads."""
+    if sdk >= 28:
+        return VERSION_SKIP_CHECKSUM, MAX_PAYLOAD
+    return VERSION_MIN, (256 * 1024 if sdk >= 24 else 4096)
 
 
 def features_for_sdk(sdk: int) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from .connection import (
     StreamDrained,
     StreamOpened,
     make_banner,
+    protocol_for_sdk,
 )
 from .packets import ProtocolError
 
@@ -152,7 +153,12 @@ class _AdbdProtocol(asyncio.Protocol):
     def __init__(self, server: "AdbdServer") -> None:
         self.server = server
         banner = make_banner(server.backend.banner_props(), server.features)
-        self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys)
+        handset = getattr(server.backend, "handset", None)
+        kwargs = {}
+        if handset is not None:   # the protocol version and payload size of the release's adbd
+            version, max_payload = protocol_for_sdk(handset.profile.sdk)
+            kwargs = {"max_version": version, "max_payload": max_payload}
+        self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys, **kwargs)
         self.transport: asyncio.Transport | None = None
         self.channels: dict[int, Channel] = {}
         self.tasks: dict[int, asyncio.Task] = {}
