@@ -228,6 +228,8 @@ def test_wm_ip_ifconfig(rel):
     ifc = run(h, "ifconfig wlan0").out
     if release == "11":
         assert re.search(r"inet\s*addr:(.*?)\s", ifc).group(1) == addr      # adbutils.wlan_ip
+        # toybox: Wi-Fi is an ARPHRD_ETHER device, so "Ethernet" and its HWaddr, then the driver
+        assert ifc.startswith(f"wlan0     Link encap:Ethernet  HWaddr {h.wlan_mac}  Driver icnss\n")
     else:
         assert ifc.startswith(f"wlan0: ip {addr} mask 255.255.255.0 flags [up broadcast running multicast]")
 
