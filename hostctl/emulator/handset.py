@@ -1016,11 +1016,13 @@ class VirtualHandset:
                 vsz=0 if kernel else (1021344 if app else 9000 + pid * 7),
                 rss=0 if kernel else (42000 + pid * 3 if app else 1200 + pid))
         self.system_server_pid = 712
+        self._real_app_names: set[str] = set()
         self.zygote_pid = 311
 
     def register_process(self, name: str, pid: int, uid: int) -> None:
         """A real app process of the lab: it replaces an emulated one of the same name."""
         with self._lock:
+            self._real_app_names.add(name)
             for old in [p for p in self._processes.values() if p.name == name]:
                 del self._processes[old.pid]
             self._processes[pid] = ProcessInfo(pid=pid, name=name, uid=uid, ppid=self.zygote_pid,
@@ -1106,8 +1108,8 @@ class VirtualHandset:
         is running (``Start proc NAME for activity COMP: pid=N uid=U``, startProcessLocked), so
         ``dumpsys activity top`` names a pid (adbutils' app_current needs one) and ``ps`` lists it.
         Emulated only: no OS process exists for it."""
-        if self.pids_of(package):
-            return
+        if self.pids_of(package) or package in self._real_app_names:
+            return          # running, or a real app of the lab: the lab (re)starts its process
         p = self.pm.get(package)
         uid = p.uid if p is not None else 10001
         with self._lock:
