@@ -166,7 +166,9 @@ def test_pm_install_path_dump_uninstall_of_a_real_apk(rel):
     release, h = rel
     h.fs.host_path("/data/local/tmp/probe.apk").write_bytes(build_apk())
     r = run(h, "pm install -r /data/local/tmp/probe.apk")
-    assert r.out == ("Success\n" if release == "11" else "\tpkg: /data/local/tmp/probe.apk\nSuccess\n")
+    # Pm.java (4.4/5.0) prints the "\tpkg:" line with System.err, "Success" with System.out
+    assert (r.out, r.err) == (("Success\n", "") if release == "11" else
+                              ("Success\n", "\tpkg: /data/local/tmp/probe.apk\n"))
     assert "package:org.hostctl.probe\n" in run(h, "pm list packages -3").out
     path = run(h, "pm path org.hostctl.probe").out
     assert path == ("package:/data/app/org.hostctl.probe-1.apk\n" if release == "4.4"

@@ -90,6 +90,18 @@ def install_result(sdk: int, error: str | None, path: str | None = None) -> str:
     return head + ("Success\n" if error is None else f"Failure [{error}]\n")
 
 
+def install_streams(sdk: int, error: str | None, path: str | None = None) -> tuple[str, str]:
+    """(stdout, stderr) of an install: before 7.0 Pm.java prints ``\tpkg: PATH`` and
+    ``Failure [..]`` with System.err and only ``Success`` with System.out; from 7.0
+    PackageManagerShellCommand prints both outcomes on its output writer."""
+    if sdk >= NOUGAT:
+        return install_result(sdk, error, path), ""
+    head = f"\tpkg: {path}\n" if path else ""
+    if error is None:
+        return "Success\n", head
+    return "", head + f"Failure [{error}]\n"
+
+
 def uninstall_result(ok: bool) -> str:
     return "Success\n" if ok else "Failure [DELETE_FAILED_INTERNAL_ERROR]\n"
 
