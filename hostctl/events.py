@@ -35,12 +35,42 @@ from typing import IO, Any, ClassVar, Iterator, Mapping
 from .errors import HostctlError
 
 __all__ = [
-    "SCHEMA_VERSION", "AgentError", "AgentStart", "AgentStop", "Attached", "CipherOp", "Connect",
-    "CipherOperation", "Detached", "Endpoint", "Event", "EventError", "EventWriter", "EvpCipher", "Gap",
+    "SCHEMA_VERSION",
+    "AgentError",
+    "AgentStart",
+    "AgentStop",
+    "Attached",
+    "CipherOp",
+    "Connect",
+    "CipherOperation",
+    "Detached",
+    "Endpoint",
+    "Event",
+    "EventError",
+    "EventWriter",
+    "EvpCipher",
+    "Gap",
     "HookStatus",
-    "IdentifierRead", "InvalidMessage", "Missing", "MxCall", "Payload", "SmsSend", "SocketData",
-    "SslData", "TlsSecret", "TraceNote", "TraceStart", "TraceStop", "cipher_operations", "from_agent",
-    "from_json", "keylog_lines", "kinds", "read_events", "read_jsonl", "to_json",
+    "IdentifierRead",
+    "InvalidMessage",
+    "Missing",
+    "MxCall",
+    "Payload",
+    "SmsSend",
+    "SocketData",
+    "SslData",
+    "TlsSecret",
+    "TraceNote",
+    "TraceStart",
+    "TraceStop",
+    "cipher_operations",
+    "from_agent",
+    "from_json",
+    "keylog_lines",
+    "kinds",
+    "read_events",
+    "read_jsonl",
+    "to_json",
 ]
 
 SCHEMA_VERSION = 2
@@ -104,8 +134,7 @@ class Payload:
         return self.data
 
     def to_json(self) -> dict[str, Any]:
-        return {"length": self.length, "size": len(self.data),
-                "base64": base64.b64encode(self.data).decode("ascii")}
+        return {"length": self.length, "size": len(self.data), "base64": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
     def from_json(cls, obj: Any) -> "Payload":
@@ -486,9 +515,31 @@ class TraceStop(Event):
     events: int
 
 
-_KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    AgentStart, HookStatus, SslData, TlsSecret, SocketData, Connect, IdentifierRead, CipherOp, EvpCipher, SmsSend, MxCall,
-    AgentError, AgentStop, TraceStart, Attached, Detached, Gap, TraceNote, InvalidMessage, TraceStop)}
+_KINDS: dict[str, type[Event]] = {
+    cls.KIND: cls
+    for cls in (
+        AgentStart,
+        HookStatus,
+        SslData,
+        TlsSecret,
+        SocketData,
+        Connect,
+        IdentifierRead,
+        CipherOp,
+        EvpCipher,
+        SmsSend,
+        MxCall,
+        AgentError,
+        AgentStop,
+        TraceStart,
+        Attached,
+        Detached,
+        Gap,
+        TraceNote,
+        InvalidMessage,
+        TraceStop,
+    )
+}
 _COMMON = {"app", "pid", "host_ts", "agent_ts", "seq", "tid"}
 
 
@@ -582,8 +633,10 @@ def from_agent(message: Mapping[str, Any], data: bytes | None, *, app: str, host
     where = f"agent event {kind!r} #{seq} from {app}"
     version = message.get("v")
     if version != SCHEMA_VERSION:
-        raise EventError(f"{where}: schema version {version!r}, this host reads {SCHEMA_VERSION} "
-                         f"(rebuild the agent with `make agent`)")
+        raise EventError(
+            f"{where}: schema version {version!r}, this host reads {SCHEMA_VERSION} "
+            f"(rebuild the agent with `make agent`)"
+        )
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None or cls.SOURCE != "agent":
         raise EventError(f"{where}: unknown kind")
@@ -611,10 +664,11 @@ def _split_parts(cls: type[Event], parts: Any, data: bytes, where: str) -> dict[
         except ValueError as exc:
             raise EventError(f"{where}: {exc}") from None
         if size < 0 or offset + size > len(data):
-            raise EventError(f"{where}: part {name!r} needs bytes {offset}..{offset + size} of "
-                             f"{len(data)} bytes of data")
+            raise EventError(
+                f"{where}: part {name!r} needs bytes {offset}..{offset + size} of {len(data)} bytes of data"
+            )
         try:
-            payload = Payload(data=data[offset:offset + size], length=length)
+            payload = Payload(data=data[offset : offset + size], length=length)
         except ValueError as exc:
             raise EventError(f"{where}: part {name!r}: {exc}") from None
         offset += size
@@ -644,8 +698,9 @@ def from_json(obj: Any, *, where: str = "event") -> Event:
     if not isinstance(obj, dict):
         raise EventError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if obj.get("v") not in READABLE_VERSIONS:
-        raise EventError(f"{where}: schema version {obj.get('v')!r}, this host reads "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise EventError(
+            f"{where}: schema version {obj.get('v')!r}, this host reads {', '.join(map(str, READABLE_VERSIONS))}"
+        )
     cls = _KINDS.get(obj.get("kind")) if isinstance(obj.get("kind"), str) else None
     if cls is None:
         raise EventError(f"{where}: unknown kind {obj.get('kind')!r}")
@@ -701,9 +756,9 @@ class CipherOperation:
     output: bytes
     aad: bytes = b""
     caller: str | None = None
-    complete: bool = True          # ended by a final (else: the trace ended, or a re-init came)
-    truncated: bool = False        # some payload was cut at the agent's capture limit
-    seqs: tuple[int, ...] = ()     # the agent sequence numbers of its events
+    complete: bool = True  # ended by a final (else: the trace ended, or a re-init came)
+    truncated: bool = False  # some payload was cut at the agent's capture limit
+    seqs: tuple[int, ...] = ()  # the agent sequence numbers of its events
 
 
 def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperation]:
@@ -715,10 +770,23 @@ def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperatio
         st.update(input=bytearray(), output=bytearray(), aad=bytearray(), seqs=[], truncated=False, caller=None)
 
     def finish(key: tuple, st: dict[str, Any], complete: bool) -> CipherOperation:
-        op = CipherOperation(source=key[0], app=key[1], pid=key[2], cipher_id=key[3], algorithm=st.get("algorithm"),
-                             mode=st.get("mode"), key=st.get("key"), iv=st.get("iv"), input=bytes(st["input"]),
-                             output=bytes(st["output"]), aad=bytes(st["aad"]), caller=st.get("caller"),
-                             complete=complete, truncated=st["truncated"], seqs=tuple(st["seqs"]))
+        op = CipherOperation(
+            source=key[0],
+            app=key[1],
+            pid=key[2],
+            cipher_id=key[3],
+            algorithm=st.get("algorithm"),
+            mode=st.get("mode"),
+            key=st.get("key"),
+            iv=st.get("iv"),
+            input=bytes(st["input"]),
+            output=bytes(st["output"]),
+            aad=bytes(st["aad"]),
+            caller=st.get("caller"),
+            complete=complete,
+            truncated=st["truncated"],
+            seqs=tuple(st["seqs"]),
+        )
         fresh(st)
         return op
 
@@ -748,7 +816,7 @@ def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperatio
             if ev.iv is not None:
                 st["iv"] = ev.iv.data
             elif isinstance(ev, CipherOp):
-                st["iv"] = None          # Java: an init without an IV uses none (ECB) or a fresh one
+                st["iv"] = None  # Java: an init without an IV uses none (ECB) or a fresh one
             continue
         if mode is not None:
             st["mode"] = mode

@@ -35,8 +35,19 @@ from .errors import CommandError
 __all__ = ["Message", "TYPES", "classify", "parse_content_rows", "parse_siminfo", "read_messages"]
 
 TYPES = {1: "inbox", 2: "sent", 3: "draft", 4: "outbox", 5: "failed", 6: "queued"}
-_COLUMNS = ("_id", "thread_id", "type", "mx_status", "mx_id", "sim_id", "status", "date",
-            "date_sent", "address", "body")
+_COLUMNS = (
+    "_id",
+    "thread_id",
+    "type",
+    "mx_status",
+    "mx_id",
+    "sim_id",
+    "status",
+    "date",
+    "date_sent",
+    "address",
+    "body",
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,11 @@ class Message:
     thread_id: int | None
     type: int
     box: str
-    direction: str               # in | out
+    direction: str  # in | out
     mx_status: int
     route: str
-    sim_id: int | None           # as MIUI stores it: the subscription id
-    slot: int | None             # the 0-based SIM slot that subscription is in (None: unknown)
+    sim_id: int | None  # as MIUI stores it: the subscription id
+    slot: int | None  # the 0-based SIM slot that subscription is in (None: unknown)
     status: int | None
     date: int | None
     date_sent: int | None
@@ -133,26 +144,47 @@ def _sub_slots(h: Handset, timeout: float | None) -> dict[int, int]:
     return _SLOTS[h]
 
 
-def read_messages(h: Handset, *, limit: int | None = None, after: int | None = None,
-                  timeout: float | None = None) -> list[Message]:
+def read_messages(
+    h: Handset, *, limit: int | None = None, after: int | None = None, timeout: float | None = None
+) -> list[Message]:
     """Rows of content://sms, newest first: ``limit`` at most, only those with ``_id`` above
     ``after`` (the provider filters them, so polling for new rows stays cheap)."""
     where = f" --where '_id>{int(after)}'" if after is not None else ""
-    res = h.shell("content query --uri content://sms --projection " + ":".join(_COLUMNS)
-                  + where + " --sort '_id DESC'", timeout=timeout)
+    res = h.shell(
+        "content query --uri content://sms --projection " + ":".join(_COLUMNS) + where + " --sort '_id DESC'",
+        timeout=timeout,
+    )
     if not res.ok or "Error" in res.stdout[:200] or "Exception" in res.stdout[:400]:
-        raise CommandError(f"{h.serial}: content query failed: {res.output.strip()[:200]}",
-                           serial=h.serial, command=res.command, output=res.output, exit_code=res.exit_code)
+        raise CommandError(
+            f"{h.serial}: content query failed: {res.output.strip()[:200]}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+            exit_code=res.exit_code,
+        )
     out = []
     slots = _sub_slots(h, timeout)
     for row in parse_content_rows(res.stdout, _COLUMNS):
         t, mx = _int(row["type"]) or 0, _int(row["mx_status"]) or 0
         mx_id = _int(row["mx_id"])
-        out.append(Message(int(row["_id"] or 0), _int(row["thread_id"]), t, TYPES.get(t, str(t)),
-                           "in" if t == 1 else "out", mx, classify(t, mx, mx_id), _int(row["sim_id"]),
-                           slots.get(_int(row["sim_id"]) if row["sim_id"] is not None else -1),
-                           _int(row["status"]), _int(row["date"]), _int(row["date_sent"]),
-                           row["address"], row["body"]))
+        out.append(
+            Message(
+                int(row["_id"] or 0),
+                _int(row["thread_id"]),
+                t,
+                TYPES.get(t, str(t)),
+                "in" if t == 1 else "out",
+                mx,
+                classify(t, mx, mx_id),
+                _int(row["sim_id"]),
+                slots.get(_int(row["sim_id"]) if row["sim_id"] is not None else -1),
+                _int(row["status"]),
+                _int(row["date"]),
+                _int(row["date_sent"]),
+                row["address"],
+                row["body"],
+            )
+        )
         if limit is not None and len(out) >= limit:
             break
     return out

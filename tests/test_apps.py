@@ -118,6 +118,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 
 # -- portal ------------------------------------------------------------------------------------
 
+
 def test_portal_binds_ephemeral_loopback_ports_only():
     a, b = HandsetPortal(name="a"), HandsetPortal(name="b")
     a.start()
@@ -153,6 +154,7 @@ def test_control_endpoint_accepts_the_droidy_handshake(portal):
 
 
 # -- app processes -----------------------------------------------------------------------------
+
 
 def test_app_runs_under_package_name_and_logs(app, logd):
     assert app.alive

@@ -34,7 +34,7 @@ CARD = (255, 255, 255, 255)
 CARD_EDGE = (200, 200, 200, 255)
 TEXT = (33, 33, 33, 255)
 TEXT_DISABLED = (160, 160, 160, 255)
-ACCENT = (255, 103, 0, 255)        # MIUI orange, for checked switches and focus
+ACCENT = (255, 103, 0, 255)  # MIUI orange, for checked switches and focus
 SWITCH_OFF = (190, 190, 190, 255)
 STATUS_BAR_HEIGHT = 50
 PIXEL_FORMAT_RGBA_8888 = 1
@@ -45,7 +45,7 @@ def _font(size: int) -> ImageFont.ImageFont:
     if size not in _FONT_CACHE:
         try:
             _FONT_CACHE[size] = ImageFont.load_default(size=size)
-        except (TypeError, OSError):   # Pillow built without FreeType: the bitmap font
+        except (TypeError, OSError):  # Pillow built without FreeType: the bitmap font
             _FONT_CACHE[size] = ImageFont.load_default()
     return _FONT_CACHE[size]
 
@@ -65,8 +65,9 @@ def render(root: "View", size: tuple[int, int]) -> Image.Image:
             continue
         if view.clickable or view.checkable or view.cls.endswith("EditText"):
             outline = ACCENT if view.focused else CARD_EDGE
-            draw.rounded_rectangle((left + 2, top + 2, right - 3, bottom - 3), radius=8,
-                                   fill=CARD, outline=outline, width=2)
+            draw.rounded_rectangle(
+                (left + 2, top + 2, right - 3, bottom - 3), radius=8, fill=CARD, outline=outline, width=2
+            )
         if view.cls.endswith("EditText"):
             draw.line((left + 10, bottom - 12, right - 12, bottom - 12), fill=ACCENT, width=2)
         if view.checkable:
@@ -115,5 +116,5 @@ def framebuffer(img: Image.Image, sdk: int) -> bytes:
     else:
         head = struct.pack("<II", 1, 32)
     head += struct.pack("<III", len(pixels), w, h)
-    head += struct.pack("<8I", 0, 8, 16, 8, 8, 8, 24, 8)   # red, blue, green, alpha: offset, length
+    head += struct.pack("<8I", 0, 8, 16, 8, 8, 8, 24, 8)  # red, blue, green, alpha: offset, length
     return head + pixels

@@ -34,13 +34,15 @@ class ConfigReader:
 
     def __init__(self, config: Any, controller: str, allowed: set[str]) -> None:
         if not isinstance(config, Mapping):
-            raise ConfigError("<entry>", f"must be a mapping, not {type(config).__name__}",
-                              controller=controller)
+            raise ConfigError("<entry>", f"must be a mapping, not {type(config).__name__}", controller=controller)
         self.config, self.controller = config, controller
         for key in config:
             if key not in allowed:
-                raise ConfigError(str(key), f"is not a {controller} setting (known: "
-                                  f"{', '.join(sorted(allowed))})", controller=controller)
+                raise ConfigError(
+                    str(key),
+                    f"is not a {controller} setting (known: {', '.join(sorted(allowed))})",
+                    controller=controller,
+                )
 
     def _get(self, key: str, default: Any) -> Any:
         value = self.config.get(key, default)
@@ -54,8 +56,7 @@ class ConfigReader:
             raise ConfigError(key, f"must be a non-empty string, not {value!r}", controller=self.controller)
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, *, low: int | None = None,
-                high: int | None = None) -> int:
+    def integer(self, key: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> int:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"must be an integer, not {value!r}", controller=self.controller)

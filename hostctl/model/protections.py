@@ -35,8 +35,21 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KEYED", "ONE_WAY", "PROTECTIONS", "RANDOM", "STEPS", "KeyMaterial", "Protection", "ProtectionError",
-           "cipher_recipe", "derive_key", "matches", "protect", "unprotect"]
+__all__ = [
+    "KEYED",
+    "ONE_WAY",
+    "PROTECTIONS",
+    "RANDOM",
+    "STEPS",
+    "KeyMaterial",
+    "Protection",
+    "ProtectionError",
+    "cipher_recipe",
+    "derive_key",
+    "matches",
+    "protect",
+    "unprotect",
+]
 
 NONCE_SIZE = 12
 BLOCK = 16
@@ -111,6 +124,7 @@ def _utf16(codec: str, step: str) -> tuple[Forward, Backward]:
             return data.decode(codec).encode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtectionError(f"{step}: not UTF-16") from exc
+
     return forward, backward
 
 
@@ -205,8 +219,13 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def protect(value: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None,
-            *, random: Callable[[int], bytes] = os.urandom) -> str:
+def protect(
+    value: str,
+    protection: str | Sequence[str],
+    key_material: KeyMaterial | None = None,
+    *,
+    random: Callable[[int], bytes] = os.urandom,
+) -> str:
     """``value`` with ``protection`` (one step or a list of steps) applied, as text."""
     data = value.encode("utf-8", "surrogateescape")
     for step in _steps(protection):
@@ -220,8 +239,7 @@ def _undo(step: Protection, data: bytes, key_material: KeyMaterial | None) -> by
     return step.backward(data, key_material)
 
 
-def unprotect(value: str, protection: str | Sequence[str],
-              key_material: KeyMaterial | None = None) -> str:
+def unprotect(value: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None) -> str:
     """The inverse of :func:`protect` for reversible protections (ProtectionError for digests)."""
     data = value.encode("utf-8", "surrogateescape")
     for step in reversed(_steps(protection)):
@@ -229,8 +247,9 @@ def unprotect(value: str, protection: str | Sequence[str],
     return _text(data)
 
 
-def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None,
-                  protected: str) -> dict[str, str] | None:
+def cipher_recipe(
+    plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None, protected: str
+) -> dict[str, str] | None:
     """How an app computes ``protected`` from ``plaintext`` with its platform's cipher, when the
     protection is one AES step (the keyed protections are what a build does in code, with
     javax.crypto or OpenSSL's EVP, where Frida's cipher hooks see key, IV, plaintext and
@@ -244,12 +263,18 @@ def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material:
         cipher, iv = f"aes-{bits}-cbc", key_material.iv or b""
     else:
         cipher, iv = f"aes-{bits}-gcm", base64.b64decode(protected)[:NONCE_SIZE]
-    return {"cipher": cipher, "key": key_material.key.hex(), "iv": iv.hex(), "plaintext": plaintext,
-            "expect": protected}
+    return {
+        "cipher": cipher,
+        "key": key_material.key.hex(),
+        "iv": iv.hex(),
+        "plaintext": plaintext,
+        "expect": protected,
+    }
 
 
-def matches(plaintext: str, protected: str, protection: str | Sequence[str],
-            key_material: KeyMaterial | None = None) -> bool:
+def matches(
+    plaintext: str, protected: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None
+) -> bool:
     """Whether ``protected`` is ``plaintext`` under ``protection``: steps after the last random
     one are undone, the rest recomputed, so digests and random nonces both check."""
     steps = _steps(protection)

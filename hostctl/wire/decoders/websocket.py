@@ -20,7 +20,7 @@ from hostctl.wire.span import C2S, S2C
 
 __all__ = ["WebSocket"]
 
-_TAIL = b"\x00\x00\xff\xff"          # RFC 7692 7.2.2: removed by the sender, appended here
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2: removed by the sender, appended here
 
 
 class _Inflate(ZlibDecoder):
@@ -32,7 +32,7 @@ class _Inflate(ZlibDecoder):
 
     def message(self) -> None:
         self.consumed = self.produced = 0
-        if self.ended:                     # no context takeover: a fresh window
+        if self.ended:  # no context takeover: a fresh window
             self.d = zlib.decompressobj(-15)
             self.ended = False
 
@@ -78,11 +78,11 @@ class WebSocket(Layer):
             if n == 126:
                 if len(buf) - p < 4:
                     break
-                n, h = int.from_bytes(buf[p + 2:p + 4], "big"), 4
+                n, h = int.from_bytes(buf[p + 2 : p + 4], "big"), 4
             elif n == 127:
                 if len(buf) - p < 10:
                     break
-                n, h = int.from_bytes(buf[p + 2:p + 10], "big"), 10
+                n, h = int.from_bytes(buf[p + 2 : p + 10], "big"), 10
             masked = b1 & 0x80
             key_at = p + h
             h += 4 if masked else 0
@@ -91,9 +91,9 @@ class WebSocket(Layer):
                 return
             if len(buf) - p < h + n:
                 break
-            payload = bytes(buf[p + h:p + h + n])
+            payload = bytes(buf[p + h : p + h + n])
             if masked:
-                key = bytes(buf[key_at:key_at + 4]) * (n // 4 + 1)
+                key = bytes(buf[key_at : key_at + 4]) * (n // 4 + 1)
                 payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
             self._frame(direction, d, b0, payload, d.at + p, verbatim=not masked)
             if d.lost:
@@ -105,7 +105,7 @@ class WebSocket(Layer):
     def _frame(self, direction: str, d: _Dir, b0: int, payload: bytes, at: int, *, verbatim: bool) -> None:
         fin, rsv1, opcode = b0 & 0x80, b0 & 0x40, b0 & 0x0F
         if opcode >= 8:
-            return                                   # control frame
+            return  # control frame
         if opcode in (1, 2):
             if d.out is not None:
                 d.out.note("malformed", "a new message before the last one ended")
@@ -116,8 +116,9 @@ class WebSocket(Layer):
             if d.compressed:
                 d.inflate.message()
         elif opcode != 0 or d.out is None:
-            self.conn.note(self.conn.span(direction, self.chain + ("websocket",), at), "malformed",
-                           f"opcode {opcode} out of place")
+            self.conn.note(
+                self.conn.span(direction, self.chain + ("websocket",), at), "malformed", f"opcode {opcode} out of place"
+            )
             return
         out = d.out
         if d.compressed:
