@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hostctl.cli import Environment, main as cli_main
+from hostctl.cli import Environment
+from hostctl.cli import main as cli_main
 from hostctl.emulator.lab import adb_binary, ensure_adb_server, kill_adb_server, read_lab_file
 
 from .bench_emulator import free_port, row

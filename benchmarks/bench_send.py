@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 
-from hostctl.cli import Environment, main as cli_main
+from hostctl.cli import Environment
+from hostctl.cli import main as cli_main
 from hostctl.cloud import send_message
 from hostctl.device import AdbAddress, Handset
 from hostctl.emulator.lab import adb_binary, ensure_adb_server, kill_adb_server

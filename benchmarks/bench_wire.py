@@ -194,7 +194,7 @@ class Bytes(NullConsumer):
     def __init__(self) -> None:
         self.bytes = 0
 
-    def data(self, flow, direction, offset, data, ts) -> None:  # noqa: ANN001
+    def data(self, flow, direction, offset, data, ts) -> None:
         self.bytes += len(data)
 
 

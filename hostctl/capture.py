@@ -49,9 +49,10 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .device import INJECTION_HINT, Handset, RootStatus, ShellResult
 from .errors import DeviceError, HostctlError
@@ -95,7 +96,7 @@ class CaptureError(HostctlError):
         *,
         source: str,
         serial: str | None = None,
-        result: "CaptureResult | None" = None,
+        result: CaptureResult | None = None,
         kind: str = "error",
     ) -> None:
         self.source = source
@@ -138,7 +139,8 @@ class CaptureResult:
 def inspect_capture(path: Path) -> dict[str, Any]:
     """Format, link types, packet count and reader notes of a capture file (streamed, never
     loaded); ``{"format": None, ...}`` with the reason when it is empty or not a capture."""
-    from .wire.pcapread import CaptureError as ReadError, CaptureReader
+    from .wire.pcapread import CaptureError as ReadError
+    from .wire.pcapread import CaptureReader
 
     info: dict[str, Any] = {"format": None, "linktypes": [], "packets": None, "errors": [], "skipped_blocks": {}}
     try:
@@ -252,7 +254,7 @@ class CaptureSource:
             size = self.out.stat().st_size
         return {"elapsed": time.time() - self.started_at, "bytes": size}
 
-    def __enter__(self) -> "CaptureSource":
+    def __enter__(self) -> CaptureSource:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

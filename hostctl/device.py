@@ -16,10 +16,11 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from adbutils import AdbClient
 from adbutils._adb import AdbConnection
@@ -78,7 +79,7 @@ class AdbAddress:
     port: int = 5037
 
     @classmethod
-    def parse(cls, text: str) -> "AdbAddress":
+    def parse(cls, text: str) -> AdbAddress:
         """``HOST:PORT``, ``PORT``, ``tcp:HOST:PORT`` (adb's ADB_SERVER_SOCKET), or ``[v6]:PORT``."""
         raw = text.strip()
         value = raw.removeprefix("tcp:")
@@ -124,7 +125,7 @@ class _Connection(AdbConnection):
         host, port = self._AdbConnection__host, self._AdbConnection__port  # type: ignore[attr-defined]
         try:
             return socket.create_connection((host, port), timeout=self._connect_timeout)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise AdbTimeout("connect to adb server timeout") from exc
         except OSError as exc:
             raise AdbConnectionError(f"connect to adb server failed: {exc}") from exc
@@ -156,7 +157,7 @@ def _server_call(server: AdbAddress, fn: Callable[[_Client], T]) -> T:
     """Run one request against the server, turning socket failures into AdbServerError."""
     try:
         return fn(_client(server))
-    except (AdbTimeout, socket.timeout) as exc:
+    except (TimeoutError, AdbTimeout) as exc:
         raise AdbServerError(server, "timed out", timed_out=True) from exc
     except AdbConnectionError as exc:
         reason = str(exc).removeprefix("connect to adb server failed: ")
@@ -290,7 +291,7 @@ def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEO
     return False
 
 
-def select_handset(serial: str | None, servers: Sequence[AdbAddress], *, timeout: float = DEFAULT_TIMEOUT) -> "Handset":
+def select_handset(serial: str | None, servers: Sequence[AdbAddress], *, timeout: float = DEFAULT_TIMEOUT) -> Handset:
     """adb's convention: the named serial, else the one device attached; errors say which. A
     named network handset (``HOST:PORT``) the server has forgotten is connected again."""
     entries = list_devices(servers, timeout=min(timeout, CONNECT_TIMEOUT))
@@ -406,7 +407,7 @@ def injection_refused(output: str) -> bool:
 UI_DUMP_PATH = "/data/local/tmp/hostctl-ui.xml"
 
 
-def dump_ui(h: "Handset", *, timeout: float | None = None, attempts: int = 3, path: str = UI_DUMP_PATH) -> str:
+def dump_ui(h: Handset, *, timeout: float | None = None, attempts: int = 3, path: str = UI_DUMP_PATH) -> str:
     """``uiautomator dump`` the screen and read it back. Some Xiaomi builds kill the dump (the
     output then lacks ``<hierarchy``): it is retried ``attempts`` times before failing with what
     the device said. The previous dump is removed first: a killed dump leaves the last screen's
@@ -539,7 +540,7 @@ class Handset:
                 if not by_id:
                     self._transport_id = None  # re-attached: stay with the serial
                 return conn
-            except (AdbTimeout, socket.timeout) as exc:
+            except (TimeoutError, AdbTimeout) as exc:
                 conn.conn.close()
                 raise self._error(
                     DeviceTimeoutError,
@@ -652,7 +653,7 @@ class Handset:
         conn.conn.settimeout(remaining)
         try:
             return conn.conn.recv(n)
-        except socket.timeout:
+        except TimeoutError:
             raise self._timeout(command, got(), timeout) from None
         except OSError:
             return b""

@@ -27,10 +27,11 @@ import threading
 import types
 import typing
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Iterator, Mapping
+from typing import IO, Any, ClassVar
 
 from .errors import HostctlError
 
@@ -106,7 +107,7 @@ class Endpoint:
         return {"path": self.path} if self.path is not None else {"ip": self.ip, "port": self.port}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Endpoint":
+    def from_json(cls, obj: Any) -> Endpoint:
         if not isinstance(obj, dict):
             raise ValueError(f"an endpoint must be an object, not {type(obj).__name__}")
         if "path" in obj:
@@ -137,7 +138,7 @@ class Payload:
         return {"length": self.length, "size": len(self.data), "base64": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Payload":
+    def from_json(cls, obj: Any) -> Payload:
         if not isinstance(obj, dict):
             raise ValueError(f"a payload must be an object, not {type(obj).__name__}")
         try:
@@ -162,7 +163,7 @@ class Missing:
         return {"target": self.target, "reason": self.reason}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Missing":
+    def from_json(cls, obj: Any) -> Missing:
         if not isinstance(obj, dict):
             raise ValueError("a missing hook must be an object")
         return cls(target=_typed(obj.get("target"), str, "target"), reason=_typed(obj.get("reason"), str, "reason"))
@@ -884,7 +885,7 @@ class EventWriter:
                     pass
                 self._file.close()
 
-    def __enter__(self) -> "EventWriter":
+    def __enter__(self) -> EventWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

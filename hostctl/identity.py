@@ -20,14 +20,15 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from .device import DeviceError, Handset, SHELL_PACKAGE
+from .device import SHELL_PACKAGE, DeviceError, Handset
 from .parcel import ParcelError, ParcelExceptionError, ParcelTransactionError, decode_parcel
 
 __all__ = [
@@ -64,12 +65,12 @@ _SIM_IDS = {"imsi", "iccid", "msisdn"}  # what a slot without a SIM cannot have
 class IdentityError(DeviceError):
     """No strategy produced any identifier; ``report`` holds every attempt."""
 
-    def __init__(self, report: "IdentityReport") -> None:
+    def __init__(self, report: IdentityReport) -> None:
         super().__init__(self.describe_report(report), serial=report.serial)
         self.report = report
 
     @staticmethod
-    def describe_report(report: "IdentityReport", redact: bool = False) -> str:
+    def describe_report(report: IdentityReport, redact: bool = False) -> str:
         return f"{report.serial}: no identifier found; tried {report.summary_of_failures(redact)}"
 
     def describe(self, redact: bool = False) -> str:
@@ -258,7 +259,7 @@ def _load_yaml(name: str) -> Any:
     return yaml.load(_data_text(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
     data = _load_yaml("iphonesubinfo.yaml")
     return (
@@ -285,7 +286,7 @@ def identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
         return _identity_props()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
     data = _load_yaml("identity_props.yaml")
     return {

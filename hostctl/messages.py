@@ -130,7 +130,7 @@ def parse_siminfo(text: str) -> dict[int, int]:
     return out
 
 
-_SLOTS: "weakref.WeakKeyDictionary[Handset, dict[int, int]]" = weakref.WeakKeyDictionary()
+_SLOTS: weakref.WeakKeyDictionary[Handset, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
 def _sub_slots(h: Handset, timeout: float | None) -> dict[int, int]:

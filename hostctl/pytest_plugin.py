@@ -92,10 +92,11 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -148,12 +149,12 @@ class LockKey:
     what: str
 
     @classmethod
-    def handset(cls, spec: "HandsetSpec") -> "LockKey":
+    def handset(cls, spec: HandsetSpec) -> LockKey:
         raw = f"adb-{spec.adb.host}-{spec.adb.port}-{spec.serial}"
         return cls(_lock_name(raw), f"handset {spec.label} ({spec.serial} on adb server {spec.adb})")
 
     @classmethod
-    def modem(cls, spec: "ModemSpec") -> "LockKey":
+    def modem(cls, spec: ModemSpec) -> LockKey:
         return cls(_lock_name(f"modem-{spec.port}"), f"the modem on {spec.port}")
 
 
@@ -226,7 +227,7 @@ class EquipmentLocks:
             "host": socket.gethostname(),
             "worker": self.worker,
             "test": who,
-            "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -294,7 +295,7 @@ class Bed:
 
     key: str
     labels: tuple[str, ...]
-    testbed: "Testbed | None" = None  # a file's testbed
+    testbed: Testbed | None = None  # a file's testbed
     profile: str | None = None  # an emulated lab's profile (name or absolute path)
 
     @property
@@ -319,11 +320,11 @@ class HandsetPair:
 
     id: str  # "hs1+hs2"
     labels: tuple[str, ...]
-    testbed: "Testbed"  # only these handsets; the modem, relay and params kept
+    testbed: Testbed  # only these handsets; the modem, relay and params kept
     group: str | None
 
     @property
-    def specs(self) -> tuple["HandsetSpec", ...]:
+    def specs(self) -> tuple[HandsetSpec, ...]:
         return self.testbed.handsets
 
 
@@ -343,8 +344,8 @@ class _State:
             timeout=config.getoption("hostctl_lock_timeout"),
             worker=os.environ.get("PYTEST_XDIST_WORKER"),
         )
-        self.run_stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self._labs: dict[str, tuple[Any, "Testbed"]] = {}
+        self.run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._labs: dict[str, tuple[Any, Testbed]] = {}
         self.adb_port: int | None = None
         self.started_adb_server = False
         self._saved_env: str | None = None
@@ -370,7 +371,7 @@ class _State:
                 ids.append(":".join(parts) or bed.key)
         return values, ids
 
-    def testbed(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+    def testbed(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
         if bed.testbed is not None:
             return bed.testbed
         if bed.key in self._labs:
@@ -378,7 +379,7 @@ class _State:
         self.stop_labs()  # one lab at a time in a process: two cores, several helpers
         return self._boot(bed, tmp_path_factory)
 
-    def _boot(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+    def _boot(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
         from .emulator.lab import LabConfig, LabError, LabThread
         from .testbed import testbed_for_lab
 
@@ -659,7 +660,7 @@ class _LoadgroupShim:
         for item in items:
             rewritten = vars(item).get("_nodeid")
             if isinstance(rewritten, str) and rewritten != item.nodeid and hasattr(item, "_id"):
-                item._id = NodeId.parse(rewritten)  # noqa: SLF001
+                item._id = NodeId.parse(rewritten)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -695,13 +696,13 @@ def _hostctl_pair(request: pytest.FixtureRequest, _hostctl_bed: Bed) -> tuple[st
 
 
 @pytest.fixture(scope="session")
-def testbed(_hostctl_bed: Bed, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+def testbed(_hostctl_bed: Bed, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
     """The testbed of the current bed (an emulated lab boots on first use)."""
     return _state(request.config).testbed(_hostctl_bed, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def handset_pair(_hostctl_bed: Bed, _hostctl_pair: tuple[str, ...], testbed: "Testbed") -> HandsetPair:
+def handset_pair(_hostctl_bed: Bed, _hostctl_pair: tuple[str, ...], testbed: Testbed) -> HandsetPair:
     """The pair of handsets this test runs on (tests that use it run once per pair)."""
     from .errors import ConfigError
 
@@ -731,7 +732,7 @@ def lock_equipment(
     locks = state.locks
 
     @contextlib.contextmanager
-    def hold(*handsets: "HandsetSpec", modem: "ModemSpec | None" = None, who: str | None = None) -> Iterator[None]:
+    def hold(*handsets: HandsetSpec, modem: ModemSpec | None = None, who: str | None = None) -> Iterator[None]:
         keys = [LockKey.handset(h) for h in handsets] + ([LockKey.modem(modem)] if modem is not None else [])
         with contextlib.ExitStack() as stack:
             try:
@@ -756,7 +757,7 @@ def handsets(
 
 @pytest.fixture
 def handset(
-    testbed: "Testbed", lock_equipment: Callable[..., Any], request: pytest.FixtureRequest
+    testbed: Testbed, lock_equipment: Callable[..., Any], request: pytest.FixtureRequest
 ) -> Iterator[Callable[[str], Any]]:
     """``handset(label)``: that handset of the testbed (label or serial), locked for the test."""
     from .device import Handset
@@ -779,7 +780,7 @@ def handset(
 
 
 @pytest.fixture
-def peer_modem(testbed: "Testbed", lock_equipment: Callable[..., Any], request: pytest.FixtureRequest) -> Iterator[Any]:
+def peer_modem(testbed: Testbed, lock_equipment: Callable[..., Any], request: pytest.FixtureRequest) -> Iterator[Any]:
     """The testbed's GSM modem (the peer phone), opened and initialised; skips without one."""
     from .lab.modem import Modem, ModemError
 
@@ -813,7 +814,7 @@ def evidence_dir(evidence_root: Path, request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def profile_expectations(_hostctl_bed: Bed, testbed: "Testbed") -> dict[str, str] | None:
+def profile_expectations(_hostctl_bed: Bed, testbed: Testbed) -> dict[str, str] | None:
     """The emulated profile's ``audit_expectations`` (check id -> verdict); None on real handsets."""
     from .emulator.profiles import ProfileError, load_profile
 
@@ -844,7 +845,7 @@ def _hostctl_requires(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"testbed {testbed.name!r} lacks: {'; '.join(missing)}")
 
 
-def missing_equipment(testbed: "Testbed", wants: Mapping[str, Any], *, pair: HandsetPair | None = None) -> list[str]:
+def missing_equipment(testbed: Testbed, wants: Mapping[str, Any], *, pair: HandsetPair | None = None) -> list[str]:
     """What ``@pytest.mark.requires(**wants)`` finds missing, one phrase per item."""
     pool = pair.specs if pair is not None else testbed.handsets
     where = f"pair {pair.id}" if pair is not None else "it"
@@ -875,7 +876,7 @@ def missing_equipment(testbed: "Testbed", wants: Mapping[str, Any], *, pair: Han
     return missing
 
 
-def _unrooted(specs: Iterable["HandsetSpec"]) -> list[str]:
+def _unrooted(specs: Iterable[HandsetSpec]) -> list[str]:
     """Root is not in the testbed file: ask each handset (an su binary, or adbd running as root)."""
     from .device import Handset, RootStatus
 

@@ -45,9 +45,10 @@ import secrets
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from .device import INJECTION_HINT, DeviceInfo, Handset, ShellResult, injection_refused
 from .errors import (
@@ -712,7 +713,7 @@ def _adb_reboot(step: _Step) -> str:
     h = step.h
     t0 = time.monotonic()
     try:
-        conn = h._open("reboot:", step.deadline, "adb reboot")  # noqa: SLF001 - a raw service, no shell
+        conn = h._open("reboot:", step.deadline, "adb reboot")  # a raw service, no shell
     except (DeviceStateError, DeviceNotFoundError):
         raise
     except DeviceError as exc:

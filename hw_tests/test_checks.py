@@ -10,8 +10,9 @@ caught. On real handsets the claim must hold (PASS); a check the testbed cannot 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 

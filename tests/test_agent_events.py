@@ -585,8 +585,8 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
     import shutil
 
     import frida
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.padding import PKCS7
 
     from hostctl import agent

@@ -286,7 +286,7 @@ def test_byte_for_byte_bridge_to_control_port(app, portal):
         while not stop.is_set():
             try:
                 client, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             upstream = socket.create_connection(("127.0.0.1", portal.control_port))
             for a, b in ((client, upstream), (upstream, client)):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostctl.emulator.at import AtMachine, ModemIdentity, RadioChanged, SubmitSms, parse_command_line, split_args
 from hostctl.sms import SmsDeliver, SmsStatusReport, decode, encode

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from hostctl.emulator import screens
-from hostctl.model.protections import matches
 from hostctl.emulator.lab import LabConfig, LabThread
+from hostctl.model.protections import matches
 from tests.conftest import free_port
 from tests.test_mx_app import wait_for
 

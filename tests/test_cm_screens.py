@@ -9,9 +9,9 @@ import pytest
 
 from hostctl.emulator import screens
 from hostctl.emulator.carrier import SmsSegment
+from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.emulator.profiles import load_profile
 from hostctl.miui_ui import parse_compose, parse_consent, parse_switches
-from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
 
 

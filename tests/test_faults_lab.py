@@ -29,7 +29,6 @@ from hostctl.emulator.lab import (
     LabConfig,
     LabThread,
     adb_binary,
-    adb_server_running,
     ensure_adb_server,
     kill_adb_server,
     lab_dir,
@@ -358,10 +357,8 @@ def _sockets_of(pids: set[int]) -> list[tuple[str, str]]:
 def _is_loopback(proto: str, hex_addr: str) -> bool:
     addr = hex_addr.split(":")[0]
     if proto.endswith("6"):
-        return (
-            addr in ("00000000000000000000000001000000",)
-            or addr.startswith("0000000000000000FFFF0000")
-            and addr.endswith("7F")
+        return addr in ("00000000000000000000000001000000",) or (
+            addr.startswith("0000000000000000FFFF0000") and addr.endswith("7F")
         )
     return addr.endswith("7F")  # little-endian 127.x.y.z
 

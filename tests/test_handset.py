@@ -3,12 +3,11 @@
 from pathlib import Path
 
 import pytest
+from test_shell_kit import make_handset
 
 from hostctl.emulator.handset import ContentError, Intent, ReadOnlyPropertyError, View, VirtualHandset
 from hostctl.emulator.identity import generate_identity, luhn_ok
 from hostctl.emulator.profiles import load_profile
-
-from test_shell_kit import make_handset
 
 
 def test_state_persists_across_instances(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC
 
 import pytest
 
@@ -279,7 +280,7 @@ def test_a_full_storage_lists_completely_over_the_pty(mlab):
 
 def test_a_surrogate_pair_split_across_parts_by_the_sender_is_joined():
     # Android 4.x split UCS-2 parts at 67 units, even inside a surrogate pair
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from hostctl.lab.modem import StoredSms, join_parts
     from hostctl.sms.pdu import SmsDeliver, decode, encode
@@ -292,7 +293,7 @@ def test_a_surrogate_pair_split_across_parts_by_the_sender_is_joined():
         d = SmsDeliver(
             "+8613800138000",
             "",
-            datetime(2024, 1, 1, tzinfo=timezone.utc),
+            datetime(2024, 1, 1, tzinfo=UTC),
             coding="8bit",
             concat=(5, 2, seq),
             data=half,
@@ -307,12 +308,11 @@ def test_a_surrogate_pair_split_across_parts_by_the_sender_is_joined():
 
 def test_a_two_line_urc_before_the_send_prompt_is_kept_whole():
     # a modem with +CNMI mt=2 may push a +CMT (header line + PDU line) just before the "> " prompt
-    from hostctl.sms.pdu import SmsDeliver, encode
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    incoming = encode(
-        SmsDeliver("+8613800138000", "hi", datetime(2024, 1, 1, tzinfo=timezone.utc), smsc="+8613800100500")
-    ).hex
+    from hostctl.sms.pdu import SmsDeliver, encode
+
+    incoming = encode(SmsDeliver("+8613800138000", "hi", datetime(2024, 1, 1, tzinfo=UTC), smsc="+8613800100500")).hex
     submit = "0011000B916831081083F00000A702E834"  # any SMS-SUBMIT PDU, SMSC field 00
     port = ScriptedPort(
         {

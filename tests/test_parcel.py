@@ -596,7 +596,7 @@ def test_damaged_dumps_only_ever_raise_parcel_errors(base: str, edits) -> None:
 
 # --- the canonical-layout fast path never disagrees with the general scanner ------------------
 
-from hostctl.parcel import _canonical_dump, _RESULT_RE, _scan_dump, _skip_space  # noqa: E402
+from hostctl.parcel import _RESULT_RE, _canonical_dump, _scan_dump, _skip_space  # noqa: E402
 
 
 def _scan(text: str) -> bytes | None:

@@ -7,14 +7,13 @@ import dataclasses
 import json
 
 import pytest
+from conftest import wait_for
 
 from hostctl import steps
 from hostctl.device import AdbAddress, Handset
 from hostctl.emulator import screens
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.errors import DeviceError, DeviceNotFoundError
-
-from conftest import wait_for
 
 CONTACT = "+8613912345678"
 PEER = "+8613800000001"
@@ -136,7 +135,7 @@ def test_call_goes_off_hook_reaches_the_lab_and_hangs_up(lab07, adb_port):
     assert calls == [PEER]
     states = [s for _, s in res.details["call_states"]]
     assert states[0] == 2 and states[-1] == 0 and res.details["off_hook_seconds"] >= 0.3
-    assert any("am start -a android.intent.action.CALL -d tel:" + PEER == c.command for c in res.commands)
+    assert any(c.command == "am start -a android.intent.action.CALL -d tel:" + PEER for c in res.commands)
     assert any(c.command == "input keyevent KEYCODE_ENDCALL" for c in res.commands)
     assert "not emulated" in res.notes[0]
     assert lh.handset.call_state == 0

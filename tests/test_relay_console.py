@@ -8,7 +8,8 @@ import re
 import time
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.emulator.relay import Ignored, RelayBoard, Switched

@@ -17,7 +17,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hostctl.sms import (
     Address,
@@ -28,12 +29,12 @@ from hostctl.sms import (
     SmsSubmit,
     decode,
     encode,
+    gsm7,
     split_message,
     ucs2_units,
     validity_from_seconds,
     validity_seconds,
 )
-from hostctl.sms import gsm7
 from hostctl.sms.pdu import dcs_alphabet
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import make_cert  # noqa: E402
+from tls_capture import make_cert
 
 frida = pytest.importorskip("frida")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import have_tools, python_session  # noqa: E402
+from tls_capture import have_tools, python_session
 
-from hostctl.events import Endpoint, Payload, SslData, TlsSecret  # noqa: E402
-from hostctl.wire.crosscheck import cross_check  # noqa: E402
-from hostctl.wire.decrypt import decrypt_capture, decrypt_trace_capture, trace_keylog  # noqa: E402
+from hostctl.events import Endpoint, Payload, SslData, TlsSecret
+from hostctl.wire.crosscheck import cross_check
+from hostctl.wire.decrypt import decrypt_capture, decrypt_trace_capture, trace_keylog
 
 REQUEST = b"POST /report HTTP/1.1\r\nX-Imei: 356938035643809\r\n\r\n" * 40
 RESPONSE = b"HTTP/1.1 200 OK\r\n\r\n" + b"r" * 30000

@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import have_tools, openssl_session, python_session, tshark_follow  # noqa: E402
+from tls_capture import have_tools, openssl_session, python_session, tshark_follow
 
-from hostctl.cli import Environment, ExitStatus, main  # noqa: E402
-from hostctl.wire.check import wire_check  # noqa: E402
-from hostctl.wire.decrypt import capture_keylog, decrypt_capture  # noqa: E402
-from hostctl.wire.flows import FlowTable  # noqa: E402
-from hostctl.wire.identifiers import Identifier  # noqa: E402
-from hostctl.wire.keylog import KeyLog  # noqa: E402
-from hostctl.wire.pcapread import open_capture  # noqa: E402
-from hostctl.wire.tlsdecrypt import hkdf_expand_label, tls12_prf  # noqa: E402
+from hostctl.cli import Environment, ExitStatus, main
+from hostctl.wire.check import wire_check
+from hostctl.wire.decrypt import capture_keylog, decrypt_capture
+from hostctl.wire.flows import FlowTable
+from hostctl.wire.identifiers import Identifier
+from hostctl.wire.keylog import KeyLog
+from hostctl.wire.pcapread import open_capture
+from hostctl.wire.tlsdecrypt import hkdf_expand_label, tls12_prf
 
 needs_tools = pytest.mark.skipif(not have_tools(), reason="needs tcpdump, tshark, openssl and root for lo capture")
 

@@ -29,6 +29,7 @@ import frida
 import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
+from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.events import (
     Attached,
     Connect,
@@ -45,7 +46,6 @@ from hostctl.events import (
     keylog_lines,
     read_jsonl,
 )
-from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.trace import FridaVersionError, TraceOptions, Tracer, frida_error, open_device
 from tests.conftest import wait_for
 

@@ -15,13 +15,13 @@ import os
 import threading
 
 import pytest
-
 from conftest import wait_for
+
 from hostctl.capture import LabSource
 from hostctl.device import AdbAddress, Handset
 from hostctl.emulator.lab import LabConfig, LabThread, wait_for_device
 from hostctl.testbed import testbed_for_lab as tb_for_lab
-from hostctl.trace import Tracer, TraceOptions, open_device
+from hostctl.trace import TraceOptions, Tracer, open_device
 from hostctl.wire.check import wire_check
 from hostctl.wire.identifiers import Identifier
 

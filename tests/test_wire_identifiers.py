@@ -236,10 +236,10 @@ def test_grouped_numbers_and_imei14_are_found_once_each():
     uk = Identifier("msisdn", "+447700900123", "uk")
     imei = Identifier("imei", "490154203237518", "imei")
     text = (
-        "to=+86 139 1234 5678; alt=139-1234-5678; dot=139.1234.5678; us=(202) 555-0123; "
-        "us2=+1 (202) 555-0123; uk=07700 900123; cc=(+86) 139 1234 5678; "
-        "dev=49015420323751; sv=4901542032375103; no=139 1234 5679"
-    ).encode()
+        b"to=+86 139 1234 5678; alt=139-1234-5678; dot=139.1234.5678; us=(202) 555-0123; "
+        b"us2=+1 (202) 555-0123; uk=07700 900123; cc=(+86) 139 1234 5678; "
+        b"dev=49015420323751; sv=4901542032375103; no=139 1234 5679"
+    )
     got = [(m.ident.label, m.form) for m in Scanner(patterns_for([cn, us, uk, imei]), engine="python").scan(text)]
     assert got == [
         ("cn", "e164/3-4-4/sp:ascii"),

@@ -15,10 +15,10 @@ import sys
 import zlib
 
 import brotli
-import h11
 import h2.config
 import h2.connection
 import h2.settings
+import h11
 import pytest
 import zstandard
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory

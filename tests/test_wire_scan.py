@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostctl.model.protections import protect
 from hostctl.emulator.identity import luhn_digit
+from hostctl.model.protections import protect
 from hostctl.wire.identifiers import Identifier, Pattern, patterns_by_form, patterns_for
 from hostctl.wire.scan import Match, ScanError, Scanner, hyperscan_available
 

@@ -28,9 +28,10 @@ import json
 import os
 import select
 import socket
-import ssl  # noqa: F401 - loaded at start, as an Android app maps its TLS library when it starts:
 
-#             a tracer that attaches before the first connection (frida-trace -i 'SSL_write*') finds libssl
+# loaded at start, as an Android app maps its TLS library when it starts: a tracer that attaches
+# before the first connection (frida-trace -i 'SSL_write*') finds libssl
+import ssl
 import sys
 import time
 from urllib.parse import quote
@@ -209,7 +210,6 @@ CHAT_HOST = "app.chat.xiaomi.net"
 def tls_connect(app, host, timeout=10.0):
     """A TLS connection to a Xiaomi host, found through the lab's resolver map; SNI and the
     certificate check use the real name."""
-    import ssl
 
     addr = app.hosts.get(host)
     if not addr:
@@ -440,7 +440,7 @@ def channel_request(app, sim, frame, want, timeout=5.0):
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         finally:
             sock.settimeout(None)

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..sms import gsm7
@@ -907,7 +907,7 @@ def _cops(m: AtMachine, cmd: _Cmd) -> None:
     elif cmd.kind == "set":
         a = split_args(cmd.args)
         mode = _int(a[0], 0, 4, 0)
-        if mode == 3 or len(a) > 1 and a[1] is not None:
+        if mode == 3 or (len(a) > 1 and a[1] is not None):
             m.s.cops_format = _int(a[1] if len(a) > 1 else None, 0, 2, 0)
         if mode == 2:  # deregister: as far as the network knows, the radio is off
             m._set_radio(False)
@@ -1183,7 +1183,7 @@ def _ccid(name: str) -> Callable[[AtMachine, _Cmd], None]:
 
 def _cclk(m: AtMachine, cmd: _Cmd) -> None:
     if cmd.kind == "read":
-        now = datetime.fromtimestamp(m.clock(), timezone.utc).astimezone()
+        now = datetime.fromtimestamp(m.clock(), UTC).astimezone()
         m._info(f'+CCLK: "{AtMachine._scts(now)}"')
     elif cmd.kind not in ("set", "test"):
         raise _PLAIN

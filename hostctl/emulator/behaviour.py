@@ -269,7 +269,7 @@ class EventContext:
     random: Callable[[int], bytes] = os.urandom
 
     @classmethod
-    def for_handset(cls, profile: Any, identity: Any, **kwargs: Any) -> "EventContext":
+    def for_handset(cls, profile: Any, identity: Any, **kwargs: Any) -> EventContext:
         """A context for a handset of ``profile`` (a FirmwareProfile) with ``identity`` (a
         HandsetIdentity): its SIMs, model and MIUI version (``V5 4.8.10``); the rest as given."""
         version = " ".join(v for v in (profile.miui_version_name, profile.build_incremental) if v)

@@ -114,7 +114,7 @@ class CloudService:
             await handler(reader, writer, name)
         except asyncio.CancelledError:
             writer.close()
-        except Exception:  # noqa: BLE001 - one client's fault must not reach asyncio's log as a traceback
+        except Exception:  # one client's fault must not reach asyncio's log as a traceback
             log.exception("%s: a connection's handler failed", name)
             writer.close()
         finally:
@@ -142,7 +142,7 @@ class CloudService:
         for w in full:
             try:
                 await asyncio.wait_for(w.drain(), IO_TIMEOUT)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError):
                 log.info("chat: dropping a client that does not read")
                 w.close()
 
@@ -166,7 +166,7 @@ class CloudService:
                 full = self._send(out)
                 if full:
                     await self._wait_for(full)
-        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
             pass
         finally:
             self._writers.pop(conn, None)
@@ -212,7 +212,7 @@ class CloudService:
                 if conn.our_state is h11.MUST_CLOSE:
                     break
                 conn.start_next_cycle()
-        except (h11.RemoteProtocolError, asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+        except (TimeoutError, h11.RemoteProtocolError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("%s: HTTP connection ended: %s", name, exc)
         finally:
             writer.close()

@@ -73,7 +73,7 @@ class HandsetIdentity:
         return json.dumps({"sims": [asdict(s) for s in self.sims]}, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "HandsetIdentity":
+    def from_json(cls, text: str) -> HandsetIdentity:
         try:
             data = json.loads(text)
             sims = tuple(SimIdentity(**s) for s in data["sims"])

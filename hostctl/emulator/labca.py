@@ -70,7 +70,7 @@ def ensure_ca(directory: Path, hosts: tuple[str, ...] = XIAOMI_HOSTS) -> LabCA:
     ca = LabCA(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if ca.ca_cert.exists() and ca.server_cert.exists() and ca.server_key.exists():
         return ca
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=825)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (

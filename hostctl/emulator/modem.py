@@ -21,7 +21,7 @@ import termios
 import threading
 import time
 import tty
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..sms.pdu import Address, PduError, SmsDeliver, SmsStatusReport, SmsSubmit
 from .at import AtMachine, ModemIdentity, RadioChanged, SubmitSms
@@ -36,7 +36,7 @@ STALE_AFTER = 2.0  # s a full pty may go unread before its queued output is drop
 
 
 def _local(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc).astimezone()
+    return datetime.fromtimestamp(ts, UTC).astimezone()
 
 
 class EmulatedModem:
@@ -212,7 +212,7 @@ class ModemServer:
     def url(self) -> str | None:
         return f"socket://127.0.0.1:{self.port}" if self.port else None
 
-    def start(self) -> "ModemServer":
+    def start(self) -> ModemServer:
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -345,7 +345,7 @@ class ModemServer:
             for key, mask in ready:
                 try:
                     self._ready(key, mask)
-                except Exception:  # noqa: BLE001 - a fault with one client must not stop the modem
+                except Exception:  # a fault with one client must not stop the modem
                     log.exception("modem I/O")
 
     def _modify(self, fd: int, events: int) -> None:

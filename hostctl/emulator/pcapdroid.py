@@ -202,7 +202,7 @@ class _Running:
 class PcapdroidApp:
     """The app on one lab handset: CaptureCtrl's intents, its consent screens, the capture."""
 
-    def __init__(self, lh: "LabHandset") -> None:
+    def __init__(self, lh: LabHandset) -> None:
         self.lh = lh
         self.h = lh.handset
         self.pending: tuple[str, dict[str, Any]] | None = None  # the request awaiting consent

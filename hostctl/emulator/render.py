@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -50,11 +51,11 @@ def _font(size: int) -> ImageFont.ImageFont:
     return _FONT_CACHE[size]
 
 
-def _nodes(root: "View") -> Iterable["View"]:
+def _nodes(root: View) -> Iterable[View]:
     return root.walk()
 
 
-def render(root: "View", size: tuple[int, int]) -> Image.Image:
+def render(root: View, size: tuple[int, int]) -> Image.Image:
     """The screen's pixels (RGBA) for a view tree."""
     img = Image.new("RGBA", size, BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -82,7 +83,7 @@ def render(root: "View", size: tuple[int, int]) -> Image.Image:
     return img
 
 
-def _switch(draw: ImageDraw.ImageDraw, view: "View") -> None:
+def _switch(draw: ImageDraw.ImageDraw, view: View) -> None:
     left, top, right, bottom = view.bounds
     cy = (top + bottom) // 2
     x1 = right - 110

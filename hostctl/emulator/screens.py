@@ -38,7 +38,7 @@ from html import escape, unescape
 from typing import TYPE_CHECKING
 
 from ..mms_strings import locale_of_props, strings_for_locale
-from .handset import SCREEN_H, SCREEN_W, Intent, View, normalize_component
+from .handset import SCREEN_H, SCREEN_W, Intent, View
 
 if TYPE_CHECKING:
     from .handset import VirtualHandset
@@ -76,7 +76,7 @@ CALL_ACTION = "android.intent.action.CALL"
 IN_CALL = "com.android.phone/com.android.phone.InCallScreen"
 
 
-def micloud_account(handset: "VirtualHandset") -> str | None:
+def micloud_account(handset: VirtualHandset) -> str | None:
     """The Xiaomi account the handset is signed in with (a factory reset wipes it), or None."""
     try:
         text = handset.fs.host_path(ACCOUNT_PREFS).read_text(encoding="utf-8")
@@ -86,13 +86,13 @@ def micloud_account(handset: "VirtualHandset") -> str | None:
     return m.group(1) if m else None
 
 
-def lab_account(handset: "VirtualHandset") -> str:
+def lab_account(handset: VirtualHandset) -> str:
     """The lab's test Xiaomi account for this handset (a numeric Mi account id, as MIUI's are)."""
     digest = hashlib.sha256(f"micloud:{handset.label}".encode()).hexdigest()
     return str(1_000_000_000 + int(digest[:8], 16) % 900_000_000)
 
 
-def sign_in(handset: "VirtualHandset", account: str | None = None) -> str:
+def sign_in(handset: VirtualHandset, account: str | None = None) -> str:
     """Sign in to Mi Cloud (the account is kept by com.xiaomi.account) and tell the lab."""
     account = account or lab_account(handset)
     path = handset.fs.host_path(ACCOUNT_PREFS)
@@ -108,7 +108,7 @@ def sign_in(handset: "VirtualHandset", account: str | None = None) -> str:
     return account
 
 
-def pref_mx(handset: "VirtualHandset") -> dict:
+def pref_mx(handset: VirtualHandset) -> dict:
     """The app's pref_mx SharedPreferences: {"pref_mx_account_info": {...}, "pref_key_enable_mx": bool}."""
     try:
         text = handset.fs.host_path(PREFS).read_text(encoding="utf-8")
@@ -122,7 +122,7 @@ def pref_mx(handset: "VirtualHandset") -> dict:
     }
 
 
-def _write_prefs(handset: "VirtualHandset", prefs: dict) -> None:
+def _write_prefs(handset: VirtualHandset, prefs: dict) -> None:
     info = escape(json.dumps(prefs["pref_mx_account_info"], separators=(",", ":")))
     path = handset.fs.host_path(PREFS)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,18 +150,18 @@ def _login(prefs: dict, sim: int) -> dict:
     return entry
 
 
-def record_login(handset: "VirtualHandset", sim: int, *, mid: str, st: str, sec: str, enabled: bool = True) -> None:
+def record_login(handset: VirtualHandset, sim: int, *, mid: str, st: str, sec: str, enabled: bool = True) -> None:
     """What MxActivateService keeps after an activation: the SIM's login in ``pref_mx``."""
     prefs = pref_mx(handset)
     _login(prefs, sim).update({"mid": mid, "st": st, "sec": sec, "enabled": enabled})
     _write_prefs(handset, prefs)
 
 
-def sim_enabled(handset: "VirtualHandset", sim: int) -> bool:
+def sim_enabled(handset: VirtualHandset, sim: int) -> bool:
     return sim_enabled_in(pref_mx(handset)["pref_mx_account_info"].get("logins", []), sim, handset)
 
 
-def set_cloud_messaging(handset: "VirtualHandset", on: bool, sim: int = 0, *, manually: bool = True) -> None:
+def set_cloud_messaging(handset: VirtualHandset, on: bool, sim: int = 0, *, manually: bool = True) -> None:
     """What flipping the switch for ``sim`` does inside com.android.mms."""
     prefs = pref_mx(handset)
     _login(prefs, sim)["enabled"] = on
@@ -183,7 +183,7 @@ def set_cloud_messaging(handset: "VirtualHandset", on: bool, sim: int = 0, *, ma
     handset.refresh_screen()
 
 
-def sim_enabled_in(logins: list, sim: int, handset: "VirtualHandset") -> bool:
+def sim_enabled_in(logins: list, sim: int, handset: VirtualHandset) -> bool:
     """A SIM's switch: its pref_mx entry, or (never switched by hand) the build's default."""
     entry = _find_login(logins, sim)
     return bool(entry["enabled"]) if entry is not None else handset.profile.cloud_messaging_default
@@ -216,12 +216,12 @@ def _opener(component: str):
     return lambda h, v: h.start_activity(Intent(kind="activity", component=component))
 
 
-def ui_strings(h: "VirtualHandset") -> dict[str, str]:
+def ui_strings(h: VirtualHandset) -> dict[str, str]:
     """The app's strings in the handset's locale (its props decide; see hostctl/mms_strings.py)."""
     return strings_for_locale(locale_of_props(h.props()))
 
 
-def activated(h: "VirtualHandset", sim: int) -> bool:
+def activated(h: VirtualHandset, sim: int) -> bool:
     """The SIM went through MxActivateService's activation (its pref_mx login has a mid): the
     app's ``activate_status`` 3. Until then isMxEnabled is false and enabling asks for consent."""
     entry = _find_login(pref_mx(h)["pref_mx_account_info"].get("logins", []), sim)
@@ -287,7 +287,7 @@ def _pref_row(pkg: str, top: int, title: str, summary: str, *, checked: bool | N
     )
 
 
-def _toggle(h: "VirtualHandset", sim: int, pkg: str = "com.android.mms") -> None:
+def _toggle(h: VirtualHandset, sim: int, pkg: str = "com.android.mms") -> None:
     """A tap on a SIM's row, as MessagingPreferenceActivity handles it (``a(CheckBoxPreference,
     int)`` in its smali): on -> off turns it off at once; off -> on always asks first
     (``bl.a(Activity, activate_status, slot, checked, ...)``): the activation consent when the SIM
@@ -299,7 +299,7 @@ def _toggle(h: "VirtualHandset", sim: int, pkg: str = "com.android.mms") -> None
         h.refresh_screen()
 
 
-def _consent(h: "VirtualHandset", pkg: str, sim: int, activation: bool = True) -> View:
+def _consent(h: VirtualHandset, pkg: str, sim: int, activation: bool = True) -> View:
     """The dialog MessagingPreferenceActivity shows before it turns a SIM on
     (``com/xiaomi/mms/c/f.smali``, a ``miui.app.AlertDialog``): for a SIM never activated, title
     ``dialog_title_mx_rcs`` and message ``dialog_message_mx`` with the two agreements (mode 0);
@@ -315,7 +315,7 @@ def _consent(h: "VirtualHandset", pkg: str, sim: int, activation: bool = True) -
     else:
         title, message = t["networking_allow_title"], t["mx_activate_network_allow_notice"]
 
-    def accept(hh: "VirtualHandset", _v: View) -> None:
+    def accept(hh: VirtualHandset, _v: View) -> None:
         hh.mms_dialog = None
         hh.log(
             "I",
@@ -324,7 +324,7 @@ def _consent(h: "VirtualHandset", pkg: str, sim: int, activation: bool = True) -
         )
         set_cloud_messaging(hh, True, sim)
 
-    def cancel(hh: "VirtualHandset", _v: View) -> None:
+    def cancel(hh: VirtualHandset, _v: View) -> None:
         hh.mms_dialog = None
         hh.refresh_screen()
 
@@ -377,7 +377,7 @@ def _consent(h: "VirtualHandset", pkg: str, sim: int, activation: bool = True) -
     )
 
 
-def _switches(h: "VirtualHandset", pkg: str) -> View:
+def _switches(h: VirtualHandset, pkg: str) -> View:
     """Messaging > Settings as MIUI Mms' res/xml/preferences.xml lays out its first category: the
     PreferenceCategory titled mx_msg, then pref_key_enable_mx_switch (title mx_enable) on a
     single-SIM phone or pref_key_enable_mx1_switch / mx2 (mx_on_sim_1 / mx_on_sim_2) on a dual-SIM
@@ -425,7 +425,7 @@ def _switches(h: "VirtualHandset", pkg: str) -> View:
     )
 
 
-def _settings(h: "VirtualHandset") -> View:
+def _settings(h: VirtualHandset) -> View:
     pkg = "com.android.settings"
     return View(
         package=pkg,
@@ -437,7 +437,7 @@ def _settings(h: "VirtualHandset") -> View:
     )
 
 
-def _micloud(h: "VirtualHandset") -> View:
+def _micloud(h: VirtualHandset) -> View:
     pkg = "com.miui.cloudservice"
     account = micloud_account(h)
     first = (
@@ -456,11 +456,11 @@ def _micloud(h: "VirtualHandset") -> View:
     )
 
 
-def _in_call(h: "VirtualHandset") -> View:
+def _in_call(h: VirtualHandset) -> View:
     pkg = "com.android.phone"
     shown = f"Calling {h.call_number}" if h.call_state else "Call ended"
 
-    def hang_up(hh: "VirtualHandset", _v: View) -> None:
+    def hang_up(hh: VirtualHandset, _v: View) -> None:
         if hh.end_call():
             hh.go_back()
 
@@ -487,16 +487,16 @@ def _in_call(h: "VirtualHandset") -> View:
     )
 
 
-def _on_call_intent(h: "VirtualHandset", intent: Intent) -> None:
+def _on_call_intent(h: VirtualHandset, intent: Intent) -> None:
     if intent.kind == "activity" and intent.action == CALL_ACTION and (intent.data or "").startswith("tel:"):
         h.start_call(intent.data.split(":", 1)[1])
 
 
-def _compose(h: "VirtualHandset") -> View:
+def _compose(h: VirtualHandset) -> View:
     pkg = "com.android.mms"
     draft = getattr(h, "compose_draft", {"to": "", "text": ""})
 
-    def send(hh: "VirtualHandset", _v: View) -> None:
+    def send(hh: VirtualHandset, _v: View) -> None:
         d = getattr(hh, "compose_draft", {"to": "", "text": ""})
         if d["to"] and d["text"]:
             hh._deliver(
@@ -547,7 +547,7 @@ def _compose(h: "VirtualHandset") -> View:
     )
 
 
-def _on_compose_intent(h: "VirtualHandset", intent: Intent) -> None:
+def _on_compose_intent(h: VirtualHandset, intent: Intent) -> None:
     if intent.component == COMPOSE and intent.kind == "activity":
         to = (intent.data or "").split(":", 1)[1] if ":" in (intent.data or "") else ""
         h.compose_draft = {"to": to, "text": str(intent.extras.get("sms_body", "")), "online": None}
@@ -555,7 +555,7 @@ def _on_compose_intent(h: "VirtualHandset", intent: Intent) -> None:
         h._deliver(Intent(kind="app", action=PRESENCE_COMMAND, component=COMPOSE, extras={"to": to, "sim": 0}))
 
 
-def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
+def show_presence(h: VirtualHandset, to: str, online: bool | None) -> None:
     """The app's presence answer for the open conversation (blue when online, gray when not)."""
     draft = getattr(h, "compose_draft", None)
     if draft is not None and draft.get("to") == to:
@@ -564,7 +564,7 @@ def show_presence(h: "VirtualHandset", to: str, online: bool | None) -> None:
             h.refresh_screen()
 
 
-def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
+def _on_settings_intent(h: VirtualHandset, intent: Intent) -> None:
     """The app being stopped or wiped takes a consent dialog with it. Opening the settings again
     does not: MessagingPreferenceActivity is ``launchMode="singleTop"`` (the app's
     AndroidManifest.xml), so ``am start`` brings the same instance back, dialog and all."""
@@ -572,7 +572,7 @@ def _on_settings_intent(h: "VirtualHandset", intent: Intent) -> None:
         h.mms_dialog = None
 
 
-def install(handset: "VirtualHandset") -> None:
+def install(handset: VirtualHandset) -> None:
     """Register the screens on a handset."""
     handset.add_intent_listener(lambda i: _on_settings_intent(handset, i))
     handset.register_screen(COMPOSE, _compose)

@@ -637,7 +637,7 @@ class WireTap:
                 up_reader, up_writer = await asyncio.wait_for(
                     asyncio.open_connection(*route.target), self.connect_timeout
                 )
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 log.info("%s: %s refused (%s)", self.label, route.host, exc)
                 conn.ended, conn.closed_at = "refused", time.time()
                 self._fanout("refused", conn)
@@ -707,7 +707,7 @@ class WireTap:
         while True:
             try:
                 data = await asyncio.wait_for(src.read(READ_SIZE), min(self.idle_timeout, 60.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() - conn.last_activity >= self.idle_timeout:
                     raise _Idle(f"nothing either way for {self.idle_timeout:.0f} s") from None
                 continue
@@ -719,7 +719,7 @@ class WireTap:
             dst.write(data)
             try:
                 await asyncio.wait_for(dst.drain(), self.io_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _Stalled(
                     f"the {'service' if direction == 'c2s' else 'app'} did not read for {self.io_timeout:.0f} s"
                 ) from None
@@ -740,7 +740,7 @@ class _Stalled(Exception):
 
 # --- the handset's tap, for the emulated shell (tcpdump) and PCAPdroid ----------------------------
 
-_TAPS: "weakref.WeakKeyDictionary[Any, WireTap]" = weakref.WeakKeyDictionary()
+_TAPS: weakref.WeakKeyDictionary[Any, WireTap] = weakref.WeakKeyDictionary()
 
 
 def register(handset: Any, tap: WireTap | None) -> None:

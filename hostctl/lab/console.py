@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError, HostctlError
 from .controller import ConfigReader
@@ -57,7 +58,7 @@ class ConsoleOpenError(ConsoleError):
 class ConsoleGoneError(ConsoleError):
     """The port vanished mid-recording; ``recording`` says what was kept."""
 
-    def __init__(self, message: str, *, port: str, recording: "ConsoleRecording | None" = None) -> None:
+    def __init__(self, message: str, *, port: str, recording: ConsoleRecording | None = None) -> None:
         self.recording = recording
         super().__init__(message, port=port)
 
@@ -92,7 +93,7 @@ class ConsoleRecording:
 
 
 def _stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def format_line(epoch: float, raw: bytes) -> str:
@@ -122,9 +123,7 @@ class Console:
     # -- opening ----------------------------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls, port: str, out: str | Path, *, baudrate: int = DEFAULT_BAUDRATE, label: str | None = None
-    ) -> "Console":
+    def open(cls, port: str, out: str | Path, *, baudrate: int = DEFAULT_BAUDRATE, label: str | None = None) -> Console:
         import serial
 
         try:
@@ -134,7 +133,7 @@ class Console:
         return cls(ser, name=port, out=Path(out), baudrate=baudrate, label=label)
 
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Console":
+    def create(cls, config: Mapping[str, Any]) -> Console:
         """From a testbed entry: ``port`` (required); ``out`` (a file) or ``evidence_dir`` (a
         folder: the file is ``console-<label>.log``); ``label`` (default ``console``);
         ``baudrate`` (115200)."""
@@ -166,7 +165,7 @@ class Console:
             pass
         self.close()
 
-    def __enter__(self) -> "Console":
+    def __enter__(self) -> Console:
         return self
 
     def __exit__(self, *exc: object) -> None:

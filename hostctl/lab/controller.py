@@ -11,7 +11,8 @@ such as ``{"port": "/dev/ttyUSB0", "channel": 1, "baudrate": 9600}``:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 
@@ -22,7 +23,7 @@ _MISSING = object()
 
 class Controller(Protocol):
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Controller": ...
+    def create(cls, config: Mapping[str, Any]) -> Controller: ...
 
     def destroy(self) -> None: ...
 

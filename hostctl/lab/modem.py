@@ -18,9 +18,10 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import HostctlError
 from ..sms.errors import cme_meaning, cms_meaning
@@ -355,7 +356,7 @@ class Modem:
     # -- opening and closing ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, port: str, *, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT, init: bool = True) -> "Modem":
+    def open(cls, port: str, *, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT, init: bool = True) -> Modem:
         """Open a path or URL, then (``init``) bring the modem to a known state."""
         import serial
 
@@ -381,7 +382,7 @@ class Modem:
         except Exception:  # noqa: BLE001 - closing a vanished port must not raise
             pass
 
-    def __enter__(self) -> "Modem":
+    def __enter__(self) -> Modem:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,7 +30,8 @@ or any pyserial URL (``socket://127.0.0.1:PORT``, ``loop://``). Writes have a de
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import HostctlError
 from .controller import ConfigReader
@@ -140,7 +141,7 @@ class Relay:
         baudrate: int = DEFAULT_BAUDRATE,
         timeout: float = DEFAULT_TIMEOUT,
         off_seconds: float = DEFAULT_OFF_SECONDS,
-    ) -> "Relay":
+    ) -> Relay:
         import serial
 
         try:
@@ -158,7 +159,7 @@ class Relay:
         )
 
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Relay":
+    def create(cls, config: Mapping[str, Any]) -> Relay:
         """From a testbed entry: ``port`` (required), ``channel`` (default 1), ``channels`` (how
         many relays the board has, to refuse others), ``baudrate`` (9600), ``timeout`` (2 s),
         ``off_seconds`` (2 s)."""
@@ -186,7 +187,7 @@ class Relay:
         """Release the port. Never raises; the relays stay as they are (boards latch)."""
         self.close()
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         return self
 
     def __exit__(self, *exc: object) -> None:

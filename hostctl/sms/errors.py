@@ -133,4 +133,4 @@ def cme_meaning(code: int) -> str:
 
 
 def cms_meaning(code: int) -> str:
-    return CMS_ERRORS.get(code, "manufacturer specific" if 512 <= code else "unknown code")
+    return CMS_ERRORS.get(code, "manufacturer specific" if code >= 512 else "unknown code")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from . import gsm7
 
@@ -94,7 +94,7 @@ class Address:
                 raise PduError(f"not a phone number: {self.number!r}")
 
     @classmethod
-    def parse(cls, text: str) -> "Address":
+    def parse(cls, text: str) -> Address:
         """``+8613800138000`` international, ``10086`` unknown/national, ``MiCloud`` alphanumeric."""
         compact = re.sub(r"[\s\-().]", "", text)
         if compact.startswith("+") and compact[1:].isdigit():
@@ -345,7 +345,7 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
     return _UserData(body.decode("latin-1"), coding, body, concat, concat16, tuple(ies))
 
 
-def _check_concat(msg: "SmsSubmit | SmsDeliver") -> None:
+def _check_concat(msg: SmsSubmit | SmsDeliver) -> None:
     if msg.concat is None:
         return
     ref, total, seq = msg.concat
@@ -406,7 +406,7 @@ class SmsDeliver:
 
     sender: Address
     text: str = ""
-    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     coding: str = "gsm7"
     concat: tuple[int, int, int] | None = None
     concat16: bool = False

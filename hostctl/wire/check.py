@@ -152,7 +152,7 @@ class _Pending:
     """One direction's bytes waiting to be scanned: a batch of up to ``_BATCH`` bytes or
     ``_BATCH_SECONDS`` of capture time (many small segments cost one scan call, not one each)."""
 
-    __slots__ = ("buf", "ts", "stream")
+    __slots__ = ("buf", "stream", "ts")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -178,7 +178,7 @@ class _Decrypted:
     """One direction's decrypted application data waiting to be scanned, and where each record's
     plaintext begins: (offset in the decrypted stream, record number, wire stream offset)."""
 
-    __slots__ = ("buf", "ts", "stream", "offset", "records")
+    __slots__ = ("buf", "offset", "records", "stream", "ts")
 
     def __init__(self, stream: Any) -> None:
         self.buf = bytearray()
@@ -640,7 +640,7 @@ class _LayerSink:
     """What the decoder stack of one stream reports to: findings become the report's, with
     their layer chain, offset in the decoded message and the carrier's place in the capture."""
 
-    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts")
+    __slots__ = ("check", "host", "layer", "on_finding", "origin", "scanner", "ts")
 
     def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin

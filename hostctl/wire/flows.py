@@ -94,7 +94,7 @@ class FlowKey:
 class _Dir:
     """One direction of a TCP flow: where the stream stands and what waits out of order."""
 
-    __slots__ = ("name", "isn", "next_seq", "offset", "ooo", "ooo_bytes", "fin", "done", "gapped", "held_data")
+    __slots__ = ("done", "fin", "gapped", "held_data", "isn", "name", "next_seq", "offset", "ooo", "ooo_bytes")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -123,20 +123,20 @@ class Flow:
     bytes delivered (each once; retransmissions and gaps not counted; for UDP the payload bytes)."""
 
     __slots__ = (
+        "_keys",
+        "c2s",
+        "ended",
+        "first_ts",
         "id",
         "key",
-        "first_ts",
         "last_ts",
+        "midstream",
         "packets",
         "protocol",
-        "ended",
-        "c2s",
-        "s2c",
-        "midstream",
-        "sniff",
-        "_keys",
-        "user",
         "rst_ts",
+        "s2c",
+        "sniff",
+        "user",
     )
 
     def __init__(self, fid: int, key: FlowKey, ts: float) -> None:

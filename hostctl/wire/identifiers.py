@@ -105,8 +105,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 from hostctl.errors import HostctlError
+from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 
 __all__ = [
     "BEHAVIOUR_STEPS",

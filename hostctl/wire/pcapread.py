@@ -696,7 +696,7 @@ class CaptureReader:
             linktype, _res, snaplen = struct.unpack_from(self._bo + "HHI", buf, pos + 8)
             opts = self._options(buf, pos + 16, pos + blen - 4)
         scale, offset = 1e-6, 0.0
-        if 9 in opts and opts[9]:
+        if opts.get(9):
             scale = _tsresol_scale(opts[9][0])
         if 14 in opts and len(opts[14]) == 8:
             offset = float(struct.unpack(self._bo + "q", opts[14])[0])

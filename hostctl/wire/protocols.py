@@ -153,7 +153,7 @@ class _Malformed(Exception):
 class _Reader:
     """Bounds-checked reads over one handshake message."""
 
-    __slots__ = ("b", "p", "end")
+    __slots__ = ("b", "end", "p")
 
     def __init__(self, b: bytes, p: int = 0, end: int | None = None) -> None:
         self.b, self.p, self.end = b, p, len(b) if end is None else end
@@ -291,7 +291,7 @@ _PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")  # all a short flow said
 class _TlsDir:
     """Collects one direction's handshake bytes out of TLS records until the hello is whole."""
 
-    __slots__ = ("records", "hs", "want", "done", "lenient")
+    __slots__ = ("done", "hs", "lenient", "records", "want")
 
     def __init__(self, want: int) -> None:
         self.records = b""  # record-layer bytes not yet split into records
@@ -304,7 +304,7 @@ class _TlsDir:
 class _HttpDir:
     """HTTP/1.x message framing for one direction (requests c2s, responses s2c)."""
 
-    __slots__ = ("head", "body", "chunked", "chunk_state", "until_close", "lost")
+    __slots__ = ("body", "chunk_state", "chunked", "head", "lost", "until_close")
 
     def __init__(self) -> None:
         self.head = b""  # bytes of a message head still being gathered
@@ -316,7 +316,7 @@ class _HttpDir:
 
 
 class _Sniff:
-    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods", "tunnel")
+    __slots__ = ("decided", "head", "http", "next", "pending_methods", "tls", "tunnel")
 
     def __init__(self) -> None:
         self.next = {"c2s": 0, "s2c": 0}

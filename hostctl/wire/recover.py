@@ -45,16 +45,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from hostctl.model.identity import luhn_ok
 from hostctl.errors import HostctlError
+from hostctl.model.identity import luhn_ok
 from hostctl.wire.identifiers import (
     DIGEST_SIZES,
     NUMBER_KINDS,
     Identifier,
     NumberParts,
-    format_grouped,
     Pattern,
     apply_steps,
+    format_grouped,
     parse_number,
     patterns_for,
 )
@@ -198,7 +198,7 @@ class Template:
             if t == "L":
                 if not luhn_ok("".join(c for c in value if c.isdigit())):
                     return False
-            elif isinstance(t, tuple) and ch not in t or isinstance(t, str) and ch != t:
+            elif (isinstance(t, tuple) and ch not in t) or (isinstance(t, str) and ch != t):
                 return False
         return True
 

@@ -135,7 +135,7 @@ class _HyperscanEngine:
         except _hs.error as exc:
             raise ScanError(f"hyperscan could not compile the {len(exprs)} patterns: {exc}") from None
 
-    def open(self) -> "_HyperscanStream":
+    def open(self) -> _HyperscanStream:
         return _HyperscanStream(self.db)
 
     def dump(self) -> bytes:
@@ -211,7 +211,7 @@ class _PythonEngine:
                 self.index[gram].append((d, data, idx))
         self.keys = frozenset(self.index)
 
-    def open(self) -> "_PythonStream":
+    def open(self) -> _PythonStream:
         return _PythonStream(self)
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
@@ -382,7 +382,7 @@ class Scanner:
         """The compiled hyperscan database as bytes (None for the Python engine)."""
         return self._engine.dump() if isinstance(self._engine, _HyperscanEngine) else None
 
-    def stream(self, *, raw: bool = False) -> "ScanStream":
+    def stream(self, *, raw: bool = False) -> ScanStream:
         """A new stream (one per flow direction). ``raw`` returns every occurrence of every
         pattern, without the overlap rule, as soon as the engine reports it."""
         return ScanStream(self, raw=raw)
@@ -410,7 +410,7 @@ class ScanStream:
     def _open(self) -> _EngineStream | None:
         return self.scanner._engine.open() if self.scanner._engine is not None else None
 
-    def __enter__(self) -> "ScanStream":
+    def __enter__(self) -> ScanStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

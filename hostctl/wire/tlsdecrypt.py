@@ -186,7 +186,7 @@ class _Failed(Exception):
 class _Keys:
     """One direction's record protection at one key generation, with its sequence number."""
 
-    __slots__ = ("suite", "aead", "iv", "iv_int", "mac_key", "key", "seq", "etm", "tls13", "explicit", "tag")
+    __slots__ = ("aead", "etm", "explicit", "iv", "iv_int", "key", "mac_key", "seq", "suite", "tag", "tls13")
 
     def __init__(self, suite: Suite, key: bytes, iv: bytes, mac_key: bytes = b"", *, etm: bool = False) -> None:
         self.suite = suite
@@ -289,27 +289,27 @@ class _Side:
     """One direction: record framing, the hello, handshake messages, keys."""
 
     __slots__ = (
-        "name",
+        "app_bytes",
+        "app_secret",
         "buf",
         "buf_offset",
-        "records",
-        "hello",
         "ccs",
+        "decrypted",
+        "detail",
+        "failed_app_trials",
+        "hello",
+        "hs",
+        "key_updates",
         "keys",
+        "lost",
+        "name",
         "next_keys",
         "pending",
         "pending_bytes",
-        "hs",
-        "status",
-        "detail",
-        "decrypted",
-        "app_bytes",
-        "lost",
+        "records",
         "seen_data",
-        "failed_app_trials",
-        "app_secret",
+        "status",
         "undecrypted",
-        "key_updates",
     )
 
     def __init__(self, name: str) -> None:

@@ -136,7 +136,7 @@ class ShellFiles:
                 raise FsError(dev, "Is a directory")
             if not host.parent.is_dir():
                 raise FsError(dev, "No such file or directory")
-            return open(host, "ab" if append else "wb")  # noqa: SIM115 - caller closes
+            return open(host, "ab" if append else "wb")  # caller closes
         except OSError as exc:
             raise FsError(dev, reason_of(exc)) from None
 

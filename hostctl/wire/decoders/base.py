@@ -57,9 +57,9 @@ LIMITS = Limits()
 class Sink(Protocol):
     """Where an analysis sends what the layers found (`hostctl.wire.check.WireCheck`)."""
 
-    scanner: "Scanner"
+    scanner: Scanner
 
-    def layer_finding(self, match: "Match", span: Span, offset: int) -> None: ...
+    def layer_finding(self, match: Match, span: Span, offset: int) -> None: ...
 
     def layer_note(self, span: Span, kind: str, detail: str) -> None: ...
 
@@ -86,9 +86,9 @@ class Out:
     """One decoded message of one layer: scanned as written; the first ``max_body_walk`` bytes
     are kept for the body decoders run at ``close``."""
 
-    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed", "below", "below_n")
+    __slots__ = ("below", "below_n", "closed", "conn", "keep", "segments", "size", "span", "stream", "walk")
 
-    def __init__(self, conn: "ConnectionLike", span: Span, *, walk: bool = True, scan: bool = True) -> None:
+    def __init__(self, conn: ConnectionLike, span: Span, *, walk: bool = True, scan: bool = True) -> None:
         self.conn = conn
         self.span = span
         # scan=False: every byte is the layer below's, unchanged and contiguous (an identity
@@ -147,7 +147,7 @@ class Out:
         if self.stream is not None:
             self._found(self.stream.feed(data))
 
-    def _found(self, matches: list["Match"]) -> None:
+    def _found(self, matches: list[Match]) -> None:
         for m in matches:
             if any(a <= m.start and m.end <= b for a, b in self.segments):
                 continue
@@ -184,7 +184,7 @@ class ConnectionLike(Protocol):
 
     def span(self, direction: str, chain: tuple[str, ...], wire_offset: int) -> Span: ...
 
-    def switch(self, factory: Callable[..., "Layer"], held: dict[str, tuple[int, bytes]]) -> None: ...
+    def switch(self, factory: Callable[..., Layer], held: dict[str, tuple[int, bytes]]) -> None: ...
 
 
 class Layer:

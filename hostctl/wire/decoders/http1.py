@@ -61,7 +61,7 @@ class _Body:
     """One message body: the content decoders (outermost last in the header, so undone in
     reverse) and the Out it fills."""
 
-    __slots__ = ("out", "decoders", "verbatim", "failed")
+    __slots__ = ("decoders", "failed", "out", "verbatim")
 
     def __init__(self, out: Out, decoders: list, verbatim: bool) -> None:
         self.out, self.decoders, self.verbatim, self.failed = out, decoders, verbatim, False
@@ -100,7 +100,7 @@ class _Body:
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "mode", "left", "body", "msg_at")
+    __slots__ = ("at", "body", "buf", "left", "mode", "msg_at")
 
     def __init__(self) -> None:
         self.buf = bytearray()  # bytes of a head / chunk line not yet complete

@@ -12,10 +12,10 @@ without Huffman coding is on the wire as it is, so matches wholly inside it are 
 
 from __future__ import annotations
 
+import hpack
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
-import hpack
 from hostctl.wire.decoders.base import Layer, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
@@ -38,7 +38,7 @@ def _sniff(c2s: bytes, _s2c: bytes):
 
 
 class _Stream:
-    __slots__ = ("out", "decoders", "failed")
+    __slots__ = ("decoders", "failed", "out")
 
     def __init__(self, out: Out, decoders: list) -> None:
         self.out, self.decoders, self.failed = out, decoders, False
@@ -46,17 +46,17 @@ class _Stream:
 
 class _Dir:
     __slots__ = (
-        "buf",
         "at",
-        "hpack",
         "block",
-        "block_raw",
         "block_at",
+        "block_raw",
         "block_stream",
-        "streams",
+        "buf",
         "codings",
+        "hpack",
         "lost",
         "preface",
+        "streams",
     )
 
     def __init__(self, preface: bool) -> None:

@@ -38,7 +38,7 @@ class _Inflate(ZlibDecoder):
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "out", "compressed", "inflate", "lost", "takeover")
+    __slots__ = ("at", "buf", "compressed", "inflate", "lost", "out", "takeover")
 
     def __init__(self) -> None:
         self.buf = bytearray()
