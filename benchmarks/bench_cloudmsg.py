@@ -58,9 +58,10 @@ asyncio.run(main())
 
 
 def _rss(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.PIPE,
             text=True,
         )
-        svc_log = open(Path(d) / "service.log", "w+")
+        svc_log = open(Path(d) / "service.log", "w+")  # noqa: SIM115 - the service's stderr; read, then closed below
         svc = subprocess.Popen(
             [sys.executable, "-m", "hostctl.emulator.cloudsvc", str(Path(d) / "ca"), str(TTL)],
             stdin=subprocess.PIPE,

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             if up.returncode != 0:
                 raise RuntimeError(up.stderr)
             lab = json.loads(up.stdout)
-            (a, na), (b, nb) = [(h["serial"], h["number"]) for h in lab["handsets"]]
+            (a, _na), (b, nb) = [(h["serial"], h["number"]) for h in lab["handsets"]]
             for serial in (a, b):
                 st = cli_main(
                     ["--adb", f"127.0.0.1:{port}", "cm", "on", "-s", serial, "--sim", "1"],

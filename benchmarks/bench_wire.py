@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs = [whole_in_child(path) for _ in range(2)]
-            wc_wall, rss, npat = min(runs)
+            wc_wall, _rss, npat = min(runs)
             wc_ratio = ref_wall / wc_wall
             wc_ok = wc_ratio >= TARGET
             status |= 0 if wc_ok else 1
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             mb = os.path.getsize(path) / 1e6
             ref = tshark_field(path, exe, ref_args)
             runs = [whole_in_child(path) for _ in range(2)]
-            wall, rss, _n = min(runs)
+            wall, _rss, _n = min(runs)
             ratio = ref / wall
             ok = ratio >= LAYER_TARGET
             status |= 0 if ok else 1

@@ -742,7 +742,7 @@ class TcpdumpSource(_DeviceSource):
     def _run(self, cmd: str, timeout: float) -> None:
         try:
             self._outcome = self._root(cmd, timeout=timeout)
-        except BaseException as exc:  # kept for stop() to report
+        except BaseException as exc:  # noqa: BLE001 - kept for stop() to report
             self._outcome = exc
 
     def _describe(self) -> str:

@@ -839,7 +839,7 @@ def for_each(
     def one(h: Handset) -> tuple[Handset, T | None, BaseException | None]:
         try:
             return h, fn(h), None
-        except Exception as exc:  # kept per handset: one bad device must not hide the others
+        except Exception as exc:  # noqa: BLE001 - kept per handset: one bad device must not hide the others
             return h, None, exc
 
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:

@@ -844,7 +844,7 @@ class EventWriter:
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
         if isinstance(target, (str, os.PathLike)):
             self.path: Path | None = Path(target)
-            self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+            self._file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - owned, closed by close()
             self._owned = True
         else:
             self.path = None

@@ -96,7 +96,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import pytest
 
@@ -170,7 +170,7 @@ class EquipmentLocks:
     same process that asks for it again); across processes a ``flock`` waits up to ``timeout``.
     """
 
-    _held: dict[str, list[Any]] = {}  # path -> [fd, count], for the whole process
+    _held: ClassVar[dict[str, list[Any]]] = {}  # path -> [fd, count], for the whole process
     _guard = threading.Lock()
 
     def __init__(

@@ -529,7 +529,7 @@ def read_micloud_screen(xml_text: str) -> dict[str, Any]:
 def _dump(step: _Step) -> str:
     # Some Xiaomi builds kill the dump (no `<hierarchy` in what it wrote): try it again. The last
     # dump is removed first, so a killed dump cannot pass off the previous screen as this one.
-    for attempt in range(3):
+    for _attempt in range(3):
         t0 = time.monotonic()
         _rm, dump, cat = step.h.batch(
             [f"rm -f {DUMP_PATH}", f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=step.left()

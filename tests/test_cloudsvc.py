@@ -230,7 +230,7 @@ def test_the_service_process_flooded_then_stopped_logs_no_traceback(tmp_path):
     from benchmarks import bench_cloudmsg as bench
 
     ca = ensure_ca(tmp_path / "ca")
-    log = open(tmp_path / "service.log", "w+")
+    log = open(tmp_path / "service.log", "w+")  # noqa: SIM115 - the service's stderr; read, then closed below
     svc = subprocess.Popen(
         [sys.executable, "-m", "hostctl.emulator.cloudsvc", str(tmp_path / "ca"), "5"],
         stdin=subprocess.PIPE,

@@ -333,7 +333,7 @@ def _rewrite(src: Path, dst: Path, keep) -> None:
                 continue
             data, origlen = out if isinstance(out, tuple) else (out, len(out))
             sec = int(pkt.ts)
-            f.write(struct.pack("<IIII", sec, int(round((pkt.ts - sec) * 1e6)), len(data), origlen) + data)
+            f.write(struct.pack("<IIII", sec, round((pkt.ts - sec) * 1e6), len(data), origlen) + data)
         r.close()
 
 

@@ -38,7 +38,10 @@ def _build(path, streams, *, mss=7, seed=1, udp=()):
         for port, c2s, s2c in streams:
             pkts: list[tuple[float, bytes]] = []
             conv = TcpConversation(
-                lambda t, b: pkts.append((t, b)), client=("10.64.0.2", port), server=("198.18.0.1", 80), mss=mss
+                lambda t, b, out=pkts: out.append((t, b)),
+                client=("10.64.0.2", port),
+                server=("198.18.0.1", 80),
+                mss=mss,
             )
             conv.open(ts)
             conv.send(ts + 0.01, "c2s", c2s)

@@ -396,10 +396,10 @@ def mutated(draw) -> bytes:
             # offset classes: inside the file header, at a 4-byte boundary (block edges), anywhere
             cls = draw(st.sampled_from(["header", "aligned", "any", "near_end"]))
             at = {
-                "header": lambda: draw(st.integers(0, min(n, 40))),
-                "aligned": lambda: draw(st.integers(0, n // 4)) * 4,
-                "any": lambda: draw(st.integers(0, n)),
-                "near_end": lambda: max(0, n - draw(st.integers(1, 12))),
+                "header": lambda n=n: draw(st.integers(0, min(n, 40))),
+                "aligned": lambda n=n: draw(st.integers(0, n // 4)) * 4,
+                "any": lambda n=n: draw(st.integers(0, n)),
+                "near_end": lambda n=n: max(0, n - draw(st.integers(1, 12))),
             }[cls]()
             del data[at:]
         elif kind == "garbage":

@@ -348,7 +348,7 @@ def test_flows_bytes_sni_versions_and_http_agree_with_tshark(
     ]
 
     # clear HTTP: requests and responses as tshark's HTTP dissector sees them
-    http = [f for f in tcp if f.protocol["name"] == "http"][0]
+    http = next(f for f in tcp if f.protocol["name"] == "http")
     reqs = tshark_fields(path, "http.request", "http.request.method", "http.request.uri", "http.host")
     codes = tshark_fields(path, "http.response", "http.response.code")
     assert [(r["method"], r["path"], r["host"]) for r in http.protocol["requests"]] == [tuple(r) for r in reqs]

@@ -154,7 +154,7 @@ class App:
             if fn is None:
                 raise ValueError("unknown command: %r" % (req.get("cmd"),))
             reply = {"id": rid, "ok": True, "result": fn(self, req)}
-        except Exception as e:  # the app never dies of a bad request
+        except Exception as e:  # noqa: BLE001 - the app never dies of a bad request
             reply = {"id": rid, "ok": False, "error": "%s: %s" % (type(e).__name__, e)}
         if not (isinstance(reply.get("result"), dict) and reply["result"].get("logged")):
             self.logd("heartbeat")
@@ -250,7 +250,7 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
             reply += chunk
     finally:
         sock.close()
-    head, _, payload = reply.partition(b"\r\n\r\n")
+    _head, _, payload = reply.partition(b"\r\n\r\n")
     return json.loads(payload or b"{}")
 
 
@@ -582,7 +582,7 @@ def cmd_mx_enable(app, req):
         bind(app, sim)
         app.call("event", event="registration", slot=sim)
         app.logd("MX enabled for sim %d" % sim, tag="MxActivateService")
-    except Exception as e:  # the result broadcast says it failed; the app lives on
+    except Exception as e:  # noqa: BLE001 - the result broadcast says it failed; the app lives on
         ok, error = False, "%s: %s" % (type(e).__name__, e)
         app.logd("MX enable failed for sim %d: %s" % (sim, error), level="W", tag="MxActivateService")
     app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT", extras={"success": ok, "sim_index": sim})
@@ -680,7 +680,7 @@ def allow_ptrace_by_anyone():
 
         PR_SET_PTRACER, PR_SET_PTRACER_ANY = 0x59616D61, -1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PTRACER, ctypes.c_ulong(PR_SET_PTRACER_ANY), 0, 0, 0)
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort: without it only a root tracer can attach, as before
         pass
 
 

@@ -209,7 +209,7 @@ class Carrier:
             return  # stored until the recipient attaches
         try:
             taken = line.subscriber.sms_deliver(record.segment)
-        except Exception as exc:  # a subscriber fault is the subscriber's, not the network's
+        except Exception as exc:  # noqa: BLE001 - a subscriber fault is the subscriber's, not the network's
             taken, record.reason = False, f"delivery raised {exc!r}"
         if not taken:
             return

@@ -84,7 +84,7 @@ def render(root: View, size: tuple[int, int]) -> Image.Image:
 
 
 def _switch(draw: ImageDraw.ImageDraw, view: View) -> None:
-    left, top, right, bottom = view.bounds
+    _left, top, right, bottom = view.bounds
     cy = (top + bottom) // 2
     x1 = right - 110
     track = ACCENT if view.checked else SWITCH_OFF

@@ -200,7 +200,7 @@ class Console:
             raise ConsoleGoneError(f"{self.name}: the console port is closed", port=self.name)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.out, "a", encoding="utf-8")
+            fh = open(self.out, "a", encoding="utf-8")  # noqa: SIM115 - handed to the reader thread, which closes it
         except OSError as exc:
             raise ConsoleOpenError(f"cannot write {self.out}: {exc}", port=self.name) from None
         try:

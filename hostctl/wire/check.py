@@ -728,7 +728,7 @@ def _recover(ident: Identifier, pattern: Pattern | None, form: str, budget: floa
 
     try:
         return recover.demonstrate(ident, _digest_of(form) or "sha1", budget=budget, pattern=pattern, form=form)
-    except Exception as exc:  # the demonstration is evidence, not the verdict: never lose the report
+    except Exception as exc:  # noqa: BLE001 - the demonstration is evidence, not the verdict: never lose the report
         return {"recovered": None, "error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -336,9 +336,7 @@ class CaptureReader:
     # -- iteration ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Packet]:
-        n = 0
-        for ts, lt, buf, start, caplen, origlen in self.records():
-            n += 1
+        for n, (ts, lt, buf, start, caplen, origlen) in enumerate(self.records(), 1):
             yield Packet(n + self.frame_skew, ts, lt, buf[start : start + caplen], caplen, origlen)
 
     def records(self) -> Iterator[tuple[float, int, bytes, int, int, int]]:
@@ -583,7 +581,7 @@ class CaptureReader:
                         return
                     buf, pos, end = self._buf, self._pos, len(self._buf)
                     continue
-                if btype == EPB or btype == PB:
+                if btype in (EPB, PB):
                     if blen < 32:
                         self._error(self._base + pos, f"packet block of {blen} bytes is too short; skipped")
                     else:

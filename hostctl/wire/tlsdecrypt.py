@@ -420,10 +420,15 @@ class TlsDecryptor:
             if side.pending and not self.ready:
                 side.undecrypted += len(side.pending)
                 side.pending = None
-        if not self.ready and self.session_status is None and (self.c2s.seen_data or self.s2c.seen_data):
-            if self.client_random is not None and not (self.c2s.status or self.s2c.status):
-                self.session_status = "incomplete"
-                self.detail = "the ServerHello was never seen"
+        if (
+            not self.ready
+            and self.session_status is None
+            and (self.c2s.seen_data or self.s2c.seen_data)
+            and self.client_random is not None
+            and not (self.c2s.status or self.s2c.status)
+        ):
+            self.session_status = "incomplete"
+            self.detail = "the ServerHello was never seen"
         return out
 
     # -- records ------------------------------------------------------------------------------

@@ -205,9 +205,8 @@ class Http1(Layer):
                 d.mode = "trailer"
             else:
                 d.mode, d.left = "chunk-data", size
-        elif mode == "trailer":
-            if not line.strip():
-                self._end_message(direction, d)
+        elif mode == "trailer" and not line.strip():
+            self._end_message(direction, d)
 
     # -- messages -----------------------------------------------------------------------------
     def _head(self, direction: str, d: _Dir, head: bytes, at: int, after: int) -> None:
