@@ -136,6 +136,14 @@ class CaptureResult:
         return data
 
 
+def _argv0(proc: subprocess.Popen[Any]) -> str:
+    """The program a Popen ran (this module starts every tool from an argument list)."""
+    args = proc.args
+    if isinstance(args, (list, tuple)):
+        return str(args[0])
+    return str(args)
+
+
 def inspect_capture(path: Path) -> dict[str, Any]:
     """Format, link types, packet count and reader notes of a capture file (streamed, never
     loaded); ``{"format": None, ...}`` with the reason when it is empty or not a capture."""
@@ -278,7 +286,7 @@ class CaptureSource:
 
     def _result(self, *, device_path: str | None = None, **details: Any) -> CaptureResult:
         assert self.out is not None
-        info = (
+        info: dict[str, Any] = (
             inspect_capture(self.out)
             if self.out.exists()
             else {"format": None, "linktypes": [], "packets": None, "errors": [f"{self.out}: no file"]}
@@ -824,7 +832,7 @@ class HostSource(CaptureSource):
 
     @property
     def _is_dumpcap(self) -> bool:
-        return self.proc is not None and os.path.basename(str(self.proc.args[0])) == "dumpcap"
+        return self.proc is not None and os.path.basename(_argv0(self.proc)) == "dumpcap"
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -862,8 +870,11 @@ class HostSource(CaptureSource):
         if self._is_dumpcap:
             # dumpcap says "Capturing on" a moment before its capture is live, and has no immediate
             # mode: give it DUMPCAP_SETTLE at the start and at the stop (see _stop)
+            out = self.out
+            if out is None:
+                raise self._error("dumpcap started without an output file", kind="not-runnable")
             deadline = time.monotonic() + self.timeout
-            while not (self.out.exists() and self.out.stat().st_size > 0) and time.monotonic() < deadline:
+            while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(DUMPCAP_SETTLE)
         self.notes.append(f"{' '.join(shlex.quote(c) for c in cmd)} (pid {self.proc.pid})")
@@ -873,7 +884,7 @@ class HostSource(CaptureSource):
             self.running = False
             self.result = self._result(tool_exit=self.proc.returncode)
             raise CaptureError(
-                f"{self.proc.args[0]} on {self.interface} exited early ({self.proc.returncode}): "
+                f"{_argv0(self.proc)} on {self.interface} exited early ({self.proc.returncode}): "
                 + " | ".join(self._stderr[-3:]),
                 source=self.name,
                 serial=self.serial,
@@ -892,7 +903,7 @@ class HostSource(CaptureSource):
             try:
                 self.proc.wait(wait)
             except subprocess.TimeoutExpired:
-                self.notes.append(f"{os.path.basename(str(self.proc.args[0]))} ignored signal {sig.name}")
+                self.notes.append(f"{os.path.basename(_argv0(self.proc))} ignored signal {sig.name}")
 
     def _stop(self) -> CaptureResult:
         assert self.proc is not None

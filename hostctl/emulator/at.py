@@ -115,6 +115,15 @@ class _Cmd:
 
 _EXT_NAME = re.compile(r"[A-Za-z0-9!%\-./:_]+")
 _PREFIXES = "+^$%*#!"
+_DIGITS = re.compile(r"\d+")
+_OPT_DIGITS = re.compile(r"\d*")
+
+
+def _match(rx: re.Pattern[str], body: str, i: int) -> re.Match[str]:
+    m = rx.match(body, i)
+    if m is None:
+        raise ValueError(f"no {rx.pattern} at {i}")
+    return m
 
 
 def parse_command_line(body: str) -> list[_Cmd]:
@@ -150,14 +159,14 @@ def parse_command_line(body: str) -> list[_Cmd]:
             cmds.append(_Cmd("D", "exec", body[i + 1 :]))
             break
         if u == "S" and i + 1 < n and body[i + 1].isdigit():
-            m = re.compile(r"\d+").match(body, i + 1)
+            m = _match(_DIGITS, body, i + 1)
             name = "S" + str(int(m.group()))
             i = m.end()
             if body.startswith("?", i):
                 cmds.append(_Cmd(name, "read"))
                 i += 1
             elif body.startswith("=", i):
-                m2 = re.compile(r"\d*").match(body, i + 1)
+                m2 = _match(_OPT_DIGITS, body, i + 1)
                 cmds.append(_Cmd(name, "set", m2.group()))
                 i = m2.end()
             else:
@@ -171,7 +180,7 @@ def parse_command_line(body: str) -> list[_Cmd]:
             name, i = u, i + 1
         else:
             raise ValueError(f"unexpected {c!r}")
-        m = re.compile(r"\d*").match(body, i)
+        m = _match(_OPT_DIGITS, body, i)
         if body.startswith("?", m.end()):
             cmds.append(_Cmd(name, "read", m.group()))
             i = m.end() + 1
@@ -765,7 +774,8 @@ class AtMachine:
             if cmd.name[0] in _PREFIXES:
                 raise _PLAIN  # unknown (vendor) command: ERROR, whatever +CMEE says
             if cmd.name.startswith("S"):
-                return self._s_register(cmd)
+                self._s_register(cmd)
+                return None
             raise _PLAIN
         return handler(self, cmd)
 

@@ -142,7 +142,7 @@ class EmulatedModem:
                 _local(segment.timestamp),
                 segment.coding,
                 segment.concat,
-                smsc=segment.smsc,
+                smsc=Address.parse(segment.smsc),
                 data=segment.text.encode("latin-1", "replace") if segment.coding == "8bit" else b"",
             )
         except PduError as exc:
@@ -163,7 +163,7 @@ class EmulatedModem:
             _local(record.submitted_at),
             _local(discharge),
             status,
-            smsc=record.segment.smsc,
+            smsc=Address.parse(record.segment.smsc),
         )
         with self._lock:
             self.machine.status_report(report)
@@ -348,9 +348,15 @@ class ModemServer:
                 except Exception:  # a fault with one client must not stop the modem
                     log.exception("modem I/O")
 
+    def _selector(self) -> selectors.BaseSelector:
+        if self._sel is None:
+            raise RuntimeError("modem server: the I/O loop is not running")
+        return self._sel
+
     def _modify(self, fd: int, events: int) -> None:
+        sel = self._selector()
         with contextlib.suppress(KeyError, ValueError, OSError):
-            self._sel.modify(fd, events, self._sel.get_key(fd).data)
+            sel.modify(fd, events, sel.get_key(fd).data)
 
     def _ready(self, key: selectors.SelectorKey, mask: int) -> None:
         what = key.data
@@ -359,12 +365,14 @@ class ModemServer:
                 os.read(self._wake_r, 4096)
             return
         if what == "listen":
+            if self._listener is None:
+                raise RuntimeError("modem server: a listen event without a listener")
             sock, _ = self._listener.accept()
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._links[sock.fileno()] = _Link(sock.fileno(), "tcp", sock)
-            self._sel.register(sock, selectors.EVENT_READ, "tcp")
+            self._selector().register(sock, selectors.EVENT_READ, "tcp")
             return
         fd = key.fd
         if mask & selectors.EVENT_WRITE:
@@ -390,7 +398,7 @@ class ModemServer:
         if what == "pty":
             return  # no terminal has the slave open; we hold it, so this does not happen
         with contextlib.suppress(Exception):
-            self._sel.unregister(fd)
+            self._selector().unregister(fd)
         with self._lock:
             link = self._links.pop(fd, None)
         if link is not None and link.sock is not None:

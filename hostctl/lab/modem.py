@@ -291,7 +291,7 @@ class Sms:
 def join_parts(items: Iterable[StoredSms]) -> list[Sms]:
     """Received messages with their concatenated parts joined (incomplete ones kept, flagged)."""
     singles: list[Sms] = []
-    groups: dict[tuple[str, int, int], list[StoredSms]] = {}
+    groups: dict[tuple[str, int, int], list[tuple[int, StoredSms, SmsDeliver]]] = {}  # (sequence, stored, PDU)
     order: list[Any] = []
     for st in items:
         m = st.message
@@ -304,25 +304,29 @@ def join_parts(items: Iterable[StoredSms]) -> list[Sms]:
         if key not in groups:
             groups[key] = []
             order.append(key)
-        groups[key].append(st)
+        groups[key].append((m.concat[2], st, m))
     for item in order:
         if isinstance(item, Sms):
             singles.append(item)
             continue
-        parts = sorted(groups[item], key=lambda s: s.message.concat[2])
-        seqs = {p.message.concat[2] for p in parts}
+        entries = sorted(groups[item], key=lambda e: e[0])
+        parts = [st for _, st, _ in entries]
+        pdus = [pdu for _, _, pdu in entries]
+        seqs = {seq for seq, _, _ in entries}
         complete = seqs == set(range(1, item[2] + 1))
-        if all(p.message.coding == "ucs2" and p.message.octets for p in parts):
+        if all(pdu.coding == "ucs2" and pdu.octets for pdu in pdus):
             # join the octets, not the texts: a surrogate pair may straddle two parts
-            text = b"".join(p.message.octets for p in parts).decode("utf-16-be", errors="replace")
+            text = b"".join(pdu.octets for pdu in pdus).decode("utf-16-be", errors="replace")
         else:
             text = "".join(p.text for p in parts)
-        singles.append(Sms(item[0], text, parts[0].message.timestamp, tuple(parts), complete))
+        singles.append(Sms(item[0], text, pdus[0].timestamp, tuple(parts), complete))
     return singles
 
 
 def _split_fields(text: str) -> list[str]:
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text.strip():
         if ch == '"':
             quoted = not quoted

@@ -59,7 +59,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,7 +265,7 @@ class WireCheck:
         chain: tuple[str, ...] = (),
         port: int | None = None,
         alpn: str | None = None,
-        host: str | None = None,
+        host: str | Callable[[], str | None] | None = None,
         layer: str | None = None,
         scan_bottom: bool = True,
         on_finding: Any = None,
@@ -475,8 +475,8 @@ class WireCheck:
         attributed = self._attribute_ciphertext()
         deterministic = []
         for tok, rec in self._tokens.items():
-            ident = attributed.get(tok) or attributed.get(rec["raw"])
-            fixed_iv = ident is not None and ident.get("fixed_iv")
+            attr = attributed.get(tok) or attributed.get(rec["raw"])
+            fixed_iv = attr is not None and attr.get("fixed_iv")
             if len(rec["sessions"]) >= 2 or fixed_iv:
                 deterministic.append(
                     {
@@ -484,7 +484,7 @@ class WireCheck:
                         "bytes": len(rec["raw"]),
                         "sessions": len(rec["sessions"]),
                         "fields": sorted(rec["fields"]),
-                        "identifier": ident["identifier"] if ident else None,
+                        "identifier": attr["identifier"] if attr else None,
                         "why": (
                             "the same ciphertext in %d sessions" % len(rec["sessions"])
                             if len(rec["sessions"]) >= 2
@@ -642,7 +642,9 @@ class _LayerSink:
 
     __slots__ = ("check", "host", "layer", "on_finding", "origin", "scanner", "ts")
 
-    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any) -> None:
+    def __init__(
+        self, check: WireCheck, origin: Origin, host: str | Callable[[], str | None] | None, layer: str, on_finding: Any
+    ) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin
         self.host, self.layer, self.on_finding = host, layer, on_finding
         self.ts: float | None = None  # time of the bytes being fed (set by the feeder)

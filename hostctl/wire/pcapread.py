@@ -29,6 +29,7 @@ killed mid-write, a copy cut short). So the reader
 from __future__ import annotations
 
 import gzip
+import io
 import ipaddress
 import os
 import re
@@ -79,7 +80,7 @@ _PCAP_LENGTHS = {
 class _Prefixed:
     """Bytes already read, then the rest of the file: what gzip must read from the start."""
 
-    def __init__(self, head: bytes, f: BinaryIO) -> None:
+    def __init__(self, head: bytes, f: BinaryIO | gzip.GzipFile) -> None:
         self.head, self.f = head, f
 
     def read(self, n: int = -1) -> bytes:
@@ -90,6 +91,10 @@ class _Prefixed:
             out, self.head = self.head[:n], self.head[n:]
             return out
         return self.f.read(n)
+
+    def seek(self, n: int) -> int:
+        # gzip only seeks its file to rewind, which a reader never does (the stream is read once)
+        raise io.UnsupportedOperation("a gzip'd capture is read as a stream")
 
     def close(self) -> None:
         self.f.close()
@@ -152,15 +157,15 @@ class CaptureReader:
         chunk_size: int = CHUNK,
     ) -> None:
         self._owned = isinstance(f_or_path, (str, os.PathLike))
-        if self._owned:
+        if isinstance(f_or_path, (str, os.PathLike)):
             self.name = name or os.fspath(f_or_path)
             try:
                 # unbuffered: reads are large, and a buffer would only add a copy
-                self._f: BinaryIO = open(f_or_path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+                self._f: BinaryIO | gzip.GzipFile = open(f_or_path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as e:
                 raise CaptureError(self.name, 0, f"cannot open: {e.strerror or e}") from e
         else:
-            self._f = f_or_path  # type: ignore[assignment]
+            self._f = f_or_path
             self.name = name or str(getattr(f_or_path, "name", "<capture>"))
         self.strict = strict
         self._chunk = max(4096, chunk_size)
@@ -256,7 +261,7 @@ class CaptureReader:
             # gzip'd capture (Wireshark reads these too): decompress as a stream
             raw = _Prefixed(self._buf, self._f)
             self._seekable = False
-            self._f = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            self._f = gzip.GzipFile(fileobj=raw, mode="rb")
             self._raw = raw
             # small reads: a cut gzip stream raises at its end, and what a read had decompressed
             # before that is lost with it
@@ -347,10 +352,10 @@ class CaptureReader:
             raise ValueError(f"{self.name}: a CaptureReader can be iterated only once; open it again")
         self._started = True
         if self.stats["format"] == "pcap":
-            return self._pcap_records(False)  # type: ignore[return-value]
-        return self._pcapng_records(False)  # type: ignore[return-value]
+            return self._pcap_records(False)
+        return self._pcapng_records(False)
 
-    def spans(self) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    def spans(self) -> Generator[tuple, tuple[int, int, float], None]:
         """The records for a consumer that walks the common case itself (`FlowTable.run`).
 
         Yields either ``(RECORD, (ts, linktype, chunk, start, caplen, origlen))`` (continue with
@@ -379,7 +384,8 @@ class CaptureReader:
 
     # -- classic pcap -------------------------------------------------------------------------
 
-    def _pcap_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    # what the span consumer sends back at a span yield: (position, records walked, time hint)
+    def _pcap_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float], None]:
         unpack = self._rec.unpack_from
         lt, hsize, maxcap = self._linktype, self._rec_size, self._maxcap
         frac = 1.0 / self._units
@@ -503,7 +509,7 @@ class CaptureReader:
 
     # -- pcapng -------------------------------------------------------------------------------
 
-    def _pcapng_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    def _pcapng_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float], None]:
         stats = self.stats
         n = 0
         buf, pos = self._buf, self._pos
