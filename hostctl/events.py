@@ -169,7 +169,7 @@ class Missing:
         return cls(target=_typed(obj.get("target"), str, "target"), reason=_typed(obj.get("reason"), str, "reason"))
 
 
-_VALUE_TYPES: tuple[type, ...] = (Endpoint, Payload, Missing)
+_VALUE_TYPES = (Endpoint, Payload, Missing)
 
 
 def _typed(value: Any, kind: type, name: str) -> Any:
@@ -702,7 +702,8 @@ def from_json(obj: Any, *, where: str = "event") -> Event:
         raise EventError(
             f"{where}: schema version {obj.get('v')!r}, this host reads {', '.join(map(str, READABLE_VERSIONS))}"
         )
-    cls = _KINDS.get(obj.get("kind")) if isinstance(obj.get("kind"), str) else None
+    kind = obj.get("kind")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise EventError(f"{where}: unknown kind {obj.get('kind')!r}")
     return _build(cls, {k: v for k, v in obj.items() if k not in ("v", "kind", "source")}, where)

@@ -119,6 +119,14 @@ def _int(v: str | None) -> int | None:
     return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
 
 
+def _slot_of(slots: dict[int, int], sim_id: str | None) -> int | None:
+    """The slot of a message's subscription: none for an unreadable id, slot -1's for no id."""
+    if sim_id is None:
+        return slots.get(-1)
+    sub = _int(sim_id)
+    return None if sub is None else slots.get(sub)
+
+
 def parse_siminfo(text: str) -> dict[int, int]:
     """``content query --uri content://telephony/siminfo --projection _id:sim_id``: subscription
     id -> slot index (a removed SIM keeps its row with slot -1: left out)."""
@@ -177,7 +185,7 @@ def read_messages(
                 mx,
                 classify(t, mx, mx_id),
                 _int(row["sim_id"]),
-                slots.get(_int(row["sim_id"]) if row["sim_id"] is not None else -1),
+                _slot_of(slots, row["sim_id"]),
                 _int(row["status"]),
                 _int(row["date"]),
                 _int(row["date_sent"]),

@@ -211,18 +211,18 @@ def _canonical_dump(s: str, p: int) -> bytes | None:
         return data if data.translate(_SHOWN).decode() == m.group(2) else None
     if not s.startswith("\n", p):
         return None
-    data, p = bytearray(), p + 1
+    got, p = bytearray(), p + 1
     while True:
         m = _CANON_LINE.match(s, p)
-        if m is None or int(m.group(1), 16) != len(data):
+        if m is None or int(m.group(1), 16) != len(got):
             return None
         chunk = _words(m.group(2))
         if chunk.translate(_SHOWN).decode().ljust(16) != m.group(3):
             return None
-        data += chunk
+        got += chunk
         p = m.end()
         if m.group(4):
-            return bytes(data)
+            return bytes(got)
         if len(chunk) != 16:
             return None
 

@@ -150,7 +150,7 @@ class App:
             if not isinstance(req, dict):
                 raise ValueError("request must be a JSON object")
             rid = req.get("id")
-            fn = COMMANDS.get(req.get("cmd"))
+            fn = COMMANDS.get(req["cmd"]) if "cmd" in req else None
             if fn is None:
                 raise ValueError("unknown command: %r" % (req.get("cmd"),))
             reply = {"id": rid, "ok": True, "result": fn(self, req)}
@@ -260,7 +260,7 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
 # see key, IV, plaintext and ciphertext. The lab sends a recipe and the text it expects; the two
 # agree, and where they could not (no libcrypto) the lab's text is used and the fact logged.
 
-_EVP = None
+_EVP: "tuple | bool | None" = None  # (libcrypto, ctypes) once loaded, False when it cannot be
 EVP_CTRL_GCM_GET_TAG = 0x10
 
 

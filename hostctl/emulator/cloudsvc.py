@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -69,7 +70,7 @@ class CloudService:
             ("resolver", self._http, None),
         ):
             server = await asyncio.start_server(
-                lambda r, w, h=handler, n=name: self._handle(h, r, w, n),
+                functools.partial(self._handle, handler, name=name),
                 LOOPBACK,
                 0,
                 ssl=ctx,

@@ -39,10 +39,10 @@ ACCENT = (255, 103, 0, 255)  # MIUI orange, for checked switches and focus
 SWITCH_OFF = (190, 190, 190, 255)
 STATUS_BAR_HEIGHT = 50
 PIXEL_FORMAT_RGBA_8888 = 1
-_FONT_CACHE: dict[int, ImageFont.ImageFont] = {}
+_FONT_CACHE: dict[int, ImageFont.ImageFont | ImageFont.FreeTypeFont] = {}
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     if size not in _FONT_CACHE:
         try:
             _FONT_CACHE[size] = ImageFont.load_default(size=size)

@@ -488,8 +488,9 @@ def _in_call(h: VirtualHandset) -> View:
 
 
 def _on_call_intent(h: VirtualHandset, intent: Intent) -> None:
-    if intent.kind == "activity" and intent.action == CALL_ACTION and (intent.data or "").startswith("tel:"):
-        h.start_call(intent.data.split(":", 1)[1])
+    data = intent.data or ""
+    if intent.kind == "activity" and intent.action == CALL_ACTION and data.startswith("tel:"):
+        h.start_call(data.split(":", 1)[1])
 
 
 def _compose(h: VirtualHandset) -> View:

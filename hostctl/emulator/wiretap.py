@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -57,7 +58,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from ..wire.pcapwrite import (
     LINKTYPE_ETHERNET,
@@ -224,13 +225,21 @@ class _Stream(TcpConversation):
     def refused(self, ts: float) -> None:  # type: ignore[override]
         super().refused(ts, isns=self.isns)
 
-    def send(self, ts: float, direction: str, data: bytes) -> None:  # type: ignore[override]
+    def send(self, ts: float, direction: str, data: bytes) -> None:
         if self.state == "open" and direction not in self.fins:
             super().send(ts, direction, data)  # type: ignore[arg-type]
 
-    def fin(self, ts: float, direction: str) -> None:  # type: ignore[override]
+    def fin(self, ts: float, direction: str) -> None:
         if self.state == "open" and direction not in self.fins:
             super().fin(ts, direction)  # type: ignore[arg-type]
+
+
+def _direction(direction: str) -> Literal["c2s", "s2c"]:
+    if direction == "c2s":
+        return "c2s"
+    if direction == "s2c":
+        return "s2c"
+    raise ValueError(f"direction {direction!r}: c2s or s2c")
 
 
 class PacketWriter(Protocol):
@@ -333,7 +342,7 @@ class TapSink:
     def reset(self, conn: Connection, ts: float, direction: str) -> None:
         st = self._stream(conn)
         if st is not None:
-            st.reset(ts, direction)
+            st.reset(ts, _direction(direction))
         self.streams.pop(conn.id, None)
 
     def refused(self, conn: Connection, ts: float) -> None:
@@ -506,7 +515,7 @@ class WireTap:
         self._stopping = False
         try:
             for route in self.routes:
-                server = await asyncio.start_server(lambda r, w, rt=route: self._accept(rt, r, w), LOOPBACK, 0)
+                server = await asyncio.start_server(functools.partial(self._accept, route), LOOPBACK, 0)
                 self._servers.append(server)
                 self.ports[route.host] = server.sockets[0].getsockname()[1]
             if self.continuous:
@@ -634,9 +643,10 @@ class WireTap:
         up_writer: asyncio.StreamWriter | None = None
         try:
             try:
-                up_reader, up_writer = await asyncio.wait_for(
+                up_reader, upstream = await asyncio.wait_for(
                     asyncio.open_connection(*route.target), self.connect_timeout
                 )
+                up_writer = upstream  # for the finally below
             except (TimeoutError, OSError) as exc:
                 log.info("%s: %s refused (%s)", self.label, route.host, exc)
                 conn.ended, conn.closed_at = "refused", time.time()
@@ -644,10 +654,10 @@ class WireTap:
                 self.recent.append(conn)
                 writer.transport.abort()
                 return
-            self._writers.add(up_writer)
+            self._writers.add(upstream)
             self.open[conn.id] = conn
             self._fanout("opened", conn)
-            await self._relay(conn, reader, writer, up_reader, up_writer)
+            await self._relay(conn, reader, writer, up_reader, upstream)
         finally:
             for w in (writer, up_writer):
                 if w is not None:

@@ -28,6 +28,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from cryptography.exceptions import InvalidTag
@@ -136,21 +137,28 @@ def _need_key(step: str, material: KeyMaterial | None, iv: bool = False) -> KeyM
     return material
 
 
+def _key_and_iv(step: str, material: KeyMaterial | None) -> tuple[bytes, bytes]:
+    km = _need_key(step, material, iv=True)
+    if km.iv is None:  # _need_key has said so already
+        raise ProtectionError(f"{step} needs a fixed IV in the key material")
+    return km.key, km.iv
+
+
 def _cbc_forward(data: bytes, km: KeyMaterial | None, _r: Callable[[int], bytes]) -> bytes:
-    km = _need_key("aes-cbc-fixed-iv", km, iv=True)
+    key, iv = _key_and_iv("aes-cbc-fixed-iv", km)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(data) + padder.finalize()
-    enc = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).encryptor()
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     return base64.b64encode(enc.update(padded) + enc.finalize())
 
 
 def _cbc_backward(data: bytes, km: KeyMaterial | None) -> bytes:
     step = "aes-cbc-fixed-iv"
-    km = _need_key(step, km, iv=True)
+    key, iv = _key_and_iv(step, km)
     raw = _b64(data, step)
     if not raw or len(raw) % BLOCK:
         raise ProtectionError(f"{step}: ciphertext is not a whole number of blocks")
-    dec = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).decryptor()
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     padded = dec.update(raw) + dec.finalize()
     unpadder = padding.PKCS7(128).unpadder()
     try:
@@ -182,6 +190,14 @@ def _gcm_backward(data: bytes, km: KeyMaterial | None) -> bytes:
 _DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
+def _hex_digest(fn: Callable[[bytes], Any]) -> Forward:
+    return lambda d, _k, _r: fn(d).hexdigest().encode("ascii")
+
+
+def _base64_digest(fn: Callable[[bytes], Any]) -> Forward:
+    return lambda d, _k, _r: base64.b64encode(fn(d).digest())
+
+
 def _table() -> dict[str, Protection]:
     t = [
         Protection("plain", lambda d, _k, _r: d, lambda d, _k: d),
@@ -192,9 +208,9 @@ def _table() -> dict[str, Protection]:
         Protection("utf16be", *_utf16("utf-16-be", "utf16be")),
     ]
     for name, fn in _DIGESTS.items():
-        t.append(Protection(name, lambda d, _k, _r, fn=fn: fn(d).hexdigest().encode("ascii"), None))
+        t.append(Protection(name, _hex_digest(fn), None))
     for name, fn in _DIGESTS.items():
-        t.append(Protection(f"{name}-base64", lambda d, _k, _r, fn=fn: base64.b64encode(fn(d).digest()), None))
+        t.append(Protection(f"{name}-base64", _base64_digest(fn), None))
     t.append(Protection("aes-cbc-fixed-iv", _cbc_forward, _cbc_backward, keyed=True))
     t.append(Protection("aes-gcm-random-nonce", _gcm_forward, _gcm_backward, keyed=True, random=True))
     return {p.name: p for p in t}

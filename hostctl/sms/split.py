@@ -48,7 +48,7 @@ def split_message(text: str, *, reference: int, coding: str | None = None, conca
         if not gsm7.can_encode(text):
             gsm7.encode(text)  # raises GsmEncodingError naming the character
     else:
-        cost, single, multi = (lambda c: 2 if ord(c) > 0xFFFF else 1), 70, (66 if concat16 else 67)
+        cost, single, multi = (lambda ch: 2 if ord(ch) > 0xFFFF else 1), 70, (66 if concat16 else 67)
     if sum(cost(c) for c in text) <= single:
         return [Part(text, coding)]
     chunks: list[str] = []

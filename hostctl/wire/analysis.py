@@ -143,6 +143,8 @@ class Connection:
     def gap(self, direction: str, offset: int, length: int) -> None:
         if self._bottom is not None:
             out = self._bottom[direction]
+            if out.stream is None:  # the bottom Outs are made with a scanner (scan=True)
+                raise RuntimeError(f"{self.origin}: the stream below has no scanner")
             out._found(out.stream.gap(length))
             out.size += length
         if self.layer is not None:

@@ -44,6 +44,8 @@ def cache_dir() -> Path:
 def _key(idents: Sequence[Identifier], country_codes: Sequence[str] | None) -> str:
     h = hashlib.sha256(_FORMAT)
     for mod in (_identifiers, _protections, _scan):
+        if mod.__file__ is None:
+            raise RuntimeError(f"{mod.__name__} has no source file to key the cache on")
         h.update(Path(mod.__file__).read_bytes())
     hs = getattr(_scan, "_hs", None)
     h.update(repr(getattr(hs, "__version__", None)).encode())

@@ -511,7 +511,7 @@ class FlowTable:
             ip_end = p + total if total else end
             l4 = p + ihl
             if ihl == 20:
-                addrs = None
+                addrs = b""  # not used: the key is sliced whole from akey_start
                 akey_start = p + 12
             else:
                 addrs = buf[p + 12 : p + 20]
@@ -526,7 +526,7 @@ class FlowTable:
             plen, proto = _V6.unpack_from(buf, p + 4)
             ip_end = p + 40 + plen
             l4 = p + 40
-            addrs = None
+            addrs = b""  # not used: the key is sliced whole from akey_start
             akey_start = p + 8
             while proto in _V6_EXT or proto == _V6_FRAG:
                 if proto == _V6_FRAG:

@@ -109,6 +109,13 @@ class SyncParser:
         self._pos += n
         return view
 
+    def _take_all(self, n: int) -> bytes:
+        """``n`` bytes the caller has checked are buffered."""
+        view = self._take(n)
+        if view is None:
+            raise ProtocolError(f"sync: {n} bytes expected, fewer buffered")
+        return bytes(view)
+
     def _peek_header(self) -> tuple[str, int] | None:
         if len(self._buf) - self._pos < 8:
             return None
@@ -138,7 +145,7 @@ class SyncParser:
         if len(self._buf) - self._pos < 8 + length:
             return None
         self._pos += 8
-        path = bytes(self._take(length)).decode("utf-8", "surrogateescape")
+        path = self._take_all(length).decode("utf-8", "surrogateescape")
         if verb in ("STAT", "STA2", "LST2"):
             return Stat(path, verb)
         if verb in ("LIST", "LIS2"):
@@ -189,7 +196,7 @@ class SyncParser:
         if len(self._buf) - self._pos < 8 + length:
             return None
         self._pos += 8
-        return SendData(bytes(self._take(length)))
+        return SendData(self._take_all(length))
 
 
 # --- replies ---------------------------------------------------------------------------------

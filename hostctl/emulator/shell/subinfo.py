@@ -107,13 +107,20 @@ def _denial(method: str, sdk: int) -> str:
     return f"{prefix}: Neither user {SHELL_UID} nor current process has android.permission.READ_PHONE_STATE."
 
 
+def _int_arg(values: dict[str, object], kind: str) -> int:
+    value = values[kind]
+    if not isinstance(value, (int, str)):
+        raise TypeError(f"{kind}: {value!r} is not a number")
+    return int(value)
+
+
 def _slot(values: dict[str, object], sims: int, handset: VirtualHandset) -> int:
     if "phone_id" in values:
-        phone = int(values["phone_id"])  # type: ignore[arg-type]
+        phone = _int_arg(values, "phone_id")
         return phone if 0 <= phone < sims else 0
     for kind in ("sub_id", "sub_id64"):
         if kind in values:
-            sub = int(values[kind])  # type: ignore[arg-type]
+            sub = _int_arg(values, kind)
             # SubscriptionController.getPhoneId(subId): the slot holding that subscription
             slot = handset.profile.slot_of_sub_id(sub)
             return slot if slot is not None and slot < sims else 0
