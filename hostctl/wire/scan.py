@@ -41,6 +41,7 @@ A Scanner is not thread-safe (hyperscan's scratch space is per database): one pe
 from __future__ import annotations
 
 import array
+import importlib
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -50,10 +51,16 @@ from typing import Any, Protocol
 from hostctl.errors import HostctlError
 from hostctl.wire.identifiers import Identifier, Pattern
 
-try:
-    import hyperscan as _hs
-except ImportError:  # pragma: no cover - exercised where the wheel is missing
-    _hs = None
+
+def _optional_module(name: str) -> Any:
+    """The module, or None where it is not installed (its users check first)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - exercised where the wheel is missing
+        return None
+
+
+_hs = _optional_module("hyperscan")
 
 __all__ = ["ENGINES", "Match", "ScanError", "ScanStream", "Scanner", "hyperscan_available"]
 
@@ -216,7 +223,7 @@ class _PythonEngine:
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
         """Raw matches in ``text`` that end after ``new_from`` (offsets + ``base``)."""
-        out = []
+        out: list[tuple[int, int]] = []
         n4 = len(text) // _GRAM * _GRAM
         grams = array.array("I", text[:n4])
         # window by window, so finding where a hit gram is costs a window, not the text

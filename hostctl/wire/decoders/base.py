@@ -179,12 +179,20 @@ class ConnectionLike(Protocol):
     limits: Limits
     registry: Any
     kept: int
+    layer: Any  # the current layer (None once the stream is dead or handed over)
+    upgrade_headers: dict[bytes, bytes]  # the 101 response's, for the next layer
 
     def note(self, span: Span, kind: str, detail: str) -> None: ...
 
     def span(self, direction: str, chain: tuple[str, ...], wire_offset: int) -> Span: ...
 
-    def switch(self, factory: Callable[..., Layer], held: dict[str, tuple[int, bytes]]) -> None: ...
+    def switch(
+        self,
+        factory: Callable[..., Any] | None,
+        held: dict[str, tuple[int, bytes]],
+        *,
+        chain: tuple[str, ...] | None = None,
+    ) -> None: ...
 
 
 class Layer:

@@ -11,19 +11,25 @@ frame can inflate to at most a few MiB (RLE blocks of 128 KiB each).
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from hostctl.wire.decoders.base import LIMITS, Limits
 
-try:
-    import brotli as _brotli
-except ImportError:  # pragma: no cover - brotli is a dependency; a note if it is missing
-    _brotli = None
-try:
-    import zstandard as _zstd
-except ImportError:  # pragma: no cover
-    _zstd = None
+
+def _optional_module(name: str) -> Any:
+    """The module, or None where it is not installed (its users check first). brotli and zstandard
+    are dependencies; a missing one is a note on the bodies that needed it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+_brotli = _optional_module("brotli")
+_zstd = _optional_module("zstandard")
 
 __all__ = ["Bomb", "CODINGS", "Malformed", "ZlibDecoder", "coding", "looks_compressed"]
 

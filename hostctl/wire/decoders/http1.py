@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, coding
+from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, DIRECTIONS, S2C
 
@@ -239,7 +239,7 @@ class Http1(Layer):
             if (upgrade or method == b"CONNECT") and d.mode == "head":
                 d.mode = "hold"
             return
-        status = int(_STATUS.match(head).group(1))
+        status = int(m.group(1))  # m: _STATUS's match at what is now head's start
         method, upgrade = self.pending[0] if self.pending else (b"", None)
         if status == 101 and upgrade is not None:
             self.pending.pop(0)
@@ -279,7 +279,7 @@ class Http1(Layer):
             c.strip().decode("latin-1").lower() for c in headers.get(b"content-encoding", b"").split(b",") if c.strip()
         ]
         names = [n for n in names if n != "identity"]
-        decoders = []
+        decoders: list[_Bounded] = []
         span_chain = self.chain + ("http-body",)
         for n in reversed(names):
             dec = coding(n, self.conn.limits)

@@ -17,7 +17,7 @@ from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, coding
+from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, S2C
 
@@ -175,7 +175,7 @@ class Http2(Layer):
             if len(d.streams) >= MAX_STREAMS:
                 self._end_stream(d, next(iter(d.streams)))
             chain = self.chain + ("h2-data",)
-            decoders = []
+            decoders: list[_Bounded] = []
             for n in reversed(d.codings.get(sid, [])):
                 dec = coding(n, self.conn.limits)
                 chain += (n,)

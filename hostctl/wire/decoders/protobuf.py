@@ -39,9 +39,9 @@ def _targets(scanner: Any) -> dict[int, list[Pattern]]:
     """value -> synthetic patterns (one per identifier and number variant) for a scanner."""
     key = id(scanner)
     hit = _targets_cache.get(key)
-    if hit is not None and hit.get(-1) is scanner:  # type: ignore[comparison-overlap]
+    if hit is not None and hit.get(-1) is scanner:  # the scanner itself under -1: id() may be reused
         return hit
-    out: dict[int, list] = {-1: scanner}  # type: ignore[dict-item]
+    out: dict[int, list] = {-1: scanner}
     seen: set = set()
     for p in scanner.patterns:
         ident = p.ident
@@ -94,6 +94,7 @@ def parse(b: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, i
             if num == 0 or num >= 1 << 29:
                 return None
             at = p
+            v: int | tuple[int, int]  # a number, or a length-delimited field's (start, end)
             if wt == 0:
                 v, p = _varint(b, p)
             elif wt == 1:

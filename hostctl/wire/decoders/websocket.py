@@ -50,6 +50,13 @@ class _Dir:
         self.takeover = True
 
 
+def _inflater(d: _Dir) -> _Inflate:
+    """The inflater of a direction whose message is compressed (set together with ``compressed``)."""
+    if d.inflate is None:
+        raise RuntimeError("websocket: a compressed message without permessage-deflate state")
+    return d.inflate
+
+
 @REGISTRY.layer("websocket", upgrade=("websocket",), priority=90)
 class WebSocket(Layer):
     name = ""
@@ -114,7 +121,7 @@ class WebSocket(Layer):
             chain = self.chain + (("websocket", "permessage-deflate") if d.compressed else ("websocket",))
             d.out = Out(self.conn, self.conn.span(direction, chain, at))
             if d.compressed:
-                d.inflate.message()
+                _inflater(d).message()
         elif opcode != 0 or d.out is None:
             self.conn.note(
                 self.conn.span(direction, self.chain + ("websocket",), at), "malformed", f"opcode {opcode} out of place"
@@ -122,10 +129,11 @@ class WebSocket(Layer):
             return
         out = d.out
         if d.compressed:
+            inflate = _inflater(d)
             if verbatim:
                 out.encoded(payload)
             try:
-                data = d.inflate.feed(payload + (_TAIL if fin else b""))
+                data = inflate.feed(payload + (_TAIL if fin else b""))
             except (Bomb, Malformed) as exc:
                 out.note("bomb" if isinstance(exc, Bomb) else "malformed", str(exc))
                 d.compressed = False
@@ -134,7 +142,7 @@ class WebSocket(Layer):
                 out.close()
                 return
             if fin and not d.takeover:
-                d.inflate.ended = True
+                inflate.ended = True
             out.write(data)
         else:
             out.write(payload, verbatim=verbatim)
