@@ -238,20 +238,20 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
         if parse_consent(xml_text) is not None:
             raise CloudMessagingError(f"{h.serial}: a consent dialog is shown again", serial=h.serial)
         now_sw = _read_switches(h, xml_text)
-        now = {s.sim: s.checked for s in now_sw}
+        drawn = {s.sim: s.checked for s in now_sw}
         setting = _setting(h, left())
-        if all(now.get(t) == on for t in targets) and (setting == "1") == (on or any(now.values())):
+        if all(drawn.get(t) == on for t in targets) and (setting == "1") == (on or any(drawn.values())):
             break
         if time.monotonic() > deadline:
             raise CloudMessagingError(
                 f"{h.serial}: the switch did not turn {'on' if on else 'off'} "
-                f"within {timeout:g} s (switches {now}, setting {setting})",
+                f"within {timeout:g} s (switches {drawn}, setting {setting})",
                 serial=h.serial,
             )
         time.sleep(0.2)
     sources: dict[str, Any] = {
         "setting": {"secure/cloud_messaging_on": setting},
-        "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)},
+        "ui": {"activity": MMS_SETTINGS, "switches": len(drawn), "consent_shown": bool(consent)},
     }
     if notes:
         sources["notes"] = notes

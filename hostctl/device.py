@@ -66,6 +66,7 @@ CONNECT_TIMEOUT = 3.0  # seconds to reach the adb server's port
 SHELL_PACKAGE = "com.android.shell"
 
 T = TypeVar("T")
+_E = TypeVar("_E", bound="DeviceError")
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -121,8 +122,8 @@ class _Connection(AdbConnection):
         self._connect_timeout = timeout
         super().__init__(host, port)
 
-    def _safe_connect(self):  # type: ignore[override]
-        host, port = self._AdbConnection__host, self._AdbConnection__port  # type: ignore[attr-defined]
+    def _safe_connect(self):
+        host, port = self._AdbConnection__host, self._AdbConnection__port
         try:
             return socket.create_connection((host, port), timeout=self._connect_timeout)
         except TimeoutError as exc:
@@ -138,7 +139,7 @@ class _Connection(AdbConnection):
 
 
 class _Client(AdbClient):
-    def make_connection(self, timeout: float | None = None) -> AdbConnection:  # type: ignore[override]
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:
         timeout = timeout or CONNECT_TIMEOUT
         conn = _Connection(self.host, self.port, timeout)
         conn.conn.settimeout(timeout)
@@ -257,7 +258,7 @@ def is_network_serial(serial: str) -> bool:
     """Whether ``serial`` names a device reached over TCP (``HOST:PORT``), which an adb server
     attaches only when asked (``adb connect``)."""
     m = _TCP_SERIAL.match(serial or "")
-    return bool(m) and 0 < int(m.group(1)) < 65536
+    return m is not None and 0 < int(m.group(1)) < 65536
 
 
 def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEOUT) -> bool:
@@ -514,7 +515,7 @@ class Handset:
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _error(self, cls: type[DeviceError], message: str, **kw: Any) -> DeviceError:
+    def _error(self, cls: type[_E], message: str, **kw: Any) -> _E:
         return cls(message, serial=self.serial, server=self.server, **kw)
 
     def _open(self, service: str, deadline: float, command: str) -> AdbConnection:

@@ -625,7 +625,7 @@ def _payload_fields(cls: type[Event]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if Payload in (hints[f.name], *typing.get_args(hints[f.name]))}
 
 
-def from_agent(message: Mapping[str, Any], data: bytes | None, *, app: str, host_ts: float) -> Event:
+def from_agent(message: object, data: bytes | None, *, app: str, host_ts: float) -> Event:
     """One agent message (the ``payload`` of a Frida ``send`` message) and its binary data, as
     an event. Checks the schema version, the kind's fields and that ``parts`` cover ``data``."""
     if not isinstance(message, Mapping):

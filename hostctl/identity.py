@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -116,6 +116,12 @@ def validate(kind: str, value: str, mcc_mnc: str | None = None) -> bool | None:
 _DIGIT_RUN = re.compile(r"\d(?:[.\s-]?\d){4,}")
 
 
+@overload
+def redact_text(text: str) -> str: ...
+@overload
+def redact_text(text: None) -> None: ...
+@overload
+def redact_text(text: str | None) -> str | None: ...
 def redact_text(text: str | None) -> str | None:
     """Mask every run of 5+ digits (also with the dots of a Parcel dump's ASCII column between)."""
     if text is None:
@@ -539,8 +545,10 @@ class _Reader:
             return
         ids = re.findall(r"^\s*Device ID\s*=\s*(\S+)\s*$", out, re.M)
         if not ids:
-            why = "no `Device ID` line" + (f" (Android SDK {sdk} prints none after 4.4)" if sdk and sdk > 19 else "")
-            self.note("dumpsys", "dumpsys iphonesubinfo", False, error=why + _first_line(out))
+            missing = "no `Device ID` line" + (
+                f" (Android SDK {sdk} prints none after 4.4)" if sdk and sdk > 19 else ""
+            )
+            self.note("dumpsys", "dumpsys iphonesubinfo", False, error=missing + _first_line(out))
             return
         for slot, _kind in wanted:
             value = ids[slot.slot] if slot.slot < len(ids) else None

@@ -361,7 +361,8 @@ class _State:
         """The parametrisation of a test that uses a bed (and a pair): values and ids. The values
         are strings, so pytest groups the tests of one bed (one pair) and sets each up once."""
         many_beds = len(self.beds) > 1
-        values, ids = [], []
+        values: list[tuple[str, ...]] = []
+        ids: list[str] = []
         for bed in self.beds:
             for pair in bed.pairs if pairs else [None]:
                 parts = [bed.key] if many_beds else []
@@ -383,6 +384,8 @@ class _State:
         from .emulator.lab import LabConfig, LabError, LabThread
         from .testbed import testbed_for_lab
 
+        if bed.profile is None:
+            raise ValueError(f"testbed {bed.key}: neither a testbed file nor an emulator profile")
         port = self._adb_server()
         home = tmp_path_factory.mktemp(f"lab-{bed.key}")
         lt = LabThread(LabConfig(adb_port=port, handsets=LAB_HANDSETS, profile=bed.profile, home=home))

@@ -276,9 +276,16 @@ def parse_rows(text: str, columns: list[str]) -> list[dict[str, str | None]]:
     return rows
 
 
+def _int_col(row: dict[str, str | None], column: str) -> int:
+    value = row[column]
+    if value is None:
+        raise ValueError(f"{column} is NULL in {row}")
+    return int(value)
+
+
 def _max_raw_contact_id(step: _Step) -> int:
     res = _content(step, f"content query --uri {CONTACTS}/raw_contacts --projection _id --sort {_q('_id DESC')}")
-    ids = [int(r["_id"]) for r in parse_rows(res.stdout, ["_id"]) if (r["_id"] or "").isdigit()]
+    ids = [int(v) for r in parse_rows(res.stdout, ["_id"]) if (v := r["_id"]) and v.isdigit()]
     return max(ids, default=0)
 
 
@@ -296,7 +303,7 @@ def add_contact(h: Handset, number: str, name: str, *, timeout: float = 20.0) ->
         f"content query --uri {CONTACTS}/raw_contacts --projection _id "
         f"--where {_q(f'_id>{before}')} --sort {_q('_id ASC')}",
     )
-    new = [int(r["_id"]) for r in parse_rows(res.stdout, ["_id"]) if (r["_id"] or "").isdigit()]
+    new = [int(v) for r in parse_rows(res.stdout, ["_id"]) if (v := r["_id"]) and v.isdigit()]
     if not new:
         raise step.error(f"the raw contact insert left no new row after _id {before}", res)
     raw_id = new[0]
@@ -325,7 +332,10 @@ def add_contact(h: Handset, number: str, name: str, *, timeout: float = 20.0) ->
     except (DeviceError, StepNotPossible):
         _delete_raw(step, raw_id, check=False)  # leave no half contact behind
         raise
-    step.result.rows = {"raw_contact_id": raw_id, "data": {"name": int(named["_id"]), "phone": int(phone["_id"])}}
+    step.result.rows = {
+        "raw_contact_id": raw_id,
+        "data": {"name": _int_col(named, "_id"), "phone": _int_col(phone, "_id")},
+    }
     return step.done(number=number, name=name, account="local (account_type and account_name empty)")
 
 
@@ -360,9 +370,9 @@ def delete_contact(
         )
         ids = sorted(
             {
-                int(r["raw_contact_id"])
+                int(rid)
                 for r in parse_rows(res.stdout, ["raw_contact_id", "data1"])
-                if _digits(r["data1"] or "") == _digits(number) and (r["raw_contact_id"] or "").isdigit()
+                if _digits(r["data1"] or "") == _digits(number) and (rid := r["raw_contact_id"]) and rid.isdigit()
             }
         )
     for raw_id in ids:

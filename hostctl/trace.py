@@ -326,7 +326,7 @@ class Tracer:
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.device = device
-        self.serial = serial or getattr(device, "id", "?")
+        self.serial: str = serial if serial else getattr(device, "id", "?")
         self.out_dir = Path(out_dir)
         self.options = options or TraceOptions()
         if not self.options.apps:

@@ -154,10 +154,10 @@ class CloudMessaging:
             return 200, {"token": self.request_activation(number, fields.get("imei", "")), "gateway": self.gateway}
         if path.startswith("/pass/activate/status"):
             token = fields.get("token", "")
-            number = self._tokens.get(token) if token else fields.get("number", "")
+            holder = self._tokens.get(token) if token else fields.get("number", "")
             if token and token not in self._tokens:
                 return 404, {"activate_status": 0}
-            acct = self._accounts.get(number or "")
+            acct = self._accounts.get(holder or "")
             if token and acct is None:
                 return 200, {"activate_status": 2}  # the SMS has not arrived yet
             if acct is None:
