@@ -141,6 +141,8 @@ class _Unit:
     wire: dict | None = None
     agent_writes: tuple[AgentWrite, ...] = ()
     analysis_skipped: str | None = None       # why its analysis was not run (interrupted)
+    tls: dict | None = None                   # its capture decrypted and cross-checked (_decrypt)
+    tls_error: str | None = None
     read_ids: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, value, label) read over adb
 
     @property
@@ -793,6 +795,8 @@ class Audit:
                 continue
             try:
                 wc = WireCheck(idents, hash_budget=self.opt.hash_budget)
+                if ev.exists():          # the trace's TLS secrets decrypt the capture (findings in
+                    wc.add_agent_secrets(ev)     # layer tls-decrypted cite flow, record, wire offset)
                 if cap is not None and cap.stat().st_size > 0:
                     wc.add_capture(cap)
                 if ev.exists():
@@ -804,6 +808,47 @@ class Audit:
                 self.host_fault("analysis", u, f"the wire analysis failed: {type(exc).__name__}: {exc}")
                 continue
             self._write_text(f"{u.rel}/wire-check.json", json.dumps(u.wire, indent=1, default=str), kind="json")
+            self._decrypt(u, cap, ev)
+
+    def _decrypt(self, u: _Unit, cap: Path | None, ev: Path) -> None:
+        """The handset's capture decrypted with the secrets its trace collected, and each TLS flow's
+        plaintext compared with the agent's SSL events (:func:`hostctl.wire.crosscheck.cross_check`):
+        ``u.tls`` (``handsets/<label>/tls-crosscheck.json``) for the check ``tls-plaintext-agrees``
+        and report.html. Without a capture or a trace there is nothing to compare (``tls_error``);
+        a decryption that breaks is a host fault."""
+        from ..events import HookStatus, read_jsonl
+        from ..wire.crosscheck import cross_check
+        from ..wire.decrypt import decrypt_trace_capture
+
+        if cap is None or cap.stat().st_size == 0 or not ev.exists():
+            u.tls_error = "no capture" if cap is None or cap.stat().st_size == 0 else "no trace"
+            return
+        try:
+            flows, tls = decrypt_trace_capture(cap, u.dir / "trace")
+            events = list(read_jsonl(ev))
+            hooked = [e.host_ts for e in events if isinstance(e, HookStatus)]
+            stopped = None
+            summary = u.dir / "trace" / "summary.json"
+            if summary.exists():
+                stopped = json.loads(summary.read_text()).get("stopped")
+            window = (min(hooked), float(stopped) if stopped is not None else float("inf")) if hooked else None
+            cc = cross_check(flows, events, window=window)
+        except Exception as exc:    # noqa: BLE001 - broken decryption is a host fault, never a crash
+            u.tls_error = f"decrypting the capture failed: {type(exc).__name__}: {exc}"
+            self.host_fault("analysis", u, u.tls_error)
+            return
+        judged = {f.flow: f for f in cc.flows}
+        kl = tls.get("keylog") or {}
+        u.tls = {"decryption": {"flows": dict(tls.get("flows") or {}), "sessions": kl.get("sessions", 0),
+                                "secrets": kl.get("secrets", 0)},
+                 "window": {"start": window[0], "stopped": stopped} if window else None,
+                 "flows": [{"flow": f.id, "client": f"{f.key.client[0]}:{f.key.client[1]}",
+                            "server": f"{f.key.server[0]}:{f.key.server[1]}",
+                            "tls_status": (f.summary or {}).get("status", "unknown"),
+                            "decrypted": (f.summary or {}).get("status") == "decrypted",
+                            "cross_check": judged[f.id].status if f.id in judged else None} for f in flows],
+                 "cross_check": cc.to_json()}
+        self._write_text(f"{u.rel}/tls-crosscheck.json", json.dumps(u.tls, indent=1, default=str), kind="json")
 
     def evidence(self) -> Evidence:
         """What the run established, for the checks."""
@@ -813,7 +858,8 @@ class Audit:
             capture_file=_cap_rel(u) if _capture_of(u) else None,
             events_file=f"{u.rel}/trace/events.jsonl" if (u.dir / "trace" / "events.jsonl").exists() else None,
             wire=u.wire, agent_writes=tuple(u.agent_writes), capture_error=u.capture_error,
-            trace_error=u.trace_error or u.analysis_skipped, gone=u.gone or u.analysis_skipped) for u in self.units]
+            trace_error=u.trace_error or u.analysis_skipped, gone=u.gone or u.analysis_skipped,
+            tls=u.tls, tls_error=u.tls_error or u.analysis_skipped) for u in self.units]
         return Evidence(
             handsets=handsets, started=self.started, reset=dict(f.get("reset") or {}),
             cm_default=dict(f.get("cm_default") or {}), opt_in_at=f.get("opt_in_at"), login=dict(f.get("login") or {}),
