@@ -910,6 +910,7 @@ class Audit:
             "timeline": self._timeline(),
             "summary": summary,
             "exit_status": int(code),
+            "tls_flows": self._tls_flows(),
         }
 
     def _run_status(self) -> str:
@@ -925,6 +926,17 @@ class Audit:
                 "sims": [{"slot": s.slot, "number": s.number, "imsi": s.imsi, "iccid": s.iccid,
                           "operator": s.operator} for s in u.spec.sims],
                 "imeis": [s.imei for s in u.spec.sims if s.imei]}
+
+    def _tls_flows(self) -> list[dict]:
+        """Every TLS flow of each handset's capture: decrypted or not, and the cross-check's word."""
+        out = []
+        for u in self.units:
+            hosts = {fl["id"]: fl.get("host") for fl in (u.wire or {}).get("flows", [])}
+            for f in (u.tls or {}).get("flows", []):
+                out.append({"handset": u.label, "flow": f["flow"], "client": f["client"], "server": f["server"],
+                            "host": hosts.get(f["flow"]), "tls_status": f["tls_status"], "decrypted": f["decrypted"],
+                            "cross_check": f["cross_check"]})
+        return out
 
     def _timeline(self) -> list[dict]:
         out = []
