@@ -63,7 +63,7 @@ from .evidence import AgentWrite, Evidence, HandsetEvidence
 from .record import CheckRecord, NotTestable, Status
 
 __all__ = ["Audit", "AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
-           "EXIT_PASS", "FAULT_WEAKENS", "SIGNAL_AT_ENV", "judge", "run_audit"]
+           "EXIT_PASS", "FAULT_WEAKENS", "SIGNAL_AT_ENV", "decrypt_and_cross_check", "judge", "run_audit"]
 
 # the audit's exit codes, from the one table (hostctl.status)
 EXIT_PASS = ExitStatus.OK                   # every check that ran passed
@@ -816,38 +816,15 @@ class Audit:
         ``u.tls`` (``handsets/<label>/tls-crosscheck.json``) for the check ``tls-plaintext-agrees``
         and report.html. Without a capture or a trace there is nothing to compare (``tls_error``);
         a decryption that breaks is a host fault."""
-        from ..events import HookStatus, read_jsonl
-        from ..wire.crosscheck import cross_check
-        from ..wire.decrypt import decrypt_trace_capture
-
         if cap is None or cap.stat().st_size == 0 or not ev.exists():
             u.tls_error = "no capture" if cap is None or cap.stat().st_size == 0 else "no trace"
             return
         try:
-            flows, tls = decrypt_trace_capture(cap, u.dir / "trace")
-            events = list(read_jsonl(ev))
-            hooked = [e.host_ts for e in events if isinstance(e, HookStatus)]
-            stopped = None
-            summary = u.dir / "trace" / "summary.json"
-            if summary.exists():
-                stopped = json.loads(summary.read_text()).get("stopped")
-            window = (min(hooked), float(stopped) if stopped is not None else float("inf")) if hooked else None
-            cc = cross_check(flows, events, window=window)
+            u.tls = decrypt_and_cross_check(cap, u.dir / "trace")
         except Exception as exc:    # noqa: BLE001 - broken decryption is a host fault, never a crash
             u.tls_error = f"decrypting the capture failed: {type(exc).__name__}: {exc}"
             self.host_fault("analysis", u, u.tls_error)
             return
-        judged = {f.flow: f for f in cc.flows}
-        kl = tls.get("keylog") or {}
-        u.tls = {"decryption": {"flows": dict(tls.get("flows") or {}), "sessions": kl.get("sessions", 0),
-                                "secrets": kl.get("secrets", 0)},
-                 "window": {"start": window[0], "stopped": stopped} if window else None,
-                 "flows": [{"flow": f.id, "client": f"{f.key.client[0]}:{f.key.client[1]}",
-                            "server": f"{f.key.server[0]}:{f.key.server[1]}",
-                            "tls_status": (f.summary or {}).get("status", "unknown"),
-                            "decrypted": (f.summary or {}).get("status") == "decrypted",
-                            "cross_check": judged[f.id].status if f.id in judged else None} for f in flows],
-                 "cross_check": cc.to_json()}
         self._write_text(f"{u.rel}/tls-crosscheck.json", json.dumps(u.tls, indent=1, default=str), kind="json")
 
     def evidence(self) -> Evidence:
@@ -974,6 +951,40 @@ class Audit:
             self.run.add_file(name, kind=None)
         self.run.write_manifest(status=status)
         return report
+
+
+def decrypt_and_cross_check(capture: Path, trace_dir: Path) -> dict:
+    """A handset's capture decrypted with the TLS secrets its trace collected (``sslkeylog.txt``,
+    ``tls-secret`` events, the capture's own DSBs), and each TLS flow's plaintext compared with the
+    agent's ``ssl`` events of ``trace_dir/events.jsonl``. Flows that began outside the hooks' time
+    (first ``hook-status`` to the trace's ``stopped`` in ``summary.json``) are left out unless a
+    hooked session names them. Returns what ``HandsetEvidence.tls`` holds: ``decryption`` (flow
+    counts per status, key log sessions and secrets), ``window``, ``flows`` (per TLS flow: its
+    endpoints, TLS status, ``decrypted``, its cross-check status) and ``cross_check``
+    (`hostctl.wire.crosscheck.CrossCheck.to_json`). Raises on unreadable input."""
+    from ..events import HookStatus, read_jsonl
+    from ..wire.crosscheck import cross_check
+    from ..wire.decrypt import decrypt_trace_capture
+
+    flows, tls = decrypt_trace_capture(capture, trace_dir)
+    events = list(read_jsonl(trace_dir / "events.jsonl"))
+    hooked = [e.host_ts for e in events if isinstance(e, HookStatus)]
+    stopped = None
+    if (trace_dir / "summary.json").exists():
+        stopped = json.loads((trace_dir / "summary.json").read_text()).get("stopped")
+    window = (min(hooked), float(stopped) if stopped is not None else float("inf")) if hooked else None
+    cc = cross_check(flows, events, window=window)
+    judged = {f.flow: f for f in cc.flows}
+    kl = tls.get("keylog") or {}
+    return {"decryption": {"flows": dict(tls.get("flows") or {}), "sessions": kl.get("sessions", 0),
+                           "secrets": kl.get("secrets", 0)},
+            "window": {"start": window[0], "stopped": stopped} if window else None,
+            "flows": [{"flow": f.id, "client": f"{f.key.client[0]}:{f.key.client[1]}",
+                       "server": f"{f.key.server[0]}:{f.key.server[1]}",
+                       "tls_status": (f.summary or {}).get("status", "unknown"),
+                       "decrypted": (f.summary or {}).get("status") == "decrypted",
+                       "cross_check": judged[f.id].status if f.id in judged else None} for f in flows],
+            "cross_check": cc.to_json()}
 
 
 def judge(check: ModuleType, ev: Evidence, *, on_fault: Callable[[str], None] | None = None) -> CheckRecord:
