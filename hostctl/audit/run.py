@@ -91,7 +91,7 @@ class AuditError(HostctlError):
 @dataclass
 class AuditOptions:
     out: Path
-    checks: Sequence[str] | None = None       # None: all ten
+    checks: Sequence[str] | None = None       # None: all of them
     redact: bool = False
     assume_reset: bool = False                # real handsets: the operator reset them by hand
     progress: Callable[[str], None] | None = None
@@ -825,7 +825,17 @@ class Audit:
             u.tls_error = f"decrypting the capture failed: {type(exc).__name__}: {exc}"
             self.host_fault("analysis", u, u.tls_error)
             return
-        self._write_text(f"{u.rel}/tls-crosscheck.json", json.dumps(u.tls, indent=1, default=str), kind="json")
+        doc = u.tls
+        if self.opt.redact:     # the bytes samples (hex) could hold identifiers in a form the redactor misses
+            doc = json.loads(json.dumps(u.tls, default=str))
+            for f in doc["cross_check"]["flows"]:
+                for e in f["evidence"]:
+                    for k in ("sample", "agent", "wire"):
+                        e.pop(k, None)
+                for d in f["directions"]:
+                    for k in ("agent", "wire"):
+                        (d.get("first_difference") or {}).pop(k, None)
+        self._write_text(f"{u.rel}/tls-crosscheck.json", json.dumps(doc, indent=1, default=str), kind="json")
 
     def evidence(self) -> Evidence:
         """What the run established, for the checks."""

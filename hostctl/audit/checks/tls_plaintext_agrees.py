@@ -41,14 +41,12 @@ def _flow_evidence(h: HandsetEvidence, f: dict[str, Any]) -> list[Locator]:
     for e in f.get("evidence") or []:
         kind = e.get("kind", f["status"])
         length = f" {e['length']} bytes" if e.get("length") is not None else ""
-        sample = e.get("sample") or e.get("wire") or ""
         where = f", record {e['record']} at wire offset {e['wire_offset']}" if e.get("record") is not None else ""
         out.append(Locator(file=cap, flow=f["flow"], offset=e.get("offset"), host=f["server"],
                            record=e.get("record"), wire_offset=e.get("wire_offset"),
                            event=e.get("event_seq"),
                            text=f"{h.label}: flow {f['flow']} {f['client']} -> {f['server']} {e.get('direction')}: "
-                                f"{kind}{length} at decrypted offset {e.get('offset')}{where}: {f['why']}"
-                                + (f" (wire bytes {sample[:32]}...)" if sample else "")))
+                                f"{kind}{length} at decrypted offset {e.get('offset')}{where}: {f['why']}"))
     if not out:
         out.append(Locator(file=cap, flow=f["flow"], offset=0, host=f["server"],
                            text=f"{h.label}: flow {f['flow']} {f['client']} -> {f['server']}: {f['status']}: {f['why']}"))
