@@ -717,6 +717,8 @@ class Audit:
                 u.tracer.stop()
             if (u.dir / "trace" / "summary.json").exists():
                 self.run.add_file(f"{u.rel}/trace/summary.json", kind="json")
+            if (u.dir / "trace" / "sslkeylog.txt").exists():    # the TLS secrets the capture is decrypted with
+                self.run.add_file(f"{u.rel}/trace/sslkeylog.txt", kind="text")
         if u.capture is not None:
             try:
                 u.capture.stop()
