@@ -321,6 +321,13 @@ def test_tls_plaintext_agrees_is_not_testable_without_what_it_compares():
     broke = {"kind": "analysis", "handset": "hs1", "message": "decrypting the capture failed: KeyLogError: bad"}
     rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls_error=broke["message"]), host_faults=[broke]))
     assert rec.status is Status.NOT_TESTABLE and rec.host and "KeyLogError" in rec.reason
+    # a trace that died misses hooked calls by itself: the flows it missed are not the app's FAIL
+    died = {"kind": "trace", "handset": "hs1", "message": "tracing failed: the trace died: TransportError"}
+    missed = tls(tls_flow(1), tls_flow(2, "wire-only", evidence=[{"flow": 2, "direction": "c2s", "kind": "wire-only",
+                                                                   "offset": 0, "length": 9}]))
+    rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=missed), host_faults=[died]))
+    assert rec.status is Status.NOT_TESTABLE and rec.host and "trace broke" in rec.reason
+    assert judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=missed))).status is Status.FAIL
     # and a host fault of the trace keeps an agreeing run from PASS
     rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=tls(tls_flow(1))), host_faults=[TRACE_FAULT]))
     assert rec.status is Status.NOT_TESTABLE and rec.host

@@ -15,7 +15,8 @@ are compared, unless a hooked session names them.
   record that carried it and its wire offset.
 - NOT-TESTABLE (fail closed): no capture or no trace; the trace collected no TLS secret; a flow
   our decryption could not open (wrong secret, unsupported suite, truncated...), which cannot be
-  judged either way; no TLS flow while the hooks were in place.
+  judged either way; no TLS flow while the hooks were in place; a disagreement on a handset whose
+  trace broke (a host fault: the hooks' gap is then ours, not the app's).
 """
 
 from __future__ import annotations
@@ -66,8 +67,17 @@ def evaluate(ev: Evidence) -> CheckRecord:
     undecided: list[str] = []
     warnings: list[str] = []
     flows_agreeing = 0
+    # a trace that broke (our tooling: it did not start, died, or adb failed under it) misses hooked
+    # calls by itself: on that handset a disagreement is not the app's doing, so it decides nothing
+    broken = {f.get("handset"): f["message"] for f in ev.host_faults if f.get("kind") in ("trace", "adb")}
     for h in judged:
         tls = h.tls or {}
+        if h.label in broken:
+            bad = [f for f in (tls.get("cross_check") or {}).get("flows") or [] if f["status"] != "agree"]
+            if bad or (tls.get("cross_check") or {}).get("agent_only_sessions"):
+                undecided.append(f"{h.label}: {len(bad)} TLS flows disagree with the hooks, but its trace broke "
+                                 f"({broken[h.label]})")
+                continue
         cc = tls.get("cross_check") or {}
         secrets = (tls.get("decryption") or {}).get("sessions", 0)
         flows = cc.get("flows") or []
