@@ -63,7 +63,7 @@ class StdinReader:
 
     async def read_all(self) -> bytes:
         parts = []
-        while (part := await self.read()):
+        while part := await self.read():
             parts.append(part)
         return b"".join(parts)
 
@@ -132,4 +132,5 @@ def command(*names: str) -> Callable[[CommandFn], CommandFn]:
         for name in names:
             COMMANDS[name] = fn
         return fn
+
     return register
