@@ -39,7 +39,6 @@ from hostctl.emulator.lab import (
     kill_adb_server,
 )
 
-
 free_port = free_loopback_port
 
 

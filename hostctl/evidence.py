@@ -42,10 +42,11 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping
+from typing import IO, Any
 
 from .errors import HostctlError
 
@@ -96,7 +97,7 @@ class EvidenceError(HostctlError):
 
 def _utc(clock: Callable[[], datetime]) -> datetime:
     now = clock()
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _iso(t: datetime) -> str:
@@ -208,11 +209,11 @@ class RunFolder:
         *,
         clock: Callable[[], datetime] | None = None,
         handsets: Iterable[str] = (),
-    ) -> "RunFolder":
+    ) -> RunFolder:
         """Make ``<out_dir>/<testbed_name>/<UTC start time>/`` (with ``-2``, ``-3``... when a run
         started in the same second), its ``handsets/<label>/`` folders, a first manifest, and
         point ``<out_dir>/<testbed_name>/latest`` at it."""
-        clock = clock or (lambda: datetime.now(timezone.utc))
+        clock = clock or (lambda: datetime.now(UTC))
         if not _SAFE_NAME.fullmatch(testbed_name):
             raise EvidenceError(f"testbed name {testbed_name!r} cannot name a folder")
         started = _utc(clock)
@@ -239,7 +240,7 @@ class RunFolder:
         return run
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None) -> "RunFolder":
+    def resume(cls, run_dir: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None) -> RunFolder:
         """An existing run folder, with the files its manifest lists (to add to it later)."""
         path = Path(run_dir)
         doc = _read_manifest(path)
@@ -249,7 +250,7 @@ class RunFolder:
             testbed=doc["testbed"],
             run_id=doc["run_id"],
             started=started,
-            clock=clock or (lambda: datetime.now(timezone.utc)),
+            clock=clock or (lambda: datetime.now(UTC)),
         )
         run._sequence = int(doc.get("sequence", 0))
         run.handsets = list(doc.get("handsets", []))
@@ -480,7 +481,7 @@ class RunFolder:
     def close(self, status: str = "complete") -> Path:
         return self.write_manifest(status)
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -701,9 +702,7 @@ class Redactor:
             self.add(kind, value)
 
     @classmethod
-    def for_testbed(
-        cls, testbed: Any, *, extra: Iterable[tuple[str, str]] = (), key: bytes | None = None
-    ) -> "Redactor":
+    def for_testbed(cls, testbed: Any, *, extra: Iterable[tuple[str, str]] = (), key: bytes | None = None) -> Redactor:
         """Every identifier the testbed names (see ``Testbed.identifiers``), plus ``extra`` (what
         the run read from the handsets)."""
         red = cls(testbed.identifiers(), key=key)

@@ -86,14 +86,15 @@ import difflib
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import ConfigError
 from .emulator.identity import luhn_ok
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .device import AdbAddress
@@ -223,7 +224,7 @@ class HandsetSpec:
 
     serial: str
     label: str
-    adb: "AdbAddress"
+    adb: AdbAddress
     sims: tuple[SimSpec, ...] = ()
     capture: CaptureSpec | None = None
     frida: FridaSpec | None = None
@@ -357,7 +358,7 @@ class Testbed:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<dict>", env: Mapping[str, str] | None = None) -> "Testbed":
+    def from_dict(cls, data: Any, *, source: str = "<dict>", env: Mapping[str, str] | None = None) -> Testbed:
         """One testbed from plain data (the mapping of one testbed, no ``testbeds:`` list)."""
         ctx = _Ctx(source, env)
         return _testbed(_At(data, "", None, ctx), ctx)
@@ -401,7 +402,7 @@ class _Ctx:
         self.warnings: list[ConfigWarning] = []
         self._default_adb: Any = None
 
-    def default_adb(self, at: "_At") -> "AdbAddress":
+    def default_adb(self, at: _At) -> AdbAddress:
         from .device import servers_from_env
 
         if self._default_adb is None:
@@ -434,7 +435,7 @@ class _At:
     """A value of the file with its key path, and its YAML node when read from text (for the
     line number and the value's own text)."""
 
-    __slots__ = ("value", "path", "node", "ctx", "key_node")
+    __slots__ = ("ctx", "key_node", "node", "path", "value")
 
     def __init__(
         self, value: Any, path: str, node: yaml.Node | None, ctx: _Ctx, key_node: yaml.Node | None = None
@@ -525,13 +526,13 @@ class _At:
             return (self.text(),)
         return tuple(item.text() for item in self.items())
 
-    def items(self) -> list["_At"]:
+    def items(self) -> list[_At]:
         if not isinstance(self.value, list):
             raise self.fail(f"must be a list, not {_type(self.value)}")
         nodes = self.node.value if isinstance(self.node, yaml.SequenceNode) else [None] * len(self.value)
         return [_At(v, _join(self.path, i), n, self.ctx) for i, (v, n) in enumerate(zip(self.value, nodes))]
 
-    def mapping(self, keys: Sequence[str]) -> "_Map":
+    def mapping(self, keys: Sequence[str]) -> _Map:
         return _Map(self, keys)
 
 

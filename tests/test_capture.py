@@ -18,12 +18,12 @@ import json
 import os
 import shutil
 import socket
-
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
+from test_shell_kit import MemoryIO
 
 from hostctl import capture as cap
 from hostctl.cli import Environment, main
@@ -37,8 +37,6 @@ from hostctl.emulator.wiretap import Connection, Route, WireTap, register
 from hostctl.wire.pcapread import CaptureReader
 from tests.conftest import free_port
 from tests.conftest import wait_for as _wait_for
-
-from test_shell_kit import MemoryIO
 
 TSHARK = "/usr/bin/tshark"
 

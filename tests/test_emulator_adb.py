@@ -247,8 +247,8 @@ def test_shell_injection_never_reaches_the_host(lab, adb, tmp_path, attack):
 
 
 def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_port, tmp_path):
-    from tests.conftest import free_port
     from hostctl.emulator.lab import LabConfig, LabThread
+    from tests.conftest import free_port
 
     mine = [h.handset.identity for h in lab.lab.handsets]
     other_port = free_port()  # another lab on another adb server port (no adb connect needed)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,7 +17,7 @@ from hostctl.testbed import parse_testbeds
 class Clock:
     """A UTC clock the test moves by hand."""
 
-    def __init__(self, start=datetime(2025, 1, 31, 9, 15, 2, tzinfo=timezone.utc)):
+    def __init__(self, start=datetime(2025, 1, 31, 9, 15, 2, tzinfo=UTC)):
         self.now = start
 
     def __call__(self):
@@ -159,10 +159,9 @@ def test_an_exception_mid_run_leaves_a_consistent_partial_manifest(tmp_path):
     result = verify(run.path)
     assert result.missing == [] and result.unlisted == ["handsets/hs2/logcat.txt"]  # there, but unhashed
 
-    with pytest.raises(KeyboardInterrupt):
-        with RunFolder.create(tmp_path, "rack-a", clock=Clock()) as run:
-            run.add_file("report.json", "{}")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), RunFolder.create(tmp_path, "rack-a", clock=Clock()) as run:
+        run.add_file("report.json", "{}")
+        raise KeyboardInterrupt
     assert manifest(run)["status"] == "interrupted" and verify(run.path).ok
 
 

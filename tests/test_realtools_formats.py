@@ -16,8 +16,8 @@ import zipfile
 
 import pytest
 from PIL import Image
-
 from test_shell_kit import make_handset, run
+
 from tests.apkbuild import build_apk
 
 PROFILES = {"4.4": "miui-v5-2014-08-10", "5.0": "miui-7-android-5.0", "11": "miui-12-android-11"}
@@ -234,8 +234,9 @@ def test_screencap_png_and_raw_show_the_hierarchy(rel):
 def run_bytes(h, command: str) -> bytes:
     import asyncio
 
-    from hostctl.emulator.shell import AndroidShell
     from test_shell_kit import MemoryIO
+
+    from hostctl.emulator.shell import AndroidShell
 
     mio = MemoryIO(b"")
     assert asyncio.run(AndroidShell(h).run(command, mio)) == 0

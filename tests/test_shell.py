@@ -5,12 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
+from test_shell_kit import MemoryIO, make_handset, run
 
 from hostctl.emulator.handset import Intent
 from hostctl.emulator.shell import AndroidShell
 from hostctl.emulator.shell.parcel import ParcelWriter, format_parcel
-
-from test_shell_kit import MemoryIO, make_handset, run
 
 
 @pytest.fixture
@@ -327,6 +326,7 @@ def test_uiautomator_and_input(h) -> None:
 
 def test_input_blocked_on_miui(tmp_path: Path) -> None:
     from dataclasses import replace
+
     from hostctl.emulator.handset import VirtualHandset
     from hostctl.emulator.profiles import load_profile
 

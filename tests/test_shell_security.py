@@ -4,11 +4,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st, example
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from test_shell_kit import MemoryIO, make_handset, run
 
 from hostctl.emulator.shell import AndroidShell
-
-from test_shell_kit import MemoryIO, make_handset, run
 
 
 @pytest.fixture

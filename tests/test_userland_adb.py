@@ -3,6 +3,7 @@ an interactive `adb shell` on a pty (^C, the prompt, `exit N`, window size), exi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
@@ -11,13 +12,11 @@ import shutil
 import struct
 import subprocess
 import termios
-import fcntl
 import time
 
 import pytest
 
-from hostctl.emulator.lab import adb_binary
-from hostctl.emulator.lab import LabConfig, LabThread  # noqa: E402
+from hostctl.emulator.lab import LabConfig, LabThread, adb_binary
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None or shutil.which("mksh") is None,

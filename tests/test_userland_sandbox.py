@@ -15,14 +15,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_shell_kit import MemoryIO, make_handset, run
 
 from hostctl.emulator.shell import AndroidShell
 from hostctl.emulator.userland import rootfs
 from hostctl.emulator.userland.rpc import Frame, FrameDecoder, encode, parse_request
 from hostctl.emulator.userland.runtime import shell_env, userland_of
 from hostctl.emulator.userland.sandbox import Limits, Mount, Op, SandboxSpec, render
-
-from test_shell_kit import MemoryIO, make_handset, run
 
 needs_sandbox = pytest.mark.skipif(
     shutil.which("bwrap") is None or shutil.which("mksh") is None,

@@ -57,9 +57,7 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
     from ..audit import AuditError, AuditOptions, run_audit
-    from ..report import render_json, summary_table
-
-    from ..report import CHECK_IDS
+    from ..report import CHECK_IDS, render_json, summary_table
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
     unknown = [c for c in checks or () if c not in CHECK_IDS]
@@ -194,7 +192,7 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
 
     try:
         profile = load_profile(args.profile)
-    except Exception as exc:  # noqa: BLE001 - a bad profile is the user's input
+    except Exception as exc:
         raise CliError(f"audit: --profile {args.profile}: {exc}", ExitStatus.USAGE) from exc
     port = free_loopback_port()
     # Frida finds the adb server through this variable, read at each connect: the lab's own

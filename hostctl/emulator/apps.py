@@ -34,8 +34,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import frida
 
@@ -156,7 +157,7 @@ class HandsetPortal:
             self._nodes.clear()
             self._cond.notify_all()
 
-    def __enter__(self) -> "HandsetPortal":
+    def __enter__(self) -> HandsetPortal:
         self.start()
         return self
 
@@ -327,7 +328,7 @@ class AppProcess:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "AppProcess":
+    def __enter__(self) -> AppProcess:
         self.start()
         return self
 
@@ -471,7 +472,7 @@ class AppProcess:
             self._ctl.settimeout(remaining)
             try:
                 data = self._ctl.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError("no reply on the control channel") from None
             if not data:
                 raise ConnectionError("control channel closed (process exited?)")

@@ -347,10 +347,10 @@ class View:
     long_clickable: bool = False
     password: bool = False
     selected: bool = False
-    children: list["View"] = field(default_factory=list)
-    on_click: Callable[["VirtualHandset", "View"], None] | None = field(default=None, repr=False)
+    children: list[View] = field(default_factory=list)
+    on_click: Callable[[VirtualHandset, View], None] | None = field(default=None, repr=False)
 
-    def walk(self) -> Iterator["View"]:
+    def walk(self) -> Iterator[View]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -359,7 +359,7 @@ class View:
         left, top, right, bottom = self.bounds
         return left <= x < right and top <= y < bottom
 
-    def find(self, *, resource_id: str | None = None, text: str | None = None) -> "View | None":
+    def find(self, *, resource_id: str | None = None, text: str | None = None) -> View | None:
         for view in self.walk():
             if resource_id is not None and view.resource_id != resource_id:
                 continue
@@ -420,7 +420,7 @@ def _dump_node(view: View, index: int, package: str, out: list[str]) -> None:
     out.append("</node>")
 
 
-def _launcher_screen(handset: "VirtualHandset") -> View:
+def _launcher_screen(handset: VirtualHandset) -> View:
     pkg = "com.miui.home"
     icons = [
         ("Messaging", "com.android.mms/com.android.mms.ui.MmsTabActivity"),
@@ -465,10 +465,10 @@ def _launcher_screen(handset: "VirtualHandset") -> View:
     return View(package=pkg, children=[workspace])
 
 
-def _generic_screen(component: str) -> Callable[["VirtualHandset"], View]:
+def _generic_screen(component: str) -> Callable[[VirtualHandset], View]:
     pkg = component.split("/", 1)[0]
 
-    def build(_h: "VirtualHandset") -> View:
+    def build(_h: VirtualHandset) -> View:
         return View(
             package=pkg,
             children=[View(cls="android.widget.LinearLayout", package=pkg, bounds=(0, 50, SCREEN_W, SCREEN_H))],
@@ -1399,7 +1399,7 @@ class VirtualHandset:
             except sqlite3.Error:
                 pass
 
-    def __enter__(self) -> "VirtualHandset":
+    def __enter__(self) -> VirtualHandset:
         return self
 
     def __exit__(self, *exc: object) -> None:

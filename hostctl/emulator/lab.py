@@ -42,24 +42,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import pcapdroid, screens, wiretap
 from .adb.server import AdbdServer
+from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
+from .apps import free_loopback_port as free_loopback_port  # re-exported: the lab's helpers in one place
 from .carrier import Carrier, SmsRecord, SmsSegment
 from .cloudmsg import CloudMessaging
 from .cloudsvc import CloudService
-from .labca import ensure_ca
-from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
-from .apps import free_loopback_port as free_loopback_port  # re-exported: the lab's helpers in one place
-from . import screens
+from .console import EmulatedConsole
 from .handset import CONTACT_PHONE_INSERTED, Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
-from .console import EmulatedConsole
+from .labca import ensure_ca
 from .modem import EmulatedModem, ModemIdentity, ModemServer
-from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
+from .relay import EmulatedRelay
 from .shell import AndroidShell
 from .userland.runtime import UserlandError
 from .userland.runtime import preflight as userland_preflight
-from . import pcapdroid, wiretap
 
 log = logging.getLogger("hostctl.emulator.lab")
 
@@ -108,7 +107,7 @@ def open_private(path: Path, mode: str = "wb"):
 class _Backend:
     """The adbd's view of a handset (see adb.server.DeviceBackend)."""
 
-    def __init__(self, lh: "LabHandset") -> None:
+    def __init__(self, lh: LabHandset) -> None:
         self._lh = lh
         self.fs = lh.handset.fs
         self.handset = lh.handset  # adbd's own services (reboot:, root:, framebuffer:) act on it
@@ -134,7 +133,7 @@ def _identifiers(ident: HandsetIdentity) -> set[str]:
 class LabHandset:
     """One emulated handset of a lab: its state, its adbd and its app processes."""
 
-    def __init__(self, lab: "Lab", label: str, profile: FirmwareProfile, *, index: int | None = None) -> None:
+    def __init__(self, lab: Lab, label: str, profile: FirmwareProfile, *, index: int | None = None) -> None:
         self.lab = lab
         self.label = label
         self.index = index if index is not None else int(re.sub(r"\D", "", label) or 1)
@@ -175,7 +174,7 @@ class LabHandset:
         self.handset.add_intent_listener(self._on_intent)
 
     # -- identity ---------------------------------------------------------------------------
-    def _new_identity(self, lab: "Lab", label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
+    def _new_identity(self, lab: Lab, label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
         """A fresh handset's SIMs and IMEIs: seeded by lab and label (so two labs differ), and
         re-seeded until no number or IMEI repeats one already in this lab (the carrier routes
         by number). None keeps the identity saved in the state directory."""
@@ -679,7 +678,7 @@ class LabHandset:
         for listener in list(self.power_listeners):
             try:
                 listener(on)
-            except Exception:  # noqa: BLE001 - a console fault must not stop the power switch
+            except Exception:
                 log.exception("%s: power listener", self.label)
 
     REBOOT_OFF_SECONDS = 0.0  # extra dark time; the host sees it go anyway (adbd closes)
@@ -755,7 +754,7 @@ class _Gateway:
 class _SimLine:
     """One SIM of a lab handset, as the carrier sees it."""
 
-    def __init__(self, lh: "LabHandset", slot: int) -> None:
+    def __init__(self, lh: LabHandset, slot: int) -> None:
         self.lh = lh
         self.slot = slot
         self.sent_rows: dict[int, int] = {}  # TP-MR -> the sent row it belongs to
@@ -787,7 +786,7 @@ class _LogSink(asyncio.DatagramProtocol):
 
     LINE = re.compile(r"^([VDIWEF])/([^(]*)\(\s*(\d+)\):\s?(.*)$", re.S)
 
-    def __init__(self, lab: "Lab") -> None:
+    def __init__(self, lab: Lab) -> None:
         self.lab = lab
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -1140,7 +1139,7 @@ class Lab:
         while True:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.adb_port), 5)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 await asyncio.sleep(self.ADB_WATCH_RETRY)
                 continue
             try:
@@ -1162,7 +1161,7 @@ class Lab:
                     await asyncio.gather(*(asyncio.to_thread(self._adb_reattach, h) for h in forgotten))
                 while await reader.read(65536):  # later changes: nothing to do until it ends
                     pass
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 log.debug("adb watch on port %d: %s", self.adb_port, exc)
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop already closed under it
@@ -1208,7 +1207,7 @@ class Lab:
                 reply = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
@@ -1491,7 +1490,7 @@ def control_request(info: dict[str, Any], req: dict[str, Any], timeout: float = 
                 if not chunk:
                     break
                 data += chunk
-    except socket.timeout:
+    except TimeoutError:
         raise ControlError(
             f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s", "timeout"
         ) from None
@@ -1611,7 +1610,7 @@ class LabThread:
         """Run a coroutine on the lab's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> "LabThread":
+    def start(self) -> LabThread:
         self._thread.start()
         try:
             self.call(self.lab.start())
@@ -1631,7 +1630,7 @@ class LabThread:
         with contextlib.suppress(Exception):
             self.loop.close()
 
-    def __enter__(self) -> "LabThread":
+    def __enter__(self) -> LabThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

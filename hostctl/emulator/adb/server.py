@@ -73,7 +73,7 @@ class Channel:
     Output keeps up to two maxdata queued so every WRTE the core sends is full-sized.
     """
 
-    def __init__(self, proto: "_AdbdProtocol", sid: int) -> None:
+    def __init__(self, proto: _AdbdProtocol, sid: int) -> None:
         self._proto = proto
         self.sid = sid
         self._inbox: deque[bytes] = deque()
@@ -148,7 +148,7 @@ class Channel:
 
 
 class _AdbdProtocol(asyncio.Protocol):
-    def __init__(self, server: "AdbdServer") -> None:
+    def __init__(self, server: AdbdServer) -> None:
         self.server = server
         banner = make_banner(server.backend.banner_props(), server.features)
         handset = getattr(server.backend, "handset", None)
@@ -523,10 +523,10 @@ async def _add_reverse(proto: _AdbdProtocol, service: svc.ReverseService) -> byt
         return _fail(f"cannot bind listener: unsupported device spec '{service.device}' (tcp:PORT only)")
     if service.device in proto.reverses:
         if service.norebind:
-            return _fail(f"cannot rebind existing socket")
+            return _fail("cannot rebind existing socket")
         _drop_reverse(proto, service.device)
     if port in proto.server.reverse_ports:
-        return _fail(f"cannot bind listener: Address already in use")
+        return _fail("cannot bind listener: Address already in use")
 
     async def on_device_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _reverse_connection(proto, service.host, reader, writer)
@@ -552,7 +552,7 @@ async def _reverse_connection(
     proto.flush()
     try:
         ok = await asyncio.wait_for(ch.opened, TCP_CONNECT_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ok = False
     if not ok:
         proto.channels.pop(sid, None)
@@ -605,7 +605,7 @@ async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel)
         return
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), TCP_CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         log.info("adbd %s: tcp:%d -> %s:%d refused: %s", proto.server.name, service.port, *target, exc)
         proto.conn.refuse(ch.sid)
         proto.flush()

@@ -7,11 +7,7 @@ import asyncio
 import contextlib
 import time
 
-from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
-from . import subinfo
-from .files import FsError
-from .registry import Ctx, ExitShell, command
-from .parcel import parcel_error_text
+from .. import render
 from ..android import am as am_fmt
 from ..android import dumpsys as dumpsys_fmt
 from ..android import ip as ip_fmt
@@ -20,7 +16,11 @@ from ..android import pm as pm_fmt
 from ..android import wm as wm_fmt
 from ..android.apk import ApkError
 from ..android.model import Battery, Display, Process, TopActivity
-from .. import render
+from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
+from . import subinfo
+from .files import FsError
+from .parcel import parcel_error_text
+from .registry import Ctx, command
 
 # --- properties -------------------------------------------------------------------------------
 
@@ -810,9 +810,7 @@ async def _input(ctx: Ctx, argv: list[str]) -> int:
                     continue
                 if code == 3:
                     h.go_home()
-                elif code == 4:
-                    h.go_back()
-                elif code == 6 and h.end_call():  # KEYCODE_ENDCALL hangs up, the call screen goes
+                elif code == 4 or (code == 6 and h.end_call()):
                     h.go_back()
     except ValueError as exc:
         ctx.err(f'Exception in thread "main" java.lang.NumberFormatException: Invalid float: "{exc}"\n')
@@ -1384,7 +1382,7 @@ async def _ifconfig(ctx: Ctx, argv: list[str]) -> int:
         ctx.err(
             f"ifconfig: {names[0]}: No such device\n"
             if ctx.sdk < ip_fmt.MARSHMALLOW
-            else f"ifconfig: ioctl 8913: No such device\n"
+            else "ifconfig: ioctl 8913: No such device\n"
         )
         return 1
     ctx.out(ip_fmt.ifconfig(ctx.sdk, iface))
@@ -1407,7 +1405,7 @@ def bugreport_text(h) -> str:
         "",
         f"Build: {props.get('ro.build.display.id', props.get('ro.build.id', ''))}",
         f"Build fingerprint: '{props.get('ro.build.fingerprint', '')}'",
-        f"Kernel: Linux version 3.4.0",
+        "Kernel: Linux version 3.4.0",
         "",
         "------ SYSTEM PROPERTIES (getprop) ------",
     ]

@@ -91,7 +91,7 @@ class _Native:
         self.stop.set()
 
 
-_NATIVE: "weakref.WeakKeyDictionary[Any, dict[int, _Native]]" = weakref.WeakKeyDictionary()
+_NATIVE: weakref.WeakKeyDictionary[Any, dict[int, _Native]] = weakref.WeakKeyDictionary()
 
 
 def _spawn(handset: Any, name: str, uid: int, ppid: int, pid: int = 0) -> _Native:
@@ -185,7 +185,7 @@ def _filter(expr: list[str]) -> Any:
             continue
         if c == ["udp"]:
             tests.append(lambda conn: False)
-        elif len(c) == 2 and c[0] == "port" or len(c) == 3 and c[:2] == ["tcp", "port"]:
+        elif (len(c) == 2 and c[0] == "port") or (len(c) == 3 and c[:2] == ["tcp", "port"]):
             if not c[-1].isdigit() or not 0 <= int(c[-1]) <= 65535:
                 raise ValueError(f"illegal port number {c[-1]}")
             port = int(c[-1])

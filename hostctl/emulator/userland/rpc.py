@@ -92,9 +92,7 @@ RootRunner = Callable[[str, Ctx], Awaitable[int]]
 class FrameworkServer:
     """Serves one handset's tools on a unix socket in the running event loop."""
 
-    def __init__(
-        self, handset: "VirtualHandset", path: str, env: dict[str, str], run_as_root: RootRunner | None
-    ) -> None:
+    def __init__(self, handset: VirtualHandset, path: str, env: dict[str, str], run_as_root: RootRunner | None) -> None:
         self.handset = handset
         self.path = path
         self.env = env

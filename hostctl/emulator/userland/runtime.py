@@ -64,7 +64,7 @@ class UserlandError(RuntimeError):
     """The handset's sandbox could not start (what to install or enable is in the message)."""
 
 
-def shell_env(handset: "VirtualHandset", *, interactive: bool = False, term: str | None = None) -> dict[str, str]:
+def shell_env(handset: VirtualHandset, *, interactive: bool = False, term: str | None = None) -> dict[str, str]:
     """The environment adbd gives a shell on the profile's release (init.environ.rc + adbd)."""
     sdk = handset.profile.sdk
     if sdk < 26:
@@ -150,7 +150,7 @@ class _Child:
 class Userland:
     """The sandbox of one handset and its launcher; see the module docstring."""
 
-    def __init__(self, handset: "VirtualHandset") -> None:
+    def __init__(self, handset: VirtualHandset) -> None:
         self.handset = handset
         # a short host path: a unix socket's path is at most 107 bytes
         self.run_dir = Path(tempfile.mkdtemp(prefix="hostctl-ul-"))
@@ -455,7 +455,7 @@ class Userland:
         self.signal(cid, 1)
         threading.Timer(1.0, self.signal, (cid, 9)).start()
 
-    async def run_as_root(self, script: str, ctx: "Ctx") -> int:
+    async def run_as_root(self, script: str, ctx: Ctx) -> int:
         """su: the script in a root shell of the sandbox (uid 0, no capabilities)."""
 
         class _CtxIO:
@@ -634,11 +634,11 @@ async def _feed(io: Any, target: _Fd, eof: bytes | None = None) -> None:
             target.close()
 
 
-_USERLANDS: "weakref.WeakKeyDictionary[VirtualHandset, Userland]" = weakref.WeakKeyDictionary()
+_USERLANDS: weakref.WeakKeyDictionary[VirtualHandset, Userland] = weakref.WeakKeyDictionary()
 _REGISTRY_LOCK = threading.Lock()
 
 
-def userland_of(handset: "VirtualHandset") -> Userland:
+def userland_of(handset: VirtualHandset) -> Userland:
     with _REGISTRY_LOCK:
         if getattr(handset, "_closed", False):
             raise UserlandError(f"{handset.label}: the handset is closed")
@@ -648,7 +648,7 @@ def userland_of(handset: "VirtualHandset") -> Userland:
         return ul
 
 
-def close_userland(handset: "VirtualHandset") -> None:
+def close_userland(handset: VirtualHandset) -> None:
     """Stops the handset's sandbox, if it has one (VirtualHandset.close calls this)."""
     with _REGISTRY_LOCK:
         ul = _USERLANDS.pop(handset, None)
