@@ -53,7 +53,7 @@ def bench_lab_start(port: int, runs: int) -> None:
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
     client = adbutils.AdbClient(port=port, socket_timeout=10)
     times, refs = [], []
-    for i in range(runs):
+    for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
             env["HOSTCTL_HOME"] = home
             t0 = time.perf_counter()
@@ -240,13 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "start"):
             bench_lab_start(port, 3 if args.quick else 7)
         if args.only in (None, "shell", "transfer"):
-            with tempfile.TemporaryDirectory() as home:
-                with LabThread(LabConfig(adb_port=port, handsets=1, home=Path(home), with_apps=False)) as lt:
-                    serial = lt.lab.handsets[0].serial
-                    if args.only in (None, "shell"):
-                        bench_shell_round_trip(port, serial, 200 if args.quick else 500)
-                    if args.only in (None, "transfer"):
-                        bench_push_pull(port, serial, 50 if args.quick else 200, 1 if args.quick else 3)
+            with (
+                tempfile.TemporaryDirectory() as home,
+                LabThread(LabConfig(adb_port=port, handsets=1, home=Path(home), with_apps=False)) as lt,
+            ):
+                serial = lt.lab.handsets[0].serial
+                if args.only in (None, "shell"):
+                    bench_shell_round_trip(port, serial, 200 if args.quick else 500)
+                if args.only in (None, "transfer"):
+                    bench_push_pull(port, serial, 50 if args.quick else 200, 1 if args.quick else 3)
         if args.only in (None, "memory"):
             bench_memory(port, 8 if args.quick else 32)
     finally:

@@ -373,7 +373,7 @@ class RunFolder:
         rel = self._rel(rel_path)
         path = self.path_for(rel)
         try:
-            fh = open(path, mode, opener=_private_opener, **({} if "b" in mode else {"encoding": encoding}))
+            fh = open(path, mode, opener=_private_opener, **({} if "b" in mode else {"encoding": encoding}))  # noqa: SIM115 - closed in the finally below, under the lock
         except OSError as exc:
             raise EvidenceError(f"cannot open {path}: {exc}", path=path) from None
         self._record(rel, kind, handset, complete=False)

@@ -39,7 +39,7 @@ def lab11(adb_port, tmp_path_factory):
 def test_adb_devices_lists_every_handset_with_its_model(lab, adb):
     out = adb("devices", "-l").stdout.decode()
     for h in lab.lab.handsets:
-        line = next(l for l in out.splitlines() if l.startswith(h.serial + " "))
+        line = next(ln for ln in out.splitlines() if ln.startswith(h.serial + " "))
         assert " device " in line
         model = h.handset.getprop("ro.product.model").replace(" ", "_")
         assert f"model:{model}" in line

@@ -138,14 +138,16 @@ def test_verify_finds_tampered_missing_and_unlisted_files(tmp_path):
 
 
 def test_an_exception_mid_run_leaves_a_consistent_partial_manifest(tmp_path):
-    with pytest.raises(RuntimeError, match="handset vanished"):
-        with RunFolder.create(tmp_path, "rack-a", clock=Clock(), handsets=["hs1", "hs2"]) as run:
-            run.add_file("handsets/hs1/logcat.txt", "phase 1\n")
-            run.write_manifest()  # after phase 1
-            run.record("handsets/hs2/logcat.txt")  # expected, never written
-            with run.open("handsets/hs1/capture.pcapng") as fh:
-                fh.write(b"first packets")
-                raise RuntimeError("handset vanished")
+    with (
+        pytest.raises(RuntimeError, match="handset vanished"),
+        RunFolder.create(tmp_path, "rack-a", clock=Clock(), handsets=["hs1", "hs2"]) as run,
+    ):
+        run.add_file("handsets/hs1/logcat.txt", "phase 1\n")
+        run.write_manifest()  # after phase 1
+        run.record("handsets/hs2/logcat.txt")  # expected, never written
+        with run.open("handsets/hs1/capture.pcapng") as fh:
+            fh.write(b"first packets")
+            raise RuntimeError("handset vanished")
     doc = manifest(run)
     assert doc["status"] == "failed" and doc["error"] == "RuntimeError: handset vanished"
     files = {f["path"]: f for f in doc["files"]}

@@ -137,7 +137,7 @@ class Audit:
 
     def cleanup(self) -> None:
         for pid, _ in self.processes(frida_daemon=True):
-            with_suppress(lambda: os.kill(pid, signal.SIGKILL))
+            with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
 
     @property
     def run_dir(self) -> Path:

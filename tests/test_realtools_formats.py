@@ -38,9 +38,9 @@ def handset(tmp_path, release):
 
 
 def test_am_usage_is_the_releases(tmp_path):
-    kk, l, r = (handset(tmp_path / v, v) for v in ("4.4", "5.0", "11"))
+    kk, lp, r = (handset(tmp_path / v, v) for v in ("4.4", "5.0", "11"))
     assert run(kk, "am").err.startswith("usage: am [subcommand] [options]\nusage: am start [-D] [-W]")
-    assert "am stack start <DISPLAY_ID> <INTENT>" in run(l, "am").err
+    assert "am stack start <DISPLAY_ID> <INTENT>" in run(lp, "am").err
     assert "am stack start" not in run(kk, "am").err
     assert run(r, "am").err.startswith("Activity manager (activity) commands:\n  help\n")
     assert run(r, "am nosuch").err == "Unknown command: nosuch\n"

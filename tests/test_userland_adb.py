@@ -98,7 +98,7 @@ class _Pty:
                 try:
                     self.buf += os.read(self.master, 4096)
                 except OSError:
-                    raise AssertionError(f"adb ended before {pattern!r}; got {self.buf[-400:]!r}")
+                    raise AssertionError(f"adb ended before {pattern!r}; got {self.buf[-400:]!r}") from None
 
     def close(self) -> int:
         try:

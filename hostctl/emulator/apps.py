@@ -124,7 +124,7 @@ class HandsetPortal:
                 # (stop() refuses a service that never started) -- a rare, small leak.
                 try:
                     service.stop()
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up of a failed start; the start's error is what matters
                     pass
                 if not isinstance(e, frida.AddressInUseError) and "in use" not in str(e).lower():
                     raise PortalError(f"portal {self.name}: {e}") from e
@@ -151,7 +151,7 @@ class HandsetPortal:
             return
         try:
             _with_timeout(service.stop, 5.0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - stopping never raises; the portal is gone either way
             pass
         with self._cond:
             self._nodes.clear()
@@ -305,7 +305,7 @@ class AppProcess:
             if session is not None:
                 try:
                     _with_timeout(session.detach, 2.0)
-                except Exception:
+                except Exception:  # noqa: BLE001 - stop() never raises; the process is killed below anyway
                     pass
             popen = self._popen
             if popen is not None and popen.poll() is None:
@@ -316,9 +316,9 @@ class AppProcess:
                     try:
                         popen.kill()
                         popen.wait(self.STOP_GRACE)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - stop() never raises
                         pass
-                except Exception:
+                except Exception:  # noqa: BLE001 - stop() never raises
                     pass
             if popen is not None:
                 self.portal.unregister_app(popen.pid)
@@ -453,7 +453,7 @@ class AppProcess:
             if self.on_call is None:
                 raise RuntimeError("the lab takes no calls from this app")
             reply = {"reply": msg["call"], "ok": True, "result": self.on_call(msg)}
-        except Exception as e:  # the app gets the error; the lab goes on
+        except Exception as e:  # noqa: BLE001 - the app gets the error; the lab goes on
             reply = {"reply": msg.get("call"), "ok": False, "error": f"{type(e).__name__}: {e}"}
         try:
             self._send(reply)

@@ -40,7 +40,7 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from . import pcapdroid, screens, wiretap
 from .adb.server import AdbdServer
@@ -433,7 +433,10 @@ class LabHandset:
 
     # the rule field whose protection the build also gives its own frames: numbers it looks up or
     # sends to, and message bodies
-    _WIRE_FIELDS = {"number": ("presence_lookup", "contact_number"), "body": ("message_send", "message_text")}
+    _WIRE_FIELDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "number": ("presence_lookup", "contact_number"),
+        "body": ("message_send", "message_text"),
+    }
 
     def _wire_field(self, kind: str) -> tuple[Any, Any] | None:
         """(field spec, this build's behaviour) when the build protects ``kind``; None if plain."""

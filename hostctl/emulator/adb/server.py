@@ -740,7 +740,7 @@ class _Upload:
             if self.final.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "Is a directory")
             self.tmp = self.final.with_name(f".{self.final.name}.hostctl-upload")
-            self.fh = open(self.tmp, "wb")
+            self.fh = open(self.tmp, "wb")  # noqa: SIM115 - kept open across DATA chunks; closed on DONE or abort
             self.mode = stat_mod.S_IMODE(ev.mode) or 0o644
         except DevicePathError:
             self.error = "couldn't create file: Permission denied"
@@ -786,7 +786,7 @@ async def _send_file(fs: DeviceFS, ev: sync.Recv, ch: Channel) -> None:
         await ch.write(sync.reply_fail("compression is not supported by this device"))
         return
     try:
-        fh = open(fs.host_path(ev.path), "rb")
+        fh = open(fs.host_path(ev.path), "rb")  # noqa: SIM115 - the open's own errors get their own replies
     except DevicePathError:
         await ch.write(sync.reply_fail("open failed: Permission denied"))
         return

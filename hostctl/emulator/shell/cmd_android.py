@@ -718,7 +718,7 @@ _INJECT_DENIED = (
 
 _INPUT_USAGE = """Usage: input [<source>] <command> [<arg>...]
 
-The sources are: 
+The sources are:\x20
       trackball
       joystick
       touchnavigation
