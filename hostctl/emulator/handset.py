@@ -420,6 +420,23 @@ def _dump_node(view: View, index: int, package: str, out: list[str]) -> None:
     out.append("</node>")
 
 
+def _launch(comp: str) -> Callable[[VirtualHandset, View], None]:
+    """A launcher icon's click: start ``comp`` as the launcher does."""
+
+    def click(h: VirtualHandset, v: View) -> None:
+        h.start_activity(
+            Intent(
+                kind="activity",
+                action="android.intent.action.MAIN",
+                categories=("android.intent.category.LAUNCHER",),
+                component=comp,
+                flags=0x10200000,
+            )
+        )
+
+    return click
+
+
 def _launcher_screen(handset: VirtualHandset) -> View:
     pkg = "com.miui.home"
     icons = [
@@ -442,15 +459,7 @@ def _launcher_screen(handset: VirtualHandset) -> View:
                 focusable=True,
                 long_clickable=True,
                 bounds=(left, 1040, left + 150, 1220),
-                on_click=lambda h, v, c=comp: h.start_activity(
-                    Intent(
-                        kind="activity",
-                        action="android.intent.action.MAIN",
-                        categories=("android.intent.category.LAUNCHER",),
-                        component=c,
-                        flags=0x10200000,
-                    )
-                ),
+                on_click=_launch(comp),
             )
         )
     workspace = View(
@@ -509,6 +518,11 @@ _SYSTEM_PROCESSES: tuple[tuple[int, str, int, int, str], ...] = (
 
 class VirtualHandset:
     """One emulated handset's state; see the module docstring for what persists where."""
+
+    # set at run time by the Messaging screens (emulator/screens.py), which read them with getattr
+    # and a default until then: the MMS activation dialog on show, and the compose screen's draft
+    mms_dialog: dict[str, Any] | None
+    compose_draft: dict[str, Any]
 
     def __init__(
         self, *, label: str, profile: FirmwareProfile, state_dir: Path, identity: HandsetIdentity | None = None
@@ -1441,7 +1455,14 @@ def _insert(table: str, row: dict[str, Any]) -> Callable[[sqlite3.Connection], i
     """One row into ``table`` (an empty row gets its defaults); the new _id."""
     names = list(row)
     sql = f"INSERT INTO {table} ({', '.join(names) or '_id'}) VALUES ({', '.join('?' for _ in names) or 'NULL'})"
-    return lambda db: db.execute(sql, [row[n] for n in names]).lastrowid
+
+    def run(db: sqlite3.Connection) -> int:
+        rowid = db.execute(sql, [row[n] for n in names]).lastrowid
+        if rowid is None:  # sqlite3 sets it after every successful INSERT
+            raise RuntimeError(f"INSERT INTO {table} gave no row id")
+        return rowid
+
+    return run
 
 
 def _iso(mcc: str) -> str:

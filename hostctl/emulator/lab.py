@@ -30,6 +30,7 @@ Everything here runs on one asyncio loop; blocking Frida calls go to worker thre
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -38,6 +39,7 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -76,11 +78,11 @@ class LabError(RuntimeError):
     """A lab could not be started, reached or changed."""
 
 
-def default_home(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("HOSTCTL_HOME"):
-        return Path(env["HOSTCTL_HOME"])
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if environ.get("HOSTCTL_HOME"):
+        return Path(environ["HOSTCTL_HOME"])
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "hostctl"
 
 
@@ -640,6 +642,8 @@ class LabHandset:
                 else {h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}
             )
             env = {"HOSTCTL_HOSTS": json.dumps(hosts), "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
+        if self.portal is None:  # start_apps() starts it first
+            raise LabError(f"{self.label}: app {package} needs the handset's Frida portal, which is not running")
         app = AppProcess(
             package=package,
             portal=self.portal,
@@ -653,9 +657,12 @@ class LabHandset:
             await asyncio.to_thread(app.start)
         except AppProcessError as exc:
             raise LabError(f"{self.label}: app {package} did not start: {exc}") from exc
+        pid = app.pid
+        if pid is None:  # start() returned, so the process was spawned
+            raise LabError(f"{self.label}: app {package} started without a process id")
         self.apps[package] = app
-        self.handset.register_process(package, app.pid, APP_UID_BASE + len(self.apps))
-        self.lab._pids[app.pid] = self
+        self.handset.register_process(package, pid, APP_UID_BASE + len(self.apps))
+        self.lab._pids[pid] = self
 
     async def power_off(self) -> None:
         """Pull the plug: adbd stops (the host sees the device go offline), apps die."""
@@ -986,11 +993,12 @@ class Lab:
         if self._loop is None or not 1 <= channel <= len(self.handsets):
             return
         future = asyncio.run_coroutine_threadsafe(self._relay_power(self.handsets[channel - 1], on), self._loop)
-        future.add_done_callback(
-            lambda f: (
-                f.exception() and log.error("relay %d %s failed: %s", channel, "on" if on else "off", f.exception())
-            )
-        )
+
+        def report(f: concurrent.futures.Future[None]) -> None:
+            if f.exception():
+                log.error("relay %d %s failed: %s", channel, "on" if on else "off", f.exception())
+
+        future.add_done_callback(report)
 
     async def _relay_power(self, lh: LabHandset, on: bool) -> None:
         assert self._power_lock is not None
@@ -1067,7 +1075,8 @@ class Lab:
             self.cloud = None
         if self.modem_server is not None:
             with contextlib.suppress(Exception):
-                self.modem.detach()
+                if self.modem is not None:
+                    self.modem.detach()
             with contextlib.suppress(Exception):
                 self.modem_server.stop()
             self.modem_server = None

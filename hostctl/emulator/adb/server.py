@@ -759,13 +759,16 @@ class _Upload:
         if self.error or self.fh is None:
             self.abort()
             return sync.reply_fail(self.error or "write failed")
+        tmp, final = self.tmp, self.final
+        if tmp is None or final is None:  # set with fh in __init__
+            raise RuntimeError("upload: a file is open without its paths")
         try:
             self.fh.close()
-            os.chmod(self.tmp, self.mode)
+            os.chmod(tmp, self.mode)
             if os.geteuid() == 0:  # adbd's sync runs as the shell user: the file is the shell's
-                os.chown(self.tmp, 2000, 2000)
-            os.utime(self.tmp, (mtime, mtime))
-            os.replace(self.tmp, self.final)
+                os.chown(tmp, 2000, 2000)
+            os.utime(tmp, (mtime, mtime))
+            os.replace(tmp, final)
         except OSError as exc:
             self.abort()
             return sync.reply_fail(f"write failed: {exc.strerror}")

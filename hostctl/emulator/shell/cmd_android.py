@@ -16,7 +16,14 @@ from ..android import pm as pm_fmt
 from ..android import wm as wm_fmt
 from ..android.apk import ApkError
 from ..android.model import Battery, Display, Process, TopActivity
-from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
+from ..handset import (
+    CONTACTS_AUTHORITY,
+    ContentError,
+    Intent,
+    LogEntry,
+    ReadOnlyPropertyError,
+    normalize_component,
+)
 from . import subinfo
 from .files import FsError
 from .parcel import parcel_error_text
@@ -1082,7 +1089,11 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
     # Stream until the caller cancels (the ADB stream closed).
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    remove = h.add_log_listener(lambda e: loop.call_soon_threadsafe(queue.put_nowait, e))
+
+    def listen(e: LogEntry) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, e)
+
+    remove = h.add_log_listener(listen)
     try:
         while True:
             e = await queue.get()

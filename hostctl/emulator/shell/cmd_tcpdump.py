@@ -27,6 +27,7 @@ import ipaddress
 import re
 import struct
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +169,16 @@ def _parse(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return opts, rest
 
 
+def _port_is(port: int) -> Callable[[Any], bool]:
+    """``port N``: either end of the Connection uses port N."""
+    return lambda conn: port in (conn.client[1], conn.server[1])
+
+
+def _host_is(addr: str) -> Callable[[Any], bool]:
+    """``host A``: either end of the Connection is address A."""
+    return lambda conn: addr in (conn.client[0], conn.server[0])
+
+
 def _filter(expr: list[str]) -> Any:
     """The BPF subset: returns a predicate on a Connection, or raises ValueError."""
     if not expr:
@@ -179,7 +190,7 @@ def _filter(expr: list[str]) -> Any:
             clauses.append([])
         else:
             clauses[-1].append(w)
-    tests = []
+    tests: list[Callable[[Any], bool]] = []
     for c in clauses:
         if c in (["tcp"], ["ip"]):
             continue
@@ -189,13 +200,13 @@ def _filter(expr: list[str]) -> Any:
             if not c[-1].isdigit() or not 0 <= int(c[-1]) <= 65535:
                 raise ValueError(f"illegal port number {c[-1]}")
             port = int(c[-1])
-            tests.append(lambda conn, p=port: p in (conn.client[1], conn.server[1]))
+            tests.append(_port_is(port))
         elif len(c) == 2 and c[0] == "host":
             try:
                 addr = str(ipaddress.ip_address(c[1]))
             except ValueError:
                 raise ValueError(f"unknown host '{c[1]}'") from None
-            tests.append(lambda conn, a=addr: a in (conn.client[0], conn.server[0]))
+            tests.append(_host_is(addr))
         else:
             raise ValueError("syntax error")
     return (lambda conn: all(t(conn) for t in tests)) if tests else None
@@ -367,7 +378,12 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
         return 1
     proc = _spawn(ctx.handset, "tcpdump", 0, ctx.session.ppid, ctx.session.pid)
     # SIGINT/SIGTERM to the tool process end the capture, which then prints its counts
-    ctx.extra["on_signal"] = lambda sig: (proc.deliver(sig), True)[1]
+
+    def on_signal(sig: int) -> bool:
+        proc.deliver(sig)
+        return True
+
+    ctx.extra["on_signal"] = on_signal
     sink = None
     tap = tap_of(ctx.handset)
     try:

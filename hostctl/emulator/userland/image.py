@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,9 @@ class SystemImage:
         return sorted(p.name for p in self.root.iterdir() if p.name.startswith("lib"))
 
 
-def cache_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("HOSTCTL_CACHE") or env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    environ: Mapping[str, str] = os.environ if env is None else env
+    base = environ.get("HOSTCTL_CACHE") or environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "hostctl" / "userland"
 
 

@@ -214,6 +214,8 @@ class FrameworkServer:
         if died:
             writer.write(encode(Frame.DIE, bytes([died[0]])))
         else:
+            if rc is None:  # only a cancelled run (died) has no status
+                raise RuntimeError(f"{req.argv[0]}: the command ended without an exit status")
             writer.write(encode(Frame.EXIT, bytes([rc & 0xFF])))
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.drain(), 10)

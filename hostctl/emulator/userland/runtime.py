@@ -237,7 +237,7 @@ class Userland:
 
             h = self.handset
             # toybox's timeout came with Android 6.0; rooted KitKat builds carry one (busybox)
-            absent = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
+            absent: tuple[str, ...] = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
             from ..shell import cmd_android  # framework tools a release does not have yet
 
             absent += tuple(
@@ -528,7 +528,12 @@ async def _wait_fd(fd: int, writable: bool = False) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
     add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
-    add(fd, lambda: fut.done() or fut.set_result(None))
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    add(fd, ready)
     try:
         await fut
     finally:
