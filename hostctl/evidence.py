@@ -373,7 +373,8 @@ class RunFolder:
         rel = self._rel(rel_path)
         path = self.path_for(rel)
         try:
-            fh = open(path, mode, opener=_private_opener, **({} if "b" in mode else {"encoding": encoding}))  # noqa: SIM115 - closed in the finally below, under the lock
+            # not a with-block: the file is closed in the finally below, under the lock
+            fh = open(path, mode, encoding=None if "b" in mode else encoding, opener=_private_opener)  # noqa: SIM115
         except OSError as exc:
             raise EvidenceError(f"cannot open {path}: {exc}", path=path) from None
         self._record(rel, kind, handset, complete=False)

@@ -86,10 +86,10 @@ import difflib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -98,6 +98,9 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .device import AdbAddress
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
 
 __all__ = [
     "CAPTURE_SOURCES",
@@ -569,6 +572,11 @@ class _Map:
         at = self.get(key)
         return None if at is None or at.value is None else at
 
+    def read(self, key: str, read: Callable[[_At], _T], default: _D) -> _T | _D:
+        """``read(entry)``, or ``default`` when the entry is absent or empty (as :meth:`opt`)."""
+        at = self.opt(key)
+        return default if at is None else read(at)
+
     def req(self, key: str) -> _At:
         at = self.get(key)
         if at is None or at.value is None:
@@ -623,8 +631,8 @@ def _testbed(at: _At, ctx: _Ctx) -> Testbed:
         em = e.mapping(_EMULATOR_KEYS)
         emulator = EmulatorSpec(
             adb_port=em.req("adb_port").integer(1, 65535),
-            lab_dir=em.opt("lab_dir").text() if em.opt("lab_dir") else None,
-            profile=em.opt("profile").text() if em.opt("profile") else None,
+            lab_dir=em.read("lab_dir", lambda a: a.text(), None),
+            profile=em.read("profile", lambda a: a.text(), None),
         )
     _cross_check(m, handsets, modem, relay)
     return Testbed(
@@ -655,7 +663,7 @@ def _handset(at: _At, ctx: _Ctx) -> HandsetSpec:
             adb = AdbAddress.parse(adb_at.raw())
         except ValueError as exc:
             raise adb_at.fail(str(exc)) from None
-    sims = tuple(_sim(s, i) for i, s in enumerate(m.opt("sims").items() if m.opt("sims") else []))
+    sims = tuple(_sim(s, i) for i, s in enumerate(m.read("sims", lambda a: a.items(), [])))
     return HandsetSpec(
         serial=serial,
         label=label,
@@ -664,18 +672,18 @@ def _handset(at: _At, ctx: _Ctx) -> HandsetSpec:
         capture=_capture(m.opt("capture")),
         frida=_frida(m.get("frida")),
         console=_console(m.opt("console")),
-        relay_channel=m.opt("relay_channel").integer(1, 255) if m.opt("relay_channel") else None,
+        relay_channel=m.read("relay_channel", lambda a: a.integer(1, 255), None),
     )
 
 
 def _sim(at: _At, index: int) -> SimSpec:
     m = at.mapping(_SIM_KEYS)
-    slot = m.opt("slot").integer(0, MAX_SIM_SLOTS - 1) if m.opt("slot") else index
+    slot = m.read("slot", lambda a: a.integer(0, MAX_SIM_SLOTS - 1), index)
     return SimSpec(
         slot=slot,
         number=m.req("number").e164(),
         iccid=_iccid(m.opt("iccid")),
-        operator=m.opt("operator").raw() if m.opt("operator") else None,
+        operator=m.read("operator", lambda a: a.raw(), None),
         imsi=_imsi(m.opt("imsi")),
         imei=_imei(m.opt("imei")),
     )
@@ -711,6 +719,9 @@ def _imei(at: _At | None) -> str | None:
 def _capture(at: _At | None) -> CaptureSpec | None:
     if at is None:
         return None
+    interface: str | None
+    flt: str | None
+    options: dict[str, Any]
     if isinstance(at.value, str):
         source, interface, flt, options = at.value.strip(), None, None, {}
         src_at = at
@@ -718,8 +729,8 @@ def _capture(at: _At | None) -> CaptureSpec | None:
         m = at.mapping(_CAPTURE_KEYS)
         src_at = m.req("source")
         source = src_at.text().strip()
-        interface = m.opt("interface").text() if m.opt("interface") else None
-        flt = m.opt("filter").text() if m.opt("filter") else None
+        interface = m.read("interface", lambda a: a.text(), None)
+        flt = m.read("filter", lambda a: a.text(), None)
         options = {}
         if (o := m.opt("options")) is not None:
             if not isinstance(o.value, Mapping):
@@ -752,9 +763,9 @@ def _frida(at: _At | None) -> FridaSpec | None:
         return FridaSpec()
     m = at.mapping(_FRIDA_KEYS)
     return FridaSpec(
-        server=m.opt("server").text() if m.opt("server") else None,
-        port=m.opt("port").integer(1, 65535) if m.opt("port") else FRIDA_PORT,
-        processes=m.opt("processes").strings() if m.opt("processes") else FridaSpec().processes,
+        server=m.read("server", lambda a: a.text(), None),
+        port=m.read("port", lambda a: a.integer(1, 65535), FRIDA_PORT),
+        processes=m.read("processes", lambda a: a.strings(), FridaSpec().processes),
     )
 
 
@@ -765,7 +776,7 @@ def _console(at: _At | None) -> ConsoleSpec | None:
         return ConsoleSpec(port=at.text())
     m = at.mapping(_CONSOLE_KEYS)
     return ConsoleSpec(
-        port=m.req("port").text(), baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else CONSOLE_BAUDRATE
+        port=m.req("port").text(), baudrate=m.read("baudrate", lambda a: a.integer(50), CONSOLE_BAUDRATE)
     )
 
 
@@ -779,7 +790,7 @@ def _modem(at: _At | None) -> ModemSpec | None:
     return ModemSpec(
         port=m.req("port").text(),
         number=m.req("number").e164(),
-        baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else MODEM_BAUDRATE,
+        baudrate=m.read("baudrate", lambda a: a.integer(50), MODEM_BAUDRATE),
         pin=pin,
         iccid=_iccid(m.opt("iccid")),
         imsi=_imsi(m.opt("imsi")),
@@ -793,16 +804,16 @@ def _relay(at: _At | None) -> RelaySpec | None:
     m = at.mapping(_RELAY_KEYS)
     return RelaySpec(
         port=m.req("port").text(),
-        channels=m.opt("channels").integer(1, 255) if m.opt("channels") else None,
-        baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else RELAY_BAUDRATE,
-        off_seconds=m.opt("off_seconds").number() if m.opt("off_seconds") else None,
+        channels=m.read("channels", lambda a: a.integer(1, 255), None),
+        baudrate=m.read("baudrate", lambda a: a.integer(50), RELAY_BAUDRATE),
+        off_seconds=m.read("off_seconds", lambda a: a.number(), None),
     )
 
 
 def _cross_check(m: _Map, handsets: tuple[HandsetSpec, ...], modem: ModemSpec | None, relay: RelaySpec | None) -> None:
     """What no single entry can check: uniqueness, and relay channels against the relay."""
     seen: dict[tuple[str, Any], str] = {}
-    hs_list = m.opt("handsets").items() if m.opt("handsets") else []
+    hs_list = m.read("handsets", lambda a: a.items(), [])
 
     def once(kind: str, value: Any, at: _At, what: str) -> None:
         if value is None:
@@ -824,7 +835,7 @@ def _cross_check(m: _Map, handsets: tuple[HandsetSpec, ...], modem: ModemSpec | 
                     f"must be between 1 and {relay.channels} (the relay's channels), not {h.relay_channel}"
                 )
             once("relay_channel", h.relay_channel, ch_at, f"relay channel {h.relay_channel}")
-        sim_ats = hm.opt("sims").items() if hm.opt("sims") else []
+        sim_ats = hm.read("sims", lambda a: a.items(), [])
         for sim, s_at in zip(h.sims, sim_ats):
             sm = s_at.mapping(_SIM_KEYS)
             once(f"slot/{h.label}", sim.slot, sm.get("slot") or s_at, f"SIM slot {sim.slot}")
@@ -988,7 +999,7 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)  # list items indented under their key
 
-    def represent_list(self, data: list[Any]) -> yaml.Node:
+    def represent_list(self, data: Iterable[Any]) -> yaml.SequenceNode:
         flow = bool(data) and all(isinstance(v, (str, int, float)) for v in data)
         return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
