@@ -30,28 +30,39 @@ from pathlib import Path
 
 import adbutils
 
-from hostctl.emulator.lab import (LabConfig, LabThread, adb_binary, ensure_adb_server, free_loopback_port,
-                                  kill_adb_server)
-
+from hostctl.emulator.lab import (
+    LabConfig,
+    LabThread,
+    adb_binary,
+    ensure_adb_server,
+    free_loopback_port,
+    kill_adb_server,
+)
 
 free_port = free_loopback_port
 
 
 def row(name: str, value: str, ref: str, ratio: float, target: str, ok: bool) -> None:
-    print(f"{name:<34} {value:>14}   ref {ref:>14}   ratio {ratio:7.2f}   target {target:<12} {'PASS' if ok else 'MISS'}",
-          flush=True)
+    print(
+        f"{name:<34} {value:>14}   ref {ref:>14}   ratio {ratio:7.2f}   target {target:<12} {'PASS' if ok else 'MISS'}",
+        flush=True,
+    )
 
 
 def bench_lab_start(port: int, runs: int) -> None:
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
     client = adbutils.AdbClient(port=port, socket_timeout=10)
     times, refs = [], []
-    for i in range(runs):
+    for _ in range(runs):
         with tempfile.TemporaryDirectory() as home:
             env["HOSTCTL_HOME"] = home
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--handsets", "2"],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--handsets", "2"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             t_device = None
             while time.perf_counter() - t0 < 60:
                 states = [d.state for d in client.list()]
@@ -63,7 +74,9 @@ def bench_lab_start(port: int, runs: int) -> None:
             t1 = time.perf_counter()
             subprocess.run([adb_binary(), "devices"], env=env, capture_output=True, timeout=30)
             refs.append(time.perf_counter() - t1)
-            subprocess.run([sys.executable, "-m", "hostctl", "emulator", "down"], env=env, capture_output=True, timeout=60)
+            subprocess.run(
+                [sys.executable, "-m", "hostctl", "emulator", "down"], env=env, capture_output=True, timeout=60
+            )
             if t_device is None:
                 print("lab start: handsets never reached 'device'", proc.stderr.read().decode()[-500:])
                 return
@@ -78,8 +91,12 @@ def _median_round_trips(device: adbutils.AdbDevice, client: adbutils.AdbClient, 
         client.server_version()
     shell, host = [], []
     for _ in range(calls):
-        t = time.perf_counter(); device.shell("true"); shell.append(time.perf_counter() - t)
-        t = time.perf_counter(); client.server_version(); host.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        device.shell("true")
+        shell.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        client.server_version()
+        host.append(time.perf_counter() - t)
     return statistics.median(shell), statistics.median(host)
 
 
@@ -105,7 +122,7 @@ def _loopback_throughput(data: bytes) -> float:
         c, _ = srv.accept()
         with c:
             buf = bytearray(1 << 20)
-            while (n := c.recv_into(buf)):
+            while n := c.recv_into(buf):
                 received[0] += n
 
     t = threading.Thread(target=sink)
@@ -128,12 +145,22 @@ def bench_push_pull(port: int, serial: str, size_mb: int, runs: int) -> None:
         pushes, pulls = [], []
         for _ in range(runs):
             t0 = time.perf_counter()
-            subprocess.run([adb_binary(), "-s", serial, "push", str(src), "/sdcard/blob"], env=env, check=True,
-                           capture_output=True, timeout=300)
+            subprocess.run(
+                [adb_binary(), "-s", serial, "push", str(src), "/sdcard/blob"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             pushes.append(len(data) / (time.perf_counter() - t0) / 1e6)
             t0 = time.perf_counter()
-            subprocess.run([adb_binary(), "-s", serial, "pull", "/sdcard/blob", str(src) + ".back"], env=env,
-                           check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [adb_binary(), "-s", serial, "pull", "/sdcard/blob", str(src) + ".back"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             pulls.append(len(data) / (time.perf_counter() - t0) / 1e6)
         assert Path(str(src) + ".back").read_bytes() == data
     for name, vals in (("push", pushes), ("pull", pulls)):
@@ -178,7 +205,7 @@ def bench_memory(port: int, handsets: int) -> None:
         with LabThread(LabConfig(adb_port=port, handsets=handsets, home=Path(home), connect_timeout=60)) as lt:
             elapsed = time.perf_counter() - t0
             client = adbutils.AdbClient(port=port, socket_timeout=30)
-            for h in lt.lab.handsets:        # every handset's sandbox is up
+            for h in lt.lab.handsets:  # every handset's sandbox is up
                 client.device(h.serial).shell("true")
             time.sleep(1.0)
             rss, pss = _mem_kb(os.getpid())
@@ -189,8 +216,14 @@ def bench_memory(port: int, handsets: int) -> None:
                 rss += r
                 pss += p
     per_rss, per_pss = rss / handsets / 1024, pss / handsets / 1024
-    row(f"{handsets} handsets: RSS per handset", f"{per_rss:.1f} MB", f"PSS {per_pss:.1f} MB", per_rss / 40,
-        "<= 40 MB", per_rss <= 40)
+    row(
+        f"{handsets} handsets: RSS per handset",
+        f"{per_rss:.1f} MB",
+        f"PSS {per_pss:.1f} MB",
+        per_rss / 40,
+        "<= 40 MB",
+        per_rss <= 40,
+    )
     print(f"   ({handsets} handsets up in {elapsed:.1f} s)")
 
 
@@ -207,13 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "start"):
             bench_lab_start(port, 3 if args.quick else 7)
         if args.only in (None, "shell", "transfer"):
-            with tempfile.TemporaryDirectory() as home:
-                with LabThread(LabConfig(adb_port=port, handsets=1, home=Path(home), with_apps=False)) as lt:
-                    serial = lt.lab.handsets[0].serial
-                    if args.only in (None, "shell"):
-                        bench_shell_round_trip(port, serial, 200 if args.quick else 500)
-                    if args.only in (None, "transfer"):
-                        bench_push_pull(port, serial, 50 if args.quick else 200, 1 if args.quick else 3)
+            with (
+                tempfile.TemporaryDirectory() as home,
+                LabThread(LabConfig(adb_port=port, handsets=1, home=Path(home), with_apps=False)) as lt,
+            ):
+                serial = lt.lab.handsets[0].serial
+                if args.only in (None, "shell"):
+                    bench_shell_round_trip(port, serial, 200 if args.quick else 500)
+                if args.only in (None, "transfer"):
+                    bench_push_pull(port, serial, 50 if args.quick else 200, 1 if args.quick else 3)
         if args.only in (None, "memory"):
             bench_memory(port, 8 if args.quick else 32)
     finally:

@@ -42,28 +42,49 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping
+from typing import IO, Any
 
 from .errors import HostctlError
 
-__all__ = ["EvidenceError", "FileRecord", "MANIFEST", "RunFolder", "Redactor", "SCHEMA", "SCHEMA_VERSION",
-           "Verification", "verify"]
+__all__ = [
+    "EvidenceError",
+    "FileRecord",
+    "MANIFEST",
+    "RunFolder",
+    "Redactor",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Verification",
+    "verify",
+]
 
 SCHEMA = "hostctl.manifest"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
 HANDSETS = "handsets"
-STATUSES = ("running", "complete", "degraded", "interrupted", "failed")   # degraded: complete, but the
-                                                                           # host's tooling broke (see the report)
+STATUSES = ("running", "complete", "degraded", "interrupted", "failed")  # degraded: complete, but the
+# host's tooling broke (see the report)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TMP_PREFIX = ".tmp-"
-_KINDS = {".pcapng": "pcapng", ".pcap": "pcap", ".jsonl": "jsonl", ".json": "json", ".log": "log",
-          ".txt": "text", ".xml": "xml", ".html": "html", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}
+_KINDS = {
+    ".pcapng": "pcapng",
+    ".pcap": "pcap",
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".log": "log",
+    ".txt": "text",
+    ".xml": "xml",
+    ".html": "html",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".csv": "csv",
+}
 
 
 class EvidenceError(HostctlError):
@@ -76,7 +97,7 @@ class EvidenceError(HostctlError):
 
 def _utc(clock: Callable[[], datetime]) -> datetime:
     now = clock()
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _iso(t: datetime) -> str:
@@ -88,7 +109,7 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-PRIVATE_DIR = 0o700      # a run folder holds identifiers (IMEI, IMSI, numbers, raw captures): owner only
+PRIVATE_DIR = 0o700  # a run folder holds identifiers (IMEI, IMSI, numbers, raw captures): owner only
 PRIVATE_FILE = 0o600
 
 
@@ -133,17 +154,23 @@ _atomic_write = atomic_write
 class FileRecord:
     """One evidence file of a run, as the manifest lists it."""
 
-    path: str                       # relative to the run folder, '/'-separated
+    path: str  # relative to the run folder, '/'-separated
     kind: str
     handset: str | None = None
     complete: bool = True
     size: int | None = None
     sha256: str | None = None
-    _stamp: tuple[int, int, int] | None = field(default=None, repr=False)   # (size, mtime_ns, inode) hashed
+    _stamp: tuple[int, int, int] | None = field(default=None, repr=False)  # (size, mtime_ns, inode) hashed
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind,
-                "handset": self.handset, "complete": self.complete}
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "handset": self.handset,
+            "complete": self.complete,
+        }
 
 
 class RunFolder:
@@ -157,8 +184,9 @@ class RunFolder:
     ...                                           # on leaving: status complete/failed/interrupted
     """
 
-    def __init__(self, path: Path, *, testbed: str, run_id: str, started: datetime,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, path: Path, *, testbed: str, run_id: str, started: datetime, clock: Callable[[], datetime]
+    ) -> None:
         self.path = path
         self.testbed = testbed
         self.run_id = run_id
@@ -174,12 +202,18 @@ class RunFolder:
 
     # -- making one ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, out_dir: str | os.PathLike[str], testbed_name: str, *,
-               clock: Callable[[], datetime] | None = None, handsets: Iterable[str] = ()) -> "RunFolder":
+    def create(
+        cls,
+        out_dir: str | os.PathLike[str],
+        testbed_name: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        handsets: Iterable[str] = (),
+    ) -> RunFolder:
         """Make ``<out_dir>/<testbed_name>/<UTC start time>/`` (with ``-2``, ``-3``... when a run
         started in the same second), its ``handsets/<label>/`` folders, a first manifest, and
         point ``<out_dir>/<testbed_name>/latest`` at it."""
-        clock = clock or (lambda: datetime.now(timezone.utc))
+        clock = clock or (lambda: datetime.now(UTC))
         if not _SAFE_NAME.fullmatch(testbed_name):
             raise EvidenceError(f"testbed name {testbed_name!r} cannot name a folder")
         started = _utc(clock)
@@ -206,18 +240,29 @@ class RunFolder:
         return run
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None) -> "RunFolder":
+    def resume(cls, run_dir: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None) -> RunFolder:
         """An existing run folder, with the files its manifest lists (to add to it later)."""
         path = Path(run_dir)
         doc = _read_manifest(path)
         started = datetime.fromisoformat(doc["started"].replace("Z", "+00:00"))
-        run = cls(path, testbed=doc["testbed"], run_id=doc["run_id"], started=started,
-                  clock=clock or (lambda: datetime.now(timezone.utc)))
+        run = cls(
+            path,
+            testbed=doc["testbed"],
+            run_id=doc["run_id"],
+            started=started,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
         run._sequence = int(doc.get("sequence", 0))
         run.handsets = list(doc.get("handsets", []))
         for f in doc.get("files", []):
-            rec = FileRecord(f["path"], f.get("kind", "file"), f.get("handset"), bool(f.get("complete", True)),
-                             f.get("size"), f.get("sha256"))
+            rec = FileRecord(
+                f["path"],
+                f.get("kind", "file"),
+                f.get("handset"),
+                bool(f.get("complete", True)),
+                f.get("size"),
+                f.get("sha256"),
+            )
             run._files[rec.path] = rec
         for p in doc.get("missing", []):
             run._files.setdefault(p, FileRecord(p, _kind_of(p), _handset_of(p)))
@@ -255,8 +300,12 @@ class RunFolder:
             except ValueError:
                 raise EvidenceError(f"{rel_path} is outside the run folder {self.path}", path=rel_path) from None
         parts = PurePosixPath(p.as_posix()).parts
-        if not parts or any(part in ("..", ".", "") for part in parts) or parts[0] in (MANIFEST, LATEST) \
-                or any(part.startswith(_TMP_PREFIX) for part in parts):
+        if (
+            not parts
+            or any(part in ("..", ".", "") for part in parts)
+            or parts[0] in (MANIFEST, LATEST)
+            or any(part.startswith(_TMP_PREFIX) for part in parts)
+        ):
             raise EvidenceError(f"{str(rel_path)!r} is not a usable evidence path in the run folder", path=rel_path)
         return "/".join(parts)
 
@@ -267,8 +316,14 @@ class RunFolder:
         return path
 
     # -- recording files ----------------------------------------------------------------------
-    def add_file(self, rel_path: str | os.PathLike[str], data: bytes | str | None = None, *,
-                 kind: str | None = None, handset: str | None = None) -> Path:
+    def add_file(
+        self,
+        rel_path: str | os.PathLike[str],
+        data: bytes | str | None = None,
+        *,
+        kind: str | None = None,
+        handset: str | None = None,
+    ) -> Path:
         """Record a file of the run. With ``data`` (bytes, or text written as UTF-8) the file is
         written first, atomically; without, it is a file something else writes (a console
         recorder, a capture) and is hashed when the manifest is written. ``kind`` defaults from
@@ -285,8 +340,14 @@ class RunFolder:
 
     record = add_file
 
-    def copy_file(self, source: str | os.PathLike[str], rel_path: str | os.PathLike[str], *,
-                  kind: str | None = None, handset: str | None = None) -> Path:
+    def copy_file(
+        self,
+        source: str | os.PathLike[str],
+        rel_path: str | os.PathLike[str],
+        *,
+        kind: str | None = None,
+        handset: str | None = None,
+    ) -> Path:
         """Copy a file from elsewhere (a testbed file, a capture written outside) into the run."""
         try:
             data = Path(source).read_bytes()
@@ -295,8 +356,15 @@ class RunFolder:
         return self.add_file(rel_path, data, kind=kind, handset=handset)
 
     @contextlib.contextmanager
-    def open(self, rel_path: str | os.PathLike[str], mode: str = "wb", *, kind: str | None = None,
-             handset: str | None = None, encoding: str = "utf-8") -> Iterator[IO[Any]]:
+    def open(
+        self,
+        rel_path: str | os.PathLike[str],
+        mode: str = "wb",
+        *,
+        kind: str | None = None,
+        handset: str | None = None,
+        encoding: str = "utf-8",
+    ) -> Iterator[IO[Any]]:
         """A file of the run opened for writing (``wb``, ``w``, ``ab``, ``a``, ``xb``, ``x``),
         recorded at once: a manifest written while it is open lists it (flushed) as incomplete,
         one written after it closed cleanly as complete."""
@@ -305,7 +373,8 @@ class RunFolder:
         rel = self._rel(rel_path)
         path = self.path_for(rel)
         try:
-            fh = open(path, mode, opener=_private_opener, **({} if "b" in mode else {"encoding": encoding}))
+            # not a with-block: the file is closed in the finally below, under the lock
+            fh = open(path, mode, encoding=None if "b" in mode else encoding, opener=_private_opener)  # noqa: SIM115
         except OSError as exc:
             raise EvidenceError(f"cannot open {path}: {exc}", path=path) from None
         self._record(rel, kind, handset, complete=False)
@@ -351,10 +420,10 @@ class RunFolder:
         except FileNotFoundError:
             rec.size = rec.sha256 = rec._stamp = None
             return False
-        if st.st_mode & 0o077:      # written by another tool (a capture, the tracer) under a looser umask
+        if st.st_mode & 0o077:  # written by another tool (a capture, the tracer) under a looser umask
             with contextlib.suppress(OSError):
                 os.chmod(path, PRIVATE_FILE)
-        for parent in path.relative_to(self.path).parents:     # and the folders it made for it
+        for parent in path.relative_to(self.path).parents:  # and the folders it made for it
             d = self.path / parent
             with contextlib.suppress(OSError):
                 if d.stat().st_mode & 0o077:
@@ -375,10 +444,19 @@ class RunFolder:
                     files.append(rec.to_json())
                 else:
                     missing.append(rec.path)
-            doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": self.run_id,
-                   "testbed": self.testbed, "started": _iso(self.started), "updated": _iso(_utc(self._clock)),
-                   "status": self.status, "sequence": self._sequence + 1, "handsets": list(self.handsets),
-                   "files": files, "missing": missing}
+            doc = {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "run_id": self.run_id,
+                "testbed": self.testbed,
+                "started": _iso(self.started),
+                "updated": _iso(_utc(self._clock)),
+                "status": self.status,
+                "sequence": self._sequence + 1,
+                "handsets": list(self.handsets),
+                "files": files,
+                "missing": missing,
+            }
             for key, value in self.meta.items():
                 doc.setdefault(key, value)
             return doc
@@ -404,7 +482,7 @@ class RunFolder:
     def close(self, status: str = "complete") -> Path:
         return self.write_manifest(status)
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -441,9 +519,9 @@ class Verification:
     run_dir: str
     status: str
     checked: int = 0
-    missing: list[str] = field(default_factory=list)      # listed (or listed as missing), not on disk
-    changed: list[str] = field(default_factory=list)      # on disk with another size or hash
-    unlisted: list[str] = field(default_factory=list)     # on disk, no hash in the manifest (not ok)
+    missing: list[str] = field(default_factory=list)  # listed (or listed as missing), not on disk
+    changed: list[str] = field(default_factory=list)  # on disk with another size or hash
+    unlisted: list[str] = field(default_factory=list)  # on disk, no hash in the manifest (not ok)
 
     @property
     def ok(self) -> bool:
@@ -452,8 +530,15 @@ class Verification:
         return not self.missing and not self.changed and not self.unlisted
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "status": self.status, "ok": self.ok, "checked": self.checked,
-                "missing": self.missing, "changed": self.changed, "unlisted": self.unlisted}
+        return {
+            "run_dir": self.run_dir,
+            "status": self.status,
+            "ok": self.ok,
+            "checked": self.checked,
+            "missing": self.missing,
+            "changed": self.changed,
+            "unlisted": self.unlisted,
+        }
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -490,8 +575,13 @@ def verify(run_dir: str | os.PathLike[str]) -> Verification:
     result.missing.extend(str(p) for p in doc.get("missing", []) if not (root / str(p)).is_file())
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not path.is_symlink() and rel != MANIFEST and rel not in listed \
-                and not path.name.startswith(_TMP_PREFIX):
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and rel != MANIFEST
+            and rel not in listed
+            and not path.name.startswith(_TMP_PREFIX)
+        ):
             result.unlisted.append(rel)
     return result
 
@@ -500,12 +590,55 @@ def verify(run_dir: str | os.PathLike[str]) -> Verification:
 
 # E.164 country calling codes of one and two digits; every other code has three.
 _CC1 = {"1", "7"}
-_CC2 = {"20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47",
-        "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65",
-        "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98"}
-_SEP = r"[\s.\-]?"            # what people and tools put between digits: "+86 138-0000-0001"
+_CC2 = {
+    "20",
+    "27",
+    "30",
+    "31",
+    "32",
+    "33",
+    "34",
+    "36",
+    "39",
+    "40",
+    "41",
+    "43",
+    "44",
+    "45",
+    "46",
+    "47",
+    "48",
+    "49",
+    "51",
+    "52",
+    "53",
+    "54",
+    "55",
+    "56",
+    "57",
+    "58",
+    "60",
+    "61",
+    "62",
+    "63",
+    "64",
+    "65",
+    "66",
+    "81",
+    "82",
+    "84",
+    "86",
+    "90",
+    "91",
+    "92",
+    "93",
+    "94",
+    "95",
+    "98",
+}
+_SEP = r"[\s.\-]?"  # what people and tools put between digits: "+86 138-0000-0001"
 _KIND_ALIASES = {"number": "msisdn", "phone": "msisdn", "msisdn": "msisdn"}
-_MIN_FORM = 6                 # shorter forms would hit unrelated digits
+_MIN_FORM = 6  # shorter forms would hit unrelated digits
 
 
 def country_code(e164: str) -> str:
@@ -554,19 +687,23 @@ class Redactor:
     keyed (HMAC-SHA-256): a plain hash of a phone number can be reversed by trying all numbers.
     """
 
-    def __init__(self, identifiers: Mapping[str, Iterable[str]] | Iterable[tuple[str, str]] = (), *,
-                 key: bytes | None = None) -> None:
+    def __init__(
+        self, identifiers: Mapping[str, Iterable[str]] | Iterable[tuple[str, str]] = (), *, key: bytes | None = None
+    ) -> None:
         self._key = key
-        self._forms: dict[str, str] = {}        # normalised form -> reference
-        self._refs: dict[str, str] = {}         # reference -> kind
+        self._forms: dict[str, str] = {}  # normalised form -> reference
+        self._refs: dict[str, str] = {}  # reference -> kind
         self._pattern: re.Pattern[str] | None = None
-        pairs = ((k, v) for k, vs in identifiers.items() for v in ([vs] if isinstance(vs, str) else vs)) \
-            if isinstance(identifiers, Mapping) else identifiers
+        pairs = (
+            ((k, v) for k, vs in identifiers.items() for v in ([vs] if isinstance(vs, str) else vs))
+            if isinstance(identifiers, Mapping)
+            else identifiers
+        )
         for kind, value in pairs:
             self.add(kind, value)
 
     @classmethod
-    def for_testbed(cls, testbed: Any, *, extra: Iterable[tuple[str, str]] = (), key: bytes | None = None) -> "Redactor":
+    def for_testbed(cls, testbed: Any, *, extra: Iterable[tuple[str, str]] = (), key: bytes | None = None) -> Redactor:
         """Every identifier the testbed names (see ``Testbed.identifiers``), plus ``extra`` (what
         the run read from the handsets)."""
         red = cls(testbed.identifiers(), key=key)
@@ -593,7 +730,7 @@ class Redactor:
         if kind == "msisdn" and digits:
             forms |= {digits, "+" + digits, _swap_nibbles(digits)} | _encodings(digits) | _encodings("+" + digits)
             if value.startswith("+") and len(digits) > 3:
-                national = digits[len(country_code(digits)):]
+                national = digits[len(country_code(digits)) :]
                 forms |= {"00" + digits, national, "0" + national, _swap_nibbles(national)} | _encodings(national)
         elif kind == "iccid" and digits:
             core = value.rstrip("fF")

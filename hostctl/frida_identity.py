@@ -34,7 +34,8 @@ def frida_device(handset: Handset, timeout: float = 10.0) -> Any:
     if handset.server != local:
         raise FridaIdentityError(
             f"Frida reaches devices only through the adb server named by ANDROID_ADB_SERVER_PORT "
-            f"({local}); {handset.serial} is on {handset.server}")
+            f"({local}); {handset.serial} is on {handset.server}"
+        )
     try:
         return frida.get_device_manager().get_device(handset.serial, timeout=timeout)
     except (frida.InvalidArgumentError, frida.TimedOutError) as exc:
@@ -53,8 +54,9 @@ def _pid_of(device: Any, process: str) -> int | str:
     return process
 
 
-def call_agent(handset: Handset, process: str, export: str, *args: Any, device: Any = None,
-               timeout: float = 20.0) -> Any:
+def call_agent(
+    handset: Handset, process: str, export: str, *args: Any, device: Any = None, timeout: float = 20.0
+) -> Any:
     """Attach to ``process`` on the handset, load the agent and call one of its RPC exports;
     attach, load and the call all count against ``timeout``. Errors say what to do."""
     import frida
@@ -77,17 +79,21 @@ def call_agent(handset: Handset, process: str, export: str, *args: Any, device: 
     try:
         return pool.submit(work).result(timeout=timeout)
     except FutureTimeout:
-        raise FridaIdentityError(f"attaching to {process} on {handset.serial} and asking the agent "
-                                 f"did not finish within {timeout:g} s") from None
+        raise FridaIdentityError(
+            f"attaching to {process} on {handset.serial} and asking the agent did not finish within {timeout:g} s"
+        ) from None
     except frida.ProcessNotFoundError as exc:
         raise FridaIdentityError(f"{process} is not running on {handset.serial} ({exc})") from exc
     except frida.ServerNotRunningError as exc:
-        raise FridaIdentityError(f"no frida-server reachable on {handset.serial}: start one "
-                                 f"matching frida {frida.__version__} ({exc})") from exc
+        raise FridaIdentityError(
+            f"no frida-server reachable on {handset.serial}: start one matching frida {frida.__version__} ({exc})"
+        ) from exc
     except (frida.ProtocolError, frida.NotSupportedError) as exc:
-        raise FridaIdentityError(f"cannot attach to {process} on {handset.serial}: {exc} (the "
-                                 f"frida-server major version must match the client's "
-                                 f"{frida.__version__})") from exc
+        raise FridaIdentityError(
+            f"cannot attach to {process} on {handset.serial}: {exc} (the "
+            f"frida-server major version must match the client's "
+            f"{frida.__version__})"
+        ) from exc
     except frida.core.RPCException as exc:
         raise FridaIdentityError(f"the agent in {process} failed: {exc}") from exc
     except (frida.InvalidOperationError, frida.TransportError) as exc:
@@ -101,13 +107,15 @@ def call_agent(handset: Handset, process: str, export: str, *args: Any, device: 
                 pass
 
 
-def read_telephony(handset: Handset, *, device: Any = None, timeout: float = 20.0,
-                   process: str = PHONE_PROCESS) -> dict[int, dict[str, Any]]:
+def read_telephony(
+    handset: Handset, *, device: Any = None, timeout: float = 20.0, process: str = PHONE_PROCESS
+) -> dict[int, dict[str, Any]]:
     """Per-slot rows from the agent's ``readTelephony`` (see agent/src/telephony.ts)."""
     result = call_agent(handset, process, "read_telephony", device=device, timeout=timeout)
     if not result.get("java"):
-        raise FridaIdentityError(f"{process} on {handset.serial}: "
-                                 + "; ".join(result.get("errors") or ["no Java runtime"]))
+        raise FridaIdentityError(
+            f"{process} on {handset.serial}: " + "; ".join(result.get("errors") or ["no Java runtime"])
+        )
     rows = {int(row["slot"]): row for row in result.get("slots", [])}
     for err in result.get("errors", []):
         rows.setdefault(0, {"slot": 0, "errors": []}).setdefault("errors", []).append(err)

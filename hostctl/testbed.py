@@ -86,35 +86,54 @@ import difflib
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
 from .emulator.identity import luhn_ok
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .device import AdbAddress
 
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+
 __all__ = [
-    "CAPTURE_SOURCES", "CaptureSpec", "ConfigError", "ConfigWarning", "ConsoleSpec", "EmulatorSpec",
-    "FridaSpec", "HandsetSpec", "ModemSpec", "RelaySpec", "SimSpec", "Testbed", "dump_testbed",
-    "dump_testbeds", "load_testbed", "load_testbeds", "parse_testbeds", "testbed_for_lab",
+    "CAPTURE_SOURCES",
+    "CaptureSpec",
+    "ConfigError",
+    "ConfigWarning",
+    "ConsoleSpec",
+    "EmulatorSpec",
+    "FridaSpec",
+    "HandsetSpec",
+    "ModemSpec",
+    "RelaySpec",
+    "SimSpec",
+    "Testbed",
+    "dump_testbed",
+    "dump_testbeds",
+    "load_testbed",
+    "load_testbeds",
+    "parse_testbeds",
+    "testbed_for_lab",
     "write_testbed",
 ]
 
 CAPTURE_SOURCES = ("lab", "pcapdroid", "tcpdump", "host", "none")
 FRIDA_PORT = 27042
 MODEM_BAUDRATE = 115200
-CONSOLE_BAUDRATE = 115200     # hostctl.lab.console.DEFAULT_BAUDRATE
-RELAY_BAUDRATE = 9600         # hostctl.lab.relay.DEFAULT_BAUDRATE
+CONSOLE_BAUDRATE = 115200  # hostctl.lab.console.DEFAULT_BAUDRATE
+RELAY_BAUDRATE = 9600  # hostctl.lab.relay.DEFAULT_BAUDRATE
 MAX_SIM_SLOTS = 8
 
 # params the run reads, typed (seconds); any other key is kept as written, for the tests' own use
 PARAM_SECONDS: dict[str, tuple[float, float]] = {
-    "settle": (0.0, 600.0),         # how long the audit lets traffic go out after a step
+    "settle": (0.0, 600.0),  # how long the audit lets traffic go out after a step
     "sms_timeout": (0.0, 3600.0),
 }
 
@@ -199,8 +218,7 @@ class ConsoleSpec:
 
     def controller_config(self, label: str, evidence_dir: str | Path) -> dict[str, Any]:
         """``hostctl.lab.console.Console.create``'s config, recording into ``evidence_dir``."""
-        return {"port": self.port, "baudrate": self.baudrate, "label": label,
-                "evidence_dir": str(evidence_dir)}
+        return {"port": self.port, "baudrate": self.baudrate, "label": label, "evidence_dir": str(evidence_dir)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +227,7 @@ class HandsetSpec:
 
     serial: str
     label: str
-    adb: "AdbAddress"
+    adb: AdbAddress
     sims: tuple[SimSpec, ...] = ()
     capture: CaptureSpec | None = None
     frida: FridaSpec | None = None
@@ -225,8 +243,11 @@ class HandsetSpec:
         for sim in self.sims:
             if sim.slot == slot:
                 return sim
-        raise ConfigError(f"{self.label}.sims", f"has no SIM in slot {slot} "
-                          f"(slots: {', '.join(str(s.slot) for s in self.sims) or 'none'})", source="testbed")
+        raise ConfigError(
+            f"{self.label}.sims",
+            f"has no SIM in slot {slot} (slots: {', '.join(str(s.slot) for s in self.sims) or 'none'})",
+            source="testbed",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +299,7 @@ class EmulatorSpec:
 class Testbed:
     """A named testbed: handsets (by label), the modem, the relay, parameters."""
 
-    __test__ = False      # not a pytest test class, whatever its name
+    __test__ = False  # not a pytest test class, whatever its name
 
     name: str
     handsets: tuple[HandsetSpec, ...] = ()
@@ -301,8 +322,11 @@ class Testbed:
         for h in self.handsets:
             if h.serial == label:
                 return h
-        raise ConfigError("handsets", f"testbed {self.name!r} has no handset labelled {label!r} "
-                          f"(labels: {', '.join(self.labels) or 'none'})", source=self.source or "testbed")
+        raise ConfigError(
+            "handsets",
+            f"testbed {self.name!r} has no handset labelled {label!r} (labels: {', '.join(self.labels) or 'none'})",
+            source=self.source or "testbed",
+        )
 
     def __iter__(self) -> Iterator[HandsetSpec]:
         return iter(self.handsets)
@@ -337,7 +361,7 @@ class Testbed:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<dict>", env: Mapping[str, str] | None = None) -> "Testbed":
+    def from_dict(cls, data: Any, *, source: str = "<dict>", env: Mapping[str, str] | None = None) -> Testbed:
         """One testbed from plain data (the mapping of one testbed, no ``testbeds:`` list)."""
         ctx = _Ctx(source, env)
         return _testbed(_At(data, "", None, ctx), ctx)
@@ -354,8 +378,7 @@ def _plain(spec: Any) -> dict[str, Any]:
 
 
 def _handset_dict(h: HandsetSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"serial": h.serial, "label": h.label, "adb": str(h.adb),
-                           "sims": [_plain(s) for s in h.sims]}
+    out: dict[str, Any] = {"serial": h.serial, "label": h.label, "adb": str(h.adb), "sims": [_plain(s) for s in h.sims]}
     if h.capture is not None:
         cap = _plain(h.capture)
         if not cap.get("options"):
@@ -382,7 +405,7 @@ class _Ctx:
         self.warnings: list[ConfigWarning] = []
         self._default_adb: Any = None
 
-    def default_adb(self, at: "_At") -> "AdbAddress":
+    def default_adb(self, at: _At) -> AdbAddress:
         from .device import servers_from_env
 
         if self._default_adb is None:
@@ -400,18 +423,26 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _type(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number",
-            bool: "a boolean", type(None): "empty"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "empty",
+    }.get(type(value), type(value).__name__)
 
 
 class _At:
     """A value of the file with its key path, and its YAML node when read from text (for the
     line number and the value's own text)."""
 
-    __slots__ = ("value", "path", "node", "ctx", "key_node")
+    __slots__ = ("ctx", "key_node", "node", "path", "value")
 
-    def __init__(self, value: Any, path: str, node: yaml.Node | None, ctx: _Ctx,
-                 key_node: yaml.Node | None = None) -> None:
+    def __init__(
+        self, value: Any, path: str, node: yaml.Node | None, ctx: _Ctx, key_node: yaml.Node | None = None
+    ) -> None:
         self.value, self.path, self.node, self.ctx, self.key_node = value, path, node, ctx, key_node
 
     @property
@@ -420,8 +451,12 @@ class _At:
 
     def fail(self, problem: str, *, path: str | None = None, node: yaml.Node | None = None) -> ConfigError:
         node = node if node is not None else self.node
-        return ConfigError(self.path if path is None else path, problem, source=self.ctx.source,
-                           line=node.start_mark.line + 1 if node is not None else None)
+        return ConfigError(
+            self.path if path is None else path,
+            problem,
+            source=self.ctx.source,
+            line=node.start_mark.line + 1 if node is not None else None,
+        )
 
     def warn(self, problem: str) -> None:
         self.ctx.warnings.append(ConfigWarning(self.path, problem, self.ctx.source, self.line))
@@ -443,8 +478,7 @@ class _At:
     def name(self, what: str) -> str:
         value = self.raw()
         if not _NAME.fullmatch(value):
-            raise self.fail(f"{value!r} is not a usable {what} (letters, digits, '.', '_', '-'; "
-                            "it names a folder)")
+            raise self.fail(f"{value!r} is not a usable {what} (letters, digits, '.', '_', '-'; it names a folder)")
         return value
 
     def integer(self, low: int | None = None, high: int | None = None) -> int:
@@ -469,18 +503,25 @@ class _At:
     def digits(self, what: str, low: int, high: int) -> str:
         value = self.raw().strip()
         if not value.isdigit() or not low <= len(value) <= high:
-            raise self.fail(f"{value!r} is not {what} ({low}-{high} digits)" if low != high
-                            else f"{value!r} is not {what} ({low} digits)")
+            raise self.fail(
+                f"{value!r} is not {what} ({low}-{high} digits)"
+                if low != high
+                else f"{value!r} is not {what} ({low} digits)"
+            )
         return value
 
     def e164(self) -> str:
         raw = self.raw()
         value = _NUMBER_SEPARATORS.sub("", raw)
         if not _E164.fullmatch(value):
-            hint = " (write it in quotes: YAML reads +... as an integer)" if isinstance(self.value, int) \
-                and self.node is None else ""
-            raise self.fail(f"{raw!r} is not an E.164 number (+, country code, subscriber number, "
-                            f"e.g. '+8613800000001'){hint}")
+            hint = (
+                " (write it in quotes: YAML reads +... as an integer)"
+                if isinstance(self.value, int) and self.node is None
+                else ""
+            )
+            raise self.fail(
+                f"{raw!r} is not an E.164 number (+, country code, subscriber number, e.g. '+8613800000001'){hint}"
+            )
         return value
 
     def strings(self) -> tuple[str, ...]:
@@ -488,13 +529,13 @@ class _At:
             return (self.text(),)
         return tuple(item.text() for item in self.items())
 
-    def items(self) -> list["_At"]:
+    def items(self) -> list[_At]:
         if not isinstance(self.value, list):
             raise self.fail(f"must be a list, not {_type(self.value)}")
         nodes = self.node.value if isinstance(self.node, yaml.SequenceNode) else [None] * len(self.value)
         return [_At(v, _join(self.path, i), n, self.ctx) for i, (v, n) in enumerate(zip(self.value, nodes))]
 
-    def mapping(self, keys: Sequence[str]) -> "_Map":
+    def mapping(self, keys: Sequence[str]) -> _Map:
         return _Map(self, keys)
 
 
@@ -507,14 +548,14 @@ class _Map:
         self.at = at
         self._nodes: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         if isinstance(at.node, yaml.MappingNode):
-            for knode, vnode in at.node.value:   # merge keys (<<) are flattened by now
+            for knode, vnode in at.node.value:  # merge keys (<<) are flattened by now
                 if isinstance(knode, yaml.ScalarNode):
                     self._nodes[knode.value] = (knode, vnode)
         for key in at.value:
             knode = self._nodes.get(str(key), (None, None))[0]
             if not isinstance(key, str):
                 raise at.fail(f"keys must be strings, not {key!r}", path=_join(at.path, str(key)), node=knode)
-            if key not in keys and not (at.path == "" and key.startswith("x-")):   # x-*: anchors' home
+            if key not in keys and not (at.path == "" and key.startswith("x-")):  # x-*: anchors' home
                 raise at.fail(_unknown(key, keys), path=_join(at.path, key), node=knode)
 
     def __contains__(self, key: str) -> bool:
@@ -531,6 +572,11 @@ class _Map:
         at = self.get(key)
         return None if at is None or at.value is None else at
 
+    def read(self, key: str, read: Callable[[_At], _T], default: _D) -> _T | _D:
+        """``read(entry)``, or ``default`` when the entry is absent or empty (as :meth:`opt`)."""
+        at = self.opt(key)
+        return default if at is None else read(at)
+
     def req(self, key: str) -> _At:
         at = self.get(key)
         if at is None or at.value is None:
@@ -539,8 +585,7 @@ class _Map:
 
 
 def _unknown(key: str, keys: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6) or \
-        [k for k in keys if k.lower() == key.lower()]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6) or [k for k in keys if k.lower() == key.lower()]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key{hint} (known: {', '.join(sorted(keys))})"
 
@@ -563,8 +608,10 @@ def _testbed(at: _At, ctx: _Ctx) -> Testbed:
     hs_at = m.opt("handsets")
     if hs_at is None or (isinstance(hs_at.value, list) and not hs_at.value):
         where = hs_at if hs_at is not None else at
-        raise where.fail("a testbed needs at least one handset (handsets: - {serial: ..., label: ...})",
-                         path=_join(at.path, "handsets"))
+        raise where.fail(
+            "a testbed needs at least one handset (handsets: - {serial: ..., label: ...})",
+            path=_join(at.path, "handsets"),
+        )
     handsets = tuple(_handset(h, ctx) for h in hs_at.items())
     modem = _modem(m.opt("modem"))
     params: dict[str, Any] = {}
@@ -582,12 +629,22 @@ def _testbed(at: _At, ctx: _Ctx) -> Testbed:
     emulator = None
     if (e := m.opt("emulator")) is not None:
         em = e.mapping(_EMULATOR_KEYS)
-        emulator = EmulatorSpec(adb_port=em.req("adb_port").integer(1, 65535),
-                                lab_dir=em.opt("lab_dir").text() if em.opt("lab_dir") else None,
-                                profile=em.opt("profile").text() if em.opt("profile") else None)
+        emulator = EmulatorSpec(
+            adb_port=em.req("adb_port").integer(1, 65535),
+            lab_dir=em.read("lab_dir", lambda a: a.text(), None),
+            profile=em.read("profile", lambda a: a.text(), None),
+        )
     _cross_check(m, handsets, modem, relay)
-    return Testbed(name=name, handsets=handsets, modem=modem, relay=relay, params=params, emulator=emulator,
-                   source=ctx.source, warnings=tuple(ctx.warnings))
+    return Testbed(
+        name=name,
+        handsets=handsets,
+        modem=modem,
+        relay=relay,
+        params=params,
+        emulator=emulator,
+        source=ctx.source,
+        warnings=tuple(ctx.warnings),
+    )
 
 
 def _handset(at: _At, ctx: _Ctx) -> HandsetSpec:
@@ -606,18 +663,30 @@ def _handset(at: _At, ctx: _Ctx) -> HandsetSpec:
             adb = AdbAddress.parse(adb_at.raw())
         except ValueError as exc:
             raise adb_at.fail(str(exc)) from None
-    sims = tuple(_sim(s, i) for i, s in enumerate(m.opt("sims").items() if m.opt("sims") else []))
-    return HandsetSpec(serial=serial, label=label, adb=adb, sims=sims, capture=_capture(m.opt("capture")),
-                       frida=_frida(m.get("frida")), console=_console(m.opt("console")),
-                       relay_channel=m.opt("relay_channel").integer(1, 255) if m.opt("relay_channel") else None)
+    sims = tuple(_sim(s, i) for i, s in enumerate(m.read("sims", lambda a: a.items(), [])))
+    return HandsetSpec(
+        serial=serial,
+        label=label,
+        adb=adb,
+        sims=sims,
+        capture=_capture(m.opt("capture")),
+        frida=_frida(m.get("frida")),
+        console=_console(m.opt("console")),
+        relay_channel=m.read("relay_channel", lambda a: a.integer(1, 255), None),
+    )
 
 
 def _sim(at: _At, index: int) -> SimSpec:
     m = at.mapping(_SIM_KEYS)
-    slot = m.opt("slot").integer(0, MAX_SIM_SLOTS - 1) if m.opt("slot") else index
-    return SimSpec(slot=slot, number=m.req("number").e164(), iccid=_iccid(m.opt("iccid")),
-                   operator=m.opt("operator").raw() if m.opt("operator") else None,
-                   imsi=_imsi(m.opt("imsi")), imei=_imei(m.opt("imei")))
+    slot = m.read("slot", lambda a: a.integer(0, MAX_SIM_SLOTS - 1), index)
+    return SimSpec(
+        slot=slot,
+        number=m.req("number").e164(),
+        iccid=_iccid(m.opt("iccid")),
+        operator=m.read("operator", lambda a: a.raw(), None),
+        imsi=_imsi(m.opt("imsi")),
+        imei=_imei(m.opt("imei")),
+    )
 
 
 def _iccid(at: _At | None) -> str | None:
@@ -650,6 +719,9 @@ def _imei(at: _At | None) -> str | None:
 def _capture(at: _At | None) -> CaptureSpec | None:
     if at is None:
         return None
+    interface: str | None
+    flt: str | None
+    options: dict[str, Any]
     if isinstance(at.value, str):
         source, interface, flt, options = at.value.strip(), None, None, {}
         src_at = at
@@ -657,8 +729,8 @@ def _capture(at: _At | None) -> CaptureSpec | None:
         m = at.mapping(_CAPTURE_KEYS)
         src_at = m.req("source")
         source = src_at.text().strip()
-        interface = m.opt("interface").text() if m.opt("interface") else None
-        flt = m.opt("filter").text() if m.opt("filter") else None
+        interface = m.read("interface", lambda a: a.text(), None)
+        flt = m.read("filter", lambda a: a.text(), None)
         options = {}
         if (o := m.opt("options")) is not None:
             if not isinstance(o.value, Mapping):
@@ -671,8 +743,10 @@ def _capture(at: _At | None) -> CaptureSpec | None:
         interface = given or None
     if source not in CAPTURE_SOURCES:
         close = difflib.get_close_matches(source, CAPTURE_SOURCES, n=1)
-        raise src_at.fail(f"{source!r} is not a capture source ({', '.join(CAPTURE_SOURCES[:-2])}, "
-                          f"host:IFACE or none)" + (f"; did you mean {close[0]!r}?" if close else ""))
+        raise src_at.fail(
+            f"{source!r} is not a capture source ({', '.join(CAPTURE_SOURCES[:-2])}, "
+            f"host:IFACE or none)" + (f"; did you mean {close[0]!r}?" if close else "")
+        )
     if source == "host" and not interface:
         raise src_at.fail("a host capture needs the interface: host:IFACE")
     if interface is not None and source not in ("host", "tcpdump"):
@@ -685,12 +759,14 @@ def _capture(at: _At | None) -> CaptureSpec | None:
 def _frida(at: _At | None) -> FridaSpec | None:
     if at is None:
         return None
-    if at.value is None:     # `frida:` alone: the defaults
+    if at.value is None:  # `frida:` alone: the defaults
         return FridaSpec()
     m = at.mapping(_FRIDA_KEYS)
-    return FridaSpec(server=m.opt("server").text() if m.opt("server") else None,
-                     port=m.opt("port").integer(1, 65535) if m.opt("port") else FRIDA_PORT,
-                     processes=m.opt("processes").strings() if m.opt("processes") else FridaSpec().processes)
+    return FridaSpec(
+        server=m.read("server", lambda a: a.text(), None),
+        port=m.read("port", lambda a: a.integer(1, 65535), FRIDA_PORT),
+        processes=m.read("processes", lambda a: a.strings(), FridaSpec().processes),
+    )
 
 
 def _console(at: _At | None) -> ConsoleSpec | None:
@@ -699,8 +775,9 @@ def _console(at: _At | None) -> ConsoleSpec | None:
     if isinstance(at.value, str):
         return ConsoleSpec(port=at.text())
     m = at.mapping(_CONSOLE_KEYS)
-    return ConsoleSpec(port=m.req("port").text(),
-                       baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else CONSOLE_BAUDRATE)
+    return ConsoleSpec(
+        port=m.req("port").text(), baudrate=m.read("baudrate", lambda a: a.integer(50), CONSOLE_BAUDRATE)
+    )
 
 
 def _modem(at: _At | None) -> ModemSpec | None:
@@ -710,26 +787,33 @@ def _modem(at: _At | None) -> ModemSpec | None:
     pin = None
     if (p := m.opt("pin")) is not None:
         pin = p.digits("a SIM PIN", 4, 8)
-    return ModemSpec(port=m.req("port").text(), number=m.req("number").e164(),
-                     baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else MODEM_BAUDRATE,
-                     pin=pin, iccid=_iccid(m.opt("iccid")), imsi=_imsi(m.opt("imsi")), imei=_imei(m.opt("imei")))
+    return ModemSpec(
+        port=m.req("port").text(),
+        number=m.req("number").e164(),
+        baudrate=m.read("baudrate", lambda a: a.integer(50), MODEM_BAUDRATE),
+        pin=pin,
+        iccid=_iccid(m.opt("iccid")),
+        imsi=_imsi(m.opt("imsi")),
+        imei=_imei(m.opt("imei")),
+    )
 
 
 def _relay(at: _At | None) -> RelaySpec | None:
     if at is None:
         return None
     m = at.mapping(_RELAY_KEYS)
-    return RelaySpec(port=m.req("port").text(),
-                     channels=m.opt("channels").integer(1, 255) if m.opt("channels") else None,
-                     baudrate=m.opt("baudrate").integer(50) if m.opt("baudrate") else RELAY_BAUDRATE,
-                     off_seconds=m.opt("off_seconds").number() if m.opt("off_seconds") else None)
+    return RelaySpec(
+        port=m.req("port").text(),
+        channels=m.read("channels", lambda a: a.integer(1, 255), None),
+        baudrate=m.read("baudrate", lambda a: a.integer(50), RELAY_BAUDRATE),
+        off_seconds=m.read("off_seconds", lambda a: a.number(), None),
+    )
 
 
-def _cross_check(m: _Map, handsets: tuple[HandsetSpec, ...], modem: ModemSpec | None,
-                 relay: RelaySpec | None) -> None:
+def _cross_check(m: _Map, handsets: tuple[HandsetSpec, ...], modem: ModemSpec | None, relay: RelaySpec | None) -> None:
     """What no single entry can check: uniqueness, and relay channels against the relay."""
     seen: dict[tuple[str, Any], str] = {}
-    hs_list = m.opt("handsets").items() if m.opt("handsets") else []
+    hs_list = m.read("handsets", lambda a: a.items(), [])
 
     def once(kind: str, value: Any, at: _At, what: str) -> None:
         if value is None:
@@ -747,10 +831,11 @@ def _cross_check(m: _Map, handsets: tuple[HandsetSpec, ...], modem: ModemSpec | 
             if relay is None:
                 raise ch_at.fail("needs a `relay:` entry in the testbed")
             if relay.channels is not None and h.relay_channel > relay.channels:
-                raise ch_at.fail(f"must be between 1 and {relay.channels} (the relay's channels), "
-                                 f"not {h.relay_channel}")
+                raise ch_at.fail(
+                    f"must be between 1 and {relay.channels} (the relay's channels), not {h.relay_channel}"
+                )
             once("relay_channel", h.relay_channel, ch_at, f"relay channel {h.relay_channel}")
-        sim_ats = hm.opt("sims").items() if hm.opt("sims") else []
+        sim_ats = hm.read("sims", lambda a: a.items(), [])
         for sim, s_at in zip(h.sims, sim_ats):
             sm = s_at.mapping(_SIM_KEYS)
             once(f"slot/{h.label}", sim.slot, sm.get("slot") or s_at, f"SIM slot {sim.slot}")
@@ -772,8 +857,13 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     if bad:
         # PyYAML refuses these as it opens the text (a ReaderError); say where, as for any error
         line = text.count("\n", 0, bad.start()) + 1
-        raise ConfigError("", f"not valid YAML: character {bad.group()!r} (U+{ord(bad.group()):04X}) is not allowed "
-                          "in a testbed file (control characters, NUL, lone surrogates)", source=source, line=line)
+        raise ConfigError(
+            "",
+            f"not valid YAML: character {bad.group()!r} (U+{ord(bad.group()):04X}) is not allowed "
+            "in a testbed file (control characters, NUL, lone surrogates)",
+            source=source,
+            line=line,
+        )
     try:
         loader = yaml.SafeLoader(text)
     except yaml.YAMLError as exc:
@@ -786,8 +876,12 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise ConfigError("", f"not valid YAML: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else ""),
-                          source=source, line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            "",
+            f"not valid YAML: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else ""),
+            source=source,
+            line=mark.line + 1 if mark else None,
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"not valid YAML: {exc}", source=source) from None
     finally:
@@ -796,12 +890,12 @@ def _compose(text: str, source: str) -> tuple[Any, yaml.Node | None]:
 
 
 # what YAML 1.1's printable set leaves out (pyyaml reader.Reader.NON_PRINTABLE, plus lone surrogates)
-_UNPRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+_UNPRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _no_repeated_keys(node: yaml.Node, source: str, path: str = "", seen: set[int] | None = None) -> None:
     seen = set() if seen is None else seen
-    if id(node) in seen:        # an alias: checked where it was defined
+    if id(node) in seen:  # an alias: checked where it was defined
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
@@ -809,9 +903,12 @@ def _no_repeated_keys(node: yaml.Node, source: str, path: str = "", seen: set[in
         for knode, vnode in node.value:
             if isinstance(knode, yaml.ScalarNode) and knode.tag != "tag:yaml.org,2002:merge":
                 if knode.value in keys:
-                    raise ConfigError(_join(path, knode.value), f"appears twice in this mapping "
-                                      f"(first on line {keys[knode.value]})", source=source,
-                                      line=knode.start_mark.line + 1)
+                    raise ConfigError(
+                        _join(path, knode.value),
+                        f"appears twice in this mapping (first on line {keys[knode.value]})",
+                        source=source,
+                        line=knode.start_mark.line + 1,
+                    )
                 keys[knode.value] = knode.start_mark.line + 1
                 _no_repeated_keys(vnode, source, _join(path, knode.value), seen)
             else:
@@ -821,8 +918,7 @@ def _no_repeated_keys(node: yaml.Node, source: str, path: str = "", seen: set[in
             _no_repeated_keys(item, source, _join(path, i), seen)
 
 
-def parse_testbeds(text: str, *, source: str = "<string>",
-                   env: Mapping[str, str] | None = None) -> list[Testbed]:
+def parse_testbeds(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> list[Testbed]:
     """Every testbed of a file's text (either form), validated."""
     data, node = _compose(text, source)
     ctx = _Ctx(source, env)
@@ -840,17 +936,20 @@ def parse_testbeds(text: str, *, source: str = "<string>",
             ctx.warnings = []
             tb = _testbed(item, ctx)
             if tb.name in names:
-                raise item.fail(f"testbed name {tb.name!r} is already used by {names[tb.name]}",
-                                path=_join(item.path, "name"))
+                raise item.fail(
+                    f"testbed name {tb.name!r} is already used by {names[tb.name]}", path=_join(item.path, "name")
+                )
             names[tb.name] = item.path + (f" (line {item.line})" if item.line else "")
             testbeds.append(tb)
         return testbeds
     if isinstance(data, Mapping) and "name" not in data and "handsets" not in data:
         keys = [str(k) for k in data]
         close = difflib.get_close_matches(keys[0], ["testbeds", *_TESTBED_KEYS], n=1) if keys else []
-        raise root.fail(f"expected `testbeds:` (a list) or one testbed (`name:`, `handsets:`...), "
-                        f"found {', '.join(map(repr, keys))}" + (f"; did you mean {close[0]!r}?" if close else ""),
-                        path="")
+        raise root.fail(
+            f"expected `testbeds:` (a list) or one testbed (`name:`, `handsets:`...), "
+            f"found {', '.join(map(repr, keys))}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            path="",
+        )
     return [_testbed(root, ctx)]
 
 
@@ -858,13 +957,17 @@ def _pick(testbeds: list[Testbed], name: str | None, source: str) -> Testbed:
     if name is None:
         if len(testbeds) == 1:
             return testbeds[0]
-        raise ConfigError("testbeds", f"lists {len(testbeds)} testbeds ({', '.join(t.name for t in testbeds)}): "
-                          "say which one to use", source=source)
+        raise ConfigError(
+            "testbeds",
+            f"lists {len(testbeds)} testbeds ({', '.join(t.name for t in testbeds)}): say which one to use",
+            source=source,
+        )
     for tb in testbeds:
         if tb.name == name:
             return tb
-    raise ConfigError("testbeds", f"has no testbed named {name!r} (have: {', '.join(t.name for t in testbeds)})",
-                      source=source)
+    raise ConfigError(
+        "testbeds", f"has no testbed named {name!r} (have: {', '.join(t.name for t in testbeds)})", source=source
+    )
 
 
 def load_testbeds(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> list[Testbed]:
@@ -879,8 +982,9 @@ def load_testbeds(path: str | os.PathLike[str], *, env: Mapping[str, str] | None
     return parse_testbeds(text, source=source, env=env)
 
 
-def load_testbed(path: str | os.PathLike[str], name: str | None = None, *,
-                 env: Mapping[str, str] | None = None) -> Testbed:
+def load_testbed(
+    path: str | os.PathLike[str], name: str | None = None, *, env: Mapping[str, str] | None = None
+) -> Testbed:
     """The testbed called ``name`` in the file at ``path`` (``name`` may be left out when the
     file holds one). ``env`` supplies the default adb server (default: ``os.environ``)."""
     return _pick(load_testbeds(path, env=env), name, str(path))
@@ -893,9 +997,9 @@ class _Dumper(yaml.SafeDumper):
     """Block style, keys in the file's order, short lists of scalars inline."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)     # list items indented under their key
+        super().increase_indent(flow, False)  # list items indented under their key
 
-    def represent_list(self, data: list[Any]) -> yaml.Node:
+    def represent_list(self, data: Iterable[Any]) -> yaml.SequenceNode:
         flow = bool(data) and all(isinstance(v, (str, int, float)) for v in data)
         return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
@@ -905,8 +1009,14 @@ _Dumper.add_representer(list, _Dumper.represent_list)
 
 def dump_testbeds(testbeds: Iterable[Testbed], *, comment: str | None = None) -> str:
     """YAML text (``testbeds:`` form) that :func:`parse_testbeds` reads back to equal testbeds."""
-    text = yaml.dump({"testbeds": [tb.to_dict() for tb in testbeds]}, Dumper=_Dumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=100)
+    text = yaml.dump(
+        {"testbeds": [tb.to_dict() for tb in testbeds]},
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
+    )
     if comment:
         text = "".join(f"# {line}\n".replace("# \n", "#\n") for line in comment.splitlines()) + text
     return text
@@ -947,18 +1057,35 @@ def testbed_for_lab(lab: Any, *, name: str | None = None) -> Testbed:
     consoles = lab.consoles_info()
     handsets = []
     for index, lh in enumerate(lab.handsets, 1):
-        sims = tuple(SimSpec(slot=s.slot, number=s.msisdn, iccid=s.iccid, operator=s.operator_name or None,
-                             imsi=s.imsi, imei=s.imei) for s in lh.identity.sims)
+        sims = tuple(
+            SimSpec(
+                slot=s.slot, number=s.msisdn, iccid=s.iccid, operator=s.operator_name or None, imsi=s.imsi, imei=s.imei
+            )
+            for s in lh.identity.sims
+        )
         console = consoles.get(lh.label)
-        handsets.append(HandsetSpec(
-            serial=lh.serial, label=lh.label, adb=adb, sims=sims, capture=CaptureSpec("lab"),
-            frida=FridaSpec() if lab.config.with_apps else None, console=ConsoleSpec(console["pty"]) if console else None,
-            relay_channel=index if relay_info else None))
+        handsets.append(
+            HandsetSpec(
+                serial=lh.serial,
+                label=lh.label,
+                adb=adb,
+                sims=sims,
+                capture=CaptureSpec("lab"),
+                frida=FridaSpec() if lab.config.with_apps else None,
+                console=ConsoleSpec(console["pty"]) if console else None,
+                relay_channel=index if relay_info else None,
+            )
+        )
     modem = None
     if (mi := lab.modem_info()) is not None:
-        modem = ModemSpec(port=mi["pty"], number=mi["number"], iccid=mi.get("iccid"), imsi=mi.get("imsi"),
-                          imei=mi.get("imei"))
+        modem = ModemSpec(
+            port=mi["pty"], number=mi["number"], iccid=mi.get("iccid"), imsi=mi.get("imsi"), imei=mi.get("imei")
+        )
     relay = RelaySpec(port=relay_info["pty"], channels=len(lab.handsets)) if relay_info else None
-    return Testbed(name=name or f"emulator-{lab.adb_port}", handsets=tuple(handsets), modem=modem, relay=relay,
-                   emulator=EmulatorSpec(adb_port=int(lab.adb_port), lab_dir=str(lab.dir),
-                                         profile=str(lab.config.profile)))
+    return Testbed(
+        name=name or f"emulator-{lab.adb_port}",
+        handsets=tuple(handsets),
+        modem=modem,
+        relay=relay,
+        emulator=EmulatorSpec(adb_port=int(lab.adb_port), lab_dir=str(lab.dir), profile=str(lab.config.profile)),
+    )

@@ -26,12 +26,31 @@ def test_the_same_verdicts_every_time(tmp_path, profile):
     for i in range(RUNS):
         env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / f"home{i}"))
         env.pop("ANDROID_ADB_SERVER_PORT", None)
-        r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", profile,
-                            "--out", str(tmp_path / "runs"), "--json"], env=env, cwd=ROOT, capture_output=True,
-                           text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hostctl",
+                "audit",
+                "--emulator",
+                "--profile",
+                profile,
+                "--out",
+                str(tmp_path / "runs"),
+                "--json",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         doc = json.loads(r.stdout)
         verdicts = {c["id"]: c["status"] for c in doc["checks"]}
         seen.append(verdicts)
-        assert verdicts == seen[0], (i, {k: (seen[0][k], v) for k, v in verdicts.items() if seen[0][k] != v},
-                                     [c["reason"] for c in doc["checks"] if verdicts[c["id"]] != seen[0][c["id"]]])
+        assert verdicts == seen[0], (
+            i,
+            {k: (seen[0][k], v) for k, v in verdicts.items() if seen[0][k] != v},
+            [c["reason"] for c in doc["checks"] if verdicts[c["id"]] != seen[0][c["id"]]],
+        )
     assert {k: v for k, v in seen[0].items() if k in expected} == expected

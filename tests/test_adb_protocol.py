@@ -112,7 +112,7 @@ def test_open_write_okay_close_transcript():
     assert decode_all(conn.data_to_send()) == [Packet(Command.OKAY, sid, 7)]
     conn.receive_data(pk(Command.WRTE, 7, sid, b"stdin"))
     assert conn.events() == [DataReceived(sid, b"stdin")]
-    assert conn.data_to_send() == b""          # no OKAY until the driver consumed it
+    assert conn.data_to_send() == b""  # no OKAY until the driver consumed it
     conn.ack(sid, 5)
     assert decode_all(conn.data_to_send()) == [Packet(Command.OKAY, sid, 7)]
     conn.write(sid, b"hi\n")
@@ -131,7 +131,7 @@ def test_one_wrte_in_flight_and_maxdata_respected():
     conn.write(sid, bytes(2500))
     sent = decode_all(conn.data_to_send())
     assert [(p.command, len(p.payload)) for p in sent] == [(Command.WRTE, 1000)]
-    conn.write(sid, b"x")                     # queued behind the in-flight WRTE
+    conn.write(sid, b"x")  # queued behind the in-flight WRTE
     assert conn.data_to_send() == b""
     conn.receive_data(pk(Command.OKAY, 3, sid))
     assert [len(p.payload) for p in decode_all(conn.data_to_send())] == [1000]
@@ -317,18 +317,45 @@ def test_shell_v2_framing_round_trip():
 
 def test_sync_requests_parse_in_any_split():
     stream = (
-        b"STAT" + struct.pack("<I", 6) + b"/a/b/c"
-        + b"SND2" + struct.pack("<I", 7) + b"/sdcard" + b"SND2" + struct.pack("<II", 0o100644, 0)
-        + b"DATA" + struct.pack("<I", 3) + b"xyz" + b"DONE" + struct.pack("<I", 1700000000)
-        + b"SEND" + struct.pack("<I", 10) + b"/x/y,33188" + b"DONE" + struct.pack("<I", 5)
-        + b"RCV2" + struct.pack("<I", 2) + b"/f" + b"RCV2" + struct.pack("<I", 0)
-        + b"LIS2" + struct.pack("<I", 1) + b"/"
-        + b"QUIT" + struct.pack("<I", 0)
+        b"STAT"
+        + struct.pack("<I", 6)
+        + b"/a/b/c"
+        + b"SND2"
+        + struct.pack("<I", 7)
+        + b"/sdcard"
+        + b"SND2"
+        + struct.pack("<II", 0o100644, 0)
+        + b"DATA"
+        + struct.pack("<I", 3)
+        + b"xyz"
+        + b"DONE"
+        + struct.pack("<I", 1700000000)
+        + b"SEND"
+        + struct.pack("<I", 10)
+        + b"/x/y,33188"
+        + b"DONE"
+        + struct.pack("<I", 5)
+        + b"RCV2"
+        + struct.pack("<I", 2)
+        + b"/f"
+        + b"RCV2"
+        + struct.pack("<I", 0)
+        + b"LIS2"
+        + struct.pack("<I", 1)
+        + b"/"
+        + b"QUIT"
+        + struct.pack("<I", 0)
     )
     expected = [
-        sync.Stat("/a/b/c", "STAT"), sync.SendBegin("/sdcard", 0o100644, 0, True), sync.SendData(b"xyz"),
-        sync.SendDone(1700000000), sync.SendBegin("/x/y", 33188, 0, False), sync.SendDone(5),
-        sync.Recv("/f", 0, True), sync.ListDir("/", True), sync.Quit(),
+        sync.Stat("/a/b/c", "STAT"),
+        sync.SendBegin("/sdcard", 0o100644, 0, True),
+        sync.SendData(b"xyz"),
+        sync.SendDone(1700000000),
+        sync.SendBegin("/x/y", 33188, 0, False),
+        sync.SendDone(5),
+        sync.Recv("/f", 0, True),
+        sync.ListDir("/", True),
+        sync.Quit(),
     ]
     for cut in range(0, len(stream), 7):
         p = sync.SyncParser()
@@ -403,10 +430,10 @@ def test_device_opened_stream_transcript():
     conn.events()
     sid = conn.open("tcp:9000")
     assert decode_all(conn.data_to_send()) == [Packet(Command.OPEN, sid, 0, b"tcp:9000\0")]
-    conn.write(sid, b"early")                     # queued until the host accepts
+    conn.write(sid, b"early")  # queued until the host accepts
     assert conn.data_to_send() == b""
     conn.receive_data(pk(Command.OKAY, 41, sid))
-    assert conn.events()[0] == StreamOpened(sid)    # then StreamDrained: "early" went out
+    assert conn.events()[0] == StreamOpened(sid)  # then StreamDrained: "early" went out
     assert decode_all(conn.data_to_send()) == [Packet(Command.WRTE, sid, 41, b"early")]
     conn.receive_data(pk(Command.WRTE, 41, sid, b"reply"))
     assert conn.events() == [DataReceived(sid, b"reply")]
@@ -423,6 +450,7 @@ def test_unsupported_services_are_refused(name):
 
 
 # --- hostile input ---------------------------------------------------------------------------
+
 
 def _valid_session() -> bytes:
     return (
@@ -485,15 +513,17 @@ def test_wire_hash_stable():
     connect(conn)
     open_stream(conn, 2, b"shell:id")
     conn.write(1, b"uid=2000(shell)\n")
-    assert hashlib.sha256(conn.data_to_send()).hexdigest() == hashlib.sha256(
-        pk(Command.OKAY, 1, 2) + pk(Command.WRTE, 1, 2, b"uid=2000(shell)\n")
-    ).hexdigest()
+    assert (
+        hashlib.sha256(conn.data_to_send()).hexdigest()
+        == hashlib.sha256(pk(Command.OKAY, 1, 2) + pk(Command.WRTE, 1, 2, b"uid=2000(shell)\n")).hexdigest()
+    )
 
 
 def test_a_pre_pie_adbd_answers_protocol_1_with_checksums_and_its_payload_size():
     """adb.h per release: A_VERSION 0x01000000 and MAX_PAYLOAD 4096 up to 6.0, 256 KiB in 7.0/8.x,
     A_VERSION_SKIP_CHECKSUM and 1 MiB from 9.0. A protocol-1 peer gets payload checksums."""
     from hostctl.emulator.adb.connection import protocol_for_sdk
+
     assert protocol_for_sdk(19) == (0x01000000, 4096)
     assert protocol_for_sdk(24) == (0x01000000, 256 * 1024)
     assert protocol_for_sdk(30) == (0x01000001, 1024 * 1024)

@@ -33,13 +33,19 @@ def test_devices_json_lists_the_lab(lab, adb_port):
         assert d["state"] == "device" and d["model"] == "HM_1S" and d["transport_id"]
         assert set(d) == {"serial", "state", "server", "transport_id", "product", "model", "device"}
     st, out, _ = cli("devices")
-    assert st == ExitStatus.OK and out.splitlines()[0].split() == ["SERIAL", "STATE", "MODEL", "PRODUCT", "SERVER", "TRANSPORT"]
+    assert st == ExitStatus.OK and out.splitlines()[0].split() == [
+        "SERIAL",
+        "STATE",
+        "MODEL",
+        "PRODUCT",
+        "SERVER",
+        "TRANSPORT",
+    ]
 
 
 def test_dead_adb_server_is_a_message_not_a_traceback():
     dead = f"127.0.0.1:{free_port()}"
-    for argv in (["devices"], ["identity", "-s", "x"], ["info"], ["shell", "-s", "x", "id"],
-                 ["identity", "--all"]):
+    for argv in (["devices"], ["identity", "-s", "x"], ["info"], ["shell", "-s", "x", "id"], ["identity", "--all"]):
         st, out, err = cli("--adb", dead, *argv)
         assert st == ExitStatus.NOT_RUNNABLE, (argv, err)
         assert f"no adb server answering at {dead}" in err and "Traceback" not in err + out
@@ -79,8 +85,14 @@ def test_info_json_and_table(lab):
 
 def _expected(lh, slot):
     sim = lh.identity.sims[slot]
-    return {"imei": sim.imei, "imsi": sim.imsi, "iccid": sim.iccid, "msisdn": sim.msisdn,
-            "sim_operator": sim.operator_name, "mcc_mnc": sim.mcc_mnc}
+    return {
+        "imei": sim.imei,
+        "imsi": sim.imsi,
+        "iccid": sim.iccid,
+        "msisdn": sim.msisdn,
+        "sim_operator": sim.operator_name,
+        "mcc_mnc": sim.mcc_mnc,
+    }
 
 
 def test_identity_json_on_the_miui_v5_profile(lab):
@@ -101,8 +113,18 @@ def test_identity_json_on_the_miui_v5_profile(lab):
         assert s1[key] == value, key
     assert s1["sources"]["iccid"] == "service_call:iphonesubinfo_msim:4:getIccSerialNumber"
     assert doc["table"] == "caf-msim-19"
-    assert set(s0) == {"slot", "imei", "imsi", "iccid", "msisdn", "sim_operator", "mcc_mnc",
-                       "network_operator", "sources", "valid"}
+    assert set(s0) == {
+        "slot",
+        "imei",
+        "imsi",
+        "iccid",
+        "msisdn",
+        "sim_operator",
+        "mcc_mnc",
+        "network_operator",
+        "sources",
+        "valid",
+    }
 
 
 def test_identity_redact_leaves_no_raw_identifier(lab):
@@ -119,20 +141,37 @@ def test_identity_redact_leaves_no_raw_identifier(lab):
 @pytest.fixture(scope="module")
 def second_lab(tmp_path_factory):
     port = free_port()
-    with LabThread(LabConfig(adb_port=port, handsets=2, home=tmp_path_factory.mktemp("second"),
-                             with_apps=False, profile="miui-v5-2014-07")) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=port,
+            handsets=2,
+            home=tmp_path_factory.mktemp("second"),
+            with_apps=False,
+            profile="miui-v5-2014-07",
+        )
+    ) as lt:
         yield lt
 
 
 def test_identity_all_across_two_adb_servers_reports_each_handset_once(lab, second_lab, adb_port):
     p2 = second_lab.config.adb_port
-    st, out, err = cli("identity", "--all", "--json", "--adb", f"127.0.0.1:{adb_port}",
-                       "--adb", f"127.0.0.1:{p2}", "--adb", f"127.0.0.1:{p2}")
+    st, out, err = cli(
+        "identity",
+        "--all",
+        "--json",
+        "--adb",
+        f"127.0.0.1:{adb_port}",
+        "--adb",
+        f"127.0.0.1:{p2}",
+        "--adb",
+        f"127.0.0.1:{p2}",
+    )
     assert st == ExitStatus.OK, err
     doc = json.loads(out)
     got = [(h["server"], h["serial"]) for h in doc["handsets"]]
-    want = [(f"127.0.0.1:{adb_port}", h.serial) for h in lab.lab.handsets] + \
-           [(f"127.0.0.1:{p2}", h.serial) for h in second_lab.lab.handsets]
+    want = [(f"127.0.0.1:{adb_port}", h.serial) for h in lab.lab.handsets] + [
+        (f"127.0.0.1:{p2}", h.serial) for h in second_lab.lab.handsets
+    ]
     assert sorted(got) == sorted(want) and len(got) == len(set(got))
     by_serial = {h["serial"]: h for h in doc["handsets"]}
     for lh in list(lab.lab.handsets) + list(second_lab.lab.handsets):
@@ -150,6 +189,7 @@ def test_adb_before_and_after_the_command_both_count(adb_port):
 
 def test_hung_server_is_a_timeout_exit_code():
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(4)
@@ -165,8 +205,14 @@ def test_bad_timeout_and_bad_port_variable_are_usage_errors(lab):
     assert st == ExitStatus.USAGE and "positive finite" in err
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-m", "hostctl", "devices"], capture_output=True, text=True,
-                       env=dict(os.environ, ANDROID_ADB_SERVER_PORT="abc"), timeout=60)
+
+    r = subprocess.run(
+        [sys.executable, "-m", "hostctl", "devices"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANDROID_ADB_SERVER_PORT="abc"),
+        timeout=60,
+    )
     assert r.returncode == ExitStatus.USAGE and "is not a port number" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -178,13 +224,24 @@ def test_identity_all_reads_a_handset_on_two_servers_once(lab, second_lab, adb_p
     import subprocess
 
     from hostctl.emulator.lab import adb_binary
+
     env2 = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(p2))
     subprocess.run([adb_binary(), "connect", shared.serial], env=env2, capture_output=True, timeout=30)
     try:
         from hostctl.emulator.lab import wait_for_device
+
         wait_for_device(p2, shared.serial, 20)
-        st, out, err = cli("identity", "--all", "--json", "--adb", f"127.0.0.1:{adb_port}",
-                           "--adb", f"localhost:{p2}", "--adb", f"127.0.0.1:{p2}")
+        st, out, err = cli(
+            "identity",
+            "--all",
+            "--json",
+            "--adb",
+            f"127.0.0.1:{adb_port}",
+            "--adb",
+            f"localhost:{p2}",
+            "--adb",
+            f"127.0.0.1:{p2}",
+        )
         assert st == ExitStatus.OK, err
         doc = json.loads(out)
         serials = [h["serial"] for h in doc["handsets"]]

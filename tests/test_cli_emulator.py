@@ -47,7 +47,7 @@ def test_two_labs_on_two_adb_ports_coexist_and_are_addressed_by_port(two_ports):
     lab2 = json.loads(out)
     assert [h["label"] for h in lab1["handsets"]] == ["hs1", "hs2"]
     assert all({"serial", "label", "number"} <= set(h) for h in lab1["handsets"] + lab2["handsets"])
-    assert "token" not in lab1   # the control token stays in the 0600 lab file
+    assert "token" not in lab1  # the control token stays in the 0600 lab file
 
     # each adb server sees exactly its own lab's handsets, as `device`, with the model
     for port, lab in ((p1, lab1), (p2, lab2)):
@@ -91,7 +91,7 @@ def test_power_off_shows_offline_and_power_on_reconnects(two_ports):
     s = json.loads(out)["handsets"][0]["serial"]
     assert cli(e1, "emulator", "power", "hs1", "off")[0] == ExitStatus.OK
     assert f"{s}\toffline" in adb_cli(p1, "devices").stdout.decode()
-    assert cli(e1, "emulator", "power", "hs1", "on")[0] == ExitStatus.OK   # waits for `device`
+    assert cli(e1, "emulator", "power", "hs1", "on")[0] == ExitStatus.OK  # waits for `device`
     assert f"{s}\tdevice" in adb_cli(p1, "devices").stdout.decode()
 
 
@@ -116,6 +116,6 @@ def test_interactive_pty_shell_echoes_and_maps_newlines(lab, adb):
     # the typed line and turns "\n" into "\r\n", as on a handset.
     r = adb("-s", lab.lab.handsets[0].serial, "shell", "-tt", input=b"echo pty-$((6*7))\nexit 3\n")
     out = r.stdout.decode(errors="replace")
-    assert "echo pty-$((6*7))\r\n" in out      # echo
-    assert "pty-42\r\n" in out                  # output with ONLCR
-    assert r.returncode == 0     # a KitKat adbd (no shell_v2) reports no exit status
+    assert "echo pty-$((6*7))\r\n" in out  # echo
+    assert "pty-42\r\n" in out  # output with ONLCR
+    assert r.returncode == 0  # a KitKat adbd (no shell_v2) reports no exit status

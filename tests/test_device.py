@@ -73,17 +73,27 @@ def test_lists_lab_handsets_with_transport_ids(lab, server):
 def lab11(adb_port, tmp_path_factory):
     """An Android 11 handset, whose adbd advertises shell_v2 (a 4.4 adbd advertises nothing)."""
     home = tmp_path_factory.mktemp("hostctl-home-11")
-    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
-                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    cfg = LabConfig(
+        adb_port=adb_port,
+        handsets=1,
+        home=home,
+        profile="miui-12-android-11",
+        modem=False,
+        relay=False,
+        consoles=False,
+        cloud=False,
+        wiretap=False,
+        pcapdroid=False,
+    )
     with LabThread(cfg) as lt:
         yield lt
 
 
 def test_v1_shell_of_a_kitkat_handset_keeps_the_exit_code_through_the_marker(lab, server):
     h = select_handset(lab.lab.handsets[0].serial, [server])
-    assert h.features() == frozenset()          # KitKat's adbd: no features in its banner
+    assert h.features() == frozenset()  # KitKat's adbd: no features in its banner
     r = h.shell("echo out; echo err >&2; exit 7")
-    assert (r.exit_code, r.stdout, r.stderr) == (7, "out\nerr\n", "")   # one pty: stderr merged
+    assert (r.exit_code, r.stdout, r.stderr) == (7, "out\nerr\n", "")  # one pty: stderr merged
 
 
 def test_shell_v2_exit_code_and_separate_streams(lab11, server):

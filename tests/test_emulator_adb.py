@@ -20,8 +20,18 @@ def lab11(adb_port, tmp_path_factory):
     """An Android 11 handset: its adbd advertises shell_v2 (the KitKat lab's adbd, like a real
     4.4 adbd, advertises no feature at all: adb/connection.py FEATURE_SINCE_SDK)."""
     home = tmp_path_factory.mktemp("hostctl-home-11")
-    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
-                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    cfg = LabConfig(
+        adb_port=adb_port,
+        handsets=1,
+        home=home,
+        profile="miui-12-android-11",
+        modem=False,
+        relay=False,
+        consoles=False,
+        cloud=False,
+        wiretap=False,
+        pcapdroid=False,
+    )
     with LabThread(cfg) as lt:
         yield lt
 
@@ -29,7 +39,7 @@ def lab11(adb_port, tmp_path_factory):
 def test_adb_devices_lists_every_handset_with_its_model(lab, adb):
     out = adb("devices", "-l").stdout.decode()
     for h in lab.lab.handsets:
-        line = next(l for l in out.splitlines() if l.startswith(h.serial + " "))
+        line = next(ln for ln in out.splitlines() if ln.startswith(h.serial + " "))
         assert " device " in line
         model = h.handset.getprop("ro.product.model").replace(" ", "_")
         assert f"model:{model}" in line
@@ -97,7 +107,7 @@ def test_adb_forward_reaches_a_server_behind_the_handset(lab, adb):
 
     h = lab.lab.handsets[0]
     srv, t = _echo_server()
-    h.published_ports[8080] = srv.getsockname()[1]   # a service listening on the device's port 8080
+    h.published_ports[8080] = srv.getsockname()[1]  # a service listening on the device's port 8080
     local = free_port()
     try:
         assert adb("-s", h.serial, "forward", f"tcp:{local}", "tcp:8080").returncode == 0
@@ -154,7 +164,7 @@ def test_adb_shell_package_talks_to_adbd_directly(lab):
     dev.connect(rsa_keys=None, auth_timeout_s=5)
     try:
         assert dev.shell("getprop ro.product.model").strip() == h.handset.getprop("ro.product.model")
-        assert dev.shell("echo a && echo b") == "a\r\nb\r\n"    # KitKat: shell: is always a pty
+        assert dev.shell("echo a && echo b") == "a\r\nb\r\n"  # KitKat: shell: is always a pty
     finally:
         dev.close()
 
@@ -191,9 +201,15 @@ def test_power_cycle_reconnects_and_keeps_state_reset_restores(lab, adb, adb_por
     h = lab.lab.handsets[1]
     hs = h.handset
     assert adb("-s", h.serial, "shell", "settings put secure hostctl_probe 42").returncode == 0
-    assert adb("-s", h.serial, "shell",
-               "content insert --uri content://sms --bind address:s:+8613900000001 --bind body:s:kept --bind type:i:1"
-               ).returncode == 0
+    assert (
+        adb(
+            "-s",
+            h.serial,
+            "shell",
+            "content insert --uri content://sms --bind address:s:+8613900000001 --bind body:s:kept --bind type:i:1",
+        ).returncode
+        == 0
+    )
     lab.call(h.power_off())
     # the host sees it go away
     deadline = time.monotonic() + 10
@@ -205,7 +221,7 @@ def test_power_cycle_reconnects_and_keeps_state_reset_restores(lab, adb, adb_por
     else:
         pytest.fail("adb server still shows the powered-off handset as device")
     lab.call(h.power_on())
-    wait_for_device(adb_port, h.serial, 15)   # the adb server reconnects by itself
+    wait_for_device(adb_port, h.serial, 15)  # the adb server reconnects by itself
     assert adb("-s", h.serial, "shell", "settings get secure hostctl_probe").stdout.strip() == b"42"
     rows = adb("-s", h.serial, "shell", "content query --uri content://sms --projection body").stdout
     assert b"body=kept" in rows
@@ -216,11 +232,13 @@ def test_power_cycle_reconnects_and_keeps_state_reset_restores(lab, adb, adb_por
     assert adb("-s", h.serial, "shell", "content query --uri content://sms").stdout.strip() == b"No result found."
     got = adb("-s", h.serial, "shell", "settings get secure cloud_messaging_on").stdout.strip().decode()
     assert got == (str(default_cm) if default_cm is not None else "null")
-    assert hs.identity == h.handset.identity   # the SIM and IMEI survive a factory reset
+    assert hs.identity == h.handset.identity  # the SIM and IMEI survive a factory reset
 
 
-@pytest.mark.parametrize("attack", ["; touch {p}", "`touch {p}`", "$(touch {p})", "&& touch {p}", "| touch {p}",
-                                    "'; touch {p}; '", "\"$(touch {p})\""])
+@pytest.mark.parametrize(
+    "attack",
+    ["; touch {p}", "`touch {p}`", "$(touch {p})", "&& touch {p}", "| touch {p}", "'; touch {p}; '", '"$(touch {p})"'],
+)
 def test_shell_injection_never_reaches_the_host(lab, adb, tmp_path, attack):
     sentinel = tmp_path / "pwned"
     r = adb("-s", lab.lab.handsets[0].serial, "shell", "echo hi " + attack.format(p=sentinel))
@@ -229,11 +247,11 @@ def test_shell_injection_never_reaches_the_host(lab, adb, tmp_path, attack):
 
 
 def test_handsets_of_one_lab_and_of_two_labs_have_distinct_identities(lab, adb_port, tmp_path):
-    from tests.conftest import free_port
     from hostctl.emulator.lab import LabConfig, LabThread
+    from tests.conftest import free_port
 
     mine = [h.handset.identity for h in lab.lab.handsets]
-    other_port = free_port()   # another lab on another adb server port (no adb connect needed)
+    other_port = free_port()  # another lab on another adb server port (no adb connect needed)
     with LabThread(LabConfig(adb_port=other_port, handsets=24, home=tmp_path, with_apps=False, connect=False)) as lt:
         theirs = [h.handset.identity for h in lt.lab.handsets]
     # within a lab no number, IMEI, IMSI or ICCID repeats (guaranteed: the carrier routes by number)
@@ -253,10 +271,10 @@ def test_hostile_bytes_close_only_that_connection(lab, adb, caplog):
                 s.settimeout(5)
                 s.sendall(garbage)
                 try:
-                    rest = s.recv(100)     # the device hangs up
+                    rest = s.recv(100)  # the device hangs up
                 except ConnectionResetError:
                     rest = b""
                 assert rest == b""
     assert any("closing connection" in r.getMessage() for r in caplog.records)
     # the handset is still up for everyone else
-    assert adb("-s", h.serial, "shell", "echo", "alive").stdout == b"alive\r\n"   # KitKat pty
+    assert adb("-s", h.serial, "shell", "echo", "alive").stdout == b"alive\r\n"  # KitKat pty

@@ -31,13 +31,34 @@ ROOT = Path(__file__).resolve().parent.parent
 PROFILE = "miui-v5-2014-07"
 TESTBED = f"emulator-{PROFILE}"
 
-PHASES = ("prepare", "fresh boot", "opt-in state", "add contact", "sms in and out", "call", "mi cloud login",
-          "enable cloud messaging", "send to an online receiver", "send to an offline receiver and to the modem",
-          "presence look-ups", "server store")
-INSIDE_PHASES = ("boot:hs2",)          # inside a phase, while the handsets' threads run
-WIND_DOWN = ("wind-down", "recorders:hs1", "recorders:hs2", "collect:hs2", "analysis:hs1", "analysis:hs2",
-             "evaluate:opt-in-default", "evaluate:no-retention", "report:report.json", "report:junit.xml",
-             "report:report.html")
+PHASES = (
+    "prepare",
+    "fresh boot",
+    "opt-in state",
+    "add contact",
+    "sms in and out",
+    "call",
+    "mi cloud login",
+    "enable cloud messaging",
+    "send to an online receiver",
+    "send to an offline receiver and to the modem",
+    "presence look-ups",
+    "server store",
+)
+INSIDE_PHASES = ("boot:hs2",)  # inside a phase, while the handsets' threads run
+WIND_DOWN = (
+    "wind-down",
+    "recorders:hs1",
+    "recorders:hs2",
+    "collect:hs2",
+    "analysis:hs1",
+    "analysis:hs2",
+    "evaluate:opt-in-default",
+    "evaluate:no-retention",
+    "report:report.json",
+    "report:junit.xml",
+    "report:report.html",
+)
 
 
 class Audit:
@@ -47,16 +68,23 @@ class Audit:
     def __init__(self, tmp_path: Path, *, signal_at: str | None = None) -> None:
         self.token = f"hostctl-fault-{uuid.uuid4().hex}"
         self.out = tmp_path / "runs"
-        env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"), HOSTCTL_FAULT_TOKEN=self.token,
-                   TMPDIR=str(tmp_path))
+        env = dict(
+            os.environ, HOSTCTL_HOME=str(tmp_path / "home"), HOSTCTL_FAULT_TOKEN=self.token, TMPDIR=str(tmp_path)
+        )
         env.pop("ANDROID_ADB_SERVER_PORT", None)
         env.pop(SIGNAL_AT_ENV, None)
         if signal_at:
             env[SIGNAL_AT_ENV] = signal_at
         self.tmp = tmp_path
-        self.proc = subprocess.Popen([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", PROFILE,
-                                      "--out", str(self.out)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", PROFILE, "--out", str(self.out)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.stderr_lines: list[str] = []
 
     def processes(self, *, frida_daemon: bool = False) -> list[tuple[int, str]]:
@@ -101,7 +129,7 @@ class Audit:
             os.killpg(self.proc.pid, signal.SIGKILL)
             raise
         err = "".join(self.stderr_lines) + err
-        for _ in range(50):                  # what the run started goes with it
+        for _ in range(50):  # what the run started goes with it
             if not self.processes():
                 break
             time.sleep(0.1)
@@ -109,7 +137,7 @@ class Audit:
 
     def cleanup(self) -> None:
         for pid, _ in self.processes(frida_daemon=True):
-            with_suppress(lambda: os.kill(pid, signal.SIGKILL))
+            with_suppress(lambda pid=pid: os.kill(pid, signal.SIGKILL))
 
     @property
     def run_dir(self) -> Path:
@@ -155,8 +183,11 @@ def assert_consistent_interrupted_run(a: Audit, rc: int, err: str) -> dict:
     assert [c["id"] for c in doc["checks"]] == list(CHECK_IDS)
     for c in doc["checks"]:
         assert c["reason"].strip() and ": ; " not in c["reason"] and not c["reason"].endswith(": "), c
-    loose = [f"{oct(p.stat().st_mode & 0o777)} {p}" for p in [run.resolve(), *run.resolve().rglob("*")]
-             if p.stat().st_mode & 0o077]
+    loose = [
+        f"{oct(p.stat().st_mode & 0o777)} {p}"
+        for p in [run.resolve(), *run.resolve().rglob("*")]
+        if p.stat().st_mode & 0o077
+    ]
     assert loose == [], "a run folder is private (0700 folders, 0600 files)"
     assert a.processes() == [], "left running"
     assert not [p for p in a.tmp.iterdir() if p.name.startswith("hostctl-audit-lab-")], "lab state left behind"
@@ -184,7 +215,7 @@ def test_sigint_inside_the_wind_down(audit_factory, moment):
     a = audit_factory(signal_at=moment)
     rc, _, err = a.finish()
     doc = assert_consistent_interrupted_run(a, rc, err)
-    assert [p["status"] for p in doc["phases"]] == ["ok"] * len(PHASES)      # the protocol had ended
+    assert [p["status"] for p in doc["phases"]] == ["ok"] * len(PHASES)  # the protocol had ended
     analysed = {h: (a.run_dir / f"handsets/{h}/wire-check.json").exists() for h in ("hs1", "hs2")}
     # a Ctrl-C in the wind-down skips the analysis still to come (the captures and traces are in
     # the folder, for wire-check later); what was analysed before it stays

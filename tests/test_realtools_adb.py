@@ -22,8 +22,18 @@ from tests.apkbuild import build_apk
 @pytest.fixture(scope="module")
 def lab11(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("hostctl-home-11")
-    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
-                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    cfg = LabConfig(
+        adb_port=adb_port,
+        handsets=1,
+        home=home,
+        profile="miui-12-android-11",
+        modem=False,
+        relay=False,
+        consoles=False,
+        cloud=False,
+        wiretap=False,
+        pcapdroid=False,
+    )
     with LabThread(cfg) as lt:
         yield lt
 
@@ -33,7 +43,7 @@ def h11(lab11):
     return lab11.lab.handsets[0]
 
 
-def test_logcat_dump_and_clear_through_adb(h11, adb):        # shell: issue 12 (export; exec logcat)
+def test_logcat_dump_and_clear_through_adb(h11, adb):  # shell: issue 12 (export; exec logcat)
     h11.handset.log("I", "RealTools", "probe line")
     r = adb("-s", h11.serial, "logcat", "-d", "-v", "brief", "RealTools:I", "*:S")
     assert r.returncode == 0, r.stderr
@@ -64,8 +74,10 @@ def test_install_and_uninstall_a_built_apk(h11, adb, tmp_path):
     r = adb("-s", h11.serial, "install", "-r", str(apk))
     assert r.returncode == 0 and b"Success" in r.stdout, (r.stdout, r.stderr)
     assert b"package:org.hostctl.cli" in adb("-s", h11.serial, "shell", "pm", "list", "packages").stdout
-    assert adb("-s", h11.serial, "shell", "pm", "path", "org.hostctl.cli").stdout.strip() == \
-        b"package:/data/app/org.hostctl.cli-1/base.apk"
+    assert (
+        adb("-s", h11.serial, "shell", "pm", "path", "org.hostctl.cli").stdout.strip()
+        == b"package:/data/app/org.hostctl.cli-1/base.apk"
+    )
     r = adb("-s", h11.serial, "uninstall", "org.hostctl.cli")
     assert r.returncode == 0 and b"Success" in r.stdout
     assert b"org.hostctl.cli" not in adb("-s", h11.serial, "shell", "pm", "list", "packages").stdout
@@ -128,14 +140,14 @@ def test_adbutils_real_values(h11, adb_port, tmp_path):
     d.reverse_remove_all()
     srv.close()
     out = tmp_path / "logcat.txt"
-    event = d.logcat(out, clear=True, re_filter="AdbutilsProbe")   # `logcat --clear`, then streams
+    event = d.logcat(out, clear=True, re_filter="AdbutilsProbe")  # `logcat --clear`, then streams
     deadline = time.monotonic() + 10
     while "streamed" not in out.read_text():
         h11.handset.log("W", "AdbutilsProbe", "streamed")
         assert time.monotonic() < deadline, "logcat stream never delivered the line"
         time.sleep(0.2)
     event.stop()
-    assert "W/AdbutilsProbe(" in out.read_text()    # `-v time`'s layout
+    assert "W/AdbutilsProbe(" in out.read_text()  # `-v time`'s layout
 
 
 def test_reboot_goes_offline_and_comes_back_with_fresh_uptime(h11, adb, adb_port):
@@ -173,8 +185,11 @@ def test_reboot_restarts_the_apps_and_rejoins_the_portal(h11, adb):
     before = h11.apps["com.android.mms"].pid
     adb("-s", h11.serial, "reboot", timeout=30)
     deadline = time.monotonic() + 30
-    while not (h11.apps.get("com.android.mms") and h11.apps["com.android.mms"].pid != before
-               and h11.handset.getprop("sys.boot_completed") == "1"):
+    while not (
+        h11.apps.get("com.android.mms")
+        and h11.apps["com.android.mms"].pid != before
+        and h11.handset.getprop("sys.boot_completed") == "1"
+    ):
         assert time.monotonic() < deadline, "the app never came back"
         time.sleep(0.1)
     pid = h11.apps["com.android.mms"].pid
@@ -183,8 +198,20 @@ def test_reboot_restarts_the_apps_and_rejoins_the_portal(h11, adb):
 
 
 def _lab(adb_port, home, profile):
-    return LabThread(LabConfig(adb_port=adb_port, handsets=1, home=home, profile=str(profile), modem=False,
-                               relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False))
+    return LabThread(
+        LabConfig(
+            adb_port=adb_port,
+            handsets=1,
+            home=home,
+            profile=str(profile),
+            modem=False,
+            relay=False,
+            consoles=False,
+            cloud=False,
+            wiretap=False,
+            pcapdroid=False,
+        )
+    )
 
 
 def test_legacy_install_pushes_then_runs_pm_install_on_5_0(adb_port, adb, tmp_path):
@@ -204,8 +231,10 @@ def test_legacy_install_pushes_then_runs_pm_install_on_5_0(adb_port, adb, tmp_pa
 
 def test_root_on_a_userdebug_profile_restarts_adbd(adb_port, adb, tmp_path):
     profile = tmp_path / "userdebug.yaml"
-    profile.write_text("extends: miui-12-android-11\nname: miui-12-userdebug\n"
-                       "props:\n  ro.debuggable: \"1\"\n  ro.build.type: userdebug\n")
+    profile.write_text(
+        "extends: miui-12-android-11\nname: miui-12-userdebug\n"
+        'props:\n  ro.debuggable: "1"\n  ro.build.type: userdebug\n'
+    )
     with _lab(adb_port, tmp_path / "home", profile) as lt:
         h = lt.lab.handsets[0]
         r = adb("-s", h.serial, "root", timeout=60)
@@ -244,7 +273,7 @@ def test_kitkat_install_takes_the_legacy_path_and_adbd_answers_as_kitkat(lab, ad
     user) and its services.c has no unroot: service (adb reports the stream closed)."""
     h = lab.lab.handsets[1]
     r = adb("-s", h.serial, "shell", "cmd")
-    assert b"cmd: " in r.stdout and b"not found" in r.stdout    # no such tool before 7.0
+    assert b"cmd: " in r.stdout and b"not found" in r.stdout  # no such tool before 7.0
     apk = tmp_path / "kk.apk"
     apk.write_bytes(build_apk("org.hostctl.kitkat", 3, "4.4", "KitKat"))
     r = adb("-s", h.serial, "install", str(apk))
@@ -260,6 +289,7 @@ def test_kitkat_install_takes_the_legacy_path_and_adbd_answers_as_kitkat(lab, ad
 
 def test_remount_reply_per_release():
     from hostctl.emulator.adb.server import remount_reply
+
     assert remount_reply(19, False) == b"remount failed: Operation not permitted\n"
     assert remount_reply(21, False) == b"remount of system failed: Operation not permitted\nremount failed\n"
     assert remount_reply(23, False) == b'Not running as root. Try "adb root" first.\n'

@@ -16,8 +16,8 @@ import zipfile
 
 import pytest
 from PIL import Image
-
 from test_shell_kit import make_handset, run
+
 from tests.apkbuild import build_apk
 
 PROFILES = {"4.4": "miui-v5-2014-08-10", "5.0": "miui-7-android-5.0", "11": "miui-12-android-11"}
@@ -36,10 +36,11 @@ def handset(tmp_path, release):
 
 # --- am ------------------------------------------------------------------------------------------
 
+
 def test_am_usage_is_the_releases(tmp_path):
-    kk, l, r = (handset(tmp_path / v, v) for v in ("4.4", "5.0", "11"))
+    kk, lp, r = (handset(tmp_path / v, v) for v in ("4.4", "5.0", "11"))
     assert run(kk, "am").err.startswith("usage: am [subcommand] [options]\nusage: am start [-D] [-W]")
-    assert "am stack start <DISPLAY_ID> <INTENT>" in run(l, "am").err
+    assert "am stack start <DISPLAY_ID> <INTENT>" in run(lp, "am").err
     assert "am stack start" not in run(kk, "am").err
     assert run(r, "am").err.startswith("Activity manager (activity) commands:\n  help\n")
     assert run(r, "am nosuch").err == "Unknown command: nosuch\n"
@@ -58,14 +59,17 @@ def test_am_get_current_user_and_start_activity_from_7_0(tmp_path):
 def test_am_instrument_fails_as_android_does_without_a_java_vm(rel):
     _, h = rel
     r = run(h, "am instrument -w com.example.test/androidx.test.runner.AndroidJUnitRunner")
-    assert "INSTRUMENTATION_STATUS: Error=Unable to find instrumentation info for: " \
-           "ComponentInfo{com.example.test/androidx.test.runner.AndroidJUnitRunner}" in r.out
+    assert (
+        "INSTRUMENTATION_STATUS: Error=Unable to find instrumentation info for: "
+        "ComponentInfo{com.example.test/androidx.test.runner.AndroidJUnitRunner}" in r.out
+    )
     assert "INSTRUMENTATION_FAILED" in r.out
     res = run(h, "app_process / com.example.Main")
     assert res.rc == 1 and "no Java VM" in res.err
 
 
 # --- dumpsys activity / window -----------------------------------------------------------------
+
 
 def test_dumpsys_activity_layout_per_release(rel):
     release, h = rel
@@ -92,8 +96,10 @@ def test_dumpsys_activity_top_and_window_name_the_focused_app(rel):
     release, h = rel
     run(h, "am start -n com.android.settings/com.android.settings.MainSettings")
     top = run(h, "dumpsys activity top").out
-    assert re.search(r"ACTIVITY (?P<package>[^\s]+)/(?P<activity>[^/\s]+) \w+ pid=", top).group("package") \
+    assert (
+        re.search(r"ACTIVITY (?P<package>[^\s]+)/(?P<activity>[^/\s]+) \w+ pid=", top).group("package")
         == "com.android.settings"
+    )
     assert top.startswith("TASK com.android.settings id=2" + (" userId=0\n" if release == "11" else "\n"))
     # adbutils' app_current regex; from 10 focus is per display: `dumpsys window windows` has no
     # mCurrentFocus (as the real Android 11 dump in tests/fixtures/real/ shows), `displays` has it
@@ -103,13 +109,16 @@ def test_dumpsys_activity_top_and_window_name_the_focused_app(rel):
     win = run(h, "dumpsys window displays" if release == "11" else "dumpsys window windows").out
     assert win == (run(h, "dumpsys window").out.split("-" * 79 + "\n")[-1] if release == "11" else windows)
     m = focus_re.search(win)
-    assert m and (m.group("package"), m.group("activity")) == ("com.android.settings", "com.android.settings.MainSettings")
+    assert m and (m.group("package"), m.group("activity")) == (
+        "com.android.settings",
+        "com.android.settings.MainSettings",
+    )
     focused = re.search(r"mFocusedApp=(\S+)", win).group(1)
     assert focused.startswith("ActivityRecord{" if release == "11" else "AppWindowToken{")
     uid = re.search(r"mOwnerUid=(\d+)", windows).group(1)
     # Session names an app uid u0a<appId>, a system uid (Settings runs as 1000) by its number
     assert re.search(r"mSession=Session\{\w+ \d+:(?:u0a)?(\d+)\}", windows).group(1) == uid == "1000"
-    assert re.search(r"ACTIVITY \S+ \w+ pid=(\d+)", top)     # its process was started
+    assert re.search(r"ACTIVITY \S+ \w+ pid=(\d+)", top)  # its process was started
 
 
 def test_window_dump_layout_matches_a_real_android_11_dump():
@@ -119,11 +128,17 @@ def test_window_dump_layout_matches_a_real_android_11_dump():
 
     from hostctl.emulator.android import dumpsys
     from hostctl.emulator.android.model import TopActivity
+
     real = (Path(__file__).parent / "fixtures/real/dumpsys_window_windows_a11_appium.txt").read_text()
-    shape = [re.compile(r"^  Window #\d+ Window\{[0-9a-f]+ u0 (?P<title>\S+)\}:$", re.M),
-             re.compile(r"^    mDisplayId=0 rootTaskId=\d+ mSession=Session\{[0-9a-f]+ \d+:u0a(?P<app>\d+)\} "
-                        r"mClient=android\.os\.BinderProxy@[0-9a-f]+$", re.M),
-             re.compile(r"^    mOwnerUid=(?P<uid>\d+) showForAllUsers=(true|false) package=\S+ appop=NONE$", re.M)]
+    shape = [
+        re.compile(r"^  Window #\d+ Window\{[0-9a-f]+ u0 (?P<title>\S+)\}:$", re.M),
+        re.compile(
+            r"^    mDisplayId=0 rootTaskId=\d+ mSession=Session\{[0-9a-f]+ \d+:u0a(?P<app>\d+)\} "
+            r"mClient=android\.os\.BinderProxy@[0-9a-f]+$",
+            re.M,
+        ),
+        re.compile(r"^    mOwnerUid=(?P<uid>\d+) showForAllUsers=(true|false) package=\S+ appop=NONE$", re.M),
+    ]
     ours = dumpsys.window(30, TopActivity("com.android.mms/.ui.MmsTabActivity", 1234, uid=10050), "windows")
     for rx in shape:
         assert rx.search(real), rx.pattern
@@ -143,20 +158,21 @@ def test_dumpsys_power_battery_display_user_meminfo(rel):
     assert "  level: 100\n  scale: 100\n" in bat
     assert ("Max charging current" in bat) == (release == "11")
     assert re.search(r"orientation=(\d+)", run(h, "dumpsys display").out).group(1) == "0"
-    assert re.findall(r"\{(\d+):", run(h, "dumpsys user").out)[0] == "0"   # Mobly's current_user_id (5.0/6.0)
+    assert re.findall(r"\{(\d+):", run(h, "dumpsys user").out)[0] == "0"  # Mobly's current_user_id (5.0/6.0)
     assert "Total PSS by process:" in run(h, "dumpsys meminfo").out
 
 
 # --- pm ------------------------------------------------------------------------------------------
 
+
 def test_pm_aliases_and_user(rel):
     release, h = rel
     plain = run(h, "pm list packages").out
     assert "package:com.android.mms\n" in plain
-    assert run(h, "pm list package").out == plain          # Mobly's alias
+    assert run(h, "pm list package").out == plain  # Mobly's alias
     assert run(h, "pm list packages --user 0").out == plain
     if release == "11":
-        assert run(h, "cmd package list packages --user 0").out == plain   # what Appium runs
+        assert run(h, "cmd package list packages --user 0").out == plain  # what Appium runs
         assert run(h, "pm").err.startswith("Package manager (package) commands:")
     else:
         assert run(h, "pm").err.startswith("usage: pm list packages")
@@ -167,12 +183,16 @@ def test_pm_install_path_dump_uninstall_of_a_real_apk(rel):
     h.fs.host_path("/data/local/tmp/probe.apk").write_bytes(build_apk())
     r = run(h, "pm install -r /data/local/tmp/probe.apk")
     # Pm.java (4.4/5.0) prints the "\tpkg:" line with System.err, "Success" with System.out
-    assert (r.out, r.err) == (("Success\n", "") if release == "11" else
-                              ("Success\n", "\tpkg: /data/local/tmp/probe.apk\n"))
+    assert (r.out, r.err) == (
+        ("Success\n", "") if release == "11" else ("Success\n", "\tpkg: /data/local/tmp/probe.apk\n")
+    )
     assert "package:org.hostctl.probe\n" in run(h, "pm list packages -3").out
     path = run(h, "pm path org.hostctl.probe").out
-    assert path == ("package:/data/app/org.hostctl.probe-1.apk\n" if release == "4.4"
-                    else "package:/data/app/org.hostctl.probe-1/base.apk\n")
+    assert path == (
+        "package:/data/app/org.hostctl.probe-1.apk\n"
+        if release == "4.4"
+        else "package:/data/app/org.hostctl.probe-1/base.apk\n"
+    )
     dump = run(h, "dumpsys package org.hostctl.probe").out
     assert "versionCode=7 " in dump and "versionName=1.7\n" in dump
     assert run(h, "pm uninstall org.hostctl.probe").out == "Success\n"
@@ -189,10 +209,11 @@ def test_streamed_install_is_7_0_and_later(tmp_path):
     bad = run(r, f"cmd package install -S {len(junk)}", stdin=junk)
     assert bad.out.startswith("Failure [INSTALL_PARSE_FAILED_NOT_APK")
     kk = handset(tmp_path / "k", "4.4")
-    assert run(kk, f"cmd package install -S {len(apk)}", stdin=apk).rc == 127   # no cmd on 4.4
+    assert run(kk, f"cmd package install -S {len(apk)}", stdin=apk).rc == 127  # no cmd on 4.4
 
 
 # --- screen, network, logcat, bug report ---------------------------------------------------------
+
 
 def test_screencap_png_and_raw_show_the_hierarchy(rel):
     release, h = rel
@@ -213,8 +234,9 @@ def test_screencap_png_and_raw_show_the_hierarchy(rel):
 def run_bytes(h, command: str) -> bytes:
     import asyncio
 
-    from hostctl.emulator.shell import AndroidShell
     from test_shell_kit import MemoryIO
+
+    from hostctl.emulator.shell import AndroidShell
 
     mio = MemoryIO(b"")
     assert asyncio.run(AndroidShell(h).run(command, mio)) == 0
@@ -229,7 +251,7 @@ def test_wm_ip_ifconfig(rel):
     assert re.search(r"inet (\d+.*?)/\d+", run(h, "ip addr show dev wlan0").out).group(1) == addr
     ifc = run(h, "ifconfig wlan0").out
     if release == "11":
-        assert re.search(r"inet\s*addr:(.*?)\s", ifc).group(1) == addr      # adbutils.wlan_ip
+        assert re.search(r"inet\s*addr:(.*?)\s", ifc).group(1) == addr  # adbutils.wlan_ip
         # toybox: Wi-Fi is an ARPHRD_ETHER device, so "Ethernet" and its HWaddr, then the driver
         assert ifc.startswith(f"wlan0     Link encap:Ethernet  HWaddr {h.wlan_mac}  Driver icnss\n")
     else:
@@ -276,10 +298,10 @@ def test_proc_cpuinfo_matches_the_abi_and_proc_stat_exists(rel):
     cpu = run(h, "cat /proc/cpuinfo").out
     if release == "4.4":
         assert cpu.startswith("Processor\t: ARMv7")
-    else:   # arm64-v8a builds: an ARMv8 kernel's layout, not an ARMv7 one
+    else:  # arm64-v8a builds: an ARMv8 kernel's layout, not an ARMv7 one
         assert "CPU architecture: 8\n" in cpu and "ARMv7" not in cpu
     stat = run(h, "cat /proc/stat").out
-    assert re.match(r"cpu\s+(\d+\s){10}", stat)     # pure-python-adb's cpu_times() pattern
+    assert re.match(r"cpu\s+(\d+\s){10}", stat)  # pure-python-adb's cpu_times() pattern
 
 
 def test_every_labelled_node_of_the_dump_is_drawn_inside_its_bounds(tmp_path):
@@ -300,7 +322,7 @@ def test_every_labelled_node_of_the_dump_is_drawn_inside_its_bounds(tmp_path):
             continue
         region = img.crop((x1, y1, x2, y2))
         raw = region.tobytes()
-        colours = {tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)}
+        colours = {tuple(raw[i : i + 3]) for i in range(0, len(raw), 3)}
         if node.get("text"):
             assert any(sum(c) < 200 for c in colours), node.get("text")
         if node.get("checkable") == "true":
@@ -333,11 +355,14 @@ def test_logcat_time_modifiers_as_logprint_cpp_prints_them():
     from types import SimpleNamespace
 
     from hostctl.emulator.android import logcat as lf
+
     t = 1700000000.25
     e = SimpleNamespace(time=t, pid=900, tid=901, priority="I", tag="Probe", message="hello")
     assert lf.format_entry(e, "time", {"epoch"}) == "         1700000000.250 I/Probe   (  900): hello"
     assert lf.format_entry(e, "brief", {"epoch"}) == "I/Probe   (  900): hello"
     assert lf.format_entry(e, "threadtime", {"UTC", "year", "usec"}) == (
-        "2023-11-14 22:13:20.250000   900   901 I Probe   : hello")
+        "2023-11-14 22:13:20.250000   900   901 I Probe   : hello"
+    )
     assert lf.format_entry(e, "time", {"UTC", "nsec", "zone"}) == (
-        "11-14 22:13:20.250000000 +0000 I/Probe   (  900): hello")
+        "11-14 22:13:20.250000000 +0000 I/Probe   (  900): hello"
+    )

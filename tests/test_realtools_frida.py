@@ -31,7 +31,7 @@ def test_frida_ps_lists_the_app_with_its_package_name(lab, adb_port):
     mms = next(a for a in apps if a["identifier"] == "com.android.mms")
     assert mms["pid"] == h.apps["com.android.mms"].pid
     assert mms["name"] == "Messaging"
-    assert not any("/" in a["identifier"] for a in apps)      # no host path leaks out
+    assert not any("/" in a["identifier"] for a in apps)  # no host path leaks out
     # the process listing names the app's process by its label, as frida >= 15 does on Android
     r = _run(adb_port, _tool("frida-ps"), "-D", h.serial, "-j")
     assert r.returncode == 0, r.stderr
@@ -46,8 +46,9 @@ def test_enumerate_applications_through_adb_gives_the_package(lab, adb_port, mon
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(adb_port))
     device = frida.get_device_manager().get_device(h.serial, timeout=10)
     apps = device.enumerate_applications(identifiers=["com.android.mms"])
-    assert [(a.identifier, a.name, a.pid) for a in apps] == \
-        [("com.android.mms", "Messaging", h.apps["com.android.mms"].pid)]
+    assert [(a.identifier, a.name, a.pid) for a in apps] == [
+        ("com.android.mms", "Messaging", h.apps["com.android.mms"].pid)
+    ]
     # what the emulated handset cannot do: frida's PortalService answers "not supported" for the
     # frontmost application (frida-core src/portal-service.vala get_frontmost_application)
     with pytest.raises(frida.NotSupportedError):
@@ -57,9 +58,17 @@ def test_enumerate_applications_through_adb_gives_the_package(lab, adb_port, mon
 @pytest.mark.parametrize("how", [("-N", "com.android.mms"), ("-n", "Messaging")])
 def test_frida_cli_attaches_by_identifier_and_name_and_runs_code(lab, adb_port, how):
     h = lab.lab.handsets[0]
-    r = _run(adb_port, _tool("frida"), "-D", h.serial, *how, "-q", "-e",
-             "console.log('pid=' + Process.id + ' arch=' + Process.arch + "
-             "' java=' + (typeof Java !== 'undefined' && Java.available))")
+    r = _run(
+        adb_port,
+        _tool("frida"),
+        "-D",
+        h.serial,
+        *how,
+        "-q",
+        "-e",
+        "console.log('pid=' + Process.id + ' arch=' + Process.arch + "
+        "' java=' + (typeof Java !== 'undefined' && Java.available))",
+    )
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert f"pid={h.apps['com.android.mms'].pid}".encode() in r.stdout
     # what the README says a real handset shows and this one cannot: arm/arm64, Java.available
@@ -79,8 +88,13 @@ def test_frida_trace_finds_the_tls_write_the_app_calls(lab, adb_port, tmp_path):
 
     h = lab.lab.handsets[0]
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port))
-    p = subprocess.Popen([_tool("frida-trace"), "-D", h.serial, "-N", "com.android.mms", "-i", "SSL_write*"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    p = subprocess.Popen(
+        [_tool("frida-trace"), "-D", h.serial, "-N", "com.android.mms", "-i", "SSL_write*"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 60

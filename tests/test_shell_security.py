@@ -4,11 +4,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st, example
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from test_shell_kit import MemoryIO, make_handset, run
 
 from hostctl.emulator.shell import AndroidShell
-
-from test_shell_kit import MemoryIO, make_handset, run
 
 
 @pytest.fixture
@@ -40,8 +40,7 @@ def test_injection_attempts_stay_inside(setup) -> None:
         f"echo $(echo owned > {pwned}); ls {d}",
         f"sh -c 'rm -rf {d}'",
         f"content query --uri content://sms --where \"1=1; ATTACH DATABASE '{pwned}' AS p\"",
-        f"content delete --uri content://sms --where \"_id IN (SELECT 1); "
-        f"ATTACH '{pwned}' AS p\"",
+        f"content delete --uri content://sms --where \"_id IN (SELECT 1); ATTACH '{pwned}' AS p\"",
         f"uiautomator dump {pwned}",
         f"logcat -d > {pwned}",
     ]
@@ -68,17 +67,110 @@ def test_symlink_escape_is_refused(setup) -> None:
     assert _host_state(d) == [("x", "untouched")]
 
 
-_WORDS = st.sampled_from([
-    "echo", "cat", "ls", "rm", "-rf", "-r", "mkdir", "-p", "grep", "-c", "head", "-n", "tail",
-    "wc", "getprop", "setprop", "settings", "get", "put", "secure", "service", "call",
-    "iphonesubinfo", "i32", "s16", "1", "5", "99", "content", "query", "--uri", "content://sms",
-    "--where", "--projection", "am", "start", "broadcast", "-a", "-n", "pm", "list", "packages",
-    "input", "tap", "pidof", "ps", "-A", "id", "dumpsys", "uiautomator", "dump", "printf", "%s",
-    "%d", "stat", "-c", "md5sum", "test", "[", "]", "/sdcard/x", "/data/local/tmp", "..", "/",
-    "$?", "$(", ")", "`", "'", "\"", ";", "&&", "||", "|", ">", ">>", "<", "2>&1", ">&2", "(",
-    "{", "}", "!", "#", "\\", "$X", "X=1", "${", "exit", "cd", "true", "false", "sh", "-c",
-    "logcat", "-d", "touch", "which", "x*", "*",
-])
+_WORDS = st.sampled_from(
+    [
+        "echo",
+        "cat",
+        "ls",
+        "rm",
+        "-rf",
+        "-r",
+        "mkdir",
+        "-p",
+        "grep",
+        "-c",
+        "head",
+        "-n",
+        "tail",
+        "wc",
+        "getprop",
+        "setprop",
+        "settings",
+        "get",
+        "put",
+        "secure",
+        "service",
+        "call",
+        "iphonesubinfo",
+        "i32",
+        "s16",
+        "1",
+        "5",
+        "99",
+        "content",
+        "query",
+        "--uri",
+        "content://sms",
+        "--where",
+        "--projection",
+        "am",
+        "start",
+        "broadcast",
+        "-a",
+        "-n",
+        "pm",
+        "list",
+        "packages",
+        "input",
+        "tap",
+        "pidof",
+        "ps",
+        "-A",
+        "id",
+        "dumpsys",
+        "uiautomator",
+        "dump",
+        "printf",
+        "%s",
+        "%d",
+        "stat",
+        "-c",
+        "md5sum",
+        "test",
+        "[",
+        "]",
+        "/sdcard/x",
+        "/data/local/tmp",
+        "..",
+        "/",
+        "$?",
+        "$(",
+        ")",
+        "`",
+        "'",
+        '"',
+        ";",
+        "&&",
+        "||",
+        "|",
+        ">",
+        ">>",
+        "<",
+        "2>&1",
+        ">&2",
+        "(",
+        "{",
+        "}",
+        "!",
+        "#",
+        "\\",
+        "$X",
+        "X=1",
+        "${",
+        "exit",
+        "cd",
+        "true",
+        "false",
+        "sh",
+        "-c",
+        "logcat",
+        "-d",
+        "touch",
+        "which",
+        "x*",
+        "*",
+    ]
+)
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -103,7 +195,7 @@ def test_random_command_lines_only_return_codes(setup, words, noise) -> None:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=40))
-@example(text="\u00b2<")   # a Unicode digit before a redirection is a word, not an fd
+@example(text="\u00b2<")  # a Unicode digit before a redirection is a word, not an fd
 def test_arbitrary_text_never_raises(setup, text) -> None:
     h, _, _ = setup
     if "logcat" in text or "sleep" in text:

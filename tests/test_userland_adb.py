@@ -3,6 +3,7 @@ an interactive `adb shell` on a pty (^C, the prompt, `exit N`, window size), exi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
@@ -11,22 +12,23 @@ import shutil
 import struct
 import subprocess
 import termios
-import fcntl
 import time
 
 import pytest
 
-from hostctl.emulator.lab import adb_binary
-from hostctl.emulator.lab import LabConfig, LabThread  # noqa: E402
+from hostctl.emulator.lab import LabConfig, LabThread, adb_binary
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("mksh") is None,
-                                reason="bubblewrap and mksh are not installed (make debian-clients)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None or shutil.which("mksh") is None,
+    reason="bubblewrap and mksh are not installed (make debian-clients)",
+)
 
 
 def _lab(adb_port, tmp_path_factory, profile: str):
     home = tmp_path_factory.mktemp("hostctl-home")
-    return LabThread(LabConfig(adb_port=adb_port, handsets=1, profile=profile, home=home, modem=False,
-                               relay=False, consoles=False))
+    return LabThread(
+        LabConfig(adb_port=adb_port, handsets=1, profile=profile, home=home, modem=False, relay=False, consoles=False)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,14 @@ class _Pty:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         env = dict(os.environ)
-        self.proc = subprocess.Popen([adb_binary(), "-s", serial, "shell"], stdin=slave, stdout=slave,
-                                     stderr=slave, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [adb_binary(), "-s", serial, "shell"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
         os.close(slave)
         self.buf = b""
 
@@ -80,7 +88,7 @@ class _Pty:
         while True:
             m = re.search(pattern, self.buf)
             if m:
-                self.buf = self.buf[m.end():]
+                self.buf = self.buf[m.end() :]
                 return m
             left = deadline - time.monotonic()
             if left <= 0:
@@ -90,7 +98,7 @@ class _Pty:
                 try:
                     self.buf += os.read(self.master, 4096)
                 except OSError:
-                    raise AssertionError(f"adb ended before {pattern!r}; got {self.buf[-400:]!r}")
+                    raise AssertionError(f"adb ended before {pattern!r}; got {self.buf[-400:]!r}") from None
 
     def close(self) -> int:
         try:
@@ -102,20 +110,20 @@ class _Pty:
 def test_interactive_pty_ctrl_c_prompt_exit_and_window(android11) -> None:
     t = _Pty(android11.serial)
     try:
-        t.expect(rb"joyeuse:/ \$ ")                     # Android's mkshrc prompt
+        t.expect(rb"joyeuse:/ \$ ")  # Android's mkshrc prompt
         t.send(b"sleep 30\r")
         t.expect(rb"sleep 30\r*\n")
         time.sleep(0.3)
         started = time.monotonic()
-        t.send(b"\x03")                                 # ^C: SIGINT to the foreground job
+        t.send(b"\x03")  # ^C: SIGINT to the foreground job
         t.expect(rb"130\|joyeuse:/ \$ ", timeout=5)
         interrupted_after = time.monotonic() - started
         t.send(b"echo next-$((6*7))\r")
-        t.expect(rb"\r*\nnext-42\r*\n")                 # nothing of ^C leaked into the line
+        t.expect(rb"\r*\nnext-42\r*\n")  # nothing of ^C leaked into the line
         t.expect(rb"joyeuse:/ \$ ")
         t.send(b"false\r")
         t.expect(rb"1\|joyeuse:/ \$ ")
-        t.send(b"echo size=$LINES,$COLUMNS\r")           # the window size the client sent (id 5)
+        t.send(b"echo size=$LINES,$COLUMNS\r")  # the window size the client sent (id 5)
         t.expect(rb"size=33,101")
         t.send(b"exit 3\r")
         assert t.close() == 3

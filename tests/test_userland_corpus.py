@@ -20,13 +20,15 @@ import pytest
 from hostctl.emulator.lab import LabConfig, LabThread
 
 # ../shared/fidelity next to the repository (HOSTCTL_FIDELITY_DIR elsewhere, e.g. from a worktree)
-FIDELITY = Path(os.environ.get("HOSTCTL_FIDELITY_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "fidelity")
+FIDELITY = Path(
+    os.environ.get("HOSTCTL_FIDELITY_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "fidelity"
+)
 CORPUS = FIDELITY / "shell_corpus.tsv"
 
 # id -> why the emulated handset's output differs from the reference run (not a shell difference)
 DIFFERENT: dict[str, str] = {
     "35": "ps is Android's, answered by the handset model (Android's processes, toybox's "
-          "TOYBOX_ON_ANDROID format); Debian's toybox build prints its desktop help",
+    "TOYBOX_ON_ANDROID format); Debian's toybox build prints its desktop help",
     "115": "ps is Android's (the model's process table), not the sandbox's two processes",
     "179": "Android has getprop (the reference root had none): the handset's SDK is 30",
     "331": "uname -m is the profile's ABI (arm64-v8a -> aarch64); the reference ran on x86_64",
@@ -46,10 +48,13 @@ LIVE: dict[str, str] = {
 
 
 def _unescape(text: str) -> str:
-    return re.sub(r"\\(x[0-9a-fA-F]{2}|.)", lambda m: {
-        "n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "e": "\x1b"}.get(
-        m.group(1), chr(int(m.group(1)[1:], 16)) if m.group(1).startswith("x") else "\\" + m.group(1)),
-        text)
+    return re.sub(
+        r"\\(x[0-9a-fA-F]{2}|.)",
+        lambda m: {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "e": "\x1b"}.get(
+            m.group(1), chr(int(m.group(1)[1:], 16)) if m.group(1).startswith("x") else "\\" + m.group(1)
+        ),
+        text,
+    )
 
 
 def _rows(kind: str) -> list[dict[str, str]]:
@@ -98,8 +103,10 @@ def test_generic_lines_match_real_mksh_and_toybox(adb, android11):
         else:
             ok = ok_rc and out == want
         if not ok and r["id"] not in DIFFERENT:
-            mismatches.append(f"#{r['id']} {r['command']!r}: rc {res.returncode} (ref {r['ref_rc']}) "
-                              f"out {out[:200]!r} (ref {want[:200]!r}) err {res.stderr[:200]!r}")
+            mismatches.append(
+                f"#{r['id']} {r['command']!r}: rc {res.returncode} (ref {r['ref_rc']}) "
+                f"out {out[:200]!r} (ref {want[:200]!r}) err {res.stderr[:200]!r}"
+            )
     matched = len(rows) - len(mismatches) - len([r for r in rows if r["id"] in DIFFERENT])
     print(f"{matched}/{len(rows)} generic lines match; {len(DIFFERENT)} listed as different")
     assert (len(rows) - len(mismatches)) / len(rows) >= 0.95 and not mismatches, "\n".join(mismatches)

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_shell_kit import MemoryIO, make_handset, run
 
 from hostctl.emulator.shell import AndroidShell
 from hostctl.emulator.userland import rootfs
@@ -22,37 +23,90 @@ from hostctl.emulator.userland.rpc import Frame, FrameDecoder, encode, parse_req
 from hostctl.emulator.userland.runtime import shell_env, userland_of
 from hostctl.emulator.userland.sandbox import Limits, Mount, Op, SandboxSpec, render
 
-from test_shell_kit import MemoryIO, make_handset, run
-
-needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("mksh") is None,
-                                   reason="bubblewrap and mksh are not installed (make debian-clients)")
+needs_sandbox = pytest.mark.skipif(
+    shutil.which("bwrap") is None or shutil.which("mksh") is None,
+    reason="bubblewrap and mksh are not installed (make debian-clients)",
+)
 
 
 # --- the spec, as a transcript ---------------------------------------------------------------------
 
+
 def test_spec_renders_to_this_command_line() -> None:
-    spec = SandboxSpec(hostname="localhost",
-                       mounts=(Mount(Op.RO_BIND, "/", "/r"), Mount(Op.BIND, "/data", "/r/data"),
-                               Mount(Op.DEV, "/dev"), Mount(Op.PROC, "/proc"),
-                               Mount(Op.RO_BIND, "/proc/cpuinfo", "/g/cpuinfo")),
-                       launcher="/sbin/adbd", groups=(2000, 1004), limits=Limits(10, 20, 30),
-                       boottime_offset=-100, keep_caps=("CAP_SETUID",))
+    spec = SandboxSpec(
+        hostname="localhost",
+        mounts=(
+            Mount(Op.RO_BIND, "/", "/r"),
+            Mount(Op.BIND, "/data", "/r/data"),
+            Mount(Op.DEV, "/dev"),
+            Mount(Op.PROC, "/proc"),
+            Mount(Op.RO_BIND, "/proc/cpuinfo", "/g/cpuinfo"),
+        ),
+        launcher="/sbin/adbd",
+        groups=(2000, 1004),
+        limits=Limits(10, 20, 30),
+        boottime_offset=-100,
+        keep_caps=("CAP_SETUID",),
+    )
     assert render(spec) == [
-        "unshare", "--time", "--fork", "--kill-child", "--boottime=-100", "--monotonic=-100", "--",
-        "bwrap", "--die-with-parent", "--new-session", "--as-pid-1", "--unshare-pid", "--unshare-net",
-        "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "localhost", "--clearenv",
-        "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
-        "--ro-bind", "/r", "/", "--bind", "/r/data", "/data", "--dev", "/dev", "--proc", "/proc",
-        "--ro-bind", "/g/cpuinfo", "/proc/cpuinfo",
-        "--", "/sbin/adbd", "10", "20", "30", "2000,1004"]
+        "unshare",
+        "--time",
+        "--fork",
+        "--kill-child",
+        "--boottime=-100",
+        "--monotonic=-100",
+        "--",
+        "bwrap",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "localhost",
+        "--clearenv",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CAP_SETUID",
+        "--ro-bind",
+        "/r",
+        "/",
+        "--bind",
+        "/r/data",
+        "/data",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--ro-bind",
+        "/g/cpuinfo",
+        "/proc/cpuinfo",
+        "--",
+        "/sbin/adbd",
+        "10",
+        "20",
+        "30",
+        "2000,1004",
+    ]
 
 
 def test_spec_without_root_uses_a_user_namespace_and_no_time_namespace() -> None:
     spec = SandboxSpec(hostname="h", mounts=(), launcher="/l", groups=(), user_namespace=True)
     argv = render(spec)
     assert argv[0] == "bwrap" and "--cap-add" not in argv
-    assert argv[argv.index("--unshare-user"):argv.index("--unshare-user") + 7] == [
-        "--unshare-user", "--uid", "2000", "--gid", "2000", "--cap-drop", "ALL"]
+    assert argv[argv.index("--unshare-user") : argv.index("--unshare-user") + 7] == [
+        "--unshare-user",
+        "--uid",
+        "2000",
+        "--gid",
+        "2000",
+        "--cap-drop",
+        "ALL",
+    ]
 
 
 def test_framework_frames_round_trip() -> None:
@@ -80,6 +134,7 @@ def test_environment_per_release(tmp_path: Path) -> None:
 
 # --- what the shell sees ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def h(tmp_path: Path):
     handset = make_handset(tmp_path / "one", profile="miui-12-android-11")
@@ -90,11 +145,15 @@ def h(tmp_path: Path):
 
 @needs_sandbox
 def test_android_layout_and_identity(h) -> None:
-    r = run(h, "id -u; id -un; ls -ld /data | cut -d' ' -f1,3; ls /data; echo rc=$?; "
-               "touch /data/local/tmp/t /sdcard/t && echo writable; touch /system/t; "
-               "readlink /etc; uname -m; grep -c ^processor /proc/cpuinfo; cat /proc/version | cut -d' ' -f1-3")
-    assert r.out == ("2000\nshell\ndrwxrwx--x system\nrc=1\nwritable\n/system/etc\naarch64\n8\n"
-                     "Linux version 4.14.186-perf+\n"), r.err
+    r = run(
+        h,
+        "id -u; id -un; ls -ld /data | cut -d' ' -f1,3; ls /data; echo rc=$?; "
+        "touch /data/local/tmp/t /sdcard/t && echo writable; touch /system/t; "
+        "readlink /etc; uname -m; grep -c ^processor /proc/cpuinfo; cat /proc/version | cut -d' ' -f1-3",
+    )
+    assert r.out == (
+        "2000\nshell\ndrwxrwx--x system\nrc=1\nwritable\n/system/etc\naarch64\n8\nLinux version 4.14.186-perf+\n"
+    ), r.err
     assert "ls: /data: Permission denied" in r.err and "Read-only file system" in r.err
 
 
@@ -109,20 +168,23 @@ def test_uptime_counts_from_the_handsets_boot(h) -> None:
 def test_no_capabilities_and_own_pid_namespace(h) -> None:
     r = run(h, "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; ls /proc | grep -c '^[0-9]'")
     lines = r.out.splitlines()
-    assert lines[:3] == ["CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
-                         "CapBnd:\t0000000000000000"], r.out
-    assert int(lines[3]) < 10          # the launcher, the shell and its children: not the host's
+    assert lines[:3] == ["CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000"], r.out
+    assert int(lines[3]) < 10  # the launcher, the shell and its children: not the host's
 
 
 # --- escapes: each fails if the sandbox leaks --------------------------------------------------------
+
 
 @needs_sandbox
 def test_host_files_are_not_visible(h, tmp_path: Path) -> None:
     secret = tmp_path / "lab-token.json"
     secret.write_text("TOKEN-5f3a")
-    r = run(h, f"cat /etc/hostname; cat {secret}; cat /proc/1/environ; "
-               "for d in /*; do case $d in /proc|/dev) continue;; esac; grep -rl TOKEN-5f3a $d; done 2>/dev/null; "
-               "ls /home /root /usr /tmp 2>&1")
+    r = run(
+        h,
+        f"cat /etc/hostname; cat {secret}; cat /proc/1/environ; "
+        "for d in /*; do case $d in /proc|/dev) continue;; esac; grep -rl TOKEN-5f3a $d; done 2>/dev/null; "
+        "ls /home /root /usr /tmp 2>&1",
+    )
     assert "TOKEN-5f3a" not in r.out
     assert Path("/etc/hostname").exists() is False or Path("/etc/hostname").read_text().strip() not in r.out.split()
     assert "No such file" in r.err
@@ -137,9 +199,12 @@ def test_another_handsets_files_are_not_visible(h, tmp_path: Path) -> None:
     other = make_handset(tmp_path / "two", profile="miui-12-android-11")
     try:
         other.fs.host_path("/sdcard/other-secret").write_text("OTHER-91")
-        run(other, "true")           # the other handset's sandbox runs too
-        r = run(h, "cat /sdcard/other-secret; for d in /*; do case $d in /proc|/dev) continue;; esac; grep -rl OTHER-91 $d; done "
-                  "2>/dev/null; echo done")
+        run(other, "true")  # the other handset's sandbox runs too
+        r = run(
+            h,
+            "cat /sdcard/other-secret; for d in /*; do case $d in /proc|/dev) continue;; esac; grep -rl OTHER-91 $d; done "
+            "2>/dev/null; echo done",
+        )
         assert "OTHER-91" not in r.out and r.out.endswith("done\n")
         assert str(other.fs.root) not in r.out
     finally:
@@ -151,14 +216,19 @@ def test_another_handsets_files_are_not_visible(h, tmp_path: Path) -> None:
 def test_writes_stay_inside_the_handset_root(h, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
-    run(h, "true")       # the sandbox is up (its mount points made)
-    before = sorted(p.relative_to(h.fs.root) for p in h.fs.root.rglob("*") if "sdcard" not in p.parts
-                    and "data" not in p.parts)
-    run(h, f"touch {outside}/x /x /system/x /lib/x /sbin/x /dev/socket/x /proc/x; "
-           f"echo owned > {outside}/y; mkdir -p {outside}/z; cd /; ln -s / /data/local/tmp/l")
+    run(h, "true")  # the sandbox is up (its mount points made)
+    before = sorted(
+        p.relative_to(h.fs.root) for p in h.fs.root.rglob("*") if "sdcard" not in p.parts and "data" not in p.parts
+    )
+    run(
+        h,
+        f"touch {outside}/x /x /system/x /lib/x /sbin/x /dev/socket/x /proc/x; "
+        f"echo owned > {outside}/y; mkdir -p {outside}/z; cd /; ln -s / /data/local/tmp/l",
+    )
     assert list(outside.iterdir()) == []
-    after = sorted(p.relative_to(h.fs.root) for p in h.fs.root.rglob("*") if "sdcard" not in p.parts
-                   and "data" not in p.parts)
+    after = sorted(
+        p.relative_to(h.fs.root) for p in h.fs.root.rglob("*") if "sdcard" not in p.parts and "data" not in p.parts
+    )
     assert after == before
 
 
@@ -220,8 +290,9 @@ def test_fork_bomb_is_bounded_and_ends_with_its_client(h) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
     asyncio.run(go())
-    assert max(peak) <= 48 + 4, peak            # the bound (+ racing forks of other tests' shells)
+    assert max(peak) <= 48 + 4, peak  # the bound (+ racing forks of other tests' shells)
     for _ in range(100):
         if _shell_processes() == 0:
             break
@@ -233,15 +304,18 @@ def test_fork_bomb_is_bounded_and_ends_with_its_client(h) -> None:
 def test_disk_filler_stops_at_the_file_size_bound(h) -> None:
     ul = userland_of(h)
     ul.limits = Limits(fsize=1024 * 1024)
-    r = run(h, "dd if=/dev/zero of=/data/local/tmp/big bs=65536 count=100; echo rc=$?; "
-               "ls -l /data/local/tmp/big | awk '{print $5}'")
-    assert "rc=1" in r.out or "rc=153" in r.out, r.out + r.err      # SIGXFSZ or EFBIG
+    r = run(
+        h,
+        "dd if=/dev/zero of=/data/local/tmp/big bs=65536 count=100; echo rc=$?; "
+        "ls -l /data/local/tmp/big | awk '{print $5}'",
+    )
+    assert "rc=1" in r.out or "rc=153" in r.out, r.out + r.err  # SIGXFSZ or EFBIG
     assert r.out.splitlines()[-1] == str(1024 * 1024)
 
 
 # --- the shell's grammar is mksh's: a script, compared with mksh on this host ------------------------
 
-GRAMMAR = r'''
+GRAMMAR = r"""
 set -e
 count() { n=0; while [ $n -lt $1 ]; do n=$((n + 1)); done; echo "counted $n"; }
 count 5
@@ -258,7 +332,7 @@ EOF
 x=$(false || echo recovered); echo "$x"
 false
 echo unreachable
-'''
+"""
 
 
 @needs_sandbox

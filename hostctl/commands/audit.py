@@ -26,29 +26,38 @@ from ..cli import CliError, Environment, ExitStatus
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
-    a = sub.add_parser("audit", env=env, help="audit Cloud Messaging on a testbed (or an emulated lab): "
-                                              "every check PASS / FAIL / NOT-TESTABLE with evidence")
+    a = sub.add_parser(
+        "audit",
+        env=env,
+        help="audit Cloud Messaging on a testbed (or an emulated lab): "
+        "every check PASS / FAIL / NOT-TESTABLE with evidence",
+    )
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--testbed", metavar="FILE", help="testbed file (YAML; see README)")
     where.add_argument("--emulator", action="store_true", help="boot an emulated lab for the run")
     a.add_argument("--testbed-name", metavar="NAME", help="which testbed of the file (default: the only one)")
     a.add_argument("--profile", default="miui-v5-2014-08-10", help="--emulator: firmware profile name or path")
     a.add_argument("--handsets", type=int, default=2, help="--emulator: number of handsets (default 2)")
-    a.add_argument("--out", default="hostctl-runs", metavar="DIR",
-                   help="evidence folder (<out>/<testbed>/<timestamp>/, with a `latest` link; default ./hostctl-runs)")
+    a.add_argument(
+        "--out",
+        default="hostctl-runs",
+        metavar="DIR",
+        help="evidence folder (<out>/<testbed>/<timestamp>/, with a `latest` link; default ./hostctl-runs)",
+    )
     a.add_argument("--checks", metavar="ID,...", help="only these checks (comma-separated ids)")
     a.add_argument("--redact", action="store_true", help="no raw identifier in any report or log (hashes instead)")
-    a.add_argument("--assume-reset", action="store_true",
-                   help="real handsets: they were factory-reset by hand just before (opt-in-default needs it)")
+    a.add_argument(
+        "--assume-reset",
+        action="store_true",
+        help="real handsets: they were factory-reset by hand just before (opt-in-default needs it)",
+    )
     a.add_argument("--timeout", type=float, default=30.0, help="seconds per device step (default 30)")
     a.add_argument("--json", action="store_true", help="print report.json's document")
 
 
 def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
     from ..audit import AuditError, AuditOptions, run_audit
-    from ..report import render_json, summary_table
-
-    from ..report import CHECK_IDS
+    from ..report import CHECK_IDS, render_json, summary_table
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
     unknown = [c for c in checks or () if c not in CHECK_IDS]
@@ -59,9 +68,16 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus | int:
         env.stderr.write(f"audit: {msg}\n")
         env.stderr.flush()
 
-    opts = AuditOptions(out=Path(args.out), checks=checks, redact=args.redact, assume_reset=args.assume_reset,
-                        progress=progress, timeout=args.timeout, argv=["hostctl", *sys.argv[1:]],
-                        stop=threading.Event())
+    opts = AuditOptions(
+        out=Path(args.out),
+        checks=checks,
+        redact=args.redact,
+        assume_reset=args.assume_reset,
+        progress=progress,
+        timeout=args.timeout,
+        argv=["hostctl", *sys.argv[1:]],
+        stop=threading.Event(),
+    )
     try:
         with _testbed(args, env, opts, progress) as tb:
             result = run_audit(tb, opts)
@@ -97,19 +113,19 @@ def wrap_summary(text: str, width: int | None) -> str:
     column = header.find("REASON") if header else -1
     out: list[str] = []
     for line in lines:
-        if len(line) <= width or not line.strip(" -"):           # short, or a rule of dashes
+        if len(line) <= width or not line.strip(" -"):  # short, or a rule of dashes
             out.append(line[:width] if len(line) > width else line)
             continue
-        if line.startswith("  - "):                               # a warning
+        if line.startswith("  - "):  # a warning
             split, indent = 4, 4
-        elif column > 0 and not line[:column].strip():             # a FAIL's evidence lines
+        elif column > 0 and not line[:column].strip():  # a FAIL's evidence lines
             split = len(line) - len(line.lstrip(" "))
             indent = column + 3
         elif column > 0 and not line.startswith("hostctl audit"):  # a check's row
             split, indent = column, column
         else:
             split, indent = 0, 2
-        if width - max(split, indent) < 24:     # too narrow to keep the columns: a hanging indent
+        if width - max(split, indent) < 24:  # too narrow to keep the columns: a hanging indent
             out.extend(textwrap.wrap(line, width=width, subsequent_indent="    ", break_on_hyphens=False))
             continue
         body = textwrap.wrap(line[split:], width=width - indent, break_on_hyphens=False)
@@ -128,12 +144,14 @@ def _refuse_stale_lab(testbed: Any, path: str) -> None:
     emu = getattr(testbed, "emulator", None)
     if emu is None or not getattr(emu, "lab_dir", None):
         return
-    home = Path(emu.lab_dir).parent.parent          # <home>/labs/<adb port>
+    home = Path(emu.lab_dir).parent.parent  # <home>/labs/<adb port>
     if running_lab(home, int(emu.adb_port)) is None:
-        raise CliError(f"audit: {path} describes the emulated lab on adb port {emu.adb_port}, which is not "
-                       f"running (the file is valid only while its lab runs): start one with `hostctl "
-                       f"emulator up --testbed-out {path}` (or `hostctl audit --emulator` boots its own)",
-                       ExitStatus.NOT_RUNNABLE)
+        raise CliError(
+            f"audit: {path} describes the emulated lab on adb port {emu.adb_port}, which is not "
+            f"running (the file is valid only while its lab runs): start one with `hostctl "
+            f"emulator up --testbed-out {path}` (or `hostctl audit --emulator` boots its own)",
+            ExitStatus.NOT_RUNNABLE,
+        )
 
 
 @contextlib.contextmanager
@@ -174,7 +192,7 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
 
     try:
         profile = load_profile(args.profile)
-    except Exception as exc:   # noqa: BLE001 - a bad profile is the user's input
+    except Exception as exc:
         raise CliError(f"audit: --profile {args.profile}: {exc}", ExitStatus.USAGE) from exc
     port = free_loopback_port()
     # Frida finds the adb server through this variable, read at each connect: the lab's own
@@ -184,8 +202,9 @@ def _testbed(args: argparse.Namespace, env: Environment, opts: Any, progress: An
     # the lab stops: the run folder keeps the evidence, nothing of the lab stays behind
     home = Path(tempfile.mkdtemp(prefix="hostctl-audit-lab-"))
     progress(f"booting an emulated lab: {args.handsets} handsets, profile {profile.name}, adb server on port {port}")
-    lt = LabThread(LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
-                             relay=False, consoles=False))
+    lt = LabThread(
+        LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home, relay=False, consoles=False)
+    )
     try:
         # noted from the boot to the lab's stop; the audit raises on them itself while it runs its
         # protocol, and checks opts.stop at every phase for one noted before it began

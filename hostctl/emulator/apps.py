@@ -34,8 +34,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import frida
 
@@ -97,7 +98,7 @@ class HandsetPortal:
         self.cluster_port: int = 0
         self.control_port: int = 0
         self._service: frida.PortalService | None = None
-        self._join_proxy: JoinProxy | None = None   # agents join through it (frida_bridge)
+        self._join_proxy: JoinProxy | None = None  # agents join through it (frida_bridge)
         self._cond = threading.Condition()
         self._nodes: dict[int, str] = {}  # pid -> application identifier, of joined nodes
 
@@ -123,7 +124,7 @@ class HandsetPortal:
                 # (stop() refuses a service that never started) -- a rare, small leak.
                 try:
                     service.stop()
-                except Exception:
+                except Exception:  # noqa: BLE001 - clean-up of a failed start; the start's error is what matters
                     pass
                 if not isinstance(e, frida.AddressInUseError) and "in use" not in str(e).lower():
                     raise PortalError(f"portal {self.name}: {e}") from e
@@ -150,13 +151,13 @@ class HandsetPortal:
             return
         try:
             _with_timeout(service.stop, 5.0)
-        except Exception:
+        except Exception:  # noqa: BLE001 - stopping never raises; the portal is gone either way
             pass
         with self._cond:
             self._nodes.clear()
             self._cond.notify_all()
 
-    def __enter__(self) -> "HandsetPortal":
+    def __enter__(self) -> HandsetPortal:
         self.start()
         return self
 
@@ -236,7 +237,7 @@ class AppProcess:
         if not package or "/" in package or package in (".", ".."):
             raise ValueError(f"invalid package name: {package!r}")
         self.package = package
-        self.label = label or package   # the app's label: Frida's name for the app and its process
+        self.label = label or package  # the app's label: Frida's name for the app and its process
         self.portal = portal
         self.state_dir = Path(state_dir)
         self.log_port = log_port
@@ -304,7 +305,7 @@ class AppProcess:
             if session is not None:
                 try:
                     _with_timeout(session.detach, 2.0)
-                except Exception:
+                except Exception:  # noqa: BLE001 - stop() never raises; the process is killed below anyway
                     pass
             popen = self._popen
             if popen is not None and popen.poll() is None:
@@ -315,9 +316,9 @@ class AppProcess:
                     try:
                         popen.kill()
                         popen.wait(self.STOP_GRACE)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - stop() never raises
                         pass
-                except Exception:
+                except Exception:  # noqa: BLE001 - stop() never raises
                     pass
             if popen is not None:
                 self.portal.unregister_app(popen.pid)
@@ -327,7 +328,7 @@ class AppProcess:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "AppProcess":
+    def __enter__(self) -> AppProcess:
         self.start()
         return self
 
@@ -390,8 +391,7 @@ class AppProcess:
             while rid not in self._replies:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._reader is None or not self.alive:
-                    raise AppProcessError(f"{cmd}: no reply on the control channel", package=self.package,
-                                          pid=self.pid)
+                    raise AppProcessError(f"{cmd}: no reply on the control channel", package=self.package, pid=self.pid)
                 self._reply_cv.wait(min(remaining, 0.2))
             msg = self._replies.pop(rid)
         if not msg["ok"]:
@@ -403,7 +403,7 @@ class AppProcess:
 
         self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.package}-calls")
         if self._ctl is not None:
-            self._ctl.settimeout(None)        # the reader waits with select; writes block briefly
+            self._ctl.settimeout(None)  # the reader waits with select; writes block briefly
         self._reader = threading.Thread(target=self._read_loop, name=f"{self.package}-ctl", daemon=True)
         self._reader.start()
 
@@ -441,7 +441,7 @@ class AppProcess:
         elif "ok" in msg and isinstance(msg.get("id"), int):
             with self._reply_cv:
                 self._replies[msg["id"]] = msg
-                if len(self._replies) > 1000:           # answers to notify() nobody collects
+                if len(self._replies) > 1000:  # answers to notify() nobody collects
                     for k in sorted(self._replies)[:500]:
                         self._replies.pop(k, None)
                 self._reply_cv.notify_all()
@@ -453,7 +453,7 @@ class AppProcess:
             if self.on_call is None:
                 raise RuntimeError("the lab takes no calls from this app")
             reply = {"reply": msg["call"], "ok": True, "result": self.on_call(msg)}
-        except Exception as e:   # the app gets the error; the lab goes on
+        except Exception as e:  # noqa: BLE001 - the app gets the error; the lab goes on
             reply = {"reply": msg.get("call"), "ok": False, "error": f"{type(e).__name__}: {e}"}
         try:
             self._send(reply)
@@ -472,7 +472,7 @@ class AppProcess:
             self._ctl.settimeout(remaining)
             try:
                 data = self._ctl.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError("no reply on the control channel") from None
             if not data:
                 raise ConnectionError("control channel closed (process exited?)")
@@ -489,16 +489,26 @@ class AppProcess:
         env.update({str(k): str(v) for k, v in self.env.items()})
         lab_end, app_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [
-            self.package, "-S", "-I", str(APP_MAIN),
-            f"package={self.package}", f"ctl={app_end.fileno()}",
+            self.package,
+            "-S",
+            "-I",
+            str(APP_MAIN),
+            f"package={self.package}",
+            f"ctl={app_end.fileno()}",
         ]
         if self.log_port:
             args.append(f"log={int(self.log_port)}")
         try:
             with open(self.log_path, "ab") as log:
                 self._popen = subprocess.Popen(
-                    args, executable=str(exe), pass_fds=(app_end.fileno(),), env=env,
-                    cwd=str(self.state_dir), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    args,
+                    executable=str(exe),
+                    pass_fds=(app_end.fileno(),),
+                    env=env,
+                    cwd=str(self.state_dir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
                 )
         except OSError as e:
             lab_end.close()
@@ -551,7 +561,8 @@ class AppProcess:
         except (OSError, ValueError) as e:
             raise AppProcessError(
                 f"did not become ready: {e}; exit code {self.returncode}; log tail: {self._log_tail()!r}",
-                package=self.package, pid=self.pid,
+                package=self.package,
+                pid=self.pid,
             ) from e
         if msg.get("event") != "ready" or msg.get("pid") != self.pid:
             raise AppProcessError(f"unexpected first message {msg!r}", package=self.package, pid=self.pid)
@@ -563,32 +574,33 @@ class AppProcess:
         try:
             session = _with_timeout(lambda: frida.get_local_device().attach(pid), self.ATTACH_TIMEOUT)
         except frida.OperationCancelledError as e:
-            raise AppProcessError(f"attach timed out after {self.ATTACH_TIMEOUT:g} s",
-                                  package=self.package, pid=pid) from e
+            raise AppProcessError(
+                f"attach timed out after {self.ATTACH_TIMEOUT:g} s", package=self.package, pid=pid
+            ) from e
         except Exception as e:
             raise AppProcessError(f"attach failed: {e}", package=self.package, pid=pid) from e
         self._session = session
         address = self.portal.cluster_address
-        try:   # what the agent will report (agent.vala join_portal): readlink("/proc/self/exe")
+        try:  # what the agent will report (agent.vala join_portal): readlink("/proc/self/exe")
             executable = os.readlink(f"/proc/{pid}/exe")
         except OSError as e:
             raise AppProcessError(f"cannot read /proc/{pid}/exe: {e}", package=self.package, pid=pid) from e
-        self.portal.register_app(AppIdentity(pid=pid, executable=executable, package=self.package,
-                                             label=self.label))
+        self.portal.register_app(AppIdentity(pid=pid, executable=executable, package=self.package, label=self.label))
         try:
             self._membership = _with_timeout(lambda: session.join_portal(address), self.JOIN_TIMEOUT)
         except frida.OperationCancelledError as e:
-            raise AppProcessError(f"join_portal({address}) timed out after {self.JOIN_TIMEOUT:g} s",
-                                  package=self.package, pid=pid) from e
+            raise AppProcessError(
+                f"join_portal({address}) timed out after {self.JOIN_TIMEOUT:g} s", package=self.package, pid=pid
+            ) from e
         except Exception as e:
             raise AppProcessError(f"join_portal({address}) failed: {e}", package=self.package, pid=pid) from e
         if not self.portal.wait_joined(pid, self.JOIN_TIMEOUT):
-            raise AppProcessError(f"portal {self.portal.name} never reported the join",
-                                  package=self.package, pid=pid)
+            raise AppProcessError(f"portal {self.portal.name} never reported the join", package=self.package, pid=pid)
         identifier = self.portal.members().get(pid)
         if identifier != self.package:
-            raise AppProcessError(f"joined under the identifier {identifier!r}, not the package name",
-                                  package=self.package, pid=pid)
+            raise AppProcessError(
+                f"joined under the identifier {identifier!r}, not the package name", package=self.package, pid=pid
+            )
 
     def _cleanup(self) -> None:
         if self._ctl is not None:

@@ -32,8 +32,18 @@ from .identity import HandsetIdentity, generate_identity
 from .profiles import FirmwareProfile, banner_safe
 
 __all__ = [
-    "ContactsUri", "ContentError", "Intent", "LogEntry", "ProcessInfo", "ReadOnlyPropertyError",
-    "Screen", "SmsUri", "View", "VirtualHandset", "parse_contacts_uri", "parse_sms_uri",
+    "ContactsUri",
+    "ContentError",
+    "Intent",
+    "LogEntry",
+    "ProcessInfo",
+    "ReadOnlyPropertyError",
+    "Screen",
+    "SmsUri",
+    "View",
+    "VirtualHandset",
+    "parse_contacts_uri",
+    "parse_sms_uri",
 ]
 
 NAMESPACES = ("system", "secure", "global")
@@ -99,7 +109,10 @@ RAW_CONTACTS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "INTEGER NOT NULL DEFAULT 1"),
     ("dirty", "INTEGER NOT NULL DEFAULT 0"),
     ("sourceid", "TEXT"),
-    ("sync1", "TEXT"), ("sync2", "TEXT"), ("sync3", "TEXT"), ("sync4", "TEXT"),
+    ("sync1", "TEXT"),
+    ("sync2", "TEXT"),
+    ("sync3", "TEXT"),
+    ("sync4", "TEXT"),
 )
 DATA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_id", "INTEGER PRIMARY KEY AUTOINCREMENT"),
@@ -109,10 +122,12 @@ DATA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("is_super_primary", "INTEGER NOT NULL DEFAULT 0"),
     ("data_version", "INTEGER NOT NULL DEFAULT 0"),
     *((f"data{i}", "TEXT") for i in range(1, 16)),
-    ("data_sync1", "TEXT"), ("data_sync2", "TEXT"), ("data_sync3", "TEXT"), ("data_sync4", "TEXT"),
+    ("data_sync1", "TEXT"),
+    ("data_sync2", "TEXT"),
+    ("data_sync3", "TEXT"),
+    ("data_sync4", "TEXT"),
 )
-CONTACT_TABLES = {"raw_contacts": tuple(n for n, _ in RAW_CONTACTS_COLUMNS),
-                  "data": tuple(n for n, _ in DATA_COLUMNS)}
+CONTACT_TABLES = {"raw_contacts": tuple(n for n, _ in RAW_CONTACTS_COLUMNS), "data": tuple(n for n, _ in DATA_COLUMNS)}
 MIME_NAME = "vnd.android.cursor.item/name"
 MIME_PHONE = "vnd.android.cursor.item/phone_v2"
 # what the provider tells its observers when a phone number row is inserted (the lab's Contacts
@@ -122,7 +137,7 @@ CONTACT_PHONE_INSERTED = "hostctl.emulator.CONTACT_PHONE_INSERTED"
 
 @dataclass(frozen=True, slots=True)
 class ContactsUri:
-    table: str                  # raw_contacts | data
+    table: str  # raw_contacts | data
     row_id: int | None = None
     mimetype: str | None = None  # data/phones
 
@@ -132,7 +147,7 @@ def parse_contacts_uri(uri: str) -> ContactsUri:
     parameters (``?caller_is_syncadapter=true``) are accepted and ignored."""
     prefix = f"content://{CONTACTS_AUTHORITY}/"
     path = uri.split("?", 1)[0]
-    parts = [p for p in path[len(prefix):].split("/") if p] if path.startswith(prefix) else []
+    parts = [p for p in path[len(prefix) :].split("/") if p] if path.startswith(prefix) else []
     if parts and parts[0] in CONTACT_TABLES:
         if len(parts) == 1:
             return ContactsUri(parts[0])
@@ -141,6 +156,7 @@ def parse_contacts_uri(uri: str) -> ContactsUri:
         if parts == ["data", "phones"]:
             return ContactsUri("data", mimetype=MIME_PHONE)
     raise ContentError(f"java.lang.IllegalArgumentException: Unknown URL {uri}")
+
 
 # sqlite3 authorizer action codes (sqlite3.h); only reads and plain functions pass by default.
 _SQLITE_INSERT, _SQLITE_READ, _SQLITE_SELECT, _SQLITE_UPDATE = 18, 20, 21, 23
@@ -164,7 +180,7 @@ def parse_sms_uri(uri: str) -> SmsUri:
     prefix = "content://sms"
     if not uri.startswith(prefix) or (len(uri) > len(prefix) and uri[len(prefix)] != "/"):
         raise ContentError(f"java.lang.IllegalArgumentException: Unknown URL {uri}")
-    parts = [p for p in uri[len(prefix):].split("/") if p]
+    parts = [p for p in uri[len(prefix) :].split("/") if p]
     box = row = None
     if parts and parts[0] in SMS_BOXES:
         box = SMS_BOXES[parts.pop(0)]
@@ -196,9 +212,20 @@ class ProcessInfo:
 
 
 def uid_name(uid: int) -> str:
-    fixed = {0: "root", 1000: "system", 1001: "radio", 1002: "bluetooth", 1010: "wifi",
-             1013: "media", 1017: "keystore", 1019: "drm", 1021: "gps", 1027: "nfc",
-             2000: "shell", 9999: "nobody"}
+    fixed = {
+        0: "root",
+        1000: "system",
+        1001: "radio",
+        1002: "bluetooth",
+        1010: "wifi",
+        1013: "media",
+        1017: "keystore",
+        1019: "drm",
+        1021: "gps",
+        1027: "nfc",
+        2000: "shell",
+        9999: "nobody",
+    }
     if uid in fixed:
         return fixed[uid]
     if uid >= 10000:
@@ -236,8 +263,7 @@ class LogEntry:
             elif fmt == "raw":
                 out.append(line)
             else:
-                out.append(f"{ts} {self.pid:5d} {self.tid:5d} {self.priority} {self.tag:<8}: "
-                           f"{line}")
+                out.append(f"{ts} {self.pid:5d} {self.tid:5d} {self.priority} {self.tag:<8}: {line}")
         return "\n".join(out)
 
 
@@ -265,7 +291,7 @@ class Intent:
         if not self.component:
             return None
         pkg, cls = self.component.split("/", 1)
-        return f"{pkg}/{cls[len(pkg):]}" if cls.startswith(pkg + ".") else self.component
+        return f"{pkg}/{cls[len(pkg) :]}" if cls.startswith(pkg + ".") else self.component
 
     def describe(self) -> str:
         """``Intent { act=... cmp=... }`` as Android's Intent.toString prints it."""
@@ -321,11 +347,10 @@ class View:
     long_clickable: bool = False
     password: bool = False
     selected: bool = False
-    children: list["View"] = field(default_factory=list)
-    on_click: Callable[["VirtualHandset", "View"], None] | None = field(default=None,
-                                                                       repr=False)
+    children: list[View] = field(default_factory=list)
+    on_click: Callable[[VirtualHandset, View], None] | None = field(default=None, repr=False)
 
-    def walk(self) -> Iterator["View"]:
+    def walk(self) -> Iterator[View]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -334,7 +359,7 @@ class View:
         left, top, right, bottom = self.bounds
         return left <= x < right and top <= y < bottom
 
-    def find(self, *, resource_id: str | None = None, text: str | None = None) -> "View | None":
+    def find(self, *, resource_id: str | None = None, text: str | None = None) -> View | None:
         for view in self.walk():
             if resource_id is not None and view.resource_id != resource_id:
                 continue
@@ -360,8 +385,13 @@ TapListener = Callable[["VirtualHandset", "View | None", int, int], None]
 
 
 def _xml_attr(value: str) -> str:
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("\n", "&#10;"))
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+    )
 
 
 def _dump_node(view: View, index: int, package: str, out: list[str]) -> None:
@@ -379,7 +409,8 @@ def _dump_node(view: View, index: int, package: str, out: list[str]) -> None:
         f'enabled="{flag(view.enabled)}" focusable="{flag(view.focusable)}" '
         f'focused="{flag(view.focused)}" scrollable="{flag(view.scrollable)}" '
         f'long-clickable="{flag(view.long_clickable)}" password="{flag(view.password)}" '
-        f'selected="{flag(view.selected)}" bounds="[{b[0]},{b[1]}][{b[2]},{b[3]}]"')
+        f'selected="{flag(view.selected)}" bounds="[{b[0]},{b[1]}][{b[2]},{b[3]}]"'
+    )
     if not view.children:
         out.append(" />")
         return
@@ -389,35 +420,69 @@ def _dump_node(view: View, index: int, package: str, out: list[str]) -> None:
     out.append("</node>")
 
 
-def _launcher_screen(handset: "VirtualHandset") -> View:
+def _launch(comp: str) -> Callable[[VirtualHandset, View], None]:
+    """A launcher icon's click: start ``comp`` as the launcher does."""
+
+    def click(h: VirtualHandset, v: View) -> None:
+        h.start_activity(
+            Intent(
+                kind="activity",
+                action="android.intent.action.MAIN",
+                categories=("android.intent.category.LAUNCHER",),
+                component=comp,
+                flags=0x10200000,
+            )
+        )
+
+    return click
+
+
+def _launcher_screen(handset: VirtualHandset) -> View:
     pkg = "com.miui.home"
-    icons = [("Messaging", "com.android.mms/com.android.mms.ui.MmsTabActivity"),
-             ("Settings", "com.android.settings/com.android.settings.MainSettings"),
-             ("Phone", "com.android.contacts/com.android.contacts.activities.TwelveKeyDialer"),
-             ("Contacts", "com.android.contacts/com.android.contacts.activities.PeopleActivity")]
+    icons = [
+        ("Messaging", "com.android.mms/com.android.mms.ui.MmsTabActivity"),
+        ("Settings", "com.android.settings/com.android.settings.MainSettings"),
+        ("Phone", "com.android.contacts/com.android.contacts.activities.TwelveKeyDialer"),
+        ("Contacts", "com.android.contacts/com.android.contacts.activities.PeopleActivity"),
+    ]
     children = []
     for i, (label, comp) in enumerate(icons):
         left = 20 + i * 175
-        children.append(View(
-            cls="android.widget.TextView", text=label, content_desc=label, package=pkg,
-            resource_id="com.miui.home:id/icon_title", clickable=True, focusable=True,
-            long_clickable=True, bounds=(left, 1040, left + 150, 1220),
-            on_click=lambda h, v, c=comp: h.start_activity(Intent(kind="activity",
-                                                                  action="android.intent.action.MAIN",
-                                                                  categories=("android.intent.category.LAUNCHER",),
-                                                                  component=c, flags=0x10200000))))
-    workspace = View(cls="android.view.View", package=pkg, resource_id="com.miui.home:id/workspace",
-                     scrollable=True, focusable=True, bounds=(0, 50, SCREEN_W, SCREEN_H),
-                     children=children)
+        children.append(
+            View(
+                cls="android.widget.TextView",
+                text=label,
+                content_desc=label,
+                package=pkg,
+                resource_id="com.miui.home:id/icon_title",
+                clickable=True,
+                focusable=True,
+                long_clickable=True,
+                bounds=(left, 1040, left + 150, 1220),
+                on_click=_launch(comp),
+            )
+        )
+    workspace = View(
+        cls="android.view.View",
+        package=pkg,
+        resource_id="com.miui.home:id/workspace",
+        scrollable=True,
+        focusable=True,
+        bounds=(0, 50, SCREEN_W, SCREEN_H),
+        children=children,
+    )
     return View(package=pkg, children=[workspace])
 
 
-def _generic_screen(component: str) -> Callable[["VirtualHandset"], View]:
+def _generic_screen(component: str) -> Callable[[VirtualHandset], View]:
     pkg = component.split("/", 1)[0]
 
-    def build(_h: "VirtualHandset") -> View:
-        return View(package=pkg, children=[View(
-            cls="android.widget.LinearLayout", package=pkg, bounds=(0, 50, SCREEN_W, SCREEN_H))])
+    def build(_h: VirtualHandset) -> View:
+        return View(
+            package=pkg,
+            children=[View(cls="android.widget.LinearLayout", package=pkg, bounds=(0, 50, SCREEN_W, SCREEN_H))],
+        )
+
     return build
 
 
@@ -454,8 +519,14 @@ _SYSTEM_PROCESSES: tuple[tuple[int, str, int, int, str], ...] = (
 class VirtualHandset:
     """One emulated handset's state; see the module docstring for what persists where."""
 
-    def __init__(self, *, label: str, profile: FirmwareProfile, state_dir: Path,
-                 identity: HandsetIdentity | None = None) -> None:
+    # set at run time by the Messaging screens (emulator/screens.py), which read them with getattr
+    # and a default until then: the MMS activation dialog on show, and the compose screen's draft
+    mms_dialog: dict[str, Any] | None
+    compose_draft: dict[str, Any]
+
+    def __init__(
+        self, *, label: str, profile: FirmwareProfile, state_dir: Path, identity: HandsetIdentity | None = None
+    ) -> None:
         self.label = label
         self.profile = profile
         self.state_dir = Path(state_dir)
@@ -476,21 +547,21 @@ class VirtualHandset:
         from .android.packages import PackageRegistry
 
         self.pm = PackageRegistry(self.state_dir, self.fs, self.profile.packages, self.profile.sdk)
-        self.booted_at = time.monotonic()   # /proc/uptime counts from here; a reboot resets it
-        self.screen_on = True               # PowerManager wakefulness (the lab keeps it awake)
-        self.call_state = 0          # TelephonyManager.CALL_STATE_*: 0 idle, 2 off-hook
+        self.booted_at = time.monotonic()  # /proc/uptime counts from here; a reboot resets it
+        self.screen_on = True  # PowerManager wakefulness (the lab keeps it awake)
+        self.call_state = 0  # TelephonyManager.CALL_STATE_*: 0 idle, 2 off-hook
         self.call_number = ""
         self._log: deque[LogEntry] = deque(maxlen=5000)
         self._log_waiters: list[Callable[[LogEntry], None]] = []
         self._processes: dict[int, ProcessInfo] = {}
         self._init_processes()
         self._intent_listeners: list[IntentListener] = []
-        self._reassembler = Reassembler()   # concatenated SMS parts waiting for the rest
+        self._reassembler = Reassembler()  # concatenated SMS parts waiting for the rest
         # (action, data scheme) -> the activity that handles it, as packages declare them
         self.intent_filters: dict[tuple[str, str], str] = {}
         self._tap_listeners: list[TapListener] = []
         self._screen_builders: dict[str, ScreenBuilder] = {LAUNCHER: _launcher_screen}
-        from . import screens   # the Cloud Messaging switch's screens (Settings and Messaging)
+        from . import screens  # the Cloud Messaging switch's screens (Settings and Messaging)
 
         screens.install(self)
         self._back_stack: list[Screen] = []
@@ -505,14 +576,28 @@ class VirtualHandset:
         if given is None and path.exists():
             return HandsetIdentity.from_json(path.read_text(encoding="utf-8"))
         identity = given or generate_identity(
-            self.label, sim_count=self.profile.sim_count, mcc_mnc=self.profile.mcc_mnc,
-            operator_name=self.profile.operator_name)
+            self.label,
+            sim_count=self.profile.sim_count,
+            mcc_mnc=self.profile.mcc_mnc,
+            operator_name=self.profile.operator_name,
+        )
         path.write_text(identity.to_json(), encoding="utf-8")
         return identity
 
     def _ensure_filesystem(self) -> None:
-        for d in ("sdcard", "data/local/tmp", "system/bin", "system/app", "system/priv-app",
-                  "system/framework", "system/etc", "dev", "proc", "cache", "data/data"):
+        for d in (
+            "sdcard",
+            "data/local/tmp",
+            "system/bin",
+            "system/app",
+            "system/priv-app",
+            "system/framework",
+            "system/etc",
+            "dev",
+            "proc",
+            "cache",
+            "data/data",
+        ):
             (self.fs.root / d).mkdir(parents=True, exist_ok=True)
         # /sdcard is /storage/emulated/0 for user 0 (system/core/rootdir/init.rc links
         # /sdcard -> /storage/self/primary -> /storage/emulated/0); tools write to either name
@@ -522,15 +607,14 @@ class VirtualHandset:
             (emulated / "0").symlink_to("../../sdcard")
         build_prop = self.fs.root / "system/build.prop"
         if not build_prop.exists():
-            lines = [f"{k}={v}" for k, v in sorted(self._static_props().items())
-                     if k.startswith("ro.")]
+            lines = [f"{k}={v}" for k, v in sorted(self._static_props().items()) if k.startswith("ro.")]
             build_prop.write_text("\n".join(lines) + "\n", encoding="utf-8")
         for apk in self.profile.packages.values():
             host = self.fs.host_path(apk)
             if not host.exists():
                 host.parent.mkdir(parents=True, exist_ok=True)
                 host.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip, like a stub apk
-        if self.profile.su:   # a rooted build ships the su binary (the shell's `su` runs it)
+        if self.profile.su:  # a rooted build ships the su binary (the shell's `su` runs it)
             su = self.fs.root / "system/xbin/su"
             if not su.exists():
                 su.parent.mkdir(parents=True, exist_ok=True)
@@ -547,8 +631,7 @@ class VirtualHandset:
             return {}
 
     def _save_persist(self) -> None:
-        self._persist_path.write_text(json.dumps(self._persist_props, indent=1, sort_keys=True),
-                                      encoding="utf-8")
+        self._persist_path.write_text(json.dumps(self._persist_props, indent=1, sort_keys=True), encoding="utf-8")
 
     def _static_props(self) -> dict[str, str]:
         p = self.profile
@@ -602,8 +685,12 @@ class VirtualHandset:
         (or the default MIUI IMEI set) filled from this handset's SIMs. A template naming a
         slot this handset's identity lacks is left out."""
         sims = self.identity.sims
-        lists = {"imei": [s.imei for s in sims], "imsi": [s.imsi for s in sims],
-                 "iccid": [s.iccid for s in sims], "msisdn": [s.msisdn for s in sims]}
+        lists = {
+            "imei": [s.imei for s in sims],
+            "imsi": [s.imsi for s in sims],
+            "iccid": [s.iccid for s in sims],
+            "msisdn": [s.msisdn for s in sims],
+        }
         props = {}
         for key, template in self.profile.identity_prop_templates(len(sims)).items():
             try:
@@ -643,8 +730,7 @@ class VirtualHandset:
 
     def banner_props(self) -> dict[str, str]:
         """ro.product.name/model/device for the ADB banner, without ':;='."""
-        return {k: banner_safe(self.getprop(k)) for k in
-                ("ro.product.name", "ro.product.model", "ro.product.device")}
+        return {k: banner_safe(self.getprop(k)) for k in ("ro.product.name", "ro.product.model", "ro.product.device")}
 
     # --- settings -------------------------------------------------------------------------
 
@@ -659,9 +745,9 @@ class VirtualHandset:
             for ns in NAMESPACES:
                 self._settings_db.execute(
                     f"CREATE TABLE IF NOT EXISTS {ns} (_id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                    "name TEXT UNIQUE ON CONFLICT REPLACE, value TEXT)")
-            self._settings_db.execute(
-                "CREATE TABLE IF NOT EXISTS android_metadata (locale TEXT)")
+                    "name TEXT UNIQUE ON CONFLICT REPLACE, value TEXT)"
+                )
+            self._settings_db.execute("CREATE TABLE IF NOT EXISTS android_metadata (locale TEXT)")
             row = self._settings_db.execute("SELECT count(*) FROM android_metadata").fetchone()
             if row[0] == 0:
                 self._settings_db.execute("INSERT INTO android_metadata VALUES ('zh_CN')")
@@ -670,8 +756,7 @@ class VirtualHandset:
     def _load_default_settings(self) -> None:
         for ns in NAMESPACES:
             for key, value in self.profile.default_settings.get(ns, {}).items():
-                self._settings_db.execute(f"INSERT INTO {ns} (name, value) VALUES (?, ?)",
-                                          (key, value))
+                self._settings_db.execute(f"INSERT INTO {ns} (name, value) VALUES (?, ?)", (key, value))
 
     @staticmethod
     def _ns(namespace: str) -> str:
@@ -682,24 +767,22 @@ class VirtualHandset:
     def settings_get(self, namespace: str, key: str) -> str | None:
         with self._lock:
             row = self._settings_db.execute(
-                f"SELECT value FROM {self._ns(namespace)} WHERE name = ?", (key,)).fetchone()
+                f"SELECT value FROM {self._ns(namespace)} WHERE name = ?", (key,)
+            ).fetchone()
         return None if row is None else row[0]
 
     def settings_put(self, namespace: str, key: str, value: str | None) -> None:
         with self._lock:
-            self._settings_db.execute(
-                f"INSERT INTO {self._ns(namespace)} (name, value) VALUES (?, ?)", (key, value))
+            self._settings_db.execute(f"INSERT INTO {self._ns(namespace)} (name, value) VALUES (?, ?)", (key, value))
 
     def settings_delete(self, namespace: str, key: str) -> int:
         with self._lock:
-            cur = self._settings_db.execute(
-                f"DELETE FROM {self._ns(namespace)} WHERE name = ?", (key,))
+            cur = self._settings_db.execute(f"DELETE FROM {self._ns(namespace)} WHERE name = ?", (key,))
         return cur.rowcount
 
     def settings_list(self, namespace: str) -> list[tuple[str, str | None]]:
         with self._lock:
-            rows = self._settings_db.execute(
-                f"SELECT name, value FROM {self._ns(namespace)} ORDER BY name").fetchall()
+            rows = self._settings_db.execute(f"SELECT name, value FROM {self._ns(namespace)} ORDER BY name").fetchall()
         return [(r[0], r[1]) for r in rows]
 
     # --- SMS provider ---------------------------------------------------------------------
@@ -709,23 +792,29 @@ class VirtualHandset:
         with self._lock:
             self._sms_db.execute(f"CREATE TABLE IF NOT EXISTS sms ({cols})")
             self._sms_db.execute(
-                "CREATE TABLE IF NOT EXISTS threads (_id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "address TEXT UNIQUE)")
+                "CREATE TABLE IF NOT EXISTS threads (_id INTEGER PRIMARY KEY AUTOINCREMENT, address TEXT UNIQUE)"
+            )
 
     def _authorizer(self, writable: int | None, tables: tuple[str, ...] = ("sms",)):
         def authorize(action: int, arg1: str | None, arg2: str | None, _db, _trigger) -> int:
             if action in (_SQLITE_SELECT, _SQLITE_READ):
                 return sqlite3.SQLITE_OK
             if action == _SQLITE_FUNCTION:
-                return (sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS
-                        else sqlite3.SQLITE_OK)
+                return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS else sqlite3.SQLITE_OK
             if writable is not None and action == writable and arg1 in tables:
                 return sqlite3.SQLITE_OK
             return sqlite3.SQLITE_DENY
+
         return authorize
 
-    def _guarded(self, writable: int | None, fn: Callable[[sqlite3.Connection], Any], *,
-                 db: sqlite3.Connection | None = None, tables: tuple[str, ...] = ("sms",)) -> Any:
+    def _guarded(
+        self,
+        writable: int | None,
+        fn: Callable[[sqlite3.Connection], Any],
+        *,
+        db: sqlite3.Connection | None = None,
+        tables: tuple[str, ...] = ("sms",),
+    ) -> Any:
         """Run fn with an authorizer that allows reads and at most one kind of write to
         ``tables`` (the sms table unless told)."""
         db = self._sms_db if db is None else db
@@ -750,12 +839,19 @@ class VirtualHandset:
 
     @staticmethod
     def _where(uri: SmsUri, where: str | None) -> str:
-        return _where_sql(([f"type={uri.box}"] if uri.box is not None else [])
-                          + ([f"_id={uri.row_id}"] if uri.row_id is not None else []), where)
+        return _where_sql(
+            ([f"type={uri.box}"] if uri.box is not None else [])
+            + ([f"_id={uri.row_id}"] if uri.row_id is not None else []),
+            where,
+        )
 
-    def sms_query(self, uri: str = "content://sms", projection: list[str] | None = None,
-                  where: str | None = None, sort: str | None = None
-                  ) -> tuple[list[str], list[tuple]]:
+    def sms_query(
+        self,
+        uri: str = "content://sms",
+        projection: list[str] | None = None,
+        where: str | None = None,
+        sort: str | None = None,
+    ) -> tuple[list[str], list[tuple]]:
         """Rows of the sms table as the provider returns them: (column names, rows)."""
         parsed = parse_sms_uri(uri)
         cols = ", ".join(projection) if projection else "*"
@@ -764,10 +860,8 @@ class VirtualHandset:
         return self._guarded(None, _select(sql))
 
     def _thread_id(self, address: str | None) -> int:
-        self._sms_db.execute("INSERT OR IGNORE INTO threads (address) VALUES (?)",
-                             (address or "",))
-        return self._sms_db.execute("SELECT _id FROM threads WHERE address = ?",
-                                    (address or "",)).fetchone()[0]
+        self._sms_db.execute("INSERT OR IGNORE INTO threads (address) VALUES (?)", (address or "",))
+        return self._sms_db.execute("SELECT _id FROM threads WHERE address = ?", (address or "",)).fetchone()[0]
 
     def sms_insert(self, values: dict[str, Any], uri: str = "content://sms") -> int:
         """Insert one row; returns its _id. The URI's box sets ``type`` unless given."""
@@ -775,8 +869,7 @@ class VirtualHandset:
         row = dict(values)
         unknown = [k for k in row if k not in SMS_COLUMN_NAMES]
         if unknown:
-            raise ContentError(f"android.database.sqlite.SQLiteException: table sms has no "
-                               f"column named {unknown[0]}")
+            raise ContentError(f"android.database.sqlite.SQLiteException: table sms has no column named {unknown[0]}")
         if parsed.box is not None:
             row.setdefault("type", parsed.box)
         row.setdefault("type", 1)
@@ -786,18 +879,16 @@ class VirtualHandset:
             row.setdefault("thread_id", self._thread_id(row.get("address")))
         return self._guarded(_SQLITE_INSERT, _insert("sms", row))
 
-    def sms_update(self, values: dict[str, Any], uri: str = "content://sms",
-                   where: str | None = None) -> int:
+    def sms_update(self, values: dict[str, Any], uri: str = "content://sms", where: str | None = None) -> int:
         parsed = parse_sms_uri(uri)
         unknown = [k for k in values if k not in SMS_COLUMN_NAMES]
         if unknown or not values:
-            raise ContentError("android.database.sqlite.SQLiteException: no such column: "
-                               f"{unknown[0] if unknown else '(none)'}")
+            raise ContentError(
+                f"android.database.sqlite.SQLiteException: no such column: {unknown[0] if unknown else '(none)'}"
+            )
         names = list(values)
-        sql = (f"UPDATE sms SET {', '.join(f'{n} = ?' for n in names)}"
-               f"{self._where(parsed, where)}")
-        return self._guarded(_SQLITE_UPDATE, lambda db: db.execute(
-            sql, [values[n] for n in names]).rowcount)
+        sql = f"UPDATE sms SET {', '.join(f'{n} = ?' for n in names)}{self._where(parsed, where)}"
+        return self._guarded(_SQLITE_UPDATE, lambda db: db.execute(sql, [values[n] for n in names]).rowcount)
 
     # --- the radio's SMS path (the carrier calls in; the Messaging app and tests send out) -----
 
@@ -811,17 +902,27 @@ class VirtualHandset:
         if parts is None:
             return None
         first = parts[0]
-        row = self.sms_insert({
-            "address": first.sender, "body": "".join(p.text for p in parts),
-            "date": int(time.time() * 1000), "date_sent": int(first.timestamp * 1000),
-            "type": SMS_BOXES["inbox"], "read": 0, "seen": 0, "service_center": first.smsc,
-            "sim_id": self.profile.sub_id(slot),   # MIUI keeps the subscription id, not the slot
-            "mx_status": 0, "protocol": 0, "reply_path_present": 0})
+        row = self.sms_insert(
+            {
+                "address": first.sender,
+                "body": "".join(p.text for p in parts),
+                "date": int(time.time() * 1000),
+                "date_sent": int(first.timestamp * 1000),
+                "type": SMS_BOXES["inbox"],
+                "read": 0,
+                "seen": 0,
+                "service_center": first.smsc,
+                "sim_id": self.profile.sub_id(slot),  # MIUI keeps the subscription id, not the slot
+                "mx_status": 0,
+                "protocol": 0,
+                "reply_path_present": 0,
+            }
+        )
         self.log("I", "SmsReceiver", f"received SMS from {first.sender} in {len(parts)} part(s)")
-        for action in ("android.provider.Telephony.SMS_DELIVER",
-                       "android.provider.Telephony.SMS_RECEIVED"):
-            self.broadcast(Intent(kind="broadcast", action=action,
-                                  extras={"address": first.sender, "row": row, "slot": slot}))
+        for action in ("android.provider.Telephony.SMS_DELIVER", "android.provider.Telephony.SMS_RECEIVED"):
+            self.broadcast(
+                Intent(kind="broadcast", action=action, extras={"address": first.sender, "row": row, "slot": slot})
+            )
         return row
 
     def siminfo_query(self) -> tuple[list[str], list[tuple]]:
@@ -829,8 +930,9 @@ class VirtualHandset:
         _id = subscription id, icc_id, sim_id = slot index, display_name, number). On the KitKat
         builds the provider is a guess: MIUI V5's own mapping is not published."""
         names = ["_id", "icc_id", "sim_id", "display_name", "number"]
-        rows = [(self.profile.sub_id(s.slot), s.iccid, s.slot, f"SIM{s.slot + 1}", s.msisdn)
-                for s in self.identity.sims]
+        rows = [
+            (self.profile.sub_id(s.slot), s.iccid, s.slot, f"SIM{s.slot + 1}", s.msisdn) for s in self.identity.sims
+        ]
         return names, rows
 
     def sms_delete(self, uri: str = "content://sms", where: str | None = None) -> int:
@@ -851,11 +953,15 @@ class VirtualHandset:
 
     @staticmethod
     def _contacts_where(uri: ContactsUri, where: str | None) -> str:
-        return _where_sql(([f"_id={uri.row_id}"] if uri.row_id is not None else [])
-                          + ([f"mimetype='{uri.mimetype}'"] if uri.mimetype is not None else []), where)
+        return _where_sql(
+            ([f"_id={uri.row_id}"] if uri.row_id is not None else [])
+            + ([f"mimetype='{uri.mimetype}'"] if uri.mimetype is not None else []),
+            where,
+        )
 
-    def contacts_query(self, uri: str, projection: list[str] | None = None, where: str | None = None,
-                       sort: str | None = None) -> tuple[list[str], list[tuple]]:
+    def contacts_query(
+        self, uri: str, projection: list[str] | None = None, where: str | None = None, sort: str | None = None
+    ) -> tuple[list[str], list[tuple]]:
         """Rows of raw_contacts or data as the provider returns them: (column names, rows)."""
         parsed = parse_contacts_uri(uri)
         cols = ", ".join(projection) if projection else "*"
@@ -872,41 +978,61 @@ class VirtualHandset:
         row = dict(values)
         unknown = [k for k in row if k not in CONTACT_TABLES[parsed.table]]
         if unknown:
-            raise ContentError(f"android.database.sqlite.SQLiteException: table {parsed.table} has no "
-                               f"column named {unknown[0]}")
+            raise ContentError(
+                f"android.database.sqlite.SQLiteException: table {parsed.table} has no column named {unknown[0]}"
+            )
         if parsed.table == "raw_contacts":
             name, kind = row.get("account_name"), row.get("account_type")
             if bool(name) != bool(kind):
-                raise ContentError("java.lang.IllegalArgumentException: Must specify both or neither of "
-                                   f"ACCOUNT_NAME and ACCOUNT_TYPE; URI: {uri}")
-            for key in ("account_name", "account_type", "data_set"):   # "" is the local account
+                raise ContentError(
+                    "java.lang.IllegalArgumentException: Must specify both or neither of "
+                    f"ACCOUNT_NAME and ACCOUNT_TYPE; URI: {uri}"
+                )
+            for key in ("account_name", "account_type", "data_set"):  # "" is the local account
                 if key in row and not row[key]:
                     row[key] = None
             row_id = self._insert_row("raw_contacts", row)
-            self._contacts(_SQLITE_UPDATE, lambda db: db.execute(
-                "UPDATE raw_contacts SET contact_id = _id WHERE _id = ?", (row_id,)))
+            self._contacts(
+                _SQLITE_UPDATE,
+                lambda db: db.execute("UPDATE raw_contacts SET contact_id = _id WHERE _id = ?", (row_id,)),
+            )
             return row_id
         for key in ("raw_contact_id", "mimetype"):
             if row.get(key) in (None, ""):
                 raise ContentError(f"java.lang.IllegalArgumentException: {key} is required")
         raw_id = row["raw_contact_id"]
-        _, found = self.contacts_query(f"content://{CONTACTS_AUTHORITY}/raw_contacts",
-                                       ["_id", "display_name"], f"_id={int(raw_id)}")
+        _, found = self.contacts_query(
+            f"content://{CONTACTS_AUTHORITY}/raw_contacts", ["_id", "display_name"], f"_id={int(raw_id)}"
+        )
         if not found:
             raise ContentError(f"java.lang.IllegalArgumentException: raw_contact_id {raw_id} does not exist")
         row_id = self._insert_row("data", row)
         if row["mimetype"] == MIME_NAME and row.get("data1"):
-            self._contacts(_SQLITE_UPDATE, lambda db: db.execute(
-                "UPDATE raw_contacts SET display_name = ? WHERE _id = ?", (str(row["data1"]), int(raw_id))))
+            self._contacts(
+                _SQLITE_UPDATE,
+                lambda db: db.execute(
+                    "UPDATE raw_contacts SET display_name = ? WHERE _id = ?", (str(row["data1"]), int(raw_id))
+                ),
+            )
         if row["mimetype"] == MIME_PHONE and row.get("data1"):
-            _, names = self.contacts_query(f"content://{CONTACTS_AUTHORITY}/raw_contacts/{int(raw_id)}",
-                                           ["display_name"])
+            _, names = self.contacts_query(
+                f"content://{CONTACTS_AUTHORITY}/raw_contacts/{int(raw_id)}", ["display_name"]
+            )
             name = names[0][0] if names and names[0][0] else ""
             self.log("I", "ContactsProvider", f"phone row {row_id} for raw contact {raw_id}")
-            self._deliver(Intent(kind="provider", action=CONTACT_PHONE_INSERTED,
-                                 data=f"content://{CONTACTS_AUTHORITY}/data/{row_id}",
-                                 extras={"number": str(row["data1"]), "name": name,
-                                         "raw_contact_id": int(raw_id), "data_id": row_id}))
+            self._deliver(
+                Intent(
+                    kind="provider",
+                    action=CONTACT_PHONE_INSERTED,
+                    data=f"content://{CONTACTS_AUTHORITY}/data/{row_id}",
+                    extras={
+                        "number": str(row["data1"]),
+                        "name": name,
+                        "raw_contact_id": int(raw_id),
+                        "data_id": row_id,
+                    },
+                )
+            )
         return row_id
 
     def _insert_row(self, table: str, row: dict[str, Any]) -> int:
@@ -924,8 +1050,9 @@ class VirtualHandset:
             return 0
         marks = ",".join(str(i) for i in ids)
         self._contacts(_SQLITE_DELETE, lambda db: db.execute(f"DELETE FROM data WHERE raw_contact_id IN ({marks})"))
-        return self._contacts(_SQLITE_DELETE, lambda db: db.execute(
-            f"DELETE FROM raw_contacts WHERE _id IN ({marks})").rowcount)
+        return self._contacts(
+            _SQLITE_DELETE, lambda db: db.execute(f"DELETE FROM raw_contacts WHERE _id IN ({marks})").rowcount
+        )
 
     # --- telephony: one voice call at a time (the carrier/peer side is not emulated) --------
 
@@ -969,16 +1096,25 @@ class VirtualHandset:
 
     # --- logcat ---------------------------------------------------------------------------
 
-    def log(self, priority: str | int, tag: str, message: str, *, pid: int | None = None,
-            tid: int | None = None, when: float | None = None) -> LogEntry:
+    def log(
+        self,
+        priority: str | int,
+        tag: str,
+        message: str,
+        *,
+        pid: int | None = None,
+        tid: int | None = None,
+        when: float | None = None,
+    ) -> LogEntry:
         if isinstance(priority, int):
             priority = _PRIORITY_LETTERS.get(priority, "I")
         priority = priority.upper()[:1] or "I"
         if priority not in "VDIWEF":
             priority = "I"
         pid = self.system_server_pid if pid is None else pid
-        entry = LogEntry(time.time() if when is None else when, pid, pid if tid is None else tid,
-                         priority, tag, message)
+        entry = LogEntry(
+            time.time() if when is None else when, pid, pid if tid is None else tid, priority, tag, message
+        )
         with self._lock:
             self._log.append(entry)
             waiters = list(self._log_waiters)
@@ -1003,6 +1139,7 @@ class VirtualHandset:
             with self._lock:
                 if callback in self._log_waiters:
                     self._log_waiters.remove(callback)
+
         return remove
 
     # --- processes ------------------------------------------------------------------------
@@ -1012,9 +1149,14 @@ class VirtualHandset:
             kernel = name.startswith("[")
             app = ppid == 311 or name == "zygote"
             self._processes[pid] = ProcessInfo(
-                pid=pid, name=name, uid=uid, ppid=ppid, wchan=wchan,
+                pid=pid,
+                name=name,
+                uid=uid,
+                ppid=ppid,
+                wchan=wchan,
                 vsz=0 if kernel else (1021344 if app else 9000 + pid * 7),
-                rss=0 if kernel else (42000 + pid * 3 if app else 1200 + pid))
+                rss=0 if kernel else (42000 + pid * 3 if app else 1200 + pid),
+            )
         self.system_server_pid = 712
         self._real_app_names: set[str] = set()
         self.zygote_pid = 311
@@ -1025,10 +1167,14 @@ class VirtualHandset:
             self._real_app_names.add(name)
             for old in [p for p in self._processes.values() if p.name == name]:
                 del self._processes[old.pid]
-            self._processes[pid] = ProcessInfo(pid=pid, name=name, uid=uid, ppid=self.zygote_pid,
-                                               vsz=1021344, rss=48000, registered=True)
-        self.log("I", "ActivityManager", f"Start proc {name} for service {name}: pid={pid} "
-                 f"uid={uid} gids={{50{uid % 1000:03d}}}")
+            self._processes[pid] = ProcessInfo(
+                pid=pid, name=name, uid=uid, ppid=self.zygote_pid, vsz=1021344, rss=48000, registered=True
+            )
+        self.log(
+            "I",
+            "ActivityManager",
+            f"Start proc {name} for service {name}: pid={pid} uid={uid} gids={{50{uid % 1000:03d}}}",
+        )
 
     def unregister_process(self, pid: int) -> None:
         with self._lock:
@@ -1041,8 +1187,7 @@ class VirtualHandset:
             return sorted(self._processes.values(), key=lambda p: p.pid)
 
     def pids_of(self, name: str) -> list[int]:
-        return [p.pid for p in self.processes() if p.name == name
-                or p.name.rsplit("/", 1)[-1] == name]
+        return [p.pid for p in self.processes() if p.name == name or p.name.rsplit("/", 1)[-1] == name]
 
     # --- activity manager -----------------------------------------------------------------
 
@@ -1050,8 +1195,7 @@ class VirtualHandset:
         """``callback(intent)`` sees every intent `am` sends; a broadcast may return a result
         code. Returns a function that removes the listener."""
         self._intent_listeners.append(callback)
-        return lambda: (self._intent_listeners.remove(callback)
-                        if callback in self._intent_listeners else None)
+        return lambda: self._intent_listeners.remove(callback) if callback in self._intent_listeners else None
 
     def _deliver(self, intent: Intent) -> int | None:
         result = None
@@ -1080,23 +1224,22 @@ class VirtualHandset:
     @property
     def wlan_mac(self) -> str:
         d = hashlib.sha256(f"mac:{self.label}".encode()).digest()
-        return "64:09:80:" + ":".join(f"{b:02x}" for b in d[:3])   # 64:09:80 is a Xiaomi OUI
+        return "64:09:80:" + ":".join(f"{b:02x}" for b in d[:3])  # 64:09:80 is a Xiaomi OUI
 
     def start_activity(self, intent: Intent) -> str | None:
         """Start an activity; returns Android's error text, or None on success."""
         comp = intent.component
-        if comp is None and intent.action and intent.data:   # intent filters (implicit intents)
+        if comp is None and intent.action and intent.data:  # intent filters (implicit intents)
             scheme = intent.data.split(":", 1)[0]
             comp = self.intent_filters.get((intent.action, scheme))
         if comp is None:
             if intent.package and self.package_installed(intent.package):
                 comp = f"{intent.package}/{intent.package}.MainActivity"
             else:
-                return ("Error: Activity not started, unable to resolve "
-                        f"{intent.describe()}")
+                return f"Error: Activity not started, unable to resolve {intent.describe()}"
         pkg, _cls = comp.split("/", 1)
         if not self.package_installed(pkg) and comp not in self._screen_builders:
-            return ("Error type 3\nError: Activity class {" + comp + "} does not exist.")
+            return "Error type 3\nError: Activity class {" + comp + "} does not exist."
         self.log("I", "ActivityManager", f"START u0 {intent.describe()[7:]} from pid 0")
         self._deliver(replace(intent, component=comp))
         self._ensure_app_process(pkg, comp)
@@ -1109,15 +1252,19 @@ class VirtualHandset:
         ``dumpsys activity top`` names a pid (adbutils' app_current needs one) and ``ps`` lists it.
         Emulated only: no OS process exists for it."""
         if self.pids_of(package) or package in self._real_app_names:
-            return          # running, or a real app of the lab: the lab (re)starts its process
+            return  # running, or a real app of the lab: the lab (re)starts its process
         p = self.pm.get(package)
         uid = p.uid if p is not None else 10001
         with self._lock:
             pid = max([q.pid for q in self._processes.values() if not q.registered and q.pid < 5000] + [1200]) + 1
-            self._processes[pid] = ProcessInfo(pid=pid, name=package, uid=uid, ppid=self.zygote_pid,
-                                               vsz=1021344, rss=42000 + pid * 3)
-        self.log("I", "ActivityManager", f"Start proc {package} for activity {component}: pid={pid} "
-                 f"uid={uid} gids={{50{uid % 1000:03d}}}")
+            self._processes[pid] = ProcessInfo(
+                pid=pid, name=package, uid=uid, ppid=self.zygote_pid, vsz=1021344, rss=42000 + pid * 3
+            )
+        self.log(
+            "I",
+            "ActivityManager",
+            f"Start proc {package} for activity {component}: pid={pid} uid={uid} gids={{50{uid % 1000:03d}}}",
+        )
 
     def start_service(self, intent: Intent, *, caller_uid: int = SHELL_UID) -> str | None:
         """Start a service; returns Android's error text, or None on success."""
@@ -1127,9 +1274,13 @@ class VirtualHandset:
             return "Error: Not found; no service started."
         permission = self.profile.service_permissions.get(comp or "")
         if permission and caller_uid == SHELL_UID:
-            self.log("W", "ActivityManager", f"Permission Denial: Accessing service "
-                     f"{intent.short_component()} from pid=0, uid={caller_uid} requires "
-                     f"{permission}")
+            self.log(
+                "W",
+                "ActivityManager",
+                f"Permission Denial: Accessing service "
+                f"{intent.short_component()} from pid=0, uid={caller_uid} requires "
+                f"{permission}",
+            )
             return f"Error: Requires permission {permission}"
         self._deliver(intent)
         return None
@@ -1183,8 +1334,7 @@ class VirtualHandset:
 
     def add_tap_listener(self, callback: TapListener) -> Callable[[], None]:
         self._tap_listeners.append(callback)
-        return lambda: (self._tap_listeners.remove(callback)
-                        if callback in self._tap_listeners else None)
+        return lambda: self._tap_listeners.remove(callback) if callback in self._tap_listeners else None
 
     def view_at(self, x: int, y: int) -> View | None:
         """The deepest clickable (or checkable) view under the point, else the deepest view."""
@@ -1218,8 +1368,7 @@ class VirtualHandset:
                 return
 
     def ui_dump_xml(self) -> str:
-        out = ["<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>",
-               '<hierarchy rotation="0">']
+        out = ["<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>", '<hierarchy rotation="0">']
         _dump_node(self.current_screen.root, 0, self.current_screen.package, out)
         out.append("</hierarchy>")
         return "".join(out)
@@ -1239,7 +1388,7 @@ class VirtualHandset:
             for table in CONTACT_TABLES:
                 self._contacts_db.execute(f"DELETE FROM {table}")
             self.call_state, self.call_number = 0, ""
-            for d in ("sdcard", "data/local/tmp", "data/data"):   # apps' data too (pref_mx, ...)
+            for d in ("sdcard", "data/local/tmp", "data/data"):  # apps' data too (pref_mx, ...)
                 host = self.fs.root / d
                 shutil.rmtree(host, ignore_errors=True)
                 host.mkdir(parents=True, exist_ok=True)
@@ -1255,7 +1404,7 @@ class VirtualHandset:
         if self._closed:
             return
         self._closed = True
-        from .userland.runtime import close_userland   # its sandbox and every process in it
+        from .userland.runtime import close_userland  # its sandbox and every process in it
 
         close_userland(self)
         for db in (self._settings_db, self._sms_db, self._contacts_db):
@@ -1264,15 +1413,26 @@ class VirtualHandset:
             except sqlite3.Error:
                 pass
 
-    def __enter__(self) -> "VirtualHandset":
+    def __enter__(self) -> VirtualHandset:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-_ISO = {"460": "cn", "310": "us", "311": "us", "234": "gb", "262": "de", "208": "fr",
-        "404": "in", "405": "in", "250": "ru", "454": "hk", "466": "tw"}
+_ISO = {
+    "460": "cn",
+    "310": "us",
+    "311": "us",
+    "234": "gb",
+    "262": "de",
+    "208": "fr",
+    "404": "in",
+    "405": "in",
+    "250": "ru",
+    "454": "hk",
+    "466": "tw",
+}
 
 
 def _where_sql(clauses: list[str], where: str | None) -> str:
@@ -1283,9 +1443,11 @@ def _where_sql(clauses: list[str], where: str | None) -> str:
 
 def _select(sql: str) -> Callable[[sqlite3.Connection], tuple[list[str], list[tuple]]]:
     """A query as a provider answers it: (column names, rows)."""
+
     def run(db: sqlite3.Connection) -> tuple[list[str], list[tuple]]:
         cur = db.execute(sql)
         return [d[0] for d in cur.description], cur.fetchall()
+
     return run
 
 
@@ -1293,7 +1455,14 @@ def _insert(table: str, row: dict[str, Any]) -> Callable[[sqlite3.Connection], i
     """One row into ``table`` (an empty row gets its defaults); the new _id."""
     names = list(row)
     sql = f"INSERT INTO {table} ({', '.join(names) or '_id'}) VALUES ({', '.join('?' for _ in names) or 'NULL'})"
-    return lambda db: db.execute(sql, [row[n] for n in names]).lastrowid
+
+    def run(db: sqlite3.Connection) -> int:
+        rowid = db.execute(sql, [row[n] for n in names]).lastrowid
+        if rowid is None:  # sqlite3 sets it after every successful INSERT
+            raise RuntimeError(f"INSERT INTO {table} gave no row id")
+        return rowid
+
+    return run
 
 
 def _iso(mcc: str) -> str:

@@ -30,6 +30,7 @@ Everything here runs on one asyncio loop; blocking Frida calls go to worker thre
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -38,28 +39,28 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from . import pcapdroid, screens, wiretap
 from .adb.server import AdbdServer
+from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
+from .apps import free_loopback_port as free_loopback_port  # re-exported: the lab's helpers in one place
 from .carrier import Carrier, SmsRecord, SmsSegment
 from .cloudmsg import CloudMessaging
 from .cloudsvc import CloudService
-from .labca import ensure_ca
-from .apps import AppProcess, AppProcessError, HandsetPortal, PortalError
-from .apps import free_loopback_port as free_loopback_port   # re-exported: the lab's helpers in one place
-from . import screens
+from .console import EmulatedConsole
 from .handset import CONTACT_PHONE_INSERTED, Intent, VirtualHandset
 from .identity import HandsetIdentity, generate_identity
-from .console import EmulatedConsole
+from .labca import ensure_ca
 from .modem import EmulatedModem, ModemIdentity, ModemServer
-from .relay import EmulatedRelay
 from .profiles import FirmwareProfile, load_profile
+from .relay import EmulatedRelay
 from .shell import AndroidShell
 from .userland.runtime import UserlandError
 from .userland.runtime import preflight as userland_preflight
-from . import pcapdroid, wiretap
 
 log = logging.getLogger("hostctl.emulator.lab")
 
@@ -77,11 +78,11 @@ class LabError(RuntimeError):
     """A lab could not be started, reached or changed."""
 
 
-def default_home(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("HOSTCTL_HOME"):
-        return Path(env["HOSTCTL_HOME"])
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if environ.get("HOSTCTL_HOME"):
+        return Path(environ["HOSTCTL_HOME"])
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "hostctl"
 
 
@@ -93,7 +94,7 @@ def make_private_dir(path: Path) -> Path:
     """``path`` (and missing parents) as a folder only its owner can enter (0700): a lab's
     folders hold the handsets' identifiers, the control token and the wire captures."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)          # mkdir's mode yields to the umask and leaves an existing folder alone
+    path.chmod(0o700)  # mkdir's mode yields to the umask and leaves an existing folder alone
     return path
 
 
@@ -101,17 +102,17 @@ def open_private(path: Path, mode: str = "wb"):
     """``path`` opened for writing, created 0600 (what the lab writes about its handsets)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, 0o600)
-    os.fchmod(fd, 0o600)       # an existing file made under a looser umask becomes private too
+    os.fchmod(fd, 0o600)  # an existing file made under a looser umask becomes private too
     return os.fdopen(fd, mode)
 
 
 class _Backend:
     """The adbd's view of a handset (see adb.server.DeviceBackend)."""
 
-    def __init__(self, lh: "LabHandset") -> None:
+    def __init__(self, lh: LabHandset) -> None:
         self._lh = lh
         self.fs = lh.handset.fs
-        self.handset = lh.handset      # adbd's own services (reboot:, root:, framebuffer:) act on it
+        self.handset = lh.handset  # adbd's own services (reboot:, root:, framebuffer:) act on it
 
     def banner_props(self) -> dict[str, str]:
         return self._lh.handset.banner_props()
@@ -134,7 +135,7 @@ def _identifiers(ident: HandsetIdentity) -> set[str]:
 class LabHandset:
     """One emulated handset of a lab: its state, its adbd and its app processes."""
 
-    def __init__(self, lab: "Lab", label: str, profile: FirmwareProfile, *, index: int | None = None) -> None:
+    def __init__(self, lab: Lab, label: str, profile: FirmwareProfile, *, index: int | None = None) -> None:
         self.lab = lab
         self.label = label
         self.index = index if index is not None else int(re.sub(r"\D", "", label) or 1)
@@ -144,30 +145,30 @@ class LabHandset:
         self.profile = profile
         self.state_dir = lab.dir / "handsets" / label
         make_private_dir(self.state_dir.parent)
-        make_private_dir(self.state_dir)      # IMEI, IMSI, ICCID and numbers live in here
-        self.handset = VirtualHandset(label=label, profile=profile, state_dir=self.state_dir,
-                                      identity=self._new_identity(lab, label, profile))
+        make_private_dir(self.state_dir)  # IMEI, IMSI, ICCID and numbers live in here
+        self.handset = VirtualHandset(
+            label=label, profile=profile, state_dir=self.state_dir, identity=self._new_identity(lab, label, profile)
+        )
         with contextlib.suppress(OSError):
             (self.state_dir / "identity.json").chmod(0o600)
-        if profile.su and lab.config.tcpdump:    # rooted lab handsets carry tcpdump, as real ones do
+        if profile.su and lab.config.tcpdump:  # rooted lab handsets carry tcpdump, as real ones do
             binary = self.handset.fs.root / "system/xbin/tcpdump"
             if not binary.exists():
                 binary.parent.mkdir(parents=True, exist_ok=True)
                 binary.write_bytes(b"\x7fELF")
                 binary.chmod(0o755)
         self.tap: wiretap.WireTap | None = None
-        self._boot_pending = False       # the boot report waits for the radio (airplane mode)
+        self._boot_pending = False  # the boot report waits for the radio (airplane mode)
         self.pcapdroid = pcapdroid.PcapdroidApp(self) if self.handset.package_installed(pcapdroid.PACKAGE) else None
         lab.taken_identifiers |= _identifiers(self.handset.identity)
-        self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label,
-                                features=profile.adbd_features)
+        self.adbd = AdbdServer(_Backend(self), port=self._saved_port(), name=label, features=profile.adbd_features)
         self.portal: HandsetPortal | None = None
         self.apps: dict[str, AppProcess] = {}
         self.published_ports: dict[int, int] = {}
         self.powered = False
-        self.power_listeners: list[Any] = []     # callback(on: bool): the UART console's
+        self.power_listeners: list[Any] = []  # callback(on: bool): the UART console's
         self.lines = [_SimLine(self, sim.slot) for sim in self.handset.identity.sims]
-        self.emitted: list[Any] = []       # every request the build was made to send (test oracle)
+        self.emitted: list[Any] = []  # every request the build was made to send (test oracle)
         for sim in self.handset.identity.sims:
             lab.carrier.provision(sim.msisdn, sim.imsi)
         self.micloud_logged_in = screens.micloud_account(self.handset) is not None
@@ -175,7 +176,7 @@ class LabHandset:
         self.handset.add_intent_listener(self._on_intent)
 
     # -- identity ---------------------------------------------------------------------------
-    def _new_identity(self, lab: "Lab", label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
+    def _new_identity(self, lab: Lab, label: str, profile: FirmwareProfile) -> HandsetIdentity | None:
         """A fresh handset's SIMs and IMEIs: seeded by lab and label (so two labs differ), and
         re-seeded until no number or IMEI repeats one already in this lab (the carrier routes
         by number). None keeps the identity saved in the state directory."""
@@ -183,8 +184,9 @@ class LabHandset:
             return None
         for attempt in range(1000):
             seed = f"lab{lab.adb_port}/{label}" + (f"#{attempt}" if attempt else "")
-            ident = generate_identity(seed, sim_count=profile.sim_count, mcc_mnc=profile.mcc_mnc,
-                                      operator_name=profile.operator_name)
+            ident = generate_identity(
+                seed, sim_count=profile.sim_count, mcc_mnc=profile.mcc_mnc, operator_name=profile.operator_name
+            )
             if not lab.taken_identifiers & _identifiers(ident):
                 return ident
         raise LabError(f"{label}: could not draw a SIM identity unique in this lab")
@@ -206,7 +208,7 @@ class LabHandset:
             port = int((self.state_dir / "adbd.port").read_text())
         except (OSError, ValueError):
             return 0
-        with socket.socket() as s:   # reuse it only if still free
+        with socket.socket() as s:  # reuse it only if still free
             try:
                 s.bind((LOOPBACK, port))
             except OSError:
@@ -251,8 +253,11 @@ class LabHandset:
 
     def _socket_owner(self, client_port: int, tap_port: int) -> tuple[int, str, int] | None:
         procs = {p.pid: p for p in self.handset.processes()}
-        candidates = [(app.pid, pkg, procs[app.pid].uid if app.pid in procs else -1)
-                      for pkg, app in self.apps.items() if app.alive and app.pid]
+        candidates = [
+            (app.pid, pkg, procs[app.pid].uid if app.pid in procs else -1)
+            for pkg, app in self.apps.items()
+            if app.alive and app.pid
+        ]
         return wiretap.socket_owner(client_port, tap_port, candidates)
 
     async def start_tap(self) -> None:
@@ -260,8 +265,13 @@ class LabHandset:
         Xiaomi hosts to the tap's ports."""
         if self.lab.cloud is None or self.tap is not None:
             return
-        tap = wiretap.WireTap(self.label, wiretap.handset_address(self.index), self._tap_routes(),
-                              state_dir=self.state_dir, owner=self._socket_owner)
+        tap = wiretap.WireTap(
+            self.label,
+            wiretap.handset_address(self.index),
+            self._tap_routes(),
+            state_dir=self.state_dir,
+            owner=self._socket_owner,
+        )
         await tap.start()
         self.tap = tap
         wiretap.register(self.handset, tap)
@@ -299,7 +309,7 @@ class LabHandset:
         (what the modem does when power or ``AIRPLANE_MODE`` changes)."""
         on_air = self.powered and not self.airplane
         app = self.apps.get("com.android.mms")
-        if app is not None and app.alive:      # the app's data connection follows the radio
+        if app is not None and app.alive:  # the app's data connection follows the radio
             with contextlib.suppress(AppProcessError):
                 app.notify("radio", on=on_air)
         for line in self.lines:
@@ -308,7 +318,7 @@ class LabHandset:
                 self.lab.carrier.attach(number, line, line.sim.imsi)
             elif not on_air:
                 self.lab.carrier.detach(number)
-        if on_air and self._boot_pending:      # what waited for connectivity at boot
+        if on_air and self._boot_pending:  # what waited for connectivity at boot
             self._boot_pending = False
             log.info("%s: radio on: the deferred boot report goes out", self.label)
             self.emit("boot")
@@ -333,8 +343,7 @@ class LabHandset:
             self.emit("conversation_opened", peer_number=intent.extras.get("to"))
             self.emit("presence_lookup", contact_number=intent.extras.get("to"))
         if intent.kind == "app" and intent.action == screens.SEND_COMMAND:
-            self.emit("message_send", peer_number=intent.extras.get("to"),
-                      message_text=intent.extras.get("text"))
+            self.emit("message_send", peer_number=intent.extras.get("to"), message_text=intent.extras.get("text"))
         if intent.kind == "app" and intent.action in (screens.SEND_COMMAND, screens.PRESENCE_COMMAND):
             app = self.apps.get("com.android.mms")
             if app is not None and app.alive:
@@ -348,12 +357,11 @@ class LabHandset:
                     extras["encrypt_text"] = self.wire_recipe("body", str(extras["text"]), slot, extras["wire_text"])
                 with contextlib.suppress(AppProcessError):
                     app.notify(cmd, **extras)
-        if intent.kind == "service" and intent.component == screens.MX_SERVICE \
-                and intent.action == screens.ENABLE_MX:
+        if intent.kind == "service" and intent.component == screens.MX_SERVICE and intent.action == screens.ENABLE_MX:
             self.emit("cm_enabled", slot=int(intent.extras.get("sim_index", 0)))
         if intent.kind == "service" and intent.component == screens.MX_SERVICE:
             app = self.apps.get("com.android.mms")
-            if app is not None and app.alive:    # the service runs in the app; do not wait for it
+            if app is not None and app.alive:  # the service runs in the app; do not wait for it
                 cmd = "mx_enable" if intent.action == screens.ENABLE_MX else "mx_disable"
                 with contextlib.suppress(AppProcessError):
                     app.notify(cmd, sim_index=int(intent.extras.get("sim_index", 0)))
@@ -371,19 +379,32 @@ class LabHandset:
         if not hasattr(behaviour, "requests_for") or not self.powered:
             return []
         cm_on = any(screens.sim_enabled(self.handset, i) for i in range(len(self.handset.identity.sims)))
-        context = EventContext.for_handset(self.profile, self.handset.identity, slot=slot, cm_on=cm_on,
-                                           micloud_login=self.micloud_logged_in, **ctx)
+        context = EventContext.for_handset(
+            self.profile, self.handset.identity, slot=slot, cm_on=cm_on, micloud_login=self.micloud_logged_in, **ctx
+        )
         requests = behaviour.requests_for(event, context)
         app = self.apps.get("com.android.mms")
         if requests and app is not None and app.alive:
             self.emitted.extend(requests)
             with contextlib.suppress(AppProcessError):
-                app.notify("emit", requests=[
-                    {"event": r.event, "endpoint": r.endpoint, "host": r.host, "transport": r.transport,
-                     "method": r.method, "path": r.path, "fields": r.fields, "slot": r.slot,
-                     "encoding": getattr(r, "encoding", "identity"),
-                     "encrypt": self._recipes(behaviour, r)}
-                    for r in requests])
+                app.notify(
+                    "emit",
+                    requests=[
+                        {
+                            "event": r.event,
+                            "endpoint": r.endpoint,
+                            "host": r.host,
+                            "transport": r.transport,
+                            "method": r.method,
+                            "path": r.path,
+                            "fields": r.fields,
+                            "slot": r.slot,
+                            "encoding": getattr(r, "encoding", "identity"),
+                            "encrypt": self._recipes(behaviour, r),
+                        }
+                        for r in requests
+                    ],
+                )
         return requests
 
     def _recipes(self, behaviour: Any, r: Any) -> dict[str, Any]:
@@ -395,8 +416,9 @@ class LabHandset:
         sims = self.handset.identity.sims
         for name, key_name in r.keys.items():
             sim = sims[r.slot] if r.slot is not None and r.slot < len(sims) else None
-            recipe = cipher_recipe(r.plaintext[name], r.protections[name], behaviour.key_material(key_name, sim),
-                                   r.fields[name])
+            recipe = cipher_recipe(
+                r.plaintext[name], r.protections[name], behaviour.key_material(key_name, sim), r.fields[name]
+            )
             if recipe is not None:
                 out[name] = recipe
         return out
@@ -413,8 +435,10 @@ class LabHandset:
 
     # the rule field whose protection the build also gives its own frames: numbers it looks up or
     # sends to, and message bodies
-    _WIRE_FIELDS = {"number": ("presence_lookup", "contact_number"),
-                    "body": ("message_send", "message_text")}
+    _WIRE_FIELDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "number": ("presence_lookup", "contact_number"),
+        "body": ("message_send", "message_text"),
+    }
 
     def _wire_field(self, kind: str) -> tuple[Any, Any] | None:
         """(field spec, this build's behaviour) when the build protects ``kind``; None if plain."""
@@ -459,11 +483,10 @@ class LabHandset:
         """A contact is created (the Contacts app): what the build sends about it, and the
         Messaging app's presence look-up of the new number."""
         app = self.apps.get("com.android.mms")
-        if app is not None and app.alive:           # the app looks the new contact up
+        if app is not None and app.alive:  # the app looks the new contact up
             with contextlib.suppress(AppProcessError):
                 app.notify("presence", number=self.wire("number", number), sim=0)
-        return self.emit("contact_added", contact_number=number) + \
-            self.emit("presence_lookup", contact_number=number)
+        return self.emit("contact_added", contact_number=number) + self.emit("presence_lookup", contact_number=number)
 
     def place_call(self, number: str) -> list[Any]:
         """A voice call to ``number``: what the build reports about it (the 2014 builds: nothing)."""
@@ -484,8 +507,9 @@ class LabHandset:
             sim = h.identity.sims[int(msg.get("sim", 0))]
             return {"msisdn": sim.msisdn, "imei": sim.imei, "imsi": sim.imsi, "iccid": sim.iccid}
         if op == "send_sms":
-            row, records = self.send_sms(str(msg["to"]), str(msg["text"]), slot=int(msg.get("slot", 0)),
-                                         row=msg.get("row"))
+            row, records = self.send_sms(
+                str(msg["to"]), str(msg["text"]), slot=int(msg.get("slot", 0)), row=msg.get("row")
+            )
             return {"row": row, "status": [r.status for r in records]}
         if op == "sms_insert":
             # the app process speaks SIM slots; MIUI's rows keep the subscription id in sim_id
@@ -496,10 +520,16 @@ class LabHandset:
         if op == "sms_update":
             return h.sms_update(dict(msg["values"]), f"content://sms/{int(msg['row'])}")
         if op == "pref_mx":
-            screens.record_login(h, int(msg["sim"]), mid=str(msg["mid"]), st=str(msg["st"]),
-                                 sec=str(msg["sec"]), enabled=bool(msg.get("enabled", True)))
+            screens.record_login(
+                h,
+                int(msg["sim"]),
+                mid=str(msg["mid"]),
+                st=str(msg["st"]),
+                sec=str(msg["sec"]),
+                enabled=bool(msg.get("enabled", True)),
+            )
             return True
-        if op == "unwire_body":      # an MX body from ``sender``: its build's key is the sender SIM's
+        if op == "unwire_body":  # an MX body from ``sender``: its build's key is the sender SIM's
             value = str(msg["value"])
             line = self.lab.line_of(str(msg.get("sender") or ""))
             plain = line[0].unwire("body", value, line[1]) if line else None
@@ -508,12 +538,14 @@ class LabHandset:
             screens.show_presence(h, str(msg["to"]), msg.get("online"))
             return True
         if op == "broadcast":
-            return h.broadcast(Intent(kind="broadcast", action=str(msg["action"]),
-                                      extras=dict(msg.get("extras") or {})))
+            return h.broadcast(
+                Intent(kind="broadcast", action=str(msg["action"]), extras=dict(msg.get("extras") or {}))
+            )
         raise ValueError(f"unknown op {op!r}")
 
-    def send_sms(self, to: str, text: str, *, slot: int = 0, status_report: bool = False,
-                 row: int | None = None) -> tuple[int, list[SmsRecord]]:
+    def send_sms(
+        self, to: str, text: str, *, slot: int = 0, status_report: bool = False, row: int | None = None
+    ) -> tuple[int, list[SmsRecord]]:
         """What SmsManager.sendMultipartTextMessage does for an app: split, submit each part to
         the carrier, and (as the default SMS app) write the sent row. Returns (row id, records)."""
         from ..sms import split_message
@@ -521,30 +553,56 @@ class LabHandset:
 
         sim = self.handset.identity.sims[slot]
         if not self.powered or self.airplane:
-            row = self.handset.sms_insert({"address": to, "body": text, "type": 5,
-                                           "sim_id": self.handset.profile.sub_id(slot),
-                                           "error_code": 1, "status": 64})   # RESULT_ERROR_RADIO_OFF
+            row = self.handset.sms_insert(
+                {
+                    "address": to,
+                    "body": text,
+                    "type": 5,
+                    "sim_id": self.handset.profile.sub_id(slot),
+                    "error_code": 1,
+                    "status": 64,
+                }
+            )  # RESULT_ERROR_RADIO_OFF
             return row, []
         recipient = normalise_number(to, _country_code(sim.msisdn))
         # as the Messaging app does: an outbox row first, moved to sent (or failed) when the
         # radio has sent every part; a delivery report then updates its status
-        values = {"address": to, "body": text, "type": 4, "sim_id": self.handset.profile.sub_id(slot), "mx_status": 0,
-                  "status": 32 if status_report else -1, "date_sent": int(time.time() * 1000)}
+        values = {
+            "address": to,
+            "body": text,
+            "type": 4,
+            "sim_id": self.handset.profile.sub_id(slot),
+            "mx_status": 0,
+            "status": 32 if status_report else -1,
+            "date_sent": int(time.time() * 1000),
+        }
         if row is None:
             row = self.handset.sms_insert(values)
-        else:        # an existing row (an MX message MIUI resends as SMS) becomes this SMS
+        else:  # an existing row (an MX message MIUI resends as SMS) becomes this SMS
             self.handset.sms_update(values, f"content://sms/{row}")
         ref = self.lab.next_concat_ref()
         records = []
         for part in split_message(text, reference=ref):
             mr = self.lab.next_message_ref()
             self.lines[slot].sent_rows[mr] = row
-            records.append(self.lab.carrier.submit(SmsSegment(
-                sender=sim.msisdn, recipient=recipient, text=part.text, coding=part.coding,
-                concat=part.concat, status_report=status_report, message_ref=mr), self.lines[slot]))
+            records.append(
+                self.lab.carrier.submit(
+                    SmsSegment(
+                        sender=sim.msisdn,
+                        recipient=recipient,
+                        text=part.text,
+                        coding=part.coding,
+                        concat=part.concat,
+                        status_report=status_report,
+                        message_ref=mr,
+                    ),
+                    self.lines[slot],
+                )
+            )
         ok = all(r.status != "failed" for r in records)
-        self.handset.sms_update({"type": 2} if ok else {"type": 5, "status": 64, "error_code": 1},
-                                f"content://sms/{row}")
+        self.handset.sms_update(
+            {"type": 2} if ok else {"type": 5, "status": 64, "error_code": 1}, f"content://sms/{row}"
+        )
         if ok and recipient != (self.lab.cloud.cm.gateway if self.lab.cloud else None):
             self.emit("sms_sent", slot=slot, peer_number=recipient, message_text=text)
         return row, records
@@ -563,7 +621,7 @@ class LabHandset:
             self._boot_pending = True
             self.handset.log("I", "MiuiReport", "boot report deferred: no connectivity (airplane mode)")
         else:
-            await asyncio.to_thread(self.emit, "boot")      # what the build reports when it comes up
+            await asyncio.to_thread(self.emit, "boot")  # what the build reports when it comes up
             self._activate_enabled()
 
     def _activate_enabled(self) -> None:
@@ -577,20 +635,34 @@ class LabHandset:
 
     async def _start_app(self, package: str) -> None:
         env = {}
-        if self.lab.cloud is not None:     # the handset's resolver (its tap, if any) and trust store
-            hosts = self.tap.hosts_env() if self.tap is not None else \
-                {h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}
+        if self.lab.cloud is not None:  # the handset's resolver (its tap, if any) and trust store
+            hosts = (
+                self.tap.hosts_env()
+                if self.tap is not None
+                else {h: f"{a}:{p}" for h, (a, p) in self.lab.cloud.hosts().items()}
+            )
             env = {"HOSTCTL_HOSTS": json.dumps(hosts), "HOSTCTL_CA": str(self.lab.cloud.ca.ca_cert)}
-        app = AppProcess(package=package, portal=self.portal, state_dir=self.state_dir / "apps",
-                         log_port=self.lab.log_port, env=env, label=APP_LABELS.get(package))
+        if self.portal is None:  # start_apps() starts it first
+            raise LabError(f"{self.label}: app {package} needs the handset's Frida portal, which is not running")
+        app = AppProcess(
+            package=package,
+            portal=self.portal,
+            state_dir=self.state_dir / "apps",
+            log_port=self.lab.log_port,
+            env=env,
+            label=APP_LABELS.get(package),
+        )
         app.on_call = self._app_call
         try:
             await asyncio.to_thread(app.start)
         except AppProcessError as exc:
             raise LabError(f"{self.label}: app {package} did not start: {exc}") from exc
+        pid = app.pid
+        if pid is None:  # start() returned, so the process was spawned
+            raise LabError(f"{self.label}: app {package} started without a process id")
         self.apps[package] = app
-        self.handset.register_process(package, app.pid, APP_UID_BASE + len(self.apps))
-        self.lab._pids[app.pid] = self
+        self.handset.register_process(package, pid, APP_UID_BASE + len(self.apps))
+        self.lab._pids[pid] = self
 
     async def power_off(self) -> None:
         """Pull the plug: adbd stops (the host sees the device go offline), apps die."""
@@ -616,10 +688,10 @@ class LabHandset:
         for listener in list(self.power_listeners):
             try:
                 listener(on)
-            except Exception:   # noqa: BLE001 - a console fault must not stop the power switch
+            except Exception:
                 log.exception("%s: power listener", self.label)
 
-    REBOOT_OFF_SECONDS = 0.0     # extra dark time; the host sees it go anyway (adbd closes)
+    REBOOT_OFF_SECONDS = 0.0  # extra dark time; the host sees it go anyway (adbd closes)
 
     def _schedule_reboot(self, *, poweroff: bool) -> None:
         """From the shell's ``reboot``: power-cycle soon, after the command's
@@ -630,6 +702,7 @@ class LabHandset:
 
         def start() -> None:
             self._reboot_task = loop.create_task(self.reboot(poweroff=poweroff, delay=0.2))
+
         loop.call_soon_threadsafe(start)
 
     async def reboot(self, *, poweroff: bool = False, delay: float = 0.0) -> None:
@@ -691,10 +764,10 @@ class _Gateway:
 class _SimLine:
     """One SIM of a lab handset, as the carrier sees it."""
 
-    def __init__(self, lh: "LabHandset", slot: int) -> None:
+    def __init__(self, lh: LabHandset, slot: int) -> None:
         self.lh = lh
         self.slot = slot
-        self.sent_rows: dict[int, int] = {}    # TP-MR -> the sent row it belongs to
+        self.sent_rows: dict[int, int] = {}  # TP-MR -> the sent row it belongs to
 
     @property
     def sim(self):
@@ -708,13 +781,12 @@ class _SimLine:
         if not self.lh.powered or self.lh.airplane:
             return False
         if self.lh.handset.receive_sms(segment, self.slot) is not None:
-            self.lh.emit("sms_received", slot=self.slot, peer_number=segment.sender,
-                         message_text=segment.text)
+            self.lh.emit("sms_received", slot=self.slot, peer_number=segment.sender, message_text=segment.text)
         return True
 
     def sms_status_report(self, record: SmsRecord) -> None:
         row = self.sent_rows.get(record.segment.message_ref)
-        if row is not None:   # Telephony's status column: 0 complete, 64 failed
+        if row is not None:  # Telephony's status column: 0 complete, 64 failed
             status = 0 if record.status == "delivered" else 64
             self.lh.handset.sms_update({"status": status}, f"content://sms/{row}")
 
@@ -724,7 +796,7 @@ class _LogSink(asyncio.DatagramProtocol):
 
     LINE = re.compile(r"^([VDIWEF])/([^(]*)\(\s*(\d+)\):\s?(.*)$", re.S)
 
-    def __init__(self, lab: "Lab") -> None:
+    def __init__(self, lab: Lab) -> None:
         self.lab = lab
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -744,15 +816,15 @@ class LabConfig:
     profile: str = "miui-v5-2014-08-10"
     home: Path | None = None
     with_apps: bool = True
-    connect: bool = True            # run `adb connect` for each handset
+    connect: bool = True  # run `adb connect` for each handset
     connect_timeout: float = 10.0
-    modem: bool = True              # a GSM modem on the carrier, served on a pty and a TCP port
-    relay: bool = True              # a serial relay board on a pty/TCP port: channel N powers handset N
-    consoles: bool = True           # a UART console per handset on a pty/TCP port, streaming its log
-    cloud: bool = True              # the Cloud Messaging service (TLS on loopback, lab CA)
-    wiretap: bool = True            # a wire tap per handset in front of the service (wiretap.py)
-    pcapdroid: bool = True          # install PCAPdroid (a user app) on handsets whose build can run it
-    tcpdump: bool = True            # /system/xbin/tcpdump on rooted builds (profile `su`)
+    modem: bool = True  # a GSM modem on the carrier, served on a pty and a TCP port
+    relay: bool = True  # a serial relay board on a pty/TCP port: channel N powers handset N
+    consoles: bool = True  # a UART console per handset on a pty/TCP port, streaming its log
+    cloud: bool = True  # the Cloud Messaging service (TLS on loopback, lab CA)
+    wiretap: bool = True  # a wire tap per handset in front of the service (wiretap.py)
+    pcapdroid: bool = True  # install PCAPdroid (a user app) on handsets whose build can run it
+    tcpdump: bool = True  # /system/xbin/tcpdump on rooted builds (profile `su`)
 
 
 class Lab:
@@ -772,7 +844,7 @@ class Lab:
         self.token = secrets.token_hex(16)
         self.started_adb_server = False
         self.stopped = asyncio.Event()
-        self._adb_watch: asyncio.Task | None = None     # re-attaches what a restarted adb server forgot
+        self._adb_watch: asyncio.Task | None = None  # re-attaches what a restarted adb server forgot
         self.carrier = Carrier()
         self.modem: EmulatedModem | None = None
         self.cloud: CloudService | None = None
@@ -784,7 +856,7 @@ class Lab:
         self._power_lock: asyncio.Lock | None = None
         self._concat_ref = 0
         self._message_ref = 0
-        self.captures: dict[str, _Capture] = {}          # live capture-start subscriptions
+        self.captures: dict[str, _Capture] = {}  # live capture-start subscriptions
         self.finished_captures: dict[str, dict[str, Any]] = {}
         self._capture_ids = 0
 
@@ -809,7 +881,7 @@ class Lab:
             raise LabError(f"a lab is already running on adb port {self.adb_port} (pid {existing['pid']})")
         await asyncio.to_thread(clear_stale_lab, self.home, self.adb_port)
         profile = load_profile(self.config.profile)
-        try:      # the handsets' shell runs in a sandbox: say what to install or enable, up front
+        try:  # the handsets' shell runs in a sandbox: say what to install or enable, up front
             userland_preflight()
         except UserlandError as exc:
             raise LabError(str(exc)) from exc
@@ -827,7 +899,9 @@ class Lab:
                 self._start_modem(profile)
             if self.config.consoles:
                 self._start_consoles()
-            adb_ready = asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
+            adb_ready = (
+                asyncio.ensure_future(asyncio.to_thread(self._ensure_adb_server)) if self.config.connect else None
+            )
             await asyncio.gather(*(h.power_on(with_apps=False) for h in self.handsets))
             if adb_ready is not None:
                 await adb_ready
@@ -847,8 +921,7 @@ class Lab:
     async def _start_cloud(self) -> None:
         """Xiaomi's service as the lab runs it: TLS with the lab CA, and its SMS gateway number
         on the carrier (activation SMS arrive there)."""
-        self.cloud = CloudService(CloudMessaging(resolve_number=self._resolve_number),
-                                  ensure_ca(self.dir / "ca"))
+        self.cloud = CloudService(CloudMessaging(resolve_number=self._resolve_number), ensure_ca(self.dir / "ca"))
         await self.cloud.start()
         self.carrier.attach(self.cloud.cm.gateway, _Gateway(self.cloud.cm))
 
@@ -872,25 +945,33 @@ class Lab:
     def cloud_info(self) -> dict[str, Any] | None:
         if self.cloud is None:
             return None
-        return {"hosts": {host: f"{addr}:{port}" for host, (addr, port) in self.cloud.hosts().items()},
-                "ca": str(self.cloud.ca.ca_cert), "gateway": self.cloud.cm.gateway}
+        return {
+            "hosts": {host: f"{addr}:{port}" for host, (addr, port) in self.cloud.hosts().items()},
+            "ca": str(self.cloud.ca.ca_cert),
+            "gateway": self.cloud.cm.gateway,
+        }
 
     def _start_modem(self, profile: FirmwareProfile) -> None:
         """The lab's modem: its own SIM (unique in the lab, like a handset's), on the carrier."""
         for attempt in range(1000):
             seed = f"lab{self.adb_port}/modem" + (f"#{attempt}" if attempt else "")
-            ident = generate_identity(seed, sim_count=1, mcc_mnc=profile.mcc_mnc,
-                                      operator_name=profile.operator_name)
+            ident = generate_identity(seed, sim_count=1, mcc_mnc=profile.mcc_mnc, operator_name=profile.operator_name)
             if not self.taken_identifiers & _identifiers(ident):
                 break
         else:
             raise LabError("could not draw a SIM identity for the modem unique in this lab")
         self.taken_identifiers |= _identifiers(ident)
         sim = ident.sims[0]
-        identity = ModemIdentity(imei=sim.imei, imsi=sim.imsi, iccid=sim.iccid, number=sim.msisdn,
-                                 operator=sim.operator_name or "OPERATOR",
-                                 operator_short=(sim.operator_name or "OP").split()[0][:8],
-                                 mcc_mnc=sim.mcc_mnc, smsc=self.carrier.smsc)
+        identity = ModemIdentity(
+            imei=sim.imei,
+            imsi=sim.imsi,
+            iccid=sim.iccid,
+            number=sim.msisdn,
+            operator=sim.operator_name or "OPERATOR",
+            operator_short=(sim.operator_name or "OP").split()[0][:8],
+            mcc_mnc=sim.mcc_mnc,
+            smsc=self.carrier.smsc,
+        )
         self.modem = EmulatedModem(identity, self.carrier, country_code=_country_code(sim.msisdn))
         try:
             self.modem_server = ModemServer(self.modem).start()
@@ -911,14 +992,17 @@ class Lab:
         """From the relay server's thread: switch the handset on the lab's loop, in order."""
         if self._loop is None or not 1 <= channel <= len(self.handsets):
             return
-        future = asyncio.run_coroutine_threadsafe(self._relay_power(self.handsets[channel - 1], on),
-                                                  self._loop)
-        future.add_done_callback(lambda f: f.exception() and log.error(
-            "relay %d %s failed: %s", channel, "on" if on else "off", f.exception()))
+        future = asyncio.run_coroutine_threadsafe(self._relay_power(self.handsets[channel - 1], on), self._loop)
+
+        def report(f: concurrent.futures.Future[None]) -> None:
+            if f.exception():
+                log.error("relay %d %s failed: %s", channel, "on" if on else "off", f.exception())
+
+        future.add_done_callback(report)
 
     async def _relay_power(self, lh: LabHandset, on: bool) -> None:
         assert self._power_lock is not None
-        async with self._power_lock:          # off then on, never both at once
+        async with self._power_lock:  # off then on, never both at once
             if on:
                 await lh.power_on(with_apps=self.config.with_apps)
             else:
@@ -926,8 +1010,7 @@ class Lab:
 
     def _start_consoles(self) -> None:
         for lh in self.handsets:
-            console = EmulatedConsole(lh.label, lh.handset.getprop("ro.product.model") or "",
-                                      lh.handset, lh.powered)
+            console = EmulatedConsole(lh.label, lh.handset.getprop("ro.product.model") or "", lh.handset, lh.powered)
             lh.power_listeners.append(console.power)
             try:
                 server = ModemServer(console).start()
@@ -940,13 +1023,17 @@ class Lab:
         if self.relay is None or self.relay_server is None:
             return None
         states = self.relay.states()
-        return {"pty": self.relay_server.pty_path, "url": self.relay_server.url,
-                "channels": {str(ch): {"handset": lh.label, "serial": lh.serial, "on": states.get(ch)}
-                             for ch, lh in enumerate(self.handsets, 1)}}
+        return {
+            "pty": self.relay_server.pty_path,
+            "url": self.relay_server.url,
+            "channels": {
+                str(ch): {"handset": lh.label, "serial": lh.serial, "on": states.get(ch)}
+                for ch, lh in enumerate(self.handsets, 1)
+            },
+        }
 
     def consoles_info(self) -> dict[str, Any]:
-        return {label: {"pty": server.pty_path, "url": server.url}
-                for label, (_, server) in self.consoles.items()}
+        return {label: {"pty": server.pty_path, "url": server.url} for label, (_, server) in self.consoles.items()}
 
     def _stop_serial_twins(self) -> None:
         if self.relay_server is not None:
@@ -988,7 +1075,8 @@ class Lab:
             self.cloud = None
         if self.modem_server is not None:
             with contextlib.suppress(Exception):
-                self.modem.detach()
+                if self.modem is not None:
+                    self.modem.detach()
             with contextlib.suppress(Exception):
                 self.modem_server.stop()
             self.modem_server = None
@@ -1016,8 +1104,10 @@ class Lab:
         for h in self.handsets:
             if key in (h.serial, h.label, str(h.port)):
                 return h
-        raise LabError(f"no handset {key!r} in the lab on adb port {self.adb_port} "
-                       f"(have: {', '.join(h.serial for h in self.handsets)})")
+        raise LabError(
+            f"no handset {key!r} in the lab on adb port {self.adb_port} "
+            f"(have: {', '.join(h.serial for h in self.handsets)})"
+        )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -1048,7 +1138,7 @@ class Lab:
             raise LabError(f"adb connect {h.serial}: {out.strip()}")
         wait_for_device(self.adb_port, h.serial, self.config.connect_timeout)
 
-    ADB_WATCH_RETRY = 0.25     # seconds between tries to reach an adb server that went away
+    ADB_WATCH_RETRY = 0.25  # seconds between tries to reach an adb server that went away
 
     async def _watch_adb(self) -> None:
         """Re-attach what the adb server forgot. A TCP device lives in the adb server's memory
@@ -1061,7 +1151,7 @@ class Lab:
         while True:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.adb_port), 5)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 await asyncio.sleep(self.ADB_WATCH_RETRY)
                 continue
             try:
@@ -1075,15 +1165,18 @@ class Lab:
                 listed = {line.split("\t")[0] for line in listing.splitlines() if line.strip()}
                 forgotten = [h for h in self.handsets if h.powered and h.serial not in listed]
                 if forgotten:
-                    log.info("adb server on port %d does not list %s: connecting them again", self.adb_port,
-                             ", ".join(h.serial for h in forgotten))
+                    log.info(
+                        "adb server on port %d does not list %s: connecting them again",
+                        self.adb_port,
+                        ", ".join(h.serial for h in forgotten),
+                    )
                     await asyncio.gather(*(asyncio.to_thread(self._adb_reattach, h) for h in forgotten))
-                while await reader.read(65536):      # later changes: nothing to do until it ends
+                while await reader.read(65536):  # later changes: nothing to do until it ends
                     pass
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 log.debug("adb watch on port %d: %s", self.adb_port, exc)
             finally:
-                with contextlib.suppress(RuntimeError):     # the loop already closed under it
+                with contextlib.suppress(RuntimeError):  # the loop already closed under it
                     writer.close()
             await asyncio.sleep(self.ADB_WATCH_RETRY)
 
@@ -1126,7 +1219,7 @@ class Lab:
                 reply = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()
@@ -1142,11 +1235,11 @@ class Lab:
             h = self.find(str(req["serial"]))
             await h.factory_reset()
             return h.info()
-        if cmd == "carrier":      # what the carrier saw (to or from a number, since a time)
+        if cmd == "carrier":  # what the carrier saw (to or from a number, since a time)
             number = req.get("number")
             since = float(req.get("since") or 0)
             return [r.to_json() for r in self.carrier.records(number) if r.submitted_at >= since]
-        if cmd == "cloud":        # the Cloud Messaging store, for the no-retention check
+        if cmd == "cloud":  # the Cloud Messaging store, for the no-retention check
             if self.cloud is None:
                 raise LabError("this lab runs without the Cloud Messaging service")
             cm = self.cloud.cm
@@ -1157,25 +1250,34 @@ class Lab:
             self._write_lab_file()
             return h.info()
         if cmd == "capture-start":
-            return self.capture_start(self.find(str(req["serial"])), str(req["path"]),
-                                      linktype=req.get("linktype"), max_seconds=req.get("max_seconds"),
-                                      fmt=str(req.get("format") or "pcapng"))
+            return self.capture_start(
+                self.find(str(req["serial"])),
+                str(req["path"]),
+                linktype=req.get("linktype"),
+                max_seconds=req.get("max_seconds"),
+                fmt=str(req.get("format") or "pcapng"),
+            )
         if cmd == "capture-stop":
             return self.capture_stop(str(req["id"]))
         if cmd == "captures":
-            return {"live": [c.info() for c in self.captures.values()],
-                    "finished": list(self.finished_captures.values())}
+            return {
+                "live": [c.info() for c in self.captures.values()],
+                "finished": list(self.finished_captures.values()),
+            }
         raise LabError(f"unknown control command {cmd!r}")
 
     # -- live captures from the wire taps (capture-start / capture-stop) --------------------------
-    def capture_start(self, h: LabHandset, path: str, *, linktype: Any = None, max_seconds: Any = None,
-                      fmt: str = "pcapng") -> dict[str, Any]:
+    def capture_start(
+        self, h: LabHandset, path: str, *, linktype: Any = None, max_seconds: Any = None, fmt: str = "pcapng"
+    ) -> dict[str, Any]:
         """Write handset ``h``'s traffic from now on to ``path`` (a new file on this host); a
         connection already open starts with a synthetic handshake. ``max_seconds`` (default one
         day) ends it by itself, so a client that dies cannot leave it running."""
         if h.tap is None:
-            raise LabError(f"{h.label} ({h.serial}) has no wire tap: this lab runs without the Cloud "
-                           "Messaging service or with the tap off")
+            raise LabError(
+                f"{h.label} ({h.serial}) has no wire tap: this lab runs without the Cloud "
+                "Messaging service or with the tap off"
+            )
         target = Path(path)
         if not target.is_absolute():
             raise LabError(f"capture path must be absolute (the lab writes it): {path!r}")
@@ -1188,10 +1290,16 @@ class Lab:
         self._capture_ids += 1
         cap_id = f"cap{self._capture_ids}"
         try:
-            sink = wiretap.open_file_sink(target, fmt=fmt, linktype=lt, names=h.tap.names(), name=cap_id,
-                                          comment=f"hostctl lab capture {cap_id} of handset {h.label} "
-                                                  f"({h.serial}, synthetic address {h.tap.address})",
-                                          interface_name=f"{h.label}-tap")
+            sink = wiretap.open_file_sink(
+                target,
+                fmt=fmt,
+                linktype=lt,
+                names=h.tap.names(),
+                name=cap_id,
+                comment=f"hostctl lab capture {cap_id} of handset {h.label} "
+                f"({h.serial}, synthetic address {h.tap.address})",
+                interface_name=f"{h.label}-tap",
+            )
         except (OSError, ValueError) as exc:
             raise LabError(f"capture path {path!r}: {exc}") from None
         cap = _Capture(cap_id, h, target, sink, lt, fmt, time.time())
@@ -1216,8 +1324,13 @@ class Lab:
             cap.timer.cancel()
         stats = cap.lh.tap.unsubscribe(cap.sink) if cap.lh.tap is not None else cap.sink.stats()
         cap.sink.close()
-        result = dict(cap.info(), **stats, stopped_at=time.time(), ended=reason,
-                      bytes=cap.path.stat().st_size if cap.path.exists() else 0)
+        result = dict(
+            cap.info(),
+            **stats,
+            stopped_at=time.time(),
+            ended=reason,
+            bytes=cap.path.stat().st_size if cap.path.exists() else 0,
+        )
         self.finished_captures[cap_id] = result
         while len(self.finished_captures) > 100:
             self.finished_captures.pop(next(iter(self.finished_captures)))
@@ -1246,10 +1359,17 @@ class _Capture:
     timer: asyncio.TimerHandle | None = None
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "serial": self.lh.serial, "label": self.lh.label, "path": str(self.path),
-                "format": self.format, "linktype": self.linktype, "started_at": self.started_at,
-                "address": self.lh.tap.address if self.lh.tap else None,
-                "names": self.lh.tap.names() if self.lh.tap else {}}
+        return {
+            "id": self.id,
+            "serial": self.lh.serial,
+            "label": self.lh.label,
+            "path": str(self.path),
+            "format": self.format,
+            "linktype": self.linktype,
+            "started_at": self.started_at,
+            "address": self.lh.tap.address if self.lh.tap else None,
+            "names": self.lh.tap.names() if self.lh.tap else {},
+        }
 
 
 def _linktype(value: Any) -> int:
@@ -1266,6 +1386,7 @@ def _linktype(value: Any) -> int:
 
 
 # --- helpers shared with the CLI ---------------------------------------------------------------
+
 
 def lab_file(home: Path, adb_port: int) -> Path:
     return lab_dir(home, adb_port) / "lab.json"
@@ -1294,7 +1415,9 @@ def stale_lab(home: Path, adb_port: int) -> dict[str, Any] | None:
     return info if info and not lab_process_alive(info) else None
 
 
-def clear_stale_lab(home: Path, adb_port: int, extra_files: tuple[str, ...] = ("testbed.yaml",)) -> dict[str, Any] | None:
+def clear_stale_lab(
+    home: Path, adb_port: int, extra_files: tuple[str, ...] = ("testbed.yaml",)
+) -> dict[str, Any] | None:
     """Remove what a lab that is gone left on this port: its handsets from the adb server (they
     would stay listed ``offline``), its lab file and ``extra_files`` of its folder. Returns the
     stale lab file, or None when there was none."""
@@ -1324,7 +1447,7 @@ def lab_process_alive(info: dict[str, Any]) -> bool:
         return False
     if not _pid_alive(pid):
         return False
-    if _process_state(pid) == "Z":        # it has exited; its parent has not reaped it yet
+    if _process_state(pid) == "Z":  # it has exited; its parent has not reaped it yet
         return False
     recorded = info.get("process_start")
     if recorded is None:
@@ -1338,7 +1461,7 @@ def _process_state(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat[stat.rfind(")") + 2:][:1] or None
+    return stat[stat.rfind(")") + 2 :][:1] or None
 
 
 def process_start(pid: int) -> int | None:
@@ -1349,9 +1472,9 @@ def process_start(pid: int) -> int | None:
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: the fields after it follow the last ')'
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     try:
-        return int(fields[19])        # fields[0] is field 3 (state), so field 22 is fields[19]
+        return int(fields[19])  # fields[0] is field 3 (state), so field 22 is fields[19]
     except (IndexError, ValueError):
         return None
 
@@ -1379,16 +1502,19 @@ def control_request(info: dict[str, Any], req: dict[str, Any], timeout: float = 
                 if not chunk:
                     break
                 data += chunk
-    except socket.timeout:
-        raise ControlError(f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s",
-                           "timeout") from None
+    except TimeoutError:
+        raise ControlError(
+            f"the lab (pid {info.get('pid')}) did not answer within {timeout:.0f} s", "timeout"
+        ) from None
     except (OSError, KeyError, ValueError) as exc:
         raise ControlError(f"cannot reach the lab's control port: {exc}", "unreachable") from None
     try:
         reply = json.loads(data)
     except ValueError:
-        raise ControlError("the lab closed the control connection without an answer" if not data
-                           else "the lab sent a malformed reply", "malformed") from None
+        raise ControlError(
+            "the lab closed the control connection without an answer" if not data else "the lab sent a malformed reply",
+            "malformed",
+        ) from None
     if not reply.get("ok"):
         raise ControlError(reply.get("error", "the lab refused the request"), "refused")
     return reply["result"]
@@ -1431,8 +1557,13 @@ def ensure_adb_server(port: int, timeout: float = 15.0) -> bool:
         return False
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
     try:
-        proc = subprocess.run([adb_binary(), "-P", str(port), "start-server"], env=env, capture_output=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [adb_binary(), "-P", str(port), "start-server"],
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise LabError(f"adb start-server on port {port} did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0 or not adb_server_running(port):
@@ -1444,8 +1575,13 @@ def kill_adb_server(port: int, timeout: float = 10.0) -> None:
     import subprocess
 
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port))
-    subprocess.run([adb_binary(), "-P", str(port), "kill-server"], env=env, capture_output=True,
-                   timeout=timeout, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [adb_binary(), "-P", str(port), "kill-server"],
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def wait_for_device(adb_port: int, serial: str, timeout: float) -> None:
@@ -1486,7 +1622,7 @@ class LabThread:
         """Run a coroutine on the lab's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> "LabThread":
+    def start(self) -> LabThread:
         self._thread.start()
         try:
             self.call(self.lab.start())
@@ -1506,7 +1642,7 @@ class LabThread:
         with contextlib.suppress(Exception):
             self.loop.close()
 
-    def __enter__(self) -> "LabThread":
+    def __enter__(self) -> LabThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,9 @@ import termios
 import threading
 import time
 import tty
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ..sms.pdu import Address, PduError, SmsDeliver, SmsStatusReport, SmsSubmit
 from .at import AtMachine, ModemIdentity, RadioChanged, SubmitSms
@@ -191,10 +193,19 @@ class _Link:
         self.stuck_since: float | None = None  # when a write last found the queue full
 
 
-class ModemServer:
-    """Serves an ``EmulatedModem`` on a pty (``.pty_path``) and a loopback port (``.url``)."""
+class SerialDevice(Protocol):
+    """What :class:`ModemServer` serves: the modem, the relay board, a UART console."""
 
-    def __init__(self, modem: EmulatedModem, *, tcp: bool = True, pty: bool = True) -> None:
+    def add_sink(self, sink: Callable[[bytes], None]) -> None: ...
+
+    def feed(self, data: bytes, reply_to: Any = None) -> None: ...
+
+
+class ModemServer:
+    """Serves an ``EmulatedModem`` (or another :class:`SerialDevice`) on a pty (``.pty_path``) and a
+    loopback port (``.url``)."""
+
+    def __init__(self, modem: SerialDevice, *, tcp: bool = True, pty: bool = True) -> None:
         self.modem = modem
         self._want_tcp, self._want_pty = tcp, pty
         self.pty_path: str | None = None

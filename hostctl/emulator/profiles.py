@@ -147,8 +147,16 @@ _BANNER_FORBIDDEN = re.compile(r"[:;=]")
 _NAMESPACES = ("system", "secure", "global")
 IPHONESUBINFO_REPLIES = ("normal", "empty", "null", "denied")
 # AIDL parameter kinds of iphonesubinfo_args -> the Parcel type they are read as
-ARG_KINDS = {"phone_id": "i32", "sub_id": "i32", "sub_id64": "i64", "package": "s16",
-             "feature": "s16", "i32": "i32", "i64": "i64", "s16": "s16"}
+ARG_KINDS = {
+    "phone_id": "i32",
+    "sub_id": "i32",
+    "sub_id64": "i64",
+    "package": "s16",
+    "feature": "s16",
+    "i32": "i32",
+    "i64": "i64",
+    "s16": "s16",
+}
 IDENTITY_LISTS = ("imei", "imsi", "iccid", "msisdn")
 # Routes to the Cloud Messaging switch: Messaging > Settings is taken from the decompiled MIUI Mms
 # resources; the Mi Cloud route only from the 2014 announcement (no published screen or code).
@@ -200,7 +208,7 @@ class FirmwareProfile:
     iphonesubinfo_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
     iphonesubinfo_reply: str = "normal"
     iphonesubinfo_msim: dict[str, int] = field(default_factory=dict)
-    identity_props: dict[str, str] | None = None     # None: default_identity_props(...)
+    identity_props: dict[str, str] | None = None  # None: default_identity_props(...)
     dumpsys_iphonesubinfo: bool = False
     adbd_features: tuple[str, ...] = DEFAULT_FEATURES
     su: bool = False
@@ -208,13 +216,13 @@ class FirmwareProfile:
     service_permissions: dict[str, str] = field(default_factory=dict)
     default_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     sim_count: int = 1
-    sim_sub_ids: tuple[int, ...] = ()                 # () = slot + 1
+    sim_sub_ids: tuple[int, ...] = ()  # () = slot + 1
     ui_paths: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UI_PATHS))
     input_injection_blocked: bool = False
     operator_name: str = "CHINA MOBILE"
     mcc_mnc: str = "46000"
     behaviour: Behaviour = field(default_factory=Behaviour)
-    audit_expectations: dict[str, str] = field(default_factory=dict)   # check id -> verdict
+    audit_expectations: dict[str, str] = field(default_factory=dict)  # check id -> verdict
     source: str = ""
 
     # Convenience views the handset and tests use.
@@ -315,30 +323,53 @@ class _Checker:
         return {k: self.string(v, f"{path}.{k}") for k, v in data.items()}
 
 
-_TOP_REQUIRED = {"name", "android_release", "sdk", "miui_version_name", "miui_version_code",
-                 "product", "build_fingerprint"}
+_TOP_REQUIRED = {
+    "name",
+    "android_release",
+    "sdk",
+    "miui_version_name",
+    "miui_version_code",
+    "product",
+    "build_fingerprint",
+}
 _TOP_ALLOWED = _TOP_REQUIRED | {
-    "description", "build_id", "build_incremental", "props", "iphonesubinfo",
-    "iphonesubinfo_needs_package", "iphonesubinfo_args", "iphonesubinfo_reply", "iphonesubinfo_msim",
+    "description",
+    "build_id",
+    "build_incremental",
+    "props",
+    "iphonesubinfo",
+    "iphonesubinfo_needs_package",
+    "iphonesubinfo_args",
+    "iphonesubinfo_reply",
+    "iphonesubinfo_msim",
     "identity_props",
-    "dumpsys_iphonesubinfo", "adbd_features", "su", "packages", "service_permissions",
-    "default_settings", "sim_count", "input_injection_blocked", "carrier", "behaviour",
-    "audit_expectations", "sim_sub_ids", "ui_paths"}
+    "dumpsys_iphonesubinfo",
+    "adbd_features",
+    "su",
+    "packages",
+    "service_permissions",
+    "default_settings",
+    "sim_count",
+    "input_injection_blocked",
+    "carrier",
+    "behaviour",
+    "audit_expectations",
+    "sim_sub_ids",
+    "ui_paths",
+}
 _PRODUCT_REQUIRED = {"name", "model", "device"}
 _PRODUCT_ALLOWED = _PRODUCT_REQUIRED | {"brand", "manufacturer", "marketname", "mod_device"}
 
 
 def _parse_codes(c: _Checker, top: dict, key: str = "iphonesubinfo") -> dict[str, int]:
     raw = top.get(key)
-    codes = {k: c.integer(v, f"{key}.{k}")
-             for k, v in c.mapping({} if raw is None else raw, key).items()}
+    codes = {k: c.integer(v, f"{key}.{k}") for k, v in c.mapping({} if raw is None else raw, key).items()}
     seen: dict[int, str] = {}
     for method, code in codes.items():
         if code < 1:
             raise c.fail(f"{key}.{method}", f"transaction codes start at 1, got {code}")
         if code in seen:
-            raise c.fail(f"{key}.{method}",
-                         f"code {code} is already {seen[code]}'s (codes are unique)")
+            raise c.fail(f"{key}.{method}", f"code {code} is already {seen[code]}'s (codes are unique)")
         seen[code] = method
     return codes
 
@@ -354,8 +385,7 @@ def _parse_args(c: _Checker, top: dict, codes: dict[str, int]) -> dict[str, tupl
         kinds = c.str_list(kinds, path)
         for i, kind in enumerate(kinds):
             if kind not in ARG_KINDS:
-                raise c.fail(f"{path}[{i}]", f"expected one of {', '.join(ARG_KINDS)}, "
-                                             f"got {kind!r}")
+                raise c.fail(f"{path}[{i}]", f"expected one of {', '.join(ARG_KINDS)}, got {kind!r}")
         if sum(k in ("phone_id", "sub_id", "sub_id64") for k in kinds) > 1:
             raise c.fail(path, "at most one of phone_id, sub_id, sub_id64")
         result[method] = tuple(kinds)
@@ -380,11 +410,17 @@ def _parse_identity_props(c: _Checker, top: dict, sim_count: int) -> dict[str, s
                 continue
             m = _TEMPLATE_FIELD.fullmatch(name)
             if not m or spec or conversion:
-                raise c.fail(path, f"bad template field {{{name}}}: expected one of "
-                                   f"{', '.join(IDENTITY_LISTS)} indexed by slot, e.g. {{imei[0]}}")
+                raise c.fail(
+                    path,
+                    f"bad template field {{{name}}}: expected one of "
+                    f"{', '.join(IDENTITY_LISTS)} indexed by slot, e.g. {{imei[0]}}",
+                )
             if int(m.group(2)) >= sim_count:
-                raise c.fail(path, f"{{{name}}} names slot {m.group(2)} but the profile has "
-                                   f"{sim_count} SIM slot{'s' if sim_count > 1 else ''}")
+                raise c.fail(
+                    path,
+                    f"{{{name}}} names slot {m.group(2)} but the profile has "
+                    f"{sim_count} SIM slot{'s' if sim_count > 1 else ''}",
+                )
     return props
 
 
@@ -407,8 +443,12 @@ def _parse_expectations(c: _Checker, top: dict) -> dict[str, str]:
         path = f"audit_expectations.{check_id}"
         if check_id not in CHECK_IDS:
             close = difflib.get_close_matches(check_id, CHECK_IDS, n=1)
-            raise c.fail(path, "not an audit check id" + (f"; did you mean {close[0]!r}?" if close else "")
-                         + f" (known: {', '.join(CHECK_IDS)})")
+            raise c.fail(
+                path,
+                "not an audit check id"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (known: {', '.join(CHECK_IDS)})",
+            )
         if verdict not in STATUSES:
             raise c.fail(path, f"expected one of {', '.join(STATUSES)}, got {verdict!r}")
         expectations[check_id] = verdict
@@ -432,8 +472,7 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
 
     settings_raw = c.mapping(top.get("default_settings", {}), "default_settings")
     c.known_keys(settings_raw, set(_NAMESPACES), set(), "default_settings.")
-    settings = {ns: c.str_map(settings_raw.get(ns, {}), f"default_settings.{ns}")
-                for ns in _NAMESPACES}
+    settings = {ns: c.str_map(settings_raw.get(ns, {}), f"default_settings.{ns}") for ns in _NAMESPACES}
 
     carrier = c.mapping(top.get("carrier", {}), "carrier")
     c.known_keys(carrier, {"operator_name", "mcc_mnc"}, set(), "carrier.")
@@ -447,29 +486,33 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         raise c.fail("sim_count", f"expected 1 or 2, got {sim_count}")
 
     sub_ids = top.get("sim_sub_ids", [])
-    if not isinstance(sub_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 1
-                                                for i in sub_ids):
+    if not isinstance(sub_ids, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 1 for i in sub_ids
+    ):
         raise c.fail("sim_sub_ids", f"expected a list of integers >= 1, got {sub_ids!r}")
     if sub_ids and (len(sub_ids) < sim_count or len(set(sub_ids)) != len(sub_ids)):
         raise c.fail("sim_sub_ids", f"expected {sim_count} distinct ids (one per slot), got {sub_ids!r}")
-    sub_ids = sub_ids[:sim_count]        # a single-SIM child of a dual-SIM parent keeps the first
+    sub_ids = sub_ids[:sim_count]  # a single-SIM child of a dual-SIM parent keeps the first
     ui_paths = dict(DEFAULT_UI_PATHS, **c.str_map(top.get("ui_paths", {}), "ui_paths"))
     for key, value in ui_paths.items():
         if key not in DEFAULT_UI_PATHS or value not in ("verified", "unverified"):
-            raise c.fail(f"ui_paths.{key}", f"expected one of {sorted(DEFAULT_UI_PATHS)} set to "
-                                            f"verified or unverified, got {value!r}")
+            raise c.fail(
+                f"ui_paths.{key}",
+                f"expected one of {sorted(DEFAULT_UI_PATHS)} set to verified or unverified, got {value!r}",
+            )
 
     sdk = c.integer(top["sdk"], "sdk")
     reply = c.string(top.get("iphonesubinfo_reply", "normal"), "iphonesubinfo_reply")
     if reply not in IPHONESUBINFO_REPLIES:
-        raise c.fail("iphonesubinfo_reply", f"expected one of {', '.join(IPHONESUBINFO_REPLIES)},"
-                                            f" got {reply!r}")
+        raise c.fail("iphonesubinfo_reply", f"expected one of {', '.join(IPHONESUBINFO_REPLIES)}, got {reply!r}")
 
     cm_key = "default_settings.secure.cloud_messaging_on"
     behaviour = parse_behaviour(
-        top.get("behaviour"), c.origins.get("behaviour", source),
+        top.get("behaviour"),
+        c.origins.get("behaviour", source),
         cloud_messaging_on=settings["secure"].get("cloud_messaging_on", "0") == "1",
-        setting_source=c.origins.get(cm_key, source))
+        setting_source=c.origins.get(cm_key, source),
+    )
 
     return FirmwareProfile(
         name=c.string(top["name"], "name"),
@@ -485,13 +528,13 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         props=c.str_map(top.get("props", {}), "props"),
         iphonesubinfo=codes,
         iphonesubinfo_needs_package=c.boolean(
-            top.get("iphonesubinfo_needs_package", False), "iphonesubinfo_needs_package"),
+            top.get("iphonesubinfo_needs_package", False), "iphonesubinfo_needs_package"
+        ),
         iphonesubinfo_args=_parse_args(c, top, codes),
         iphonesubinfo_reply=reply,
         iphonesubinfo_msim=_parse_codes(c, top, "iphonesubinfo_msim"),
         identity_props=_parse_identity_props(c, top, sim_count),
-        dumpsys_iphonesubinfo=c.boolean(top.get("dumpsys_iphonesubinfo", sdk <= 19),
-                                        "dumpsys_iphonesubinfo"),
+        dumpsys_iphonesubinfo=c.boolean(top.get("dumpsys_iphonesubinfo", sdk <= 19), "dumpsys_iphonesubinfo"),
         adbd_features=_parse_features(c, top, sdk),
         su=c.boolean(top.get("su", False), "su"),
         packages=c.str_map(top.get("packages", {}), "packages"),
@@ -500,8 +543,7 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         sim_count=sim_count,
         sim_sub_ids=tuple(sub_ids),
         ui_paths=ui_paths,
-        input_injection_blocked=c.boolean(
-            top.get("input_injection_blocked", False), "input_injection_blocked"),
+        input_injection_blocked=c.boolean(top.get("input_injection_blocked", False), "input_injection_blocked"),
         operator_name=operator_name,
         mcc_mnc=mcc_mnc,
         behaviour=behaviour,
@@ -524,8 +566,7 @@ def _shipped_dir() -> Path:
 
 def list_profiles() -> list[str]:
     """Names of the profiles shipped with hostctl, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in _shipped_dir().iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(p.name[: -len(".yaml")] for p in _shipped_dir().iterdir() if p.name.endswith(".yaml"))
 
 
 def _is_path(ref: str | Path) -> bool:
@@ -581,8 +622,7 @@ def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix:
         if value is None:
             out.pop(key, None)
             _forget(origins, path)
-        elif (isinstance(value, dict) and value and isinstance(out.get(key), dict)
-              and path not in _REPLACED_WHOLE):
+        elif isinstance(value, dict) and value and isinstance(out.get(key), dict) and path not in _REPLACED_WHOLE:
             out[key] = _merge(out[key], value, origins, source, path + ".")
         else:
             out[key] = value
@@ -591,8 +631,7 @@ def _merge(base: dict, over: dict, origins: dict[str, str], source: str, prefix:
     return out
 
 
-def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]
-               ) -> tuple[Any, dict[str, str]]:
+def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]) -> tuple[Any, dict[str, str]]:
     """The profile data with every ``extends`` resolved, and which file set each key path."""
     data = _read(path, source, str(path) if not chain else source)
     origins: dict[str, str] = {}
@@ -604,11 +643,11 @@ def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]
     data = dict(data)
     ref = data.pop("extends")
     if not isinstance(ref, str) or not ref:
-        raise ProfileError(f"profile {source}: extends: expected a profile name or path, "
-                           f"got {ref!r}")
+        raise ProfileError(f"profile {source}: extends: expected a profile name or path, got {ref!r}")
     if "name" not in data:
-        raise ProfileError(f"profile {source}: name: missing required key (a profile that "
-                           "extends another sets its own name)")
+        raise ProfileError(
+            f"profile {source}: name: missing required key (a profile that extends another sets its own name)"
+        )
     try:
         parent_path, parent_source = _locate(ref, path.parent)
     except ProfileError as exc:
@@ -622,11 +661,10 @@ def _load_tree(path: Path, source: str, chain: list[tuple[Path, str]]
         raise ProfileError(f"profile {source}: extends: {ref}: no such file {parent_path}")
     parent, origins = _load_tree(parent_path, parent_source, chain)
     if not isinstance(parent, dict):
-        raise ProfileError(f"profile {parent_source}: (top level): expected mapping, "
-                           f"got {parent!r}")
+        raise ProfileError(f"profile {parent_source}: (top level): expected mapping, got {parent!r}")
     merged = _merge(parent, data, origins, source, "")
     if "behaviour" in data and "audit_expectations" not in data:
-        merged.pop("audit_expectations", None)     # verdicts about the parent's traffic, not ours
+        merged.pop("audit_expectations", None)  # verdicts about the parent's traffic, not ours
         _forget(origins, "audit_expectations")
     return merged, origins
 

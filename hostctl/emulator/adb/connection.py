@@ -40,13 +40,21 @@ DEFAULT_FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "
 # writes ``device::ro.product.name=..;ro.product.model=..;ro.product.device=..;`` and nothing
 # else, so a 4.4/5.0 handset must not advertise ``cmd`` (adb 36 would run ``cmd package
 # install`` there and get ``cmd: not found``) nor ``shell_v2``.
-FEATURE_SINCE_SDK = {"shell_v2": 24, "cmd": 24, "stat_v2": 26, "ls_v2": 28, "fixed_push_mkdir": 28,
-                     "sendrecv_v2": 30, "delayed_ack": 31}
+FEATURE_SINCE_SDK = {
+    "shell_v2": 24,
+    "cmd": 24,
+    "stat_v2": 26,
+    "ls_v2": 28,
+    "fixed_push_mkdir": 28,
+    "sendrecv_v2": 30,
+    "delayed_ack": 31,
+}
 DELAYED_ACK = "delayed_ack"
 U32 = struct.Struct("<I")
 
 
 # --- events (what happened) -------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Connected:
@@ -58,6 +66,7 @@ class Connected:
 @dataclass(frozen=True, slots=True)
 class AuthKeyOffered:
     """The host offered a public key we did not know (the "Allow USB debugging?" moment)."""
+
     public_key: bytes
     accepted: bool
 
@@ -77,12 +86,14 @@ class DataReceived:
 @dataclass(frozen=True, slots=True)
 class StreamClosed:
     """The host closed the stream; the driver stops its service. Nothing more may be written."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class StreamDrained:
     """Queued data was handed to the host; ``pending`` bytes remain queued on the stream."""
+
     stream_id: int
     pending: int
 
@@ -90,6 +101,7 @@ class StreamDrained:
 @dataclass(frozen=True, slots=True)
 class StreamOpened:
     """The host accepted a stream we opened (``open``): data may flow."""
+
     stream_id: int
 
 
@@ -109,12 +121,12 @@ class _Stream:
     remote_id: int
     accepted: bool = False
     out: bytearray = field(default_factory=bytearray)
-    in_flight: bool = False          # classic mode: a WRTE awaits its OKAY
-    send_window: int = 0             # delayed_ack: bytes we may still send
-    recv_window: int = 0             # delayed_ack: bytes the host may still send us
-    unacked_in: int = 0              # classic: 1 while a received WRTE awaits our OKAY
+    in_flight: bool = False  # classic mode: a WRTE awaits its OKAY
+    send_window: int = 0  # delayed_ack: bytes we may still send
+    recv_window: int = 0  # delayed_ack: bytes the host may still send us
+    unacked_in: int = 0  # classic: 1 while a received WRTE awaits our OKAY
     closing: bool = False
-    opening: bool = False            # we sent OPEN (a reverse connection); the host has not answered
+    opening: bool = False  # we sent OPEN (a reverse connection); the host has not answered
 
 
 class DeviceConnection:
@@ -131,11 +143,11 @@ class DeviceConnection:
         max_version: int = VERSION_SKIP_CHECKSUM,
     ) -> None:
         self.banner = banner
-        self.max_version = max_version   # a pre-9.0 adbd speaks 0x01000000 (payload checksums)
+        self.max_version = max_version  # a pre-9.0 adbd speaks 0x01000000 (payload checksums)
         self.features = tuple(features)
         self.local_max_payload = max_payload
         self.recv_window_size = recv_window
-        self.auth_keys = auth_keys       # None: no AUTH (the default)
+        self.auth_keys = auth_keys  # None: no AUTH (the default)
         self.state = State.WAIT_CNXN
         self.version = VERSION_SKIP_CHECKSUM
         self.max_payload = max_payload
@@ -199,8 +211,7 @@ class DeviceConnection:
         if self.delayed_ack:
             st.recv_window = self.recv_window_size
         self._streams[sid] = st
-        self._send(Command.OPEN, sid, self.recv_window_size if self.delayed_ack else 0,
-                   service.encode() + b"\0")
+        self._send(Command.OPEN, sid, self.recv_window_size if self.delayed_ack else 0, service.encode() + b"\0")
         return sid
 
     def refuse(self, stream_id: int) -> None:
@@ -437,6 +448,7 @@ def features_for_sdk(sdk: int) -> tuple[str, ...]:
 
 def make_banner(props: dict[str, str], features: tuple[str, ...] = DEFAULT_FEATURES) -> str:
     """adbd's banner: ``device::ro.product.name=..;ro.product.model=..;...;features=..``."""
+
     def clean(v: str) -> str:
         return "".join(ch for ch in v if ch not in ":;=")
 

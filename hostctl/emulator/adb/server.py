@@ -42,9 +42,9 @@ log = logging.getLogger("hostctl.emulator.adbd")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TCP_CONNECT_TIMEOUT = 5.0
 READ_ONLY_ROOTS = ("/system", "/vendor", "/proc", "/sys")
-REVERSE_MIN_SDK = 21      # adbd's reverse: service (adb.cpp handle_forward_request on the device) is Lollipop's
-UNROOT_MIN_SDK = 23       # unroot: (restart_unroot_service) came with Marshmallow's services.cpp; a
-                          # KitKat/Lollipop services.c has root: only, so adbd refuses unroot:
+REVERSE_MIN_SDK = 21  # adbd's reverse: service (adb.cpp handle_forward_request on the device) is Lollipop's
+UNROOT_MIN_SDK = 23  # unroot: (restart_unroot_service) came with Marshmallow's services.cpp; a
+# KitKat/Lollipop services.c has root: only, so adbd refuses unroot:
 
 
 class Shell(Protocol):
@@ -64,6 +64,7 @@ class DeviceBackend(Protocol):
 
 # --- streams ---------------------------------------------------------------------------------
 
+
 class Channel:
     """One ADB stream as the service sees it: read(), write(), close().
 
@@ -72,16 +73,16 @@ class Channel:
     Output keeps up to two maxdata queued so every WRTE the core sends is full-sized.
     """
 
-    def __init__(self, proto: "_AdbdProtocol", sid: int) -> None:
+    def __init__(self, proto: _AdbdProtocol, sid: int) -> None:
         self._proto = proto
         self.sid = sid
         self._inbox: deque[bytes] = deque()
         self._buffered = 0
-        self._owed: deque[int] = deque()   # sizes of queued chunks not yet acknowledged
+        self._owed: deque[int] = deque()  # sizes of queued chunks not yet acknowledged
         self._readable = asyncio.Event()
         self._progress = asyncio.Event()
         self.remote_closed = False
-        self.opened: asyncio.Future = asyncio.get_running_loop().create_future()   # for streams we open
+        self.opened: asyncio.Future = asyncio.get_running_loop().create_future()  # for streams we open
 
     # driver side
     def _feed(self, data: bytes) -> None:
@@ -145,13 +146,14 @@ class Channel:
 
 # --- the connection --------------------------------------------------------------------------
 
+
 class _AdbdProtocol(asyncio.Protocol):
-    def __init__(self, server: "AdbdServer") -> None:
+    def __init__(self, server: AdbdServer) -> None:
         self.server = server
         banner = make_banner(server.backend.banner_props(), server.features)
         handset = getattr(server.backend, "handset", None)
         kwargs = {}
-        if handset is not None:   # the protocol version and payload size of the release's adbd
+        if handset is not None:  # the protocol version and payload size of the release's adbd
             version, max_payload = protocol_for_sdk(handset.profile.sdk)
             kwargs = {"max_version": version, "max_payload": max_payload}
         self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys, **kwargs)
@@ -159,7 +161,7 @@ class _AdbdProtocol(asyncio.Protocol):
         self.channels: dict[int, Channel] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self.peer = "?"
-        self.reverses: dict[str, tuple[str, asyncio.base_events.Server]] = {}   # device spec -> (host spec, listener)
+        self.reverses: dict[str, tuple[str, asyncio.base_events.Server]] = {}  # device spec -> (host spec, listener)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -168,7 +170,7 @@ class _AdbdProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connections.discard(self)
-        for device in list(self.reverses):   # reverse listeners live as long as the transport
+        for device in list(self.reverses):  # reverse listeners live as long as the transport
             _drop_reverse(self, device)
         for task in self.tasks.values():
             task.cancel()
@@ -219,13 +221,20 @@ class _AdbdProtocol(asyncio.Protocol):
         if "shell_v2" not in self.server.features and isinstance(service, svc.ShellService):
             # A pre-7.0 adbd knows only "shell:" (the host never asks it otherwise), and runs
             # every shell, command or not, on a pty: output comes back with CRLF line ends.
-            service = (svc.UnknownService(name, "shell arguments need shell_v2")
-                       if name.startswith("shell,") else dataclasses.replace(service, pty=True))
+            service = (
+                svc.UnknownService(name, "shell arguments need shell_v2")
+                if name.startswith("shell,")
+                else dataclasses.replace(service, pty=True)
+            )
         handset = getattr(self.server.backend, "handset", None)
         if isinstance(service, svc.ReverseService) and handset is not None and handset.profile.sdk < REVERSE_MIN_SDK:
             service = svc.UnknownService(name, "reverse: came with Android 5.0's adbd")
-        if (isinstance(service, svc.RootService) and not service.root and handset is not None
-                and handset.profile.sdk < UNROOT_MIN_SDK):
+        if (
+            isinstance(service, svc.RootService)
+            and not service.root
+            and handset is not None
+            and handset.profile.sdk < UNROOT_MIN_SDK
+        ):
             service = svc.UnknownService(name, "unroot: came with Android 6.0's adbd")
         if isinstance(service, svc.UnknownService):
             log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
@@ -274,9 +283,16 @@ class _AdbdProtocol(asyncio.Protocol):
 class AdbdServer:
     """One emulated handset's adbd on a loopback port."""
 
-    def __init__(self, backend: DeviceBackend, *, host: str = "127.0.0.1", port: int = 0,
-                 name: str = "handset", auth_keys: KeyStore | None = None,
-                 features: tuple[str, ...] = DEFAULT_FEATURES) -> None:
+    def __init__(
+        self,
+        backend: DeviceBackend,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "handset",
+        auth_keys: KeyStore | None = None,
+        features: tuple[str, ...] = DEFAULT_FEATURES,
+    ) -> None:
         if host not in LOOPBACK:
             raise ValueError(f"emulated adbd binds to loopback only, not {host!r}")
         self.backend = backend
@@ -287,12 +303,11 @@ class AdbdServer:
         self.features = features
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_AdbdProtocol] = set()
-        self.reverse_ports: dict[int, int] = {}    # device tcp port -> loopback port of its listener
+        self.reverse_ports: dict[int, int] = {}  # device tcp port -> loopback port of its listener
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _AdbdProtocol(self), self.host, self.port,
-                                                reuse_address=True)
+        self._server = await loop.create_server(lambda: _AdbdProtocol(self), self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     @property
@@ -311,6 +326,7 @@ class AdbdServer:
 
 
 # --- shell -----------------------------------------------------------------------------------
+
 
 class _StreamShellIO:
     """ShellIO over an ADB stream: v2 packets or raw bytes (stderr merged for v1)."""
@@ -369,6 +385,7 @@ async def _serve_shell(backend: DeviceBackend, service: svc.ShellService, ch: Ch
 
 # --- adbd's own services -----------------------------------------------------------------------
 
+
 def _handset(proto: _AdbdProtocol):
     return getattr(proto.server.backend, "handset", None)
 
@@ -388,8 +405,11 @@ async def _serve_reboot(proto: _AdbdProtocol, service: svc.RebootService, ch: Ch
 def adbd_is_root(handset) -> bool:
     """adbd keeps root when the build is debuggable and ``service.adb.root`` is 1 (a runtime
     property: a reboot drops it), as daemon/main.cpp ``should_drop_privileges`` decides."""
-    return (handset is not None and handset.getprop("ro.debuggable", "0") == "1"
-            and handset.getprop("service.adb.root", "0") == "1")
+    return (
+        handset is not None
+        and handset.getprop("ro.debuggable", "0") == "1"
+        and handset.getprop("service.adb.root", "0") == "1"
+    )
 
 
 def remount_reply(sdk: int, root: bool) -> bytes:
@@ -400,8 +420,7 @@ def remount_reply(sdk: int, root: bool) -> bytes:
     first.``), and from 10 (which runs /system/bin/remount) adds ``remount failed``. As root the
     emulated /system still cannot be made writable."""
     if sdk < 21:
-        return b"remount failed: Operation not permitted\n" if not root else \
-            b"remount failed: Read-only file system\n"
+        return b"remount failed: Operation not permitted\n" if not root else b"remount failed: Read-only file system\n"
     if sdk < 23:
         why = b"Operation not permitted" if not root else b"Read-only file system"
         return b"remount of system failed: " + why + b"\nremount failed\n"
@@ -436,7 +455,7 @@ async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.Remou
     await ch.drain()
     if restart:
         h.setprop("service.adb.root", "1" if service.root else "0")
-        asyncio.get_running_loop().call_later(0.1, proto.abort)   # adbd exits; init restarts it
+        asyncio.get_running_loop().call_later(0.1, proto.abort)  # adbd exits; init restarts it
 
 
 async def _serve_framebuffer(proto: _AdbdProtocol, ch: Channel) -> None:
@@ -504,10 +523,10 @@ async def _add_reverse(proto: _AdbdProtocol, service: svc.ReverseService) -> byt
         return _fail(f"cannot bind listener: unsupported device spec '{service.device}' (tcp:PORT only)")
     if service.device in proto.reverses:
         if service.norebind:
-            return _fail(f"cannot rebind existing socket")
+            return _fail("cannot rebind existing socket")
         _drop_reverse(proto, service.device)
     if port in proto.server.reverse_ports:
-        return _fail(f"cannot bind listener: Address already in use")
+        return _fail("cannot bind listener: Address already in use")
 
     async def on_device_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _reverse_connection(proto, service.host, reader, writer)
@@ -518,8 +537,9 @@ async def _add_reverse(proto: _AdbdProtocol, service: svc.ReverseService) -> byt
     return _okay()
 
 
-async def _reverse_connection(proto: _AdbdProtocol, host_spec: str, reader: asyncio.StreamReader,
-                              writer: asyncio.StreamWriter) -> None:
+async def _reverse_connection(
+    proto: _AdbdProtocol, host_spec: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     """A device-side client connected to a reversed port: OPEN the host's spec on the
     transport and pump bytes both ways until either side closes."""
     try:
@@ -532,7 +552,7 @@ async def _reverse_connection(proto: _AdbdProtocol, host_spec: str, reader: asyn
     proto.flush()
     try:
         ok = await asyncio.wait_for(ch.opened, TCP_CONNECT_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ok = False
     if not ok:
         proto.channels.pop(sid, None)
@@ -543,17 +563,18 @@ async def _reverse_connection(proto: _AdbdProtocol, host_spec: str, reader: asyn
     proto.channels.pop(sid, None)
 
 
-async def _pump_socket(proto: _AdbdProtocol, ch: Channel, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+async def _pump_socket(
+    proto: _AdbdProtocol, ch: Channel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     async def host_to_socket() -> None:
-        while (data := await ch.read()):
+        while data := await ch.read():
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(OSError):
             writer.write_eof()
 
     async def socket_to_host() -> None:
-        while (data := await reader.read(proto.conn.max_payload)):
+        while data := await reader.read(proto.conn.max_payload):
             await ch.write(data)
         await ch.drain()
 
@@ -574,6 +595,7 @@ async def _pump_socket(proto: _AdbdProtocol, ch: Channel, reader: asyncio.Stream
 
 # --- tcp forwarding --------------------------------------------------------------------------
 
+
 async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel) -> None:
     target = proto.server.backend.tcp_target(service.port) if service.host in (None, "localhost", "127.0.0.1") else None
     if target is None or target[0] not in LOOPBACK:
@@ -583,7 +605,7 @@ async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel)
         return
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*target), TCP_CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         log.info("adbd %s: tcp:%d -> %s:%d refused: %s", proto.server.name, service.port, *target, exc)
         proto.conn.refuse(ch.sid)
         proto.flush()
@@ -592,14 +614,14 @@ async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel)
     proto.flush()
 
     async def host_to_socket() -> None:
-        while (data := await ch.read()):
+        while data := await ch.read():
             writer.write(data)
             await writer.drain()
         with contextlib.suppress(OSError):
             writer.write_eof()
 
     async def socket_to_host() -> None:
-        while (data := await reader.read(proto.conn.max_payload)):
+        while data := await reader.read(proto.conn.max_payload):
             await ch.write(data)
         await ch.drain()
 
@@ -620,10 +642,20 @@ async def _serve_tcp(proto: _AdbdProtocol, service: svc.TcpService, ch: Channel)
 
 # --- sync ------------------------------------------------------------------------------------
 
+
 def _file_stat(st: os.stat_result) -> sync.FileStat:
-    return sync.FileStat(mode=st.st_mode, size=st.st_size, mtime=int(st.st_mtime), atime=int(st.st_atime),
-                         ctime=int(st.st_ctime), dev=st.st_dev, ino=st.st_ino, nlink=st.st_nlink,
-                         uid=2000 if stat_mod.S_ISREG(st.st_mode) else 0, gid=2000 if stat_mod.S_ISREG(st.st_mode) else 0)
+    return sync.FileStat(
+        mode=st.st_mode,
+        size=st.st_size,
+        mtime=int(st.st_mtime),
+        atime=int(st.st_atime),
+        ctime=int(st.st_ctime),
+        dev=st.st_dev,
+        ino=st.st_ino,
+        nlink=st.st_nlink,
+        uid=2000 if stat_mod.S_ISREG(st.st_mode) else 0,
+        gid=2000 if stat_mod.S_ISREG(st.st_mode) else 0,
+    )
 
 
 def _read_only(fs: DeviceFS, path: str) -> bool:
@@ -665,7 +697,9 @@ def _stat_reply(fs: DeviceFS, ev: sync.Stat) -> bytes:
     except DevicePathError:
         return sync.reply_stat_v1(None) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, None, errno.EACCES)
     except OSError as exc:
-        return sync.reply_stat_v1(None) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, None, exc.errno or errno.EIO)
+        return (
+            sync.reply_stat_v1(None) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, None, exc.errno or errno.EIO)
+        )
     fst = _file_stat(st)
     return sync.reply_stat_v1(fst) if ev.verb == "STAT" else sync.reply_stat_v2(ev.verb, fst)
 
@@ -702,11 +736,11 @@ class _Upload:
             return
         try:
             self.final = fs.host_path(ev.path)
-            self.final.parent.mkdir(parents=True, exist_ok=True)   # fixed_push_mkdir
+            self.final.parent.mkdir(parents=True, exist_ok=True)  # fixed_push_mkdir
             if self.final.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "Is a directory")
             self.tmp = self.final.with_name(f".{self.final.name}.hostctl-upload")
-            self.fh = open(self.tmp, "wb")
+            self.fh = open(self.tmp, "wb")  # noqa: SIM115 - kept open across DATA chunks; closed on DONE or abort
             self.mode = stat_mod.S_IMODE(ev.mode) or 0o644
         except DevicePathError:
             self.error = "couldn't create file: Permission denied"
@@ -725,13 +759,16 @@ class _Upload:
         if self.error or self.fh is None:
             self.abort()
             return sync.reply_fail(self.error or "write failed")
+        tmp, final = self.tmp, self.final
+        if tmp is None or final is None:  # set with fh in __init__
+            raise RuntimeError("upload: a file is open without its paths")
         try:
             self.fh.close()
-            os.chmod(self.tmp, self.mode)
-            if os.geteuid() == 0:    # adbd's sync runs as the shell user: the file is the shell's
-                os.chown(self.tmp, 2000, 2000)
-            os.utime(self.tmp, (mtime, mtime))
-            os.replace(self.tmp, self.final)
+            os.chmod(tmp, self.mode)
+            if os.geteuid() == 0:  # adbd's sync runs as the shell user: the file is the shell's
+                os.chown(tmp, 2000, 2000)
+            os.utime(tmp, (mtime, mtime))
+            os.replace(tmp, final)
         except OSError as exc:
             self.abort()
             return sync.reply_fail(f"write failed: {exc.strerror}")
@@ -752,7 +789,7 @@ async def _send_file(fs: DeviceFS, ev: sync.Recv, ch: Channel) -> None:
         await ch.write(sync.reply_fail("compression is not supported by this device"))
         return
     try:
-        fh = open(fs.host_path(ev.path), "rb")
+        fh = open(fs.host_path(ev.path), "rb")  # noqa: SIM115 - the open's own errors get their own replies
     except DevicePathError:
         await ch.write(sync.reply_fail("open failed: Permission denied"))
         return

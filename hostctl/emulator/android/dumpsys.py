@@ -51,21 +51,28 @@ def window(sdk: int, top: TopActivity, section: str | None = None) -> str:
     else:
         ids = "mDisplayId=0 stackId=1"
         owner = f"    mOwnerUid={top.uid} mShowToOwnerOnly=true package={top.package} appop=NONE"
-    windows = ["WINDOW MANAGER WINDOWS (dumpsys window windows)",
-               f"  Window #0 {focus}:",
-               # Session's constructor names it ``Session{hash pid:u0a<appId>}``
-               f"    {ids} mSession=Session{{{object_id('sess', top.pid)} {top.pid}:{top.uid_text}}} "
-               f"mClient=android.os.BinderProxy@{object_id('client', top.component)}",
-               owner,
-               "    mHasSurface=true isReadyForDisplay()=true",
-               ""]
+    windows = [
+        "WINDOW MANAGER WINDOWS (dumpsys window windows)",
+        f"  Window #0 {focus}:",
+        # Session's constructor names it ``Session{hash pid:u0a<appId>}``
+        f"    {ids} mSession=Session{{{object_id('sess', top.pid)} {top.pid}:{top.uid_text}}} "
+        f"mClient=android.os.BinderProxy@{object_id('client', top.component)}",
+        owner,
+        "    mHasSurface=true isReadyForDisplay()=true",
+        "",
+    ]
     if sdk < Q:
-        token = (f"AppWindowToken{{{object_id('awt', top.component)} token=Token{{"
-                 f"{object_id('tok', top.component)} {top.record}}}}}")
+        token = (
+            f"AppWindowToken{{{object_id('awt', top.component)} token=Token{{"
+            f"{object_id('tok', top.component)} {top.record}}}}}"
+        )
         return "\n".join(windows + [f"  mCurrentFocus={focus}", f"  mFocusedApp={token}"]) + "\n"
-    displays = ["WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)",
-                "  Display: mDisplayId=0",
-                f"  mCurrentFocus={focus}", f"  mFocusedApp={top.record}"]
+    displays = [
+        "WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)",
+        "  Display: mDisplayId=0",
+        f"  mCurrentFocus={focus}",
+        f"  mFocusedApp={top.record}",
+    ]
     if section in ("windows", "w"):
         return "\n".join(windows) + "\n"
     if section in ("displays", "d"):
@@ -77,51 +84,59 @@ def activity_activities(sdk: int, top: TopActivity) -> str:
     rec = top.record
     out = ["ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)"]
     if sdk < LOLLIPOP:
-        out += ["  Stack #0:",
-                f"    Task id #{top.task_id}",
-                f"      TaskRecord{{{object_id('task', top.component)} #{top.task_id} A {top.package} U 0}}",
-                "    Running activities (most recent first):",
-                f"      TaskRecord{{{object_id('task', top.component)} #{top.task_id} A {top.package} U 0}}",
-                f"        Run #0: {rec}",
-                "",
-                f"  mFocusedStack=ActivityStack{{{object_id('stack', 0)} stackId=0}}",
-                "  mSleepTimeout=false",
-                f"  mCurTaskId={top.task_id}",
-                f"  mResumedActivity: {rec}",
-                f"  mFocusedActivity: {rec}"]
+        out += [
+            "  Stack #0:",
+            f"    Task id #{top.task_id}",
+            f"      TaskRecord{{{object_id('task', top.component)} #{top.task_id} A {top.package} U 0}}",
+            "    Running activities (most recent first):",
+            f"      TaskRecord{{{object_id('task', top.component)} #{top.task_id} A {top.package} U 0}}",
+            f"        Run #0: {rec}",
+            "",
+            f"  mFocusedStack=ActivityStack{{{object_id('stack', 0)} stackId=0}}",
+            "  mSleepTimeout=false",
+            f"  mCurTaskId={top.task_id}",
+            f"  mResumedActivity: {rec}",
+            f"  mFocusedActivity: {rec}",
+        ]
     elif sdk < Q:
         task = f"TaskRecord{{{object_id('task', top.component)} #{top.task_id} A={top.package} U=0 sz=1}}"
-        out += ["Display #0 (activities from top to bottom):",
-                "  Stack #1:",
-                f"    Task id #{top.task_id}",
-                f"      {task}",
-                "    Running activities (most recent first):",
-                f"      {task}",
-                f"        Run #0: {rec}",
-                "",
-                f"    mResumedActivity: {rec}",
-                "",
-                f"  mFocusedActivity: {rec}",
-                f"  mFocusedStack=ActivityStack{{{object_id('stack', 1)} stackId=1, 1 tasks}}"]
+        out += [
+            "Display #0 (activities from top to bottom):",
+            "  Stack #1:",
+            f"    Task id #{top.task_id}",
+            f"      {task}",
+            "    Running activities (most recent first):",
+            f"      {task}",
+            f"        Run #0: {rec}",
+            "",
+            f"    mResumedActivity: {rec}",
+            "",
+            f"  mFocusedActivity: {rec}",
+            f"  mFocusedStack=ActivityStack{{{object_id('stack', 1)} stackId=1, 1 tasks}}",
+        ]
     else:
-        task = (f"Task{{{object_id('task', top.component)} #{top.task_id} "
-                f"visible=true type=standard mode=fullscreen translucent=false A={top.uid}:{top.package} U={top.user} "
-                f"StackId={top.task_id} sz=1}}")
-        out += ["Display #0 (activities from top to bottom):",
-                "",
-                f"  Stack #{top.task_id}: type=standard mode=fullscreen",
-                "  isSleeping=false",
-                "  mBounds=Rect(0, 0 - 0, 0)",
-                f"    Task id #{top.task_id}",
-                "    mBounds=Rect(0, 0 - 0, 0)",
-                f"    * {task}",
-                f"      * Hist #0: {rec}",
-                "",
-                f"    mResumedActivity: {rec}",
-                "",
-                f"  ResumedActivity: {rec}",
-                "",
-                f"  mFocusedStack={top.task_id}"]
+        task = (
+            f"Task{{{object_id('task', top.component)} #{top.task_id} "
+            f"visible=true type=standard mode=fullscreen translucent=false A={top.uid}:{top.package} U={top.user} "
+            f"StackId={top.task_id} sz=1}}"
+        )
+        out += [
+            "Display #0 (activities from top to bottom):",
+            "",
+            f"  Stack #{top.task_id}: type=standard mode=fullscreen",
+            "  isSleeping=false",
+            "  mBounds=Rect(0, 0 - 0, 0)",
+            f"    Task id #{top.task_id}",
+            "    mBounds=Rect(0, 0 - 0, 0)",
+            f"    * {task}",
+            f"      * Hist #0: {rec}",
+            "",
+            f"    mResumedActivity: {rec}",
+            "",
+            f"  ResumedActivity: {rec}",
+            "",
+            f"  mFocusedStack={top.task_id}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -141,14 +156,18 @@ def activity_processes(processes: list[Process]) -> str:
 def power(sdk: int, display: Display) -> str:
     on = display.screen_on
     wake = "Awake" if on else "Asleep"
-    out = ["POWER MANAGER (dumpsys power)", "", "Power Manager State:",
-           "  mDirty=0x0", f"  mWakefulness={wake}"]
+    out = ["POWER MANAGER (dumpsys power)", "", "Power Manager State:", "  mDirty=0x0", f"  mWakefulness={wake}"]
     if sdk >= LOLLIPOP:
         out.append("  mWakefulnessChanging=false")
-    out += ["  mIsPowered=true", "  mPlugType=2", "  mBatteryLevel=100",
-            "  mStayOn=false", "  mDisplayReady=true",
-            "  mHoldingWakeLockSuspendBlocker=false",
-            f"  mHoldingDisplaySuspendBlocker={'true' if on else 'false'}"]
+    out += [
+        "  mIsPowered=true",
+        "  mPlugType=2",
+        "  mBatteryLevel=100",
+        "  mStayOn=false",
+        "  mDisplayReady=true",
+        "  mHoldingWakeLockSuspendBlocker=false",
+        f"  mHoldingDisplaySuspendBlocker={'true' if on else 'false'}",
+    ]
     if sdk >= LOLLIPOP:
         out.append(f"Display Power: state={'ON' if on else 'OFF'}")
     return "\n".join(out) + "\n"
@@ -156,47 +175,77 @@ def power(sdk: int, display: Display) -> str:
 
 def battery(sdk: int, b: Battery) -> str:
     t = lambda v: "true" if v else "false"  # noqa: E731
-    out = ["Current Battery Service state:", f"  AC powered: {t(b.ac)}", f"  USB powered: {t(b.usb)}",
-           f"  Wireless powered: {t(b.wireless)}"]
+    out = [
+        "Current Battery Service state:",
+        f"  AC powered: {t(b.ac)}",
+        f"  USB powered: {t(b.usb)}",
+        f"  Wireless powered: {t(b.wireless)}",
+    ]
     if sdk >= NOUGAT:
         out.append("  Max charging current: 500000")
     if sdk >= OREO:
         out += ["  Max charging voltage: 5000000", "  Charge counter: 3000000"]
-    out += [f"  status: {b.status}", f"  health: {b.health}", f"  present: {t(b.present)}",
-            f"  level: {b.level}", f"  scale: {b.scale}", f"  voltage: {b.voltage}",
-            f"  temperature: {b.temperature}", f"  technology: {b.technology}"]
+    out += [
+        f"  status: {b.status}",
+        f"  health: {b.health}",
+        f"  present: {t(b.present)}",
+        f"  level: {b.level}",
+        f"  scale: {b.scale}",
+        f"  voltage: {b.voltage}",
+        f"  temperature: {b.temperature}",
+        f"  technology: {b.technology}",
+    ]
     return "\n".join(out) + "\n"
 
 
 def display(sdk: int, d: Display) -> str:
     w, h = (d.height, d.width) if d.rotation % 2 else (d.width, d.height)
-    info = (f"DisplayInfo{{\"Built-in Screen\", uniqueId \"local:0\", app {w} x {h}, real {w} x {h}, "
-            f"largest app {d.height} x {d.height}, smallest app {d.width} x {d.width}, "
-            f"rotation {d.rotation}, density {d.density} ({d.density}.0 x {d.density}.0) dpi, "
-            f"layerStack 0, type BUILT_IN, state {'ON' if d.screen_on else 'OFF'}, "
-            f"FLAG_SECURE, FLAG_SUPPORTS_PROTECTED_BUFFERS}}")
-    viewport = (f"DisplayViewport{{valid=true, displayId=0, orientation={d.rotation}, "
-                f"logicalFrame=Rect(0, 0 - {w}, {h}), physicalFrame=Rect(0, 0 - {w}, {h}), "
-                f"deviceWidth={w}, deviceHeight={h}}}")
-    out = ["DISPLAY MANAGER (dumpsys display)", "  mOnlyCode=false", "  mSafeMode=false",
-           "  mPendingTraversal=false", f"  mDefaultViewport={viewport}", "",
-           "Display Devices: size=1", f"  DisplayDeviceInfo{{\"Built-in Screen\": {d.width} x {d.height}, "
-           f"density {d.density}}}", "", "Logical Displays: size=1", "  Display 0:",
-           f"    mBaseDisplayInfo={info}"]
+    info = (
+        f'DisplayInfo{{"Built-in Screen", uniqueId "local:0", app {w} x {h}, real {w} x {h}, '
+        f"largest app {d.height} x {d.height}, smallest app {d.width} x {d.width}, "
+        f"rotation {d.rotation}, density {d.density} ({d.density}.0 x {d.density}.0) dpi, "
+        f"layerStack 0, type BUILT_IN, state {'ON' if d.screen_on else 'OFF'}, "
+        f"FLAG_SECURE, FLAG_SUPPORTS_PROTECTED_BUFFERS}}"
+    )
+    viewport = (
+        f"DisplayViewport{{valid=true, displayId=0, orientation={d.rotation}, "
+        f"logicalFrame=Rect(0, 0 - {w}, {h}), physicalFrame=Rect(0, 0 - {w}, {h}), "
+        f"deviceWidth={w}, deviceHeight={h}}}"
+    )
+    out = [
+        "DISPLAY MANAGER (dumpsys display)",
+        "  mOnlyCode=false",
+        "  mSafeMode=false",
+        "  mPendingTraversal=false",
+        f"  mDefaultViewport={viewport}",
+        "",
+        "Display Devices: size=1",
+        f'  DisplayDeviceInfo{{"Built-in Screen": {d.width} x {d.height}, density {d.density}}}',
+        "",
+        "Logical Displays: size=1",
+        "  Display 0:",
+        f"    mBaseDisplayInfo={info}",
+    ]
     return "\n".join(out) + "\n"
 
 
 def user(sdk: int) -> str:
     if sdk >= Q:
-        return ("Users:\n  UserInfo{0:Owner:c13} running\n    State: RUNNING_UNLOCKED\n"
-                "    Created: <unknown>\n    Last logged in: +1h0m0s0ms ago\n")
+        return (
+            "Users:\n  UserInfo{0:Owner:c13} running\n    State: RUNNING_UNLOCKED\n"
+            "    Created: <unknown>\n    Last logged in: +1h0m0s0ms ago\n"
+        )
     flags = "13"
     return f"Users:\n  UserInfo{{0:Owner:{flags}}} serialNo=0\n    Created: <unknown>\n    Last logged in: +1h0m0s0ms ago\n"
 
 
 def meminfo(sdk: int, processes: list[Process], uptime_ms: int) -> str:
-    out = ["Applications Memory Usage (in Kilobytes):" if sdk >= LOLLIPOP else "Applications Memory Usage (kB):",
-           f"Uptime: {uptime_ms} Realtime: {uptime_ms}", "", "Total PSS by process:"]
+    out = [
+        "Applications Memory Usage (in Kilobytes):" if sdk >= LOLLIPOP else "Applications Memory Usage (kB):",
+        f"Uptime: {uptime_ms} Realtime: {uptime_ms}",
+        "",
+        "Total PSS by process:",
+    ]
     total = 0
     for p in sorted(processes, key=lambda p: -p.pid):
         pss = 20000 + (p.pid * 37) % 60000

@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 
 FORMATS = ("brief", "process", "tag", "thread", "raw", "time", "threadtime", "long")
-MODIFIERS = ("color", "descriptive", "epoch", "monotonic", "printable", "uid", "usec", "UTC",
-             "year", "zone", "nsec")
+MODIFIERS = ("color", "descriptive", "epoch", "monotonic", "printable", "uid", "usec", "UTC", "year", "zone", "nsec")
 BUFFERS = ("main", "system", "radio", "events", "crash", "all", "default", "kernel", "security", "stats")
 
 
@@ -22,7 +21,8 @@ def _stamp(t: float, mods: set[str]) -> str:
         text, dt = f"{secs:>19d}", None
     else:
         dt = _dt.datetime.fromtimestamp(t, _dt.UTC if "UTC" in mods else None).astimezone(
-            _dt.UTC if "UTC" in mods else None)
+            _dt.UTC if "UTC" in mods else None
+        )
         text = dt.strftime("%Y-%m-%d %H:%M:%S" if "year" in mods else "%m-%d %H:%M:%S")
     if "nsec" in mods:
         text += f".{nsec:09d}"
@@ -61,7 +61,7 @@ def format_entry(e, fmt: str = "threadtime", mods: set[str] | frozenset = frozen
 
 
 def header(sdk: int, buffer: str = "main") -> str:
-    return (f"--------- beginning of {buffer}" if sdk >= 21 else f"--------- beginning of /dev/log/{buffer}")
+    return f"--------- beginning of {buffer}" if sdk >= 21 else f"--------- beginning of /dev/log/{buffer}"
 
 
 def parse_since(value: str, now: float) -> float | None:
@@ -74,8 +74,11 @@ def parse_since(value: str, now: float) -> float | None:
     except ValueError:
         return None
     year = _dt.datetime.fromtimestamp(now).year
-    for fmt, prefix in (("%Y-%m-%d %H:%M:%S.%f", ""), ("%Y-%m-%d %H:%M:%S.%f", f"{year}-"),
-                        ("%Y-%m-%d %H:%M:%S", f"{year}-")):
+    for fmt, prefix in (
+        ("%Y-%m-%d %H:%M:%S.%f", ""),
+        ("%Y-%m-%d %H:%M:%S.%f", f"{year}-"),
+        ("%Y-%m-%d %H:%M:%S", f"{year}-"),
+    ):
         try:
             return _dt.datetime.strptime(prefix + text, fmt).timestamp()
         except ValueError:

@@ -16,7 +16,7 @@ def short_component(component: str) -> str:
     """``ComponentName.flattenToShortString``: ``pkg/.Cls`` when the class is in the package."""
     pkg, _, cls = component.partition("/")
     if cls.startswith(pkg + "."):
-        return f"{pkg}/{cls[len(pkg):]}"
+        return f"{pkg}/{cls[len(pkg) :]}"
     return component
 
 
@@ -34,7 +34,7 @@ class TopActivity:
     pid: int
     task_id: int = 2
     user: int = 0
-    uid: int = 10001     # the app's uid (a stand-in when its process is not running)
+    uid: int = 10001  # the app's uid (a stand-in when its process is not running)
 
     @property
     def package(self) -> str:
@@ -52,8 +52,10 @@ class TopActivity:
     @property
     def record(self) -> str:
         """``ActivityRecord.toString``: ``ActivityRecord{hash u0 pkg/.Cls t2}``."""
-        return (f"ActivityRecord{{{object_id('ar', self.component)} u{self.user} "
-                f"{short_component(self.component)} t{self.task_id}}}")
+        return (
+            f"ActivityRecord{{{object_id('ar', self.component)} u{self.user} "
+            f"{short_component(self.component)} t{self.task_id}}}"
+        )
 
     @property
     def window(self) -> str:
@@ -75,7 +77,7 @@ class Package:
     """An installed package as PackageManager knows it."""
 
     name: str
-    code_path: str            # the APK ("/system/app/Mms.apk", "/data/app/pkg-1/base.apk")
+    code_path: str  # the APK ("/system/app/Mms.apk", "/data/app/pkg-1/base.apk")
     version_code: int = 0
     version_name: str = ""
     uid: int = 1000
@@ -92,13 +94,13 @@ class Battery:
     ac: bool = False
     usb: bool = True
     wireless: bool = False
-    status: int = 5          # BatteryManager.BATTERY_STATUS_FULL
-    health: int = 2          # BATTERY_HEALTH_GOOD
+    status: int = 5  # BatteryManager.BATTERY_STATUS_FULL
+    health: int = 2  # BATTERY_HEALTH_GOOD
     present: bool = True
     level: int = 100
     scale: int = 100
-    voltage: int = 4321      # mV
-    temperature: int = 275   # tenths of a degree C
+    voltage: int = 4321  # mV
+    temperature: int = 275  # tenths of a degree C
     technology: str = "Li-ion"
 
 

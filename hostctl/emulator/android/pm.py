@@ -67,8 +67,9 @@ def usage(sdk: int) -> str:
     return HELP_SHELL_COMMAND if sdk >= NOUGAT else USAGE_KITKAT
 
 
-def list_packages(packages: list[Package], flags: set[str], name_filter: str | None,
-                  show_versioncode: bool = False) -> str:
+def list_packages(
+    packages: list[Package], flags: set[str], name_filter: str | None, show_versioncode: bool = False
+) -> str:
     out = []
     for p in sorted(packages, key=lambda p: p.name):
         if ("-3" in flags and p.system) or ("-s" in flags and not p.system):
@@ -108,14 +109,16 @@ def uninstall_result(ok: bool) -> str:
 
 def dump_package(sdk: int, p: Package) -> str:
     code_dir = p.code_path.rsplit("/", 1)[0] if p.code_path.endswith("/base.apk") else p.code_path
-    return (f"Packages:\n  Package [{p.name}] ({object_id('pkg', p.name)}):\n"
-            f"    userId={p.uid}\n"
-            f"    pkg=Package{{{object_id('pkgobj', p.name)} {p.name}}}\n"
-            f"    codePath={code_dir}\n    resourcePath={code_dir}\n"
-            f"    versionCode={p.version_code} targetSdk={p.target_sdk or sdk}\n"
-            f"    versionName={p.version_name}\n"
-            f"    flags=[ {'SYSTEM ' if p.system else ''}HAS_CODE ALLOW_CLEAR_USER_DATA ]\n"
-            f"    timeStamp={p.first_install}\n"
-            f"    firstInstallTime={p.first_install}\n"
-            f"    lastUpdateTime={p.first_install}\n"
-            f"    User 0: installed=true hidden=false stopped=false notLaunched=false enabled=0\n")
+    return (
+        f"Packages:\n  Package [{p.name}] ({object_id('pkg', p.name)}):\n"
+        f"    userId={p.uid}\n"
+        f"    pkg=Package{{{object_id('pkgobj', p.name)} {p.name}}}\n"
+        f"    codePath={code_dir}\n    resourcePath={code_dir}\n"
+        f"    versionCode={p.version_code} targetSdk={p.target_sdk or sdk}\n"
+        f"    versionName={p.version_name}\n"
+        f"    flags=[ {'SYSTEM ' if p.system else ''}HAS_CODE ALLOW_CLEAR_USER_DATA ]\n"
+        f"    timeStamp={p.first_install}\n"
+        f"    firstInstallTime={p.first_install}\n"
+        f"    lastUpdateTime={p.first_install}\n"
+        f"    User 0: installed=true hidden=false stopped=false notLaunched=false enabled=0\n"
+    )

@@ -26,7 +26,8 @@ class AndroidShell:
         its exit code. With ``pty`` the shell runs on a pseudo-terminal (CRLF output, ^C)."""
         from ..adb.server import adbd_is_root
         from ..userland.runtime import userland_of
-        uid = 0 if adbd_is_root(self.handset) else 2000     # after `adb root` on a debuggable build
+
+        uid = 0 if adbd_is_root(self.handset) else 2000  # after `adb root` on a debuggable build
         return await userland_of(self.handset).run(command, io, pty=pty, term=term, uid=uid)
 
     async def interactive(self, io: ShellIO, *, tty: bool) -> int:

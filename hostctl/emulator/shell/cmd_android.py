@@ -7,11 +7,7 @@ import asyncio
 import contextlib
 import time
 
-from ..handset import CONTACTS_AUTHORITY, ContentError, Intent, ReadOnlyPropertyError, normalize_component
-from . import subinfo
-from .files import FsError
-from .registry import Ctx, ExitShell, command
-from .parcel import parcel_error_text
+from .. import render
 from ..android import am as am_fmt
 from ..android import dumpsys as dumpsys_fmt
 from ..android import ip as ip_fmt
@@ -20,7 +16,18 @@ from ..android import pm as pm_fmt
 from ..android import wm as wm_fmt
 from ..android.apk import ApkError
 from ..android.model import Battery, Display, Process, TopActivity
-from .. import render
+from ..handset import (
+    CONTACTS_AUTHORITY,
+    ContentError,
+    Intent,
+    LogEntry,
+    ReadOnlyPropertyError,
+    normalize_component,
+)
+from . import subinfo
+from .files import FsError
+from .parcel import parcel_error_text
+from .registry import Ctx, command
 
 # --- properties -------------------------------------------------------------------------------
 
@@ -79,8 +86,7 @@ async def _settings(ctx: Ctx, argv: list[str]) -> int:
         return 1
     verb, rest = args[0], args[1:]
     need = {"get": 2, "put": 3, "delete": 2, "list": 1}
-    if verb not in need or len(rest) < need[verb] or \
-            rest[0].lower() not in ("system", "secure", "global"):
+    if verb not in need or len(rest) < need[verb] or rest[0].lower() not in ("system", "secure", "global"):
         ctx.err(_SETTINGS_USAGE)
         return 1
     ns = rest[0].lower()
@@ -133,6 +139,7 @@ _MSIM = ("iphonesubinfo_msim", "com.android.internal.telephony.msim.IPhoneSubInf
 def _services(ctx: Ctx) -> tuple[tuple[str, str], ...]:
     """The registered services; CAF dual-SIM KitKat builds add iphonesubinfo_msim."""
     return _SERVICES + ((_MSIM,) if ctx.handset.profile.iphonesubinfo_msim else ())
+
 
 _SERVICE_USAGE = """Usage: service [-h|-?]
        service list
@@ -188,8 +195,7 @@ async def _service(ctx: Ctx, argv: list[str]) -> int:
         kind = rest[i]
         if kind in ("i32", "i64", "s16", "f", "d"):
             if i + 1 >= len(rest):
-                ctx.err(f"service: no {'string' if kind == 's16' else 'integer'} supplied for "
-                        f"'{kind}'\n")
+                ctx.err(f"service: no {'string' if kind == 's16' else 'integer'} supplied for '{kind}'\n")
                 return 10
             call_args.append((kind, rest[i + 1]))
             i += 2
@@ -264,8 +270,7 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
     i = 1
     while i < len(args):
         opt = args[i]
-        if opt in ("--uri", "--projection", "--where", "--sort", "--user", "--bind") \
-                and i + 1 < len(args):
+        if opt in ("--uri", "--projection", "--where", "--sort", "--user", "--bind") and i + 1 < len(args):
             if opt == "--bind":
                 try:
                     if ctx.sdk < NULL_BINDING_MIN_SDK and args[i + 1].split(":", 2)[1:2] == ["n"]:
@@ -299,13 +304,14 @@ async def _content(ctx: Ctx, argv: list[str]) -> int:
             names, rows = h.siminfo_query()
             wanted = opts["projection"].split(":") if "projection" in opts else names
             if any(c not in names for c in wanted):
-                raise ContentError("android.database.sqlite.SQLiteException: no such column: "
-                                   + next(c for c in wanted if c not in names))
+                raise ContentError(
+                    "android.database.sqlite.SQLiteException: no such column: "
+                    + next(c for c in wanted if c not in names)
+                )
             _print_rows(ctx, wanted, [tuple(r[names.index(c)] for c in wanted) for r in rows])
             return 0
         if authority != "sms":
-            raise ContentError(f"java.lang.IllegalStateException: Could not find provider: "
-                               f"{authority}")
+            raise ContentError(f"java.lang.IllegalStateException: Could not find provider: {authority}")
         if verb == "query":
             projection = opts["projection"].split(":") if "projection" in opts else None
             names, rows = h.sms_query(uri, projection, opts.get("where"), opts.get("sort"))
@@ -368,8 +374,7 @@ def _content_settings(ctx: Ctx, verb: str, uri: str, opts: dict, binds: dict) ->
     elif verb in ("insert", "update"):
         if "name" not in binds:
             raise ContentError("java.lang.IllegalArgumentException: name must not be null")
-        h.settings_put(ns, str(binds["name"]), None if binds.get("value") is None
-                       else str(binds["value"]))
+        h.settings_put(ns, str(binds["name"]), None if binds.get("value") is None else str(binds["value"]))
     else:
         where = opts.get("where", "")
         if where.startswith("name=") or where.startswith("name ="):
@@ -390,14 +395,15 @@ def _settings_where(rows: list[tuple[str, str | None]], where: str) -> list[tupl
         db.set_authorizer(lambda action, *_: sqlite3.SQLITE_OK if action in allowed else sqlite3.SQLITE_DENY)
         return db.execute(f"SELECT name, value FROM t WHERE {where}").fetchall()
     except sqlite3.Error as exc:
-        raise ContentError(f"android.database.sqlite.SQLiteException: {exc} (code 1): , while compiling: "
-                           f"SELECT * FROM {'settings'} WHERE ({where})") from None
+        raise ContentError(
+            f"android.database.sqlite.SQLiteException: {exc} (code 1): , while compiling: "
+            f"SELECT * FROM {'settings'} WHERE ({where})"
+        ) from None
     finally:
         db.close()
 
 
 # --- am / pm ----------------------------------------------------------------------------------
-
 
 
 def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
@@ -408,7 +414,7 @@ def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
     def take() -> str:
         nonlocal i
         if i + 1 >= len(args):
-            raise ValueError(f"Argument expected after \"{args[i]}\"")
+            raise ValueError(f'Argument expected after "{args[i]}"')
         i += 1
         return args[i]
 
@@ -449,8 +455,12 @@ def _parse_intent(kind: str, args: list[str]) -> tuple[Intent, set[str]]:
             fields["extras"][k] = [int(x) for x in take().split(",")]
         elif a == "--user":
             take()
-        elif a in ("-W", "-S", "-D", "--opengl-trace") or a.startswith("--activity-") \
-                or a.startswith("--receiver-") or a == "--include-stopped-packages":
+        elif (
+            a in ("-W", "-S", "-D", "--opengl-trace")
+            or a.startswith("--activity-")
+            or a.startswith("--receiver-")
+            or a == "--include-stopped-packages"
+        ):
             opts.add(a)
         elif a in ("-P", "--start-profiler", "--R", "-p"):
             take()
@@ -492,7 +502,7 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
     if verb in ("force-stop", "kill"):
         pkgs = [a for a in rest if not a.startswith("--user")]
         if not pkgs:
-            ctx.err("Error: Argument expected after \"" + verb + "\"\n")
+            ctx.err('Error: Argument expected after "' + verb + '"\n')
             return 1
         if verb == "force-stop":
             h.force_stop(pkgs[-1])
@@ -513,8 +523,7 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
         if "-W" in opts:
             comp = h.current_screen.component
             short = Intent(kind="activity", component=comp).short_component()
-            ctx.out(f"Status: ok\nActivity: {short}\nThisTime: 312\nTotalTime: 312\n"
-                    "Complete\n")
+            ctx.out(f"Status: ok\nActivity: {short}\nThisTime: 312\nTotalTime: 312\nComplete\n")
         return 0
     if verb == "startservice":
         ctx.out(f"Starting service: {intent.describe()}\n")
@@ -526,12 +535,16 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
     ctx.out(f"Broadcasting: {intent.describe()}\n")
     if ctx.sdk >= PROTECTED_FROM_SHELL_SDK and intent.action in PROTECTED_BROADCASTS:
         # 7.0 took the shell off the list of uids that may send protected broadcasts
-        denial = (f"Permission Denial: not allowed to send broadcast {intent.action} from "
-                  f"pid={4000 + len(h.processes())}, uid=2000")
+        denial = (
+            f"Permission Denial: not allowed to send broadcast {intent.action} from "
+            f"pid={4000 + len(h.processes())}, uid=2000"
+        )
         if ctx.sdk >= 26:
-            ctx.err(f"Exception occurred while executing:\njava.lang.SecurityException: {denial}\n"
-                    "\tat com.android.server.am.ActivityManagerService.broadcastIntentLocked"
-                    "(ActivityManagerService.java)\n")
+            ctx.err(
+                f"Exception occurred while executing:\njava.lang.SecurityException: {denial}\n"
+                "\tat com.android.server.am.ActivityManagerService.broadcastIntentLocked"
+                "(ActivityManagerService.java)\n"
+            )
             return 255
         ctx.err(f"Security exception: {denial}\n")
         return 0
@@ -541,9 +554,14 @@ async def _am(ctx: Ctx, argv: list[str]) -> int:
 
 
 PROTECTED_FROM_SHELL_SDK = 24
-PROTECTED_BROADCASTS = frozenset({
-    "android.intent.action.AIRPLANE_MODE", "android.intent.action.BOOT_COMPLETED",
-    "android.provider.Telephony.SMS_RECEIVED", "android.provider.Telephony.SMS_DELIVER"})
+PROTECTED_BROADCASTS = frozenset(
+    {
+        "android.intent.action.AIRPLANE_MODE",
+        "android.intent.action.BOOT_COMPLETED",
+        "android.provider.Telephony.SMS_RECEIVED",
+        "android.provider.Telephony.SMS_DELIVER",
+    }
+)
 
 
 def _pm_user(args: list[str]) -> tuple[list[str], str | None]:
@@ -565,14 +583,12 @@ async def _pm(ctx: Ctx, argv: list[str]) -> int:
     args, user = _pm_user(argv[1:])
     reg = ctx.handset.pm
     if user not in (None, "0", "all", "current", "cur"):
-        ctx.err(f"Error: user {user} does not exist\n" if ctx.sdk >= pm_fmt.NOUGAT
-                else f"Error: Unknown user {user}\n")
+        ctx.err(f"Error: user {user} does not exist\n" if ctx.sdk >= pm_fmt.NOUGAT else f"Error: Unknown user {user}\n")
         return 255 if ctx.sdk >= pm_fmt.NOUGAT else 1
     if len(args) >= 2 and args[0] == "list" and args[1] in ("packages", "package"):
         flags = {a for a in args[2:] if a.startswith("-")}
         filters = [a for a in args[2:] if not a.startswith("-")]
-        ctx.out(pm_fmt.list_packages(reg.all(), flags, filters[-1] if filters else None,
-                                     "--show-versioncode" in flags))
+        ctx.out(pm_fmt.list_packages(reg.all(), flags, filters[-1] if filters else None, "--show-versioncode" in flags))
         return 0
     if len(args) == 2 and args[0] == "path":
         p = reg.get(args[1])
@@ -632,8 +648,17 @@ async def _pm_install(ctx: Ctx, args: list[str]) -> int:
                 return 1
             i += 2
             continue
-        if a in ("-i", "--user", "--install-location", "--originating-uri", "--referrer", "-p",
-                 "--abi", "--pkg", "--install-reason"):
+        if a in (
+            "-i",
+            "--user",
+            "--install-location",
+            "--originating-uri",
+            "--referrer",
+            "-p",
+            "--abi",
+            "--pkg",
+            "--install-reason",
+        ):
             i += 2
             continue
         if not a.startswith("-") or a == "-":
@@ -643,7 +668,7 @@ async def _pm_install(ctx: Ctx, args: list[str]) -> int:
         if ctx.sdk < pm_fmt.NOUGAT:
             ctx.err(pm_fmt.usage(ctx.sdk))
             return 1
-        if size is not None:   # the host streams SIZE bytes and keeps its end open for the reply
+        if size is not None:  # the host streams SIZE bytes and keeps its end open for the reply
             data = await _read_exactly(ctx, size)
         else:
             data = await ctx.stdin_bytes()
@@ -700,7 +725,7 @@ _INJECT_DENIED = (
 
 _INPUT_USAGE = """Usage: input [<source>] <command> [<arg>...]
 
-The sources are: 
+The sources are:\x20
       trackball
       joystick
       touchnavigation
@@ -721,12 +746,41 @@ The commands and default sources are:
       roll <dx> <dy> (Default: trackball)
 """
 
-_KEYCODES = {"HOME": 3, "BACK": 4, "CALL": 5, "ENDCALL": 6, "DPAD_UP": 19, "DPAD_DOWN": 20,
-             "DPAD_LEFT": 21, "DPAD_RIGHT": 22, "DPAD_CENTER": 23, "VOLUME_UP": 24,
-             "VOLUME_DOWN": 25, "POWER": 26, "CAMERA": 27, "TAB": 61, "SPACE": 62, "ENTER": 66,
-             "DEL": 67, "MENU": 82, "SEARCH": 84, "APP_SWITCH": 187, "WAKEUP": 224}
-_SOURCES = {"trackball", "joystick", "touchnavigation", "mouse", "keyboard", "gamepad",
-            "touchpad", "dpad", "stylus", "touchscreen"}
+_KEYCODES = {
+    "HOME": 3,
+    "BACK": 4,
+    "CALL": 5,
+    "ENDCALL": 6,
+    "DPAD_UP": 19,
+    "DPAD_DOWN": 20,
+    "DPAD_LEFT": 21,
+    "DPAD_RIGHT": 22,
+    "DPAD_CENTER": 23,
+    "VOLUME_UP": 24,
+    "VOLUME_DOWN": 25,
+    "POWER": 26,
+    "CAMERA": 27,
+    "TAB": 61,
+    "SPACE": 62,
+    "ENTER": 66,
+    "DEL": 67,
+    "MENU": 82,
+    "SEARCH": 84,
+    "APP_SWITCH": 187,
+    "WAKEUP": 224,
+}
+_SOURCES = {
+    "trackball",
+    "joystick",
+    "touchnavigation",
+    "mouse",
+    "keyboard",
+    "gamepad",
+    "touchpad",
+    "dpad",
+    "stylus",
+    "touchscreen",
+}
 
 
 @command("input")
@@ -738,8 +792,7 @@ async def _input(ctx: Ctx, argv: list[str]) -> int:
         ctx.err(_INPUT_USAGE)
         return 1
     verb, rest = args[0], args[1:]
-    arity = {"tap": (2, 2), "swipe": (4, 5), "text": (1, 1), "keyevent": (1, 99),
-             "press": (0, 0), "roll": (2, 2)}
+    arity = {"tap": (2, 2), "swipe": (4, 5), "text": (1, 1), "keyevent": (1, 99), "press": (0, 0), "roll": (2, 2)}
     if verb not in arity or not arity[verb][0] <= len(rest) <= arity[verb][1]:
         ctx.err(f"Error: Invalid arguments for command: {verb}\n{_INPUT_USAGE}")
         return 1
@@ -764,13 +817,10 @@ async def _input(ctx: Ctx, argv: list[str]) -> int:
                     continue
                 if code == 3:
                     h.go_home()
-                elif code == 4:
-                    h.go_back()
-                elif code == 6 and h.end_call():     # KEYCODE_ENDCALL hangs up, the call screen goes
+                elif code == 4 or (code == 6 and h.end_call()):
                     h.go_back()
     except ValueError as exc:
-        ctx.err(f'Exception in thread "main" java.lang.NumberFormatException: Invalid float: '
-                f'"{exc}"\n')
+        ctx.err(f'Exception in thread "main" java.lang.NumberFormatException: Invalid float: "{exc}"\n')
         return 1
     return 0
 
@@ -779,10 +829,12 @@ async def _input(ctx: Ctx, argv: list[str]) -> int:
 async def _uiautomator(ctx: Ctx, argv: list[str]) -> int:
     args = argv[1:]
     if not args or args[0] != "dump":
-        ctx.err("Usage: uiautomator <subcommand> [options]\n\nAvailable subcommands:\n\n"
-                "help: displays help message\n\nruntest: executes UI automation tests\n\n"
-                "dump: creates an XML dump of current UI hierarchy\n\n"
-                "events: prints out accessibility events until terminated\n")
+        ctx.err(
+            "Usage: uiautomator <subcommand> [options]\n\nAvailable subcommands:\n\n"
+            "help: displays help message\n\nruntest: executes UI automation tests\n\n"
+            "dump: creates an XML dump of current UI hierarchy\n\n"
+            "events: prints out accessibility events until terminated\n"
+        )
         return 1
     paths = [a for a in args[1:] if not a.startswith("--")]
     target = paths[0] if paths else "/sdcard/window_dump.xml"
@@ -820,22 +872,23 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
         # KitKat's PhoneSubInfo.dump(); from 5.0 the service (PhoneSubInfoController) has no
         # dump() and dumpsys prints nothing
         if h.profile.dumpsys_iphonesubinfo and sims:
-            ctx.out("Phone Subscriber Info:\n  Phone Type = GSM\n"
-                    f"  Device ID = {sims[0].imei}\n")
+            ctx.out(f"Phone Subscriber Info:\n  Phone Type = GSM\n  Device ID = {sims[0].imei}\n")
         return 0
     if name == "telephony.registry":
         ctx.out("last known state:\n")
         for sim in sims:
             state = h.call_state if sim.slot == 0 else 0
-            ctx.out(f"  Phone Id={sim.slot}\n  mCallState={state}\n  mCallIncomingNumber=\n"
-                    f"  mServiceState=0 0 voice home data home {sim.operator_name} "
-                    f"{sim.operator_name} {sim.mcc_mnc}  UMTS UMTS CSS not supported -1 -1 "
-                    "RoamInd=-1 DefRoamInd=-1 EmergOnly=false\n"
-                    "  mSignalStrength=SignalStrength: 14 0 -120 -160 -120 -1 -1 99 2147483647 "
-                    "2147483647 2147483647 2147483647 2147483647 gsm|lte\n"
-                    "  mMessageWaiting=false\n  mCallForwarding=false\n  mDataActivity=0\n"
-                    "  mDataConnectionState=2\n  mDataConnectionPossible=true\n"
-                    f"  mDataConnectionApn=cmnet\n")
+            ctx.out(
+                f"  Phone Id={sim.slot}\n  mCallState={state}\n  mCallIncomingNumber=\n"
+                f"  mServiceState=0 0 voice home data home {sim.operator_name} "
+                f"{sim.operator_name} {sim.mcc_mnc}  UMTS UMTS CSS not supported -1 -1 "
+                "RoamInd=-1 DefRoamInd=-1 EmergOnly=false\n"
+                "  mSignalStrength=SignalStrength: 14 0 -120 -160 -120 -1 -1 99 2147483647 "
+                "2147483647 2147483647 2147483647 2147483647 gsm|lte\n"
+                "  mMessageWaiting=false\n  mCallForwarding=false\n  mDataActivity=0\n"
+                "  mDataConnectionState=2\n  mDataConnectionPossible=true\n"
+                f"  mDataConnectionApn=cmnet\n"
+            )
         return 0
     if name == "account":
         from ..screens import XIAOMI_ACCOUNT_TYPE, micloud_account
@@ -897,8 +950,9 @@ def dumpsys_text(h, name: str, args: list[str]) -> str:
     if name == "meminfo":
         return dumpsys_fmt.meminfo(sdk, app_processes(h), int(h.uptime() * 1000))
     if name == "input_method":
-        return ("Input Method Manager Service state:\n  mCurMethodId=com.baidu.input_mi/.ImeService\n"
-                "  mInputShown=false\n")
+        return (
+            "Input Method Manager Service state:\n  mCurMethodId=com.baidu.input_mi/.ImeService\n  mInputShown=false\n"
+        )
     if name == "package" and args:
         p = h.pm.get(args[-1])
         return pm_fmt.dump_package(sdk, p) if p is not None else ""
@@ -923,14 +977,13 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
     specs: list[str] = []
     silence_rest = False
     expanded: list[str] = []
-    for a in args:   # --opt=value, and bundled short options without values (-dv -> -d -v)
+    for a in args:  # --opt=value, and bundled short options without values (-dv -> -d -v)
         if a.startswith("--") and "=" in a:
             expanded += a.split("=", 1)
         else:
             expanded.append(a)
     args = expanded
-    long_opts = {"--clear": "-c", "--dump": "-d", "--format": "-v", "--buffer": "-b", "--file": "-f",
-                 "--last": "-L"}
+    long_opts = {"--clear": "-c", "--dump": "-d", "--format": "-v", "--buffer": "-b", "--file": "-f", "--last": "-L"}
     i = 0
     while i < len(args):
         a = long_opts.get(args[i], args[i])
@@ -960,8 +1013,11 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
                         return 1
             elif a == "-b":
                 if any(b not in logcat_fmt.BUFFERS for b in value.split(",")):
-                    ctx.err(f"logcat: unknown buffer {value}\n" if ctx.sdk >= 24
-                            else f"Unable to open log device '/dev/log/{value}': No such file or directory\n")
+                    ctx.err(
+                        f"logcat: unknown buffer {value}\n"
+                        if ctx.sdk >= 24
+                        else f"Unable to open log device '/dev/log/{value}': No such file or directory\n"
+                    )
                     return 1
             elif a == "-f":
                 outfile = value
@@ -979,8 +1035,7 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
         elif a == "-s":
             silence_rest = True
         elif a == "-g":
-            ctx.out("main: ring buffer is 256Kb (0Kb consumed), max entry is 5120b, "
-                    "max payload is 4076b\n")
+            ctx.out("main: ring buffer is 256Kb (0Kb consumed), max entry is 5120b, max payload is 4076b\n")
             return 0
         elif a.startswith("-"):
             ctx.err(f"logcat: invalid option -- '{a[1:2]}'\n")
@@ -1034,7 +1089,11 @@ async def _logcat(ctx: Ctx, argv: list[str]) -> int:
     # Stream until the caller cancels (the ADB stream closed).
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    remove = h.add_log_listener(lambda e: loop.call_soon_threadsafe(queue.put_nowait, e))
+
+    def listen(e: LogEntry) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, e)
+
+    remove = h.add_log_listener(listen)
     try:
         while True:
             e = await queue.get()
@@ -1082,8 +1141,7 @@ async def _ps(ctx: Ctx, argv: list[str]) -> int:
             continue
         if names and not any(n in p.name for n in names):
             continue
-        ctx.out(f"{p.user:<12} {p.pid:>5} {p.ppid:>5} {p.vsz:>7} {p.rss:>6} {p.wchan:<16} "
-                f"{0:>4} {p.state} {p.name}\n")
+        ctx.out(f"{p.user:<12} {p.pid:>5} {p.ppid:>5} {p.vsz:>7} {p.rss:>6} {p.wchan:<16} {0:>4} {p.state} {p.name}\n")
     return 0
 
 
@@ -1099,8 +1157,10 @@ async def _pidof(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-_ID_GROUPS = ("1003(graphics),1004(input),1007(log),1009(mount),1011(adb),1015(sdcard_rw),"
-              "1028(sdcard_r),3001(net_bt_admin),3002(net_bt),3003(inet),3006(net_bw_stats)")
+_ID_GROUPS = (
+    "1003(graphics),1004(input),1007(log),1009(mount),1011(adb),1015(sdcard_rw),"
+    "1028(sdcard_r),3001(net_bt_admin),3002(net_bt),3003(inet),3006(net_bw_stats)"
+)
 
 
 @command("id")
@@ -1156,11 +1216,10 @@ async def _getenforce(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-
 # --- cmd (7.0+) and reboot ----------------------------------------------------------------------
 
-CMD_MIN_SDK = 24                  # /system/bin/cmd came with Android 7.0
-AIRPLANE_CMD_MIN_SDK = 28         # ConnectivityService's shell command "airplane-mode": Android 9
+CMD_MIN_SDK = 24  # /system/bin/cmd came with Android 7.0
+AIRPLANE_CMD_MIN_SDK = 28  # ConnectivityService's shell command "airplane-mode": Android 9
 _CONNECTIVITY_HELP = """Connectivity service commands:
   help
     Print this help text.
@@ -1261,7 +1320,7 @@ async def _screencap(ctx: Ctx, argv: list[str]) -> int:
             return 0
         if a == "-p":
             as_png = True
-        elif a == "-a" or a == "":     # -a: every display (we have one); Mobly passes '' without it
+        elif a == "-a" or a == "":  # -a: every display (we have one); Mobly passes '' without it
             pass
         elif a == "-d" and i + 1 < len(args):
             if args[i + 1] != "0":
@@ -1311,9 +1370,11 @@ def wlan(h) -> ip_fmt.Interface:
 async def _ip(ctx: Ctx, argv: list[str]) -> int:
     args = [a for a in argv[1:] if a not in ("-4", "-f", "inet")]
     if not args or args[0] not in ("addr", "address", "a"):
-        ctx.err('Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\nwhere  OBJECT := { link | address | '
-                'addrlabel | route | rule | neigh | ntable | tunnel | tuntap | maddress | mroute | '
-                'mrule | monitor | xfrm | netns | l2tp | tcp_metrics | token }\n')
+        ctx.err(
+            "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\nwhere  OBJECT := { link | address | "
+            "addrlabel | route | rule | neigh | ntable | tunnel | tuntap | maddress | mroute | "
+            "mrule | monitor | xfrm | netns | l2tp | tcp_metrics | token }\n"
+        )
         return 255
     rest = [a for a in args[1:] if a not in ("show", "list", "dev")]
     text = ip_fmt.ip_addr([wlan(ctx.handset)], rest[0] if rest else None)
@@ -1329,14 +1390,17 @@ async def _ifconfig(ctx: Ctx, argv: list[str]) -> int:
     iface = wlan(ctx.handset)
     names = argv[1:]
     if names and names[0] != iface.name:
-        ctx.err(f"ifconfig: {names[0]}: No such device\n" if ctx.sdk < ip_fmt.MARSHMALLOW
-                else f"ifconfig: ioctl 8913: No such device\n")
+        ctx.err(
+            f"ifconfig: {names[0]}: No such device\n"
+            if ctx.sdk < ip_fmt.MARSHMALLOW
+            else "ifconfig: ioctl 8913: No such device\n"
+        )
         return 1
     ctx.out(ip_fmt.ifconfig(ctx.sdk, iface))
     return 0
 
 
-BUGREPORTZ_MIN_SDK = 24     # frameworks/native/cmds/bugreportz: Android 7.0
+BUGREPORTZ_MIN_SDK = 24  # frameworks/native/cmds/bugreportz: Android 7.0
 
 
 def bugreport_text(h) -> str:
@@ -1345,13 +1409,17 @@ def bugreport_text(h) -> str:
     import time as _time
 
     props = h.props()
-    parts = ["========================================================",
-             f"== dumpstate: {_time.strftime('%Y-%m-%d %H:%M:%S')}",
-             "========================================================", "",
-             f"Build: {props.get('ro.build.display.id', props.get('ro.build.id', ''))}",
-             f"Build fingerprint: '{props.get('ro.build.fingerprint', '')}'",
-             f"Kernel: Linux version 3.4.0", "",
-             "------ SYSTEM PROPERTIES (getprop) ------"]
+    parts = [
+        "========================================================",
+        f"== dumpstate: {_time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "========================================================",
+        "",
+        f"Build: {props.get('ro.build.display.id', props.get('ro.build.id', ''))}",
+        f"Build fingerprint: '{props.get('ro.build.fingerprint', '')}'",
+        "Kernel: Linux version 3.4.0",
+        "",
+        "------ SYSTEM PROPERTIES (getprop) ------",
+    ]
     parts += [f"[{k}]: [{v}]" for k, v in sorted(props.items())]
     parts += ["", "------ SYSTEM LOG (logcat -v threadtime -d *:v) ------"]
     parts += [e.format("threadtime") for e in h.log_entries()]
@@ -1369,7 +1437,7 @@ async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
         ctx.err(f"/system/bin/sh: {argv[0]}: not found\n")
         return 127
     args = argv[1:]
-    if "-v" in args:    # bugreportz.cpp prints the version on stderr; adb's bugreport.cpp reads it there
+    if "-v" in args:  # bugreportz.cpp prints the version on stderr; adb's bugreport.cpp reads it there
         ctx.err("1.1\n")
         return 0
     import io
@@ -1391,7 +1459,7 @@ async def _bugreportz(ctx: Ctx, argv: list[str]) -> int:
         zf.writestr("version.txt", "2.0")
     if "-p" in args:
         ctx.out(f"BEGIN:{path}\nPROGRESS:100/100\n")
-    try:   # dumpstate (uid system) writes it, not the shell: the shell may only read it back
+    try:  # dumpstate (uid system) writes it, not the shell: the shell may only read it back
         host = h.fs.host_path(path)
         host.parent.mkdir(parents=True, exist_ok=True)
         host.write_bytes(buf.getvalue())
@@ -1407,13 +1475,15 @@ async def _bugreport(ctx: Ctx, argv: list[str]) -> int:
     """Before 7.0 ``bugreport`` prints the dumpstate text; after it the text is gone (adb
     pulls the bugreportz zip instead) and the shell command says so."""
     if ctx.sdk >= BUGREPORTZ_MIN_SDK:
-        ctx.err("=============================================================================\n"
-                "WARNING: Flat (text file, non-zipped) bugreports are deprecated.\n"
-                "WARNING: Please generate zipped bugreports instead.\n"
-                "WARNING: On the host use: adb bugreport filename.zip\n"
-                "WARNING: On the device use: bugreportz\n"
-                "WARNING: bugreportz will output the filename to use with adb pull.\n"
-                "=============================================================================\n")
+        ctx.err(
+            "=============================================================================\n"
+            "WARNING: Flat (text file, non-zipped) bugreports are deprecated.\n"
+            "WARNING: Please generate zipped bugreports instead.\n"
+            "WARNING: On the host use: adb bugreport filename.zip\n"
+            "WARNING: On the device use: bugreportz\n"
+            "WARNING: bugreportz will output the filename to use with adb pull.\n"
+            "=============================================================================\n"
+        )
     ctx.out(bugreport_text(ctx.handset))
     return 0
 
@@ -1422,6 +1492,8 @@ async def _bugreport(ctx: Ctx, argv: list[str]) -> int:
 async def _app_process(ctx: Ctx, argv: list[str]) -> int:
     """There is no Java VM on the emulated handset: say so as Android's runtime does when it
     cannot start one (frameworks/base/cmds/app_process/app_main.cpp / AndroidRuntime.cpp)."""
-    ctx.err(f"{argv[0]}: JNI_CreateJavaVM failed: the emulated handset has no Java VM (ART/Dalvik); "
-            "Java code (uiautomator jars, instrumentation, app_process tools) cannot run here\n")
+    ctx.err(
+        f"{argv[0]}: JNI_CreateJavaVM failed: the emulated handset has no Java VM (ART/Dalvik); "
+        "Java code (uiautomator jars, instrumentation, app_process tools) cannot run here\n"
+    )
     return 1

@@ -27,6 +27,7 @@ import ipaddress
 import re
 import struct
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,9 @@ from .files import FsError
 from .registry import SH, Ctx, command
 
 VERSION = "tcpdump version 4.9.3\nlibpcap version 1.9.1 (with TPACKET_V3)\n"
-USAGE = VERSION + """Usage: tcpdump [-aAbdDefhHIJKlLnNOpqStuUvxX#] [ -B size ] [ -c count ]
+USAGE = (
+    VERSION
+    + """Usage: tcpdump [-aAbdDefhHIJKlLnNOpqStuUvxX#] [ -B size ] [ -c count ]
 \t\t[ -C file_size ] [ -E algo:secret ] [ -F file ] [ -G seconds ]
 \t\t[ -i interface ] [ -j tstamptype ] [ -M secret ] [ --number ]
 \t\t[ -Q in|out|inout ]
@@ -46,18 +49,34 @@ USAGE = VERSION + """Usage: tcpdump [-aAbdDefhHIJKlLnNOpqStuUvxX#] [ -B size ] [
 \t\t[ -w file ] [ -W filecount ] [ -y datalinktype ] [ -z postrotate-command ]
 \t\t[ -Z user ] [ expression ]
 """
+)
 _FLAGS = set("aAbdDefhHIJKlLnNOpqStuUvxX#")
 _WITH_ARG = set("BcCEFGijMQrsTVwWyzZ")
-_SUPPORTED_ARG = set("cisSwZB")          # the rest are valid but not emulated
+_SUPPORTED_ARG = set("cisSwZB")  # the rest are valid but not emulated
 _BINARIES = ("/system/xbin/tcpdump", "/system/bin/tcpdump")
-_INTERFACES = {"any": (LINKTYPE_LINUX_SLL, "LINUX_SLL (Linux cooked)"),
-               "wlan0": (LINKTYPE_ETHERNET, "EN10MB (Ethernet)"),
-               "lo": (LINKTYPE_ETHERNET, "EN10MB (Ethernet)")}
-SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9, "USR1": 10, "USR2": 12, "PIPE": 13, "ALRM": 14,
-           "TERM": 15, "CHLD": 17, "CONT": 18, "STOP": 19}
+_INTERFACES = {
+    "any": (LINKTYPE_LINUX_SLL, "LINUX_SLL (Linux cooked)"),
+    "wlan0": (LINKTYPE_ETHERNET, "EN10MB (Ethernet)"),
+    "lo": (LINKTYPE_ETHERNET, "EN10MB (Ethernet)"),
+}
+SIGNALS = {
+    "HUP": 1,
+    "INT": 2,
+    "QUIT": 3,
+    "KILL": 9,
+    "USR1": 10,
+    "USR2": 12,
+    "PIPE": 13,
+    "ALRM": 14,
+    "TERM": 15,
+    "CHLD": 17,
+    "CONT": 18,
+    "STOP": 19,
+}
 
 
 # --- native processes of the emulated shell ------------------------------------------------------
+
 
 @dataclass
 class _Native:
@@ -73,7 +92,7 @@ class _Native:
         self.stop.set()
 
 
-_NATIVE: "weakref.WeakKeyDictionary[Any, dict[int, _Native]]" = weakref.WeakKeyDictionary()
+_NATIVE: weakref.WeakKeyDictionary[Any, dict[int, _Native]] = weakref.WeakKeyDictionary()
 
 
 def _spawn(handset: Any, name: str, uid: int, ppid: int, pid: int = 0) -> _Native:
@@ -83,8 +102,9 @@ def _spawn(handset: Any, name: str, uid: int, ppid: int, pid: int = 0) -> _Nativ
     adds to its table."""
     with handset._lock:
         pid = pid or max([3000, *handset._processes]) + 1
-        handset._processes[pid] = ProcessInfo(pid=pid, name=name, uid=uid, ppid=ppid,
-                                              wchan="poll_schedule_timeout", vsz=5400, rss=1800)
+        handset._processes[pid] = ProcessInfo(
+            pid=pid, name=name, uid=uid, ppid=ppid, wchan="poll_schedule_timeout", vsz=5400, rss=1800
+        )
     proc = _Native(pid, name)
     _NATIVE.setdefault(handset, {})[pid] = proc
     return proc
@@ -98,6 +118,7 @@ def _reap(handset: Any, proc: _Native) -> None:
 
 # --- tcpdump -------------------------------------------------------------------------------------
 
+
 class _Usage(Exception):
     pass
 
@@ -110,7 +131,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            rest.extend(argv[i + 1:])
+            rest.extend(argv[i + 1 :])
             break
         if a.startswith("--"):
             name = a[2:].split("=", 1)[0]
@@ -132,7 +153,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
                     j += 1
                     continue
                 if ch in _WITH_ARG:
-                    value = a[j + 1:]
+                    value = a[j + 1 :]
                     if not value:
                         i += 1
                         if i >= len(argv):
@@ -148,6 +169,16 @@ def _parse(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     return opts, rest
 
 
+def _port_is(port: int) -> Callable[[Any], bool]:
+    """``port N``: either end of the Connection uses port N."""
+    return lambda conn: port in (conn.client[1], conn.server[1])
+
+
+def _host_is(addr: str) -> Callable[[Any], bool]:
+    """``host A``: either end of the Connection is address A."""
+    return lambda conn: addr in (conn.client[0], conn.server[0])
+
+
 def _filter(expr: list[str]) -> Any:
     """The BPF subset: returns a predicate on a Connection, or raises ValueError."""
     if not expr:
@@ -159,23 +190,23 @@ def _filter(expr: list[str]) -> Any:
             clauses.append([])
         else:
             clauses[-1].append(w)
-    tests = []
+    tests: list[Callable[[Any], bool]] = []
     for c in clauses:
         if c in (["tcp"], ["ip"]):
             continue
         if c == ["udp"]:
             tests.append(lambda conn: False)
-        elif len(c) == 2 and c[0] == "port" or len(c) == 3 and c[:2] == ["tcp", "port"]:
+        elif (len(c) == 2 and c[0] == "port") or (len(c) == 3 and c[:2] == ["tcp", "port"]):
             if not c[-1].isdigit() or not 0 <= int(c[-1]) <= 65535:
                 raise ValueError(f"illegal port number {c[-1]}")
             port = int(c[-1])
-            tests.append(lambda conn, p=port: p in (conn.client[1], conn.server[1]))
+            tests.append(_port_is(port))
         elif len(c) == 2 and c[0] == "host":
             try:
                 addr = str(ipaddress.ip_address(c[1]))
             except ValueError:
                 raise ValueError(f"unknown host '{c[1]}'") from None
-            tests.append(lambda conn, a=addr: a in (conn.client[0], conn.server[0]))
+            tests.append(_host_is(addr))
         else:
             raise ValueError("syntax error")
     return (lambda conn: all(t(conn) for t in tests)) if tests else None
@@ -197,7 +228,7 @@ class _TextWriter:
             return
         ihl = (data[0] & 15) * 4
         src, dst = ipaddress.IPv4Address(data[12:16]), ipaddress.IPv4Address(data[16:20])
-        sport, dport, seq, ack, off, bits, win = struct.unpack("!HHIIBBH", data[ihl:ihl + 16])
+        sport, dport, seq, ack, off, bits, win = struct.unpack("!HHIIBBH", data[ihl : ihl + 16])
         payload = len(data) - ihl - (off >> 4) * 4
         if self.quiet:
             self.ctx.out(f"{stamp} IP {src}.{sport} > {dst}.{dport}: tcp {payload}\n")
@@ -293,8 +324,10 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
         ctx.err(USAGE)
         return 0
     if "D" in flags or "list-interfaces" in flags:
-        ctx.out("1.wlan0 [Up, Running]\n2.any (Pseudo-device that captures on all interfaces) [Up, Running]\n"
-                "3.lo [Up, Running, Loopback]\n")
+        ctx.out(
+            "1.wlan0 [Up, Running]\n2.any (Pseudo-device that captures on all interfaces) [Up, Running]\n"
+            "3.lo [Up, Running, Loopback]\n"
+        )
         return 0
     unsupported = sorted(set(k for k in opts if k != "flags") - _SUPPORTED_ARG)
     if unsupported:
@@ -320,12 +353,17 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
     try:
         accept = _filter(rest)
     except ValueError as exc:
-        ctx.err(f"tcpdump: {exc}\n" if "port" in str(exc) or "host" in str(exc)
-                else "tcpdump: syntax error in filter expression: syntax error\n")
+        ctx.err(
+            f"tcpdump: {exc}\n"
+            if "port" in str(exc) or "host" in str(exc)
+            else "tcpdump: syntax error in filter expression: syntax error\n"
+        )
         return 1
     if ctx.session.uid != 0:
-        ctx.err(f"tcpdump: {iface}: You don't have permission to capture on that device\n"
-                "(socket: Operation not permitted)\n")
+        ctx.err(
+            f"tcpdump: {iface}: You don't have permission to capture on that device\n"
+            "(socket: Operation not permitted)\n"
+        )
         return 1
     linktype, link_name = _INTERFACES[iface]
     out_path = opts.get("w")
@@ -340,7 +378,12 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
         return 1
     proc = _spawn(ctx.handset, "tcpdump", 0, ctx.session.ppid, ctx.session.pid)
     # SIGINT/SIGTERM to the tool process end the capture, which then prints its counts
-    ctx.extra["on_signal"] = lambda sig: (proc.deliver(sig), True)[1]
+
+    def on_signal(sig: int) -> bool:
+        proc.deliver(sig)
+        return True
+
+    ctx.extra["on_signal"] = on_signal
     sink = None
     tap = tap_of(ctx.handset)
     try:
@@ -357,7 +400,7 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
             if f is not None and "U" in flags:
                 f.flush()
             sink = TapSink(writer, linktype=linktype, accept=accept, syn_comments=False, name="tcpdump")
-        if tap is not None and iface != "lo":       # the apps' traffic does not cross lo
+        if tap is not None and iface != "lo":  # the apps' traffic does not cross lo
             tap.subscribe(sink)
         await proc.stop.wait()
     finally:
@@ -369,9 +412,11 @@ async def _tcpdump(ctx: Ctx, argv: list[str]) -> int:
                 f.flush()
                 f.close()
         _reap(ctx.handset, proc)
-        ctx.err(f"{captured} packet{'s' if captured != 1 else ''} captured\n"
-                f"{captured} packet{'s' if captured != 1 else ''} received by filter\n"
-                "0 packets dropped by kernel\n")
+        ctx.err(
+            f"{captured} packet{'s' if captured != 1 else ''} captured\n"
+            f"{captured} packet{'s' if captured != 1 else ''} received by filter\n"
+            "0 packets dropped by kernel\n"
+        )
     return 0
 
 
@@ -380,4 +425,3 @@ def _signal(name: str) -> int | None:
     if name.isdigit():
         return int(name) if 0 <= int(name) <= 64 else None
     return SIGNALS.get(name)
-

@@ -63,7 +63,7 @@ class StdinReader:
 
     async def read_all(self) -> bytes:
         parts = []
-        while (part := await self.read()):
+        while part := await self.read():
             parts.append(part)
         return b"".join(parts)
 
@@ -75,7 +75,7 @@ class Streams:
 
 @dataclass
 class Ctx:
-    handset: "VirtualHandset"
+    handset: VirtualHandset
     session: Caller
     cwd: str = "/"
     env: dict[str, str] = field(default_factory=dict)
@@ -83,7 +83,7 @@ class Ctx:
     write_err: Callable[[bytes], None] = lambda data: None
     streams: Streams = field(default_factory=lambda: Streams(StdinReader()))
     # su's way to run a command line as root in the handset's sandbox: (script, ctx) -> exit code
-    run_as_root: Callable[[str, "Ctx"], Awaitable[int]] | None = None
+    run_as_root: Callable[[str, Ctx], Awaitable[int]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -132,4 +132,5 @@ def command(*names: str) -> Callable[[CommandFn], CommandFn]:
         for name in names:
             COMMANDS[name] = fn
         return fn
+
     return register

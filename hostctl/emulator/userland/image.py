@@ -15,11 +15,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 NATIVE = Path(__file__).with_name("native")
-FRAMEWORK_BIN = "hostctl-framework"      # the multi-call client's file name in /system/bin
+FRAMEWORK_BIN = "hostctl-framework"  # the multi-call client's file name in /system/bin
 # Debian packages (Makefile: debian-clients): mksh, toybox, original-awk; coreutils/diffutils
 # stand in for the four applets Debian's toybox build leaves out (Android's toybox has them).
 MKSH = "/usr/bin/mksh"
@@ -37,7 +38,7 @@ class ImageError(RuntimeError):
 
 @dataclass(frozen=True)
 class SystemImage:
-    root: Path                  # holds bin/, lib/, lib64/ and sbin/adbd
+    root: Path  # holds bin/, lib/, lib64/ and sbin/adbd
 
     @property
     def bin(self) -> Path:
@@ -56,9 +57,9 @@ class SystemImage:
         return sorted(p.name for p in self.root.iterdir() if p.name.startswith("lib"))
 
 
-def cache_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("HOSTCTL_CACHE") or env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    environ: Mapping[str, str] = os.environ if env is None else env
+    base = environ.get("HOSTCTL_CACHE") or environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "hostctl" / "userland"
 
 
@@ -88,21 +89,21 @@ def _compile(src: Path, out: Path) -> None:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise ImageError("no C compiler (cc): install Debian's gcc to build the handset's launcher")
-    res = subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(src)], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(src)], capture_output=True, text=True, timeout=120)
     if res.returncode:
         raise ImageError(f"compiling {src.name} failed:\n{res.stderr}")
 
 
-def build(tools: tuple[str, ...], *, absent: tuple[str, ...] = (),
-          env: dict[str, str] | None = None) -> SystemImage:
+def build(tools: tuple[str, ...], *, absent: tuple[str, ...] = (), env: dict[str, str] | None = None) -> SystemImage:
     """The image for these framework tool names, without the applets in ``absent`` (a release
     that lacks them); cached, built on first use."""
     missing = missing_tools()
     if missing:
-        raise ImageError("the emulated handset's shell needs Debian's mksh, toybox and original-awk "
-                         f"(missing: {', '.join(missing)}): run `make debian-clients` or "
-                         "`apt-get install mksh toybox original-awk`")
+        raise ImageError(
+            "the emulated handset's shell needs Debian's mksh, toybox and original-awk "
+            f"(missing: {', '.join(missing)}): run `make debian-clients` or "
+            "`apt-get install mksh toybox original-awk`"
+        )
     final = cache_dir(env) / _fingerprint(tools, absent)
     if (final / ".complete").exists():
         return SystemImage(final)
@@ -113,7 +114,7 @@ def build(tools: tuple[str, ...], *, absent: tuple[str, ...] = (),
         (tmp / ".complete").write_text("")
         try:
             tmp.rename(final)
-        except OSError:          # another process built the same image first
+        except OSError:  # another process built the same image first
             if not (final / ".complete").exists():
                 raise
     finally:

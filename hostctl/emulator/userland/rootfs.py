@@ -45,14 +45,17 @@ SHELL_OWNED = ("data/local/tmp", "sdcard")
 # bionic knows these names without files (android_filesystem_config.h: AID_*); glibc's toybox
 # reads /etc/passwd and /etc/group, so the handset's /system/etc carries the same table.
 PASSWD = "root:x:0:0::/:/system/bin/sh\nsystem:x:1000:1000::/:/system/bin/sh\nshell:x:2000:2000::/:/system/bin/sh\n"
-GROUP = ("root:x:0:\nsystem:x:1000:\ngraphics:x:1003:\ninput:x:1004:\nlog:x:1007:\nmount:x:1009:\n"
-         "adb:x:1011:\nsdcard_rw:x:1015:\nsdcard_r:x:1028:\nshell:x:2000:\nnet_bt_admin:x:3001:\n"
-         "net_bt:x:3002:\ninet:x:3003:\nnet_bw_stats:x:3006:\nreadproc:x:3009:\nuhid:x:3011:\n")
+GROUP = (
+    "root:x:0:\nsystem:x:1000:\ngraphics:x:1003:\ninput:x:1004:\nlog:x:1007:\nmount:x:1009:\n"
+    "adb:x:1011:\nsdcard_rw:x:1015:\nsdcard_r:x:1028:\nshell:x:2000:\nnet_bt_admin:x:3001:\n"
+    "net_bt:x:3002:\ninet:x:3003:\nnet_bw_stats:x:3006:\nreadproc:x:3009:\nuhid:x:3011:\n"
+)
 
 
 def mountpoints(root: Path, dirs: list[str], files: list[str]) -> None:
     """Empty directories and files for the sandbox's mounts (its / is read-only, so bubblewrap
     cannot create them): the loader's library directories and the launcher."""
+
     # explicit modes on every level made here: a detached lab runs with umask 077
     def make_dir(d: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,7 @@ def prepare(root: Path, *, own: bool) -> None:
             (etc / name).chmod(0o644)
     link = root / "etc"
     if not link.is_symlink() and not link.exists():
-        link.symlink_to("/system/etc")       # Android's /etc -> /system/etc
+        link.symlink_to("/system/etc")  # Android's /etc -> /system/etc
     if own:
         for rel in SHELL_OWNED:
             _own_tree(root / rel)

@@ -57,7 +57,7 @@ def encode(kind: Frame, data: bytes = b"") -> bytes:
 
 def chunks(kind: Frame, data: bytes) -> bytes:
     """``data`` as frames no larger than the client's buffer."""
-    return b"".join(encode(kind, data[i:i + MAX_FRAME]) for i in range(0, len(data), MAX_FRAME))
+    return b"".join(encode(kind, data[i : i + MAX_FRAME]) for i in range(0, len(data), MAX_FRAME))
 
 
 def parse_request(data: bytes) -> Request:
@@ -81,8 +81,8 @@ class FrameDecoder:
                 raise FrameError(f"frame id {kind} length {length}")
             if len(self._buf) < 5 + length:
                 break
-            out.append((Frame(kind), bytes(self._buf[5:5 + length])))
-            del self._buf[:5 + length]
+            out.append((Frame(kind), bytes(self._buf[5 : 5 + length])))
+            del self._buf[: 5 + length]
         return out
 
 
@@ -92,8 +92,7 @@ RootRunner = Callable[[str, Ctx], Awaitable[int]]
 class FrameworkServer:
     """Serves one handset's tools on a unix socket in the running event loop."""
 
-    def __init__(self, handset: "VirtualHandset", path: str, env: dict[str, str],
-                 run_as_root: RootRunner | None) -> None:
+    def __init__(self, handset: VirtualHandset, path: str, env: dict[str, str], run_as_root: RootRunner | None) -> None:
         self.handset = handset
         self.path = path
         self.env = env
@@ -115,7 +114,7 @@ class FrameworkServer:
                 self._server = await asyncio.start_unix_server(self._serve, path=f"/proc/self/fd/{fd}/{name}")
             finally:
                 os.close(fd)
-        os.chmod(self.path, 0o666)      # the shell user (uid 2000) connects
+        os.chmod(self.path, 0o666)  # the shell user (uid 2000) connects
         self.loop = asyncio.get_running_loop()
 
     def close(self) -> None:
@@ -146,10 +145,11 @@ class FrameworkServer:
             raise FrameError("first frame is not a request")
         req = parse_request(payload)
         sock = writer.get_extra_info("socket")
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                              struct.calcsize("3i")))
+        _pid, uid, _gid = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        )
         if uid != 0:
-            uid = 2000      # the shell user (under a user namespace the host sees the caller's uid)
+            uid = 2000  # the shell user (under a user namespace the host sees the caller's uid)
         stdin: asyncio.Queue[bytes] = asyncio.Queue()
         asked = False
 
@@ -159,15 +159,21 @@ class FrameworkServer:
 
         async def read_chunk() -> bytes:
             nonlocal asked
-            if not asked:      # the tool reads its stdin only from now on
+            if not asked:  # the tool reads its stdin only from now on
                 asked = True
                 writer.write(encode(Frame.WANT_STDIN))
             return await stdin.get()
 
-        ctx = Ctx(handset=self.handset, session=Caller(uid=uid, pid=req.pid), cwd=req.cwd,
-                  env=dict(self.env), write_out=lambda d: send(Frame.STDOUT, d),
-                  write_err=lambda d: send(Frame.STDERR, d), streams=Streams(StdinReader(read_chunk)),
-                  run_as_root=self.run_as_root)
+        ctx = Ctx(
+            handset=self.handset,
+            session=Caller(uid=uid, pid=req.pid),
+            cwd=req.cwd,
+            env=dict(self.env),
+            write_out=lambda d: send(Frame.STDOUT, d),
+            write_err=lambda d: send(Frame.STDERR, d),
+            streams=Streams(StdinReader(read_chunk)),
+            run_as_root=self.run_as_root,
+        )
         name = req.argv[0]
         fn = COMMANDS.get(name)
         task = asyncio.ensure_future(self._run(fn, ctx, req.argv))
@@ -182,7 +188,7 @@ class FrameworkServer:
             elif kind is Frame.SIGNAL and data:
                 handler = ctx.extra.get("on_signal")
                 if handler is not None and handler(data[0]):
-                    return          # the command handles it (tcpdump ends and prints counts)
+                    return  # the command handles it (tcpdump ends and prints counts)
                 died.append(data[0])
                 task.cancel()
 
@@ -190,11 +196,11 @@ class FrameworkServer:
             on_frame(*f)
 
         async def pump() -> None:
-            while (data := await reader.read(65536)):
+            while data := await reader.read(65536):
                 for f in decoder.feed(data):
                     on_frame(*f)
             stdin.put_nowait(b"")
-            task.cancel()           # the tool process is gone (killed, or its pipe closed)
+            task.cancel()  # the tool process is gone (killed, or its pipe closed)
 
         pumping = asyncio.ensure_future(pump())
         try:
@@ -208,6 +214,8 @@ class FrameworkServer:
         if died:
             writer.write(encode(Frame.DIE, bytes([died[0]])))
         else:
+            if rc is None:  # only a cancelled run (died) has no status
+                raise RuntimeError(f"{req.argv[0]}: the command ended without an exit status")
             writer.write(encode(Frame.EXIT, bytes([rc & 0xFF])))
         with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
             await asyncio.wait_for(writer.drain(), 10)
@@ -223,7 +231,7 @@ class FrameworkServer:
             return exc.code
         except asyncio.CancelledError:
             raise
-        except Exception as exc:       # a model bug prints like a crashed tool, never kills the server
+        except Exception as exc:  # a model bug prints like a crashed tool, never kills the server
             log.exception("%s: %s failed", self.handset.label, name)
             ctx.err(f"{name}: {type(exc).__name__}: {exc}\n")
             return 1

@@ -46,8 +46,16 @@ GROUPS_MODERN = (1004, 1007, 1011, 1015, 1028, 3001, 3002, 3003, 3006, 3009, 301
 
 # the launcher's own: to become the shell (SETUID, SETGID, SETPCAP: cut a root shell's bounding
 # set), to signal it (KILL), and the file capabilities su's root shell keeps (zygote.c)
-LAUNCHER_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL", "CAP_CHOWN",
-                 "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER")
+LAUNCHER_CAPS = (
+    "CAP_SETUID",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_KILL",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+)
 
 _MSG_READY, _MSG_SPAWN, _MSG_SIGNAL, _MSG_STARTED, _MSG_FAILED, _MSG_EXITED = 0, 1, 2, 3, 4, 5
 
@@ -56,30 +64,45 @@ class UserlandError(RuntimeError):
     """The handset's sandbox could not start (what to install or enable is in the message)."""
 
 
-def shell_env(handset: "VirtualHandset", *, interactive: bool = False, term: str | None = None) -> dict[str, str]:
+def shell_env(handset: VirtualHandset, *, interactive: bool = False, term: str | None = None) -> dict[str, str]:
     """The environment adbd gives a shell on the profile's release (init.environ.rc + adbd)."""
     sdk = handset.profile.sdk
     if sdk < 26:
         # KitKat init.environ.rc.in (Lollipop alike); adbd adds nothing but TERM for a pty
-        env = {"PATH": "/sbin:/vendor/bin:/system/sbin:/system/bin:/system/xbin",
-               "ANDROID_BOOTLOGO": "1", "ANDROID_ROOT": "/system", "ANDROID_ASSETS": "/system/app",
-               "ANDROID_DATA": "/data", "ANDROID_STORAGE": "/storage",
-               "EXTERNAL_STORAGE": "/storage/emulated/legacy", "ASEC_MOUNTPOINT": "/mnt/asec",
-               "LOOP_MOUNTPOINT": "/mnt/obb",
-               "BOOTCLASSPATH": "/system/framework/core.jar:/system/framework/conscrypt.jar:"
-                                "/system/framework/okhttp.jar:/system/framework/core-junit.jar:"
-                                "/system/framework/bouncycastle.jar:/system/framework/ext.jar:"
-                                "/system/framework/framework.jar"}
+        env = {
+            "PATH": "/sbin:/vendor/bin:/system/sbin:/system/bin:/system/xbin",
+            "ANDROID_BOOTLOGO": "1",
+            "ANDROID_ROOT": "/system",
+            "ANDROID_ASSETS": "/system/app",
+            "ANDROID_DATA": "/data",
+            "ANDROID_STORAGE": "/storage",
+            "EXTERNAL_STORAGE": "/storage/emulated/legacy",
+            "ASEC_MOUNTPOINT": "/mnt/asec",
+            "LOOP_MOUNTPOINT": "/mnt/obb",
+            "BOOTCLASSPATH": "/system/framework/core.jar:/system/framework/conscrypt.jar:"
+            "/system/framework/okhttp.jar:/system/framework/core-junit.jar:"
+            "/system/framework/bouncycastle.jar:/system/framework/ext.jar:"
+            "/system/framework/framework.jar",
+        }
     else:
         # Android 11 as the corpus's reference recorded it (adbd: HOME, USER, LOGNAME, SHELL,
         # HOSTNAME, TMPDIR; init.environ.rc: PATH, ANDROID_*, EXTERNAL_STORAGE)
-        env = {"PATH": "/product/bin:/apex/com.android.runtime/bin:/apex/com.android.art/bin:"
-                       "/system_ext/bin:/system/bin:/system/xbin:/odm/bin:/vendor/bin:/vendor/xbin",
-               "HOME": "/", "USER": "shell", "LOGNAME": "shell", "SHELL": SH,
-               "HOSTNAME": handset.getprop("ro.product.device") or "localhost",
-               "TMPDIR": "/data/local/tmp", "ANDROID_DATA": "/data", "ANDROID_ROOT": "/system",
-               "ANDROID_STORAGE": "/storage", "EXTERNAL_STORAGE": "/sdcard",
-               "ANDROID_ASSETS": "/system/app", "ASEC_MOUNTPOINT": "/mnt/asec"}
+        env = {
+            "PATH": "/product/bin:/apex/com.android.runtime/bin:/apex/com.android.art/bin:"
+            "/system_ext/bin:/system/bin:/system/xbin:/odm/bin:/vendor/bin:/vendor/xbin",
+            "HOME": "/",
+            "USER": "shell",
+            "LOGNAME": "shell",
+            "SHELL": SH,
+            "HOSTNAME": handset.getprop("ro.product.device") or "localhost",
+            "TMPDIR": "/data/local/tmp",
+            "ANDROID_DATA": "/data",
+            "ANDROID_ROOT": "/system",
+            "ANDROID_STORAGE": "/storage",
+            "EXTERNAL_STORAGE": "/sdcard",
+            "ANDROID_ASSETS": "/system/app",
+            "ASEC_MOUNTPOINT": "/mnt/asec",
+        }
     if term:
         env["TERM"] = term
     if interactive:
@@ -97,18 +120,24 @@ def preflight() -> None:
     if missing:
         raise UserlandError(
             f"the emulated handsets run Android's shell in a bubblewrap sandbox; missing: {', '.join(missing)}. "
-            "Install them: `make debian-clients` (apt-get install mksh toybox original-awk bubblewrap)")
+            "Install them: `make debian-clients` (apt-get install mksh toybox original-awk bubblewrap)"
+        )
     if privileged():
         return
-    probe = subprocess.run(["bwrap", "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
-                           capture_output=True, text=True, timeout=10)
+    probe = subprocess.run(
+        ["bwrap", "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     if probe.returncode:
         raise UserlandError(
             "the emulated handsets' sandbox needs root or unprivileged user namespaces, and this "
             f"machine allows neither ({probe.stderr.strip()}). Enable them with "
             "`sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000` "
             "(and, on Ubuntu 24.04+, `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), "
-            "or run the lab as root")
+            "or run the lab as root"
+        )
 
 
 class _Child:
@@ -121,7 +150,7 @@ class _Child:
 class Userland:
     """The sandbox of one handset and its launcher; see the module docstring."""
 
-    def __init__(self, handset: "VirtualHandset") -> None:
+    def __init__(self, handset: VirtualHandset) -> None:
         self.handset = handset
         # a short host path: a unix socket's path is at most 107 bytes
         self.run_dir = Path(tempfile.mkdtemp(prefix="hostctl-ul-"))
@@ -138,7 +167,7 @@ class Userland:
         self._next_id = 1
         self._server: FrameworkServer | None = None
         self._closed = False
-        self.limits = Limits()        # set before the first command to change the bounds
+        self.limits = Limits()  # set before the first command to change the bounds
         self._finalizer = weakref.finalize(self, _cleanup, self.run_dir, [None])
 
     # --- the sandbox -------------------------------------------------------------------------
@@ -146,33 +175,43 @@ class Userland:
     def spec(self, img: image.SystemImage) -> SandboxSpec:
         h = self.handset
         root = h.fs.root
-        mounts = [Mount(Op.RO_BIND, "/", str(root)),
-                  Mount(Op.BIND, "/data", str(root / "data")),
-                  Mount(Op.BIND, "/sdcard", str(root / "sdcard")),
-                  Mount(Op.BIND, "/storage/emulated/0", str(root / "sdcard")),
-                  Mount(Op.BIND, "/storage/emulated/legacy", str(root / "sdcard")),
-                  Mount(Op.RO_BIND, "/system/bin", str(img.bin))]
+        mounts = [
+            Mount(Op.RO_BIND, "/", str(root)),
+            Mount(Op.BIND, "/data", str(root / "data")),
+            Mount(Op.BIND, "/sdcard", str(root / "sdcard")),
+            Mount(Op.BIND, "/storage/emulated/0", str(root / "sdcard")),
+            Mount(Op.BIND, "/storage/emulated/legacy", str(root / "sdcard")),
+            Mount(Op.RO_BIND, "/system/bin", str(img.bin)),
+        ]
         mounts += [Mount(Op.RO_BIND, f"/{d}", str(img.root / d)) for d in img.lib_dirs()]
         mounts.append(Mount(Op.RO_BIND, LAUNCHER, str(img.launcher)))
-        if (root / "bugreports").is_dir():    # the shell app's (uid 2000) bugreport directory
+        if (root / "bugreports").is_dir():  # the shell app's (uid 2000) bugreport directory
             mounts.append(Mount(Op.BIND, "/bugreports", str(root / "bugreports")))
-        for tool in ("su", "tcpdump"):   # the profile's own binaries (stubs on disk) run the model's
+        for tool in ("su", "tcpdump"):  # the profile's own binaries (stubs on disk) run the model's
             if (root / "system/xbin" / tool).is_file():
                 mounts.append(Mount(Op.RO_BIND, f"/system/xbin/{tool}", str(img.framework)))
-        mounts += [Mount(Op.DEV, "/dev"),
-                   Mount(Op.BIND, "/dev/socket", str(self.run_dir / "socket")),
-                   Mount(Op.PROC, "/proc")]
+        mounts += [
+            Mount(Op.DEV, "/dev"),
+            Mount(Op.BIND, "/dev/socket", str(self.run_dir / "socket")),
+            Mount(Op.PROC, "/proc"),
+        ]
         abi = h.getprop("ro.product.cpu.abi") or "armeabi-v7a"
         for dest, src in sorted(facts.write_proc(self.run_dir / "proc", abi).items()):
             mounts.append(Mount(Op.RO_BIND, dest, src))
         groups = GROUPS_KITKAT if h.profile.sdk < 26 else GROUPS_MODERN
         boot = None
-        if privileged():     # /proc/uptime counts from the handset's boot: the sandbox's start
+        if privileged():  # /proc/uptime counts from the handset's boot: the sandbox's start
             boot = -int(time.clock_gettime(time.CLOCK_BOOTTIME))
-        return SandboxSpec(hostname="localhost", mounts=tuple(mounts), launcher=LAUNCHER,
-                           groups=(2000, *groups), limits=self.limits, boottime_offset=boot,
-                           user_namespace=not privileged(),
-                           keep_caps=LAUNCHER_CAPS)
+        return SandboxSpec(
+            hostname="localhost",
+            mounts=tuple(mounts),
+            launcher=LAUNCHER,
+            groups=(2000, *groups),
+            limits=self.limits,
+            boottime_offset=boot,
+            user_namespace=not privileged(),
+            keep_caps=LAUNCHER_CAPS,
+        )
 
     def _prepare_root(self) -> None:
         root = self.handset.fs.root
@@ -194,16 +233,19 @@ class Userland:
             if self._proc is not None and self._proc.poll() is None and self._ctl is not None:
                 return
             self._prepare_root()
-            from ..shell.registry import COMMANDS   # the framework tools' names
+            from ..shell.registry import COMMANDS  # the framework tools' names
+
             h = self.handset
             # toybox's timeout came with Android 6.0; rooted KitKat builds carry one (busybox)
-            absent = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
-            from ..shell import cmd_android   # framework tools a release does not have yet
-            absent += tuple(t for t, sdk in (("cmd", cmd_android.CMD_MIN_SDK),
-                                             ("bugreportz", cmd_android.BUGREPORTZ_MIN_SDK))
-                            if h.profile.sdk < sdk)
-            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED + absent)),
-                              absent=absent)
+            absent: tuple[str, ...] = ("timeout",) if h.profile.sdk < 23 and not h.profile.su else ()
+            from ..shell import cmd_android  # framework tools a release does not have yet
+
+            absent += tuple(
+                t
+                for t, sdk in (("cmd", cmd_android.CMD_MIN_SDK), ("bugreportz", cmd_android.BUGREPORTZ_MIN_SDK))
+                if h.profile.sdk < sdk
+            )
+            img = image.build(tuple(sorted(n for n in COMMANDS if n not in TOYBOX_OWNED + absent)), absent=absent)
             rootfs.mountpoints(self.handset.fs.root, img.lib_dirs(), [LAUNCHER.lstrip("/")])
             argv = render(self.spec(img))
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -213,9 +255,15 @@ class Userland:
                 os.dup2(cfd, 3)
 
             try:
-                self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.PIPE, pass_fds=(3,), preexec_fn=at_fd3,
-                                              start_new_session=True)
+                self._proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    pass_fds=(3,),
+                    preexec_fn=at_fd3,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise UserlandError(f"{self.handset.label}: cannot start the sandbox: {exc}") from exc
             finally:
@@ -234,8 +282,9 @@ class Userland:
             self._ctl = parent
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _cleanup, self.run_dir, [self._proc])
-            threading.Thread(target=self._read_control, args=(parent, self._proc),
-                             name=f"userland-{self.handset.label}", daemon=True).start()
+            threading.Thread(
+                target=self._read_control, args=(parent, self._proc), name=f"userland-{self.handset.label}", daemon=True
+            ).start()
             log.info("%s: sandbox up (%s)", self.handset.label, " ".join(argv))
 
     def _read_control(self, ctl: socket.socket, proc: subprocess.Popen) -> None:
@@ -261,7 +310,7 @@ class Userland:
             elif kind == _MSG_EXITED:
                 _resolve(child.loop, child.started, 0)
                 _resolve(child.loop, child.exited, _exit_code(value))
-        with self._lock:     # the sandbox is gone: everything waiting ends
+        with self._lock:  # the sandbox is gone: everything waiting ends
             children, self._children = self._children, {}
             if self._ctl is ctl:
                 self._ctl = None
@@ -277,19 +326,33 @@ class Userland:
         if server is None or server.loop is not loop or loop.is_closed():
             if server is not None:
                 server.close()
-            self._server = FrameworkServer(self.handset, str(self.run_dir / "socket" / SOCKET_NAME),
-                                           shell_env(self.handset), self.run_as_root)
+            self._server = FrameworkServer(
+                self.handset, str(self.run_dir / "socket" / SOCKET_NAME), shell_env(self.handset), self.run_as_root
+            )
             await self._server.start()
 
-    async def spawn(self, argv: list[str], fds: tuple[int, int, int], *, env: dict[str, str],
-                    uid: int = 2000, pty: bool = False, cwd: str = "/") -> tuple[int, _Child]:
+    async def spawn(
+        self,
+        argv: list[str],
+        fds: tuple[int, int, int],
+        *,
+        env: dict[str, str],
+        uid: int = 2000,
+        pty: bool = False,
+        cwd: str = "/",
+    ) -> tuple[int, _Child]:
         """Starts argv in the sandbox on these fds; returns (request id, child)."""
         await self._ensure()
         rootfs.close_app_dirs(self.handset.fs.root)
         loop = asyncio.get_running_loop()
         child = _Child(loop)
-        payload = b"\0".join(s.encode("utf-8", "surrogateescape") for s in
-                             [cwd, *argv, "", *(f"{k}={v}" for k, v in env.items()), ""]) + b"\0"
+        payload = (
+            b"\0".join(
+                s.encode("utf-8", "surrogateescape")
+                for s in [cwd, *argv, "", *(f"{k}={v}" for k, v in env.items()), ""]
+            )
+            + b"\0"
+        )
         with self._lock:
             cid = self._next_id
             self._next_id += 1
@@ -310,8 +373,7 @@ class Userland:
 
     # --- running commands ----------------------------------------------------------------------
 
-    async def run(self, command: str, io: Any, *, pty: bool = False, term: str | None = None,
-                  uid: int = 2000) -> int:
+    async def run(self, command: str, io: Any, *, pty: bool = False, term: str | None = None, uid: int = 2000) -> int:
         """``sh -c command`` (or an interactive ``sh -`` when command is empty) with io's streams."""
         interactive = not command
         argv = [SH, "-"] if interactive else [SH, "-c", command]
@@ -333,11 +395,13 @@ class Userland:
             os.set_blocking(fd, False)
         stdin = _Fd(w_in)
         feeding = asyncio.ensure_future(_feed(io, stdin))
-        outs = [asyncio.ensure_future(_drain(r_out, io.write_stdout, io)),
-                asyncio.ensure_future(_drain(r_err, io.write_stderr, io, MkshPrefixFilter()))]
+        outs = [
+            asyncio.ensure_future(_drain(r_out, io.write_stdout, io)),
+            asyncio.ensure_future(_drain(r_err, io.write_stderr, io, MkshPrefixFilter())),
+        ]
         try:
             rc = await child.exited
-            await asyncio.gather(*outs)    # as adbd: until every writer of the pipes is gone
+            await asyncio.gather(*outs)  # as adbd: until every writer of the pipes is gone
             return rc
         except asyncio.CancelledError:
             self._hang_up(cid)
@@ -364,6 +428,7 @@ class Userland:
 
         def window(data: bytes) -> None:
             from ..adb import shellv2
+
             size = shellv2.parse_window_size(data)
             if size:
                 _set_window(master, size[0], size[1])
@@ -390,8 +455,9 @@ class Userland:
         self.signal(cid, 1)
         threading.Timer(1.0, self.signal, (cid, 9)).start()
 
-    async def run_as_root(self, script: str, ctx: "Ctx") -> int:
+    async def run_as_root(self, script: str, ctx: Ctx) -> int:
         """su: the script in a root shell of the sandbox (uid 0, no capabilities)."""
+
         class _CtxIO:
             async def read_stdin(self) -> bytes:
                 return b""
@@ -438,7 +504,8 @@ def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value: Any) -
     def set_it() -> None:
         if not fut.done():
             fut.set_result(value)
-    with contextlib.suppress(RuntimeError):   # the loop is closed: nobody waits
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
         loop.call_soon_threadsafe(set_it)
 
 
@@ -446,7 +513,8 @@ def _fail(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, exc: Exception) 
     def set_it() -> None:
         if not fut.done():
             fut.set_exception(exc)
-            fut.exception()     # retrieved: a failed start nobody awaits is not an error
+            fut.exception()  # retrieved: a failed start nobody awaits is not an error
+
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(set_it)
 
@@ -460,7 +528,12 @@ async def _wait_fd(fd: int, writable: bool = False) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
     add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
-    add(fd, lambda: fut.done() or fut.set_result(None))
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    add(fd, ready)
     try:
         await fut
     finally:
@@ -499,7 +572,7 @@ class MkshPrefixFilter:
     _LONGEST = max(len(p) for p in PREFIXES)
 
     def __init__(self) -> None:
-        self._held = b""          # bytes at a line start that may still become a prefix
+        self._held = b""  # bytes at a line start that may still become a prefix
         self._at_start = True
 
     def feed(self, data: bytes) -> bytes:
@@ -509,13 +582,16 @@ class MkshPrefixFilter:
         i = 0
         while i < len(data):
             if self._at_start:
-                rest = data[i:i + self._LONGEST]
-                if any(p.startswith(rest) for p in self.PREFIXES) and len(rest) < self._LONGEST \
-                        and i + len(rest) == len(data):
-                    self._held = rest           # wait for more bytes to decide
+                rest = data[i : i + self._LONGEST]
+                if (
+                    any(p.startswith(rest) for p in self.PREFIXES)
+                    and len(rest) < self._LONGEST
+                    and i + len(rest) == len(data)
+                ):
+                    self._held = rest  # wait for more bytes to decide
                     break
                 if rest.startswith((b"E: ", b"W: ")) and any(rest.startswith(p) for p in self.PREFIXES):
-                    i += 3                       # drop "E: ", keep the shell's name
+                    i += 3  # drop "E: ", keep the shell's name
                 self._at_start = False
             nl = data.find(b"\n", i)
             end = len(data) if nl < 0 else nl + 1
@@ -546,28 +622,28 @@ class _Fd:
 async def _feed(io: Any, target: _Fd, eof: bytes | None = None) -> None:
     """Copies io's stdin to the fd; at its end closes a pipe, or sends ^D to a pty."""
     try:
-        while (data := await io.read_stdin()):
+        while data := await io.read_stdin():
             view = memoryview(data)
             while view and target.fd >= 0:
                 try:
-                    view = view[os.write(target.fd, view):]
+                    view = view[os.write(target.fd, view) :]
                 except BlockingIOError:
                     await _wait_fd(target.fd, writable=True)
         if eof is not None and target.fd >= 0:
             with contextlib.suppress(OSError):
                 os.write(target.fd, eof)
     except OSError:
-        pass   # the shell closed its stdin
+        pass  # the shell closed its stdin
     finally:
         if eof is None:
             target.close()
 
 
-_USERLANDS: "weakref.WeakKeyDictionary[VirtualHandset, Userland]" = weakref.WeakKeyDictionary()
+_USERLANDS: weakref.WeakKeyDictionary[VirtualHandset, Userland] = weakref.WeakKeyDictionary()
 _REGISTRY_LOCK = threading.Lock()
 
 
-def userland_of(handset: "VirtualHandset") -> Userland:
+def userland_of(handset: VirtualHandset) -> Userland:
     with _REGISTRY_LOCK:
         if getattr(handset, "_closed", False):
             raise UserlandError(f"{handset.label}: the handset is closed")
@@ -577,7 +653,7 @@ def userland_of(handset: "VirtualHandset") -> Userland:
         return ul
 
 
-def close_userland(handset: "VirtualHandset") -> None:
+def close_userland(handset: VirtualHandset) -> None:
     """Stops the handset's sandbox, if it has one (VirtualHandset.close calls this)."""
     with _REGISTRY_LOCK:
         ul = _USERLANDS.pop(handset, None)

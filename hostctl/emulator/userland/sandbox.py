@@ -30,7 +30,7 @@ class Op(Enum):
 class Mount:
     op: Op
     dest: str
-    source: str = ""     # host path (BIND, RO_BIND) or link target (SYMLINK); unused otherwise
+    source: str = ""  # host path (BIND, RO_BIND) or link target (SYMLINK); unused otherwise
 
     def argv(self) -> list[str]:
         if self.op in (Op.BIND, Op.RO_BIND):
@@ -54,11 +54,11 @@ class Limits:
 class SandboxSpec:
     hostname: str
     mounts: tuple[Mount, ...]
-    launcher: str                         # path of the launcher inside the sandbox
-    groups: tuple[int, ...]               # the shell's supplementary groups
+    launcher: str  # path of the launcher inside the sandbox
+    groups: tuple[int, ...]  # the shell's supplementary groups
     limits: Limits = field(default_factory=Limits)
-    boottime_offset: int | None = None    # seconds added to CLOCK_BOOTTIME/MONOTONIC (time ns)
-    user_namespace: bool = False          # True when not root: bubblewrap maps us to uid 2000
+    boottime_offset: int | None = None  # seconds added to CLOCK_BOOTTIME/MONOTONIC (time ns)
+    user_namespace: bool = False  # True when not root: bubblewrap maps us to uid 2000
     keep_caps: tuple[str, ...] = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL")
 
 
@@ -68,11 +68,21 @@ def render(spec: SandboxSpec, *, bwrap: str = "bwrap", unshare: str = "unshare")
     if spec.boottime_offset is not None:
         # util-linux unshare: the time namespace's offsets apply to its first child (bwrap)
         off = str(spec.boottime_offset)
-        argv += [unshare, "--time", "--fork", "--kill-child", f"--boottime={off}",
-                 f"--monotonic={off}", "--"]
-    argv += [bwrap, "--die-with-parent", "--new-session", "--as-pid-1",
-             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try", "--hostname", spec.hostname, "--clearenv"]
+        argv += [unshare, "--time", "--fork", "--kill-child", f"--boottime={off}", f"--monotonic={off}", "--"]
+    argv += [
+        bwrap,
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        spec.hostname,
+        "--clearenv",
+    ]
     if spec.user_namespace:
         argv += ["--unshare-user", "--uid", "2000", "--gid", "2000", "--cap-drop", "ALL"]
     else:
@@ -82,6 +92,12 @@ def render(spec: SandboxSpec, *, bwrap: str = "bwrap", unshare: str = "unshare")
     for m in spec.mounts:
         argv += m.argv()
     lim = spec.limits
-    argv += ["--", spec.launcher, str(lim.nproc), str(lim.nofile), str(lim.fsize),
-             ",".join(str(g) for g in spec.groups) or "2000"]
+    argv += [
+        "--",
+        spec.launcher,
+        str(lim.nproc),
+        str(lim.nofile),
+        str(lim.fsize),
+        ",".join(str(g) for g in spec.groups) or "2000",
+    ]
     return argv
