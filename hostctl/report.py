@@ -101,9 +101,30 @@ from urllib.parse import quote
 
 from .errors import HostctlError
 
-__all__ = ["CHECKS", "CHECKS_BY_ID", "CHECK_IDS", "Check", "HOST_FAULT_KINDS", "PHASE_STATUSES", "RUN_STATUSES", "ReportError", "SCHEMA", "STATUSES",
-           "VERDICTS", "canonical", "read_json", "render_html", "render_json", "render_junit", "summary_of",
-           "summary_table", "validate_report", "write_html", "write_json", "write_junit"]
+__all__ = [
+    "CHECKS",
+    "CHECKS_BY_ID",
+    "CHECK_IDS",
+    "Check",
+    "HOST_FAULT_KINDS",
+    "PHASE_STATUSES",
+    "RUN_STATUSES",
+    "ReportError",
+    "SCHEMA",
+    "STATUSES",
+    "VERDICTS",
+    "canonical",
+    "read_json",
+    "render_html",
+    "render_json",
+    "render_junit",
+    "summary_of",
+    "summary_table",
+    "validate_report",
+    "write_html",
+    "write_json",
+    "write_junit",
+]
 
 SCHEMA = "hostctl.audit/1"
 STATUSES = ("PASS", "FAIL", "NOT-TESTABLE")
@@ -117,7 +138,6 @@ TIMELINE_KINDS = ("connection", "sighting")
 # hostctl.wire.check.VERDICTS without "absent" (an absent identifier is never sighted), worst first
 VERDICTS = ("in-clear", "encoded", "hashed", "encrypted-deterministic", "encrypted")
 JUNIT_CLASSNAME = "hostctl.audit"
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +184,7 @@ def summary_of(checks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # The schema as data: one table drives validation and key order.
 
+
 @dataclass(frozen=True, slots=True)
 class _F:
     """A field: ``kind`` is str, int, count (int >= 0), seconds (number >= 0), bool, time, path,
@@ -179,46 +200,149 @@ def _obj(*fields: _F) -> tuple[_F, ...]:
     return fields
 
 
-_EVIDENCE = _obj(_F("file", "path", True), _F("flow", "count", True), _F("offset", "count", True),
-                 _F("row", "count", True), _F("event", "count", True), _F("host", "str", True),
-                 _F("identifier", "str", True), _F("form", "str", True), _F("text", "str"))
+_EVIDENCE = _obj(
+    _F("file", "path", True),
+    _F("flow", "count", True),
+    _F("offset", "count", True),
+    _F("row", "count", True),
+    _F("event", "count", True),
+    _F("host", "str", True),
+    _F("identifier", "str", True),
+    _F("form", "str", True),
+    _F("text", "str"),
+)
 _STRS = _F("", "str")
 _SCHEMA: tuple[_F, ...] = _obj(
     _F("schema", "enum", of=(SCHEMA,)),
-    _F("run", "obj", of=_obj(
-        _F("id", "str"), _F("testbed", "str"), _F("started", "time"), _F("finished", "time", True),
-        _F("complete", "bool"), _F("interrupted", "bool"), _F("redacted", "bool"), _F("hostctl", "str"),
-        _F("profile", "str", True), _F("argv", "list", of=_STRS), _F("status", "enum", of=RUN_STATUSES),
-        _F("host_faults", "list", of=_F("", "obj", of=_obj(
-            _F("kind", "enum", of=HOST_FAULT_KINDS), _F("handset", "str", True), _F("message", "str")))))),
-    _F("handsets", "list", of=_F("", "obj", of=_obj(
-        _F("label", "str"), _F("serial", "str"), _F("model", "str", True), _F("miui", "str", True),
-        _F("emulated", "bool"),
-        _F("sims", "list", of=_F("", "obj", of=_obj(
-            _F("slot", "count"), _F("number", "str", True), _F("imsi", "str", True), _F("iccid", "str", True),
-            _F("operator", "str", True)))),
-        _F("imeis", "list", of=_STRS)))),
-    _F("phases", "list", of=_F("", "obj", of=_obj(
-        _F("name", "str"), _F("started", "time"), _F("seconds", "seconds"), _F("status", "enum", of=PHASE_STATUSES),
-        _F("notes", "list", of=_STRS)))),
-    _F("checks", "list", of=_F("", "obj", of=_obj(
-        _F("id", "enum", of=CHECK_IDS), _F("title", "str"), _F("claim", "str"), _F("status", "enum", of=STATUSES),
-        _F("reason", "str"), _F("evidence", "list", of=_F("", "obj", of=_EVIDENCE)),
-        _F("warnings", "list", of=_STRS), _F("handsets", "list", of=_STRS)))),
+    _F(
+        "run",
+        "obj",
+        of=_obj(
+            _F("id", "str"),
+            _F("testbed", "str"),
+            _F("started", "time"),
+            _F("finished", "time", True),
+            _F("complete", "bool"),
+            _F("interrupted", "bool"),
+            _F("redacted", "bool"),
+            _F("hostctl", "str"),
+            _F("profile", "str", True),
+            _F("argv", "list", of=_STRS),
+            _F("status", "enum", of=RUN_STATUSES),
+            _F(
+                "host_faults",
+                "list",
+                of=_F(
+                    "",
+                    "obj",
+                    of=_obj(_F("kind", "enum", of=HOST_FAULT_KINDS), _F("handset", "str", True), _F("message", "str")),
+                ),
+            ),
+        ),
+    ),
+    _F(
+        "handsets",
+        "list",
+        of=_F(
+            "",
+            "obj",
+            of=_obj(
+                _F("label", "str"),
+                _F("serial", "str"),
+                _F("model", "str", True),
+                _F("miui", "str", True),
+                _F("emulated", "bool"),
+                _F(
+                    "sims",
+                    "list",
+                    of=_F(
+                        "",
+                        "obj",
+                        of=_obj(
+                            _F("slot", "count"),
+                            _F("number", "str", True),
+                            _F("imsi", "str", True),
+                            _F("iccid", "str", True),
+                            _F("operator", "str", True),
+                        ),
+                    ),
+                ),
+                _F("imeis", "list", of=_STRS),
+            ),
+        ),
+    ),
+    _F(
+        "phases",
+        "list",
+        of=_F(
+            "",
+            "obj",
+            of=_obj(
+                _F("name", "str"),
+                _F("started", "time"),
+                _F("seconds", "seconds"),
+                _F("status", "enum", of=PHASE_STATUSES),
+                _F("notes", "list", of=_STRS),
+            ),
+        ),
+    ),
+    _F(
+        "checks",
+        "list",
+        of=_F(
+            "",
+            "obj",
+            of=_obj(
+                _F("id", "enum", of=CHECK_IDS),
+                _F("title", "str"),
+                _F("claim", "str"),
+                _F("status", "enum", of=STATUSES),
+                _F("reason", "str"),
+                _F("evidence", "list", of=_F("", "obj", of=_EVIDENCE)),
+                _F("warnings", "list", of=_STRS),
+                _F("handsets", "list", of=_STRS),
+            ),
+        ),
+    ),
     _F("warnings", "list", of=_STRS),
-    _F("timeline", "list", of=_F("", "obj", of=_obj(
-        _F("t", "seconds"), _F("handset", "str"), _F("host", "str"), _F("kind", "enum", of=TIMELINE_KINDS),
-        _F("flow", "count", True), _F("identifier", "str", True), _F("form", "str", True),
-        _F("verdict", "enum", True, of=VERDICTS), _F("tls", "str", True)))),
+    _F(
+        "timeline",
+        "list",
+        of=_F(
+            "",
+            "obj",
+            of=_obj(
+                _F("t", "seconds"),
+                _F("handset", "str"),
+                _F("host", "str"),
+                _F("kind", "enum", of=TIMELINE_KINDS),
+                _F("flow", "count", True),
+                _F("identifier", "str", True),
+                _F("form", "str", True),
+                _F("verdict", "enum", True, of=VERDICTS),
+                _F("tls", "str", True),
+            ),
+        ),
+    ),
     _F("summary", "obj", of=_obj(*(_F(s, "count") for s in STATUSES))),
     _F("exit_status", "int"),
 )
 _ROOT = _F("", "obj", of=_SCHEMA)
 # optional (absent in reports written before TLS decryption): validated when present
-_TLS_FLOW = _F("", "obj", of=_obj(
-    _F("handset", "str"), _F("flow", "count"), _F("client", "str"), _F("server", "str"), _F("host", "str", True),
-    _F("tls_status", "str"), _F("decrypted", "bool"),
-    _F("cross_check", "enum", True, of=("differ", "wire-only", "agent-only", "not-decrypted", "agree"))))
+_TLS_FLOW = _F(
+    "",
+    "obj",
+    of=_obj(
+        _F("handset", "str"),
+        _F("flow", "count"),
+        _F("client", "str"),
+        _F("server", "str"),
+        _F("host", "str", True),
+        _F("tls_status", "str"),
+        _F("decrypted", "bool"),
+        _F("cross_check", "enum", True, of=("differ", "wire-only", "agent-only", "not-decrypted", "agree")),
+    ),
+)
 
 
 def _short(value: Any) -> str:
@@ -260,17 +384,32 @@ def _check_value(value: Any, f: _F, where: str, problems: list[str]) -> None:
             problems.append(f"{where}: null is not allowed")
         return
     kind = f.kind
-    expected = {"str": "a string", "path": "a string", "time": "an ISO 8601 string", "int": "an integer",
-                "count": "an integer >= 0", "seconds": "a number >= 0", "bool": "a boolean", "list": "a list",
-                "obj": "an object"}
+    expected = {
+        "str": "a string",
+        "path": "a string",
+        "time": "an ISO 8601 string",
+        "int": "an integer",
+        "count": "an integer >= 0",
+        "seconds": "a number >= 0",
+        "bool": "a boolean",
+        "list": "a list",
+        "obj": "an object",
+    }
     if kind == "enum":
         if not isinstance(value, str) or value not in f.of:
             problems.append(f"{where}: {_short(value)} is not one of {', '.join(f.of)}")
         return
-    ok = {"str": isinstance(value, str), "path": isinstance(value, str), "time": isinstance(value, str),
-          "int": _is_int(value), "count": _is_int(value) and value >= 0,
-          "seconds": _is_number(value) and value >= 0, "bool": isinstance(value, bool),
-          "list": isinstance(value, list), "obj": isinstance(value, dict)}[kind]
+    ok = {
+        "str": isinstance(value, str),
+        "path": isinstance(value, str),
+        "time": isinstance(value, str),
+        "int": _is_int(value),
+        "count": _is_int(value) and value >= 0,
+        "seconds": _is_number(value) and value >= 0,
+        "bool": isinstance(value, bool),
+        "list": isinstance(value, list),
+        "obj": isinstance(value, dict),
+    }[kind]
     if not ok:
         problems.append(f"{where}: expected {expected[kind]}, got {_short(value)}")
     elif kind == "time" and _parse_time(value) is None:
@@ -302,7 +441,7 @@ def validate_report(doc: Any) -> list[str]:
     problems: list[str] = []
     _check_value(doc, _ROOT, "", problems)
     if problems and any(p.startswith("schema:") for p in problems):
-        return problems          # another kind of document: the rest would only be noise
+        return problems  # another kind of document: the rest would only be noise
     _check_consistency(doc, problems)
     return problems
 
@@ -378,6 +517,7 @@ def _check_consistency(doc: dict[str, Any], problems: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # JSON
+
 
 def _ordered(value: Any, f: _F | None) -> Any:
     if isinstance(value, dict):
@@ -517,7 +657,7 @@ def _claim_of(c: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # JUnit XML
 
-_JUNIT_EVIDENCE_LIMIT = 50      # evidence items written into one <failure>
+_JUNIT_EVIDENCE_LIMIT = 50  # evidence items written into one <failure>
 _JUNIT_TEXT_LIMIT = 2000
 
 
@@ -559,8 +699,7 @@ def render_junit(doc: Mapping[str, Any]) -> bytes:
     timing = {"time": f"{elapsed:.3f}"} if elapsed is not None else {}
 
     root = ET.Element("testsuites", {"name": JUNIT_CLASSNAME, **counts, **timing})
-    suite = ET.SubElement(root, "testsuite", {"name": _x(run.get("testbed") or "unnamed-testbed"), **counts,
-                                              **timing})
+    suite = ET.SubElement(root, "testsuite", {"name": _x(run.get("testbed") or "unnamed-testbed"), **counts, **timing})
     if isinstance(run.get("started"), str):
         suite.set("timestamp", _x(run["started"]))
     props = ET.SubElement(suite, "properties")
@@ -589,8 +728,9 @@ def render_junit(doc: Mapping[str, Any]) -> bytes:
         elif status == "NOT-TESTABLE":
             ET.SubElement(case, "skipped", {"message": reason or "not testable"})
         elif status != "PASS":
-            ET.SubElement(case, "error", {"message": f"unknown status {_visible(status, one_line=True)}",
-                                          "type": "ReportError"})
+            ET.SubElement(
+                case, "error", {"message": f"unknown status {_visible(status, one_line=True)}", "type": "ReportError"}
+            )
         out = [f"{c.get('id')}: {status} - {_title_of(c)}", f"claim: {_claim_of(c)}", f"reason: {reason}"]
         out += [f"warning: {_visible(w, one_line=True)}" for w in _as_list(c.get("warnings"))]
         if evidence and status != "FAIL":
@@ -598,7 +738,8 @@ def render_junit(doc: Mapping[str, Any]) -> bytes:
         ET.SubElement(case, "system-out").text = _x("\n".join(out))
     if doc.get("warnings"):
         ET.SubElement(suite, "system-err").text = "\n".join(
-            f"warning: {_visible(w, one_line=True)}" for w in _as_list(doc.get("warnings")))
+            f"warning: {_visible(w, one_line=True)}" for w in _as_list(doc.get("warnings"))
+        )
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -618,11 +759,12 @@ _RESET = "\x1b[0m"
 def _cut(text: str, width: int | None) -> str:
     if width is None or len(text) <= width:
         return text
-    return text[:max(0, width - 3)] + "..."
+    return text[: max(0, width - 3)] + "..."
 
 
-def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | None = 120,
-                  max_warnings: int = 10) -> str:
+def summary_table(
+    doc: Mapping[str, Any], *, color: bool = False, width: int | None = 120, max_warnings: int = 10
+) -> str:
     """The table the terminal shows at the end of an audit: one line per check (id, status, the
     reason), two more lines for a FAIL (where its first piece of evidence is, and its text), then the totals and the
     warnings. Plain text; ANSI colours on the status only with ``color=True``. ``width`` cuts long
@@ -639,12 +781,18 @@ def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | N
         lines.append("INTERRUPTED: this report is partial")
     faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
     if run.get("status") == "degraded" or faults:
-        lines.append(f"DEGRADED: the host's own tooling broke ({len(faults)} host fault(s)); "
-                     "checks it left unjudged are NOT-TESTABLE:")
+        lines.append(
+            f"DEGRADED: the host's own tooling broke ({len(faults)} host fault(s)); "
+            "checks it left unjudged are NOT-TESTABLE:"
+        )
         for f in faults:
             who = f"{_visible(f.get('handset'), one_line=True)}: " if f.get("handset") else ""
-            lines.append(_cut(f"  ! [{_visible(f.get('kind'), one_line=True)}] {who}"
-                              f"{_visible(f.get('message'), one_line=True)}", width))
+            lines.append(
+                _cut(
+                    f"  ! [{_visible(f.get('kind'), one_line=True)}] {who}{_visible(f.get('message'), one_line=True)}",
+                    width,
+                )
+            )
     elif run.get("complete") is False:
         lines.append("INCOMPLETE: not every check was evaluated")
     if run.get("redacted"):
@@ -665,14 +813,17 @@ def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | N
     lines.append(row("-" * id_w, "-" * st_w, "-" * min(rest or 40, 40)))
     for c in checks:
         status = _visible(c.get("status"), one_line=True)
-        lines.append(row(_visible(c.get("id"), one_line=True), status,
-                         _visible(c.get("reason") or _title_of(c), one_line=True)))
+        lines.append(
+            row(_visible(c.get("id"), one_line=True), status, _visible(c.get("reason") or _title_of(c), one_line=True))
+        )
         evidence = [e for e in _as_list(c.get("evidence")) if isinstance(e, dict)]
         if c.get("status") == "FAIL" and evidence:
             which = f"1 of {len(evidence)}: " if len(evidence) > 1 else ""
             lines.append(" " * indent + _cut(f"-> {which}{_visible(_locator(evidence[0]), one_line=True)}", rest))
-            lines.append(" " * (indent + 3) + _cut(_visible(evidence[0].get("text"), one_line=True),
-                                                   None if rest is None else rest - 3))
+            lines.append(
+                " " * (indent + 3)
+                + _cut(_visible(evidence[0].get("text"), one_line=True), None if rest is None else rest - 3)
+            )
     if not checks:
         lines.append("(no checks in this report)")
 
@@ -697,12 +848,17 @@ def summary_table(doc: Mapping[str, Any], *, color: bool = False, width: int | N
 # ---------------------------------------------------------------------------------------------
 # HTML
 
-_HTML_EVIDENCE_LIMIT = 100      # evidence rows shown per check
-_HTML_TEXT_LIMIT = 1000         # characters of one evidence text
+_HTML_EVIDENCE_LIMIT = 100  # evidence rows shown per check
+_HTML_TEXT_LIMIT = 1000  # characters of one evidence text
 
 _STATUS_COLOURS = {"PASS": "#1e7b34", "FAIL": "#c62828", "NOT-TESTABLE": "#6b6b6b"}
-_VERDICT_COLOURS = {"in-clear": "#d62728", "encoded": "#ff7f0e", "hashed": "#8e44ad",
-                    "encrypted-deterministic": "#f2c500", "encrypted": "#2ca02c"}
+_VERDICT_COLOURS = {
+    "in-clear": "#d62728",
+    "encoded": "#ff7f0e",
+    "hashed": "#8e44ad",
+    "encrypted-deterministic": "#f2c500",
+    "encrypted": "#2ca02c",
+}
 _UNKNOWN_VERDICT = "#7f7f7f"
 _CONN_COLOURS = {"tls": "#5b7db1", "weak-tls": "#b8860b", "no-tls": "#222222"}
 _CONN_LABELS = {"tls": "connection, TLS 1.2+", "weak-tls": "connection, older TLS/SSL", "no-tls": "connection, no TLS"}
@@ -793,43 +949,76 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
     testbed = run.get("testbed") or "unnamed testbed"
     handsets = [h for h in _as_list(doc.get("handsets")) if isinstance(h, dict)]
     emulated = bool(handsets) and all(h.get("emulated") for h in handsets)
-    where = (f"emulated lab, profile {run['profile']}" if run.get("profile")
-             else "emulated lab" if emulated else "real handsets" if handsets else "no handsets recorded")
-    state = ("interrupted (partial report)" if run.get("interrupted")
-             else "degraded (host faults)" if run.get("status") == "degraded" else "complete" if run.get("complete")
-             else "incomplete" if run.get("complete") is False else None)
+    where = (
+        f"emulated lab, profile {run['profile']}"
+        if run.get("profile")
+        else "emulated lab"
+        if emulated
+        else "real handsets"
+        if handsets
+        else "no handsets recorded"
+    )
+    state = (
+        "interrupted (partial report)"
+        if run.get("interrupted")
+        else "degraded (host faults)"
+        if run.get("status") == "degraded"
+        else "complete"
+        if run.get("complete")
+        else "incomplete"
+        if run.get("complete") is False
+        else None
+    )
     out = [f"<header><h1>hostctl audit &mdash; {_e(testbed)}</h1>", f'<div class="muted">{_e(where)}</div>']
     if run.get("interrupted"):
-        out.append('<div class="banner bad"><strong>Interrupted.</strong> The run was stopped before the end: '
-                   'this report is partial; checks that did not finish are missing or NOT-TESTABLE.</div>')
+        out.append(
+            '<div class="banner bad"><strong>Interrupted.</strong> The run was stopped before the end: '
+            "this report is partial; checks that did not finish are missing or NOT-TESTABLE.</div>"
+        )
     elif run.get("complete") is False:
         out.append('<div class="banner bad"><strong>Incomplete.</strong> Not every check was evaluated.</div>')
     faults = [f for f in _as_list(run.get("host_faults")) if isinstance(f, dict)]
     if run.get("status") == "degraded" or faults:
-        items = "".join(f"<li>[{_e(f.get('kind'))}] {_e(f.get('handset') or '')} {_e(f.get('message'))}</li>"
-                        for f in faults)
-        out.append('<div class="banner bad"><strong>Degraded.</strong> The host&#39;s own tooling broke during '
-                   'this run; checks whose evidence it weakened are NOT-TESTABLE, never PASS.'
-                   f'<ul>{items}</ul></div>')
+        items = "".join(
+            f"<li>[{_e(f.get('kind'))}] {_e(f.get('handset') or '')} {_e(f.get('message'))}</li>" for f in faults
+        )
+        out.append(
+            '<div class="banner bad"><strong>Degraded.</strong> The host&#39;s own tooling broke during '
+            "this run; checks whose evidence it weakened are NOT-TESTABLE, never PASS."
+            f"<ul>{items}</ul></div>"
+        )
     if run.get("redacted"):
-        out.append('<div class="banner info"><strong>Redacted.</strong> Identifiers in this report are '
-                   'references (hashes), not the raw values.</div>')
+        out.append(
+            '<div class="banner info"><strong>Redacted.</strong> Identifiers in this report are '
+            "references (hashes), not the raw values.</div>"
+        )
     elapsed = _seconds_between(run.get("started"), run.get("finished"))
     argv = run.get("argv")
     command = shlex.join(str(a) for a in argv) if isinstance(argv, list) else None
-    meta = [("Testbed", testbed), ("Profile", run.get("profile") or "none"),
-            ("Run", run.get("id")), ("Status", state), ("Started", run.get("started")),
-            ("Finished", run.get("finished") or "not finished"),
-            ("Duration", _fmt_seconds(elapsed) if elapsed is not None else None),
-            ("Redacted", "yes" if run.get("redacted") else "no"),
-            ("hostctl", run.get("hostctl")), ("Command", command), ("Exit status", doc.get("exit_status"))]
+    meta = [
+        ("Testbed", testbed),
+        ("Profile", run.get("profile") or "none"),
+        ("Run", run.get("id")),
+        ("Status", state),
+        ("Started", run.get("started")),
+        ("Finished", run.get("finished") or "not finished"),
+        ("Duration", _fmt_seconds(elapsed) if elapsed is not None else None),
+        ("Redacted", "yes" if run.get("redacted") else "no"),
+        ("hostctl", run.get("hostctl")),
+        ("Command", command),
+        ("Exit status", doc.get("exit_status")),
+    ]
     out.append('<dl class="meta">')
     out += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta if v is not None]
     out.append("</dl>")
     counts = summary_of(_checks(doc))
-    out.append('<div class="badges">' + "".join(
-        f'<span class="badge" style="background:{_STATUS_COLOURS[s]}">{_e(s)} {counts[s]}</span>'
-        for s in STATUSES) + "</div></header>")
+    out.append(
+        '<div class="badges">'
+        + "".join(
+            f'<span class="badge" style="background:{_STATUS_COLOURS[s]}">{_e(s)} {counts[s]}</span>' for s in STATUSES
+        )
+        + "</div></header>"
+    )
     return out
 
 
@@ -841,8 +1030,10 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     out = ['<h2 id="checks">Checks</h2>']
     if not checks:
         return out + ['<p class="empty">No check was evaluated.</p>']
-    out.append('<table id="checks-table"><thead><tr><th>#</th><th>Check</th><th>Status</th><th>Reason</th>'
-               '<th>Evidence</th></tr></thead><tbody>')
+    out.append(
+        '<table id="checks-table"><thead><tr><th>#</th><th>Check</th><th>Status</th><th>Reason</th>'
+        "<th>Evidence</th></tr></thead><tbody>"
+    )
     for n, c in enumerate(checks, 1):
         cid, status = c.get("id", "?"), c.get("status")
         cls = _status_class(status)
@@ -854,7 +1045,8 @@ def _checks_table(checks: Sequence[Mapping[str, Any]]) -> list[str]:
             f'<td class="num">{n}</td><td><code>{_e(cid)}</code><br><strong>{_e(_title_of(c))}</strong>'
             f'<div class="muted">{_e(_claim_of(c))}</div></td>'
             f'<td class="status st-{cls}">{_e(status)}</td><td>{_e(c.get("reason"))}{warn}</td>'
-            f'<td class="num">{link}</td></tr>')
+            f'<td class="num">{link}</td></tr>'
+        )
     out.append("</tbody></table>")
     return out
 
@@ -881,8 +1073,11 @@ def _evidence_table(evidence: Sequence[Any]) -> list[str]:
     items = [e for e in evidence if isinstance(e, dict)]
     shown = items[:_HTML_EVIDENCE_LIMIT]
     cols = [k for k in _EVIDENCE_COLUMNS if any(e.get(k) is not None for e in shown)]
-    out = ['<table class="evidence"><thead><tr>' + "".join(f"<th>{k}</th>" for k in cols) +
-           "<th>text</th></tr></thead><tbody>"]
+    out = [
+        '<table class="evidence"><thead><tr>'
+        + "".join(f"<th>{k}</th>" for k in cols)
+        + "<th>text</th></tr></thead><tbody>"
+    ]
     for e in shown:
         cells = []
         for k in cols:
@@ -910,18 +1105,25 @@ def _findings(checks: Sequence[Mapping[str, Any]]) -> list[str]:
         cid, status = c.get("id", "?"), c.get("status")
         cls = _status_class(status)
         opened = " open" if status == "FAIL" or _as_list(c.get("warnings")) else ""
-        out.append(f'<details class="finding" id="finding-{_e(cid)}"{opened}><summary>'
-                   f'<span class="status st-{cls}">{_e(status)}</span> <h3><code>{_e(cid)}</code> '
-                   f'{_e(_title_of(c))}</h3></summary>')
-        out.append(f'<p><span class="muted">Claim:</span> {_e(_claim_of(c))}<br>'
-                   f'<span class="muted">Reason:</span> {_e(c.get("reason"))}</p>')
+        out.append(
+            f'<details class="finding" id="finding-{_e(cid)}"{opened}><summary>'
+            f'<span class="status st-{cls}">{_e(status)}</span> <h3><code>{_e(cid)}</code> '
+            f"{_e(_title_of(c))}</h3></summary>"
+        )
+        out.append(
+            f'<p><span class="muted">Claim:</span> {_e(_claim_of(c))}<br>'
+            f'<span class="muted">Reason:</span> {_e(c.get("reason"))}</p>'
+        )
         hs = _as_list(c.get("handsets"))
         if hs:
             out.append(f'<p class="muted">Handsets: {_e(", ".join(map(str, hs)))}</p>')
         warnings = _as_list(c.get("warnings"))
         if warnings:
-            out.append('<ul class="warnings">' + "".join(f"<li>{_DET_TAG * _is_deterministic(w)}{_e(w)}</li>"
-                                                         for w in warnings) + "</ul>")
+            out.append(
+                '<ul class="warnings">'
+                + "".join(f"<li>{_DET_TAG * _is_deterministic(w)}{_e(w)}</li>" for w in warnings)
+                + "</ul>"
+            )
         evidence = _as_list(c.get("evidence"))
         if evidence:
             out += _evidence_table(evidence)
@@ -940,17 +1142,21 @@ def _tls_flows_section(doc: Mapping[str, Any]) -> list[str]:
         return out + ['<p class="empty">No TLS flow was decrypted: no capture with a trace, or no TLS in it.</p>']
     n = sum(1 for f in flows if f.get("decrypted") is True)
     out.append(f"<p>{n} of {len(flows)} TLS flows decrypted.</p>")
-    out.append("<table><thead><tr><th>Handset</th><th>Flow</th><th>Client</th><th>Server</th><th>Host</th>"
-               "<th>Decrypted</th><th>TLS status</th><th>Hooked plaintext vs wire</th></tr></thead><tbody>")
+    out.append(
+        "<table><thead><tr><th>Handset</th><th>Flow</th><th>Client</th><th>Server</th><th>Host</th>"
+        "<th>Decrypted</th><th>TLS status</th><th>Hooked plaintext vs wire</th></tr></thead><tbody>"
+    )
     for f in flows:
         dec = f.get("decrypted") is True
         cc = f.get("cross_check")
-        out.append(f"<tr><td>{_e(f.get('handset'))}</td><td class='num'>{_e(f.get('flow'))}</td>"
-                   f"<td class='mono'>{_e(f.get('client'))}</td><td class='mono'>{_e(f.get('server'))}</td>"
-                   f"<td>{_e(f.get('host') or '')}</td>"
-                   f"<td class='status st-{'PASS' if dec else 'FAIL'}'>{'yes' if dec else 'no'}</td>"
-                   f"<td>{_e(f.get('tls_status'))}</td>"
-                   f"<td>{_e(cc if cc is not None else 'outside the trace')}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(f.get('handset'))}</td><td class='num'>{_e(f.get('flow'))}</td>"
+            f"<td class='mono'>{_e(f.get('client'))}</td><td class='mono'>{_e(f.get('server'))}</td>"
+            f"<td>{_e(f.get('host') or '')}</td>"
+            f"<td class='status st-{'PASS' if dec else 'FAIL'}'>{'yes' if dec else 'no'}</td>"
+            f"<td>{_e(f.get('tls_status'))}</td>"
+            f"<td>{_e(cc if cc is not None else 'outside the trace')}</td></tr>"
+        )
     out.append("</tbody></table>")
     return out
 
@@ -959,8 +1165,10 @@ def _handsets_section(doc: Mapping[str, Any]) -> list[str]:
     handsets = [h for h in _as_list(doc.get("handsets")) if isinstance(h, dict)]
     if not handsets:
         return []
-    out = ['<h2 id="handsets">Handsets</h2><table><thead><tr><th>Label</th><th>Model</th><th>MIUI</th>'
-           "<th>Serial</th><th>Kind</th><th>SIMs</th><th>IMEIs</th></tr></thead><tbody>"]
+    out = [
+        '<h2 id="handsets">Handsets</h2><table><thead><tr><th>Label</th><th>Model</th><th>MIUI</th>'
+        "<th>Serial</th><th>Kind</th><th>SIMs</th><th>IMEIs</th></tr></thead><tbody>"
+    ]
     for h in handsets:
         sims = []
         for s in _as_list(h.get("sims")):
@@ -968,10 +1176,12 @@ def _handsets_section(doc: Mapping[str, Any]) -> list[str]:
                 bits = [str(s[k]) for k in ("number", "operator") if s.get(k)]
                 bits += [f"{k.upper()} {s[k]}" for k in ("imsi", "iccid") if s.get(k)]
                 sims.append(f"slot {_e(s.get('slot'))}: {_e(', '.join(bits))}")
-        out.append(f"<tr><td><strong>{_e(h.get('label'))}</strong></td><td>{_e(h.get('model'))}</td>"
-                   f"<td>{_e(h.get('miui'))}</td><td><code>{_e(h.get('serial'))}</code></td>"
-                   f"<td>{'emulated' if h.get('emulated') else 'hardware'}</td><td>{'<br>'.join(sims)}</td>"
-                   f"<td class='mono'>{'<br>'.join(_e(i) for i in _as_list(h.get('imeis')))}</td></tr>")
+        out.append(
+            f"<tr><td><strong>{_e(h.get('label'))}</strong></td><td>{_e(h.get('model'))}</td>"
+            f"<td>{_e(h.get('miui'))}</td><td><code>{_e(h.get('serial'))}</code></td>"
+            f"<td>{'emulated' if h.get('emulated') else 'hardware'}</td><td>{'<br>'.join(sims)}</td>"
+            f"<td class='mono'>{'<br>'.join(_e(i) for i in _as_list(h.get('imeis')))}</td></tr>"
+        )
     out.append("</tbody></table>")
     return out
 
@@ -980,16 +1190,20 @@ def _phases_section(doc: Mapping[str, Any]) -> list[str]:
     phases = [p for p in _as_list(doc.get("phases")) if isinstance(p, dict)]
     if not phases:
         return []
-    out = ['<h2 id="phases">Phases</h2><table><thead><tr><th>Phase</th><th>Started</th><th>Seconds</th>'
-           "<th>Status</th><th>Notes</th></tr></thead><tbody>"]
+    out = [
+        '<h2 id="phases">Phases</h2><table><thead><tr><th>Phase</th><th>Started</th><th>Seconds</th>'
+        "<th>Status</th><th>Notes</th></tr></thead><tbody>"
+    ]
     for p in phases:
         secs = p.get("seconds")
         status = p.get("status")
         cls = status if status in PHASE_STATUSES else "unknown"
-        out.append(f"<tr><td>{_e(p.get('name'))}</td><td>{_e(p.get('started'))}</td>"
-                   f"<td class='num'>{_e(f'{secs:.2f}' if _is_number(secs) else secs)}</td>"
-                   f"<td class='status ph-{cls}'>{_e(status)}</td>"
-                   f"<td>{'<br>'.join(_e(n) for n in _as_list(p.get('notes')))}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(p.get('name'))}</td><td>{_e(p.get('started'))}</td>"
+            f"<td class='num'>{_e(f'{secs:.2f}' if _is_number(secs) else secs)}</td>"
+            f"<td class='status ph-{cls}'>{_e(status)}</td>"
+            f"<td>{'<br>'.join(_e(n) for n in _as_list(p.get('notes')))}</td></tr>"
+        )
     out.append("</tbody></table>")
     return out
 
@@ -1003,17 +1217,20 @@ _PLOT_W = _SVG_W - _PLOT_X - 25
 _AXIS_H = 28
 _GROUP_H = 22
 _LANE_H = 22
-MAX_LANES = 60              # host lanes drawn; the busiest are kept, the rest counted
-MAX_MARKERS = 1500          # sightings drawn one by one; beyond, aggregated per lane, bin and verdict
-MAX_TICKS = 1500            # connections drawn one by one; beyond, a density bar per lane and bin
+MAX_LANES = 60  # host lanes drawn; the busiest are kept, the rest counted
+MAX_MARKERS = 1500  # sightings drawn one by one; beyond, aggregated per lane, bin and verdict
+MAX_TICKS = 1500  # connections drawn one by one; beyond, a density bar per lane and bin
 
 
 def _tls_class(tls: Any) -> str:
     if not tls or (isinstance(tls, str) and tls.strip().lower() in ("none", "no", "clear", "plain")):
         return "no-tls"
     m = re.search(r"(\d+)\.(\d+)", str(tls))
-    if "ssl" in str(tls).lower() or (m and (int(m.group(1)), int(m.group(2))) < (1, 2)) or str(tls).strip() in (
-            "TLSv1", "TLS1", "TLS 1"):
+    if (
+        "ssl" in str(tls).lower()
+        or (m and (int(m.group(1)), int(m.group(2))) < (1, 2))
+        or str(tls).strip() in ("TLSv1", "TLS1", "TLS 1")
+    ):
         return "weak-tls"
     return "tls"
 
@@ -1045,12 +1262,15 @@ def _lanes(entries: Sequence[dict[str, Any]], handset_order: Sequence[str]) -> l
     firsts: dict[str, float] = {}
     for lane in lanes.values():
         firsts[lane.handset] = min(firsts.get(lane.handset, math.inf), lane.first)
-    return sorted(lanes.values(), key=lambda ln: (rank.get(ln.handset, len(rank)), firsts[ln.handset], ln.handset,
-                                                  ln.first, ln.host))
+    return sorted(
+        lanes.values(),
+        key=lambda ln: (rank.get(ln.handset, len(rank)), firsts[ln.handset], ln.handset, ln.first, ln.host),
+    )
 
 
-def _aggregate(items: Iterable[dict[str, Any]], x_of: Callable[[float], float],
-               bin_px: float) -> dict[int, list[dict[str, Any]]]:
+def _aggregate(
+    items: Iterable[dict[str, Any]], x_of: Callable[[float], float], bin_px: float
+) -> dict[int, list[dict[str, Any]]]:
     """Items grouped by the ``bin_px`` wide column of the plot they fall in."""
     bins: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for e in items:
@@ -1080,8 +1300,9 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
         entries.append({**e, "_t": max(0.0, float(t)) if _is_number(t) else 0.0})
     out = ['<h2 id="timeline">Timeline: connections and identifier sightings per host</h2>']
     if not entries:
-        return out + ['<p class="empty">No connections or identifier sightings were recorded: the timeline is '
-                      "empty.</p>"]
+        return out + [
+            '<p class="empty">No connections or identifier sightings were recorded: the timeline is empty.</p>'
+        ]
     entries.sort(key=lambda e: e["_t"])
     run = _as_dict(doc.get("run"))
     span = max([entries[-1]["_t"], _seconds_between(run.get("started"), run.get("finished")) or 0.0, 1e-3])
@@ -1098,9 +1319,11 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
         keep = set(map(id, sorted(lanes, key=lambda ln: (-len(ln.sightings), -len(ln.connections)))[:MAX_LANES]))
         dropped = [ln for ln in lanes if id(ln) not in keep]
         lanes = [ln for ln in lanes if id(ln) in keep]
-        notes.append(f"{len(dropped)} of {len(dropped) + len(lanes)} host lanes are not drawn (the quietest: "
-                     f"{sum(len(ln.connections) for ln in dropped)} connections, "
-                     f"{sum(len(ln.sightings) for ln in dropped)} sightings); see report.json.")
+        notes.append(
+            f"{len(dropped)} of {len(dropped) + len(lanes)} host lanes are not drawn (the quietest: "
+            f"{sum(len(ln.connections) for ln in dropped)} connections, "
+            f"{sum(len(ln.sightings) for ln in dropped)} sightings); see report.json."
+        )
 
     n_sightings = sum(len(ln.sightings) for ln in lanes)
     n_conns = sum(len(ln.connections) for ln in lanes)
@@ -1116,20 +1339,23 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
 
     groups = list(dict.fromkeys(ln.handset for ln in lanes))
     height = _AXIS_H + len(groups) * _GROUP_H + len(lanes) * _LANE_H + 24
-    svg = [f'<svg class="timeline" viewBox="0 0 {_SVG_W} {height}" width="{_SVG_W}" height="{height}" '
-           f'role="img" aria-label="Timeline of connections and identifier sightings per host">']
+    svg = [
+        f'<svg class="timeline" viewBox="0 0 {_SVG_W} {height}" width="{_SVG_W}" height="{height}" '
+        f'role="img" aria-label="Timeline of connections and identifier sightings per host">'
+    ]
     # x axis and grid
     y_axis, y_end = _AXIS_H - 6, height - 20
     svg.append(f'<line class="axis" x1="{_PLOT_X}" y1="{y_axis}" x2="{_PLOT_X + _PLOT_W}" y2="{y_axis}"/>')
     k = 0
     while k * step <= span + 1e-9:
         x = x_of(k * step)
-        svg.append(f'<line class="grid" x1="{x:.1f}" y1="{y_axis}" x2="{x:.1f}" y2="{y_end}"/>'
-                   f'<text x="{x:.1f}" y="{y_axis - 5}" text-anchor="middle">{_e(_fmt_seconds(round(k * step, 6)))}'
-                   "</text>")
+        svg.append(
+            f'<line class="grid" x1="{x:.1f}" y1="{y_axis}" x2="{x:.1f}" y2="{y_end}"/>'
+            f'<text x="{x:.1f}" y="{y_axis - 5}" text-anchor="middle">{_e(_fmt_seconds(round(k * step, 6)))}'
+            "</text>"
+        )
         k += 1
-    svg.append(f'<text x="{_PLOT_X + _PLOT_W}" y="{height - 5}" text-anchor="end">time since the run started'
-               "</text>")
+    svg.append(f'<text x="{_PLOT_X + _PLOT_W}" y="{height - 5}" text-anchor="end">time since the run started</text>')
 
     y = _AXIS_H
     current = None
@@ -1140,9 +1366,11 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
             y += _GROUP_H
         mid = y + _LANE_H / 2 - 1
         host = lane.host if len(lane.host) <= 42 else lane.host[:20] + "..." + lane.host[-19:]
-        svg.append(f'<rect class="lane-bg" x="{_PLOT_X}" y="{y + 1}" width="{_PLOT_W}" height="{_LANE_H - 2}"/>'
-                   f'<text x="18" y="{mid + 4:.1f}"><title>{_e(lane.host)}: {len(lane.connections)} connections, '
-                   f'{len(lane.sightings)} sightings</title>{_e(host)}</text>')
+        svg.append(
+            f'<rect class="lane-bg" x="{_PLOT_X}" y="{y + 1}" width="{_PLOT_W}" height="{_LANE_H - 2}"/>'
+            f'<text x="18" y="{mid + 4:.1f}"><title>{_e(lane.host)}: {len(lane.connections)} connections, '
+            f"{len(lane.sightings)} sightings</title>{_e(host)}</text>"
+        )
         svg += _lane_connections(lane, x_of, mid, y + _LANE_H - 1, tick_bin)
         svg += _lane_sightings(lane, x_of, mid, mark_bin)
         y += _LANE_H
@@ -1150,12 +1378,16 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
 
     if mark_bin:
         drawn = sum(len(_aggregate(ln.sightings, x_of, mark_bin)) for ln in lanes)
-        notes.append(f"{n_sightings} sightings are drawn as {drawn} aggregated markers: one per host and "
-                     f"{mark_bin * span / _PLOT_W:.3g} s interval, coloured by the worst verdict in it, bigger "
-                     "for more; the tooltip gives the counts per verdict, the table below the totals.")
+        notes.append(
+            f"{n_sightings} sightings are drawn as {drawn} aggregated markers: one per host and "
+            f"{mark_bin * span / _PLOT_W:.3g} s interval, coloured by the worst verdict in it, bigger "
+            "for more; the tooltip gives the counts per verdict, the table below the totals."
+        )
     if tick_bin:
-        notes.append(f"{n_conns} connections are drawn as density bars (one per host and "
-                     f"{tick_bin * span / _PLOT_W:.3g} s interval; taller is more; the tooltip gives the count).")
+        notes.append(
+            f"{n_conns} connections are drawn as density bars (one per host and "
+            f"{tick_bin * span / _PLOT_W:.3g} s interval; taller is more; the tooltip gives the count)."
+        )
     out.append(_legend())
     out.append('<div style="overflow-x:auto">' + "".join(svg) + "</div>")
     out += [f'<p class="muted">{_e(n)}</p>' for n in notes]
@@ -1163,8 +1395,9 @@ def _timeline(doc: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _lane_connections(lane: _Lane, x_of: Callable[[float], float], mid: float, bottom: float,
-                      bin_px: float) -> list[str]:
+def _lane_connections(
+    lane: _Lane, x_of: Callable[[float], float], mid: float, bottom: float, bin_px: float
+) -> list[str]:
     """Ticks, one per connection; or, when there are too many, a density strip along the lane's
     bottom edge (below the sightings), one bar per interval, taller for more, coloured by the worst
     transport in it."""
@@ -1172,21 +1405,30 @@ def _lane_connections(lane: _Lane, x_of: Callable[[float], float], mid: float, b
     if not bin_px:
         for e in lane.connections:
             cls = _tls_class(e.get("tls"))
-            tip = f"t={e['_t']:.3f} s | {e.get('handset')} | {e.get('host')} | connection" + (
-                f" flow {e['flow']}" if e.get("flow") is not None else "") + f" | {e.get('tls') or 'no TLS'}"
-            out.append(f'<rect class="conn c-{cls}" x="{x_of(e["_t"]) - 1:.1f}" y="{mid - 6:.1f}" width="2" '
-                       f'height="12" fill="{_CONN_COLOURS[cls]}"><title>{_e(tip)}</title></rect>')
+            tip = (
+                f"t={e['_t']:.3f} s | {e.get('handset')} | {e.get('host')} | connection"
+                + (f" flow {e['flow']}" if e.get("flow") is not None else "")
+                + f" | {e.get('tls') or 'no TLS'}"
+            )
+            out.append(
+                f'<rect class="conn c-{cls}" x="{x_of(e["_t"]) - 1:.1f}" y="{mid - 6:.1f}" width="2" '
+                f'height="12" fill="{_CONN_COLOURS[cls]}"><title>{_e(tip)}</title></rect>'
+            )
         return out
     bins = _aggregate(lane.connections, x_of, bin_px)
     for b, items in sorted(bins.items()):
         worst = min((_tls_class(e.get("tls")) for e in items), key=["no-tls", "weak-tls", "tls"].index)
         h = min(6.0, 2 + math.log2(len(items)))
         classes = Counter(_tls_class(e.get("tls")) for e in items)
-        tip = (f"{len(items)} connections to {lane.host} from {items[0]['_t']:.2f} s to {items[-1]['_t']:.2f} s: "
-               + ", ".join(f"{n} {_CONN_LABELS[c]}" for c, n in classes.items()))
-        out.append(f'<rect class="conn agg c-{worst}" x="{_PLOT_X + b * bin_px:.1f}" y="{bottom - h:.1f}" '
-                   f'width="{max(1.0, bin_px - 0.5):.1f}" height="{h:.1f}" fill="{_CONN_COLOURS[worst]}" '
-                   f'opacity="0.85"><title>{_e(tip)}</title></rect>')
+        tip = (
+            f"{len(items)} connections to {lane.host} from {items[0]['_t']:.2f} s to {items[-1]['_t']:.2f} s: "
+            + ", ".join(f"{n} {_CONN_LABELS[c]}" for c, n in classes.items())
+        )
+        out.append(
+            f'<rect class="conn agg c-{worst}" x="{_PLOT_X + b * bin_px:.1f}" y="{bottom - h:.1f}" '
+            f'width="{max(1.0, bin_px - 0.5):.1f}" height="{h:.1f}" fill="{_CONN_COLOURS[worst]}" '
+            f'opacity="0.85"><title>{_e(tip)}</title></rect>'
+        )
     return out
 
 
@@ -1195,25 +1437,33 @@ _DRAW_ORDER = ("unclassified", "encrypted", "encrypted-deterministic", "hashed",
 
 def _lane_sightings(lane: _Lane, x_of: Callable[[float], float], mid: float, bin_px: float) -> list[str]:
     out = []
-    order = {v: i for i, v in enumerate(_DRAW_ORDER)}    # the worst verdicts painted last, on top
+    order = {v: i for i, v in enumerate(_DRAW_ORDER)}  # the worst verdicts painted last, on top
     if not bin_px:
         for e in sorted(lane.sightings, key=lambda e: order[_verdict_of(e)]):
             v = _verdict_of(e)
-            out.append(f'<circle class="sighting v-{v}" cx="{x_of(e["_t"]):.1f}" cy="{mid:.1f}" r="4" '
-                       f'fill="{_VERDICT_COLOURS.get(v, _UNKNOWN_VERDICT)}"><title>{_e(_sighting_title(e))}</title>'
-                       "</circle>")
+            out.append(
+                f'<circle class="sighting v-{v}" cx="{x_of(e["_t"]):.1f}" cy="{mid:.1f}" r="4" '
+                f'fill="{_VERDICT_COLOURS.get(v, _UNKNOWN_VERDICT)}"><title>{_e(_sighting_title(e))}</title>'
+                "</circle>"
+            )
         return out
     for b, items in sorted(_aggregate(lane.sightings, x_of, bin_px).items()):
         verdicts = Counter(_verdict_of(e) for e in items)
         v = max(verdicts, key=order.__getitem__)
         r = min(5.5, 3.0 + math.log2(len(items)) / 3)
         idents = Counter(str(e.get("identifier")) for e in items)
-        tip = (f"{len(items)} sightings on {lane.host} from {items[0]['_t']:.2f} s to {items[-1]['_t']:.2f} s: "
-               + ", ".join(f"{n} {x}" for x, n in sorted(verdicts.items(), key=lambda kv: -order[kv[0]]))
-               + "; " + ", ".join(f"{i} x{n}" for i, n in idents.most_common(5)) + (" ..." if len(idents) > 5 else ""))
-        out.append(f'<circle class="sighting agg v-{v}" cx="{_PLOT_X + (b + 0.5) * bin_px:.1f}" cy="{mid - 2:.1f}" '
-                   f'r="{r:.1f}" fill="{_VERDICT_COLOURS.get(v, _UNKNOWN_VERDICT)}" data-count="{len(items)}">'
-                   f"<title>{_e(tip)}</title></circle>")
+        tip = (
+            f"{len(items)} sightings on {lane.host} from {items[0]['_t']:.2f} s to {items[-1]['_t']:.2f} s: "
+            + ", ".join(f"{n} {x}" for x, n in sorted(verdicts.items(), key=lambda kv: -order[kv[0]]))
+            + "; "
+            + ", ".join(f"{i} x{n}" for i, n in idents.most_common(5))
+            + (" ..." if len(idents) > 5 else "")
+        )
+        out.append(
+            f'<circle class="sighting agg v-{v}" cx="{_PLOT_X + (b + 0.5) * bin_px:.1f}" cy="{mid - 2:.1f}" '
+            f'r="{r:.1f}" fill="{_VERDICT_COLOURS.get(v, _UNKNOWN_VERDICT)}" data-count="{len(items)}">'
+            f"<title>{_e(tip)}</title></circle>"
+        )
     return out
 
 
@@ -1226,8 +1476,13 @@ def _legend() -> str:
     bar = '<rect class="legend-swatch" x="6" y="1" width="2.5" height="12" fill="{}"/>'
     items = [f"<span>{_swatch_svg(circle.format(c))}{_e(v)}</span>" for v, c in _VERDICT_COLOURS.items()]
     items += [f"<span>{_swatch_svg(bar.format(c))}{_e(_CONN_LABELS[k])}</span>" for k, c in _CONN_COLOURS.items()]
-    return ('<div class="legend"><strong>Sightings (identifier seen, by verdict):</strong>' + "".join(items[:5]) +
-            '</div><div class="legend"><strong>Connections:</strong>' + "".join(items[5:]) + "</div>")
+    return (
+        '<div class="legend"><strong>Sightings (identifier seen, by verdict):</strong>'
+        + "".join(items[:5])
+        + '</div><div class="legend"><strong>Connections:</strong>'
+        + "".join(items[5:])
+        + "</div>"
+    )
 
 
 def _sightings_table(entries: Sequence[dict[str, Any]]) -> list[str]:
@@ -1239,12 +1494,18 @@ def _sightings_table(entries: Sequence[dict[str, Any]]) -> list[str]:
     if not counts:
         return ['<p class="muted">No identifier was sighted.</p>']
     verdicts = [v for v in (*VERDICTS, "unclassified") if any(c[v] for c in counts.values())]
-    out = ['<table class="sightings"><thead><tr><th>Handset</th><th>Host</th>' +
-           "".join(f"<th>{_e(v)}</th>" for v in verdicts) + "</tr></thead><tbody>"]
+    out = [
+        '<table class="sightings"><thead><tr><th>Handset</th><th>Host</th>'
+        + "".join(f"<th>{_e(v)}</th>" for v in verdicts)
+        + "</tr></thead><tbody>"
+    ]
     rows = sorted(counts.items(), key=lambda kv: (kv[0][0], -sum(kv[1][v] for v in VERDICTS[:3]), kv[0][1]))
     for (hs, host), c in rows:
-        out.append(f"<tr><td>{_e(hs)}</td><td><code>{_e(host)}</code></td>" +
-                   "".join(f'<td class="num">{c[v] or ""}</td>' for v in verdicts) + "</tr>")
+        out.append(
+            f"<tr><td>{_e(hs)}</td><td><code>{_e(host)}</code></td>"
+            + "".join(f'<td class="num">{c[v] or ""}</td>' for v in verdicts)
+            + "</tr>"
+        )
     out.append("</tbody></table>")
     return out
 
@@ -1263,14 +1524,17 @@ def render_html(doc: Mapping[str, Any]) -> str:
     body += _tls_flows_section(doc)
     body += _handsets_section(doc)
     body += _phases_section(doc)
-    body.append(f'<footer>Rendered by hostctl {_e(run.get("hostctl") or "")} from report.json '
-                f'(schema {_e(doc.get("schema") or SCHEMA)}). Evidence file links are relative to this '
-                "report's run folder; manifest.json lists their SHA-256.</footer>")
+    body.append(
+        f"<footer>Rendered by hostctl {_e(run.get('hostctl') or '')} from report.json "
+        f"(schema {_e(doc.get('schema') or SCHEMA)}). Evidence file links are relative to this "
+        "report's run folder; manifest.json lists their SHA-256.</footer>"
+    )
     title = f"hostctl audit: {run.get('testbed') or 'report'}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) +
-            "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_html(doc: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _audit_cli(*args: str, home: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, HOSTCTL_HOME=str(home))
-    env.pop("ANDROID_ADB_SERVER_PORT", None)       # --emulator runs its own server on a free port
-    return subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    env.pop("ANDROID_ADB_SERVER_PORT", None)  # --emulator runs its own server on a free port
+    return subprocess.run(
+        [sys.executable, "-m", "hostctl", "audit", "--emulator", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def _leaky_profile(tmp_path: Path) -> Path:
@@ -42,11 +48,19 @@ def _leaky_profile(tmp_path: Path) -> Path:
     ota = yaml.safe_load((ROOT / "hostctl/emulator/profiles/miui-v5-2014-08-10.yaml").read_text())
     behaviour = ota["behaviour"]
     behaviour["events"]["boot"] = list(behaviour["events"].get("boot") or []) + [
-        {"endpoint": "resolver", "method": "GET", "fields": {"h": {"source": "imei", "protection": "sha1"}}}]
+        {"endpoint": "resolver", "method": "GET", "fields": {"h": {"source": "imei", "protection": "sha1"}}}
+    ]
     path = tmp_path / "leaky.yaml"
-    path.write_text(yaml.safe_dump({"extends": "miui-v5-2014-08-10", "name": "leaky-sha1-imei",
-                                    "description": "the OTA with the IMEI's SHA-1 in clear HTTP at boot",
-                                    "behaviour": behaviour}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "miui-v5-2014-08-10",
+                "name": "leaky-sha1-imei",
+                "description": "the OTA with the IMEI's SHA-1 in clear HTTP at boot",
+                "behaviour": behaviour,
+            }
+        )
+    )
     load_profile(path)
     return path
 
@@ -59,8 +73,10 @@ def test_a_new_leak_fails_exactly_the_checks_it_should(tmp_path):
     assert validate_report(doc) == []
     status = {c["id"]: c["status"] for c in doc["checks"]}
     assert {k for k, v in status.items() if v == "FAIL"} == {"no-identifiers-before-opt-in", "transport-secure"}, status
-    assert {k for k, v in status.items() if v != "FAIL"} == set(CHECK_IDS) - {"no-identifiers-before-opt-in",
-                                                                               "transport-secure"}
+    assert {k for k, v in status.items() if v != "FAIL"} == set(CHECK_IDS) - {
+        "no-identifiers-before-opt-in",
+        "transport-secure",
+    }
     assert all(v == "PASS" for k, v in status.items() if v != "FAIL"), status
     before = next(c for c in doc["checks"] if c["id"] == "no-identifiers-before-opt-in")
     ev = before["evidence"][0]
@@ -85,15 +101,26 @@ def test_a_new_leak_fails_exactly_the_checks_it_should(tmp_path):
     steps = steps.get("steps", steps) if isinstance(steps, dict) else steps
     (cm_on,) = [s for s in steps if s["step"] == "cm on"]
     assert cm_on["ok"] and [c["kind"] for c in cm_on["result"]["consent"]] in (
-        ["dialog_title_mx_rcs"], ["networking_allow_title"])
+        ["dialog_title_mx_rcs"],
+        ["networking_allow_title"],
+    )
     assert cm_on["result"]["sources"]["ui"]["consent_shown"] is True
     phase = next(p for p in doc["phases"] if p["name"] == "enable cloud messaging")
     assert any("accepted MIUI's" in n and "SIM 1" in n for n in phase["notes"]), phase
 
 
 def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):
-    r = _audit_cli("--profile", "miui-v5-2014-07", "--checks", "phone-numbers-encrypted,no-retention",
-                   "--redact", "--out", str(tmp_path / "runs"), "--json", home=tmp_path / "home")
+    r = _audit_cli(
+        "--profile",
+        "miui-v5-2014-07",
+        "--checks",
+        "phone-numbers-encrypted,no-retention",
+        "--redact",
+        "--out",
+        str(tmp_path / "runs"),
+        "--json",
+        home=tmp_path / "home",
+    )
     assert r.returncode == ExitStatus.CHECK_FAILED, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     assert [c["id"] for c in doc["checks"]] == ["phone-numbers-encrypted", "no-retention"]
@@ -108,8 +135,16 @@ def test_redact_leaves_no_raw_identifier_in_reports_and_logs(tmp_path):
     numbers = {m.decode() for m in re.findall(rb"\+86\d{11}", sent)}
     imeis = {m.decode() for m in re.findall(rb'"imei": ?"(\d{15})"', sent)}
     assert numbers and imeis, "the 2014-07 build sends numbers and IMEIs in clear: the evidence shows them"
-    for rel in ["report.json", "report.html", "junit.xml", "handsets/hs1/logcat.txt", "handsets/hs1/messages.json",
-                "handsets/hs1/wire-check.json", "handsets/hs1/steps.json", "handsets/hs2/steps.json"]:
+    for rel in [
+        "report.json",
+        "report.html",
+        "junit.xml",
+        "handsets/hs1/logcat.txt",
+        "handsets/hs1/messages.json",
+        "handsets/hs1/wire-check.json",
+        "handsets/hs1/steps.json",
+        "handsets/hs2/steps.json",
+    ]:
         text = (run / rel).read_text()
         for v in numbers | imeis:
             assert v not in text and v.lstrip("+") not in text, (rel, v)
@@ -125,9 +160,24 @@ def test_an_audit_whose_tracer_cannot_start_fails_closed(tmp_path):
     empty.mkdir()
     env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"), HOSTCTL_AGENT_DIR=str(empty))
     env.pop("ANDROID_ADB_SERVER_PORT", None)
-    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07",
-                        "--out", str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=240,
-                       cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hostctl",
+            "audit",
+            "--emulator",
+            "--profile",
+            "miui-v5-2014-07",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
     assert r.returncode == ExitStatus.NOT_RUNNABLE == 4, r.stdout + r.stderr[-3000:]
     said = [ln for ln in r.stderr.splitlines() if "HOST FAULT (trace)" in ln]
     assert len(said) == 2 and all("tracing failed" in ln and "_agent.js not built" in ln for ln in said), r.stderr
@@ -139,18 +189,24 @@ def test_an_audit_whose_tracer_cannot_start_fails_closed(tmp_path):
     assert {f["kind"] for f in doc["run"]["host_faults"]} == {"trace"}
     assert {f["handset"] for f in doc["run"]["host_faults"]} == {"hs1", "hs2"}
     status = {c["id"]: c for c in doc["checks"]}
-    for cid in ("no-identifiers-before-opt-in", "presence-lookup-minimal", "phone-numbers-encrypted",
-                "content-encrypted", "imsi-after-login"):
+    for cid in (
+        "no-identifiers-before-opt-in",
+        "presence-lookup-minimal",
+        "phone-numbers-encrypted",
+        "content-encrypted",
+        "imsi-after-login",
+    ):
         assert status[cid]["status"] == "NOT-TESTABLE" and "trac" in status[cid]["reason"], status[cid]
-    assert status["opt-in-default"]["status"] == "FAIL"       # what the settings show still counts
+    assert status["opt-in-default"]["status"] == "FAIL"  # what the settings show still counts
     assert json.loads((run / "manifest.json").read_text())["status"] == "degraded"
     assert verify(run).ok
 
 
 def test_killing_a_handset_mid_audit(adb_port, tmp_path):
     home = tmp_path / "home"
-    with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home,
-                             relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home, relay=False, consoles=False)
+    ) as lt:
         hs2 = lt.lab.handsets[1]
 
         def progress(msg: str) -> None:
@@ -168,8 +224,15 @@ def test_killing_a_handset_mid_audit(adb_port, tmp_path):
     v = verify(result.run_dir)
     assert v.ok, v.to_json()
     files = {f["path"] for f in json.loads((result.run_dir / "manifest.json").read_text())["files"]}
-    assert {"handsets/hs2/wire.pcapng", "handsets/hs2/trace/events.jsonl", "handsets/hs2/steps.json",
-            "handsets/hs1/messages.json", "report.json", "junit.xml", "report.html"} <= files
+    assert {
+        "handsets/hs2/wire.pcapng",
+        "handsets/hs2/trace/events.jsonl",
+        "handsets/hs2/steps.json",
+        "handsets/hs1/messages.json",
+        "report.json",
+        "junit.xml",
+        "report.html",
+    } <= files
     assert result.exit_status == 0
 
 
@@ -185,7 +248,7 @@ def test_bad_input_exit_codes(tmp_path):
     gone.write_text("name: gone\nhandsets:\n  - serial: 127.0.0.1:1\n    label: a\n    adb: 127.0.0.1:1\n")
     st = main(["audit", "--testbed", str(gone), "--out", str(tmp_path / "runs"), "--timeout", "3"], env)
     assert st == ExitStatus.NOT_RUNNABLE, env.stderr.getvalue()
-    run = tmp_path / "runs" / "gone" / "latest"       # the run that could not run is still on record
+    run = tmp_path / "runs" / "gone" / "latest"  # the run that could not run is still on record
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "failed" and verify(run).ok
     doc = json.loads((run / "report.json").read_text())
@@ -198,26 +261,34 @@ def test_stopping_mid_audit_leaves_a_consistent_partial_run(adb_port, tmp_path):
 
     home = tmp_path / "home"
     stop = threading.Event()
-    with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-07", home=home,
-                             relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-07", home=home, relay=False, consoles=False)
+    ) as lt:
+
         def progress(msg: str) -> None:
-            if "call" in msg:          # as Ctrl-C would, once the protocol is under way
+            if "call" in msg:  # as Ctrl-C would, once the protocol is under way
                 stop.set()
 
-        result = run_audit(tb_for_lab(lt.lab), AuditOptions(out=tmp_path / "runs", progress=progress, home=home,
-                                                           stop=stop))
+        result = run_audit(
+            tb_for_lab(lt.lab), AuditOptions(out=tmp_path / "runs", progress=progress, home=home, stop=stop)
+        )
     doc = result.report
     assert result.exit_status == 130 and doc["run"]["interrupted"] is True and doc["run"]["complete"] is False
     assert [p["status"] for p in doc["phases"]][-1] == "interrupted"
     status = {c["id"]: c["status"] for c in doc["checks"]}
-    assert status["opt-in-default"] == "FAIL"                   # judged on what was gathered
-    assert status["ip-when-online"] == "NOT-TESTABLE"           # its steps never ran
+    assert status["opt-in-default"] == "FAIL"  # judged on what was gathered
+    assert status["ip-when-online"] == "NOT-TESTABLE"  # its steps never ran
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     v = verify(result.run_dir)
     assert v.ok, v.to_json()
-    assert {"report.json", "junit.xml", "report.html", "handsets/hs1/wire.pcapng",
-            "handsets/hs1/trace/events.jsonl"} <= {f["path"] for f in manifest["files"]}
+    assert {
+        "report.json",
+        "junit.xml",
+        "report.html",
+        "handsets/hs1/wire.pcapng",
+        "handsets/hs1/trace/events.jsonl",
+    } <= {f["path"] for f in manifest["files"]}
 
 
 class _NoLabTestbed:
@@ -249,8 +320,12 @@ def test_an_internal_error_still_leaves_a_consistent_failed_run(tmp_path, monkey
 
 
 # -- TLS decrypted with the trace's secrets (issue 16.3) -----------------------------------------
-WIRE_FAILS_JULY = ("no-identifiers-before-opt-in", "presence-lookup-minimal", "phone-numbers-encrypted",
-                   "content-encrypted")
+WIRE_FAILS_JULY = (
+    "no-identifiers-before-opt-in",
+    "presence-lookup-minimal",
+    "phone-numbers-encrypted",
+    "content-encrypted",
+)
 
 
 def _without_ssl_of(events: Path, client_random: str, out: Path) -> int:
@@ -315,11 +390,21 @@ def test_the_audit_decrypts_every_tls_flow_and_cross_checks_it(tmp_path):
     tls = decrypt_and_cross_check(hs1 / "wire.pcapng", trace)
     bad = [f for f in tls["cross_check"]["flows"] if f["status"] != "agree"]
     assert [f["flow"] for f in bad] == [victim["flow"]] and bad[0]["status"] == "wire-only", bad
-    ev = Evidence(handsets=[HandsetEvidence(label="hs1", capture_file="handsets/hs1/wire.pcapng",
-                                            events_file="handsets/hs1/trace/events.jsonl", tls=tls)])
+    ev = Evidence(
+        handsets=[
+            HandsetEvidence(
+                label="hs1",
+                capture_file="handsets/hs1/wire.pcapng",
+                events_file="handsets/hs1/trace/events.jsonl",
+                tls=tls,
+            )
+        ]
+    )
     rec = tls_plaintext_agrees.evaluate(ev)
     assert rec.status is Status.FAIL
     assert {e.flow for e in rec.evidence} == {victim["flow"]}
-    assert all(e.file == "handsets/hs1/wire.pcapng" and e.record is not None and e.wire_offset is not None
-               for e in rec.evidence)
+    assert all(
+        e.file == "handsets/hs1/wire.pcapng" and e.record is not None and e.wire_offset is not None
+        for e in rec.evidence
+    )
     assert f"flow {victim['flow']}" in rec.evidence[0].text and "wire-only" in rec.evidence[0].text

@@ -362,13 +362,15 @@ def test_hw_tests_on_real_handsets_assert_pass_and_skip_what_cannot_be_tested(py
     make_testbed(pytester)
     result = pytester.runpytest("--testbed", "lab.yaml", "--lock-dir", "locks", "--junitxml", "junit.xml", "-rs")
     result.assert_outcomes(passed=len(CHECK_IDS) - 2, failed=1, skipped=1)
-    result.stdout.fnmatch_lines([
-        "E * AssertionError: phone-numbers-encrypted FAIL: No phone number reaches Cloud Messaging servers readable*",
-        "E * reason: because phone-numbers-encrypted",
-        "E * evidence: file handsets/hs1/wire.pcapng, flow 3, offset 12: phone=+86...",
-        "E * run folder: */audit-hs1_hs2/rack-a/20250101T000000Z",
-        "SKIPPED * no-retention: NOT-TESTABLE on this testbed: because no-retention",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "E * AssertionError: phone-numbers-encrypted FAIL: No phone number reaches Cloud Messaging servers readable*",
+            "E * reason: because phone-numbers-encrypted",
+            "E * evidence: file handsets/hs1/wire.pcapng, flow 3, offset 12: phone=+86...",
+            "E * run folder: */audit-hs1_hs2/rack-a/20250101T000000Z",
+            "SKIPPED * no-retention: NOT-TESTABLE on this testbed: because no-retention",
+        ]
+    )
     calls = [json.loads(line) for line in (pytester.path / "calls.txt").read_text().splitlines()]
     assert len(calls) == 1  # one audit for the whole session
     assert calls[0][:2] == ["rack-a", ["hs1", "hs2"]] and calls[0][3] is None
@@ -386,8 +388,9 @@ def test_hw_tests_on_an_emulated_testbed_assert_the_profiles_verdicts(pytester: 
     (pytester.path / "verdicts.json").write_text(json.dumps(expected | {"phone-numbers-encrypted": "PASS"}))
     result = pytester.runpytest("--testbed", "lab.yaml", "--lock-dir", "locks")
     result.assert_outcomes(passed=len(CHECK_IDS) - 1, failed=1)
-    result.stdout.fnmatch_lines(["E * AssertionError: phone-numbers-encrypted: the profile documents FAIL, "
-                                 "the audit found PASS: *"])
+    result.stdout.fnmatch_lines(
+        ["E * AssertionError: phone-numbers-encrypted: the profile documents FAIL, the audit found PASS: *"]
+    )
 
     # a check the audit left out of its report
     (pytester.path / "verdicts.json").write_text(json.dumps({k: v for k, v in expected.items() if k != "no-retention"}))

@@ -10,21 +10,58 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hostctl.report import (CHECK_IDS, CHECKS, MAX_LANES, MAX_MARKERS, SCHEMA, STATUSES, VERDICTS, ReportError,
-                            canonical, read_json, render_html, render_json, render_junit, summary_of,
-                            summary_table, validate_report, write_html, write_json, write_junit)
+from hostctl.report import (
+    CHECK_IDS,
+    CHECKS,
+    MAX_LANES,
+    MAX_MARKERS,
+    SCHEMA,
+    STATUSES,
+    VERDICTS,
+    ReportError,
+    canonical,
+    read_json,
+    render_html,
+    render_json,
+    render_junit,
+    summary_of,
+    summary_table,
+    validate_report,
+    write_html,
+    write_json,
+    write_junit,
+)
 
-EXPECTED_IDS = ("opt-in-default", "no-identifiers-before-opt-in", "ip-when-online", "sms-fallback-when-offline",
-                "presence-lookup-minimal", "phone-numbers-encrypted", "content-encrypted", "transport-secure",
-                "imsi-after-login", "no-retention", "tls-plaintext-agrees")
+EXPECTED_IDS = (
+    "opt-in-default",
+    "no-identifiers-before-opt-in",
+    "ip-when-online",
+    "sms-fallback-when-offline",
+    "presence-lookup-minimal",
+    "phone-numbers-encrypted",
+    "content-encrypted",
+    "transport-secure",
+    "imsi-after-login",
+    "no-retention",
+    "tls-plaintext-agrees",
+)
 HOSTILE = '<script>alert("x")</script>&amp; \x1b[31mred\x1b[0m \x00\u202e'
 FAIL_IDS = ("opt-in-default", "no-identifiers-before-opt-in", "phone-numbers-encrypted", "transport-secure")
 NT_IDS = ("no-retention",)
 
 
 def _ev(**kw):
-    base = {"file": None, "flow": None, "offset": None, "row": None, "event": None, "host": None,
-            "identifier": None, "form": None, "text": ""}
+    base = {
+        "file": None,
+        "flow": None,
+        "offset": None,
+        "row": None,
+        "event": None,
+        "host": None,
+        "identifier": None,
+        "form": None,
+        "text": "",
+    }
     return {**base, **kw}
 
 
@@ -35,59 +72,200 @@ def make_doc(timeline=None) -> dict:
         status = "FAIL" if c.id in FAIL_IDS else "NOT-TESTABLE" if c.id in NT_IDS else "PASS"
         evidence, warnings = [], []
         if c.id == "no-identifiers-before-opt-in":
-            evidence = [_ev(file="handsets/hs1/capture.pcapng", flow=3, offset=412, host="api.account.xiaomi.com",
-                            identifier="imei", form="ascii", text="POST /pass/register imei=864804021234562"),
-                        _ev(file="handsets/hs1/agent.jsonl", event=17, host="api.account.xiaomi.com",
-                            identifier="number:hs1", form="base64", text=HOSTILE)]
+            evidence = [
+                _ev(
+                    file="handsets/hs1/capture.pcapng",
+                    flow=3,
+                    offset=412,
+                    host="api.account.xiaomi.com",
+                    identifier="imei",
+                    form="ascii",
+                    text="POST /pass/register imei=864804021234562",
+                ),
+                _ev(
+                    file="handsets/hs1/agent.jsonl",
+                    event=17,
+                    host="api.account.xiaomi.com",
+                    identifier="number:hs1",
+                    form="base64",
+                    text=HOSTILE,
+                ),
+            ]
         elif status == "FAIL":
-            evidence = [_ev(file="handsets/hs1/capture.pcapng", flow=5, offset=0, host="resolver.msg.xiaomi.net",
-                            text="GET http://resolver.msg.xiaomi.net/gslb/?ver=3.0&phone=%2B8613800000001")]
+            evidence = [
+                _ev(
+                    file="handsets/hs1/capture.pcapng",
+                    flow=5,
+                    offset=0,
+                    host="resolver.msg.xiaomi.net",
+                    text="GET http://resolver.msg.xiaomi.net/gslb/?ver=3.0&phone=%2B8613800000001",
+                )
+            ]
         elif c.id == "ip-when-online":
             evidence = [_ev(file="handsets/hs1/messages.json", row=42, text="mx_status=17 type=2")]
         if c.id == "phone-numbers-encrypted":
             warnings = ["deterministic encryption: pid is the same ciphertext in 2 sessions (AES/CBC, fixed IV)"]
-        checks.append({"id": c.id, "title": c.title, "claim": c.claim, "status": status,
-                       "reason": ("emulator only: the real server cannot be inspected" if status == "NOT-TESTABLE"
-                                  else f"{c.id} evaluated"),
-                       "evidence": evidence, "warnings": warnings, "handsets": ["hs1", "hs2"]})
+        checks.append(
+            {
+                "id": c.id,
+                "title": c.title,
+                "claim": c.claim,
+                "status": status,
+                "reason": (
+                    "emulator only: the real server cannot be inspected"
+                    if status == "NOT-TESTABLE"
+                    else f"{c.id} evaluated"
+                ),
+                "evidence": evidence,
+                "warnings": warnings,
+                "handsets": ["hs1", "hs2"],
+            }
+        )
     if timeline is None:
         timeline = [
-            {"t": 0.5, "handset": "hs1", "host": "api.account.xiaomi.com", "kind": "connection", "flow": 3,
-             "identifier": None, "form": None, "verdict": None, "tls": "TLSv1.2"},
-            {"t": 0.9, "handset": "hs1", "host": "api.account.xiaomi.com", "kind": "sighting", "flow": 3,
-             "identifier": "imei", "form": "ascii", "verdict": "in-clear", "tls": "TLSv1.2"},
-            {"t": 1.2, "handset": "hs1", "host": "resolver.msg.xiaomi.net", "kind": "connection", "flow": 5,
-             "identifier": None, "form": None, "verdict": None, "tls": None},
-            {"t": 1.3, "handset": "hs1", "host": "resolver.msg.xiaomi.net", "kind": "sighting", "flow": 5,
-             "identifier": "number:hs1", "form": "url", "verdict": "encoded", "tls": None},
-            {"t": 2.0, "handset": "hs1", "host": "api.account.xiaomi.com", "kind": "sighting", "flow": 3,
-             "identifier": "imsi", "form": "sha1-hex", "verdict": "hashed", "tls": "TLSv1.2"},
-            {"t": 3.5, "handset": "hs2", "host": "app.chat.xiaomi.net", "kind": "connection", "flow": 9,
-             "identifier": None, "form": None, "verdict": None, "tls": "TLSv1.3"},
-            {"t": 4.0, "handset": "hs2", "host": "app.chat.xiaomi.net", "kind": "sighting", "flow": 9,
-             "identifier": "number:hs2", "form": "aes-cbc", "verdict": "encrypted-deterministic", "tls": "TLSv1.3"},
-            {"t": 4.2, "handset": "hs2", "host": "app.chat.xiaomi.net", "kind": "sighting", "flow": 9,
-             "identifier": "number:hs1", "form": "aes-gcm", "verdict": "encrypted", "tls": "TLSv1.3"},
+            {
+                "t": 0.5,
+                "handset": "hs1",
+                "host": "api.account.xiaomi.com",
+                "kind": "connection",
+                "flow": 3,
+                "identifier": None,
+                "form": None,
+                "verdict": None,
+                "tls": "TLSv1.2",
+            },
+            {
+                "t": 0.9,
+                "handset": "hs1",
+                "host": "api.account.xiaomi.com",
+                "kind": "sighting",
+                "flow": 3,
+                "identifier": "imei",
+                "form": "ascii",
+                "verdict": "in-clear",
+                "tls": "TLSv1.2",
+            },
+            {
+                "t": 1.2,
+                "handset": "hs1",
+                "host": "resolver.msg.xiaomi.net",
+                "kind": "connection",
+                "flow": 5,
+                "identifier": None,
+                "form": None,
+                "verdict": None,
+                "tls": None,
+            },
+            {
+                "t": 1.3,
+                "handset": "hs1",
+                "host": "resolver.msg.xiaomi.net",
+                "kind": "sighting",
+                "flow": 5,
+                "identifier": "number:hs1",
+                "form": "url",
+                "verdict": "encoded",
+                "tls": None,
+            },
+            {
+                "t": 2.0,
+                "handset": "hs1",
+                "host": "api.account.xiaomi.com",
+                "kind": "sighting",
+                "flow": 3,
+                "identifier": "imsi",
+                "form": "sha1-hex",
+                "verdict": "hashed",
+                "tls": "TLSv1.2",
+            },
+            {
+                "t": 3.5,
+                "handset": "hs2",
+                "host": "app.chat.xiaomi.net",
+                "kind": "connection",
+                "flow": 9,
+                "identifier": None,
+                "form": None,
+                "verdict": None,
+                "tls": "TLSv1.3",
+            },
+            {
+                "t": 4.0,
+                "handset": "hs2",
+                "host": "app.chat.xiaomi.net",
+                "kind": "sighting",
+                "flow": 9,
+                "identifier": "number:hs2",
+                "form": "aes-cbc",
+                "verdict": "encrypted-deterministic",
+                "tls": "TLSv1.3",
+            },
+            {
+                "t": 4.2,
+                "handset": "hs2",
+                "host": "app.chat.xiaomi.net",
+                "kind": "sighting",
+                "flow": 9,
+                "identifier": "number:hs1",
+                "form": "aes-gcm",
+                "verdict": "encrypted",
+                "tls": "TLSv1.3",
+            },
         ]
     return {
         "schema": SCHEMA,
-        "run": {"id": "lab/20250131T091502Z", "testbed": "lab", "started": "2025-01-31T09:15:02Z",
-                "finished": "2025-01-31T09:15:20Z", "complete": True, "interrupted": False, "redacted": False,
-                "hostctl": "0.1.0", "profile": "miui-v5-2014-07",
-                "argv": ["hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07"],
-                "status": "complete", "host_faults": []},
+        "run": {
+            "id": "lab/20250131T091502Z",
+            "testbed": "lab",
+            "started": "2025-01-31T09:15:02Z",
+            "finished": "2025-01-31T09:15:20Z",
+            "complete": True,
+            "interrupted": False,
+            "redacted": False,
+            "hostctl": "0.1.0",
+            "profile": "miui-v5-2014-07",
+            "argv": ["hostctl", "audit", "--emulator", "--profile", "miui-v5-2014-07"],
+            "status": "complete",
+            "host_faults": [],
+        },
         "handsets": [
-            {"label": "hs1", "serial": "emulator-5554", "model": "RedMi 1S", "miui": "V5", "emulated": True,
-             "sims": [{"slot": 0, "number": "+8613800000001", "imsi": "460001234567890",
-                       "iccid": "89860012345678901238", "operator": "CHINA MOBILE"}],
-             "imeis": ["864804021234562"]},
-            {"label": "hs2", "serial": "emulator-5556", "model": "RedMi 1S", "miui": "V5", "emulated": True,
-             "sims": [{"slot": 0, "number": "+8613800000002", "imsi": None, "iccid": None, "operator": None}],
-             "imeis": []},
+            {
+                "label": "hs1",
+                "serial": "emulator-5554",
+                "model": "RedMi 1S",
+                "miui": "V5",
+                "emulated": True,
+                "sims": [
+                    {
+                        "slot": 0,
+                        "number": "+8613800000001",
+                        "imsi": "460001234567890",
+                        "iccid": "89860012345678901238",
+                        "operator": "CHINA MOBILE",
+                    }
+                ],
+                "imeis": ["864804021234562"],
+            },
+            {
+                "label": "hs2",
+                "serial": "emulator-5556",
+                "model": "RedMi 1S",
+                "miui": "V5",
+                "emulated": True,
+                "sims": [{"slot": 0, "number": "+8613800000002", "imsi": None, "iccid": None, "operator": None}],
+                "imeis": [],
+            },
         ],
-        "phases": [{"name": "boot", "started": "2025-01-31T09:15:02Z", "seconds": 1.5, "status": "ok", "notes": []},
-                   {"name": "call", "started": "2025-01-31T09:15:04Z", "seconds": 0.0, "status": "skipped",
-                    "notes": ["the testbed has no call path"]}],
+        "phases": [
+            {"name": "boot", "started": "2025-01-31T09:15:02Z", "seconds": 1.5, "status": "ok", "notes": []},
+            {
+                "name": "call",
+                "started": "2025-01-31T09:15:04Z",
+                "seconds": 0.0,
+                "status": "skipped",
+                "notes": ["the testbed has no call path"],
+            },
+        ],
         "checks": checks,
         "warnings": ["1 opaque value repeats across sessions (deterministic encryption?)"],
         "timeline": timeline,
@@ -98,6 +276,7 @@ def make_doc(timeline=None) -> dict:
 
 # --- the table of checks and the schema ------------------------------------------------------
 
+
 def test_checks_table_has_the_eleven_checks_in_mission_order():
     assert CHECK_IDS == EXPECTED_IDS
     for c in CHECKS:
@@ -106,38 +285,41 @@ def test_checks_table_has_the_eleven_checks_in_mission_order():
 
 def test_timeline_verdicts_are_the_wire_checks_without_absent():
     wire = pytest.importorskip("hostctl.wire.check")
-    assert VERDICTS == tuple(v for v in wire.VERDICTS if v != "absent")
+    assert tuple(v for v in wire.VERDICTS if v != "absent") == VERDICTS
 
 
 def test_sample_document_is_valid():
     assert validate_report(make_doc()) == []
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d["run"].pop("started"), "run.started: missing"),
-    (lambda d: d["checks"][2].update(status="MAYBE"), "checks[2].status: 'MAYBE' is not one of PASS, FAIL"),
-    (lambda d: d["checks"][0].update(id="opt-out"), "checks[0].id: 'opt-out' is not one of"),
-    (lambda d: d["checks"][0].pop("evidence"), "checks[0].evidence: missing"),
-    (lambda d: d["checks"][0].update(evidence=[]), "checks[0].evidence: a FAIL must name its evidence"),
-    (lambda d: d["checks"][9].update(reason=" "), "checks[9].reason: a NOT-TESTABLE must say why"),
-    (lambda d: d["summary"].update(PASS=9), "summary.PASS: 9 but checks has 6"),
-    (lambda d: d["run"].update(complete="yes"), "run.complete: expected a boolean"),
-    (lambda d: d.update(exit_status=True), "exit_status: expected an integer"),
-    (lambda d: d["run"].update(started="yesterday"), "run.started: 'yesterday' is not an ISO 8601"),
-    (lambda d: d["checks"][1]["evidence"][0].update(file="/etc/passwd"), "must be relative to the run folder"),
-    (lambda d: d["checks"][1]["evidence"][0].update(file="../x.pcapng"), "must not leave the run folder"),
-    (lambda d: d["checks"][1]["evidence"][0].update(flow=-1), "flow: expected an integer >= 0"),
-    (lambda d: d["timeline"][0].update(handset="hs9"), "timeline[0].handset: 'hs9' is not a handset"),
-    (lambda d: d["timeline"][1].update(verdict=None), "timeline[1].verdict: a sighting needs a verdict"),
-    (lambda d: d["timeline"][1].update(verdict="rot13"), "timeline[1].verdict: 'rot13' is not one of"),
-    (lambda d: d["timeline"][1].update(kind="dns"), "timeline[1].kind: 'dns' is not one of"),
-    (lambda d: d["phases"][0].update(status="done"), "phases[0].status: 'done' is not one of"),
-    (lambda d: d["checks"].reverse(), "checks: not in the documented order"),
-    (lambda d: d["checks"].insert(10, copy.deepcopy(d["checks"][9])), "checks: 'no-retention' appears 2 times"),
-    (lambda d: d["run"].update(interrupted=True), "run: both complete and interrupted"),
-    (lambda d: d["run"].update(finished="2025-01-31T09:00:00Z"), "run.finished: before run.started"),
-    (lambda d: d["handsets"][0]["sims"][0].pop("iccid"), "handsets[0].sims[0].iccid: missing"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["run"].pop("started"), "run.started: missing"),
+        (lambda d: d["checks"][2].update(status="MAYBE"), "checks[2].status: 'MAYBE' is not one of PASS, FAIL"),
+        (lambda d: d["checks"][0].update(id="opt-out"), "checks[0].id: 'opt-out' is not one of"),
+        (lambda d: d["checks"][0].pop("evidence"), "checks[0].evidence: missing"),
+        (lambda d: d["checks"][0].update(evidence=[]), "checks[0].evidence: a FAIL must name its evidence"),
+        (lambda d: d["checks"][9].update(reason=" "), "checks[9].reason: a NOT-TESTABLE must say why"),
+        (lambda d: d["summary"].update(PASS=9), "summary.PASS: 9 but checks has 6"),
+        (lambda d: d["run"].update(complete="yes"), "run.complete: expected a boolean"),
+        (lambda d: d.update(exit_status=True), "exit_status: expected an integer"),
+        (lambda d: d["run"].update(started="yesterday"), "run.started: 'yesterday' is not an ISO 8601"),
+        (lambda d: d["checks"][1]["evidence"][0].update(file="/etc/passwd"), "must be relative to the run folder"),
+        (lambda d: d["checks"][1]["evidence"][0].update(file="../x.pcapng"), "must not leave the run folder"),
+        (lambda d: d["checks"][1]["evidence"][0].update(flow=-1), "flow: expected an integer >= 0"),
+        (lambda d: d["timeline"][0].update(handset="hs9"), "timeline[0].handset: 'hs9' is not a handset"),
+        (lambda d: d["timeline"][1].update(verdict=None), "timeline[1].verdict: a sighting needs a verdict"),
+        (lambda d: d["timeline"][1].update(verdict="rot13"), "timeline[1].verdict: 'rot13' is not one of"),
+        (lambda d: d["timeline"][1].update(kind="dns"), "timeline[1].kind: 'dns' is not one of"),
+        (lambda d: d["phases"][0].update(status="done"), "phases[0].status: 'done' is not one of"),
+        (lambda d: d["checks"].reverse(), "checks: not in the documented order"),
+        (lambda d: d["checks"].insert(10, copy.deepcopy(d["checks"][9])), "checks: 'no-retention' appears 2 times"),
+        (lambda d: d["run"].update(interrupted=True), "run: both complete and interrupted"),
+        (lambda d: d["run"].update(finished="2025-01-31T09:00:00Z"), "run.finished: before run.started"),
+        (lambda d: d["handsets"][0]["sims"][0].pop("iccid"), "handsets[0].sims[0].iccid: missing"),
+    ],
+)
 def test_validator_names_the_problem(mutate, expected):
     doc = make_doc()
     mutate(doc)
@@ -185,7 +367,7 @@ def test_nothing_crashes_on_a_mistyped_field(junk):
         for key in path:
             original = original[key]
         if isinstance(junk, (list, dict)) and not isinstance(original, (list, dict)):
-            assert problems, path                  # no scalar field takes a list or an object
+            assert problems, path  # no scalar field takes a list or an object
         render_html(doc)
         ET.fromstring(render_junit(doc))
         summary_table(doc)
@@ -193,35 +375,66 @@ def test_nothing_crashes_on_a_mistyped_field(junk):
 
 # --- report.json -----------------------------------------------------------------------------
 
+
 def test_json_round_trip_is_stable_and_ordered(tmp_path):
     doc = make_doc()
-    doc["checks"].reverse()                   # canonical puts them back in CHECKS order
-    doc["timeline"].reverse()                 # ... and the timeline in time order
+    doc["checks"].reverse()  # canonical puts them back in CHECKS order
+    doc["timeline"].reverse()  # ... and the timeline in time order
     doc["zz_extra"] = 1
     path = write_json(doc, tmp_path / "report.json")
     back = read_json(path)
     assert back == canonical(doc)
     assert validate_report(back) == []
-    assert list(back) == ["schema", "run", "handsets", "phases", "checks", "warnings", "timeline", "summary",
-                          "exit_status", "zz_extra"]
-    assert list(back["run"]) == ["id", "testbed", "started", "finished", "complete", "interrupted", "redacted",
-                                 "hostctl", "profile", "argv", "status", "host_faults"]
-    assert list(back["checks"][0]) == ["id", "title", "claim", "status", "reason", "evidence", "warnings",
-                                       "handsets"]
-    assert list(back["checks"][1]["evidence"][0]) == ["file", "flow", "offset", "row", "event", "host",
-                                                      "identifier", "form", "text"]
+    assert list(back) == [
+        "schema",
+        "run",
+        "handsets",
+        "phases",
+        "checks",
+        "warnings",
+        "timeline",
+        "summary",
+        "exit_status",
+        "zz_extra",
+    ]
+    assert list(back["run"]) == [
+        "id",
+        "testbed",
+        "started",
+        "finished",
+        "complete",
+        "interrupted",
+        "redacted",
+        "hostctl",
+        "profile",
+        "argv",
+        "status",
+        "host_faults",
+    ]
+    assert list(back["checks"][0]) == ["id", "title", "claim", "status", "reason", "evidence", "warnings", "handsets"]
+    assert list(back["checks"][1]["evidence"][0]) == [
+        "file",
+        "flow",
+        "offset",
+        "row",
+        "event",
+        "host",
+        "identifier",
+        "form",
+        "text",
+    ]
     assert [c["id"] for c in back["checks"]] == list(CHECK_IDS)
     assert [e["t"] for e in back["timeline"]] == sorted(e["t"] for e in doc["timeline"])
-    assert back["checks"][1]["evidence"][1]["text"] == HOSTILE      # JSON keeps the exact bytes seen
+    assert back["checks"][1]["evidence"][1]["text"] == HOSTILE  # JSON keeps the exact bytes seen
     first = path.read_bytes()
-    write_json(back, path)                    # rewriting what was read gives the same bytes
+    write_json(back, path)  # rewriting what was read gives the same bytes
     assert path.read_bytes() == first == render_json(doc).encode()
-    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]   # no temp file left
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
 
 
 def test_json_keeps_undecodable_wire_bytes(tmp_path):
     doc = make_doc()
-    raw = b"imei=\xff\xfe 864804021234562".decode("utf-8", "surrogateescape")   # as a capture reader decodes
+    raw = b"imei=\xff\xfe 864804021234562".decode("utf-8", "surrogateescape")  # as a capture reader decodes
     doc["checks"][1]["evidence"][0]["text"] = raw
     path = write_json(doc, tmp_path / "report.json")
     assert read_json(path)["checks"][1]["evidence"][0]["text"] == raw
@@ -250,6 +463,7 @@ def test_json_write_failure_is_a_report_error_and_keeps_the_old_file(tmp_path):
 
 # --- junit.xml -------------------------------------------------------------------------------
 
+
 def test_junit_parses_back_with_counts_and_properties(tmp_path):
     doc = make_doc()
     path = write_junit(doc, tmp_path / "junit.xml")
@@ -259,8 +473,12 @@ def test_junit_parses_back_with_counts_and_properties(tmp_path):
     assert len(suites) == 1
     suite = suites[0]
     assert suite.get("name") == "lab"
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == \
-        (str(len(CHECK_IDS)), str(len(FAIL_IDS)), str(len(NT_IDS)), "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == (
+        str(len(CHECK_IDS)),
+        str(len(FAIL_IDS)),
+        str(len(NT_IDS)),
+        "0",
+    )
     assert float(suite.get("time")) == 18.0
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == list(CHECK_IDS)
@@ -271,19 +489,21 @@ def test_junit_parses_back_with_counts_and_properties(tmp_path):
     for cid, case in by_id.items():
         props = [(p.get("name"), p.get("value")) for p in case.findall("properties/property")]
         assert ("check_id", cid) in props
-    props = [(p.get("name"), p.get("value")) for p in by_id["no-identifiers-before-opt-in"].findall(
-        "properties/property")]
+    props = [
+        (p.get("name"), p.get("value")) for p in by_id["no-identifiers-before-opt-in"].findall("properties/property")
+    ]
     assert ("evidence", "handsets/hs1/capture.pcapng") in props and ("evidence", "handsets/hs1/agent.jsonl") in props
     failure = by_id["no-identifiers-before-opt-in"].find("failure")
     assert failure.get("message") == "no-identifiers-before-opt-in evaluated"
     assert "handsets/hs1/capture.pcapng flow 3 offset 412 host api.account.xiaomi.com imei (ascii)" in failure.text
     assert "imei=864804021234562" in failure.text
-    assert '<script>alert("x")</script>' in failure.text        # text content, escaped in the file
+    assert '<script>alert("x")</script>' in failure.text  # text content, escaped in the file
     assert "\x1b" not in failure.text and "\\x1b[31m" in failure.text and "\\x00" in failure.text
     assert by_id["no-retention"].find("skipped").get("message").startswith("emulator only")
     assert by_id["ip-when-online"].find("failure") is None and by_id["ip-when-online"].find("skipped") is None
     assert ("warning", doc["checks"][5]["warnings"][0]) in [
-        (p.get("name"), p.get("value")) for p in by_id["phone-numbers-encrypted"].findall("properties/property")]
+        (p.get("name"), p.get("value")) for p in by_id["phone-numbers-encrypted"].findall("properties/property")
+    ]
     run_props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert run_props["run_profile"] == "miui-v5-2014-07" and run_props["exit_status"] == "1"
 
@@ -299,6 +519,7 @@ def test_junit_marks_an_unknown_status_as_an_error_and_survives_a_partial_docume
 
 
 # --- report.html -----------------------------------------------------------------------------
+
 
 class Page(HTMLParser):
     """Everything a test needs from the page: tags with attributes, text, the SVG markers."""
@@ -351,9 +572,18 @@ def test_html_has_every_check_with_its_status(tmp_path):
         row = "".join(page.row_text[c["id"]])
         assert c["id"] in row and c["status"] in row and c["reason"] in row
     text = "".join(page.text)
-    for wanted in ("lab", "miui-v5-2014-07", "2025-01-31T09:15:02Z", "2025-01-31T09:15:20Z", "Redacted", "18 s",
-                   "deterministic encryption: pid is the same ciphertext", "opaque value repeats", "RedMi 1S",
-                   "the testbed has no call path"):
+    for wanted in (
+        "lab",
+        "miui-v5-2014-07",
+        "2025-01-31T09:15:02Z",
+        "2025-01-31T09:15:20Z",
+        "Redacted",
+        "18 s",
+        "deterministic encryption: pid is the same ciphertext",
+        "opaque value repeats",
+        "RedMi 1S",
+        "the testbed has no call path",
+    ):
         assert wanted in text, wanted
 
 
@@ -385,7 +615,7 @@ def test_html_escapes_evidence_from_the_wire():
     assert not [t for t, _ in page.tags if t in ("script", "img", "b")]
     assert not any(name.startswith("on") for _, attrs in page.tags for name in attrs)
     text = "".join(page.text)
-    assert '<script>alert("x")</script>' in text                    # shown, as text
+    assert '<script>alert("x")</script>' in text  # shown, as text
     assert "\x1b" not in html_text and "\x00" not in html_text and "\u202e" not in html_text
     assert "\\x1b[31mred" in text and "\\u202e" in text
     assert "<b>lab</b>" in text
@@ -401,11 +631,11 @@ def test_html_timeline_has_one_marker_per_sighting_coloured_by_verdict():
     assert not any("agg" in c for c in markers)
     conns = [c for c in page.classes("rect") if "conn" in c]
     assert len(conns) == sum(e["kind"] == "connection" for e in doc["timeline"])
-    assert ["conn", "c-no-tls"] in conns                   # the clear HTTP connection stands out
+    assert ["conn", "c-no-tls"] in conns  # the clear HTTP connection stands out
     fills = {a.get("class"): a.get("fill") for t, a in page.tags if t == "circle"}
     assert fills["sighting v-in-clear"] == "#d62728" and fills["sighting v-encrypted"] == "#2ca02c"
     text = "".join(page.text)
-    for v in VERDICTS:                                      # the legend names every verdict
+    for v in VERDICTS:  # the legend names every verdict
         assert v in text
     # tooltips say what was seen where; lanes are grouped per handset
     assert "imei as ascii: in-clear | flow 3" in text
@@ -417,9 +647,17 @@ def test_html_with_an_empty_timeline_and_a_partial_document():
     page = parse(render_html(doc))
     assert "the timeline is empty" in "".join(page.text)
     assert not [a for t, a in page.tags if t == "svg" and "timeline" in (a.get("class") or "")]
-    partial = {"schema": SCHEMA, "run": {"testbed": "rack", "started": "2025-01-31T09:15:02Z", "finished": None,
-                                          "complete": False, "interrupted": True},
-               "checks": [{"id": "opt-in-default", "status": "NOT-TESTABLE", "reason": "interrupted"}]}
+    partial = {
+        "schema": SCHEMA,
+        "run": {
+            "testbed": "rack",
+            "started": "2025-01-31T09:15:02Z",
+            "finished": None,
+            "complete": False,
+            "interrupted": True,
+        },
+        "checks": [{"id": "opt-in-default", "status": "NOT-TESTABLE", "reason": "interrupted"}],
+    }
     text = "".join(parse(render_html(partial)).text)
     assert "Interrupted." in text and "opt-in-default" in text and "not finished" in text
     parse(render_html({}))
@@ -429,11 +667,19 @@ def _big_timeline(n_hosts: int, n: int) -> list[dict]:
     out = []
     for i in range(n):
         kind = "sighting" if i % 2 else "connection"
-        out.append({"t": i * 0.01, "handset": "hs1" if i % 3 else "hs2", "host": f"h{i % n_hosts}.xiaomi.net",
-                    "kind": kind, "flow": i, "identifier": "imei" if kind == "sighting" else None,
-                    "form": "ascii" if kind == "sighting" else None,
-                    "verdict": VERDICTS[i % len(VERDICTS)] if kind == "sighting" else None,
-                    "tls": "TLSv1.2" if i % 5 else None})
+        out.append(
+            {
+                "t": i * 0.01,
+                "handset": "hs1" if i % 3 else "hs2",
+                "host": f"h{i % n_hosts}.xiaomi.net",
+                "kind": kind,
+                "flow": i,
+                "identifier": "imei" if kind == "sighting" else None,
+                "form": "ascii" if kind == "sighting" else None,
+                "verdict": VERDICTS[i % len(VERDICTS)] if kind == "sighting" else None,
+                "tls": "TLSv1.2" if i % 5 else None,
+            }
+        )
     return out
 
 
@@ -447,7 +693,7 @@ def test_html_timeline_with_ten_thousand_entries_aggregates_and_says_so():
     markers = [(c, a) for t, a in page.tags if t == "circle" and "sighting" in (c := (a.get("class") or "").split())]
     assert 0 < len(markers) <= MAX_MARKERS
     assert all("agg" in c for c, _ in markers)
-    assert sum(int(a["data-count"]) for _, a in markers) == 5000        # every sighting counted somewhere
+    assert sum(int(a["data-count"]) for _, a in markers) == 5000  # every sighting counted somewhere
     text = "".join(page.text)
     assert "5000 sightings are drawn as" in text and "5000 connections are drawn as density bars" in text
 
@@ -460,6 +706,7 @@ def test_html_timeline_with_too_many_hosts_counts_the_lanes_left_out():
 
 # --- the terminal summary --------------------------------------------------------------------
 
+
 def test_summary_table_lists_every_check_aligned():
     doc = make_doc()
     table = summary_table(doc)
@@ -468,7 +715,7 @@ def test_summary_table_lists_every_check_aligned():
     rows = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in CHECK_IDS}
     assert list(rows) == list(CHECK_IDS)
     columns = {line.index(c["status"], len(c["id"])) for c in doc["checks"] for line in [rows[c["id"]]]}
-    assert len(columns) == 1                                         # the status column lines up
+    assert len(columns) == 1  # the status column lines up
     for c in doc["checks"]:
         assert c["status"] in rows[c["id"]].split() and c["reason"] in rows[c["id"]]
     assert "-> 1 of 2: handsets/hs1/capture.pcapng flow 3 offset 412" in table
@@ -480,12 +727,12 @@ def test_summary_table_lists_every_check_aligned():
 
 def test_summary_table_colours_only_when_asked_and_escapes_the_wire():
     doc = make_doc()
-    doc["checks"][1]["evidence"].reverse()            # the hostile text first
+    doc["checks"][1]["evidence"].reverse()  # the hostile text first
     plain = summary_table(doc)
     assert "\x1b" not in plain and "\\x1b[31mred" in plain
     coloured = summary_table(doc, color=True)
     assert "\x1b[1;31mFAIL\x1b[0m" in coloured and "\x1b[32mPASS\x1b[0m" in coloured
-    assert "\x1b[31mred" not in coloured                     # only our own escapes reach the terminal
+    assert "\x1b[31mred" not in coloured  # only our own escapes reach the terminal
     partial = summary_table({"run": {"testbed": "rack", "interrupted": True}, "checks": []})
     assert "INTERRUPTED" in partial and "(no checks in this report)" in partial
 
@@ -496,8 +743,13 @@ def test_statuses_are_the_three_of_the_mission():
 
 def _degraded(doc: dict) -> dict:
     doc["run"]["status"] = "degraded"
-    doc["run"]["host_faults"] = [{"kind": "trace", "handset": "hs1",
-                                  "message": "tracing failed: the trace did not start: agent bundle not built"}]
+    doc["run"]["host_faults"] = [
+        {
+            "kind": "trace",
+            "handset": "hs1",
+            "message": "tracing failed: the trace did not start: agent bundle not built",
+        }
+    ]
     return doc
 
 
@@ -530,16 +782,35 @@ def test_run_status_and_host_faults_must_agree():
 
 # --- TLS flows: decrypted or not, per flow ---------------------------------------------------
 
+
 def _tls_flows() -> list[dict]:
-    return [{"handset": "hs1", "flow": 3, "client": "10.64.0.2:40003", "server": "198.18.0.7:443",
-             "host": "api.account.xiaomi.com", "tls_status": "decrypted", "decrypted": True, "cross_check": "agree"},
-            {"handset": "hs2", "flow": 9, "client": "10.64.0.3:40009", "server": "198.18.0.8:443", "host": None,
-             "tls_status": "no-secret", "decrypted": False, "cross_check": "not-decrypted"}]
+    return [
+        {
+            "handset": "hs1",
+            "flow": 3,
+            "client": "10.64.0.2:40003",
+            "server": "198.18.0.7:443",
+            "host": "api.account.xiaomi.com",
+            "tls_status": "decrypted",
+            "decrypted": True,
+            "cross_check": "agree",
+        },
+        {
+            "handset": "hs2",
+            "flow": 9,
+            "client": "10.64.0.3:40009",
+            "server": "198.18.0.8:443",
+            "host": None,
+            "tls_status": "no-secret",
+            "decrypted": False,
+            "cross_check": "not-decrypted",
+        },
+    ]
 
 
 def test_report_html_shows_per_flow_whether_it_was_decrypted():
     doc = make_doc()
-    assert "TLS flows" not in render_html(doc)        # a report from before decryption: no section
+    assert "TLS flows" not in render_html(doc)  # a report from before decryption: no section
     doc["tls_flows"] = _tls_flows()
     assert validate_report(doc) == []
     page = render_html(doc)
@@ -552,12 +823,15 @@ def test_report_html_shows_per_flow_whether_it_was_decrypted():
     assert "No TLS flow was decrypted" in render_html(doc)
 
 
-@pytest.mark.parametrize("mutate, problem", [
-    (lambda f: f[0].update(handset="hs9"), "tls_flows[0].handset: 'hs9' is not a handset"),
-    (lambda f: f[0].update(decrypted="yes"), "tls_flows[0].decrypted: expected a boolean"),
-    (lambda f: f[1].update(cross_check="same"), "tls_flows[1].cross_check: 'same' is not one of"),
-    (lambda f: f[1].pop("flow"), "tls_flows[1].flow: missing"),
-])
+@pytest.mark.parametrize(
+    "mutate, problem",
+    [
+        (lambda f: f[0].update(handset="hs9"), "tls_flows[0].handset: 'hs9' is not a handset"),
+        (lambda f: f[0].update(decrypted="yes"), "tls_flows[0].decrypted: expected a boolean"),
+        (lambda f: f[1].update(cross_check="same"), "tls_flows[1].cross_check: 'same' is not one of"),
+        (lambda f: f[1].pop("flow"), "tls_flows[1].flow: missing"),
+    ],
+)
 def test_validator_checks_tls_flows_when_present(mutate, problem):
     doc = make_doc()
     doc["tls_flows"] = _tls_flows()

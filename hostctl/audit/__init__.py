@@ -16,8 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
-           "EXIT_PASS", "run_audit"]
+__all__ = [
+    "AuditError",
+    "AuditOptions",
+    "AuditResult",
+    "EXIT_FAIL",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_RUN",
+    "EXIT_PASS",
+    "run_audit",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,14 +28,23 @@ class Locator:
     host: str | None = None
     identifier: str | None = None
     form: str | None = None
-    record: int | None = None            # decrypted wire: number of the TLS record that carried it (1: its
-                                         # direction's first record, the hello)
-    wire_offset: int | None = None       # decrypted wire: its offset in the flow's TCP stream (``offset``: in the
-                                         # decrypted plaintext)
+    record: int | None = None  # decrypted wire: number of the TLS record that carried it (1: its
+    # direction's first record, the hello)
+    wire_offset: int | None = None  # decrypted wire: its offset in the flow's TCP stream (``offset``: in the
+    # decrypted plaintext)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"file": self.file, "flow": self.flow, "offset": self.offset, "row": self.row, "event": self.event,
-               "host": self.host, "identifier": self.identifier, "form": self.form, "text": self.text}
+        out = {
+            "file": self.file,
+            "flow": self.flow,
+            "offset": self.offset,
+            "row": self.row,
+            "event": self.event,
+            "host": self.host,
+            "identifier": self.identifier,
+            "form": self.form,
+            "text": self.text,
+        }
         if self.record is not None or self.wire_offset is not None:
             out["record"], out["wire_offset"] = self.record, self.wire_offset
         return out
@@ -59,15 +68,15 @@ class HandsetEvidence:
     label: str
     serial: str = ""
     numbers: tuple[str, ...] = ()
-    capture_file: str | None = None      # run-relative path of its capture (None: none recorded)
-    events_file: str | None = None       # run-relative path of its agent events (None: no trace)
-    wire: dict[str, Any] | None = None   # its wire-check report (hostctl.wire-check/1), None: no analysis
+    capture_file: str | None = None  # run-relative path of its capture (None: none recorded)
+    events_file: str | None = None  # run-relative path of its agent events (None: no trace)
+    wire: dict[str, Any] | None = None  # its wire-check report (hostctl.wire-check/1), None: no analysis
     agent_writes: tuple[AgentWrite, ...] = ()
     capture_error: str | None = None
     trace_error: str | None = None
-    gone: str | None = None              # why it stopped answering mid-audit
-    tls: dict[str, Any] | None = None    # its capture decrypted with its trace's secrets and cross-checked
-                                         # (see hostctl.audit.run._decrypt): None, not done (tls_error: why)
+    gone: str | None = None  # why it stopped answering mid-audit
+    tls: dict[str, Any] | None = None  # its capture decrypted with its trace's secrets and cross-checked
+    # (see hostctl.audit.run._decrypt): None, not done (tls_error: why)
     tls_error: str | None = None
 
     @property
@@ -78,7 +87,7 @@ class HandsetEvidence:
         return self.capture_file or f"{self.rel}/wire.pcapng"
 
 
-Sighting = tuple[HandsetEvidence, dict[str, Any]]      # a handset and one finding of its wire report
+Sighting = tuple[HandsetEvidence, dict[str, Any]]  # a handset and one finding of its wire report
 
 
 @dataclass
@@ -88,25 +97,26 @@ class Evidence:
 
     handsets: Sequence[HandsetEvidence] = ()
     started: float = 0.0
-    reset: dict[str, str] = field(default_factory=dict)              # label -> how it was reset
-    cm_default: dict[str, dict[str, Any]] = field(default_factory=dict)   # label -> Cloud Messaging state before opt-in
+    reset: dict[str, str] = field(default_factory=dict)  # label -> how it was reset
+    cm_default: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> Cloud Messaging state before opt-in
     opt_in_at: float | None = None
-    login: dict[str, float] = field(default_factory=dict)            # label -> when Mi Cloud login began
+    login: dict[str, float] = field(default_factory=dict)  # label -> when Mi Cloud login began
     receiver_presence_before_send: dict[str, Any] | None = None
-    send_online: dict[str, Any] | None = None                        # hostctl.cloud.SendOutcome.to_json()
+    send_online: dict[str, Any] | None = None  # hostctl.cloud.SendOutcome.to_json()
     send_online_skipped: str | None = None
     send_offline: dict[str, Any] | None = None
     send_offline_skipped: str | None = None
     send_modem: dict[str, Any] | None = None
-    modem_present: bool = False                                      # a peer modem was open
-    lookups: list[dict[str, Any]] = field(default_factory=list)      # {"number", "from", "to", "handset", "result"}
-    cloud_state: Any = None                                          # the emulated server's store
+    modem_present: bool = False  # a peer modem was open
+    lookups: list[dict[str, Any]] = field(default_factory=list)  # {"number", "from", "to", "handset", "result"}
+    cloud_state: Any = None  # the emulated server's store
     cloud_state_by: str | None = None
     host_faults: list[dict[str, Any]] = field(default_factory=list)
 
     # -- reading the wire reports --------------------------------------------------------------
-    def sent(self, *, kinds: Sequence[str] | None = None, since: float | None = None,
-             until: float | None = None) -> list[Sighting]:
+    def sent(
+        self, *, kinds: Sequence[str] | None = None, since: float | None = None, until: float | None = None
+    ) -> list[Sighting]:
         """Findings of identifiers the handsets sent to Xiaomi hosts (readable, encoded or hashed)."""
         from ..wire.check import is_vendor_host
 
@@ -128,8 +138,9 @@ class Evidence:
     def plaintext_seen(self) -> bool:
         """Whether the agent saw any TLS plaintext (an attached tracer whose SSL hooks fired):
         without it, the inside of TLS is unseen and a check about it cannot PASS."""
-        return any(sum(a["events"].get("ssl", 0) for a in (h.wire or {}).get("agent_events", [])) > 0
-                   for h in self.handsets)
+        return any(
+            sum(a["events"].get("ssl", 0) for a in (h.wire or {}).get("agent_events", [])) > 0 for h in self.handsets
+        )
 
     def missing_wire(self) -> str | None:
         """Why no wire analysis can be judged (no handset has one), or None."""
@@ -143,13 +154,21 @@ class Evidence:
         for h in self.handsets:
             for d in (h.wire or {}).get("deterministic", []):
                 who = d["identifier"] or "an opaque value"
-                out.append(f"deterministic encryption: {who} in field {', '.join(d['fields']) or '?'} on {h.label}: "
-                           f"{d['why']} (linkable)")
+                out.append(
+                    f"deterministic encryption: {who} in field {', '.join(d['fields']) or '?'} on {h.label}: "
+                    f"{d['why']} (linkable)"
+                )
             for c in (h.wire or {}).get("cipher_calls", []):
-                if c.get("iv_reused") and c.get("identifiers") and c.get("algorithm") \
-                        and "cbc" in str(c["algorithm"]).lower():
-                    out.append(f"fixed IV: {c['algorithm']} key {c['key'][:8]}... IV {c['iv']} encrypted "
-                               f"{c['operations']} values ({', '.join(c['identifiers'])}) on {h.label}")
+                if (
+                    c.get("iv_reused")
+                    and c.get("identifiers")
+                    and c.get("algorithm")
+                    and "cbc" in str(c["algorithm"]).lower()
+                ):
+                    out.append(
+                        f"fixed IV: {c['algorithm']} key {c['key'][:8]}... IV {c['iv']} encrypted "
+                        f"{c['operations']} values ({', '.join(c['identifiers'])}) on {h.label}"
+                    )
         return sorted(set(out))
 
     # -- locators ------------------------------------------------------------------------------
@@ -161,11 +180,19 @@ class Evidence:
         rec = f.get("record") if f["source"] != "agent" else None
         wire_off = f.get("wire_offset") if f["source"] != "agent" else None
         where = f", record {rec} at wire offset {wire_off}" if rec is not None else ""
-        return Locator(file=file, flow=f.get("flow"), offset=f.get("offset"), event=f.get("event"),
-                       host=f.get("host"), identifier=f["identifier"], form=f["form"], record=rec,
-                       wire_offset=wire_off,
-                       text=f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}{where}) "
-                            f"to {f.get('host') or '?'}")
+        return Locator(
+            file=file,
+            flow=f.get("flow"),
+            offset=f.get("offset"),
+            event=f.get("event"),
+            host=f.get("host"),
+            identifier=f["identifier"],
+            form=f["form"],
+            record=rec,
+            wire_offset=wire_off,
+            text=f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}{where}) "
+            f"to {f.get('host') or '?'}",
+        )
 
     def message_row(self, out: dict[str, Any], side: str) -> Locator:
         """Where a send's sender or receiver message row is (the handset's messages.json)."""
@@ -173,6 +200,11 @@ class Evidence:
         label = next((h.label for h in self.handsets if h.serial and h.serial == out.get("serial")), None)
         if side == "receiver":
             label = next((h.label for h in self.handsets if out.get("to") in h.numbers), label)
-        return Locator(file=f"handsets/{label}/messages.json" if label else None, row=ev.get("id"),
-                       text=f"{side} row {ev.get('id')}: type {ev.get('type')} mx_status {ev.get('mx_status')} "
-                            f"route {out.get('route')}" if ev else f"{side}: no row")
+        return Locator(
+            file=f"handsets/{label}/messages.json" if label else None,
+            row=ev.get("id"),
+            text=f"{side} row {ev.get('id')}: type {ev.get('type')} mx_status {ev.get('mx_status')} "
+            f"route {out.get('route')}"
+            if ev
+            else f"{side}: no row",
+        )

@@ -42,7 +42,7 @@ class CheckRecord:
     evidence: tuple[Locator, ...] = ()
     warnings: tuple[str, ...] = ()
     host: bool = False
-    handsets: tuple[str, ...] | None = None     # None: every handset of the run
+    handsets: tuple[str, ...] | None = None  # None: every handset of the run
 
     def __post_init__(self) -> None:
         if not self.reason.strip():
@@ -51,17 +51,17 @@ class CheckRecord:
             raise ValueError("a FAIL must name its evidence")
 
     @classmethod
-    def not_testable(cls, nt: NotTestable, **kw: object) -> "CheckRecord":
+    def not_testable(cls, nt: NotTestable, **kw: object) -> CheckRecord:
         return cls(Status.NOT_TESTABLE, nt.reason, host=nt.host, **kw)  # type: ignore[arg-type]
 
 
-def passed(reason: str, evidence: list[Locator] | tuple[Locator, ...] = (), warnings: list[str] | tuple[str, ...] = ()
-           ) -> CheckRecord:
+def passed(
+    reason: str, evidence: list[Locator] | tuple[Locator, ...] = (), warnings: list[str] | tuple[str, ...] = ()
+) -> CheckRecord:
     return CheckRecord(Status.PASS, reason, tuple(evidence), tuple(sorted(set(warnings))))
 
 
-def failed(reason: str, evidence: list[Locator] | tuple[Locator, ...], warnings: list[str] | tuple[str, ...] = ()
-           ) -> CheckRecord:
+def failed(
+    reason: str, evidence: list[Locator] | tuple[Locator, ...], warnings: list[str] | tuple[str, ...] = ()
+) -> CheckRecord:
     return CheckRecord(Status.FAIL, reason, tuple(evidence), tuple(sorted(set(warnings))))
-
-

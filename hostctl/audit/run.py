@@ -49,7 +49,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -62,14 +62,27 @@ from .checks import modules as check_modules
 from .evidence import AgentWrite, Evidence, HandsetEvidence
 from .record import CheckRecord, NotTestable, Status
 
-__all__ = ["Audit", "AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
-           "EXIT_PASS", "FAULT_WEAKENS", "SIGNAL_AT_ENV", "decrypt_and_cross_check", "judge", "run_audit"]
+__all__ = [
+    "Audit",
+    "AuditError",
+    "AuditOptions",
+    "AuditResult",
+    "EXIT_FAIL",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_RUN",
+    "EXIT_PASS",
+    "FAULT_WEAKENS",
+    "SIGNAL_AT_ENV",
+    "decrypt_and_cross_check",
+    "judge",
+    "run_audit",
+]
 
 # the audit's exit codes, from the one table (hostctl.status)
-EXIT_PASS = ExitStatus.OK                   # every check that ran passed
-EXIT_FAIL = ExitStatus.CHECK_FAILED         # at least one check FAILED
-EXIT_NOT_RUN = ExitStatus.NOT_RUNNABLE      # could not run, or a check was not judged because the host broke
-EXIT_INTERRUPTED = ExitStatus.INTERRUPTED   # Ctrl-C: the partial report and manifest are still written
+EXIT_PASS = ExitStatus.OK  # every check that ran passed
+EXIT_FAIL = ExitStatus.CHECK_FAILED  # at least one check FAILED
+EXIT_NOT_RUN = ExitStatus.NOT_RUNNABLE  # could not run, or a check was not judged because the host broke
+EXIT_INTERRUPTED = ExitStatus.INTERRUPTED  # Ctrl-C: the partial report and manifest are still written
 
 SIGNAL_AT_ENV = "HOSTCTL_AUDIT_SIGNAL_AT"
 _log = logging.getLogger("hostctl.audit")
@@ -91,19 +104,19 @@ class AuditError(HostctlError):
 @dataclass
 class AuditOptions:
     out: Path
-    checks: Sequence[str] | None = None       # None: all of them
+    checks: Sequence[str] | None = None  # None: all of them
     redact: bool = False
-    assume_reset: bool = False                # real handsets: the operator reset them by hand
+    assume_reset: bool = False  # real handsets: the operator reset them by hand
     progress: Callable[[str], None] | None = None
-    stop: threading.Event | None = None       # set from another thread: stop as Ctrl-C does
-    timeout: float = 30.0                     # per device step
-    settle: float | None = None               # seconds to let traffic go out after a step (default:
-                                              # the testbed's params.settle, else 0.3 s on an
-                                              # emulated lab and 1 s on hardware)
+    stop: threading.Event | None = None  # set from another thread: stop as Ctrl-C does
+    timeout: float = 30.0  # per device step
+    settle: float | None = None  # seconds to let traffic go out after a step (default:
+    # the testbed's params.settle, else 0.3 s on an
+    # emulated lab and 1 s on hardware)
     hash_budget: float = 2.0
     profile: str | None = None
     argv: Sequence[str] = ()
-    home: Path | None = None                  # the emulated lab's home (its control channel)
+    home: Path | None = None  # the emulated lab's home (its control channel)
 
 
 @dataclass
@@ -127,7 +140,7 @@ class _Unit:
     rel: str
     info: dict = field(default_factory=dict)
     numbers: list[str] = field(default_factory=list)
-    gone: str | None = None                   # why it stopped answering
+    gone: str | None = None  # why it stopped answering
     capture: Any = None
     capture_error: str | None = None
     tracer: Any = None
@@ -136,14 +149,14 @@ class _Unit:
     trace_error: str | None = None
     trace_died: bool = False
     recorders_lock: threading.Lock = field(default_factory=threading.Lock)
-    recorders_closed: bool = False            # the wind-down stopped them: start none any more
+    recorders_closed: bool = False  # the wind-down stopped them: start none any more
     steps: list[dict] = field(default_factory=list)
     wire: dict | None = None
     agent_writes: tuple[AgentWrite, ...] = ()
-    analysis_skipped: str | None = None       # why its analysis was not run (interrupted)
-    tls: dict | None = None                   # its capture decrypted and cross-checked (_decrypt)
+    analysis_skipped: str | None = None  # why its analysis was not run (interrupted)
+    tls: dict | None = None  # its capture decrypted and cross-checked (_decrypt)
     tls_error: str | None = None
-    read_ids: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, value, label) read over adb
+    read_ids: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, value, label) read over adb
 
     @property
     def label(self) -> str:
@@ -155,7 +168,7 @@ def _now() -> float:
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Audit:
@@ -171,20 +184,20 @@ class Audit:
         self.units: list[_Unit] = []
         self.phases: list[dict] = []
         self.marks: dict[str, tuple[float, float]] = {}
-        self.facts: dict[str, Any] = {}        # what the steps established, by name
+        self.facts: dict[str, Any] = {}  # what the steps established, by name
         self.warnings: list[str] = []
-        self.texts: dict[str, str] = {}        # message texts used, by purpose
+        self.texts: dict[str, str] = {}  # message texts used, by purpose
         self.contact: str | None = None
         self.modem: Any = None
         self.interrupted = False
         self.not_run: str | None = None
-        self.host_faults: list[dict] = []      # {"kind", "handset", "message"}: our tooling broke
+        self.host_faults: list[dict] = []  # {"kind", "handset", "message"}: our tooling broke
         self.started = _now()
         self.run = None
         self.report: dict = {}
         self._winding_down = False
         self._threads: list[threading.Thread] = []
-        self._skip_analysis = False           # a signal came during the wind-down: analyse no more
+        self._skip_analysis = False  # a signal came during the wind-down: analyse no more
 
     # -- plumbing -----------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -201,7 +214,7 @@ class Audit:
         self.host_faults.append({"kind": kind, "handset": label, "message": message})
         if self.opt.progress is not None:
             self.say(f"HOST FAULT ({kind}): {text}")
-        else:                       # a library caller without progress still hears it (stderr)
+        else:  # a library caller without progress still hears it (stderr)
             _log.warning("host fault (%s): %s", kind, text)
 
     def _check_stop(self) -> None:
@@ -261,7 +274,7 @@ class Audit:
             if rec is not None:
                 rec["notes"].append(f"{unit.label}: {name} skipped ({unit.gone})")
             return None
-        if self._stopping():       # a handset's thread after a Ctrl-C: no new step
+        if self._stopping():  # a handset's thread after a Ctrl-C: no new step
             if rec is not None:
                 rec["notes"].append(f"{unit.label}: {name} skipped (interrupted)")
             return None
@@ -313,7 +326,7 @@ class Audit:
                 self.not_run = str(exc)
                 self.warnings.append(f"the audit could not run: {exc}")
                 self.say(f"the audit could not run: {exc}")
-            except Exception as exc:    # noqa: BLE001 - our own bug: still a consistent run, and said
+            except Exception as exc:  # noqa: BLE001 - our own bug: still a consistent run, and said
                 self._winding_down = True
                 self.not_run = f"the audit stopped on an internal error: {type(exc).__name__}: {exc}"
                 self.host_fault("audit", None, self.not_run + " (traceback: audit-error.txt)")
@@ -335,8 +348,15 @@ class Audit:
         report = self._evaluate()
         while True:
             was = self.interrupted
-            status = ("interrupted" if self.interrupted else "failed" if self.not_run
-                      else "degraded" if report["run"]["status"] == "degraded" else "complete")
+            status = (
+                "interrupted"
+                if self.interrupted
+                else "failed"
+                if self.not_run
+                else "degraded"
+                if report["run"]["status"] == "degraded"
+                else "complete"
+            )
             self.report = self._write(report, status)
             if self.interrupted == was:
                 return
@@ -349,14 +369,15 @@ class Audit:
         """SIGINT and SIGTERM: during the protocol they stop it (KeyboardInterrupt); once it is
         over they are only noted, so the wind-down always leaves a consistent run."""
         if threading.current_thread() is not threading.main_thread():
-            yield                   # signals reach the main thread only; ``stop`` is the way in
+            yield  # signals reach the main thread only; ``stop`` is the way in
             return
 
         def on_signal(signum: int, frame: Any) -> None:
             if self._winding_down:
                 self._skip_analysis = True
-                self._note_interrupt(f"{signal.Signals(signum).name}: the rest of the analysis is skipped; "
-                                     "writing the reports")
+                self._note_interrupt(
+                    f"{signal.Signals(signum).name}: the rest of the analysis is skipped; writing the reports"
+                )
                 return
             raise KeyboardInterrupt
 
@@ -376,15 +397,19 @@ class Audit:
         """A named moment of the run; ``HOSTCTL_AUDIT_SIGNAL_AT`` sends SIGINT here (fault tests)."""
         if os.environ.get(SIGNAL_AT_ENV) == name:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)        # let the handler run here, as a Ctrl-C at this moment would
+            time.sleep(0.05)  # let the handler run here, as a Ctrl-C at this moment would
 
     def _protocol(self) -> None:
         from ..device import Handset
 
         token = secrets.token_hex(3)
-        self.texts = {"sms_out": f"hostctl sms out {token}", "sms_in": f"hostctl sms in {token}",
-                      "ip": f"hostctl ip {token}", "offline": f"hostctl offline {token}",
-                      "modem": f"hostctl to modem {token}"}
+        self.texts = {
+            "sms_out": f"hostctl sms out {token}",
+            "sms_in": f"hostctl sms in {token}",
+            "ip": f"hostctl ip {token}",
+            "offline": f"hostctl offline {token}",
+            "modem": f"hostctl to modem {token}",
+        }
         with self.phase("prepare") as rec:
             for spec in self.tb.handsets:
                 h = Handset(spec.serial, spec.adb)
@@ -397,12 +422,18 @@ class Audit:
                 for slot in (ident or {}).get("slots", []):
                     for kind in ("imei", "imsi", "iccid", "msisdn"):
                         if slot.get(kind):
-                            u.read_ids.append((kind, slot[kind], f"{spec.label} {'number' if kind == 'msisdn' else kind}"
-                                                                 f"{slot['slot']}"))
+                            u.read_ids.append(
+                                (
+                                    kind,
+                                    slot[kind],
+                                    f"{spec.label} {'number' if kind == 'msisdn' else kind}{slot['slot']}",
+                                )
+                            )
             if not any(not u.gone for u in self.units):
                 why = "; ".join(u.gone for u in self.units if u.gone)
-                raise AuditError("no handset of the testbed answers" + (f": {why}" if why else
-                                                                        " (the testbed lists none)"))
+                raise AuditError(
+                    "no handset of the testbed answers" + (f": {why}" if why else " (the testbed lists none)")
+                )
             self._open_modem(rec)
         if self.opt.settle is None:
             emulated = all(u.info.get("emulated") for u in self.units if not u.gone)
@@ -414,58 +445,84 @@ class Audit:
             # start the recorders, then bring the network up
             def boot_offline(u: _Unit) -> None:
                 self._reset(u, rec)
-                self.step(u, "airplane on", lambda: _steps().set_airplane(u.handset, True, timeout=self.opt.timeout),
-                          rec=rec)
-                self.step(u, "reboot", lambda: _steps().reboot(u.handset, timeout=max(60.0, self.opt.timeout)),
-                          rec=rec)
+                self.step(
+                    u, "airplane on", lambda: _steps().set_airplane(u.handset, True, timeout=self.opt.timeout), rec=rec
+                )
+                self.step(u, "reboot", lambda: _steps().reboot(u.handset, timeout=max(60.0, self.opt.timeout)), rec=rec)
                 self._point(f"boot:{u.label}")
                 if not self._stopping():
                     self._start_recorders(u, rec)
+
             self._each(boot_offline)
             self.facts["boot_online_at"] = _now()
             for u in self.units:
-                self.step(u, "airplane off", lambda u=u: _steps().set_airplane(u.handset, False, timeout=self.opt.timeout),
-                          rec=rec)
+                self.step(
+                    u,
+                    "airplane off",
+                    lambda u=u: _steps().set_airplane(u.handset, False, timeout=self.opt.timeout),
+                    rec=rec,
+                )
             self._settle(2 * self.opt.settle)
         with self.phase("opt-in state") as rec:
             for u in self.units:
-                st = self.step(u, "cm status", lambda u=u: _cloud().cm_status(u.handset, ui=True, timeout=self.opt.timeout),
-                               rec=rec)
+                st = self.step(
+                    u,
+                    "cm status",
+                    lambda u=u: _cloud().cm_status(u.handset, ui=True, timeout=self.opt.timeout),
+                    rec=rec,
+                )
                 if st is not None:
                     self.facts.setdefault("cm_default", {})[u.label] = st.to_json()
         first = self._live_units()[:1]
         with self.phase("add contact") as rec:
             for u in first:
                 if peer_number:
-                    self.step(u, "add contact", lambda u=u: _steps().add_contact(u.handset, peer_number, "hostctl peer",
-                                                                               timeout=self.opt.timeout), rec=rec)
+                    self.step(
+                        u,
+                        "add contact",
+                        lambda u=u: _steps().add_contact(
+                            u.handset, peer_number, "hostctl peer", timeout=self.opt.timeout
+                        ),
+                        rec=rec,
+                    )
             self._settle(self.opt.settle)
         with self.phase("sms in and out") as rec:
             self._sms_in_out(first, rec)
         with self.phase("call") as rec:
             for u in first:
                 if peer_number:
-                    self.step(u, "call", lambda u=u: _steps().place_call(u.handset, peer_number, seconds=0.5,
-                                                                       timeout=self.opt.timeout), rec=rec)
+                    self.step(
+                        u,
+                        "call",
+                        lambda u=u: _steps().place_call(u.handset, peer_number, seconds=0.5, timeout=self.opt.timeout),
+                        rec=rec,
+                    )
             self._settle(self.opt.settle)
         with self.phase("mi cloud login") as rec:
             for u in first:
-                t_login = _now()        # what the build sends on login goes out during the step
-                res = self.step(u, "mi cloud login", lambda u=u: _steps().micloud_login(u.handset, timeout=self.opt.timeout),
-                                rec=rec)
+                t_login = _now()  # what the build sends on login goes out during the step
+                res = self.step(
+                    u,
+                    "mi cloud login",
+                    lambda u=u: _steps().micloud_login(u.handset, timeout=self.opt.timeout),
+                    rec=rec,
+                )
                 if res is not None:
                     self.facts.setdefault("login", {})[u.label] = t_login
             self._settle(self.opt.settle)
         self.facts["opt_in_at"] = _now()
         with self.phase("enable cloud messaging") as rec:
             for u in self._live_units():
-                st = self.step(u, "cm on", lambda u=u: _cloud().cm_set(u.handset, True, sim=1, timeout=self.opt.timeout),
-                               rec=rec)
+                st = self.step(
+                    u, "cm on", lambda u=u: _cloud().cm_set(u.handset, True, sim=1, timeout=self.opt.timeout), rec=rec
+                )
                 if st is not None:
                     self.facts.setdefault("cm_enabled", {})[u.label] = st.to_json()
-                    for c in st.consent:     # evidence: what MIUI asked, and that cm on accepted it
-                        rec["notes"].append(f"{u.label}: accepted MIUI's {c['kind']} dialog for SIM {c['sim']} "
-                                            f"({c['title']!r}, button {c['accepted']!r}): the audit turns it on")
+                    for c in st.consent:  # evidence: what MIUI asked, and that cm on accepted it
+                        rec["notes"].append(
+                            f"{u.label}: accepted MIUI's {c['kind']} dialog for SIM {c['sim']} "
+                            f"({c['title']!r}, button {c['accepted']!r}): the audit turns it on"
+                        )
             self._settle(self.opt.settle)
         sender, receiver = (self.units + [None, None])[:2]
         with self.phase("send to an online receiver") as rec:
@@ -480,33 +537,60 @@ class Audit:
                 # an idle emulated lab, far longer on a loaded host). The claim is about an online
                 # receiver: the wait is generous, and a receiver never seen online leaves
                 # ip-when-online NOT-TESTABLE instead of a FAIL that depends on the host's load
-                seen = self.step(sender, "wait for the receiver online",
-                                 lambda: _wait_online(sender.handset, receiver.numbers[0],
-                                                      max(30.0, self.opt.timeout)), rec=rec)
+                seen = self.step(
+                    sender,
+                    "wait for the receiver online",
+                    lambda: _wait_online(sender.handset, receiver.numbers[0], max(30.0, self.opt.timeout)),
+                    rec=rec,
+                )
                 self.facts["receiver_presence_before_send"] = seen
-                out = self.step(sender, "send ip", lambda: _cloud().send_message(
-                    sender.handset, receiver.numbers[0], self.texts["ip"], receiver=receiver.handset,
-                    carrier_view=self._carrier_view(), timeout=self.opt.timeout), rec=rec)
+                out = self.step(
+                    sender,
+                    "send ip",
+                    lambda: _cloud().send_message(
+                        sender.handset,
+                        receiver.numbers[0],
+                        self.texts["ip"],
+                        receiver=receiver.handset,
+                        carrier_view=self._carrier_view(),
+                        timeout=self.opt.timeout,
+                    ),
+                    rec=rec,
+                )
                 self.facts["send_online"] = None if out is None else out.to_json()
         with self.phase("send to an offline receiver and to the modem") as rec:
             self._send_offline(sender, receiver, rec)
         with self.phase("presence look-ups") as rec:
             looks = []
             if sender is not None and not sender.gone:
-                for number in [n for n in ([receiver.numbers[0]] if receiver and receiver.numbers else [])
-                               + [self._modem_number()] if n]:
+                for number in [
+                    n
+                    for n in ([receiver.numbers[0]] if receiver and receiver.numbers else []) + [self._modem_number()]
+                    if n
+                ]:
                     t0 = _now()
-                    res = self.step(sender, f"presence {number}",
-                                    lambda number=number: _cloud().presence(sender.handset, number, timeout=self.opt.timeout),
-                                    rec=rec)
+                    res = self.step(
+                        sender,
+                        f"presence {number}",
+                        lambda number=number: _cloud().presence(sender.handset, number, timeout=self.opt.timeout),
+                        rec=rec,
+                    )
                     self._settle(self.opt.settle / 2)
-                    looks.append({"number": number, "from": t0, "to": _now(), "handset": sender.label,
-                                  "result": None if res is None else res.to_json()})
+                    looks.append(
+                        {
+                            "number": number,
+                            "from": t0,
+                            "to": _now(),
+                            "handset": sender.label,
+                            "result": None if res is None else res.to_json(),
+                        }
+                    )
             self.facts["lookups"] = looks
         with self.phase("server store") as rec:
             if sender is not None and not sender.gone:
-                state = self.step(sender, "cloud state", lambda: _steps().lab_cloud_state(sender.handset, home=self.opt.home),
-                                  rec=rec)
+                state = self.step(
+                    sender, "cloud state", lambda: _steps().lab_cloud_state(sender.handset, home=self.opt.home), rec=rec
+                )
                 self.facts["cloud_state"] = state
                 self.facts["cloud_state_by"] = sender.label
 
@@ -531,9 +615,12 @@ class Audit:
             time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     def _reset(self, u: _Unit, rec: dict) -> None:
-        res = self.step(u, "factory reset", lambda: _steps().factory_reset(u.handset, home=self.opt.home,
-                                                                            timeout=max(60.0, self.opt.timeout)),
-                        rec=rec)
+        res = self.step(
+            u,
+            "factory reset",
+            lambda: _steps().factory_reset(u.handset, home=self.opt.home, timeout=max(60.0, self.opt.timeout)),
+            rec=rec,
+        )
         if res is not None:
             self.facts.setdefault("reset", {})[u.label] = "factory reset by the lab"
         elif self.opt.assume_reset:
@@ -548,7 +635,7 @@ class Audit:
             from ..lab.modem import Modem
 
             self.modem = Modem.open(**spec.controller_config(), timeout=self.opt.timeout)
-        except Exception as exc:     # noqa: BLE001 - a modem that does not open is a note, not the end
+        except Exception as exc:  # noqa: BLE001 - a modem that does not open is a note, not the end
             rec["notes"].append(f"peer modem {spec.port}: {exc}")
             self.host_fault("modem", None, f"the peer modem {spec.port} did not open: {exc}")
             self.modem = None
@@ -572,6 +659,7 @@ class Audit:
 
         def view() -> list:
             return _steps().lab_carrier_records(u.handset, home=self.opt.home, since=self.started)
+
         return view if hasattr(_steps(), "lab_carrier_records") else None
 
     def _sms_in_out(self, first: list[_Unit], rec: dict) -> None:
@@ -583,8 +671,14 @@ class Audit:
             rec["status"] = "skipped"
             rec["notes"].append("no peer (modem or second handset) to exchange SMS with")
             return
-        out = self.step(u, "sms out", lambda: _cloud().send_message(
-            u.handset, peer, self.texts["sms_out"], modem=self.modem, timeout=self.opt.timeout), rec=rec)
+        out = self.step(
+            u,
+            "sms out",
+            lambda: _cloud().send_message(
+                u.handset, peer, self.texts["sms_out"], modem=self.modem, timeout=self.opt.timeout
+            ),
+            rec=rec,
+        )
         self.facts["sms_out"] = None if out is None else out.to_json()
         if not u.numbers:
             return
@@ -592,12 +686,18 @@ class Audit:
             try:
                 self.modem.send_sms(u.numbers[0], self.texts["sms_in"])
                 self.facts["sms_in_sent"] = "modem"
-            except Exception as exc:    # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 rec["notes"].append(f"modem send: {exc}")
         elif len(self.units) >= 2 and not self.units[1].gone:
             other = self.units[1]
-            self.step(other, "sms to first", lambda: _cloud().send_message(
-                other.handset, u.numbers[0], self.texts["sms_in"], timeout=self.opt.timeout), rec=rec)
+            self.step(
+                other,
+                "sms to first",
+                lambda: _cloud().send_message(
+                    other.handset, u.numbers[0], self.texts["sms_in"], timeout=self.opt.timeout
+                ),
+                rec=rec,
+            )
         got = self.step(u, "sms in", lambda: _wait_row(u.handset, self.texts["sms_in"], self.opt.timeout), rec=rec)
         self.facts["sms_in"] = got
         self._settle(self.opt.settle)
@@ -614,23 +714,46 @@ class Audit:
             rec["notes"].append(why)
             self.facts["send_offline_skipped"] = why
         else:
-            off = self.step(receiver, "receiver offline", lambda: _steps().set_airplane(
-                receiver.handset, True, timeout=self.opt.timeout), rec=rec)
+            off = self.step(
+                receiver,
+                "receiver offline",
+                lambda: _steps().set_airplane(receiver.handset, True, timeout=self.opt.timeout),
+                rec=rec,
+            )
             out = None
             if off is None:
                 self.facts["send_offline_skipped"] = f"{receiver.label} could not be taken offline (see its steps)"
             else:
-                out = self.step(sender, "send offline", lambda: _cloud().send_message(
-                    sender.handset, receiver.numbers[0], self.texts["offline"], timeout=self.opt.timeout), rec=rec)
+                out = self.step(
+                    sender,
+                    "send offline",
+                    lambda: _cloud().send_message(
+                        sender.handset, receiver.numbers[0], self.texts["offline"], timeout=self.opt.timeout
+                    ),
+                    rec=rec,
+                )
                 if out is None:
                     self.facts["send_offline_skipped"] = "the send to the offline receiver failed (see the steps)"
             self.facts["send_offline"] = None if out is None else out.to_json()
-            self.step(receiver, "receiver online", lambda: _steps().set_airplane(receiver.handset, False,
-                                                                                timeout=self.opt.timeout), rec=rec)
+            self.step(
+                receiver,
+                "receiver online",
+                lambda: _steps().set_airplane(receiver.handset, False, timeout=self.opt.timeout),
+                rec=rec,
+            )
         if self._modem_number():
-            out = self.step(sender, "send to modem", lambda: _cloud().send_message(
-                sender.handset, self._modem_number(), self.texts["modem"], modem=self.modem,
-                timeout=self.opt.timeout), rec=rec)
+            out = self.step(
+                sender,
+                "send to modem",
+                lambda: _cloud().send_message(
+                    sender.handset,
+                    self._modem_number(),
+                    self.texts["modem"],
+                    modem=self.modem,
+                    timeout=self.opt.timeout,
+                ),
+                rec=rec,
+            )
             self.facts["send_modem"] = None if out is None else out.to_json()
 
     # -- recorders ------------------------------------------------------------------------------
@@ -667,18 +790,21 @@ class Audit:
                 rec["notes"].append(f"{u.label}: capture did not start: {exc}")
                 self.host_fault("capture", u, f"capture did not start: {exc}")
         try:
-            from ..trace import Tracer, TraceOptions, open_device
+            from ..trace import TraceOptions, Tracer, open_device
 
             apps = tuple(getattr(getattr(u.spec, "frida", None), "processes", None) or ("com.android.mms",))
-            u.tracer = Tracer(open_device(u.spec.serial, server=u.spec.adb, timeout=10), u.dir / "trace", serial=u.spec.serial,
-                              options=TraceOptions(apps=apps, evp=True))
+            u.tracer = Tracer(
+                open_device(u.spec.serial, server=u.spec.adb, timeout=10),
+                u.dir / "trace",
+                serial=u.spec.serial,
+                options=TraceOptions(apps=apps, evp=True),
+            )
             u.tracer.start()
-            u.trace_thread = threading.Thread(target=self._trace_run, args=(u,), daemon=True,
-                                              name=f"trace-{u.label}")
+            u.trace_thread = threading.Thread(target=self._trace_run, args=(u,), daemon=True, name=f"trace-{u.label}")
             u.trace_thread.start()
             self.run.add_file(f"{u.rel}/trace/events.jsonl", kind="jsonl")
-            self.run.add_file(f"{u.rel}/trace/sslkeylog.txt", kind="keylog")   # the trace's TLS secrets
-        except Exception as exc:    # noqa: BLE001 - Frida's own errors too: a host fault, never a traceback
+            self.run.add_file(f"{u.rel}/trace/sslkeylog.txt", kind="keylog")  # the trace's TLS secrets
+        except Exception as exc:  # noqa: BLE001 - Frida's own errors too: a host fault, never a traceback
             with contextlib.suppress(Exception):
                 if u.tracer is not None:
                     u.tracer.stop("error")
@@ -692,7 +818,7 @@ class Audit:
         fault (the agent's evidence ends there)."""
         try:
             u.tracer.run(stop=u.trace_stop)
-        except Exception as exc:    # noqa: BLE001 - any way the trace ends early weakens the evidence
+        except Exception as exc:  # noqa: BLE001 - any way the trace ends early weakens the evidence
             u.trace_error = f"the trace died: {type(exc).__name__}: {exc}"
             u.trace_died = True
             self.say(f"{u.label}: {u.trace_error}")
@@ -733,7 +859,7 @@ class Audit:
             try:
                 doc["identity"] = self.modem.identify().to_json()
                 doc["inbox"] = [m.to_json() for m in self.modem.inbox()]
-            except Exception as exc:     # noqa: BLE001 - the modem's log is evidence, not a step
+            except Exception as exc:  # noqa: BLE001 - the modem's log is evidence, not a step
                 doc["error"] = f"{type(exc).__name__}: {exc}"
             self._write_text("modem.json", json.dumps(doc, indent=1, default=str), kind="json")
             with contextlib.suppress(Exception):
@@ -796,15 +922,15 @@ class Audit:
                 continue
             try:
                 wc = WireCheck(idents, hash_budget=self.opt.hash_budget)
-                if ev.exists():          # the trace's TLS secrets decrypt the capture (findings in
-                    wc.add_agent_secrets(ev)     # layer tls-decrypted cite flow, record, wire offset)
+                if ev.exists():  # the trace's TLS secrets decrypt the capture (findings in
+                    wc.add_agent_secrets(ev)  # layer tls-decrypted cite flow, record, wire offset)
                 if cap is not None and cap.stat().st_size > 0:
                     wc.add_capture(cap)
                 if ev.exists():
                     wc.add_agent_events(ev)
                 u.wire = wc.report()
                 u.agent_writes = _agent_writes(ev) if ev.exists() else ()
-            except Exception as exc:    # noqa: BLE001 - a broken analysis is a host fault, never a crash
+            except Exception as exc:  # noqa: BLE001 - a broken analysis is a host fault, never a crash
                 u.wire = None
                 self.host_fault("analysis", u, f"the wire analysis failed: {type(exc).__name__}: {exc}")
                 continue
@@ -822,12 +948,12 @@ class Audit:
             return
         try:
             u.tls = decrypt_and_cross_check(cap, u.dir / "trace")
-        except Exception as exc:    # noqa: BLE001 - broken decryption is a host fault, never a crash
+        except Exception as exc:  # noqa: BLE001 - broken decryption is a host fault, never a crash
             u.tls_error = f"decrypting the capture failed: {type(exc).__name__}: {exc}"
             self.host_fault("analysis", u, u.tls_error)
             return
         doc = u.tls
-        if self.opt.redact:     # the bytes samples (hex) could hold identifiers in a form the redactor misses
+        if self.opt.redact:  # the bytes samples (hex) could hold identifiers in a form the redactor misses
             doc = json.loads(json.dumps(u.tls, default=str))
             for f in doc["cross_check"]["flows"]:
                 for e in f["evidence"]:
@@ -841,22 +967,42 @@ class Audit:
     def evidence(self) -> Evidence:
         """What the run established, for the checks."""
         f = self.facts
-        handsets = [HandsetEvidence(
-            label=u.label, serial=u.spec.serial, numbers=tuple(u.numbers),
-            capture_file=_cap_rel(u) if _capture_of(u) else None,
-            events_file=f"{u.rel}/trace/events.jsonl" if (u.dir / "trace" / "events.jsonl").exists() else None,
-            wire=u.wire, agent_writes=tuple(u.agent_writes), capture_error=u.capture_error,
-            trace_error=u.trace_error or u.analysis_skipped, gone=u.gone or u.analysis_skipped,
-            tls=u.tls, tls_error=u.tls_error or u.analysis_skipped) for u in self.units]
+        handsets = [
+            HandsetEvidence(
+                label=u.label,
+                serial=u.spec.serial,
+                numbers=tuple(u.numbers),
+                capture_file=_cap_rel(u) if _capture_of(u) else None,
+                events_file=f"{u.rel}/trace/events.jsonl" if (u.dir / "trace" / "events.jsonl").exists() else None,
+                wire=u.wire,
+                agent_writes=tuple(u.agent_writes),
+                capture_error=u.capture_error,
+                trace_error=u.trace_error or u.analysis_skipped,
+                gone=u.gone or u.analysis_skipped,
+                tls=u.tls,
+                tls_error=u.tls_error or u.analysis_skipped,
+            )
+            for u in self.units
+        ]
         return Evidence(
-            handsets=handsets, started=self.started, reset=dict(f.get("reset") or {}),
-            cm_default=dict(f.get("cm_default") or {}), opt_in_at=f.get("opt_in_at"), login=dict(f.get("login") or {}),
+            handsets=handsets,
+            started=self.started,
+            reset=dict(f.get("reset") or {}),
+            cm_default=dict(f.get("cm_default") or {}),
+            opt_in_at=f.get("opt_in_at"),
+            login=dict(f.get("login") or {}),
             receiver_presence_before_send=f.get("receiver_presence_before_send"),
-            send_online=f.get("send_online"), send_online_skipped=f.get("send_online_skipped"),
-            send_offline=f.get("send_offline"), send_offline_skipped=f.get("send_offline_skipped"),
-            send_modem=f.get("send_modem"), modem_present=self.modem is not None, lookups=list(f.get("lookups") or []),
-            cloud_state=f.get("cloud_state"), cloud_state_by=f.get("cloud_state_by"),
-            host_faults=list(self.host_faults))
+            send_online=f.get("send_online"),
+            send_online_skipped=f.get("send_online_skipped"),
+            send_offline=f.get("send_offline"),
+            send_offline_skipped=f.get("send_offline_skipped"),
+            send_modem=f.get("send_modem"),
+            modem_present=self.modem is not None,
+            lookups=list(f.get("lookups") or []),
+            cloud_state=f.get("cloud_state"),
+            cloud_state_by=f.get("cloud_state_by"),
+            host_faults=list(self.host_faults),
+        )
 
     def _evaluate(self) -> dict:
         self._analyse()
@@ -867,30 +1013,47 @@ class Audit:
             rec = judge(check, ev, on_fault=lambda msg: self.host_fault("check", None, msg))
             if rec.status is Status.NOT_TESTABLE and rec.host:
                 host_not_testable.append(check.ID)
-            checks.append({"id": check.ID, "title": check.TITLE, "claim": check.CLAIM, "status": rec.status.value,
-                           "reason": rec.reason, "evidence": [e.to_json() for e in rec.evidence[:200]],
-                           "warnings": list(rec.warnings),
-                           "handsets": list(rec.handsets) if rec.handsets is not None else [u.label for u in self.units]})
+            checks.append(
+                {
+                    "id": check.ID,
+                    "title": check.TITLE,
+                    "claim": check.CLAIM,
+                    "status": rec.status.value,
+                    "reason": rec.reason,
+                    "evidence": [e.to_json() for e in rec.evidence[:200]],
+                    "warnings": list(rec.warnings),
+                    "handsets": list(rec.handsets) if rec.handsets is not None else [u.label for u in self.units],
+                }
+            )
         from ..report import SCHEMA, summary_of
 
         summary = summary_of(checks)
         if self.interrupted:
             code = EXIT_INTERRUPTED
         elif self.not_run or not (summary.get("PASS") or summary.get("FAIL")):
-            code = EXIT_NOT_RUN           # nothing could be judged: not a pass
+            code = EXIT_NOT_RUN  # nothing could be judged: not a pass
         elif host_not_testable:
-            code = EXIT_NOT_RUN           # the host, not the handset, left a check unjudged: not 0, not 3
+            code = EXIT_NOT_RUN  # the host, not the handset, left a check unjudged: not 0, not 3
         elif summary.get("FAIL"):
             code = EXIT_FAIL
         else:
             code = EXIT_PASS
         return {
             "schema": SCHEMA,
-            "run": {"id": self.run.run_id, "testbed": self.tb.name, "started": _iso(self.started),
-                    "finished": _iso(_now()), "complete": not self.interrupted, "interrupted": self.interrupted,
-                    "redacted": self.opt.redact, "hostctl": __version__, "profile": self.opt.profile,
-                    "argv": list(self.opt.argv), "status": self._run_status(),
-                    "host_faults": list(self.host_faults)},
+            "run": {
+                "id": self.run.run_id,
+                "testbed": self.tb.name,
+                "started": _iso(self.started),
+                "finished": _iso(_now()),
+                "complete": not self.interrupted,
+                "interrupted": self.interrupted,
+                "redacted": self.opt.redact,
+                "hostctl": __version__,
+                "profile": self.opt.profile,
+                "argv": list(self.opt.argv),
+                "status": self._run_status(),
+                "host_faults": list(self.host_faults),
+            },
             "handsets": [self._handset_doc(u) for u in self.units],
             "phases": self.phases,
             "checks": checks,
@@ -909,11 +1072,18 @@ class Audit:
         return "degraded" if self.host_faults else "complete"
 
     def _handset_doc(self, u: _Unit) -> dict:
-        return {"label": u.label, "serial": u.spec.serial, "model": u.info.get("model"),
-                "miui": u.info.get("miui_version_name"), "emulated": bool(u.info.get("emulated")),
-                "sims": [{"slot": s.slot, "number": s.number, "imsi": s.imsi, "iccid": s.iccid,
-                          "operator": s.operator} for s in u.spec.sims],
-                "imeis": [s.imei for s in u.spec.sims if s.imei]}
+        return {
+            "label": u.label,
+            "serial": u.spec.serial,
+            "model": u.info.get("model"),
+            "miui": u.info.get("miui_version_name"),
+            "emulated": bool(u.info.get("emulated")),
+            "sims": [
+                {"slot": s.slot, "number": s.number, "imsi": s.imsi, "iccid": s.iccid, "operator": s.operator}
+                for s in u.spec.sims
+            ],
+            "imeis": [s.imei for s in u.spec.sims if s.imei],
+        }
 
     def _tls_flows(self) -> list[dict]:
         """Every TLS flow of each handset's capture: decrypted or not, and the cross-check's word."""
@@ -921,9 +1091,18 @@ class Audit:
         for u in self.units:
             hosts = {fl["id"]: fl.get("host") for fl in (u.wire or {}).get("flows", [])}
             for f in (u.tls or {}).get("flows", []):
-                out.append({"handset": u.label, "flow": f["flow"], "client": f["client"], "server": f["server"],
-                            "host": hosts.get(f["flow"]), "tls_status": f["tls_status"], "decrypted": f["decrypted"],
-                            "cross_check": f["cross_check"]})
+                out.append(
+                    {
+                        "handset": u.label,
+                        "flow": f["flow"],
+                        "client": f["client"],
+                        "server": f["server"],
+                        "host": hosts.get(f["flow"]),
+                        "tls_status": f["tls_status"],
+                        "decrypted": f["decrypted"],
+                        "cross_check": f["cross_check"],
+                    }
+                )
         return out
 
     def _timeline(self) -> list[dict]:
@@ -934,16 +1113,35 @@ class Audit:
                 if fl.get("first_ts") is None or not fl.get("vendor"):
                     continue
                 p = fl.get("protocol") or {}
-                out.append({"t": max(0.0, fl["first_ts"] - self.started), "handset": u.label,
-                            "host": fl.get("host") or fl["server"], "kind": "connection", "flow": fl["id"],
-                            "identifier": None, "form": None, "verdict": None,
-                            "tls": p.get("version") if p.get("name") == "tls" else None})
+                out.append(
+                    {
+                        "t": max(0.0, fl["first_ts"] - self.started),
+                        "handset": u.label,
+                        "host": fl.get("host") or fl["server"],
+                        "kind": "connection",
+                        "flow": fl["id"],
+                        "identifier": None,
+                        "form": None,
+                        "verdict": None,
+                        "tls": p.get("version") if p.get("name") == "tls" else None,
+                    }
+                )
             for f in w.get("findings", []):
                 if f.get("ts") is None:
                     continue
-                out.append({"t": max(0.0, f["ts"] - self.started), "handset": u.label, "host": f.get("host") or "?",
-                            "kind": "sighting", "flow": f.get("flow"), "identifier": f["identifier"],
-                            "form": f["form"], "verdict": f["verdict"], "tls": None})
+                out.append(
+                    {
+                        "t": max(0.0, f["ts"] - self.started),
+                        "handset": u.label,
+                        "host": f.get("host") or "?",
+                        "kind": "sighting",
+                        "flow": f.get("flow"),
+                        "identifier": f["identifier"],
+                        "form": f["form"],
+                        "verdict": f["verdict"],
+                        "tls": None,
+                    }
+                )
         out.sort(key=lambda e: e["t"])
         return out
 
@@ -987,15 +1185,26 @@ def decrypt_and_cross_check(capture: Path, trace_dir: Path) -> dict:
     cc = cross_check(flows, events, window=window)
     judged = {f.flow: f for f in cc.flows}
     kl = tls.get("keylog") or {}
-    return {"decryption": {"flows": dict(tls.get("flows") or {}), "sessions": kl.get("sessions", 0),
-                           "secrets": kl.get("secrets", 0)},
-            "window": {"start": window[0], "stopped": stopped} if window else None,
-            "flows": [{"flow": f.id, "client": f"{f.key.client[0]}:{f.key.client[1]}",
-                       "server": f"{f.key.server[0]}:{f.key.server[1]}",
-                       "tls_status": (f.summary or {}).get("status", "unknown"),
-                       "decrypted": (f.summary or {}).get("status") == "decrypted",
-                       "cross_check": judged[f.id].status if f.id in judged else None} for f in flows],
-            "cross_check": cc.to_json()}
+    return {
+        "decryption": {
+            "flows": dict(tls.get("flows") or {}),
+            "sessions": kl.get("sessions", 0),
+            "secrets": kl.get("secrets", 0),
+        },
+        "window": {"start": window[0], "stopped": stopped} if window else None,
+        "flows": [
+            {
+                "flow": f.id,
+                "client": f"{f.key.client[0]}:{f.key.client[1]}",
+                "server": f"{f.key.server[0]}:{f.key.server[1]}",
+                "tls_status": (f.summary or {}).get("status", "unknown"),
+                "decrypted": (f.summary or {}).get("status") == "decrypted",
+                "cross_check": judged[f.id].status if f.id in judged else None,
+            }
+            for f in flows
+        ],
+        "cross_check": cc.to_json(),
+    }
 
 
 def judge(check: ModuleType, ev: Evidence, *, on_fault: Callable[[str], None] | None = None) -> CheckRecord:
@@ -1006,20 +1215,29 @@ def judge(check: ModuleType, ev: Evidence, *, on_fault: Callable[[str], None] | 
         rec = check.evaluate(ev)
     except NotTestable as nt:
         rec = CheckRecord.not_testable(nt)
-    except Exception as exc:    # noqa: BLE001 - one broken check must not lose the report
+    except Exception as exc:  # noqa: BLE001 - one broken check must not lose the report
         msg = f"{check.ID} could not be evaluated: {type(exc).__name__}: {exc}"
         if on_fault is not None:
             on_fault(msg)
-        return CheckRecord(Status.NOT_TESTABLE, f"the check could not be evaluated (host fault): "
-                                                f"{type(exc).__name__}: {exc}", host=True)
+        return CheckRecord(
+            Status.NOT_TESTABLE,
+            f"the check could not be evaluated (host fault): {type(exc).__name__}: {exc}",
+            host=True,
+        )
     faults = [f for f in ev.host_faults if FAULT_WEAKENS.get(f["kind"], frozenset()) & set(check.NEEDS)]
     why = "; ".join(f"{f['handset'] + ': ' if f.get('handset') else ''}{f['message']}" for f in faults)
     if rec.status is Status.PASS and faults:
-        return CheckRecord(Status.NOT_TESTABLE, f"not judged: a host fault weakened the evidence ({why})",
-                           rec.evidence, rec.warnings, host=True)
+        return CheckRecord(
+            Status.NOT_TESTABLE,
+            f"not judged: a host fault weakened the evidence ({why})",
+            rec.evidence,
+            rec.warnings,
+            host=True,
+        )
     if rec.status is Status.NOT_TESTABLE and faults and not rec.host:
-        return CheckRecord(Status.NOT_TESTABLE, f"{rec.reason} (host fault: {why})", rec.evidence, rec.warnings,
-                           host=True)
+        return CheckRecord(
+            Status.NOT_TESTABLE, f"{rec.reason} (host fault: {why})", rec.evidence, rec.warnings, host=True
+        )
     return rec
 
 
@@ -1124,5 +1342,8 @@ def _agent_writes(path: Path) -> tuple[AgentWrite, ...]:
     """The agent's TLS writes (their first 200 bytes), for checks that read what went out when."""
     from ..events import SslData, read_events
 
-    return tuple(AgentWrite(line, e.agent_ts or e.host_ts, e.sni, bytes(e.data)[:200])
-                 for line, e in read_events(path, errors=[]) if isinstance(e, SslData) and e.direction == "out")
+    return tuple(
+        AgentWrite(line, e.agent_ts or e.host_ts, e.sni, bytes(e.data)[:200])
+        for line, e in read_events(path, errors=[])
+        if isinstance(e, SslData) and e.direction == "out"
+    )

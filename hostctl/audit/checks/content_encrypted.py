@@ -22,8 +22,10 @@ def evaluate(ev: Evidence) -> CheckRecord:
         raise NotTestable(why)
     found = ev.sent(kinds=("text",))
     if found:
-        return failed("message text reached Xiaomi hosts " + ", ".join(sorted({f["verdict"] for _, f in found})),
-                      [ev.finding(h, f) for h, f in found])
+        return failed(
+            "message text reached Xiaomi hosts " + ", ".join(sorted({f["verdict"] for _, f in found})),
+            [ev.finding(h, f) for h, f in found],
+        )
     if not ev.plaintext_seen():
         raise NotTestable("without TLS plaintext (trace) the inside of TLS is unseen")
     if (ev.send_online or {}).get("route") != "ip":

@@ -24,12 +24,16 @@ def evaluate(ev: Evidence) -> CheckRecord:
     sent = ev.sent(kinds=("imsi",))
     before = [(h, f) for h, f in sent if login.get(h.label) is None or (f.get("ts") or 0) < login[h.label]]
     if before:
-        return failed("the IMSI left " + ", ".join(sorted({h.label for h, _ in before}))
-                      + " before any Mi Cloud login on it", [ev.finding(h, f) for h, f in before])
+        return failed(
+            "the IMSI left " + ", ".join(sorted({h.label for h, _ in before})) + " before any Mi Cloud login on it",
+            [ev.finding(h, f) for h, f in before],
+        )
     if not login:
         raise NotTestable("Mi Cloud login could not be done on this testbed (no IMSI was sent before it)")
     if sent:
-        return passed("the IMSI leaves the device only after Mi Cloud login (reported)",
-                      [ev.finding(h, f) for h, f in sent],
-                      ["IMSI sent after Mi Cloud login to " + ", ".join(sorted({f.get('host') or '?' for _, f in sent}))])
+        return passed(
+            "the IMSI leaves the device only after Mi Cloud login (reported)",
+            [ev.finding(h, f) for h, f in sent],
+            ["IMSI sent after Mi Cloud login to " + ", ".join(sorted({f.get("host") or "?" for _, f in sent}))],
+        )
     return passed("no IMSI left the device, before or after Mi Cloud login")

@@ -22,19 +22,24 @@ NEEDS = ("device",)
 def evaluate(ev: Evidence) -> CheckRecord:
     out = ev.send_online
     if out is None:
-        raise NotTestable(ev.send_online_skipped or "no send to an online receiver was made (it failed: see the "
-                                                    "phase notes)")
+        raise NotTestable(
+            ev.send_online_skipped or "no send to an online receiver was made (it failed: see the phase notes)"
+        )
     rows = [ev.message_row(out, "sender"), ev.message_row(out, "receiver")]
     seen = ev.receiver_presence_before_send
     if seen is not None and not seen.get("online"):
         # the premise failed (a timing matter: the receiver's channel was not up yet), not the claim
-        raise NotTestable("the receiver never showed online to the sender before the send "
-                          f"(last presence answer: {seen})")
+        raise NotTestable(
+            f"the receiver never showed online to the sender before the send (last presence answer: {seen})"
+        )
     evidence = out.get("evidence") or {}
     carrier = evidence.get("carrier")
     if out.get("route") == "ip" and not carrier:
         if evidence.get("receiver") is None:
             return failed("sent over IP but the receiver never got it", rows)
-        return passed("the message went over IP (mx_status %s) and the network carried no SMS"
-                      % (evidence.get("sender") or {}).get("mx_status"), rows)
+        return passed(
+            "the message went over IP (mx_status %s) and the network carried no SMS"
+            % (evidence.get("sender") or {}).get("mx_status"),
+            rows,
+        )
     return failed(f"route {out.get('route')!r}" + (", the carrier carried it as SMS" if carrier else ""), rows)

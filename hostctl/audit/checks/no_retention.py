@@ -27,8 +27,10 @@ def evaluate(ev: Evidence) -> CheckRecord:
     count = max(_count(retained.get("bodies")), _count(retained.get("messages")))
     if count:
         by = ev.cloud_state_by
-        return failed(f"the server still holds {count} message bodies after delivery",
-                      [Locator(file=f"handsets/{by}/steps.json" if by else None, text=json.dumps(state)[:300])])
+        return failed(
+            f"the server still holds {count} message bodies after delivery",
+            [Locator(file=f"handsets/{by}/steps.json" if by else None, text=json.dumps(state)[:300])],
+        )
     return passed("the server's store holds no message content after delivery")
 
 

@@ -27,15 +27,21 @@ def evaluate(ev: Evidence) -> CheckRecord:
         raise NotTestable("the Cloud Messaging state could not be read before opting in")
     not_reset = [lbl for lbl in default if lbl not in ev.reset]
     if not_reset:
-        raise NotTestable(f"{', '.join(not_reset)} not factory-reset: the default state cannot be told "
-                          "(reset by hand and run with --assume-reset)")
+        raise NotTestable(
+            f"{', '.join(not_reset)} not factory-reset: the default state cannot be told "
+            "(reset by hand and run with --assume-reset)"
+        )
     found, bad = [], []
     for lbl, st in default.items():
         if st.get("enabled") or any(s.get("enabled") for s in st.get("sims", [])):
             bad.append(lbl)
-            found.append(Locator(file=f"handsets/{lbl}/steps.json",
-                                 text=f"{lbl}: Cloud Messaging on after a factory reset "
-                                      f"(secure/cloud_messaging_on={st.get('sources', {}).get('setting')})"))
+            found.append(
+                Locator(
+                    file=f"handsets/{lbl}/steps.json",
+                    text=f"{lbl}: Cloud Messaging on after a factory reset "
+                    f"(secure/cloud_messaging_on={st.get('sources', {}).get('setting')})",
+                )
+            )
     for h in ev.handsets:
         traffic = _traffic_before(h, ev.opt_in_at)
         if traffic:
@@ -57,16 +63,24 @@ def _traffic_before(h: HandsetEvidence, until: float | None) -> list[Locator]:
         paths = [r.get("path", "") for r in (fl.get("protocol") or {}).get("requests", [])]
         to_cm = fl.get("host") in CM_HOSTS or any(p.startswith(ACTIVATION_PATHS) for p in paths)
         if to_cm and fl.get("first_ts") and fl["first_ts"] < until:
-            out.append(Locator(file=h.capture_rel(), flow=fl["id"], offset=0, host=fl.get("host"),
-                               text=f"{h.label}: Cloud Messaging traffic before opting in ({fl.get('host')})"))
+            out.append(
+                Locator(
+                    file=h.capture_rel(),
+                    flow=fl["id"],
+                    offset=0,
+                    host=fl.get("host"),
+                    text=f"{h.label}: Cloud Messaging traffic before opting in ({fl.get('host')})",
+                )
+            )
     writes = 0
     for w in h.agent_writes:
         if w.ts >= until:
             continue
         if any(p.encode() in w.head for p in ACTIVATION_PATHS) or b'"type":"bind"' in w.head:
             first = w.head.split(b"\r\n")[0][:80].decode("latin-1")
-            out.append(Locator(file=h.events_file, event=w.line, host=w.sni,
-                               text=f"{h.label}: {first} before opting in"))
+            out.append(
+                Locator(file=h.events_file, event=w.line, host=w.sni, text=f"{h.label}: {first} before opting in")
+            )
             writes += 1
             if writes >= 5:
                 break

@@ -24,9 +24,13 @@ def evaluate(ev: Evidence) -> CheckRecord:
     found = ev.sent(kinds=("msisdn",))
     warnings = ev.deterministic_warnings()
     if found:
-        return failed("phone numbers reached Xiaomi hosts " + ", ".join(sorted({f["verdict"] for _, f in found})),
-                      [ev.finding(h, f) for h, f in found], warnings)
+        return failed(
+            "phone numbers reached Xiaomi hosts " + ", ".join(sorted({f["verdict"] for _, f in found})),
+            [ev.finding(h, f) for h, f in found],
+            warnings,
+        )
     if not ev.plaintext_seen():
-        raise NotTestable("the wire shows no readable number, but without TLS plaintext (trace) the inside of TLS "
-                          "is unseen")
+        raise NotTestable(
+            "the wire shows no readable number, but without TLS plaintext (trace) the inside of TLS is unseen"
+        )
     return passed("no phone number readable, encoded or merely hashed in what was sent", warnings=warnings)

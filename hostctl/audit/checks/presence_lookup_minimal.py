@@ -32,6 +32,8 @@ def evaluate(ev: Evidence) -> CheckRecord:
                 continue
             found.append(ev.finding(h, f))
     if found:
-        return failed("a look-up sent more than the looked-up number: "
-                      + ", ".join(sorted({e.identifier or "?" for e in found})), found)
+        return failed(
+            "a look-up sent more than the looked-up number: " + ", ".join(sorted({e.identifier or "?" for e in found})),
+            found,
+        )
     return passed(f"{len(looks)} look-up(s) sent no identifier but the looked-up number")

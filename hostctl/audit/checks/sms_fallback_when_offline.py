@@ -34,5 +34,8 @@ def evaluate(ev: Evidence) -> CheckRecord:
     if bad:
         return failed("; ".join(bad), rows)
     skipped = ev.send_offline_skipped
-    return passed("delivered as SMS when the receiver was offline or not a Cloud Messaging user"
-                  + (f" (the offline-receiver case was not run: {skipped})" if skipped else ""), rows)
+    return passed(
+        "delivered as SMS when the receiver was offline or not a Cloud Messaging user"
+        + (f" (the offline-receiver case was not run: {skipped})" if skipped else ""),
+        rows,
+    )

@@ -25,21 +25,36 @@ def evaluate(ev: Evidence) -> CheckRecord:
         w = h.wire or {}
         cap = h.capture_rel()
         for t in w.get("weak_tls", []):
-            found.append(Locator(file=cap, flow=t["flow"], offset=0, host=t["host"],
-                                 text=f"{t['host']} over {t['version']}"))
+            found.append(
+                Locator(file=cap, flow=t["flow"], offset=0, host=t["host"], text=f"{t['host']} over {t['version']}")
+            )
         for c in w.get("clear_http", []):
             if c["findings"]:
-                found.append(Locator(file=cap, flow=c["flow"], offset=0, host=c["host"],
-                                     identifier=", ".join(c["identifiers"]),
-                                     text=f"clear HTTP to {c['host']} carries {', '.join(c['identifiers'])}"))
+                found.append(
+                    Locator(
+                        file=cap,
+                        flow=c["flow"],
+                        offset=0,
+                        host=c["host"],
+                        identifier=", ".join(c["identifiers"]),
+                        text=f"clear HTTP to {c['host']} carries {', '.join(c['identifiers'])}",
+                    )
+                )
             else:
                 reqs = ", ".join(f"{r.get('method')} {r.get('path')}" for r in c["requests"][:3])
                 warnings.append(f"clear HTTP to {c['host']} ({reqs}): no identifier, but not TLS")
         for fl in w.get("flows", []):
             p = fl.get("protocol") or {}
             if fl.get("vendor") and p.get("name") not in ("tls", "http") and fl["bytes"]["c2s"] > 0:
-                found.append(Locator(file=cap, flow=fl["id"], offset=0, host=fl.get("host"),
-                                     text=f"{fl['server']}: {fl['bytes']['c2s']} bytes in a protocol that is not TLS"))
+                found.append(
+                    Locator(
+                        file=cap,
+                        flow=fl["id"],
+                        offset=0,
+                        host=fl.get("host"),
+                        text=f"{fl['server']}: {fl['bytes']['c2s']} bytes in a protocol that is not TLS",
+                    )
+                )
     if found:
         return failed("a connection to a Xiaomi host is not TLS 1.2+ or carries data in clear", found, warnings)
     return passed("every connection to a Xiaomi host carrying data is TLS 1.2 or later", warnings=warnings)
