@@ -245,13 +245,13 @@ class WireCheck:
     # -- the decoder stack ------------------------------------------------------------------
     def layer_connection(self, origin: Origin, *, chain: tuple[str, ...] = (), port: int | None = None,
                          alpn: str | None = None, host: str | None = None, layer: str | None = None,
-                         scan_bottom: bool = True, on_finding: Any = None) -> Connection:
+                         scan_bottom: bool = True, on_finding: Any = None, on_authority: Any = None) -> Connection:
         """A decoder stack over one two-way byte stream whose findings land in this report:
         the wire's TCP flows, the agent's TLS sessions and (``tlsdecrypt``) decrypted records
         (``origin.source == "tls-decrypted"``, ``chain=("tls",)``). Feed it per direction with
         ``feed(direction, offset, data)``, then ``close()``; with ``scan_bottom`` the stream
         itself is scanned too (chain ``chain`` or ``stream``)."""
-        return Connection(_LayerSink(self, origin, host, layer or origin.source, on_finding), origin,
+        return Connection(_LayerSink(self, origin, host, layer or origin.source, on_finding, on_authority), origin,
                           chain=chain, port=port, alpn=alpn, scan_bottom=scan_bottom)
 
     # -- captures ---------------------------------------------------------------------------
@@ -545,12 +545,20 @@ class _LayerSink:
     """What the decoder stack of one stream reports to: findings become the report's, with
     their layer chain, offset in the decoded message and the carrier's place in the capture."""
 
-    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts")
+    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts", "on_authority")
 
-    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any) -> None:
+    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any,
+                 on_authority: Any = None) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin
         self.host, self.layer, self.on_finding = host, layer, on_finding
+        self.on_authority = on_authority
         self.ts: float | None = None     # time of the bytes being fed (set by the feeder)
+
+    def authority(self, value: str) -> None:
+        """A decoder read the host a request names (HTTP/2 ``:authority``): the flow's host where
+        neither SNI nor a Host header named one (h2c has neither)."""
+        if self.on_authority is not None:
+            self.on_authority(value)
 
     def layer_finding(self, match: Any, span: Span, offset: int) -> None:
         o = span.origin
@@ -666,7 +674,7 @@ class _Consumer:
             st.conn = self.c.layer_connection(
                 Origin("wire", flow=self._id(flow), capture=self.capture), port=flow.key.server[1],
                 host=lambda: self._host(flow), layer="wire", scan_bottom=False,
-                on_finding=st.findings.append)
+                on_finding=st.findings.append, on_authority=lambda a: self._authority(flow, a))
 
     def _state(self, flow: Any) -> _FlowState:
         st = flow.user
@@ -678,6 +686,12 @@ class _Consumer:
     def _host(self, flow: Any) -> str | None:
         proto = getattr(flow, "protocol", None) or {}
         return proto.get("sni") or proto.get("host")
+
+    @staticmethod
+    def _authority(flow: Any, authority: str) -> None:
+        proto = getattr(flow, "protocol", None)
+        if isinstance(proto, dict) and not (proto.get("sni") or proto.get("host")):
+            proto["host"] = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
     def data(self, flow: Any, direction: str, offset: int, data: bytes, ts: float) -> None:
         st = flow.user
