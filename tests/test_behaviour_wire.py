@@ -309,3 +309,53 @@ def test_audit_fails_a_build_leaking_the_imei_over_websocket_with_permessage_def
     rows = _tshark(run, "hs1", "websocket.opcode == 1 && websocket.mask == 1", "websocket.rsv",
                    "websocket.payload.text")
     assert [(rsv, json.loads(text)) for rsv, text in rows] == [("0x04", {"d": imei})]
+
+
+@pytest.mark.parametrize("transport,encoding,host", [
+    ("h2", "gzip", "api.account.xiaomi.com"), ("h2c", "identity", "resolver.msg.xiaomi.net"),
+    ("wss", "permessage-deflate", "api.account.xiaomi.com"), ("ws", "identity", "resolver.msg.xiaomi.net"),
+    ("tls", "deflate", "api.account.xiaomi.com")])
+def test_the_service_takes_a_report_over_each_transport(transport, encoding, host, tmp_path):
+    """The app's client (app_main) against the service's server (cloudsvc), both ends with the
+    real libraries: the service records the same fields, on the endpoint the host names, and
+    HTTP/1.1 clients of the ALPN-capable TLS listener still get HTTP/1.1."""
+    import asyncio
+    import importlib.util
+    import types
+
+    from hostctl.emulator import apps
+    from hostctl.emulator.cloudmsg import CloudMessaging
+    from hostctl.emulator.cloudsvc import CloudService
+    from hostctl.emulator.lab import _protocol_libs
+    from hostctl.emulator.labca import ensure_ca
+
+    spec = importlib.util.spec_from_file_location("app_main_under_test", apps.APP_MAIN)
+    app_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_main)
+
+    async def run():
+        ca = ensure_ca(tmp_path)
+        svc = CloudService(CloudMessaging(ttl=30, observe=True), ca)
+        await svc.start()
+        try:
+            app = types.SimpleNamespace(hosts={h: "%s:%d" % a for h, a in svc.hosts().items()}, ca=str(ca.ca_cert))
+            fields = {"d": "864804024924235", "n": "+8613800138000"}
+            tls = transport in ("h2", "wss", "tls")
+            if transport in ("h2", "h2c"):
+                call = lambda: app_main.http2(app, "POST", "/stat", fields, host=host, tls=tls,  # noqa: E731
+                                              encoding=encoding, libs=_protocol_libs())
+            elif transport in ("wss", "ws"):
+                call = lambda: app_main.websocket(app, "/stat", fields, host=host, tls=tls,  # noqa: E731
+                                                  deflate=encoding == "permessage-deflate", libs=_protocol_libs())
+            else:
+                call = lambda: app_main.https(app, "POST", "/stat", fields, host=host, tls=tls,  # noqa: E731
+                                              encoding=encoding)
+            reply = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, call), 30)
+            return reply, [(o.endpoint, o.path, o.fields) for o in svc.cm.observed]
+        finally:
+            await svc.stop()
+
+    reply, observed = asyncio.run(run())
+    endpoint = "account" if host == "api.account.xiaomi.com" else "resolver"
+    assert observed == [(endpoint, "/stat", {"d": "864804024924235", "n": "+8613800138000"})]
+    assert (reply.get("result") == "ok") if endpoint == "account" else reply["chat"] == ["app.chat.xiaomi.net:5222"]
