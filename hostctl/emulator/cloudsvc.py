@@ -1,5 +1,7 @@
 """The Cloud Messaging service on loopback: TLS for the account host and the chat channel, plain
-HTTP for the resolver, around the state machine in ``cloudmsg``.
+HTTP for the resolver, around the state machine in ``cloudmsg``. The two HTTP hosts also speak
+HTTP/2 (ALPN ``h2`` on TLS, prior knowledge in the clear) and WebSocket after an HTTP/1.1 Upgrade,
+for builds whose profile endpoints use them (``cloudsvc_h2ws``).
 
 Each endpoint listens on its own 127.0.0.1 port; the lab's resolver map (``hosts()``) tells the
 emulated handsets which port answers for which Xiaomi host name, so TLS SNI, certificate checks and
