@@ -265,8 +265,6 @@ def _connect(app, host, tls, alpn=None, timeout=10.0):
     if not tls:
         ip, port = app.hosts[host].rsplit(":", 1)
         return socket.create_connection((ip, int(port)), timeout=timeout)
-    import ssl
-
     addr = app.hosts.get(host)
     if not addr:
         raise RuntimeError("cannot resolve %s" % host)
