@@ -28,7 +28,7 @@ import json
 import os
 import select
 import socket
-import ssl  # noqa: F401 - loaded at start, as an Android app maps its TLS library when it starts:
+import ssl  # loaded at start (and used by the TLS clients below), as an Android app maps its TLS library when it starts:
 #             a tracer that attaches before the first connection (frida-trace -i 'SSL_write*') finds libssl
 import sys
 import time
