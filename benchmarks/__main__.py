@@ -5,8 +5,17 @@
 
 import sys
 
-from . import (bench_audit, bench_cloudmsg, bench_emulator, bench_identity, bench_modem, bench_scan, bench_send, bench_tls,
-               bench_wire)
+from . import (
+    bench_audit,
+    bench_cloudmsg,
+    bench_emulator,
+    bench_identity,
+    bench_modem,
+    bench_scan,
+    bench_send,
+    bench_tls,
+    bench_wire,
+)
 
 argv = sys.argv[1:]
 status = bench_emulator.main(argv)

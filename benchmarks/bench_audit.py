@@ -28,10 +28,16 @@ def _lab_only(home: Path) -> float:
     port = free_loopback_port()
     env = dict(os.environ, HOSTCTL_HOME=str(home), ANDROID_ADB_SERVER_PORT=str(port))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--no-relay", "--no-consoles"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "hostctl", "emulator", "down"], env=env, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--no-relay", "--no-consoles"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "hostctl", "emulator", "down"], env=env, check=True, capture_output=True, timeout=120
+    )
     wall = time.perf_counter() - t0
     from hostctl.emulator.lab import kill_adb_server
 
@@ -47,16 +53,34 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, HOSTCTL_HOME=str(Path(tmp) / profile))
             env.pop("ANDROID_ADB_SERVER_PORT", None)
             t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", profile,
-                                "--out", str(Path(tmp) / "runs"), "--json"], env=env, capture_output=True,
-                               text=True, timeout=600)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "hostctl",
+                    "audit",
+                    "--emulator",
+                    "--profile",
+                    profile,
+                    "--out",
+                    str(Path(tmp) / "runs"),
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             wall = time.perf_counter() - t0
             doc = json.loads(r.stdout)
             ok = wall <= TARGET
             status |= 0 if ok else 1
-            print(f"audit {profile:<20} {wall:6.2f} s   ref {ref:5.2f} s (lab up + down, nothing done)   "
-                  f"ratio {wall / ref:5.2f}   target <= {TARGET:.0f} s {'PASS' if ok else 'MISS'}   "
-                  f"(exit {r.returncode}; {doc['summary']})", flush=True)
+            print(
+                f"audit {profile:<20} {wall:6.2f} s   ref {ref:5.2f} s (lab up + down, nothing done)   "
+                f"ratio {wall / ref:5.2f}   target <= {TARGET:.0f} s {'PASS' if ok else 'MISS'}   "
+                f"(exit {r.returncode}; {doc['summary']})",
+                flush=True,
+            )
             for p in doc["phases"]:
                 print(f"    {p['name']:<46} {p['seconds']:6.2f} s  {p['status']}", flush=True)
     return status

@@ -36,8 +36,8 @@ from hostctl.emulator.labca import ensure_ca
 from .bench_emulator import row
 
 CLIENTS = 100
-TTL = 5.0          # the service's store TTL in this run: memory must level off once it has passed
-ECHO = r'''
+TTL = 5.0  # the service's store TTL in this run: memory must level off once it has passed
+ECHO = r"""
 import asyncio, ssl, sys, json
 async def main():
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
@@ -54,33 +54,38 @@ async def main():
     print(json.dumps({"port": s.sockets[0].getsockname()[1]}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 asyncio.run(main())
-'''
+"""
 
 
 def _rss(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
     return 0
 
 
 async def _https(ca, port: int, path: str, body: dict) -> dict:
-    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(),
-                                         server_hostname="api.account.xiaomi.com")
+    r, w = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=ca.client_context(), server_hostname="api.account.xiaomi.com"
+    )
     data = json.dumps(body).encode()
-    w.write(f"POST {path} HTTP/1.1\r\nHost: api.account.xiaomi.com\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+    w.write(
+        f"POST {path} HTTP/1.1\r\nHost: api.account.xiaomi.com\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
+    )
     reply = await r.read()
     w.close()
     return json.loads(reply.partition(b"\r\n\r\n")[2])
 
 
-async def _drive(ca, port: int, duration: float, creds: list[dict] | None, host: str,
-                 pid: int, samples: list[int]) -> int:
+async def _drive(
+    ca, port: int, duration: float, creds: list[dict] | None, host: str, pid: int, samples: list[int]
+) -> int:
     conns = []
     for i in range(CLIENTS):
-        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(),
-                                             server_hostname=host)
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(), server_hostname=host)
         if creds:
             w.write(json.dumps({"type": "bind", "mid": creds[i]["mid"], "st": creds[i]["st"]}).encode() + b"\n")
             await r.readline()
@@ -107,7 +112,9 @@ async def _drive(ca, port: int, duration: float, creds: list[dict] | None, host:
             for _ in range(50):
                 n += 1
                 to = numbers[rnd.randrange(CLIENTS)]
-                w.write(json.dumps({"type": "message", "id": f"{i}-{n}", "to": to, "body": "hello there"}).encode() + b"\n")
+                w.write(
+                    json.dumps({"type": "message", "id": f"{i}-{n}", "to": to, "body": "hello there"}).encode() + b"\n"
+                )
             await w.drain()
             await asyncio.sleep(0)
 
@@ -131,8 +138,14 @@ async def _drive(ca, port: int, duration: float, creds: list[dict] | None, host:
 
 
 BUSY = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
-_NOISE = ("Traceback", "Exception in callback", "SSL connection is closed", "Task exception was never retrieved",
-          "Error on reading", "Fatal error")
+_NOISE = (
+    "Traceback",
+    "Exception in callback",
+    "SSL connection is closed",
+    "Task exception was never retrieved",
+    "Error on reading",
+    "Fatal error",
+)
 
 
 class _Count(logging.Handler):
@@ -157,11 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     busy: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as d:
         ca = ensure_ca(Path(d) / "ca")
-        echo = subprocess.Popen([sys.executable, "-c", ECHO, str(ca.server_cert), str(ca.server_key)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        svc_log = open(Path(d) / "service.log", "w+")
-        svc = subprocess.Popen([sys.executable, "-m", "hostctl.emulator.cloudsvc", str(Path(d) / "ca"), str(TTL)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=svc_log, text=True)
+        echo = subprocess.Popen(
+            [sys.executable, "-c", ECHO, str(ca.server_cert), str(ca.server_key)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        svc_log = open(Path(d) / "service.log", "w+")  # noqa: SIM115 - the service's stderr; read, then closed below
+        svc = subprocess.Popen(
+            [sys.executable, "-m", "hostctl.emulator.cloudsvc", str(Path(d) / "ca"), str(TTL)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=svc_log,
+            text=True,
+        )
         try:
             echo_port = json.loads(echo.stdout.readline())["port"]
             ports = json.loads(svc.stdout.readline())["ports"]
@@ -177,23 +199,37 @@ def main(argv: list[str] | None = None) -> int:
             creds = asyncio.run(run())
             print(f"Cloud Messaging throughput, {CLIENTS} TLS clients, {duration:g} s per run\n")
             ref_samples: list[int] = []
-            ref = asyncio.run(_drive(ca, echo_port, min(duration, 10.0), None, "app.chat.xiaomi.net",
-                                     echo.pid, ref_samples))
+            ref = asyncio.run(
+                _drive(ca, echo_port, min(duration, 10.0), None, "app.chat.xiaomi.net", echo.pid, ref_samples)
+            )
             samples: list[int] = []
             activated = _activate_all(svc, ports, ca, creds)
-            if args.busy:      # bounded twice: each ends by itself, and is killed in `finally`
-                busy = [subprocess.Popen([sys.executable, "-c", BUSY, str(duration + 60)])
-                        for _ in range(os.cpu_count() or 2)]
+            if args.busy:  # bounded twice: each ends by itself, and is killed in `finally`
+                busy = [
+                    subprocess.Popen([sys.executable, "-c", BUSY, str(duration + 60)])
+                    for _ in range(os.cpu_count() or 2)
+                ]
                 print(f"CPU saturated by {len(busy)} busy-loop processes during the run\n")
-            rate = asyncio.run(_drive(ca, ports["chat"], duration, activated, "app.chat.xiaomi.net",
-                                      svc.pid, samples))
-            row("messages routed per second", f"{rate}/s", f"{ref}/s echo", rate / max(ref, 1),
-                ">= 5000/s", rate >= 5000)
+            rate = asyncio.run(_drive(ca, ports["chat"], duration, activated, "app.chat.xiaomi.net", svc.pid, samples))
+            row(
+                "messages routed per second",
+                f"{rate}/s",
+                f"{ref}/s echo",
+                rate / max(ref, 1),
+                ">= 5000/s",
+                rate >= 5000,
+            )
             # after the first TTL the store holds at most rate x TTL entries: from then on, flat
             settled = samples[len(samples) * 2 // 5]
             growth = samples[-1] / settled
-            row("service RSS: end / after 2 TTLs", f"{samples[-1] / 2**20:.1f} MB",
-                f"{settled / 2**20:.1f} MB", growth, "<= 1.1x", growth <= 1.1)
+            row(
+                "service RSS: end / after 2 TTLs",
+                f"{samples[-1] / 2**20:.1f} MB",
+                f"{settled / 2**20:.1f} MB",
+                growth,
+                "<= 1.1x",
+                growth <= 1.1,
+            )
         finally:
             for p in busy:
                 p.kill()
@@ -208,9 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         logged = [line.rstrip() for line in svc_log if any(n in line for n in _NOISE)]
         svc_log.close()
         mine = [line for line in counter.lines if any(n in line for n in _NOISE)]
-        row("tracebacks / lost-conn. warnings", f"{len(logged)} + {len(mine)}", "0", 0.0, "0 (svc + driver)",
-            not logged and not mine)
-        for line in (logged[:5] + mine[:5]):
+        row(
+            "tracebacks / lost-conn. warnings",
+            f"{len(logged)} + {len(mine)}",
+            "0",
+            0.0,
+            "0 (svc + driver)",
+            not logged and not mine,
+        )
+        for line in logged[:5] + mine[:5]:
             print("   ", line[:200])
     return 0
 
@@ -224,8 +266,10 @@ def _activate_all(svc: subprocess.Popen, ports: dict, ca, creds: list[dict]) -> 
             raise RuntimeError(f"activation of {c['number']} failed")
 
     async def fetch():
-        return [{**c, **await _https(ca, ports["account"], "/pass/activate/status", {"number": c["number"]})}
-                for c in creds]
+        return [
+            {**c, **await _https(ca, ports["account"], "/pass/activate/status", {"number": c["number"]})} for c in creds
+        ]
+
     return asyncio.run(fetch())
 
 

@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hostctl.cli import Environment, main as cli_main
+from hostctl.cli import Environment
+from hostctl.cli import main as cli_main
 from hostctl.emulator.lab import adb_binary, ensure_adb_server, kill_adb_server, read_lab_file
 
 from .bench_emulator import free_port, row
@@ -54,21 +55,38 @@ def _median_time(fn, runs: int) -> float:
 
 
 def _lab_up(env: dict[str, str], handsets: int, profile: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--no-apps",
-                           "--handsets", str(handsets), "--profile", profile, "--json"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hostctl",
+            "emulator",
+            "up",
+            "--detach",
+            "--no-apps",
+            "--handsets",
+            str(handsets),
+            "--profile",
+            profile,
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"emulator up failed: {proc.stderr}")
     return [h["serial"] for h in json.loads(proc.stdout)["handsets"]]
 
 
 def _lab_down(env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "hostctl", "emulator", "down"], env=env,
-                   capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "hostctl", "emulator", "down"], env=env, capture_output=True, timeout=120)
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -80,19 +98,40 @@ def bench_all_vs_one(env: dict[str, str], serials: list[str], runs: int, lab_pid
     _, out = _cli(env, "identity", "--all", "--json")
     count = len(json.loads(out)["handsets"])
     ratio = every / one
-    row(f"identity --all ({count} handsets)", f"{every * 1000:.1f} ms", f"{one * 1000:.1f} ms",
-        ratio, "<= 2.5x", ratio <= 2.5)
+    row(
+        f"identity --all ({count} handsets)",
+        f"{every * 1000:.1f} ms",
+        f"{one * 1000:.1f} ms",
+        ratio,
+        "<= 2.5x",
+        ratio <= 2.5,
+    )
     cores = os.cpu_count() or 1
     floor = cpu / cores
-    row(f"  CPU floor on {cores} cores (lab+ctl)", f"{floor * 1000:.1f} ms", f"{one * 1000:.1f} ms",
-        floor / one, "(info)", True)
+    row(
+        f"  CPU floor on {cores} cores (lab+ctl)",
+        f"{floor * 1000:.1f} ms",
+        f"{one * 1000:.1f} ms",
+        floor / one,
+        "(info)",
+        True,
+    )
     cmd = [sys.executable, "-m", "hostctl", "identity", "--json"]
-    p_one = _median_time(lambda: subprocess.run([*cmd, "-s", serials[0]], env=env, capture_output=True,
-                                                timeout=60, check=True), max(3, runs // 3))
-    p_all = _median_time(lambda: subprocess.run([*cmd, "--all"], env=env, capture_output=True,
-                                                timeout=60, check=True), max(3, runs // 3))
-    row("  as new processes: --all vs one", f"{p_all * 1000:.1f} ms", f"{p_one * 1000:.1f} ms",
-        p_all / p_one, "<= 2.5x", p_all / p_one <= 2.5)
+    p_one = _median_time(
+        lambda: subprocess.run([*cmd, "-s", serials[0]], env=env, capture_output=True, timeout=60, check=True),
+        max(3, runs // 3),
+    )
+    p_all = _median_time(
+        lambda: subprocess.run([*cmd, "--all"], env=env, capture_output=True, timeout=60, check=True), max(3, runs // 3)
+    )
+    row(
+        "  as new processes: --all vs one",
+        f"{p_all * 1000:.1f} ms",
+        f"{p_one * 1000:.1f} ms",
+        p_all / p_one,
+        "<= 2.5x",
+        p_all / p_one <= 2.5,
+    )
 
 
 def _equivalent_adb_commands(env: dict[str, str], serial: str) -> list[list[str]]:
@@ -118,13 +157,32 @@ def bench_vs_adb_cli(env: dict[str, str], serial: str, runs: int) -> None:
     reference = _median_time(adb_sequence, runs)
     ours = _median_time(lambda: _cli(env, "identity", "-s", serial, "--json"), runs)
     ratio = ours / reference
-    row(f"identity vs {len(calls)} `adb shell`s", f"{ours * 1000:.1f} ms", f"{reference * 1000:.1f} ms",
-        ratio, "<= 0.5x", ratio <= 0.5)
-    process = _median_time(lambda: subprocess.run(
-        [sys.executable, "-m", "hostctl", "identity", "-s", serial, "--json"], env=env,
-        capture_output=True, timeout=60, check=True), max(3, runs // 2))
-    row("  (as a new python process)", f"{process * 1000:.1f} ms", f"{reference * 1000:.1f} ms",
-        process / reference, "(info)", True)
+    row(
+        f"identity vs {len(calls)} `adb shell`s",
+        f"{ours * 1000:.1f} ms",
+        f"{reference * 1000:.1f} ms",
+        ratio,
+        "<= 0.5x",
+        ratio <= 0.5,
+    )
+    process = _median_time(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "hostctl", "identity", "-s", serial, "--json"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ),
+        max(3, runs // 2),
+    )
+    row(
+        "  (as a new python process)",
+        f"{process * 1000:.1f} ms",
+        f"{reference * 1000:.1f} ms",
+        process / reference,
+        "(info)",
+        True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,9 +36,9 @@ def pty_round_trip(n: int) -> float:
     try:
         for _ in range(n):
             t0 = time.perf_counter()
-            os.write(master, b"\r\n+CMTI: \"SM\",1\r\n")
+            os.write(master, b'\r\n+CMTI: "SM",1\r\n')
             got = b""
-            while not got.endswith(b"\r\n+CMTI: \"SM\",1\r\n"):
+            while not got.endswith(b'\r\n+CMTI: "SM",1\r\n'):
                 got += os.read(slave, 64)
             times.append(time.perf_counter() - t0)
     finally:
@@ -52,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     runs = 15 if args.quick else 100
-    with tempfile.TemporaryDirectory() as home, \
-            LabThread(LabConfig(adb_port=free_port(), handsets=1, home=home, with_apps=False, connect=False)) as lt:
+    with (
+        tempfile.TemporaryDirectory() as home,
+        LabThread(LabConfig(adb_port=free_port(), handsets=1, home=home, with_apps=False, connect=False)) as lt,
+    ):
         info = lt.lab.modem_info()
         lh = lt.lab.handsets[0]
         port = serial.serial_for_url(info["pty"], timeout=2)
@@ -71,16 +73,19 @@ def main(argv: list[str] | None = None) -> int:
                 print("modem: no +CMTI within 2 s", line)
                 return 1
             times.append(dt)
-            if i % 20 == 19:          # keep the SIM from filling up (30 messages)
+            if i % 20 == 19:  # keep the SIM from filling up (30 messages)
                 port.write(b"AT+CMGD=1,4\r")
                 port.read_until(b"OK\r\n", 200)
         port.close()
     ref = pty_round_trip(runs)
     med = statistics.median(times)
     ok = med <= TARGET
-    print(f"{'handset SMS -> modem +CMTI (median)':<38} {med * 1000:9.2f} ms   ref {ref * 1000:7.3f} ms "
-          f"(bare pty round trip)   ratio {med / ref:8.1f}   target <= 100 ms {'PASS' if ok else 'MISS'}"
-          f"   (p90 {sorted(times)[int(len(times) * 0.9)] * 1000:.2f} ms, n={runs})", flush=True)
+    print(
+        f"{'handset SMS -> modem +CMTI (median)':<38} {med * 1000:9.2f} ms   ref {ref * 1000:7.3f} ms "
+        f"(bare pty round trip)   ratio {med / ref:8.1f}   target <= 100 ms {'PASS' if ok else 'MISS'}"
+        f"   (p90 {sorted(times)[int(len(times) * 0.9)] * 1000:.2f} ms, n={runs})",
+        flush=True,
+    )
     return 0 if ok else 1
 
 

@@ -46,6 +46,7 @@ PLANTS_PER_MB = 8
 def identifiers() -> list[Identifier]:
     def imei(serial: str) -> str:
         return serial + luhn_digit(serial)
+
     return [
         Identifier("msisdn", "+8613800138417", "hs1 sim0 msisdn"),
         Identifier("msisdn", "+8613800139520", "hs2 sim0 msisdn"),
@@ -73,7 +74,7 @@ def write_file(path: str, size: int, patterns: list[Pattern], seed: int) -> int:
             for k in range(PLANTS_PER_MB):
                 data = b"|" + rng.choice(patterns).data + b"|"
                 at = k * slot + rng.randrange(0, slot - len(data))
-                block[at:at + len(data)] = data
+                block[at : at + len(data)] = data
                 planted += 1
             f.write(block)
     return planted
@@ -96,8 +97,14 @@ def grep(patterns_file: str, path: str, out: str) -> float:
     env = dict(os.environ, LC_ALL="C")
     t0 = time.perf_counter()
     with open(out, "wb") as sink:
-        subprocess.run(["grep", "-a", "-c", "-F", "-f", patterns_file, path], stdout=sink,
-                       stderr=subprocess.PIPE, env=env, timeout=1800, check=False)
+        subprocess.run(
+            ["grep", "-a", "-c", "-F", "-f", patterns_file, path],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=1800,
+            check=False,
+        )
     return time.perf_counter() - t0
 
 
@@ -105,27 +112,42 @@ def many_identifiers(n_handsets: int = 100) -> list[Identifier]:
     out = []
     for h in range(n_handsets):
         out += [Identifier("msisdn", f"+86138{h:04d}{s}417", f"hs{h} number{s}") for s in range(2)]
-        out += [Identifier("imei", f"864804021{h:03d}{s}3" + luhn_digit(f"864804021{h:03d}{s}3"), f"hs{h} imei{s}")
-                for s in range(2)]
+        out += [
+            Identifier("imei", f"864804021{h:03d}{s}3" + luhn_digit(f"864804021{h:03d}{s}3"), f"hs{h} imei{s}")
+            for s in range(2)
+        ]
         out += [Identifier("imsi", f"4600013{h:03d}{s}4680", f"hs{h} imsi{s}") for s in range(2)]
-        out += [Identifier("iccid", f"8986001234{h:03d}{s}7890" + luhn_digit(f"8986001234{h:03d}{s}7890"),
-                           f"hs{h} iccid{s}") for s in range(2)]
+        out += [
+            Identifier(
+                "iccid", f"8986001234{h:03d}{s}7890" + luhn_digit(f"8986001234{h:03d}{s}7890"), f"hs{h} iccid{s}"
+            )
+            for s in range(2)
+        ]
         out += [Identifier("number", f"+4477009{h:03d}{s}3", f"contact {h}.{s}") for s in range(2)]
     return out
 
 
-_STARTUP = ("import json, sys, time; t = time.perf_counter(); "
-            "from benchmarks.bench_scan import many_identifiers; from hostctl.wire.check import WireCheck; "
-            "w = WireCheck(many_identifiers(), hash_budget=0, cache=True); "
-            "print(json.dumps([time.perf_counter() - t, w.startup, len(w.patterns)]))")
+_STARTUP = (
+    "import json, sys, time; t = time.perf_counter(); "
+    "from benchmarks.bench_scan import many_identifiers; from hostctl.wire.check import WireCheck; "
+    "w = WireCheck(many_identifiers(), hash_budget=0, cache=True); "
+    "print(json.dumps([time.perf_counter() - t, w.startup, len(w.patterns)]))"
+)
 
 
 def _startup(cache: str) -> tuple[float, str, int]:
     import json
 
     env = dict(os.environ, HOSTCTL_CACHE=cache)
-    out = subprocess.run([sys.executable, "-c", _STARTUP], capture_output=True, text=True, env=env, timeout=1800,
-                         check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-c", _STARTUP],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     t, how, n = json.loads(out.stdout.strip().splitlines()[-1])
     return t, how, n
 
@@ -139,17 +161,26 @@ def many(data_path: str, tmp: str) -> bool:
     built = _startup(cache)
     cached = min(_startup(cache) for _ in range(2))
     ok_start = cached[0] <= 3.0 and cached[1] == "cached"
-    row("start-up, 1,000 identifiers (cached)", f"{cached[0]:8.2f} s", f"{built[0]:8.1f} s built", built[0] / cached[0],
-        "<= 3 s", ok_start)
+    row(
+        "start-up, 1,000 identifiers (cached)",
+        f"{cached[0]:8.2f} s",
+        f"{built[0]:8.1f} s built",
+        built[0] / cached[0],
+        "<= 3 s",
+        ok_start,
+    )
     print(f"  ({cached[2]} patterns; built: {built[1]}; cached: {cached[1]})", flush=True)
     os.environ["HOSTCTL_CACHE"] = cache
     few = WireCheck(identifiers(), hash_budget=0, cache=False)
     lots = WireCheck(many_identifiers(), hash_budget=0, cache=True)
     t_few = min(scan_file(few.scanner, data_path)[0] for _ in range(2))
     t_lots = min(scan_file(lots.scanner, data_path)[0] for _ in range(2))
-    print(f"  raw hyperscan stream over the same file: 10 identifiers {t_few:.2f} s, 1,000 {t_lots:.2f} s "
-          f"({t_lots / t_few:.2f}x; not the target, the whole wire-check below is)", flush=True)
-    del few, lots          # 430,000 patterns are some 400 MB: one analyser alive at a time
+    print(
+        f"  raw hyperscan stream over the same file: 10 identifiers {t_few:.2f} s, 1,000 {t_lots:.2f} s "
+        f"({t_lots / t_few:.2f}x; not the target, the whole wire-check below is)",
+        flush=True,
+    )
+    del few, lots  # 430,000 patterns are some 400 MB: one analyser alive at a time
     import gc
 
     gc.collect()
@@ -169,10 +200,17 @@ def many(data_path: str, tmp: str) -> bool:
             del w
             gc.collect()
         return best
+
     w_few, w_lots = whole(identifiers(), False), whole(many_identifiers(), True)
     ok_scan = w_lots <= 1.2 * w_few
-    row("wire-check 100 MB, 1,000 vs 10 identifiers", f"{w_lots:8.2f} s", f"{w_few:8.2f} s", w_few / w_lots,
-        "within 1.2x", ok_scan)
+    row(
+        "wire-check 100 MB, 1,000 vs 10 identifiers",
+        f"{w_lots:8.2f} s",
+        f"{w_few:8.2f} s",
+        w_few / w_lots,
+        "within 1.2x",
+        ok_scan,
+    )
     return ok_start and ok_scan
 
 
@@ -201,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         grep_pats = [p.data for p in patterns if b"\n" not in p.data]
         with open(pats, "wb") as f:
             f.write(b"".join(d + b"\n" for d in grep_pats))
-        with open(data, "rb") as f:          # both runs read a warm page cache
+        with open(data, "rb") as f:  # both runs read a warm page cache
             while f.read(8 * CHUNK):
                 pass
         t0 = time.perf_counter()
@@ -209,22 +247,32 @@ def main(argv: list[str] | None = None) -> int:
         t_compile = time.perf_counter() - t0
         t_ref = grep(pats, data, os.path.join(tmp, "grep.out"))
         t_ours, found, _ = scan_file(scanner, data)
-        py_time, _, py_bytes = scan_file(Scanner(patterns, engine="python"), data,
-                                         limit=32 * CHUNK)
+        py_time, _, py_bytes = scan_file(Scanner(patterns, engine="python"), data, limit=32 * CHUNK)
         many_ok = many(data, tmp) if args.many else True
     mb = size / CHUNK
     ratio = t_ref / t_ours
     ok = ratio >= TARGET and found == planted
-    print(f"identifier scan: {len(identifiers())} identifiers, {len(patterns)} patterns "
-          f"({len(grep_pats)} in grep's file), {mb:.0f} MiB generated in {t_gen:.1f} s, "
-          f"hyperscan compile {t_compile * 1000:.0f} ms", flush=True)
-    row(f"scan {mb:.0f} MiB (hyperscan stream)", f"{mb / t_ours:8.0f} MiB/s",
-        f"{mb / t_ref:8.0f} MiB/s", ratio, f">= {TARGET:g}x", ok)
-    print(f"  (ref: LC_ALL=C grep -a -c -F -f; findings {found}, planted {planted}"
-          f"{'' if found == planted else ' - MISMATCH'}; python engine "
-          f"{py_bytes / CHUNK / py_time:.0f} MiB/s on the first {py_bytes / CHUNK:.0f} MiB, not "
-          "targeted)",
-          flush=True)
+    print(
+        f"identifier scan: {len(identifiers())} identifiers, {len(patterns)} patterns "
+        f"({len(grep_pats)} in grep's file), {mb:.0f} MiB generated in {t_gen:.1f} s, "
+        f"hyperscan compile {t_compile * 1000:.0f} ms",
+        flush=True,
+    )
+    row(
+        f"scan {mb:.0f} MiB (hyperscan stream)",
+        f"{mb / t_ours:8.0f} MiB/s",
+        f"{mb / t_ref:8.0f} MiB/s",
+        ratio,
+        f">= {TARGET:g}x",
+        ok,
+    )
+    print(
+        f"  (ref: LC_ALL=C grep -a -c -F -f; findings {found}, planted {planted}"
+        f"{'' if found == planted else ' - MISMATCH'}; python engine "
+        f"{py_bytes / CHUNK / py_time:.0f} MiB/s on the first {py_bytes / CHUNK:.0f} MiB, not "
+        "targeted)",
+        flush=True,
+    )
     return 0 if ok and many_ok else 1
 
 

@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 
-from hostctl.cli import Environment, main as cli_main
+from hostctl.cli import Environment
+from hostctl.cli import main as cli_main
 from hostctl.cloud import send_message
 from hostctl.device import AdbAddress, Handset
 from hostctl.emulator.lab import adb_binary, ensure_adb_server, kill_adb_server
@@ -38,19 +39,38 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=home)
         ensure_adb_server(port)
         try:
-            up = subprocess.run([sys.executable, "-m", "hostctl", "emulator", "up", "--detach", "--handsets", "2",
-                                 "--no-modem", "--no-relay", "--no-consoles", "--json"],
-                                env=env, capture_output=True, text=True, timeout=300)
+            up = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "hostctl",
+                    "emulator",
+                    "up",
+                    "--detach",
+                    "--handsets",
+                    "2",
+                    "--no-modem",
+                    "--no-relay",
+                    "--no-consoles",
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             if up.returncode != 0:
                 raise RuntimeError(up.stderr)
             lab = json.loads(up.stdout)
-            (a, na), (b, nb) = [(h["serial"], h["number"]) for h in lab["handsets"]]
+            (a, _na), (b, nb) = [(h["serial"], h["number"]) for h in lab["handsets"]]
             for serial in (a, b):
-                st = cli_main(["--adb", f"127.0.0.1:{port}", "cm", "on", "-s", serial, "--sim", "1"],
-                              Environment(stdout=io.StringIO(), stderr=io.StringIO(), vars=env))
+                st = cli_main(
+                    ["--adb", f"127.0.0.1:{port}", "cm", "on", "-s", serial, "--sim", "1"],
+                    Environment(stdout=io.StringIO(), stderr=io.StringIO(), vars=env),
+                )
                 if st != 0:
                     raise RuntimeError(f"cm on {serial} failed")
-            time.sleep(1.0)                                   # activation and bind
+            time.sleep(1.0)  # activation and bind
             server = AdbAddress("127.0.0.1", port)
             ha, hb = Handset(a, server), Handset(b, server)
             times, routes = [], []
@@ -66,11 +86,18 @@ def main(argv: list[str] | None = None) -> int:
                 refs.append(time.perf_counter() - t0)
             med, ref = statistics.median(times), statistics.median(refs)
             print(f"send round trip on the emulated lab, {runs} runs, routes {sorted(set(map(str, routes)))}\n")
-            row("hostctl send round trip (median)", f"{med * 1000:.0f} ms", f"{ref * 1000:.1f} ms adb shell",
-                med / ref, "<= 300 ms", med <= 0.300)
+            row(
+                "hostctl send round trip (median)",
+                f"{med * 1000:.0f} ms",
+                f"{ref * 1000:.1f} ms adb shell",
+                med / ref,
+                "<= 300 ms",
+                med <= 0.300,
+            )
         finally:
-            subprocess.run([sys.executable, "-m", "hostctl", "emulator", "down"], env=env, capture_output=True,
-                           timeout=120)
+            subprocess.run(
+                [sys.executable, "-m", "hostctl", "emulator", "down"], env=env, capture_output=True, timeout=120
+            )
             kill_adb_server(port)
     return 0
 

@@ -34,7 +34,7 @@ from hostctl.wire.pcapwrite import PcapWriter, TcpConversation
 from hostctl.wire.tlsdecrypt import hkdf_expand_label
 
 TARGET = 5.0
-RECORD = 1438          # + 5 header + 1 type + 16 tag = one 1,460-byte TCP segment
+RECORD = 1438  # + 5 header + 1 type + 16 tag = one 1,460-byte TCP segment
 IMEI = "356938035643809"
 
 
@@ -65,22 +65,55 @@ class _Writer:
 def connection(rnd: random.Random, app_bytes: int) -> tuple[list[tuple[str, bytes]], list[str], dict[str, bytes]]:
     """One TLS 1.3 connection: (direction, bytes) sends, its key log lines, the plaintext sent."""
     cr, sr = rnd.randbytes(32), rnd.randbytes(32)
-    secrets = {label: rnd.randbytes(32) for label in ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-                                                       "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")}
+    secrets = {
+        label: rnd.randbytes(32)
+        for label in (
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+            "CLIENT_TRAFFIC_SECRET_0",
+            "SERVER_TRAFFIC_SECRET_0",
+        )
+    }
     keylog = [f"{label} {cr.hex()} {s.hex()}" for label, s in secrets.items()]
-    ch = _hs(1, b"\x03\x03" + cr + b"\x20" + rnd.randbytes(32) + b"\x00\x02\x13\x01\x01\x00"
-             + (lambda e: len(e).to_bytes(2, "big") + e)(_ext(43, b"\x02\x03\x04") + _ext(10, b"\x00\x02\x00\x1d")
-                                                         + _ext(51, b"\x00\x24\x00\x1d\x00\x20" + rnd.randbytes(32))
-                                                         + _ext(13, b"\x00\x02\x08\x04")))
-    sh = _hs(2, b"\x03\x03" + sr + b"\x20" + rnd.randbytes(32) + b"\x13\x01\x00"
-             + (lambda e: len(e).to_bytes(2, "big") + e)(_ext(43, b"\x03\x04")
-                                                         + _ext(51, b"\x00\x1d\x00\x20" + rnd.randbytes(32))))
+    ch = _hs(
+        1,
+        b"\x03\x03"
+        + cr
+        + b"\x20"
+        + rnd.randbytes(32)
+        + b"\x00\x02\x13\x01\x01\x00"
+        + (lambda e: len(e).to_bytes(2, "big") + e)(
+            _ext(43, b"\x02\x03\x04")
+            + _ext(10, b"\x00\x02\x00\x1d")
+            + _ext(51, b"\x00\x24\x00\x1d\x00\x20" + rnd.randbytes(32))
+            + _ext(13, b"\x00\x02\x08\x04")
+        ),
+    )
+    sh = _hs(
+        2,
+        b"\x03\x03"
+        + sr
+        + b"\x20"
+        + rnd.randbytes(32)
+        + b"\x13\x01\x00"
+        + (lambda e: len(e).to_bytes(2, "big") + e)(
+            _ext(43, b"\x03\x04") + _ext(51, b"\x00\x1d\x00\x20" + rnd.randbytes(32))
+        ),
+    )
     chs, shs = _Writer(secrets["CLIENT_HANDSHAKE_TRAFFIC_SECRET"]), _Writer(secrets["SERVER_HANDSHAKE_TRAFFIC_SECRET"])
     cap, sap = _Writer(secrets["CLIENT_TRAFFIC_SECRET_0"]), _Writer(secrets["SERVER_TRAFFIC_SECRET_0"])
-    sends = [("c2s", b"\x16\x03\x01" + len(ch).to_bytes(2, "big") + ch),
-             ("s2c", b"\x16\x03\x03" + len(sh).to_bytes(2, "big") + sh + b"\x14\x03\x03\x00\x01\x01"
-              + shs.record(22, _hs(8, b"\x00\x00") + _hs(20, rnd.randbytes(32)))),
-             ("c2s", b"\x14\x03\x03\x00\x01\x01" + chs.record(22, _hs(20, rnd.randbytes(32))))]
+    sends = [
+        ("c2s", b"\x16\x03\x01" + len(ch).to_bytes(2, "big") + ch),
+        (
+            "s2c",
+            b"\x16\x03\x03"
+            + len(sh).to_bytes(2, "big")
+            + sh
+            + b"\x14\x03\x03\x00\x01\x01"
+            + shs.record(22, _hs(8, b"\x00\x00") + _hs(20, rnd.randbytes(32))),
+        ),
+        ("c2s", b"\x14\x03\x03\x00\x01\x01" + chs.record(22, _hs(20, rnd.randbytes(32)))),
+    ]
     plain = {"c2s": bytearray(), "s2c": bytearray()}
     body = (b"POST /report HTTP/1.1\r\nX-Imei: " + IMEI.encode() + b"\r\n\r\n").ljust(RECORD, b".")
     filler = rnd.randbytes(RECORD)
@@ -110,7 +143,9 @@ def generate(path: Path, keylog: Path, size: int) -> tuple[int, dict]:
             lines += kl
             if not first_plain:
                 first_plain = plain
-            conv = TcpConversation(w.packet, client=(f"10.0.{i >> 8 & 255}.{i & 255}", 40000 + i), server=("10.9.0.5", 443))
+            conv = TcpConversation(
+                w.packet, client=(f"10.0.{i >> 8 & 255}.{i & 255}", 40000 + i), server=("10.9.0.5", 443)
+            )
             conv.open(ts)
             for d, data in sends:
                 conv.send(ts, d, data)
@@ -136,8 +171,12 @@ def ours(path: Path, keylog: Path) -> tuple[float, float, dict]:
 def tshark(path: Path, keylog: Path, exe: str) -> tuple[float, float, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run([exe, "-n", "-r", str(path), "-o", f"tls.keylog_file:{keylog}", "-T", "fields", "-e",
-                          "tls.app_data"], capture_output=True, check=True, timeout=3600).stdout
+    out = subprocess.run(
+        [exe, "-n", "-r", str(path), "-o", f"tls.keylog_file:{keylog}", "-T", "fields", "-e", "tls.app_data"],
+        capture_output=True,
+        check=True,
+        timeout=3600,
+    ).stdout
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), len(out)
@@ -152,10 +191,17 @@ def check_small(tmp: Path, exe: str) -> None:
     flows, _ = decrypt_capture(path, [keylog])
     assert flows[0].summary["status"] == "decrypted", flows[0].summary
     assert bytes(flows[0].data["c2s"]) == bytes(plain["c2s"]) and bytes(flows[0].data["s2c"]) == bytes(plain["s2c"])
-    out = subprocess.run([exe, "-n", "-r", str(path), "-o", f"tls.keylog_file:{keylog}", "-q", "-z",
-                          "follow,tls,raw,0"], capture_output=True, check=True, timeout=300).stdout.decode()
-    got = b"".join(bytes.fromhex(line.strip()) for line in out.splitlines()
-                   if line.strip() and all(c in "0123456789abcdef" for c in line.strip()))
+    out = subprocess.run(
+        [exe, "-n", "-r", str(path), "-o", f"tls.keylog_file:{keylog}", "-q", "-z", "follow,tls,raw,0"],
+        capture_output=True,
+        check=True,
+        timeout=300,
+    ).stdout.decode()
+    got = b"".join(
+        bytes.fromhex(line.strip())
+        for line in out.splitlines()
+        if line.strip() and all(c in "0123456789abcdef" for c in line.strip())
+    )
     assert len(got) == len(plain["c2s"]) + len(plain["s2c"]), (len(got), len(plain["c2s"]) + len(plain["s2c"]))
 
 
@@ -179,17 +225,23 @@ def main(argv: list[str] | None = None) -> int:
         runs = [ours(path, keylog) for _ in range(2)]
         wall, cpu, rep = min(runs, key=lambda r: r[0])
         flows = rep["tls"]["flows"]
-        decrypted = sum(f["tls_decryption"]["c2s"]["app_bytes"] + f["tls_decryption"]["s2c"]["app_bytes"]
-                        for f in rep["flows"] if "tls_decryption" in f)
+        decrypted = sum(
+            f["tls_decryption"]["c2s"]["app_bytes"] + f["tls_decryption"]["s2c"]["app_bytes"]
+            for f in rep["flows"]
+            if "tls_decryption" in f
+        )
         ok_status = set(flows) == {"decrypted"}
         ratio = ref_wall / wall
         ok = ratio >= TARGET and ok_status
-        print(f"{'wire-check --keylog: TLS 1.3 AES-128-GCM':<42} {wall:8.2f} s   ref {ref_wall:7.2f} s (tshark -o "
-              f"tls.keylog_file -T fields -e tls.app_data)   ratio {ratio:6.1f}x   target >= {TARGET:.0f}x "
-              f"{'PASS' if ok else 'MISS'}   (cpu {cpu:.2f} s vs {ref_cpu:.2f} s = {ref_cpu / cpu:.1f}x; {mb:.0f} MB, "
-              f"{packets} packets, {decrypted / 1e6:.0f} MB decrypted, flows {flows}, "
-              f"findings {rep['summary']['findings']}, tshark printed {ref_out / 1e6:.0f} MB; peak RSS "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)", flush=True)
+        print(
+            f"{'wire-check --keylog: TLS 1.3 AES-128-GCM':<42} {wall:8.2f} s   ref {ref_wall:7.2f} s (tshark -o "
+            f"tls.keylog_file -T fields -e tls.app_data)   ratio {ratio:6.1f}x   target >= {TARGET:.0f}x "
+            f"{'PASS' if ok else 'MISS'}   (cpu {cpu:.2f} s vs {ref_cpu:.2f} s = {ref_cpu / cpu:.1f}x; {mb:.0f} MB, "
+            f"{packets} packets, {decrypted / 1e6:.0f} MB decrypted, flows {flows}, "
+            f"findings {rep['summary']['findings']}, tshark printed {ref_out / 1e6:.0f} MB; peak RSS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)",
+            flush=True,
+        )
     return 0 if ok else 1
 
 

@@ -47,8 +47,11 @@ def generate(path: Path, size: int, *, chunk: int, ng: bool) -> int:
         w = (PcapngWriter if ng else PcapWriter)(f)
         ts, i = 1_700_000_000.0, 0
         while f.tell() < size:
-            conv = TcpConversation(w.packet, client=(f"10.0.{i >> 8 & 255}.{i & 255}", 30000 + i % 30000),
-                                   server=("10.9.0.5", 443 if i % 3 else 5222))
+            conv = TcpConversation(
+                w.packet,
+                client=(f"10.0.{i >> 8 & 255}.{i & 255}", 30000 + i % 30000),
+                server=("10.9.0.5", 443 if i % 3 else 5222),
+            )
             conv.open(ts)
             for k in range(20):
                 conv.send(ts, "c2s" if k % 2 else "s2c", data)
@@ -65,14 +68,24 @@ def _h1_template() -> bytes:
     import json
 
     rnd = random.Random(2)
-    doc = json.dumps([{"id": rnd.randrange(10**9), "name": f"item {i}", "tags": ["a", "b", "c"][: i % 4],
-                       "score": rnd.random()} for i in range(400)]).encode()
+    doc = json.dumps(
+        [
+            {"id": rnd.randrange(10**9), "name": f"item {i}", "tags": ["a", "b", "c"][: i % 4], "score": rnd.random()}
+            for i in range(400)
+        ]
+    ).encode()
     body = gzip.compress(doc, 6)
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4000]), body[i:i + 4000]) for i in range(0, len(body), 4000))
-    req = (b"POST /v2/sync HTTP/1.1\r\nHost: api.example\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 27\r\n\r\n{\"since\": 1700000000, \"n\": 1}")
-    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 4000]), body[i : i + 4000]) for i in range(0, len(body), 4000)
+    )
+    req = (
+        b"POST /v2/sync HTTP/1.1\r\nHost: api.example\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 27\r\n\r\n{"since": 1700000000, "n": 1}'
+    )
+    resp = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
     return req, resp
 
 
@@ -103,16 +116,20 @@ def _h2_template() -> list[tuple[str, bytes]]:
     out.append(("s2c", server.data_to_send()))
     for k in range(8):
         sid = 1 + 2 * k
-        client.send_headers(sid, [(":method", "GET"), (":path", f"/v2/item/{k}"), (":scheme", "http"),
-                                  (":authority", "api.example")], end_stream=True)
+        client.send_headers(
+            sid,
+            [(":method", "GET"), (":path", f"/v2/item/{k}"), (":scheme", "http"), (":authority", "api.example")],
+            end_stream=True,
+        )
         c = client.data_to_send()
         server.receive_data(c)
         doc = json.dumps([{"id": rnd.randrange(10**9), "v": rnd.random()} for _ in range(800)]).encode()
         body = gzip.compress(doc, 6)
-        server.send_headers(sid, [(":status", "200"), ("content-encoding", "gzip"),
-                                  ("content-type", "application/json")])
+        server.send_headers(
+            sid, [(":status", "200"), ("content-encoding", "gzip"), ("content-type", "application/json")]
+        )
         for i in range(0, len(body), 16000):
-            server.send_data(sid, body[i:i + 16000], end_stream=i + 16000 >= len(body))
+            server.send_data(sid, body[i : i + 16000], end_stream=i + 16000 >= len(body))
         srv = server.data_to_send()
         client.receive_data(srv)
         out += [("c2s", c + client.data_to_send()), ("s2c", srv)]
@@ -132,8 +149,9 @@ def generate_layers(path: Path, size: int, *, kind: str) -> int:
         w = PcapngWriter(f)
         ts, i = 1_700_000_000.0, 0
         while f.tell() < size:
-            conv = TcpConversation(w.packet, client=(f"10.1.{i >> 8 & 255}.{i & 255}", 20000 + i % 40000),
-                                   server=("10.9.0.7", port))
+            conv = TcpConversation(
+                w.packet, client=(f"10.1.{i >> 8 & 255}.{i & 255}", 20000 + i % 40000), server=("10.9.0.7", port)
+            )
             conv.open(ts)
             for direction, data in exchanges:
                 conv.send(ts, direction, data)
@@ -146,18 +164,27 @@ def generate_layers(path: Path, size: int, *, kind: str) -> int:
 def whole_in_child(path: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MB, findings) of the whole wire-check of ``path`` in a fresh
     process: peak RSS of the analyser alone."""
-    code = ("import json, resource, sys; from benchmarks.bench_wire import whole; t, n = whole(__import__('pathlib')"
-            ".Path(sys.argv[1])); print(json.dumps([t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n]))")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=1800,
-                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import json, resource, sys; from benchmarks.bench_wire import whole; t, n = whole(__import__('pathlib')"
+        ".Path(sys.argv[1])); print(json.dumps([t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     t, rss, n = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     return t, rss, n
 
 
 def tshark_field(path: Path, exe: str, args: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([exe, "-r", str(path), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=True, timeout=3600)
+    subprocess.run(
+        [exe, "-r", str(path), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=3600
+    )
     return time.perf_counter() - t0
 
 
@@ -167,7 +194,7 @@ class Bytes(NullConsumer):
     def __init__(self) -> None:
         self.bytes = 0
 
-    def data(self, flow, direction, offset, data, ts) -> None:  # noqa: ANN001
+    def data(self, flow, direction, offset, data, ts) -> None:
         self.bytes += len(data)
 
 
@@ -210,8 +237,13 @@ def reader_only(path: Path) -> float:
 def tshark(path: Path, exe: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([exe, "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.stream"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=1800)
+    subprocess.run(
+        [exe, "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.stream"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=1800,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -231,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HOSTCTL_CACHE"] = str(Path(tmp) / "cache")
         warm = Path(tmp) / "warm.pcap"
         generate(warm, 100_000, chunk=60, ng=False)
-        whole(warm)                     # fills the cache: the runs below start from it
+        whole(warm)  # fills the cache: the runs below start from it
         print("wire-check start-up: 10 identifiers' patterns and hyperscan database from the cache", flush=True)
         for label, chunk, ng in (("MTU segments, pcapng", 14600, True), ("small segments, pcap", 60, False)):
             path = Path(tmp) / ("capture.pcapng" if ng else "capture.pcap")
@@ -246,23 +278,30 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ref_wall / wall
             ok = ratio >= TARGET
             status |= 0 if ok else 1
-            print(f"{'wire: ' + label:<38} {wall:8.2f} s   ref {ref_wall:7.2f} s (tshark -T fields frame.number "
-                  f"tcp.stream)   ratio {ratio:6.1f}x   target >= {TARGET:.0f}x {'PASS' if ok else 'MISS'}   "
-                  f"(cpu {cpu:.2f} s vs {ref_cpu:.2f} s = {ref_cpu / cpu:.1f}x; reader alone {read:.2f} s; "
-                  f"{mb:.0f} MB, {packets} packets, {delivered / 1e6:.0f} MB reassembled)", flush=True)
+            print(
+                f"{'wire: ' + label:<38} {wall:8.2f} s   ref {ref_wall:7.2f} s (tshark -T fields frame.number "
+                f"tcp.stream)   ratio {ratio:6.1f}x   target >= {TARGET:.0f}x {'PASS' if ok else 'MISS'}   "
+                f"(cpu {cpu:.2f} s vs {ref_cpu:.2f} s = {ref_cpu / cpu:.1f}x; reader alone {read:.2f} s; "
+                f"{mb:.0f} MB, {packets} packets, {delivered / 1e6:.0f} MB reassembled)",
+                flush=True,
+            )
             runs = [whole_in_child(path) for _ in range(2)]
-            wc_wall, rss, npat = min(runs)
+            wc_wall, _rss, npat = min(runs)
             wc_ratio = ref_wall / wc_wall
             wc_ok = wc_ratio >= TARGET
             status |= 0 if wc_ok else 1
-            print(f"{'wire-check: ' + label:<38} {wc_wall:8.2f} s   ref {ref_wall:7.2f} s (same tshark run)"
-                  f"   ratio {wc_ratio:6.1f}x   target >= {TARGET:.0f}x {'PASS' if wc_ok else 'MISS'}   "
-                  f"({npat} patterns from 10 identifiers; peak RSS of the analyser {max(r[1] for r in runs):.0f} MB "
-                  f"for a {mb:.0f} MB file)", flush=True)
+            print(
+                f"{'wire-check: ' + label:<38} {wc_wall:8.2f} s   ref {ref_wall:7.2f} s (same tshark run)"
+                f"   ratio {wc_ratio:6.1f}x   target >= {TARGET:.0f}x {'PASS' if wc_ok else 'MISS'}   "
+                f"({npat} patterns from 10 identifiers; peak RSS of the analyser {max(r[1] for r in runs):.0f} MB "
+                f"for a {mb:.0f} MB file)",
+                flush=True,
+            )
             path.unlink()
         for label, kind, ref_args in (
-                ("HTTP/1.1 gzip'd chunked bodies", "h1", ["-T", "fields", "-e", "http.file_data"]),
-                ("HTTP/2 gzip'd DATA", "h2", ["-d", "tcp.port==8080,http2", "-T", "fields", "-e", "http2.data.data"])):
+            ("HTTP/1.1 gzip'd chunked bodies", "h1", ["-T", "fields", "-e", "http.file_data"]),
+            ("HTTP/2 gzip'd DATA", "h2", ["-d", "tcp.port==8080,http2", "-T", "fields", "-e", "http2.data.data"]),
+        ):
             path = Path(tmp) / f"{kind}.pcapng"
             try:
                 packets = generate_layers(path, size, kind=kind)
@@ -272,14 +311,16 @@ def main(argv: list[str] | None = None) -> int:
             mb = os.path.getsize(path) / 1e6
             ref = tshark_field(path, exe, ref_args)
             runs = [whole_in_child(path) for _ in range(2)]
-            wall, rss, _n = min(runs)
+            wall, _rss, _n = min(runs)
             ratio = ref / wall
             ok = ratio >= LAYER_TARGET
             status |= 0 if ok else 1
-            print(f"{'wire-check: ' + label:<38} {wall:8.2f} s   ref {ref:7.2f} s (tshark {' '.join(ref_args)})   "
-                  f"ratio {ratio:6.1f}x   target >= {LAYER_TARGET:.0f}x {'PASS' if ok else 'MISS'}   "
-                  f"(peak RSS of the analyser {max(r[1] for r in runs):.0f} MB; {mb:.0f} MB, {packets} packets)",
-                  flush=True)
+            print(
+                f"{'wire-check: ' + label:<38} {wall:8.2f} s   ref {ref:7.2f} s (tshark {' '.join(ref_args)})   "
+                f"ratio {ratio:6.1f}x   target >= {LAYER_TARGET:.0f}x {'PASS' if ok else 'MISS'}   "
+                f"(peak RSS of the analyser {max(r[1] for r in runs):.0f} MB; {mb:.0f} MB, {packets} packets)",
+                flush=True,
+            )
             path.unlink()
     return status
 

@@ -14,6 +14,11 @@ __version__ = "0.1.0"
 
 # the parcel decoder's public API, re-exported (listed so linters and readers see it)
 __all__ = [
-    "ParcelError", "ParcelExceptionError", "ParcelFormatError", "ParcelTransactionError",
-    "decode_parcel", "decode_parcel_int", "parcel_bytes",
+    "ParcelError",
+    "ParcelExceptionError",
+    "ParcelFormatError",
+    "ParcelTransactionError",
+    "decode_parcel",
+    "decode_parcel_int",
+    "parcel_bytes",
 ]

@@ -49,15 +49,28 @@ import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .device import INJECTION_HINT, Handset, RootStatus, ShellResult
 from .errors import DeviceError, HostctlError
 
-__all__ = ["CaptureError", "CaptureResult", "CaptureSource", "HostSource", "LabSource", "PcapdroidSource",
-           "SOURCES", "TcpdumpSource", "inspect_capture", "pull_file", "run_capture", "source_for"]
+__all__ = [
+    "CaptureError",
+    "CaptureResult",
+    "CaptureSource",
+    "HostSource",
+    "LabSource",
+    "PcapdroidSource",
+    "SOURCES",
+    "TcpdumpSource",
+    "inspect_capture",
+    "pull_file",
+    "run_capture",
+    "source_for",
+]
 
 SOURCES = ("lab", "pcapdroid", "tcpdump", "host:IFACE")
 PCAPDROID = "com.emanuelef.remote_capture"
@@ -66,8 +79,8 @@ PCAPDROID_DIR = "/sdcard/Download/PCAPdroid"
 PCAPDROID_MIN_SDK = 21
 VPN_DIALOGS = "com.android.vpndialogs"
 UI_DUMP = "/data/local/tmp/hostctl-capture-ui.xml"
-MAX_DEVICE_SECONDS = 6 * 3600      # the device-side cap of an open-ended tcpdump (`timeout`)
-BLOCK_TIMEOUT = 1.1                # libpcap's TPACKET_V3 block timeout (1 s): packets may wait that long
+MAX_DEVICE_SECONDS = 6 * 3600  # the device-side cap of an open-ended tcpdump (`timeout`)
+BLOCK_TIMEOUT = 1.1  # libpcap's TPACKET_V3 block timeout (1 s): packets may wait that long
 DUMPCAP_SETTLE = 0.25
 IMMEDIATE_GRACE = 0.3
 
@@ -77,8 +90,15 @@ class CaptureError(HostctlError):
     is what was kept; ``kind`` is "not-runnable" (no such source here: no lab, no root, no app),
     "timeout", or "error"."""
 
-    def __init__(self, message: str, *, source: str, serial: str | None = None,
-                 result: "CaptureResult | None" = None, kind: str = "error") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        serial: str | None = None,
+        result: CaptureResult | None = None,
+        kind: str = "error",
+    ) -> None:
         self.source = source
         self.serial = serial
         self.result = result
@@ -97,12 +117,12 @@ class CaptureResult:
     serial: str | None
     packets: int | None
     bytes: int
-    format: str | None               # "pcap" | "pcapng" | None (unreadable or empty)
+    format: str | None  # "pcap" | "pcapng" | None (unreadable or empty)
     linktypes: list[int]
     started_at: float
     stopped_at: float
     notes: list[str] = field(default_factory=list)
-    device_path: str | None = None   # where the handset kept it (pcapdroid, tcpdump)
+    device_path: str | None = None  # where the handset kept it (pcapdroid, tcpdump)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,10 +136,19 @@ class CaptureResult:
         return data
 
 
+def _argv0(proc: subprocess.Popen[Any]) -> str:
+    """The program a Popen ran (this module starts every tool from an argument list)."""
+    args = proc.args
+    if isinstance(args, (list, tuple)):
+        return str(args[0])
+    return str(args)
+
+
 def inspect_capture(path: Path) -> dict[str, Any]:
     """Format, link types, packet count and reader notes of a capture file (streamed, never
     loaded); ``{"format": None, ...}`` with the reason when it is empty or not a capture."""
-    from .wire.pcapread import CaptureError as ReadError, CaptureReader
+    from .wire.pcapread import CaptureError as ReadError
+    from .wire.pcapread import CaptureReader
 
     info: dict[str, Any] = {"format": None, "linktypes": [], "packets": None, "errors": [], "skipped_blocks": {}}
     try:
@@ -137,9 +166,13 @@ def inspect_capture(path: Path) -> dict[str, Any]:
     except ReadError as exc:
         info["errors"].append(str(exc))
         return info
-    info.update(format=stats["format"], packets=packets, errors=list(stats["errors"]),
-                skipped_blocks={str(k): v for k, v in stats["skipped_blocks"].items()},
-                linktypes=sorted({i["linktype"] for i in stats["interfaces"]}))
+    info.update(
+        format=stats["format"],
+        packets=packets,
+        errors=list(stats["errors"]),
+        skipped_blocks={str(k): v for k, v in stats["skipped_blocks"].items()},
+        linktypes=sorted({i["linktype"] for i in stats["interfaces"]}),
+    )
     return info
 
 
@@ -155,13 +188,17 @@ def pull_file(handset: Handset, device_path: str, local_path: Path) -> int:
         device = _client(handset.server).device(serial=handset.serial)
         size = device.sync.pull_file(device_path, tmp)
     except (AdbError, OSError, EOFError) as exc:
-        raise DeviceError(f"{handset.serial}: pulling {device_path} failed: {exc}", serial=handset.serial,
-                          command=f"sync RECV {device_path}") from None
+        raise DeviceError(
+            f"{handset.serial}: pulling {device_path} failed: {exc}",
+            serial=handset.serial,
+            command=f"sync RECV {device_path}",
+        ) from None
     os.replace(tmp, local_path)
     return size
 
 
 # --- the interface --------------------------------------------------------------------------------
+
 
 class CaptureSource:
     """Start, then stop: ``start(handset, out_path)`` and ``stop() -> CaptureResult``.
@@ -185,16 +222,21 @@ class CaptureSource:
     def serial(self) -> str | None:
         return self.handset.serial if self.handset is not None else None
 
-    def start(self, handset: Handset | None, out_path: str | os.PathLike[str], *,
-              duration: float | None = None) -> None:
+    def start(
+        self, handset: Handset | None, out_path: str | os.PathLike[str], *, duration: float | None = None
+    ) -> None:
         """Begin capturing into ``out_path`` (created or overwritten; its directory must exist).
         ``duration`` is a hint for device-side limits; `run_capture` enforces it."""
         if self.running:
             raise CaptureError("this capture is already running", source=self.name, serial=self.serial)
         out = Path(out_path).expanduser().absolute()
         if not out.parent.is_dir():
-            raise CaptureError(f"--out {out}: no directory {out.parent}", source=self.name,
-                               serial=handset.serial if handset else None, kind="usage")
+            raise CaptureError(
+                f"--out {out}: no directory {out.parent}",
+                source=self.name,
+                serial=handset.serial if handset else None,
+                kind="usage",
+            )
         self.handset, self.out, self.duration = handset, out, duration
         self.notes = []
         self.started_at = time.time()
@@ -220,7 +262,7 @@ class CaptureSource:
             size = self.out.stat().st_size
         return {"elapsed": time.time() - self.started_at, "bytes": size}
 
-    def __enter__(self) -> "CaptureSource":
+    def __enter__(self) -> CaptureSource:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -244,24 +286,43 @@ class CaptureSource:
 
     def _result(self, *, device_path: str | None = None, **details: Any) -> CaptureResult:
         assert self.out is not None
-        info = inspect_capture(self.out) if self.out.exists() else {
-            "format": None, "linktypes": [], "packets": None, "errors": [f"{self.out}: no file"]}
+        info: dict[str, Any] = (
+            inspect_capture(self.out)
+            if self.out.exists()
+            else {"format": None, "linktypes": [], "packets": None, "errors": [f"{self.out}: no file"]}
+        )
         notes = list(self.notes) + [f"reader: {e}" for e in info["errors"][:5]]
         if info.get("skipped_blocks"):
             details["skipped_blocks"] = info["skipped_blocks"]
-        return CaptureResult(path=self.out, source=self.name, serial=self.serial, packets=info["packets"],
-                             bytes=self.out.stat().st_size if self.out.exists() else 0, format=info["format"],
-                             linktypes=info["linktypes"], started_at=self.started_at, stopped_at=time.time(),
-                             notes=notes, device_path=device_path, details=details)
+        return CaptureResult(
+            path=self.out,
+            source=self.name,
+            serial=self.serial,
+            packets=info["packets"],
+            bytes=self.out.stat().st_size if self.out.exists() else 0,
+            format=info["format"],
+            linktypes=info["linktypes"],
+            started_at=self.started_at,
+            stopped_at=time.time(),
+            notes=notes,
+            device_path=device_path,
+            details=details,
+        )
 
     def _error(self, message: str, *, kind: str = "error", evidence: bool = False, **kw: Any) -> CaptureError:
         result = self._result(**kw) if evidence and self.out is not None else None
         return CaptureError(message, source=self.name, serial=self.serial, result=result, kind=kind)
 
 
-def run_capture(source: CaptureSource, handset: Handset | None, out_path: str | os.PathLike[str], *,
-                duration: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
-                interval: float = 1.0) -> CaptureResult:
+def run_capture(
+    source: CaptureSource,
+    handset: Handset | None,
+    out_path: str | os.PathLike[str],
+    *,
+    duration: float | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    interval: float = 1.0,
+) -> CaptureResult:
     """Capture for ``duration`` seconds (None: until Ctrl-C), reporting ``progress`` every
     ``interval``; Ctrl-C ends the capture normally (the result notes it)."""
     source.start(handset, out_path, duration=duration)
@@ -301,14 +362,15 @@ def source_for(spec: str, **options: Any) -> CaptureSource:
     if spec.startswith("host:"):
         iface = spec[5:]
         if not iface or not re.fullmatch(r"[\w.:@-]+", iface):
-            raise CaptureError(f"--source {spec!r}: name an interface of this host, e.g. host:wlan0",
-                               source="host", kind="usage")
+            raise CaptureError(
+                f"--source {spec!r}: name an interface of this host, e.g. host:wlan0", source="host", kind="usage"
+            )
         return HostSource(iface, **options)
-    raise CaptureError(f"unknown capture source {spec!r} (known: {', '.join(SOURCES)})", source=spec,
-                       kind="usage")
+    raise CaptureError(f"unknown capture source {spec!r} (known: {', '.join(SOURCES)})", source=spec, kind="usage")
 
 
 # --- lab -----------------------------------------------------------------------------------------
+
 
 class LabSource(CaptureSource):
     """The emulated lab's wire tap, asked through the control channel of the lab that serves the
@@ -336,21 +398,33 @@ class LabSource(CaptureSource):
             raise self._error("the lab source captures a handset: give its serial", kind="usage")
         server = self.handset.server
         if server.host not in ("127.0.0.1", "localhost", "::1"):
-            raise self._error(f"the lab source needs the lab on this host; adb server {server} is remote "
-                              "(run hostctl on the lab's host)", kind="not-runnable")
+            raise self._error(
+                f"the lab source needs the lab on this host; adb server {server} is remote "
+                "(run hostctl on the lab's host)",
+                kind="not-runnable",
+            )
         info = self._lab()
         if info is None:
-            raise self._error(f"no emulated lab serves adb port {server.port}, so {self.handset.serial} is "
-                              "not an emulated handset: use --source pcapdroid, tcpdump (rooted) or host:IFACE",
-                              kind="not-runnable")
+            raise self._error(
+                f"no emulated lab serves adb port {server.port}, so {self.handset.serial} is "
+                "not an emulated handset: use --source pcapdroid, tcpdump (rooted) or host:IFACE",
+                kind="not-runnable",
+            )
         serials = [h.get("serial") for h in info.get("handsets", [])]
         if self.handset.serial not in serials:
-            raise self._error(f"{self.handset.serial} is not an emulated handset of the lab on adb port "
-                              f"{server.port} (its handsets: {', '.join(map(str, serials)) or 'none'}): use "
-                              "--source pcapdroid, tcpdump (rooted) or host:IFACE", kind="not-runnable")
-        req: dict[str, Any] = {"cmd": "capture-start", "serial": self.handset.serial, "path": str(self.out),
-                               "linktype": self.linktype}
-        if self.duration is not None:         # the lab ends it by itself should we die
+            raise self._error(
+                f"{self.handset.serial} is not an emulated handset of the lab on adb port "
+                f"{server.port} (its handsets: {', '.join(map(str, serials)) or 'none'}): use "
+                "--source pcapdroid, tcpdump (rooted) or host:IFACE",
+                kind="not-runnable",
+            )
+        req: dict[str, Any] = {
+            "cmd": "capture-start",
+            "serial": self.handset.serial,
+            "path": str(self.out),
+            "linktype": self.linktype,
+        }
+        if self.duration is not None:  # the lab ends it by itself should we die
             req["max_seconds"] = self.duration + 120
         try:
             reply = control_request(info, req, timeout=self.timeout)
@@ -358,9 +432,11 @@ class LabSource(CaptureSource):
             raise self._error(f"the lab refused the capture: {exc}", kind="not-runnable") from None
         self.lab_info = info
         self.capture_id = reply["id"]
-        self.notes.append(f"lab capture {reply['id']} of {reply['label']} (synthetic address "
-                          f"{reply.get('address')}); hosts: "
-                          + ", ".join(f"{name}={addr}" for addr, name in sorted(reply.get("names", {}).items())))
+        self.notes.append(
+            f"lab capture {reply['id']} of {reply['label']} (synthetic address "
+            f"{reply.get('address')}); hosts: "
+            + ", ".join(f"{name}={addr}" for addr, name in sorted(reply.get("names", {}).items()))
+        )
 
     def check(self) -> None:
         if self._lab() is None:
@@ -370,9 +446,13 @@ class LabSource(CaptureSource):
         self.running = False
         self.notes.append("the lab stopped while capturing: the file holds what it had written")
         self.result = self._result(capture_id=self.capture_id)
-        return CaptureError(f"the emulated lab on adb port {self.handset.server.port if self.handset else '?'} "
-                            "went away during the capture", source=self.name, serial=self.serial,
-                            result=self.result)
+        return CaptureError(
+            f"the emulated lab on adb port {self.handset.server.port if self.handset else '?'} "
+            "went away during the capture",
+            source=self.name,
+            serial=self.serial,
+            result=self.result,
+        )
 
     def _stop(self) -> CaptureResult:
         from .emulator.lab import LabError, control_request
@@ -391,11 +471,13 @@ class LabSource(CaptureSource):
             self.notes.append("the lab had ended the capture at its time limit")
         if reply.get("full"):
             self.notes.append("the lab stopped recording at the size limit")
-        return self._result(capture_id=self.capture_id, connections=reply.get("connections"),
-                            payload_bytes=reply.get("payload_bytes"))
+        return self._result(
+            capture_id=self.capture_id, connections=reply.get("connections"), payload_bytes=reply.get("payload_bytes")
+        )
 
 
 # --- on the handset: shared by pcapdroid and tcpdump -----------------------------------------------
+
 
 class _DeviceSource(CaptureSource):
     device_path: str | None = None
@@ -411,8 +493,11 @@ class _DeviceSource(CaptureSource):
             size = pull_file(self.handset, self.device_path, self.out)
         except DeviceError as exc:
             self.notes.append(f"the capture stays on the handset at {self.device_path}: {exc}")
-            raise self._error(f"could not copy {self.device_path} from {self.handset.serial}: {exc}",
-                              evidence=True, device_path=self.device_path) from None
+            raise self._error(
+                f"could not copy {self.device_path} from {self.handset.serial}: {exc}",
+                evidence=True,
+                device_path=self.device_path,
+            ) from None
         self.notes.append(f"pulled {self.device_path} ({size} bytes) with adb sync")
 
     def progress(self) -> dict[str, Any]:
@@ -429,13 +514,21 @@ class _DeviceSource(CaptureSource):
 
 # --- PCAPdroid -----------------------------------------------------------------------------------
 
+
 class PcapdroidSource(_DeviceSource):
     """PCAPdroid's app API, with its consent screens answered through the UI."""
 
     name = "pcapdroid"
 
-    def __init__(self, *, pcapng: bool = False, extensions: bool | None = None, app_filter: str | None = None,
-                 consent_timeout: float = 30.0, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        *,
+        pcapng: bool = False,
+        extensions: bool | None = None,
+        app_filter: str | None = None,
+        consent_timeout: float = 30.0,
+        timeout: float = 20.0,
+    ) -> None:
         super().__init__(timeout=timeout)
         self.pcapng = pcapng
         self.extensions = pcapng if extensions is None else extensions
@@ -446,23 +539,31 @@ class PcapdroidSource(_DeviceSource):
         cmd = "am start -e action " + action + "".join(" " + e for e in extras) + f" -n {PCAPDROID_CTRL}"
         res = self._shell(cmd)
         if "Error" in res.output:
-            raise self._error(f"{self.serial}: `{cmd}` failed: {res.output.strip()[:300]}",
-                              evidence=action == "stop", device_path=self.device_path)
+            raise self._error(
+                f"{self.serial}: `{cmd}` failed: {res.output.strip()[:300]}",
+                evidence=action == "stop",
+                device_path=self.device_path,
+            )
 
     def _start(self) -> None:
         if self.handset is None:
             raise self._error("the pcapdroid source captures a handset: give its serial", kind="usage")
         if not self._shell(f"pm path {PCAPDROID}").ok:
             sdk = self._shell("getprop ro.build.version.sdk").stdout.strip()
-            why = (f"; it needs Android 5.0 (API {PCAPDROID_MIN_SDK}) and this handset runs API {sdk}"
-                   if sdk.isdigit() and int(sdk) < PCAPDROID_MIN_SDK else
-                   " (install it from F-Droid or Google Play)")
-            raise self._error(f"PCAPdroid ({PCAPDROID}) is not installed on {self.handset.serial}{why}; "
-                              "other sources: tcpdump (rooted), host:IFACE, lab (emulated)", kind="not-runnable")
+            why = (
+                f"; it needs Android 5.0 (API {PCAPDROID_MIN_SDK}) and this handset runs API {sdk}"
+                if sdk.isdigit() and int(sdk) < PCAPDROID_MIN_SDK
+                else " (install it from F-Droid or Google Play)"
+            )
+            raise self._error(
+                f"PCAPdroid ({PCAPDROID}) is not installed on {self.handset.serial}{why}; "
+                "other sources: tcpdump (rooted), host:IFACE, lab (emulated)",
+                kind="not-runnable",
+            )
         ext = ".pcapng" if self.pcapng else ".pcap"
         name = f"hostctl-{secrets.token_hex(4)}{ext}"
         self.device_path = f"{PCAPDROID_DIR}/{name}"
-        self._shell(f"rm -f {self.device_path}")      # PCAPdroid overwrites; be sure what we pull is new
+        self._shell(f"rm -f {self.device_path}")  # PCAPdroid overwrites; be sure what we pull is new
         extras = ["-e pcap_dump_mode pcap_file", f"-e pcap_name {name}"]
         if self.pcapng:
             extras.append("-e pcapng_format true")
@@ -472,8 +573,10 @@ class PcapdroidSource(_DeviceSource):
             extras.append(f"-e app_filter {shlex.quote(self.app_filter)}")
         self._am("start", extras)
         self._consent(until=self._dump_exists, what="start")
-        self.notes.append(f"PCAPdroid capture started into {self.device_path}"
-                          + (" (pcapng, PCAPdroid extensions)" if self.pcapng else " (pcap, raw IP)"))
+        self.notes.append(
+            f"PCAPdroid capture started into {self.device_path}"
+            + (" (pcapng, PCAPdroid extensions)" if self.pcapng else " (pcap, raw IP)")
+        )
 
     def _dump_exists(self) -> bool:
         return self._shell(f"ls {self.device_path}", timeout=5).ok
@@ -499,7 +602,7 @@ class PcapdroidSource(_DeviceSource):
                     self._tap(allow)
                     tapped = True
                 else:
-                    time.sleep(0.3)       # Allow is enabled 1.5 s after the window shows
+                    time.sleep(0.3)  # Allow is enabled 1.5 s after the window shows
                 continue
             if until():
                 return
@@ -508,9 +611,13 @@ class PcapdroidSource(_DeviceSource):
             last = "no consent window and no capture yet"
             time.sleep(0.3)
         logs = self._shell("logcat -d -s CaptureCtrl:* CaptureService:* CaptureHelper:*", timeout=10).stdout
-        raise self._error(f"PCAPdroid did not {what} the capture within {self.consent_timeout:.0f} s ({last}); "
-                          f"its log: {logs.strip()[-500:] or 'empty'}", kind="timeout",
-                          evidence=what == "stop", device_path=self.device_path)
+        raise self._error(
+            f"PCAPdroid did not {what} the capture within {self.consent_timeout:.0f} s ({last}); "
+            f"its log: {logs.strip()[-500:] or 'empty'}",
+            kind="timeout",
+            evidence=what == "stop",
+            device_path=self.device_path,
+        )
 
     def _ui(self) -> list[dict[str, str]]:
         res = self._shell(f"uiautomator dump {UI_DUMP} >/dev/null && cat {UI_DUMP}")
@@ -531,23 +638,31 @@ class PcapdroidSource(_DeviceSource):
         x1, y1, x2, y2 = map(int, m.groups())
         res = self._shell(f"input tap {(x1 + x2) // 2} {(y1 + y2) // 2}")
         if "INJECT_EVENTS" in res.output:
-            raise self._error(f"{self.serial}: PCAPdroid asks for consent on screen and {INJECTION_HINT}",
-                              kind="not-runnable", evidence=self.running, device_path=self.device_path)
+            raise self._error(
+                f"{self.serial}: PCAPdroid asks for consent on screen and {INJECTION_HINT}",
+                kind="not-runnable",
+                evidence=self.running,
+                device_path=self.device_path,
+            )
 
     def _stop(self) -> CaptureResult:
         stop_error: HostctlError | None = None
         try:
             self._am("stop", [])
             self._consent(until=lambda: False, what="stop")
-        except HostctlError as exc:        # pull what PCAPdroid has written anyway
+        except HostctlError as exc:  # pull what PCAPdroid has written anyway
             stop_error = exc
             self.notes.append(f"stopping PCAPdroid failed ({exc}): it may still be capturing")
         self.notes.append(f"the dump stays on the handset at {self.device_path}")
         self._pull()
         if stop_error is not None:
             kind = stop_error.kind if isinstance(stop_error, CaptureError) else "error"
-            raise self._error(f"PCAPdroid did not confirm the stop: {stop_error}", kind=kind, evidence=True,
-                              device_path=self.device_path)
+            raise self._error(
+                f"PCAPdroid did not confirm the stop: {stop_error}",
+                kind=kind,
+                evidence=True,
+                device_path=self.device_path,
+            )
         return self._result(device_path=self.device_path)
 
 
@@ -559,6 +674,7 @@ def _node(nodes: list[dict[str, str]], resource_id: str, *, package: str | None 
 
 
 # --- tcpdump on a rooted handset -------------------------------------------------------------------
+
 
 class TcpdumpSource(_DeviceSource):
     """tcpdump as root on the handset, ended by SIGINT to its pid, pulled with adb sync."""
@@ -590,20 +706,28 @@ class TcpdumpSource(_DeviceSource):
         elif status is RootStatus.SU and su_path:
             self.prefix = su_path
         else:
-            raise self._error(f"{self.handset.serial} is not rooted (root: {status.value}): tcpdump needs root; "
-                              "use --source pcapdroid (no root), host:IFACE, or lab (emulated)", kind="not-runnable")
+            raise self._error(
+                f"{self.handset.serial} is not rooted (root: {status.value}): tcpdump needs root; "
+                "use --source pcapdroid (no root), host:IFACE, or lab (emulated)",
+                kind="not-runnable",
+            )
         version = self._root("tcpdump --version")
         if version.exit_code == 127 or "not found" in version.output:
-            raise self._error(f"tcpdump is not installed on {self.handset.serial} (put a static build in "
-                              "/system/xbin or /data/local/tmp)", kind="not-runnable")
+            raise self._error(
+                f"tcpdump is not installed on {self.handset.serial} (put a static build in "
+                "/system/xbin or /data/local/tmp)",
+                kind="not-runnable",
+            )
         self.notes.append(version.output.strip().splitlines()[0] if version.output.strip() else "tcpdump")
         cap = int(self.duration + 60) if self.duration else MAX_DEVICE_SECONDS
         with_timeout = self._root("timeout 1 true").ok
         before = self._pids()
         self.device_path = f"/data/local/tmp/hostctl-{secrets.token_hex(4)}.pcap"
-        cmd = (f"timeout {cap} " if with_timeout else "") + \
-            f"tcpdump -i {shlex.quote(self.interface)} -s 0 -U -w {self.device_path}" + \
-            (f" {shlex.quote(self.bpf)}" if self.bpf else "")
+        cmd = (
+            (f"timeout {cap} " if with_timeout else "")
+            + f"tcpdump -i {shlex.quote(self.interface)} -s 0 -U -w {self.device_path}"
+            + (f" {shlex.quote(self.bpf)}" if self.bpf else "")
+        )
         if not with_timeout:
             self.notes.append("no `timeout` on the handset: tcpdump runs until hostctl stops it")
         self._thread = threading.Thread(target=self._run, args=(cmd, cap + 30), name="hostctl-tcpdump", daemon=True)
@@ -611,21 +735,22 @@ class TcpdumpSource(_DeviceSource):
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if not self._thread.is_alive():
-                raise self._error(f"tcpdump ended at once on {self.handset.serial}: {self._describe()}",
-                                  evidence=False)
+                raise self._error(f"tcpdump ended at once on {self.handset.serial}: {self._describe()}", evidence=False)
             new = self._pids() - before
             if len(new) == 1:
                 self.pid = new.pop()
                 self.notes.append(f"tcpdump pid {self.pid}: {cmd}")
                 return
             time.sleep(0.2)
-        raise self._error(f"tcpdump did not appear in the process list of {self.handset.serial} within "
-                          f"{self.timeout:.0f} s", kind="timeout")
+        raise self._error(
+            f"tcpdump did not appear in the process list of {self.handset.serial} within {self.timeout:.0f} s",
+            kind="timeout",
+        )
 
     def _run(self, cmd: str, timeout: float) -> None:
         try:
             self._outcome = self._root(cmd, timeout=timeout)
-        except BaseException as exc:      # kept for stop() to report
+        except BaseException as exc:  # noqa: BLE001 - kept for stop() to report
             self._outcome = exc
 
     def _describe(self) -> str:
@@ -669,13 +794,15 @@ class TcpdumpSource(_DeviceSource):
 
 # --- on a host interface -----------------------------------------------------------------------------
 
+
 class HostSource(CaptureSource):
     """dumpcap or tcpdump on this host's interface, stopped by SIGINT to the pid started here."""
 
     name = "host"
 
-    def __init__(self, interface: str, *, tool: str | None = None, bpf: str | None = None,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, interface: str, *, tool: str | None = None, bpf: str | None = None, timeout: float = 20.0
+    ) -> None:
         super().__init__(timeout=timeout)
         self.name = f"host:{interface}"
         self.interface = interface
@@ -694,7 +821,7 @@ class HostSource(CaptureSource):
             if exe is None:
                 continue
             if os.path.basename(exe) == "dumpcap":
-                cmd = [exe, "-i", self.interface, "-w", str(self.out)]      # pcapng
+                cmd = [exe, "-i", self.interface, "-w", str(self.out)]  # pcapng
                 if self.bpf:
                     cmd += ["-f", self.bpf]
                 return cmd
@@ -705,7 +832,7 @@ class HostSource(CaptureSource):
 
     @property
     def _is_dumpcap(self) -> bool:
-        return self.proc is not None and os.path.basename(str(self.proc.args[0])) == "dumpcap"
+        return self.proc is not None and os.path.basename(_argv0(self.proc)) == "dumpcap"
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -722,8 +849,9 @@ class HostSource(CaptureSource):
     def _start(self) -> None:
         cmd = self._command()
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
         except OSError as exc:
             raise self._error(f"cannot run {cmd[0]}: {exc}", kind="not-runnable") from None
         self._reader = threading.Thread(target=self._read_stderr, name="hostctl-capture-stderr", daemon=True)
@@ -734,14 +862,19 @@ class HostSource(CaptureSource):
             code = self.proc.poll()
             if code is None:
                 self._terminate()
-            raise self._error(f"{os.path.basename(cmd[0])} on {self.interface} did not start "
-                              f"(exit {self.proc.returncode}): {' | '.join(self._stderr[-5:])}",
-                              kind="not-runnable" if code is not None else "timeout")
+            raise self._error(
+                f"{os.path.basename(cmd[0])} on {self.interface} did not start "
+                f"(exit {self.proc.returncode}): {' | '.join(self._stderr[-5:])}",
+                kind="not-runnable" if code is not None else "timeout",
+            )
         if self._is_dumpcap:
             # dumpcap says "Capturing on" a moment before its capture is live, and has no immediate
             # mode: give it DUMPCAP_SETTLE at the start and at the stop (see _stop)
+            out = self.out
+            if out is None:
+                raise self._error("dumpcap started without an output file", kind="not-runnable")
             deadline = time.monotonic() + self.timeout
-            while not (self.out.exists() and self.out.stat().st_size > 0) and time.monotonic() < deadline:
+            while not (out.exists() and out.stat().st_size > 0) and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(DUMPCAP_SETTLE)
         self.notes.append(f"{' '.join(shlex.quote(c) for c in cmd)} (pid {self.proc.pid})")
@@ -750,9 +883,13 @@ class HostSource(CaptureSource):
         if self.proc is not None and self.proc.poll() is not None:
             self.running = False
             self.result = self._result(tool_exit=self.proc.returncode)
-            raise CaptureError(f"{self.proc.args[0]} on {self.interface} exited early ({self.proc.returncode}): "
-                               + " | ".join(self._stderr[-3:]), source=self.name, serial=self.serial,
-                               result=self.result)
+            raise CaptureError(
+                f"{_argv0(self.proc)} on {self.interface} exited early ({self.proc.returncode}): "
+                + " | ".join(self._stderr[-3:]),
+                source=self.name,
+                serial=self.serial,
+                result=self.result,
+            )
 
     def _terminate(self) -> None:
         assert self.proc is not None
@@ -760,13 +897,13 @@ class HostSource(CaptureSource):
             if self.proc.poll() is not None:
                 break
             try:
-                os.kill(self.proc.pid, sig)       # the process we started, by its pid
+                os.kill(self.proc.pid, sig)  # the process we started, by its pid
             except ProcessLookupError:
                 break
             try:
                 self.proc.wait(wait)
             except subprocess.TimeoutExpired:
-                self.notes.append(f"{os.path.basename(str(self.proc.args[0]))} ignored signal {sig.name}")
+                self.notes.append(f"{os.path.basename(_argv0(self.proc))} ignored signal {sig.name}")
 
     def _stop(self) -> CaptureResult:
         assert self.proc is not None

@@ -38,7 +38,7 @@ class CmState:
     sources: dict[str, Any] = field(default_factory=dict)
     sims: list[dict[str, Any]] = field(default_factory=list)
     changed: bool = False
-    consent: list[dict[str, Any]] = field(default_factory=list)   # activation dialogs shown and accepted
+    consent: list[dict[str, Any]] = field(default_factory=list)  # activation dialogs shown and accepted
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,8 +52,9 @@ def _setting(h: Handset, timeout: float | None) -> str | None:
 def cm_status(h: Handset, *, ui: bool = False, timeout: float | None = None) -> CmState:
     """The setting, and with ``ui`` the per-SIM switches as Messaging > Settings shows them."""
     setting = _setting(h, timeout)
-    state = CmState(h.serial, None if setting is None else setting == "1",
-                    {"setting": {"secure/cloud_messaging_on": setting}})
+    state = CmState(
+        h.serial, None if setting is None else setting == "1", {"setting": {"secure/cloud_messaging_on": setting}}
+    )
     if ui:
         notes: list[str] = []
         switches = _switches(h, timeout, notes)
@@ -74,16 +75,21 @@ def _dump(h: Handset, timeout: float | None) -> str:
 def _open_settings(h: Handset, timeout: float | None) -> None:
     res = h.shell(f"am start -n {MMS_SETTINGS}", timeout=timeout)
     if "Error" in res.output:
-        raise CloudMessagingError(f"{h.serial}: cannot open Messaging settings: {res.output.strip()[:200]}",
-                                  serial=h.serial, command=res.command, output=res.output)
+        raise CloudMessagingError(
+            f"{h.serial}: cannot open Messaging settings: {res.output.strip()[:200]}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+        )
 
 
 def _read_switches(h: Handset, xml_text: str) -> list[MxSwitch]:
     try:
         return parse_switches(xml_text)
     except SwitchNotFound as exc:
-        raise CloudMessagingError(f"{h.serial}: {exc}", serial=h.serial, command="uiautomator dump",
-                                  output=xml_text[-2000:]) from None
+        raise CloudMessagingError(
+            f"{h.serial}: {exc}", serial=h.serial, command="uiautomator dump", output=xml_text[-2000:]
+        ) from None
 
 
 def _switches(h: Handset, timeout: float | None, notes: list[str] | None = None) -> list[MxSwitch]:
@@ -109,8 +115,13 @@ def _switches(h: Handset, timeout: float | None, notes: list[str] | None = None)
 def _tap(h: Handset, xy: tuple[int, int], timeout: float | None) -> None:
     res = h.shell(f"input tap {xy[0]} {xy[1]}", timeout=timeout)
     if injection_refused(res.output):
-        raise CloudMessagingError(f"{h.serial}: {INJECTION_HINT}", serial=h.serial,
-                                  command=res.command, output=res.output, exit_code=res.exit_code)
+        raise CloudMessagingError(
+            f"{h.serial}: {INJECTION_HINT}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+            exit_code=res.exit_code,
+        )
 
 
 def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
@@ -120,27 +131,36 @@ def cm_set_frida(h: Handset, on: bool, *, sim: int | None = None, timeout: float
 
     if sim is not None:
         sims = [sim]
-    else:                      # every SIM slot the handset has
+    else:  # every SIM slot the handset has
         from .identity import _slot_count
 
         sims = list(range(1, _slot_count(h.getprops(timeout=timeout)) + 1))
     results = []
     for s in sims:
         try:
-            r = call_agent(h, "com.android.mms", "set_cloud_messaging", on, s - 1, int(timeout * 1000),
-                           timeout=timeout + 5)
+            r = call_agent(
+                h, "com.android.mms", "set_cloud_messaging", on, s - 1, int(timeout * 1000), timeout=timeout + 5
+            )
         except FridaIdentityError as exc:
             raise CloudMessagingError(f"{h.serial}: {exc}", serial=h.serial) from exc
         if not r.get("java"):
-            raise CloudMessagingError(f"{h.serial}: com.android.mms has no Java runtime here "
-                                      f"({r.get('error')}); use the UI path (--via ui)", serial=h.serial)
+            raise CloudMessagingError(
+                f"{h.serial}: com.android.mms has no Java runtime here ({r.get('error')}); use the UI path (--via ui)",
+                serial=h.serial,
+            )
         if r.get("error") or not (r.get("result") or {}).get("success"):
-            raise CloudMessagingError(f"{h.serial}: MxActivateService did not confirm: "
-                                      f"{r.get('error') or r.get('result')}", serial=h.serial)
+            raise CloudMessagingError(
+                f"{h.serial}: MxActivateService did not confirm: {r.get('error') or r.get('result')}", serial=h.serial
+            )
         results.append({"sim": s, "enabled": on})
     setting = _setting(h, timeout)
-    return CmState(h.serial, setting == "1", {"setting": {"secure/cloud_messaging_on": setting},
-                                              "frida": {"process": "com.android.mms"}}, results, True)
+    return CmState(
+        h.serial,
+        setting == "1",
+        {"setting": {"secure/cloud_messaging_on": setting}, "frida": {"process": "com.android.mms"}},
+        results,
+        True,
+    )
 
 
 def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.0) -> CmState:
@@ -154,17 +174,24 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
+
     notes: list[str] = []
     switches = _switches(h, timeout, notes)
     targets = [s.sim for s in switches if sim is None or s.sim == sim]
     if not targets:
-        raise CloudMessagingError(f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
-                                  f"(found SIMs {[s.sim for s in switches]}: "
-                                  f"{', '.join(repr(s.title) for s in switches)})", serial=h.serial)
+        raise CloudMessagingError(
+            f"{h.serial}: no Cloud Messaging switch for SIM {sim} "
+            f"(found SIMs {[s.sim for s in switches]}: "
+            f"{', '.join(repr(s.title) for s in switches)})",
+            serial=h.serial,
+        )
     changed, consent = False, []
     for target in targets:
-        now = next(s for s in _read_switches(h, _dump(h, left())) if s.sim == target) if changed else \
-            next(s for s in switches if s.sim == target)
+        now = (
+            next(s for s in _read_switches(h, _dump(h, left())) if s.sim == target)
+            if changed
+            else next(s for s in switches if s.sim == target)
+        )
         if now.checked == on:
             continue
         _tap(h, now.center, left())
@@ -177,45 +204,65 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
             dialog = parse_consent(xml_text)
             if dialog is not None:
                 if not on:
-                    raise CloudMessagingError(f"{h.serial}: a consent dialog appeared while turning "
-                                              f"Cloud Messaging off: {dialog.title!r}", serial=h.serial)
+                    raise CloudMessagingError(
+                        f"{h.serial}: a consent dialog appeared while turning Cloud Messaging off: {dialog.title!r}",
+                        serial=h.serial,
+                    )
                 if not accepted:
-                    consent.append({"sim": target, "kind": dialog.kind, "title": dialog.title,
-                                    "message": dialog.message, "accepted": dialog.accept_text})
+                    consent.append(
+                        {
+                            "sim": target,
+                            "kind": dialog.kind,
+                            "title": dialog.title,
+                            "message": dialog.message,
+                            "accepted": dialog.accept_text,
+                        }
+                    )
                     _tap(h, dialog.accept, left())
                     accepted = True
             else:
                 try:
                     flipped = any(s.sim == target and s.checked == on for s in parse_switches(xml_text))
                 except SwitchNotFound:
-                    flipped = False          # a screen in between (the dialog going, the list redrawn)
+                    flipped = False  # a screen in between (the dialog going, the list redrawn)
                 if flipped:
                     break
             if time.monotonic() > deadline:
                 what = "the consent dialog stayed on screen" if dialog is not None else "the switch did not flip"
-                raise CloudMessagingError(f"{h.serial}: SIM {target}: {what} within {timeout:g} s",
-                                          serial=h.serial, output=xml_text[-2000:])
+                raise CloudMessagingError(
+                    f"{h.serial}: SIM {target}: {what} within {timeout:g} s", serial=h.serial, output=xml_text[-2000:]
+                )
             time.sleep(0.2)
-    while True:   # verify: the switches as drawn, and the setting the app writes
+    while True:  # verify: the switches as drawn, and the setting the app writes
         xml_text = _dump(h, left())
         if parse_consent(xml_text) is not None:
             raise CloudMessagingError(f"{h.serial}: a consent dialog is shown again", serial=h.serial)
         now_sw = _read_switches(h, xml_text)
-        now = {s.sim: s.checked for s in now_sw}
+        drawn = {s.sim: s.checked for s in now_sw}
         setting = _setting(h, left())
-        if all(now.get(t) == on for t in targets) and (setting == "1") == (on or any(now.values())):
+        if all(drawn.get(t) == on for t in targets) and (setting == "1") == (on or any(drawn.values())):
             break
         if time.monotonic() > deadline:
-            raise CloudMessagingError(f"{h.serial}: the switch did not turn {'on' if on else 'off'} "
-                                      f"within {timeout:g} s (switches {now}, setting {setting})",
-                                      serial=h.serial)
+            raise CloudMessagingError(
+                f"{h.serial}: the switch did not turn {'on' if on else 'off'} "
+                f"within {timeout:g} s (switches {drawn}, setting {setting})",
+                serial=h.serial,
+            )
         time.sleep(0.2)
-    sources: dict[str, Any] = {"setting": {"secure/cloud_messaging_on": setting},
-                               "ui": {"activity": MMS_SETTINGS, "switches": len(now), "consent_shown": bool(consent)}}
+    sources: dict[str, Any] = {
+        "setting": {"secure/cloud_messaging_on": setting},
+        "ui": {"activity": MMS_SETTINGS, "switches": len(drawn), "consent_shown": bool(consent)},
+    }
     if notes:
         sources["notes"] = notes
-    return CmState(h.serial, setting == "1", sources,
-                   [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in now_sw], changed, consent)
+    return CmState(
+        h.serial,
+        setting == "1",
+        sources,
+        [{"sim": s.sim, "enabled": s.checked, "title": s.title} for s in now_sw],
+        changed,
+        consent,
+    )
 
 
 # --- sending as a user does ------------------------------------------------------------------------
@@ -225,8 +272,8 @@ def cm_set(h: Handset, on: bool, *, sim: int | None = None, timeout: float = 20.
 class SendOutcome:
     serial: str
     to: str
-    route: str | None                     # "ip" | "sms" | "failed" | None (did not settle)
-    fallback: bool                        # the row went through MIUI's resend state (type 4, mx_status 1)
+    route: str | None  # "ip" | "sms" | "failed" | None (did not settle)
+    fallback: bool  # the row went through MIUI's resend state (type 4, mx_status 1)
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -243,8 +290,16 @@ def _rows_after(h: Handset, after: int, timeout: float | None) -> list[Any]:
     return read_messages(h, after=after, timeout=timeout)
 
 
-def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = None,
-                 carrier_view: Any = None, modem: Any = None, timeout: float = 30.0) -> SendOutcome:
+def send_message(
+    h: Handset,
+    to: str,
+    text: str,
+    *,
+    receiver: Handset | None = None,
+    carrier_view: Any = None,
+    modem: Any = None,
+    timeout: float = 30.0,
+) -> SendOutcome:
     """Trigger a send the way a user does (SENDTO intent, then Send on the compose screen), wait
     until the sender's row settles, and report the route with the evidence of both ends. A
     number or text that cannot be sent raises OutgoingError (a ValueError) before the handset
@@ -252,18 +307,24 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
     from .messages import read_messages
     from .sms.outgoing import check_number, check_text
 
-    to = check_number(to)           # separators dropped: it goes into the smsto: URI unquoted
+    to = check_number(to)  # separators dropped: it goes into the smsto: URI unquoted
     check_text(text)
     deadline = time.monotonic() + timeout
     before = max((m.id for m in read_messages(h, limit=1, timeout=timeout)), default=0)
-    r_before = max((m.id for m in read_messages(receiver, limit=1, timeout=timeout)), default=0) \
-        if receiver is not None else 0
-    res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{to} --es sms_body {_shell_quote(text)}",
-                  timeout=timeout)
+    r_before = (
+        max((m.id for m in read_messages(receiver, limit=1, timeout=timeout)), default=0) if receiver is not None else 0
+    )
+    res = h.shell(
+        f"am start -a android.intent.action.SENDTO -d smsto:{to} --es sms_body {_shell_quote(text)}", timeout=timeout
+    )
     if "Error" in res.output:
-        raise CloudMessagingError(f"{h.serial}: cannot open the compose screen: {res.output.strip()[:200]}",
-                                  serial=h.serial, command=res.command, output=res.output)
-    button = parse_compose(_dump(h, timeout)).send_button      # com.android.mms:id/send_button
+        raise CloudMessagingError(
+            f"{h.serial}: cannot open the compose screen: {res.output.strip()[:200]}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+        )
+    button = parse_compose(_dump(h, timeout)).send_button  # com.android.mms:id/send_button
     if button is None:
         raise CloudMessagingError(f"{h.serial}: no Send button on the compose screen", serial=h.serial)
     _tap(h, button, timeout)
@@ -282,7 +343,7 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
     if row is None:
         route = None
     elif row.type == 5:
-        route = "failed"          # the radio or the network refused it (e.g. an unallocated number)
+        route = "failed"  # the radio or the network refused it (e.g. an unallocated number)
     else:
         route = "ip" if row.mx_status in (16, 17) else "sms" if row.mx_status == 0 else None
 
@@ -290,14 +351,15 @@ def send_message(h: Handset, to: str, text: str, *, receiver: Handset | None = N
     if receiver is not None:
         got = None
         while time.monotonic() < deadline and got is None:
-            got = next((m for m in _rows_after(receiver, r_before, timeout)
-                        if m.body == text and m.direction == "in"), None)
+            got = next(
+                (m for m in _rows_after(receiver, r_before, timeout) if m.body == text and m.direction == "in"), None
+            )
             if got is None:
                 time.sleep(0.05)
         evidence["receiver"] = None if got is None else got.to_json()
-    if modem is not None:          # the lab's GSM modem as the peer: its own receipt of the SMS
+    if modem is not None:  # the lab's GSM modem as the peer: its own receipt of the SMS
         evidence["modem"] = _modem_receipt(modem, text, max(1.0, deadline - time.monotonic()))
-    if carrier_view is not None:   # the emulated network's records (a real network shows none)
+    if carrier_view is not None:  # the emulated network's records (a real network shows none)
         evidence["carrier"] = _segments_of(carrier_view(), text, h_number=None)
     # the resend state if it was seen, or the mark it leaves: an SMS row that kept its mx_id
     fallback = (4, 1) in seen or (row is not None and row.route == "sms-fallback")
@@ -333,8 +395,8 @@ def _modem_receipt(modem: Any, text: str, timeout: float) -> dict[str, Any] | No
 class Presence:
     serial: str
     number: str
-    online: bool | None                   # None: the screen showed neither hint in time
-    shown: str                            # the editor hint as shown ("Mi Message", "短信", ...)
+    online: bool | None  # None: the screen showed neither hint in time
+    shown: str  # the editor hint as shown ("Mi Message", "短信", ...)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -349,12 +411,16 @@ def presence(h: Handset, number: str, *, timeout: float = 15.0, settle: float = 
     offline only once it has stood for ``settle`` seconds (3 by default: a guess, no published
     timing; a Mi Message hint is taken at once). Leaves the conversation with BACK."""
     if not settle >= 0:
-        raise ValueError(f"settle ({settle}) must be >= 0 seconds")      # (a longer one is cut at timeout)
+        raise ValueError(f"settle ({settle}) must be >= 0 seconds")  # (a longer one is cut at timeout)
     deadline = time.monotonic() + timeout
     res = h.shell(f"am start -a android.intent.action.SENDTO -d smsto:{number}", timeout=timeout)
     if "Error" in res.output:
-        raise CloudMessagingError(f"{h.serial}: cannot open the conversation: {res.output.strip()[:200]}",
-                                  serial=h.serial, command=res.command, output=res.output)
+        raise CloudMessagingError(
+            f"{h.serial}: cannot open the conversation: {res.output.strip()[:200]}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+        )
     opened = time.monotonic()
     online, shown = None, ""
     try:

@@ -16,30 +16,57 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from adbutils import AdbClient
 from adbutils._adb import AdbConnection
 from adbutils.errors import AdbConnectionError, AdbError, AdbTimeout
 
-from .errors import (AdbServerError, CommandError, DeviceError, DeviceGoneError, DeviceNotFoundError,
-                     DeviceStateError, DeviceTimeoutError, HostctlError)
+from .errors import (
+    AdbServerError,
+    CommandError,
+    DeviceError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    DeviceStateError,
+    DeviceTimeoutError,
+    HostctlError,
+)
 
 __all__ = [
-    "AdbAddress", "AdbServerError", "CommandError", "DeviceEntry", "DeviceError", "DeviceGoneError",
-    "DeviceInfo", "DeviceNotFoundError", "DeviceStateError", "DeviceTimeoutError", "Handset",
-    "HostctlError", "InputInjection", "RootStatus", "ShellResult", "list_devices", "parse_getprop",
-    "select_handset", "servers_from_env", "dump_ui", "injection_refused",
+    "AdbAddress",
+    "AdbServerError",
+    "CommandError",
+    "DeviceEntry",
+    "DeviceError",
+    "DeviceGoneError",
+    "DeviceInfo",
+    "DeviceNotFoundError",
+    "DeviceStateError",
+    "DeviceTimeoutError",
+    "Handset",
+    "HostctlError",
+    "InputInjection",
+    "RootStatus",
+    "ShellResult",
+    "list_devices",
+    "parse_getprop",
+    "select_handset",
+    "servers_from_env",
+    "dump_ui",
+    "injection_refused",
 ]
 
-DEFAULT_TIMEOUT = 20.0          # seconds for one shell command unless the caller says otherwise
-CONNECT_TIMEOUT = 3.0           # seconds to reach the adb server's port
+DEFAULT_TIMEOUT = 20.0  # seconds for one shell command unless the caller says otherwise
+CONNECT_TIMEOUT = 3.0  # seconds to reach the adb server's port
 SHELL_PACKAGE = "com.android.shell"
 
 T = TypeVar("T")
+_E = TypeVar("_E", bound="DeviceError")
 
 
 # --- servers ----------------------------------------------------------------------------------
@@ -53,7 +80,7 @@ class AdbAddress:
     port: int = 5037
 
     @classmethod
-    def parse(cls, text: str) -> "AdbAddress":
+    def parse(cls, text: str) -> AdbAddress:
         """``HOST:PORT``, ``PORT``, ``tcp:HOST:PORT`` (adb's ADB_SERVER_SOCKET), or ``[v6]:PORT``."""
         raw = text.strip()
         value = raw.removeprefix("tcp:")
@@ -95,11 +122,11 @@ class _Connection(AdbConnection):
         self._connect_timeout = timeout
         super().__init__(host, port)
 
-    def _safe_connect(self):  # type: ignore[override]
-        host, port = self._AdbConnection__host, self._AdbConnection__port  # type: ignore[attr-defined]
+    def _safe_connect(self):
+        host, port = self._AdbConnection__host, self._AdbConnection__port
         try:
             return socket.create_connection((host, port), timeout=self._connect_timeout)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise AdbTimeout("connect to adb server timeout") from exc
         except OSError as exc:
             raise AdbConnectionError(f"connect to adb server failed: {exc}") from exc
@@ -112,7 +139,7 @@ class _Connection(AdbConnection):
 
 
 class _Client(AdbClient):
-    def make_connection(self, timeout: float | None = None) -> AdbConnection:  # type: ignore[override]
+    def make_connection(self, timeout: float | None = None) -> AdbConnection:
         timeout = timeout or CONNECT_TIMEOUT
         conn = _Connection(self.host, self.port, timeout)
         conn.conn.settimeout(timeout)
@@ -131,7 +158,7 @@ def _server_call(server: AdbAddress, fn: Callable[[_Client], T]) -> T:
     """Run one request against the server, turning socket failures into AdbServerError."""
     try:
         return fn(_client(server))
-    except (AdbTimeout, socket.timeout) as exc:
+    except (TimeoutError, AdbTimeout) as exc:
         raise AdbServerError(server, "timed out", timed_out=True) from exc
     except AdbConnectionError as exc:
         reason = str(exc).removeprefix("connect to adb server failed: ")
@@ -177,10 +204,17 @@ def list_devices(servers: Sequence[AdbAddress], *, timeout: float = CONNECT_TIME
     for server in servers:
         infos = _server_call(server, lambda c: _list(c, timeout))
         for info in infos:
-            entries.append(DeviceEntry(
-                serial=info.serial, state=info.state, server=server,
-                transport_id=info.transport_id, product=info.tags.get("product", ""),
-                model=info.tags.get("model", ""), device=info.tags.get("device", "")))
+            entries.append(
+                DeviceEntry(
+                    serial=info.serial,
+                    state=info.state,
+                    server=server,
+                    transport_id=info.transport_id,
+                    product=info.tags.get("product", ""),
+                    model=info.tags.get("model", ""),
+                    device=info.tags.get("device", ""),
+                )
+            )
     return entries
 
 
@@ -224,7 +258,7 @@ def is_network_serial(serial: str) -> bool:
     """Whether ``serial`` names a device reached over TCP (``HOST:PORT``), which an adb server
     attaches only when asked (``adb connect``)."""
     m = _TCP_SERIAL.match(serial or "")
-    return bool(m) and 0 < int(m.group(1)) < 65536
+    return m is not None and 0 < int(m.group(1)) < 65536
 
 
 def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEOUT) -> bool:
@@ -244,7 +278,7 @@ def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEO
     try:
         if not any(e.serial == serial for e in list_devices([server], timeout=_remaining(deadline))):
             answer = _server_call(server, connect)
-            if "connected" not in answer:      # "failed to connect to ...": nothing listens there
+            if "connected" not in answer:  # "failed to connect to ...": nothing listens there
                 return False
         while time.monotonic() < deadline:
             states = {e.serial: e.state for e in list_devices([server], timeout=_remaining(deadline))}
@@ -258,8 +292,7 @@ def reattach(serial: str, server: AdbAddress, *, timeout: float = REATTACH_TIMEO
     return False
 
 
-def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
-                   timeout: float = DEFAULT_TIMEOUT) -> "Handset":
+def select_handset(serial: str | None, servers: Sequence[AdbAddress], *, timeout: float = DEFAULT_TIMEOUT) -> Handset:
     """adb's convention: the named serial, else the one device attached; errors say which. A
     named network handset (``HOST:PORT``) the server has forgotten is connected again."""
     entries = list_devices(servers, timeout=min(timeout, CONNECT_TIMEOUT))
@@ -273,8 +306,9 @@ def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
         matches = [e for e in entries if e.serial == serial]
         if not matches:
             known = ", ".join(e.serial for e in entries) or "none"
-            raise DeviceNotFoundError(f"device {serial!r} not found on adb server {where} "
-                                      f"(attached: {known})", serial=serial)
+            raise DeviceNotFoundError(
+                f"device {serial!r} not found on adb server {where} (attached: {known})", serial=serial
+            )
         entry = matches[0]
     else:
         usable = [e for e in entries if e.state == "device"] or entries
@@ -283,7 +317,9 @@ def select_handset(serial: str | None, servers: Sequence[AdbAddress], *,
         if len(usable) > 1:
             raise DeviceNotFoundError(
                 f"more than one device attached ({', '.join(e.serial for e in usable)}); "
-                "name one with -s SERIAL or ANDROID_SERIAL", serial="")
+                "name one with -s SERIAL or ANDROID_SERIAL",
+                serial="",
+            )
         entry = usable[0]
     _check_state(entry)
     return Handset(entry.serial, entry.server, timeout=timeout, transport_id=entry.transport_id)
@@ -300,8 +336,12 @@ _STATE_HINTS = {
 def _check_state(entry: DeviceEntry) -> None:
     if entry.state != "device":
         hint = _STATE_HINTS.get(entry.state, "the handset must be booted with adb enabled")
-        raise DeviceStateError(f"device {entry.serial} is {entry.state}: {hint}", state=entry.state,
-                               serial=entry.serial, server=entry.server)
+        raise DeviceStateError(
+            f"device {entry.serial} is {entry.state}: {hint}",
+            state=entry.state,
+            serial=entry.serial,
+            server=entry.server,
+        )
 
 
 # --- shell ------------------------------------------------------------------------------------
@@ -334,22 +374,24 @@ def parse_getprop(text: str) -> dict[str, str]:
 
 
 class RootStatus(str, Enum):
-    ADBD = "adbd"               # adbd itself runs as root (eng/userdebug build, `adb root`)
-    SU = "su"                   # an su binary that granted uid 0 when asked
-    SU_PRESENT = "su-present"   # an su binary exists; not asked (see probe_su)
-    SU_DENIED = "su-denied"     # an su binary exists but did not grant root in time
+    ADBD = "adbd"  # adbd itself runs as root (eng/userdebug build, `adb root`)
+    SU = "su"  # an su binary that granted uid 0 when asked
+    SU_PRESENT = "su-present"  # an su binary exists; not asked (see probe_su)
+    SU_DENIED = "su-denied"  # an su binary exists but did not grant root in time
     NONE = "none"
 
 
 class InputInjection(str, Enum):
     ALLOWED = "allowed"
-    BLOCKED = "blocked"         # MIUI: "USB debugging (Security settings)" is off
+    BLOCKED = "blocked"  # MIUI: "USB debugging (Security settings)" is off
     UNKNOWN = "unknown"
 
 
-INJECTION_HINT = ("MIUI blocks input injection from adb: enable Settings > Additional settings > "
-                  "Developer options > \"USB debugging (Security settings)\" (needs a SIM and a "
-                  "Mi account sign-in); UI automation cannot run until then")
+INJECTION_HINT = (
+    "MIUI blocks input injection from adb: enable Settings > Additional settings > "
+    'Developer options > "USB debugging (Security settings)" (needs a SIM and a '
+    "Mi account sign-in); UI automation cannot run until then"
+)
 
 # MIUI's refusal of `input` (AOSP InputManagerService): "Injecting to another application requires
 # INJECT_EVENTS permission" (Android <= 12), "Injecting input events requires the caller (or the
@@ -366,8 +408,7 @@ def injection_refused(output: str) -> bool:
 UI_DUMP_PATH = "/data/local/tmp/hostctl-ui.xml"
 
 
-def dump_ui(h: "Handset", *, timeout: float | None = None, attempts: int = 3,
-            path: str = UI_DUMP_PATH) -> str:
+def dump_ui(h: Handset, *, timeout: float | None = None, attempts: int = 3, path: str = UI_DUMP_PATH) -> str:
     """``uiautomator dump`` the screen and read it back. Some Xiaomi builds kill the dump (the
     output then lacks ``<hierarchy``): it is retried ``attempts`` times before failing with what
     the device said. The previous dump is removed first: a killed dump leaves the last screen's
@@ -376,14 +417,25 @@ def dump_ui(h: "Handset", *, timeout: float | None = None, attempts: int = 3,
     for _ in range(max(1, attempts)):
         _rm, dump, cat = h.batch([f"rm -f {path}", f"uiautomator dump {path}", f"cat {path}"], timeout=timeout)
         if cat.ok and "<hierarchy" in cat.stdout:
-            return cat.stdout[cat.stdout.index("<"):] if "<" in cat.stdout else cat.stdout
+            return cat.stdout[cat.stdout.index("<") :] if "<" in cat.stdout else cat.stdout
         said = (dump.output + cat.output).strip()
-    raise CommandError(f"{h.serial}: uiautomator dump failed {attempts} times: {_tail(said, 200)}",
-                       serial=h.serial, command=f"uiautomator dump {path}", output=said)
+    raise CommandError(
+        f"{h.serial}: uiautomator dump failed {attempts} times: {_tail(said, 200)}",
+        serial=h.serial,
+        command=f"uiautomator dump {path}",
+        output=said,
+    )
 
 
-_SU_PATHS = ("/system/xbin/su", "/system/bin/su", "/sbin/su", "/su/bin/su", "/debug_ramdisk/su",
-             "/system/sbin/su", "/vendor/bin/su")
+_SU_PATHS = (
+    "/system/xbin/su",
+    "/system/bin/su",
+    "/sbin/su",
+    "/su/bin/su",
+    "/debug_ramdisk/su",
+    "/system/sbin/su",
+    "/vendor/bin/su",
+)
 
 
 @dataclass(frozen=True)
@@ -442,8 +494,14 @@ class Handset:
     per command) and fall back to the serial if the device re-attached under a new id.
     """
 
-    def __init__(self, serial: str, server: AdbAddress | str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, transport_id: int | None = None) -> None:
+    def __init__(
+        self,
+        serial: str,
+        server: AdbAddress | str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport_id: int | None = None,
+    ) -> None:
         if server is None:
             server = servers_from_env(os.environ)[0]
         self.serial = serial
@@ -457,7 +515,7 @@ class Handset:
 
     # -- transport ----------------------------------------------------------------------------
 
-    def _error(self, cls: type[DeviceError], message: str, **kw: Any) -> DeviceError:
+    def _error(self, cls: type[_E], message: str, **kw: Any) -> _E:
         return cls(message, serial=self.serial, server=self.server, **kw)
 
     def _open(self, service: str, deadline: float, command: str) -> AdbConnection:
@@ -474,29 +532,36 @@ class Handset:
             except AdbConnectionError as exc:
                 raise AdbServerError(self.server, str(exc).removeprefix("connect to adb server failed: ")) from exc
             try:
-                conn.send_command(f"host:transport-id:{self._transport_id}" if by_id
-                                  else f"host:transport:{self.serial}")
+                conn.send_command(
+                    f"host:transport-id:{self._transport_id}" if by_id else f"host:transport:{self.serial}"
+                )
                 conn.check_okay()
                 conn.send_command(service)
                 conn.check_okay()
                 if not by_id:
-                    self._transport_id = None     # re-attached: stay with the serial
+                    self._transport_id = None  # re-attached: stay with the serial
                 return conn
-            except (AdbTimeout, socket.timeout) as exc:
+            except (TimeoutError, AdbTimeout) as exc:
                 conn.conn.close()
-                raise self._error(DeviceTimeoutError, f"{self.serial}: the adb server did not open "
-                                  f"`{command}` within the deadline", command=command,
-                                  timeout=self.timeout) from exc
+                raise self._error(
+                    DeviceTimeoutError,
+                    f"{self.serial}: the adb server did not open `{command}` within the deadline",
+                    command=command,
+                    timeout=self.timeout,
+                ) from exc
             except AdbError as exc:
                 conn.conn.close()
                 fail = str(exc)
                 if fail.startswith("Unknown data: b''"):
                     raise AdbServerError(self.server, "it closed the connection") from exc
                 if by_id and ("no device with transport id" in fail or "not found" in fail):
-                    continue        # re-attached under a new transport id: try by serial
-                if not reattached and "not found" in fail and \
-                        reattach(self.serial, self.server, timeout=min(REATTACH_TIMEOUT, _remaining(deadline))):
-                    reattached = True    # a network handset the server had forgotten: once more
+                    continue  # re-attached under a new transport id: try by serial
+                if (
+                    not reattached
+                    and "not found" in fail
+                    and reattach(self.serial, self.server, timeout=min(REATTACH_TIMEOUT, _remaining(deadline)))
+                ):
+                    reattached = True  # a network handset the server had forgotten: once more
                     self._transport_id = None
                     continue
                 break
@@ -507,12 +572,20 @@ class Handset:
 
     def _raise_open_failure(self, fail: str, command: str):
         if "not found" in fail or "no devices" in fail or "no device with" in fail:
-            raise self._error(DeviceNotFoundError, f"device {self.serial} not found on adb server "
-                              f"{self.server} ({fail})", command=command)
+            raise self._error(
+                DeviceNotFoundError,
+                f"device {self.serial} not found on adb server {self.server} ({fail})",
+                command=command,
+            )
         for state, hint in _STATE_HINTS.items():
             if state in fail:
-                raise DeviceStateError(f"device {self.serial} is {state}: {hint}", state=state,
-                                       serial=self.serial, server=self.server, command=command)
+                raise DeviceStateError(
+                    f"device {self.serial} is {state}: {hint}",
+                    state=state,
+                    serial=self.serial,
+                    server=self.server,
+                    command=command,
+                )
         raise self._error(DeviceError, f"{self.serial}: adb server refused: {fail}", command=command)
 
     def features(self, *, timeout: float | None = None) -> frozenset[str]:
@@ -534,6 +607,7 @@ class Handset:
                 conn.send_command(f"host-serial:{self.serial}:{what}")
                 conn.check_okay()
                 return conn.read_string_block()
+
         try:
             return _server_call(self.server, ask)
         except AdbServerError:
@@ -558,40 +632,49 @@ class Handset:
         else:
             result = self._shell_v1(command, deadline, timeout)
         if check and not result.ok:
-            raise self._error(CommandError, f"{self.serial}: `{command}` exited {result.exit_code}: "
-                              f"{_tail(result.output)}", command=command, output=result.output,
-                              exit_code=result.exit_code)
+            raise self._error(
+                CommandError,
+                f"{self.serial}: `{command}` exited {result.exit_code}: {_tail(result.output)}",
+                command=command,
+                output=result.output,
+                exit_code=result.exit_code,
+            )
         return result
 
     def run(self, command: str, *, timeout: float | None = None) -> str:
         """stdout of a command that must succeed."""
         return self.shell(command, timeout=timeout, check=True).stdout
 
-    def _read(self, conn: AdbConnection, n: int, deadline: float, command: str, got: Callable[[], str],
-              timeout: float) -> bytes:
+    def _read(
+        self, conn: AdbConnection, n: int, deadline: float, command: str, got: Callable[[], str], timeout: float
+    ) -> bytes:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise self._timeout(command, got(), timeout)
         conn.conn.settimeout(remaining)
         try:
             return conn.conn.recv(n)
-        except socket.timeout:
+        except TimeoutError:
             raise self._timeout(command, got(), timeout) from None
         except OSError:
             return b""
 
     def _timeout(self, command: str, output: str, timeout: float) -> DeviceTimeoutError:
-        return self._error(DeviceTimeoutError, f"{self.serial}: `{command}` did not finish within "
-                           f"{timeout:g} s", command=command, output=output, timeout=timeout)
+        return self._error(
+            DeviceTimeoutError,
+            f"{self.serial}: `{command}` did not finish within {timeout:g} s",
+            command=command,
+            output=output,
+            timeout=timeout,
+        )
 
     def _gone(self, command: str, output: str, deadline: float) -> DeviceGoneError:
-        try:   # what the server says now, within what is left of the deadline (1 s at least)
+        try:  # what the server says now, within what is left of the deadline (1 s at least)
             state = self.state(timeout=max(1.0, deadline - time.monotonic()))
             detail = f"the connection closed before the command finished (adb state now: {state})"
         except (DeviceError, AdbServerError) as exc:
             detail = f"the device disappeared ({exc})"
-        return self._error(DeviceGoneError, f"{self.serial}: `{command}`: {detail}",
-                           command=command, output=output)
+        return self._error(DeviceGoneError, f"{self.serial}: `{command}`: {detail}", command=command, output=output)
 
     def _shell_v2(self, command: str, deadline: float, timeout: float) -> ShellResult:
         conn = self._open(f"shell,v2,raw:{command}", deadline, command)
@@ -604,15 +687,19 @@ class Handset:
                     kind, length = buf[0], int.from_bytes(buf[1:5], "little")
                     if len(buf) < 5 + length:
                         break
-                    payload = bytes(buf[5:5 + length])
-                    del buf[:5 + length]
+                    payload = bytes(buf[5 : 5 + length])
+                    del buf[: 5 + length]
                     if kind == 1:
                         out += payload
                     elif kind == 2:
                         err += payload
                     elif kind == 3:
-                        return ShellResult(command, payload[0] if payload else 255,
-                                           out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+                        return ShellResult(
+                            command,
+                            payload[0] if payload else 255,
+                            out.decode("utf-8", "replace"),
+                            err.decode("utf-8", "replace"),
+                        )
                 chunk = self._read(conn, 65536, deadline, command, got, timeout)
                 if not chunk:
                     raise self._gone(command, got(), deadline)
@@ -623,7 +710,7 @@ class Handset:
     def _shell_v1(self, command: str, deadline: float, timeout: float) -> ShellResult:
         marker = "__hostctl_exit_" + secrets.token_hex(6) + "__"
         # a subshell, so that an `exit N` in the command still lets the marker report N
-        conn = self._open(f"shell:( {command}\n)\necho \"{marker}$?\"", deadline, command)
+        conn = self._open(f'shell:( {command}\n)\necho "{marker}$?"', deadline, command)
         data = bytearray()
         got = lambda: data.decode("utf-8", "replace")  # noqa: E731
         try:
@@ -638,8 +725,8 @@ class Handset:
         marks = list(re.finditer(re.escape(marker) + r"(\d+)\r?\n?", text))
         if not marks:
             raise self._gone(command, text, deadline)
-        m = marks[-1]   # output after it (a background job's) is kept, not taken for a failure
-        stdout = (text[:m.start()] + text[m.end():]).replace("\r\n", "\n")
+        m = marks[-1]  # output after it (a background job's) is kept, not taken for a failure
+        stdout = (text[: m.start()] + text[m.end() :]).replace("\r\n", "\n")
         return ShellResult(command, int(m.group(1)), stdout)
 
     def batch(self, commands: Sequence[str], *, timeout: float | None = None) -> list[ShellResult]:
@@ -650,20 +737,25 @@ class Handset:
         if not commands:
             return []
         marker = "__hostctl_" + secrets.token_hex(6)
-        script = "\n".join(f"( {cmd}\n) 2>&1; echo \"\n{marker}:{i}:$?\"" for i, cmd in enumerate(commands))
+        script = "\n".join(f'( {cmd}\n) 2>&1; echo "\n{marker}:{i}:$?"' for i, cmd in enumerate(commands))
         result = self.shell(script, timeout=timeout)
         results: list[ShellResult] = []
         start = 0
         for m in _BATCH_MARK.finditer(result.stdout + "\n"):
             if m.group(1) != marker:
                 continue
-            body = result.stdout[start:m.start()]
+            body = result.stdout[start : m.start()]
             results.append(ShellResult(commands[int(m.group(2))], int(m.group(3)), body))
             start = m.end()
         if len(results) != len(commands):
-            raise self._error(DeviceError, f"{self.serial}: a batch of {len(commands)} commands "
-                              f"stopped after {len(results)} (at `{commands[len(results)]}`)",
-                              command=script, output=result.output, exit_code=result.exit_code)
+            raise self._error(
+                DeviceError,
+                f"{self.serial}: a batch of {len(commands)} commands "
+                f"stopped after {len(results)} (at `{commands[len(results)]}`)",
+                command=script,
+                output=result.output,
+                exit_code=result.exit_code,
+            )
         return results
 
     # -- properties and info ------------------------------------------------------------------
@@ -672,8 +764,7 @@ class Handset:
         """All system properties (one ``getprop`` call)."""
         return parse_getprop(self.run("getprop", timeout=timeout))
 
-    def root_status(self, *, probe_su: bool = False,
-                    su_timeout: float = 5.0) -> tuple[RootStatus, str | None]:
+    def root_status(self, *, probe_su: bool = False, su_timeout: float = 5.0) -> tuple[RootStatus, str | None]:
         """Whether root is available, and the su path if there is one.
 
         ``probe_su`` runs ``su -c id`` (it may pop a grant prompt on the handset); without it an
@@ -682,8 +773,7 @@ class Handset:
         id_out, ls_out = self.batch(["id", "ls " + " ".join(_SU_PATHS)])
         if re.search(r"\buid=0\(", id_out.stdout):
             return RootStatus.ADBD, None
-        su_path = next((p for p in _SU_PATHS if re.search(rf"^{re.escape(p)}\s*$", ls_out.stdout, re.M)),
-                       None)
+        su_path = next((p for p in _SU_PATHS if re.search(rf"^{re.escape(p)}\s*$", ls_out.stdout, re.M)), None)
         if su_path is None:
             return RootStatus.NONE, None
         if not probe_su:
@@ -708,7 +798,8 @@ class Handset:
         root, su_path = self.root_status(probe_su=probe_su)
         injection, hint = self.input_injection()
         return DeviceInfo(
-            serial=self.serial, server=str(self.server),
+            serial=self.serial,
+            server=str(self.server),
             model=props.get("ro.product.model", ""),
             market_name=props.get("ro.product.marketname", "") or props.get("ro.product.model", ""),
             brand=props.get("ro.product.brand", ""),
@@ -722,7 +813,10 @@ class Handset:
             build_type=props.get("ro.build.type", ""),
             emulated=bool(emulation_evidence(props, self.serial)),
             emulated_evidence=emulation_evidence(props, self.serial),
-            root=root, su_path=su_path, input_injection=injection, input_injection_hint=hint,
+            root=root,
+            su_path=su_path,
+            input_injection=injection,
+            input_injection_hint=hint,
             adb_features=sorted(self.features()),
         )
 
@@ -735,8 +829,9 @@ def _tail(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def for_each(handsets: Iterable[Handset], fn: Callable[[Handset], T], *,
-             workers: int = 16) -> list[tuple[Handset, T | None, BaseException | None]]:
+def for_each(
+    handsets: Iterable[Handset], fn: Callable[[Handset], T], *, workers: int = 16
+) -> list[tuple[Handset, T | None, BaseException | None]]:
     """Run ``fn`` on every handset in parallel; each result or error kept, in input order."""
     items = list(handsets)
     if not items:
@@ -745,7 +840,7 @@ def for_each(handsets: Iterable[Handset], fn: Callable[[Handset], T], *,
     def one(h: Handset) -> tuple[Handset, T | None, BaseException | None]:
         try:
             return h, fn(h), None
-        except Exception as exc:   # kept per handset: one bad device must not hide the others
+        except Exception as exc:  # noqa: BLE001 - kept per handset: one bad device must not hide the others
             return h, None, exc
 
     with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:

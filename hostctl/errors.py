@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AdbServerError", "CommandError", "ConfigError", "DeviceError", "DeviceGoneError", "DeviceNotFoundError",
-           "DeviceStateError", "DeviceTimeoutError", "HostctlError"]
+__all__ = [
+    "AdbServerError",
+    "CommandError",
+    "ConfigError",
+    "DeviceError",
+    "DeviceGoneError",
+    "DeviceNotFoundError",
+    "DeviceStateError",
+    "DeviceTimeoutError",
+    "HostctlError",
+]
 
 
 class HostctlError(Exception):
@@ -19,16 +28,26 @@ class AdbServerError(HostctlError):
         self.server = server
         self.reason = reason
         self.timed_out = timed_out
-        hint = ("start one with `adb start-server` (it listens on ANDROID_ADB_SERVER_PORT) or point "
-                "hostctl at another with --adb HOST:PORT")
+        hint = (
+            "start one with `adb start-server` (it listens on ANDROID_ADB_SERVER_PORT) or point "
+            "hostctl at another with --adb HOST:PORT"
+        )
         super().__init__(f"no adb server answering at {server} ({reason}); {hint}")
 
 
 class DeviceError(HostctlError):
     """Something went wrong with one device; carries what was run and what came back."""
 
-    def __init__(self, message: str, *, serial: str, command: str | None = None, output: str = "",
-                 exit_code: int | None = None, server: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        serial: str,
+        command: str | None = None,
+        output: str = "",
+        exit_code: int | None = None,
+        server: Any = None,
+    ) -> None:
         self.serial = serial
         self.command = command
         self.output = output
@@ -74,8 +93,15 @@ class ConfigError(HostctlError):
     ``relay config: 'channel' is required``.
     """
 
-    def __init__(self, key: str, problem: str, *, controller: str | None = None,
-                 source: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        problem: str,
+        *,
+        controller: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
         self.key = key
         self.problem = problem
         self.controller = controller

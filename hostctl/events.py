@@ -27,20 +27,51 @@ import threading
 import types
 import typing
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Iterator, Mapping
+from typing import IO, Any, ClassVar
 
 from .errors import HostctlError
 
 __all__ = [
-    "SCHEMA_VERSION", "AgentError", "AgentStart", "AgentStop", "Attached", "CipherOp", "Connect",
-    "CipherOperation", "Detached", "Endpoint", "Event", "EventError", "EventWriter", "EvpCipher", "Gap",
+    "SCHEMA_VERSION",
+    "AgentError",
+    "AgentStart",
+    "AgentStop",
+    "Attached",
+    "CipherOp",
+    "Connect",
+    "CipherOperation",
+    "Detached",
+    "Endpoint",
+    "Event",
+    "EventError",
+    "EventWriter",
+    "EvpCipher",
+    "Gap",
     "HookStatus",
-    "IdentifierRead", "InvalidMessage", "Missing", "MxCall", "Payload", "SmsSend", "SocketData",
-    "SslData", "TlsSecret", "TraceNote", "TraceStart", "TraceStop", "cipher_operations", "from_agent",
-    "from_json", "keylog_lines", "kinds", "read_events", "read_jsonl", "to_json",
+    "IdentifierRead",
+    "InvalidMessage",
+    "Missing",
+    "MxCall",
+    "Payload",
+    "SmsSend",
+    "SocketData",
+    "SslData",
+    "TlsSecret",
+    "TraceNote",
+    "TraceStart",
+    "TraceStop",
+    "cipher_operations",
+    "from_agent",
+    "from_json",
+    "keylog_lines",
+    "kinds",
+    "read_events",
+    "read_jsonl",
+    "to_json",
 ]
 
 SCHEMA_VERSION = 2
@@ -76,7 +107,7 @@ class Endpoint:
         return {"path": self.path} if self.path is not None else {"ip": self.ip, "port": self.port}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Endpoint":
+    def from_json(cls, obj: Any) -> Endpoint:
         if not isinstance(obj, dict):
             raise ValueError(f"an endpoint must be an object, not {type(obj).__name__}")
         if "path" in obj:
@@ -104,11 +135,10 @@ class Payload:
         return self.data
 
     def to_json(self) -> dict[str, Any]:
-        return {"length": self.length, "size": len(self.data),
-                "base64": base64.b64encode(self.data).decode("ascii")}
+        return {"length": self.length, "size": len(self.data), "base64": base64.b64encode(self.data).decode("ascii")}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Payload":
+    def from_json(cls, obj: Any) -> Payload:
         if not isinstance(obj, dict):
             raise ValueError(f"a payload must be an object, not {type(obj).__name__}")
         try:
@@ -133,13 +163,13 @@ class Missing:
         return {"target": self.target, "reason": self.reason}
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Missing":
+    def from_json(cls, obj: Any) -> Missing:
         if not isinstance(obj, dict):
             raise ValueError("a missing hook must be an object")
         return cls(target=_typed(obj.get("target"), str, "target"), reason=_typed(obj.get("reason"), str, "reason"))
 
 
-_VALUE_TYPES: tuple[type, ...] = (Endpoint, Payload, Missing)
+_VALUE_TYPES = (Endpoint, Payload, Missing)
 
 
 def _typed(value: Any, kind: type, name: str) -> Any:
@@ -486,9 +516,31 @@ class TraceStop(Event):
     events: int
 
 
-_KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (
-    AgentStart, HookStatus, SslData, TlsSecret, SocketData, Connect, IdentifierRead, CipherOp, EvpCipher, SmsSend, MxCall,
-    AgentError, AgentStop, TraceStart, Attached, Detached, Gap, TraceNote, InvalidMessage, TraceStop)}
+_KINDS: dict[str, type[Event]] = {
+    cls.KIND: cls
+    for cls in (
+        AgentStart,
+        HookStatus,
+        SslData,
+        TlsSecret,
+        SocketData,
+        Connect,
+        IdentifierRead,
+        CipherOp,
+        EvpCipher,
+        SmsSend,
+        MxCall,
+        AgentError,
+        AgentStop,
+        TraceStart,
+        Attached,
+        Detached,
+        Gap,
+        TraceNote,
+        InvalidMessage,
+        TraceStop,
+    )
+}
 _COMMON = {"app", "pid", "host_ts", "agent_ts", "seq", "tid"}
 
 
@@ -573,7 +625,7 @@ def _payload_fields(cls: type[Event]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls) if Payload in (hints[f.name], *typing.get_args(hints[f.name]))}
 
 
-def from_agent(message: Mapping[str, Any], data: bytes | None, *, app: str, host_ts: float) -> Event:
+def from_agent(message: object, data: bytes | None, *, app: str, host_ts: float) -> Event:
     """One agent message (the ``payload`` of a Frida ``send`` message) and its binary data, as
     an event. Checks the schema version, the kind's fields and that ``parts`` cover ``data``."""
     if not isinstance(message, Mapping):
@@ -582,8 +634,10 @@ def from_agent(message: Mapping[str, Any], data: bytes | None, *, app: str, host
     where = f"agent event {kind!r} #{seq} from {app}"
     version = message.get("v")
     if version != SCHEMA_VERSION:
-        raise EventError(f"{where}: schema version {version!r}, this host reads {SCHEMA_VERSION} "
-                         f"(rebuild the agent with `make agent`)")
+        raise EventError(
+            f"{where}: schema version {version!r}, this host reads {SCHEMA_VERSION} "
+            f"(rebuild the agent with `make agent`)"
+        )
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None or cls.SOURCE != "agent":
         raise EventError(f"{where}: unknown kind")
@@ -611,10 +665,11 @@ def _split_parts(cls: type[Event], parts: Any, data: bytes, where: str) -> dict[
         except ValueError as exc:
             raise EventError(f"{where}: {exc}") from None
         if size < 0 or offset + size > len(data):
-            raise EventError(f"{where}: part {name!r} needs bytes {offset}..{offset + size} of "
-                             f"{len(data)} bytes of data")
+            raise EventError(
+                f"{where}: part {name!r} needs bytes {offset}..{offset + size} of {len(data)} bytes of data"
+            )
         try:
-            payload = Payload(data=data[offset:offset + size], length=length)
+            payload = Payload(data=data[offset : offset + size], length=length)
         except ValueError as exc:
             raise EventError(f"{where}: part {name!r}: {exc}") from None
         offset += size
@@ -644,9 +699,11 @@ def from_json(obj: Any, *, where: str = "event") -> Event:
     if not isinstance(obj, dict):
         raise EventError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if obj.get("v") not in READABLE_VERSIONS:
-        raise EventError(f"{where}: schema version {obj.get('v')!r}, this host reads "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
-    cls = _KINDS.get(obj.get("kind")) if isinstance(obj.get("kind"), str) else None
+        raise EventError(
+            f"{where}: schema version {obj.get('v')!r}, this host reads {', '.join(map(str, READABLE_VERSIONS))}"
+        )
+    kind = obj.get("kind")
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise EventError(f"{where}: unknown kind {obj.get('kind')!r}")
     return _build(cls, {k: v for k, v in obj.items() if k not in ("v", "kind", "source")}, where)
@@ -701,9 +758,9 @@ class CipherOperation:
     output: bytes
     aad: bytes = b""
     caller: str | None = None
-    complete: bool = True          # ended by a final (else: the trace ended, or a re-init came)
-    truncated: bool = False        # some payload was cut at the agent's capture limit
-    seqs: tuple[int, ...] = ()     # the agent sequence numbers of its events
+    complete: bool = True  # ended by a final (else: the trace ended, or a re-init came)
+    truncated: bool = False  # some payload was cut at the agent's capture limit
+    seqs: tuple[int, ...] = ()  # the agent sequence numbers of its events
 
 
 def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperation]:
@@ -715,10 +772,23 @@ def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperatio
         st.update(input=bytearray(), output=bytearray(), aad=bytearray(), seqs=[], truncated=False, caller=None)
 
     def finish(key: tuple, st: dict[str, Any], complete: bool) -> CipherOperation:
-        op = CipherOperation(source=key[0], app=key[1], pid=key[2], cipher_id=key[3], algorithm=st.get("algorithm"),
-                             mode=st.get("mode"), key=st.get("key"), iv=st.get("iv"), input=bytes(st["input"]),
-                             output=bytes(st["output"]), aad=bytes(st["aad"]), caller=st.get("caller"),
-                             complete=complete, truncated=st["truncated"], seqs=tuple(st["seqs"]))
+        op = CipherOperation(
+            source=key[0],
+            app=key[1],
+            pid=key[2],
+            cipher_id=key[3],
+            algorithm=st.get("algorithm"),
+            mode=st.get("mode"),
+            key=st.get("key"),
+            iv=st.get("iv"),
+            input=bytes(st["input"]),
+            output=bytes(st["output"]),
+            aad=bytes(st["aad"]),
+            caller=st.get("caller"),
+            complete=complete,
+            truncated=st["truncated"],
+            seqs=tuple(st["seqs"]),
+        )
         fresh(st)
         return op
 
@@ -748,7 +818,7 @@ def cipher_operations(events: typing.Iterable[Event]) -> Iterator[CipherOperatio
             if ev.iv is not None:
                 st["iv"] = ev.iv.data
             elif isinstance(ev, CipherOp):
-                st["iv"] = None          # Java: an init without an IV uses none (ECB) or a fresh one
+                st["iv"] = None  # Java: an init without an IV uses none (ECB) or a fresh one
             continue
         if mode is not None:
             st["mode"] = mode
@@ -775,7 +845,7 @@ class EventWriter:
     def __init__(self, target: str | os.PathLike[str] | IO[str]) -> None:
         if isinstance(target, (str, os.PathLike)):
             self.path: Path | None = Path(target)
-            self._file: IO[str] = open(self.path, "w", encoding="utf-8")
+            self._file: IO[str] = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - owned, closed by close()
             self._owned = True
         else:
             self.path = None
@@ -816,7 +886,7 @@ class EventWriter:
                     pass
                 self._file.close()
 
-    def __enter__(self) -> "EventWriter":
+    def __enter__(self) -> EventWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

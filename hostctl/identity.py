@@ -20,19 +20,29 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, overload
 
 import yaml
 
-from .device import DeviceError, Handset, SHELL_PACKAGE
+from .device import SHELL_PACKAGE, DeviceError, Handset
 from .parcel import ParcelError, ParcelExceptionError, ParcelTransactionError, decode_parcel
 
 __all__ = [
-    "Attempt", "DEFAULT_STRATEGIES", "IDENTIFIERS", "IdentityError", "IdentityReport", "SlotIdentity", "STRATEGIES",
-    "read_identity", "redact_text", "redact_value", "validate",
+    "Attempt",
+    "DEFAULT_STRATEGIES",
+    "IDENTIFIERS",
+    "IdentityError",
+    "IdentityReport",
+    "SlotIdentity",
+    "STRATEGIES",
+    "read_identity",
+    "redact_text",
+    "redact_value",
+    "validate",
 ]
 
 IDENTIFIERS = ("imei", "imsi", "iccid", "msisdn")
@@ -41,22 +51,26 @@ STRATEGIES = ("service_call", "prop", "dumpsys", "frida")
 DEFAULT_STRATEGIES = ("service_call", "prop", "dumpsys")
 
 # IPhoneSubInfo method stems per identifier, and the variants tried for a slot, best first.
-_STEMS = {"imei": ("getDeviceId", "getImei"), "imsi": ("getSubscriberId",),
-          "iccid": ("getIccSerialNumber",), "msisdn": ("getLine1Number", "getMsisdn")}
+_STEMS = {
+    "imei": ("getDeviceId", "getImei"),
+    "imsi": ("getSubscriberId",),
+    "iccid": ("getIccSerialNumber",),
+    "msisdn": ("getLine1Number", "getMsisdn"),
+}
 _ARG_KINDS = {"phone_id", "sub_id", "sub_id64", "package", "feature"}
 _SLOT_ARGS = {"phone_id", "sub_id", "sub_id64"}
-_SIM_IDS = {"imsi", "iccid", "msisdn"}      # what a slot without a SIM cannot have
+_SIM_IDS = {"imsi", "iccid", "msisdn"}  # what a slot without a SIM cannot have
 
 
 class IdentityError(DeviceError):
     """No strategy produced any identifier; ``report`` holds every attempt."""
 
-    def __init__(self, report: "IdentityReport") -> None:
+    def __init__(self, report: IdentityReport) -> None:
         super().__init__(self.describe_report(report), serial=report.serial)
         self.report = report
 
     @staticmethod
-    def describe_report(report: "IdentityReport", redact: bool = False) -> str:
+    def describe_report(report: IdentityReport, redact: bool = False) -> str:
         return f"{report.serial}: no identifier found; tried {report.summary_of_failures(redact)}"
 
     def describe(self, redact: bool = False) -> str:
@@ -102,6 +116,12 @@ def validate(kind: str, value: str, mcc_mnc: str | None = None) -> bool | None:
 _DIGIT_RUN = re.compile(r"\d(?:[.\s-]?\d){4,}")
 
 
+@overload
+def redact_text(text: str) -> str: ...
+@overload
+def redact_text(text: None) -> None: ...
+@overload
+def redact_text(text: str | None) -> str | None: ...
 def redact_text(text: str | None) -> str | None:
     """Mask every run of 5+ digits (also with the dots of a Parcel dump's ASCII column between)."""
     if text is None:
@@ -170,17 +190,24 @@ class IdentityReport:
 
     def to_json(self, redact: bool = False) -> dict[str, Any]:
         attempts = [asdict(a) for a in self.attempts]
-        if redact:   # replies quoted in errors (a damaged dump's ASCII column) may hold digits
+        if redact:  # replies quoted in errors (a damaged dump's ASCII column) may hold digits
             for a in attempts:
                 a["detail"], a["error"] = redact_text(a["detail"]), redact_text(a["error"])
-        return {"serial": self.serial, "server": self.server, "sdk": self.sdk, "table": self.table,
-                "slots": [s.to_json(redact) for s in self.slots], "attempts": attempts}
+        return {
+            "serial": self.serial,
+            "server": self.server,
+            "sdk": self.sdk,
+            "table": self.table,
+            "slots": [s.to_json(redact) for s in self.slots],
+            "attempts": attempts,
+        }
 
     def summary_of_failures(self, redact: bool = False) -> str:
         tried: dict[str, list[str]] = {}
         for a in self.failures():
             tried.setdefault(a.strategy, []).append(
-                (f"slot {a.slot} {a.field}: " if a.field else "") + f"{a.detail}: {a.error}")
+                (f"slot {a.slot} {a.field}: " if a.field else "") + f"{a.detail}: {a.error}"
+            )
         text = "; ".join(f"{k} ({len(v)} tried, e.g. {v[0]})" for k, v in tried.items())
         return redact_text(text) if redact else text
 
@@ -215,27 +242,36 @@ def _data_text(name: str) -> str:
 
 
 def _table(entry: Mapping[str, Any]) -> SubInfoTable:
-    methods = {name: Method(name, int(m["code"]), tuple(m.get("args", ())))
-               for name, m in entry["methods"].items()}
+    methods = {name: Method(name, int(m["code"]), tuple(m.get("args", ()))) for name, m in entry["methods"].items()}
     lo, hi = entry["sdk"]
-    when = {k: tuple(str(x) for x in (v if isinstance(v, list) else [v]))
-            for k, v in (entry.get("when_props") or {}).items()}
-    return SubInfoTable(entry["name"], str(entry.get("release", "")), (int(lo), int(hi)),
-                        entry.get("service", "iphonesubinfo"), methods, when)
+    when = {
+        k: tuple(str(x) for x in (v if isinstance(v, list) else [v]))
+        for k, v in (entry.get("when_props") or {}).items()
+    }
+    return SubInfoTable(
+        entry["name"],
+        str(entry.get("release", "")),
+        (int(lo), int(hi)),
+        entry.get("service", "iphonesubinfo"),
+        methods,
+        when,
+    )
 
 
-_LOAD_LOCK = threading.Lock()    # many handsets' threads must not each parse the data files
+_LOAD_LOCK = threading.Lock()  # many handsets' threads must not each parse the data files
 
 
 def _load_yaml(name: str) -> Any:
     return yaml.load(_data_text(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
     data = _load_yaml("iphonesubinfo.yaml")
-    return (tuple(_table(t) for t in data.get("tables", [])),
-            tuple(_table(t) for t in data.get("vendor_tables", []) or []))
+    return (
+        tuple(_table(t) for t in data.get("tables", [])),
+        tuple(_table(t) for t in data.get("vendor_tables", []) or []),
+    )
 
 
 def subinfo_tables() -> tuple[tuple[SubInfoTable, ...], tuple[SubInfoTable, ...]]:
@@ -256,12 +292,13 @@ def identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
         return _identity_props()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _identity_props() -> dict[str, dict[str, tuple[str, ...]]]:
     data = _load_yaml("identity_props.yaml")
-    return {kind: {"per_slot": tuple(spec.get("per_slot", ()) or ()),
-                   "joined": tuple(spec.get("joined", ()) or ())}
-            for kind, spec in data.items()}
+    return {
+        kind: {"per_slot": tuple(spec.get("per_slot", ()) or ()), "joined": tuple(spec.get("joined", ()) or ())}
+        for kind, spec in data.items()
+    }
 
 
 # --- the reader -------------------------------------------------------------------------------
@@ -287,8 +324,9 @@ def _split(value: str, slot: int) -> str | None:
 
 
 class _Reader:
-    def __init__(self, handset: Handset, strategies: Sequence[str], frida_device: Any = None,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, handset: Handset, strategies: Sequence[str], frida_device: Any = None, timeout: float | None = None
+    ) -> None:
         self.h = handset
         self.strategies = strategies
         self.frida_device = frida_device
@@ -298,8 +336,15 @@ class _Reader:
         self.table: str | None = None
         self.absent: set[int] = set()
 
-    def note(self, strategy: str, detail: str, ok: bool, slot: int | None = None,
-             field: str | None = None, error: str | None = None) -> None:
+    def note(
+        self,
+        strategy: str,
+        detail: str,
+        ok: bool,
+        slot: int | None = None,
+        field: str | None = None,
+        error: str | None = None,
+    ) -> None:
         self.attempts.append(Attempt(strategy, detail, ok, slot, field, error))
 
     def offer(self, slot: SlotIdentity, kind: str, value: str | None, source: str) -> str | None:
@@ -320,9 +365,12 @@ class _Reader:
         return None if ok is not False else f"value did not validate as {kind}"
 
     def missing(self) -> list[tuple[SlotIdentity, str]]:
-        return [(s, k) for s in self.slots for k in IDENTIFIERS
-                if (getattr(s, k) is None or s.valid.get(k) is False)
-                and not (k in _SIM_IDS and s.slot in self.absent)]
+        return [
+            (s, k)
+            for s in self.slots
+            for k in IDENTIFIERS
+            if (getattr(s, k) is None or s.valid.get(k) is False) and not (k in _SIM_IDS and s.slot in self.absent)
+        ]
 
     def run(self) -> IdentityReport:
         props = self.h.getprops(timeout=self.timeout)
@@ -330,11 +378,11 @@ class _Reader:
         sdk_text = props.get("ro.build.version.sdk", "")
         sdk = int(sdk_text) if sdk_text.isdigit() else None
         self.slots = [SlotIdentity(slot=i) for i in range(_slot_count(props))]
-        self.absent = {i for i in range(len(self.slots))
-                       if (_split(props.get("gsm.sim.state", ""), i) or "").upper() == "ABSENT"}
+        self.absent = {
+            i for i in range(len(self.slots)) if (_split(props.get("gsm.sim.state", ""), i) or "").upper() == "ABSENT"
+        }
         for i in sorted(self.absent):
-            self.note("prop", "gsm.sim.state", False, i, None,
-                      "no SIM in this slot (ABSENT): only its IMEI is read")
+            self.note("prop", "gsm.sim.state", False, i, None, "no SIM in this slot (ABSENT): only its IMEI is read")
         self.operators(props)
         steps: dict[str, Callable[[], None]] = {
             "service_call": lambda: self.service_call(sdk, props),
@@ -346,14 +394,15 @@ class _Reader:
             if not self.missing():
                 break
             steps[name]()
-        return IdentityReport(self.h.serial, str(self.h.server), sdk, self.table, self.slots,
-                              self.attempts)
+        return IdentityReport(self.h.serial, str(self.h.server), sdk, self.table, self.slots, self.attempts)
 
     def operators(self, props: Mapping[str, str]) -> None:
         for slot in self.slots:
-            for attr, key in (("sim_operator", "gsm.sim.operator.alpha"),
-                              ("mcc_mnc", "gsm.sim.operator.numeric"),
-                              ("network_operator", "gsm.operator.alpha")):
+            for attr, key in (
+                ("sim_operator", "gsm.sim.operator.alpha"),
+                ("mcc_mnc", "gsm.sim.operator.numeric"),
+                ("network_operator", "gsm.operator.alpha"),
+            ):
                 value = _split(props.get(key, ""), slot.slot)
                 if value:
                     setattr(slot, attr, value)
@@ -388,25 +437,33 @@ class _Reader:
             return
         tables = tables_for(sdk, props)
         if not tables:
-            self.note("service_call", "iphonesubinfo", False,
-                      error=f"no IPhoneSubInfo transaction table for SDK {sdk}")
+            self.note("service_call", "iphonesubinfo", False, error=f"no IPhoneSubInfo transaction table for SDK {sdk}")
             return
         for table in tables:
             queues = {(s.slot, k): self.candidates(table, s.slot, k) for s, k in self.missing()}
             for (slot, kind), queue in queues.items():
                 if not queue:
-                    self.note("service_call", f"{table.service} ({table.name})", False, slot, kind,
-                              f"table {table.name} has no method that reaches slot {slot} for {kind}")
+                    self.note(
+                        "service_call",
+                        f"{table.service} ({table.name})",
+                        False,
+                        slot,
+                        kind,
+                        f"table {table.name} has no method that reaches slot {slot} for {kind}",
+                    )
             while True:
-                batch = [(key, queue.pop(0)) for key, queue in queues.items() if queue
-                         and self._still_missing(*key)]
+                batch = [(key, queue.pop(0)) for key, queue in queues.items() if queue and self._still_missing(*key)]
                 if not batch:
                     break
                 commands = [f"service call {table.service} {m.code}{args}" for _, (m, args) in batch]
                 results = self.h.batch(commands, timeout=self.timeout)
                 if all(_NO_SERVICE.search(r.output) for r in results):
-                    self.note("service_call", f"service call {table.service} ({table.name})", False,
-                              error=f"no service {table.service!r} on this device{_first_line(results[0].output)}")
+                    self.note(
+                        "service_call",
+                        f"service call {table.service} ({table.name})",
+                        False,
+                        error=f"no service {table.service!r} on this device{_first_line(results[0].output)}",
+                    )
                     break
                 for ((slot_no, kind), (method, _args)), cmd, res in zip(batch, commands, results):
                     self.one_call(table, slot_no, kind, method, cmd, res.output)
@@ -417,8 +474,7 @@ class _Reader:
         slot = self.slots[slot_no]
         return getattr(slot, kind) is None or slot.valid.get(kind) is False
 
-    def one_call(self, table: SubInfoTable, slot_no: int, kind: str, method: Method, cmd: str,
-                 output: str) -> None:
+    def one_call(self, table: SubInfoTable, slot_no: int, kind: str, method: Method, cmd: str, output: str) -> None:
         detail = f"`{cmd.removeprefix('service call ')}` ({method.name}, {table.name})"
         slot = self.slots[slot_no]
         try:
@@ -427,16 +483,20 @@ class _Reader:
             self.note("service_call", detail, False, slot_no, kind, f"{exc.name}: {exc.message}")
             return
         except ParcelTransactionError as exc:
-            self.note("service_call", detail, False, slot_no, kind,
-                      f"transaction failed ({exc.message}); this build's codes differ from {table.name}?")
+            self.note(
+                "service_call",
+                detail,
+                False,
+                slot_no,
+                kind,
+                f"transaction failed ({exc.message}); this build's codes differ from {table.name}?",
+            )
             return
         except ParcelError as exc:
-            self.note("service_call", detail, False, slot_no, kind,
-                      f"unreadable reply: {exc}{_first_line(output)}")
+            self.note("service_call", detail, False, slot_no, kind, f"unreadable reply: {exc}{_first_line(output)}")
             return
         if not value:
-            self.note("service_call", detail, False, slot_no, kind,
-                      "null string" if value is None else "empty string")
+            self.note("service_call", detail, False, slot_no, kind, "null string" if value is None else "empty string")
             return
         why = self.offer(slot, kind, value, f"service_call:{table.service}:{method.code}:{method.name}")
         self.note("service_call", detail, why is None, slot_no, kind, why)
@@ -461,9 +521,16 @@ class _Reader:
                 if why is None:
                     break
             if not tried:
-                self.note("prop", "getprop", False, slot.slot, kind,
-                          f"none of the {len(names)} known props for {kind} is set" if names
-                          else f"no known prop carries {kind} (hostctl/data/identity_props.yaml)")
+                self.note(
+                    "prop",
+                    "getprop",
+                    False,
+                    slot.slot,
+                    kind,
+                    f"none of the {len(names)} known props for {kind} is set"
+                    if names
+                    else f"no known prop carries {kind} (hostctl/data/identity_props.yaml)",
+                )
 
     # -- 3. dumpsys -------------------------------------------------------------------------------
 
@@ -478,15 +545,17 @@ class _Reader:
             return
         ids = re.findall(r"^\s*Device ID\s*=\s*(\S+)\s*$", out, re.M)
         if not ids:
-            why = "no `Device ID` line" + (f" (Android SDK {sdk} prints none after 4.4)"
-                                            if sdk and sdk > 19 else "")
-            self.note("dumpsys", "dumpsys iphonesubinfo", False, error=why + _first_line(out))
+            missing = "no `Device ID` line" + (
+                f" (Android SDK {sdk} prints none after 4.4)" if sdk and sdk > 19 else ""
+            )
+            self.note("dumpsys", "dumpsys iphonesubinfo", False, error=missing + _first_line(out))
             return
         for slot, _kind in wanted:
             value = ids[slot.slot] if slot.slot < len(ids) else None
             if value is None:
-                self.note("dumpsys", "dumpsys iphonesubinfo", False, slot.slot, "imei",
-                          f"only {len(ids)} Device ID line(s)")
+                self.note(
+                    "dumpsys", "dumpsys iphonesubinfo", False, slot.slot, "imei", f"only {len(ids)} Device ID line(s)"
+                )
                 continue
             why = self.offer(slot, "imei", value, "dumpsys:iphonesubinfo")
             self.note("dumpsys", "dumpsys iphonesubinfo", why is None, slot.slot, "imei", why)
@@ -497,8 +566,7 @@ class _Reader:
         from . import frida_identity
 
         try:
-            rows = frida_identity.read_telephony(self.h, device=self.frida_device,
-                                                 timeout=self.timeout or 20.0)
+            rows = frida_identity.read_telephony(self.h, device=self.frida_device, timeout=self.timeout or 20.0)
         except frida_identity.FridaIdentityError as exc:
             self.note("frida", "com.android.phone TelephonyManager", False, error=str(exc))
             return
@@ -508,8 +576,7 @@ class _Reader:
                 value = row.get(kind)
                 if value and self._still_missing(slot.slot, kind):
                     why = self.offer(slot, kind, value, f"frida:{row.get(kind + '_via', 'TelephonyManager')}")
-                    self.note("frida", "com.android.phone TelephonyManager", why is None, slot.slot,
-                              kind, why)
+                    self.note("frida", "com.android.phone TelephonyManager", why is None, slot.slot, kind, why)
             for attr, key in (("sim_operator", "sim_operator"), ("mcc_mnc", "mcc_mnc")):
                 if getattr(slot, attr) is None and row.get(key):
                     setattr(slot, attr, row[key])
@@ -524,12 +591,18 @@ _NO_SERVICE = re.compile(r"Service \S+ does not exist|Can't find service")
 def _call_args(kinds: Iterable[str], slot: int) -> str:
     kinds = list(kinds)
     while kinds and kinds[-1] == "feature":
-        kinds.pop()          # a string read past the end of a Parcel is null, as wanted
+        kinds.pop()  # a string read past the end of a Parcel is null, as wanted
     parts = []
     for kind in kinds:
-        parts.append({"phone_id": f"i32 {slot}", "sub_id": f"i32 {slot + 1}",
-                      "sub_id64": f"i64 {slot + 1}", "package": f"s16 {SHELL_PACKAGE}",
-                      "feature": "i32 -1"}[kind])     # i32 -1 is how a Parcel writes a null string
+        parts.append(
+            {
+                "phone_id": f"i32 {slot}",
+                "sub_id": f"i32 {slot + 1}",
+                "sub_id64": f"i64 {slot + 1}",
+                "package": f"s16 {SHELL_PACKAGE}",
+                "feature": "i32 -1",
+            }[kind]
+        )  # i32 -1 is how a Parcel writes a null string
     return "".join(" " + p for p in parts)
 
 
@@ -538,9 +611,14 @@ def _first_line(text: str) -> str:
     return f"; it printed: {line[:120]}" if line else "; it printed nothing"
 
 
-def read_identity(handset: Handset, *, strategies: Sequence[str] = DEFAULT_STRATEGIES,
-                  frida_device: Any = None, timeout: float | None = None,
-                  require: bool = True) -> IdentityReport:
+def read_identity(
+    handset: Handset,
+    *,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    frida_device: Any = None,
+    timeout: float | None = None,
+    require: bool = True,
+) -> IdentityReport:
     """Read every SIM slot's identity; raise IdentityError (with the report) if nothing was found."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:

@@ -35,8 +35,19 @@ from .errors import CommandError
 __all__ = ["Message", "TYPES", "classify", "parse_content_rows", "parse_siminfo", "read_messages"]
 
 TYPES = {1: "inbox", 2: "sent", 3: "draft", 4: "outbox", 5: "failed", 6: "queued"}
-_COLUMNS = ("_id", "thread_id", "type", "mx_status", "mx_id", "sim_id", "status", "date",
-            "date_sent", "address", "body")
+_COLUMNS = (
+    "_id",
+    "thread_id",
+    "type",
+    "mx_status",
+    "mx_id",
+    "sim_id",
+    "status",
+    "date",
+    "date_sent",
+    "address",
+    "body",
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,11 @@ class Message:
     thread_id: int | None
     type: int
     box: str
-    direction: str               # in | out
+    direction: str  # in | out
     mx_status: int
     route: str
-    sim_id: int | None           # as MIUI stores it: the subscription id
-    slot: int | None             # the 0-based SIM slot that subscription is in (None: unknown)
+    sim_id: int | None  # as MIUI stores it: the subscription id
+    slot: int | None  # the 0-based SIM slot that subscription is in (None: unknown)
     status: int | None
     date: int | None
     date_sent: int | None
@@ -108,6 +119,14 @@ def _int(v: str | None) -> int | None:
     return int(v) if v not in (None, "") and v.lstrip("-").isdigit() else None
 
 
+def _slot_of(slots: dict[int, int], sim_id: str | None) -> int | None:
+    """The slot of a message's subscription: none for an unreadable id, slot -1's for no id."""
+    if sim_id is None:
+        return slots.get(-1)
+    sub = _int(sim_id)
+    return None if sub is None else slots.get(sub)
+
+
 def parse_siminfo(text: str) -> dict[int, int]:
     """``content query --uri content://telephony/siminfo --projection _id:sim_id``: subscription
     id -> slot index (a removed SIM keeps its row with slot -1: left out)."""
@@ -119,7 +138,7 @@ def parse_siminfo(text: str) -> dict[int, int]:
     return out
 
 
-_SLOTS: "weakref.WeakKeyDictionary[Handset, dict[int, int]]" = weakref.WeakKeyDictionary()
+_SLOTS: weakref.WeakKeyDictionary[Handset, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
 def _sub_slots(h: Handset, timeout: float | None) -> dict[int, int]:
@@ -133,26 +152,47 @@ def _sub_slots(h: Handset, timeout: float | None) -> dict[int, int]:
     return _SLOTS[h]
 
 
-def read_messages(h: Handset, *, limit: int | None = None, after: int | None = None,
-                  timeout: float | None = None) -> list[Message]:
+def read_messages(
+    h: Handset, *, limit: int | None = None, after: int | None = None, timeout: float | None = None
+) -> list[Message]:
     """Rows of content://sms, newest first: ``limit`` at most, only those with ``_id`` above
     ``after`` (the provider filters them, so polling for new rows stays cheap)."""
     where = f" --where '_id>{int(after)}'" if after is not None else ""
-    res = h.shell("content query --uri content://sms --projection " + ":".join(_COLUMNS)
-                  + where + " --sort '_id DESC'", timeout=timeout)
+    res = h.shell(
+        "content query --uri content://sms --projection " + ":".join(_COLUMNS) + where + " --sort '_id DESC'",
+        timeout=timeout,
+    )
     if not res.ok or "Error" in res.stdout[:200] or "Exception" in res.stdout[:400]:
-        raise CommandError(f"{h.serial}: content query failed: {res.output.strip()[:200]}",
-                           serial=h.serial, command=res.command, output=res.output, exit_code=res.exit_code)
+        raise CommandError(
+            f"{h.serial}: content query failed: {res.output.strip()[:200]}",
+            serial=h.serial,
+            command=res.command,
+            output=res.output,
+            exit_code=res.exit_code,
+        )
     out = []
     slots = _sub_slots(h, timeout)
     for row in parse_content_rows(res.stdout, _COLUMNS):
         t, mx = _int(row["type"]) or 0, _int(row["mx_status"]) or 0
         mx_id = _int(row["mx_id"])
-        out.append(Message(int(row["_id"] or 0), _int(row["thread_id"]), t, TYPES.get(t, str(t)),
-                           "in" if t == 1 else "out", mx, classify(t, mx, mx_id), _int(row["sim_id"]),
-                           slots.get(_int(row["sim_id"]) if row["sim_id"] is not None else -1),
-                           _int(row["status"]), _int(row["date"]), _int(row["date_sent"]),
-                           row["address"], row["body"]))
+        out.append(
+            Message(
+                int(row["_id"] or 0),
+                _int(row["thread_id"]),
+                t,
+                TYPES.get(t, str(t)),
+                "in" if t == 1 else "out",
+                mx,
+                classify(t, mx, mx_id),
+                _int(row["sim_id"]),
+                _slot_of(slots, row["sim_id"]),
+                _int(row["status"]),
+                _int(row["date"]),
+                _int(row["date_sent"]),
+                row["address"],
+                row["body"],
+            )
+        )
         if limit is not None and len(out) >= limit:
             break
     return out

@@ -39,23 +39,36 @@ from __future__ import annotations
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Iterator
 
 from .mms_strings import mms_strings, strings_for_locale
 
-__all__ = ["ComposeHint", "ConsentDialog", "MxSwitch", "SwitchNotFound", "mms_strings", "parse_compose",
-           "parse_consent", "parse_switches", "sim_of_title", "strings_for_locale", "titles_seen"]
+__all__ = [
+    "ComposeHint",
+    "ConsentDialog",
+    "MxSwitch",
+    "SwitchNotFound",
+    "mms_strings",
+    "parse_compose",
+    "parse_consent",
+    "parse_switches",
+    "sim_of_title",
+    "strings_for_locale",
+    "titles_seen",
+]
 
 SEND_BUTTON_ID = "com.android.mms:id/send_button"
 EDITOR_ID = "com.android.mms:id/embedded_text_editor"
 POSITIVE_ID, NEGATIVE_ID = "android:id/button1", "android:id/button2"
-MESSAGE_IDS = ("miui:id/message", "android:id/message")     # miui.app.AlertDialog, AOSP AlertDialog
+MESSAGE_IDS = ("miui:id/message", "android:id/message")  # miui.app.AlertDialog, AOSP AlertDialog
 # The two dialogs MessagingPreferenceActivity shows before turning a SIM on (com/xiaomi/mms/c/f.smali):
 # (title, message) string names; both accept with mx_btn_enable_now.
-CONSENT_DIALOGS = (("dialog_title_mx_rcs", "dialog_message_mx"),
-                   ("networking_allow_title", "mx_activate_network_allow_notice"))
+CONSENT_DIALOGS = (
+    ("dialog_title_mx_rcs", "dialog_message_mx"),
+    ("networking_allow_title", "mx_activate_network_allow_notice"),
+)
 CONSENT_ACCEPT = "mx_btn_enable_now"
 
 
@@ -96,7 +109,7 @@ def _hint_table() -> dict[str, bool]:
     for strings in mms_strings()["locales"].values():
         for name in ("msg_type_hint_mx", "msg_type_hint_mx_omit"):
             if name in strings:
-                out[_norm(strings[name])] = True     # an MX hint wins a clash
+                out[_norm(strings[name])] = True  # an MX hint wins a clash
     return out
 
 
@@ -133,6 +146,7 @@ def _is_switch_title(title: str) -> bool:
 
 
 # --- the dump as a tree -------------------------------------------------------------------------
+
 
 def _root(xml_text: str) -> ET.Element:
     try:
@@ -171,19 +185,22 @@ def _checkables(el: ET.Element) -> Iterator[ET.Element]:
 def titles_seen(xml_text: str) -> list[str]:
     """The row titles on the screen (what an error shows when no switch matched)."""
     root = _root(xml_text)
-    ids = [n.get("text", "") for n in root.iter("node") if n.get("resource-id", "") == "android:id/title"
-           and n.get("text", "").strip()]
+    ids = [
+        n.get("text", "")
+        for n in root.iter("node")
+        if n.get("resource-id", "") == "android:id/title" and n.get("text", "").strip()
+    ]
     return ids or [n.get("text", "") for n in root.iter("node") if n.get("text", "").strip()][:40]
 
 
 @dataclass(frozen=True)
 class MxSwitch:
-    sim: int                         # 1-based SIM slot, as the title names it (or the row order)
+    sim: int  # 1-based SIM slot, as the title names it (or the row order)
     checked: bool
-    center: tuple[int, int]          # where to tap: the row (which takes the tap) or the widget
+    center: tuple[int, int]  # where to tap: the row (which takes the tap) or the widget
     title: str
     summary: str
-    widget_id: str                   # the checkable node's resource-id (android:id/checkbox on MIUI)
+    widget_id: str  # the checkable node's resource-id (android:id/checkbox on MIUI)
 
 
 def _row_of(title: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Element | None:
@@ -192,8 +209,13 @@ def _row_of(title: ET.Element, parents: dict[ET.Element, ET.Element]) -> ET.Elem
     while node is not None and node.tag == "node":
         if any(True for _ in _checkables(node)):
             rid = title.get("resource-id", "")
-            others = [n for n in node.iter("node") if n is not title and n.get("text", "").strip()
-                      and ((rid and n.get("resource-id") == rid) or _is_switch_title(n.get("text", "")))]
+            others = [
+                n
+                for n in node.iter("node")
+                if n is not title
+                and n.get("text", "").strip()
+                and ((rid and n.get("resource-id") == rid) or _is_switch_title(n.get("text", "")))
+            ]
             return node if not others else None
         node = parents.get(node)
     return None
@@ -214,8 +236,11 @@ def _band(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET.Elem
         if node.get("clickable") == "true" and b is not None:
             return b[1], b[3]
         node = parents.get(node)
-    below = sorted(b[1] for n in root.iter("node") if n is not title and _is_title_node(n)
-                   and (b := _bounds(n)) is not None and b[1] > tb[1])
+    below = sorted(
+        b[1]
+        for n in root.iter("node")
+        if n is not title and _is_title_node(n) and (b := _bounds(n)) is not None and b[1] > tb[1]
+    )
     return tb[1], below[0] if below else tb[3] + 4 * (tb[3] - tb[1])
 
 
@@ -228,8 +253,11 @@ def _same_line(title: ET.Element, root: ET.Element, parents: dict[ET.Element, ET
     if band is None or tb is None:
         return None
     mid = (tb[1] + tb[3]) // 2
-    hits = [(abs((b[1] + b[3]) // 2 - mid), i, n) for i, n in enumerate(_checkables(root))
-            if (b := _bounds(n)) is not None and band[0] <= (b[1] + b[3]) // 2 < band[1]]
+    hits = [
+        (abs((b[1] + b[3]) // 2 - mid), i, n)
+        for i, n in enumerate(_checkables(root))
+        if (b := _bounds(n)) is not None and band[0] <= (b[1] + b[3]) // 2 < band[1]
+    ]
     return min(hits)[2] if hits else None
 
 
@@ -245,30 +273,51 @@ def parse_switches(xml_text: str) -> list[MxSwitch]:
         row = _row_of(el, parents)
         widget = next(_checkables(row), None) if row is not None else _same_line(el, root, parents)
         if widget is None:
-            continue              # the category header ("Mi Message" is also mx_msg in English)
+            continue  # the category header ("Mi Message" is also mx_msg in English)
         tap = row if row is not None and row.get("clickable") == "true" else widget
-        summary = next((n.get("text", "") for n in (row.iter("node") if row is not None else ())
-                        if n.get("resource-id") == "android:id/summary"), "")
+        summary = next(
+            (
+                n.get("text", "")
+                for n in (row.iter("node") if row is not None else ())
+                if n.get("resource-id") == "android:id/summary"
+            ),
+            "",
+        )
         sim = sim_of_title(el.get("text", ""))
-        found.append((sim, MxSwitch(sim or 0, widget.get("checked") == "true", _center(tap),
-                                    el.get("text", ""), summary, widget.get("resource-id", ""))))
+        found.append(
+            (
+                sim,
+                MxSwitch(
+                    sim or 0,
+                    widget.get("checked") == "true",
+                    _center(tap),
+                    el.get("text", ""),
+                    summary,
+                    widget.get("resource-id", ""),
+                ),
+            )
+        )
     if not found:
         seen = titles_seen(xml_text)
-        raise SwitchNotFound("no Mi Message switch on this screen; titles seen: "
-                             + (", ".join(repr(t) for t in seen) or "(none)")
-                             + " (a new MIUI wording goes into hostctl/data/miui_mms_strings.json)", seen)
+        raise SwitchNotFound(
+            "no Mi Message switch on this screen; titles seen: "
+            + (", ".join(repr(t) for t in seen) or "(none)")
+            + " (a new MIUI wording goes into hostctl/data/miui_mms_strings.json)",
+            seen,
+        )
     named = [s for s, _ in found if s]
     if len(set(named)) != len(named):
         # Two rows naming the same SIM: a translation slip in the app itself (kk-rKZ and ms-rMY
         # title mx_on_sim_2 "... SIM 1"); preferences.xml puts mx1 above mx2, so the rows' order
         # (the dump's document order) decides.
-        found = [(i + 1, MxSwitch(i + 1, sw.checked, sw.center, sw.title, sw.summary, sw.widget_id))
-                 for i, (_, sw) in enumerate(found)]
+        found = [
+            (i + 1, MxSwitch(i + 1, sw.checked, sw.center, sw.title, sw.summary, sw.widget_id))
+            for i, (_, sw) in enumerate(found)
+        ]
     out, taken = [], {s for s, _ in found if s}
     free = (n for n in range(1, len(found) + 2) if n not in taken)
-    for sim, sw in found:          # a title without a SIM: the rows' order (the single-SIM row is SIM 1)
-        out.append(sw if sim else MxSwitch(next(free), sw.checked, sw.center, sw.title, sw.summary,
-                                            sw.widget_id))
+    for sim, sw in found:  # a title without a SIM: the rows' order (the single-SIM row is SIM 1)
+        out.append(sw if sim else MxSwitch(next(free), sw.checked, sw.center, sw.title, sw.summary, sw.widget_id))
     return sorted(out, key=lambda s: s.sim)
 
 
@@ -279,8 +328,8 @@ class ConsentDialog:
     accept: tuple[int, int]
     accept_text: str
     cancel: tuple[int, int] | None
-    kind: str = ""                   # the title's string name: dialog_title_mx_rcs (activation) or
-                                     # networking_allow_title (data notice for an activated SIM)
+    kind: str = ""  # the title's string name: dialog_title_mx_rcs (activation) or
+    # networking_allow_title (data notice for an activated SIM)
 
 
 def parse_consent(xml_text: str) -> ConsentDialog | None:
@@ -289,21 +338,34 @@ def parse_consent(xml_text: str) -> ConsentDialog | None:
     root = _root(xml_text)
     titles, accepts = _consent_table()
     nodes = list(root.iter("node"))
-    title = next((n for n in nodes if _norm(n.get("text", "")) in titles
-                  and n.get("resource-id", "") not in ("android:id/title", "android:id/summary")), None)
+    title = next(
+        (
+            n
+            for n in nodes
+            if _norm(n.get("text", "")) in titles
+            and n.get("resource-id", "") not in ("android:id/title", "android:id/summary")
+        ),
+        None,
+    )
     accept = next((n for n in nodes if n.get("clickable") == "true" and _norm(n.get("text", "")) in accepts), None)
     if title is None or accept is None:
         return None
     message = next((n.get("text", "") for n in nodes if n.get("resource-id") in MESSAGE_IDS), "")
     cancel = next((n for n in nodes if n.get("resource-id") == NEGATIVE_ID), None)
-    return ConsentDialog(title.get("text", ""), message, _center(accept), accept.get("text", ""),
-                         _center(cancel) if cancel is not None else None, titles[_norm(title.get("text", ""))])
+    return ConsentDialog(
+        title.get("text", ""),
+        message,
+        _center(accept),
+        accept.get("text", ""),
+        _center(cancel) if cancel is not None else None,
+        titles[_norm(title.get("text", ""))],
+    )
 
 
 @dataclass(frozen=True)
 class ComposeHint:
-    online: bool | None              # True: Mi Message hint, False: SMS hint, None: neither shown
-    shown: str                       # the editor's text as dumped
+    online: bool | None  # True: Mi Message hint, False: SMS hint, None: neither shown
+    shown: str  # the editor's text as dumped
     send_button: tuple[int, int] | None
 
 
@@ -311,8 +373,9 @@ def parse_compose(xml_text: str) -> ComposeHint:
     """What the compose screen says about the recipient: the editor hint, and the send button."""
     root = _root(xml_text)
     nodes = list(root.iter("node"))
-    editor = next((n for n in nodes if n.get("resource-id") == EDITOR_ID), None) \
-        or next((n for n in nodes if n.get("class", "").endswith("EditText")), None)
+    editor = next((n for n in nodes if n.get("resource-id") == EDITOR_ID), None) or next(
+        (n for n in nodes if n.get("class", "").endswith("EditText")), None
+    )
     send = next((n for n in nodes if n.get("resource-id") == SEND_BUTTON_ID), None)
     shown = editor.get("text", "") if editor is not None else ""
     online = _hint_table().get(_norm(shown))

@@ -19,8 +19,7 @@ __all__ = ["locale_of_props", "mms_strings", "strings_for_locale"]
 @lru_cache(maxsize=1)
 def mms_strings() -> dict:
     """The app's strings: {"source": ..., "locales": {qualifier: {name: text}}, ...}."""
-    return json.loads(resources.files("hostctl").joinpath("data/miui_mms_strings.json")
-                      .read_text(encoding="utf-8"))
+    return json.loads(resources.files("hostctl").joinpath("data/miui_mms_strings.json").read_text(encoding="utf-8"))
 
 
 def _qualifiers(locale: str) -> list[str]:
@@ -52,11 +51,14 @@ def locale_of_props(props: dict[str, str]) -> str:
     """The UI locale a handset runs in, from its props as Android reads them: persist.sys.locale
     (5.0+), persist.sys.language/country (up to 4.4), then the build's ro.product.locale or
     ro.product.locale.language/region; "en-US" when none is set."""
-    for tag in (props.get("persist.sys.locale", ""),
-                "-".join(v for v in (props.get("persist.sys.language", ""), props.get("persist.sys.country", "")) if v),
-                props.get("ro.product.locale", ""),
-                "-".join(v for v in (props.get("ro.product.locale.language", ""),
-                                     props.get("ro.product.locale.region", "")) if v)):
+    for tag in (
+        props.get("persist.sys.locale", ""),
+        "-".join(v for v in (props.get("persist.sys.language", ""), props.get("persist.sys.country", "")) if v),
+        props.get("ro.product.locale", ""),
+        "-".join(
+            v for v in (props.get("ro.product.locale.language", ""), props.get("ro.product.locale.region", "")) if v
+        ),
+    ):
         if tag.strip():
             return tag.strip()
     return "en-US"

@@ -191,10 +191,12 @@ def parcel_bytes(text: str | bytes) -> bytes:
 
 # The layout `service call` prints up to Android 13, read line by line with one regex; anything
 # else (wraps, stripped offsets, Android 14's layout, damage) goes to the general scanner.
-_CANON_LINE = re.compile(r"[ \t]*0x([0-9a-fA-F]{8}): ((?:[0-9a-fA-F]{8} ){0,3}[0-9a-fA-F]{8}) +"
-                         r"'(.{16})'(\))?\n?")
+_CANON_LINE = re.compile(
+    r"[ \t]*0x([0-9a-fA-F]{8}): ((?:[0-9a-fA-F]{8} ){0,3}[0-9a-fA-F]{8}) +"
+    r"'(.{16})'(\))?\n?"
+)
 _CANON_ONE = re.compile(r"((?:[0-9a-fA-F]{8} ){0,3}[0-9a-fA-F]{8}) +'(.{1,16})'\)")
-_SHOWN = bytes(b if 32 <= b < 127 else 46 for b in range(256))   # printHexData's ASCII column
+_SHOWN = bytes(b if 32 <= b < 127 else 46 for b in range(256))  # printHexData's ASCII column
 
 
 def _words(text: str) -> bytes:
@@ -209,18 +211,18 @@ def _canonical_dump(s: str, p: int) -> bytes | None:
         return data if data.translate(_SHOWN).decode() == m.group(2) else None
     if not s.startswith("\n", p):
         return None
-    data, p = bytearray(), p + 1
+    got, p = bytearray(), p + 1
     while True:
         m = _CANON_LINE.match(s, p)
-        if m is None or int(m.group(1), 16) != len(data):
+        if m is None or int(m.group(1), 16) != len(got):
             return None
         chunk = _words(m.group(2))
         if chunk.translate(_SHOWN).decode().ljust(16) != m.group(3):
             return None
-        data += chunk
+        got += chunk
         p = m.end()
         if m.group(4):
-            return bytes(data)
+            return bytes(got)
         if len(chunk) != 16:
             return None
 
@@ -234,7 +236,7 @@ def _skip_space(s: str, p: int) -> int:
 def _transaction_error(s: str, p: int) -> ParcelError:
     m = _ERROR_RE.match(s, p)
     if m is None:
-        return ParcelFormatError(f"unreadable transaction error: {s[p:p + 40]!r}")
+        return ParcelFormatError(f"unreadable transaction error: {s[p : p + 40]!r}")
     number = m.group(1)
     if number[:2] in ("0x", "0X"):
         # (void*)(intptr_t)err: 8 digits from a 32-bit binary, 16 from a 64-bit one
@@ -266,8 +268,9 @@ def _scan_dump(s: str, p: int) -> bytes:
         if m:
             offset = int(m.group(1), 16)
             if offset != len(data):
-                raise ParcelFormatError(f"offset 0x{offset:08x} where 0x{len(data):08x} was due "
-                                        "(a line is missing or repeated)")
+                raise ParcelFormatError(
+                    f"offset 0x{offset:08x} where 0x{len(data):08x} was due (a line is missing or repeated)"
+                )
             line_start, p = len(data), m.end()
             continue
         m = _WORD_RE.match(s, p)
@@ -289,13 +292,13 @@ def _scan_dump(s: str, p: int) -> bytes:
             p = _skip_ascii_column(s, p, bytes(data[line_start:]))
             line_start = len(data)
             continue
-        raise ParcelFormatError(f"unexpected text in the dump: {s[p:p + 20]!r}")
+        raise ParcelFormatError(f"unexpected text in the dump: {s[p : p + 20]!r}")
 
 
 def _skip_ascii_column(s: str, p: int, line: bytes) -> int:
     """Consume the quoted column at ``s[p]`` that must show ``line``; return the position after it."""
     if len(line) > 16:  # offsets stripped and an earlier line without its column
-        line = line[-((len(line) - 1) % 16 + 1):]
+        line = line[-((len(line) - 1) % 16 + 1) :]
     expected = "".join(chr(b) if 32 <= b < 127 else "." for b in line)
     start, p = p, p + 1
     i = 0
@@ -314,17 +317,19 @@ def _skip_ascii_column(s: str, p: int, line: bytes) -> int:
         elif e == " ":  # a space lost where a terminal wrapped the line
             i += 1
         else:
-            raise ParcelFormatError(f"the ASCII column does not match its hex words: expected "
-                                    f"{expected!r}, found {s[start + 1:p + 1]!r}...")
+            raise ParcelFormatError(
+                f"the ASCII column does not match its hex words: expected "
+                f"{expected!r}, found {s[start + 1 : p + 1]!r}..."
+            )
     while p < len(s) and s[p] in " \t\n":  # the last line's padding
         p += 1
     if not s.startswith("'", p):
-        raise ParcelFormatError(f"the ASCII column {expected!r} is not closed where it should be: "
-                                f"{s[p:p + 20]!r}")
+        raise ParcelFormatError(f"the ASCII column {expected!r} is not closed where it should be: {s[p : p + 20]!r}")
     return p + 1
 
 
 # --- the reply --------------------------------------------------------------------------------
+
 
 def _int32(data: bytes, pos: int, what: str) -> int:
     if pos + 4 > len(data):
@@ -342,12 +347,12 @@ def _string16(data: bytes, pos: int, what: str) -> tuple[str | None, int]:
         raise ParcelFormatError(f"{what} has a negative length ({n})")
     end = pos + 2 * n
     if end > len(data):
-        raise ParcelFormatError(f"{what} is {n} UTF-16 units long but the reply holds only "
-                                f"{(len(data) - pos) // 2} after its length")
-    if end + 2 <= len(data) and data[end:end + 2] != b"\0\0":
+        raise ParcelFormatError(
+            f"{what} is {n} UTF-16 units long but the reply holds only {(len(data) - pos) // 2} after its length"
+        )
+    if end + 2 <= len(data) and data[end : end + 2] != b"\0\0":
         raise ParcelFormatError(f"{what} is not NUL-terminated after its {n} units")
-    return data[pos:end].decode("utf-16-le", "surrogatepass"), min(end + 2 + (-(end + 2) % 4),
-                                                                    len(data))
+    return data[pos:end].decode("utf-16-le", "surrogatepass"), min(end + 2 + (-(end + 2) % 4), len(data))
 
 
 def _result_offset(data: bytes) -> int:
@@ -371,8 +376,9 @@ def _result_offset(data: bytes) -> int:
         size = _int32(data, pos, "the StrictMode reply header size")
         size = size or 4  # Java logs "Unexpected zero-sized Parcel reply header." and reads on
         if size < 4 or pos + size > len(data):
-            raise ParcelFormatError(f"the StrictMode reply header claims {size} bytes at offset "
-                                    f"{pos} of a {len(data)}-byte reply")
+            raise ParcelFormatError(
+                f"the StrictMode reply header claims {size} bytes at offset {pos} of a {len(data)}-byte reply"
+            )
         return pos + size
     if code != 0:
         try:

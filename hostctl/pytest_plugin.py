@@ -92,10 +92,11 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import pytest
 
@@ -104,8 +105,16 @@ from .errors import HostctlError
 if TYPE_CHECKING:
     from .testbed import HandsetSpec, ModemSpec, Testbed
 
-__all__ = ["Bed", "EquipmentLocks", "HandsetPair", "LockKey", "LockTimeout", "NO_TESTBED", "REQUIREMENTS",
-           "missing_equipment"]
+__all__ = [
+    "Bed",
+    "EquipmentLocks",
+    "HandsetPair",
+    "LockKey",
+    "LockTimeout",
+    "NO_TESTBED",
+    "REQUIREMENTS",
+    "missing_equipment",
+]
 
 NO_TESTBED = "no --testbed or --emulator-profile given"
 REQUIREMENTS = ("handsets", "modem", "relay", "frida", "capture", "root")
@@ -140,12 +149,12 @@ class LockKey:
     what: str
 
     @classmethod
-    def handset(cls, spec: "HandsetSpec") -> "LockKey":
+    def handset(cls, spec: HandsetSpec) -> LockKey:
         raw = f"adb-{spec.adb.host}-{spec.adb.port}-{spec.serial}"
         return cls(_lock_name(raw), f"handset {spec.label} ({spec.serial} on adb server {spec.adb})")
 
     @classmethod
-    def modem(cls, spec: "ModemSpec") -> "LockKey":
+    def modem(cls, spec: ModemSpec) -> LockKey:
         return cls(_lock_name(f"modem-{spec.port}"), f"the modem on {spec.port}")
 
 
@@ -161,11 +170,17 @@ class EquipmentLocks:
     same process that asks for it again); across processes a ``flock`` waits up to ``timeout``.
     """
 
-    _held: dict[str, list[Any]] = {}          # path -> [fd, count], for the whole process
+    _held: ClassVar[dict[str, list[Any]]] = {}  # path -> [fd, count], for the whole process
     _guard = threading.Lock()
 
-    def __init__(self, lock_dir: str | os.PathLike[str], *, timeout: float = DEFAULT_LOCK_TIMEOUT,
-                 worker: str | None = None, poll: float = 0.05) -> None:
+    def __init__(
+        self,
+        lock_dir: str | os.PathLike[str],
+        *,
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        worker: str | None = None,
+        poll: float = 0.05,
+    ) -> None:
         self.lock_dir = Path(lock_dir)
         self.timeout = timeout
         self.worker = worker
@@ -199,12 +214,21 @@ class EquipmentLocks:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     holder = read_holder(path)
-                    raise LockTimeout(f"{key.what} is in use by {describe_holder(holder)}; waited "
-                                      f"{self.timeout:g} s for it (lock file {path}; --lock-timeout "
-                                      "sets the wait)", path=path, holder=holder) from None
+                    raise LockTimeout(
+                        f"{key.what} is in use by {describe_holder(holder)}; waited "
+                        f"{self.timeout:g} s for it (lock file {path}; --lock-timeout "
+                        "sets the wait)",
+                        path=path,
+                        holder=holder,
+                    ) from None
                 time.sleep(self.poll)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker, "test": who,
-                "since": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "worker": self.worker,
+            "test": who,
+            "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         with self._guard:
@@ -220,7 +244,7 @@ class EquipmentLocks:
             del self._held[str(path)]
         fd = entry[0]
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)          # before unlocking: a reader never sees a stale holder
+            os.ftruncate(fd, 0)  # before unlocking: a reader never sees a stale holder
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
@@ -228,7 +252,7 @@ class EquipmentLocks:
         if not self.lock_dir.is_dir():
             self.lock_dir.mkdir(parents=True, exist_ok=True)
             if self.lock_dir == DEFAULT_LOCK_DIR:
-                with contextlib.suppress(OSError):     # shared by every user of the rack host, like /tmp
+                with contextlib.suppress(OSError):  # shared by every user of the rack host, like /tmp
                     self.lock_dir.chmod(0o1777)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -271,13 +295,13 @@ class Bed:
 
     key: str
     labels: tuple[str, ...]
-    testbed: "Testbed | None" = None       # a file's testbed
-    profile: str | None = None             # an emulated lab's profile (name or absolute path)
+    testbed: Testbed | None = None  # a file's testbed
+    profile: str | None = None  # an emulated lab's profile (name or absolute path)
 
     @property
     def pairs(self) -> list[tuple[str, ...]]:
         """The handsets two by two, in file order (an odd one out is a pair of one)."""
-        return [self.labels[i:i + 2] for i in range(0, len(self.labels), 2)]
+        return [self.labels[i : i + 2] for i in range(0, len(self.labels), 2)]
 
     @property
     def emulated(self) -> bool:
@@ -294,13 +318,13 @@ class Bed:
 class HandsetPair:
     """The handsets a test (or an audit) drives together, and the testbed cut down to them."""
 
-    id: str                      # "hs1+hs2"
+    id: str  # "hs1+hs2"
     labels: tuple[str, ...]
-    testbed: "Testbed"           # only these handsets; the modem, relay and params kept
+    testbed: Testbed  # only these handsets; the modem, relay and params kept
     group: str | None
 
     @property
-    def specs(self) -> tuple["HandsetSpec", ...]:
+    def specs(self) -> tuple[HandsetSpec, ...]:
         return self.testbed.handsets
 
 
@@ -315,11 +339,13 @@ class _State:
         self.beds: list[Bed] = []
         self.source: str | None = None
         self.lock_dir_given = _lock_dir(config) is not None
-        self.locks = EquipmentLocks(_lock_dir(config) or DEFAULT_LOCK_DIR,
-                                    timeout=config.getoption("hostctl_lock_timeout"),
-                                    worker=os.environ.get("PYTEST_XDIST_WORKER"))
-        self.run_stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self._labs: dict[str, tuple[Any, "Testbed"]] = {}
+        self.locks = EquipmentLocks(
+            _lock_dir(config) or DEFAULT_LOCK_DIR,
+            timeout=config.getoption("hostctl_lock_timeout"),
+            worker=os.environ.get("PYTEST_XDIST_WORKER"),
+        )
+        self.run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._labs: dict[str, tuple[Any, Testbed]] = {}
         self.adb_port: int | None = None
         self.started_adb_server = False
         self._saved_env: str | None = None
@@ -335,9 +361,10 @@ class _State:
         """The parametrisation of a test that uses a bed (and a pair): values and ids. The values
         are strings, so pytest groups the tests of one bed (one pair) and sets each up once."""
         many_beds = len(self.beds) > 1
-        values, ids = [], []
+        values: list[tuple[str, ...]] = []
+        ids: list[str] = []
         for bed in self.beds:
-            for pair in (bed.pairs if pairs else [None]):
+            for pair in bed.pairs if pairs else [None]:
                 parts = [bed.key] if many_beds else []
                 if pair is not None and len(bed.pairs) > 1:
                     parts.append("+".join(pair))
@@ -345,24 +372,26 @@ class _State:
                 ids.append(":".join(parts) or bed.key)
         return values, ids
 
-    def testbed(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+    def testbed(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
         if bed.testbed is not None:
             return bed.testbed
         if bed.key in self._labs:
             return self._labs[bed.key][1]
-        self.stop_labs()         # one lab at a time in a process: two cores, several helpers
+        self.stop_labs()  # one lab at a time in a process: two cores, several helpers
         return self._boot(bed, tmp_path_factory)
 
-    def _boot(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+    def _boot(self, bed: Bed, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
         from .emulator.lab import LabConfig, LabError, LabThread
         from .testbed import testbed_for_lab
 
+        if bed.profile is None:
+            raise ValueError(f"testbed {bed.key}: neither a testbed file nor an emulator profile")
         port = self._adb_server()
         home = tmp_path_factory.mktemp(f"lab-{bed.key}")
         lt = LabThread(LabConfig(adb_port=port, handsets=LAB_HANDSETS, profile=bed.profile, home=home))
         try:
             lt.start()
-        except Exception as exc:   # noqa: BLE001 - whatever stopped it, the tests cannot run: say why once
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, the tests cannot run: say why once
             what = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
             _fail(f"--emulator-profile {bed.profile}: the emulated lab did not start: {what}")
         testbed = testbed_for_lab(lt.lab, name=f"emulator-{bed.key}")
@@ -376,13 +405,13 @@ class _State:
             return self.adb_port
         current = os.environ.get("ANDROID_ADB_SERVER_PORT")
         if current and current != _ADB_PORT_AT_LOAD and current.isdigit() and adb_server_running(int(current)):
-            self.adb_port = int(current)        # this session's private server (see _ADB_PORT_AT_LOAD)
+            self.adb_port = int(current)  # this session's private server (see _ADB_PORT_AT_LOAD)
             return self.adb_port
         port = free_loopback_port()
         ensure_adb_server(port)
         self.adb_port, self.started_adb_server = port, True
         self._saved_env = current
-        os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)    # Frida finds the lab's handsets there
+        os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)  # Frida finds the lab's handsets there
         return port
 
     def stop_labs(self) -> None:
@@ -441,30 +470,59 @@ def _state(config: pytest.Config) -> _State:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("hostctl", "hostctl lab testbed")
-    group.addoption("--testbed", dest="hostctl_testbed", metavar="FILE",
-                    help="testbed file (hostctl.testbed) naming the handsets and lab gear to drive")
-    group.addoption("--testbed-name", dest="hostctl_testbed_name", metavar="NAME",
-                    help="which testbed of a --testbed file that lists several")
-    group.addoption("--emulator-profile", dest="hostctl_emulator_profiles", action="append", default=[],
-                    metavar="NAME|PATH",
-                    help="boot an emulated lab on this firmware profile for the session (repeatable: "
-                         "one target per profile)")
-    group.addoption("--evidence-dir", dest="hostctl_evidence_dir", metavar="DIR",
-                    help="evidence goes to DIR/<UTC time of the session>/ (default: pytest's tmp root)")
-    group.addoption("--lock-dir", dest="hostctl_lock_dir", metavar="DIR",
-                    help=f"where the handset locks live (default: $HOSTCTL_LOCK_DIR or {DEFAULT_LOCK_DIR})")
-    group.addoption("--lock-timeout", dest="hostctl_lock_timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
-                    metavar="SECONDS", help="how long to wait for a handset another test holds "
-                                            f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+    group.addoption(
+        "--testbed",
+        dest="hostctl_testbed",
+        metavar="FILE",
+        help="testbed file (hostctl.testbed) naming the handsets and lab gear to drive",
+    )
+    group.addoption(
+        "--testbed-name",
+        dest="hostctl_testbed_name",
+        metavar="NAME",
+        help="which testbed of a --testbed file that lists several",
+    )
+    group.addoption(
+        "--emulator-profile",
+        dest="hostctl_emulator_profiles",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="boot an emulated lab on this firmware profile for the session (repeatable: one target per profile)",
+    )
+    group.addoption(
+        "--evidence-dir",
+        dest="hostctl_evidence_dir",
+        metavar="DIR",
+        help="evidence goes to DIR/<UTC time of the session>/ (default: pytest's tmp root)",
+    )
+    group.addoption(
+        "--lock-dir",
+        dest="hostctl_lock_dir",
+        metavar="DIR",
+        help=f"where the handset locks live (default: $HOSTCTL_LOCK_DIR or {DEFAULT_LOCK_DIR})",
+    )
+    group.addoption(
+        "--lock-timeout",
+        dest="hostctl_lock_timeout",
+        type=float,
+        default=DEFAULT_LOCK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for a handset another test holds (default {DEFAULT_LOCK_TIMEOUT:g})",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "requires(handsets=N, modem=False, relay=False, frida=False, capture=False, root=False): "
-                   "skip unless the testbed has this equipment (hostctl)")
-    config.addinivalue_line("markers", "check(check_id): the audit check this test checks; JUnit XML "
-                                       "carries it as the property check_id (hostctl)")
-    if not config.pluginmanager.hasplugin("xdist"):      # xdist registers its own
+        "markers",
+        "requires(handsets=N, modem=False, relay=False, frida=False, capture=False, root=False): "
+        "skip unless the testbed has this equipment (hostctl)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "check(check_id): the audit check this test checks; JUnit XML carries it as the property check_id (hostctl)",
+    )
+    if not config.pluginmanager.hasplugin("xdist"):  # xdist registers its own
         config.addinivalue_line("markers", "xdist_group(name): one pytest-xdist worker runs the group")
     state = _State(config)
     state.beds, state.source = _beds(config)
@@ -545,7 +603,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.close()
 
 
-@pytest.hookimpl(trylast=True)         # after the session's fixtures are torn down
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_STATE, None)
     if state is not None:
@@ -559,7 +617,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "_hostctl_bed" not in names:
         if metafunc.definition.get_closest_marker("requires") is None:
             return
-        names.append("_hostctl_bed")           # requires() reads the testbed
+        names.append("_hostctl_bed")  # requires() reads the testbed
     pairs = "_hostctl_pair" in names
     values, ids = _state(metafunc.config).params(pairs=pairs)
     if len(values) > 1:
@@ -569,7 +627,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("_hostctl_bed", [v[0] for v in values], ids=ids, indirect=True, scope="session")
 
 
-@pytest.hookimpl(tryfirst=True)        # before xdist's, which reads xdist_group into the node ids
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads xdist_group into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = _state(config)
     for item in items:
@@ -583,7 +641,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         bed = next(b for b in state.beds if b.key == params.get("_hostctl_bed", state.beds[0].key))
         pair = None
         if "_hostctl_pair" in names:
-            pair = tuple(params["_hostctl_pair"].split("+")) if "_hostctl_pair" in params else next(iter(bed.pairs), None)
+            pair = (
+                tuple(params["_hostctl_pair"].split("+")) if "_hostctl_pair" in params else next(iter(bed.pairs), None)
+            )
         if group := bed.group(pair):
             item.add_marker(pytest.mark.xdist_group(group))
 
@@ -594,16 +654,16 @@ class _LoadgroupShim:
     grouping (pytest-dev/pytest-xdist#1386). Carry the rewritten id over to the structured one, as
     the proposed fix (#1388) does; a no-op wherever xdist's rewrite still takes effect."""
 
-    @pytest.hookimpl(trylast=True)          # after xdist's
+    @pytest.hookimpl(trylast=True)  # after xdist's
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         try:
             from _pytest.nodeid import NodeId
-        except ImportError:                 # a pytest whose node ids are still strings
+        except ImportError:  # a pytest whose node ids are still strings
             return
         for item in items:
             rewritten = vars(item).get("_nodeid")
             if isinstance(rewritten, str) and rewritten != item.nodeid and hasattr(item, "_id"):
-                item._id = NodeId.parse(rewritten)      # noqa: SLF001
+                item._id = NodeId.parse(rewritten)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -613,9 +673,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         check_id = mark.args[0] if mark.args else mark.kwargs.get("check_id")
         if check_id not in CHECK_IDS:
             close = difflib.get_close_matches(str(check_id), CHECK_IDS, n=1)
-            pytest.fail(f"@pytest.mark.check({check_id!r}): not an audit check id"
-                        + (f"; did you mean {close[0]!r}?" if close else "")
-                        + f" (known: {', '.join(CHECK_IDS)})", pytrace=False)
+            pytest.fail(
+                f"@pytest.mark.check({check_id!r}): not an audit check id"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (known: {', '.join(CHECK_IDS)})",
+                pytrace=False,
+            )
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -636,14 +699,13 @@ def _hostctl_pair(request: pytest.FixtureRequest, _hostctl_bed: Bed) -> tuple[st
 
 
 @pytest.fixture(scope="session")
-def testbed(_hostctl_bed: Bed, request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> "Testbed":
+def testbed(_hostctl_bed: Bed, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Testbed:
     """The testbed of the current bed (an emulated lab boots on first use)."""
     return _state(request.config).testbed(_hostctl_bed, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def handset_pair(_hostctl_bed: Bed, _hostctl_pair: tuple[str, ...], testbed: "Testbed") -> HandsetPair:
+def handset_pair(_hostctl_bed: Bed, _hostctl_pair: tuple[str, ...], testbed: Testbed) -> HandsetPair:
     """The pair of handsets this test runs on (tests that use it run once per pair)."""
     from .errors import ConfigError
 
@@ -651,13 +713,18 @@ def handset_pair(_hostctl_bed: Bed, _hostctl_pair: tuple[str, ...], testbed: "Te
         specs = tuple(testbed.handset(label) for label in _hostctl_pair)
     except ConfigError as exc:
         _fail(str(exc))
-    return HandsetPair("+".join(_hostctl_pair), _hostctl_pair, dataclasses.replace(testbed, handsets=specs),
-                       _hostctl_bed.group(_hostctl_pair))
+    return HandsetPair(
+        "+".join(_hostctl_pair),
+        _hostctl_pair,
+        dataclasses.replace(testbed, handsets=specs),
+        _hostctl_bed.group(_hostctl_pair),
+    )
 
 
 @pytest.fixture(scope="session")
-def lock_equipment(request: pytest.FixtureRequest,
-                   tmp_path_factory: pytest.TempPathFactory) -> Callable[..., contextlib.AbstractContextManager[None]]:
+def lock_equipment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., contextlib.AbstractContextManager[None]]:
     """``with lock_equipment(*handset_specs, modem=spec_or_None, who=...)``: hold their locks (a
     wait past --lock-timeout fails the test, naming the holder)."""
     state = _state(request.config)
@@ -668,7 +735,7 @@ def lock_equipment(request: pytest.FixtureRequest,
     locks = state.locks
 
     @contextlib.contextmanager
-    def hold(*handsets: "HandsetSpec", modem: "ModemSpec | None" = None, who: str | None = None) -> Iterator[None]:
+    def hold(*handsets: HandsetSpec, modem: ModemSpec | None = None, who: str | None = None) -> Iterator[None]:
         keys = [LockKey.handset(h) for h in handsets] + ([LockKey.modem(modem)] if modem is not None else [])
         with contextlib.ExitStack() as stack:
             try:
@@ -681,8 +748,9 @@ def lock_equipment(request: pytest.FixtureRequest,
 
 
 @pytest.fixture
-def handsets(handset_pair: HandsetPair, lock_equipment: Callable[..., Any],
-             request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+def handsets(
+    handset_pair: HandsetPair, lock_equipment: Callable[..., Any], request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
     """The pair's handsets by label (``hostctl.device.Handset``), locked for the test."""
     from .device import Handset
 
@@ -691,8 +759,9 @@ def handsets(handset_pair: HandsetPair, lock_equipment: Callable[..., Any],
 
 
 @pytest.fixture
-def handset(testbed: "Testbed", lock_equipment: Callable[..., Any],
-            request: pytest.FixtureRequest) -> Iterator[Callable[[str], Any]]:
+def handset(
+    testbed: Testbed, lock_equipment: Callable[..., Any], request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Any]]:
     """``handset(label)``: that handset of the testbed (label or serial), locked for the test."""
     from .device import Handset
     from .errors import ConfigError
@@ -714,8 +783,7 @@ def handset(testbed: "Testbed", lock_equipment: Callable[..., Any],
 
 
 @pytest.fixture
-def peer_modem(testbed: "Testbed", lock_equipment: Callable[..., Any],
-               request: pytest.FixtureRequest) -> Iterator[Any]:
+def peer_modem(testbed: Testbed, lock_equipment: Callable[..., Any], request: pytest.FixtureRequest) -> Iterator[Any]:
     """The testbed's GSM modem (the peer phone), opened and initialised; skips without one."""
     from .lab.modem import Modem, ModemError
 
@@ -749,7 +817,7 @@ def evidence_dir(evidence_root: Path, request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def profile_expectations(_hostctl_bed: Bed, testbed: "Testbed") -> dict[str, str] | None:
+def profile_expectations(_hostctl_bed: Bed, testbed: Testbed) -> dict[str, str] | None:
     """The emulated profile's ``audit_expectations`` (check id -> verdict); None on real handsets."""
     from .emulator.profiles import ProfileError, load_profile
 
@@ -770,8 +838,9 @@ def _hostctl_requires(request: pytest.FixtureRequest) -> None:
     unknown = [k for k in marker.kwargs if k not in REQUIREMENTS]
     if marker.args or unknown:
         what = ", ".join(map(repr, unknown)) if unknown else "positional arguments"
-        pytest.fail(f"@pytest.mark.requires: {what} not understood (keywords: {', '.join(REQUIREMENTS)})",
-                    pytrace=False)
+        pytest.fail(
+            f"@pytest.mark.requires: {what} not understood (keywords: {', '.join(REQUIREMENTS)})", pytrace=False
+        )
     testbed = request.getfixturevalue("testbed")
     pair = request.getfixturevalue("handset_pair") if "handset_pair" in request.fixturenames else None
     missing = missing_equipment(testbed, marker.kwargs, pair=pair)
@@ -779,8 +848,7 @@ def _hostctl_requires(request: pytest.FixtureRequest) -> None:
         pytest.skip(f"testbed {testbed.name!r} lacks: {'; '.join(missing)}")
 
 
-def missing_equipment(testbed: "Testbed", wants: Mapping[str, Any], *,
-                      pair: HandsetPair | None = None) -> list[str]:
+def missing_equipment(testbed: Testbed, wants: Mapping[str, Any], *, pair: HandsetPair | None = None) -> list[str]:
     """What ``@pytest.mark.requires(**wants)`` finds missing, one phrase per item."""
     pool = pair.specs if pair is not None else testbed.handsets
     where = f"pair {pair.id}" if pair is not None else "it"
@@ -799,14 +867,19 @@ def missing_equipment(testbed: "Testbed", wants: Mapping[str, Any], *,
     if wants.get("frida"):
         missing += [f"frida on {h.label} (no `frida:` entry)" for h in used if h.frida is None]
     if wants.get("capture"):
-        missing += [f"a capture source for {h.label} (" + ("no `capture:` entry" if h.capture is None
-                    else "capture: none") + ")" for h in used if h.capture is None or h.capture.source == "none"]
+        missing += [
+            f"a capture source for {h.label} ("
+            + ("no `capture:` entry" if h.capture is None else "capture: none")
+            + ")"
+            for h in used
+            if h.capture is None or h.capture.source == "none"
+        ]
     if wants.get("root") and not missing:
         missing += _unrooted(used)
     return missing
 
 
-def _unrooted(specs: Iterable["HandsetSpec"]) -> list[str]:
+def _unrooted(specs: Iterable[HandsetSpec]) -> list[str]:
     """Root is not in the testbed file: ask each handset (an su binary, or adbd running as root)."""
     from .device import Handset, RootStatus
 

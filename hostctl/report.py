@@ -66,7 +66,14 @@ readers must ignore keys they do not know. Times are ISO 8601 strings (UTC, ``Z`
                    "verdict": one of VERDICTS | null,   # set on every sighting
                    "tls": str | null}],                 # "TLSv1.3", ...; null: no TLS
      "summary": {"PASS": int, "FAIL": int, "NOT-TESTABLE": int},   # counts of checks[].status
-     "exit_status": int                        # the audit's exit code
+     "exit_status": int,                       # the audit's exit code
+     "tls_flows": [{                           # optional: every TLS flow of each handset's capture,
+         "handset": label, "flow": int >= 0,   # decrypted with the secrets its trace collected
+         "client": str, "server": str, "host": str | null,
+         "tls_status": str,                    # hostctl.wire.tlsdecrypt.STATUSES ("decrypted", "no-secret", ...)
+         "decrypted": bool,
+         "cross_check": one of CROSS_STATUSES | null}]   # the hooked plaintext vs the decrypted wire
+                                                          # (null: the flow began outside the trace)
     }
 
 :func:`validate_report` lists what is wrong with a document (missing or mistyped fields, unknown
@@ -207,6 +214,11 @@ _SCHEMA: tuple[_F, ...] = _obj(
     _F("exit_status", "int"),
 )
 _ROOT = _F("", "obj", of=_SCHEMA)
+# optional (absent in reports written before TLS decryption): validated when present
+_TLS_FLOW = _F("", "obj", of=_obj(
+    _F("handset", "str"), _F("flow", "count"), _F("client", "str"), _F("server", "str"), _F("host", "str", True),
+    _F("tls_status", "str"), _F("decrypted", "bool"),
+    _F("cross_check", "enum", True, of=("differ", "wire-only", "agent-only", "not-decrypted", "agree"))))
 
 
 def _short(value: Any) -> str:
@@ -322,6 +334,11 @@ def _check_consistency(doc: dict[str, Any], problems: list[str]) -> None:
         for j, label in enumerate(_as_list(c.get("handsets"))):
             if isinstance(label, str) and label not in known:
                 problems.append(f"{where}.handsets[{j}]: {label!r} is not a handset of this report")
+    if "tls_flows" in doc:
+        _check_value(doc["tls_flows"], _F("tls_flows", "list", of=_TLS_FLOW), "tls_flows", problems)
+        for i, e in _list_of_dicts(doc, "tls_flows"):
+            if isinstance(e.get("handset"), str) and e["handset"] not in known:
+                problems.append(f"tls_flows[{i}].handset: {e['handset']!r} is not a handset of this report")
     for i, e in _list_of_dicts(doc, "timeline"):
         label = e.get("handset")
         if isinstance(label, str) and label not in known:
@@ -912,6 +929,32 @@ def _findings(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def _tls_flows_section(doc: Mapping[str, Any]) -> list[str]:
+    """Per TLS flow of each capture: whether it was decrypted with the trace's secrets, and what
+    the cross-check of the hooked plaintext against the decrypted wire found."""
+    if "tls_flows" not in doc:
+        return []
+    flows = [f for f in _as_list(doc.get("tls_flows")) if isinstance(f, dict)]
+    out = ['<h2 id="tls-flows">TLS flows: decrypted with the trace\'s secrets</h2>']
+    if not flows:
+        return out + ['<p class="empty">No TLS flow was decrypted: no capture with a trace, or no TLS in it.</p>']
+    n = sum(1 for f in flows if f.get("decrypted") is True)
+    out.append(f"<p>{n} of {len(flows)} TLS flows decrypted.</p>")
+    out.append("<table><thead><tr><th>Handset</th><th>Flow</th><th>Client</th><th>Server</th><th>Host</th>"
+               "<th>Decrypted</th><th>TLS status</th><th>Hooked plaintext vs wire</th></tr></thead><tbody>")
+    for f in flows:
+        dec = f.get("decrypted") is True
+        cc = f.get("cross_check")
+        out.append(f"<tr><td>{_e(f.get('handset'))}</td><td class='num'>{_e(f.get('flow'))}</td>"
+                   f"<td class='mono'>{_e(f.get('client'))}</td><td class='mono'>{_e(f.get('server'))}</td>"
+                   f"<td>{_e(f.get('host') or '')}</td>"
+                   f"<td class='status st-{'PASS' if dec else 'FAIL'}'>{'yes' if dec else 'no'}</td>"
+                   f"<td>{_e(f.get('tls_status'))}</td>"
+                   f"<td>{_e(cc if cc is not None else 'outside the trace')}</td></tr>")
+    out.append("</tbody></table>")
+    return out
+
+
 def _handsets_section(doc: Mapping[str, Any]) -> list[str]:
     handsets = [h for h in _as_list(doc.get("handsets")) if isinstance(h, dict)]
     if not handsets:
@@ -1217,6 +1260,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     body += _warnings_section(doc, checks)
     body += _findings(checks)
     body += _timeline(doc)
+    body += _tls_flows_section(doc)
     body += _handsets_section(doc)
     body += _phases_section(doc)
     body.append(f'<footer>Rendered by hostctl {_e(run.get("hostctl") or "")} from report.json '

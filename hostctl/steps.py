@@ -45,18 +45,42 @@ import secrets
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from .device import INJECTION_HINT, DeviceInfo, Handset, ShellResult, injection_refused
-from .errors import (CommandError, DeviceError, DeviceGoneError, DeviceNotFoundError, DeviceStateError,
-                     DeviceTimeoutError, HostctlError)
+from .errors import (
+    CommandError,
+    DeviceError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    DeviceStateError,
+    DeviceTimeoutError,
+    HostctlError,
+)
 
 __all__ = [
-    "CloudState", "CommandRecord", "MICLOUD_SETTINGS", "MiCloudStatus", "StepError", "StepNotPossible",
-    "StepResult", "add_contact", "delete_contact", "factory_reset", "lab_carrier_records", "lab_cloud_state",
-    "micloud_login", "micloud_status", "parse_rows", "place_call", "read_micloud_screen", "reboot", "set_airplane",
+    "CloudState",
+    "CommandRecord",
+    "MICLOUD_SETTINGS",
+    "MiCloudStatus",
+    "StepError",
+    "StepNotPossible",
+    "StepResult",
+    "add_contact",
+    "delete_contact",
+    "factory_reset",
+    "lab_carrier_records",
+    "lab_cloud_state",
+    "micloud_login",
+    "micloud_status",
+    "parse_rows",
+    "place_call",
+    "read_micloud_screen",
+    "reboot",
+    "set_airplane",
 ]
 
 CONTACTS = "content://com.android.contacts"
@@ -67,8 +91,10 @@ MICLOUD_SETTINGS = "com.miui.cloudservice/com.miui.cloudservice.ui.MiCloudSettin
 XIAOMI_ACCOUNT_TYPE = "com.xiaomi"
 DUMP_PATH = "/data/local/tmp/hostctl-steps-ui.xml"
 BOOT_MARKER = "debug.hostctl.boot"
-RESET_BY_HAND = ("a shell user cannot factory-reset a handset: reset it by hand (Settings > Additional "
-                 "settings > Backup & reset > Factory data reset), then run the audit with --assume-reset")
+RESET_BY_HAND = (
+    "a shell user cannot factory-reset a handset: reset it by hand (Settings > Additional "
+    "settings > Backup & reset > Factory data reset), then run the audit with --assume-reset"
+)
 
 
 class StepNotPossible(HostctlError):
@@ -105,7 +131,7 @@ class StepResult:
     rows: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    started_at: float = 0.0          # wall clock (time.time())
+    started_at: float = 0.0  # wall clock (time.time())
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -134,17 +160,24 @@ class _Step:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             last = self.result.commands[-1] if self.result.commands else None
-            raise DeviceTimeoutError(f"{self.h.serial}: {self.name} did not finish within {self.timeout:g} s",
-                                     serial=self.h.serial, server=self.h.server, timeout=self.timeout,
-                                     command=last.command if last else None, output=last.output if last else "")
+            raise DeviceTimeoutError(
+                f"{self.h.serial}: {self.name} did not finish within {self.timeout:g} s",
+                serial=self.h.serial,
+                server=self.h.server,
+                timeout=self.timeout,
+                command=last.command if last else None,
+                output=last.output if last else "",
+            )
         return max(floor, remaining)
 
     def record(self, command: str, exit_code: int | None, output: str, t0: float) -> None:
-        self.result.commands.append(CommandRecord(command, exit_code, output[-_OUTPUT_KEPT:],
-                                                  round(time.monotonic() - t0, 3)))
+        self.result.commands.append(
+            CommandRecord(command, exit_code, output[-_OUTPUT_KEPT:], round(time.monotonic() - t0, 3))
+        )
 
-    def sh(self, command: str, *, check: bool = True, shown: str | None = None,
-           timeout: float | None = None) -> ShellResult:
+    def sh(
+        self, command: str, *, check: bool = True, shown: str | None = None, timeout: float | None = None
+    ) -> ShellResult:
         """Run ``command`` (``shown`` is what the evidence says was run: secrets masked)."""
         t0 = time.monotonic()
         try:
@@ -159,14 +192,24 @@ class _Step:
 
     def command_error(self, res: ShellResult, shown: str | None = None, why: str = "") -> CommandError:
         cmd = shown or res.command
-        return CommandError(f"{self.h.serial}: {self.name}: `{cmd}` {why or f'exited {res.exit_code}'}: "
-                            f"{_tail(res.output)}", serial=self.h.serial, server=self.h.server, command=cmd,
-                            output=res.output, exit_code=res.exit_code)
+        return CommandError(
+            f"{self.h.serial}: {self.name}: `{cmd}` {why or f'exited {res.exit_code}'}: {_tail(res.output)}",
+            serial=self.h.serial,
+            server=self.h.server,
+            command=cmd,
+            output=res.output,
+            exit_code=res.exit_code,
+        )
 
     def error(self, message: str, res: ShellResult | None = None) -> StepError:
-        return StepError(f"{self.h.serial}: {self.name}: {message}", serial=self.h.serial, server=self.h.server,
-                         command=res.command if res else None, output=res.output if res else "",
-                         exit_code=res.exit_code if res else None)
+        return StepError(
+            f"{self.h.serial}: {self.name}: {message}",
+            serial=self.h.serial,
+            server=self.h.server,
+            command=res.command if res else None,
+            output=res.output if res else "",
+            exit_code=res.exit_code if res else None,
+        )
 
     def not_possible(self, reason: str) -> StepNotPossible:
         return StepNotPossible(reason, serial=self.h.serial, step=self.name)
@@ -215,8 +258,9 @@ def _content(step: _Step, command: str) -> ShellResult:
     """A ``content`` call: the tool reports some failures with exit code 0, so read its output."""
     res = step.sh(command, check=False)
     if _DENIED.search(res.output):
-        raise step.not_possible(f"the shell user may not do `{command.split(' --', 1)[0]}` on this build: "
-                                f"{_tail(res.output, 200)}")
+        raise step.not_possible(
+            f"the shell user may not do `{command.split(' --', 1)[0]}` on this build: {_tail(res.output, 200)}"
+        )
     if not res.ok or _CONTENT_FAILED.search(res.output):
         raise step.command_error(res, why="failed")
     return res
@@ -232,9 +276,16 @@ def parse_rows(text: str, columns: list[str]) -> list[dict[str, str | None]]:
     return rows
 
 
+def _int_col(row: dict[str, str | None], column: str) -> int:
+    value = row[column]
+    if value is None:
+        raise ValueError(f"{column} is NULL in {row}")
+    return int(value)
+
+
 def _max_raw_contact_id(step: _Step) -> int:
     res = _content(step, f"content query --uri {CONTACTS}/raw_contacts --projection _id --sort {_q('_id DESC')}")
-    ids = [int(r["_id"]) for r in parse_rows(res.stdout, ["_id"]) if (r["_id"] or "").isdigit()]
+    ids = [int(v) for r in parse_rows(res.stdout, ["_id"]) if (v := r["_id"]) and v.isdigit()]
     return max(ids, default=0)
 
 
@@ -247,44 +298,62 @@ def add_contact(h: Handset, number: str, name: str, *, timeout: float = 20.0) ->
     step = _Step(h, "add contact", timeout)
     before = _max_raw_contact_id(step)
     _content(step, f"content insert --uri {CONTACTS}/raw_contacts --bind account_type:s: --bind account_name:s:")
-    res = _content(step, f"content query --uri {CONTACTS}/raw_contacts --projection _id "
-                         f"--where {_q(f'_id>{before}')} --sort {_q('_id ASC')}")
-    new = [int(r["_id"]) for r in parse_rows(res.stdout, ["_id"]) if (r["_id"] or "").isdigit()]
+    res = _content(
+        step,
+        f"content query --uri {CONTACTS}/raw_contacts --projection _id "
+        f"--where {_q(f'_id>{before}')} --sort {_q('_id ASC')}",
+    )
+    new = [int(v) for r in parse_rows(res.stdout, ["_id"]) if (v := r["_id"]) and v.isdigit()]
     if not new:
         raise step.error(f"the raw contact insert left no new row after _id {before}", res)
     raw_id = new[0]
     if len(new) > 1:
         step.result.notes.append(f"raw contacts {new} appeared meanwhile; this step's is the first, {raw_id}")
     try:
-        for mimetype, extra in ((MIME_NAME, f"--bind {_q('data1:s:' + name)}"),
-                                (MIME_PHONE, f"--bind {_q('data1:s:' + number)} --bind data2:i:{PHONE_TYPE_MOBILE}")):
-            _content(step, f"content insert --uri {CONTACTS}/data --bind raw_contact_id:i:{raw_id} "
-                           f"--bind mimetype:s:{mimetype} {extra}")
-        res = _content(step, f"content query --uri {CONTACTS}/data --projection _id:mimetype:data1 "
-                             f"--where {_q(f'raw_contact_id={raw_id}')}")
+        for mimetype, extra in (
+            (MIME_NAME, f"--bind {_q('data1:s:' + name)}"),
+            (MIME_PHONE, f"--bind {_q('data1:s:' + number)} --bind data2:i:{PHONE_TYPE_MOBILE}"),
+        ):
+            _content(
+                step,
+                f"content insert --uri {CONTACTS}/data --bind raw_contact_id:i:{raw_id} "
+                f"--bind mimetype:s:{mimetype} {extra}",
+            )
+        res = _content(
+            step,
+            f"content query --uri {CONTACTS}/data --projection _id:mimetype:data1 "
+            f"--where {_q(f'raw_contact_id={raw_id}')}",
+        )
         rows = parse_rows(res.stdout, ["_id", "mimetype", "data1"])
         by_mime = {r["mimetype"]: r for r in rows}
         phone, named = by_mime.get(MIME_PHONE), by_mime.get(MIME_NAME)
         if phone is None or _digits(phone["data1"] or "") != _digits(number) or named is None:
             raise step.error(f"raw contact {raw_id} does not read back with its name and number: {rows}", res)
     except (DeviceError, StepNotPossible):
-        _delete_raw(step, raw_id, check=False)      # leave no half contact behind
+        _delete_raw(step, raw_id, check=False)  # leave no half contact behind
         raise
-    step.result.rows = {"raw_contact_id": raw_id, "data": {"name": int(named["_id"]), "phone": int(phone["_id"])}}
+    step.result.rows = {
+        "raw_contact_id": raw_id,
+        "data": {"name": _int_col(named, "_id"), "phone": _int_col(phone, "_id")},
+    }
     return step.done(number=number, name=name, account="local (account_type and account_name empty)")
 
 
 def _delete_raw(step: _Step, raw_id: int, *, check: bool = True) -> None:
     try:
-        _content(step, f"content delete --uri {_q(CONTACTS + '/raw_contacts?caller_is_syncadapter=true')} "
-                       f"--where {_q(f'_id={raw_id}')}")
+        _content(
+            step,
+            f"content delete --uri {_q(CONTACTS + '/raw_contacts?caller_is_syncadapter=true')} "
+            f"--where {_q(f'_id={raw_id}')}",
+        )
     except (DeviceError, StepNotPossible):
         if check:
             raise
 
 
-def delete_contact(h: Handset, number: str | None = None, *, raw_contact_id: int | None = None,
-                   timeout: float = 20.0) -> StepResult:
+def delete_contact(
+    h: Handset, number: str | None = None, *, raw_contact_id: int | None = None, timeout: float = 20.0
+) -> StepResult:
     """Delete the contacts that have ``number`` (or the one raw contact ``raw_contact_id``), with
     their data rows. Deleting nothing is not an error (the result says so)."""
     if (number is None) == (raw_contact_id is None):
@@ -294,16 +363,25 @@ def delete_contact(h: Handset, number: str | None = None, *, raw_contact_id: int
         ids = [int(raw_contact_id)]
     else:
         number = _check_number(number or "")
-        res = _content(step, f"content query --uri {CONTACTS}/data --projection raw_contact_id:data1 "
-                             f"--where {_q(f'mimetype={chr(39)}{MIME_PHONE}{chr(39)}')}")
-        ids = sorted({int(r["raw_contact_id"]) for r in parse_rows(res.stdout, ["raw_contact_id", "data1"])
-                      if _digits(r["data1"] or "") == _digits(number) and (r["raw_contact_id"] or "").isdigit()})
+        res = _content(
+            step,
+            f"content query --uri {CONTACTS}/data --projection raw_contact_id:data1 "
+            f"--where {_q(f'mimetype={chr(39)}{MIME_PHONE}{chr(39)}')}",
+        )
+        ids = sorted(
+            {
+                int(rid)
+                for r in parse_rows(res.stdout, ["raw_contact_id", "data1"])
+                if _digits(r["data1"] or "") == _digits(number) and (rid := r["raw_contact_id"]) and rid.isdigit()
+            }
+        )
     for raw_id in ids:
         _delete_raw(step, raw_id)
     if ids:
         where = "_id IN (" + ",".join(map(str, ids)) + ")"
-        res = _content(step, f"content query --uri {CONTACTS}/raw_contacts --projection _id:deleted "
-                             f"--where {_q(where)}")
+        res = _content(
+            step, f"content query --uri {CONTACTS}/raw_contacts --projection _id:deleted --where {_q(where)}"
+        )
         left = parse_rows(res.stdout, ["_id", "deleted"])
         if any(r["deleted"] != "1" for r in left):
             raise step.error(f"raw contacts still there after the delete: {left}", res)
@@ -343,7 +421,7 @@ def place_call(h: Handset, number: str, *, seconds: float = 3.0, timeout: float 
     if seconds < 0 or seconds >= timeout:
         raise ValueError(f"seconds ({seconds}) must be >= 0 and less than timeout ({timeout})")
     step = _Step(h, "call", timeout)
-    probe = step.sh("input keyevent 0", check=False)           # hanging up needs input injection
+    probe = step.sh("input keyevent 0", check=False)  # hanging up needs input injection
     if injection_refused(probe.output):
         raise step.not_possible(f"{INJECTION_HINT} (the call could not be hung up)")
     if _airplane_setting(step) == "1":
@@ -367,10 +445,15 @@ def place_call(h: Handset, number: str, *, seconds: float = 3.0, timeout: float 
         raise step.error(f"the call is still up after KEYCODE_ENDCALL (mCallState {state}): hang up by hand")
     held = next((t for t, s in reversed(seen) if s == 0), None)
     start = next((t for t, s in seen if s == 2), None)
-    step.result.notes.append("only the handset's side of the call is exercised; the peer's (ringing, "
-                             "answering) is not checked, and on the emulated lab it is not emulated")
-    return step.done(number=number, call_states=seen,
-                     off_hook_seconds=None if held is None or start is None else round(held - start, 3))
+    step.result.notes.append(
+        "only the handset's side of the call is exercised; the peer's (ringing, "
+        "answering) is not checked, and on the emulated lab it is not emulated"
+    )
+    return step.done(
+        number=number,
+        call_states=seen,
+        off_hook_seconds=None if held is None or start is None else round(held - start, 3),
+    )
 
 
 # --- Mi Cloud -----------------------------------------------------------------------------------------
@@ -382,7 +465,7 @@ _SIGN_IN = re.compile(r"^(?:sign in(?: to mi cloud| with mi account)?|log ?in|ç™
 @dataclass
 class MiCloudStatus:
     serial: str
-    signed_in: bool | None                 # None: neither source could tell
+    signed_in: bool | None  # None: neither source could tell
     account: str | None
     sources: dict[str, Any] = field(default_factory=dict)
 
@@ -412,9 +495,17 @@ def _nodes(xml_text: str) -> list[_Node]:
         if not m:
             continue
         x1, y1, x2, y2 = map(int, m.groups())
-        out.append(_Node(n.get("text", ""), n.get("resource-id", ""), n.get("class", ""),
-                         ((x1 + x2) // 2, (y1 + y2) // 2), n.get("clickable") == "true",
-                         n.get("password") == "true", n.get("package", "")))
+        out.append(
+            _Node(
+                n.get("text", ""),
+                n.get("resource-id", ""),
+                n.get("class", ""),
+                ((x1 + x2) // 2, (y1 + y2) // 2),
+                n.get("clickable") == "true",
+                n.get("password") == "true",
+                n.get("package", ""),
+            )
+        )
     return out
 
 
@@ -429,13 +520,16 @@ def read_micloud_screen(xml_text: str) -> dict[str, Any]:
             out["signed_in"] = True
             out["account"] = (m.group("account") if m and "account" in m.groupdict() else None) or None
             return out
-    out["sign_in"] = next((n for n in nodes if n.resource_id.endswith(":id/sign_in")
-                           or (n.clickable and _SIGN_IN.match(n.text.strip()))), None)
+    out["sign_in"] = next(
+        (n for n in nodes if n.resource_id.endswith(":id/sign_in") or (n.clickable and _SIGN_IN.match(n.text.strip()))),
+        None,
+    )
     fields = [n for n in nodes if n.cls.endswith("EditText")]
     secret = next((n for n in fields if n.password), None)
     user = next((n for n in fields if not n.password), None)
-    button = next((n for n in nodes if n.clickable and not n.cls.endswith("EditText")
-                   and _SIGN_IN.match(n.text.strip())), None)
+    button = next(
+        (n for n in nodes if n.clickable and not n.cls.endswith("EditText") and _SIGN_IN.match(n.text.strip())), None
+    )
     if secret is not None and user is not None and button is not None:
         out["form"] = {"account": user, "password": secret, "button": button}
         out["sign_in"] = None
@@ -445,10 +539,11 @@ def read_micloud_screen(xml_text: str) -> dict[str, Any]:
 def _dump(step: _Step) -> str:
     # Some Xiaomi builds kill the dump (no `<hierarchy` in what it wrote): try it again. The last
     # dump is removed first, so a killed dump cannot pass off the previous screen as this one.
-    for attempt in range(3):
+    for _attempt in range(3):
         t0 = time.monotonic()
-        _rm, dump, cat = step.h.batch([f"rm -f {DUMP_PATH}", f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"],
-                                      timeout=step.left())
+        _rm, dump, cat = step.h.batch(
+            [f"rm -f {DUMP_PATH}", f"uiautomator dump {DUMP_PATH}", f"cat {DUMP_PATH}"], timeout=step.left()
+        )
         step.record(f"uiautomator dump {DUMP_PATH}; cat {DUMP_PATH}", cat.exit_code, dump.output[-300:], t0)
         if cat.ok and "<hierarchy" in cat.stdout:
             return cat.stdout
@@ -472,26 +567,33 @@ def _accounts(step: _Step) -> tuple[bool | None, str | None]:
     return bool(mine), (mine[0] if mine else None)
 
 
-def micloud_status(h: Handset, *, ui: bool = False, component: str = MICLOUD_SETTINGS,
-                   timeout: float = 15.0) -> MiCloudStatus:
+def micloud_status(
+    h: Handset, *, ui: bool = False, component: str = MICLOUD_SETTINGS, timeout: float = 15.0
+) -> MiCloudStatus:
     """Signed in to Mi Cloud or not: the ``com.xiaomi`` account in ``dumpsys account``, and with
     ``ui`` what the Mi Cloud screen shows."""
     step = _Step(h, "mi cloud status", timeout)
     signed, account = _accounts(step)
-    status = MiCloudStatus(h.serial, signed, account, {"dumpsys account": {"xiaomi_account": account,
-                                                                           "readable": signed is not None}})
+    status = MiCloudStatus(
+        h.serial, signed, account, {"dumpsys account": {"xiaomi_account": account, "readable": signed is not None}}
+    )
     if ui:
         step.sh(f"am start -n {component}", check=False)
         screen = read_micloud_screen(_dump(step))
-        status.sources["ui"] = {"component": component, "signed_in": screen["signed_in"],
-                                "account": screen["account"]}
+        status.sources["ui"] = {"component": component, "signed_in": screen["signed_in"], "account": screen["account"]}
         if status.signed_in is None:
             status.signed_in, status.account = screen["signed_in"], screen["account"]
     return status
 
 
-def micloud_login(h: Handset, *, account: str | None = None, password: str | None = None,
-                  component: str = MICLOUD_SETTINGS, timeout: float = 30.0) -> StepResult:
+def micloud_login(
+    h: Handset,
+    *,
+    account: str | None = None,
+    password: str | None = None,
+    component: str = MICLOUD_SETTINGS,
+    timeout: float = 30.0,
+) -> StepResult:
     """Sign in to Mi Cloud through Settings > Mi Cloud, as a user does. A screen that signs in at
     once (the emulated lab's test account) needs nothing; a Xiaomi account form is filled with
     ``account``/``password`` when given, else :class:`StepNotPossible` says what is missing."""
@@ -511,16 +613,24 @@ def micloud_login(h: Handset, *, account: str | None = None, password: str | Non
         screen = _await_screen(step, screens)
         if screen["form"] is not None:
             if not account or not password:
-                raise step.not_possible("Mi Cloud sign-in asks for a Xiaomi account on this handset: give the "
-                                        "testbed's account and password (micloud_login(account=, password=))")
+                raise step.not_possible(
+                    "Mi Cloud sign-in asks for a Xiaomi account on this handset: give the "
+                    "testbed's account and password (micloud_login(account=, password=))"
+                )
             _fill_form(step, screen["form"], account, password)
             changed = True
             screen = _await_screen(step, screens, want_signed_in=True)
     signed, listed = _accounts(step)
     if not screen["signed_in"] and not signed:
         raise step.error("the Mi Cloud screen does not say signed in after the sign-in")
-    return step.done(signed_in=True, changed=changed, account=screen["account"] or listed,
-                     xiaomi_account_listed=signed, screens=screens, component=component)
+    return step.done(
+        signed_in=True,
+        changed=changed,
+        account=screen["account"] or listed,
+        xiaomi_account_listed=signed,
+        screens=screens,
+        component=component,
+    )
 
 
 def _await_screen(step: _Step, screens: list[str], *, want_signed_in: bool = False) -> dict[str, Any]:
@@ -528,8 +638,7 @@ def _await_screen(step: _Step, screens: list[str], *, want_signed_in: bool = Fal
     end = min(step.deadline, time.monotonic() + 10.0)
     while True:
         screen = read_micloud_screen(_dump(step))
-        if screen["signed_in"] or (screen["form"] is not None and not want_signed_in) \
-                or time.monotonic() >= end:
+        if screen["signed_in"] or (screen["form"] is not None and not want_signed_in) or time.monotonic() >= end:
             screens.append("signed in" if screen["signed_in"] else "account form" if screen["form"] else "other")
             return screen
         step.sleep(0.2)
@@ -552,8 +661,8 @@ def _fill_form(step: _Step, form: dict[str, _Node], account: str, password: str)
 
 # --- airplane mode ------------------------------------------------------------------------------------
 
-AIRPLANE_CMD_MIN_SDK = 28          # `cmd connectivity airplane-mode`: Android 9
-BROADCAST_REFUSED_MIN_SDK = 24     # 7.0: the shell may no longer send AIRPLANE_MODE
+AIRPLANE_CMD_MIN_SDK = 28  # `cmd connectivity airplane-mode`: Android 9
+BROADCAST_REFUSED_MIN_SDK = 24  # 7.0: the shell may no longer send AIRPLANE_MODE
 
 
 def _sdk(step: _Step) -> int | None:
@@ -577,18 +686,22 @@ def set_airplane(h: Handset, on: bool, *, timeout: float = 20.0) -> StepResult:
         raise step.not_possible(f"airplane mode from the shell needs Android 4.2+ (SDK {sdk})")
     if sdk is None or sdk >= AIRPLANE_CMD_MIN_SDK:
         res = step.sh(f"cmd connectivity airplane-mode {'enable' if on else 'disable'}", check=False)
-        if res.ok and not re.search(r"No shell command implementation|Unknown command|not found|Can't find",
-                                    res.output):
+        if res.ok and not re.search(
+            r"No shell command implementation|Unknown command|not found|Can't find", res.output
+        ):
             method = "cmd connectivity airplane-mode"
     if method is None:
         step.sh(f"settings put global airplane_mode_on {want}")
-        res = step.sh(f"am broadcast -a android.intent.action.AIRPLANE_MODE --ez state {'true' if on else 'false'}",
-                      check=False)
+        res = step.sh(
+            f"am broadcast -a android.intent.action.AIRPLANE_MODE --ez state {'true' if on else 'false'}", check=False
+        )
         if _DENIED.search(res.output):
-            step.sh(f"settings put global airplane_mode_on {before or '0'}", check=False)   # as it was
-            raise step.not_possible(f"Android {sdk or '?'} refuses the AIRPLANE_MODE broadcast from the shell "
-                                    f"(7.0+) and has no `cmd connectivity airplane-mode` (9+): toggle airplane "
-                                    "mode by hand")
+            step.sh(f"settings put global airplane_mode_on {before or '0'}", check=False)  # as it was
+            raise step.not_possible(
+                f"Android {sdk or '?'} refuses the AIRPLANE_MODE broadcast from the shell "
+                f"(7.0+) and has no `cmd connectivity airplane-mode` (9+): toggle airplane "
+                "mode by hand"
+            )
         if not res.ok:
             raise step.command_error(res)
         method = "settings put + am broadcast AIRPLANE_MODE"
@@ -599,18 +712,18 @@ def set_airplane(h: Handset, on: bool, *, timeout: float = 20.0) -> StepResult:
         after = _airplane_setting(step)
     if after != want:
         raise step.error(f"airplane_mode_on reads {after!r} after {method}, not {want}")
-    return step.done(on=on, sdk=sdk, method=method, setting_before=before, setting_after=after,
-                     changed=before != want)
+    return step.done(on=on, sdk=sdk, method=method, setting_before=before, setting_after=after, changed=before != want)
 
 
 # --- reboot -------------------------------------------------------------------------------------------
+
 
 def _adb_reboot(step: _Step) -> str:
     """adb's ``reboot:`` service (``adb reboot``); the shell's ``reboot`` where it is refused."""
     h = step.h
     t0 = time.monotonic()
     try:
-        conn = h._open("reboot:", step.deadline, "adb reboot")   # noqa: SLF001 - a raw service, no shell
+        conn = h._open("reboot:", step.deadline, "adb reboot")  # a raw service, no shell
     except (DeviceStateError, DeviceNotFoundError):
         raise
     except DeviceError as exc:
@@ -618,14 +731,14 @@ def _adb_reboot(step: _Step) -> str:
         try:
             step.sh("reboot", check=False, timeout=5.0)
         except (DeviceGoneError, DeviceTimeoutError):
-            pass             # the device went down under the command, as it should
+            pass  # the device went down under the command, as it should
         return "shell reboot"
     try:
         conn.conn.settimeout(min(5.0, step.left()))
         while conn.conn.recv(4096):
             pass
     except OSError:
-        pass                 # the transport went down with the device
+        pass  # the transport went down with the device
     finally:
         conn.conn.close()
     step.record("adb reboot (reboot: service)", None, "", t0)
@@ -656,9 +769,13 @@ def _wait_back(step: _Step, marker: str | None, progress: dict[str, Any]) -> Non
             except (DeviceGoneError, DeviceNotFoundError, DeviceStateError, DeviceTimeoutError):
                 pass
         if time.monotonic() + 0.2 >= step.deadline:
-            raise DeviceTimeoutError(f"{step.h.serial}: did not come back from the reboot within {step.timeout:g} s "
-                                     f"(last: {progress})", serial=step.h.serial, server=step.h.server,
-                                     timeout=step.timeout, command="adb reboot")
+            raise DeviceTimeoutError(
+                f"{step.h.serial}: did not come back from the reboot within {step.timeout:g} s (last: {progress})",
+                serial=step.h.serial,
+                server=step.h.server,
+                timeout=step.timeout,
+                command="adb reboot",
+            )
         step.sleep(0.2)
 
 
@@ -674,20 +791,21 @@ def reboot(h: Handset, *, wait: bool = True, timeout: float = 90.0) -> StepResul
     if not wait:
         return step.done(**progress, waited=False)
     end = min(step.deadline, time.monotonic() + 15.0)
-    while time.monotonic() < end:                  # the device must be seen to go ...
+    while time.monotonic() < end:  # the device must be seen to go ...
         if _state(h, step.left()) != "device":
             progress["went_away_after"] = round(time.monotonic() - step.t0, 3)
             break
         step.sleep(0.05)
     if "went_away_after" not in progress and not marker_set:
         raise step.error("the handset did not go down within 15 s of `adb reboot`")
-    _wait_back(step, marker if marker_set else None, progress)   # ... and to come back
+    _wait_back(step, marker if marker_set else None, progress)  # ... and to come back
     if "went_away_after" not in progress:
         step.result.notes.append("the adb server never showed the device gone; the boot marker shows it rebooted")
     return step.done(**progress, waited=True)
 
 
 # --- the emulated lab's control channel (the only place the host asks the lab) ------------------
+
 
 class CloudState(TypedDict):
     """The emulated Cloud Messaging server's store (a plain dict, JSON as it is): ``retained`` is
@@ -712,14 +830,18 @@ def _lab_of(step: _Step, home: Path | str | None, not_emulated: str) -> dict[str
     if not info.emulated:
         raise step.not_possible(not_emulated)
     if h.server.host not in ("127.0.0.1", "localhost", "::1"):
-        raise step.not_possible(f"the emulated lab's control channel is reached on the lab's host; the adb "
-                                f"server {h.server} is remote (run hostctl there)")
+        raise step.not_possible(
+            f"the emulated lab's control channel is reached on the lab's host; the adb "
+            f"server {h.server} is remote (run hostctl there)"
+        )
     base = Path(home) if home is not None else default_home()
     lab = running_lab(base, h.server.port)
     serials = [x.get("serial") for x in (lab or {}).get("handsets", [])]
     if lab is None or h.serial not in serials:
-        raise step.not_possible(f"{h.serial} is emulated ({info.emulated_evidence}) but no hostctl lab under "
-                                f"{base} serves adb port {h.server.port}")
+        raise step.not_possible(
+            f"{h.serial} is emulated ({info.emulated_evidence}) but no hostctl lab under "
+            f"{base} serves adb port {h.server.port}"
+        )
     return lab
 
 
@@ -731,9 +853,13 @@ def _control(step: _Step, lab: dict[str, Any], req: dict[str, Any]) -> Any:
         reply = control_request(lab, req, timeout=step.left(1.0))
     except LabError as exc:
         step.record(f"lab control {req.get('cmd')}", None, str(exc), t0)
-        raise StepError(f"{step.h.serial}: {step.name}: the lab refused `{req.get('cmd')}`: {exc}",
-                        serial=step.h.serial, server=step.h.server, command=f"lab control {req.get('cmd')}",
-                        output=str(exc)) from None
+        raise StepError(
+            f"{step.h.serial}: {step.name}: the lab refused `{req.get('cmd')}`: {exc}",
+            serial=step.h.serial,
+            server=step.h.server,
+            command=f"lab control {req.get('cmd')}",
+            output=str(exc),
+        ) from None
     step.record(f"lab control {req.get('cmd')}", 0, "", t0)
     return reply
 
@@ -757,12 +883,18 @@ def lab_cloud_state(h: Handset, *, home: Path | str | None = None, timeout: floa
     reply = _control(step, lab, {"cmd": "cloud"})
     retained = dict(reply.get("retained") or {})
     retained.setdefault("bodies", retained.get("messages", 0))
-    return CloudState(serial=h.serial, retained=retained, stats=dict(reply.get("stats") or {}),
-                      ttl=reply.get("ttl"), lab_pid=lab.get("pid"))
+    return CloudState(
+        serial=h.serial,
+        retained=retained,
+        stats=dict(reply.get("stats") or {}),
+        ttl=reply.get("ttl"),
+        lab_pid=lab.get("pid"),
+    )
 
 
-def lab_carrier_records(h: Handset, *, home: Path | str | None = None, since: float = 0.0,
-                        number: str | None = None, timeout: float = 15.0) -> list[dict[str, Any]]:
+def lab_carrier_records(
+    h: Handset, *, home: Path | str | None = None, since: float = 0.0, number: str | None = None, timeout: float = 15.0
+) -> list[dict[str, Any]]:
     """The emulated carrier's SMS records (to or from ``number``, since a wall-clock time)."""
     step = _Step(h, "carrier records", timeout)
     lab = _lab_of(step, home, "the carrier's records exist only on the emulated lab")
@@ -770,4 +902,3 @@ def lab_carrier_records(h: Handset, *, home: Path | str | None = None, since: fl
     if number:
         req["number"] = _check_number(number)
     return list(_control(step, lab, req))
-

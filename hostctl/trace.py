@@ -28,19 +28,45 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from . import agent
 from .errors import HostctlError
-from .events import (AgentError, AgentStop, Attached, Detached, Event, EventError, EventWriter, Gap, HookStatus,
-                     InvalidMessage, Payload, TlsSecret, TraceNote, TraceStart, TraceStop, from_agent)
+from .events import (
+    AgentError,
+    AgentStop,
+    Attached,
+    Detached,
+    Event,
+    EventError,
+    EventWriter,
+    Gap,
+    HookStatus,
+    InvalidMessage,
+    Payload,
+    TlsSecret,
+    TraceNote,
+    TraceStart,
+    TraceStop,
+    from_agent,
+)
 
-__all__ = ["DEFAULT_APPS", "FridaVersionError", "TraceError", "TraceOptions", "TraceSummary",
-           "TraceTimeoutError", "Tracer", "frida_error", "open_device"]
+__all__ = [
+    "DEFAULT_APPS",
+    "FridaVersionError",
+    "TraceError",
+    "TraceOptions",
+    "TraceSummary",
+    "TraceTimeoutError",
+    "Tracer",
+    "frida_error",
+    "open_device",
+]
 
 DEFAULT_APPS = ("com.android.mms",)
 EVENTS_FILE = "events.jsonl"
@@ -80,10 +106,13 @@ def frida_error(exc: BaseException, what: str, serial: str) -> TraceError:
             f"{what} on {serial}: the device's frida-server does not speak this client's protocol "
             f"({text}). Client and server major versions must match: this host runs frida {client}, "
             f"so run a frida-server {major}.x on the handset (`adb shell /data/local/tmp/frida-server "
-            f"--version` shows the one there), or install the matching `frida` here")
+            f"--version` shows the one there), or install the matching `frida` here"
+        )
     if isinstance(exc, frida.ServerNotRunningError):
-        return TraceError(f"{what}: no frida-server reachable on {serial} ({text}); start frida-server "
-                          f"{major}.x as root on the handset (it listens on tcp:27042)")
+        return TraceError(
+            f"{what}: no frida-server reachable on {serial} ({text}); start frida-server "
+            f"{major}.x as root on the handset (it listens on tcp:27042)"
+        )
     if isinstance(exc, (frida.TimedOutError, frida.OperationCancelledError)):
         return TraceTimeoutError(f"{what} on {serial} timed out ({text or 'cancelled at the deadline'})")
     if isinstance(exc, frida.PermissionDeniedError):
@@ -126,8 +155,10 @@ def _open_forwarded(serial: str, server: Any, timeout: float) -> Any:
     import frida
 
     if server.host not in ("127.0.0.1", "localhost", "::1"):
-        raise TraceError(f"{serial} is on the adb server {server}, not this host's, and Frida reaches a "
-                         "handset only through an adb server of its own host: run the trace there")
+        raise TraceError(
+            f"{serial} is on the adb server {server}, not this host's, and Frida reaches a "
+            "handset only through an adb server of its own host: run the trace there"
+        )
     try:
         client = adbutils.AdbClient(host=server.host, port=server.port, socket_timeout=timeout)
         local = client.device(serial).forward_port(f"tcp:{FRIDA_SERVER_PORT}")
@@ -142,24 +173,38 @@ def _open_forwarded(serial: str, server: Any, timeout: float) -> Any:
 @dataclass(frozen=True)
 class TraceOptions:
     apps: tuple[str, ...] = DEFAULT_APPS
-    spawn: bool = False             # spawn each app (where supported) instead of attaching
-    max_capture: int = 256 * 1024   # bytes kept per payload; the length is always recorded
-    unix_sockets: bool = False      # also AF_UNIX socket traffic (IP sockets only by default)
+    spawn: bool = False  # spawn each app (where supported) instead of attaching
+    max_capture: int = 256 * 1024  # bytes kept per payload; the length is always recorded
+    unix_sockets: bool = False  # also AF_UNIX socket traffic (IP sockets only by default)
     java: bool = True
     ssl: bool = True
     sockets: bool = True
-    evp: bool = False               # OpenSSL/BoringSSL EVP cipher hooks (every TLS record too)
-    call_timeout: float = 15.0      # each attach, script load, agent RPC, detach
-    poll_interval: float = 0.2      # how often an app that is gone is looked for
+    evp: bool = False  # OpenSSL/BoringSSL EVP cipher hooks (every TLS record too)
+    call_timeout: float = 15.0  # each attach, script load, agent RPC, detach
+    poll_interval: float = 0.2  # how often an app that is gone is looked for
 
     def agent_options(self) -> dict[str, Any]:
-        return {"maxCapture": self.max_capture, "unixSockets": self.unix_sockets, "java": self.java,
-                "ssl": self.ssl, "sockets": self.sockets, "evp": self.evp}
+        return {
+            "maxCapture": self.max_capture,
+            "unixSockets": self.unix_sockets,
+            "java": self.java,
+            "ssl": self.ssl,
+            "sockets": self.sockets,
+            "evp": self.evp,
+        }
 
     def to_json(self) -> dict[str, Any]:
-        return {"apps": list(self.apps), "spawn": self.spawn, "max_capture": self.max_capture,
-                "unix_sockets": self.unix_sockets, "java": self.java, "ssl": self.ssl,
-                "sockets": self.sockets, "evp": self.evp, "call_timeout": self.call_timeout}
+        return {
+            "apps": list(self.apps),
+            "spawn": self.spawn,
+            "max_capture": self.max_capture,
+            "unix_sockets": self.unix_sockets,
+            "java": self.java,
+            "ssl": self.ssl,
+            "sockets": self.sockets,
+            "evp": self.evp,
+            "call_timeout": self.call_timeout,
+        }
 
 
 @dataclass
@@ -175,7 +220,7 @@ class _App:
     pids: list[int] = field(default_factory=list)
     attaches: int = 0
     events: int = 0
-    gone_since: float | None = None       # host time the agent was lost (None: attached or never seen)
+    gone_since: float | None = None  # host time the agent was lost (None: attached or never seen)
     gone_reason: str | None = None
     gone_pid: int | None = None
     gaps: list[Gap] = field(default_factory=list)
@@ -191,10 +236,23 @@ class _App:
     def to_json(self) -> dict[str, Any]:
         status = self.status
         return {
-            "attached": self.attached, "ever_attached": self.attaches > 0, "mode": self.mode,
-            "pids": list(self.pids), "attaches": self.attaches, "events": self.events,
-            "gaps": [{"start": g.start, "end": g.end, "duration": round(g.duration, 6), "reason": g.reason,
-                      "old_pid": g.old_pid, "new_pid": g.new_pid} for g in self.gaps],
+            "attached": self.attached,
+            "ever_attached": self.attaches > 0,
+            "mode": self.mode,
+            "pids": list(self.pids),
+            "attaches": self.attaches,
+            "events": self.events,
+            "gaps": [
+                {
+                    "start": g.start,
+                    "end": g.end,
+                    "duration": round(g.duration, 6),
+                    "reason": g.reason,
+                    "old_pid": g.old_pid,
+                    "new_pid": g.new_pid,
+                }
+                for g in self.gaps
+            ],
             "java": status.java if status else None,
             "hooked": list(status.hooked) if status else [],
             "missing": [m.to_json() for m in status.missing] if status else [],
@@ -230,11 +288,23 @@ class TraceSummary:
         return [pkg for pkg, a in self.apps.items() if not a["ever_attached"]]
 
     def to_json(self) -> dict[str, Any]:
-        return {"serial": self.serial, "device": self.device, "out": self.out, "events_file": self.events_file,
-                "started": self.started, "stopped": self.stopped, "duration": round(self.duration, 3),
-                "stopped_by": self.stopped_by, "events": self.events, "by_kind": dict(sorted(self.by_kind.items())),
-                "apps": self.apps, "notes": self.notes, "errors": self.errors,
-                "keylog_file": self.keylog_file, "tls_secrets": self.tls_secrets}
+        return {
+            "serial": self.serial,
+            "device": self.device,
+            "out": self.out,
+            "events_file": self.events_file,
+            "started": self.started,
+            "stopped": self.stopped,
+            "duration": round(self.duration, 3),
+            "stopped_by": self.stopped_by,
+            "events": self.events,
+            "by_kind": dict(sorted(self.by_kind.items())),
+            "apps": self.apps,
+            "notes": self.notes,
+            "errors": self.errors,
+            "keylog_file": self.keylog_file,
+            "tls_secrets": self.tls_secrets,
+        }
 
 
 class Tracer:
@@ -246,10 +316,17 @@ class Tracer:
     state; attaching and detaching happen on the thread that calls start/poll/stop.
     """
 
-    def __init__(self, device: Any, out_dir: str | os.PathLike[str], *, serial: str | None = None,
-                 options: TraceOptions | None = None, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        device: Any,
+        out_dir: str | os.PathLike[str],
+        *,
+        serial: str | None = None,
+        options: TraceOptions | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.device = device
-        self.serial = serial or getattr(device, "id", "?")
+        self.serial: str = serial if serial else getattr(device, "id", "?")
         self.out_dir = Path(out_dir)
         self.options = options or TraceOptions()
         if not self.options.apps:
@@ -260,7 +337,7 @@ class Tracer:
         self.errors: list[str] = []
         self._lock = threading.RLock()
         self._writer: EventWriter | None = None
-        self._keylog: Any = None              # OUT/sslkeylog.txt, opened with the events file
+        self._keylog: Any = None  # OUT/sslkeylog.txt, opened with the events file
         self._secrets: set[str] = set()
         self._code: str | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hostctl-trace-rpc")
@@ -282,19 +359,27 @@ class Tracer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._writer = EventWriter(self.out_dir / EVENTS_FILE)
         fd = os.open(self.out_dir / KEYLOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)              # an existing file keeps its mode through O_CREAT
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         self._keylog = os.fdopen(fd, "w", encoding="ascii")
         self._keylog.write("# TLS secrets of the traced apps (NSS key log format), from hostctl trace\n")
         self._keylog.flush()
         self._started = time.time()
         import frida
 
-        self._write(TraceStart(app="", host_ts=self._started, serial=self.serial,
-                               device=str(getattr(self.device, "name", "")), frida=frida.__version__,
-                               apps=tuple(self.apps), options=self.options.to_json()))
+        self._write(
+            TraceStart(
+                app="",
+                host_ts=self._started,
+                serial=self.serial,
+                device=str(getattr(self.device, "name", "")),
+                frida=frida.__version__,
+                apps=tuple(self.apps),
+                options=self.options.to_json(),
+            )
+        )
         try:
             self.device.on("lost", self._on_device_lost)
-        except Exception:   # noqa: BLE001 - a device without the signal is simply not watched
+        except Exception:  # noqa: BLE001 - a device without the signal is simply not watched
             pass
         try:
             self._attach_all(initial=True)
@@ -356,7 +441,7 @@ class Tracer:
         stopped = time.time()
         for app in self.apps.values():
             self._stop_app(app)
-            if app.gone_since is not None:        # it never came back: the gap runs to the end
+            if app.gone_since is not None:  # it never came back: the gap runs to the end
                 self._record_gap(app, end=stopped, new_pid=None)
         writer = self._writer
         if writer is not None:
@@ -369,16 +454,24 @@ class Tracer:
         self._pool.shutdown(wait=False)
         try:
             self.device.off("lost", self._on_device_lost)
-        except Exception:   # noqa: BLE001
+        except Exception:  # noqa: BLE001
             pass
         summary = TraceSummary(
-            serial=self.serial, device=str(getattr(self.device, "name", "")), out=str(self.out_dir),
-            events_file=str(self.out_dir / EVENTS_FILE), started=self._started or stopped, stopped=stopped,
-            stopped_by=reason, events=writer.total if writer else 0,
-            by_kind=dict(writer.counts) if writer else {}, apps={p: a.to_json() for p, a in self.apps.items()},
-            notes=list(self.notes), errors=list(self.errors),
+            serial=self.serial,
+            device=str(getattr(self.device, "name", "")),
+            out=str(self.out_dir),
+            events_file=str(self.out_dir / EVENTS_FILE),
+            started=self._started or stopped,
+            stopped=stopped,
+            stopped_by=reason,
+            events=writer.total if writer else 0,
+            by_kind=dict(writer.counts) if writer else {},
+            apps={p: a.to_json() for p, a in self.apps.items()},
+            notes=list(self.notes),
+            errors=list(self.errors),
             keylog_file=str(self.out_dir / KEYLOG_FILE) if self._keylog is not None else None,
-            tls_secrets=len(self._secrets))
+            tls_secrets=len(self._secrets),
+        )
         if writer is not None:
             tmp = self.out_dir / (SUMMARY_FILE + ".tmp")
             tmp.write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -421,8 +514,9 @@ class Tracer:
         if len(found) < len(self.apps):
             wanted = [p for p in self.apps if p not in found]
             try:
-                applications = self._call(lambda: self.device.enumerate_applications(identifiers=wanted),
-                                          "listing applications")
+                applications = self._call(
+                    lambda: self.device.enumerate_applications(identifiers=wanted), "listing applications"
+                )
             except TraceError:
                 applications = []
             for a in applications:
@@ -434,11 +528,16 @@ class Tracer:
         import frida
 
         try:
-            new_pid = self._call(lambda: self.device.spawn([app.package]), f"spawning {app.package}",
-                                 passthrough=(frida.NotSupportedError,))
+            new_pid = self._call(
+                lambda: self.device.spawn([app.package]),
+                f"spawning {app.package}",
+                passthrough=(frida.NotSupportedError,),
+            )
         except frida.NotSupportedError as exc:
-            note = (f"spawn is not supported on {self.serial} ({exc}): attached to the running "
-                    f"{app.package} instead (what it did before the attach is not traced)")
+            note = (
+                f"spawn is not supported on {self.serial} ({exc}): attached to the running "
+                f"{app.package} instead (what it did before the attach is not traced)"
+            )
             if pid is None:
                 self._note(app, note.replace("attached to the running", "waiting for") + "; it is not running yet")
                 app.waiting_noted = True
@@ -456,8 +555,9 @@ class Tracer:
         session = self._call(lambda: self.device.attach(pid), what)
         session.on("detached", lambda reason, crash: self._on_detached(app, gen, reason, crash))
         try:
-            script = self._call(lambda: session.create_script(self._code, name="hostctl-agent"),
-                                f"loading the agent into {app.package}")
+            script = self._call(
+                lambda: session.create_script(self._code, name="hostctl-agent"), f"loading the agent into {app.package}"
+            )
             script.on("message", lambda message, data: self._on_message(app, gen, pid, message, data))
             self._call(script.load, f"loading the agent into {app.package}")
             with self._lock:
@@ -471,8 +571,8 @@ class Tracer:
         except BaseException:
             with self._lock:
                 app.session = app.script = None
-                app.generation += 1          # this session's detach is ours, not the app's
-                if app.attaches == 0:        # never traced: nothing was interrupted, no gap
+                app.generation += 1  # this session's detach is ours, not the app's
+                if app.attaches == 0:  # never traced: nothing was interrupted, no gap
                     app.gone_since = app.gone_reason = app.gone_pid = None
             self._quietly(session.detach)
             raise
@@ -497,8 +597,9 @@ class Tracer:
         with self._lock:
             start, reason, old = app.gone_since or end, app.gone_reason or "unknown", app.gone_pid
             app.gone_since = app.gone_reason = app.gone_pid = None
-        gap = Gap(app=app.package, pid=new_pid, host_ts=end, start=start, end=end, reason=reason,
-                  old_pid=old, new_pid=new_pid)
+        gap = Gap(
+            app=app.package, pid=new_pid, host_ts=end, start=start, end=end, reason=reason, old_pid=old, new_pid=new_pid
+        )
         app.gaps.append(gap)
         self._write(gap)
         return gap
@@ -530,7 +631,7 @@ class Tracer:
         self._device_lost = False
         try:
             device.on("lost", self._on_device_lost)
-        except Exception:   # noqa: BLE001
+        except Exception:  # noqa: BLE001
             pass
         self.progress(f"{self.serial}: device is back")
         return True
@@ -545,9 +646,13 @@ class Tracer:
                     event: Event = from_agent(payload, data, app=app.package, host_ts=now)
                 except EventError as exc:
                     event = InvalidMessage(
-                        app=app.package, pid=pid, host_ts=now, error=str(exc),
+                        app=app.package,
+                        pid=pid,
+                        host_ts=now,
+                        error=str(exc),
                         message=payload if isinstance(payload, dict) else {"payload": payload},
-                        data=Payload(data=bytes(data), length=len(data)) if data else None)
+                        data=Payload(data=bytes(data), length=len(data)) if data else None,
+                    )
             elif message.get("type") == "error":
                 text = str(message.get("description", ""))
                 if message.get("stack"):
@@ -564,7 +669,7 @@ class Tracer:
             self._write(event)
             if isinstance(event, TlsSecret):
                 self._keylog_line(event.keylog_line())
-        except Exception as exc:   # noqa: BLE001 - never let a bad message kill Frida's thread
+        except Exception as exc:  # noqa: BLE001 - never let a bad message kill Frida's thread
             self.errors.append(f"{app.package}: message handling: {type(exc).__name__}: {exc}")
 
     def _on_detached(self, app: _App, gen: int, reason: str, crash: Any) -> None:
@@ -574,11 +679,18 @@ class Tracer:
                 return
             pid = app.pid
             app.session = app.script = None
-            if app.gone_since is None:       # a failed re-attach keeps the gap's first start
+            if app.gone_since is None:  # a failed re-attach keeps the gap's first start
                 app.gone_since, app.gone_reason, app.gone_pid = now, str(reason), pid
             self._next_look = 0.0
-        self._write(Detached(app=app.package, pid=pid, host_ts=now, reason=str(reason),
-                             crash=str(crash.summary if hasattr(crash, "summary") else crash) if crash else None))
+        self._write(
+            Detached(
+                app=app.package,
+                pid=pid,
+                host_ts=now,
+                reason=str(reason),
+                crash=str(crash.summary if hasattr(crash, "summary") else crash) if crash else None,
+            )
+        )
         self.progress(f"{app.package}: agent detached ({reason}); waiting for the app to come back")
 
     def _on_device_lost(self) -> None:
@@ -631,12 +743,24 @@ class Tracer:
         except passthrough:
             raise
         except frida.OperationCancelledError as exc:
-            raise TraceTimeoutError(f"{what} on {self.serial} did not finish within "
-                                    f"{self.options.call_timeout:g} s") from exc
-        except (frida.ProtocolError, frida.ServerNotRunningError, frida.TimedOutError, frida.PermissionDeniedError,
-                frida.ProcessNotFoundError, frida.NotSupportedError, frida.TransportError,
-                frida.InvalidOperationError, frida.InvalidArgumentError, frida.ProcessNotRespondingError,
-                frida.ExecutableNotFoundError, frida.ExecutableNotSupportedError, frida.AddressInUseError) as exc:
+            raise TraceTimeoutError(
+                f"{what} on {self.serial} did not finish within {self.options.call_timeout:g} s"
+            ) from exc
+        except (
+            frida.ProtocolError,
+            frida.ServerNotRunningError,
+            frida.TimedOutError,
+            frida.PermissionDeniedError,
+            frida.ProcessNotFoundError,
+            frida.NotSupportedError,
+            frida.TransportError,
+            frida.InvalidOperationError,
+            frida.InvalidArgumentError,
+            frida.ProcessNotRespondingError,
+            frida.ExecutableNotFoundError,
+            frida.ExecutableNotSupportedError,
+            frida.AddressInUseError,
+        ) as exc:
             raise frida_error(exc, what, self.serial) from exc
         finally:
             timer.cancel()
@@ -650,9 +774,10 @@ class Tracer:
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
-            self._pool.submit(self._quietly, script.unload)    # releases the waiting call
-            raise TraceTimeoutError(f"the agent in {app.package} on {self.serial} did not answer "
-                                    f"{name} within {timeout:g} s") from None
+            self._pool.submit(self._quietly, script.unload)  # releases the waiting call
+            raise TraceTimeoutError(
+                f"the agent in {app.package} on {self.serial} did not answer {name} within {timeout:g} s"
+            ) from None
         except frida.core.RPCException as exc:
             raise TraceError(f"the agent in {app.package} failed in {name}: {exc}") from exc
         except frida.InvalidOperationError as exc:
@@ -668,7 +793,7 @@ class Tracer:
         try:
             with cancellable:
                 fn()
-        except Exception:   # noqa: BLE001 - best effort on the way out
+        except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         finally:
             timer.cancel()

@@ -10,8 +10,9 @@ caught. On real handsets the claim must hold (PASS); a check the testbed cannot 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
@@ -24,17 +25,22 @@ def _verdict(report: Mapping[str, Any], check_id: str) -> Mapping[str, Any]:
     for check in report.get("checks", []):
         if check.get("id") == check_id:
             return check
-    pytest.fail(f"the audit's report has no verdict for {check_id} "
-                f"(it has: {', '.join(c.get('id', '?') for c in report.get('checks', [])) or 'none'})",
-                pytrace=False)
+    pytest.fail(
+        f"the audit's report has no verdict for {check_id} "
+        f"(it has: {', '.join(c.get('id', '?') for c in report.get('checks', [])) or 'none'})",
+        pytrace=False,
+    )
 
 
 def _explain(check: Mapping[str, Any], run_dir: Any, limit: int = 8) -> str:
     lines = [f"reason: {check.get('reason') or '(none given)'}"]
     evidence = check.get("evidence") or []
     for ev in evidence[:limit]:
-        where = ", ".join(f"{k} {ev[k]}" for k in ("file", "flow", "offset", "row", "event", "host",
-                                                      "identifier", "form") if ev.get(k) is not None)
+        where = ", ".join(
+            f"{k} {ev[k]}"
+            for k in ("file", "flow", "offset", "row", "event", "host", "identifier", "form")
+            if ev.get(k) is not None
+        )
         lines.append(f"evidence: {where}: {ev.get('text', '')}" if where else f"evidence: {ev.get('text', '')}")
     if len(evidence) > limit:
         lines.append(f"... and {len(evidence) - limit} more evidence items")
@@ -52,15 +58,16 @@ def audit(handset_pair: Any, evidence_root: Any, lock_equipment: Any) -> Any:
 
     testbed = handset_pair.testbed
     options = AuditOptions(out=evidence_root / f"audit-{handset_pair.id.replace('+', '_')}", checks=None)
-    if testbed.emulator is not None:       # what `hostctl audit --emulator` passes: the lab's control
+    if testbed.emulator is not None:  # what `hostctl audit --emulator` passes: the lab's control
         options.profile = load_profile(testbed.emulator.profile).name if testbed.emulator.profile else None
-        if testbed.emulator.lab_dir:       # channel lives in <home>/labs/<adb port>/
+        if testbed.emulator.lab_dir:  # channel lives in <home>/labs/<adb port>/
             options.home = Path(testbed.emulator.lab_dir).parent.parent
-    with lock_equipment(*testbed.handsets, modem=testbed.modem, who=f"hw_tests audit of {testbed.name} "
-                                                                    f"{handset_pair.id}"):
+    with lock_equipment(
+        *testbed.handsets, modem=testbed.modem, who=f"hw_tests audit of {testbed.name} {handset_pair.id}"
+    ):
         try:
             return run_audit(testbed, options)
-        except HostctlError as exc:        # AuditError: it could not start; every check test says why
+        except HostctlError as exc:  # AuditError: it could not start; every check test says why
             problem = f"the audit of {testbed.name} ({handset_pair.id}) could not run: {exc}"
     pytest.fail(problem, pytrace=False)
 
@@ -70,7 +77,7 @@ def test_check(check_id: str, audit: Any, profile_expectations: Mapping[str, str
     check = _verdict(audit.report, check_id)
     status = check.get("status")
     claim = CHECKS_BY_ID[check_id].claim
-    if profile_expectations is None:                   # real handsets: the claim must hold
+    if profile_expectations is None:  # real handsets: the claim must hold
         if status == "NOT-TESTABLE":
             pytest.skip(f"{check_id}: NOT-TESTABLE on this testbed: {check.get('reason') or 'no reason given'}")
         assert status == "PASS", f"{check_id} {status}: {claim}\n{_explain(check, audit.run_dir)}"
@@ -78,5 +85,7 @@ def test_check(check_id: str, audit: Any, profile_expectations: Mapping[str, str
     expected = profile_expectations.get(check_id)
     if expected is None:
         pytest.skip(f"the firmware profile documents no verdict for {check_id} (audit_expectations)")
-    assert status == expected, (f"{check_id}: the profile documents {expected}, the audit found {status}: "
-                                f"{claim}\n{_explain(check, audit.run_dir)}")
+    assert status == expected, (
+        f"{check_id}: the profile documents {expected}, the audit found {status}: "
+        f"{claim}\n{_explain(check, audit.run_dir)}"
+    )

@@ -37,8 +37,7 @@ class _Pool:
         header = 28
         start = header + 4 * len(offsets)
         body = b"".join(struct.pack("<I", o) for o in offsets) + bytes(data)
-        return struct.pack("<HHIIIIII", 0x0001, header, header + len(body), len(self.strings), 0, 0,
-                           start, 0) + body
+        return struct.pack("<HHIIIIII", 0x0001, header, header + len(body), len(self.strings), 0, 0, start, 0) + body
 
 
 def manifest(package: str, version_code: int, version_name: str, label: str) -> bytes:
@@ -67,8 +66,9 @@ def manifest(package: str, version_code: int, version_name: str, label: str) -> 
     for a in ("versionCode", "versionName", "label", "package", "targetSdkVersion", "minSdkVersion"):
         pool.idx(a)
     elements.append(struct.pack("<HHIIIII", 0x0100, 16, 24, 1, 0xFFFFFFFF, prefix, ns))
-    elements.append(start("manifest", [("versionCode", version_code), ("versionName", version_name),
-                                       ("package", package)]))
+    elements.append(
+        start("manifest", [("versionCode", version_code), ("versionName", version_name), ("package", package)])
+    )
     elements.append(start("uses-sdk", [("minSdkVersion", 19), ("targetSdkVersion", 30)]))
     elements.append(end("uses-sdk"))
     elements.append(start("application", [("label", label)]))
@@ -79,8 +79,9 @@ def manifest(package: str, version_code: int, version_name: str, label: str) -> 
     return struct.pack("<HHI", 0x0003, 8, 8 + len(body)) + body
 
 
-def build_apk(package: str = "org.hostctl.probe", version_code: int = 7, version_name: str = "1.7",
-              label: str = "Probe") -> bytes:
+def build_apk(
+    package: str = "org.hostctl.probe", version_code: int = 7, version_name: str = "1.7", label: str = "Probe"
+) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("AndroidManifest.xml", manifest(package, version_code, version_name, label))

@@ -12,8 +12,14 @@ import time
 
 import pytest
 
-from hostctl.emulator.lab import (LabConfig, LabThread, adb_binary, ensure_adb_server, free_loopback_port,
-                                  kill_adb_server)
+from hostctl.emulator.lab import (
+    LabConfig,
+    LabThread,
+    adb_binary,
+    ensure_adb_server,
+    free_loopback_port,
+    kill_adb_server,
+)
 
 
 def wait_for(pred, timeout: float = 5.0, interval: float = 0.01):

@@ -488,3 +488,19 @@ def test_wire_hash_stable():
     assert hashlib.sha256(conn.data_to_send()).hexdigest() == hashlib.sha256(
         pk(Command.OKAY, 1, 2) + pk(Command.WRTE, 1, 2, b"uid=2000(shell)\n")
     ).hexdigest()
+
+
+def test_a_pre_pie_adbd_answers_protocol_1_with_checksums_and_its_payload_size():
+    """adb.h per release: A_VERSION 0x01000000 and MAX_PAYLOAD 4096 up to 6.0, 256 KiB in 7.0/8.x,
+    A_VERSION_SKIP_CHECKSUM and 1 MiB from 9.0. A protocol-1 peer gets payload checksums."""
+    from hostctl.emulator.adb.connection import protocol_for_sdk
+    assert protocol_for_sdk(19) == (0x01000000, 4096)
+    assert protocol_for_sdk(24) == (0x01000000, 256 * 1024)
+    assert protocol_for_sdk(30) == (0x01000001, 1024 * 1024)
+    version, maxdata = protocol_for_sdk(19)
+    conn = DeviceConnection(BANNER, features=(), max_version=version, max_payload=maxdata)
+    conn.receive_data(pk(Command.CNXN, 0x01000001, 1 << 20, HOST_FEATURES))
+    raw = conn.data_to_send()
+    (cnxn,) = decode_all(raw)
+    assert (cnxn.command, cnxn.arg0, cnxn.arg1) == (Command.CNXN, 0x01000000, 4096)
+    assert int.from_bytes(raw[16:20], "little") == sum(cnxn.payload) & 0xFFFFFFFF

@@ -15,10 +15,32 @@ import threading
 import pytest
 
 from hostctl.emulator.lab import LabConfig, LabThread
-from hostctl.events import (SCHEMA_VERSION, AgentStart, CipherOp, Connect, Endpoint, EventError, EventWriter,
-                            EvpCipher, Gap, HookStatus, IdentifierRead, InvalidMessage, MxCall, Payload, SmsSend,
-                            SocketData, SslData, cipher_operations, from_agent, from_json, kinds, read_events,
-                            read_jsonl, to_json)
+from hostctl.events import (
+    SCHEMA_VERSION,
+    AgentStart,
+    CipherOp,
+    Connect,
+    Endpoint,
+    EventError,
+    EventWriter,
+    EvpCipher,
+    Gap,
+    HookStatus,
+    IdentifierRead,
+    InvalidMessage,
+    MxCall,
+    Payload,
+    SmsSend,
+    SocketData,
+    SslData,
+    cipher_operations,
+    from_agent,
+    from_json,
+    kinds,
+    read_events,
+    read_jsonl,
+    to_json,
+)
 from hostctl.trace import TraceOptions, Tracer, open_device
 
 MMS = "com.android.mms"
@@ -29,9 +51,20 @@ def msg(kind: str, seq: int = 1, **fields):
 
 
 def ssl_msg(**over):
-    m = msg("ssl", fn="SSL_write_ex", direction="out", module="libssl.so.3", ssl="0x55aa", fd=9,
-            socket_type="tcp", local={"ip": "127.0.0.1", "port": 40000}, peer={"ip": "10.0.0.1", "port": 443},
-            sni="api.account.xiaomi.com", length=11, parts=[{"name": "data", "length": 11, "size": 11}])
+    m = msg(
+        "ssl",
+        fn="SSL_write_ex",
+        direction="out",
+        module="libssl.so.3",
+        ssl="0x55aa",
+        fd=9,
+        socket_type="tcp",
+        local={"ip": "127.0.0.1", "port": 40000},
+        peer={"ip": "10.0.0.1", "port": 443},
+        sni="api.account.xiaomi.com",
+        length=11,
+        parts=[{"name": "data", "length": 11, "size": 11}],
+    )
     m.update(over)
     return m
 
@@ -50,9 +83,18 @@ def test_ssl_message_becomes_a_typed_event_with_both_clocks():
 
 
 def test_several_parts_split_the_binary_data_in_order():
-    m = msg("cipher", op="final", api="Cipher.doFinal([B)", algorithm="AES/CBC/PKCS5Padding", mode=None,
-            cipher_id=7, key_class=None, caller="com.x.A.f(A.java:1)", stack=["a", "b"],
-            parts=[{"name": "input", "length": 3, "size": 3}, {"name": "output", "length": 16, "size": 16}])
+    m = msg(
+        "cipher",
+        op="final",
+        api="Cipher.doFinal([B)",
+        algorithm="AES/CBC/PKCS5Padding",
+        mode=None,
+        cipher_id=7,
+        key_class=None,
+        caller="com.x.A.f(A.java:1)",
+        stack=["a", "b"],
+        parts=[{"name": "input", "length": 3, "size": 3}, {"name": "output", "length": 16, "size": 16}],
+    )
     e = from_agent(m, b"abc" + bytes(range(16)), app=MMS, host_ts=1.0)
     assert isinstance(e, CipherOp)
     assert e.input == Payload(b"abc", 3) and e.output == Payload(bytes(range(16)), 16)
@@ -60,44 +102,126 @@ def test_several_parts_split_the_binary_data_in_order():
 
 
 def test_truncated_capture_keeps_the_full_length():
-    e = from_agent(ssl_msg(length=100000, parts=[{"name": "data", "length": 100000, "size": 4}]), b"POST",
-                   app=MMS, host_ts=1.0)
+    e = from_agent(
+        ssl_msg(length=100000, parts=[{"name": "data", "length": 100000, "size": 4}]), b"POST", app=MMS, host_ts=1.0
+    )
     assert e.data.truncated and e.data.length == 100000 and e.data.data == b"POST"
     j = to_json(e)["data"]
     assert j == {"length": 100000, "size": 4, "base64": base64.b64encode(b"POST").decode()}
 
 
 def test_byte_array_arguments_become_blobs_of_the_event():
-    m = msg("mx-call", class_name="com.xiaomi.mms.transaction.MxMessageService", method="send",
-            args=[{"bytes": "arg0", "length": 3}, "+8613800000000"], ret=None, caller=None,
-            parts=[{"name": "arg0", "length": 3, "size": 3}])
+    m = msg(
+        "mx-call",
+        class_name="com.xiaomi.mms.transaction.MxMessageService",
+        method="send",
+        args=[{"bytes": "arg0", "length": 3}, "+8613800000000"],
+        ret=None,
+        caller=None,
+        parts=[{"name": "arg0", "length": 3, "size": 3}],
+    )
     e = from_agent(m, b"\x01\x02\x03", app=MMS, host_ts=1.0)
     assert isinstance(e, MxCall) and e.blobs == {"arg0": Payload(b"\x01\x02\x03", 3)}
     assert e.payloads() == {"arg0": Payload(b"\x01\x02\x03", 3)}
 
 
-@pytest.mark.parametrize("event", [
-    from_agent(ssl_msg(), b"hello world", app=MMS, host_ts=2.0),
-    from_agent(msg("hook-status", hooked=["native:libc.so.6!connect"],
-                   missing=[{"target": "java:javax.crypto.Cipher", "reason": "no Java"}], java=False,
-                   reason="trace started"), None, app=MMS, host_ts=2.0),
-    from_agent(msg("connect", fn="connect", fd=3, socket_type="tcp6", peer={"ip": "::1", "port": 5222},
-                   local=None, ret=-1, errno=115), None, app=MMS, host_ts=2.0),
-    from_agent(msg("socket", fn="sendto", direction="out", fd=4, socket_type="unix:dgram",
-                   local=None, peer={"path": "@logdw"}, length=2,
-                   parts=[{"name": "data", "length": 2, "size": 2}]), b"hi", app=MMS, host_ts=2.0),
-    from_agent(msg("identifier-read", api="TelephonyManager.getDeviceId",
-                   class_name="android.telephony.TelephonyManager", method="getDeviceId", identifier="imei",
-                   args=[0], value="861234567890123",
-                   caller="com.android.mms.X.y(X.java:3)", stack=["f0", "f1"]), None, app=MMS, host_ts=2.0),
-    from_agent(msg("sms-send", api="SmsManager.sendTextMessage", destination="+8613800000000",
-                   service_center=None, text="hi", text_parts=None, caller=None, stack=[]), None,
-               app=MMS, host_ts=2.0),
-    from_agent(msg("agent-start", process=MMS, arch="x64", platform="linux", frida="17.26.0", runtime="QJS",
-                   java=False, options={"maxCapture": 10}), None, app=MMS, host_ts=2.0),
-    Gap(app=MMS, pid=7, host_ts=3.0, start=1.0, end=3.0, reason="process-terminated", old_pid=5, new_pid=7),
-    InvalidMessage(app=MMS, pid=7, host_ts=3.0, error="bad", message={"kind": "x"}, data=Payload(b"\x00", 1)),
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        from_agent(ssl_msg(), b"hello world", app=MMS, host_ts=2.0),
+        from_agent(
+            msg(
+                "hook-status",
+                hooked=["native:libc.so.6!connect"],
+                missing=[{"target": "java:javax.crypto.Cipher", "reason": "no Java"}],
+                java=False,
+                reason="trace started",
+            ),
+            None,
+            app=MMS,
+            host_ts=2.0,
+        ),
+        from_agent(
+            msg(
+                "connect",
+                fn="connect",
+                fd=3,
+                socket_type="tcp6",
+                peer={"ip": "::1", "port": 5222},
+                local=None,
+                ret=-1,
+                errno=115,
+            ),
+            None,
+            app=MMS,
+            host_ts=2.0,
+        ),
+        from_agent(
+            msg(
+                "socket",
+                fn="sendto",
+                direction="out",
+                fd=4,
+                socket_type="unix:dgram",
+                local=None,
+                peer={"path": "@logdw"},
+                length=2,
+                parts=[{"name": "data", "length": 2, "size": 2}],
+            ),
+            b"hi",
+            app=MMS,
+            host_ts=2.0,
+        ),
+        from_agent(
+            msg(
+                "identifier-read",
+                api="TelephonyManager.getDeviceId",
+                class_name="android.telephony.TelephonyManager",
+                method="getDeviceId",
+                identifier="imei",
+                args=[0],
+                value="861234567890123",
+                caller="com.android.mms.X.y(X.java:3)",
+                stack=["f0", "f1"],
+            ),
+            None,
+            app=MMS,
+            host_ts=2.0,
+        ),
+        from_agent(
+            msg(
+                "sms-send",
+                api="SmsManager.sendTextMessage",
+                destination="+8613800000000",
+                service_center=None,
+                text="hi",
+                text_parts=None,
+                caller=None,
+                stack=[],
+            ),
+            None,
+            app=MMS,
+            host_ts=2.0,
+        ),
+        from_agent(
+            msg(
+                "agent-start",
+                process=MMS,
+                arch="x64",
+                platform="linux",
+                frida="17.26.0",
+                runtime="QJS",
+                java=False,
+                options={"maxCapture": 10},
+            ),
+            None,
+            app=MMS,
+            host_ts=2.0,
+        ),
+        Gap(app=MMS, pid=7, host_ts=3.0, start=1.0, end=3.0, reason="process-terminated", old_pid=5, new_pid=7),
+        InvalidMessage(app=MMS, pid=7, host_ts=3.0, error="bad", message={"kind": "x"}, data=Payload(b"\x00", 1)),
+    ],
+)
 def test_every_kind_round_trips_through_json(event):
     line = json.dumps(to_json(event))
     back = from_json(json.loads(line))
@@ -107,28 +231,43 @@ def test_every_kind_round_trips_through_json(event):
 
 def test_kinds_cover_agent_and_host():
     names = set(kinds())
-    assert {"ssl", "socket", "connect", "hook-status", "identifier-read", "cipher", "sms-send", "mx-call",
-            "agent-start", "agent-stop", "agent-error"} <= names
+    assert {
+        "ssl",
+        "socket",
+        "connect",
+        "hook-status",
+        "identifier-read",
+        "cipher",
+        "sms-send",
+        "mx-call",
+        "agent-start",
+        "agent-stop",
+        "agent-error",
+    } <= names
     assert {"trace-start", "attach", "detach", "gap", "note", "invalid", "trace-stop"} <= names
-    assert isinstance(from_agent(msg("hook-status", hooked=[], missing=[], java=True), None, app="a", host_ts=0),
-                      HookStatus)
+    assert isinstance(
+        from_agent(msg("hook-status", hooked=[], missing=[], java=True), None, app="a", host_ts=0), HookStatus
+    )
     assert IdentifierRead.KIND == "identifier-read" and SmsSend.KIND == "sms-send" and AgentStart.SOURCE == "agent"
     assert Connect.KIND == "connect" and SocketData.KIND == "socket"
 
 
-@pytest.mark.parametrize("message, data, match", [
-    (ssl_msg(v=1), b"hello world", r"schema version 1, this host reads 2 \(rebuild the agent"),
-    (ssl_msg(kind="teleport"), b"hello world", r"'teleport' #1 from com.android.mms: unknown kind"),
-    (msg("gap", start=1, end=2, reason="x"), None, "unknown kind"),            # a host kind from the agent
-    (ssl_msg(), b"hello", r"part 'data' needs bytes 0\.\.11 of 5"),
-    (ssl_msg(), b"hello world!", "parts describe 11 bytes, the message carries 12"),
-    (ssl_msg(parts=[{"name": "data", "length": 3, "size": 11}]), b"hello world", "claims a length of 3"),
-    (ssl_msg(parts=[{"name": "key", "length": 11, "size": 11}]), b"hello world", "part 'key' is not a payload"),
-    (ssl_msg(fd="9"), b"hello world", r"'ssl' #1 .*fd: expected int, got str"),
-    (ssl_msg(peer={"ip": "1.2.3.4"}), b"hello world", "peer: .*port: expected int"),
-    ({k: v for k, v in ssl_msg().items() if k != "module"}, b"hello world", "ssl event without 'module'"),
-    ("not an object", None, "expected an object"),
-])
+@pytest.mark.parametrize(
+    "message, data, match",
+    [
+        (ssl_msg(v=1), b"hello world", r"schema version 1, this host reads 2 \(rebuild the agent"),
+        (ssl_msg(kind="teleport"), b"hello world", r"'teleport' #1 from com.android.mms: unknown kind"),
+        (msg("gap", start=1, end=2, reason="x"), None, "unknown kind"),  # a host kind from the agent
+        (ssl_msg(), b"hello", r"part 'data' needs bytes 0\.\.11 of 5"),
+        (ssl_msg(), b"hello world!", "parts describe 11 bytes, the message carries 12"),
+        (ssl_msg(parts=[{"name": "data", "length": 3, "size": 11}]), b"hello world", "claims a length of 3"),
+        (ssl_msg(parts=[{"name": "key", "length": 11, "size": 11}]), b"hello world", "part 'key' is not a payload"),
+        (ssl_msg(fd="9"), b"hello world", r"'ssl' #1 .*fd: expected int, got str"),
+        (ssl_msg(peer={"ip": "1.2.3.4"}), b"hello world", "peer: .*port: expected int"),
+        ({k: v for k, v in ssl_msg().items() if k != "module"}, b"hello world", "ssl event without 'module'"),
+        ("not an object", None, "expected an object"),
+    ],
+)
 def test_bad_agent_messages_are_named_errors(message, data, match):
     with pytest.raises(EventError, match=match):
         from_agent(message, data, app=MMS, host_ts=1.0)
@@ -170,15 +309,36 @@ def test_lenient_reader_notes_bad_lines_and_goes_on(tmp_path):
 
 def cipher_event(op, seq, cipher_id=7, mode="encrypt", **payloads):
     parts = [{"name": k, "length": len(v), "size": len(v)} for k, v in payloads.items()]
-    m = msg("cipher", seq=seq, op=op, api=f"Cipher.{op}", algorithm="AES/CBC/PKCS5Padding", mode=mode,
-            cipher_id=cipher_id, key_class=None, caller="com.x.A.f(A.java:1)", stack=[], parts=parts)
+    m = msg(
+        "cipher",
+        seq=seq,
+        op=op,
+        api=f"Cipher.{op}",
+        algorithm="AES/CBC/PKCS5Padding",
+        mode=mode,
+        cipher_id=cipher_id,
+        key_class=None,
+        caller="com.x.A.f(A.java:1)",
+        stack=[],
+        parts=parts,
+    )
     return from_agent(m, b"".join(payloads.values()), app=MMS, host_ts=1.0)
 
 
 def evp_event(op, seq, encrypt=True, aad=False, **payloads):
     parts = [{"name": k, "length": len(v), "size": len(v)} for k, v in payloads.items()]
-    m = msg("evp", seq=seq, fn=f"EVP_Cipher{op}", op=op, module="libcrypto.so.3", ctx="0x10",
-            cipher="AES-128-GCM", encrypt=encrypt, aad=aad, parts=parts)
+    m = msg(
+        "evp",
+        seq=seq,
+        fn=f"EVP_Cipher{op}",
+        op=op,
+        module="libcrypto.so.3",
+        ctx="0x10",
+        cipher="AES-128-GCM",
+        encrypt=encrypt,
+        aad=aad,
+        parts=parts,
+    )
     return from_agent(m, b"".join(payloads.values()), app=MMS, host_ts=1.0)
 
 
@@ -187,23 +347,34 @@ def test_cipher_operations_join_init_updates_and_final():
         cipher_event("init", 1, key=b"k" * 16, iv=b"i" * 16),
         cipher_event("update", 2, input=b"+86138", output=b""),
         cipher_event("final", 3, input=b"00000001", output=b"C" * 16),
-        cipher_event("final", 4, input=b"+8613800000001", output=b"C" * 16),    # reused: same key and IV
+        cipher_event("final", 4, input=b"+8613800000001", output=b"C" * 16),  # reused: same key and IV
         cipher_event("init", 5, cipher_id=8, mode="decrypt", key=b"q" * 16, iv=b"v" * 16),
         cipher_event("update", 6, cipher_id=8, mode="decrypt", input=b"D" * 16, output=b"never finished"),
         evp_event("init", 7, key=b"K" * 16),
-        evp_event("init", 8, iv=b"N" * 12),                 # per-record nonce: the key stays
+        evp_event("init", 8, iv=b"N" * 12),  # per-record nonce: the key stays
         evp_event("update", 9, aad=True, input=b"\x17\x03\x03"),
         evp_event("update", 10, input=b"POST /", output=b"xxxxxx"),
         evp_event("final", 11, output=b""),
     ]
     ops = list(cipher_operations(events))
     first, second, evp, unfinished = ops
-    assert (first.input, first.output, first.key, first.iv, first.mode) == (b"+8613800000001", b"C" * 16, b"k" * 16,
-                                                                           b"i" * 16, "encrypt")
+    assert (first.input, first.output, first.key, first.iv, first.mode) == (
+        b"+8613800000001",
+        b"C" * 16,
+        b"k" * 16,
+        b"i" * 16,
+        "encrypt",
+    )
     assert first.seqs == (2, 3) and first.complete and first.source == "java" and first.caller
     assert (second.input, second.output, second.key, second.iv) == (first.input, first.output, first.key, first.iv)
-    assert (evp.source, evp.key, evp.iv, evp.aad, evp.input, evp.mode) == ("evp", b"K" * 16, b"N" * 12,
-                                                                         b"\x17\x03\x03", b"POST /", "encrypt")
+    assert (evp.source, evp.key, evp.iv, evp.aad, evp.input, evp.mode) == (
+        "evp",
+        b"K" * 16,
+        b"N" * 12,
+        b"\x17\x03\x03",
+        b"POST /",
+        "encrypt",
+    )
     assert (unfinished.mode, unfinished.output, unfinished.complete) == ("decrypt", b"never finished", False)
 
 
@@ -221,8 +392,17 @@ def test_closed_writer_refuses_instead_of_losing_silently(tmp_path):
 @pytest.fixture(scope="module")
 def alab(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("agent-events")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile="miui-v5-2014-07", home=home,
-                             modem=False, relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=adb_port,
+            handsets=1,
+            profile="miui-v5-2014-07",
+            home=home,
+            modem=False,
+            relay=False,
+            consoles=False,
+        )
+    ) as lt:
         yield lt
 
 
@@ -247,8 +427,11 @@ def report(lh, n):
 def test_capture_limit_cuts_payloads_but_keeps_lengths(alab, tmp_path):
     requests, summary, events = traced(alab, tmp_path, TraceOptions(max_capture=16), lambda lh: report(lh, 1))
     assert requests and summary.apps[MMS]["agent_errors"] == 0
-    posts = [e for e in events if isinstance(e, SslData) and e.direction == "out"
-             and e.data.data.startswith(b"POST /contacts")]
+    posts = [
+        e
+        for e in events
+        if isinstance(e, SslData) and e.direction == "out" and e.data.data.startswith(b"POST /contacts")
+    ]
     assert len(posts) == 1, "one SSL_write_ex call, one event (no nested SSL_write double)"
     assert posts[0].data.truncated and len(posts[0].data.data) == 16 and posts[0].length == posts[0].data.length > 16
 
@@ -273,8 +456,15 @@ def test_evp_hooks_show_the_record_encryption_of_the_same_bytes(alab, tmp_path):
     _, summary, events = traced(alab, tmp_path, TraceOptions(evp=True), lambda lh: report(lh, 4))
     status = [e for e in events if isinstance(e, HookStatus)][-1]
     assert any(h.startswith("native:libcrypto.so") and h.endswith("!EVP_CipherUpdate") for h in status.hooked)
-    (update,) = [e for e in events if isinstance(e, EvpCipher) and e.op == "update" and e.encrypt
-                 and e.input is not None and e.input.data.startswith(b"POST /contacts/report")]
+    (update,) = [
+        e
+        for e in events
+        if isinstance(e, EvpCipher)
+        and e.op == "update"
+        and e.encrypt
+        and e.input is not None
+        and e.input.data.startswith(b"POST /contacts/report")
+    ]
     assert update.cipher and update.output is not None and update.output.length == update.input.length
     assert update.output.data != update.input.data
     # what the cipher produced is what went out on the socket (inside a TLS record)
@@ -284,7 +474,7 @@ def test_evp_hooks_show_the_record_encryption_of_the_same_bytes(alab, tmp_path):
     assert any(e.key is not None and e.key.length in (16, 32) for e in inits)
     (op,) = [o for o in cipher_operations(events) if o.input.startswith(b"POST /contacts/report")]
     assert op.mode == "encrypt" and op.key and op.iv and len(op.iv) == 12 and op.output == update.output.data
-    assert op.aad[:3] == b"\x17\x03\x03"          # the TLS 1.3 record header is the AEAD's additional data
+    assert op.aad[:3] == b"\x17\x03\x03"  # the TLS 1.3 record header is the AEAD's additional data
     assert summary.apps[MMS]["agent_errors"] == 0
 
 
@@ -385,8 +575,9 @@ def jvm_classes(tmp_path_factory):
     for name, text in JAVA_SOURCES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    subprocess.run(["javac", "-d", str(root), *[str(root / n) for n in JAVA_SOURCES]], check=True,
-                   capture_output=True, timeout=180)
+    subprocess.run(
+        ["javac", "-d", str(root), *[str(root / n) for n in JAVA_SOURCES]], check=True, capture_output=True, timeout=180
+    )
     return root
 
 
@@ -394,8 +585,8 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
     import shutil
 
     import frida
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.padding import PKCS7
 
     from hostctl import agent
@@ -412,16 +603,24 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
         assert ready.wait(60), "the JVM did not start"
         session = device.attach(pid)
         script = session.create_script(agent.source())
-        script.on("message", lambda m, d: events.append(from_agent(m["payload"], d, app="jvm", host_ts=0.0))
-                  if m["type"] == "send" else events.append(m))
+        script.on(
+            "message",
+            lambda m, d: (
+                events.append(from_agent(m["payload"], d, app="jvm", host_ts=0.0))
+                if m["type"] == "send"
+                else events.append(m)
+            ),
+        )
         script.load()
         started = script.exports_sync.start_trace({"sockets": False, "ssl": False})
         assert started["java"] is True
 
         def seen(kind, n):
             return len([e for e in events if getattr(e, "kind", None) == kind]) >= n
-        wait_for(lambda: seen("cipher", 8) and seen("sms-send", 6) and seen("mx-call", 2) and seen("ssl", 4),
-                 timeout=60)
+
+        wait_for(
+            lambda: seen("cipher", 8) and seen("sms-send", 6) and seen("mx-call", 2) and seen("ssl", 4), timeout=60
+        )
         script.exports_sync.stop_trace()
         session.detach()
     finally:
@@ -431,10 +630,13 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
 
     status = [e for e in events if isinstance(e, HookStatus)][-1]
     assert status.java is True
-    assert {"java:android.telephony.TelephonyManager.getDeviceId",
-            "java:android.telephony.TelephonyManager.getLine1Number",
-            "java:javax.crypto.Cipher", "java:android.telephony.SmsManager.sendTextMessage",
-            "java:com.xiaomi.mms.transaction.MxMessageService"} <= set(status.hooked)
+    assert {
+        "java:android.telephony.TelephonyManager.getDeviceId",
+        "java:android.telephony.TelephonyManager.getLine1Number",
+        "java:javax.crypto.Cipher",
+        "java:android.telephony.SmsManager.sendTextMessage",
+        "java:com.xiaomi.mms.transaction.MxMessageService",
+    } <= set(status.hooked)
     missing = status.missing_targets()
     assert "no such method" in missing["java:android.telephony.TelephonyManager.getImei"]
     assert "class not found" in missing["java:android.telephony.SubscriptionManager"]
@@ -442,8 +644,9 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
 
     reads = [e for e in events if isinstance(e, IdentifierRead)]
     device_ids = [e for e in reads if e.method == "getDeviceId"]
-    assert device_ids and all(e.args == () and e.value == "861234567890120" for e in device_ids), \
+    assert device_ids and all(e.args == () and e.value == "861234567890120" for e in device_ids), (
         "getDeviceId() calling getDeviceId(0) is one read"
+    )
     assert device_ids[0].identifier == "imei" and device_ids[0].caller.startswith("Evidence.main(")
     assert any(e.method == "getLine1Number" and e.value == "+8613800000001" and e.identifier == "msisdn" for e in reads)
 
@@ -457,30 +660,40 @@ def test_java_hooks_report_reads_ciphers_sms_and_mx_calls_in_a_jvm(jvm_classes):
     enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     expected = enc.update(padded) + enc.finalize()
     cbc_final = [e for e in ciphers if e.op == "final" and e.algorithm == "AES/CBC/PKCS5Padding"]
-    assert len(cbc_final) >= 2 and all(e.input.data == b"+8613800000001" and e.output.data == expected
-                                       and e.mode == "encrypt" for e in cbc_final), "fixed IV: same ciphertext"
+    assert len(cbc_final) >= 2 and all(
+        e.input.data == b"+8613800000001" and e.output.data == expected and e.mode == "encrypt" for e in cbc_final
+    ), "fixed IV: same ciphertext"
     gcm_final = [e for e in ciphers if e.op == "final" and e.algorithm == "AES/GCM/NoPadding"]
     assert gcm_final and gcm_final[0].api == "Cipher.doFinal(java.nio.ByteBuffer, java.nio.ByteBuffer)"
     assert gcm_final[0].input.data == b"+8613800000003"
     assert gcm_final[0].output.data == AESGCM(key).encrypt(iv[:12], b"+8613800000003", None)
 
     sms = [e for e in events if isinstance(e, SmsSend)]
-    assert any(e.api == "SmsManager.sendTextMessage" and e.destination == "+8613800000002" and e.text == "hello"
-               for e in sms)
+    assert any(
+        e.api == "SmsManager.sendTextMessage" and e.destination == "+8613800000002" and e.text == "hello" for e in sms
+    )
     assert any(e.api == "SmsManager.sendMultipartTextMessage" and e.text == "ab" and e.text_parts == 2 for e in sms)
     assert any(e.api == "SmsManager.sendDataMessage" and e.data == Payload(b"\x01\x02\x03", 3) for e in sms)
 
     tls = [e for e in events if isinstance(e, SslData)]
-    assert any(e.fn == "NativeCrypto.SSL_write" and e.direction == "out" and e.data == Payload(b"POST /x HTTP/1.1", 16)
-               and e.module == "java:com.android.org.conscrypt.NativeCrypto" and e.ssl == "0x1234" and e.fd == 0
-               for e in tls)
-    assert any(e.fn == "NativeCrypto.SSL_read" and e.direction == "in" and e.data.data == b"HTTP/1.1 200 OK"
-               for e in tls)
+    assert any(
+        e.fn == "NativeCrypto.SSL_write"
+        and e.direction == "out"
+        and e.data == Payload(b"POST /x HTTP/1.1", 16)
+        and e.module == "java:com.android.org.conscrypt.NativeCrypto"
+        and e.ssl == "0x1234"
+        and e.fd == 0
+        for e in tls
+    )
+    assert any(
+        e.fn == "NativeCrypto.SSL_read" and e.direction == "in" and e.data.data == b"HTTP/1.1 200 OK" for e in tls
+    )
     assert "class not found" in missing["java:org.conscrypt.NativeCrypto"]
 
     cbc_ops = [o for o in cipher_operations(events) if o.algorithm == "AES/CBC/PKCS5Padding" and o.complete]
-    assert len(cbc_ops) >= 2 and all((o.mode, o.key, o.iv, o.input, o.output) ==
-                                     ("encrypt", key, iv, b"+8613800000001", expected) for o in cbc_ops)
+    assert len(cbc_ops) >= 2 and all(
+        (o.mode, o.key, o.iv, o.input, o.output) == ("encrypt", key, iv, b"+8613800000001", expected) for o in cbc_ops
+    )
 
     (mx, *_) = [e for e in events if isinstance(e, MxCall)]
     assert (mx.class_name, mx.method) == ("com.xiaomi.mms.transaction.MxMessageService", "wrap")
@@ -492,19 +705,45 @@ def test_tls_secret_event_round_trip_and_key_log(tmp_path):
     from hostctl.events import TlsSecret, keylog_lines
 
     cr, secret = "ab" * 32, "cd" * 48
-    ev = from_agent(msg("tls-secret", label="CLIENT_RANDOM", client_random=cr, secret=secret, module="libssl.so.3",
-                        via="keylog-callback", ssl="0x5599", fd=7, socket_type="tcp",
-                        local={"ip": "127.0.0.1", "port": 40000}, peer={"ip": "127.0.0.1", "port": 443},
-                        sni="api.account.xiaomi.com"), None, app="com.android.mms", host_ts=1.0)
+    ev = from_agent(
+        msg(
+            "tls-secret",
+            label="CLIENT_RANDOM",
+            client_random=cr,
+            secret=secret,
+            module="libssl.so.3",
+            via="keylog-callback",
+            ssl="0x5599",
+            fd=7,
+            socket_type="tcp",
+            local={"ip": "127.0.0.1", "port": 40000},
+            peer={"ip": "127.0.0.1", "port": 443},
+            sni="api.account.xiaomi.com",
+        ),
+        None,
+        app="com.android.mms",
+        host_ts=1.0,
+    )
     assert isinstance(ev, TlsSecret) and ev.keylog_line() == f"CLIENT_RANDOM {cr} {secret}"
     assert from_json(to_json(ev)) == ev
     # one key log line per distinct secret (a client and a server in one process log each twice)
     assert keylog_lines([ev, ev]) == [ev.keylog_line()]
-    for bad in ({"client_random": "zz" * 32}, {"client_random": "ab" * 31}, {"secret": "xyz"},
-                {"label": "CLIENT RANDOM"}):
+    for bad in (
+        {"client_random": "zz" * 32},
+        {"client_random": "ab" * 31},
+        {"secret": "xyz"},
+        {"label": "CLIENT RANDOM"},
+    ):
         with pytest.raises(EventError, match="tls-secret event"):
-            from_agent(msg("tls-secret", **{"label": "CLIENT_RANDOM", "client_random": cr, "secret": secret,
-                                            "module": "m", **bad}), None, app="a", host_ts=1.0)
+            from_agent(
+                msg(
+                    "tls-secret",
+                    **{"label": "CLIENT_RANDOM", "client_random": cr, "secret": secret, "module": "m", **bad},
+                ),
+                None,
+                app="a",
+                host_ts=1.0,
+            )
 
 
 def test_version_1_trace_files_still_read(tmp_path):

@@ -118,6 +118,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 
 # -- portal ------------------------------------------------------------------------------------
 
+
 def test_portal_binds_ephemeral_loopback_ports_only():
     a, b = HandsetPortal(name="a"), HandsetPortal(name="b")
     a.start()
@@ -153,6 +154,7 @@ def test_control_endpoint_accepts_the_droidy_handshake(portal):
 
 
 # -- app processes -----------------------------------------------------------------------------
+
 
 def test_app_runs_under_package_name_and_logs(app, logd):
     assert app.alive
@@ -284,7 +286,7 @@ def test_byte_for_byte_bridge_to_control_port(app, portal):
         while not stop.is_set():
             try:
                 client, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             upstream = socket.create_connection(("127.0.0.1", portal.control_port))
             for a, b in ((client, upstream), (upstream, client)):

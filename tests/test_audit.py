@@ -246,3 +246,80 @@ def test_an_internal_error_still_leaves_a_consistent_failed_run(tmp_path, monkey
     assert "ZeroDivisionError" in (result.run_dir / "audit-error.txt").read_text()
     assert json.loads((result.run_dir / "manifest.json").read_text())["status"] == "failed"
     assert verify(result.run_dir).ok
+
+
+# -- TLS decrypted with the trace's secrets (issue 16.3) -----------------------------------------
+WIRE_FAILS_JULY = ("no-identifiers-before-opt-in", "presence-lookup-minimal", "phone-numbers-encrypted",
+                   "content-encrypted")
+
+
+def _without_ssl_of(events: Path, client_random: str, out: Path) -> int:
+    """``events`` with the ``ssl`` events of one TLS session removed (the session the agent's
+    ``tls-secret`` events name by ``client_random``, on that process's SSL object): as if the SSL
+    hooks had missed that one connection. Returns how many were removed."""
+    current: dict[tuple, str] = {}
+    kept, dropped = [], 0
+    for line in events.read_text().splitlines(keepends=True):
+        e = json.loads(line)
+        key = (e.get("app"), e.get("pid"), e.get("ssl"))
+        if e.get("kind") == "tls-secret" and e.get("ssl") is not None:
+            current[key] = e["client_random"]
+        if e.get("kind") == "ssl" and current.get(key) == client_random:
+            dropped += 1
+            continue
+        kept.append(line)
+    out.write_text("".join(kept))
+    return dropped
+
+
+def test_the_audit_decrypts_every_tls_flow_and_cross_checks_it(tmp_path):
+    """The July build on the emulated lab: every TLS flow of each handset's capture is decrypted
+    with the secrets its trace collected, the cross-check passes, the wire-based FAILs cite the
+    decrypted wire (flow, record, offsets); and with the SSL events of one flow removed from the
+    real run's events.jsonl, the cross-check FAILs naming that flow."""
+    from hostctl.audit.checks import tls_plaintext_agrees
+    from hostctl.audit.evidence import Evidence, HandsetEvidence
+    from hostctl.audit.record import Status
+    from hostctl.audit.run import decrypt_and_cross_check
+
+    r = _audit_cli("--profile", "miui-v5-2014-07", "--out", str(tmp_path / "runs"), "--json", home=tmp_path / "home")
+    assert r.returncode == ExitStatus.CHECK_FAILED, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert validate_report(doc) == []
+    status = {c["id"]: c for c in doc["checks"]}
+    assert status["tls-plaintext-agrees"]["status"] == "PASS", status["tls-plaintext-agrees"]
+    flows = doc["tls_flows"]
+    assert {f["handset"] for f in flows} == {"hs1", "hs2"}
+    assert flows and all(f["decrypted"] and f["tls_status"] == "decrypted" for f in flows), flows
+    assert all(f["cross_check"] == "agree" for f in flows if f["cross_check"] is not None)
+    for cid in WIRE_FAILS_JULY:
+        c = status[cid]
+        assert c["status"] == "FAIL", c
+        dec = [e for e in c["evidence"] if e.get("record") is not None]
+        assert dec, f"{cid} cites no decrypted-wire evidence: {c['evidence'][:3]}"
+        e = dec[0]
+        assert e["file"].endswith("wire.pcapng") and e["flow"] is not None and e["offset"] is not None
+        assert e["wire_offset"] is not None and "tls-decrypted" in e["text"]
+        assert any(x["file"].endswith("events.jsonl") for x in c["evidence"]), "agent events alongside"
+    run = tmp_path / "runs" / doc["run"]["testbed"] / "latest"
+    html = (run / "report.html").read_text()
+    assert 'id="tls-flows"' in html and f"{len(flows)} of {len(flows)} TLS flows decrypted" in html
+
+    # the agent's SSL hooks removed from one flow: the cross-check reports it
+    hs1 = run / "handsets" / "hs1"
+    saved = json.loads((hs1 / "tls-crosscheck.json").read_text())
+    victim = max(saved["cross_check"]["flows"], key=lambda f: f["directions"][0]["wire_bytes"])
+    trace = tmp_path / "trace-missing-one"
+    shutil.copytree(hs1 / "trace", trace)
+    assert _without_ssl_of(hs1 / "trace" / "events.jsonl", victim["client_random"], trace / "events.jsonl") > 0
+    tls = decrypt_and_cross_check(hs1 / "wire.pcapng", trace)
+    bad = [f for f in tls["cross_check"]["flows"] if f["status"] != "agree"]
+    assert [f["flow"] for f in bad] == [victim["flow"]] and bad[0]["status"] == "wire-only", bad
+    ev = Evidence(handsets=[HandsetEvidence(label="hs1", capture_file="handsets/hs1/wire.pcapng",
+                                            events_file="handsets/hs1/trace/events.jsonl", tls=tls)])
+    rec = tls_plaintext_agrees.evaluate(ev)
+    assert rec.status is Status.FAIL
+    assert {e.flow for e in rec.evidence} == {victim["flow"]}
+    assert all(e.file == "handsets/hs1/wire.pcapng" and e.record is not None and e.wire_offset is not None
+               for e in rec.evidence)
+    assert f"flow {victim['flow']}" in rec.evidence[0].text and "wire-only" in rec.evidence[0].text

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from hostctl.emulator import screens
-from hostctl.model.protections import matches
 from hostctl.emulator.lab import LabConfig, LabThread
+from hostctl.model.protections import matches
 from tests.conftest import free_port
 from tests.test_mx_app import wait_for
 
@@ -20,8 +20,9 @@ def received(cm, request):
     for o in cm.observed:
         if o.endpoint != request.endpoint or o.fields != request.fields:
             continue
-        if (request.endpoint == "chat" and o.path == request.method) or \
-                (request.endpoint != "chat" and o.path == request.path):
+        if (request.endpoint == "chat" and o.path == request.method) or (
+            request.endpoint != "chat" and o.path == request.path
+        ):
             return o
     return None
 
@@ -37,47 +38,68 @@ def check_protection(lh, request, record):
 
 @pytest.mark.parametrize("profile", ["miui-v5-2014-07", "miui-v5-2014-08-10"])
 def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, tmp_path):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
-                             profile=profile, home=tmp_path / "h")) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=2,
+            modem=False,
+            relay=False,
+            consoles=False,
+            profile=profile,
+            home=tmp_path / "h",
+        )
+    ) as lt:
         a, b = lt.lab.handsets
         cm = lt.lab.cloud.cm
-        if profile == "miui-v5-2014-07":      # Cloud Messaging on by default: bound at boot, unasked
+        if profile == "miui-v5-2014-07":  # Cloud Messaging on by default: bound at boot, unasked
             wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
-        else:      # opt-in: before it, nothing at all went to Xiaomi (nothing identifying, a fortiori)
+        else:  # opt-in: before it, nothing at all went to Xiaomi (nothing identifying, a fortiori)
             assert not cm.presence(a.identity.sims[0].msisdn)
             time.sleep(0.5)
             assert [o for o in cm.observed if o.endpoint in ("account", "chat", "resolver")] == []
 
         async def act():
-            screens.set_cloud_messaging(a.handset, True, 0)        # cm_enabled, registration
+            screens.set_cloud_messaging(a.handset, True, 0)  # cm_enabled, registration
             screens.set_cloud_messaging(b.handset, True, 0)
+
         lt.call(act())
         wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
 
         async def more():
             a.add_contact(b.identity.sims[0].msisdn)
             a.micloud_login()
-            a.send_sms(b.identity.sims[0].msisdn, "plain sms")     # sms_sent (a), sms_received (b)
-            assert a.place_call(b.identity.sims[0].msisdn) == []   # neither build reports calls
+            a.send_sms(b.identity.sims[0].msisdn, "plain sms")  # sms_sent (a), sms_received (b)
+            assert a.place_call(b.identity.sims[0].msisdn) == []  # neither build reports calls
+
         lt.call(more())
-        from tests.test_mx_app import send_via_ui               # conversation_opened, presence, message_send
+        from tests.test_mx_app import send_via_ui  # conversation_opened, presence, message_send
+
         send_via_ui(lt, a, b.identity.sims[0].msisdn, "hello there")
         wait_for(lambda: {"conversation_opened", "message_send"} <= {r.event for r in a.emitted})
         events = {r.event for r in a.emitted + b.emitted}
-        expected = {"cm_enabled", "registration", "contact_added", "micloud_login", "sms_sent",
-                    "sms_received", "conversation_opened", "presence_lookup", "message_send"}
+        expected = {
+            "cm_enabled",
+            "registration",
+            "contact_added",
+            "micloud_login",
+            "sms_sent",
+            "sms_received",
+            "conversation_opened",
+            "presence_lookup",
+            "message_send",
+        }
         if profile == "miui-v5-2014-07":
-            expected.add("boot")          # the OTA reports nothing at boot while CM is off
+            expected.add("boot")  # the OTA reports nothing at boot while CM is off
         assert expected <= events, expected - events
         for lh in (a, b):
             for request in lh.emitted:
                 record = wait_for(lambda r=request: received(cm, r))
                 check_protection(lh, request, record)
                 assert record.endpoint == request.endpoint
-        if profile == "miui-v5-2014-07":     # the leaky build: the number and IMEI readable inside TLS
+        if profile == "miui-v5-2014-07":  # the leaky build: the number and IMEI readable inside TLS
             boots = [r for r in a.emitted if r.event == "boot" and r.endpoint == "account"]
             assert any(r.fields.get("phone") == a.identity.sims[0].msisdn for r in boots)
-        else:          # the OTA: no phone number in clear in anything the app sent over IP
+        else:  # the OTA: no phone number in clear in anything the app sent over IP
             numbers = {s.msisdn for lh in (a, b) for s in lh.identity.sims}
             over_ip = [o for o in cm.observed if o.endpoint in ("account", "chat", "resolver")]
             assert over_ip
@@ -87,25 +109,37 @@ def test_every_event_puts_its_fields_on_the_wire_with_their_protection(profile, 
 
 
 def test_the_ota_build_never_puts_message_content_in_clear_on_the_wire(tmp_path):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
-                             profile="miui-v5-2014-08-10", home=tmp_path / "h")) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=2,
+            modem=False,
+            relay=False,
+            consoles=False,
+            profile="miui-v5-2014-08-10",
+            home=tmp_path / "h",
+        )
+    ) as lt:
         a, b = lt.lab.handsets
         cm = lt.lab.cloud.cm
 
         async def act():
             screens.set_cloud_messaging(a.handset, True, 0)
             screens.set_cloud_messaging(b.handset, True, 0)
+
         lt.call(act())
         wait_for(lambda: cm.presence(a.identity.sims[0].msisdn) and cm.presence(b.identity.sims[0].msisdn))
         from tests.test_mx_app import rows, send_via_ui
+
         send_via_ui(lt, a, b.identity.sims[0].msisdn, "secret words")
         got = wait_for(lambda: [r for r in rows(b, "content://sms/inbox") if r["body"] == "secret words"])
-        assert got[0]["mx_status"] == 65537                       # decrypted by the receiving app
+        assert got[0]["mx_status"] == 65537  # decrypted by the receiving app
         frames = [o for o in cm.observed if o.endpoint == "chat" and o.path == "message"]
         assert frames and all("secret words" not in v for o in frames for v in o.fields.values())
 
 
 # --- issue 15.7: a build that leaks through a layer ------------------------------------------------
+
 
 def _gzip_leak_profile(tmp_path):
     """The OTA build plus one leak: the IMEI in a gzip'd JSON body, over clear HTTP, at boot."""
@@ -122,15 +156,28 @@ def _gzip_leak_profile(tmp_path):
         "account": {"host": "api.account.xiaomi.com", "port": 443, "transport": "tls"},
         "chat": {"host": "app.chat.xiaomi.net", "port": 5222, "transport": "tls"},
         "resolver": {"host": "resolver.msg.xiaomi.net", "port": 80, "transport": "http"},
-        "stats": {"host": "resolver.msg.xiaomi.net", "port": 80, "transport": "http", "path": "/stat",
-                  "encoding": "gzip"},
+        "stats": {
+            "host": "resolver.msg.xiaomi.net",
+            "port": 80,
+            "transport": "http",
+            "path": "/stat",
+            "encoding": "gzip",
+        },
     }
     behaviour["events"]["boot"] = list(behaviour["events"].get("boot") or []) + [
-        {"endpoint": "stats", "fields": {"d": {"source": "imei", "protection": "plain"}}}]
+        {"endpoint": "stats", "fields": {"d": {"source": "imei", "protection": "plain"}}}
+    ]
     path = tmp_path / "gzip-leak.yaml"
-    path.write_text(yaml.safe_dump({"extends": "miui-v5-2014-08-10", "name": "leaky-gzip-imei",
-                                    "description": "the OTA with the IMEI in a gzip'd HTTP body at boot",
-                                    "behaviour": behaviour}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "miui-v5-2014-08-10",
+                "name": "leaky-gzip-imei",
+                "description": "the OTA with the IMEI in a gzip'd HTTP body at boot",
+                "behaviour": behaviour,
+            }
+        )
+    )
     profile = load_profile(path)
     assert profile.behaviour.endpoints["stats"].encoding == "gzip"
     return path
@@ -140,9 +187,11 @@ def test_an_endpoint_encoding_is_parsed_and_checked(tmp_path):
     from hostctl.emulator.behaviour import parse_behaviour
     from hostctl.emulator.profiles import ProfileError
 
-    eps = {"account": {"host": "a.xiaomi.com", "port": 443, "transport": "tls"},
-           "chat": {"host": "c.xiaomi.net", "port": 5222, "transport": "tls"},
-           "resolver": {"host": "r.xiaomi.net", "port": 80, "transport": "http", "encoding": "br"}}
+    eps = {
+        "account": {"host": "a.xiaomi.com", "port": 443, "transport": "tls"},
+        "chat": {"host": "c.xiaomi.net", "port": 5222, "transport": "tls"},
+        "resolver": {"host": "r.xiaomi.net", "port": 80, "transport": "http", "encoding": "br"},
+    }
     with pytest.raises(ProfileError, match=r"behaviour\.endpoints\.resolver\.encoding"):
         parse_behaviour({"endpoints": eps}, "x.yaml")
 
@@ -157,9 +206,25 @@ def test_audit_fails_a_build_leaking_the_imei_in_a_gzip_body(tmp_path):
     profile = _gzip_leak_profile(tmp_path)
     env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"))
     env.pop("ANDROID_ADB_SERVER_PORT", None)
-    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", str(profile),
-                        "--out", str(tmp_path / "runs"), "--json"], env=env, capture_output=True, text=True,
-                       timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hostctl",
+            "audit",
+            "--emulator",
+            "--profile",
+            str(profile),
+            "--out",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     doc = json.loads(r.stdout)
     status = {c["id"]: c["status"] for c in doc["checks"]}
     assert status["no-identifiers-before-opt-in"] == "FAIL" and status["transport-secure"] == "FAIL", status

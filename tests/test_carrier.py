@@ -70,7 +70,7 @@ def test_store_and_forward_until_the_recipient_attaches():
 
 def test_unreachable_phone_keeps_it_stored_and_validity_ends_it():
     clock = Clock()
-    carrier, a, b = Carrier(clock=clock, validity=60), Phone(), Phone(up=False)   # attached, radio busy
+    carrier, a, b = Carrier(clock=clock, validity=60), Phone(), Phone(up=False)  # attached, radio busy
     carrier.attach(A, a)
     carrier.attach(B, b)
     rec = carrier.submit(SmsSegment(A, B, "x", status_report=True, message_ref=2))
@@ -85,7 +85,7 @@ def test_unallocated_number_fails_at_once():
     carrier.attach(A, a)
     rec = carrier.submit(SmsSegment(A, "+8613899999999", "x", status_report=True, message_ref=3))
     assert rec.status == "failed" and rec.reason == "unallocated number"
-    assert a.reports == []          # refused at submission: the submit's answer says so, no report
+    assert a.reports == []  # refused at submission: the submit's answer says so, no report
 
 
 def test_a_faulty_subscriber_does_not_break_the_network():
@@ -104,8 +104,10 @@ def test_concurrent_submissions_are_all_recorded_and_delivered():
     carrier, b = Carrier(), Phone()
     carrier.attach(B, b)
     carrier.provision(A)
-    threads = [threading.Thread(target=lambda i=i: [carrier.submit(SmsSegment(A, B, f"{i}-{j}"))
-                                                    for j in range(50)]) for i in range(8)]
+    threads = [
+        threading.Thread(target=lambda i=i: [carrier.submit(SmsSegment(A, B, f"{i}-{j}")) for j in range(50)])
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -13,7 +13,7 @@ import pytest
 from hostctl.audit.checks import CHECKS, NEED_KINDS, modules
 from hostctl.audit.checks import (content_encrypted, imsi_after_login, ip_when_online, no_identifiers_before_opt_in,
                                   no_retention, opt_in_default, phone_numbers_encrypted, presence_lookup_minimal,
-                                  sms_fallback_when_offline, transport_secure)
+                                  sms_fallback_when_offline, tls_plaintext_agrees, transport_secure)
 from hostctl.audit.evidence import AgentWrite, Evidence, HandsetEvidence
 from hostctl.audit.record import CheckRecord, NotTestable, Status
 from hostctl.audit.run import judge
@@ -249,6 +249,99 @@ def test_no_retention():
     assert rec.evidence[0].file == "handsets/hs1/steps.json"
     assert_status(verdict(no_retention, evidence(cloud_state={"retained": {"messages": 0, "bytes": 0}})), Status.PASS)
     assert_status(verdict(no_retention, evidence()), Status.NOT_TESTABLE, "emulated lab")
+
+
+# -- tls-plaintext-agrees -------------------------------------------------------------------------
+# HandsetEvidence.tls has the shape hostctl.audit.run.Audit._decrypt gives: the decryption counts
+# and hostctl.wire.crosscheck.CrossCheck.to_json() (tests/test_tls_crosscheck.py makes real ones).
+def tls_flow(flow: int, status: str = "agree", *, tls_status: str = "decrypted", evidence=()) -> dict:
+    return {"flow": flow, "client": f"10.64.0.2:{40000 + flow}", "server": "198.18.0.7:443", "status": status,
+            "why": f"because {status}", "tls_status": tls_status, "client_random": "ab" * 32,
+            "matched_by": "client-random", "directions": [], "evidence": list(evidence)}
+
+
+def tls(*flows: dict, sessions: int | None = None, agent_only=()) -> dict:
+    n = len(flows) if sessions is None else sessions
+    return {"decryption": {"flows": {"decrypted": n}, "sessions": n, "secrets": 5 * n},
+            "flows": [{"flow": f["flow"], "client": f["client"], "server": f["server"], "tls_status": f["tls_status"],
+                       "decrypted": f["tls_status"] == "decrypted", "cross_check": f["status"]} for f in flows],
+            "cross_check": {"passed": all(f["status"] == "agree" for f in flows) and not agent_only,
+                            "counts": {}, "flows": list(flows), "agent_only_sessions": list(agent_only)}}
+
+
+def test_tls_plaintext_agrees_passes_when_every_flow_agrees():
+    ev = evidence(hs("hs1", wire(), tls=tls(tls_flow(1), tls_flow(2))), hs("hs2", wire(), tls=tls(tls_flow(1))))
+    rec = verdict(tls_plaintext_agrees, ev)
+    assert_status(rec, Status.PASS, "(3)", "agrees byte for byte")
+
+
+def test_tls_plaintext_agrees_fails_naming_the_flow_and_the_record():
+    wire_only = {"flow": 2, "direction": "c2s", "kind": "wire-only", "offset": 120, "length": 300,
+                 "sample": "504f5354202f", "record": 5, "record_offset": 0, "wire_offset": 1890}
+    ev = evidence(hs("hs1", wire(), tls=tls(tls_flow(1), tls_flow(2, "wire-only", evidence=[wire_only]))))
+    rec = verdict(tls_plaintext_agrees, ev)
+    assert_status(rec, Status.FAIL, "one side only")
+    (loc,) = rec.evidence
+    assert (loc.file, loc.flow, loc.offset, loc.record, loc.wire_offset) == ("handsets/hs1/wire.pcapng", 2, 120, 5, 1890)
+    assert "flow 2" in loc.text and "wire-only 300 bytes" in loc.text and "c2s" in loc.text
+    assert loc.to_json()["record"] == 5 and loc.to_json()["wire_offset"] == 1890
+    # a session the hooked libraries never made secrets for, while they did for others: an unhooked stack
+    rec = verdict(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=tls(
+        tls_flow(1), tls_flow(3, "not-decrypted", tls_status="no-secret")))))
+    assert_status(rec, Status.FAIL)
+    assert rec.evidence[0].flow == 3 and "did not hook" in rec.evidence[0].text
+    # plaintext the hooks saw in a session no flow carried
+    rec = verdict(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=tls(tls_flow(1), agent_only=[
+        {"client_random": "cd" * 32, "where": "app.chat.xiaomi.net", "events": 2, "bytes": 80}]))))
+    assert_status(rec, Status.FAIL)
+    assert rec.evidence[0].file == "handsets/hs1/trace/events.jsonl" and "no flow" in rec.evidence[0].text
+    # a differing byte on one handset is a FAIL even when the other could not be judged
+    differ = {"flow": 1, "direction": "s2c", "kind": "differ", "offset": 10, "event_seq": 44, "agent": "41",
+              "wire": "61", "record": 3, "record_offset": 10, "wire_offset": 700}
+    rec = verdict(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=tls(tls_flow(1, "differ", evidence=[differ]))),
+                                                 hs("hs2", wire(), tls_error="no trace")))
+    assert_status(rec, Status.FAIL)
+    assert rec.evidence[0].event == 44 and any("hs2" in w for w in rec.warnings)
+
+
+def test_tls_plaintext_agrees_is_not_testable_without_what_it_compares():
+    none = evidence(hs("hs1", None, tls_error="no capture", capture_error="tcpdump did not start"))
+    assert_status(verdict(tls_plaintext_agrees, none), Status.NOT_TESTABLE, "no capture", "tcpdump did not start")
+    no_secret = evidence(hs("hs1", wire(), tls=tls(tls_flow(1, "not-decrypted", tls_status="no-secret"), sessions=0)))
+    assert_status(verdict(tls_plaintext_agrees, no_secret), Status.NOT_TESTABLE, "no TLS secret")
+    undecidable = evidence(hs("hs1", wire(), tls=tls(tls_flow(1), tls_flow(2, "not-decrypted",
+                                                                           tls_status="unsupported-suite"))))
+    assert_status(verdict(tls_plaintext_agrees, undecidable), Status.NOT_TESTABLE, "flow 2")
+    no_flow = evidence(hs("hs1", wire(), tls=tls(sessions=3)))
+    assert_status(verdict(tls_plaintext_agrees, no_flow), Status.NOT_TESTABLE, "no TLS flow")
+    # one handset agrees, the other was not decrypted: not a PASS
+    half = evidence(hs("hs1", wire(), tls=tls(tls_flow(1))), hs("hs2", wire(), tls_error="no trace"))
+    assert_status(verdict(tls_plaintext_agrees, half), Status.NOT_TESTABLE, "hs2", "no trace")
+    # decryption broke (a host fault of the analysis): NOT-TESTABLE, the host's doing
+    broke = {"kind": "analysis", "handset": "hs1", "message": "decrypting the capture failed: KeyLogError: bad"}
+    rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls_error=broke["message"]), host_faults=[broke]))
+    assert rec.status is Status.NOT_TESTABLE and rec.host and "KeyLogError" in rec.reason
+    # a trace that died misses hooked calls by itself: the flows it missed are not the app's FAIL
+    died = {"kind": "trace", "handset": "hs1", "message": "tracing failed: the trace died: TransportError"}
+    missed = tls(tls_flow(1), tls_flow(2, "wire-only", evidence=[{"flow": 2, "direction": "c2s", "kind": "wire-only",
+                                                                   "offset": 0, "length": 9}]))
+    rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=missed), host_faults=[died]))
+    assert rec.status is Status.NOT_TESTABLE and rec.host and "trace broke" in rec.reason
+    assert judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=missed))).status is Status.FAIL
+    # and a host fault of the trace keeps an agreeing run from PASS
+    rec = judge(tls_plaintext_agrees, evidence(hs("hs1", wire(), tls=tls(tls_flow(1))), host_faults=[TRACE_FAULT]))
+    assert rec.status is Status.NOT_TESTABLE and rec.host
+
+
+def test_a_finding_in_decrypted_tls_cites_flow_record_and_wire_offset():
+    f = {**finding("imei", ts=T0, source="wire"), "layer": "tls-decrypted", "record": 4, "record_offset": 30,
+         "wire_offset": 773}
+    ev = evidence()
+    loc = ev.finding(ev.handsets[0], f)
+    assert (loc.file, loc.flow, loc.offset, loc.record, loc.wire_offset) == ("handsets/hs1/wire.pcapng", 3, 12, 4, 773)
+    assert "record 4 at wire offset 773" in loc.text
+    agent = ev.finding(ev.handsets[0], finding("imei", ts=T0))
+    assert agent.record is None and "record" not in agent.to_json()
 
 
 # -- failing closed -------------------------------------------------------------------------------

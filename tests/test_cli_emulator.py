@@ -60,7 +60,8 @@ def test_two_labs_on_two_adb_ports_coexist_and_are_addressed_by_port(two_ports):
     r = adb_cli(p1, "-s", s, "shell", "getprop", "ro.miui.ui.version.name")
     assert r.stdout.decode().strip() == "V5"
     r = adb_cli(p1, "-s", s, "shell", "echo out; echo err >&2; exit 7")
-    assert (r.returncode, r.stdout, r.stderr) == (7, b"out\n", b"err\n")
+    # a 4.4 adbd advertises no shell_v2: a pty shell (CRLF, stderr merged) and no exit status
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"out\r\nerr\r\n", b"")
 
     # status with the same port reaches the same lab
     st, out, _ = cli(e2, "emulator", "status", "--json")
@@ -117,4 +118,4 @@ def test_interactive_pty_shell_echoes_and_maps_newlines(lab, adb):
     out = r.stdout.decode(errors="replace")
     assert "echo pty-$((6*7))\r\n" in out      # echo
     assert "pty-42\r\n" in out                  # output with ONLCR
-    assert r.returncode == 3
+    assert r.returncode == 0     # a KitKat adbd (no shell_v2) reports no exit status

@@ -27,8 +27,9 @@ def cli(*argv: str) -> tuple[int, str, str]:
 
 
 def boot(profile: str, tmp_path) -> LabThread:
-    return LabThread(LabConfig(adb_port=free_port(), handsets=1, profile=profile, with_apps=False,
-                               home=tmp_path / "home"))
+    return LabThread(
+        LabConfig(adb_port=free_port(), handsets=1, profile=profile, with_apps=False, home=tmp_path / "home")
+    )
 
 
 def msim(code: int, name: str) -> str:
@@ -42,23 +43,47 @@ def sub(code: int, name: str) -> str:
 # profile -> per slot, the source each identifier must come from (None: must stay unknown)
 CASES = {
     "miui-v5-2014-07": [
-        {"imei": msim(1, "getDeviceId"), "imsi": msim(3, "getSubscriberId"),
-         "iccid": msim(4, "getIccSerialNumber"), "msisdn": msim(5, "getLine1Number")}] * 2,
-    "android-4.4-dumpsys-only": [
-        {"imei": "dumpsys:iphonesubinfo", "imsi": None, "iccid": None, "msisdn": None}],
+        {
+            "imei": msim(1, "getDeviceId"),
+            "imsi": msim(3, "getSubscriberId"),
+            "iccid": msim(4, "getIccSerialNumber"),
+            "msisdn": msim(5, "getLine1Number"),
+        }
+    ]
+    * 2,
+    "android-4.4-dumpsys-only": [{"imei": "dumpsys:iphonesubinfo", "imsi": None, "iccid": None, "msisdn": None}],
     "miui-7-android-5.0": [
-        {"imei": sub(2, "getDeviceIdForSubscriber"), "imsi": sub(6, "getSubscriberIdForSubscriber"),
-         "iccid": sub(10, "getIccSerialNumberForSubscriber"),
-         "msisdn": sub(12, "getLine1NumberForSubscriber")}] * 2,
+        {
+            "imei": sub(2, "getDeviceIdForSubscriber"),
+            "imsi": sub(6, "getSubscriberIdForSubscriber"),
+            "iccid": sub(10, "getIccSerialNumberForSubscriber"),
+            "msisdn": sub(12, "getLine1NumberForSubscriber"),
+        }
+    ]
+    * 2,
     "miui-12-android-11": [
-        {"imei": sub(4, "getDeviceIdForPhone"), "imsi": sub(10, "getSubscriberIdForSubscriber"),
-         "iccid": sub(14, "getIccSerialNumberForSubscriber"),
-         "msisdn": sub(16, "getLine1NumberForSubscriber")}] * 2,
+        {
+            "imei": sub(4, "getDeviceIdForPhone"),
+            "imsi": sub(10, "getSubscriberIdForSubscriber"),
+            "iccid": sub(14, "getIccSerialNumberForSubscriber"),
+            "msisdn": sub(16, "getLine1NumberForSubscriber"),
+        }
+    ]
+    * 2,
     "miui-12-mtk-dual": [
-        {"imei": "prop:ro.ril.miui.imei0", "imsi": "prop:vendor.ril.data.gsm_imsi",
-         "iccid": "prop:vendor.ril.iccid.sim1", "msisdn": None},
-        {"imei": "prop:ro.ril.miui.imei1", "imsi": "prop:vendor.ril.data.gsm_imsi",
-         "iccid": "prop:vendor.ril.iccid.sim2", "msisdn": None}],
+        {
+            "imei": "prop:ro.ril.miui.imei0",
+            "imsi": "prop:vendor.ril.data.gsm_imsi",
+            "iccid": "prop:vendor.ril.iccid.sim1",
+            "msisdn": None,
+        },
+        {
+            "imei": "prop:ro.ril.miui.imei1",
+            "imsi": "prop:vendor.ril.data.gsm_imsi",
+            "iccid": "prop:vendor.ril.iccid.sim2",
+            "msisdn": None,
+        },
+    ],
 }
 
 
@@ -90,7 +115,7 @@ def test_identity_fails_clearly_where_nothing_works(tmp_path):
         assert "no identifier found" in err and "Traceback" not in err
         for tried in ("service_call", "SecurityException", "prop", "dumpsys"):
             assert tried in err, tried
-        doc = json.loads(out)          # the evidence is still printed
+        doc = json.loads(out)  # the evidence is still printed
         assert all(s[k] is None for s in doc["slots"] for k in IDS)
         strategies = {a["strategy"] for a in doc["attempts"] if not a["ok"]}
         assert strategies == {"service_call", "prop", "dumpsys"}
@@ -102,7 +127,7 @@ def test_strategies_can_be_chosen_and_unknown_ones_are_usage_errors(tmp_path):
     with boot("miui-12-mtk-dual", tmp_path) as lt:
         adb = f"127.0.0.1:{lt.config.adb_port}"
         st, out, err = cli("--adb", adb, "identity", "--strategies", "service_call", "--json")
-        assert st == ExitStatus.ERROR and "empty string" in err   # MediaTek's dotted replies
+        assert st == ExitStatus.ERROR and "empty string" in err  # MediaTek's dotted replies
         st, out, err = cli("--adb", adb, "identity", "--strategies", "prop", "--json")
         assert st == ExitStatus.OK, err
         assert {a["strategy"] for a in json.loads(out)["attempts"]} == {"prop"}

@@ -37,7 +37,12 @@ def test_info_json_through_the_lab_shortcut_and_by_url(clab):
     assert st == ExitStatus.OK, err
     info = json.loads(out)
     modem = lt.lab.modem_info()
-    assert (info["imei"], info["imsi"], info["number"], info["sim"]) == (modem["imei"], modem["imsi"], modem["number"], "READY")
+    assert (info["imei"], info["imsi"], info["number"], info["sim"]) == (
+        modem["imei"],
+        modem["imsi"],
+        modem["number"],
+        "READY",
+    )
     assert info["registration"]["registered"] is True
     st, out, _ = cli(env, "modem", "info", "--port", modem["url"])
     assert st == ExitStatus.OK and "manufacturer" in out and modem["imei"] in out
@@ -57,8 +62,9 @@ def test_emulator_status_json_includes_the_modem(clab):
 def test_send_with_report_and_the_handset_has_it(clab):
     lt, env = clab
     lh = lt.lab.handsets[0]
-    st, out, err = cli(env, "modem", "send", "--port", "lab", "--report", "--json",
-                       lh.identity.sims[0].msisdn, "x" * 200)
+    st, out, err = cli(
+        env, "modem", "send", "--port", "lab", "--report", "--json", lh.identity.sims[0].msisdn, "x" * 200
+    )
     assert st == ExitStatus.OK, err
     result = json.loads(out)
     assert result["parts"] == 2 and result["delivered"] is True
@@ -85,8 +91,7 @@ def test_watch_prints_each_message_as_it_arrives(clab):
     timer = threading.Timer(0.5, lambda: lh.send_sms(lt.lab.modem_info()["number"], "watched"))
     timer.start()
     t0 = time.monotonic()
-    st, out, err = cli(env, "modem", "watch", "--port", "lab", "--json", "--count", "1", "--duration", "20",
-                       "--delete")
+    st, out, err = cli(env, "modem", "watch", "--port", "lab", "--json", "--count", "1", "--duration", "20", "--delete")
     timer.join()
     assert st == ExitStatus.OK, err
     assert json.loads(out.strip())["text"] == "watched" and time.monotonic() - t0 < 10

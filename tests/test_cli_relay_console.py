@@ -20,8 +20,9 @@ from hostctl.emulator.lab import LabConfig, LabThread
 @pytest.fixture(scope="module")
 def rlab(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("cli-relay-home")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=2, home=home, with_apps=False, modem=False,
-                             cloud=False)) as lt:
+    with LabThread(
+        LabConfig(adb_port=adb_port, handsets=2, home=home, with_apps=False, modem=False, cloud=False)
+    ) as lt:
         env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port), HOSTCTL_HOME=str(home))
         yield lt, env
 
@@ -66,20 +67,23 @@ def test_relay_cycle_power_cycles_the_handset_as_the_adb_server_sees_it(rlab, ad
     lh = lt.lab.handsets[1]
     assert adb_state(adb_port, lh.serial) == "device"
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(r=cli(
-        env, "relay", "cycle", "--port", "lab", "--channel", "2", "--off-seconds", "2", "--json")))
+    worker = threading.Thread(
+        target=lambda: result.update(
+            r=cli(env, "relay", "cycle", "--port", "lab", "--channel", "2", "--off-seconds", "2", "--json")
+        )
+    )
     worker.start()
     try:
         gone = wait_state(adb_port, lh.serial, lambda s: s != "device", 10)
         assert gone in ("offline", "absent")
-        assert not lh.powered and lt.lab.handsets[0].powered     # channel 2 is hs2 only
+        assert not lh.powered and lt.lab.handsets[0].powered  # channel 2 is hs2 only
     finally:
         worker.join(30)
     st, out, err = result["r"]
     assert st == ExitStatus.OK, err
     doc = json.loads(out)
     assert doc["frames"] == ["A0 02 00 A2", "A0 02 01 A3"] and doc["state"] == "on" and doc["channel"] == 2
-    wait_state(adb_port, lh.serial, lambda s: s == "device", 30)   # the adb server reconnects by itself
+    wait_state(adb_port, lh.serial, lambda s: s == "device", 30)  # the adb server reconnects by itself
     assert lh.powered
 
 
@@ -102,13 +106,14 @@ def test_console_record_captures_what_a_test_causes_on_the_handset(rlab, adb, tm
 
     def cause():
         time.sleep(0.5)
-        adb("-s", lh.serial, "shell", "setprop", "ro.secure", "0")    # init logs the refusal
+        adb("-s", lh.serial, "shell", "setprop", "ro.secure", "0")  # init logs the refusal
         lh.handset.log("I", "TEST", "hello")
 
     timer = threading.Thread(target=cause)
     timer.start()
-    st, out, err = cli(env, "console", "record", "--port", "lab:hs1", "--out", str(out_file),
-                       "--duration", "2.5", "--json")
+    st, out, err = cli(
+        env, "console", "record", "--port", "lab:hs1", "--out", str(out_file), "--duration", "2.5", "--json"
+    )
     timer.join()
     assert st == ExitStatus.OK, err
     doc = json.loads(out)
@@ -117,8 +122,9 @@ def test_console_record_captures_what_a_test_causes_on_the_handset(rlab, adb, tm
     assert "E/init(    1): sys_prop: permission denied uid:2000  name:ro.secure" in text
     assert "I/TEST(" in text and "): hello" in text
     # by serial too, and in human form
-    st, out, err = cli(env, "console", "record", "--port", f"lab:{lh.serial}", "--out", str(out_file),
-                       "--duration", "0.2")
+    st, out, err = cli(
+        env, "console", "record", "--port", f"lab:{lh.serial}", "--out", str(out_file), "--duration", "0.2"
+    )
     assert st == ExitStatus.OK and "line(s)" in out and "recording" in err
 
 
@@ -157,8 +163,9 @@ def test_console_that_vanishes_mid_recording_is_exit_1_and_the_file_keeps_it(rla
     timer = threading.Thread(target=unplug)
     timer.start()
     t0 = time.monotonic()
-    st, out, err = cli(env, "console", "record", "--port", "lab:hs2", "--out", str(out_file),
-                       "--duration", "30", "--json")
+    st, out, err = cli(
+        env, "console", "record", "--port", "lab:hs2", "--out", str(out_file), "--duration", "30", "--json"
+    )
     timer.join()
     assert time.monotonic() - t0 < 10
     assert st == ExitStatus.ERROR and "went away" in err and "keeps the 1 line(s)" in err, err

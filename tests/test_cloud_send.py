@@ -18,8 +18,17 @@ from tests.conftest import app_bound, free_port, wait_for
 
 @pytest.fixture(scope="module")
 def slab(tmp_path_factory):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, modem=False, relay=False, consoles=False,
-                             profile="miui-v5-2014-08-10", home=tmp_path_factory.mktemp("send"))) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=2,
+            modem=False,
+            relay=False,
+            consoles=False,
+            profile="miui-v5-2014-08-10",
+            home=tmp_path_factory.mktemp("send"),
+        )
+    ) as lt:
         yield lt
 
 
@@ -31,15 +40,15 @@ def cli(lt, *argv):
 
 
 BAD = [
-    ("hello\x01world", "U+0001"),            # crashed reading the UI dump
+    ("hello\x01world", "U+0001"),  # crashed reading the UI dump
     ("bell\x07", "U+0007"),
     ("nul\x00", "U+0000"),
     ("del\x7f", "U+007F"),
     ("c1\x85", "U+0085"),
-    ("x" * 100_000, "65535"),                # crashed on adb's request limit
-    ("\u4e2d" * 17_086, "255 SMS parts"),     # one UCS-2 unit more than 255 parts hold
-    ("a" * 39_016, "255 SMS parts"),         # one GSM character more
-    ("", "empty"),                           # waited out the timeout, left an outbox row
+    ("x" * 100_000, "65535"),  # crashed on adb's request limit
+    ("\u4e2d" * 17_086, "255 SMS parts"),  # one UCS-2 unit more than 255 parts hold
+    ("a" * 39_016, "255 SMS parts"),  # one GSM character more
+    ("", "empty"),  # waited out the timeout, left an outbox row
     ("\ud800", "surrogate"),
 ]
 
@@ -49,12 +58,13 @@ def test_bad_text_exits_2_at_once_and_touches_nothing(slab, text, limit):
     a, b = slab.lab.handsets
     before = a.handset.sms_query("content://sms")
     cmds_before = len(a.emitted)
-    st, out, err = cli(slab, "send", "-s", a.serial, "--to", b.identity.sims[0].msisdn, "--text", text,
-                       "--timeout", "60")
+    st, out, err = cli(
+        slab, "send", "-s", a.serial, "--to", b.identity.sims[0].msisdn, "--text", text, "--timeout", "60"
+    )
     assert st == ExitStatus.USAGE, err
     assert limit in err and "Traceback" not in err and out == ""
     assert len(a.emitted) == cmds_before
-    assert a.handset.sms_query("content://sms") == before      # no outbox row, no row at all
+    assert a.handset.sms_query("content://sms") == before  # no outbox row, no row at all
 
 
 @pytest.mark.parametrize("to", ["abc", "+86 139x", "123;reboot", "'", "+" + "1" * 21, "", "+", "１２３"])
@@ -68,8 +78,10 @@ def test_a_to_that_is_not_a_number_exits_2_at_once(slab, to):
 def test_bad_input_is_refused_even_with_no_device_at_all(tmp_path):
     # validated before the adb server is asked anything: a dead server does not change the answer
     out, err = io.StringIO(), io.StringIO()
-    st = main(["--adb", f"127.0.0.1:{free_port()}", "send", "--to", "+8613900000001", "--text", ""],
-              Environment(stdout=out, stderr=err, vars={}))
+    st = main(
+        ["--adb", f"127.0.0.1:{free_port()}", "send", "--to", "+8613900000001", "--text", ""],
+        Environment(stdout=out, stderr=err, vars={}),
+    )
     assert st == ExitStatus.USAGE and "empty" in err.getvalue()
 
 
@@ -77,7 +89,7 @@ def test_the_library_refuses_the_same_input():
     from hostctl.cloud import send_message
 
     with pytest.raises(OutgoingError, match="control character U\\+0001"):
-        send_message(None, "+8613900000001", "a\x01b")          # never reaches the handset
+        send_message(None, "+8613900000001", "a\x01b")  # never reaches the handset
     with pytest.raises(OutgoingError, match="not a phone number"):
         send_message(None, "12; reboot", "hi")
 
@@ -89,22 +101,40 @@ def test_limits_are_the_sms_and_adb_ones():
     assert check_text("line\r\nnext\ttab") == 1
     assert check_number("+86 (139) 0000-0001") == "+8613900000001"
     with pytest.raises(OutgoingError, match="65535"):
-        check_text("'" * 20_000)      # fits 255 parts, but its shell quoting does not fit a request
+        check_text("'" * 20_000)  # fits 255 parts, but its shell quoting does not fit a request
 
 
 def test_a_long_text_goes_out_as_a_concatenated_sms(slab):
     a, b = slab.lab.handsets
-    for lh in (a, b):     # Cloud Messaging off at both ends: the SMS route
+    for lh in (a, b):  # Cloud Messaging off at both ends: the SMS route
         slab.call(_cm(lh, False))
-    text = "long message " + "0123456789" * 50          # 513 characters: 4 parts of 153
+    text = "long message " + "0123456789" * 50  # 513 characters: 4 parts of 153
     nb = b.identity.sims[0].msisdn
-    st, out, err = cli(slab, "send", "-s", a.serial, "--to", nb, "--text", text, "--receiver", b.serial,
-                       "--expect", "sms", "--json", "--timeout", "60")
+    st, out, err = cli(
+        slab,
+        "send",
+        "-s",
+        a.serial,
+        "--to",
+        nb,
+        "--text",
+        text,
+        "--receiver",
+        b.serial,
+        "--expect",
+        "sms",
+        "--json",
+        "--timeout",
+        "60",
+    )
     assert st == ExitStatus.OK, err
     doc = json.loads(out)
     assert doc["route"] == "sms" and doc["evidence"]["receiver"]["body"] == text
-    parts = [r for r in slab.lab.carrier.records(nb) if r.segment.sender == a.identity.sims[0].msisdn
-             and r.segment.concat is not None and r.segment.text in text]
+    parts = [
+        r
+        for r in slab.lab.carrier.records(nb)
+        if r.segment.sender == a.identity.sims[0].msisdn and r.segment.concat is not None and r.segment.text in text
+    ]
     assert sorted(r.segment.concat[2] for r in parts)[-4:] == [1, 2, 3, 4]
     assert all(r.segment.concat[1] == 4 for r in parts[-4:])
 
@@ -116,9 +146,24 @@ def test_a_long_text_goes_out_as_one_mx_message_over_ip(slab):
     for lh in (a, b):
         slab.call(_cm(lh, True))
     wait_for(lambda: cm.presence(nb) and app_bound(a), 20)
-    text = "\u4e2d\u6587 " * 300                            # 900 UCS-2 units: 14 SMS parts, one MX message
-    st, out, err = cli(slab, "send", "-s", a.serial, "--to", nb, "--text", text, "--receiver", b.serial,
-                       "--expect", "ip", "--json", "--timeout", "60")
+    text = "\u4e2d\u6587 " * 300  # 900 UCS-2 units: 14 SMS parts, one MX message
+    st, out, err = cli(
+        slab,
+        "send",
+        "-s",
+        a.serial,
+        "--to",
+        nb,
+        "--text",
+        text,
+        "--receiver",
+        b.serial,
+        "--expect",
+        "ip",
+        "--json",
+        "--timeout",
+        "60",
+    )
     assert st == ExitStatus.OK, err
     doc = json.loads(out)
     assert doc["route"] == "ip" and doc["evidence"]["receiver"]["body"] == text

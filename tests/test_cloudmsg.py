@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hostctl.emulator.cloudmsg import (ACCOUNT_HOST, CHAT_HOST, GATEWAY_NUMBER, RESOLVER_HOST,
-                                       CloudMessaging, ProtocolError, parse_line)
+from hostctl.emulator.cloudmsg import (
+    ACCOUNT_HOST,
+    CHAT_HOST,
+    GATEWAY_NUMBER,
+    RESOLVER_HOST,
+    CloudMessaging,
+    ProtocolError,
+    parse_line,
+)
 
 A, B = "+8613800000001", "+8613800000002"
 
@@ -44,7 +52,7 @@ def frames(out, conn):
 def test_activation_needs_the_token_by_sms_from_that_number():
     cm = CloudMessaging()
     st_, body = cm.http(ACCOUNT_HOST, "POST", "/pass/activate/token", {"number": A})
-    assert not cm.gateway_sms(B, body["token"])            # another number cannot activate A
+    assert not cm.gateway_sms(B, body["token"])  # another number cannot activate A
     cm.open(1)
     out = cm.receive(1, {"type": "bind", "mid": "10000001", "st": "x"})
     assert out[0].frame["ok"] is False
@@ -59,7 +67,7 @@ def test_online_receiver_gets_it_over_ip_with_sent_and_delivered_receipts():
     out = cm.receive(1, {"type": "message", "id": "m1", "to": B, "body": "hi"})
     assert frames(out, 1) == [{"type": "receipt", "id": "m1", "status": "sent"}]
     assert frames(out, 2) == [{"type": "message", "id": "m1", "from": A, "body": "hi"}]
-    assert cm.retained() == {"messages": 0, "bytes": 0}    # routed, never stored
+    assert cm.retained() == {"messages": 0, "bytes": 0}  # routed, never stored
     out = cm.receive(2, {"type": "ack", "id": "m1"})
     assert frames(out, 1) == [{"type": "receipt", "id": "m1", "status": "delivered", "to": B}]
 
@@ -76,8 +84,9 @@ def test_offline_receiver_store_then_fail_after_ttl_and_nothing_kept():
     assert cm.tick() == []
     clock.now += 0.2
     out = cm.tick()
-    assert frames(out, 1) == [{"type": "receipt", "id": "m1", "status": "failed", "to": B,
-                               "reason": "receiver offline"}]
+    assert frames(out, 1) == [
+        {"type": "receipt", "id": "m1", "status": "failed", "to": B, "reason": "receiver offline"}
+    ]
     assert cm.retained() == {"messages": 0, "bytes": 0}
 
 
@@ -91,7 +100,7 @@ def test_stored_message_is_delivered_when_the_receiver_binds_within_ttl():
     # the bind's own output carried the stored message
     assert cm.retained()["messages"] == 0
     clock.now += 10
-    assert cm.tick() == []                                   # not failed: it was delivered
+    assert cm.tick() == []  # not failed: it was delivered
 
 
 def test_channel_rules():
@@ -103,7 +112,7 @@ def test_channel_rules():
         cm.receive(99, {"type": "ping"})
     online(cm, 2, A)
     acct = cm.account(A)
-    cm.open(3)                                                # a second channel for A replaces the first
+    cm.open(3)  # a second channel for A replaces the first
     out = cm.receive(3, {"type": "bind", "mid": acct.mid, "st": acct.st})
     assert frames(out, 2) == [{"type": "closed", "reason": "replaced"}] and cm.presence(A)
     cm.close(3)
@@ -121,10 +130,21 @@ def test_the_tap_sees_every_request_with_its_fields():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["type", "id", "to", "body", "mid", "st", "number"]),
-                                st.one_of(st.text(max_size=8), st.integers(), st.none(),
-                                          st.sampled_from(["bind", "message", "ack", "presence", "ping"])),
-                                max_size=5), max_size=20))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["type", "id", "to", "body", "mid", "st", "number"]),
+            st.one_of(
+                st.text(max_size=8),
+                st.integers(),
+                st.none(),
+                st.sampled_from(["bind", "message", "ack", "presence", "ping"]),
+            ),
+            max_size=5,
+        ),
+        max_size=20,
+    )
+)
 def test_random_frames_never_break_the_service(frames_in):
     cm = CloudMessaging()
     online(cm, 1, A)
@@ -132,4 +152,4 @@ def test_random_frames_never_break_the_service(frames_in):
         for d in cm.receive(1, f):
             assert d.line().endswith(b"\n")
     cm.tick()
-    assert cm.presence(A)          # no frame from a bound channel can unbind or break it
+    assert cm.presence(A)  # no frame from a bound channel can unbind or break it

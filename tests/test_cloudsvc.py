@@ -17,14 +17,18 @@ from hostctl.emulator.labca import ensure_ca
 A, B = "+8613800000001", "+8613800000002"
 
 
-def https(ca, port: int, host: str, method: str, path: str, body: dict | None = None,
-          tls: bool = True) -> tuple[int, dict]:
+def https(
+    ca, port: int, host: str, method: str, path: str, body: dict | None = None, tls: bool = True
+) -> tuple[int, dict]:
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock = ca.client_context().wrap_socket(raw, server_hostname=host) if tls else raw
     with sock:
         data = json.dumps(body).encode() if body is not None else b""
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
+        )
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
@@ -39,6 +43,7 @@ def service(tmp_path):
     svc = CloudService(CloudMessaging(ttl=1.0), ca, tick=0.05)
     loop.run_until_complete(svc.start())
     import threading
+
     t = threading.Thread(target=loop.run_forever, daemon=True)
     t.start()
     yield svc, ca
@@ -51,7 +56,7 @@ def service(tmp_path):
 def test_services_bind_loopback_only_and_present_real_host_names(service):
     svc, ca = service
     assert set(svc.ports) == {"account", "chat", "resolver"}
-    for server in svc._servers:                 # loopback only
+    for server in svc._servers:  # loopback only
         assert {sock.getsockname()[0] for sock in server.sockets} == {"127.0.0.1"}
     assert {addr for addr, _ in svc.hosts().values()} == {"127.0.0.1"}
     # a client that checks names accepts each Xiaomi name and refuses another
@@ -67,8 +72,7 @@ def test_services_bind_loopback_only_and_present_real_host_names(service):
 
 
 async def _channel(ca, port):
-    return await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(),
-                                         server_hostname=CHAT_HOST)
+    return await asyncio.open_connection("127.0.0.1", port, ssl=ca.client_context(), server_hostname=CHAT_HOST)
 
 
 async def _rpc(reader, writer, frame):
@@ -81,14 +85,21 @@ def test_activation_bind_and_routing_over_tls(service):
     svc, ca = service
     creds = {}
     for number in (A, B):
-        st, tok = https(ca, svc.ports["account"], ACCOUNT_HOST, "POST", "/pass/activate/token",
-                        {"number": number, "imei": "864804023599400"})
+        st, tok = https(
+            ca,
+            svc.ports["account"],
+            ACCOUNT_HOST,
+            "POST",
+            "/pass/activate/token",
+            {"number": number, "imei": "864804023599400"},
+        )
         assert st == 200
-        assert svc.cm.gateway_sms(number, tok["token"])   # the activation SMS (the carrier path is the lab's)
-        st, creds[number] = https(ca, svc.ports["account"], ACCOUNT_HOST, "GET",
-                                  f"/pass/activate/status?number={number.replace('+', '%2B')}")
+        assert svc.cm.gateway_sms(number, tok["token"])  # the activation SMS (the carrier path is the lab's)
+        st, creds[number] = https(
+            ca, svc.ports["account"], ACCOUNT_HOST, "GET", f"/pass/activate/status?number={number.replace('+', '%2B')}"
+        )
         assert creds[number]["activate_status"] == 3
-    assert svc.cm.observed[0].fields["imei"] == "864804023599400"   # the tap saw the report field
+    assert svc.cm.observed[0].fields["imei"] == "864804023599400"  # the tap saw the report field
 
     async def scenario():
         ra, wa = await _channel(ca, svc.ports["chat"])
@@ -105,7 +116,7 @@ def test_activation_bind_and_routing_over_tls(service):
         await asyncio.sleep(0.1)
         assert (await _rpc(ra, wa, {"type": "presence", "id": "p2", "number": B}))["online"] is False
         assert (await _rpc(ra, wa, {"type": "message", "id": "m2", "to": B, "body": "x"}))["status"] == "sent"
-        failed = json.loads(await asyncio.wait_for(ra.readline(), 5))    # TTL 1 s, then failed
+        failed = json.loads(await asyncio.wait_for(ra.readline(), 5))  # TTL 1 s, then failed
         assert failed["status"] == "failed" and failed["id"] == "m2"
         assert svc.cm.retained() == {"messages": 0, "bytes": 0}
         wa.write(b"not json\n")
@@ -146,13 +157,19 @@ def test_clients_that_vanish_mid_flood_leave_no_warning_or_traceback(tmp_path, c
         accts = _accounts(svc.cm, 20)
         senders = [await _bound(ca, svc.ports["chat"], a) for a in accts[:10]]
         victims = [await _bound(ca, svc.ports["chat"], a) for a in accts[10:]]
-        batch = b"".join(json.dumps({"type": "message", "id": f"m{i}-{j}", "to": accts[10 + j % 10].number,
-                                     "body": "x" * 200}).encode() + b"\n" for i in range(30) for j in range(10))
+        batch = b"".join(
+            json.dumps(
+                {"type": "message", "id": f"m{i}-{j}", "to": accts[10 + j % 10].number, "body": "x" * 200}
+            ).encode()
+            + b"\n"
+            for i in range(30)
+            for j in range(10)
+        )
         for round_ in range(20):
             for _, w in senders:
                 w.write(batch.replace(b'"m', b'"r%d' % round_))
             if round_ == 3:
-                for _, w in victims:       # gone without a goodbye
+                for _, w in victims:  # gone without a goodbye
                     w.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
             await asyncio.sleep(0.01)
         for _, w in senders:
@@ -178,8 +195,9 @@ def test_stopping_with_clients_connected_logs_no_traceback(tmp_path, caplog):
         await svc.start()
         accts = _accounts(svc.cm, 3)
         clients = [await _bound(ca, svc.ports["chat"], a) for a in accts]
-        slow = await asyncio.open_connection("127.0.0.1", svc.ports["account"], ssl=ca.client_context(),
-                                             server_hostname=ACCOUNT_HOST)   # an HTTP client mid-request
+        slow = await asyncio.open_connection(
+            "127.0.0.1", svc.ports["account"], ssl=ca.client_context(), server_hostname=ACCOUNT_HOST
+        )  # an HTTP client mid-request
         slow[1].write(b"POST /pass/activate/token HTTP/1.1\r\nHost: " + ACCOUNT_HOST.encode() + b"\r\n")
         await asyncio.sleep(0.2)
         return svc, clients + [slow]
@@ -212,17 +230,29 @@ def test_the_service_process_flooded_then_stopped_logs_no_traceback(tmp_path):
     from benchmarks import bench_cloudmsg as bench
 
     ca = ensure_ca(tmp_path / "ca")
-    log = open(tmp_path / "service.log", "w+")
-    svc = subprocess.Popen([sys.executable, "-m", "hostctl.emulator.cloudsvc", str(tmp_path / "ca"), "5"],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+    log = open(tmp_path / "service.log", "w+")  # noqa: SIM115 - the service's stderr; read, then closed below
+    svc = subprocess.Popen(
+        [sys.executable, "-m", "hostctl.emulator.cloudsvc", str(tmp_path / "ca"), "5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     try:
         ports = json.loads(svc.stdout.readline())["ports"]
         n = 20
 
         async def tokens():
-            return [{"number": f"+86138{i:08d}", "token": (await bench._https(
-                ca, ports["account"], "/pass/activate/token", {"number": f"+86138{i:08d}"}))["token"]}
-                for i in range(n)]
+            return [
+                {
+                    "number": f"+86138{i:08d}",
+                    "token": (
+                        await bench._https(ca, ports["account"], "/pass/activate/token", {"number": f"+86138{i:08d}"})
+                    )["token"],
+                }
+                for i in range(n)
+            ]
+
         creds = bench._activate_all(svc, ports, ca, asyncio.run(tokens()))
         old, bench.CLIENTS = bench.CLIENTS, n
         try:
@@ -234,7 +264,10 @@ def test_the_service_process_flooded_then_stopped_logs_no_traceback(tmp_path):
         svc.stdin.close()
         svc.wait(30)
     log.seek(0)
-    noise = [line for line in log if any(w in line for w in ("Traceback", "Exception in callback",
-                                                             "SSL connection is closed", "Error"))]
+    noise = [
+        line
+        for line in log
+        if any(w in line for w in ("Traceback", "Exception in callback", "SSL connection is closed", "Error"))
+    ]
     log.close()
     assert noise == []

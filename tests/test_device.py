@@ -8,9 +8,22 @@ import time
 
 import pytest
 
-from hostctl.device import (AdbAddress, AdbServerError, CommandError, DeviceGoneError,
-                            DeviceNotFoundError, DeviceStateError, DeviceTimeoutError, Handset, InputInjection,
-                            RootStatus, list_devices, parse_getprop, select_handset, servers_from_env)
+from hostctl.device import (
+    AdbAddress,
+    AdbServerError,
+    CommandError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    DeviceStateError,
+    DeviceTimeoutError,
+    Handset,
+    InputInjection,
+    RootStatus,
+    list_devices,
+    parse_getprop,
+    select_handset,
+    servers_from_env,
+)
 from hostctl.emulator.lab import LabConfig, LabThread
 from tests.conftest import free_port
 
@@ -39,8 +52,9 @@ def test_address_parsing():
         with pytest.raises(ValueError, match="adb server address"):
             AdbAddress.parse(bad)
     assert servers_from_env({"ANDROID_ADB_SERVER_PORT": "6000"}) == [AdbAddress("127.0.0.1", 6000)]
-    assert servers_from_env({"ADB_SERVER_SOCKET": "tcp:127.0.0.3:6001",
-                             "ANDROID_ADB_SERVER_PORT": "6000"}) == [AdbAddress("127.0.0.3", 6001)]
+    assert servers_from_env({"ADB_SERVER_SOCKET": "tcp:127.0.0.3:6001", "ANDROID_ADB_SERVER_PORT": "6000"}) == [
+        AdbAddress("127.0.0.3", 6001)
+    ]
 
 
 def test_parse_getprop_keeps_multiline_values():
@@ -55,8 +69,25 @@ def test_lists_lab_handsets_with_transport_ids(lab, server):
         assert e.state == "device" and e.transport_id and e.model == "HM_1S" and e.server == server
 
 
-def test_shell_v2_exit_code_and_separate_streams(lab, server):
+@pytest.fixture(scope="module")
+def lab11(adb_port, tmp_path_factory):
+    """An Android 11 handset, whose adbd advertises shell_v2 (a 4.4 adbd advertises nothing)."""
+    home = tmp_path_factory.mktemp("hostctl-home-11")
+    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
+                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    with LabThread(cfg) as lt:
+        yield lt
+
+
+def test_v1_shell_of_a_kitkat_handset_keeps_the_exit_code_through_the_marker(lab, server):
     h = select_handset(lab.lab.handsets[0].serial, [server])
+    assert h.features() == frozenset()          # KitKat's adbd: no features in its banner
+    r = h.shell("echo out; echo err >&2; exit 7")
+    assert (r.exit_code, r.stdout, r.stderr) == (7, "out\nerr\n", "")   # one pty: stderr merged
+
+
+def test_shell_v2_exit_code_and_separate_streams(lab11, server):
+    h = select_handset(lab11.lab.handsets[0].serial, [server])
     assert "shell_v2" in h.features()
     r = h.shell("echo out; echo err >&2; exit 7")
     assert (r.exit_code, r.stdout, r.stderr) == (7, "out\n", "err\n")
@@ -80,7 +111,7 @@ def test_timeout_is_typed_and_keeps_partial_output(lab, server):
     start = time.monotonic()
     with pytest.raises(DeviceTimeoutError) as info:
         h.shell("echo started; sleep 30", timeout=1.0)
-    assert time.monotonic() - start < 10          # the deadline held; it did not wait for sleep
+    assert time.monotonic() - start < 10  # the deadline held; it did not wait for sleep
     e = info.value
     assert e.timeout == 1.0 and e.command == "echo started; sleep 30" and "started" in e.output
     assert h.shell("echo still usable").stdout == "still usable\n"
@@ -107,8 +138,12 @@ def test_info_reports_profile_values_without_branching(lab, server):
     lh = lab.lab.handsets[0]
     info = Handset(lh.serial, server).info()
     p = lh.profile
-    assert (info.model, info.market_name, info.miui_version_name, info.miui_version_code) == \
-        (p.product.model, p.product.marketname, p.miui_version_name, p.miui_version_code)
+    assert (info.model, info.market_name, info.miui_version_name, info.miui_version_code) == (
+        p.product.model,
+        p.product.marketname,
+        p.miui_version_name,
+        p.miui_version_code,
+    )
     assert (info.android_release, info.sdk, info.build_fingerprint) == (p.android_release, p.sdk, p.build_fingerprint)
     assert info.root is RootStatus.NONE and info.input_injection is InputInjection.ALLOWED
     assert info.emulated is True and "ro.hostctl.emulated" in info.emulated_evidence
@@ -134,13 +169,14 @@ def test_unplugging_mid_command_is_a_typed_error_within_the_timeout(solo):
         assert time.monotonic() - start < 5
         assert isinstance(info.value, DeviceGoneError), info.value
         assert info.value.serial == lh.serial and "begun" in info.value.output
-        with pytest.raises((DeviceNotFoundError, DeviceStateError)) as gone:   # adb keeps it "offline"
+        with pytest.raises((DeviceNotFoundError, DeviceStateError)) as gone:  # adb keeps it "offline"
             h.shell("echo gone")
         assert gone.value.serial == lh.serial
     finally:
         timer.join()
         solo.call(lh.power_on(with_apps=False))
         from hostctl.emulator.lab import wait_for_device
+
         solo.lab._adb_connect(lh)
         wait_for_device(solo.config.adb_port, lh.serial, 20)
     assert h.shell("echo back").stdout == "back\n"
@@ -148,7 +184,7 @@ def test_unplugging_mid_command_is_a_typed_error_within_the_timeout(solo):
 
 def test_transport_id_falls_back_to_the_serial(lab, server):
     lh = lab.lab.handsets[0]
-    h = Handset(lh.serial, server, transport_id=9999)      # as after a re-attach
+    h = Handset(lh.serial, server, transport_id=9999)  # as after a re-attach
     assert h.shell("echo hi").stdout == "hi\n"
     assert h.shell("echo again").stdout == "again\n"
 

@@ -12,7 +12,18 @@ import adbutils
 import frida
 import pytest
 
-from hostctl.emulator.lab import wait_for_device
+from hostctl.emulator.lab import LabConfig, LabThread, wait_for_device
+
+
+@pytest.fixture(scope="module")
+def lab11(adb_port, tmp_path_factory):
+    """An Android 11 handset: its adbd advertises shell_v2 (the KitKat lab's adbd, like a real
+    4.4 adbd, advertises no feature at all: adb/connection.py FEATURE_SINCE_SDK)."""
+    home = tmp_path_factory.mktemp("hostctl-home-11")
+    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
+                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    with LabThread(cfg) as lt:
+        yield lt
 
 
 def test_adb_devices_lists_every_handset_with_its_model(lab, adb):
@@ -31,11 +42,18 @@ def test_getprop_through_adb_prints_profile_value(lab, adb):
     assert r.stdout.decode().strip() == h.profile.miui_version_name
 
 
-def test_exit_code_and_stderr_kept_apart(lab, adb):
-    r = adb("-s", lab.lab.handsets[0].serial, "shell", "echo out; echo err >&2; exit 7")
+def test_exit_code_and_stderr_kept_apart(lab11, adb):
+    r = adb("-s", lab11.lab.handsets[0].serial, "shell", "echo out; echo err >&2; exit 7")
     assert r.returncode == 7
     assert r.stdout == b"out\n"
     assert r.stderr == b"err\n"
+
+
+def test_kitkat_shell_is_a_pty_without_exit_status(lab, adb):
+    """A 4.4 adbd has no shell_v2: `adb shell` runs on a pty (CRLF, stderr merged) and adb
+    exits 0 whatever the command's status (KitKat services.c create_subproc_thread)."""
+    r = adb("-s", lab.lab.handsets[0].serial, "shell", "echo out; echo err >&2; exit 7")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"out\r\nerr\r\n", b"")
 
 
 def test_push_pull_5mb_byte_identical(lab, adb, tmp_path):
@@ -95,8 +113,8 @@ def test_adb_forward_reaches_a_server_behind_the_handset(lab, adb):
         srv.close()
 
 
-def test_adbutils_works_unchanged(lab, adb_port, tmp_path):
-    h = lab.lab.handsets[0]
+def test_adbutils_works_unchanged(lab11, adb_port, tmp_path):
+    h = lab11.lab.handsets[0]
     d = adbutils.AdbClient(host="127.0.0.1", port=adb_port, socket_timeout=20).device(h.serial)
     assert d.shell("echo hi") == "hi"
     r = d.shell2("echo out; echo err >&2; exit 3", v2=True)
@@ -136,7 +154,7 @@ def test_adb_shell_package_talks_to_adbd_directly(lab):
     dev.connect(rsa_keys=None, auth_timeout_s=5)
     try:
         assert dev.shell("getprop ro.product.model").strip() == h.handset.getprop("ro.product.model")
-        assert dev.shell("echo a && echo b") == "a\nb\n"
+        assert dev.shell("echo a && echo b") == "a\r\nb\r\n"    # KitKat: shell: is always a pty
     finally:
         dev.close()
 
@@ -241,4 +259,4 @@ def test_hostile_bytes_close_only_that_connection(lab, adb, caplog):
                 assert rest == b""
     assert any("closing connection" in r.getMessage() for r in caplog.records)
     # the handset is still up for everyone else
-    assert adb("-s", h.serial, "shell", "echo", "alive").stdout == b"alive\n"
+    assert adb("-s", h.serial, "shell", "echo", "alive").stdout == b"alive\r\n"   # KitKat pty

@@ -25,8 +25,16 @@ from pathlib import Path
 import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
-from hostctl.emulator.lab import (LabConfig, LabThread, adb_binary, adb_server_running, ensure_adb_server,
-                                  kill_adb_server, lab_dir, process_start, read_lab_file)
+from hostctl.emulator.lab import (
+    LabConfig,
+    LabThread,
+    adb_binary,
+    ensure_adb_server,
+    kill_adb_server,
+    lab_dir,
+    process_start,
+    read_lab_file,
+)
 from tests.conftest import free_port, wait_for
 
 
@@ -37,8 +45,7 @@ def cli(env_vars: dict[str, str], *argv: str) -> tuple[ExitStatus, str, str]:
 
 
 def adb_devices(port: int) -> dict[str, str]:
-    out = subprocess.run([adb_binary(), "-P", str(port), "devices"], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run([adb_binary(), "-P", str(port), "devices"], capture_output=True, text=True, timeout=30).stdout
     return dict(line.split("\t")[:2] for line in out.splitlines()[1:] if "\t" in line)
 
 
@@ -51,7 +58,7 @@ def descendants(pid: int) -> set[int]:
                 stat_line = (entry / "stat").read_text()
             except OSError:
                 continue
-            ppid = int(stat_line[stat_line.rfind(")") + 2:].split()[1])
+            ppid = int(stat_line[stat_line.rfind(")") + 2 :].split()[1])
             children.setdefault(ppid, []).append(int(entry.name))
     out, todo = set(), [pid]
     while todo:
@@ -78,8 +85,16 @@ def own_adb():
 @pytest.fixture
 def small_lab(own_adb, tmp_path):
     before = my_children()
-    config = LabConfig(adb_port=own_adb, handsets=2, home=tmp_path / "home", with_apps=False,
-                       modem=False, relay=False, consoles=False, cloud=False)
+    config = LabConfig(
+        adb_port=own_adb,
+        handsets=2,
+        home=tmp_path / "home",
+        with_apps=False,
+        modem=False,
+        relay=False,
+        consoles=False,
+        cloud=False,
+    )
     with LabThread(config) as lt:
         yield lt
     # nothing of the lab is left (the adb servers fork away as daemons: not our children)
@@ -99,9 +114,9 @@ def test_after_the_adb_server_restarts_the_next_command_reaches_every_handset(sm
     env = env_for(own_adb, lab.home)
     kill_adb_server(own_adb)
     st, _, err = cli(env, "info", "-s", serials[0])
-    assert st == ExitStatus.NOT_RUNNABLE and "adb server" in err      # dead: said, not restarted
+    assert st == ExitStatus.NOT_RUNNABLE and "adb server" in err  # dead: said, not restarted
     ensure_adb_server(own_adb)
-    for serial in serials:       # no `adb connect` by hand: the next command finds each one
+    for serial in serials:  # no `adb connect` by hand: the next command finds each one
         st, out, err = cli(env, "info", "-s", serial, "--json")
         assert st == ExitStatus.OK, err
         assert json.loads(out)["serial"] == serial
@@ -123,13 +138,13 @@ def test_a_handset_named_by_serial_is_reattached_by_a_library_handset_too(small_
     h = Handset(lh.serial, AdbAddress("127.0.0.1", own_adb), timeout=20)
     assert h.shell("echo one").stdout == "one\n"
     subprocess.run([adb_binary(), "-P", str(own_adb), "disconnect", lh.serial], capture_output=True, timeout=30)
-    assert h.shell("echo two").stdout == "two\n"        # what the audit and the pytest plugin use
+    assert h.shell("echo two").stdout == "two\n"  # what the audit and the pytest plugin use
 
 
 def test_a_user_disconnect_sticks_while_the_server_lives(small_lab, own_adb):
     lh = small_lab.lab.handsets[0]
     subprocess.run([adb_binary(), "-P", str(own_adb), "disconnect", lh.serial], capture_output=True, timeout=30)
-    time.sleep(1.5)       # several of the lab's watch intervals
+    time.sleep(1.5)  # several of the lab's watch intervals
     assert lh.serial not in adb_devices(own_adb)
 
 
@@ -160,7 +175,7 @@ def test_power_on_after_adb_dropped_the_handset(small_lab, own_adb):
     subprocess.run([adb_binary(), "-P", str(own_adb), "disconnect", lh.serial], capture_output=True, timeout=30)
     assert lh.serial not in adb_devices(own_adb)
     st, _, err = cli(env, "emulator", "power", "hs1", "on")
-    assert st == ExitStatus.OK, err            # was: exit 5, "last state: absent"
+    assert st == ExitStatus.OK, err  # was: exit 5, "last state: absent"
     assert adb_devices(own_adb)[lh.serial] == "device"
 
 
@@ -169,7 +184,7 @@ def test_power_on_after_three_minutes_off(small_lab, own_adb):
     lh = small_lab.lab.handsets[0]
     env = env_for(own_adb, small_lab.lab.home)
     assert cli(env, "emulator", "power", "hs1", "off")[0] == ExitStatus.OK
-    wait_for(lambda: lh.serial not in adb_devices(own_adb), 120, 2)    # adb gives up on it
+    wait_for(lambda: lh.serial not in adb_devices(own_adb), 120, 2)  # adb gives up on it
     time.sleep(max(0.0, 180 - 62))
     st, _, err = cli(env, "emulator", "power", "hs1", "on")
     assert st == ExitStatus.OK, err
@@ -180,8 +195,19 @@ def test_power_on_after_three_minutes_off(small_lab, own_adb):
 
 
 def _up(env: dict[str, str], *extra: str) -> dict:
-    st, out, err = cli(env, "emulator", "up", "--detach", "--handsets", "1", "--no-modem", "--no-relay",
-                       "--no-consoles", "--json", *extra)
+    st, out, err = cli(
+        env,
+        "emulator",
+        "up",
+        "--detach",
+        "--handsets",
+        "1",
+        "--no-modem",
+        "--no-relay",
+        "--no-consoles",
+        "--json",
+        *extra,
+    )
     assert st == ExitStatus.OK, err
     return json.loads(out)
 
@@ -232,8 +258,8 @@ def test_down_removes_the_registry_and_the_handsets_from_adb(detached, own_adb):
     st, _, err = cli(env, "emulator", "down")
     assert st == ExitStatus.OK, err
     assert not (folder / "lab.json").exists() and not (folder / "testbed.yaml").exists()
-    assert serial not in adb_devices(own_adb)               # no `offline` leftover
-    wait_for(lambda: all(_gone(p) for p in procs), 10)      # the lab and its app processes
+    assert serial not in adb_devices(own_adb)  # no `offline` leftover
+    wait_for(lambda: all(_gone(p) for p in procs), 10)  # the lab and its app processes
 
 
 def test_a_killed_lab_is_reported_gone_and_down_cleans_up_after_it(detached, own_adb):
@@ -267,16 +293,16 @@ def test_a_stale_registry_whose_pid_was_reused_does_not_block_the_port(detached,
         folder = lab_dir(Path(env["HOSTCTL_HOME"]), own_adb)
         data = json.loads((folder / "lab.json").read_text())
         assert data["process_start"] == data["process_start"] and data["process_start"] is not None
-        data["pid"] = stranger.pid        # its start time differs from the one recorded
+        data["pid"] = stranger.pid  # its start time differs from the one recorded
         (folder / "lab.json").write_text(json.dumps(data))
         assert process_start(stranger.pid) != data["process_start"]
         st, _, err = cli(env, "emulator", "status")
         assert st == ExitStatus.NOT_RUNNABLE, err
-        again = up()                       # was: "a lab is already running ... (pid <stranger>)"
+        again = up()  # was: "a lab is already running ... (pid <stranger>)"
         assert again["pid"] != stranger.pid
         st, _, err = cli(env, "emulator", "down")
         assert st == ExitStatus.OK, err
-        assert stranger.poll() is None     # down never touched the unrelated process
+        assert stranger.poll() is None  # down never touched the unrelated process
     finally:
         stranger.kill()
         stranger.wait()
@@ -331,9 +357,10 @@ def _sockets_of(pids: set[int]) -> list[tuple[str, str]]:
 def _is_loopback(proto: str, hex_addr: str) -> bool:
     addr = hex_addr.split(":")[0]
     if proto.endswith("6"):
-        return addr in ("00000000000000000000000001000000",) or addr.startswith("0000000000000000FFFF0000") \
-            and addr.endswith("7F")
-    return addr.endswith("7F")        # little-endian 127.x.y.z
+        return addr in ("00000000000000000000000001000000",) or (
+            addr.startswith("0000000000000000FFFF0000") and addr.endswith("7F")
+        )
+    return addr.endswith("7F")  # little-endian 127.x.y.z
 
 
 def test_lab_files_are_private_and_its_sockets_listen_on_loopback_only(own_adb, tmp_path):
@@ -353,11 +380,11 @@ def test_lab_files_are_private_and_its_sockets_listen_on_loopback_only(own_adb, 
         assert stat.S_IMODE((folder / "handsets" / "hs1").stat().st_mode) == 0o700
         assert stat.S_IMODE((folder / "handsets" / "hs1" / "identity.json").stat().st_mode) == 0o600
         procs = descendants(pid)
-        assert len(procs) >= 2             # the lab and its Messaging app process
+        assert len(procs) >= 2  # the lab and its Messaging app process
         app = info["handsets"][0]["apps"]["com.android.mms"]
         assert app in procs
         socks = _sockets_of(procs)
-        assert any(p.startswith("udp") for p, _ in _sockets_of({app}))    # the app's log socket
+        assert any(p.startswith("udp") for p, _ in _sockets_of({app}))  # the app's log socket
         outside = [(p, a) for p, a in socks if not _is_loopback(p, a)]
         assert socks and not outside, outside
     finally:
@@ -379,8 +406,16 @@ def test_an_in_process_lab_keeps_its_folders_private(small_lab):
 @pytest.fixture
 def modem_lab(own_adb, tmp_path):
     before = my_children()
-    config = LabConfig(adb_port=own_adb, handsets=1, home=tmp_path / "home", with_apps=False,
-                       modem=True, relay=False, consoles=False, cloud=False)
+    config = LabConfig(
+        adb_port=own_adb,
+        handsets=1,
+        home=tmp_path / "home",
+        with_apps=False,
+        modem=True,
+        relay=False,
+        consoles=False,
+        cloud=False,
+    )
     with LabThread(config) as lt:
         yield lt
     wait_for(lambda: my_children() <= before, 10)

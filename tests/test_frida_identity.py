@@ -39,8 +39,10 @@ def test_other_adb_server_is_refused_with_reason(lab, adb_port):
 def test_cli_frida_strategy_records_its_failure(lab):
     s = lab.lab.handsets[1].serial
     out, err = io.StringIO(), io.StringIO()
-    st = main(["identity", "-s", s, "--strategies", "frida", "--json"],
-              Environment(stdout=out, stderr=err, vars=dict(os.environ)))
+    st = main(
+        ["identity", "-s", s, "--strategies", "frida", "--json"],
+        Environment(stdout=out, stderr=err, vars=dict(os.environ)),
+    )
     assert st == ExitStatus.ERROR
     doc = json.loads(out.getvalue())
     frida = [a for a in doc["attempts"] if a["strategy"] == "frida"]
@@ -53,7 +55,8 @@ def test_cm_via_frida_reaches_the_messaging_app_and_says_it_has_no_java_here(lab
     # what to use instead (on a real handset the same path starts MxActivateService)
     s = lab.lab.handsets[0].serial
     out, err = io.StringIO(), io.StringIO()
-    st = main(["cm", "on", "-s", s, "--via", "frida", "--json"],
-              Environment(stdout=out, stderr=err, vars=dict(os.environ)))
+    st = main(
+        ["cm", "on", "-s", s, "--via", "frida", "--json"], Environment(stdout=out, stderr=err, vars=dict(os.environ))
+    )
     assert st == ExitStatus.ERROR
     assert "no Java runtime" in err.getvalue() and "--via ui" in err.getvalue()

@@ -3,13 +3,11 @@
 from pathlib import Path
 
 import pytest
+from test_shell_kit import make_handset
 
-from hostctl.emulator.handset import ContentError, Intent, ReadOnlyPropertyError, View, \
-    VirtualHandset
+from hostctl.emulator.handset import ContentError, Intent, ReadOnlyPropertyError, View, VirtualHandset
 from hostctl.emulator.identity import generate_identity, luhn_ok
 from hostctl.emulator.profiles import load_profile
-
-from test_shell_kit import make_handset
 
 
 def test_state_persists_across_instances(tmp_path: Path) -> None:
@@ -18,8 +16,7 @@ def test_state_persists_across_instances(tmp_path: Path) -> None:
     h.settings_put("secure", "cloud_messaging_on", "0")
     h.setprop("persist.sys.mx", "1")
     h.setprop("debug.temp", "x")
-    row = h.sms_insert({"address": "+8613800138000", "body": "hello", "mx_status": 65537},
-                       "content://sms/inbox")
+    row = h.sms_insert({"address": "+8613800138000", "body": "hello", "mx_status": 65537}, "content://sms/inbox")
     h.fs.host_path("/sdcard/note.txt").write_text("kept")
     h.close()
 
@@ -75,8 +72,7 @@ def test_props_reflect_identity_and_profile(tmp_path: Path) -> None:
     assert props["ro.ril.miui.imei0"] == sims[0].imei and luhn_ok(props["ro.ril.miui.imei1"])
     assert props["persist.radio.imei2"] == sims[1].imei
     assert props["ro.ril.oem.imei"] == f"{sims[0].imei},{sims[1].imei}"
-    assert h.banner_props() == {"ro.product.name": "armani", "ro.product.model": "HM 1S",
-                                "ro.product.device": "armani"}
+    assert h.banner_props() == {"ro.product.name": "armani", "ro.product.model": "HM 1S", "ro.product.device": "armani"}
 
 
 def test_ro_props_are_read_only(tmp_path: Path) -> None:
@@ -91,6 +87,7 @@ def test_ro_props_are_read_only(tmp_path: Path) -> None:
 
 def test_banner_strips_separators(tmp_path: Path) -> None:
     from dataclasses import replace
+
     base = load_profile("miui-v5-2014-07")
     prof = replace(base, product=replace(base.product, model="HM:1S;=x"))
     h = VirtualHandset(label="b", profile=prof, state_dir=tmp_path / "s")
@@ -109,12 +106,14 @@ def test_identity_props_follow_the_profile_and_the_sims_present(tmp_path: Path) 
     one = generate_identity("one", sim_count=1, mcc_mnc="46000", operator_name="CHINA MOBILE")
     h = make_handset(tmp_path / "a", identity=one)
     assert h.identifier_props() == {
-        "ro.ril.oem.imei": one.imeis[0], "ro.ril.miui.imei0": one.imeis[0],
-        "ro.ril.oem.imei1": one.imeis[0], "persist.radio.imei1": one.imeis[0]}
+        "ro.ril.oem.imei": one.imeis[0],
+        "ro.ril.miui.imei0": one.imeis[0],
+        "ro.ril.oem.imei1": one.imeis[0],
+        "persist.radio.imei1": one.imeis[0],
+    }
     # a template naming a slot this handset lacks is left out, the rest filled in
     h = make_handset(tmp_path / "b", "miui-12-mtk-dual", identity=one)
-    assert h.identifier_props() == {"ro.ril.miui.imei0": one.imeis[0],
-                                    "vendor.ril.iccid.sim1": one.sims[0].iccid}
+    assert h.identifier_props() == {"ro.ril.miui.imei0": one.imeis[0], "vendor.ril.iccid.sim1": one.sims[0].iccid}
     h = make_handset(tmp_path / "c", "miui-12-android-11")
     assert h.identifier_props() == {}
     assert "ro.ril.miui.imei0" not in h.props() and h.getprop("gsm.sim.state") == "READY,READY"
@@ -124,9 +123,11 @@ def test_sms_where_cannot_attach_or_write(tmp_path: Path) -> None:
     h = make_handset(tmp_path)
     h.sms_insert({"address": "1", "body": "a"})
     target = tmp_path / "attached.db"
-    for where in (f"1=1; ATTACH DATABASE '{target}' AS x",
-                  "_id IN (SELECT 1 FROM pragma_table_info('sms'))",
-                  "load_extension('/tmp/evil.so') IS NULL"):
+    for where in (
+        f"1=1; ATTACH DATABASE '{target}' AS x",
+        "_id IN (SELECT 1 FROM pragma_table_info('sms'))",
+        "load_extension('/tmp/evil.so') IS NULL",
+    ):
         with pytest.raises(ContentError):
             h.sms_query(where=where)
     # The authorizer itself denies ATTACH, whatever the parser lets through.
@@ -168,18 +169,28 @@ def test_intents_and_ui(tmp_path: Path) -> None:
     seen: list[Intent] = []
     h.add_intent_listener(lambda i: seen.append(i) or 7 if i.kind == "broadcast" else None)
     assert h.broadcast(Intent(kind="broadcast", action="x")) == 7
-    err = h.start_service(Intent(kind="service",
-                                 component="com.android.mms/com.xiaomi.mms.transaction."
-                                           "MxActivateService"))
+    err = h.start_service(
+        Intent(kind="service", component="com.android.mms/com.xiaomi.mms.transaction.MxActivateService")
+    )
     assert err == "Error: Requires permission com.xiaomi.permission.CLOUD_MANAGER"
     clicked: list[str] = []
-    h.register_screen("com.android.settings/.MxSettings", lambda _h: View(
-        package="com.android.settings", children=[View(
-            cls="android.widget.CheckBox", resource_id="android:id/checkbox", checkable=True,
-            clickable=True, bounds=(600, 300, 700, 400),
-            on_click=lambda hh, v: clicked.append(str(v.checked)))]))
-    assert h.start_activity(Intent(kind="activity",
-                                   component="com.android.settings/.MxSettings")) is None
+    h.register_screen(
+        "com.android.settings/.MxSettings",
+        lambda _h: View(
+            package="com.android.settings",
+            children=[
+                View(
+                    cls="android.widget.CheckBox",
+                    resource_id="android:id/checkbox",
+                    checkable=True,
+                    clickable=True,
+                    bounds=(600, 300, 700, 400),
+                    on_click=lambda hh, v: clicked.append(str(v.checked)),
+                )
+            ],
+        ),
+    )
+    assert h.start_activity(Intent(kind="activity", component="com.android.settings/.MxSettings")) is None
     assert h.current_screen.component == "com.android.settings/com.android.settings.MxSettings"
     view = h.tap(650, 350)
     assert view is not None and view.checked and clicked == ["True"]

@@ -2,8 +2,7 @@
 
 import pytest
 
-from hostctl.emulator.identity import HandsetIdentity, SimIdentity, generate_identity, \
-    luhn_digit, luhn_ok
+from hostctl.emulator.identity import HandsetIdentity, SimIdentity, generate_identity, luhn_digit, luhn_ok
 
 
 def test_luhn_known_values() -> None:

@@ -14,8 +14,9 @@ from tests.conftest import free_port
 
 @pytest.fixture(scope="module")
 def clab(tmp_path_factory):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, with_apps=False, modem=False,
-                             home=tmp_path_factory.mktemp("cloud"))) as lt:
+    with LabThread(
+        LabConfig(adb_port=free_port(), handsets=2, with_apps=False, modem=False, home=tmp_path_factory.mktemp("cloud"))
+    ) as lt:
         yield lt
 
 
@@ -24,8 +25,11 @@ def request(lt, host: str, method: str, path: str, body: dict) -> dict:
     raw = socket.create_connection((addr, port), timeout=10)
     with lt.lab.cloud.ca.client_context().wrap_socket(raw, server_hostname=host) as s:
         data = json.dumps(body).encode()
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+        s.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+            + data
+        )
         reply = b""
         while chunk := s.recv(65536):
             reply += chunk
@@ -47,6 +51,7 @@ def test_activation_by_sms_through_the_carrier(clab):
 
     async def sms():
         return lh.send_sms(tok["gateway"], f"MX activation {tok['token']}")
+
     _, records = clab.call(sms())
     assert records[0].status == "delivered"
     assert clab.lab.carrier.records(tok["gateway"])[-1].segment.sender == number
@@ -57,5 +62,6 @@ def test_activation_by_sms_through_the_carrier(clab):
 
     async def forged():
         return other.send_sms(tok["gateway"], tok["token"])
+
     clab.call(forged())
     assert clab.lab.cloud.cm.account(other.identity.sims[0].msisdn) is None

@@ -12,8 +12,9 @@ from tests.conftest import free_port
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, with_apps=False, modem=False,
-                             home=tmp_path_factory.mktemp("sms"))) as lt:
+    with LabThread(
+        LabConfig(adb_port=free_port(), handsets=2, with_apps=False, modem=False, home=tmp_path_factory.mktemp("sms"))
+    ) as lt:
         yield lt
 
 
@@ -29,12 +30,13 @@ def inbox(lh):
 def run(lt, fn):
     async def call():
         return fn()
+
     return lt.call(call())
 
 
 def test_sms_between_handsets_with_rows_on_both_ends_and_a_carrier_record(pair):
     a, b = pair.lab.handsets
-    text = "Hello over SMS, " + "x" * 200                        # two parts
+    text = "Hello over SMS, " + "x" * 200  # two parts
     row, records = run(pair, lambda: a.send_sms(b.identity.sims[0].msisdn, text, status_report=True))
     assert len(records) == 2 and all(r.status == "delivered" for r in records)
     assert [r.segment.concat[1:] for r in records] == [(2, 1), (2, 2)]
@@ -42,7 +44,7 @@ def test_sms_between_handsets_with_rows_on_both_ends_and_a_carrier_record(pair):
     assert got["address"] == a.identity.sims[0].msisdn and got["body"] == text
     assert (got["type"], got["mx_status"]) == (1, 0)
     sent = rows(a, f"content://sms/{row}", ["type", "status", "body"])[0]
-    assert (sent["type"], sent["status"], sent["body"]) == (2, 0, text)   # delivered report arrived
+    assert (sent["type"], sent["status"], sent["body"]) == (2, 0, text)  # delivered report arrived
     assert pair.lab.carrier.records(b.identity.sims[0].msisdn)[-2:] == records
 
 
@@ -65,8 +67,7 @@ def test_airplane_mode_detaches_until_it_is_turned_off(pair):
 
     def airplane(on):
         h.settings_put("global", "airplane_mode_on", "1" if on else "0")
-        h.broadcast(Intent(kind="broadcast", action="android.intent.action.AIRPLANE_MODE",
-                           extras={"state": on}))
+        h.broadcast(Intent(kind="broadcast", action="android.intent.action.AIRPLANE_MODE", extras={"state": on}))
 
     run(pair, lambda: airplane(True))
     assert not pair.lab.carrier.attached(b.identity.sims[0].msisdn)

@@ -38,14 +38,18 @@ def alab(adb_port, tmp_path_factory):
 def gammu(alab, tmp_path):
     exe = need("gammu")
     rc = tmp_path / "gammurc"
-    rc.write_text(f"[gammu]\ndevice = {alab.lab.modem_info()['pty']}\nconnection = at\n"
-                  f"logfile = {tmp_path / 'gammu.log'}\nlogformat = textall\n")
+    rc.write_text(
+        f"[gammu]\ndevice = {alab.lab.modem_info()['pty']}\nconnection = at\n"
+        f"logfile = {tmp_path / 'gammu.log'}\nlogformat = textall\n"
+    )
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run([exe, "-c", str(rc), *args], capture_output=True, text=True, timeout=60,
-                           stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [exe, "-c", str(rc), *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
         assert r.returncode == 0, f"gammu {' '.join(args)} exited {r.returncode}: {r.stdout}{r.stderr}"
         return r
+
     return run
 
 
@@ -95,12 +99,18 @@ def test_smsd_sends_one_and_receives_one(alab, tmp_path):
         f"[GSM1]\ndevice = {info['pty']}\nincoming = yes\nbaudrate = 115200\n"
         # smsd reads +CPMS's first storage; gammu (earlier in this module) leaves it at "ME" while
         # new messages land in "SM", exactly as on a real modem, so say where to look
-        'init = AT+CPMS="SM","SM","SM"\n')
+        'init = AT+CPMS="SM","SM","SM"\n'
+    )
     handset_number = lh.identity.sims[0].msisdn
     (spool["outgoing"] / "hello").write_text(f"To: {handset_number.lstrip('+')}\n\nsmsd to handset\n")
     lh.send_sms(info["number"], "handset to smsd")
-    proc = subprocess.Popen([exe, "-t", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [exe, "-t", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
@@ -111,7 +121,7 @@ def test_smsd_sends_one_and_receives_one(alab, tmp_path):
             time.sleep(0.2)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)       # smsd and its modem handler, our process group
+            os.killpg(proc.pid, signal.SIGTERM)  # smsd and its modem handler, our process group
         proc.wait(20)
     log = (tmp_path / "smsd.log").read_text(errors="replace") if (tmp_path / "smsd.log").exists() else ""
     assert [p.name for p in spool["sent"].iterdir()] == ["hello"], log[-3000:]

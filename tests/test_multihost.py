@@ -25,7 +25,7 @@ from hostctl.emulator.lab import LabConfig, LabThread, ensure_adb_server, kill_a
 from hostctl.emulator.profiles import load_profile
 from hostctl.evidence import verify
 from hostctl.testbed import Testbed, load_testbed, write_testbed
-from hostctl.testbed import testbed_for_lab as lab_testbed   # not collected as a test
+from hostctl.testbed import testbed_for_lab as lab_testbed  # not collected as a test
 from tests.conftest import free_port
 
 PROFILE = "miui-v5-2014-08-10"
@@ -44,8 +44,11 @@ def two_hosts(adb_port, tmp_path_factory):
     labs = []
     try:
         for port in (adb_port, port_b):
-            lt = LabThread(LabConfig(adb_port=port, handsets=2, profile=PROFILE, home=home, modem=False,
-                                     relay=False, consoles=False))
+            lt = LabThread(
+                LabConfig(
+                    adb_port=port, handsets=2, profile=PROFILE, home=home, modem=False, relay=False, consoles=False
+                )
+            )
             lt.start()
             labs.append(lt)
         yield home, labs, _combined(labs)
@@ -59,8 +62,9 @@ def _combined(labs: list[LabThread]) -> Testbed:
     """The testbed a two-host lab writes by hand: each host's handsets with their own adb server,
     labels made unique (a-hs1, a-hs2, b-hs1, b-hs2), so the pairs are a-hs1+a-hs2 and b-hs1+b-hs2."""
     beds = [lab_testbed(lt.lab) for lt in labs]
-    handsets = tuple(dataclasses.replace(h, label=f"{host}-{h.label}")
-                     for host, bed in zip("ab", beds) for h in bed.handsets)
+    handsets = tuple(
+        dataclasses.replace(h, label=f"{host}-{h.label}") for host, bed in zip("ab", beds) for h in bed.handsets
+    )
     return dataclasses.replace(beds[0], name="two-hosts", handsets=handsets)
 
 
@@ -87,22 +91,47 @@ def test_an_audit_over_two_hosts_gives_the_documented_verdicts(two_hosts, tmp_pa
 def test_hw_tests_shard_one_worker_per_pair_across_two_hosts(two_hosts, tmp_path, adb_port):
     home, labs, tb = two_hosts
     path = write_testbed(tb, tmp_path / "two-hosts.yaml")
-    assert load_testbed(path).handsets == tb.handsets          # loads back as written
+    assert load_testbed(path).handsets == tb.handsets  # loads back as written
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port), HOSTCTL_HOME=str(home))
     env.pop("PYTEST_XDIST_WORKER", None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist",
-                           "loadgroup", "-v", str(ROOT / "hw_tests"), "--testbed", str(path),
-                           "--lock-dir", str(tmp_path / "locks"), "--evidence-dir", str(tmp_path / "evidence")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-v",
+            str(ROOT / "hw_tests"),
+            "--testbed",
+            str(path),
+            "--lock-dir",
+            str(tmp_path / "locks"),
+            "--evidence-dir",
+            str(tmp_path / "evidence"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     workers: dict[str, set[str]] = {}
     for worker, pair in re.findall(r"\[(gw\d+)\] \[\s*\d+%\] PASSED \S+test_check\[([ab]-hs1\+[ab]-hs2)-", proc.stdout):
         workers.setdefault(pair, set()).add(worker)
     assert set(workers) == {"a-hs1+a-hs2", "b-hs1+b-hs2"}, proc.stdout[-3000:]
-    assert all(len(w) == 1 for w in workers.values())             # each pair on one worker
-    assert workers["a-hs1+a-hs2"] != workers["b-hs1+b-hs2"]       # and the two pairs on two
-    runs = [r for r in sorted((tmp_path / "evidence").glob("*/audit-*/two-hosts/*/manifest.json"))
-            if r.parent.name != "latest"]
+    assert all(len(w) == 1 for w in workers.values())  # each pair on one worker
+    assert workers["a-hs1+a-hs2"] != workers["b-hs1+b-hs2"]  # and the two pairs on two
+    runs = [
+        r
+        for r in sorted((tmp_path / "evidence").glob("*/audit-*/two-hosts/*/manifest.json"))
+        if r.parent.name != "latest"
+    ]
     assert len(runs) == 2 and all(verify(r.parent).ok for r in runs)
 
 

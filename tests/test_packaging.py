@@ -3,7 +3,7 @@ compiled into the package), a fresh venv outside the source tree, and the docume
 from an empty folder.
 
 The verdicts are the ones the shipped profiles document (``audit_expectations``) and docs/audit.md
-states: the July 2014 build FAILs five checks (exit 3); the 2014-08-10 OTA PASSes all ten (exit
+states: the July 2014 build FAILs five checks (exit 3); the 2014-08-10 OTA PASSes all eleven (exit
 0) with the deterministic-encryption warning.
 """
 
@@ -168,8 +168,8 @@ def test_installed_hostctl_finds_its_packaged_agent(installed: Path, tmp_path: P
 @pytest.mark.parametrize(
     "profile, exit_status, counts",
     [
-        ("miui-v5-2014-07", 3, {"PASS": 5, "FAIL": 5, "NOT-TESTABLE": 0}),
-        ("miui-v5-2014-08-10", 0, {"PASS": 10, "FAIL": 0, "NOT-TESTABLE": 0}),
+        ("miui-v5-2014-07", 3, {"PASS": 6, "FAIL": 5, "NOT-TESTABLE": 0}),
+        ("miui-v5-2014-08-10", 0, {"PASS": 11, "FAIL": 0, "NOT-TESTABLE": 0}),
     ],
 )
 def test_installed_wheel_audits_the_emulated_lab_as_documented(
@@ -225,7 +225,7 @@ def test_installed_hostctl_demo_checks_the_audit_against_its_profile(installed: 
     doc = json.loads(r.stdout)
     assert doc["ok"] is True
     assert [(p["profile"], p["exit_status"], p["problems"]) for p in doc["profiles"]] == [("miui-v5-2014-08-10", 0, [])]
-    assert "PASS 10" in r.stderr and "The audit read as their profiles document" in r.stderr
+    assert "PASS 11" in r.stderr and "The audit read as their profiles document" in r.stderr
 
 
 def _make(tmp_path: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:

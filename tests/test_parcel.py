@@ -62,8 +62,7 @@ SECURITY = """Result: Parcel(
   0x000000a0: 00650064 0074006e 00660069 00650069 'd.e.n.t.i.f.i.e.'
   0x000000b0: 00730072 0000002e 00000000          'r.s.........    ')
 """
-SECURITY_MESSAGE = ("getDeviceId: The user 2000 does not meet the requirements to access device "
-                    "identifiers.")
+SECURITY_MESSAGE = "getDeviceId: The user 2000 does not meet the requirements to access device identifiers."
 
 # Android 11+: EX_HAS_STRICTMODE_REPLY_HEADER (-128), a header size that counts itself (0x34),
 # StrictMode violations (opaque here), and then straight away the result -- no second code.
@@ -99,9 +98,11 @@ APPOPS_THEN_SECURITY = """Result: Parcel(
 
 # Android 14+ (Parcel::print into a std::ostream): a tab after "Parcel(", no indentation.
 MODERN_SHORT = "Result: Parcel(\t00000000    '....')"
-MODERN_LONG = ("Result: Parcel(\t\n"
-               "0x00000000: 00000001 00000000 00000001 00000000 '................'\n"
-               "0x00000010: 00000000                            '....            ')\n")
+MODERN_LONG = (
+    "Result: Parcel(\t\n"
+    "0x00000000: 00000001 00000000 00000001 00000000 '................'\n"
+    "0x00000010: 00000000                            '....            ')\n"
+)
 
 # A reply holding a binder: libbinder lists it after the dump (Android <= 13 layout).
 WITH_OBJECT = """Result: Parcel(
@@ -123,6 +124,7 @@ def reply(text: str | None) -> str:
 
 
 # --- real-world shapes ----------------------------------------------------------------------------
+
 
 def test_identity_replies() -> None:
     assert decode_parcel(IMEI_DEVIL) == "353626072090389"
@@ -181,11 +183,23 @@ def test_noted_appops_reply_header_is_skipped_entry_by_entry() -> None:
     with pytest.raises(ParcelExceptionError) as e:
         decode_parcel(APPOPS_THEN_SECURITY)
     assert (e.value.code, e.value.message) == (-1, "getSubscriberId: no permission")
-    both = (ParcelWriter().write_int32(-127).write_int32(2)
-            .write_string16("miui").write_int64(3).write_int64(0)
-            .write_string16(None).write_int64(0).write_int64(1 << 60)
-            .write_int32(-128).write_int32(12).write_int32(0).write_int32(0)
-            .write_string16("ok").data())
+    both = (
+        ParcelWriter()
+        .write_int32(-127)
+        .write_int32(2)
+        .write_string16("miui")
+        .write_int64(3)
+        .write_int64(0)
+        .write_string16(None)
+        .write_int64(0)
+        .write_int64(1 << 60)
+        .write_int32(-128)
+        .write_int32(12)
+        .write_int32(0)
+        .write_int32(0)
+        .write_string16("ok")
+        .data()
+    )
     assert decode_parcel(format_parcel(both)) == "ok"
 
 
@@ -202,8 +216,7 @@ def test_transaction_errors() -> None:
     with pytest.raises(ParcelTransactionError) as e:
         decode_parcel_int('Result: Parcel(Error: 0x80000002 "Unknown error 2147483646")')
     assert e.value.status == -2147483646  # FAILED_TRANSACTION from a 32-bit binary
-    assert parcel_error_text(74, "Not a data message") == \
-        'Result: Parcel(Error: 0xffffffb6 "Not a data message")\n'
+    assert parcel_error_text(74, "Not a data message") == 'Result: Parcel(Error: 0xffffffb6 "Not a data message")\n'
 
 
 def test_android14_layout_and_ints() -> None:
@@ -217,7 +230,8 @@ def test_android14_layout_and_ints() -> None:
 
 def test_objects_after_the_dump_are_skipped() -> None:
     assert parcel_bytes(WITH_OBJECT) == bytes.fromhex(
-        "00000000 852a6873 00010000 02000000 00000000 00000000 00000000 0c000000")
+        "00000000 852a6873 00010000 02000000 00000000 00000000 00000000 0c000000"
+    )
     glued = WITH_OBJECT.replace("'\nObject", "'Object")  # Android 14+ prints no line break
     assert parcel_bytes(glued) == parcel_bytes(WITH_OBJECT)
 
@@ -231,6 +245,7 @@ def test_empty_reply() -> None:
 
 
 # --- as people paste them ---------------------------------------------------------------------
+
 
 def test_crlf_and_doubled_cr() -> None:
     assert decode_parcel(IMEI_DEVIL.replace("\n", "\r\n")) == "353626072090389"
@@ -253,15 +268,19 @@ def test_offsets_stripped_and_ascii_column_missing() -> None:
     no_column = re.sub(r" *'[^\n]*'", "", IMEI_DEVIL)
     assert no_column.endswith("00380033 00000039)\n")
     assert decode_parcel(no_column) == "353626072090389"
-    bare = ("Result: Parcel(\n00000000 0000000f 00350033 00360033\n00360032 00370030 00300032 "
-            "00300039\n00380033 00000039\n)")
+    bare = (
+        "Result: Parcel(\n00000000 0000000f 00350033 00360033\n00360032 00370030 00300032 "
+        "00300039\n00380033 00000039\n)"
+    )
     assert decode_parcel(bare) == "353626072090389"
 
 
 def test_surrounding_text_indentation_and_a_lone_paren() -> None:
-    session = ("\r\n\r\nshell@cancro:/ $ service call iphonesubinfo 1\r\n"
-               + IMEI_DEVIL.replace("\n  ", "\n\t\t    ").replace("')\n", "'\n)\n").replace("\n", "\r\n")
-               + "shell@cancro:/ $ \r\n\r\n")
+    session = (
+        "\r\n\r\nshell@cancro:/ $ service call iphonesubinfo 1\r\n"
+        + IMEI_DEVIL.replace("\n  ", "\n\t\t    ").replace("')\n", "'\n)\n").replace("\n", "\r\n")
+        + "shell@cancro:/ $ \r\n\r\n"
+    )
     assert decode_parcel(session) == "353626072090389"
     assert decode_parcel("$ adb shell service call iphonesubinfo 4\n\n" + NULL_STRING + "$ ") is None
 
@@ -277,7 +296,7 @@ def test_terminal_wraps() -> None:
     # inside a word
     assert decode_parcel(IMEI_DEVIL.replace("00300039", "0030\n0039")) == "353626072090389"
     # every line cut at 40 columns, as a 40-column terminal shows it
-    narrow = "\n".join(line[i:i + 40] for line in lines for i in range(0, max(len(line), 1), 40))
+    narrow = "\n".join(line[i : i + 40] for line in lines for i in range(0, max(len(line), 1), 40))
     assert narrow.count("\n") > IMEI_DEVIL.count("\n")
     assert decode_parcel(narrow) == "353626072090389"
     # the tricky column wrapped right inside "')"
@@ -295,7 +314,7 @@ def test_wrapped_and_indented_like_a_quoted_paste() -> None:
 
 def test_a_line_without_its_column_among_lines_with_one() -> None:
     lines = re.sub(r"0x[0-9a-f]{8}: ", "", IMEI_DEVIL).split("\n")
-    lines[1] = lines[1][:lines[1].index(" '")]
+    lines[1] = lines[1][: lines[1].index(" '")]
     assert decode_parcel("\n".join(lines)) == "353626072090389"
 
 
@@ -304,8 +323,7 @@ def test_a_lone_surrogate_comes_back_as_java_held_it() -> None:
 
 
 def test_ascii_column_is_never_read_as_hex() -> None:
-    assert parcel_bytes("Result: Parcel(64616564 66656562 30303020 30303030 'deadbeef 0000000')") \
-        == b"deadbeef 0000000"
+    assert parcel_bytes("Result: Parcel(64616564 66656562 30303020 30303030 'deadbeef 0000000')") == b"deadbeef 0000000"
     blob = b"0x00000010: 00')" + b"12345678 ') (x'" + b"\x00" * 5
     dump = format_parcel(blob)
     assert "'0x00000010: 00')'" in dump and "'12345678 ') (x'.'" in dump
@@ -315,33 +333,37 @@ def test_ascii_column_is_never_read_as_hex() -> None:
 
 # --- refusals ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, match", [
-    ("", "no 'Result: Parcel\\('"),
-    ("Parcel(00000000 ffffffff   '........')", "no 'Result: Parcel\\('"),
-    ("service: Service iphonesubinfo does not exist\n", "no 'Result: Parcel\\('"),
-    ("Result: Parcel(hello world)", "unexpected text"),
-    ("Result: Parcel(00000000 fffffff   '.......')", "not a word"),
-    ("Result: Parcel(00000000 0ffffffff   '.........')", "not a word"),
-    ("Result: Parcel(00000000 ffff 0000   '........')", "shorter than 4 bytes"),
-    ("Result: Parcel(00000000 ffffffff   '........'", "ends before its closing"),
-    ("Result: Parcel(00000000 ffffffff   '.....", "ends inside an ASCII column"),
-    ("Result: Parcel(00000000 ffffffff   '....x...')", "does not match"),
-    ("Result: Parcel(00000000 ffffffff   '........' junk)", "unexpected text"),
-    ("Result: Parcel(00000000 00000003 00000031   '........1...')", "3 UTF-16 units long"),
-    ("Result: Parcel(00000000 00000001   '........')", "1 UTF-16 units long"),
-    ("Result: Parcel(00000000 00000001 00320031   '........1.2.')", "not NUL-terminated"),
-    ("Result: Parcel(00000000 fffffffe   '........')", "negative length"),
-    ("Result: Parcel(00000000    '....')", "ends before the length of the string"),
-    ("Result: Parcel(NULL)", "no exception code"),
-    ("Result: Parcel((empty))", "no exception code"),
-    ("Result: Parcel(0000    '..')", "ends before the exception code"),
-    ("Result: Parcel(ffffff80 00000040 00000000  '....@.......')", "StrictMode reply header"),
-    ("Result: Parcel(ffffff80 00000002 00000000  '............')", "StrictMode reply header"),
-    ("Result: Parcel(ffffff81 00000001 ffffffff 00000000 '................')", "noted-app-ops"),
-    ("Result: Parcel(ffffff81 ffffffff 00000000  '............')", "noted-app-ops"),
-    ("Result: Parcel(Error: nope)", "unreadable transaction error"),
-    ("Result: Parcel(Error: 0x1ffffffffffffffff \"x\")", "unreadable transaction error"),
-])
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "no 'Result: Parcel\\('"),
+        ("Parcel(00000000 ffffffff   '........')", "no 'Result: Parcel\\('"),
+        ("service: Service iphonesubinfo does not exist\n", "no 'Result: Parcel\\('"),
+        ("Result: Parcel(hello world)", "unexpected text"),
+        ("Result: Parcel(00000000 fffffff   '.......')", "not a word"),
+        ("Result: Parcel(00000000 0ffffffff   '.........')", "not a word"),
+        ("Result: Parcel(00000000 ffff 0000   '........')", "shorter than 4 bytes"),
+        ("Result: Parcel(00000000 ffffffff   '........'", "ends before its closing"),
+        ("Result: Parcel(00000000 ffffffff   '.....", "ends inside an ASCII column"),
+        ("Result: Parcel(00000000 ffffffff   '....x...')", "does not match"),
+        ("Result: Parcel(00000000 ffffffff   '........' junk)", "unexpected text"),
+        ("Result: Parcel(00000000 00000003 00000031   '........1...')", "3 UTF-16 units long"),
+        ("Result: Parcel(00000000 00000001   '........')", "1 UTF-16 units long"),
+        ("Result: Parcel(00000000 00000001 00320031   '........1.2.')", "not NUL-terminated"),
+        ("Result: Parcel(00000000 fffffffe   '........')", "negative length"),
+        ("Result: Parcel(00000000    '....')", "ends before the length of the string"),
+        ("Result: Parcel(NULL)", "no exception code"),
+        ("Result: Parcel((empty))", "no exception code"),
+        ("Result: Parcel(0000    '..')", "ends before the exception code"),
+        ("Result: Parcel(ffffff80 00000040 00000000  '....@.......')", "StrictMode reply header"),
+        ("Result: Parcel(ffffff80 00000002 00000000  '............')", "StrictMode reply header"),
+        ("Result: Parcel(ffffff81 00000001 ffffffff 00000000 '................')", "noted-app-ops"),
+        ("Result: Parcel(ffffff81 ffffffff 00000000  '............')", "noted-app-ops"),
+        ("Result: Parcel(Error: nope)", "unreadable transaction error"),
+        ('Result: Parcel(Error: 0x1ffffffffffffffff "x")', "unreadable transaction error"),
+    ],
+)
 def test_format_errors(text: str, match: str) -> None:
     with pytest.raises(ParcelFormatError, match=match):
         decode_parcel(text)
@@ -382,19 +404,30 @@ def test_errors_pickle_with_their_fields() -> None:
 
 def test_public_api_and_standalone_import() -> None:
     assert hostctl.__version__ == "0.1.0"
-    assert set(hostctl.__all__) == {"ParcelError", "ParcelExceptionError", "ParcelFormatError",
-                                    "ParcelTransactionError", "decode_parcel", "decode_parcel_int",
-                                    "parcel_bytes"}
+    assert set(hostctl.__all__) == {
+        "ParcelError",
+        "ParcelExceptionError",
+        "ParcelFormatError",
+        "ParcelTransactionError",
+        "decode_parcel",
+        "decode_parcel_int",
+        "parcel_bytes",
+    }
     assert all(getattr(hostctl, name) is getattr(hostctl.parcel, name) for name in hostctl.__all__)
     assert EXCEPTION_NAMES[-1] == "SecurityException" and EXCEPTION_NAMES[-129]
-    code = ("import sys, hostctl.parcel; "
-            "print(sorted(m for m in sys.modules if m.startswith('hostctl')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
+    code = "import sys, hostctl.parcel; print(sorted(m for m in sys.modules if m.startswith('hostctl')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
     assert out.strip() == "['hostctl', 'hostctl.parcel']"
 
 
 # --- against the emulated handset -------------------------------------------------------------
+
 
 def test_decodes_the_emulated_handsets_replies(tmp_path: Path) -> None:
     h = make_handset(tmp_path)
@@ -426,10 +459,11 @@ def test_through_adb_with_a_pty_prompt_and_echo(lab, adb) -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
+
 def _hex_part(line: str, fn) -> str:
     """Apply ``fn`` to a dump line's offset and words (never to its ASCII column)."""
     prefix = "Result: Parcel(" if line.startswith("Result: Parcel(") else ""
-    head, quote, tail = line[len(prefix):].partition("'")
+    head, quote, tail = line[len(prefix) :].partition("'")
     return prefix + fn(head) + quote + tail
 
 
@@ -443,7 +477,7 @@ def _android14(dump: str) -> str:
 
 
 def _wrap(dump: str, width: int, strip: bool) -> str:
-    pieces = [line[i:i + width] for line in dump.split("\n") for i in range(0, max(len(line), 1), width)]
+    pieces = [line[i : i + width] for line in dump.split("\n") for i in range(0, max(len(line), 1), width)]
     return "\n".join(p.rstrip(" ") if strip else p for p in pieces)
 
 
@@ -461,8 +495,7 @@ def _variants(dump: str, width: int):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=st.text() | st.text(alphabet="'()0123456789abcdefx: .\u2927\u6564"),
-       width=st.integers(20, 100))
+@given(text=st.text() | st.text(alphabet="'()0123456789abcdefx: .\u2927\u6564"), width=st.integers(20, 100))
 @example(text="", width=20)
 @example(text="\U0001f600 ')' deadbeef 0x00000010: \"", width=33)
 def test_round_trip_any_string(text: str, width: int) -> None:
@@ -482,11 +515,15 @@ def test_round_trip_any_bytes(data: bytes, width: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(code=st.sampled_from(sorted(EXCEPTION_NAMES)) | st.integers(-2**31, 2**31 - 1).filter(
-           lambda c: c not in (0, -127, -128)),
-       message=st.none() | st.text(max_size=60),
-       appops=st.lists(st.tuples(st.none() | st.text(max_size=8), st.integers(-2**63, 2**63 - 1),
-                                 st.integers(-2**63, 2**63 - 1)), max_size=3))
+@given(
+    code=st.sampled_from(sorted(EXCEPTION_NAMES))
+    | st.integers(-(2**31), 2**31 - 1).filter(lambda c: c not in (0, -127, -128)),
+    message=st.none() | st.text(max_size=60),
+    appops=st.lists(
+        st.tuples(st.none() | st.text(max_size=8), st.integers(-(2**63), 2**63 - 1), st.integers(-(2**63), 2**63 - 1)),
+        max_size=3,
+    ),
+)
 def test_round_trip_exceptions_behind_headers(code: int, message: str | None, appops) -> None:
     w = ParcelWriter()
     if appops:
@@ -501,18 +538,33 @@ def test_round_trip_exceptions_behind_headers(code: int, message: str | None, ap
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.none() | st.text(max_size=20), header=st.binary(max_size=40).map(
-           lambda b: b + b"\0" * (-len(b) % 4)),
-       value=st.integers(-2**31, 2**31 - 1))
+@given(
+    text=st.none() | st.text(max_size=20),
+    header=st.binary(max_size=40).map(lambda b: b + b"\0" * (-len(b) % 4)),
+    value=st.integers(-(2**31), 2**31 - 1),
+)
 def test_round_trip_strictmode_header(text: str | None, header: bytes, value: int) -> None:
     head = ParcelWriter().write_int32(-128).write_int32(4 + len(header)).data() + header
     assert decode_parcel(format_parcel(head + ParcelWriter().write_string16(text).data())) == text
     assert decode_parcel_int(format_parcel(head + ParcelWriter().write_int32(value).data())) == value
 
 
-_DUMPISH = st.lists(st.sampled_from(list("0123456789abcdefABCDEFx:'() .\t\r\n-\"") + [
-    "Result: Parcel(", "Error: ", "0x00000000: ", "0x00000010: ", "NULL", "Object #", "ffffff80",
-    "ffffff81", "00000000"])).map("".join)
+_DUMPISH = st.lists(
+    st.sampled_from(
+        list("0123456789abcdefABCDEFx:'() .\t\r\n-\"")
+        + [
+            "Result: Parcel(",
+            "Error: ",
+            "0x00000000: ",
+            "0x00000010: ",
+            "NULL",
+            "Object #",
+            "ffffff80",
+            "ffffff81",
+            "00000000",
+        ]
+    )
+).map("".join)
 
 
 def _never_anything_but_parcel_errors(text: str) -> None:
@@ -530,21 +582,21 @@ def test_garbage_only_ever_raises_parcel_errors(text: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(base=st.sampled_from([IMEI_DEVIL, SECURITY, STRICTMODE, APPOPS, TRICKY, NULL_STRING,
-                             MODERN_LONG, WITH_OBJECT]),
-       edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 3), st.characters()),
-                      min_size=1, max_size=4))
+@given(
+    base=st.sampled_from([IMEI_DEVIL, SECURITY, STRICTMODE, APPOPS, TRICKY, NULL_STRING, MODERN_LONG, WITH_OBJECT]),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 3), st.characters()), min_size=1, max_size=4),
+)
 def test_damaged_dumps_only_ever_raise_parcel_errors(base: str, edits) -> None:
     text = base
     for pos, span, char in edits:
         pos %= len(text) + 1
-        text = text[:pos] + char + text[pos + span:]
+        text = text[:pos] + char + text[pos + span :]
     _never_anything_but_parcel_errors(text)
 
 
 # --- the canonical-layout fast path never disagrees with the general scanner ------------------
 
-from hostctl.parcel import _canonical_dump, _RESULT_RE, _scan_dump, _skip_space  # noqa: E402
+from hostctl.parcel import _RESULT_RE, _canonical_dump, _scan_dump, _skip_space  # noqa: E402
 
 
 def _scan(text: str) -> bytes | None:
@@ -556,11 +608,14 @@ def _scan(text: str) -> bytes | None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(payload=st.binary(max_size=80), cut=st.integers(0, 400), junk=st.sampled_from(
-    ["", "'", ")", "\n", " ", "x", "0", "\t", "  0x00000010: "]))
+@given(
+    payload=st.binary(max_size=80),
+    cut=st.integers(0, 400),
+    junk=st.sampled_from(["", "'", ")", "\n", " ", "x", "0", "\t", "  0x00000010: "]),
+)
 def test_fast_path_agrees_with_the_scanner_or_steps_aside(payload, cut, junk):
     dump = format_parcel(payload)
-    for text in (dump, dump[:cut] + junk + dump[cut:], dump[:cut] + dump[cut + 1:]):
+    for text in (dump, dump[:cut] + junk + dump[cut:], dump[:cut] + dump[cut + 1 :]):
         m = _RESULT_RE.search(text)
         if m is None:
             continue

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hostctl.emulator.adb.connection import DEFAULT_FEATURES
+from hostctl.emulator.adb.connection import DEFAULT_FEATURES, features_for_sdk
 from hostctl.emulator.profiles import ProfileError, list_profiles, load_profile
 
 
@@ -271,7 +271,8 @@ def test_identity_key_defaults_and_single_slot_templates(tmp_path: Path) -> None
     july = load_profile("miui-v5-2014-07")
     assert july.iphonesubinfo_reply == "normal" and july.identity_props is None
     assert july.dumpsys_iphonesubinfo is True and july.su is False
-    assert july.adbd_features == DEFAULT_FEATURES
+    # a KitKat adbd advertised no feature (adb.c fill_connect_data): no `cmd`, no shell_v2
+    assert july.adbd_features == ()
     assert july.identity_prop_templates() == {
         "ro.ril.oem.imei": "{imei[0]},{imei[1]}",
         "ro.ril.miui.imei0": "{imei[0]}", "ro.ril.oem.imei1": "{imei[0]}",
@@ -291,3 +292,18 @@ def test_identity_key_defaults_and_single_slot_templates(tmp_path: Path) -> None
     data.update(identity_props=None)          # null: the default set
     assert load_profile(_write(tmp_path, data)).identity_prop_templates()["ro.ril.oem.imei"] == \
         "{imei[0]}"
+
+
+def test_adbd_features_default_to_what_the_sdks_adbd_advertised(tmp_path: Path) -> None:
+    """Without adbd_features a profile's adbd advertises what an adbd of its SDK level did
+    (adb/transport.cpp per release): nothing before 7.0, shell_v2+cmd on 7.x, ..."""
+    assert features_for_sdk(19) == features_for_sdk(23) == ()
+    assert features_for_sdk(24) == ("shell_v2", "cmd")
+    assert features_for_sdk(26) == ("shell_v2", "cmd", "stat_v2")
+    assert features_for_sdk(30) == ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "sendrecv_v2")
+    assert features_for_sdk(34) == DEFAULT_FEATURES
+    data = _base()
+    data.pop("adbd_features", None)
+    data.update(sdk=29, android_release="10")
+    assert load_profile(_write(tmp_path, data)).adbd_features == (
+        "shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from conftest import wait_for
 
 from hostctl import steps
 from hostctl.device import AdbAddress, Handset
@@ -14,15 +15,16 @@ from hostctl.emulator import screens
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.errors import DeviceError, DeviceNotFoundError
 
-from conftest import wait_for
-
 CONTACT = "+8613912345678"
 PEER = "+8613800000001"
 
 
 def _lab(adb_port, home, profile, **kw) -> LabThread:
-    return LabThread(LabConfig(adb_port=adb_port, handsets=1, profile=profile, home=home, modem=False,
-                               relay=False, consoles=False, **kw))
+    return LabThread(
+        LabConfig(
+            adb_port=adb_port, handsets=1, profile=profile, home=home, modem=False, relay=False, consoles=False, **kw
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,7 @@ def _requests(lh, event: str) -> list:
 
 # --- add a contact ------------------------------------------------------------------------------
 
+
 def test_add_contact_inserts_provider_rows_and_the_build_reports_the_number(lab07, adb_port):
     lh = lab07.lab.handsets[0]
     h = _h(lab07, adb_port)
@@ -61,12 +64,15 @@ def test_add_contact_inserts_provider_rows_and_the_build_reports_the_number(lab0
     assert any("raw_contacts --bind account_type:s: --bind account_name:s:" in c for c in commands)
     assert all(c.exit_code == 0 for c in res.commands)
     # the device shows it: a raw contact named after the name row, and its phone row (mobile)
-    out = h.run(f"content query --uri content://com.android.contacts/data --projection mimetype:data1:data2 "
-                f"--where 'raw_contact_id={raw}'")
+    out = h.run(
+        f"content query --uri content://com.android.contacts/data --projection mimetype:data1:data2 "
+        f"--where 'raw_contact_id={raw}'"
+    )
     assert f"mimetype=vnd.android.cursor.item/phone_v2, data1={CONTACT}, data2=2" in out
     assert "data1=Zhang O'Wei, Jr" in out
     assert "display_name=Zhang O'Wei, Jr" in h.run(
-        f"content query --uri content://com.android.contacts/raw_contacts/{raw} --projection display_name")
+        f"content query --uri content://com.android.contacts/raw_contacts/{raw} --projection display_name"
+    )
     # the lab saw the contact created: the 2014-07 build reports its number, and looks it up
     assert any(r.fields.get("contact") == CONTACT for r in _requests(lh, "contact_added"))
     assert any(r.fields.get("number") == CONTACT for r in _requests(lh, "presence_lookup"))
@@ -91,7 +97,7 @@ def test_opt_in_build_creates_the_contact_without_reporting_it(lab, adb_port):
     before = len(lh.emitted)
     res = steps.add_contact(h, CONTACT, "Quiet", timeout=20)
     assert res.rows["raw_contact_id"] >= 1
-    assert _requests(lh, "contact_added")[before:] == [] and len(lh.emitted) == before   # Cloud Messaging off
+    assert _requests(lh, "contact_added")[before:] == [] and len(lh.emitted) == before  # Cloud Messaging off
     steps.delete_contact(h, raw_contact_id=res.rows["raw_contact_id"], timeout=20)
 
 
@@ -105,13 +111,16 @@ def test_bad_numbers_are_refused_before_any_command(lab07, adb_port, number):
 
 
 def test_null_binding_exists_on_android_11_only(lab07, lab11, adb_port):
-    insert = "content insert --uri content://com.android.contacts/raw_contacts --bind account_type:n: --bind account_name:n:"
+    insert = (
+        "content insert --uri content://com.android.contacts/raw_contacts --bind account_type:n: --bind account_name:n:"
+    )
     old = _h(lab07, adb_port).shell(insert)
     assert "Unsupported type: n" in old.output
     assert _h(lab11, adb_port).shell(insert).ok
 
 
 # --- a call ---------------------------------------------------------------------------------------
+
 
 def test_call_goes_off_hook_reaches_the_lab_and_hangs_up(lab07, adb_port):
     lh = lab07.lab.handsets[0]
@@ -126,12 +135,12 @@ def test_call_goes_off_hook_reaches_the_lab_and_hangs_up(lab07, adb_port):
     assert calls == [PEER]
     states = [s for _, s in res.details["call_states"]]
     assert states[0] == 2 and states[-1] == 0 and res.details["off_hook_seconds"] >= 0.3
-    assert any("am start -a android.intent.action.CALL -d tel:" + PEER == c.command for c in res.commands)
+    assert any(c.command == "am start -a android.intent.action.CALL -d tel:" + PEER for c in res.commands)
     assert any(c.command == "input keyevent KEYCODE_ENDCALL" for c in res.commands)
     assert "not emulated" in res.notes[0]
     assert lh.handset.call_state == 0
     assert "mCallState=0" in h.run("dumpsys telephony.registry")
-    assert _requests(lh, "call") == []          # the 2014 builds send nothing about a call
+    assert _requests(lh, "call") == []  # the 2014 builds send nothing about a call
 
 
 def test_call_in_airplane_mode_fails_with_the_evidence(lab07, adb_port):
@@ -147,6 +156,7 @@ def test_call_in_airplane_mode_fails_with_the_evidence(lab07, adb_port):
 
 # --- Mi Cloud -------------------------------------------------------------------------------------
 
+
 def test_micloud_login_through_the_settings_screen(lab07, adb_port):
     lh = lab07.lab.handsets[0]
     h = _h(lab07, adb_port)
@@ -157,7 +167,7 @@ def test_micloud_login_through_the_settings_screen(lab07, adb_port):
     assert res.details["account"] == screens.lab_account(lh.handset)
     assert any(c.command.startswith("input tap ") for c in res.commands)
     assert lh.micloud_logged_in is True
-    bind = _requests(lh, "micloud_login")         # the 2014-07 build binds the device, IMSI and all
+    bind = _requests(lh, "micloud_login")  # the 2014-07 build binds the device, IMSI and all
     assert bind and bind[0].path == "/device/bind" and bind[0].fields["imsi"] == lh.identity.sims[0].imsi
     status = steps.micloud_status(h, ui=True)
     assert status.signed_in and status.account == res.details["account"] and status.sources["ui"]["signed_in"]
@@ -189,6 +199,7 @@ def test_reads_a_xiaomi_account_form_and_a_signed_in_screen():
 
 # --- airplane mode --------------------------------------------------------------------------------
 
+
 def test_airplane_on_kitkat_detaches_and_reattaches_the_sims(lab07, adb_port):
     lh = lab07.lab.handsets[0]
     h = _h(lab07, adb_port)
@@ -199,7 +210,7 @@ def test_airplane_on_kitkat_detaches_and_reattaches_the_sims(lab07, adb_port):
     assert on.details["setting_after"] == "1" and not any(carrier.attached(n) for n in numbers)
     off = steps.set_airplane(h, False, timeout=20)
     assert off.details["setting_after"] == "0" and all(carrier.attached(n) for n in numbers)
-    assert h.shell("cmd connectivity airplane-mode").exit_code == 127     # no `cmd` before 7.0
+    assert h.shell("cmd connectivity airplane-mode").exit_code == 127  # no `cmd` before 7.0
     assert h.shell("which cmd").exit_code == 1
 
 
@@ -220,6 +231,7 @@ def test_airplane_on_android_11_uses_the_connectivity_shell_command(lab11, adb_p
 
 # --- reboot, reset, the server's store ------------------------------------------------------------
 
+
 def test_reboot_takes_the_device_down_and_brings_it_back_booted(lab07, adb_port):
     lh = lab07.lab.handsets[0]
     h = _h(lab07, adb_port)
@@ -230,9 +242,9 @@ def test_reboot_takes_the_device_down_and_brings_it_back_booted(lab07, adb_port)
     assert [c.command for c in res.commands][-1] == "adb reboot (reboot: service)"
     assert res.details["went_away_after"] < res.details["back_after"]
     assert h.run("getprop sys.boot_completed").strip() == "1"
-    assert h.run(f"getprop {steps.BOOT_MARKER}").strip() == ""        # runtime properties died with it
+    assert h.run(f"getprop {steps.BOOT_MARKER}").strip() == ""  # runtime properties died with it
     assert lh.powered
-    wait_for(lambda: len(_requests(lh, "boot")) > boots, 10)              # the build booted again
+    wait_for(lambda: len(_requests(lh, "boot")) > boots, 10)  # the build booted again
 
 
 def test_factory_reset_clears_contacts_settings_and_login(lab07, adb_port):
@@ -261,7 +273,7 @@ def test_lab_cloud_state_reports_the_store(lab, adb_port):
 
 def test_lab_cloud_state_shows_what_the_store_holds(lab, adb_port, monkeypatch):
     cm = lab.lab.cloud.cm
-    monkeypatch.setattr(cm, "retained", lambda: {"messages": 2, "bytes": 42})   # two bodies waiting
+    monkeypatch.setattr(cm, "retained", lambda: {"messages": 2, "bytes": 42})  # two bodies waiting
     state = steps.lab_cloud_state(_h(lab, adb_port), home=lab.lab.home)
     assert state["retained"] == {"messages": 2, "bytes": 42, "bodies": 2}
 
@@ -299,4 +311,5 @@ def test_parse_rows_keeps_commas_inside_values():
     text = "Row: 0 _id=3, mimetype=vnd.android.cursor.item/name, data1=Li, Wei\nRow: 1 _id=4, mimetype=x, data1=NULL\n"
     assert steps.parse_rows(text, ["_id", "mimetype", "data1"]) == [
         {"_id": "3", "mimetype": "vnd.android.cursor.item/name", "data1": "Li, Wei"},
-        {"_id": "4", "mimetype": "x", "data1": None}]
+        {"_id": "4", "mimetype": "x", "data1": None},
+    ]

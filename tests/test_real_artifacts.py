@@ -20,30 +20,40 @@ from hostctl.parcel import decode_parcel
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 ANDROID = "{http://schemas.android.com/apk/res/android}"
-LOCALE_FILES = {"en": "miui_mms_strings_default.xml", "zh-CN": "miui_mms_strings-zh-rCN.xml",
-                "zh-TW": "miui_mms_strings-zh-rTW.xml"}
+LOCALE_FILES = {
+    "en": "miui_mms_strings_default.xml",
+    "zh-CN": "miui_mms_strings-zh-rCN.xml",
+    "zh-TW": "miui_mms_strings-zh-rTW.xml",
+}
 
 
 def real_strings(locale: str) -> dict[str, str]:
     """The app's strings straight from the fixture (not from our table)."""
     text = (REAL / LOCALE_FILES[locale]).read_text(encoding="utf-8")
     # aapt's unescaping: \" and \' stand for the character
-    return {m.group(1): re.sub(r"\\(.)", r"\1", m.group(2))
-            for m in re.finditer(r'<string name="([^"]+)">([^<]*)</string>', text)}
+    return {
+        m.group(1): re.sub(r"\\(.)", r"\1", m.group(2))
+        for m in re.finditer(r'<string name="([^"]+)">([^<]*)</string>', text)
+    }
 
 
 def widget_attrs() -> dict[str, str]:
     """AOSP preference_widget_checkbox.xml's CheckBox: its id and that it takes no tap."""
     root = ET.parse(REAL / "aosp_preference_widget_checkbox.xml").getroot()
-    return {"id": root.get(f"{ANDROID}id").replace("@+android:id/", "android:id/"),
-            "clickable": root.get(f"{ANDROID}clickable"), "focusable": root.get(f"{ANDROID}focusable")}
+    return {
+        "id": root.get(f"{ANDROID}id").replace("@+android:id/", "android:id/"),
+        "clickable": root.get(f"{ANDROID}clickable"),
+        "focusable": root.get(f"{ANDROID}focusable"),
+    }
 
 
 def node(text="", rid="", cls="android.widget.TextView", bounds=(0, 0, 720, 1280), children="", **flags) -> str:
     attrs = {"checkable": "false", "checked": "false", "clickable": "false", "focusable": "false", **flags}
     b = "[{},{}][{},{}]".format(*bounds)
-    head = (f"<node index=\"0\" text={quoteattr(text)} resource-id=\"{rid}\" class=\"{cls}\" package=\"com.android.mms\" "
-            f"content-desc=\"\" " + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + f' bounds="{b}"')
+    head = (
+        f'<node index="0" text={quoteattr(text)} resource-id="{rid}" class="{cls}" package="com.android.mms" '
+        f'content-desc="" ' + " ".join(f'{k}="{v}"' for k, v in attrs.items()) + f' bounds="{b}"'
+    )
     return head + (f">{children}</node>" if children else " />")
 
 
@@ -61,27 +71,54 @@ def dump_from_resources(locale: str, sims: int, checked: dict[int, bool], *, fla
 
     def res(ref: str) -> str:
         return strings[ref.removeprefix("@string/")]
+
     rows, top = [node(res(cat.get(f"{ANDROID}title")), "android:id/title", bounds=(0, 200, 720, 260))], 262
     for i, pref in enumerate(p for p in cat if p.tag == "CheckBoxPreference" and p.get(f"{ANDROID}key") in keep):
         b = (0, top, 720, top + 150)
         title = node(res(pref.get(f"{ANDROID}title")), "android:id/title", bounds=(40, top + 10, 560, top + 70))
         summary = node(res(pref.get(f"{ANDROID}summary")), "android:id/summary", bounds=(40, top + 75, 560, top + 140))
-        box = node("", w["id"], "android.widget.CheckBox", (600, top + 40, 680, top + 110), checkable="true",
-                   checked=str(checked.get(i + 1, False)).lower(), clickable=w["clickable"], focusable=w["focusable"])
+        box = node(
+            "",
+            w["id"],
+            "android.widget.CheckBox",
+            (600, top + 40, 680, top + 110),
+            checkable="true",
+            checked=str(checked.get(i + 1, False)).lower(),
+            clickable=w["clickable"],
+            focusable=w["focusable"],
+        )
         if flat:
             rows += [title, summary, box]
         else:
-            rows.append(node(cls="android.widget.LinearLayout", bounds=b, clickable="true", focusable="true",
-                             children=node(cls="android.widget.RelativeLayout", bounds=(40, top, 560, top + 150),
-                                           children=title + summary)
-                             + node(rid="android:id/widget_frame", cls="android.widget.LinearLayout",
-                                    bounds=(580, top, 720, top + 150), children=box)))
+            rows.append(
+                node(
+                    cls="android.widget.LinearLayout",
+                    bounds=b,
+                    clickable="true",
+                    focusable="true",
+                    children=node(
+                        cls="android.widget.RelativeLayout", bounds=(40, top, 560, top + 150), children=title + summary
+                    )
+                    + node(
+                        rid="android:id/widget_frame",
+                        cls="android.widget.LinearLayout",
+                        bounds=(580, top, 720, top + 150),
+                        children=box,
+                    ),
+                )
+            )
         top += 152
-    return ("<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation=\"0\">"
-            + node(cls="android.widget.FrameLayout", children=node(
-                strings["preferences_title"], bounds=(0, 60, 720, 180))
-                + node(rid="android:id/list", cls="android.widget.ListView", bounds=(0, 190, 720, 1280),
-                       children="".join(rows))) + "</hierarchy>")
+    return (
+        "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation=\"0\">"
+        + node(
+            cls="android.widget.FrameLayout",
+            children=node(strings["preferences_title"], bounds=(0, 60, 720, 180))
+            + node(
+                rid="android:id/list", cls="android.widget.ListView", bounds=(0, 190, 720, 1280), children="".join(rows)
+            ),
+        )
+        + "</hierarchy>"
+    )
 
 
 @pytest.mark.parametrize("locale", ["en", "zh-CN", "zh-TW"])
@@ -95,7 +132,7 @@ def test_switch_finder_on_dual_sim_rows_built_from_the_real_resources(locale, fl
     assert s1.widget_id == s2.widget_id == "android:id/checkbox"
     # the tap lands on SIM 1's row, above SIM 2's
     assert 262 <= s1.center[1] < 262 + 150 and 414 <= s2.center[1] < 414 + 150
-    if not flat:                                    # the row takes the tap, not the untitled widget
+    if not flat:  # the row takes the tap, not the untitled widget
         assert s1.center == (360, 262 + 75) and s1.summary == strings["mx_dspt_listview"]
 
 
@@ -116,8 +153,11 @@ def test_two_rows_naming_the_same_sim_are_told_apart_by_their_order():
     for loc in ("kk-KZ", "ms-MY"):
         t = strings_for_locale(loc)
         assert sim_of_title(t["mx_on_sim_2"]) == 1
-        xml = dump_from_resources("en", 2, {2: True}).replace(real_strings("en")["mx_on_sim_1"], t["mx_on_sim_1"]) \
+        xml = (
+            dump_from_resources("en", 2, {2: True})
+            .replace(real_strings("en")["mx_on_sim_1"], t["mx_on_sim_1"])
             .replace(real_strings("en")["mx_on_sim_2"], t["mx_on_sim_2"])
+        )
         s1, s2 = parse_switches(xml)
         assert (s1.sim, s1.checked, s2.sim, s2.checked) == (1, False, 2, True) and s1.center[1] < s2.center[1]
 
@@ -131,7 +171,7 @@ def test_the_title_table_is_the_apps_own_strings():
     assert [sim_of_title(strings_for_locale(loc)["mx_on_sim_2"]) for loc in ("de", "ru", "es", "ja", "ko")] == [2] * 5
 
 
-REAL_ROWS = REAL / "uiautomator_settings_rows_excerpt.xml"      # a real Android Settings dump's rows
+REAL_ROWS = REAL / "uiautomator_settings_rows_excerpt.xml"  # a real Android Settings dump's rows
 
 
 def test_a_real_vendor_dump_without_mi_message_fails_listing_the_titles_it_saw():
@@ -155,20 +195,31 @@ def _with_widget(xml: str, title: str, new_title: str, widget: str, *, flat: boo
     t.set("text", new_title)
     row = parents[parents[t]]
     x1, y1, x2, y2 = map(int, re.findall(r"-?\d+", row.get("bounds")))
-    box = ET.fromstring(node("", widget, "android.widget.CheckBox", (940, y1 + 80, 1030, y2 - 80), checkable="true",
-                             checked="true", clickable="false"))
+    box = ET.fromstring(
+        node(
+            "",
+            widget,
+            "android.widget.CheckBox",
+            (940, y1 + 80, 1030, y2 - 80),
+            checkable="true",
+            checked="true",
+            clickable="false",
+        )
+    )
     if flat:
         parents[row].append(box)
     else:
-        frame = ET.fromstring(node(rid="android:id/widget_frame", cls="android.widget.LinearLayout",
-                                   bounds=(900, y1, 1080, y2)))
+        frame = ET.fromstring(
+            node(rid="android:id/widget_frame", cls="android.widget.LinearLayout", bounds=(900, y1, 1080, y2))
+        )
         frame.append(box)
         row.append(frame)
     return ET.tostring(root, encoding="unicode")
 
 
-@pytest.mark.parametrize("widget", ["android:id/checkbox", "android:id/switch_widget",
-                                    "com.android.settings:id/switch_widget"])
+@pytest.mark.parametrize(
+    "widget", ["android:id/checkbox", "android:id/switch_widget", "com.android.settings:id/switch_widget"]
+)
 @pytest.mark.parametrize("flat", [False, True])
 def test_switch_finder_on_a_real_vendor_rows_nesting(widget, flat):
     # The real rows (icon_frame, text_frame, title and summary in a clickable LinearLayout of a
@@ -181,9 +232,9 @@ def test_switch_finder_on_a_real_vendor_rows_nesting(widget, flat):
     s1, s2 = parse_switches(xml)
     assert (s1.sim, s1.title, s1.checked, s1.widget_id) == (1, s["mx_on_sim_1"], True, widget)
     assert (s2.sim, s2.title) == (2, s["mx_on_sim_2"])
-    assert 1269 <= s1.center[1] < 1524 and 1861 <= s2.center[1] < 2087     # each on its own row
+    assert 1269 <= s1.center[1] < 1524 and 1861 <= s2.center[1] < 2087  # each on its own row
     if not flat:
-        assert s1.center == (540, (1269 + 1524) // 2)                       # the clickable row
+        assert s1.center == (540, (1269 + 1524) // 2)  # the clickable row
         assert s1.summary == "Wi-Fi, SIM card & mobile network, Hotspot & tethering"
 
 
@@ -196,10 +247,20 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     assert 'type="id" name="embedded_text_editor"' in public and f'type="id" name="{rid}"' in public
 
     def compose(hint: str) -> str:
-        return ("<hierarchy>" + node(cls="android.widget.FrameLayout", children=node(
-            hint, "com.android.mms:id/embedded_text_editor", "android.widget.EditText", (0, 1100, 560, 1240))
-            + node("", f"com.android.mms:id/{rid}", "android.widget.Button", (560, 1100, 720, 1240),
-                   clickable="true")) + "</hierarchy>")
+        return (
+            "<hierarchy>"
+            + node(
+                cls="android.widget.FrameLayout",
+                children=node(
+                    hint, "com.android.mms:id/embedded_text_editor", "android.widget.EditText", (0, 1100, 560, 1240)
+                )
+                + node(
+                    "", f"com.android.mms:id/{rid}", "android.widget.Button", (560, 1100, 720, 1240), clickable="true"
+                ),
+            )
+            + "</hierarchy>"
+        )
+
     on = parse_compose(compose(strings["msg_type_hint_mx"]))
     off = parse_compose(compose(strings["msg_type_hint_sms"]))
     assert (on.online, off.online) == (True, False) and on.send_button == (640, 1170)
@@ -209,30 +270,42 @@ def test_presence_is_read_from_the_real_editor_hint_and_the_send_button_by_its_r
     assert parse_compose(compose("typed text")).online is None
     # a dump with the `hint` attribute (androidx.test.uiautomator's AccessibilityNodeInfoDumper
     # writes it from API 26, the platform's `uiautomator dump` from Android 16) and an empty text
-    newer = compose("").replace('text="" resource-id="com.android.mms:id/embedded_text_editor"',
-                                f'text="" hint="{strings["msg_type_hint_mx"]}" '
-                                'resource-id="com.android.mms:id/embedded_text_editor"')
+    newer = compose("").replace(
+        'text="" resource-id="com.android.mms:id/embedded_text_editor"',
+        f'text="" hint="{strings["msg_type_hint_mx"]}" resource-id="com.android.mms:id/embedded_text_editor"',
+    )
     assert (parse_compose(newer).online, parse_compose(newer).shown) == (True, strings["msg_type_hint_mx"])
 
 
 def _dialog(title: str, message: str, cancel: str, accept: str, ids: str = "miui") -> str:
     """An AlertDialog as uiautomator dumps it: MIUI's (miui:id/alertTitle, miui:id/message) or AOSP's."""
-    return ("<hierarchy>" + node(title, f"{ids}:id/alertTitle") + node(message, f"{ids}:id/message")
-            + node(cancel, "android:id/button2", "android.widget.Button", (80, 880, 350, 970), clickable="true")
-            + node(accept, "android:id/button1", "android.widget.Button", (370, 880, 640, 970), clickable="true")
-            + "</hierarchy>")
+    return (
+        "<hierarchy>"
+        + node(title, f"{ids}:id/alertTitle")
+        + node(message, f"{ids}:id/message")
+        + node(cancel, "android:id/button2", "android.widget.Button", (80, 880, 350, 970), clickable="true")
+        + node(accept, "android:id/button1", "android.widget.Button", (370, 880, 640, 970), clickable="true")
+        + "</hierarchy>"
+    )
 
 
 @pytest.mark.parametrize("locale", list(LOCALE_FILES))
 def test_consent_dialogs_found_by_the_apps_strings_in_each_locale(locale):
     # com/xiaomi/mms/c/f.smali: mode 0 (SIM never activated) and mode 4 (activated SIM)
     s = real_strings(locale)
-    for kind, message in (("dialog_title_mx_rcs", "dialog_message_mx"),
-                          ("networking_allow_title", "mx_activate_network_allow_notice")):
+    for kind, message in (
+        ("dialog_title_mx_rcs", "dialog_message_mx"),
+        ("networking_allow_title", "mx_activate_network_allow_notice"),
+    ):
         for ids in ("miui", "android"):
             d = parse_consent(_dialog(s[kind], s[message], "Cancel", s["mx_btn_enable_now"], ids))
-            assert d is not None and (d.kind, d.title, d.message, d.accept_text, d.accept) == \
-                (kind, s[kind], s[message], s["mx_btn_enable_now"], (505, 925))
+            assert d is not None and (d.kind, d.title, d.message, d.accept_text, d.accept) == (
+                kind,
+                s[kind],
+                s[message],
+                s["mx_btn_enable_now"],
+                (505, 925),
+            )
 
 
 def test_a_dialog_is_not_taken_for_the_consent_by_a_generic_button():
@@ -246,23 +319,63 @@ def test_a_dialog_is_not_taken_for_the_consent_by_a_generic_button():
     assert parse_consent(dump_from_resources("en", 1, {})) is None
 
 
-MIUI_SMS_COLUMNS = ("_id", "thread_id", "address", "person", "date", "date_sent", "protocol", "read", "status",
-                    "type", "reply_path_present", "subject", "body", "service_center", "locked", "error_code",
-                    "seen", "timed", "deleted", "sync_state", "marker", "source", "bind_id", "mx_status", "mx_id",
-                    "out_time", "account", "sim_id", "block_type", "advanced_seen", "b2c_ttl", "b2c_numbers",
-                    "fake_cell_type", "url_risky_type", "creator", "favorite_date", "mx_id_v2", "sub_id")
+MIUI_SMS_COLUMNS = (
+    "_id",
+    "thread_id",
+    "address",
+    "person",
+    "date",
+    "date_sent",
+    "protocol",
+    "read",
+    "status",
+    "type",
+    "reply_path_present",
+    "subject",
+    "body",
+    "service_center",
+    "locked",
+    "error_code",
+    "seen",
+    "timed",
+    "deleted",
+    "sync_state",
+    "marker",
+    "source",
+    "bind_id",
+    "mx_status",
+    "mx_id",
+    "out_time",
+    "account",
+    "sim_id",
+    "block_type",
+    "advanced_seen",
+    "b2c_ttl",
+    "b2c_numbers",
+    "fake_cell_type",
+    "url_risky_type",
+    "creator",
+    "favorite_date",
+    "mx_id_v2",
+    "sub_id",
+)
 
 
 def test_real_miui_content_query_rows_parse_with_multi_line_bodies():
     assert len(MIUI_SMS_COLUMNS) == 38
     rows = parse_content_rows((REAL / "content_query_sms_miui.txt").read_text(encoding="utf-8"), MIUI_SMS_COLUMNS)
     assert [r["_id"] for r in rows] == ["8", "7", "6"]
-    assert rows[0]["body"].splitlines() == ["Hi there", "Long time no talk", "How have you been lately",
-                                            "Hope everything is going well with your new job"]
+    assert rows[0]["body"].splitlines() == [
+        "Hi there",
+        "Long time no talk",
+        "How have you been lately",
+        "Hope everything is going well with your new job",
+    ]
     assert rows[1]["body"] == "Hey, are we still meeting at the café at 3 PM today?"
     assert rows[2]["body"].count("\n") == 4
-    assert {(r["sim_id"], r["sub_id"], r["mx_status"], r["mx_id"], r["mx_id_v2"]) for r in rows} == \
-        {("2", "-1", "0", None, None)}          # sim_id is the subscription id; sub_id unused (-1)
+    assert {(r["sim_id"], r["sub_id"], r["mx_status"], r["mx_id"], r["mx_id_v2"]) for r in rows} == {
+        ("2", "-1", "0", None, None)
+    }  # sim_id is the subscription id; sub_id unused (-1)
 
 
 def test_real_parcel_reply_decodes_to_a_valid_imei():
@@ -278,8 +391,11 @@ def test_real_miui_getprop():
     assert props["persist.sys.language"] == "" and props["gsm.sim.state"] == "ABSENT,ABSENT"
     assert props["ro.gpu.available_frequencies"].endswith("257000000 ")
     assert locale_of_props(props) == "zh-CN"
-    assert [validate("imei", props[k]) for k in ("ro.ril.miui.imei0", "ro.ril.miui.imei1", "persist.radio.imei2")] \
-        == [True, True, True]
+    assert [validate("imei", props[k]) for k in ("ro.ril.miui.imei0", "ro.ril.miui.imei1", "persist.radio.imei2")] == [
+        True,
+        True,
+        True,
+    ]
     assert props["persist.radio.iccid"].split(",") == ["<null>", "89860000192008068907"]
 
 
@@ -302,15 +418,18 @@ class _SlowMiui:
 
     def _screen(self) -> str:
         if self.dialog:
-            return _dialog(self.s["dialog_title_mx_rcs"], self.s["dialog_message_mx"], "取消", self.s["mx_btn_enable_now"])
+            return _dialog(
+                self.s["dialog_title_mx_rcs"], self.s["dialog_message_mx"], "取消", self.s["mx_btn_enable_now"]
+            )
         return dump_from_resources(self.locale, 1, {1: self.on})
 
     def shell(self, cmd, timeout=None):
         from hostctl.device import ShellResult
+
         if cmd.startswith("input tap "):
             x, y = map(int, cmd.split()[2:])
             self.taps.append((x, y))
-            if self.dialog and (x, y) == (505, 925):          # the dialog's positive button
+            if self.dialog and (x, y) == (505, 925):  # the dialog's positive button
                 self.dialog, self.on, self.lag = False, True, 1
             elif not self.dialog and not self.on:
                 self.lag, self.pending = 1, True
@@ -320,6 +439,7 @@ class _SlowMiui:
 
     def batch(self, commands, timeout=None):
         from hostctl.device import ShellResult
+
         shown = self._screen() if self.lag == 0 else self._previous
         if self.lag:
             self.lag -= 1
@@ -336,6 +456,7 @@ def test_cm_on_waits_for_the_consent_a_real_phone_draws_late():
     h._previous = h._screen()
     state = cm_set(h, True, timeout=5)
     assert state.enabled is True and state.changed is True
-    assert [(c["kind"], c["title"], c["accepted"]) for c in state.consent] == \
-        [("dialog_title_mx_rcs", "免费发送短信", "现在开启")]
-    assert h.taps[-1] == (505, 925) and len(h.taps) == 2        # the row once, the button once
+    assert [(c["kind"], c["title"], c["accepted"]) for c in state.consent] == [
+        ("dialog_title_mx_rcs", "免费发送短信", "现在开启")
+    ]
+    assert h.taps[-1] == (505, 925) and len(h.taps) == 2  # the row once, the button once

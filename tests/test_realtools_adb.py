@@ -235,3 +235,32 @@ def test_kitkat_adbd_has_no_reverse(lab, adb):
     h = lab.lab.handsets[0]
     r = adb("-s", h.serial, "reverse", "tcp:7300", "tcp:7301")
     assert r.returncode != 0
+
+
+def test_kitkat_install_takes_the_legacy_path_and_adbd_answers_as_kitkat(lab, adb, tmp_path):
+    """The 4.4 lab's adbd advertises no feature (no `cmd`), as KitKat's adb.c did, so adb 36
+    pushes the APK and runs `pm install` instead of `cmd package install` (which 4.4 lacks:
+    `cmd: not found`). KitKat's remount_service.c has no uid check (mount fails as the shell
+    user) and its services.c has no unroot: service (adb reports the stream closed)."""
+    h = lab.lab.handsets[1]
+    r = adb("-s", h.serial, "shell", "cmd")
+    assert b"cmd: " in r.stdout and b"not found" in r.stdout    # no such tool before 7.0
+    apk = tmp_path / "kk.apk"
+    apk.write_bytes(build_apk("org.hostctl.kitkat", 3, "4.4", "KitKat"))
+    r = adb("-s", h.serial, "install", str(apk))
+    assert r.returncode == 0 and b"Success" in r.stdout, (r.stdout, r.stderr)
+    assert h.handset.package_installed("org.hostctl.kitkat")
+    assert b"Success" in adb("-s", h.serial, "uninstall", "org.hostctl.kitkat").stdout
+    assert not h.handset.package_installed("org.hostctl.kitkat")
+    r = adb("-s", h.serial, "remount")
+    assert b"remount failed: Operation not permitted" in r.stdout + r.stderr
+    r = adb("-s", h.serial, "unroot")
+    assert b"restarting" not in r.stdout and b"not running as root" not in r.stdout
+
+
+def test_remount_reply_per_release():
+    from hostctl.emulator.adb.server import remount_reply
+    assert remount_reply(19, False) == b"remount failed: Operation not permitted\n"
+    assert remount_reply(21, False) == b"remount of system failed: Operation not permitted\nremount failed\n"
+    assert remount_reply(23, False) == b'Not running as root. Try "adb root" first.\n'
+    assert remount_reply(30, False) == b'Not running as root. Try "adb root" first.\nremount failed\n'

@@ -95,11 +95,43 @@ def test_dumpsys_activity_top_and_window_name_the_focused_app(rel):
     assert re.search(r"ACTIVITY (?P<package>[^\s]+)/(?P<activity>[^/\s]+) \w+ pid=", top).group("package") \
         == "com.android.settings"
     assert top.startswith("TASK com.android.settings id=2" + (" userId=0\n" if release == "11" else "\n"))
-    win = run(h, "dumpsys window windows").out
-    m = re.search(r"mCurrentFocus=Window{.*\s+(?P<package>[^\s]+)/(?P<activity>[^\s]+)\}", win)
+    # adbutils' app_current regex; from 10 focus is per display: `dumpsys window windows` has no
+    # mCurrentFocus (as the real Android 11 dump in tests/fixtures/real/ shows), `displays` has it
+    focus_re = re.compile(r"mCurrentFocus=Window{.*\s+(?P<package>[^\s]+)/(?P<activity>[^\s]+)\}")
+    windows = run(h, "dumpsys window windows").out
+    assert (focus_re.search(windows) is None) == (release == "11")
+    win = run(h, "dumpsys window displays" if release == "11" else "dumpsys window windows").out
+    assert win == (run(h, "dumpsys window").out.split("-" * 79 + "\n")[-1] if release == "11" else windows)
+    m = focus_re.search(win)
     assert m and (m.group("package"), m.group("activity")) == ("com.android.settings", "com.android.settings.MainSettings")
     focused = re.search(r"mFocusedApp=(\S+)", win).group(1)
     assert focused.startswith("ActivityRecord{" if release == "11" else "AppWindowToken{")
+    uid = re.search(r"mOwnerUid=(\d+)", windows).group(1)
+    # Session names an app uid u0a<appId>, a system uid (Settings runs as 1000) by its number
+    assert re.search(r"mSession=Session\{\w+ \d+:(?:u0a)?(\d+)\}", windows).group(1) == uid == "1000"
+    assert re.search(r"ACTIVITY \S+ \w+ pid=(\d+)", top)     # its process was started
+
+
+def test_window_dump_layout_matches_a_real_android_11_dump():
+    """The emulated 11 `dumpsys window windows` has the real dump's line shapes (appium's
+    Android 11 fixture, tests/fixtures/real/dumpsys_window_windows_a11_appium.txt)."""
+    from pathlib import Path
+
+    from hostctl.emulator.android import dumpsys
+    from hostctl.emulator.android.model import TopActivity
+    real = (Path(__file__).parent / "fixtures/real/dumpsys_window_windows_a11_appium.txt").read_text()
+    shape = [re.compile(r"^  Window #\d+ Window\{[0-9a-f]+ u0 (?P<title>\S+)\}:$", re.M),
+             re.compile(r"^    mDisplayId=0 rootTaskId=\d+ mSession=Session\{[0-9a-f]+ \d+:u0a(?P<app>\d+)\} "
+                        r"mClient=android\.os\.BinderProxy@[0-9a-f]+$", re.M),
+             re.compile(r"^    mOwnerUid=(?P<uid>\d+) showForAllUsers=(true|false) package=\S+ appop=NONE$", re.M)]
+    ours = dumpsys.window(30, TopActivity("com.android.mms/.ui.MmsTabActivity", 1234, uid=10050), "windows")
+    for rx in shape:
+        assert rx.search(real), rx.pattern
+        assert rx.search(ours), rx.pattern
+    assert "mCurrentFocus" not in real and "mCurrentFocus" not in ours
+    assert shape[0].search(ours).group("title") == "com.android.mms/com.android.mms.ui.MmsTabActivity"
+    assert shape[1].search(ours).group("app") == shape[2].search(ours).group("uid") == "10050"
+    assert shape[1].search(real).group("app") == shape[2].search(real).group("uid") == "10144"
 
 
 def test_dumpsys_power_battery_display_user_meminfo(rel):
@@ -134,7 +166,9 @@ def test_pm_install_path_dump_uninstall_of_a_real_apk(rel):
     release, h = rel
     h.fs.host_path("/data/local/tmp/probe.apk").write_bytes(build_apk())
     r = run(h, "pm install -r /data/local/tmp/probe.apk")
-    assert r.out == ("Success\n" if release == "11" else "\tpkg: /data/local/tmp/probe.apk\nSuccess\n")
+    # Pm.java (4.4/5.0) prints the "\tpkg:" line with System.err, "Success" with System.out
+    assert (r.out, r.err) == (("Success\n", "") if release == "11" else
+                              ("Success\n", "\tpkg: /data/local/tmp/probe.apk\n"))
     assert "package:org.hostctl.probe\n" in run(h, "pm list packages -3").out
     path = run(h, "pm path org.hostctl.probe").out
     assert path == ("package:/data/app/org.hostctl.probe-1.apk\n" if release == "4.4"
@@ -196,6 +230,8 @@ def test_wm_ip_ifconfig(rel):
     ifc = run(h, "ifconfig wlan0").out
     if release == "11":
         assert re.search(r"inet\s*addr:(.*?)\s", ifc).group(1) == addr      # adbutils.wlan_ip
+        # toybox: Wi-Fi is an ARPHRD_ETHER device, so "Ethernet" and its HWaddr, then the driver
+        assert ifc.startswith(f"wlan0     Link encap:Ethernet  HWaddr {h.wlan_mac}  Driver icnss\n")
     else:
         assert ifc.startswith(f"wlan0: ip {addr} mask 255.255.255.0 flags [up broadcast running multicast]")
 
@@ -289,3 +325,19 @@ def test_logcat_since_a_time(rel):
     out = run(h, f"logcat -d -v brief -t {now - 1800:.3f}").out
     assert "after" in out and "before" not in out
     assert run(h, "logcat -d -t yesterday").rc == 1
+
+
+def test_logcat_time_modifiers_as_logprint_cpp_prints_them():
+    """system/core/liblog/logprint.cpp android_log_formatLogLine: epoch is "%19lld" seconds,
+    then ".%03ld" / ".%06ld" (usec) / ".%09ld" (nsec); zone appends strftime " %z"."""
+    from types import SimpleNamespace
+
+    from hostctl.emulator.android import logcat as lf
+    t = 1700000000.25
+    e = SimpleNamespace(time=t, pid=900, tid=901, priority="I", tag="Probe", message="hello")
+    assert lf.format_entry(e, "time", {"epoch"}) == "         1700000000.250 I/Probe   (  900): hello"
+    assert lf.format_entry(e, "brief", {"epoch"}) == "I/Probe   (  900): hello"
+    assert lf.format_entry(e, "threadtime", {"UTC", "year", "usec"}) == (
+        "2023-11-14 22:13:20.250000   900   901 I Probe   : hello")
+    assert lf.format_entry(e, "time", {"UTC", "nsec", "zone"}) == (
+        "11-14 22:13:20.250000000 +0000 I/Probe   (  900): hello")

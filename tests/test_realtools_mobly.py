@@ -17,7 +17,7 @@ import pytest
 
 from hostctl.emulator.lab import LabConfig, LabThread, adb_binary
 
-MOBLY_TEST = textwrap.dedent('''
+MOBLY_TEST = textwrap.dedent("""
     import zipfile
     from mobly import asserts, base_test, test_runner
     from mobly.controllers import android_device
@@ -53,14 +53,24 @@ MOBLY_TEST = textwrap.dedent('''
 
     if __name__ == "__main__":
         test_runner.main()
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def lab11(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("hostctl-home-mobly")
-    cfg = LabConfig(adb_port=adb_port, handsets=1, home=home, profile="miui-12-android-11",
-                    modem=False, relay=False, consoles=False, cloud=False, wiretap=False, pcapdroid=False)
+    cfg = LabConfig(
+        adb_port=adb_port,
+        handsets=1,
+        home=home,
+        profile="miui-12-android-11",
+        modem=False,
+        relay=False,
+        consoles=False,
+        cloud=False,
+        wiretap=False,
+        pcapdroid=False,
+    )
     with LabThread(cfg) as lt:
         yield lt
 
@@ -70,12 +80,13 @@ def test_stock_mobly_test_passes(lab11, adb_port, tmp_path):
     model = lab11.lab.handsets[0].handset.getprop("ro.product.model")
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "adb").symlink_to(adb_binary())      # Mobly runs `adb` from PATH
+    (bindir / "adb").symlink_to(adb_binary())  # Mobly runs `adb` from PATH
     script = tmp_path / "emulated_test.py"
     script.write_text(MOBLY_TEST.replace("M2003J6B2G", model))
     logs = tmp_path / "logs"
     config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         TestBeds:
           - Name: Emulated
             Controllers:
@@ -83,10 +94,12 @@ def test_stock_mobly_test_passes(lab11, adb_port, tmp_path):
                 - serial: "{serial}"
         MoblyParams:
           LogPath: {logs}
-    """))
+    """)
+    )
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", ANDROID_ADB_SERVER_PORT=str(adb_port))
-    r = subprocess.run([sys.executable, str(script), "-c", str(config)], env=env, capture_output=True,
-                       timeout=240, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, str(script), "-c", str(config)], env=env, capture_output=True, timeout=240, cwd=tmp_path
+    )
     summary = next(logs.rglob("test_summary.yaml"), None)
     text = summary.read_text() if summary else ""
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:], text[-3000:])

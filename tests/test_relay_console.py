@@ -8,13 +8,14 @@ import re
 import time
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hostctl.emulator.lab import LabConfig, LabThread
 from hostctl.emulator.relay import Ignored, RelayBoard, Switched
 from hostctl.errors import ConfigError
 from hostctl.lab.console import Console, ConsoleGoneError, ConsoleOpenError, format_line
-from hostctl.lab.relay import (Relay, RelayGoneError, RelayOpenError, decode_frame, encode_frame)
+from hostctl.lab.relay import Relay, RelayGoneError, RelayOpenError, decode_frame, encode_frame
 from tests.conftest import free_port, wait_for
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (.*)$")
@@ -23,20 +24,28 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (.*)$")
 @pytest.fixture(scope="module")
 def slab(tmp_path_factory):
     """Two handsets, their consoles and the relay board; no adb, no modem."""
-    with LabThread(LabConfig(adb_port=free_port(), handsets=2, home=tmp_path_factory.mktemp("serial-lab"),
-                             with_apps=False, connect=False, modem=False, cloud=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=2,
+            home=tmp_path_factory.mktemp("serial-lab"),
+            with_apps=False,
+            connect=False,
+            modem=False,
+            cloud=False,
+        )
+    ) as lt:
         yield lt
 
 
-
-
 # --- frames and the board ----------------------------------------------------------------------
+
 
 def test_frames_are_the_documented_bytes():
     assert encode_frame(1, True) == bytes.fromhex("A0 01 01 A2")
     assert encode_frame(1, False) == bytes.fromhex("A0 01 00 A1")
     assert encode_frame(2, True) == bytes.fromhex("A0 02 01 A3")
-    assert encode_frame(0xFF, True) == bytes.fromhex("A0 FF 01 A0")      # the checksum wraps
+    assert encode_frame(0xFF, True) == bytes.fromhex("A0 FF 01 A0")  # the checksum wraps
     assert decode_frame(bytes.fromhex("A0 01 01 A2")) == (1, True)
     for bad in (0, 256, -1, True, "1"):
         with pytest.raises(ValueError):
@@ -53,14 +62,14 @@ def test_frames_round_trip(channel, on):
 def test_board_obeys_good_frames_and_ignores_bad_ones_as_real_boards_do():
     board = RelayBoard(4)
     board.receive_data(bytes.fromhex("55 A0 01 00 A1 A0 02 00 A3 A0 09 00 A9 A0 03"))
-    board.receive_data(bytes.fromhex("00 A3"))                              # a frame split in two
+    board.receive_data(bytes.fromhex("00 A3"))  # a frame split in two
     events = []
     while (ev := board.next_event()) is not None:
         events.append(ev)
     assert events[0] == Ignored(b"\x55", "no start byte A0")
     assert events[1] == Switched(1, False)
-    assert events[2].data == b"\xa0" and "checksum" in events[2].reason   # its A0 is dropped...
-    assert events[3] == Ignored(b"\x02\x00\xa3", "no start byte A0")   # ...and the rest skipped
+    assert events[2].data == b"\xa0" and "checksum" in events[2].reason  # its A0 is dropped...
+    assert events[3] == Ignored(b"\x02\x00\xa3", "no start byte A0")  # ...and the rest skipped
     assert isinstance(events[4], Ignored) and "no relay 9" in events[4].reason
     assert events[5] == Switched(3, False)
     assert board.states == {1: False, 2: True, 3: False, 4: True}
@@ -68,7 +77,7 @@ def test_board_obeys_good_frames_and_ignores_bad_ones_as_real_boards_do():
 
 def test_a_stray_start_byte_does_not_swallow_the_next_frame():
     board = RelayBoard(2)
-    board.receive_data(bytes.fromhex("A0 A0 01 00 A1"))        # a stray A0, then "relay 1 off"
+    board.receive_data(bytes.fromhex("A0 A0 01 00 A1"))  # a stray A0, then "relay 1 off"
     events = []
     while (ev := board.next_event()) is not None:
         events.append(ev)
@@ -81,34 +90,41 @@ def test_board_never_breaks_on_random_bytes(data):
     board.receive_data(data)
     while (ev := board.next_event()) is not None:
         assert isinstance(ev, (Switched, Ignored))
-    assert len(board._buf) < 4                      # at most a frame's beginning waits
+    assert len(board._buf) < 4  # at most a frame's beginning waits
 
 
 # --- the controller contract ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("config, key", [
-    ({}, "port"),
-    ({"port": ""}, "port"),
-    ({"port": "loop://", "channel": 0}, "channel"),
-    ({"port": "loop://", "channel": "1"}, "channel"),
-    ({"port": "loop://", "channel": 5, "channels": 4}, "channel"),
-    ({"port": "loop://", "baudrate": "fast"}, "baudrate"),
-    ({"port": "loop://", "off_seconds": -1}, "off_seconds"),
-    ({"port": "loop://", "chanel": 1}, "chanel"),
-])
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({}, "port"),
+        ({"port": ""}, "port"),
+        ({"port": "loop://", "channel": 0}, "channel"),
+        ({"port": "loop://", "channel": "1"}, "channel"),
+        ({"port": "loop://", "channel": 5, "channels": 4}, "channel"),
+        ({"port": "loop://", "baudrate": "fast"}, "baudrate"),
+        ({"port": "loop://", "off_seconds": -1}, "off_seconds"),
+        ({"port": "loop://", "chanel": 1}, "chanel"),
+    ],
+)
 def test_relay_config_errors_name_the_key(config, key):
     with pytest.raises(ConfigError) as info:
         Relay.create(config)
     assert info.value.key == key and repr(key) in str(info.value) and "relay" in str(info.value)
 
 
-@pytest.mark.parametrize("config, key", [
-    ({"evidence_dir": "/tmp"}, "port"),
-    ({"port": "loop://"}, "evidence_dir"),
-    ({"port": "loop://", "evidence_dir": "/tmp", "baudrate": 0}, "baudrate"),
-    ({"port": "loop://", "evidence_dir": "/tmp", "label": "../x"}, "label"),
-    ({"port": "loop://", "out": "/tmp/x", "colour": True}, "colour"),
-])
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"evidence_dir": "/tmp"}, "port"),
+        ({"port": "loop://"}, "evidence_dir"),
+        ({"port": "loop://", "evidence_dir": "/tmp", "baudrate": 0}, "baudrate"),
+        ({"port": "loop://", "evidence_dir": "/tmp", "label": "../x"}, "label"),
+        ({"port": "loop://", "out": "/tmp/x", "colour": True}, "colour"),
+    ],
+)
 def test_console_config_errors_name_the_key(config, key):
     with pytest.raises(ConfigError) as info:
         Console.create(config)
@@ -118,7 +134,7 @@ def test_console_config_errors_name_the_key(config, key):
 def test_relay_create_sends_frames_and_reports_what_it_commanded():
     relay = Relay.create({"port": "loop://", "channel": 2, "baudrate": 9600, "off_seconds": 0})
     try:
-        assert relay.state() is None                      # the board cannot be asked
+        assert relay.state() is None  # the board cannot be asked
         assert relay.cycle() == [bytes.fromhex("A0 02 00 A2"), bytes.fromhex("A0 02 01 A3")]
         assert relay._port.read(8) == bytes.fromhex("A0 02 00 A2 A0 02 01 A3")
         assert relay.off(1) == bytes.fromhex("A0 01 00 A1")
@@ -127,7 +143,7 @@ def test_relay_create_sends_frames_and_reports_what_it_commanded():
         assert info["states"] == {"1": "off", "2": "on"}
     finally:
         relay.destroy()
-    relay.destroy()                                       # twice: still nothing raised
+    relay.destroy()  # twice: still nothing raised
     with pytest.raises(RelayGoneError):
         relay.on()
 
@@ -141,6 +157,7 @@ def test_open_errors_are_typed(tmp_path):
 
 # --- against the emulated twins ----------------------------------------------------------------------
 
+
 def test_relay_on_the_pty_powers_the_handset_off_and_on(slab):
     lh = slab.lab.handsets[1]
     relay_info = slab.lab.relay_info()
@@ -149,8 +166,8 @@ def test_relay_on_the_pty_powers_the_handset_off_and_on(slab):
         relay.off()
         wait_for(lambda: not lh.powered)
         assert slab.lab.relay_info()["channels"]["2"]["on"] is False
-        relay._port.write(bytes.fromhex("A0 02 01 A4"))    # bad checksum: ignored
-        relay._port.write(bytes.fromhex("A0 07 01 A8"))    # no relay 7 on a 2-relay board: ignored
+        relay._port.write(bytes.fromhex("A0 02 01 A4"))  # bad checksum: ignored
+        relay._port.write(bytes.fromhex("A0 07 01 A8"))  # no relay 7 on a 2-relay board: ignored
         wait_for(lambda: len(slab.lab.relay.ignored) >= 2)
         assert not lh.powered
         relay.cycle(off_seconds=0.1)
@@ -160,8 +177,9 @@ def test_relay_on_the_pty_powers_the_handset_off_and_on(slab):
 
 def test_console_records_the_handsets_log_with_timestamps_into_the_evidence_folder(slab, tmp_path):
     lh = slab.lab.handsets[0]
-    console = Console.create({"port": slab.lab.consoles_info()["hs1"]["pty"], "evidence_dir": str(tmp_path),
-                              "label": "hs1"})
+    console = Console.create(
+        {"port": slab.lab.consoles_info()["hs1"]["pty"], "evidence_dir": str(tmp_path), "label": "hs1"}
+    )
     try:
         console.start()
         lh.handset.log("I", "TEST", "before\nsecond line")
@@ -197,8 +215,18 @@ def test_format_line_keeps_bad_bytes_and_drops_the_line_end():
 
 
 def test_a_console_port_that_vanishes_ends_cleanly_and_keeps_what_was_read(tmp_path):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=1, home=tmp_path / "home", with_apps=False,
-                             connect=False, modem=False, cloud=False, relay=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=1,
+            home=tmp_path / "home",
+            with_apps=False,
+            connect=False,
+            modem=False,
+            cloud=False,
+            relay=False,
+        )
+    ) as lt:
         lh = lt.lab.handsets[0]
         ports = lt.lab.consoles_info()["hs1"]
         consoles = {kind: Console.open(ports[kind], tmp_path / f"{kind}.log") for kind in ("pty", "url")}
@@ -207,7 +235,7 @@ def test_a_console_port_that_vanishes_ends_cleanly_and_keeps_what_was_read(tmp_p
         time.sleep(0.2)
         lh.handset.log("W", "TEST", "kept")
         wait_for(lambda: all(c.info()["lines"] >= 1 for c in consoles.values()))
-        lt.lab.consoles["hs1"][1].stop()                  # the adapter is unplugged
+        lt.lab.consoles["hs1"][1].stop()  # the adapter is unplugged
         for kind, console in consoles.items():
             assert console.wait(5), kind
             rec = console.recording
@@ -215,22 +243,32 @@ def test_a_console_port_that_vanishes_ends_cleanly_and_keeps_what_was_read(tmp_p
             assert isinstance(console.error, ConsoleGoneError) and console.error.recording is rec
             assert "keeps the 1 line(s)" in str(console.error)
             assert "W/TEST" in (tmp_path / f"{kind}.log").read_text()
-            console.destroy()                               # never raises, port gone or not
+            console.destroy()  # never raises, port gone or not
             console.destroy()
             assert console.info()["ended_by"] == "port-gone"
         with pytest.raises(ConsoleGoneError):
-            consoles["pty"].record(0.1)                     # closed: a typed error, no traceback
+            consoles["pty"].record(0.1)  # closed: a typed error, no traceback
     assert lt.lab.consoles == {} and lt.lab.relay is None
 
 
 def test_relay_destroy_never_raises_after_the_port_vanished(tmp_path):
-    with LabThread(LabConfig(adb_port=free_port(), handsets=1, home=tmp_path, with_apps=False,
-                             connect=False, modem=False, cloud=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=free_port(),
+            handsets=1,
+            home=tmp_path,
+            with_apps=False,
+            connect=False,
+            modem=False,
+            cloud=False,
+            consoles=False,
+        )
+    ) as lt:
         relay = Relay.create({"port": lt.lab.relay_info()["url"], "timeout": 1})
         relay.on()
         lt.lab.relay_server.stop()
         with pytest.raises((RelayGoneError,)):
-            for _ in range(50):                         # TCP notices on a later write
+            for _ in range(50):  # TCP notices on a later write
                 relay.on()
                 time.sleep(0.02)
         relay.destroy()

@@ -16,7 +16,7 @@ from hostctl.report import (CHECK_IDS, CHECKS, MAX_LANES, MAX_MARKERS, SCHEMA, S
 
 EXPECTED_IDS = ("opt-in-default", "no-identifiers-before-opt-in", "ip-when-online", "sms-fallback-when-offline",
                 "presence-lookup-minimal", "phone-numbers-encrypted", "content-encrypted", "transport-secure",
-                "imsi-after-login", "no-retention")
+                "imsi-after-login", "no-retention", "tls-plaintext-agrees")
 HOSTILE = '<script>alert("x")</script>&amp; \x1b[31mred\x1b[0m \x00\u202e'
 FAIL_IDS = ("opt-in-default", "no-identifiers-before-opt-in", "phone-numbers-encrypted", "transport-secure")
 NT_IDS = ("no-retention",)
@@ -98,7 +98,7 @@ def make_doc(timeline=None) -> dict:
 
 # --- the table of checks and the schema ------------------------------------------------------
 
-def test_checks_table_has_the_ten_checks_in_mission_order():
+def test_checks_table_has_the_eleven_checks_in_mission_order():
     assert CHECK_IDS == EXPECTED_IDS
     for c in CHECKS:
         assert c.title and c.claim and c.evidence
@@ -120,7 +120,7 @@ def test_sample_document_is_valid():
     (lambda d: d["checks"][0].pop("evidence"), "checks[0].evidence: missing"),
     (lambda d: d["checks"][0].update(evidence=[]), "checks[0].evidence: a FAIL must name its evidence"),
     (lambda d: d["checks"][9].update(reason=" "), "checks[9].reason: a NOT-TESTABLE must say why"),
-    (lambda d: d["summary"].update(PASS=9), "summary.PASS: 9 but checks has 5"),
+    (lambda d: d["summary"].update(PASS=9), "summary.PASS: 9 but checks has 6"),
     (lambda d: d["run"].update(complete="yes"), "run.complete: expected a boolean"),
     (lambda d: d.update(exit_status=True), "exit_status: expected an integer"),
     (lambda d: d["run"].update(started="yesterday"), "run.started: 'yesterday' is not an ISO 8601"),
@@ -133,7 +133,7 @@ def test_sample_document_is_valid():
     (lambda d: d["timeline"][1].update(kind="dns"), "timeline[1].kind: 'dns' is not one of"),
     (lambda d: d["phases"][0].update(status="done"), "phases[0].status: 'done' is not one of"),
     (lambda d: d["checks"].reverse(), "checks: not in the documented order"),
-    (lambda d: d["checks"].append(copy.deepcopy(d["checks"][9])), "checks: 'no-retention' appears 2 times"),
+    (lambda d: d["checks"].insert(10, copy.deepcopy(d["checks"][9])), "checks: 'no-retention' appears 2 times"),
     (lambda d: d["run"].update(interrupted=True), "run: both complete and interrupted"),
     (lambda d: d["run"].update(finished="2025-01-31T09:00:00Z"), "run.finished: before run.started"),
     (lambda d: d["handsets"][0]["sims"][0].pop("iccid"), "handsets[0].sims[0].iccid: missing"),
@@ -260,7 +260,7 @@ def test_junit_parses_back_with_counts_and_properties(tmp_path):
     suite = suites[0]
     assert suite.get("name") == "lab"
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == \
-        ("10", str(len(FAIL_IDS)), str(len(NT_IDS)), "0")
+        (str(len(CHECK_IDS)), str(len(FAIL_IDS)), str(len(NT_IDS)), "0")
     assert float(suite.get("time")) == 18.0
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == list(CHECK_IDS)
@@ -473,7 +473,7 @@ def test_summary_table_lists_every_check_aligned():
         assert c["status"] in rows[c["id"]].split() and c["reason"] in rows[c["id"]]
     assert "-> 1 of 2: handsets/hs1/capture.pcapng flow 3 offset 412" in table
     assert "   POST /pass/register imei=864804021234562" in table
-    assert "PASS 5  FAIL 4  NOT-TESTABLE 1  (exit status 1)" in table
+    assert "PASS 6  FAIL 4  NOT-TESTABLE 1  (exit status 1)" in table
     assert "[phone-numbers-encrypted] deterministic encryption" in table
     assert all(len(line) <= 120 for line in lines)
 
@@ -526,3 +526,40 @@ def test_run_status_and_host_faults_must_agree():
     doc = make_doc()
     doc["run"]["status"] = "interrupted"
     assert validate_report(doc) == ["run.status: interrupted but run.interrupted is False"]
+
+
+# --- TLS flows: decrypted or not, per flow ---------------------------------------------------
+
+def _tls_flows() -> list[dict]:
+    return [{"handset": "hs1", "flow": 3, "client": "10.64.0.2:40003", "server": "198.18.0.7:443",
+             "host": "api.account.xiaomi.com", "tls_status": "decrypted", "decrypted": True, "cross_check": "agree"},
+            {"handset": "hs2", "flow": 9, "client": "10.64.0.3:40009", "server": "198.18.0.8:443", "host": None,
+             "tls_status": "no-secret", "decrypted": False, "cross_check": "not-decrypted"}]
+
+
+def test_report_html_shows_per_flow_whether_it_was_decrypted():
+    doc = make_doc()
+    assert "TLS flows" not in render_html(doc)        # a report from before decryption: no section
+    doc["tls_flows"] = _tls_flows()
+    assert validate_report(doc) == []
+    page = render_html(doc)
+    assert 'id="tls-flows"' in page and "1 of 2 TLS flows decrypted" in page
+    rows = page.split('id="tls-flows"', 1)[1].split("</table>", 1)[0].split("<tr>")[2:]
+    assert len(rows) == 2
+    assert "api.account.xiaomi.com" in rows[0] and ">yes<" in rows[0] and "agree" in rows[0]
+    assert ">no<" in rows[1] and "no-secret" in rows[1] and "not-decrypted" in rows[1]
+    doc["tls_flows"] = []
+    assert "No TLS flow was decrypted" in render_html(doc)
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (lambda f: f[0].update(handset="hs9"), "tls_flows[0].handset: 'hs9' is not a handset"),
+    (lambda f: f[0].update(decrypted="yes"), "tls_flows[0].decrypted: expected a boolean"),
+    (lambda f: f[1].update(cross_check="same"), "tls_flows[1].cross_check: 'same' is not one of"),
+    (lambda f: f[1].pop("flow"), "tls_flows[1].flow: missing"),
+])
+def test_validator_checks_tls_flows_when_present(mutate, problem):
+    doc = make_doc()
+    doc["tls_flows"] = _tls_flows()
+    mutate(doc["tls_flows"])
+    assert any(p.startswith(problem) for p in validate_report(doc)), validate_report(doc)

@@ -38,8 +38,7 @@ class Result:
 
 
 def make_handset(tmp_path: Path, profile: str = "miui-v5-2014-07", **kw) -> VirtualHandset:
-    return VirtualHandset(label="bench-a", profile=load_profile(profile),
-                          state_dir=tmp_path / "state", **kw)
+    return VirtualHandset(label="bench-a", profile=load_profile(profile), state_dir=tmp_path / "state", **kw)
 
 
 def run(handset: VirtualHandset, command: str, stdin: bytes = b"") -> Result:

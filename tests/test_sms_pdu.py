@@ -17,12 +17,24 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hostctl.sms import (Address, GsmEncodingError, PduError, SmsDeliver, SmsStatusReport, SmsSubmit,
-                         decode, encode, split_message, ucs2_units, validity_from_seconds,
-                         validity_seconds)
-from hostctl.sms import gsm7
+from hostctl.sms import (
+    Address,
+    GsmEncodingError,
+    PduError,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    decode,
+    encode,
+    gsm7,
+    split_message,
+    ucs2_units,
+    validity_from_seconds,
+    validity_seconds,
+)
 from hostctl.sms.pdu import dcs_alphabet
 
 
@@ -31,6 +43,7 @@ def tz(hours: float) -> timezone:
 
 
 # --- GSM 7-bit ---------------------------------------------------------------------------------
+
 
 def test_hellohello_packs_as_in_ts_23038_and_dreamfabric():
     # [dreamfabric] "hellohello" -> E8 32 9B FD 46 97 D9 EC 37 (TS 23.038 6.1.2.1.1 packing)
@@ -44,8 +57,8 @@ def test_extension_table_costs_two_septets_and_round_trips():
     assert gsm7.septet_length(text) == 20
     assert gsm7.encode("€") == [0x1B, 0x65]
     assert gsm7.decode(gsm7.encode(text)) == text
-    assert gsm7.decode([0x1B, 0x41]) == "A"       # unknown extension code: the basic character
-    assert gsm7.decode([0x41, 0x1B]) == "A "      # a lone trailing escape
+    assert gsm7.decode([0x1B, 0x41]) == "A"  # unknown extension code: the basic character
+    assert gsm7.decode([0x41, 0x1B]) == "A "  # a lone trailing escape
 
 
 def test_non_gsm_character_is_named():
@@ -60,6 +73,7 @@ def test_pack_unpack_round_trip(septets, fill):
 
 
 # --- published PDUs ---------------------------------------------------------------------------
+
 
 def test_dreamfabric_sms_submit_encodes_byte_for_byte():
     # [dreamfabric] AT+CMGS=23 / 0011000B916407281553F80000AA0AE8329BFD4697D9EC37
@@ -85,8 +99,10 @@ def test_dreamfabric_sms_deliver_decodes():
 
 def test_developershome_deliver_with_positive_zone():
     # [developershome] "It is easy to read text messages via AT commands." (+8 h)
-    m = decode("07915892000000F0040B915892214365F700007040213252242331493A283D0795C3F33C88FE06C9CB"
-               "6132885EC6D341EDF27C1E3E97E7207B3A0C0A5241E377BB1D7693E72E")
+    m = decode(
+        "07915892000000F0040B915892214365F700007040213252242331493A283D0795C3F33C88FE06C9CB"
+        "6132885EC6D341EDF27C1E3E97E7207B3A0C0A5241E377BB1D7693E72E"
+    )
     assert (str(m.smsc), str(m.sender)) == ("+85290000000", "+85291234567")
     assert m.timestamp == datetime(2007, 4, 12, 23, 25, 42, tzinfo=tz(8))
     assert m.text == "It is easy to read text messages via AT commands."
@@ -108,28 +124,36 @@ def test_aosp_ucs2():
 
 def test_aosp_multipart_with_fill_bit():
     # [AOSP] GsmSmsTest.testMultipart: UDH 050003 00 02 01 (8-bit ref 0), then a fill bit
-    p1 = decode("07916163838408F6440B816105224431F700007060217175830AA0050003"
-                "00020162B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
-                "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
-                "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
-                "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
-                "168BC562B1582C168BC562B1582C168BC562B1582C168BC562")
-    p2 = decode("07916163838408F6440B816105224431F700007060217185000A23050003"
-                "00020262B1582C168BC96432994C2693C96432994C2693C96432990C")
+    p1 = decode(
+        "07916163838408F6440B816105224431F700007060217175830AA0050003"
+        "00020162B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
+        "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
+        "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
+        "168BC562B1582C168BC562B1582C168BC562B1582C168BC562B1582C"
+        "168BC562B1582C168BC562B1582C168BC562B1582C168BC562"
+    )
+    p2 = decode(
+        "07916163838408F6440B816105224431F700007060217185000A23050003"
+        "00020262B1582C168BC96432994C2693C96432994C2693C96432990C"
+    )
     assert p1.concat == (0, 2, 1) and p2.concat == (0, 2, 2) and not p1.concat16
     assert p1.text == "1" * 153
     assert p2.text == "1111111222222222222222222222"
     # our encoder produces the same TPDU for part 2
     again = SmsDeliver(p2.sender, p2.text, p2.timestamp, concat=p2.concat, smsc=p2.smsc)
-    assert encode(again).hex == ("07916163838408F6440B816105224431F700007060217185000A23050003"
-                                 "00020262B1582C168BC96432994C2693C96432994C2693C96432990C")
+    assert encode(again).hex == (
+        "07916163838408F6440B816105224431F700007060217185000A23050003"
+        "00020262B1582C168BC96432994C2693C96432994C2693C96432990C"
+    )
 
 
 def test_aosp_extended_character_table():
     # [AOSP] GsmSmsTest.testExtendedCharacterTable
-    m = decode("07914151551512f2040B916105551511f100006080615131728A44D4F29C0E2"
-               "AE3E96537B94C068DD16179784C2FCB41F4B0985D06B958ADD00FB0E94536AF9749"
-               "74DA6D281BA00E95E26D509B946FC3DBF87A25D56A04")
+    m = decode(
+        "07914151551512f2040B916105551511f100006080615131728A44D4F29C0E2"
+        "AE3E96537B94C068DD16179784C2FCB41F4B0985D06B958ADD00FB0E94536AF9749"
+        "74DA6D281BA00E95E26D509B946FC3DBF87A25D56A04"
+    )
     assert m.text == "Test extended character table .,-!?@~_\\/&\"';^|:()<{}>[]=%*+#"
 
 
@@ -157,6 +181,7 @@ def test_diafaan_submit_with_status_report_request_and_its_report():
 
 # --- structure (TS 23.040) ---------------------------------------------------------------------
 
+
 def test_addresses_international_national_alphanumeric():
     assert encode(SmsSubmit("10086", "x", validity=None)).hex.startswith("00010005810180F6")
     a = Address.parse("MiCloud")
@@ -171,10 +196,17 @@ def test_addresses_international_national_alphanumeric():
 
 def test_16_bit_reference_and_ucs2_round_trip_with_surrogates():
     text = "日本語😀"
-    s = SmsSubmit("+8613800138000", text, coding="ucs2", concat=(0x1234, 3, 2), message_ref=7,
-                  status_report=True, smsc="+8613800100500")
+    s = SmsSubmit(
+        "+8613800138000",
+        text,
+        coding="ucs2",
+        concat=(0x1234, 3, 2),
+        message_ref=7,
+        status_report=True,
+        smsc="+8613800100500",
+    )
     pdu = encode(s)
-    assert "08041234" + "0302" in pdu.hex     # IEI 0x08, 16-bit reference, parts, sequence
+    assert "08041234" + "0302" in pdu.hex  # IEI 0x08, 16-bit reference, parts, sequence
     back = decode(pdu.hex)
     assert back == s
 
@@ -191,23 +223,46 @@ def test_timestamp_zone_encoding_both_signs():
 def test_validity_period_relative_format():
     # [TS 23.040] 9.2.3.12.1
     assert [validity_seconds(v) for v in (0, 143, 144, 167, 168, 196, 197, 255)] == [
-        300, 12 * 3600, 12 * 3600 + 1800, 24 * 3600, 2 * 86400, 30 * 86400, 5 * 7 * 86400, 63 * 7 * 86400]
+        300,
+        12 * 3600,
+        12 * 3600 + 1800,
+        24 * 3600,
+        2 * 86400,
+        30 * 86400,
+        5 * 7 * 86400,
+        63 * 7 * 86400,
+    ]
     assert validity_from_seconds(24 * 3600) == 167 and validity_from_seconds(3 * 86400) == 169
 
 
 def test_dcs_groups():
     # [TS 23.038] clause 4
     assert [dcs_alphabet(x) for x in (0x00, 0x04, 0x08, 0x10, 0x18, 0xF0, 0xF4, 0xC0, 0xE0)] == [
-        "gsm7", "8bit", "ucs2", "gsm7", "ucs2", "gsm7", "8bit", "gsm7", "ucs2"]
+        "gsm7",
+        "8bit",
+        "ucs2",
+        "gsm7",
+        "ucs2",
+        "gsm7",
+        "8bit",
+        "gsm7",
+        "ucs2",
+    ]
 
 
-@pytest.mark.parametrize("bad", [
-    "", "0", "zz", "0011000B916407281553F80000AA0AE8329BFD46",      # truncated user data
-    "07917283010010F5040BC872",                                       # truncated address
-    "0003",                                                           # reserved TP-MTI
-    "0F9122",                                                         # SMSC field too long
-    "0006D60B911326880736F411101171955140111011719571",              # report without TP-ST
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "0",
+        "zz",
+        "0011000B916407281553F80000AA0AE8329BFD46",  # truncated user data
+        "07917283010010F5040BC872",  # truncated address
+        "0003",  # reserved TP-MTI
+        "0F9122",  # SMSC field too long
+        "0006D60B911326880736F411101171955140111011719571",  # report without TP-ST
+    ],
+)
 def test_garbage_and_truncated_pdus_are_pdu_errors(bad):
     with pytest.raises(PduError):
         decode(bad)
@@ -224,6 +279,7 @@ def test_random_bytes_decode_or_raise_pdu_error(data):
 
 # --- splitting ----------------------------------------------------------------------------------
 
+
 def test_160_septets_is_one_part_161_is_two_of_153_and_8():
     # the same limits as [AOSP] GsmSmsTest.testFragmentText
     assert len(split_message("1" * 160, reference=1)) == 1
@@ -233,7 +289,7 @@ def test_160_septets_is_one_part_161_is_two_of_153_and_8():
 
 
 def test_escape_pair_is_never_split():
-    text = "a" * 152 + "€" + "b" * 10          # 164 septets; the escape pair would end at 154
+    text = "a" * 152 + "€" + "b" * 10  # 164 septets; the escape pair would end at 154
     parts = split_message(text, reference=3)
     assert parts[0].text == "a" * 152 and parts[1].text == "€" + "b" * 10
     assert all(p.units <= 153 for p in parts)
@@ -243,20 +299,24 @@ def test_ucs2_70_and_67_units_and_surrogate_pairs_stay_whole():
     assert len(split_message("я" * 70, reference=0)) == 1
     parts = split_message("я" * 71, reference=0)
     assert [p.units for p in parts] == [67, 4] and parts[0].coding == "ucs2"
-    text = "я" * 66 + "😀" + "я" * 3            # 71 units; the pair would end at unit 68
+    text = "я" * 66 + "😀" + "я" * 3  # 71 units; the pair would end at unit 68
     parts = split_message(text, reference=0)
     assert parts[0].text == "я" * 66 and parts[1].text.startswith("😀")
     assert ucs2_units("😀") == 2
 
 
-@given(st.text(alphabet=st.sampled_from(list(gsm7.BASIC.replace("\x1b", "")) + list("€[]{}^~|\\")
-                                        + list("яж日😀")), max_size=700),
-       st.integers(0, 255))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list(gsm7.BASIC.replace("\x1b", "")) + list("€[]{}^~|\\") + list("яж日😀")),
+        max_size=700,
+    ),
+    st.integers(0, 255),
+)
 def test_split_parts_join_back_fit_and_encode(text, ref):
     parts = split_message(text, reference=ref)
     assert "".join(p.text for p in parts) == text
     limit = {"gsm7": 153, "ucs2": 67} if len(parts) > 1 else {"gsm7": 160, "ucs2": 70}
     assert all(p.units <= limit[p.coding] for p in parts)
-    for p in parts:   # every part is a valid SMS-SUBMIT
+    for p in parts:  # every part is a valid SMS-SUBMIT
         back = decode(encode(SmsSubmit("+8613800138000", p.text, p.coding, p.concat)).hex)
         assert back.text == p.text and back.concat == p.concat

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import make_cert  # noqa: E402
+from tls_capture import make_cert
 
 frida = pytest.importorskip("frida")
 
-CHILD = textwrap.dedent('''
+CHILD = textwrap.dedent("""
     import socket, ssl, sys, threading
     cert, key, keylog = sys.argv[1:4]
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -59,7 +59,7 @@ CHILD = textwrap.dedent('''
             print(session(late, b"after"), flush=True)
         else:
             break
-''')
+""")
 
 
 def test_keylog_callback_events_chain_to_pythons_own_and_are_removed_at_stop(tmp_path):
@@ -73,8 +73,12 @@ def test_keylog_callback_events_chain_to_pythons_own_and_are_removed_at_stop(tmp
     keylog = tmp_path / "python.keylog"
     child = tmp_path / "child.py"
     child.write_text(CHILD)
-    proc = subprocess.Popen([sys.executable, str(child), str(cert), str(key), str(keylog)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(child), str(cert), str(key), str(keylog)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     session = None
     try:
         assert proc.stdout.readline() == "ready\n"
@@ -110,8 +114,14 @@ def test_keylog_callback_events_chain_to_pythons_own_and_are_removed_at_stop(tmp
     lines = {f"{s['label']} {s['client_random']} {s['secret']}" for s in secrets}
     labels = {s["label"] for s in secrets}
     # TLS 1.2 (the context made before the trace) and TLS 1.3; client and server both log
-    assert labels == {"CLIENT_RANDOM", "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-                      "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET"}
+    assert labels == {
+        "CLIENT_RANDOM",
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+        "EXPORTER_SECRET",
+    }
     assert all(s["module"] == "libssl.so.3" and s["sni"] == "lab.test" for s in secrets)
     # CPython's own key log got the TLS 1.3 session's five lines while our callback was in place
     assert len(python_lines) == 5 and set(python_lines) <= lines

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import have_tools, python_session  # noqa: E402
+from tls_capture import have_tools, python_session
 
-from hostctl.events import Endpoint, Payload, SslData, TlsSecret  # noqa: E402
-from hostctl.wire.crosscheck import cross_check  # noqa: E402
-from hostctl.wire.decrypt import decrypt_capture, decrypt_trace_capture, trace_keylog  # noqa: E402
+from hostctl.events import Endpoint, Payload, SslData, TlsSecret
+from hostctl.wire.crosscheck import cross_check
+from hostctl.wire.decrypt import decrypt_capture, decrypt_trace_capture, trace_keylog
 
 REQUEST = b"POST /report HTTP/1.1\r\nX-Imei: 356938035643809\r\n\r\n" * 40
 RESPONSE = b"HTTP/1.1 200 OK\r\n\r\n" + b"r" * 30000
@@ -29,8 +29,10 @@ def sess(tmp_path_factory):
     if not have_tools():
         pytest.skip("needs tcpdump, tshark, openssl and root for lo capture")
     d = tmp_path_factory.mktemp("cc")
-    return {v: python_session(d, version=v, request=REQUEST, response=RESPONSE, chunks=3, name=f"cc{v}")
-            for v in ("1.2", "1.3")}
+    return {
+        v: python_session(d, version=v, request=REQUEST, response=RESPONSE, chunks=3, name=f"cc{v}")
+        for v in ("1.2", "1.3")
+    }
 
 
 def hook_events(r, *, ssl="0x55d0", pid=100, port=None, chunks=3):
@@ -43,24 +45,64 @@ def hook_events(r, *, ssl="0x55d0", pid=100, port=None, chunks=3):
         nonlocal seq
         seq += 1
         return seq
+
     local = Endpoint("127.0.0.1", port) if port else None
     for line in r["keylog"].read_text().splitlines():
         if line.startswith("#") or not line.strip():
             continue
         label, cr, secret = line.split()
-        evs.append(TlsSecret(app="app", pid=pid, host_ts=1.0, seq=n(), label=label, client_random=cr, secret=secret,
-                             module="libssl.so.3", ssl=ssl, fd=5, local=local))
+        evs.append(
+            TlsSecret(
+                app="app",
+                pid=pid,
+                host_ts=1.0,
+                seq=n(),
+                label=label,
+                client_random=cr,
+                secret=secret,
+                module="libssl.so.3",
+                ssl=ssl,
+                fd=5,
+                local=local,
+            )
+        )
     step = max(1, len(REQUEST) // chunks)
     for i in range(0, len(REQUEST), step):
-        part = REQUEST[i:i + step]
-        evs.append(SslData(app="app", pid=pid, host_ts=2.0, seq=n(), fn="SSL_write_ex", direction="out",
-                           module="libssl.so.3", ssl=ssl, fd=5, local=local, length=len(part),
-                           data=Payload(part, len(part))))
+        part = REQUEST[i : i + step]
+        evs.append(
+            SslData(
+                app="app",
+                pid=pid,
+                host_ts=2.0,
+                seq=n(),
+                fn="SSL_write_ex",
+                direction="out",
+                module="libssl.so.3",
+                ssl=ssl,
+                fd=5,
+                local=local,
+                length=len(part),
+                data=Payload(part, len(part)),
+            )
+        )
     for i in range(0, len(RESPONSE), 16384):
-        part = RESPONSE[i:i + 16384]
-        evs.append(SslData(app="app", pid=pid, host_ts=3.0, seq=n(), fn="SSL_read_ex", direction="in",
-                           module="libssl.so.3", ssl=ssl, fd=5, local=local, length=len(part),
-                           data=Payload(part, len(part))))
+        part = RESPONSE[i : i + 16384]
+        evs.append(
+            SslData(
+                app="app",
+                pid=pid,
+                host_ts=3.0,
+                seq=n(),
+                fn="SSL_read_ex",
+                direction="in",
+                module="libssl.so.3",
+                ssl=ssl,
+                fd=5,
+                local=local,
+                length=len(part),
+                data=Payload(part, len(part)),
+            )
+        )
     return evs
 
 
@@ -72,15 +114,17 @@ def test_agreeing_hooks_and_wire_pass(sess, version):
     assert cc.passed and cc.counts == {"agree": 1}
     (f,) = cc.flows
     assert f.matched_by == "client-random" and f.tls_status == "decrypted"
-    assert [(d.direction, d.matched, d.wire_only, d.agent_only) for d in f.directions] == \
-        [("c2s", len(REQUEST), 0, 0), ("s2c", len(RESPONSE), 0, 0)]
+    assert [(d.direction, d.matched, d.wire_only, d.agent_only) for d in f.directions] == [
+        ("c2s", len(REQUEST), 0, 0),
+        ("s2c", len(RESPONSE), 0, 0),
+    ]
 
 
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_hooks_removed_for_the_flow_is_reported_wire_only(sess, version):
     r = sess[version]
     flows, _ = decrypt_capture(r["pcap"], [r["keylog"]])
-    events = [e for e in hook_events(r) if not isinstance(e, SslData)]      # the SSL hooks saw nothing
+    events = [e for e in hook_events(r) if not isinstance(e, SslData)]  # the SSL hooks saw nothing
     cc = cross_check(flows, events)
     assert not cc.passed
     (f,) = cc.flows
@@ -96,7 +140,7 @@ def test_one_call_missed_is_reported_with_its_place(sess):
     flows, _ = decrypt_capture(r["pcap"], [r["keylog"]])
     events = hook_events(r)
     writes = [e for e in events if isinstance(e, SslData) and e.direction == "out"]
-    events.remove(writes[-1])                        # the last SSL_write went through another stack
+    events.remove(writes[-1])  # the last SSL_write went through another stack
     (f,) = cross_check(flows, events).flows
     assert f.status == "wire-only"
     (ev,) = f.evidence
@@ -114,8 +158,21 @@ def test_altered_plaintext_differs_and_extra_plaintext_is_agent_only(sess):
     (f,) = cross_check(flows, events).flows
     assert f.status == "differ" and f.directions[0].first_difference["offset"] == 10
     events = hook_events(r)
-    events.append(SslData(app="app", pid=100, host_ts=4.0, seq=999, fn="SSL_write_ex", direction="out",
-                          module="libssl.so.3", ssl="0x55d0", fd=5, length=5, data=Payload(b"extra", 5)))
+    events.append(
+        SslData(
+            app="app",
+            pid=100,
+            host_ts=4.0,
+            seq=999,
+            fn="SSL_write_ex",
+            direction="out",
+            module="libssl.so.3",
+            ssl="0x55d0",
+            fd=5,
+            length=5,
+            data=Payload(b"extra", 5),
+        )
+    )
     (f,) = cross_check(flows, events).flows
     assert f.status == "agent-only" and f.directions[0].agent_only == 5
 
@@ -123,27 +180,29 @@ def test_altered_plaintext_differs_and_extra_plaintext_is_agent_only(sess):
 def test_truncated_agent_capture_counts_length_not_a_difference(sess):
     r = sess["1.3"]
     flows, _ = decrypt_capture(r["pcap"], [r["keylog"]])
-    events = [dataclasses.replace(e, data=Payload(e.data.data[:100], e.data.length)) if isinstance(e, SslData) else e
-              for e in hook_events(r)]
+    events = [
+        dataclasses.replace(e, data=Payload(e.data.data[:100], e.data.length)) if isinstance(e, SslData) else e
+        for e in hook_events(r)
+    ]
     cc = cross_check(flows, events)
     assert cc.passed and cc.flows[0].directions[1].uncaptured > 0
 
 
 def test_flow_not_decrypted_fails_closed_and_unmatched_session_is_reported(sess, tmp_path):
     r12, r13 = sess["1.2"], sess["1.3"]
-    flows, _ = decrypt_capture(r12["pcap"], [r13["keylog"]])          # the wrong session's secrets
+    flows, _ = decrypt_capture(r12["pcap"], [r13["keylog"]])  # the wrong session's secrets
     cc = cross_check(flows, hook_events(r13))
     assert not cc.passed
     (f,) = cc.flows
     assert f.status == "not-decrypted" and "no-secret" in f.why
-    assert [s["client_random"] for s in cc.agent_only_sessions] == [
-        r13["keylog"].read_text().split()[-2]]
+    assert [s["client_random"] for s in cc.agent_only_sessions] == [r13["keylog"].read_text().split()[-2]]
 
 
 def test_local_port_fallback_and_trace_dir_secrets(sess, tmp_path):
     r = sess["1.3"]
     # a trace directory with the secrets only as events (no sslkeylog.txt): decrypt_trace_capture
     from hostctl.events import EventWriter
+
     with EventWriter(tmp_path / "events.jsonl") as w:
         for e in hook_events(r):
             if isinstance(e, TlsSecret):

@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tls_capture import have_tools, openssl_session, python_session, tshark_follow  # noqa: E402
+from tls_capture import have_tools, openssl_session, python_session, tshark_follow
 
-from hostctl.cli import Environment, ExitStatus, main  # noqa: E402
-from hostctl.wire.check import wire_check  # noqa: E402
-from hostctl.wire.decrypt import capture_keylog, decrypt_capture  # noqa: E402
-from hostctl.wire.flows import FlowTable  # noqa: E402
-from hostctl.wire.identifiers import Identifier  # noqa: E402
-from hostctl.wire.keylog import KeyLog  # noqa: E402
-from hostctl.wire.pcapread import open_capture  # noqa: E402
-from hostctl.wire.tlsdecrypt import hkdf_expand_label, tls12_prf  # noqa: E402
+from hostctl.cli import Environment, ExitStatus, main
+from hostctl.wire.check import wire_check
+from hostctl.wire.decrypt import capture_keylog, decrypt_capture
+from hostctl.wire.flows import FlowTable
+from hostctl.wire.identifiers import Identifier
+from hostctl.wire.keylog import KeyLog
+from hostctl.wire.pcapread import open_capture
+from hostctl.wire.tlsdecrypt import hkdf_expand_label, tls12_prf
 
 needs_tools = pytest.mark.skipif(not have_tools(), reason="needs tcpdump, tshark, openssl and root for lo capture")
 
@@ -46,15 +46,16 @@ SUITES = [
     ("1.2", "ECDHE-RSA-AES128-GCM-SHA256", ()),
     ("1.2", "ECDHE-RSA-AES256-GCM-SHA384", ()),
     ("1.2", "ECDHE-RSA-CHACHA20-POLY1305", ()),
-    ("1.2", "ECDHE-RSA-AES128-SHA", ()),                 # encrypt-then-MAC (OpenSSL's default)
-    ("1.2", "ECDHE-RSA-AES256-SHA", ("-no_etm",)),       # MAC-then-encrypt
+    ("1.2", "ECDHE-RSA-AES128-SHA", ()),  # encrypt-then-MAC (OpenSSL's default)
+    ("1.2", "ECDHE-RSA-AES256-SHA", ("-no_etm",)),  # MAC-then-encrypt
     ("1.2", "ECDHE-RSA-AES128-SHA256", ("-no_etm",)),
     ("1.2", "ECDHE-RSA-AES256-SHA384", ()),
-    ("1.2", "AES128-SHA256", ()),                       # RSA key exchange
+    ("1.2", "AES128-SHA256", ()),  # RSA key exchange
 ]
 
 
 # -- key schedule vectors ------------------------------------------------------------------------
+
 
 def test_hkdf_expand_label_rfc8448():
     secret = bytes.fromhex("b67b7d690cc16c4e75e54213cb2d37b4e9c912bcded9105d42befd59d391ad38")
@@ -63,28 +64,37 @@ def test_hkdf_expand_label_rfc8448():
 
 
 def test_tls12_prf_vector():
-    out = tls12_prf(bytes.fromhex("9bbe436ba940f017b17652849a71db35"), b"test label",
-                    bytes.fromhex("a0ba9f936cda311827a6f796ffd5198c"), 100)
+    out = tls12_prf(
+        bytes.fromhex("9bbe436ba940f017b17652849a71db35"),
+        b"test label",
+        bytes.fromhex("a0ba9f936cda311827a6f796ffd5198c"),
+        100,
+    )
     assert out.hex().startswith("e3f229ba727be17b8d122620557cd453c2aab21d07c3d495329b52d4e61edb5a")
     assert out.hex().endswith("a5110fff70187347b66")
 
 
 # -- key log parsing -----------------------------------------------------------------------------
 
+
 def test_keylog_parsing_counts_bad_and_unsupported(tmp_path):
     cr = "11" * 32
-    text = (f"# comment\n\nCLIENT_RANDOM {cr} {'22' * 48}\n"
-            f"CLIENT_TRAFFIC_SECRET_0 {cr} {'33' * 32}\n"
-            f"RSA {'44' * 8} {'55' * 48}\n"
-            f"CLIENT_RANDOM {cr[:10]} {'22' * 48}\n"
-            f"CLIENT_RANDOM {cr} zz\n"
-            f"CLIENT_RANDOM {cr} {'66' * 48}\n"          # conflicts with the first
-            "garbage\n")
+    text = (
+        f"# comment\n\nCLIENT_RANDOM {cr} {'22' * 48}\n"
+        f"CLIENT_TRAFFIC_SECRET_0 {cr} {'33' * 32}\n"
+        f"RSA {'44' * 8} {'55' * 48}\n"
+        f"CLIENT_RANDOM {cr[:10]} {'22' * 48}\n"
+        f"CLIENT_RANDOM {cr} zz\n"
+        f"CLIENT_RANDOM {cr} {'66' * 48}\n"  # conflicts with the first
+        "garbage\n"
+    )
     p = tmp_path / "k.log"
     p.write_text(text)
     kl = KeyLog.from_files([p])
-    assert kl.get(bytes.fromhex(cr)) == {"CLIENT_RANDOM": bytes.fromhex("22" * 48),
-                                         "CLIENT_TRAFFIC_SECRET_0": bytes.fromhex("33" * 32)}
+    assert kl.get(bytes.fromhex(cr)) == {
+        "CLIENT_RANDOM": bytes.fromhex("22" * 48),
+        "CLIENT_TRAFFIC_SECRET_0": bytes.fromhex("33" * 32),
+    }
     s = kl.summary()
     assert s["bad_lines"] == 3 and s["unsupported"] == {"RSA": 1} and s["conflicts"] == 1
     assert s["bad_examples"][0].startswith(f"{p}:6:")
@@ -92,6 +102,7 @@ def test_keylog_parsing_counts_bad_and_unsupported(tmp_path):
 
 
 # -- real sessions -------------------------------------------------------------------------------
+
 
 @needs_tools
 @pytest.mark.parametrize("version,cipher,extra", SUITES, ids=[f"{v}-{c}{'-'.join(x)}" for v, c, x in SUITES])
@@ -113,11 +124,20 @@ def _tcp_streams(pcap):
     streams: dict = {}
 
     class C:
-        def flow_start(self, flow): pass
-        def data(self, flow, d, offset, data, ts): streams.setdefault((flow.id, d), bytearray()).extend(data)
-        def gap(self, *a): pass
-        def datagram(self, *a): pass
-        def flow_end(self, flow): pass
+        def flow_start(self, flow):
+            pass
+
+        def data(self, flow, d, offset, data, ts):
+            streams.setdefault((flow.id, d), bytearray()).extend(data)
+
+        def gap(self, *a):
+            pass
+
+        def datagram(self, *a):
+            pass
+
+        def flow_end(self, flow):
+            pass
 
     FlowTable(C(), identify=False).run(open_capture(pcap))
     return streams
@@ -157,11 +177,11 @@ def test_wire_check_finds_identifier_in_decrypted_tls_with_record_and_wire_offse
     assert f["offset"] == REQUEST.index(IMEI.encode()) and f["record_offset"] == f["offset"]
     wire = _tcp_streams(r["pcap"])[(1, "c2s")]
     rec_start = f["wire_offset"] - f["record_offset"] - 5
-    assert wire[rec_start:rec_start + 3] == b"\x17\x03\x03"
+    assert wire[rec_start : rec_start + 3] == b"\x17\x03\x03"
     # the record number counts every record of the direction: walk them to the one cited
     p, n = 0, 0
     while p < rec_start:
-        p += 5 + int.from_bytes(wire[p + 3:p + 5], "big")
+        p += 5 + int.from_bytes(wire[p + 3 : p + 5], "big")
         n += 1
     assert p == rec_start and f["record"] == n + 1
     assert rep["identifiers"][0]["verdict"] == "in-clear"
@@ -202,9 +222,21 @@ def test_key_update_both_directions(tmp_path):
     with tcpdump(pcap, port):
         t = threading.Thread(target=serve, daemon=True)
         t.start()
-        client = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-keylogfile", str(keylog),
-                                   "-tls1_3", "-no_ign_eof"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL)
+        client = subprocess.Popen(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-keylogfile",
+                str(keylog),
+                "-tls1_3",
+                "-no_ign_eof",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             lines = [b"one\n", b"K\n", b"two\n", b"K\n", b"three END\n"]
             for line in lines:
@@ -232,14 +264,23 @@ def test_key_update_both_directions(tmp_path):
 
 # -- failures, per flow, never a crash ---------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     if not have_tools():
         pytest.skip("needs tcpdump, tshark, openssl and root for lo capture")
     d = tmp_path_factory.mktemp("tls")
-    return {"13": python_session(d, version="1.3", request=REQUEST * 50, response=b"x" * 100000, name="a13"),
-            "12": python_session(d, version="1.2", request=REQUEST * 50, response=b"y" * 100000, name="a12",
-                                 cipher="ECDHE-RSA-AES128-GCM-SHA256")}
+    return {
+        "13": python_session(d, version="1.3", request=REQUEST * 50, response=b"x" * 100000, name="a13"),
+        "12": python_session(
+            d,
+            version="1.2",
+            request=REQUEST * 50,
+            response=b"y" * 100000,
+            name="a12",
+            cipher="ECDHE-RSA-AES128-GCM-SHA256",
+        ),
+    }
 
 
 def _flip_secrets(src: Path, dst: Path) -> None:
@@ -292,7 +333,7 @@ def _rewrite(src: Path, dst: Path, keep) -> None:
                 continue
             data, origlen = out if isinstance(out, tuple) else (out, len(out))
             sec = int(pkt.ts)
-            f.write(struct.pack("<IIII", sec, int(round((pkt.ts - sec) * 1e6)), len(data), origlen) + data)
+            f.write(struct.pack("<IIII", sec, round((pkt.ts - sec) * 1e6), len(data), origlen) + data)
         r.close()
 
 
@@ -314,11 +355,14 @@ def test_truncated_record_reported(sessions, tmp_path, which):
     last = _data_packets(r["pcap"])[-3]
     cut = tmp_path / "cut.pcap"
     # the capture ends inside a record: the packet is cut short (snaplen) and nothing follows
-    _rewrite(r["pcap"], cut, lambda i, p: None if i > last else (p.data[:len(p.data) - 40], len(p.data)) if i == last
-             else p.data)
+    _rewrite(
+        r["pcap"],
+        cut,
+        lambda i, p: None if i > last else (p.data[: len(p.data) - 40], len(p.data)) if i == last else p.data,
+    )
     flows, rep = decrypt_capture(cut, [r["keylog"]])
     assert flows[0].summary["status"] == "truncated", flows[0].summary
-    assert flows[0].data["c2s"] or flows[0].data["s2c"]        # what came before is decrypted
+    assert flows[0].data["c2s"] or flows[0].data["s2c"]  # what came before is decrypted
 
 
 @pytest.mark.parametrize("which", ["12", "13"])
@@ -338,7 +382,7 @@ def test_missing_segment_mid_stream(sessions, tmp_path, which):
 def test_capture_starting_mid_session(sessions, tmp_path, which):
     r = sessions[which]
     data = _data_packets(r["pcap"])
-    start = data[6]                              # well after both hellos
+    start = data[6]  # well after both hellos
     mid = tmp_path / "mid.pcap"
     _rewrite(r["pcap"], mid, lambda i, p: p.data if i >= start else None)
     flows, rep = decrypt_capture(mid, [r["keylog"]])
@@ -362,6 +406,7 @@ def test_garbage_after_handshake_no_crash(sessions, tmp_path):
         start = 14 + ihl + doff
         b[start:] = os.urandom(len(b) - start)
         return bytes(b)
+
     _rewrite(r["pcap"], mangled, keep)
     flows, rep = decrypt_capture(mangled, [r["keylog"]])
     assert flows[0].summary["status"] in ("truncated", "wrong-secret")
@@ -369,14 +414,27 @@ def test_garbage_after_handshake_no_crash(sessions, tmp_path):
 
 # -- DSBs ----------------------------------------------------------------------------------------
 
+
 @needs_tools
 def test_write_decrypted_opens_in_tshark_without_key_file(sessions, tmp_path):
     r = sessions["13"]
     out_pcap = tmp_path / "dec.pcapng"
     out, err = io.StringIO(), io.StringIO()
     env = Environment(stdout=out, stderr=err, vars=dict(os.environ))
-    st = main(["wire-check", str(r["pcap"]), "--imei", IMEI, "--keylog", str(r["keylog"]),
-               "--write-decrypted", str(out_pcap), "--json"], env)
+    st = main(
+        [
+            "wire-check",
+            str(r["pcap"]),
+            "--imei",
+            IMEI,
+            "--keylog",
+            str(r["keylog"]),
+            "--write-decrypted",
+            str(out_pcap),
+            "--json",
+        ],
+        env,
+    )
     assert st == ExitStatus.CHECK_FAILED, err.getvalue()
     rep = json.loads(out.getvalue())
     assert rep["written"]["secrets"] == 5 and rep["tls"]["flows"] == {"decrypted": 1}
@@ -398,12 +456,18 @@ def test_write_decrypted_opens_in_tshark_without_key_file(sessions, tmp_path):
 def test_write_decrypted_keeps_only_the_captures_sessions(sessions, tmp_path):
     both = tmp_path / "both.keylog"
     both.write_text(sessions["13"]["keylog"].read_text() + sessions["12"]["keylog"].read_text())
-    rep = wire_check([sessions["12"]["pcap"]], [Identifier("imei", IMEI, "imei")], keylogs=[both],
-                     write_decrypted=tmp_path / "o.pcapng", hash_budget=0)
-    assert rep["written"]["secrets"] == 1                    # the TLS 1.2 session's CLIENT_RANDOM only
+    rep = wire_check(
+        [sessions["12"]["pcap"]],
+        [Identifier("imei", IMEI, "imei")],
+        keylogs=[both],
+        write_decrypted=tmp_path / "o.pcapng",
+        hash_budget=0,
+    )
+    assert rep["written"]["secrets"] == 1  # the TLS 1.2 session's CLIENT_RANDOM only
     kl = capture_keylog(tmp_path / "o.pcapng")
-    assert list(kl.secrets.values()) == [{"CLIENT_RANDOM": next(iter(KeyLog.from_files([sessions["12"]["keylog"]])
-                                                                           .secrets.values()))["CLIENT_RANDOM"]}]
+    assert list(kl.secrets.values()) == [
+        {"CLIENT_RANDOM": next(iter(KeyLog.from_files([sessions["12"]["keylog"]]).secrets.values()))["CLIENT_RANDOM"]}
+    ]
 
 
 def test_bad_keylog_file_is_a_clear_error(tmp_path, sessions):
@@ -418,8 +482,12 @@ def test_dsb_written_by_editcap_inject_secrets(sessions, tmp_path):
     # a DSB made by Wireshark's own tool (editcap --inject-secrets tls,KEYLOG): read as a key log
     r = sessions["12"]
     out = tmp_path / "editcap.pcapng"
-    subprocess.run(["editcap", "--inject-secrets", f"tls,{r['keylog']}", str(r["pcap"]), str(out)], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        ["editcap", "--inject-secrets", f"tls,{r['keylog']}", str(r["pcap"]), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     flows, rep = decrypt_capture(out)
     assert rep["flows"] == {"decrypted": 1} and rep["keylog"]["sources"] == []
     assert bytes(flows[0].data["c2s"]) == REQUEST * 50 and bytes(flows[0].data["s2c"]) == b"y" * 100000
@@ -438,25 +506,69 @@ def test_tls13_early_data_resumed_session(tmp_path):
     early = tmp_path / "early.txt"
     early.write_bytes(b"EARLY DATA GET /\r\n")
     keylog, sess, pcap = tmp_path / "k.log", tmp_path / "sess.pem", tmp_path / "e.pcap"
-    server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
-                               "-early_data", "-naccept", "2", "-tls1_3"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            str(port),
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-early_data",
+            "-naccept",
+            "2",
+            "-tls1_3",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_accept(server)
         with tcpdump(pcap, port):
-            first = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_out",
-                                      str(sess), "-keylogfile", str(keylog)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            first = subprocess.Popen(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{port}",
+                    "-tls1_3",
+                    "-sess_out",
+                    str(sess),
+                    "-keylogfile",
+                    str(keylog),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             first.stdin.write(b"first\n")
             first.stdin.flush()
-            deadline = time.monotonic() + 30       # s_client writes -sess_out when the ticket comes
+            deadline = time.monotonic() + 30  # s_client writes -sess_out when the ticket comes
             while not sess.exists() and time.monotonic() < deadline and first.poll() is None:
                 time.sleep(0.05)
             first.stdin.close()
             first.wait(30)
-            subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sess_in", str(sess),
-                            "-early_data", str(early), "-keylogfile", str(keylog)], input=b"second\n",
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{port}",
+                    "-tls1_3",
+                    "-sess_in",
+                    str(sess),
+                    "-early_data",
+                    str(early),
+                    "-keylogfile",
+                    str(keylog),
+                ],
+                input=b"second\n",
+                capture_output=True,
+                timeout=30,
+            )
     finally:
         server.kill()
         server.wait(30)
@@ -483,15 +595,35 @@ def test_tls12_renegotiation_is_reported_not_hidden(tmp_path):
     cert, key = make_cert(tmp_path)
     port = free_port()
     keylog, pcap = tmp_path / "k.log", tmp_path / "r.pcap"
-    server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
-                               "-rev", "-naccept", "1", "-tls1_2", "-client_renegotiation"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            str(port),
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-rev",
+            "-naccept",
+            "1",
+            "-tls1_2",
+            "-client_renegotiation",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_accept(server)
         with tcpdump(pcap, port):
-            client = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
-                                       "-keylogfile", str(keylog)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+            client = subprocess.Popen(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-keylogfile", str(keylog)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for line in (b"hello\n", b"R\n", b"world\n"):
                 time.sleep(0.4)
                 client.stdin.write(line)
@@ -518,9 +650,19 @@ def test_agent_events_tls_secrets_decrypt_without_keylog(sessions, tmp_path):
         for line in r["keylog"].read_text().splitlines():
             if line.strip() and not line.startswith("#"):
                 label, cr, secret = line.split()
-                w.write(TlsSecret(app="com.android.mms", pid=1, host_ts=1.0, label=label, client_random=cr,
-                                  secret=secret, module="libssl.so"))
-    rep = wire_check([r["pcap"]], [Identifier("imei", IMEI, "imei")], agent_events=[tmp_path / "events.jsonl"],
-                     hash_budget=0)
+                w.write(
+                    TlsSecret(
+                        app="com.android.mms",
+                        pid=1,
+                        host_ts=1.0,
+                        label=label,
+                        client_random=cr,
+                        secret=secret,
+                        module="libssl.so",
+                    )
+                )
+    rep = wire_check(
+        [r["pcap"]], [Identifier("imei", IMEI, "imei")], agent_events=[tmp_path / "events.jsonl"], hash_budget=0
+    )
     assert rep["tls"]["flows"] == {"decrypted": 1}
     assert any(f["layer"] == "tls-decrypted" for f in rep["findings"])

@@ -29,24 +29,51 @@ import frida
 import pytest
 
 from hostctl.cli import Environment, ExitStatus, main
-from hostctl.events import (Attached, Connect, Detached, Endpoint, Gap, HookStatus, SocketData, SslData,
-                            TlsSecret, TraceNote, TraceStart, TraceStop, keylog_lines, read_jsonl)
 from hostctl.emulator.lab import LabConfig, LabThread
+from hostctl.events import (
+    Attached,
+    Connect,
+    Detached,
+    Endpoint,
+    Gap,
+    HookStatus,
+    SocketData,
+    SslData,
+    TlsSecret,
+    TraceNote,
+    TraceStart,
+    TraceStop,
+    keylog_lines,
+    read_jsonl,
+)
 from hostctl.trace import FridaVersionError, TraceOptions, Tracer, frida_error, open_device
 from tests.conftest import wait_for
 
 MMS = "com.android.mms"
 ACCOUNT = "api.account.xiaomi.com"
-JAVA_GROUPS = ("java:android.telephony.TelephonyManager", "java:android.telephony.SubscriptionManager",
-               "java:javax.crypto.Cipher", "java:android.telephony.SmsManager",
-               "java:com.xiaomi.mms.transaction.Mx*")
+JAVA_GROUPS = (
+    "java:android.telephony.TelephonyManager",
+    "java:android.telephony.SubscriptionManager",
+    "java:javax.crypto.Cipher",
+    "java:android.telephony.SmsManager",
+    "java:com.xiaomi.mms.transaction.Mx*",
+)
 
 
 @pytest.fixture(scope="module")
 def tlab(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("trace-lab")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile="miui-v5-2014-07", home=home,
-                             modem=False, relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=adb_port,
+            handsets=1,
+            profile="miui-v5-2014-07",
+            home=home,
+            modem=False,
+            relay=False,
+            consoles=False,
+        )
+    ) as lt:
         yield lt
 
 
@@ -96,13 +123,18 @@ def test_tls_plaintext_peer_heartbeats_and_hook_status(tlab, tmp_path):
     assert write.pid == lh.apps[MMS].pid and write.agent_ts and write.host_ts >= write.agent_ts
     # the same socket: connected to the service, carrying TLS records, never the plaintext
     assert [c for c in events if isinstance(c, Connect) and c.fd == write.fd and c.peer == account]
-    records = [e for e in events if isinstance(e, SocketData) and e.fd == write.fd and e.direction == "out"
-               and e.agent_ts <= write.agent_ts]
+    records = [
+        e
+        for e in events
+        if isinstance(e, SocketData) and e.fd == write.fd and e.direction == "out" and e.agent_ts <= write.agent_ts
+    ]
     assert records and all(r.data.data[:1] in (b"\x16", b"\x14", b"\x17") for r in records)
     assert not any(b"+8613800000071" in r.data.data for r in records)
     # the reply read back through SSL_read_ex
-    assert any(isinstance(e, SslData) and e.direction == "in" and e.fd == write.fd and b'"result": "ok"' in e.data.data
-               for e in events)
+    assert any(
+        isinstance(e, SslData) and e.direction == "in" and e.fd == write.fd and b'"result": "ok"' in e.data.data
+        for e in events
+    )
 
     beats = [e for e in events if isinstance(e, SocketData) and e.fn == "sendto" and e.socket_type == "udp"]
     assert beats and all(e.peer == Endpoint("127.0.0.1", tlab.lab.log_port) for e in beats)
@@ -145,8 +177,9 @@ def test_tls_secrets_from_the_apps_openssl_decrypt_the_lab_capture(tlab, tmp_pat
     secrets = [e for e in events if isinstance(e, TlsSecret)]
     assert secrets and all(s.module.startswith("libssl.so") and s.via == "keylog-callback" for s in secrets)
     mine = [s for s in secrets if s.ssl == write.ssl]
-    assert {s.label for s in mine} >= {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} or \
-        {s.label for s in mine} == {"CLIENT_RANDOM"}
+    assert {s.label for s in mine} >= {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} or {
+        s.label for s in mine
+    } == {"CLIENT_RANDOM"}
     assert all(s.sni == ACCOUNT and s.peer == app_peer(lh, ACCOUNT) for s in mine)
     keylog = tmp_path / "sslkeylog.txt"
     assert (keylog.stat().st_mode & 0o777) == 0o600
@@ -156,8 +189,11 @@ def test_tls_secrets_from_the_apps_openssl_decrypt_the_lab_capture(tlab, tmp_pat
     assert any(h.startswith("native:libssl.so") and h.endswith("!SSL_CTX_set_keylog_callback") for h in status.hooked)
 
     capture = lh.tap.continuous_path
-    wait_for(lambda: any(bytes(f.data["c2s"]).startswith(write.data.data)
-                         for f in decrypt_capture(capture, [keylog])[0]), timeout=20, interval=0.2)
+    wait_for(
+        lambda: any(bytes(f.data["c2s"]).startswith(write.data.data) for f in decrypt_capture(capture, [keylog])[0]),
+        timeout=20,
+        interval=0.2,
+    )
     flows, _ = decrypt_capture(capture, [keylog])
     (flow,) = [f for f in flows if bytes(f.data["c2s"]).startswith(write.data.data)]
     assert flow.summary["status"] == "decrypted"
@@ -178,6 +214,7 @@ def test_app_restart_is_a_detach_a_gap_and_a_reattach(tlab, tmp_path):
         def reattached():
             tracer.poll()
             return tracer.apps[MMS].attached and tracer.apps[MMS].pid == new
+
         wait_for(reattached, timeout=30, interval=0.05)
         after = contact_added(lh, "+8613800000073")
     finally:
@@ -201,12 +238,18 @@ def test_sigint_stops_cleanly_with_everything_flushed(tlab, tmp_path, adb_port):
     lh = tlab.lab.handsets[0]
     out = tmp_path / "trace"
     env = dict(os.environ, ANDROID_ADB_SERVER_PORT=str(adb_port))
-    proc = subprocess.Popen([sys.executable, "-m", "hostctl", "trace", "-s", lh.serial, "--out", str(out), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hostctl", "trace", "-s", lh.serial, "--out", str(out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     lines: queue.Queue[str] = queue.Queue()
     stdout: list[bytes] = []
-    readers = [threading.Thread(target=lambda: [lines.put(x.decode()) for x in proc.stderr], daemon=True),
-               threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)]
+    readers = [
+        threading.Thread(target=lambda: [lines.put(x.decode()) for x in proc.stderr], daemon=True),
+        threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True),
+    ]
     for r in readers:
         r.start()
     try:
@@ -241,9 +284,24 @@ def test_sigint_stops_cleanly_with_everything_flushed(tlab, tmp_path, adb_port):
 def test_cli_duration_spawn_fallback_and_an_absent_app(tlab, tmp_path):
     lh = tlab.lab.handsets[0]
     out, err = io.StringIO(), io.StringIO()
-    st = main(["trace", "-s", lh.serial, "--app", MMS, "--app", "com.example.absent", "--spawn",
-               "--duration", "1", "--out", str(tmp_path), "--json"],
-              Environment(stdout=out, stderr=err, vars=dict(os.environ)))
+    st = main(
+        [
+            "trace",
+            "-s",
+            lh.serial,
+            "--app",
+            MMS,
+            "--app",
+            "com.example.absent",
+            "--spawn",
+            "--duration",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        Environment(stdout=out, stderr=err, vars=dict(os.environ)),
+    )
     assert st == ExitStatus.ERROR, err.getvalue()
     doc = json.loads(out.getvalue())
     assert doc["stopped_by"] == "duration"
@@ -270,6 +328,7 @@ def test_power_cycle_loses_the_device_and_the_trace_finds_it_again(tlab, tmp_pat
         def reattached():
             tracer.poll()
             return tracer.apps[MMS].attached and tracer.apps[MMS].pid == new
+
         wait_for(reattached, timeout=60, interval=0.05)
         after = contact_added(lh, "+8613800000075")
     finally:
@@ -289,8 +348,10 @@ class _MismatchedDevice:
     id = name = "old-frida-server"
 
     def enumerate_processes(self):
-        raise frida.ProtocolError("unable to communicate with remote frida-server; please ensure that major "
-                                  "versions match and that the remote Frida has the feature you are trying to use")
+        raise frida.ProtocolError(
+            "unable to communicate with remote frida-server; please ensure that major "
+            "versions match and that the remote Frida has the feature you are trying to use"
+        )
 
     def on(self, *a):
         pass
@@ -301,9 +362,12 @@ class _MismatchedDevice:
 
 def test_version_mismatch_is_a_clear_error_and_the_trace_is_closed(tmp_path):
     tracer = Tracer(_MismatchedDevice(), tmp_path, serial="SER")
-    with pytest.raises(FridaVersionError, match=rf"SER: .*major versions must match: this host runs frida "
-                                                rf"{frida.__version__}, so run a frida-server "
-                                                rf"{frida.__version__.split('.')[0]}\.x"):
+    with pytest.raises(
+        FridaVersionError,
+        match=rf"SER: .*major versions must match: this host runs frida "
+        rf"{frida.__version__}, so run a frida-server "
+        rf"{frida.__version__.split('.')[0]}\.x",
+    ):
         tracer.start()
     events = list(read_jsonl(tmp_path / "events.jsonl"))
     assert isinstance(events[-1], TraceStop) and events[-1].reason == "error"
@@ -314,11 +378,14 @@ def test_version_mismatch_is_a_clear_error_and_the_trace_is_closed(tmp_path):
 @pytest.fixture(scope="module", params=["miui-v5-2014-07", "miui-v5-2014-08-10"])
 def plab(request, adb_port, tmp_path_factory):
     if request.param == "miui-v5-2014-07":
-        yield request.getfixturevalue("tlab")       # the module's lab: no second one for this profile
+        yield request.getfixturevalue("tlab")  # the module's lab: no second one for this profile
         return
     home = tmp_path_factory.mktemp("trace-lab-aug")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile=request.param, home=home,
-                             modem=False, relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=adb_port, handsets=1, profile=request.param, home=home, modem=False, relay=False, consoles=False
+        )
+    ) as lt:
         yield lt
 
 
@@ -363,20 +430,26 @@ def test_trace_secrets_decrypt_every_tls_flow_and_the_cross_check_agrees(plab, t
     def both_decrypted():
         flows, _ = decrypt_trace_capture(capture, tmp_path)
         return sum(1 for f in flows if bytes(f.data["c2s"]).startswith((w1.data.data, w2.data.data))) >= 2
+
     wait_for(both_decrypted, timeout=20, interval=0.2)
     flows, report = decrypt_trace_capture(capture, tmp_path)
     traced = [f for f in flows if window[0] <= f.first_ts <= window[1]]
-    assert len(traced) >= 2 and all(f.summary["status"] == "decrypted" for f in traced), \
-        [(f.id, f.summary) for f in traced]
+    assert len(traced) >= 2 and all(f.summary["status"] == "decrypted" for f in traced), [
+        (f.id, f.summary) for f in traced
+    ]
     cc = cross_check(flows, events, window=window)
     assert cc.passed, [f.to_json() for f in cc.failing()]
     assert cc.counts == {"agree": len(cc.flows)} and len(cc.flows) >= len(traced)
 
     # that flow's SSL object's calls, up to its next session (a freed SSL's address comes back)
-    upto = min([e.seq for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq > w2.seq],
-               default=1 << 62)
-    gone = [e for e in events if not (isinstance(e, SslData) and e.ssl == w2.ssl and e.pid == w2.pid
-                                      and w2.seq <= e.seq < upto)]
+    upto = min(
+        [e.seq for e in events if isinstance(e, TlsSecret) and e.ssl == w2.ssl and e.seq > w2.seq], default=1 << 62
+    )
+    gone = [
+        e
+        for e in events
+        if not (isinstance(e, SslData) and e.ssl == w2.ssl and e.pid == w2.pid and w2.seq <= e.seq < upto)
+    ]
     cc2 = cross_check(flows, gone, window=window)
     assert not cc2.passed
     failing = cc2.failing()

@@ -15,13 +15,13 @@ import os
 import threading
 
 import pytest
-
 from conftest import wait_for
+
 from hostctl.capture import LabSource
 from hostctl.device import AdbAddress, Handset
 from hostctl.emulator.lab import LabConfig, LabThread, wait_for_device
 from hostctl.testbed import testbed_for_lab as tb_for_lab
-from hostctl.trace import Tracer, TraceOptions, open_device
+from hostctl.trace import TraceOptions, Tracer, open_device
 from hostctl.wire.check import wire_check
 from hostctl.wire.identifiers import Identifier
 
@@ -31,9 +31,11 @@ def _identifiers(lab):
     out = []
     for h in tb.handsets:
         for s in h.sims:
-            out += [Identifier("msisdn", s.number, f"{h.label} number{s.slot}"),
-                    Identifier("imei", s.imei, f"{h.label} imei{s.slot}"),
-                    Identifier("imsi", s.imsi, f"{h.label} imsi{s.slot}")]
+            out += [
+                Identifier("msisdn", s.number, f"{h.label} number{s.slot}"),
+                Identifier("imei", s.imei, f"{h.label} imei{s.slot}"),
+                Identifier("imsi", s.imsi, f"{h.label} imsi{s.slot}"),
+            ]
     return out
 
 
@@ -46,8 +48,12 @@ class _Recording:
         self.handset = Handset(self.lh.serial, AdbAddress("127.0.0.1", lab.adb_port))
         self.out = out
         self.capture = LabSource(home=lab.home)
-        self.tracer = Tracer(open_device(self.lh.serial), out / "trace", serial=self.lh.serial,
-                             options=TraceOptions(apps=("com.android.mms",), java=False, evp=evp))
+        self.tracer = Tracer(
+            open_device(self.lh.serial),
+            out / "trace",
+            serial=self.lh.serial,
+            options=TraceOptions(apps=("com.android.mms",), java=False, evp=evp),
+        )
         self.stop_event = threading.Event()
 
     def __enter__(self):
@@ -77,16 +83,34 @@ class _Recording:
 @pytest.fixture(scope="module")
 def lab07(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("lab07")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=1, profile="miui-v5-2014-07", home=home,
-                             modem=False, relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=adb_port,
+            handsets=1,
+            profile="miui-v5-2014-07",
+            home=home,
+            modem=False,
+            relay=False,
+            consoles=False,
+        )
+    ) as lt:
         yield lt
 
 
 @pytest.fixture(scope="module")
 def lab0810(adb_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("lab0810")
-    with LabThread(LabConfig(adb_port=adb_port, handsets=2, profile="miui-v5-2014-08-10", home=home,
-                             modem=False, relay=False, consoles=False)) as lt:
+    with LabThread(
+        LabConfig(
+            adb_port=adb_port,
+            handsets=2,
+            profile="miui-v5-2014-08-10",
+            home=home,
+            modem=False,
+            relay=False,
+            consoles=False,
+        )
+    ) as lt:
         yield lt
 
 
@@ -111,10 +135,17 @@ def test_2014_07_boot_report_is_readable_inside_tls(lab07, adb_port, tmp_path):
         _shell(h, "settings put global airplane_mode_on 0 && am broadcast -a android.intent.action.AIRPLANE_MODE")
         wait_for(lambda: any(r.event == "boot" for r in lh.emitted[before:]), 30)
         boot = [r for r in lh.emitted[before:] if r.event == "boot" and r.tls]
-        wait_for(lambda: sum(b"/device/report" in rec.payload(e) for e in rec.ssl_events()
-                             if e.get("direction") == "out") >= len(boot), 30, interval=0.1)
-    report = wire_check([rec.result.path], _identifiers(lt.lab),
-                        agent_events=[tmp_path / "trace" / "events.jsonl"], hash_budget=0)
+        wait_for(
+            lambda: (
+                sum(b"/device/report" in rec.payload(e) for e in rec.ssl_events() if e.get("direction") == "out")
+                >= len(boot)
+            ),
+            30,
+            interval=0.1,
+        )
+    report = wire_check(
+        [rec.result.path], _identifiers(lt.lab), agent_events=[tmp_path / "trace" / "events.jsonl"], hash_budget=0
+    )
     ident = {i["identifier"]: i for i in report["identifiers"]}
     sim = lh.handset.identity.sims[0]
     for name in ("hs1 imei0", "hs1 number0"):
@@ -125,8 +156,9 @@ def test_2014_07_boot_report_is_readable_inside_tls(lab07, adb_port, tmp_path):
     assert decrypted and all(f["layer"] == "tls-decrypted" and f["record"] >= 1 for f in decrypted)
     readable = [f for f in report["findings"] if f["value"] in (sim.imei, sim.msisdn) and f["source"] == "agent"]
     assert readable
-    assert {(f["flow"], f["value"]) for f in decrypted} >= {(f["flow"], f["value"]) for f in readable
-                                                          if f["direction"] == "out"}
+    assert {(f["flow"], f["value"]) for f in decrypted} >= {
+        (f["flow"], f["value"]) for f in readable if f["direction"] == "out"
+    }
     on_account = {f["value"] for f in readable if f["host"] == "api.account.xiaomi.com"}
     assert on_account == {sim.imei, sim.msisdn}, "the boot report to the account host carries both"
     assert all(f["flow"] is not None for f in readable), "agent findings not matched to a wire flow"
@@ -135,8 +167,11 @@ def test_2014_07_boot_report_is_readable_inside_tls(lab07, adb_port, tmp_path):
         fl = flows[f["flow"]]
         assert fl["protocol"]["name"] == "tls" and fl["protocol"]["sni"] == f["host"]
         assert fl["protocol"]["version"] in ("TLS 1.2", "TLS 1.3")
-    assert not [f for f in report["findings"] if f["layer"] == "wire" and flows.get(f["flow"], {})
-                .get("protocol", {}).get("name") == "tls"], "TLS ciphertext should hide everything"
+    assert not [
+        f
+        for f in report["findings"]
+        if f["layer"] == "wire" and flows.get(f["flow"], {}).get("protocol", {}).get("name") == "tls"
+    ], "TLS ciphertext should hide everything"
 
 
 def test_2014_08_10_numbers_only_encrypted_and_fixed_iv_is_deterministic(lab0810, adb_port, tmp_path):
@@ -148,12 +183,16 @@ def test_2014_08_10_numbers_only_encrypted_and_fixed_iv_is_deterministic(lab0810
     h2 = Handset(hs2.serial, AdbAddress("127.0.0.1", adb_port))
     cm_set(h2, True, sim=1)
     with _Recording(lt, "hs1", tmp_path, evp=True):
-        cm_set(h1, True, sim=1)          # activation + bind: the number as the build encrypts it
+        cm_set(h1, True, sim=1)  # activation + bind: the number as the build encrypts it
         peer = hs2.handset.identity.sims[0].msisdn
-        presence(h1, peer)              # two look-ups of one number: the same ciphertext twice
+        presence(h1, peer)  # two look-ups of one number: the same ciphertext twice
         presence(h1, peer)
-    report = wire_check([tmp_path / "wire.pcapng"], _identifiers(lt.lab),
-                        agent_events=[tmp_path / "trace" / "events.jsonl"], hash_budget=0)
+    report = wire_check(
+        [tmp_path / "wire.pcapng"],
+        _identifiers(lt.lab),
+        agent_events=[tmp_path / "trace" / "events.jsonl"],
+        hash_budget=0,
+    )
     ident = {i["identifier"]: i for i in report["identifiers"]}
     for name in ("hs1 number0", "hs2 number0"):
         assert ident[name]["findings"] == 0, ident[name]

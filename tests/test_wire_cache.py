@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(not hyperscan_available(), reason="hyperscan is 
 def _found(scanner):
     s = scanner.stream()
     out = []
-    for i in range(0, len(TEXT), 7):          # in pieces: stream state must survive the load
-        out += s.feed(TEXT[i:i + 7])
+    for i in range(0, len(TEXT), 7):  # in pieces: stream state must survive the load
+        out += s.feed(TEXT[i : i + 7])
     out += s.close()
     return [(m.pattern.id, m.start, m.end) for m in out]
 
@@ -45,9 +45,11 @@ def test_cache_round_trip_private_and_keyed_by_content(tmp_path):
     assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in d.iterdir())
     pats2, sc2, how2 = cached_scanner(IDS, engine="hyperscan", directory=d)
     assert how2 == "cached"
-    assert [(p.id, p.ident, p.form, p.data, p.steps) for p in pats2] == [(p.id, p.ident, p.form, p.data, p.steps) for p in pats]
+    assert [(p.id, p.ident, p.form, p.data, p.steps) for p in pats2] == [
+        (p.id, p.ident, p.form, p.data, p.steps) for p in pats
+    ]
     assert _found(sc2) == _found(sc)
-    _, _, how3 = cached_scanner(IDS[:1], engine="hyperscan", directory=d)      # other identifiers: other key
+    _, _, how3 = cached_scanner(IDS[:1], engine="hyperscan", directory=d)  # other identifiers: other key
     assert how3 == "built" and len(list(d.iterdir())) == 4
 
 

@@ -37,20 +37,24 @@ def _build(path, streams, *, mss=7, seed=1, udp=()):
         ts = 1_700_000_000.0
         for port, c2s, s2c in streams:
             pkts: list[tuple[float, bytes]] = []
-            conv = TcpConversation(lambda t, b: pkts.append((t, b)), client=("10.64.0.2", port),
-                                   server=("198.18.0.1", 80), mss=mss)
+            conv = TcpConversation(
+                lambda t, b, out=pkts: out.append((t, b)),
+                client=("10.64.0.2", port),
+                server=("198.18.0.1", 80),
+                mss=mss,
+            )
             conv.open(ts)
             conv.send(ts + 0.01, "c2s", c2s)
             conv.send(ts + 0.02, "s2c", s2c)
             conv.close(ts + 0.03)
             body = pkts[3:-3]
-            for i in range(0, len(body) - 1, 5):          # out of order
+            for i in range(0, len(body) - 1, 5):  # out of order
                 if rng.random() < 0.5:
                     body[i], body[i + 1] = body[i + 1], body[i]
             out = pkts[:3]
             for p in body:
                 out.append(p)
-                if rng.random() < 0.1:                     # retransmitted
+                if rng.random() < 0.1:  # retransmitted
                     out.append(p)
             out += pkts[-3:]
             for t, b in out:
@@ -119,8 +123,12 @@ def test_udp_datagrams_and_multiple_occurrences(tmp_path):
 def test_random_data_has_no_finding(tmp_path):
     rng = random.Random(9)
     cap = tmp_path / "random.pcapng"
-    _build(cap, [(41000 + i, rng.randbytes(20000), rng.randbytes(5000)) for i in range(3)], mss=1460,
-           udp=[rng.randbytes(900) for _ in range(20)])
+    _build(
+        cap,
+        [(41000 + i, rng.randbytes(20000), rng.randbytes(5000)) for i in range(3)],
+        mss=1460,
+        udp=[rng.randbytes(900) for _ in range(20)],
+    )
     report = wire_check([cap], IDENTS, hash_budget=0)
     assert report["findings"] == []
     assert all(i["verdict"] == "absent" for i in report["identifiers"])
@@ -130,8 +138,10 @@ def test_random_data_has_no_finding(tmp_path):
 def test_hashed_number_is_recovered_and_encoded_is_encoded(tmp_path):
     number = IDENTS[3].value
     digest = hashlib.sha1(number.lstrip("+").encode()).hexdigest().encode()
-    body = b"GET /gslb/?h=" + digest + b"&i=" + base64.b64encode(IDENTS[1].value.encode()) + b" HTTP/1.1\r\n" \
-           b"Host: resolver.msg.xiaomi.net\r\n\r\n"
+    body = (
+        b"GET /gslb/?h=" + digest + b"&i=" + base64.b64encode(IDENTS[1].value.encode()) + b" HTTP/1.1\r\n"
+        b"Host: resolver.msg.xiaomi.net\r\n\r\n"
+    )
     cap = tmp_path / "hashed.pcapng"
     _build(cap, [(41002, body, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")], mss=1460)
     report = wire_check([cap], IDENTS, hash_budget=5)
@@ -140,7 +150,7 @@ def test_hashed_number_is_recovered_and_encoded_is_encoded(tmp_path):
     assert ident["hs1 imsi0"]["verdict"] == "encoded"
     [h] = report["hashed"]
     assert h["identifier"] == "hs1 number0" and h["recovered"] in (number, number.lstrip("+"))
-    assert h["space_size"] > 10 ** 8 and h["searched"] >= 1
+    assert h["space_size"] > 10**8 and h["searched"] >= 1
     [clear] = report["clear_http"]
     assert clear["host"] == "resolver.msg.xiaomi.net" and clear["findings"] == 2
 

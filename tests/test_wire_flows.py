@@ -16,9 +16,20 @@ from hypothesis import strategies as st
 
 from hostctl.wire.flows import Flow, FlowKey, FlowTable
 from hostctl.wire.pcapread import CaptureReader, Packet
-from hostctl.wire.pcapwrite import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
-                                    LINKTYPE_RAW, PcapngWriter, PcapWriter, TcpConversation, frame, ip_tcp,
-                                    ipv4_udp, ipv6_udp)
+from hostctl.wire.pcapwrite import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    PcapngWriter,
+    PcapWriter,
+    TcpConversation,
+    frame,
+    ip_tcp,
+    ipv4_udp,
+    ipv6_udp,
+)
 from hostctl.wire.protocols import finish, observe
 
 C4, S4 = ("10.0.0.2", 40000), ("10.9.0.5", 5222)
@@ -68,8 +79,13 @@ class Recorder:
         call is not part of the contract)."""
         out: list[tuple] = []
         for ev in self.events:
-            if ev[0] == "data" and out and out[-1][0] == "data" and out[-1][1:3] == ev[1:3] \
-                    and out[-1][3] + len(out[-1][4]) == ev[3]:
+            if (
+                ev[0] == "data"
+                and out
+                and out[-1][0] == "data"
+                and out[-1][1:3] == ev[1:3]
+                and out[-1][3] + len(out[-1][4]) == ev[3]
+            ):
                 out[-1] = out[-1][:4] + (out[-1][4] + ev[4],)
             else:
                 out.append(ev)
@@ -81,7 +97,7 @@ def analyse(capture: bytes, **kw) -> tuple[Recorder, FlowTable]:
     general path said exactly the same."""
     fast, slow = Recorder(), Recorder()
     t1 = FlowTable(fast, **kw)
-    t1.run(CaptureReader(io.BytesIO(capture), chunk_size=4096))     # small chunks: spans end often
+    t1.run(CaptureReader(io.BytesIO(capture), chunk_size=4096))  # small chunks: spans end often
     t2 = FlowTable(slow, **kw)
     for pkt in CaptureReader(io.BytesIO(capture)):
         t2.feed(pkt)
@@ -111,7 +127,9 @@ class Segs:
         src, dst = (self.c, self.s) if direction == "c2s" else (self.s, self.c)
         other = "s2c" if direction == "c2s" else "c2s"
         seq = raw_seq if raw_seq is not None else self.isn[direction] + 1 + off
-        ip = ip_tcp(src[0], src[1], dst[0], dst[1], seq & 0xFFFFFFFF, (self.isn[other] + 1) & 0xFFFFFFFF, flags, payload)
+        ip = ip_tcp(
+            src[0], src[1], dst[0], dst[1], seq & 0xFFFFFFFF, (self.isn[other] + 1) & 0xFFFFFFFF, flags, payload
+        )
         self.ts += 0.001
         self.sink(self.ts, frame(self.lt, ip))
 
@@ -124,8 +142,9 @@ class Segs:
 # -- conversations ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
-                                      LINKTYPE_NULL])
+@pytest.mark.parametrize(
+    "linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL]
+)
 @pytest.mark.parametrize("ng", [True, False])
 def test_interleaved_conversations_are_reassembled(linktype: int, ng: bool) -> None:
     rnd = random.Random(linktype)
@@ -153,7 +172,7 @@ def test_interleaved_conversations_are_reassembled(linktype: int, ng: bool) -> N
     assert (a.ended, b.ended) == ("fin", "rst")
     assert (a.bytes_c2s, a.bytes_s2c, b.bytes_c2s, b.bytes_s2c) == (5000, 70000, 3000, 10)
     assert u4.key == FlowKey("udp", ("10.0.0.2", 5353), ("10.9.0.5", 53))
-    assert u6.key == FlowKey("udp", ("fd00::2", 5353), ("fd00::5", 53))      # higher port = client
+    assert u6.key == FlowKey("udp", ("fd00::2", 5353), ("fd00::5", 53))  # higher port = client
     dgrams = [ev for ev in rec.events if ev[0] == "dgram"]
     n = table.stats["packets"]
     assert dgrams == [("dgram", 3, "c2s", b"query", n - 1), ("dgram", 4, "s2c", b"answer", n)]
@@ -173,6 +192,7 @@ def test_flow_ids_follow_first_packets_and_callbacks_are_bracketed() -> None:
             c.send(10 + i, "c2s", f"flow {5 - i}".encode())
         for i, c in enumerate(convs):
             c.close(20 + i)
+
     rec, _ = analyse(capture(build))
     assert [rec.flows[i].key.client[1] for i in range(1, 6)] == [41000 + i for i in range(5)]
     assert [ev[1] for ev in rec.events if ev[0] == "end"] == [1, 2, 3, 4, 5]
@@ -184,6 +204,7 @@ def test_flow_ids_follow_first_packets_and_callbacks_are_bracketed() -> None:
 def test_small_packets_are_handed_over_per_conversation_in_causal_order() -> None:
     """Ping-pong of small segments: each side's bytes come in few calls, and within the flow
     what was sent first is handed over first (each request before its answer)."""
+
     def build(sink):
         c = TcpConversation(sink, client=C4, server=S4)
         c.open(1.0)
@@ -191,6 +212,7 @@ def test_small_packets_are_handed_over_per_conversation_in_causal_order() -> Non
             c.send(2 + i, "c2s", b"GET /%03d HTTP/1.1\r\nHost: h\r\n\r\n" % i)
             c.send(2.5 + i, "s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         c.close(400)
+
     rec, _ = analyse(capture(build))
     datas = [ev for ev in rec.events if ev[0] == "data"]
     assert len(datas) <= 4 and datas[0][2] == "c2s"
@@ -208,11 +230,11 @@ def test_out_of_order_retransmits_and_partial_overlaps_delivered_once() -> None:
     def build(sink):
         s = Segs(sink)
         s.handshake()
-        s.seg("c2s", 100, body[100:300], "PA")       # ahead: held
-        s.seg("c2s", 0, body[0:50], "PA")            # the start
-        s.seg("c2s", 0, body[0:50], "PA")            # whole retransmission
-        s.seg("c2s", 30, body[30:120], "PA")         # partly old, partly new, reaching into the held one
-        s.seg("c2s", 250, body[250:400], "PA")       # overlaps what is held, extends it
+        s.seg("c2s", 100, body[100:300], "PA")  # ahead: held
+        s.seg("c2s", 0, body[0:50], "PA")  # the start
+        s.seg("c2s", 0, body[0:50], "PA")  # whole retransmission
+        s.seg("c2s", 30, body[30:120], "PA")  # partly old, partly new, reaching into the held one
+        s.seg("c2s", 250, body[250:400], "PA")  # overlaps what is held, extends it
         s.seg("c2s", 400, body[400:1024], "PA")
         s.seg("c2s", 1024, flags="FA")
         s.seg("s2c", 0, flags="FA")
@@ -232,9 +254,9 @@ def test_missing_bytes_become_gaps_with_their_offsets() -> None:
         s = Segs(sink)
         s.handshake()
         s.seg("c2s", 0, body[:100], "PA")
-        s.seg("c2s", 300, body[300:500], "PA")      # 100..300 never arrives
+        s.seg("c2s", 300, body[300:500], "PA")  # 100..300 never arrives
         s.seg("c2s", 500, body[500:1000], "PA")
-        s.seg("c2s", 1100, flags="FA")              # 1000..1100 never arrives either
+        s.seg("c2s", 1100, flags="FA")  # 1000..1100 never arrives either
         s.seg("s2c", 0, flags="FA")
 
     rec, table = analyse(capture(build))
@@ -262,13 +284,14 @@ def test_fin_before_the_last_segment_waits_for_it() -> None:
 
 def test_midstream_flow_without_syn() -> None:
     def build(sink):
-        s = Segs(sink, client=("10.9.0.5", 443), server=("10.0.0.2", 50000))   # first sender is the server
+        s = Segs(sink, client=("10.9.0.5", 443), server=("10.0.0.2", 50000))  # first sender is the server
         s.seg("c2s", 7000, b"late bytes", "PA")
         s.seg("s2c", 300, b"request", "PA")
         s.seg("c2s", 7010, b" and more", "PA")
+
     rec, _ = analyse(capture(build))
     flow = rec.flows[1]
-    assert flow.key == FlowKey("tcp", ("10.0.0.2", 50000), ("10.9.0.5", 443))     # higher port is the client
+    assert flow.key == FlowKey("tcp", ("10.0.0.2", 50000), ("10.9.0.5", 443))  # higher port is the client
     assert flow.midstream and flow.ended == "eof"
     assert rec.stream(1, "s2c") == (b"late bytes and more", []) and rec.stream(1, "c2s") == (b"request", [])
 
@@ -278,6 +301,7 @@ def test_syn_ack_first_still_knows_the_client() -> None:
         s = Segs(sink)
         s.seg("s2c", -1, flags="SA")
         s.seg("c2s", 0, b"hi", "PA")
+
     rec, _ = analyse(capture(build))
     assert rec.flows[1].key == FlowKey("tcp", C4, S4) and not rec.flows[1].midstream
 
@@ -289,8 +313,9 @@ def test_rst_keeps_bytes_in_flight_and_trailing_packets_stay_with_the_flow() -> 
         s.handshake()
         s.seg("c2s", 0, b"abc", "PA")
         s.seg("s2c", 0, flags="RA")
-        s.seg("c2s", 3, b"def", "PA")       # sent before the RST arrived
+        s.seg("c2s", 3, b"def", "PA")  # sent before the RST arrived
         s.seg("c2s", 6, flags="FA")
+
     rec, table = analyse(capture(build))
     assert rec.flows[1].ended == "rst" and len(rec.flows) == 1
     assert rec.stream(1, "c2s") == (b"abcdef", []) and rec.flows[1].packets == 7
@@ -303,11 +328,12 @@ def test_ports_reused_after_close_start_a_new_flow() -> None:
             c.open(1.0 + n)
             c.send(1.1 + n, "c2s", f"round {n}".encode())
             c.close(1.2 + n, reset=n == 1)
-        s = Segs(sink, isn_c=424242)       # and a new SYN on ports still open (no FIN seen): "reused"
+        s = Segs(sink, isn_c=424242)  # and a new SYN on ports still open (no FIN seen): "reused"
         s.handshake()
         s.seg("c2s", 0, b"x", "PA")
         s2 = Segs(sink, isn_c=99)
         s2.handshake()
+
     rec, table = analyse(capture(build))
     assert [(f.id, f.ended) for f in rec.flows.values()] == [(1, "fin"), (2, "rst"), (3, "reused"), (4, "eof")]
     assert rec.stream(1, "c2s")[0] == b"round 0" and rec.stream(2, "c2s")[0] == b"round 1"
@@ -321,6 +347,7 @@ def test_sequence_numbers_wrap() -> None:
         c.open(1.0)
         c.send(2.0, "c2s", body)
         c.close(3.0)
+
     rec, _ = analyse(capture(build))
     assert rec.stream(1, "c2s") == (body, []) and rec.flows[1].ended == "fin"
 
@@ -333,11 +360,12 @@ def test_snaplen_cut_packets_give_what_was_captured_and_gaps() -> None:
         c.open(1.0)
         c.send(2.0, "c2s", body)
         c.close(3.0)
+
     # 14 Ethernet + 20 IP + 20 TCP = 54 header bytes: 46 bytes of each segment are kept
     rec, table = analyse(capture(build, snaplen=100))
     data, gaps = rec.stream(1, "c2s")
     assert [g[1] for g in gaps] == [454] * 5 + [60 - 46]
-    assert data == b"".join(body[i:i + 46] for i in range(0, len(body), 500))
+    assert data == b"".join(body[i : i + 46] for i in range(0, len(body), 500))
     assert rec.flows[1].ended == "fin"
 
 
@@ -345,15 +373,16 @@ def test_vlan_fragments_and_non_ip() -> None:
     def build(sink):
         ip = ip_tcp("10.0.0.2", 40000, "10.9.0.5", 80, 1, 0, "S")
         eth = frame(LINKTYPE_ETHERNET, ip)
-        sink(1.0, eth[:12] + b"\x81\x00\x00\x05" + eth[12:])                # 802.1Q tag
+        sink(1.0, eth[:12] + b"\x81\x00\x00\x05" + eth[12:])  # 802.1Q tag
         frag = bytearray(ipv4_udp("10.0.0.2", 1, "10.9.0.5", 2, b"x" * 100))
-        frag[6] = 0x20                                                      # more fragments
+        frag[6] = 0x20  # more fragments
         sink(1.1, frame(LINKTYPE_ETHERNET, bytes(frag)))
-        sink(1.2, eth[:12] + b"\x08\x06" + b"\0" * 28)                      # ARP
+        sink(1.2, eth[:12] + b"\x08\x06" + b"\0" * 28)  # ARP
         v6frag = bytearray(ipv6_udp("fd00::2", 1, "fd00::5", 2, b"y"))
         v6frag[6] = 44
         sink(1.3, frame(LINKTYPE_ETHERNET, bytes(v6frag)))
-        sink(1.4, eth[:20])                                                 # cut inside the IP header
+        sink(1.4, eth[:20])  # cut inside the IP header
+
     rec, table = analyse(capture(build))
     assert rec.flows[1].key == FlowKey("tcp", C4[:1] + (40000,), ("10.9.0.5", 80))
     assert table.stats["fragments"] == 2 and table.stats["non_ip"] == 1 and table.stats["malformed"] == 1
@@ -364,9 +393,23 @@ def test_vlan_fragments_and_non_ip() -> None:
 
 def _raw_tcp(src: int, sport: int, dport: int, seq: int, flags: int, payload: bytes = b"") -> bytes:
     # a raw-IP frame from a fixed template (checksums are not checked by the flow table)
-    return (struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0,
-                        struct.pack("!I", 0x0A000000 | src), b"\x0a\x09\x00\x05")
-            + struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 0x50, flags, 65535, 0, 0) + payload)
+    return (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            40 + len(payload),
+            0,
+            0,
+            64,
+            6,
+            0,
+            struct.pack("!I", 0x0A000000 | src),
+            b"\x0a\x09\x00\x05",
+        )
+        + struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 0x50, flags, 65535, 0, 0)
+        + payload
+    )
 
 
 @pytest.mark.slow
@@ -379,17 +422,26 @@ def test_100k_short_flows_keep_flows_in_flight_bounded() -> None:
         src, sport = i >> 10, 1024 + (i & 1023)
         w.packet(ts, _raw_tcp(src, sport, 443, 7, 0x02))
         w.packet(ts, _raw_tcp(src, sport, 443, 8, 0x18, b"hi"))
-        if i % 10:                                    # one flow in ten never ends: evicted
+        if i % 10:  # one flow in ten never ends: evicted
             w.packet(ts, _raw_tcp(src, sport, 443, 10, 0x04))
         ts += 0.0001
     starts = ends = 0
     ended: dict[str, int] = {}
 
     class Count:
-        def flow_start(self, flow): nonlocal starts; starts += 1
-        def data(self, flow, d, off, data, ts): assert (d, off, data) == ("c2s", 0, b"hi")
-        def gap(self, *a): raise AssertionError(a)
-        def datagram(self, *a): raise AssertionError(a)
+        def flow_start(self, flow):
+            nonlocal starts
+            starts += 1
+
+        def data(self, flow, d, off, data, ts):
+            assert (d, off, data) == ("c2s", 0, b"hi")
+
+        def gap(self, *a):
+            raise AssertionError(a)
+
+        def datagram(self, *a):
+            raise AssertionError(a)
+
         def flow_end(self, flow):
             nonlocal ends
             ends += 1
@@ -412,6 +464,7 @@ def test_idle_flows_are_evicted_by_capture_time() -> None:
         b = Segs(sink, client=("10.0.0.3", 40000))
         b.ts = 1000.0
         b.handshake()
+
     rec, table = analyse(capture(build), idle_timeout=60)
     assert rec.flows[1].ended == "evicted" and rec.flows[2].ended == "eof"
     assert rec.events.index(("end", 1, "evicted")) < rec.events.index(("start", 2, str(rec.flows[2].key)))
@@ -423,9 +476,9 @@ def test_capture_larger_than_a_small_max_buffer() -> None:
     def build(sink):
         s = Segs(sink)
         s.handshake()
-        for w in range(0, 200, 50):                 # each window of 50 segments arrives reversed
+        for w in range(0, 200, 50):  # each window of 50 segments arrives reversed
             for i in reversed(range(w, w + 50)):
-                s.seg("c2s", i * 100, body[i * 100:(i + 1) * 100], "PA")
+                s.seg("c2s", i * 100, body[i * 100 : (i + 1) * 100], "PA")
         s.seg("c2s", len(body), flags="FA")
         s.seg("s2c", 0, flags="FA")
 
@@ -436,7 +489,7 @@ def test_capture_larger_than_a_small_max_buffer() -> None:
     # every byte delivered is the right byte at its offset
     for ev in rec.events:
         if ev[0] == "data":
-            assert body[ev[3]:ev[3] + len(ev[4])] == ev[4]
+            assert body[ev[3] : ev[3] + len(ev[4])] == ev[4]
     # with room to wait, the same capture has no gap at all
     rec2, _ = analyse(capture(build))
     assert rec2.stream(1, "c2s") == (body, [])
@@ -478,11 +531,11 @@ def test_any_segment_order_gives_each_byte_once_in_order(case, max_buffer: int) 
         s.seg("s2c", 0, flags="FA")
 
     rec, table = analyse(capture(build), max_buffer=max_buffer)
-    data, gaps = rec.stream(1, "c2s")       # checks contiguity: each offset once, in order
+    data, gaps = rec.stream(1, "c2s")  # checks contiguity: each offset once, in order
     assert len(data) + sum(n for _, n in gaps) == len(body)
     for ev in rec.events:
         if ev[0] == "data":
-            assert body[ev[3]:ev[3] + len(ev[4])] == ev[4]
+            assert body[ev[3] : ev[3] + len(ev[4])] == ev[4]
     if max_buffer >= 1 << 30:
         # with room to wait, gaps are exactly the bytes no segment carried
         covered = bytearray(len(body))
@@ -511,7 +564,7 @@ def _flow_with(c2s: list[bytes], s2c: list[bytes] | None = None, *, order: str |
     chunks = [("c2s", c) for c in c2s] + [("s2c", c) for c in (s2c or [])]
     if order == "alternate":
         a, b = [x for x in chunks if x[0] == "c2s"], [x for x in chunks if x[0] == "s2c"]
-        chunks = [x for pair in zip(a, b) for x in pair] + a[len(b):] + b[len(a):]
+        chunks = [x for pair in zip(a, b) for x in pair] + a[len(b) :] + b[len(a) :]
     for d, c in chunks:
         observe(f, d, off[d], c)
         off[d] += len(c)
@@ -520,59 +573,108 @@ def _flow_with(c2s: list[bytes], s2c: list[bytes] | None = None, *, order: str |
 
 
 def test_http_keepalive_requests_with_bodies_chunks_and_head() -> None:
-    req = (b"POST /a HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\nContent-Length: 11\r\n\r\nhello=world"
-           b"HEAD /b HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\n\r\n"
-           b"GET /c?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n")
-    resp = (b"HTTP/1.1 100 Continue\r\n\r\n"
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHTTP/\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
-            b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"          # a HEAD answer: no body follows
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+    req = (
+        b"POST /a HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\nContent-Length: 11\r\n\r\nhello=world"
+        b"HEAD /b HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\n\r\n"
+        b"GET /c?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n"
+    )
+    resp = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHTTP/\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"  # a HEAD answer: no body follows
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope"
+    )
     for step in (1, 7, len(req)):
-        f = _flow_with([req[i:i + step] for i in range(0, len(req), step)],
-                       [resp[i:i + step] for i in range(0, len(resp), step)])
-        assert f.protocol == {"name": "http", "host": "resolver.msg.xiaomi.net", "request_count": 3, "requests": [
-            {"method": "POST", "path": "/a", "host": "resolver.msg.xiaomi.net", "status": 200},
-            {"method": "HEAD", "path": "/b", "host": "resolver.msg.xiaomi.net", "status": 200},
-            {"method": "GET", "path": "/c?x=1", "host": "other.example", "status": 404}]}
+        f = _flow_with(
+            [req[i : i + step] for i in range(0, len(req), step)],
+            [resp[i : i + step] for i in range(0, len(resp), step)],
+        )
+        assert f.protocol == {
+            "name": "http",
+            "host": "resolver.msg.xiaomi.net",
+            "request_count": 3,
+            "requests": [
+                {"method": "POST", "path": "/a", "host": "resolver.msg.xiaomi.net", "status": 200},
+                {"method": "HEAD", "path": "/b", "host": "resolver.msg.xiaomi.net", "status": 200},
+                {"method": "GET", "path": "/c?x=1", "host": "other.example", "status": 404},
+            ],
+        }
 
 
 def test_text_unknown_and_gap_handling() -> None:
     assert _flow_with([b"<stream:stream to='xiaomi.com'>\n<auth/>"]).protocol == {
-        "name": "text", "first_line": "<stream:stream to='xiaomi.com'>"}
+        "name": "text",
+        "first_line": "<stream:stream to='xiaomi.com'>",
+    }
     assert _flow_with([bytes(range(256))]).protocol == {"name": "unknown"}
     f = Flow(1, FlowKey("tcp", C4, S4), 0.0)
-    observe(f, "c2s", 0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")      # a ClientHello begins...
-    observe(f, "c2s", 500, b"rest")                                         # ...and bytes go missing
+    observe(f, "c2s", 0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello begins...
+    observe(f, "c2s", 500, b"rest")  # ...and bytes go missing
     assert f.protocol["name"] == "tls" and "gap before stream offset 500" in f.protocol["error"]
 
 
 @settings(max_examples=300, deadline=None)
-@given(chunks=st.lists(st.binary(max_size=200), max_size=8), prefix=st.sampled_from(
-    [b"", b"\x16\x03\x01", b"\x16\x03\x03\x00\x30\x01\x00\x00\x2c\x03\x03", b"\x16\x03\x01\x00\x05\x02\x00\x00\x01",
-     b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"\x17\x03\x03"]))
+@given(
+    chunks=st.lists(st.binary(max_size=200), max_size=8),
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"\x16\x03\x01",
+            b"\x16\x03\x03\x00\x30\x01\x00\x00\x2c\x03\x03",
+            b"\x16\x03\x01\x00\x05\x02\x00\x00\x01",
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            b"\x17\x03\x03",
+        ]
+    ),
+)
 def test_observe_never_raises_on_garbage(chunks: list[bytes], prefix: bytes) -> None:
     f = _flow_with([prefix + (chunks[0] if chunks else b"")] + chunks[1:], chunks[::-1], order="alternate")
-    assert f.protocol.get("name") in ("tls", "http", "text", "unknown")
+    assert f.protocol.get("name") in ("tls", "http", "http2", "text", "unknown")
 
 
 def test_tls_hello_split_over_records_and_segments() -> None:
     # a ClientHello with SNI and supported_versions, sent as two TLS records, one byte per segment
     sni = b"api.account.xiaomi.com"
     ext_sni = struct.pack("!HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
-    ext_ver = struct.pack("!HHB", 43, 7, 6) + bytes.fromhex("3a3a03040303")          # GREASE, 1.3, 1.2
+    ext_ver = struct.pack("!HHB", 43, 7, 6) + bytes.fromhex("3a3a03040303")  # GREASE, 1.3, 1.2
     exts = ext_sni + ext_ver
-    body = (b"\x03\x03" + b"R" * 32 + b"\x00" + struct.pack("!H", 6) + bytes.fromhex("1301c02f2a2a")
-            + b"\x01\x00" + struct.pack("!H", len(exts)) + exts)
+    body = (
+        b"\x03\x03"
+        + b"R" * 32
+        + b"\x00"
+        + struct.pack("!H", 6)
+        + bytes.fromhex("1301c02f2a2a")
+        + b"\x01\x00"
+        + struct.pack("!H", len(exts))
+        + exts
+    )
     hs = b"\x01" + len(body).to_bytes(3, "big") + body
     recs = b"".join(b"\x16\x03\x01" + struct.pack("!H", len(part)) + part for part in (hs[:20], hs[20:]))
-    sh_body = b"\x03\x03" + b"S" * 32 + b"\x00" + b"\x13\x01" + b"\x00" + struct.pack("!H", 6) + struct.pack("!HHH", 43, 2, 0x0304)
+    sh_body = (
+        b"\x03\x03"
+        + b"S" * 32
+        + b"\x00"
+        + b"\x13\x01"
+        + b"\x00"
+        + struct.pack("!H", 6)
+        + struct.pack("!HHH", 43, 2, 0x0304)
+    )
     sh = b"\x16\x03\x03" + struct.pack("!H", len(sh_body) + 4) + b"\x02" + len(sh_body).to_bytes(3, "big") + sh_body
-    f = _flow_with([recs[i:i + 1] for i in range(len(recs))], [sh + b"\x14\x03\x03\x00\x01\x01\x17\x03\x03\x00\x02zz"])
-    assert f.protocol == {"name": "tls", "client_legacy_version": "TLS 1.2",
-                          "client_ciphers": ["TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
-                          "sni": "api.account.xiaomi.com", "client_versions": ["TLS 1.3", "TLS 1.2"],
-                          "version": "TLS 1.3", "cipher": "TLS_AES_128_GCM_SHA256", "cipher_id": "0x1301"}
-    assert f.sniff is False            # both hellos read: later data costs nothing
+    f = _flow_with(
+        [recs[i : i + 1] for i in range(len(recs))], [sh + b"\x14\x03\x03\x00\x01\x01\x17\x03\x03\x00\x02zz"]
+    )
+    assert f.protocol == {
+        "name": "tls",
+        "client_legacy_version": "TLS 1.2",
+        "client_ciphers": ["TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+        "sni": "api.account.xiaomi.com",
+        "client_versions": ["TLS 1.3", "TLS 1.2"],
+        "version": "TLS 1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256",
+        "cipher_id": "0x1301",
+    }
+    assert f.sniff is False  # both hellos read: later data costs nothing
     # an unknown suite shows as its number
     sh2 = sh.replace(b"\x13\x01\x00\x00\x06", b"\xab\xcd\x00\x00\x06")
     f2 = _flow_with([recs], [sh2])
@@ -605,14 +707,26 @@ def test_starttls_after_clear_text() -> None:
     ch = b"\x16\x03\x01" + struct.pack("!H", len(ch_body) + 4) + b"\x01" + len(ch_body).to_bytes(3, "big") + ch_body
     f = Flow(1, FlowKey("tcp", C4, S4), 0.0)
     off = {"c2s": 0, "s2c": 0}
-    for d, chunk in [("c2s", b"<stream:stream to='xiaomi.com'>"), ("s2c", b"<stream:stream from='xiaomi.com'>"),
-                     ("c2s", b"<starttls/>"), ("s2c", b"<proceed/>"), ("c2s", ch), ("s2c", sh)]:
+    for d, chunk in [
+        ("c2s", b"<stream:stream to='xiaomi.com'>"),
+        ("s2c", b"<stream:stream from='xiaomi.com'>"),
+        ("c2s", b"<starttls/>"),
+        ("s2c", b"<proceed/>"),
+        ("c2s", ch),
+        ("s2c", sh),
+    ]:
         observe(f, d, off[d], chunk)
         off[d] += len(chunk)
-    assert f.protocol == {"name": "tls", "cleartext_first_line": "<stream:stream to='xiaomi.com'>",
-                          "client_legacy_version": "TLS 1.2", "client_ciphers": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
-                          "client_versions": ["TLS 1.2"], "version": "TLS 1.2",
-                          "cipher": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "cipher_id": "0xC02F"}
+    assert f.protocol == {
+        "name": "tls",
+        "cleartext_first_line": "<stream:stream to='xiaomi.com'>",
+        "client_legacy_version": "TLS 1.2",
+        "client_ciphers": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"],
+        "client_versions": ["TLS 1.2"],
+        "version": "TLS 1.2",
+        "cipher": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "cipher_id": "0xC02F",
+    }
 
 
 def test_a_few_early_bytes_of_the_other_side_are_not_lost() -> None:
@@ -658,8 +772,13 @@ def test_starttls_handshake_in_the_same_piece_as_the_clear_text() -> None:
 
 def test_tls_inside_an_http_connect_tunnel_is_seen() -> None:
     # PCAPdroid's proxy captures: CONNECT, 200, then the app's TLS through the tunnel
-    p = _observe_all([("c2s", b"CONNECT app.chat.xiaomi.net:443 HTTP/1.1\r\nHost: app.chat.xiaomi.net:443\r\n\r\n"),
-                      ("s2c", b"HTTP/1.1 200 Connection established\r\n\r\n"), ("c2s", _CH)])
+    p = _observe_all(
+        [
+            ("c2s", b"CONNECT app.chat.xiaomi.net:443 HTTP/1.1\r\nHost: app.chat.xiaomi.net:443\r\n\r\n"),
+            ("s2c", b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            ("c2s", _CH),
+        ]
+    )
     assert p["name"] == "tls" and p["client_versions"] == ["TLS 1.2"]
     assert p["proxy"]["tunnel"] == "app.chat.xiaomi.net:443"
     assert p["proxy"]["requests"][0]["method"] == "CONNECT"

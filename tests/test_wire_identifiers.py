@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 
 from hostctl.model.identity import luhn_digit
 from hostctl.model.protections import PROTECTIONS, protect
-from hostctl.wire.identifiers import (BEHAVIOUR_STEPS, MIN_PATTERN_LEN, Identifier,
-                                      IdentifierError, apply_steps, number_variants,
-                                      parse_number, patterns_by_form, patterns_for)
+from hostctl.wire.identifiers import (
+    BEHAVIOUR_STEPS,
+    MIN_PATTERN_LEN,
+    Identifier,
+    IdentifierError,
+    apply_steps,
+    number_variants,
+    parse_number,
+    patterns_by_form,
+    patterns_for,
+)
 
 IMEI = "49015420323751" + luhn_digit("49015420323751")
 CN = Identifier("msisdn", "+8613800138000", "hs1 sim0 msisdn")
@@ -37,11 +45,9 @@ def test_documented_forms_have_the_documented_bytes() -> None:
     assert form(CN, "e164:HEX") == b"2B38363133383030313338303030"
     assert form(CN, "national:sha1-hex") == hashlib.sha1(b"13800138000").hexdigest().encode()
     assert form(CN, "e164:md5-raw") == hashlib.md5(b"+8613800138000").digest()
-    assert form(CN, "e164:sha256-HEX") == \
-        hashlib.sha256(b"+8613800138000").hexdigest().upper().encode()
+    assert form(CN, "e164:sha256-HEX") == hashlib.sha256(b"+8613800138000").hexdigest().upper().encode()
     # base64 of a 16-byte digest: 21 characters depend on the digest alone (no padding)
-    assert form(CN, "e164:md5-base64") == \
-        base64.b64encode(hashlib.md5(b"+8613800138000").digest())[:21]
+    assert form(CN, "e164:md5-base64") == base64.b64encode(hashlib.md5(b"+8613800138000").digest())[:21]
     # 23.040 address field: 13 digits, international, swapped semi-octets with F filler
     assert form(CN, "cc-no-plus:tbcd-addr/91") == bytes.fromhex("0d91683108108300f0")
     assert form(CN, "intl00:tbcd") == bytes.fromhex("00683108108300f0")
@@ -101,25 +107,25 @@ def test_behaviour_combinations_are_what_the_firmware_code_sends() -> None:
             if not steps[-1].endswith("base64"):
                 assert sent == p.data, name
             seen += 1
-    for ident, variant, text in ((CN, "national:", "13800138000"),
-                                 (CN, "e164:", "+8613800138000")):
+    for ident, variant, text in ((CN, "national:", "13800138000"), (CN, "e164:", "+8613800138000")):
         for s1 in BEHAVIOUR_STEPS:
             for s2 in BEHAVIOUR_STEPS:
                 p = index[(ident, f"{variant}{s1}>{s2}")]
-                assert protect(text, [s1, s2]).encode("utf-8", "surrogateescape") \
-                    .startswith(p.data)
+                assert protect(text, [s1, s2]).encode("utf-8", "surrogateescape").startswith(p.data)
     assert seen > 200
 
 
 def test_number_variants() -> None:
     assert number_variants("+86 138-0013-8000", grouped=False) == {
-        "e164": "+8613800138000", "cc-no-plus": "8613800138000",
-        "intl00": "008613800138000", "national": "13800138000"}     # no trunk 0 for mobiles
-    assert number_variants("+862012345678")["trunk"] == "02012345678"   # Guangzhou landline
+        "e164": "+8613800138000",
+        "cc-no-plus": "8613800138000",
+        "intl00": "008613800138000",
+        "national": "13800138000",
+    }  # no trunk 0 for mobiles
+    assert number_variants("+862012345678")["trunk"] == "02012345678"  # Guangzhou landline
     assert number_variants("+447700900123")["trunk"] == "07700900123"
     assert number_variants("+79161234567")["trunk"] == "89161234567"
-    assert number_variants("+85251234567", grouped=False).keys() == {"e164", "cc-no-plus", "intl00",
-                                                                      "national"}
+    assert number_variants("+85251234567", grouped=False).keys() == {"e164", "cc-no-plus", "intl00", "national"}
     assert number_variants("0044 7700 900123") == number_variants("+447700900123")
     assert number_variants("07700900123", ["44"]) == number_variants("+447700900123")
     assert number_variants("13800138000", ["86"]) == number_variants("+8613800138000")
@@ -136,9 +142,15 @@ def test_nanp_trunk_equals_the_country_code_form_and_is_one_pattern() -> None:
 
 
 def test_rules_minimum_length_and_one_pattern_per_distinct_bytes() -> None:
-    idents = [CN, UK, Identifier("imei", IMEI), Identifier("imsi", "460001234567890"),
-              Identifier("iccid", "8986001234567890123" + luhn_digit("8986001234567890123")),
-              Identifier("text", "ok"), Identifier("number", "+85251234567")]
+    idents = [
+        CN,
+        UK,
+        Identifier("imei", IMEI),
+        Identifier("imsi", "460001234567890"),
+        Identifier("iccid", "8986001234567890123" + luhn_digit("8986001234567890123")),
+        Identifier("text", "ok"),
+        Identifier("number", "+85251234567"),
+    ]
     pats = patterns_for(idents)
     assert [p.id for p in pats] == list(range(len(pats)))
     assert all(len(p.data) >= MIN_PATTERN_LEN for p in pats)
@@ -164,10 +176,14 @@ def test_rules_minimum_length_and_one_pattern_per_distinct_bytes() -> None:
 
 
 def test_ten_identifiers_give_well_over_128_patterns_in_a_stable_order() -> None:
-    idents = [Identifier("msisdn", f"+86138001380{i:02d}", f"hs{i}") for i in range(4)] + \
-             [Identifier("imei", IMEI), Identifier("imsi", "460001234567890"),
-              Identifier("iccid", "89860012345678901234"), UK,
-              Identifier("number", "+12025550100"), Identifier("text", "see you at 8")]
+    idents = [Identifier("msisdn", f"+86138001380{i:02d}", f"hs{i}") for i in range(4)] + [
+        Identifier("imei", IMEI),
+        Identifier("imsi", "460001234567890"),
+        Identifier("iccid", "89860012345678901234"),
+        UK,
+        Identifier("number", "+12025550100"),
+        Identifier("text", "see you at 8"),
+    ]
     a, b = patterns_for(idents), patterns_for(idents)
     assert len(a) >= 128 * 10
     assert [(p.id, p.form, p.data) for p in a] == [(p.id, p.form, p.data) for p in b]
@@ -180,34 +196,37 @@ def test_apply_steps_recomputes_each_pattern_and_refuses_what_does_not_apply() -
     assert apply_steps(b"\xff\xfe", ["utf16le"]) is None
 
 
-@pytest.mark.parametrize("kind, value, words", [
-    ("imei", "12345", "IMEI is 14-16 digits"),
-    ("imsi", "46000abc", "IMSI is 6-15 digits"),
-    ("number", "+86 call me", "not a phone number"),
-    ("passport", "X123", "unknown identifier kind 'passport'"),
-    ("text", "", "empty value"),
-])
+@pytest.mark.parametrize(
+    "kind, value, words",
+    [
+        ("imei", "12345", "IMEI is 14-16 digits"),
+        ("imsi", "46000abc", "IMSI is 6-15 digits"),
+        ("number", "+86 call me", "not a phone number"),
+        ("passport", "X123", "unknown identifier kind 'passport'"),
+        ("text", "", "empty value"),
+    ],
+)
 def test_bad_identifiers_are_refused_by_name(kind: str, value: str, words: str) -> None:
     with pytest.raises(IdentifierError, match=words) as info:
         Identifier(kind, value, "hs9 sim1")
     assert str(info.value).startswith("hs9 sim1:")
     with pytest.raises(IdentifierError):
-        patterns_for(["+8613800138000"])        # type: ignore[list-item]
+        patterns_for(["+8613800138000"])  # type: ignore[list-item]
 
 
 def test_long_text_is_looked_for_by_its_first_160_characters_and_hashed_whole() -> None:
-    text = "你好, meet me at the station at 8. " * 40           # 1,320 characters
+    text = "你好, meet me at the station at 8. " * 40  # 1,320 characters
     msg = Identifier("text", text, "long message")
     pats = patterns_for([msg])
     index = patterns_by_form(pats)
     assert index[(msg, "ascii")].data == text[:160].encode()
     assert index[(msg, "sha1-hex")].data == hashlib.sha1(text.encode()).hexdigest().encode()
-    assert index[(msg, "base64>md5")].data == \
-        hashlib.md5(base64.b64encode(text.encode())).hexdigest().encode()
-    assert max(len(p.data) for p in pats) < 4000      # hyperscan's limit, escaped
+    assert index[(msg, "base64>md5")].data == hashlib.md5(base64.b64encode(text.encode())).hexdigest().encode()
+    assert max(len(p.data) for p in pats) < 4000  # hyperscan's limit, escaped
 
 
 # --- issue 15: the variants people type and apps print ---------------------------------------------
+
 
 def test_grouped_numbers_and_imei14_are_found_once_each():
     from hostctl.wire.scan import Scanner
@@ -216,14 +235,23 @@ def test_grouped_numbers_and_imei14_are_found_once_each():
     us = Identifier("msisdn", "+12025550123", "us")
     uk = Identifier("msisdn", "+447700900123", "uk")
     imei = Identifier("imei", "490154203237518", "imei")
-    text = ("to=+86 139 1234 5678; alt=139-1234-5678; dot=139.1234.5678; us=(202) 555-0123; "
-            "us2=+1 (202) 555-0123; uk=07700 900123; cc=(+86) 139 1234 5678; "
-            "dev=49015420323751; sv=4901542032375103; no=139 1234 5679").encode()
+    text = (
+        b"to=+86 139 1234 5678; alt=139-1234-5678; dot=139.1234.5678; us=(202) 555-0123; "
+        b"us2=+1 (202) 555-0123; uk=07700 900123; cc=(+86) 139 1234 5678; "
+        b"dev=49015420323751; sv=4901542032375103; no=139 1234 5679"
+    )
     got = [(m.ident.label, m.form) for m in Scanner(patterns_for([cn, us, uk, imei]), engine="python").scan(text)]
-    assert got == [("cn", "e164/3-4-4/sp:ascii"), ("cn", "national/3-4-4/dash:ascii"),
-                   ("cn", "national/3-4-4/dot:ascii"), ("us", "national/3-3-4/paren:ascii"),
-                   ("us", "e164/3-3-4/paren:ascii"), ("uk", "trunk/4-6/sp:ascii"),
-                   ("cn", "e164/3-4-4/paren-cc:ascii"), ("imei", "imei14:ascii"), ("imei", "imei14:ascii")]
+    assert got == [
+        ("cn", "e164/3-4-4/sp:ascii"),
+        ("cn", "national/3-4-4/dash:ascii"),
+        ("cn", "national/3-4-4/dot:ascii"),
+        ("us", "national/3-3-4/paren:ascii"),
+        ("us", "e164/3-3-4/paren:ascii"),
+        ("uk", "trunk/4-6/sp:ascii"),
+        ("cn", "e164/3-4-4/paren-cc:ascii"),
+        ("imei", "imei14:ascii"),
+        ("imei", "imei14:ascii"),
+    ]
 
 
 def test_grouped_variants_keep_the_chance_guard():

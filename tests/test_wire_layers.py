@@ -15,10 +15,10 @@ import sys
 import zlib
 
 import brotli
-import h11
 import h2.config
 import h2.connection
 import h2.settings
+import h11
 import pytest
 import zstandard
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -39,6 +39,7 @@ TSHARK = shutil.which("tshark")
 
 # --- conversations made by the real libraries: lists of (direction, bytes) -------------------
 
+
 def h1_exchange(body: bytes, coding: str | None, *, chunks: int = 0, response: bytes = b"ok") -> list:
     client = h11.Connection(h11.CLIENT)
     server = h11.Connection(h11.SERVER)
@@ -53,7 +54,7 @@ def h1_exchange(body: bytes, coding: str | None, *, chunks: int = 0, response: b
     if chunks:
         step = -(-len(body) // chunks)
         for i in range(0, len(body), step):
-            out += client.send(h11.Data(data=body[i:i + step]))
+            out += client.send(h11.Data(data=body[i : i + step]))
     else:
         out += client.send(h11.Data(data=body))
     out += client.send(h11.EndOfMessage())
@@ -89,8 +90,13 @@ def h2_exchange(header_value: str, body: bytes, *, gz: bool) -> list:
     server.receive_data(c2s)
     s2c = server.data_to_send()
     client.receive_data(s2c)
-    headers = [(":method", "POST"), (":path", "/push"), (":scheme", "http"), (":authority", "api.example"),
-               ("x-device", header_value)]
+    headers = [
+        (":method", "POST"),
+        (":path", "/push"),
+        (":scheme", "http"),
+        (":authority", "api.example"),
+        ("x-device", header_value),
+    ]
     payload = gzip.compress(body) if gz else body
     if gz:
         headers.append(("content-encoding", "gzip"))
@@ -123,15 +129,32 @@ def ws_exchange(client_text: str, server_bytes: bytes, *, deflate: bool) -> list
 def proto_message(number: int, imei: int) -> bytes:
     fdp = descriptor_pb2.FileDescriptorProto(name="lab_t.proto", package="labt")
     inner = fdp.message_type.add(name="Device")
-    inner.field.add(name="imei", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
-                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    inner.field.add(
+        name="imei",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     outer = fdp.message_type.add(name="Report")
-    outer.field.add(name="phone", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    outer.field.add(name="device", number=5, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                    type_name=".labt.Device", label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    outer.field.add(name="note", number=6, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    outer.field.add(
+        name="phone",
+        number=3,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    outer.field.add(
+        name="device",
+        number=5,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+        type_name=".labt.Device",
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    outer.field.add(
+        name="note",
+        number=6,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("labt.Report"))
@@ -142,13 +165,18 @@ def proto_message(number: int, imei: int) -> bytes:
 
 def xmpp_compressed(text: bytes) -> list:
     c = zlib.compressobj()
-    return [("c2s", b"<?xml version='1.0'?><stream:stream to='chat.example' xmlns='jabber:client'>"),
-            ("s2c", b"<stream:stream from='chat.example'><stream:features><compression "
-                    b"xmlns='http://jabber.org/features/compress'><method>zlib</method></compression>"
-                    b"</stream:features>"),
-            ("c2s", b"<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>"),
-            ("s2c", b"<compressed xmlns='http://jabber.org/protocol/compress'/>"),
-            ("c2s", c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH))]
+    return [
+        ("c2s", b"<?xml version='1.0'?><stream:stream to='chat.example' xmlns='jabber:client'>"),
+        (
+            "s2c",
+            b"<stream:stream from='chat.example'><stream:features><compression "
+            b"xmlns='http://jabber.org/features/compress'><method>zlib</method></compression>"
+            b"</stream:features>",
+        ),
+        ("c2s", b"<compress xmlns='http://jabber.org/protocol/compress'><method>zlib</method></compress>"),
+        ("s2c", b"<compressed xmlns='http://jabber.org/protocol/compress'/>"),
+        ("c2s", c.compress(text) + c.flush(zlib.Z_SYNC_FLUSH)),
+    ]
 
 
 def write_capture(path, conversations) -> None:
@@ -191,8 +219,10 @@ def test_http1_coded_bodies(tmp_path, case):
     rep, got = findings(tmp_path, [(80, h1_exchange(encoded, header))])
     # once per occurrence: a literal the coder left as it was (zstd does, for short texts) is the
     # wire's own finding, not a second one in the decoded body
-    want = [(name, "tcp" if value.encode() in encoded else chain, "c2s")
-            for name, value in (("hs1 imei0", IMEI), ("hs1 number0", NUMBER))]
+    want = [
+        (name, "tcp" if value.encode() in encoded else chain, "c2s")
+        for name, value in (("hs1 imei0", IMEI), ("hs1 number0", NUMBER))
+    ]
     assert got == want
     for f in rep["findings"]:
         if f["chain"] == chain:
@@ -209,21 +239,27 @@ def test_http1_chunk_split_and_pipelined(tmp_path):
     rep, got = findings(tmp_path, [(8080, [("c2s", first[0][1] + second[0][1]), ("s2c", first[1][1] + second[1][1])])])
     assert got == [("hs1 imei0", "http-body", "c2s"), ("hs1 number0", "http-body>gzip", "c2s")]
     by = {f["identifier"]: f for f in rep["findings"]}
-    assert by["hs1 number0"]["wire_offset"] == len(first[0][1])     # the second request's head
+    assert by["hs1 number0"]["wire_offset"] == len(first[0][1])  # the second request's head
 
 
 def test_http2_headers_and_gzip_data(tmp_path):
     rep, got = findings(tmp_path, [(80, h2_exchange(IMEI, b"msisdn=" + NUMBER.encode(), gz=True))])
-    assert got == [("hs1 imei0", "h2-header", "c2s"), ("hs1 imei0", "h2-header", "s2c"),
-                   ("hs1 number0", "h2-data>gzip", "c2s")]
+    assert got == [
+        ("hs1 imei0", "h2-header", "c2s"),
+        ("hs1 imei0", "h2-header", "s2c"),
+        ("hs1 number0", "h2-data>gzip", "c2s"),
+    ]
     assert rep["flows"][0]["protocol"]["name"] == "http2"
     assert [c["flow"] for c in rep["clear_http"]] == [rep["flows"][0]["id"]]
 
 
 def test_websocket_masked_and_deflated(tmp_path):
     for deflate, chain in ((False, "websocket"), (True, "websocket>permessage-deflate")):
-        rep, got = findings(tmp_path, [(80, ws_exchange(f"imei={IMEI};x", NUMBER.encode() * 2, deflate=deflate))],
-                            name=f"ws{deflate}.pcapng")
+        rep, got = findings(
+            tmp_path,
+            [(80, ws_exchange(f"imei={IMEI};x", NUMBER.encode() * 2, deflate=deflate))],
+            name=f"ws{deflate}.pcapng",
+        )
         want = [("hs1 imei0", chain, "c2s")]
         # unmasked server frames without compression are the wire's bytes: found there, once each
         want += [("hs1 number0", chain if deflate else "tcp", "s2c")] * 2
@@ -233,8 +269,10 @@ def test_websocket_masked_and_deflated(tmp_path):
 def test_protobuf_varints_in_a_gzip_body(tmp_path):
     msg = proto_message(8613912345678, int(IMEI))
     rep, got = findings(tmp_path, [(80, h1_exchange(gzip.compress(msg), "gzip"))])
-    assert got == [("hs1 imei0", "http-body>gzip>protobuf-varint", "c2s"),
-                   ("hs1 number0", "http-body>gzip>protobuf-varint", "c2s")]
+    assert got == [
+        ("hs1 imei0", "http-body>gzip>protobuf-varint", "c2s"),
+        ("hs1 number0", "http-body>gzip>protobuf-varint", "c2s"),
+    ]
 
 
 def test_xmpp_stream_compression(tmp_path):
@@ -246,10 +284,12 @@ def test_xmpp_stream_compression(tmp_path):
 def test_same_layers_without_identifiers_find_nothing(tmp_path):
     body = json.dumps({"imei": "000000000000000", "to": "+10000000000"}).encode()
     convs = [(80, h1_exchange(encode(body, c), c)) for c in ("gzip", "br", "zstd")]
-    convs += [(80, h2_exchange("none", b"nothing", gz=True)),
-              (80, ws_exchange("nothing here at all", b"x" * 40, deflate=True)),
-              (80, h1_exchange(gzip.compress(proto_message(12345678901, 35209900176148)), "gzip")),
-              (5222, xmpp_compressed(b"<message><body>hi</body></message>"))]
+    convs += [
+        (80, h2_exchange("none", b"nothing", gz=True)),
+        (80, ws_exchange("nothing here at all", b"x" * 40, deflate=True)),
+        (80, h1_exchange(gzip.compress(proto_message(12345678901, 35209900176148)), "gzip")),
+        (5222, xmpp_compressed(b"<message><body>hi</body></message>")),
+    ]
     rep, got = findings(tmp_path, convs)
     assert got == []
     assert not rep["layer_notes"]["counts"]
@@ -263,28 +303,46 @@ def test_agent_plaintext_goes_through_the_same_layers(tmp_path):
         conn.feed(direction, offsets[direction], data)
         offsets[direction] += len(data)
     conn.close()
-    assert sorted((f["chain"], f["direction"]) for f in check.findings) == [("tls>h2-header", "c2s"),
-                                                                          ("tls>h2-header", "s2c")]
+    assert sorted((f["chain"], f["direction"]) for f in check.findings) == [
+        ("tls>h2-header", "c2s"),
+        ("tls>h2-header", "s2c"),
+    ]
 
 
 def test_decompression_bomb_is_a_note(tmp_path):
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     chunk = bytes(1 << 20)
-    bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()     # 1 GiB of zeros
+    bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()  # 1 GiB of zeros
     assert len(bomb) < 2 << 20
     check = WireCheck(IDS, engine="python", hash_budget=0)
     conn = check.layer_connection(Origin("wire", flow=1))
     req = h1_exchange(bomb, "gzip")[0][1]
     for i in range(0, len(req), 65536):
-        conn.feed("c2s", i, req[i:i + 65536])
+        conn.feed("c2s", i, req[i : i + 65536])
     conn.close()
     assert check.layer_notes.counts["bomb"] == 1
     assert check.findings == []
 
 
 def _tshark(path, field):
-    out = subprocess.run([TSHARK, "-r", str(path), "-o", "http.decompress_body:TRUE", "-d", "tcp.port==80,http",
-                          "-T", "fields", "-e", field], capture_output=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            TSHARK,
+            "-r",
+            str(path),
+            "-o",
+            "http.decompress_body:TRUE",
+            "-d",
+            "tcp.port==80,http",
+            "-T",
+            "fields",
+            "-e",
+            field,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return [line for line in out.stdout.decode().splitlines() if line.strip()]
 
 
@@ -292,25 +350,32 @@ def _tshark(path, field):
 def test_tshark_agrees_on_bodies_and_h2_headers(tmp_path):
     body = json.dumps({"imei": IMEI}).encode()
     path = tmp_path / "t.pcapng"
-    write_capture(path, [(80, h1_exchange(encode(body, "gzip"), "gzip")),
-                         (80, h1_exchange(encode(body, "deflate"), "deflate"))])
+    write_capture(
+        path, [(80, h1_exchange(encode(body, "gzip"), "gzip")), (80, h1_exchange(encode(body, "deflate"), "deflate"))]
+    )
     bodies = _tshark(path, "http.file_data")
     assert any(IMEI in b or IMEI.encode().hex() in b for b in bodies), bodies
     rep = wire_check([path], IDS, engine="python", hash_budget=0)
     assert [f["chain"] for f in rep["findings"]] == ["http-body>gzip", "http-body>deflate"]
     path2 = tmp_path / "h2.pcapng"
     write_capture(path2, [(80, h2_exchange(IMEI, b"x", gz=False))])
-    out = subprocess.run([TSHARK, "-r", str(path2), "-d", "tcp.port==80,http2", "-T", "fields",
-                          "-e", "http2.header.value"], capture_output=True, timeout=120, check=True)
+    out = subprocess.run(
+        [TSHARK, "-r", str(path2), "-d", "tcp.port==80,http2", "-T", "fields", "-e", "http2.header.value"],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.decode().count(IMEI) == 2
     rep2 = wire_check([path2], IDS, engine="python", hash_budget=0)
     assert sorted(f["direction"] for f in rep2["findings"] if f["chain"] == "h2-header") == ["c2s", "s2c"]
 
 
 def test_the_analyser_and_the_model_import_nothing_of_the_emulator():
-    code = ("import sys, hostctl.wire.check, hostctl.wire.recover, hostctl.wire.decoders, hostctl.model.protections;"
-            "bad = sorted(m for m in sys.modules if m.startswith(('hostctl.emulator', 'hostctl.audit')));"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, hostctl.wire.check, hostctl.wire.recover, hostctl.wire.decoders, hostctl.model.protections;"
+        "bad = sorted(m for m in sys.modules if m.startswith(('hostctl.emulator', 'hostctl.audit')));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -329,19 +394,31 @@ def test_protections_have_both_directions_in_one_place():
 def test_weak_cipher_suites_are_flagged():
     from hostctl.wire.check import weak_cipher
 
-    for name in ("TLS_RSA_EXPORT_WITH_RC4_40_MD5", "TLS_RSA_WITH_RC4_128_SHA", "TLS_RSA_WITH_DES_CBC_SHA",
-                 "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_NULL_SHA", "TLS_DH_anon_WITH_AES_128_CBC_SHA"):
+    for name in (
+        "TLS_RSA_EXPORT_WITH_RC4_40_MD5",
+        "TLS_RSA_WITH_RC4_128_SHA",
+        "TLS_RSA_WITH_DES_CBC_SHA",
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        "TLS_RSA_WITH_NULL_SHA",
+        "TLS_DH_anon_WITH_AES_128_CBC_SHA",
+    ):
         assert weak_cipher(name), name
-    for name in ("TLS_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "0x1A2B"):
+    for name in (
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "0x1A2B",
+    ):
         assert weak_cipher(name) is None, name
 
 
 def test_h2c_upgrade_then_http2(tmp_path):
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     settings = client.initiate_upgrade_connection()
-    up = (b"GET /x HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-          b"HTTP2-Settings: " + settings + b"\r\n\r\n")
+    up = (
+        b"GET /x HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + settings + b"\r\n\r\n"
+    )
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     server.initiate_upgrade_connection(settings)
     server.send_headers(1, [(":status", "200"), ("x-imei", IMEI)])
@@ -359,15 +436,29 @@ def test_agent_events_go_through_the_layers(tmp_path):
     ev = tmp_path / "events.jsonl"
     with EventWriter(ev) as w:
         for i, (direction, data) in enumerate(ws):
-            w.write(SslData(app="com.android.mms", pid=7, host_ts=1.0 + i, agent_ts=1.0 + i, seq=i + 1,
-                            fn="SSL_write" if direction == "c2s" else "SSL_read",
-                            direction="out" if direction == "c2s" else "in", module="libssl.so", ssl="0x1", fd=5,
-                            length=len(data), data=Payload(data, len(data))))
+            w.write(
+                SslData(
+                    app="com.android.mms",
+                    pid=7,
+                    host_ts=1.0 + i,
+                    agent_ts=1.0 + i,
+                    seq=i + 1,
+                    fn="SSL_write" if direction == "c2s" else "SSL_read",
+                    direction="out" if direction == "c2s" else "in",
+                    module="libssl.so",
+                    ssl="0x1",
+                    fd=5,
+                    length=len(data),
+                    data=Payload(data, len(data)),
+                )
+            )
     check = WireCheck(IDS, engine="python", hash_budget=0)
     check.add_agent_events(ev)
     got = [(f["chain"], f["direction"], f["layer"], f.get("event")) for f in check.findings]
-    assert got == [("websocket>permessage-deflate", "out", "tls-plaintext>websocket>permessage-deflate", 3)], \
-        (got, check.agent_files)
+    assert got == [("websocket>permessage-deflate", "out", "tls-plaintext>websocket>permessage-deflate", 3)], (
+        got,
+        check.agent_files,
+    )
 
 
 def test_bytes_kept_for_the_walkers_are_bounded_per_connection():
@@ -383,7 +474,7 @@ def test_bytes_kept_for_the_walkers_are_bounded_per_connection():
     enc = hpack.Encoder()
     data = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     off, peak = 0, 0
-    for sid in range(1, 400, 2):             # 200 streams left open, 30 KB each (frames made by hyperframe)
+    for sid in range(1, 400, 2):  # 200 streams left open, 30 KB each (frames made by hyperframe)
         h = HeadersFrame(sid, flags=["END_HEADERS"])
         h.data = enc.encode([(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a")])
         data += h.serialize()

@@ -18,8 +18,16 @@ from hypothesis import strategies as st
 
 from hostctl.errors import HostctlError
 from hostctl.wire.pcapread import CaptureError, CaptureReader, Packet, open_capture
-from hostctl.wire.pcapwrite import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, PcapngWriter, PcapWriter,
-                                    TcpConversation, frame, ipv4_udp)
+from hostctl.wire.pcapwrite import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_RAW,
+    PcapngWriter,
+    PcapWriter,
+    TcpConversation,
+    frame,
+    ipv4_udp,
+)
 
 TSHARK = shutil.which("tshark")
 
@@ -54,8 +62,14 @@ def idb(bo: str, linktype: int, *, snaplen: int = 0, tsresol: int | None = None,
 
 
 def epb(bo: str, ifid: int, ticks: int, data: bytes, origlen: int | None = None) -> bytes:
-    return block(bo, 6, struct.pack(bo + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(data),
-                                    len(data) if origlen is None else origlen) + data)
+    return block(
+        bo,
+        6,
+        struct.pack(
+            bo + "IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data) if origlen is None else origlen
+        )
+        + data,
+    )
 
 
 def spb(bo: str, data: bytes) -> bytes:
@@ -63,12 +77,14 @@ def spb(bo: str, data: bytes) -> bytes:
 
 
 def pb(bo: str, ifid: int, ticks: int, data: bytes) -> bytes:
-    return block(bo, 2, struct.pack(bo + "HHIIII", ifid, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
-                 + data)
+    return block(
+        bo, 2, struct.pack(bo + "HHIIII", ifid, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)) + data
+    )
 
 
-def pcap(bo: str, packets: list[tuple[int, int, bytes]], *, nanos: bool = False, linktype: int = 1,
-         snaplen: int = 65535) -> bytes:
+def pcap(
+    bo: str, packets: list[tuple[int, int, bytes]], *, nanos: bool = False, linktype: int = 1, snaplen: int = 65535
+) -> bytes:
     magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
     out = struct.pack(bo + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
     for sec, frac, data in packets:
@@ -117,37 +133,50 @@ def test_writers_round_trip(tmp_path: Path) -> None:
         with open_capture(path) as r:
             pkts = list(r)
         assert [(p.ts, p.linktype, p.caplen, p.origlen) for p in pkts] == [
-            (pytest.approx(1700000000.5, abs=1e-7), 101, 64, 100), (pytest.approx(1700000001.000001, abs=1e-7), 101, 11, 11)]
+            (pytest.approx(1700000000.5, abs=1e-7), 101, 64, 100),
+            (pytest.approx(1700000001.000001, abs=1e-7), 101, 11, 11),
+        ]
         assert pkts[0].data == (b"\x45" + b"x" * 99)[:64]
 
 
 @pytest.mark.parametrize("bo", ["<", ">"])
 def test_pcapng_sections_interfaces_and_block_kinds(bo: str) -> None:
     other = ">" if bo == "<" else "<"
-    data = (shb(bo) + idb(bo, 1, tsresol=9) + idb(bo, 101, tsresol=0x80 | 20, tsoffset=1000, snaplen=40)
-            + epb(bo, 0, 1_700_000_000_123_456_789, udp(1))
-            + block(bo, 4, _opt(bo, 1, bytes([10, 9, 0, 5]) + b"app.chat.xiaomi.net\0") + _opts(bo))   # NRB
-            + epb(bo, 1, 3 << 20, b"\x45raw")                      # 3 s at 2^-20 resolution, + offset
-            + block(bo, 5, struct.pack(bo + "III", 0, 0, 0))        # interface statistics
-            + block(bo, 0x0BAD, b"PCAPdroid")                       # PCAPdroid's custom blocks
-            + block(bo, 0x40000BAD, b"PCAPdroid, not to copy")
-            + block(bo, 0x12345, b"unknown kind")
-            + spb(bo, udp(2))                                       # interface 0, no timestamp
-            + pb(bo, 1, 7 << 20, b"\x45old")
-            # a second section in the other byte order, with its own interfaces
-            + shb(other) + idb(other, 113) + epb(other, 0, 2_000_000, udp(3)))
+    data = (
+        shb(bo)
+        + idb(bo, 1, tsresol=9)
+        + idb(bo, 101, tsresol=0x80 | 20, tsoffset=1000, snaplen=40)
+        + epb(bo, 0, 1_700_000_000_123_456_789, udp(1))
+        + block(bo, 4, _opt(bo, 1, bytes([10, 9, 0, 5]) + b"app.chat.xiaomi.net\0") + _opts(bo))  # NRB
+        + epb(bo, 1, 3 << 20, b"\x45raw")  # 3 s at 2^-20 resolution, + offset
+        + block(bo, 5, struct.pack(bo + "III", 0, 0, 0))  # interface statistics
+        + block(bo, 0x0BAD, b"PCAPdroid")  # PCAPdroid's custom blocks
+        + block(bo, 0x40000BAD, b"PCAPdroid, not to copy")
+        + block(bo, 0x12345, b"unknown kind")
+        + spb(bo, udp(2))  # interface 0, no timestamp
+        + pb(bo, 1, 7 << 20, b"\x45old")
+        # a second section in the other byte order, with its own interfaces
+        + shb(other)
+        + idb(other, 113)
+        + epb(other, 0, 2_000_000, udp(3))
+    )
     pkts, r = read_all(data)
     assert [(p.index, p.linktype, p.data) for p in pkts] == [
-        (1, 1, udp(1)), (2, 101, b"\x45raw"), (5, 1, udp(2)), (6, 101, b"\x45old"), (7, 113, udp(3))]
+        (1, 1, udp(1)),
+        (2, 101, b"\x45raw"),
+        (5, 1, udp(2)),
+        (6, 101, b"\x45old"),
+        (7, 113, udp(3)),
+    ]
     assert pkts[0].ts == pytest.approx(1_700_000_000.123456789, abs=1e-6)
     assert pkts[1].ts == pytest.approx(1003.0)
-    assert pkts[2].ts == pkts[1].ts            # an SPB carries no time: the previous packet's stands in
+    assert pkts[2].ts == pkts[1].ts  # an SPB carries no time: the previous packet's stands in
     assert pkts[3].ts == pytest.approx(1007.0)
     assert pkts[4].ts == pytest.approx(2.0)
     assert r.names == {"10.9.0.5": "app.chat.xiaomi.net"}
     assert r.stats["skipped_blocks"] == {5: 1, 0x0BAD: 1, 0x40000BAD: 1, 0x12345: 1}
     assert r.stats["sections"] == 2 and r.stats["error_count"] == 0 and r.stats["packets"] == 5
-    assert r.frame_skew == 2                   # the custom blocks, numbered as frames by Wireshark
+    assert r.frame_skew == 2  # the custom blocks, numbered as frames by Wireshark
     assert [i["linktype"] for i in r.stats["interfaces"]] == [1, 101, 113]
 
 
@@ -161,7 +190,7 @@ def test_gzip_capture(tmp_path: Path) -> None:
 def test_records_are_the_packets_without_objects() -> None:
     data = pcap("<", [(1, 0, udp(1)), (2, 0, udp(2))])
     r = CaptureReader(io.BytesIO(data))
-    recs = [(ts, lt, bytes(buf[s:s + n]), n, o) for ts, lt, buf, s, n, o in r.records()]
+    recs = [(ts, lt, bytes(buf[s : s + n]), n, o) for ts, lt, buf, s, n, o in r.records()]
     assert recs == [(1.0, 1, udp(1), len(udp(1)), len(udp(1))), (2.0, 1, udp(2), len(udp(2)), len(udp(2)))]
     with pytest.raises(ValueError, match="only once"):
         list(r)
@@ -170,7 +199,7 @@ def test_records_are_the_packets_without_objects() -> None:
 def test_small_chunks_cross_record_boundaries() -> None:
     packets = [(i, 0, udp(i % 50) * (i % 7 + 1)) for i in range(300)]
     for data in (pcap("<", packets), shb("<") + idb("<", 1) + b"".join(epb("<", 0, i, d) for i, _, d in packets)):
-        r = CaptureReader(io.BytesIO(data), chunk_size=100)      # clamped to 4096: still many refills
+        r = CaptureReader(io.BytesIO(data), chunk_size=100)  # clamped to 4096: still many refills
         assert [p.data for p in r] == [d for _, _, d in packets]
 
 
@@ -199,9 +228,11 @@ def test_truncated_pcap_counts_the_cut_packet() -> None:
     pkts, r = read_all(data[:-5])
     assert [p.data for p in pkts] == [udp(1)]
     assert r.stats["truncated_packets"] == 1
-    assert r.stats["errors"] == [f"byte {24 + 16 + len(udp(1))}: file ends inside a packet "
-                                 f"({len(udp(2)) - 5} of {len(udp(2))} bytes); packet dropped"]
-    pkts, r = read_all(data[:24 + 16 + len(udp(1)) + 7])
+    assert r.stats["errors"] == [
+        f"byte {24 + 16 + len(udp(1))}: file ends inside a packet "
+        f"({len(udp(2)) - 5} of {len(udp(2))} bytes); packet dropped"
+    ]
+    pkts, r = read_all(data[: 24 + 16 + len(udp(1)) + 7])
     assert len(pkts) == 1 and r.stats["truncated_packets"] == 1 and "inside a record header" in r.stats["errors"][0]
     with pytest.raises(CaptureError, match=r"test.pcap: at byte \d+: file ends inside a packet"):
         read_all(data[:-5], strict=True)
@@ -223,7 +254,7 @@ def test_pcap_resync_after_a_corrupt_record_header() -> None:
     packets = [(1700000000 + i, 0, udp(i)) for i in range(10)]
     data = bytearray(pcap("<", packets))
     third = 24 + 2 * 16 + len(udp(0)) + len(udp(1))
-    data[third + 8:third + 12] = struct.pack("<I", 0x7FFFFFFF)        # caplen of packet 3
+    data[third + 8 : third + 12] = struct.pack("<I", 0x7FFFFFFF)  # caplen of packet 3
     pkts, r = read_all(bytes(data))
     assert [p.data for p in pkts] == [udp(i) for i in range(10) if i != 2]
     assert r.stats["skipped_bytes"] == 16 + len(udp(2))
@@ -233,7 +264,7 @@ def test_pcap_resync_after_a_corrupt_record_header() -> None:
 
 def test_epb_bigger_than_its_block_and_unknown_interface_are_skipped() -> None:
     bad = bytearray(epb("<", 0, 1, udp(1)))
-    bad[20:24] = struct.pack("<I", len(udp(1)) + 100)                 # caplen beyond the block
+    bad[20:24] = struct.pack("<I", len(udp(1)) + 100)  # caplen beyond the block
     data = shb("<") + idb("<", 1) + bytes(bad) + epb("<", 7, 1, udp(2)) + epb("<", 0, 1, udp(3))
     pkts, r = read_all(data)
     assert [p.data for p in pkts] == [udp(3)]
@@ -243,13 +274,26 @@ def test_epb_bigger_than_its_block_and_unknown_interface_are_skipped() -> None:
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt install tshark)")
 def test_tshark_reads_the_same_packets(tmp_path: Path) -> None:
     path = tmp_path / "mixed.pcapng"
-    data = (shb("<") + idb("<", 1, tsresol=9) + idb("<", 101, tsresol=0x80 | 20, tsoffset=1000)
-            + epb("<", 0, 1_700_000_000_123_456_789, udp(1)) + epb("<", 1, 3 << 20, udp(2)[14:])
-            + block("<", 0x0BAD, b"x") + spb("<", udp(3))
-            + shb(">") + idb(">", 113, tsresol=3) + epb(">", 0, 5_000, frame(LINKTYPE_LINUX_SLL, udp(4)[14:])))
+    data = (
+        shb("<")
+        + idb("<", 1, tsresol=9)
+        + idb("<", 101, tsresol=0x80 | 20, tsoffset=1000)
+        + epb("<", 0, 1_700_000_000_123_456_789, udp(1))
+        + epb("<", 1, 3 << 20, udp(2)[14:])
+        + block("<", 0x0BAD, b"x")
+        + spb("<", udp(3))
+        + shb(">")
+        + idb(">", 113, tsresol=3)
+        + epb(">", 0, 5_000, frame(LINKTYPE_LINUX_SLL, udp(4)[14:]))
+    )
     path.write_bytes(data)
-    out = subprocess.run([TSHARK, "-r", str(path), "-T", "fields", "-e", "frame.len", "-e", "udp.srcport",
-                          "-e", "frame.time_epoch"], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [TSHARK, "-r", str(path), "-T", "fields", "-e", "frame.len", "-e", "udp.srcport", "-e", "frame.time_epoch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     # tshark lists the custom block as a frame of its own (frame 3), as our frame numbers do
     theirs = {i + 1: line.split("\t") for i, line in enumerate(out.splitlines())}
     with open_capture(path) as r:
@@ -283,8 +327,15 @@ def _capture_samples() -> list[bytes]:
         w2.packet(1700000000 + i / 10, udp(i))
     out.append(f.getvalue())
     out.append(pcap(">", [(1700000000 + i, i, udp(i)) for i in range(6)], nanos=True))
-    out.append(shb(">") + idb(">", 1, tsresol=9) + epb(">", 0, 1, udp(1)) + spb(">", udp(2))
-               + block(">", 0x40000BAD, b"pcapdroid") + pb(">", 0, 2, udp(3)) + epb(">", 0, 3, udp(4)))
+    out.append(
+        shb(">")
+        + idb(">", 1, tsresol=9)
+        + epb(">", 0, 1, udp(1))
+        + spb(">", udp(2))
+        + block(">", 0x40000BAD, b"pcapdroid")
+        + pb(">", 0, 2, udp(3))
+        + epb(">", 0, 3, udp(4))
+    )
     return out
 
 
@@ -300,7 +351,7 @@ class _Transcript:
 
     def data(self, flow, direction, offset, data, ts) -> None:
         if self.events and self.events[-1][:3] == ("data", flow.id, direction):
-            self.events[-1] = self.events[-1][:4] + (self.events[-1][4] + data,)   # coalescing may differ
+            self.events[-1] = self.events[-1][:4] + (self.events[-1][4] + data,)  # coalescing may differ
         else:
             self.events.append(("data", flow.id, direction, offset, data))
 
@@ -318,8 +369,10 @@ class _Transcript:
 def _hang_guard(seconds: int):
     """A generous wall-clock guard: a reader caught in a loop fails the example instead of
     stalling the run (not a performance check; examples take milliseconds)."""
+
     def boom(*_):
         raise TimeoutError("reader did not finish: a loop that never ends?")
+
     old = signal.signal(signal.SIGALRM, boom)
     signal.alarm(seconds)
     try:
@@ -342,10 +395,12 @@ def mutated(draw) -> bytes:
         elif kind == "truncate" and n:
             # offset classes: inside the file header, at a 4-byte boundary (block edges), anywhere
             cls = draw(st.sampled_from(["header", "aligned", "any", "near_end"]))
-            at = {"header": lambda: draw(st.integers(0, min(n, 40))),
-                  "aligned": lambda: draw(st.integers(0, n // 4)) * 4,
-                  "any": lambda: draw(st.integers(0, n)),
-                  "near_end": lambda: max(0, n - draw(st.integers(1, 12)))}[cls]()
+            at = {
+                "header": lambda n=n: draw(st.integers(0, min(n, 40))),
+                "aligned": lambda n=n: draw(st.integers(0, n // 4)) * 4,
+                "any": lambda n=n: draw(st.integers(0, n)),
+                "near_end": lambda n=n: max(0, n - draw(st.integers(1, 12))),
+            }[cls]()
             del data[at:]
         elif kind == "garbage":
             at = draw(st.integers(0, n))
@@ -353,19 +408,21 @@ def mutated(draw) -> bytes:
         elif kind == "fake_block":
             at = draw(st.integers(0, n // 4)) * 4
             btype = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 0x0A0D0D0A, 0xBAD, 0x40000BAD, 0xDEAD]))
-            blen = draw(st.sampled_from([0, 4, 12, 13, 16, 28, 32, 0xFFFFFFF0, 1 << 24, draw(st.integers(0, 2**32 - 1))]))
+            blen = draw(
+                st.sampled_from([0, 4, 12, 13, 16, 28, 32, 0xFFFFFFF0, 1 << 24, draw(st.integers(0, 2**32 - 1))])
+            )
             body = draw(st.binary(max_size=64))
             bo = draw(st.sampled_from(["<", ">"]))
             data[at:at] = struct.pack(bo + "II", btype, blen) + body + struct.pack(bo + "I", blen)
         elif kind == "snaplen" and n >= 20:
             # a small snaplen in the pcap header / first IDB (packets then exceed it)
             at = 16 if data[:4] != b"\x0a\x0d\x0d\x0a" else min(n - 4, 28 + 4 + 4)
-            data[at:at + 4] = struct.pack("<I", draw(st.integers(0, 64)))
+            data[at : at + 4] = struct.pack("<I", draw(st.integers(0, 64)))
         elif kind == "magic" and n >= 4:
             data[:4] = draw(st.binary(min_size=4, max_size=4))
         elif kind == "length" and n >= 8:
             at = draw(st.integers(0, (n - 8) // 4)) * 4
-            data[at + 4:at + 8] = struct.pack("<I", draw(st.integers(0, 2**32 - 1)))
+            data[at + 4 : at + 8] = struct.pack("<I", draw(st.integers(0, 2**32 - 1)))
     return bytes(data)
 
 
@@ -373,6 +430,7 @@ def mutated(draw) -> bytes:
 @given(data=mutated(), strict=st.booleans())
 def test_mutated_captures_give_capture_error_or_a_counted_finish(data: bytes, strict: bool) -> None:
     from hostctl.wire.flows import FlowTable
+
     with _hang_guard(20):
         try:
             r = CaptureReader(io.BytesIO(data), name="mutant.pcap", strict=strict)
@@ -401,10 +459,10 @@ def test_cut_gzip_keeps_what_was_read(tmp_path: Path) -> None:
     path = tmp_path / "cut.pcap.gz"
     packets = [(i, 0, bytes([i]) * 2000) for i in range(100)]
     whole = gzip.compress(pcap("<", packets), compresslevel=1)
-    path.write_bytes(whole[:len(whole) // 2])
+    path.write_bytes(whole[: len(whole) // 2])
     with open_capture(path) as r:
         pkts = list(r)
-    assert 0 < len(pkts) < 100 and [p.data for p in pkts] == [d for _, _, d in packets[:len(pkts)]]
+    assert 0 < len(pkts) < 100 and [p.data for p in pkts] == [d for _, _, d in packets[: len(pkts)]]
     assert any("treated as the end of the file" in e for e in r.stats["errors"])
     with pytest.raises(CaptureError, match="read failed"):
         list(open_capture(path, strict=True))
@@ -414,6 +472,7 @@ def test_flow_table_walks_every_format_as_the_reader_reads_it(tmp_path: Path) ->
     """FlowTable.run walks plain records itself (CaptureReader.spans); on every format, across
     chunk ends, from plain and gzip'd files, it must see what packet-by-packet feeding sees."""
     from hostctl.wire.flows import FlowTable
+
     f = io.BytesIO()
     w = PcapngWriter(f)
     for i in range(3):
@@ -427,9 +486,13 @@ def test_flow_table_walks_every_format_as_the_reader_reads_it(tmp_path: Path) ->
     frames = [(1700000000 + i, i, p.data) for i, p in enumerate(pkts)]
     head = struct.pack("<IHHiIII", 0xA1B2CD34, 2, 4, 0, 0, 65535, 1)
     modified = head + b"".join(struct.pack("<IIII", s, u, len(d), len(d)) + b"\0" * 8 + d for s, u, d in frames)
-    variants = {"pcapng": ng, "pcap-le": pcap("<", frames), "pcap-be-ns": pcap(">", frames, nanos=True),
-                "modified": modified,
-                "pcapng-be": shb(">") + idb(">", 1) + b"".join(epb(">", 0, i, p.data) for i, p in enumerate(pkts))}
+    variants = {
+        "pcapng": ng,
+        "pcap-le": pcap("<", frames),
+        "pcap-be-ns": pcap(">", frames, nanos=True),
+        "modified": modified,
+        "pcapng-be": shb(">") + idb(">", 1) + b"".join(epb(">", 0, i, p.data) for i, p in enumerate(pkts)),
+    }
     for name, data in variants.items():
         path = tmp_path / name
         path.write_bytes(data)
@@ -459,7 +522,7 @@ def test_cut_at_every_offset_gives_a_prefix_of_the_packets() -> None:
                 assert cut < header_end and "cut.pcap: at byte" in str(e), (cut, e)
                 continue
             # what was read whole is read right, and a longer file never gives fewer packets
-            assert got == whole[:len(got)] and len(got) >= before, cut
+            assert got == whole[: len(got)] and len(got) >= before, cut
             before = len(got)
             assert r.stats["truncated_packets"] <= 1
             if cut == len(sample):

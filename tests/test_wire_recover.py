@@ -10,37 +10,49 @@ import pytest
 
 from hostctl.emulator.identity import luhn_digit, luhn_ok
 from hostctl.wire.identifiers import Identifier, Pattern, patterns_by_form, patterns_for
-from hostctl.wire.recover import (HashTarget, RecoveryError, Template, _Space, demonstrate,
-                                  hash_target, recover, recover_pattern, template_for)
+from hostctl.wire.recover import (
+    HashTarget,
+    RecoveryError,
+    Template,
+    _Space,
+    demonstrate,
+    hash_target,
+    recover,
+    recover_pattern,
+    template_for,
+)
 
 CN = Identifier("msisdn", "+8613800138000", "hs1 sim0 msisdn")
 IMEI = Identifier("imei", "86480402012345" + luhn_digit("86480402012345"), "hs1 imei0")
-PATS = patterns_by_form(patterns_for([CN, IMEI, Identifier("text", "hello there", "msg"),
-                                      Identifier("number", "+447700900123", "contact")]))
+PATS = patterns_by_form(
+    patterns_for([CN, IMEI, Identifier("text", "hello there", "msg"), Identifier("number", "+447700900123", "contact")])
+)
 
 
 def pat(ident: Identifier, form: str) -> Pattern:
     return PATS[(ident, form)]
 
 
-@pytest.mark.parametrize("form, text", [
-    ("e164:sha1-hex", "+8613800138000"),
-    ("national:md5-base64", "13800138000"),
-    ("cc-no-plus:sha256-raw", "8613800138000"),
-    ("national:sha1>base64", "13800138000"),       # Base64 of the hex digest's text
-    ("e164:utf16le>md5", "+8613800138000"),        # hash of the UTF-16 text
-    ("national:base64>sha256", "13800138000"),     # hash of the Base64 text
-    ("national:md5>sha1", "13800138000"),          # hash of a hash: whole-recipe path
-    ("e164:sha256-base64>url", "+8613800138000"),
-])
-def test_a_hashed_chinese_mobile_number_is_recovered_in_its_neighbourhood(form: str,
-                                                                          text: str) -> None:
+@pytest.mark.parametrize(
+    "form, text",
+    [
+        ("e164:sha1-hex", "+8613800138000"),
+        ("national:md5-base64", "13800138000"),
+        ("cc-no-plus:sha256-raw", "8613800138000"),
+        ("national:sha1>base64", "13800138000"),  # Base64 of the hex digest's text
+        ("e164:utf16le>md5", "+8613800138000"),  # hash of the UTF-16 text
+        ("national:base64>sha256", "13800138000"),  # hash of the Base64 text
+        ("national:md5>sha1", "13800138000"),  # hash of a hash: whole-recipe path
+        ("e164:sha256-base64>url", "+8613800138000"),
+    ],
+)
+def test_a_hashed_chinese_mobile_number_is_recovered_in_its_neighbourhood(form: str, text: str) -> None:
     r = recover_pattern(pat(CN, form), budget_s=30)
     assert r is not None and r.recovered == text
-    assert r.space_size == 7 * 10**9                 # 1[3-9] and nine free digits
+    assert r.space_size == 7 * 10**9  # 1[3-9] and nine free digits
     assert r.template.endswith("1[3-9]xxxxxxxxx")
     assert r.seeded and not r.exhausted
-    assert 0 < r.searched <= 10**4                   # the first round: the last 4 digits
+    assert 0 < r.searched <= 10**4  # the first round: the last 4 digits
     assert r.rate_per_s > 0
     assert r.estimated_full_space_seconds == pytest.approx(r.space_size / r.rate_per_s)
     assert "+86" in r.assumed
@@ -61,7 +73,7 @@ def test_without_the_known_value_the_space_is_searched_in_order() -> None:
     target = HashTarget("md5", (), digest, ("md5-raw",), digest, "national:md5-raw")
     r = recover(target, Template("13800138xxxx"), budget_s=30)
     assert r.recovered == "138001380427" and not r.seeded
-    assert r.searched == 428                         # 0000 .. 0427 in order
+    assert r.searched == 428  # 0000 .. 0427 in order
     miss = HashTarget("md5", (), b"\x00" * 16, ("md5-raw",), b"\x00" * 16, "md5-raw")
     r = recover(miss, Template("1380013[5-6]xxxxx"), budget_s=30)
     assert r.recovered is None and r.exhausted and r.searched == r.space_size == 2 * 10**5
@@ -69,20 +81,24 @@ def test_without_the_known_value_the_space_is_searched_in_order() -> None:
 
 def test_the_budget_bounds_the_search_and_says_so() -> None:
     p = pat(CN, "e164:sha1-hex")
-    r = recover(hash_target(p), template_for(p), budget_s=0.0)      # unseeded, no time
+    r = recover(hash_target(p), template_for(p), budget_s=0.0)  # unseeded, no time
     assert r.recovered is None and not r.exhausted
-    assert r.searched == 10**4                       # one batch, then the clock is read
+    assert r.searched == 10**4  # one batch, then the clock is read
     assert r.estimated_full_space_seconds and r.estimated_full_space_seconds > 0
 
 
 def test_the_neighbourhood_order_tries_every_candidate_exactly_once() -> None:
-    for text, known in (("9[2-4]xxxxx", "9312345"), ("x+xxxxL", None),
-                        ("4xx0xxx", "4120345"), ("5xxxxL", "51234" + luhn_digit("51234"))):
+    for text, known in (
+        ("9[2-4]xxxxx", "9312345"),
+        ("x+xxxxL", None),
+        ("4xx0xxx", "4120345"),
+        ("5xxxxL", "51234" + luhn_digit("51234")),
+    ):
         space = _Space(Template(text))
         cands = [c for head, hsum in space.heads(known) for c in space.batch(head, hsum)]
         assert len(cands) == len(set(cands)) == Template(text).size
         if known is not None:
-            assert known.encode() in cands[:10**4]
+            assert known.encode() in cands[: 10**4]
         if text.endswith("L"):
             assert all(luhn_ok(c.decode().replace("+", "")) for c in cands)
     all_digits = {"".join(p).encode() for p in itertools.product("0123456789", repeat=2)}
@@ -125,8 +141,9 @@ def test_text_has_no_space_and_forms_without_a_hash_have_no_target() -> None:
     assert t.prefix == hashlib.sha1(b"+8613800138000").digest()[:18]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("12[9-3]", "empty range"), ("1L2", "must come last"), ("12[a-b]", "cannot read")])
+@pytest.mark.parametrize(
+    "text, words", [("12[9-3]", "empty range"), ("1L2", "must come last"), ("12[a-b]", "cannot read")]
+)
 def test_bad_templates_are_refused(text: str, words: str) -> None:
     with pytest.raises(RecoveryError, match=words):
         Template(text).tokens()

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostctl.model.protections import protect
 from hostctl.emulator.identity import luhn_digit
+from hostctl.model.protections import protect
 from hostctl.wire.identifiers import Identifier, Pattern, patterns_by_form, patterns_for
 from hostctl.wire.scan import Match, ScanError, Scanner, hyperscan_available
 
@@ -65,7 +65,7 @@ def test_every_form_of_every_identifier_is_found_once_with_its_form(engine: str)
     found = SCANNERS[engine].scan(data)
     assert key(found) == expected
     for m in found:
-        assert data[m.start:m.end] == m.pattern.data
+        assert data[m.start : m.end] == m.pattern.data
     # every form name of the identifiers is among the patterns found (aliases included)
     names = {(m.ident, f) for m in found for f in m.pattern.forms}
     assert names == set(patterns_by_form(PATTERNS))
@@ -76,16 +76,21 @@ def test_overlapping_forms_count_once_as_the_most_specific() -> None:
     own intl00 cousin... each occurrence is one finding, the longest form."""
     cn = IDENTS[0]
     idx = patterns_by_form(PATTERNS)
-    body = (b'{"phone":"%2B8613800138000","alt":"008613800138000","n":"13800138000",'
-            b'"h":"' + protect("+8613800138000", ["sha1", "base64"]).encode() + b'"}')
+    body = (
+        b'{"phone":"%2B8613800138000","alt":"008613800138000","n":"13800138000",'
+        b'"h":"' + protect("+8613800138000", ["sha1", "base64"]).encode() + b'"}'
+    )
     for engine, scanner in SCANNERS.items():
         found = scanner.scan(body)
         assert [(m.form, m.ident) for m in found] == [
-            ("e164:url", cn), ("intl00:ascii", cn), ("national:ascii", cn),
-            ("e164:sha1>base64", cn)], engine
+            ("e164:url", cn),
+            ("intl00:ascii", cn),
+            ("national:ascii", cn),
+            ("e164:sha1>base64", cn),
+        ], engine
         assert found[3].pattern is idx[(cn, "e164:sha1>base64")]
         raw = scanner.scan(body, raw=True)
-        assert len(raw) == 8       # url: cc-no-plus + national inside; intl00: the same
+        assert len(raw) == 8  # url: cc-no-plus + national inside; intl00: the same
 
 
 def test_a_base64_blob_of_a_report_reveals_each_identifier_once() -> None:
@@ -94,8 +99,7 @@ def test_a_base64_blob_of_a_report_reveals_each_identifier_once() -> None:
         blob = base64.b64encode(b"x" * lead + report.encode())
         for scanner in SCANNERS.values():
             found = scanner.scan(b"data=" + blob)
-            assert sorted(str(m.ident) for m in found) == ["contact", "hs1 imei0",
-                                                          "hs1 sim0 imsi"]
+            assert sorted(str(m.ident) for m in found) == ["contact", "hs1 imei0", "hs1 sim0 imsi"]
             forms = {str(m.ident): m.form for m in found}
             assert forms["contact"].startswith("e164:base64/")
             assert forms["hs1 imei0"].startswith("base64/")
@@ -108,20 +112,25 @@ def test_different_identifiers_never_hide_each_other() -> None:
     for engine in ENGINES:
         found = Scanner(pats, engine=engine).scan(data)
         assert sorted((str(m.ident), m.form) for m in found) == [
-            ("hs1 sim0 msisdn", "national:ascii"), ("msg", "ascii")]
+            ("hs1 sim0 msisdn", "national:ascii"),
+            ("msg", "ascii"),
+        ]
 
 
 def test_overlapping_readings_of_one_identifier_give_its_best_one() -> None:
     x = Identifier("text", "synthetic", "x")
-    hand = [Pattern(0, x, "p0", b"abcdefgh"), Pattern(1, x, "p1", b"efghijkl"),
-            Pattern(2, x, "p2", b"cdefghij"), Pattern(3, x, "p3", b"abcdefghijk")]
+    hand = [
+        Pattern(0, x, "p0", b"abcdefgh"),
+        Pattern(1, x, "p1", b"efghijkl"),
+        Pattern(2, x, "p2", b"cdefghij"),
+        Pattern(3, x, "p3", b"abcdefghijk"),
+    ]
     for engine in ENGINES:
         # equally long: the lower id wins; longer: the longer one, contained or not
         assert key(Scanner(hand[:2], engine=engine).scan(b"abcdefghijkl")) == [(0, 0, 8)]
         assert key(Scanner(hand[1:], engine=engine).scan(b"abcdefghijkl")) == [(3, 0, 11)]
         # a chain p0 < p2 < p3 ... all one occurrence; disjoint copies are two
-        assert key(Scanner(hand, engine=engine).scan(b"abcdefghijkl--abcdefgh")) == [
-            (3, 0, 11), (0, 14, 22)]
+        assert key(Scanner(hand, engine=engine).scan(b"abcdefghijkl--abcdefgh")) == [(3, 0, 11), (0, 14, 22)]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -143,8 +152,7 @@ def test_random_data_yields_no_finding(data: bytes) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False), st.data())
-def test_any_chunking_gives_the_same_findings_in_both_engines(rng: random.Random,
-                                                              draw: st.DataObject) -> None:
+def test_any_chunking_gives_the_same_findings_in_both_engines(rng: random.Random, draw: st.DataObject) -> None:
     chosen = rng.sample(PATTERNS, 12)
     data, expected = plant(chosen, rng)
     cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=40)))
@@ -155,10 +163,12 @@ def test_any_chunking_gives_the_same_findings_in_both_engines(rng: random.Random
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.text("ab", min_size=1, max_size=10), min_size=1, max_size=8, unique=True),
-       st.text("ab", max_size=300), st.lists(st.integers(0, 300), max_size=10))
-def test_engines_agree_on_dense_overlapping_matches(words: list[str], text: str,
-                                                    cuts: list[int]) -> None:
+@given(
+    st.lists(st.text("ab", min_size=1, max_size=10), min_size=1, max_size=8, unique=True),
+    st.text("ab", max_size=300),
+    st.lists(st.integers(0, 300), max_size=10),
+)
+def test_engines_agree_on_dense_overlapping_matches(words: list[str], text: str, cuts: list[int]) -> None:
     """Patterns of 1-10 letters over a two-letter alphabet match everywhere and overlap each
     other and themselves: the hardest case for the Python engine's gram index and short path."""
     x, y = Identifier("text", "x-synthetic", "x"), Identifier("text", "y-synthetic", "y")
@@ -166,8 +176,9 @@ def test_engines_agree_on_dense_overlapping_matches(words: list[str], text: str,
     data = text.encode()
     bounds = sorted(c for c in cuts if c <= len(data))
     chunks = [data[i:j] for i, j in zip([0, *bounds], [*bounds, len(data)])]
-    expected_raw = sorted((p.id, s, s + len(p.data)) for p in pats
-                          for s in range(len(data)) if data.startswith(p.data, s))
+    expected_raw = sorted(
+        (p.id, s, s + len(p.data)) for p in pats for s in range(len(data)) if data.startswith(p.data, s)
+    )
     out = {}
     for engine in ENGINES:
         sc = Scanner(pats, engine=engine)
@@ -178,10 +189,14 @@ def test_engines_agree_on_dense_overlapping_matches(words: list[str], text: str,
     # the rule, stated directly: kept = raw matches that no better overlapping match of the
     # same identifier beats (longer, then lower id, then earlier)
     ident = {p.id: p.ident for p in pats}
-    kept = [(i, s, e) for i, s, e in expected_raw
-            if not any(ident[j] == ident[i] and s2 < e and s < e2
-                       and (e2 - s2, -j, -s2) > (e - s, -i, -s)
-                       for j, s2, e2 in expected_raw)]
+    kept = [
+        (i, s, e)
+        for i, s, e in expected_raw
+        if not any(
+            ident[j] == ident[i] and s2 < e and s < e2 and (e2 - s2, -j, -s2) > (e - s, -i, -s)
+            for j, s2, e2 in expected_raw
+        )
+    ]
     assert out["python"] == sorted(kept, key=lambda t: (t[1], t[0]))
 
 
@@ -202,7 +217,8 @@ def test_nothing_matches_across_a_gap_and_offsets_count_it(engine: str) -> None:
         got += s.feed(p.data[6:] + b"yy" + p.data)
         got += s.close()
     assert [(m.form, m.start, m.end) for m in got] == [
-        ("ascii", 108 + len(p.data) - 6 + 2, 108 + 2 * len(p.data) - 6 + 2)]
+        ("ascii", 108 + len(p.data) - 6 + 2, 108 + 2 * len(p.data) - 6 + 2)
+    ]
 
 
 def test_python_stream_memory_is_bounded() -> None:

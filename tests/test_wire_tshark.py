@@ -19,13 +19,26 @@ import pytest
 from hostctl.emulator.labca import LabCA, ensure_ca
 from hostctl.wire.flows import Flow, FlowTable
 from hostctl.wire.pcapread import open_capture
-from hostctl.wire.pcapwrite import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,
-                                    PcapngWriter, PcapWriter, TcpConversation, frame, ip_tcp, ip_udp)
+from hostctl.wire.pcapwrite import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    PcapngWriter,
+    PcapWriter,
+    TcpConversation,
+    frame,
+    ip_tcp,
+    ip_udp,
+)
 from hostctl.wire.protocols import version_name
 
 TSHARK = shutil.which("tshark")
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (apt install tshark, or make "
-                                                       "debian-clients); it is the reference these tests compare with")
+pytestmark = pytest.mark.skipif(
+    TSHARK is None,
+    reason="tshark is not installed (apt install tshark, or make "
+    "debian-clients); it is the reference these tests compare with",
+)
 
 
 def tls_exchange(ca: LabCA, sni: str, version: ssl.TLSVersion, c2s: bytes, s2c: bytes) -> list[tuple[str, bytes]]:
@@ -76,12 +89,13 @@ FLOWS = [
     (("fd00::2", 40003), ("fd00::5", 443), "mixin.xiaomi.net", ssl.TLSVersion.TLSv1_3, "fin"),
     (("fd00::2", 40004), ("fd00::6", 5222), "app.chat.global.xiaomi.net", ssl.TLSVersion.TLSv1_2, "rst"),
     (("10.0.0.2", 40005), ("10.9.0.7", 80), None, None, "fin"),
-    (("10.0.0.2", 40001), ("10.9.0.5", 5222), "app.chat.xiaomi.net", ssl.TLSVersion.TLSv1_3, "fin"),   # ports reused
+    (("10.0.0.2", 40001), ("10.9.0.5", 5222), "app.chat.xiaomi.net", ssl.TLSVersion.TLSv1_3, "fin"),  # ports reused
 ]
-HTTP_C2S = (b"GET /gslb?list=app.chat.xiaomi.net HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\n\r\n"
-            b"POST /report HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\nContent-Length: 9\r\n\r\nimei=none")
-HTTP_S2C = (b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{\"ip\":\"10.9\"}\n"
-            b"HTTP/1.1 204 No Content\r\n\r\n")
+HTTP_C2S = (
+    b"GET /gslb?list=app.chat.xiaomi.net HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\n\r\n"
+    b"POST /report HTTP/1.1\r\nHost: resolver.msg.xiaomi.net\r\nContent-Length: 9\r\n\r\nimei=none"
+)
+HTTP_S2C = b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"ip":"10.9"}\nHTTP/1.1 204 No Content\r\n\r\n'
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +110,24 @@ def write_capture(path: Path, ca: LabCA, linktype: int, *, ng: bool, scramble: b
     with path.open("wb") as f:
         w = (PcapngWriter if ng else PcapWriter)(f, linktype=linktype)
         if ng:
-            w.add_names({"10.9.0.5": "app.chat.xiaomi.net", "10.9.0.6": "api.account.xiaomi.com",  # type: ignore[union-attr]
-                         "fd00::5": "mixin.xiaomi.net", "fd00::6": "app.chat.global.xiaomi.net",
-                         "10.9.0.7": "resolver.msg.xiaomi.net"})
+            w.add_names(
+                {
+                    "10.9.0.5": "app.chat.xiaomi.net",
+                    "10.9.0.6": "api.account.xiaomi.com",  # type: ignore[union-attr]
+                    "fd00::5": "mixin.xiaomi.net",
+                    "fd00::6": "app.chat.global.xiaomi.net",
+                    "10.9.0.7": "resolver.msg.xiaomi.net",
+                }
+            )
         ts = 1_700_000_000.0
         for client, server, sni, version, end in FLOWS:
             if sni is None:
-                transcript = [("c2s", HTTP_C2S[:80]), ("s2c", HTTP_S2C[:55]), ("c2s", HTTP_C2S[80:]),
-                              ("s2c", HTTP_S2C[55:])]
+                transcript = [
+                    ("c2s", HTTP_C2S[:80]),
+                    ("s2c", HTTP_S2C[:55]),
+                    ("c2s", HTTP_C2S[80:]),
+                    ("s2c", HTTP_S2C[55:]),
+                ]
             else:
                 transcript = tls_exchange(ca, sni, version, b"<iq type='get'>" * 200, rnd.randbytes(5000))
             if scramble:
@@ -112,7 +136,7 @@ def write_capture(path: Path, ca: LabCA, linktype: int, *, ng: bool, scramble: b
                 conv = TcpConversation(w.packet, client=client, server=server, linktype=linktype, mss=1200)
                 conv.open(ts)
                 for i, (direction, chunk) in enumerate(transcript):
-                    conv.send(ts + 0.01 * (i + 1), direction, chunk)   # type: ignore[arg-type]
+                    conv.send(ts + 0.01 * (i + 1), direction, chunk)  # type: ignore[arg-type]
                 conv.close(ts + 1, reset=end == "rst")
             ts += 2
         for i in range(3):
@@ -127,20 +151,26 @@ def _scrambled(sink, client, server, linktype, transcript, ts, rnd, *, reset: bo
     def emit(direction, seq, payload, flags):
         src, dst = (client, server) if direction == "c2s" else (server, client)
         other = "s2c" if direction == "c2s" else "c2s"
-        sink(ts_[0], frame(linktype, ip_tcp(src[0], src[1], dst[0], dst[1], seq & 0xFFFFFFFF,
-                                            nxt[other] & 0xFFFFFFFF, flags, payload)))
+        sink(
+            ts_[0],
+            frame(
+                linktype,
+                ip_tcp(src[0], src[1], dst[0], dst[1], seq & 0xFFFFFFFF, nxt[other] & 0xFFFFFFFF, flags, payload),
+            ),
+        )
         ts_[0] += 0.0001
+
     ts_ = [ts]
     emit("c2s", isn["c2s"], b"", "S")
     emit("s2c", isn["s2c"], b"", "SA")
     emit("c2s", nxt["c2s"], b"", "A")
     for direction, chunk in transcript:
-        segs = [(nxt[direction] + i, chunk[i:i + 300]) for i in range(0, len(chunk), 300)]
+        segs = [(nxt[direction] + i, chunk[i : i + 300]) for i in range(0, len(chunk), 300)]
         if len(segs) > 1:
-            segs[0], segs[1] = segs[1], segs[0]            # out of order
-            segs.insert(2, segs[1])                        # an exact duplicate
+            segs[0], segs[1] = segs[1], segs[0]  # out of order
+            segs.insert(2, segs[1])  # an exact duplicate
             a, b = segs[-1]
-            segs.append((a - 10, chunk[a - nxt[direction] - 10:]))   # an overlapping resend of the tail
+            segs.append((a - 10, chunk[a - nxt[direction] - 10 :]))  # an overlapping resend of the tail
         for seq, payload in segs:
             emit(direction, seq, payload, "PA")
         nxt[direction] += len(chunk)
@@ -156,9 +186,13 @@ def _scrambled(sink, client, server, linktype, transcript, ts, rnd, *, reset: bo
 
 
 def tshark(path: Path, *args: str) -> str:
-    return subprocess.run([TSHARK, "-r", str(path), "-n", "-d", "tcp.port==5222,tls",
-                           "-o", "tcp.reassemble_out_of_order:TRUE", *args],
-                          capture_output=True, text=True, timeout=120, check=True).stdout
+    return subprocess.run(
+        [TSHARK, "-r", str(path), "-n", "-d", "tcp.port==5222,tls", "-o", "tcp.reassemble_out_of_order:TRUE", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
 
 
 def tshark_fields(path: Path, filt: str, *fields: str) -> list[list[str]]:
@@ -174,8 +208,18 @@ def tshark_streams(path: Path) -> dict[int, dict]:
     """tcp.stream -> client, server (the SYN's sender is the client), and bytes as `follow` gives."""
     streams: dict[int, dict] = {}
     for stream, s4, s6, sport, d4, d6, dport, syn, ack in tshark_fields(
-            path, "tcp", "tcp.stream", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
-            "tcp.flags.syn", "tcp.flags.ack"):
+        path,
+        "tcp",
+        "tcp.stream",
+        "ip.src",
+        "ipv6.src",
+        "tcp.srcport",
+        "ip.dst",
+        "ipv6.dst",
+        "tcp.dstport",
+        "tcp.flags.syn",
+        "tcp.flags.ack",
+    ):
         n = int(stream)
         src, dst = (s4 or s6, int(sport)), (d4 or d6, int(dport))
         if n not in streams or (syn in ("1", "True") and ack in ("0", "False")):
@@ -232,14 +276,24 @@ def ours(path: Path) -> Collect:
     return c
 
 
-CASES = [(LINKTYPE_ETHERNET, True, False), (LINKTYPE_RAW, False, False), (LINKTYPE_LINUX_SLL, True, False),
-         (LINKTYPE_LINUX_SLL2, False, False), (LINKTYPE_ETHERNET, True, True), (LINKTYPE_LINUX_SLL, False, True)]
+CASES = [
+    (LINKTYPE_ETHERNET, True, False),
+    (LINKTYPE_RAW, False, False),
+    (LINKTYPE_LINUX_SLL, True, False),
+    (LINKTYPE_LINUX_SLL2, False, False),
+    (LINKTYPE_ETHERNET, True, True),
+    (LINKTYPE_LINUX_SLL, False, True),
+]
 
 
-@pytest.mark.parametrize("linktype,ng,scramble", CASES,
-                         ids=[f"lt{lt}-{'pcapng' if ng else 'pcap'}{'-scrambled' if s else ''}" for lt, ng, s in CASES])
-def test_flows_bytes_sni_versions_and_http_agree_with_tshark(tmp_path: Path, ca: LabCA, linktype: int, ng: bool,
-                                                             scramble: bool) -> None:
+@pytest.mark.parametrize(
+    "linktype,ng,scramble",
+    CASES,
+    ids=[f"lt{lt}-{'pcapng' if ng else 'pcap'}{'-scrambled' if s else ''}" for lt, ng, s in CASES],
+)
+def test_flows_bytes_sni_versions_and_http_agree_with_tshark(
+    tmp_path: Path, ca: LabCA, linktype: int, ng: bool, scramble: bool
+) -> None:
     path = tmp_path / f"lab.{'pcapng' if ng else 'pcap'}"
     write_capture(path, ca, linktype, ng=ng, scramble=scramble)
     us = ours(path)
@@ -247,8 +301,9 @@ def test_flows_bytes_sni_versions_and_http_agree_with_tshark(tmp_path: Path, ca:
     tcp = [f for f in us.flows if f.key.proto == "tcp"]
 
     # flows: same count, same order (tcp.stream numbers by first packet, as our ids), same ends
-    assert [(f.key.client, f.key.server) for f in tcp] == [(theirs[n]["client"], theirs[n]["server"])
-                                                           for n in sorted(theirs)]
+    assert [(f.key.client, f.key.server) for f in tcp] == [
+        (theirs[n]["client"], theirs[n]["server"]) for n in sorted(theirs)
+    ]
     assert [(f.key.client, f.key.server) for f in tcp] == [(c, s) for c, s, *_ in FLOWS]
     assert [f.ended for f in tcp] == [e for *_, e in FLOWS]
     # the bytes of each direction, as tshark's follow reassembles them
@@ -260,15 +315,22 @@ def test_flows_bytes_sni_versions_and_http_agree_with_tshark(tmp_path: Path, ca:
     # TLS: SNI and offered versions from the ClientHello; negotiated version and cipher from the ServerHello
     hellos: dict[int, dict] = {}
     for stream, htype, sni, legacy, supported, suite in tshark_fields(
-            path, "tls.handshake.type == 1 || tls.handshake.type == 2", "tcp.stream", "tls.handshake.type",
-            "tls.handshake.extensions_server_name", "tls.handshake.version", "tls.handshake.extensions.supported_version",
-            "tls.handshake.ciphersuite"):
+        path,
+        "tls.handshake.type == 1 || tls.handshake.type == 2",
+        "tcp.stream",
+        "tls.handshake.type",
+        "tls.handshake.extensions_server_name",
+        "tls.handshake.version",
+        "tls.handshake.extensions.supported_version",
+        "tls.handshake.ciphersuite",
+    ):
         h = hellos.setdefault(int(stream), {})
         for t in htype.split(","):
             if t == "1":
                 h["sni"] = sni
-                h["client_versions"] = [version_name(int(v, 16)) for v in supported.split(",") if v] \
-                    or [version_name(int(legacy.split(",")[0], 16))]
+                h["client_versions"] = [version_name(int(v, 16)) for v in supported.split(",") if v] or [
+                    version_name(int(legacy.split(",")[0], 16))
+                ]
             elif t == "2":
                 sup = [v for v in supported.split(",") if v]
                 h["version"] = version_name(int(sup[-1] if sup else legacy.split(",")[-1], 16))
@@ -282,10 +344,11 @@ def test_flows_bytes_sni_versions_and_http_agree_with_tshark(tmp_path: Path, ca:
         # GREASE-free offered versions; tshark lists what the client sent
         assert {k: p.get(k) for k in ("sni", "client_versions", "version", "cipher_id")} == hellos[n], (f, p)
     assert [f.protocol["version"] for f in tcp if f.protocol["name"] == "tls"] == [
-        {ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}[v] for *_, v, _e in FLOWS if v]
+        {ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}[v] for *_, v, _e in FLOWS if v
+    ]
 
     # clear HTTP: requests and responses as tshark's HTTP dissector sees them
-    http = [f for f in tcp if f.protocol["name"] == "http"][0]
+    http = next(f for f in tcp if f.protocol["name"] == "http")
     reqs = tshark_fields(path, "http.request", "http.request.method", "http.request.uri", "http.host")
     codes = tshark_fields(path, "http.response", "http.response.code")
     assert [(r["method"], r["path"], r["host"]) for r in http.protocol["requests"]] == [tuple(r) for r in reqs]
@@ -299,21 +362,58 @@ def test_flows_bytes_sni_versions_and_http_agree_with_tshark(tmp_path: Path, ca:
 def test_name_resolution_block_names_the_servers(tmp_path: Path, ca: LabCA) -> None:
     path = tmp_path / "names.pcapng"
     write_capture(path, ca, LINKTYPE_ETHERNET, ng=True)
-    out = subprocess.run([TSHARK, "-r", str(path), "-N", "n", "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
-                          "-T", "fields", "-e", "ip.dst_host", "-e", "ipv6.dst_host"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [
+            TSHARK,
+            "-r",
+            str(path),
+            "-N",
+            "n",
+            "-Y",
+            "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+            "-T",
+            "fields",
+            "-e",
+            "ip.dst_host",
+            "-e",
+            "ipv6.dst_host",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     names = [line.strip() for line in out.splitlines()]
-    assert names == ["app.chat.xiaomi.net", "api.account.xiaomi.com", "mixin.xiaomi.net",
-                     "app.chat.global.xiaomi.net", "resolver.msg.xiaomi.net", "app.chat.xiaomi.net"]
+    assert names == [
+        "app.chat.xiaomi.net",
+        "api.account.xiaomi.com",
+        "mixin.xiaomi.net",
+        "app.chat.global.xiaomi.net",
+        "resolver.msg.xiaomi.net",
+        "app.chat.xiaomi.net",
+    ]
     with open_capture(path) as r:
-        list(r)                                   # names are collected as the file is read
+        list(r)  # names are collected as the file is read
         assert r.names["10.9.0.5"] == "app.chat.xiaomi.net" and r.names["fd00::6"] == "app.chat.global.xiaomi.net"
 
 
 def test_tshark_finds_no_checksum_or_sequence_problems(tmp_path: Path, ca: LabCA) -> None:
     path = tmp_path / "clean.pcapng"
     write_capture(path, ca, LINKTYPE_ETHERNET, ng=True)
-    out = tshark(path, "-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
-                 "-Y", "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0 "
-                       "|| tcp.analysis.flags && !tcp.analysis.window_update && !tcp.analysis.reused_ports", "-T", "fields", "-e", "frame.number")
+    out = tshark(
+        path,
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-Y",
+        "tcp.checksum.status == 0 || udp.checksum.status == 0 || ip.checksum.status == 0 "
+        "|| tcp.analysis.flags && !tcp.analysis.window_update && !tcp.analysis.reused_ports",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+    )
     assert out.split() == []

@@ -37,9 +37,27 @@ def free_port() -> int:
 def make_cert(d: Path) -> tuple[Path, Path]:
     cert, key = d / "cert.pem", d / "key.pem"
     if not cert.exists():
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                        str(cert), "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True,
-                       timeout=TIMEOUT)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
     return cert, key
 
 
@@ -51,13 +69,30 @@ def tcpdump(path: Path, port: int, *, snaplen: int = 0):
     filter attached to the live socket that looks at IP fields matches nothing ("N packets received
     by filter, 0 captured"), while plain ``tcp`` works, so the live capture takes ``tcp`` only."""
     raw = path.with_name(path.name + ".raw")
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "--immediate-mode", "-B", "65536", "-U", "-s", str(snaplen), "-w", str(raw), "-n", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "tcpdump",
+            "-i",
+            "lo",
+            "--immediate-mode",
+            "-B",
+            "65536",
+            "-U",
+            "-s",
+            str(snaplen),
+            "-w",
+            str(raw),
+            "-n",
+            "tcp",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + TIMEOUT
         line = b""
-        while b"listening on" not in line:      # tcpdump says so once the filter is installed
+        while b"listening on" not in line:  # tcpdump says so once the filter is installed
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"tcpdump did not start: {line!r}")
             line = proc.stderr.readline()
@@ -85,8 +120,9 @@ def tcpdump(path: Path, port: int, *, snaplen: int = 0):
             proc.kill()
             proc.wait(TIMEOUT)
         stats = proc.stderr.read().decode("ascii", "replace") if proc.stderr else ""
-        subprocess.run(["tcpdump", "-r", str(raw), "-w", str(path), "-n", f"tcp port {port}"],
-                       capture_output=True, timeout=TIMEOUT)
+        subprocess.run(
+            ["tcpdump", "-r", str(raw), "-w", str(path), "-n", f"tcp port {port}"], capture_output=True, timeout=TIMEOUT
+        )
         m = re.search(r"(\d+) packets? dropped by kernel", stats)
         if m and int(m.group(1)):
             # loopback traffic of the whole machine goes through the capture: under load the
@@ -98,6 +134,7 @@ def tcpdump(path: Path, port: int, *, snaplen: int = 0):
 
 def _retry(fn):
     """Runs a capturing session again (3 times at most) when tcpdump reports kernel drops."""
+
     @functools.wraps(fn)
     def run(d: Path, **kw):
         for attempt in range(3):
@@ -108,12 +145,14 @@ def _retry(fn):
             marker.unlink()
             r["keylog"].unlink(missing_ok=True)
         return r
+
     return run
 
 
 @_retry
-def openssl_session(d: Path, *, version: str, cipher: str, request: bytes, extra_client: tuple[str, ...] = (),
-                    name: str = "s") -> dict:
+def openssl_session(
+    d: Path, *, version: str, cipher: str, request: bytes, extra_client: tuple[str, ...] = (), name: str = "s"
+) -> dict:
     """``openssl s_client`` against ``openssl s_server -www`` (which answers a GET with a status
     page and closes); the client writes the key log. Returns paths and the bytes sent."""
     cert, key = make_cert(d)
@@ -121,15 +160,49 @@ def openssl_session(d: Path, *, version: str, cipher: str, request: bytes, extra
     pcap, keylog = d / f"{name}.pcap", d / f"{name}.keylog"
     vflag = "-tls1_3" if version == "1.3" else "-tls1_2"
     cflag = "-ciphersuites" if version == "1.3" else "-cipher"
-    server = subprocess.Popen(["openssl", "s_server", "-accept", str(port), "-cert", str(cert), "-key", str(key),
-                               "-www", "-naccept", "1", vflag, cflag, cipher],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            str(port),
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-www",
+            "-naccept",
+            "1",
+            vflag,
+            cflag,
+            cipher,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         _wait_accept(server)
         with tcpdump(pcap, port):
-            client = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-keylogfile",
-                                     str(keylog), "-quiet", "-ign_eof", vflag, cflag, cipher, *extra_client],
-                                    input=request, capture_output=True, timeout=TIMEOUT)
+            client = subprocess.run(
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{port}",
+                    "-keylogfile",
+                    str(keylog),
+                    "-quiet",
+                    "-ign_eof",
+                    vflag,
+                    cflag,
+                    cipher,
+                    *extra_client,
+                ],
+                input=request,
+                capture_output=True,
+                timeout=TIMEOUT,
+            )
         server.wait(TIMEOUT)
     finally:
         if server.poll() is None:
@@ -139,9 +212,17 @@ def openssl_session(d: Path, *, version: str, cipher: str, request: bytes, extra
 
 
 @_retry
-def python_session(d: Path, *, version: str, request: bytes, response: bytes, name: str = "py",
-                   cipher: str | None = None, chunks: int = 1,
-                   between: Callable[[ssl.SSLSocket], None] | None = None) -> dict:
+def python_session(
+    d: Path,
+    *,
+    version: str,
+    request: bytes,
+    response: bytes,
+    name: str = "py",
+    cipher: str | None = None,
+    chunks: int = 1,
+    between: Callable[[ssl.SSLSocket], None] | None = None,
+) -> dict:
     """A Python ``ssl`` client and server (the server answers ``response`` after reading
     ``request``); the client writes the key log (``keylog_filename``)."""
     cert, key = make_cert(d)
@@ -181,11 +262,13 @@ def python_session(d: Path, *, version: str, request: bytes, response: bytes, na
         t = threading.Thread(target=serve, daemon=True)
         t.start()
         received = bytearray()
-        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw, \
-                cctx.wrap_socket(raw, server_hostname="localhost") as s:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw,
+            cctx.wrap_socket(raw, server_hostname="localhost") as s,
+        ):
             step = max(1, len(request) // chunks)
             for i in range(0, len(request), step):
-                s.sendall(request[i:i + step])
+                s.sendall(request[i : i + step])
                 if between is not None:
                     between(s)
             while len(received) < len(response):
@@ -199,8 +282,14 @@ def python_session(d: Path, *, version: str, request: bytes, response: bytes, na
                 pass
         t.join(TIMEOUT)
     lsock.close()
-    return {"pcap": pcap, "keylog": keylog, "port": port, "sent": request, "received": bytes(received),
-            "server_got": bytes(got)}
+    return {
+        "pcap": pcap,
+        "keylog": keylog,
+        "port": port,
+        "sent": request,
+        "received": bytes(received),
+        "server_got": bytes(got),
+    }
 
 
 def _wait_accept(server: subprocess.Popen) -> None:

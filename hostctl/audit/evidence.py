@@ -28,10 +28,17 @@ class Locator:
     host: str | None = None
     identifier: str | None = None
     form: str | None = None
+    record: int | None = None            # decrypted wire: number of the TLS record that carried it (1: its
+                                         # direction's first record, the hello)
+    wire_offset: int | None = None       # decrypted wire: its offset in the flow's TCP stream (``offset``: in the
+                                         # decrypted plaintext)
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "flow": self.flow, "offset": self.offset, "row": self.row, "event": self.event,
-                "host": self.host, "identifier": self.identifier, "form": self.form, "text": self.text}
+        out = {"file": self.file, "flow": self.flow, "offset": self.offset, "row": self.row, "event": self.event,
+               "host": self.host, "identifier": self.identifier, "form": self.form, "text": self.text}
+        if self.record is not None or self.wire_offset is not None:
+            out["record"], out["wire_offset"] = self.record, self.wire_offset
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,9 @@ class HandsetEvidence:
     capture_error: str | None = None
     trace_error: str | None = None
     gone: str | None = None              # why it stopped answering mid-audit
+    tls: dict[str, Any] | None = None    # its capture decrypted with its trace's secrets and cross-checked
+                                         # (see hostctl.audit.run._decrypt): None, not done (tls_error: why)
+    tls_error: str | None = None
 
     @property
     def rel(self) -> str:
@@ -144,11 +154,17 @@ class Evidence:
 
     # -- locators ------------------------------------------------------------------------------
     def finding(self, h: HandsetEvidence, f: dict[str, Any]) -> Locator:
-        """Where a wire report's finding is: the agent's events file (line) or the capture (flow, offset)."""
+        """Where a wire report's finding is: the agent's events file (line) or the capture (flow,
+        offset; for a finding in decrypted TLS, layer ``tls-decrypted...``, also the record that
+        carried it and its offset on the wire)."""
         file = (h.events_file or f"{h.rel}/trace/events.jsonl") if f["source"] == "agent" else h.capture_rel()
+        rec = f.get("record") if f["source"] != "agent" else None
+        wire_off = f.get("wire_offset") if f["source"] != "agent" else None
+        where = f", record {rec} at wire offset {wire_off}" if rec is not None else ""
         return Locator(file=file, flow=f.get("flow"), offset=f.get("offset"), event=f.get("event"),
-                       host=f.get("host"), identifier=f["identifier"], form=f["form"],
-                       text=f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}) "
+                       host=f.get("host"), identifier=f["identifier"], form=f["form"], record=rec,
+                       wire_offset=wire_off,
+                       text=f"{f['identifier']} {f['verdict']} as {f['form']} ({f['layer']}, {f['direction']}{where}) "
                             f"to {f.get('host') or '?'}")
 
     def message_row(self, out: dict[str, Any], side: str) -> Locator:

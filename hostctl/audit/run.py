@@ -63,7 +63,7 @@ from .evidence import AgentWrite, Evidence, HandsetEvidence
 from .record import CheckRecord, NotTestable, Status
 
 __all__ = ["Audit", "AuditError", "AuditOptions", "AuditResult", "EXIT_FAIL", "EXIT_INTERRUPTED", "EXIT_NOT_RUN",
-           "EXIT_PASS", "FAULT_WEAKENS", "SIGNAL_AT_ENV", "judge", "run_audit"]
+           "EXIT_PASS", "FAULT_WEAKENS", "SIGNAL_AT_ENV", "decrypt_and_cross_check", "judge", "run_audit"]
 
 # the audit's exit codes, from the one table (hostctl.status)
 EXIT_PASS = ExitStatus.OK                   # every check that ran passed
@@ -91,7 +91,7 @@ class AuditError(HostctlError):
 @dataclass
 class AuditOptions:
     out: Path
-    checks: Sequence[str] | None = None       # None: all ten
+    checks: Sequence[str] | None = None       # None: all of them
     redact: bool = False
     assume_reset: bool = False                # real handsets: the operator reset them by hand
     progress: Callable[[str], None] | None = None
@@ -141,6 +141,8 @@ class _Unit:
     wire: dict | None = None
     agent_writes: tuple[AgentWrite, ...] = ()
     analysis_skipped: str | None = None       # why its analysis was not run (interrupted)
+    tls: dict | None = None                   # its capture decrypted and cross-checked (_decrypt)
+    tls_error: str | None = None
     read_ids: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, value, label) read over adb
 
     @property
@@ -675,6 +677,7 @@ class Audit:
                                               name=f"trace-{u.label}")
             u.trace_thread.start()
             self.run.add_file(f"{u.rel}/trace/events.jsonl", kind="jsonl")
+            self.run.add_file(f"{u.rel}/trace/sslkeylog.txt", kind="keylog")   # the trace's TLS secrets
         except Exception as exc:    # noqa: BLE001 - Frida's own errors too: a host fault, never a traceback
             with contextlib.suppress(Exception):
                 if u.tracer is not None:
@@ -793,6 +796,8 @@ class Audit:
                 continue
             try:
                 wc = WireCheck(idents, hash_budget=self.opt.hash_budget)
+                if ev.exists():          # the trace's TLS secrets decrypt the capture (findings in
+                    wc.add_agent_secrets(ev)     # layer tls-decrypted cite flow, record, wire offset)
                 if cap is not None and cap.stat().st_size > 0:
                     wc.add_capture(cap)
                 if ev.exists():
@@ -804,6 +809,34 @@ class Audit:
                 self.host_fault("analysis", u, f"the wire analysis failed: {type(exc).__name__}: {exc}")
                 continue
             self._write_text(f"{u.rel}/wire-check.json", json.dumps(u.wire, indent=1, default=str), kind="json")
+            self._decrypt(u, cap, ev)
+
+    def _decrypt(self, u: _Unit, cap: Path | None, ev: Path) -> None:
+        """The handset's capture decrypted with the secrets its trace collected, and each TLS flow's
+        plaintext compared with the agent's SSL events (:func:`hostctl.wire.crosscheck.cross_check`):
+        ``u.tls`` (``handsets/<label>/tls-crosscheck.json``) for the check ``tls-plaintext-agrees``
+        and report.html. Without a capture or a trace there is nothing to compare (``tls_error``);
+        a decryption that breaks is a host fault."""
+        if cap is None or cap.stat().st_size == 0 or not ev.exists():
+            u.tls_error = "no capture" if cap is None or cap.stat().st_size == 0 else "no trace"
+            return
+        try:
+            u.tls = decrypt_and_cross_check(cap, u.dir / "trace")
+        except Exception as exc:    # noqa: BLE001 - broken decryption is a host fault, never a crash
+            u.tls_error = f"decrypting the capture failed: {type(exc).__name__}: {exc}"
+            self.host_fault("analysis", u, u.tls_error)
+            return
+        doc = u.tls
+        if self.opt.redact:     # the bytes samples (hex) could hold identifiers in a form the redactor misses
+            doc = json.loads(json.dumps(u.tls, default=str))
+            for f in doc["cross_check"]["flows"]:
+                for e in f["evidence"]:
+                    for k in ("sample", "agent", "wire"):
+                        e.pop(k, None)
+                for d in f["directions"]:
+                    for k in ("agent", "wire"):
+                        (d.get("first_difference") or {}).pop(k, None)
+        self._write_text(f"{u.rel}/tls-crosscheck.json", json.dumps(doc, indent=1, default=str), kind="json")
 
     def evidence(self) -> Evidence:
         """What the run established, for the checks."""
@@ -813,7 +846,8 @@ class Audit:
             capture_file=_cap_rel(u) if _capture_of(u) else None,
             events_file=f"{u.rel}/trace/events.jsonl" if (u.dir / "trace" / "events.jsonl").exists() else None,
             wire=u.wire, agent_writes=tuple(u.agent_writes), capture_error=u.capture_error,
-            trace_error=u.trace_error or u.analysis_skipped, gone=u.gone or u.analysis_skipped) for u in self.units]
+            trace_error=u.trace_error or u.analysis_skipped, gone=u.gone or u.analysis_skipped,
+            tls=u.tls, tls_error=u.tls_error or u.analysis_skipped) for u in self.units]
         return Evidence(
             handsets=handsets, started=self.started, reset=dict(f.get("reset") or {}),
             cm_default=dict(f.get("cm_default") or {}), opt_in_at=f.get("opt_in_at"), login=dict(f.get("login") or {}),
@@ -864,6 +898,7 @@ class Audit:
             "timeline": self._timeline(),
             "summary": summary,
             "exit_status": int(code),
+            "tls_flows": self._tls_flows(),
         }
 
     def _run_status(self) -> str:
@@ -879,6 +914,17 @@ class Audit:
                 "sims": [{"slot": s.slot, "number": s.number, "imsi": s.imsi, "iccid": s.iccid,
                           "operator": s.operator} for s in u.spec.sims],
                 "imeis": [s.imei for s in u.spec.sims if s.imei]}
+
+    def _tls_flows(self) -> list[dict]:
+        """Every TLS flow of each handset's capture: decrypted or not, and the cross-check's word."""
+        out = []
+        for u in self.units:
+            hosts = {fl["id"]: fl.get("host") for fl in (u.wire or {}).get("flows", [])}
+            for f in (u.tls or {}).get("flows", []):
+                out.append({"handset": u.label, "flow": f["flow"], "client": f["client"], "server": f["server"],
+                            "host": hosts.get(f["flow"]), "tls_status": f["tls_status"], "decrypted": f["decrypted"],
+                            "cross_check": f["cross_check"]})
+        return out
 
     def _timeline(self) -> list[dict]:
         out = []
@@ -916,6 +962,40 @@ class Audit:
             self.run.add_file(name, kind=None)
         self.run.write_manifest(status=status)
         return report
+
+
+def decrypt_and_cross_check(capture: Path, trace_dir: Path) -> dict:
+    """A handset's capture decrypted with the TLS secrets its trace collected (``sslkeylog.txt``,
+    ``tls-secret`` events, the capture's own DSBs), and each TLS flow's plaintext compared with the
+    agent's ``ssl`` events of ``trace_dir/events.jsonl``. Flows that began outside the hooks' time
+    (first ``hook-status`` to the trace's ``stopped`` in ``summary.json``) are left out unless a
+    hooked session names them. Returns what ``HandsetEvidence.tls`` holds: ``decryption`` (flow
+    counts per status, key log sessions and secrets), ``window``, ``flows`` (per TLS flow: its
+    endpoints, TLS status, ``decrypted``, its cross-check status) and ``cross_check``
+    (`hostctl.wire.crosscheck.CrossCheck.to_json`). Raises on unreadable input."""
+    from ..events import HookStatus, read_jsonl
+    from ..wire.crosscheck import cross_check
+    from ..wire.decrypt import decrypt_trace_capture
+
+    flows, tls = decrypt_trace_capture(capture, trace_dir)
+    events = list(read_jsonl(trace_dir / "events.jsonl"))
+    hooked = [e.host_ts for e in events if isinstance(e, HookStatus)]
+    stopped = None
+    if (trace_dir / "summary.json").exists():
+        stopped = json.loads((trace_dir / "summary.json").read_text()).get("stopped")
+    window = (min(hooked), float(stopped) if stopped is not None else float("inf")) if hooked else None
+    cc = cross_check(flows, events, window=window)
+    judged = {f.flow: f for f in cc.flows}
+    kl = tls.get("keylog") or {}
+    return {"decryption": {"flows": dict(tls.get("flows") or {}), "sessions": kl.get("sessions", 0),
+                           "secrets": kl.get("secrets", 0)},
+            "window": {"start": window[0], "stopped": stopped} if window else None,
+            "flows": [{"flow": f.id, "client": f"{f.key.client[0]}:{f.key.client[1]}",
+                       "server": f"{f.key.server[0]}:{f.key.server[1]}",
+                       "tls_status": (f.summary or {}).get("status", "unknown"),
+                       "decrypted": (f.summary or {}).get("status") == "decrypted",
+                       "cross_check": judged[f.id].status if f.id in judged else None} for f in flows],
+            "cross_check": cc.to_json()}
 
 
 def judge(check: ModuleType, ev: Evidence, *, on_fault: Callable[[str], None] | None = None) -> CheckRecord:

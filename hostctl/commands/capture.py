@@ -9,9 +9,11 @@ from typing import Any
 
 from ..cli import CliError, Environment, ExitStatus, print_json
 
-SOURCE_HELP = ("lab (the emulated lab's wire tap), pcapdroid (PCAPdroid's app API, no root), tcpdump "
-               "(rooted handset), host:IFACE (dumpcap/tcpdump on this host's interface), or auto "
-               "(default: lab for an emulated handset, else tcpdump when rooted, else pcapdroid)")
+SOURCE_HELP = (
+    "lab (the emulated lab's wire tap), pcapdroid (PCAPdroid's app API, no root), tcpdump "
+    "(rooted handset), host:IFACE (dumpcap/tcpdump on this host's interface), or auto "
+    "(default: lab for an emulated handset, else tcpdump when rooted, else pcapdroid)"
+)
 PROGRESS_EVERY = 5.0
 
 
@@ -19,14 +21,23 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     from .device import _seconds
 
     cap = sub.add_parser("capture", env=env, help="record a handset's traffic to a pcap/pcapng file")
-    cap.add_argument("--adb", action="append", metavar="HOST:PORT", dest="adb_after", default=[],
-                     help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)")
+    cap.add_argument(
+        "--adb",
+        action="append",
+        metavar="HOST:PORT",
+        dest="adb_after",
+        default=[],
+        help="adb server to use (repeatable; default ANDROID_ADB_SERVER_PORT)",
+    )
     cap.add_argument("-s", "--serial", help="device serial (default ANDROID_SERIAL, or the only device)")
     cap.add_argument("--out", required=True, metavar="FILE", help="capture file to write (overwritten)")
     cap.add_argument("--source", default="auto", metavar="SOURCE", help=SOURCE_HELP)
     cap.add_argument("--duration", type=_seconds, metavar="S", help="seconds to capture (default: until Ctrl-C)")
-    cap.add_argument("--pcapng", action="store_true",
-                     help="pcapdroid: pcapng with PCAPdroid's app metadata (a paid PCAPdroid feature)")
+    cap.add_argument(
+        "--pcapng",
+        action="store_true",
+        help="pcapdroid: pcapng with PCAPdroid's app metadata (a paid PCAPdroid feature)",
+    )
     cap.add_argument("--app", metavar="PKG", help="pcapdroid: only this app's traffic (app_filter)")
     cap.add_argument("--filter", metavar="BPF", help="tcpdump, host:IFACE: a capture filter expression")
     cap.add_argument("--interface", default="any", help="tcpdump: the handset's interface (default any)")
@@ -66,13 +77,23 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         env.stderr.flush()
 
     try:
-        result = cap.run_capture(source, handset, args.out, duration=args.duration, progress=progress,
-                                 interval=min(PROGRESS_EVERY, args.duration or PROGRESS_EVERY))
-    except cap.CaptureError as exc:   # --json: what was kept, with the error
-        raise CliError(str(exc), {"not-runnable": ExitStatus.NOT_RUNNABLE, "timeout": ExitStatus.TIMEOUT,
-                                  "usage": ExitStatus.USAGE}.get(exc.kind, ExitStatus.ERROR),
-                       kind="CaptureError", document={"ok": False, "source": exc.source,
-                                                      "result": exc.result.to_json() if exc.result else None}) from None
+        result = cap.run_capture(
+            source,
+            handset,
+            args.out,
+            duration=args.duration,
+            progress=progress,
+            interval=min(PROGRESS_EVERY, args.duration or PROGRESS_EVERY),
+        )
+    except cap.CaptureError as exc:  # --json: what was kept, with the error
+        raise CliError(
+            str(exc),
+            {"not-runnable": ExitStatus.NOT_RUNNABLE, "timeout": ExitStatus.TIMEOUT, "usage": ExitStatus.USAGE}.get(
+                exc.kind, ExitStatus.ERROR
+            ),
+            kind="CaptureError",
+            document={"ok": False, "source": exc.source, "result": exc.result.to_json() if exc.result else None},
+        ) from None
     result.notes[:0] = notes
     if args.json:
         print_json(env, dict(result.to_json(), ok=True))
@@ -115,10 +136,11 @@ def _summary(env: Environment, r: Any) -> None:
     fmt = r.format or "unreadable"
     links = ",".join(str(lt) for lt in r.linktypes) or "-"
     packets = "?" if r.packets is None else r.packets
-    env.stdout.write(f"{r.path}: {packets} packets, {r.bytes} bytes, {fmt} (link type {links}), "
-                     f"source {r.source}, {r.duration:.1f} s\n")
+    env.stdout.write(
+        f"{r.path}: {packets} packets, {r.bytes} bytes, {fmt} (link type {links}), "
+        f"source {r.source}, {r.duration:.1f} s\n"
+    )
     if r.device_path:
         env.stdout.write(f"  on the handset: {r.device_path}\n")
     for note in r.notes:
         env.stdout.write(f"  {note}\n")
-

@@ -27,14 +27,20 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     info = labmod.running_lab(home, port)
     if info is None and action == "down":
         stale = labmod.clear_stale_lab(home, port, extra_files=(TESTBED_FILE,))
-        if stale is not None:    # killed, or its pid now belongs to another process
-            return _report(env, args.json, {"running": False, "adb_port": port, "stale_pid": stale.get("pid")},
-                           f"the lab on adb port {port} (pid {stale.get('pid')}) was already gone: "
-                           "removed its lab file and testbed and disconnected its handsets from adb")
+        if stale is not None:  # killed, or its pid now belongs to another process
+            return _report(
+                env,
+                args.json,
+                {"running": False, "adb_port": port, "stale_pid": stale.get("pid")},
+                f"the lab on adb port {port} (pid {stale.get('pid')}) was already gone: "
+                "removed its lab file and testbed and disconnected its handsets from adb",
+            )
     if info is None:
-        raise CliError(f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
-                       ExitStatus.NOT_RUNNABLE,
-                       document={"running": False, "adb_port": port, "handsets": []} if action == "status" else None)
+        raise CliError(
+            f"no emulated lab on adb port {port} (start one with `hostctl emulator up`)",
+            ExitStatus.NOT_RUNNABLE,
+            document={"running": False, "adb_port": port, "handsets": []} if action == "status" else None,
+        )
     if action == "status":
         result = _request(info, {"cmd": "status"})
         result["running"] = True
@@ -85,9 +91,11 @@ def _write_testbed(lab: labmod.Lab, paths: list[Path]) -> None:
     from ..testbed import testbed_for_lab, write_testbed
 
     testbed = testbed_for_lab(lab)
-    comment = (f"The emulated lab on adb port {lab.adb_port} (profile {lab.config.profile}), written by "
-               "`hostctl emulator up`.\nIts ptys change every time the lab starts: use this file while "
-               "this lab runs.")
+    comment = (
+        f"The emulated lab on adb port {lab.adb_port} (profile {lab.config.profile}), written by "
+        "`hostctl emulator up`.\nIts ptys change every time the lab starts: use this file while "
+        "this lab runs."
+    )
     for path in paths:
         try:
             write_testbed(testbed, path, comment=comment)
@@ -109,15 +117,27 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
     if as_json:
         print_json(env, public)
         return ExitStatus.OK
-    env.stdout.write(f"emulated lab on adb port {status['adb_port']}, profile {status['profile']}, "
-                     f"pid {status['pid']}\n")
-    rows = [[h["serial"], h["label"], h["number"], h["model"], "on" if h["powered"] else "off",
-             h.get("frida_portal_port") or "-"] for h in status["handsets"]]
+    env.stdout.write(
+        f"emulated lab on adb port {status['adb_port']}, profile {status['profile']}, pid {status['pid']}\n"
+    )
+    rows = [
+        [
+            h["serial"],
+            h["label"],
+            h["number"],
+            h["model"],
+            "on" if h["powered"] else "off",
+            h.get("frida_portal_port") or "-",
+        ]
+        for h in status["handsets"]
+    ]
     print_table(env, ["SERIAL", "LABEL", "NUMBER", "MODEL", "POWER", "FRIDA PORTAL"], rows)
     modem = status.get("modem")
     if modem:
-        env.stdout.write(f"modem: {modem['pty']} ({modem['url']}), number {modem['number']}, "
-                         f"IMSI {modem['imsi']}, IMEI {modem['imei']}\n")
+        env.stdout.write(
+            f"modem: {modem['pty']} ({modem['url']}), number {modem['number']}, "
+            f"IMSI {modem['imsi']}, IMEI {modem['imei']}\n"
+        )
     relay = status.get("relay")
     if relay:
         wired = ", ".join(f"{ch}={c['handset']}" for ch, c in relay.get("channels", {}).items())
@@ -132,19 +152,28 @@ def _show(env: Environment, as_json: bool, status: dict[str, Any]) -> ExitStatus
 def _up(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
     existing = labmod.running_lab(home, port)
     if existing is not None:
-        raise CliError(f"a lab is already running on adb port {port} (pid {existing['pid']}); "
-                       "`hostctl emulator down` stops it", ExitStatus.ERROR)
+        raise CliError(
+            f"a lab is already running on adb port {port} (pid {existing['pid']}); `hostctl emulator down` stops it",
+            ExitStatus.ERROR,
+        )
     from ..emulator.profiles import ProfileError, load_profile
 
     try:
-        load_profile(args.profile)   # a bad profile is a clear error before anything starts
+        load_profile(args.profile)  # a bad profile is a clear error before anything starts
     except ProfileError as exc:
         raise CliError(str(exc), ExitStatus.USAGE) from None
     if args.detach:
         return _up_detached(args, env, port, home)
-    config = labmod.LabConfig(adb_port=port, handsets=args.handsets, profile=args.profile, home=home,
-                              with_apps=not args.no_apps, modem=not args.no_modem,
-                              relay=not args.no_relay, consoles=not args.no_consoles)
+    config = labmod.LabConfig(
+        adb_port=port,
+        handsets=args.handsets,
+        profile=args.profile,
+        home=home,
+        with_apps=not args.no_apps,
+        modem=not args.no_modem,
+        relay=not args.no_relay,
+        consoles=not args.no_consoles,
+    )
     try:
         return asyncio.run(_serve(config, env, args.json, _testbed_targets(args, home, port)))
     except labmod.LabError as exc:
@@ -169,11 +198,11 @@ async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool, test
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(lab.stop()))
-        except (RuntimeError, ValueError):   # not the main thread (in-process tests)
+        except (RuntimeError, ValueError):  # not the main thread (in-process tests)
             pass
     try:
         await lab.stopped.wait()
-    finally:   # its ptys are gone: a stale file would point the next run at nothing
+    finally:  # its ptys are gone: a stale file would point the next run at nothing
         testbeds[0].unlink(missing_ok=True)
     return ExitStatus.OK
 
@@ -181,8 +210,18 @@ async def _serve(config: labmod.LabConfig, env: Environment, as_json: bool, test
 def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) -> ExitStatus:
     lab_dir = labmod.make_private_dir(labmod.lab_dir(home, port))
     log_path = lab_dir / "daemon.log"
-    cmd = [sys.executable, "-m", "hostctl", "emulator", "up", "--handsets", str(args.handsets),
-           "--profile", args.profile, "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hostctl",
+        "emulator",
+        "up",
+        "--handsets",
+        str(args.handsets),
+        "--profile",
+        args.profile,
+        "--json",
+    ]
     if args.no_apps:
         cmd.append("--no-apps")
     if args.no_modem:
@@ -194,18 +233,28 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
     testbeds = _testbed_targets(args, home, port)
     if len(testbeds) > 1:
         cmd += ["--testbed-out", str(testbeds[-1])]
-    for path in testbeds:     # the child writes them once the lab is up: wait for fresh ones
+    for path in testbeds:  # the child writes them once the lab is up: wait for fresh ones
         path.unlink(missing_ok=True)
     child_env = dict(env.vars, ANDROID_ADB_SERVER_PORT=str(port), HOSTCTL_HOME=str(home))
-    with labmod.open_private(log_path) as log:     # the log names handsets, numbers and ports
+    with labmod.open_private(log_path) as log:  # the log names handsets, numbers and ports
         # umask 077: whatever the lab writes (state, captures, its testbed) is its user's alone
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=child_env, start_new_session=True, close_fds=True, umask=0o077)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            start_new_session=True,
+            close_fds=True,
+            umask=0o077,
+        )
     started = time.monotonic()
     deadline = started + args.timeout
     progress = _DetachProgress(env, started)
-    progress.say(f"starting {args.handsets} emulated handset(s) on adb port {port} in the background "
-                 f"(pid {proc.pid}, log {log_path})")
+    progress.say(
+        f"starting {args.handsets} emulated handset(s) on adb port {port} in the background "
+        f"(pid {proc.pid}, log {log_path})"
+    )
     while time.monotonic() < deadline:
         info = labmod.read_lab_file(home, port)
         if info and info.get("pid") == proc.pid and all(p.exists() for p in testbeds):
@@ -214,8 +263,9 @@ def _up_detached(args: argparse.Namespace, env: Environment, port: int, home) ->
         progress.tick()
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
-            raise CliError(f"the lab exited with status {proc.returncode} before it was ready:\n{tail}",
-                           ExitStatus.NOT_RUNNABLE)
+            raise CliError(
+                f"the lab exited with status {proc.returncode} before it was ready:\n{tail}", ExitStatus.NOT_RUNNABLE
+            )
         time.sleep(0.05)
     proc.terminate()
     raise CliError(f"the lab was not ready within {args.timeout:.0f} s (log: {log_path})", ExitStatus.TIMEOUT)
@@ -246,8 +296,9 @@ def _request(info: dict[str, Any], req: dict[str, Any], timeout: float = CONTROL
     try:
         return labmod.control_request(info, req, timeout)
     except labmod.ControlError as exc:
-        status = {"timeout": ExitStatus.TIMEOUT, "unreachable": ExitStatus.NOT_RUNNABLE}.get(exc.reason,
-                                                                                            ExitStatus.ERROR)
+        status = {"timeout": ExitStatus.TIMEOUT, "unreachable": ExitStatus.NOT_RUNNABLE}.get(
+            exc.reason, ExitStatus.ERROR
+        )
         raise CliError(str(exc), status) from None
 
 
@@ -256,7 +307,7 @@ def _wait_exit(pid: int, timeout: float) -> None:
     while time.monotonic() < deadline:
         if not labmod._pid_alive(pid):
             return
-        try:   # reap it if it is our child (in-process tests)
+        try:  # reap it if it is our child (in-process tests)
             import os
 
             os.waitpid(pid, os.WNOHANG)

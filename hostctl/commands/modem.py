@@ -14,17 +14,24 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     from .device import _seconds
 
     common = P(add_help=False)
-    common.add_argument("--port", metavar="PATH_OR_URL",
-                        help="serial device, pyserial URL (socket://HOST:PORT, loop://), or `lab` for "
-                             "the emulated lab's modem on this adb port (default $HOSTCTL_MODEM_PORT)")
+    common.add_argument(
+        "--port",
+        metavar="PATH_OR_URL",
+        help="serial device, pyserial URL (socket://HOST:PORT, loop://), or `lab` for "
+        "the emulated lab's modem on this adb port (default $HOSTCTL_MODEM_PORT)",
+    )
     common.add_argument("--baudrate", type=int, default=115200, help="serial speed (default 115200)")
     common.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per modem command (default 10)")
     common.add_argument("--json", action="store_true")
 
     modem = sub.add_parser("modem", help="the lab's GSM modem: identity, send, inbox, watch", env=env)
     msub = modem.add_subparsers(dest="action", required=True, parser_class=type(modem))
-    msub.add_parser("info", parents=[common], env=env,
-                    help="manufacturer, model, revision, IMEI, IMSI, ICCID, number, SIM, network, signal")
+    msub.add_parser(
+        "info",
+        parents=[common],
+        env=env,
+        help="manufacturer, model, revision, IMEI, IMSI, ICCID, number, SIM, network, signal",
+    )
     send = msub.add_parser("send", parents=[common], env=env, help="send an SMS")
     send.add_argument("to", help="recipient number (+CC... or national)")
     send.add_argument("text", help="message text (long text is sent concatenated)")
@@ -34,8 +41,12 @@ def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     inbox = msub.add_parser("inbox", parents=[common], env=env, help="list received messages (parts joined)")
     inbox.add_argument("--unread", action="store_true", help="only messages not read yet")
     inbox.add_argument("--delete", action="store_true", help="delete the listed messages from the modem")
-    watch = msub.add_parser("watch", parents=[common], env=env,
-                            help="print messages as they arrive (+CMTI), until Ctrl-C, --count or --duration")
+    watch = msub.add_parser(
+        "watch",
+        parents=[common],
+        env=env,
+        help="print messages as they arrive (+CMTI), until Ctrl-C, --count or --duration",
+    )
     watch.add_argument("--count", type=int, default=0, help="stop after this many messages")
     watch.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds")
     watch.add_argument("--delete", action="store_true", help="delete each message once printed")
@@ -90,17 +101,29 @@ def _send(modem: Any, args: argparse.Namespace, env: Environment) -> ExitStatus:
     from ..sms import GsmEncodingError
 
     try:
-        refs = modem.send_sms(args.to, args.text, mode="text" if args.text_mode else "pdu",
-                              coding="ucs2" if args.ucs2 else None, status_report=args.report,
-                              timeout=max(args.timeout, 30.0))
+        refs = modem.send_sms(
+            args.to,
+            args.text,
+            mode="text" if args.text_mode else "pdu",
+            coding="ucs2" if args.ucs2 else None,
+            status_report=args.report,
+            timeout=max(args.timeout, 30.0),
+        )
     except (ValueError, GsmEncodingError) as exc:
         raise CliError(f"modem send: {exc}", ExitStatus.USAGE) from None
     result: dict[str, Any] = {"to": args.to, "parts": len(refs), "message_refs": refs}
     if args.report:
         reports = [modem.wait_status_report(mr, timeout=max(args.timeout, 30.0)) for mr in refs]
-        result["reports"] = [{"message_ref": r.message_ref, "status": r.status, "meaning": r.meaning,
-                              "delivered": r.delivered, "discharge": r.discharge.isoformat()}
-                             for r in reports]
+        result["reports"] = [
+            {
+                "message_ref": r.message_ref,
+                "status": r.status,
+                "meaning": r.meaning,
+                "delivered": r.delivered,
+                "discharge": r.discharge.isoformat(),
+            }
+            for r in reports
+        ]
         result["delivered"] = all(r.delivered for r in reports)
         if not result["delivered"]:
             result["error"] = error_object(ExitStatus.ERROR, "a delivery report says not delivered")
@@ -122,16 +145,24 @@ def _inbox(modem: Any, args: argparse.Namespace, env: Environment) -> ExitStatus
             for index in sms.indexes:
                 modem.delete_sms(index)
     if args.json:
-        print_json(env, {"port": modem.name, "messages": [m.to_json() for m in messages],
-                         "deleted": bool(args.delete)})
+        print_json(env, {"port": modem.name, "messages": [m.to_json() for m in messages], "deleted": bool(args.delete)})
         return ExitStatus.OK
     if not messages:
         env.stderr.write("hostctl: no messages\n")
         return ExitStatus.OK
-    print_table(env, ["FROM", "TIME", "INDEX", "TEXT"],
-                [[m.sender, m.timestamp.isoformat(sep=" ") if m.timestamp else "-",
-                  ",".join(map(str, m.indexes)) + ("" if m.complete else " (incomplete)"),
-                  m.text.replace("\n", " ")] for m in messages])
+    print_table(
+        env,
+        ["FROM", "TIME", "INDEX", "TEXT"],
+        [
+            [
+                m.sender,
+                m.timestamp.isoformat(sep=" ") if m.timestamp else "-",
+                ",".join(map(str, m.indexes)) + ("" if m.complete else " (incomplete)"),
+                m.text.replace("\n", " "),
+            ]
+            for m in messages
+        ],
+    )
     return ExitStatus.OK
 
 
@@ -160,12 +191,13 @@ def _watch(modem: Any, args: argparse.Namespace, env: Environment) -> ExitStatus
                 if args.json:
                     env.stdout.write(json.dumps(sms.to_json()) + "\n")
                 else:
-                    env.stdout.write(f"{sms.timestamp.isoformat(sep=' ') if sms.timestamp else '-'}  "
-                                     f"{sms.sender}: {sms.text}\n")
+                    env.stdout.write(
+                        f"{sms.timestamp.isoformat(sep=' ') if sms.timestamp else '-'}  {sms.sender}: {sms.text}\n"
+                    )
                 env.stdout.flush()
                 if args.delete:
                     for index in sms.indexes:
-                        if index:           # 0: routed straight to us (+CMT), never stored
+                        if index:  # 0: routed straight to us (+CMT), never stored
                             modem.delete_sms(index)
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED

@@ -19,27 +19,56 @@ from ..cli import CliError, Environment, ExitStatus, error_object, print_json
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
     from .device import _seconds
 
-    t = sub.add_parser("trace", env=env,
-                       help="trace apps with the Frida agent (TLS plaintext, sockets, identifiers, "
-                            "ciphers, SMS, MX) into OUT/events.jsonl")
+    t = sub.add_parser(
+        "trace",
+        env=env,
+        help="trace apps with the Frida agent (TLS plaintext, sockets, identifiers, "
+        "ciphers, SMS, MX) into OUT/events.jsonl",
+    )
     t.add_argument("-s", "--serial", help="device serial (default ANDROID_SERIAL, or the only device)")
-    t.add_argument("--adb", action="append", metavar="HOST:PORT", dest="adb_after", default=[],
-                   help="adb server (default ANDROID_ADB_SERVER_PORT; Frida uses only that one)")
-    t.add_argument("--app", action="append", metavar="PKG", dest="apps", default=[],
-                   help="package to trace (repeatable; default com.android.mms)")
+    t.add_argument(
+        "--adb",
+        action="append",
+        metavar="HOST:PORT",
+        dest="adb_after",
+        default=[],
+        help="adb server (default ANDROID_ADB_SERVER_PORT; Frida uses only that one)",
+    )
+    t.add_argument(
+        "--app",
+        action="append",
+        metavar="PKG",
+        dest="apps",
+        default=[],
+        help="package to trace (repeatable; default com.android.mms)",
+    )
     t.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    t.add_argument("--out", required=True, metavar="DIR", help="output directory (events.jsonl, summary.json, sslkeylog.txt)")
-    t.add_argument("--spawn", action="store_true",
-                   help="spawn the apps to catch their start-up (falls back to attach where the device "
-                        "cannot spawn, e.g. the emulated lab and some MIUI builds)")
-    t.add_argument("--max-capture", type=int, default=256 * 1024, metavar="BYTES",
-                   help="bytes kept per payload (default 262144; the full length is always recorded)")
+    t.add_argument(
+        "--out", required=True, metavar="DIR", help="output directory (events.jsonl, summary.json, sslkeylog.txt)"
+    )
+    t.add_argument(
+        "--spawn",
+        action="store_true",
+        help="spawn the apps to catch their start-up (falls back to attach where the device "
+        "cannot spawn, e.g. the emulated lab and some MIUI builds)",
+    )
+    t.add_argument(
+        "--max-capture",
+        type=int,
+        default=256 * 1024,
+        metavar="BYTES",
+        help="bytes kept per payload (default 262144; the full length is always recorded)",
+    )
     t.add_argument("--unix-sockets", action="store_true", help="also trace AF_UNIX socket traffic")
     t.add_argument("--no-java", action="store_true", help="native hooks only")
-    t.add_argument("--evp", action="store_true",
-                   help="also OpenSSL/BoringSSL EVP cipher calls (key, IV, input, output; includes every TLS record)")
-    t.add_argument("--timeout", type=_seconds, default=15.0,
-                   help="seconds for each attach, agent load and agent call (default 15)")
+    t.add_argument(
+        "--evp",
+        action="store_true",
+        help="also OpenSSL/BoringSSL EVP cipher calls (key, IV, input, output; includes every TLS record)",
+    )
+    t.add_argument(
+        "--timeout", type=_seconds, default=15.0, help="seconds for each attach, agent load and agent call (default 15)"
+    )
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -56,9 +85,15 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
         device = frida_device(handset, timeout=min(args.timeout, 10.0))
     except FridaIdentityError as exc:
         raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
-    options = TraceOptions(apps=tuple(args.apps) or TraceOptions().apps, spawn=args.spawn,
-                           max_capture=args.max_capture, unix_sockets=args.unix_sockets,
-                           java=not args.no_java, evp=args.evp, call_timeout=args.timeout)
+    options = TraceOptions(
+        apps=tuple(args.apps) or TraceOptions().apps,
+        spawn=args.spawn,
+        max_capture=args.max_capture,
+        unix_sockets=args.unix_sockets,
+        java=not args.no_java,
+        evp=args.evp,
+        call_timeout=args.timeout,
+    )
 
     def progress(text: str) -> None:
         env.stderr.write(f"hostctl trace: {text}\n")
@@ -68,8 +103,10 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     stop = threading.Event()
     restore = _install_stop_handlers(stop, progress)
     try:
-        progress(f"tracing {', '.join(options.apps)} on {handset.serial} into {args.out}/events.jsonl "
-                 f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})")
+        progress(
+            f"tracing {', '.join(options.apps)} on {handset.serial} into {args.out}/events.jsonl "
+            f"({'for %g s' % args.duration if args.duration else 'until Ctrl-C'})"
+        )
         summary = tracer.run(duration=args.duration, stop=stop)
     except FridaVersionError as exc:
         raise CliError(str(exc), ExitStatus.NOT_RUNNABLE) from None
@@ -80,16 +117,21 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
     finally:
         restore()
     doc = summary.to_json()
-    never = (f"never attached to {', '.join(summary.never_attached)} on {handset.serial} "
-             f"(not running during the trace?)") if summary.never_attached else ""
+    never = (
+        (f"never attached to {', '.join(summary.never_attached)} on {handset.serial} (not running during the trace?)")
+        if summary.never_attached
+        else ""
+    )
     if args.json and never and summary.stopped_by != "interrupt":
         doc = dict(doc, error=error_object(ExitStatus.ERROR, never))
     if args.json:
         print_json(env, doc)
     else:
         _print_human(env, doc)
-    progress(f"stopped ({summary.stopped_by}) after {summary.duration:.1f} s: {summary.events} events "
-             f"in {summary.events_file}")
+    progress(
+        f"stopped ({summary.stopped_by}) after {summary.duration:.1f} s: {summary.events} events "
+        f"in {summary.events_file}"
+    )
     if summary.stopped_by == "interrupt":
         return ExitStatus.INTERRUPTED
     if summary.never_attached:
@@ -127,17 +169,23 @@ def _print_human(env: Environment, doc: dict[str, Any]) -> None:
     for kind, n in doc["by_kind"].items():
         out.write(f"  {kind:<16} {n}\n")
     if doc.get("keylog_file"):
-        out.write(f"{doc.get('tls_secrets', 0)} TLS secrets in {doc['keylog_file']} "
-                  f"(wire-check --keylog decrypts a capture of the same time with it)\n")
+        out.write(
+            f"{doc.get('tls_secrets', 0)} TLS secrets in {doc['keylog_file']} "
+            f"(wire-check --keylog decrypts a capture of the same time with it)\n"
+        )
     for pkg, app in doc["apps"].items():
         pids = ", ".join(map(str, app["pids"])) or "-"
-        out.write(f"{pkg}: pids {pids}, {app['attaches']} attach(es), {len(app['gaps'])} gap(s), "
-                  f"java {'yes' if app['java'] else 'no' if app['java'] is False else '?'}\n")
+        out.write(
+            f"{pkg}: pids {pids}, {app['attaches']} attach(es), {len(app['gaps'])} gap(s), "
+            f"java {'yes' if app['java'] else 'no' if app['java'] is False else '?'}\n"
+        )
         for gap in app["gaps"]:
             out.write(f"  gap {gap['duration']:.3f} s ({gap['reason']}): pid {gap['old_pid']} -> {gap['new_pid']}\n")
         if app["missing"]:
-            out.write(f"  not hooked: {len(app['missing'])} target(s), e.g. {app['missing'][0]['target']} "
-                      f"({app['missing'][0]['reason']})\n")
+            out.write(
+                f"  not hooked: {len(app['missing'])} target(s), e.g. {app['missing'][0]['target']} "
+                f"({app['missing'][0]['reason']})\n"
+            )
     for note in doc["notes"]:
         out.write(f"note: {note}\n")
     for err in doc["errors"]:

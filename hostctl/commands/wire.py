@@ -14,26 +14,56 @@ from ..cli import CliError, Environment, ExitStatus, print_json, print_table
 
 
 def add_parsers(sub: Any, P: Any, env: Environment) -> None:
-    wc = sub.add_parser("wire-check", env=env,
-                        help="find identifiers in captures (and agent events): in clear, encoded, hashed, encrypted")
+    wc = sub.add_parser(
+        "wire-check",
+        env=env,
+        help="find identifiers in captures (and agent events): in clear, encoded, hashed, encrypted",
+    )
     wc.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
     wc.add_argument("--testbed", metavar="FILE", help="take the identifiers from a testbed file")
     wc.add_argument("--testbed-name", metavar="NAME", help="which testbed in the file (default: the only one)")
     for kind in ("imei", "imsi", "iccid", "number", "text"):
-        wc.add_argument(f"--{kind}", action="append", default=[], metavar="VALUE",
-                        help=f"a{'n' if kind[0] in 'aeiou' else ''} {kind} to look for (repeatable)")
-    wc.add_argument("--agent-events", action="append", default=[], metavar="JSONL",
-                    help="events from `hostctl trace` (TLS plaintext, cipher calls); repeatable")
-    wc.add_argument("--keylog", action="append", default=[], metavar="FILE",
-                    help="TLS secrets in the NSS key log format (SSLKEYLOGFILE, `hostctl trace`'s sslkeylog.txt) "
-                         "to decrypt TLS flows with; repeatable. Secrets in the captures' pcapng DSBs are used too")
-    wc.add_argument("--write-decrypted", metavar="OUT.pcapng",
-                    help="also write the captures as one pcapng with the TLS secrets of its sessions in a "
-                         "decryption secrets block (Wireshark/tshark open it decrypted, no key file needed)")
-    wc.add_argument("--engine", choices=["auto", "hyperscan", "python"], default="auto",
-                    help="pattern engine (default: hyperscan when installed; python gives the same results)")
-    wc.add_argument("--hash-budget", type=float, default=5.0, metavar="S",
-                    help="seconds to spend recovering hashed identifiers (default 5)")
+        wc.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="VALUE",
+            help=f"a{'n' if kind[0] in 'aeiou' else ''} {kind} to look for (repeatable)",
+        )
+    wc.add_argument(
+        "--agent-events",
+        action="append",
+        default=[],
+        metavar="JSONL",
+        help="events from `hostctl trace` (TLS plaintext, cipher calls); repeatable",
+    )
+    wc.add_argument(
+        "--keylog",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="TLS secrets in the NSS key log format (SSLKEYLOGFILE, `hostctl trace`'s sslkeylog.txt) "
+        "to decrypt TLS flows with; repeatable. Secrets in the captures' pcapng DSBs are used too",
+    )
+    wc.add_argument(
+        "--write-decrypted",
+        metavar="OUT.pcapng",
+        help="also write the captures as one pcapng with the TLS secrets of its sessions in a "
+        "decryption secrets block (Wireshark/tshark open it decrypted, no key file needed)",
+    )
+    wc.add_argument(
+        "--engine",
+        choices=["auto", "hyperscan", "python"],
+        default="auto",
+        help="pattern engine (default: hyperscan when installed; python gives the same results)",
+    )
+    wc.add_argument(
+        "--hash-budget",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to spend recovering hashed identifiers (default 5)",
+    )
     wc.add_argument("--redact", action="store_true", help="replace identifier values by references")
     wc.add_argument("--json", action="store_true")
 
@@ -66,17 +96,26 @@ def run(args: argparse.Namespace, env: Environment) -> ExitStatus:
 
     idents = identifiers_from_args(args)
     if not idents:
-        raise CliError("wire-check: nothing to look for: give --testbed FILE or --imei/--imsi/--iccid/--number/--text",
-                       ExitStatus.USAGE)
+        raise CliError(
+            "wire-check: nothing to look for: give --testbed FILE or --imei/--imsi/--iccid/--number/--text",
+            ExitStatus.USAGE,
+        )
 
     def progress(msg: str) -> None:
         if not args.json or env.stderr is not sys.stderr:
             env.stderr.write(f"wire-check: {msg}\n")
 
     try:
-        report = wire_check(args.captures, idents, agent_events=args.agent_events, engine=args.engine,
-                            hash_budget=args.hash_budget, progress=progress, keylogs=args.keylog,
-                            write_decrypted=args.write_decrypted)
+        report = wire_check(
+            args.captures,
+            idents,
+            agent_events=args.agent_events,
+            engine=args.engine,
+            hash_budget=args.hash_budget,
+            progress=progress,
+            keylogs=args.keylog,
+            write_decrypted=args.write_decrypted,
+        )
     except (CaptureError, WireCheckError) as exc:
         raise CliError(f"wire-check: {exc}", ExitStatus.ERROR) from exc
     except FileNotFoundError as exc:
@@ -104,8 +143,11 @@ def print_human(env: Environment, report: dict) -> None:
     for cap in report["captures"]:
         r = cap.get("reader", {})
         skipped = sum((r.get("skipped_blocks") or {}).values()) if isinstance(r.get("skipped_blocks"), dict) else 0
-        w(f"{cap['path']}: {cap['packets']} packets, {cap.get('flows', {}).get('tcp_flows', '?')} TCP flows"
-          + (f", {skipped} blocks skipped" if skipped else "") + "\n")
+        w(
+            f"{cap['path']}: {cap['packets']} packets, {cap.get('flows', {}).get('tcp_flows', '?')} TCP flows"
+            + (f", {skipped} blocks skipped" if skipped else "")
+            + "\n"
+        )
     tls = report.get("tls") or {}
     if tls.get("flows"):
         w("TLS flows: " + ", ".join(f"{n} {s}" for s, n in tls["flows"].items()) + "\n")
@@ -118,28 +160,57 @@ def print_human(env: Environment, report: dict) -> None:
     for ag in report["agent_events"]:
         w(f"{ag['path']}: " + ", ".join(f"{n} {k}" for k, n in sorted(ag["events"].items())) + "\n")
     w("\n")
-    print_table(env, ["identifier", "value", "verdict", "findings", "forms", "flows"],
-                [[i["identifier"], i["value"], i["verdict"], i["findings"], ", ".join(i["forms"][:4])
-                  + (" ..." if len(i["forms"]) > 4 else ""), ",".join(map(str, i["flows"][:8]))]
-                 for i in report["identifiers"]])
+    print_table(
+        env,
+        ["identifier", "value", "verdict", "findings", "forms", "flows"],
+        [
+            [
+                i["identifier"],
+                i["value"],
+                i["verdict"],
+                i["findings"],
+                ", ".join(i["forms"][:4]) + (" ..." if len(i["forms"]) > 4 else ""),
+                ",".join(map(str, i["flows"][:8])),
+            ]
+            for i in report["identifiers"]
+        ],
+    )
     shown = [f for f in report["flows"] if f["findings"] or f["vendor"]]
     if shown:
         w("\n")
-        print_table(env, ["flow", "server", "host", "protocol", "decrypted", "verdict", "findings"],
-                    [[f["id"], f["server"], f["host"] or "", _proto(f["protocol"]),
-                      (f.get("tls_decryption") or {}).get("status", ""), f["verdict"], f["findings"]]
-                     for f in shown[:50]])
+        print_table(
+            env,
+            ["flow", "server", "host", "protocol", "decrypted", "verdict", "findings"],
+            [
+                [
+                    f["id"],
+                    f["server"],
+                    f["host"] or "",
+                    _proto(f["protocol"]),
+                    (f.get("tls_decryption") or {}).get("status", ""),
+                    f["verdict"],
+                    f["findings"],
+                ]
+                for f in shown[:50]
+            ],
+        )
     for h in report["hashed"]:
         if h.get("recovered"):
-            w(f"\nhashed, not encrypted: {h['identifier']} ({h['algorithm']}) recovered as {h['recovered']} "
-              f"after {h.get('searched', '?')} of {h.get('space_size', '?')} candidates in {h.get('seconds', '?')} s\n")
+            w(
+                f"\nhashed, not encrypted: {h['identifier']} ({h['algorithm']}) recovered as {h['recovered']} "
+                f"after {h.get('searched', '?')} of {h.get('space_size', '?')} candidates in {h.get('seconds', '?')} s\n"
+            )
         else:
-            w(f"\nhashed, not encrypted: {h['identifier']} ({h['algorithm']}): "
-              f"{h.get('error') or 'not recovered within the budget'}; space {h.get('space_size', '?')}\n")
+            w(
+                f"\nhashed, not encrypted: {h['identifier']} ({h['algorithm']}): "
+                f"{h.get('error') or 'not recovered within the budget'}; space {h.get('space_size', '?')}\n"
+            )
     for d in report["deterministic"]:
         who = d["identifier"] or "an unattributed value"
-        w(f"\nWARNING deterministic encryption: {who} "
-          f"({', '.join(d['fields']) or 'no field name'}): {d['why']} (linkable)\n")
+        w(
+            f"\nWARNING deterministic encryption: {who} "
+            f"({', '.join(d['fields']) or 'no field name'}): {d['why']} (linkable)\n"
+        )
     for c in report["clear_http"]:
         if c["findings"]:
             w(f"\nclear HTTP to {c['host']} carries {', '.join(c['identifiers'])} (flow {c['flow']})\n")

@@ -28,8 +28,11 @@ import json
 import os
 import select
 import socket
-import ssl  # loaded at start (and used by the TLS clients below), as an Android app maps its TLS library when it starts:
-#             a tracer that attaches before the first connection (frida-trace -i 'SSL_write*') finds libssl
+
+# loaded at start (and used by the TLS clients below), as an Android app maps its TLS library
+# when it starts: a tracer that attaches before the first connection (frida-trace -i
+# 'SSL_write*') finds libssl
+import ssl
 import sys
 import time
 from urllib.parse import quote
@@ -61,11 +64,11 @@ class App:
         self.buf = b""
         self.running = True
         self.next_call = 1
-        self.answers = {}            # call number -> the lab's answer, until its caller takes it
-        self.channels = {}          # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
+        self.answers = {}  # call number -> the lab's answer, until its caller takes it
+        self.channels = {}  # sim -> {"sock", "buf", "number"}: Cloud Messaging channels
         self.hosts = json.loads(os.environ.get("HOSTCTL_HOSTS") or "{}")
-        self.outgoing = {}           # MX message id -> its row, for the receipts
-        self.logins = {}             # sim -> {"mid", "st", "number"} of activated SIMs
+        self.outgoing = {}  # MX message id -> its row, for the receipts
+        self.logins = {}  # sim -> {"mid", "st", "number"} of activated SIMs
         self.frame_ids = 0
         self.ca = os.environ.get("HOSTCTL_CA") or ""
 
@@ -98,7 +101,7 @@ class App:
             if line.strip():
                 if line.lstrip().startswith(b'{"reply"'):
                     msg = json.loads(line)
-                    self.answers[msg["reply"]] = msg      # late answer to a call that timed out
+                    self.answers[msg["reply"]] = msg  # late answer to a call that timed out
                     continue
                 self.handle(line)
         if len(self.buf) > MAX_LINE:
@@ -148,11 +151,11 @@ class App:
             if not isinstance(req, dict):
                 raise ValueError("request must be a JSON object")
             rid = req.get("id")
-            fn = COMMANDS.get(req.get("cmd"))
+            fn = COMMANDS.get(req["cmd"]) if "cmd" in req else None
             if fn is None:
                 raise ValueError("unknown command: %r" % (req.get("cmd"),))
             reply = {"id": rid, "ok": True, "result": fn(self, req)}
-        except Exception as e:  # the app never dies of a bad request
+        except Exception as e:  # noqa: BLE001 - the app never dies of a bad request
             reply = {"id": rid, "ok": False, "error": "%s: %s" % (type(e).__name__, e)}
         if not (isinstance(reply.get("result"), dict) and reply["result"].get("logged")):
             self.logd("heartbeat")
@@ -208,7 +211,6 @@ CHAT_HOST = "app.chat.xiaomi.net"
 def tls_connect(app, host, timeout=10.0):
     """A TLS connection to a Xiaomi host, found through the lab's resolver map; SNI and the
     certificate check use the real name."""
-    import ssl
 
     addr = app.hosts.get(host)
     if not addr:
@@ -228,14 +230,19 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
     try:
         body = json.dumps(fields).encode()
         coding = ""
-        if encoding in ("gzip", "deflate"):     # the build compresses its report bodies
+        if encoding in ("gzip", "deflate"):  # the build compresses its report bodies
             import gzip
             import zlib
+
             body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
             coding = "Content-Encoding: %s\r\n" % encoding
-        sock.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
-                      "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, host, coding, len(body))).encode()
-                     + body)
+        sock.sendall(
+            (
+                "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
+                "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, host, coding, len(body))
+            ).encode()
+            + body
+        )
         reply = b""
         while True:
             chunk = sock.recv(65536)
@@ -244,7 +251,7 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
             reply += chunk
     finally:
         sock.close()
-    head, _, payload = reply.partition(b"\r\n\r\n")
+    _head, _, payload = reply.partition(b"\r\n\r\n")
     return json.loads(payload or b"{}")
 
 
@@ -377,7 +384,7 @@ def websocket(app, path, fields, host=ACCOUNT_HOST, tls=True, deflate=False, lib
 # see key, IV, plaintext and ciphertext. The lab sends a recipe and the text it expects; the two
 # agree, and where they could not (no libcrypto) the lab's text is used and the fact logged.
 
-_EVP = None
+_EVP: "tuple | bool | None" = None  # (libcrypto, ctypes) once loaded, False when it cannot be
 EVP_CTRL_GCM_GET_TAG = 0x10
 
 
@@ -386,7 +393,7 @@ def _evp():
     if _EVP is None:
         import ctypes
         import ctypes.util
-        import ssl as _ssl_loaded    # noqa: F401 - makes its libcrypto the one already mapped
+        import ssl as _ssl_loaded  # noqa: F401 - makes its libcrypto the one already mapped
 
         lib = None
         for name in ("libcrypto.so.3", ctypes.util.find_library("crypto"), "libcrypto.so.1.1"):
@@ -434,7 +441,7 @@ def evp_encrypt(cipher_name, key, iv, data):
         tail = ctypes.create_string_buffer(32)
         if lib.EVP_EncryptFinal_ex(ctx, tail, ctypes.byref(m)) != 1:
             return None
-        result = out.raw[:n.value] + tail.raw[:m.value]
+        result = out.raw[: n.value] + tail.raw[: m.value]
         if cipher_name.endswith("-gcm"):
             tag = ctypes.create_string_buffer(16)
             if lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1:
@@ -502,9 +509,18 @@ def handle_frame(app, sim, ch, frame):
     elif frame.get("type") == "message":
         # an MX message: the inbox row MIUI writes (mx_status 65537); no SMS_RECEIVED broadcast
         body = app.call("unwire_body", value=frame.get("body") or "", sender=frame.get("from"))
-        app.call("sms_insert", values={"address": frame.get("from"), "body": body,
-                                       "type": 1, "mx_status": 65537, "mx_id": None,
-                                       "sim_id": sim, "read": 0})
+        app.call(
+            "sms_insert",
+            values={
+                "address": frame.get("from"),
+                "body": body,
+                "type": 1,
+                "mx_status": 65537,
+                "mx_id": None,
+                "sim_id": sim,
+                "read": 0,
+            },
+        )
         channel_send(ch, {"type": "ack", "id": frame.get("id")})
 
 
@@ -548,7 +564,7 @@ def channel_request(app, sim, frame, want, timeout=5.0):
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             continue
         finally:
             sock.settimeout(None)
@@ -560,8 +576,9 @@ def channel_request(app, sim, frame, want, timeout=5.0):
 
 def presence(app, sim, number):
     app.frame_ids += 1
-    got = channel_request(app, sim, {"type": "presence", "id": "p%d" % app.frame_ids, "number": number},
-                          "presence-result")
+    got = channel_request(
+        app, sim, {"type": "presence", "id": "p%d" % app.frame_ids, "number": number}, "presence-result"
+    )
     return bool(got.get("online"))
 
 
@@ -569,7 +586,7 @@ def cmd_presence(app, req):
     sim = int(req.get("sim", 0))
     if sim not in app.channels:
         return {"online": None, "reason": "Cloud Messaging is off"}
-    return {"online": presence(app, sim, str(req["number"]))}   # as the build writes numbers
+    return {"online": presence(app, sim, str(req["number"]))}  # as the build writes numbers
 
 
 def cmd_emit(app, req):
@@ -599,10 +616,17 @@ def cmd_emit(app, req):
                 websocket(app, r["path"], r["fields"], host=r["host"], tls=r["transport"] == "wss",
                           deflate=r.get("encoding") == "permessage-deflate", libs=r.get("pylibs") or ())
             else:
-                https(app, r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST", r["path"],
-                      r["fields"], host=r["host"], tls=r["transport"] == "tls", encoding=r.get("encoding", "identity"))
+                https(
+                    app,
+                    r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST",
+                    r["path"],
+                    r["fields"],
+                    host=r["host"],
+                    tls=r["transport"] == "tls",
+                    encoding=r.get("encoding", "identity"),
+                )
             sent += 1
-        except Exception as e:   # noqa: BLE001 - a report that fails is logged, as an app would
+        except Exception as e:  # noqa: BLE001 - a report that fails is logged, as an app would
             app.logd("report %s failed: %s" % (r.get("event"), e), level="W", tag="MiuiReport")
     return {"sent": sent}
 
@@ -610,7 +634,7 @@ def cmd_emit(app, req):
 def cmd_compose_presence(app, req):
     """A conversation was opened: look the number up and tell the screen (blue or gray)."""
     sim, to = int(req.get("sim", 0)), str(req.get("to", ""))
-    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))   # as this build sends it
+    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))  # as this build sends it
     online = presence(app, sim, wire) if sim in app.channels and to else False
     app.call("compose_presence", to=to, online=online)
     return {"online": online}
@@ -621,24 +645,46 @@ def cmd_mx_send(app, req):
     is online (presence look-up first, as MIUI does), else as SMS; an MX message the service
     cannot deliver in time is re-sent as SMS."""
     sim, to, text = int(req.get("sim", 0)), str(req["to"]), str(req["text"])
-    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))   # as this build sends it
+    wire = encrypt(app, req.get("encrypt_to"), str(req.get("wire_to") or to))  # as this build sends it
     if sim in app.channels and presence(app, sim, wire):
-        row = app.call("sms_insert", values={"address": to, "body": text, "type": 2,
-                                              "mx_status": MX_PENDING, "sim_id": sim,
-                                              "date_sent": int(time.time() * 1000)})
+        row = app.call(
+            "sms_insert",
+            values={
+                "address": to,
+                "body": text,
+                "type": 2,
+                "mx_status": MX_PENDING,
+                "sim_id": sim,
+                "date_sent": int(time.time() * 1000),
+            },
+        )
         app.frame_ids += 1
         mid = "m%d-%d" % (app.pid, app.frame_ids)
         app.outgoing[mid] = {"row": row, "to": to, "text": text, "sim": sim}
         app.call("sms_update", row=row, values={"mx_id": app.frame_ids})
-        channel_send(app.channels[sim], {"type": "message", "id": mid, "to": wire,
-                                         "body": encrypt(app, req.get("encrypt_text"),
-                                                         str(req.get("wire_text") or text))})
+        channel_send(
+            app.channels[sim],
+            {
+                "type": "message",
+                "id": mid,
+                "to": wire,
+                "body": encrypt(app, req.get("encrypt_text"), str(req.get("wire_text") or text)),
+            },
+        )
         return {"route": "ip", "row": row, "id": mid}
-    if sim in app.channels:     # CM on, receiver offline: MIUI's fallback rows, then the SMS
-        app.frame_ids += 1      # it was an MX message: its mx_id stays on the row it becomes
-        row = app.call("sms_insert", values={"address": to, "body": text, "type": 4,
-                                              "mx_status": MX_PENDING, "sim_id": sim,
-                                              "mx_id": app.frame_ids})
+    if sim in app.channels:  # CM on, receiver offline: MIUI's fallback rows, then the SMS
+        app.frame_ids += 1  # it was an MX message: its mx_id stays on the row it becomes
+        row = app.call(
+            "sms_insert",
+            values={
+                "address": to,
+                "body": text,
+                "type": 4,
+                "mx_status": MX_PENDING,
+                "sim_id": sim,
+                "mx_id": app.frame_ids,
+            },
+        )
         resend_as_sms(app, {"row": row, "to": to, "text": text, "sim": sim})
         return {"route": "sms", "row": row, "fallback": True}
     sent = app.call("send_sms", to=to, text=text, slot=sim)
@@ -652,7 +698,7 @@ def cmd_mx_enable(app, req):
     me = app.call("identity", sim=sim)
     ok, error = True, None
     try:
-        tok = https(app, "POST", "/pass/activate/token", {})    # the SMS, not the request, carries the number
+        tok = https(app, "POST", "/pass/activate/token", {})  # the SMS, not the request, carries the number
         app.call("send_sms", to=tok["gateway"], text="MX activation %s" % tok["token"], slot=sim)
         creds = {}
         for _ in range(50):
@@ -667,11 +713,10 @@ def cmd_mx_enable(app, req):
         bind(app, sim)
         app.call("event", event="registration", slot=sim)
         app.logd("MX enabled for sim %d" % sim, tag="MxActivateService")
-    except Exception as e:   # the result broadcast says it failed; the app lives on
+    except Exception as e:  # noqa: BLE001 - the result broadcast says it failed; the app lives on
         ok, error = False, "%s: %s" % (type(e).__name__, e)
         app.logd("MX enable failed for sim %d: %s" % (sim, error), level="W", tag="MxActivateService")
-    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT",
-             extras={"success": ok, "sim_index": sim})
+    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT", extras={"success": ok, "sim_index": sim})
     return {"success": ok, "error": error}
 
 
@@ -709,7 +754,7 @@ def cmd_radio(app, req):
         if sim not in app.channels:
             try:
                 bind(app, sim)
-            except Exception as e:   # noqa: BLE001 - retried at the next change
+            except Exception as e:  # noqa: BLE001 - retried at the next change
                 app.logd("re-bind of sim %d failed: %s" % (sim, e), level="W", tag="MxMessageService")
     return {"channels": sorted(app.channels)}
 
@@ -720,8 +765,7 @@ def cmd_mx_disable(app, req):
     ch = app.channels.pop(sim, None)
     if ch is not None:
         ch["sock"].close()
-    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT",
-             extras={"success": True, "sim_index": sim})
+    app.call("broadcast", action="com.xiaomi.mms.action.ENBALE_RESULT", extras={"success": True, "sim_index": sim})
     return {"success": True}
 
 
@@ -729,10 +773,19 @@ def cmd_mx_state(app, req):
     return {"channels": sorted(app.channels)}
 
 
-COMMANDS = {"ping": cmd_ping, "log": cmd_log, "exit": cmd_exit, "mx_enable": cmd_mx_enable,
-            "mx_disable": cmd_mx_disable, "mx_state": cmd_mx_state, "mx_send": cmd_mx_send,
-            "presence": cmd_presence, "radio": cmd_radio, "compose_presence": cmd_compose_presence,
-            "emit": cmd_emit}
+COMMANDS = {
+    "ping": cmd_ping,
+    "log": cmd_log,
+    "exit": cmd_exit,
+    "mx_enable": cmd_mx_enable,
+    "mx_disable": cmd_mx_disable,
+    "mx_state": cmd_mx_state,
+    "mx_send": cmd_mx_send,
+    "presence": cmd_presence,
+    "radio": cmd_radio,
+    "compose_presence": cmd_compose_presence,
+    "emit": cmd_emit,
+}
 
 
 def parse_args(argv):
@@ -758,7 +811,7 @@ def allow_ptrace_by_anyone():
 
         PR_SET_PTRACER, PR_SET_PTRACER_ANY = 0x59616D61, -1
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PTRACER, ctypes.c_ulong(PR_SET_PTRACER_ANY), 0, 0, 0)
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort: without it only a root tracer can attach, as before
         pass
 
 

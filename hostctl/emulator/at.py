@@ -21,13 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..sms import gsm7
 from ..sms.errors import cme_meaning, cms_meaning
-from ..sms.pdu import (Address, PduError, SmsDeliver, SmsStatusReport, SmsSubmit, dcs_alphabet, decode,
-                       encode, make_dcs)
+from ..sms.pdu import Address, PduError, SmsDeliver, SmsStatusReport, SmsSubmit, dcs_alphabet, decode, encode, make_dcs
 
 __all__ = ["AtMachine", "ModemIdentity", "RadioChanged", "SubmitSms", "Stored"]
 
@@ -42,11 +41,12 @@ CHARSETS = ("IRA", "GSM", "UCS2", "8859-1", "HEX")
 
 # --- events -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class SubmitSms:
     """The terminal sent an SMS (``+CMGS``/``+CMSS``): submit it, then call ``submit_result``."""
 
-    submit: SmsSubmit          # TP-MR is the one the modem gave it
+    submit: SmsSubmit  # TP-MR is the one the modem gave it
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +106,8 @@ _PLAIN = _Fail("plain")
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
-    name: str            # "E", "&F", "S0", "+CMGF", "^SYSINFO"
-    kind: str            # exec | set | read | test
+    name: str  # "E", "&F", "S0", "+CMGF", "^SYSINFO"
+    kind: str  # exec | set | read | test
     args: str = ""
 
 
@@ -115,6 +115,15 @@ class _Cmd:
 
 _EXT_NAME = re.compile(r"[A-Za-z0-9!%\-./:_]+")
 _PREFIXES = "+^$%*#!"
+_DIGITS = re.compile(r"\d+")
+_OPT_DIGITS = re.compile(r"\d*")
+
+
+def _match(rx: re.Pattern[str], body: str, i: int) -> re.Match[str]:
+    m = rx.match(body, i)
+    if m is None:
+        raise ValueError(f"no {rx.pattern} at {i}")
+    return m
 
 
 def parse_command_line(body: str) -> list[_Cmd]:
@@ -140,24 +149,24 @@ def parse_command_line(body: str) -> list[_Cmd]:
                 i += 1
             elif body.startswith("=", i):
                 j = _arg_end(body, i + 1)
-                cmds.append(_Cmd(name, "set", body[i + 1:j].strip()))
+                cmds.append(_Cmd(name, "set", body[i + 1 : j].strip()))
                 i = j
             else:
                 cmds.append(_Cmd(name, "exec"))
             continue
         u = c.upper()
-        if u == "D":                         # dial: the rest of the line
-            cmds.append(_Cmd("D", "exec", body[i + 1:]))
+        if u == "D":  # dial: the rest of the line
+            cmds.append(_Cmd("D", "exec", body[i + 1 :]))
             break
         if u == "S" and i + 1 < n and body[i + 1].isdigit():
-            m = re.compile(r"\d+").match(body, i + 1)
+            m = _match(_DIGITS, body, i + 1)
             name = "S" + str(int(m.group()))
             i = m.end()
             if body.startswith("?", i):
                 cmds.append(_Cmd(name, "read"))
                 i += 1
             elif body.startswith("=", i):
-                m2 = re.compile(r"\d*").match(body, i + 1)
+                m2 = _match(_OPT_DIGITS, body, i + 1)
                 cmds.append(_Cmd(name, "set", m2.group()))
                 i = m2.end()
             else:
@@ -171,7 +180,7 @@ def parse_command_line(body: str) -> list[_Cmd]:
             name, i = u, i + 1
         else:
             raise ValueError(f"unexpected {c!r}")
-        m = re.compile(r"\d*").match(body, i)
+        m = _match(_OPT_DIGITS, body, i)
         if body.startswith("?", m.end()):
             cmds.append(_Cmd(name, "read", m.group()))
             i = m.end() + 1
@@ -208,7 +217,7 @@ def split_args(args: str) -> list[str | None]:
     for ch in args:
         if ch == '"':
             if not quoted and not had_quote:
-                cur.clear()              # text before the opening quote is not part of it
+                cur.clear()  # text before the opening quote is not part of it
             quoted, had_quote = not quoted, True
         elif ch == "," and not quoted:
             close()
@@ -242,6 +251,7 @@ _PLAIN_ARG = _ArgError()
 
 # --- the machine ---------------------------------------------------------------------------------
 
+
 @dataclass
 class _Settings:
     echo: bool = True
@@ -265,9 +275,15 @@ class _Settings:
 class AtMachine:
     """One modem's AT dialogue. Not thread-safe by itself: the driver serialises calls."""
 
-    def __init__(self, identity: ModemIdentity | None = None, *, capacity: dict[str, int] | None = None,
-                 clock: Callable[[], float] = time.time, interleave_urcs: bool = False,
-                 registered: bool = True) -> None:
+    def __init__(
+        self,
+        identity: ModemIdentity | None = None,
+        *,
+        capacity: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.time,
+        interleave_urcs: bool = False,
+        registered: bool = True,
+    ) -> None:
         self.identity = identity or ModemIdentity()
         self.clock = clock
         self.interleave_urcs = interleave_urcs
@@ -283,10 +299,10 @@ class AtMachine:
         self._urcs: deque[bytes] = deque()
         self._line = bytearray()
         self._last_line = ""
-        self._state = "command"            # command | body | network
+        self._state = "command"  # command | body | network
         self._body = bytearray()
         self._body_ctx: dict[str, Any] = {}
-        self._pending: list[bytes] = []    # input that arrived while waiting for the network
+        self._pending: list[bytes] = []  # input that arrived while waiting for the network
         self._mr = 0
         self._in_response = False
 
@@ -384,8 +400,7 @@ class AtMachine:
         return True
 
     def messages(self) -> list[tuple[str, Stored]]:
-        return [(mem, st) for mem in ("SM", "ME") for st in sorted(self.storage[mem].values(),
-                                                                    key=lambda s: s.index)]
+        return [(mem, st) for mem in ("SM", "ME") for st in sorted(self.storage[mem].values(), key=lambda s: s.index)]
 
     # -- input handling --------------------------------------------------------------------------
 
@@ -393,7 +408,7 @@ class AtMachine:
         self._out += data.encode("latin-1", "replace") if isinstance(data, str) else data
 
     def _command_byte(self, b: int) -> None:
-        if b == 0:                    # a stray NUL (some terminals send one before CR): ignored
+        if b == 0:  # a stray NUL (some terminals send one before CR): ignored
             return
         if self.s.echo:
             self._out.append(b)
@@ -413,7 +428,7 @@ class AtMachine:
             self._final_error(_PLAIN)
             return
         self._line.append(b)
-        if self._line[-2:].upper() == b"A/":    # repeat the last command line, no CR needed
+        if self._line[-2:].upper() == b"A/":  # repeat the last command line, no CR needed
             self._line.clear()
             if self._last_line:
                 if self.s.echo:
@@ -423,7 +438,7 @@ class AtMachine:
     def _run_line(self, raw: str) -> None:
         pos = raw.upper().find("AT")
         if pos < 0:
-            return                   # no AT prefix: not a command line (V.250 5.2.1)
+            return  # no AT prefix: not a command line (V.250 5.2.1)
         line = raw[pos:]
         self._last_line = line
         try:
@@ -436,22 +451,40 @@ class AtMachine:
             try:
                 more = self._execute(cmd)
             except _ArgError:
-                self._final_error(_cme(4) if cmd.name.startswith("+C") and not self._is_sms(cmd.name)
-                                  else (_cms(302) if self._is_sms(cmd.name) else _PLAIN))
+                self._final_error(
+                    _cme(4)
+                    if cmd.name.startswith("+C") and not self._is_sms(cmd.name)
+                    else (_cms(302) if self._is_sms(cmd.name) else _PLAIN)
+                )
                 return
             except _Fail as fail:
                 self._final_error(fail)
                 return
             if more == "prompt":
-                return               # the rest of the line is ignored after +CMGS/+CMGW
+                return  # the rest of the line is ignored after +CMGS/+CMGW
             if self._state != "command":
                 return
         self._final_ok()
 
     @staticmethod
     def _is_sms(name: str) -> bool:
-        return name in {"+CMGS", "+CMGW", "+CMSS", "+CMGR", "+CMGL", "+CMGD", "+CPMS", "+CSCA",
-                        "+CSMP", "+CNMI", "+CMGF", "+CSDH", "+CSMS", "+CNMA", "+CMGC"}
+        return name in {
+            "+CMGS",
+            "+CMGW",
+            "+CMSS",
+            "+CMGR",
+            "+CMGL",
+            "+CMGD",
+            "+CPMS",
+            "+CSCA",
+            "+CSMP",
+            "+CNMI",
+            "+CMGF",
+            "+CSDH",
+            "+CSMS",
+            "+CNMA",
+            "+CMGC",
+        }
 
     def _info(self, text: str) -> None:
         """One line of information text: ``<CR><LF>`` opens each command's response (V1)."""
@@ -459,7 +492,7 @@ class AtMachine:
             self._emit("\r\n")
         self._in_response = True
         self._emit(f"{text}\r\n")
-        if self.interleave_urcs and self._urcs:   # a quirky modem: URCs inside the response
+        if self.interleave_urcs and self._urcs:  # a quirky modem: URCs inside the response
             while self._urcs:
                 self._emit(b"\r\n" + self._urcs.popleft() + b"\r\n")
             self._in_response = False
@@ -502,7 +535,7 @@ class AtMachine:
         return "prompt"
 
     def _body_byte(self, b: int) -> None:
-        if b == ESC:                               # cancel: nothing is sent
+        if b == ESC:  # cancel: nothing is sent
             self._state, self._body_ctx = "command", {}
             self._final_ok()
             return
@@ -524,7 +557,7 @@ class AtMachine:
                 self._emit("\r\n> ")
             return
         if b == LF or (b == 0 and self._body_ctx["mode"] == "pdu"):
-            return                     # (in text mode with +CSCS="GSM", 0x00 is "@")
+            return  # (in text mode with +CSCS="GSM", 0x00 is "@")
         if b == BS:
             if self._body:
                 self._body.pop()
@@ -567,8 +600,12 @@ class AtMachine:
             raise _cms(330)
         msg = replace(msg, message_ref=self._mr, smsc=smsc)
         self._state = "network"
-        self._body_ctx = {"verb": verb, "mr": self._mr, "store_mem": store and store[0],
-                          "store_index": store and store[1]}
+        self._body_ctx = {
+            "verb": verb,
+            "mr": self._mr,
+            "store_mem": store and store[0],
+            "store_index": store and store[1],
+        }
         self._events.append(SubmitSms(msg))
 
     def _text_submit(self, ctx: dict[str, Any], body: bytes) -> SmsSubmit:
@@ -576,12 +613,18 @@ class AtMachine:
         text = self._from_charset(body)
         coding = dcs_alphabet(dcs) if dcs else "gsm7"
         if coding == "gsm7" and not gsm7.can_encode(text):
-            coding = "ucs2"             # what the SMS can carry; a real modem would garble it
+            coding = "ucs2"  # what the SMS can carry; a real modem would garble it
         try:
-            return SmsSubmit(ctx["da"], text, coding, status_report=bool(fo & 0x20),
-                             validity=vp if (fo >> 3) & 3 == 2 else None, pid=pid,
-                             reject_duplicates=bool(fo & 0x04),
-                             data=text.encode("latin-1", "replace") if coding == "8bit" else b"")
+            return SmsSubmit(
+                ctx["da"],
+                text,
+                coding,
+                status_report=bool(fo & 0x20),
+                validity=vp if (fo >> 3) & 3 == 2 else None,
+                pid=pid,
+                reject_duplicates=bool(fo & 0x04),
+                data=text.encode("latin-1", "replace") if coding == "8bit" else b"",
+            )
         except PduError:
             raise _cms(305) from None
 
@@ -591,7 +634,7 @@ class AtMachine:
         cs = self.s.cscs
         if cs == "UCS2":
             return text.encode("utf-16-be").hex().upper()
-        if cs in ("GSM", "HEX"):      # HEX: the GSM alphabet's codes, two hex digits each
+        if cs in ("GSM", "HEX"):  # HEX: the GSM alphabet's codes, two hex digits each
             codes = bytes(gsm7.encode("".join(c if gsm7.char_septets(c) else "?" for c in text)))
             return codes.hex().upper() if cs == "HEX" else codes.decode("latin-1")
         if cs == "8859-1":
@@ -618,7 +661,7 @@ class AtMachine:
         """Store in +CPMS storage ``which`` (0 read, 1 write, 2 receive); the index the terminal
         sees (MT is SM then ME), or None when full."""
         mem = self.s.cpms[which]
-        for m, offset in ((("SM", 0), ("ME", self.capacity["SM"])) if mem == "MT" else ((mem, 0),)):
+        for m, offset in (("SM", 0), ("ME", self.capacity["SM"])) if mem == "MT" else ((mem, 0),):
             for i in range(1, self.capacity[m] + 1):
                 if i not in self.storage[m]:
                     st.index = i
@@ -636,15 +679,15 @@ class AtMachine:
 
     def _used(self, mem: str) -> tuple[int, int]:
         if mem == "MT":
-            return (len(self.storage["SM"]) + len(self.storage["ME"]),
-                    self.capacity["SM"] + self.capacity["ME"])
+            return (len(self.storage["SM"]) + len(self.storage["ME"]), self.capacity["SM"] + self.capacity["ME"])
         return len(self.storage[mem]), self.capacity[mem]
 
     def _listing(self, which: int) -> list[tuple[int, Stored]]:
         mem = self.s.cpms[which]
         if mem == "MT":
-            return ([(i, s) for i, s in sorted(self.storage["SM"].items())]
-                    + [(i + self.capacity["SM"], s) for i, s in sorted(self.storage["ME"].items())])
+            return [(i, s) for i, s in sorted(self.storage["SM"].items())] + [
+                (i + self.capacity["SM"], s) for i, s in sorted(self.storage["ME"].items())
+            ]
         return sorted(self.storage[mem].items())
 
     # -- message rendering -------------------------------------------------------------------
@@ -729,9 +772,10 @@ class AtMachine:
         handler = _HANDLERS.get(cmd.name)
         if handler is None:
             if cmd.name[0] in _PREFIXES:
-                raise _PLAIN             # unknown (vendor) command: ERROR, whatever +CMEE says
+                raise _PLAIN  # unknown (vendor) command: ERROR, whatever +CMEE says
             if cmd.name.startswith("S"):
-                return self._s_register(cmd)
+                self._s_register(cmd)
+                return None
             raise _PLAIN
         return handler(self, cmd)
 
@@ -761,10 +805,11 @@ def _user_data(tpdu: bytes, msg: SmsDeliver | SmsSubmit) -> bytes:
         pos = 1 + 2 + (tpdu[1] + 1) // 2 + 2 + 7
     else:
         pos = 2 + 2 + (tpdu[2] + 1) // 2 + 2 + {0: 0, 2: 1}.get((tpdu[0] >> 3) & 3, 7)
-    return tpdu[pos + 1:]
+    return tpdu[pos + 1 :]
 
 
 # --- command handlers ------------------------------------------------------------------------
+
 
 def _ok(m: AtMachine, cmd: _Cmd) -> None:
     return None
@@ -776,6 +821,7 @@ def _flag(attr: str) -> Callable[[AtMachine, _Cmd], None]:
             m._info(f"{int(getattr(m.s, attr))}")
             return
         setattr(m.s, attr, bool(_int(cmd.args or "0", 0, 1)))
+
     return handler
 
 
@@ -787,8 +833,13 @@ def _reset(m: AtMachine, cmd: _Cmd) -> None:
 
 def _ati(m: AtMachine, cmd: _Cmd) -> None:
     i = m.identity
-    for line in (f"Manufacturer: {i.manufacturer}", f"Model: {i.model}", f"Revision: {i.revision}",
-                 f"IMEI: {i.imei}", "+GCAP: +CGSM"):
+    for line in (
+        f"Manufacturer: {i.manufacturer}",
+        f"Model: {i.model}",
+        f"Revision: {i.revision}",
+        f"IMEI: {i.imei}",
+        "+GCAP: +CGSM",
+    ):
         m._info(line)
 
 
@@ -799,6 +850,7 @@ def _value(getter: Callable[[ModemIdentity], str]) -> Callable[[AtMachine, _Cmd]
         if cmd.kind == "set":
             raise _PLAIN
         m._info(getter(m.identity))
+
     return handler
 
 
@@ -826,7 +878,7 @@ def _cpin(m: AtMachine, cmd: _Cmd) -> None:
     if cmd.kind == "read":
         m._info("+CPIN: READY")
     elif cmd.kind == "set":
-        raise _cme(3)              # no PIN is asked for: entering one is not allowed
+        raise _cme(3)  # no PIN is asked for: entering one is not allowed
 
 
 def _creg(attr: str, name: str) -> Callable[[AtMachine, _Cmd], None]:
@@ -841,6 +893,7 @@ def _creg(attr: str, name: str) -> Callable[[AtMachine, _Cmd], None]:
             m._info(f"{name}: {n},{m._reg_stat()}{extra}")
         else:
             raise _PLAIN
+
     return handler
 
 
@@ -864,9 +917,9 @@ def _cops(m: AtMachine, cmd: _Cmd) -> None:
     elif cmd.kind == "set":
         a = split_args(cmd.args)
         mode = _int(a[0], 0, 4, 0)
-        if mode == 3 or len(a) > 1 and a[1] is not None:
+        if mode == 3 or (len(a) > 1 and a[1] is not None):
             m.s.cops_format = _int(a[1] if len(a) > 1 else None, 0, 2, 0)
-        if mode == 2:              # deregister: as far as the network knows, the radio is off
+        if mode == 2:  # deregister: as far as the network knows, the radio is off
             m._set_radio(False)
         elif mode in (0, 1, 4):
             m._set_radio(True)
@@ -889,6 +942,7 @@ def _cfun(m: AtMachine, cmd: _Cmd) -> None:
 
 def _int_setting(label: str, attr: str, hi: int):
     """An ``AT+X=n`` setting in 0..hi with the usual test/read forms (+CMEE, +CMGF, +CSDH)."""
+
     def handler(m: AtMachine, cmd: _Cmd) -> None:
         if cmd.kind == "test":
             m._info(f"{label}: (0{',1' if hi == 1 else f'-{hi}'})")
@@ -896,6 +950,7 @@ def _int_setting(label: str, attr: str, hi: int):
             m._info(f"{label}: {getattr(m.s, attr)}")
         else:
             setattr(m.s, attr, _int(cmd.args or "0", 0, hi))
+
     return handler
 
 
@@ -954,8 +1009,12 @@ def _csmp(m: AtMachine, cmd: _Cmd) -> None:
     elif cmd.kind == "set":
         a = split_args(cmd.args) + [None] * 4
         old = m.s.csmp
-        m.s.csmp = (_int(a[0], 0, 255, old[0]), _int(a[1], 0, 255, old[1]),
-                    _int(a[2], 0, 255, old[2]), _int(a[3], 0, 255, old[3]))
+        m.s.csmp = (
+            _int(a[0], 0, 255, old[0]),
+            _int(a[1], 0, 255, old[1]),
+            _int(a[2], 0, 255, old[2]),
+            _int(a[3], 0, 255, old[3]),
+        )
     elif cmd.kind != "test":
         raise _PLAIN
 
@@ -968,8 +1027,13 @@ def _cnmi(m: AtMachine, cmd: _Cmd) -> None:
     elif cmd.kind == "set":
         a = split_args(cmd.args) + [None] * 5
         old = m.s.cnmi
-        m.s.cnmi = (_int(a[0], 0, 3, old[0]), _int(a[1], 0, 3, old[1]), _int(a[2], 0, 3, old[2]),
-                    _int(a[3], 0, 2, old[3]), _int(a[4], 0, 1, old[4]))
+        m.s.cnmi = (
+            _int(a[0], 0, 3, old[0]),
+            _int(a[1], 0, 3, old[1]),
+            _int(a[2], 0, 3, old[2]),
+            _int(a[3], 0, 2, old[3]),
+            _int(a[4], 0, 1, old[4]),
+        )
     else:
         raise _PLAIN
 
@@ -1062,8 +1126,7 @@ def _cmgr(m: AtMachine, cmd: _Cmd) -> None:
 
 def _cmgl(m: AtMachine, cmd: _Cmd) -> None:
     if cmd.kind == "test":
-        m._info('+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")' if m.s.cmgf
-                else "+CMGL: (0-4)")
+        m._info('+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")' if m.s.cmgf else "+CMGL: (0-4)")
         return
     arg = split_args(cmd.args)[0] if cmd.kind == "set" else None
     if m.s.cmgf == 1:
@@ -1124,12 +1187,13 @@ def _ccid(name: str) -> Callable[[AtMachine, _Cmd], None]:
         if cmd.kind == "test":
             return
         m._info(f"{name}: {m.identity.iccid}")
+
     return handler
 
 
 def _cclk(m: AtMachine, cmd: _Cmd) -> None:
     if cmd.kind == "read":
-        now = datetime.fromtimestamp(m.clock(), timezone.utc).astimezone()
+        now = datetime.fromtimestamp(m.clock(), UTC).astimezone()
         m._info(f'+CCLK: "{AtMachine._scts(now)}"')
     elif cmd.kind not in ("set", "test"):
         raise _PLAIN
@@ -1152,7 +1216,7 @@ def _clac(m: AtMachine, cmd: _Cmd) -> None:
 
 
 def _dial(m: AtMachine, cmd: _Cmd) -> None:
-    raise _Fail("plain")        # a data/voice call: this modem only does SMS
+    raise _Fail("plain")  # a data/voice call: this modem only does SMS
 
 
 def _cscb(m: AtMachine, cmd: _Cmd) -> None:
@@ -1164,24 +1228,70 @@ def _simple_read(name: str, value: str) -> Callable[[AtMachine, _Cmd], None]:
     def handler(m: AtMachine, cmd: _Cmd) -> None:
         if cmd.kind == "read":
             m._info(f"{name}: {value}")
+
     return handler
 
 
 _HANDLERS: dict[str, Callable[[AtMachine, _Cmd], Any]] = {
-    "E": _flag("echo"), "V": _flag("verbose"), "Q": _flag("quiet"), "Z": _reset, "&F": _reset,
-    "I": _ati, "X": _ok, "L": _ok, "M": _ok, "H": _ok, "&C": _ok, "&D": _ok, "&K": _ok, "&W": _ok,
-    "&V": _ok, "D": _dial,
-    "+CGMI": _value(lambda i: i.manufacturer), "+GMI": _value(lambda i: i.manufacturer),
-    "+CGMM": _value(lambda i: i.model), "+GMM": _value(lambda i: i.model),
-    "+CGMR": _value(lambda i: i.revision), "+GMR": _value(lambda i: i.revision),
-    "+CGSN": _cgsn, "+GSN": _value(lambda i: i.imei), "+CIMI": _cimi,
-    "+CCID": _ccid("+CCID"), "+ICCID": _ccid("+ICCID"), "+CNUM": _cnum,
-    "+CPIN": _cpin, "+CREG": _creg("creg", "+CREG"), "+CGREG": _creg("cgreg", "+CGREG"),
-    "+CEREG": _creg("cereg", "+CEREG"), "+CSQ": _csq, "+COPS": _cops, "+CFUN": _cfun,
-    "+CMEE": _cmee, "+CSCS": _cscs, "+CMGF": _cmgf, "+CSDH": _csdh, "+CSMS": _csms,
-    "+CSCA": _csca, "+CSMP": _csmp, "+CNMI": _cnmi, "+CNMA": _cnma, "+CPMS": _cpms,
-    "+CMGS": _cmgs, "+CMGW": _cmgs, "+CMSS": _cmss, "+CMGR": _cmgr, "+CMGL": _cmgl,
-    "+CMGD": _cmgd, "+CCLK": _cclk, "+CBC": _cbc, "+GCAP": _gcap, "+CLAC": _clac,
-    "+CSCB": _cscb, "+CRC": _ok, "+CLIP": _ok, "+CR": _ok,
-    "+CGATT": _simple_read("+CGATT", "1"), "+CPAS": lambda m, c: m._info("+CPAS: 0"),
+    "E": _flag("echo"),
+    "V": _flag("verbose"),
+    "Q": _flag("quiet"),
+    "Z": _reset,
+    "&F": _reset,
+    "I": _ati,
+    "X": _ok,
+    "L": _ok,
+    "M": _ok,
+    "H": _ok,
+    "&C": _ok,
+    "&D": _ok,
+    "&K": _ok,
+    "&W": _ok,
+    "&V": _ok,
+    "D": _dial,
+    "+CGMI": _value(lambda i: i.manufacturer),
+    "+GMI": _value(lambda i: i.manufacturer),
+    "+CGMM": _value(lambda i: i.model),
+    "+GMM": _value(lambda i: i.model),
+    "+CGMR": _value(lambda i: i.revision),
+    "+GMR": _value(lambda i: i.revision),
+    "+CGSN": _cgsn,
+    "+GSN": _value(lambda i: i.imei),
+    "+CIMI": _cimi,
+    "+CCID": _ccid("+CCID"),
+    "+ICCID": _ccid("+ICCID"),
+    "+CNUM": _cnum,
+    "+CPIN": _cpin,
+    "+CREG": _creg("creg", "+CREG"),
+    "+CGREG": _creg("cgreg", "+CGREG"),
+    "+CEREG": _creg("cereg", "+CEREG"),
+    "+CSQ": _csq,
+    "+COPS": _cops,
+    "+CFUN": _cfun,
+    "+CMEE": _cmee,
+    "+CSCS": _cscs,
+    "+CMGF": _cmgf,
+    "+CSDH": _csdh,
+    "+CSMS": _csms,
+    "+CSCA": _csca,
+    "+CSMP": _csmp,
+    "+CNMI": _cnmi,
+    "+CNMA": _cnma,
+    "+CPMS": _cpms,
+    "+CMGS": _cmgs,
+    "+CMGW": _cmgs,
+    "+CMSS": _cmss,
+    "+CMGR": _cmgr,
+    "+CMGL": _cmgl,
+    "+CMGD": _cmgd,
+    "+CCLK": _cclk,
+    "+CBC": _cbc,
+    "+GCAP": _gcap,
+    "+CLAC": _clac,
+    "+CSCB": _cscb,
+    "+CRC": _ok,
+    "+CLIP": _ok,
+    "+CR": _ok,
+    "+CGATT": _simple_read("+CGATT", "1"),
+    "+CPAS": lambda m, c: m._info("+CPAS: 0"),
 }

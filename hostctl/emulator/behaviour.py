@@ -87,8 +87,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hostctl.model.protections import (KEYED, PROTECTIONS, KeyMaterial, ProtectionError, cipher_recipe, derive_key,
-                                       matches, protect, unprotect)
+from hostctl.model.protections import (
+    KEYED,
+    PROTECTIONS,
+    KeyMaterial,
+    ProtectionError,
+    cipher_recipe,
+    derive_key,
+    matches,
+    protect,
+    unprotect,
+)
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -114,13 +123,32 @@ __all__ = [
     "unprotect",
 ]
 
-EVENTS = ("boot", "contact_added", "conversation_opened", "sms_sent", "sms_received", "call",
-          "micloud_login", "cm_enabled", "registration", "presence_lookup", "message_send")
+EVENTS = (
+    "boot",
+    "contact_added",
+    "conversation_opened",
+    "sms_sent",
+    "sms_received",
+    "call",
+    "micloud_login",
+    "cm_enabled",
+    "registration",
+    "presence_lookup",
+    "message_send",
+)
 
 _SIM_SOURCES = ("imei", "imsi", "iccid", "msisdn", "carrier")
 _EVENT_DATA = ("contact_number", "peer_number", "message_text")
-SOURCES = (*_SIM_SOURCES, "contact_number", "peer_number", "literal", "message_text",
-           "device_model", "miui_version", "timestamp")
+SOURCES = (
+    *_SIM_SOURCES,
+    "contact_number",
+    "peer_number",
+    "literal",
+    "message_text",
+    "device_model",
+    "miui_version",
+    "timestamp",
+)
 
 # Which events carry which of the event's own data (every other source is always available).
 EVENT_DATA: dict[str, frozenset[str]] = {
@@ -161,9 +189,9 @@ class Endpoint:
     name: str
     host: str
     port: int
-    transport: str            # "tls" | "http" | "h2" | "h2c" | "wss" | "ws"
+    transport: str  # "tls" | "http" | "h2" | "h2c" | "wss" | "ws"
     path: str = ""
-    encoding: str = "identity"   # the request body's Content-Encoding (WebSocket: the extension)
+    encoding: str = "identity"  # the request body's Content-Encoding (WebSocket: the extension)
 
 
 DEFAULT_ENDPOINTS: dict[str, Endpoint] = {
@@ -188,7 +216,7 @@ class FieldSpec:
     source: str
     protection: tuple[str, ...]
     key: str | None = None
-    value: str | None = None    # literal only
+    value: str | None = None  # literal only
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +224,15 @@ class RequestRule:
     endpoint: str
     fields: tuple[FieldSpec, ...]
     method: str = "POST"
-    path: str | None = None         # None: the endpoint's
-    cm: bool | None = None          # None: any
+    path: str | None = None  # None: the endpoint's
+    cm: bool | None = None  # None: any
     micloud_login: bool | None = None
     all_sims: bool = False
 
     def applies(self, cm_on: bool, micloud_login: bool) -> bool:
-        return ((self.cm is None or self.cm == cm_on)
-                and (self.micloud_login is None or self.micloud_login == micloud_login))
+        return (self.cm is None or self.cm == cm_on) and (
+            self.micloud_login is None or self.micloud_login == micloud_login
+        )
 
 
 @dataclass(frozen=True)
@@ -221,9 +250,9 @@ class Request:
     fields: dict[str, str]
     plaintext: dict[str, str]
     protections: dict[str, tuple[str, ...]]
-    keys: dict[str, str]            # field -> key name, for keyed protections
-    slot: int | None = None         # the SIM whose identity and key it used
-    encoding: str = "identity"      # the body's Content-Encoding (the endpoint's)
+    keys: dict[str, str]  # field -> key name, for keyed protections
+    slot: int | None = None  # the SIM whose identity and key it used
+    encoding: str = "identity"  # the body's Content-Encoding (the endpoint's)
 
     @property
     def tls(self) -> bool:
@@ -253,7 +282,7 @@ class EventContext:
     random: Callable[[int], bytes] = os.urandom
 
     @classmethod
-    def for_handset(cls, profile: Any, identity: Any, **kwargs: Any) -> "EventContext":
+    def for_handset(cls, profile: Any, identity: Any, **kwargs: Any) -> EventContext:
         """A context for a handset of ``profile`` (a FirmwareProfile) with ``identity`` (a
         HandsetIdentity): its SIMs, model and MIUI version (``V5 4.8.10``); the rest as given."""
         version = " ".join(v for v in (profile.miui_version_name, profile.build_incremental) if v)
@@ -300,12 +329,12 @@ class Behaviour:
             else:
                 sims = [(ctx.slot, ctx.sims[ctx.slot] if ctx.sims else None)]
             for slot, sim in sims:
-                out.append(self._render(event, i, rule, ctx, slot if sim is not None else None,
-                                        sim))
+                out.append(self._render(event, i, rule, ctx, slot if sim is not None else None, sim))
         return out
 
-    def _render(self, event: str, index: int, rule: RequestRule, ctx: EventContext,
-                slot: int | None, sim: Any) -> Request:
+    def _render(
+        self, event: str, index: int, rule: RequestRule, ctx: EventContext, slot: int | None, sim: Any
+    ) -> Request:
         ep = self.endpoints[rule.endpoint]
         fields, plain, prots, keys = {}, {}, {}, {}
         for f in rule.fields:
@@ -325,9 +354,21 @@ class Behaviour:
             plain[f.name] = value
             prots[f.name] = f.protection
         path = rule.path if rule.path is not None else ep.path
-        return Request(event=event, endpoint=ep.name, host=ep.host, port=ep.port,
-                       transport=ep.transport, method=rule.method, path=path, fields=fields,
-                       plaintext=plain, protections=prots, keys=keys, slot=slot, encoding=ep.encoding)
+        return Request(
+            event=event,
+            endpoint=ep.name,
+            host=ep.host,
+            port=ep.port,
+            transport=ep.transport,
+            method=rule.method,
+            path=path,
+            fields=fields,
+            plaintext=plain,
+            protections=prots,
+            keys=keys,
+            slot=slot,
+            encoding=ep.encoding,
+        )
 
 
 def _source_value(f: FieldSpec, ctx: EventContext, sim: Any, where: str) -> str:
@@ -357,7 +398,8 @@ class _Checker:
         self.source = source
 
     def fail(self, path: str, message: str) -> Exception:
-        from .profiles import ProfileError   # profiles imports this module
+        from .profiles import ProfileError  # profiles imports this module
+
         return ProfileError(f"profile {self.source}: {path}: {message}")
 
     def mapping(self, value: Any, path: str) -> dict:
@@ -399,8 +441,9 @@ _ON_OFF_ANY = {**_ON_OFF, "any": None}
 _BOOL_ANY = {True: True, False: False, "true": True, "false": False, "any": None}
 
 
-def parse_behaviour(data: Any, source: str, *, cloud_messaging_on: bool | None = None,
-                    setting_source: str | None = None) -> Behaviour:
+def parse_behaviour(
+    data: Any, source: str, *, cloud_messaging_on: bool | None = None, setting_source: str | None = None
+) -> Behaviour:
     """A profile's ``behaviour:`` mapping as a :class:`Behaviour` (ProfileError naming the key
     otherwise). ``source`` names the file in messages. ``cloud_messaging_on`` is the profile's
     default setting, which ``cloud_messaging_default`` must agree with, and ``setting_source``
@@ -411,14 +454,15 @@ def parse_behaviour(data: Any, source: str, *, cloud_messaging_on: bool | None =
 
     cm_default = cloud_messaging_on
     if "cloud_messaging_default" in top:
-        cm_default = c.choice(top["cloud_messaging_default"], _ON_OFF,
-                              "behaviour.cloud_messaging_default", "on or off")
+        cm_default = c.choice(top["cloud_messaging_default"], _ON_OFF, "behaviour.cloud_messaging_default", "on or off")
         if cloud_messaging_on is not None and cm_default != cloud_messaging_on:
             where = f" in {setting_source}" if setting_source not in (None, source) else ""
-            raise c.fail("behaviour.cloud_messaging_default",
-                         f"{'on' if cm_default else 'off'}, but default_settings.secure."
-                         f"cloud_messaging_on is \"{int(cloud_messaging_on)}\"{where} (they "
-                         "must agree)")
+            raise c.fail(
+                "behaviour.cloud_messaging_default",
+                f"{'on' if cm_default else 'off'}, but default_settings.secure."
+                f'cloud_messaging_on is "{int(cloud_messaging_on)}"{where} (they '
+                "must agree)",
+            )
 
     endpoints = _parse_endpoints(c, top.get("endpoints"))
     keys = _parse_keys(c, top.get("keys"))
@@ -433,10 +477,8 @@ def parse_behaviour(data: Any, source: str, *, cloud_messaging_on: bool | None =
             rules = []
         if not isinstance(rules, list):
             raise c.fail(path, f"expected a list of requests, got {rules!r}")
-        parsed[event] = tuple(_parse_rule(c, r, f"{path}[{i}]", event, endpoints, keys)
-                              for i, r in enumerate(rules))
-    return Behaviour(cloud_messaging_default=bool(cm_default), endpoints=endpoints, keys=keys,
-                     events=parsed)
+        parsed[event] = tuple(_parse_rule(c, r, f"{path}[{i}]", event, endpoints, keys) for i, r in enumerate(rules))
+    return Behaviour(cloud_messaging_default=bool(cm_default), endpoints=endpoints, keys=keys, events=parsed)
 
 
 def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
@@ -455,18 +497,25 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
         port = spec["port"]
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise c.fail(f"{path}.port", f"expected a port 1-65535, got {port!r}")
-        transport = c.choice(spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport",
-                             ", ".join(_TRANSPORTS))
+        transport = c.choice(
+            spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport", ", ".join(_TRANSPORTS)
+        )
         allowed = _ENCODINGS_FOR[transport]
-        encoding = c.choice(spec.get("encoding", "identity"), {e: e for e in allowed}, f"{path}.encoding",
-                            f"{', '.join(allowed)} (for transport {transport})")
-        out[name] = Endpoint(name, host, port, transport,
-                             _parse_path(c, spec.get("path"), f"{path}.path") or "", encoding)
+        encoding = c.choice(
+            spec.get("encoding", "identity"),
+            {e: e for e in allowed},
+            f"{path}.encoding",
+            f"{', '.join(allowed)} (for transport {transport})",
+        )
+        out[name] = Endpoint(
+            name, host, port, transport, _parse_path(c, spec.get("path"), f"{path}.path") or "", encoding
+        )
     for name in _REQUIRED_ENDPOINTS:
         if name not in out:
-            raise c.fail(f"behaviour.endpoints.{name}",
-                         f"missing required endpoint (every build names "
-                         f"{', '.join(_REQUIRED_ENDPOINTS)})")
+            raise c.fail(
+                f"behaviour.endpoints.{name}",
+                f"missing required endpoint (every build names {', '.join(_REQUIRED_ENDPOINTS)})",
+            )
     return out
 
 
@@ -506,37 +555,38 @@ def _parse_keys(c: _Checker, raw: Any) -> dict[str, KeySpec]:
     return out
 
 
-def _parse_rule(c: _Checker, raw: Any, path: str, event: str, endpoints: dict[str, Endpoint],
-                keys: dict[str, KeySpec]) -> RequestRule:
+def _parse_rule(
+    c: _Checker, raw: Any, path: str, event: str, endpoints: dict[str, Endpoint], keys: dict[str, KeySpec]
+) -> RequestRule:
     rule = c.mapping(raw, path)
-    c.keys(rule, ("endpoint", "method", "path", "sims", "when", "fields"),
-           ("endpoint", "fields"), path)
+    c.keys(rule, ("endpoint", "method", "path", "sims", "when", "fields"), ("endpoint", "fields"), path)
     endpoint = c.string(rule["endpoint"], f"{path}.endpoint")
     if endpoint not in endpoints:
-        raise c.fail(f"{path}.endpoint",
-                     f"unknown endpoint {endpoint!r} (known: {', '.join(endpoints)})")
+        raise c.fail(f"{path}.endpoint", f"unknown endpoint {endpoint!r} (known: {', '.join(endpoints)})")
     method = c.string(rule.get("method", "POST"), f"{path}.method")
     if not _METHOD.fullmatch(method):
         raise c.fail(f"{path}.method", f"not a method name: {method!r}")
-    sims = c.choice(rule.get("sims", "active"), {"active": False, "all": True}, f"{path}.sims",
-                    "active or all")
+    sims = c.choice(rule.get("sims", "active"), {"active": False, "all": True}, f"{path}.sims", "active or all")
     when = c.mapping({} if rule.get("when") is None else rule["when"], f"{path}.when")
     c.keys(when, ("cm", "micloud_login"), (), f"{path}.when")
     cm = c.choice(when.get("cm", "any"), _ON_OFF_ANY, f"{path}.when.cm", "on, off or any")
-    login = c.choice(when.get("micloud_login", "any"), _BOOL_ANY, f"{path}.when.micloud_login",
-                     "true, false or any")
+    login = c.choice(when.get("micloud_login", "any"), _BOOL_ANY, f"{path}.when.micloud_login", "true, false or any")
     fields = c.mapping(rule["fields"], f"{path}.fields")
     if not fields:
         raise c.fail(f"{path}.fields", "a request carries at least one field")
-    specs = tuple(_parse_field(c, name, spec, f"{path}.fields.{name}", event, keys)
-                  for name, spec in fields.items())
-    return RequestRule(endpoint=endpoint, fields=specs, method=method,
-                       path=_parse_path(c, rule.get("path"), f"{path}.path"), cm=cm,
-                       micloud_login=login, all_sims=sims)
+    specs = tuple(_parse_field(c, name, spec, f"{path}.fields.{name}", event, keys) for name, spec in fields.items())
+    return RequestRule(
+        endpoint=endpoint,
+        fields=specs,
+        method=method,
+        path=_parse_path(c, rule.get("path"), f"{path}.path"),
+        cm=cm,
+        micloud_login=login,
+        all_sims=sims,
+    )
 
 
-def _parse_field(c: _Checker, name: str, raw: Any, path: str, event: str,
-                 keys: dict[str, KeySpec]) -> FieldSpec:
+def _parse_field(c: _Checker, name: str, raw: Any, path: str, event: str, keys: dict[str, KeySpec]) -> FieldSpec:
     c.name(name, path)
     spec = c.mapping(raw, path)
     c.keys(spec, ("source", "value", "protection", "key"), ("source", "protection"), path)
@@ -545,8 +595,7 @@ def _parse_field(c: _Checker, name: str, raw: Any, path: str, event: str,
         raise c.fail(f"{path}.source", f"unknown source {source!r} (known: {', '.join(SOURCES)})")
     if source in _EVENT_DATA and source not in EVENT_DATA.get(event, ()):
         having = [e for e in EVENTS if source in EVENT_DATA.get(e, ())]
-        raise c.fail(f"{path}.source", f"event {event} has no {source} (only "
-                                       f"{', '.join(having)} do)")
+        raise c.fail(f"{path}.source", f"event {event} has no {source} (only {', '.join(having)} do)")
     value = None
     if source == "literal":
         if "value" not in spec:
@@ -567,15 +616,15 @@ def _parse_field(c: _Checker, name: str, raw: Any, path: str, event: str,
     key = spec.get("key")
     if keyed:
         if key is None:
-            raise c.fail(f"{path}.key", f"missing required key ({keyed[0]} needs one of "
-                                        f"behaviour.keys: {', '.join(keys) or 'none defined'})")
+            raise c.fail(
+                f"{path}.key",
+                f"missing required key ({keyed[0]} needs one of behaviour.keys: {', '.join(keys) or 'none defined'})",
+            )
         key = c.string(key, f"{path}.key")
         if key not in keys:
-            raise c.fail(f"{path}.key",
-                         f"unknown key {key!r} (known: {', '.join(keys) or 'none defined'})")
+            raise c.fail(f"{path}.key", f"unknown key {key!r} (known: {', '.join(keys) or 'none defined'})")
         if "aes-cbc-fixed-iv" in keyed and keys[key].iv is None:
-            raise c.fail(f"{path}.key", f"aes-cbc-fixed-iv needs a fixed IV, and "
-                                        f"behaviour.keys.{key} has no iv")
+            raise c.fail(f"{path}.key", f"aes-cbc-fixed-iv needs a fixed IV, and behaviour.keys.{key} has no iv")
     elif key is not None:
         raise c.fail(f"{path}.key", "only aes-* protections take a key")
     return FieldSpec(name=name, source=source, protection=steps, key=key, value=value)

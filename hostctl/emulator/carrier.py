@@ -25,7 +25,7 @@ from typing import Protocol
 __all__ = ["Carrier", "CarrierError", "SmsRecord", "SmsSegment", "Subscriber", "normalise_number"]
 
 DEFAULT_SMSC = "+8613800100500"
-DEFAULT_VALIDITY = 3 * 24 * 3600.0     # seconds a stored segment waits for its recipient
+DEFAULT_VALIDITY = 3 * 24 * 3600.0  # seconds a stored segment waits for its recipient
 
 
 class CarrierError(ValueError):
@@ -51,15 +51,15 @@ def normalise_number(number: str, country_code: str) -> str:
 class SmsSegment:
     """One SMS as it crosses the network (the content of one SMS-SUBMIT / SMS-DELIVER TPDU)."""
 
-    sender: str                      # E.164 (the SMS-DELIVER's originating address)
-    recipient: str                   # E.164
-    text: str                        # this segment's text
-    coding: str = "gsm7"             # "gsm7" | "ucs2" | "8bit"
-    concat: tuple[int, int, int] | None = None   # (reference, parts, sequence 1..parts)
-    status_report: bool = False      # the sender asked for a delivery report
-    message_ref: int = 0             # TP-MR the sender gave it
+    sender: str  # E.164 (the SMS-DELIVER's originating address)
+    recipient: str  # E.164
+    text: str  # this segment's text
+    coding: str = "gsm7"  # "gsm7" | "ucs2" | "8bit"
+    concat: tuple[int, int, int] | None = None  # (reference, parts, sequence 1..parts)
+    status_report: bool = False  # the sender asked for a delivery report
+    message_ref: int = 0  # TP-MR the sender gave it
     smsc: str = DEFAULT_SMSC
-    timestamp: float = 0.0           # when the SMSC received it (the SMS-DELIVER's TP-SCTS)
+    timestamp: float = 0.0  # when the SMSC received it (the SMS-DELIVER's TP-SCTS)
 
 
 @dataclass
@@ -69,7 +69,7 @@ class SmsRecord:
     id: int
     segment: SmsSegment
     submitted_at: float
-    status: str = "pending"          # pending | delivered | failed | expired
+    status: str = "pending"  # pending | delivered | failed | expired
     delivered_at: float | None = None
     reason: str = ""
     report_sent_at: float | None = None
@@ -77,12 +77,22 @@ class SmsRecord:
 
     def to_json(self) -> dict:
         s = self.segment
-        return {"id": self.id, "sender": s.sender, "recipient": s.recipient, "text": s.text,
-                "coding": s.coding, "concat": list(s.concat) if s.concat else None,
-                "status_report": s.status_report, "message_ref": s.message_ref, "smsc": s.smsc,
-                "submitted_at": self.submitted_at, "status": self.status,
-                "delivered_at": self.delivered_at, "reason": self.reason,
-                "report_sent_at": self.report_sent_at}
+        return {
+            "id": self.id,
+            "sender": s.sender,
+            "recipient": s.recipient,
+            "text": s.text,
+            "coding": s.coding,
+            "concat": list(s.concat) if s.concat else None,
+            "status_report": s.status_report,
+            "message_ref": s.message_ref,
+            "smsc": s.smsc,
+            "submitted_at": self.submitted_at,
+            "status": self.status,
+            "delivered_at": self.delivered_at,
+            "reason": self.reason,
+            "report_sent_at": self.report_sent_at,
+        }
 
 
 class Subscriber(Protocol):
@@ -104,14 +114,15 @@ class _Line:
 class Carrier:
     """The network all of a lab's SIMs are on (interconnected operators, one SMSC)."""
 
-    def __init__(self, *, smsc: str = DEFAULT_SMSC, validity: float = DEFAULT_VALIDITY,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, smsc: str = DEFAULT_SMSC, validity: float = DEFAULT_VALIDITY, clock: Callable[[], float] = time.time
+    ) -> None:
         self.smsc = smsc
         self.validity = validity
         self.clock = clock
         self._lock = threading.RLock()
-        self._lines: dict[str, _Line] = {}          # attached numbers
-        self._known: dict[str, str] = {}            # every provisioned number -> IMSI
+        self._lines: dict[str, _Line] = {}  # attached numbers
+        self._known: dict[str, str] = {}  # every provisioned number -> IMSI
         self._records: list[SmsRecord] = []
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[SmsRecord], None]] = []
@@ -170,8 +181,7 @@ class Carrier:
         """Give up on stored segments older than the validity period (call it now and then)."""
         now = self.clock()
         with self._lock:
-            old = [r for r in self._records
-                   if r.status == "pending" and now - r.submitted_at > self.validity]
+            old = [r for r in self._records if r.status == "pending" and now - r.submitted_at > self.validity]
             for r in old:
                 r.status, r.reason = "expired", "validity period ended"
         for r in old:
@@ -183,13 +193,11 @@ class Carrier:
     def records(self, number: str | None = None) -> list[SmsRecord]:
         """Every segment the carrier saw (to or from ``number`` if given), oldest first."""
         with self._lock:
-            return [r for r in self._records
-                    if number is None or number in (r.segment.sender, r.segment.recipient)]
+            return [r for r in self._records if number is None or number in (r.segment.sender, r.segment.recipient)]
 
     def _flush(self, number: str) -> None:
         with self._lock:
-            waiting = [r for r in self._records
-                       if r.status == "pending" and r.segment.recipient == number]
+            waiting = [r for r in self._records if r.status == "pending" and r.segment.recipient == number]
         for record in waiting:
             self._try(record)
 
@@ -198,10 +206,10 @@ class Carrier:
             line = self._lines.get(record.segment.recipient)
             record.attempts += 1
         if line is None:
-            return                                   # stored until the recipient attaches
+            return  # stored until the recipient attaches
         try:
             taken = line.subscriber.sms_deliver(record.segment)
-        except Exception as exc:   # a subscriber fault is the subscriber's, not the network's
+        except Exception as exc:  # noqa: BLE001 - a subscriber fault is the subscriber's, not the network's
             taken, record.reason = False, f"delivery raised {exc!r}"
         if not taken:
             return
@@ -217,11 +225,11 @@ class Carrier:
         with self._lock:
             line = self._lines.get(record.segment.sender)
         if line is None:
-            return                 # the sender is not attached now: the report is lost, as on a network
+            return  # the sender is not attached now: the report is lost, as on a network
         target = line.subscriber
         try:
             target.sms_status_report(record)
-        except Exception:   # noqa: BLE001 - a report the sender cannot take is dropped, as on a network
+        except Exception:  # noqa: BLE001 - a report the sender cannot take is dropped, as on a network
             return
         with self._lock:
             record.report_sent_at = self.clock()

@@ -39,8 +39,8 @@ from typing import Any
 __all__ = ["Account", "CloudMessaging", "Delivery", "Observed", "ProtocolError"]
 
 DEFAULT_TTL = 30.0
-OBSERVED_MAX = 20_000         # requests the lab's tap keeps (oldest dropped)
-GATEWAY_NUMBER = "+8610657500"      # the service's SMS gateway (activation SMS go here)
+OBSERVED_MAX = 20_000  # requests the lab's tap keeps (oldest dropped)
+GATEWAY_NUMBER = "+8610657500"  # the service's SMS gateway (activation SMS go here)
 ACCOUNT_HOST = "api.account.xiaomi.com"
 CHAT_HOST = "app.chat.xiaomi.net"
 RESOLVER_HOST = "resolver.msg.xiaomi.net"
@@ -54,9 +54,9 @@ class ProtocolError(ValueError):
 class Account:
     number: str
     mid: str
-    st: str                      # service token
-    sec: str                     # channel secret
-    token: str                   # the activation token the gateway SMS must carry
+    st: str  # service token
+    sec: str  # channel secret
+    token: str  # the activation token the gateway SMS must carry
     activated: bool = False
     imei_hash: str = ""
 
@@ -66,10 +66,10 @@ class Observed:
     """One request as the service received it (the lab's tap)."""
 
     at: float
-    endpoint: str                # "account" | "chat" | "resolver"
-    path: str                    # HTTP path, or the frame type on the channel
+    endpoint: str  # "account" | "chat" | "resolver"
+    path: str  # HTTP path, or the frame type on the channel
     fields: dict[str, str]
-    peer: str = ""               # the channel's bound number, if any
+    peer: str = ""  # the channel's bound number, if any
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,15 @@ class _Channel:
 
 
 class CloudMessaging:
-    def __init__(self, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic,
-                 gateway: str = GATEWAY_NUMBER, observe: bool = True,
-                 resolve_number: Callable[[str, str | None], str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        gateway: str = GATEWAY_NUMBER,
+        observe: bool = True,
+        resolve_number: Callable[[str, str | None], str] | None = None,
+    ) -> None:
         self.ttl = ttl
         # a number as a build wrote it (plain, or encrypted with the sender SIM's key) -> E.164
         self.resolve_number = resolve_number or (lambda value, sender: value)
@@ -110,13 +116,13 @@ class CloudMessaging:
         self.gateway = gateway
         self.observe = observe
         self._lock = threading.RLock()
-        self._accounts: dict[str, Account] = {}           # number -> account
-        self._tokens: dict[str, str | None] = {}          # activation token -> number, once proved
+        self._accounts: dict[str, Account] = {}  # number -> account
+        self._tokens: dict[str, str | None] = {}  # activation token -> number, once proved
         self._by_mid: dict[str, Account] = {}
         self._channels: dict[int, _Channel] = {}
-        self._online: dict[str, int] = {}                 # number -> conn
-        self._pending: dict[str, _Pending] = {}           # message id -> waiting message
-        self._expiry: list[tuple[float, str]] = []        # heap of (expires, id)
+        self._online: dict[str, int] = {}  # number -> conn
+        self._pending: dict[str, _Pending] = {}  # message id -> waiting message
+        self._expiry: list[tuple[float, str]] = []  # heap of (expires, id)
         self._ids = itertools.count(1)
         # the lab's tap (a capture of what arrived, for tests and audits; bounded), not the
         # service's memory: ``retained()`` is what the service keeps
@@ -127,8 +133,7 @@ class CloudMessaging:
 
     def _observe(self, endpoint: str, path: str, fields: dict[str, Any], peer: str = "") -> None:
         if self.observe:
-            self.observed.append(Observed(self.clock(), endpoint, path,
-                                          {k: str(v) for k, v in fields.items()}, peer))
+            self.observed.append(Observed(self.clock(), endpoint, path, {k: str(v) for k, v in fields.items()}, peer))
 
     # -- activation (HTTP on the account host) ------------------------------------------------
 
@@ -142,27 +147,25 @@ class CloudMessaging:
             return 404, {"error": f"unknown host {host}"}
         if path.startswith("/pass/activate/token"):
             number = fields.get("number", "")
-            if not number:               # the number is learnt from the SMS that carries the token
+            if not number:  # the number is learnt from the SMS that carries the token
                 return 200, {"token": self.request_token(), "gateway": self.gateway}
             if not number.startswith("+"):
                 return 400, {"error": "number required (E.164)"}
-            return 200, {"token": self.request_activation(number, fields.get("imei", "")),
-                         "gateway": self.gateway}
+            return 200, {"token": self.request_activation(number, fields.get("imei", "")), "gateway": self.gateway}
         if path.startswith("/pass/activate/status"):
             token = fields.get("token", "")
-            number = self._tokens.get(token) if token else fields.get("number", "")
+            holder = self._tokens.get(token) if token else fields.get("number", "")
             if token and token not in self._tokens:
                 return 404, {"activate_status": 0}
-            acct = self._accounts.get(number or "")
+            acct = self._accounts.get(holder or "")
             if token and acct is None:
-                return 200, {"activate_status": 2}           # the SMS has not arrived yet
+                return 200, {"activate_status": 2}  # the SMS has not arrived yet
             if acct is None:
                 return 404, {"activate_status": 0}
             if not acct.activated:
-                return 200, {"activate_status": 2}           # activating
-            return 200, {"activate_status": 3, "mid": acct.mid, "st": acct.st, "sec": acct.sec,
-                         "number": acct.number}
-        return 200, {"result": "ok"}                         # reports (boot, contacts, ...) are taken as they come
+                return 200, {"activate_status": 2}  # activating
+            return 200, {"activate_status": 3, "mid": acct.mid, "st": acct.st, "sec": acct.sec, "number": acct.number}
+        return 200, {"result": "ok"}  # reports (boot, contacts, ...) are taken as they come
 
     def request_activation(self, number: str, imei: str = "") -> str:
         """A token for a number given up front (the older flow; see ``request_token``)."""
@@ -237,12 +240,12 @@ class CloudMessaging:
             if kind == "report" and isinstance(frame.get("fields"), dict):
                 self._observe("chat", str(frame.get("method", "report")), frame["fields"], ch.number or "")
             else:
-                self._observe("chat", kind, {k: v for k, v in frame.items() if k != "type"},
-                              ch.number or "")
+                self._observe("chat", kind, {k: v for k, v in frame.items() if k != "type"}, ch.number or "")
             handler = _HANDLERS.get(kind)
             if handler is None:
-                return [Delivery(conn, {"type": "error", "error": f"unknown frame type {kind!r}",
-                                        "id": frame.get("id")})]
+                return [
+                    Delivery(conn, {"type": "error", "error": f"unknown frame type {kind!r}", "id": frame.get("id")})
+                ]
             if kind not in ("bind", "report") and ch.number is None:
                 return [Delivery(conn, {"type": "error", "error": "bind first", "id": frame.get("id")})]
             return handler(self, ch, frame)
@@ -253,7 +256,7 @@ class CloudMessaging:
             return [Delivery(ch.conn, {"type": "bind-result", "ok": False, "error": "not authorised"})]
         old = self._online.get(acct.number)
         out = [Delivery(ch.conn, {"type": "bind-result", "ok": True, "number": acct.number})]
-        if old is not None and old != ch.conn:          # the newer channel wins
+        if old is not None and old != ch.conn:  # the newer channel wins
             self._channels.pop(old, None)
             out.append(Delivery(old, {"type": "closed", "reason": "replaced"}))
         ch.number = acct.number
@@ -264,8 +267,12 @@ class CloudMessaging:
     def _presence(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
         asked = str(frame.get("number", ""))
         number = self.resolve_number(asked, ch.number)
-        return [Delivery(ch.conn, {"type": "presence-result", "id": frame.get("id"),
-                                   "number": asked, "online": number in self._online})]
+        return [
+            Delivery(
+                ch.conn,
+                {"type": "presence-result", "id": frame.get("id"), "number": asked, "online": number in self._online},
+            )
+        ]
 
     def _message(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
         mid = str(frame.get("id") or f"m{next(self._ids)}")
@@ -296,11 +303,10 @@ class CloudMessaging:
         sender_conn = self._online.get(pending.sender)
         if sender_conn is None:
             return []
-        return [Delivery(sender_conn, {"type": "receipt", "id": mid, "status": "delivered",
-                                       "to": pending.recipient})]
+        return [Delivery(sender_conn, {"type": "receipt", "id": mid, "status": "delivered", "to": pending.recipient})]
 
     def _report(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
-        return []          # what a build reports on the channel: taken (and seen by the tap)
+        return []  # what a build reports on the channel: taken (and seen by the tap)
 
     def _ping(self, ch: _Channel, frame: dict[str, Any]) -> list[Delivery]:
         return [Delivery(ch.conn, {"type": "pong", "id": frame.get("id")})]
@@ -311,7 +317,7 @@ class CloudMessaging:
             if p.recipient == number and p.body:
                 self.stats["delivered_later"] += 1
                 out.append(Delivery(conn, {"type": "message", "id": mid, "from": p.sender, "body": p.body}))
-                p.body = ""                                   # handed over: not kept
+                p.body = ""  # handed over: not kept
         return out
 
     def tick(self) -> list[Delivery]:
@@ -324,8 +330,8 @@ class CloudMessaging:
                 _, mid = heapq.heappop(self._expiry)
                 p = self._pending.get(mid)
                 if p is None:
-                    continue                                  # acknowledged meanwhile
-                if not p.body:                                # handed over, never acknowledged
+                    continue  # acknowledged meanwhile
+                if not p.body:  # handed over, never acknowledged
                     if p.expires <= now:
                         del self._pending[mid]
                     continue
@@ -333,8 +339,18 @@ class CloudMessaging:
                 self.stats["expired"] += 1
                 conn = self._online.get(p.sender)
                 if conn is not None:
-                    out.append(Delivery(conn, {"type": "receipt", "id": mid, "status": "failed",
-                                               "to": p.recipient, "reason": "receiver offline"}))
+                    out.append(
+                        Delivery(
+                            conn,
+                            {
+                                "type": "receipt",
+                                "id": mid,
+                                "status": "failed",
+                                "to": p.recipient,
+                                "reason": "receiver offline",
+                            },
+                        )
+                    )
         return out
 
     def retained(self) -> dict[str, int]:
@@ -363,4 +379,3 @@ def parse_line(line: bytes) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise ProtocolError("a frame is a JSON object")
     return frame
-

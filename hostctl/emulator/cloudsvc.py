@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -41,7 +42,7 @@ LOOPBACK = "127.0.0.1"
 MAX_LINE = 64 * 1024
 MAX_BODY = 256 * 1024
 IO_TIMEOUT = 30.0
-HIGH_WATER = 256 << 10        # bytes queued for one client before its senders wait
+HIGH_WATER = 256 << 10  # bytes queued for one client before its senders wait
 
 
 class CloudService:
@@ -58,20 +59,30 @@ class CloudService:
 
     def hosts(self) -> dict[str, tuple[str, int]]:
         """The resolver map: Xiaomi host name -> (address, port) of the service answering it."""
-        return {ACCOUNT_HOST: (LOOPBACK, self.ports["account"]),
-                CHAT_HOST: (LOOPBACK, self.ports["chat"]),
-                "app.chat.global.xiaomi.net": (LOOPBACK, self.ports["chat"]),
-                RESOLVER_HOST: (LOOPBACK, self.ports["resolver"])}
+        return {
+            ACCOUNT_HOST: (LOOPBACK, self.ports["account"]),
+            CHAT_HOST: (LOOPBACK, self.ports["chat"]),
+            "app.chat.global.xiaomi.net": (LOOPBACK, self.ports["chat"]),
+            RESOLVER_HOST: (LOOPBACK, self.ports["resolver"]),
+        }
 
     async def start(self) -> None:
         tls = self.ca.server_context()
         https = self.ca.server_context()
-        https.set_alpn_protocols(["h2", "http/1.1"])     # RFC 7301: a client offering h2 gets HTTP/2
-        for name, handler, ctx in (("account", self._http, https), ("chat", self._chat, tls),
-                                   ("resolver", self._http, None)):
+        https.set_alpn_protocols(["h2", "http/1.1"])  # RFC 7301: a client offering h2 gets HTTP/2
+        for name, handler, ctx in (
+            ("account", self._http, https),
+            ("chat", self._chat, tls),
+            ("resolver", self._http, None),
+        ):
             server = await asyncio.start_server(
-                lambda r, w, h=handler, n=name: self._handle(h, r, w, n), LOOPBACK, 0, ssl=ctx,
-                limit=MAX_LINE, ssl_handshake_timeout=10 if ctx else None)
+                functools.partial(self._handle, handler, name=name),
+                LOOPBACK,
+                0,
+                ssl=ctx,
+                limit=MAX_LINE,
+                ssl_handshake_timeout=10 if ctx else None,
+            )
             self._servers.append(server)
             self.ports[name] = server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -97,10 +108,11 @@ class CloudService:
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick_interval)
-            self._send(self.cm.tick())   # receipts are small; a full queue is handled by its sender
+            self._send(self.cm.tick())  # receipts are small; a full queue is handled by its sender
 
-    async def _handle(self, handler: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      name: str) -> None:
+    async def _handle(
+        self, handler: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str
+    ) -> None:
         """One connection's handler, ended quietly when the service stops (see the module doc)."""
         task = asyncio.current_task()
         if task is not None:
@@ -109,7 +121,7 @@ class CloudService:
             await handler(reader, writer, name)
         except asyncio.CancelledError:
             writer.close()
-        except Exception:      # noqa: BLE001 - one client's fault must not reach asyncio's log as a traceback
+        except Exception:  # one client's fault must not reach asyncio's log as a traceback
             log.exception("%s: a connection's handler failed", name)
             writer.close()
         finally:
@@ -137,7 +149,7 @@ class CloudService:
         for w in full:
             try:
                 await asyncio.wait_for(w.drain(), IO_TIMEOUT)
-            except (asyncio.TimeoutError, ConnectionError, OSError):
+            except (TimeoutError, ConnectionError, OSError):
                 log.info("chat: dropping a client that does not read")
                 w.close()
 
@@ -161,7 +173,7 @@ class CloudService:
                 full = self._send(out)
                 if full:
                     await self._wait_for(full)
-        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
             pass
         finally:
             self._writers.pop(conn, None)
@@ -222,21 +234,26 @@ class CloudService:
                 path, fields = self.request_fields(request.target.decode("latin-1"), dict(request.headers), body)
                 status, payload = self.cm.http(host, request.method.decode(), path, fields)
                 data = json.dumps(payload).encode()
-                writer.write(conn.send(h11.Response(status_code=status, headers=[
-                    ("content-type", "application/json"), ("content-length", str(len(data)))])))
+                writer.write(
+                    conn.send(
+                        h11.Response(
+                            status_code=status,
+                            headers=[("content-type", "application/json"), ("content-length", str(len(data)))],
+                        )
+                    )
+                )
                 writer.write(conn.send(h11.Data(data=data)))
                 writer.write(conn.send(h11.EndOfMessage()))
                 await asyncio.wait_for(writer.drain(), IO_TIMEOUT)
                 if conn.our_state is h11.MUST_CLOSE:
                     break
                 conn.start_next_cycle()
-        except (h11.RemoteProtocolError, asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+        except (TimeoutError, h11.RemoteProtocolError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("%s: HTTP connection ended: %s", name, exc)
         finally:
             writer.close()
 
-    async def _read_request(self, reader: asyncio.StreamReader, conn: h11.Connection
-                            ) -> tuple[Any, bytes]:
+    async def _read_request(self, reader: asyncio.StreamReader, conn: h11.Connection) -> tuple[Any, bytes]:
         request = None
         body = bytearray()
         while True:

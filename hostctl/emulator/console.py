@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .handset import LogEntry
 
@@ -57,16 +58,21 @@ class EmulatedConsole:
     def _on_log(self, entry: LogEntry) -> None:
         if not self.powered:
             return
-        self._emit([f"{entry.priority}/{entry.tag}({entry.pid:5d}): {line}"
-                    for line in (entry.message.split("\n") or [""])])
+        self._emit(
+            [f"{entry.priority}/{entry.tag}({entry.pid:5d}): {line}" for line in (entry.message.split("\n") or [""])]
+        )
 
     def power(self, on: bool) -> None:
         if on and not self.powered:
             self._boot = time.monotonic()
             self.powered = True
-            self._emit(["Booting Linux on physical CPU 0x0",
-                        f"Machine: hostctl emulated handset {self.label} ({self.model})",
-                        "init: init started!"])
+            self._emit(
+                [
+                    "Booting Linux on physical CPU 0x0",
+                    f"Machine: hostctl emulated handset {self.label} ({self.model})",
+                    "init: init started!",
+                ]
+            )
         elif not on and self.powered:
             self._emit(["reboot: Power down"])
             self.powered = False

@@ -1016,11 +1016,13 @@ class VirtualHandset:
                 vsz=0 if kernel else (1021344 if app else 9000 + pid * 7),
                 rss=0 if kernel else (42000 + pid * 3 if app else 1200 + pid))
         self.system_server_pid = 712
+        self._real_app_names: set[str] = set()
         self.zygote_pid = 311
 
     def register_process(self, name: str, pid: int, uid: int) -> None:
         """A real app process of the lab: it replaces an emulated one of the same name."""
         with self._lock:
+            self._real_app_names.add(name)
             for old in [p for p in self._processes.values() if p.name == name]:
                 del self._processes[old.pid]
             self._processes[pid] = ProcessInfo(pid=pid, name=name, uid=uid, ppid=self.zygote_pid,
@@ -1097,8 +1099,25 @@ class VirtualHandset:
             return ("Error type 3\nError: Activity class {" + comp + "} does not exist.")
         self.log("I", "ActivityManager", f"START u0 {intent.describe()[7:]} from pid 0")
         self._deliver(replace(intent, component=comp))
+        self._ensure_app_process(pkg, comp)
         self.show_screen(comp)
         return None
+
+    def _ensure_app_process(self, package: str, component: str) -> None:
+        """An activity runs in its app's process: ActivityManagerService starts one when none
+        is running (``Start proc NAME for activity COMP: pid=N uid=U``, startProcessLocked), so
+        ``dumpsys activity top`` names a pid (adbutils' app_current needs one) and ``ps`` lists it.
+        Emulated only: no OS process exists for it."""
+        if self.pids_of(package) or package in self._real_app_names:
+            return          # running, or a real app of the lab: the lab (re)starts its process
+        p = self.pm.get(package)
+        uid = p.uid if p is not None else 10001
+        with self._lock:
+            pid = max([q.pid for q in self._processes.values() if not q.registered and q.pid < 5000] + [1200]) + 1
+            self._processes[pid] = ProcessInfo(pid=pid, name=package, uid=uid, ppid=self.zygote_pid,
+                                               vsz=1021344, rss=42000 + pid * 3)
+        self.log("I", "ActivityManager", f"Start proc {package} for activity {component}: pid={pid} "
+                 f"uid={uid} gids={{50{uid % 1000:03d}}}")
 
     def start_service(self, intent: Intent, *, caller_uid: int = SHELL_UID) -> str | None:
         """Start a service; returns Android's error text, or None on success."""

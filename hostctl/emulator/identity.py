@@ -48,8 +48,7 @@ class SimIdentity:
         if len(self.imei) != 15 or not luhn_ok(self.imei):
             raise ValueError(f"slot {self.slot}: IMEI {self.imei!r} is not 15 Luhn-valid digits")
         if not (self.imsi.isdigit() and self.imsi.startswith(self.mcc_mnc)):
-            raise ValueError(f"slot {self.slot}: IMSI {self.imsi!r} does not start with "
-                             f"{self.mcc_mnc}")
+            raise ValueError(f"slot {self.slot}: IMSI {self.imsi!r} does not start with {self.mcc_mnc}")
         if not (self.iccid.startswith("89") and luhn_ok(self.iccid)):
             raise ValueError(f"slot {self.slot}: ICCID {self.iccid!r} is not 89... with Luhn")
 
@@ -74,7 +73,7 @@ class HandsetIdentity:
         return json.dumps({"sims": [asdict(s) for s in self.sims]}, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "HandsetIdentity":
+    def from_json(cls, text: str) -> HandsetIdentity:
         try:
             data = json.loads(text)
             sims = tuple(SimIdentity(**s) for s in data["sims"])
@@ -105,8 +104,7 @@ def _fill(template: str, digits: _Digits) -> str:
     return "".join(digits.take(1) if ch == "x" else ch for ch in template)
 
 
-def generate_identity(seed: str, *, sim_count: int, mcc_mnc: str,
-                      operator_name: str) -> HandsetIdentity:
+def generate_identity(seed: str, *, sim_count: int, mcc_mnc: str, operator_name: str) -> HandsetIdentity:
     """A deterministic identity: one SIM (and one IMEI) per slot."""
     if sim_count < 1:
         raise ValueError(f"sim_count must be at least 1, got {sim_count}")
@@ -122,13 +120,15 @@ def generate_identity(seed: str, *, sim_count: int, mcc_mnc: str,
         imsi = mcc_mnc + d.take(15 - len(mcc_mnc))
         iccid_body = "89" + iccid_cc + mcc_mnc[3:5]
         iccid_body += d.take(19 - len(iccid_body))
-        sims.append(SimIdentity(
-            slot=slot,
-            imei=imei_body + luhn_digit(imei_body),
-            imsi=imsi,
-            iccid=iccid_body + luhn_digit(iccid_body),
-            msisdn=f"+{calling_code}{_fill(national, d)}",
-            operator_name=operator_name,
-            mcc_mnc=mcc_mnc,
-        ))
+        sims.append(
+            SimIdentity(
+                slot=slot,
+                imei=imei_body + luhn_digit(imei_body),
+                imsi=imsi,
+                iccid=iccid_body + luhn_digit(iccid_body),
+                msisdn=f"+{calling_code}{_fill(national, d)}",
+                operator_name=operator_name,
+                mcc_mnc=mcc_mnc,
+            )
+        )
     return HandsetIdentity(sims=tuple(sims))

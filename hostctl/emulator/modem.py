@@ -21,7 +21,7 @@ import termios
 import threading
 import time
 import tty
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..sms.pdu import Address, PduError, SmsDeliver, SmsStatusReport, SmsSubmit
 from .at import AtMachine, ModemIdentity, RadioChanged, SubmitSms
@@ -31,26 +31,27 @@ __all__ = ["EmulatedModem", "ModemServer", "ModemIdentity"]
 
 log = logging.getLogger("hostctl.emulator.modem")
 
-MAX_BACKLOG = 256 * 1024        # bytes kept for a terminal that does not read (then the oldest go)
-STALE_AFTER = 2.0               # s a full pty may go unread before its queued output is dropped
+MAX_BACKLOG = 256 * 1024  # bytes kept for a terminal that does not read (then the oldest go)
+STALE_AFTER = 2.0  # s a full pty may go unread before its queued output is dropped
 
 
 def _local(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc).astimezone()
+    return datetime.fromtimestamp(ts, UTC).astimezone()
 
 
 class EmulatedModem:
     """One modem on the carrier. ``output`` callbacks receive every byte the modem sends."""
 
-    def __init__(self, identity: ModemIdentity, carrier: Carrier, *, country_code: str,
-                 interleave_urcs: bool = False) -> None:
+    def __init__(
+        self, identity: ModemIdentity, carrier: Carrier, *, country_code: str, interleave_urcs: bool = False
+    ) -> None:
         self.identity = identity
         self.carrier = carrier
         self.country_code = country_code
         self.machine = AtMachine(identity, interleave_urcs=interleave_urcs, clock=carrier.clock)
         self._lock = threading.RLock()
         self._sinks: list = []
-        self.records: list[SmsRecord] = []        # what this modem submitted
+        self.records: list[SmsRecord] = []  # what this modem submitted
         carrier.provision(identity.number, identity.imsi)
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class EmulatedModem:
         """Send what the machine has for the terminal; return its events (lock held)."""
         out = self.machine.data_to_send()
         if out:
-            for sink in ([reply_to] if reply_to is not None else self._sinks):
+            for sink in [reply_to] if reply_to is not None else self._sinks:
                 sink(out)
         events = []
         while (ev := self.machine.next_event()) is not None:
@@ -113,11 +114,17 @@ class EmulatedModem:
         try:
             recipient = normalise_number(submit.recipient.number, self.country_code)
         except CarrierError:
-            return 1                                        # unassigned (unallocated) number
+            return 1  # unassigned (unallocated) number
         text = submit.text if submit.coding != "8bit" else submit.data.decode("latin-1")
-        segment = SmsSegment(sender=self.identity.number, recipient=recipient, text=text,
-                             coding=submit.coding, concat=submit.concat,
-                             status_report=submit.status_report, message_ref=submit.message_ref)
+        segment = SmsSegment(
+            sender=self.identity.number,
+            recipient=recipient,
+            text=text,
+            coding=submit.coding,
+            concat=submit.concat,
+            status_report=submit.status_report,
+            message_ref=submit.message_ref,
+        )
         record = self.carrier.submit(segment, self)
         self.records.append(record)
         if record.status == "failed":
@@ -129,9 +136,15 @@ class EmulatedModem:
     def sms_deliver(self, segment: SmsSegment) -> bool:
         try:
             sender = Address.parse(segment.sender)
-            msg = SmsDeliver(sender, segment.text, _local(segment.timestamp), segment.coding,
-                             segment.concat, smsc=segment.smsc,
-                             data=segment.text.encode("latin-1", "replace") if segment.coding == "8bit" else b"")
+            msg = SmsDeliver(
+                sender,
+                segment.text,
+                _local(segment.timestamp),
+                segment.coding,
+                segment.concat,
+                smsc=Address.parse(segment.smsc),
+                data=segment.text.encode("latin-1", "replace") if segment.coding == "8bit" else b"",
+            )
         except PduError as exc:
             log.warning("modem %s cannot take %r: %s", self.identity.number, segment, exc)
             return False
@@ -144,9 +157,14 @@ class EmulatedModem:
     def sms_status_report(self, record: SmsRecord) -> None:
         status = {"delivered": 0x00, "expired": 0x46}.get(record.status, 0x41)
         discharge = record.delivered_at or self.carrier.clock()
-        report = SmsStatusReport(record.segment.message_ref, Address.parse(record.segment.recipient),
-                                 _local(record.submitted_at), _local(discharge), status,
-                                 smsc=record.segment.smsc)
+        report = SmsStatusReport(
+            record.segment.message_ref,
+            Address.parse(record.segment.recipient),
+            _local(record.submitted_at),
+            _local(discharge),
+            status,
+            smsc=Address.parse(record.segment.smsc),
+        )
         with self._lock:
             self.machine.status_report(report)
             events = self._drain()
@@ -154,8 +172,14 @@ class EmulatedModem:
 
     def info(self) -> dict:
         i = self.identity
-        return {"number": i.number, "imsi": i.imsi, "imei": i.imei, "iccid": i.iccid,
-                "manufacturer": i.manufacturer, "model": i.model}
+        return {
+            "number": i.number,
+            "imsi": i.imsi,
+            "imei": i.imei,
+            "iccid": i.iccid,
+            "manufacturer": i.manufacturer,
+            "model": i.model,
+        }
 
 
 class _Link:
@@ -164,7 +188,7 @@ class _Link:
     def __init__(self, fd: int, kind: str, sock: socket.socket | None = None) -> None:
         self.fd, self.kind, self.sock = fd, kind, sock
         self.backlog = bytearray()
-        self.stuck_since: float | None = None     # when a write last found the queue full
+        self.stuck_since: float | None = None  # when a write last found the queue full
 
 
 class ModemServer:
@@ -188,7 +212,7 @@ class ModemServer:
     def url(self) -> str | None:
         return f"socket://127.0.0.1:{self.port}" if self.port else None
 
-    def start(self) -> "ModemServer":
+    def start(self) -> ModemServer:
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -196,7 +220,7 @@ class ModemServer:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         if self._want_pty:
             self._master, self._slave = os.openpty()
-            tty.setraw(self._slave, termios.TCSANOW)      # bytes pass untouched; the modem echoes
+            tty.setraw(self._slave, termios.TCSANOW)  # bytes pass untouched; the modem echoes
             attrs = termios.tcgetattr(self._slave)
             attrs[4] = attrs[5] = termios.B115200
             termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
@@ -247,7 +271,7 @@ class ModemServer:
             for link in self._links.values():
                 link.backlog += data
                 if len(link.backlog) > MAX_BACKLOG:
-                    del link.backlog[:len(link.backlog) - MAX_BACKLOG]
+                    del link.backlog[: len(link.backlog) - MAX_BACKLOG]
                 self._flush(link)
             pending = any(link.backlog for link in self._links.values())
         if pending:
@@ -277,7 +301,7 @@ class ModemServer:
                     link.stuck_since = time.monotonic()
                 return
             except OSError:
-                link.backlog.clear()        # the client went away; its link closes on next read
+                link.backlog.clear()  # the client went away; its link closes on next read
                 return
             del link.backlog[:n]
             link.stuck_since = None
@@ -286,11 +310,15 @@ class ModemServer:
         now = time.monotonic()
         with self._lock:
             for link in self._links.values():
-                if link.kind == "pty" and link.backlog and link.stuck_since is not None \
-                        and now - link.stuck_since > STALE_AFTER:
+                if (
+                    link.kind == "pty"
+                    and link.backlog
+                    and link.stuck_since is not None
+                    and now - link.stuck_since > STALE_AFTER
+                ):
                     link.backlog.clear()
                     link.stuck_since = None
-                    with contextlib.suppress(OSError):   # and what the kernel still queues
+                    with contextlib.suppress(OSError):  # and what the kernel still queues
                         termios.tcflush(self._slave, termios.TCIFLUSH)
 
     def _wake(self) -> None:
@@ -317,12 +345,18 @@ class ModemServer:
             for key, mask in ready:
                 try:
                     self._ready(key, mask)
-                except Exception:   # noqa: BLE001 - a fault with one client must not stop the modem
+                except Exception:  # a fault with one client must not stop the modem
                     log.exception("modem I/O")
 
+    def _selector(self) -> selectors.BaseSelector:
+        if self._sel is None:
+            raise RuntimeError("modem server: the I/O loop is not running")
+        return self._sel
+
     def _modify(self, fd: int, events: int) -> None:
+        sel = self._selector()
         with contextlib.suppress(KeyError, ValueError, OSError):
-            self._sel.modify(fd, events, self._sel.get_key(fd).data)
+            sel.modify(fd, events, sel.get_key(fd).data)
 
     def _ready(self, key: selectors.SelectorKey, mask: int) -> None:
         what = key.data
@@ -331,12 +365,14 @@ class ModemServer:
                 os.read(self._wake_r, 4096)
             return
         if what == "listen":
+            if self._listener is None:
+                raise RuntimeError("modem server: a listen event without a listener")
             sock, _ = self._listener.accept()
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._links[sock.fileno()] = _Link(sock.fileno(), "tcp", sock)
-            self._sel.register(sock, selectors.EVENT_READ, "tcp")
+            self._selector().register(sock, selectors.EVENT_READ, "tcp")
             return
         fd = key.fd
         if mask & selectors.EVENT_WRITE:
@@ -360,9 +396,9 @@ class ModemServer:
 
     def _close(self, fd: int, what: str) -> None:
         if what == "pty":
-            return          # no terminal has the slave open; we hold it, so this does not happen
+            return  # no terminal has the slave open; we hold it, so this does not happen
         with contextlib.suppress(Exception):
-            self._sel.unregister(fd)
+            self._selector().unregister(fd)
         with self._lock:
             link = self._links.pop(fd, None)
         if link is not None and link.sock is not None:

@@ -49,8 +49,16 @@ from .wiretap import Connection, TapSink, handset_address
 if TYPE_CHECKING:
     from .lab import LabHandset
 
-__all__ = ["APK_PATH", "CAPTURE_CTRL", "MIN_SDK", "PACKAGE", "PcapdroidApp", "PcapdroidPcapngWriter",
-           "VPN_ADDRESS", "VPN_DIALOG"]
+__all__ = [
+    "APK_PATH",
+    "CAPTURE_CTRL",
+    "MIN_SDK",
+    "PACKAGE",
+    "PcapdroidApp",
+    "PcapdroidPcapngWriter",
+    "VPN_ADDRESS",
+    "VPN_DIALOG",
+]
 
 PACKAGE = "com.emanuelef.remote_capture"
 APK_PATH = f"/data/app/{PACKAGE}-1/base.apk"
@@ -60,9 +68,9 @@ VPN_DIALOG = "com.android.vpndialogs/com.android.vpndialogs.ConfirmDialog"
 VPN_ADDRESS = "10.215.173.1"
 VERSION_NAME, VERSION_CODE = "1.7.2", 75
 DOWNLOAD_DIR = "/sdcard/Download/PCAPdroid"
-ALLOW_DELAY = 1.5                  # CaptureCtrl enables Allow after this many seconds
+ALLOW_DELAY = 1.5  # CaptureCtrl enables Allow after this many seconds
 DEFAULT_SNAPLEN = 65535
-PEN = 62652                        # PCAPdroid's private enterprise number (custom blocks)
+PEN = 62652  # PCAPdroid's private enterprise number (custom blocks)
 CUSTOM_BLOCK = 0x00000BAD
 BLOCK_UID_MAP = 1
 PREFS = f"/data/data/{PACKAGE}/shared_prefs/hostctl_emulation.json"
@@ -95,18 +103,23 @@ class PcapdroidPcapngWriter:
         self.extensions = extensions
         self.packets = 0
         self._mapped: set[int] = set()
-        self.uid = -1                      # the uid of the packet being written (set by the sink)
+        self.uid = -1  # the uid of the packet being written (set by the sink)
         self.app_names: dict[int, tuple[str, str]] = {}
         shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _opts(
-            [(2, device.encode()), (3, os_name.encode()), (4, f"PCAPdroid v{VERSION_NAME}".encode())])
+            [(2, device.encode()), (3, os_name.encode()), (4, f"PCAPdroid v{VERSION_NAME}".encode())]
+        )
         idb = struct.pack("<HHI", LINKTYPE_RAW, 0, snaplen)
         f.write(_block(0x0A0D0D0A, shb) + _block(0x00000001, idb))
 
     def _uid_map(self, uid: int) -> bytes:
         package, app = self.app_names.get(uid, ("unknown", "Unknown app"))
         pkg_b, app_b = package.encode()[:63], app.encode()[:63]
-        body = struct.pack("<IHBx", PEN, 1, BLOCK_UID_MAP) + struct.pack("<iBB", uid, len(pkg_b), len(app_b)) \
-            + pkg_b + app_b
+        body = (
+            struct.pack("<IHBx", PEN, 1, BLOCK_UID_MAP)
+            + struct.pack("<iBB", uid, len(pkg_b), len(app_b))
+            + pkg_b
+            + app_b
+        )
         return _block(CUSTOM_BLOCK, body + b"\0" * (-len(body) % 4))
 
     def packet(self, ts: float, data: bytes, *, comment: str | None = None) -> None:
@@ -118,9 +131,13 @@ class PcapdroidPcapngWriter:
                 out += self._uid_map(self.uid)
             opts.append((1, f"u-{self.uid}".encode()))
         usec = round(ts * 1_000_000)
-        cap = data[:self.snaplen]
-        body = struct.pack("<IIIII", 0, usec >> 32, usec & 0xFFFFFFFF, len(cap), len(data)) + cap \
-            + b"\0" * (-len(cap) % 4) + _opts(opts)
+        cap = data[: self.snaplen]
+        body = (
+            struct.pack("<IIIII", 0, usec >> 32, usec & 0xFFFFFFFF, len(cap), len(data))
+            + cap
+            + b"\0" * (-len(cap) % 4)
+            + _opts(opts)
+        )
         self.f.write(out + _block(0x00000006, body))
         self.packets += 1
 
@@ -185,11 +202,11 @@ class _Running:
 class PcapdroidApp:
     """The app on one lab handset: CaptureCtrl's intents, its consent screens, the capture."""
 
-    def __init__(self, lh: "LabHandset") -> None:
+    def __init__(self, lh: LabHandset) -> None:
         self.lh = lh
         self.h = lh.handset
-        self.pending: tuple[str, dict[str, Any]] | None = None    # the request awaiting consent
-        self.vpn_pending: dict[str, Any] | None = None            # a start awaiting VPN consent
+        self.pending: tuple[str, dict[str, Any]] | None = None  # the request awaiting consent
+        self.vpn_pending: dict[str, Any] | None = None  # a start awaiting VPN consent
         self.shown_at = 0.0
         self.running: _Running | None = None
         self.last_stats: dict[str, int] = {}
@@ -232,7 +249,7 @@ class PcapdroidApp:
     def _later(self, delay: float, fn: Any) -> None:
         try:
             asyncio.get_running_loop().call_later(delay, fn)
-        except RuntimeError:      # no loop (a handset driven from a plain thread): do it now
+        except RuntimeError:  # no loop (a handset driven from a plain thread): do it now
             fn()
 
     def _refresh_if_showing(self) -> None:
@@ -245,10 +262,11 @@ class PcapdroidApp:
             self._log("I", "Toast", toast)
 
         def back() -> None:
-            for _ in range(3):        # the VPN dialog may sit on top of the consent window
+            for _ in range(3):  # the VPN dialog may sit on top of the consent window
                 if self.h.current_screen.component not in (CAPTURE_CTRL, VPN_DIALOG):
                     break
                 self.h.go_back()
+
         self._later(0, back)
 
     # -- screens ---------------------------------------------------------------------------------
@@ -256,34 +274,108 @@ class PcapdroidApp:
         pkg = PACKAGE
         ready = time.monotonic() - self.shown_at >= ALLOW_DELAY
         action = self.pending[0] if self.pending else ""
-        return View(package=pkg, children=[
-            View(cls="android.widget.TextView", package=pkg, resource_id=f"{pkg}:id/ctrl_consent_title",
-                 text="PCAPdroid", bounds=(40, 400, SCREEN_W - 40, 480)),
-            View(cls="android.widget.TextView", package=pkg, resource_id=f"{pkg}:id/ctrl_consent_msg",
-                 text=f"An app wants to control PCAPdroid ({action})", bounds=(40, 480, SCREEN_W - 40, 600)),
-            View(cls="android.widget.RadioButton", package=pkg, resource_id=f"{pkg}:id/choice_once",
-                 text="Only this time", checkable=True, checked=True, clickable=True,
-                 bounds=(40, 600, SCREEN_W - 40, 680)),
-            View(cls="android.widget.RadioButton", package=pkg, resource_id=f"{pkg}:id/choice_forever",
-                 text="Always", checkable=True, clickable=True, bounds=(40, 680, SCREEN_W - 40, 760)),
-            View(cls="android.widget.Button", package=pkg, resource_id=f"{pkg}:id/deny_btn", text="Deny",
-                 clickable=True, focusable=True, bounds=(40, 780, 340, 880), on_click=self._deny),
-            View(cls="android.widget.Button", package=pkg, resource_id=f"{pkg}:id/allow_btn", text="Allow",
-                 clickable=True, focusable=True, enabled=ready, bounds=(380, 780, SCREEN_W - 40, 880),
-                 on_click=self._allow)])
+        return View(
+            package=pkg,
+            children=[
+                View(
+                    cls="android.widget.TextView",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/ctrl_consent_title",
+                    text="PCAPdroid",
+                    bounds=(40, 400, SCREEN_W - 40, 480),
+                ),
+                View(
+                    cls="android.widget.TextView",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/ctrl_consent_msg",
+                    text=f"An app wants to control PCAPdroid ({action})",
+                    bounds=(40, 480, SCREEN_W - 40, 600),
+                ),
+                View(
+                    cls="android.widget.RadioButton",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/choice_once",
+                    text="Only this time",
+                    checkable=True,
+                    checked=True,
+                    clickable=True,
+                    bounds=(40, 600, SCREEN_W - 40, 680),
+                ),
+                View(
+                    cls="android.widget.RadioButton",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/choice_forever",
+                    text="Always",
+                    checkable=True,
+                    clickable=True,
+                    bounds=(40, 680, SCREEN_W - 40, 760),
+                ),
+                View(
+                    cls="android.widget.Button",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/deny_btn",
+                    text="Deny",
+                    clickable=True,
+                    focusable=True,
+                    bounds=(40, 780, 340, 880),
+                    on_click=self._deny,
+                ),
+                View(
+                    cls="android.widget.Button",
+                    package=pkg,
+                    resource_id=f"{pkg}:id/allow_btn",
+                    text="Allow",
+                    clickable=True,
+                    focusable=True,
+                    enabled=ready,
+                    bounds=(380, 780, SCREEN_W - 40, 880),
+                    on_click=self._allow,
+                ),
+            ],
+        )
 
     def _vpn_screen(self, h: Any) -> View:
         pkg = "com.android.vpndialogs"
-        return View(package=pkg, children=[
-            View(cls="android.widget.TextView", package=pkg, resource_id="android:id/alertTitle",
-                 text="Connection request", bounds=(40, 400, SCREEN_W - 40, 480)),
-            View(cls="android.widget.TextView", package=pkg, resource_id="com.android.vpndialogs:id/warning",
-                 text="PCAPdroid wants to set up a VPN connection that allows it to monitor network "
-                      "traffic. Only accept if you trust the source.", bounds=(40, 480, SCREEN_W - 40, 700)),
-            View(cls="android.widget.Button", package=pkg, resource_id="android:id/button2", text="Cancel",
-                 clickable=True, focusable=True, bounds=(40, 740, 340, 840), on_click=self._vpn_cancel),
-            View(cls="android.widget.Button", package=pkg, resource_id="android:id/button1", text="OK",
-                 clickable=True, focusable=True, bounds=(380, 740, SCREEN_W - 40, 840), on_click=self._vpn_ok)])
+        return View(
+            package=pkg,
+            children=[
+                View(
+                    cls="android.widget.TextView",
+                    package=pkg,
+                    resource_id="android:id/alertTitle",
+                    text="Connection request",
+                    bounds=(40, 400, SCREEN_W - 40, 480),
+                ),
+                View(
+                    cls="android.widget.TextView",
+                    package=pkg,
+                    resource_id="com.android.vpndialogs:id/warning",
+                    text="PCAPdroid wants to set up a VPN connection that allows it to monitor network "
+                    "traffic. Only accept if you trust the source.",
+                    bounds=(40, 480, SCREEN_W - 40, 700),
+                ),
+                View(
+                    cls="android.widget.Button",
+                    package=pkg,
+                    resource_id="android:id/button2",
+                    text="Cancel",
+                    clickable=True,
+                    focusable=True,
+                    bounds=(40, 740, 340, 840),
+                    on_click=self._vpn_cancel,
+                ),
+                View(
+                    cls="android.widget.Button",
+                    package=pkg,
+                    resource_id="android:id/button1",
+                    text="OK",
+                    clickable=True,
+                    focusable=True,
+                    bounds=(380, 740, SCREEN_W - 40, 840),
+                    on_click=self._vpn_ok,
+                ),
+            ],
+        )
 
     # -- consent answers ---------------------------------------------------------------------------
     def _deny(self, h: Any, v: View) -> None:
@@ -304,9 +396,13 @@ class PcapdroidApp:
             self._stop_capture("stopped")
         elif action == "get_status":
             self._log("D", "CaptureCtrl", "Returning status")
-            self._log("I", "CaptureCtrl", f"status: running={self.running is not None} "
-                      f"version_name={VERSION_NAME} version_code={VERSION_CODE} "
-                      + " ".join(f"{k}={v}" for k, v in self._stats().items()))
+            self._log(
+                "I",
+                "CaptureCtrl",
+                f"status: running={self.running is not None} "
+                f"version_name={VERSION_NAME} version_code={VERSION_CODE} "
+                + " ".join(f"{k}={v}" for k, v in self._stats().items()),
+            )
         else:
             self._log("E", "CaptureCtrl", f"unknown action: {action}")
             self._finish(toast="Capture control denied")
@@ -317,10 +413,10 @@ class PcapdroidApp:
         self._log("D", "CaptureCtrl", "Starting capture, caller=null")
         root = _bool(extras.get("root_capture"))
         if root and not self.h.profile.su:
-            root = False          # Prefs.isRootCaptureEnabled: needs root; VPN mode instead
+            root = False  # Prefs.isRootCaptureEnabled: needs root; VPN mode instead
         if not root and not self._prefs().get("vpn_prepared"):
             self.vpn_pending = dict(extras, root_capture=False)
-            self.h.show_screen(VPN_DIALOG)       # VpnService.prepare(): Android asks the user
+            self.h.show_screen(VPN_DIALOG)  # VpnService.prepare(): Android asks the user
             return
         self._start_capture(dict(extras, root_capture=root))
         self._finish()
@@ -355,43 +451,81 @@ class PcapdroidApp:
         extensions = _bool(extras.get("dump_extensions"))
         apps = {a for a in str(extras.get("app_filter") or "").split(",") if a}
         root = bool(extras.get("root_capture"))
-        settings = {"pcap_dump_mode": mode, "pcapng_format": pcapng, "dump_extensions": extensions,
-                    "app_filter": sorted(apps), "root_capture": root, "snaplen": snaplen}
+        settings = {
+            "pcap_dump_mode": mode,
+            "pcapng_format": pcapng,
+            "dump_extensions": extensions,
+            "app_filter": sorted(apps),
+            "root_capture": root,
+            "snaplen": snaplen,
+        }
         sink, device_path = None, None
         if mode == "pcap_file":
-            name = str(extras.get("pcap_name") or "") or \
-                time.strftime("PCAPdroid_%d_%b_%H_%M_%S") + (".pcapng" if pcapng else ".pcap")
+            name = str(extras.get("pcap_name") or "") or time.strftime("PCAPdroid_%d_%b_%H_%M_%S") + (
+                ".pcapng" if pcapng else ".pcap"
+            )
             if "/" in name:
                 self._log("E", "CaptureCtrl", f"invalid pcap_name {name!r}")
                 return
             device_path = f"{DOWNLOAD_DIR}/{name}"
-            sink = self._open_dump(device_path, snaplen=snaplen, pcapng=pcapng, extensions=extensions,
-                                   apps=apps, root=root, max_dump=max_dump or None)
+            sink = self._open_dump(
+                device_path,
+                snaplen=snaplen,
+                pcapng=pcapng,
+                extensions=extensions,
+                apps=apps,
+                root=root,
+                max_dump=max_dump or None,
+            )
         elif mode != "none":
             self._log("W", "CaptureService", f"dump mode {mode} is not emulated: capturing without a dump")
         self.running = _Running(sink, device_path, settings, time.time())
-        self._log("I", "CaptureService", f"Capture started ({'root' if root else 'VPN'} mode)"
-                  + (f", dumping to {device_path}" if device_path else ""))
+        self._log(
+            "I",
+            "CaptureService",
+            f"Capture started ({'root' if root else 'VPN'} mode)"
+            + (f", dumping to {device_path}" if device_path else ""),
+        )
 
-    def _open_dump(self, device_path: str, *, snaplen: int, pcapng: bool, extensions: bool, apps: set[str],
-                   root: bool, max_dump: int | None) -> TapSink:
+    def _open_dump(
+        self,
+        device_path: str,
+        *,
+        snaplen: int,
+        pcapng: bool,
+        extensions: bool,
+        apps: set[str],
+        root: bool,
+        max_dump: int | None,
+    ) -> TapSink:
         host = self.h.fs.host_path(device_path)
         host.parent.mkdir(parents=True, exist_ok=True)
-        f = open(host, "wb")        # noqa: SIM115 - the sink closes it
+        f = open(host, "wb")  # noqa: SIM115 - the sink closes it
         writer: Any
         if pcapng:
             writer = PcapdroidPcapngWriter(
-                f, snaplen=snaplen, extensions=extensions,
+                f,
+                snaplen=snaplen,
+                extensions=extensions,
                 device=f"{self.h.getprop('ro.product.manufacturer')} {self.h.getprop('ro.product.model')}",
-                os_name=f"Android {self.h.getprop('ro.build.version.release')}")
+                os_name=f"Android {self.h.getprop('ro.build.version.release')}",
+            )
             writer.app_names = self._app_names()
         else:
             writer = PcapWriter(f, linktype=LINKTYPE_RAW, snaplen=snaplen)
         f.flush()
         accept = (lambda c: c.package in apps) if apps else None
         client = handset_address(self.lh.index) if root else VPN_ADDRESS
-        sink = _UidSink(writer, linktype=LINKTYPE_RAW, file=f, client_address=client, accept=accept,
-                        max_bytes=max_dump, syn_comments=False, name=f"{self.lh.label} PCAPdroid")
+        sink = _UidSink(
+            writer,
+            linktype=LINKTYPE_RAW,
+            file=f,
+            client_address=client,
+            accept=accept,
+            max_bytes=max_dump,
+            syn_comments=False,
+            name=f"{self.lh.label} PCAPdroid",
+        )
         if self.lh.tap is not None:
             self.lh.tap.subscribe(sink)
         return sink

@@ -67,8 +67,8 @@ Schema (``*`` = required)::
                                     # ro.ril.oem.imei<slot+1>, persist.radio.imei<slot+1> and
                                     # ro.ril.oem.imei (comma-joined). {} = none
     dumpsys_iphonesubinfo: bool     # `dumpsys iphonesubinfo` prints Device ID (default sdk <= 19)
-    adbd_features: [str]            # features in adbd's CNXN banner (default: the emulated adbd's
-                                    # full set). [] = a pre-7.0 adbd: a ';'-terminated banner with
+    adbd_features: [str]            # features in adbd's CNXN banner (default: those the sdk's
+                                    # adbd advertised, adb/connection.py FEATURE_SINCE_SDK). [] = a pre-7.0 adbd: a ';'-terminated banner with
                                     # no features key, so `adb shell` takes the v1 path: every
                                     # shell on a pty (CRLF line ends, stderr merged), no exit
                                     # status; "shell,v2:..." services are refused
@@ -129,7 +129,7 @@ from typing import Any
 import yaml
 
 from ..report import CHECK_IDS, STATUSES
-from .adb.connection import DEFAULT_FEATURES
+from .adb.connection import DEFAULT_FEATURES, features_for_sdk
 from .behaviour import Behaviour, parse_behaviour
 
 __all__ = [
@@ -388,9 +388,9 @@ def _parse_identity_props(c: _Checker, top: dict, sim_count: int) -> dict[str, s
     return props
 
 
-def _parse_features(c: _Checker, top: dict) -> tuple[str, ...]:
+def _parse_features(c: _Checker, top: dict, sdk: int) -> tuple[str, ...]:
     if top.get("adbd_features") is None:
-        return DEFAULT_FEATURES
+        return features_for_sdk(sdk)
     features = c.str_list(top["adbd_features"], "adbd_features")
     for i, feature in enumerate(features):
         if not _FEATURE.fullmatch(feature):
@@ -492,7 +492,7 @@ def _parse(data: Any, source: str, origins: dict[str, str] | None = None) -> Fir
         identity_props=_parse_identity_props(c, top, sim_count),
         dumpsys_iphonesubinfo=c.boolean(top.get("dumpsys_iphonesubinfo", sdk <= 19),
                                         "dumpsys_iphonesubinfo"),
-        adbd_features=_parse_features(c, top),
+        adbd_features=_parse_features(c, top, sdk),
         su=c.boolean(top.get("su", False), "su"),
         packages=c.str_map(top.get("packages", {}), "packages"),
         service_permissions=c.str_map(top.get("service_permissions", {}), "service_permissions"),

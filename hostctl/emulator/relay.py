@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..lab.relay import FRAME_LEN, START, decode_frame
 
@@ -50,11 +50,11 @@ class RelayBoard:
             if self._buf[0] != START:
                 start = self._buf.find(bytes((START,)))
                 junk = bytes(self._buf if start < 0 else self._buf[:start])
-                del self._buf[:len(junk)]
+                del self._buf[: len(junk)]
                 self._events.append(Ignored(junk, "no start byte A0"))
                 continue
             if len(self._buf) < FRAME_LEN:
-                return                              # the rest of the frame is still on its way
+                return  # the rest of the frame is still on its way
             frame = bytes(self._buf[:FRAME_LEN])
             try:
                 channel, on = decode_frame(frame)
@@ -103,7 +103,7 @@ class EmulatedRelay:
                 log.info("relay %d %s", ev.channel, "on" if ev.on else "off")
                 try:
                     self.on_switch(ev.channel, ev.on)
-                except Exception:   # noqa: BLE001 - a wiring fault must not stop the board
+                except Exception:  # a wiring fault must not stop the board
                     log.exception("relay %d: switching failed", ev.channel)
 
     def states(self) -> dict[int, bool]:

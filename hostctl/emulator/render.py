@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -34,27 +35,27 @@ CARD = (255, 255, 255, 255)
 CARD_EDGE = (200, 200, 200, 255)
 TEXT = (33, 33, 33, 255)
 TEXT_DISABLED = (160, 160, 160, 255)
-ACCENT = (255, 103, 0, 255)        # MIUI orange, for checked switches and focus
+ACCENT = (255, 103, 0, 255)  # MIUI orange, for checked switches and focus
 SWITCH_OFF = (190, 190, 190, 255)
 STATUS_BAR_HEIGHT = 50
 PIXEL_FORMAT_RGBA_8888 = 1
-_FONT_CACHE: dict[int, ImageFont.ImageFont] = {}
+_FONT_CACHE: dict[int, ImageFont.ImageFont | ImageFont.FreeTypeFont] = {}
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     if size not in _FONT_CACHE:
         try:
             _FONT_CACHE[size] = ImageFont.load_default(size=size)
-        except (TypeError, OSError):   # Pillow built without FreeType: the bitmap font
+        except (TypeError, OSError):  # Pillow built without FreeType: the bitmap font
             _FONT_CACHE[size] = ImageFont.load_default()
     return _FONT_CACHE[size]
 
 
-def _nodes(root: "View") -> Iterable["View"]:
+def _nodes(root: View) -> Iterable[View]:
     return root.walk()
 
 
-def render(root: "View", size: tuple[int, int]) -> Image.Image:
+def render(root: View, size: tuple[int, int]) -> Image.Image:
     """The screen's pixels (RGBA) for a view tree."""
     img = Image.new("RGBA", size, BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -65,8 +66,9 @@ def render(root: "View", size: tuple[int, int]) -> Image.Image:
             continue
         if view.clickable or view.checkable or view.cls.endswith("EditText"):
             outline = ACCENT if view.focused else CARD_EDGE
-            draw.rounded_rectangle((left + 2, top + 2, right - 3, bottom - 3), radius=8,
-                                   fill=CARD, outline=outline, width=2)
+            draw.rounded_rectangle(
+                (left + 2, top + 2, right - 3, bottom - 3), radius=8, fill=CARD, outline=outline, width=2
+            )
         if view.cls.endswith("EditText"):
             draw.line((left + 10, bottom - 12, right - 12, bottom - 12), fill=ACCENT, width=2)
         if view.checkable:
@@ -81,8 +83,8 @@ def render(root: "View", size: tuple[int, int]) -> Image.Image:
     return img
 
 
-def _switch(draw: ImageDraw.ImageDraw, view: "View") -> None:
-    left, top, right, bottom = view.bounds
+def _switch(draw: ImageDraw.ImageDraw, view: View) -> None:
+    _left, top, right, bottom = view.bounds
     cy = (top + bottom) // 2
     x1 = right - 110
     track = ACCENT if view.checked else SWITCH_OFF
@@ -115,5 +117,5 @@ def framebuffer(img: Image.Image, sdk: int) -> bytes:
     else:
         head = struct.pack("<II", 1, 32)
     head += struct.pack("<III", len(pixels), w, h)
-    head += struct.pack("<8I", 0, 8, 16, 8, 8, 8, 24, 8)   # red, blue, green, alpha: offset, length
+    head += struct.pack("<8I", 0, 8, 16, 8, 8, 8, 24, 8)  # red, blue, green, alpha: offset, length
     return head + pixels

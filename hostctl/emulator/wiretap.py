@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -57,13 +58,31 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
-from ..wire.pcapwrite import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_RAW, PcapngWriter, PcapWriter,
-                              TcpConversation)
+from ..wire.pcapwrite import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_RAW,
+    PcapngWriter,
+    PcapWriter,
+    TcpConversation,
+)
 
-__all__ = ["CONTINUOUS_MAX_BYTES", "Connection", "HANDSET_NETWORK", "HOST_ADDRESSES", "LINKTYPES", "Route",
-           "TapSink", "WireTap", "handset_address", "host_address", "open_file_sink", "tap_of"]
+__all__ = [
+    "CONTINUOUS_MAX_BYTES",
+    "Connection",
+    "HANDSET_NETWORK",
+    "HOST_ADDRESSES",
+    "LINKTYPES",
+    "Route",
+    "TapSink",
+    "WireTap",
+    "handset_address",
+    "host_address",
+    "open_file_sink",
+    "tap_of",
+]
 
 log = logging.getLogger("hostctl.emulator.wiretap")
 
@@ -77,13 +96,13 @@ HOST_ADDRESSES = {
     "mixin.xiaomi.net": "198.18.0.40",
 }
 LINKTYPES = {"ethernet": LINKTYPE_ETHERNET, "raw": LINKTYPE_RAW, "sll": LINKTYPE_LINUX_SLL}
-CONTINUOUS_MAX_BYTES = 64 << 20     # the continuous file rotates past this size
-CONNECT_TIMEOUT = 10.0              # to the service
-IO_TIMEOUT = 30.0                   # a peer that does not read for this long is dropped
-IDLE_TIMEOUT = 900.0                # nothing either way for this long: the connection is dropped
+CONTINUOUS_MAX_BYTES = 64 << 20  # the continuous file rotates past this size
+CONNECT_TIMEOUT = 10.0  # to the service
+IO_TIMEOUT = 30.0  # a peer that does not read for this long is dropped
+IDLE_TIMEOUT = 900.0  # nothing either way for this long: the connection is dropped
 READ_SIZE = 64 * 1024
 MSS = 1460
-RECENT_MAX = 1000                   # finished connections kept for info()
+RECENT_MAX = 1000  # finished connections kept for info()
 
 
 def handset_address(index: int) -> str:
@@ -106,9 +125,9 @@ class Route:
     """One host the tap answers for: where it relays to and how the wire shows the server."""
 
     host: str
-    target: tuple[str, int]          # the service's real loopback address
-    nominal_port: int                # what the build connects to (443, 5222, 80)
-    address: str = ""                # synthetic server address (default: host_address(host))
+    target: tuple[str, int]  # the service's real loopback address
+    nominal_port: int  # what the build connects to (443, 5222, 80)
+    address: str = ""  # synthetic server address (default: host_address(host))
 
     @property
     def server(self) -> tuple[str, int]:
@@ -122,20 +141,20 @@ class Connection:
     id: int
     handset: str
     route: Route
-    client: tuple[str, int]          # synthetic address, REAL ephemeral port
-    real_client: tuple[str, int]     # the app's socket on loopback
+    client: tuple[str, int]  # synthetic address, REAL ephemeral port
+    real_client: tuple[str, int]  # the app's socket on loopback
     tap_port: int
     opened_at: float
-    owner: tuple[int, str, int] | None = None    # (pid, package, uid) of the app, if found
+    owner: tuple[int, str, int] | None = None  # (pid, package, uid) of the app, if found
     sent: dict[str, int] = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
     fin: dict[str, bool] = field(default_factory=lambda: {"c2s": False, "s2c": False})
     closed_at: float | None = None
-    ended: str = ""                  # "fin" | "reset" | "refused" | "idle" | "stalled" | "tap-stopped"
+    ended: str = ""  # "fin" | "reset" | "refused" | "idle" | "stalled" | "tap-stopped"
     last_activity: float = 0.0
-    isn: dict[str, int] = field(default_factory=dict)     # initial sequence numbers, both sides
+    isn: dict[str, int] = field(default_factory=dict)  # initial sequence numbers, both sides
 
     def __post_init__(self) -> None:
-        if not self.isn:     # from the endpoints and the time: a reused port gets new ones
+        if not self.isn:  # from the endpoints and the time: a reused port gets new ones
             seed = zlib.crc32(f"{self.client}|{self.route.server}|{self.opened_at!r}".encode())
             self.isn = {"c2s": seed, "s2c": zlib.crc32(seed.to_bytes(4, "big"))}
 
@@ -149,17 +168,30 @@ class Connection:
 
     def describe(self) -> str:
         who = f"{self.owner[1]} pid {self.owner[0]} uid {self.owner[2]}" if self.owner else "unknown app"
-        return (f"{self.handset} {who} -> {self.route.host} "
-                f"(real {self.real_client[0]}:{self.real_client[1]} -> {LOOPBACK}:{self.tap_port}, "
-                f"service {self.route.target[0]}:{self.route.target[1]})")
+        return (
+            f"{self.handset} {who} -> {self.route.host} "
+            f"(real {self.real_client[0]}:{self.real_client[1]} -> {LOOPBACK}:{self.tap_port}, "
+            f"service {self.route.target[0]}:{self.route.target[1]})"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "host": self.route.host, "client": list(self.client), "server": list(self.server),
-                "real_client": list(self.real_client), "tap_port": self.tap_port,
-                "service": list(self.route.target), "app": self.package,
-                "pid": self.owner[0] if self.owner else None, "uid": self.owner[2] if self.owner else None,
-                "opened_at": self.opened_at, "closed_at": self.closed_at, "ended": self.ended or None,
-                "bytes_c2s": self.sent["c2s"], "bytes_s2c": self.sent["s2c"]}
+        return {
+            "id": self.id,
+            "host": self.route.host,
+            "client": list(self.client),
+            "server": list(self.server),
+            "real_client": list(self.real_client),
+            "tap_port": self.tap_port,
+            "service": list(self.route.target),
+            "app": self.package,
+            "pid": self.owner[0] if self.owner else None,
+            "uid": self.owner[2] if self.owner else None,
+            "opened_at": self.opened_at,
+            "closed_at": self.closed_at,
+            "ended": self.ended or None,
+            "bytes_c2s": self.sent["c2s"],
+            "bytes_s2c": self.sent["s2c"],
+        }
 
 
 class _Stream(TcpConversation):
@@ -169,25 +201,45 @@ class _Stream(TcpConversation):
     does: data or a FIN for a half already closed, or after the stream ended, is dropped silently
     instead of raising."""
 
-    def __init__(self, sink: Callable[[float, bytes], None], conn: Connection, *, client_address: str | None,
-                 linktype: int, mss: int = MSS) -> None:
-        super().__init__(sink, client=(client_address or conn.client[0], conn.client[1]), server=conn.server,
-                         linktype=linktype, mss=mss)
-        self.isns = {"c2s": conn.isn["c2s"], "s2c": conn.isn["s2c"]}      # of the SYNs
+    def __init__(
+        self,
+        sink: Callable[[float, bytes], None],
+        conn: Connection,
+        *,
+        client_address: str | None,
+        linktype: int,
+        mss: int = MSS,
+    ) -> None:
+        super().__init__(
+            sink,
+            client=(client_address or conn.client[0], conn.client[1]),
+            server=conn.server,
+            linktype=linktype,
+            mss=mss,
+        )
+        self.isns = {"c2s": conn.isn["c2s"], "s2c": conn.isn["s2c"]}  # of the SYNs
 
-    def open(self, ts: float, *, sent_c2s: int = 0, sent_s2c: int = 0) -> None:   # type: ignore[override]
+    def open(self, ts: float, *, sent_c2s: int = 0, sent_s2c: int = 0) -> None:  # type: ignore[override]
         super().open(ts, isns=self.isns, sent_c2s=sent_c2s, sent_s2c=sent_s2c)
 
-    def refused(self, ts: float) -> None:       # type: ignore[override]
+    def refused(self, ts: float) -> None:  # type: ignore[override]
         super().refused(ts, isns=self.isns)
 
-    def send(self, ts: float, direction: str, data: bytes) -> None:        # type: ignore[override]
+    def send(self, ts: float, direction: str, data: bytes) -> None:
         if self.state == "open" and direction not in self.fins:
             super().send(ts, direction, data)  # type: ignore[arg-type]
 
-    def fin(self, ts: float, direction: str) -> None:       # type: ignore[override]
+    def fin(self, ts: float, direction: str) -> None:
         if self.state == "open" and direction not in self.fins:
             super().fin(ts, direction)  # type: ignore[arg-type]
+
+
+def _direction(direction: str) -> Literal["c2s", "s2c"]:
+    if direction == "c2s":
+        return "c2s"
+    if direction == "s2c":
+        return "s2c"
+    raise ValueError(f"direction {direction!r}: c2s or s2c")
 
 
 class PacketWriter(Protocol):
@@ -207,9 +259,18 @@ class TapSink:
     ``max_bytes`` stops recording (not the relay) once the file reaches that size.
     """
 
-    def __init__(self, writer: PacketWriter, *, linktype: int, file: BinaryIO | None = None,
-                 client_address: str | None = None, accept: Callable[[Connection], bool] | None = None,
-                 max_bytes: int | None = None, syn_comments: bool = True, name: str = "") -> None:
+    def __init__(
+        self,
+        writer: PacketWriter,
+        *,
+        linktype: int,
+        file: BinaryIO | None = None,
+        client_address: str | None = None,
+        accept: Callable[[Connection], bool] | None = None,
+        max_bytes: int | None = None,
+        syn_comments: bool = True,
+        name: str = "",
+    ) -> None:
         self.writer = writer
         self.linktype = linktype
         self.file = file
@@ -231,7 +292,7 @@ class TapSink:
         return self.writer.packets
 
     def _write(self, ts: float, frame: bytes) -> None:
-        ts = max(ts, self._last_ts + 1e-6)      # one clock per file: never backwards
+        ts = max(ts, self._last_ts + 1e-6)  # one clock per file: never backwards
         self._last_ts = ts
         comment, self._comment = self._comment, None
         self.writer.packet(ts, frame, comment=comment)
@@ -281,7 +342,7 @@ class TapSink:
     def reset(self, conn: Connection, ts: float, direction: str) -> None:
         st = self._stream(conn)
         if st is not None:
-            st.reset(ts, direction)
+            st.reset(ts, _direction(direction))
         self.streams.pop(conn.id, None)
 
     def refused(self, conn: Connection, ts: float) -> None:
@@ -316,20 +377,39 @@ class TapSink:
                 self.file.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"packets": self.packets, "payload_bytes": self.payload_bytes, "connections": self.connections,
-                "full": self.full}
+        return {
+            "packets": self.packets,
+            "payload_bytes": self.payload_bytes,
+            "connections": self.connections,
+            "full": self.full,
+        }
 
 
-def open_file_sink(path: Path, *, fmt: str = "pcapng", linktype: int = LINKTYPE_ETHERNET,
-                   names: dict[str, str] | None = None, comment: str | None = None, snaplen: int = 262144,
-                   max_bytes: int | None = None, interface_name: str | None = None, name: str = "") -> TapSink:
+def open_file_sink(
+    path: Path,
+    *,
+    fmt: str = "pcapng",
+    linktype: int = LINKTYPE_ETHERNET,
+    names: dict[str, str] | None = None,
+    comment: str | None = None,
+    snaplen: int = 262144,
+    max_bytes: int | None = None,
+    interface_name: str | None = None,
+    name: str = "",
+) -> TapSink:
     """A sink writing a new pcapng (with a name resolution block) or classic pcap file."""
-    f = open(path, "wb")     # noqa: SIM115 - the sink closes it
+    f = open(path, "wb")  # noqa: SIM115 - the sink closes it
     try:
         writer: PacketWriter
         if fmt == "pcapng":
-            w = PcapngWriter(f, linktype=linktype, snaplen=snaplen, application="hostctl emulated lab wire tap",
-                             comment=comment, interface_name=interface_name)
+            w = PcapngWriter(
+                f,
+                linktype=linktype,
+                snaplen=snaplen,
+                application="hostctl emulated lab wire tap",
+                comment=comment,
+                interface_name=interface_name,
+            )
             if names:
                 w.add_names(names)
             writer = w
@@ -355,10 +435,20 @@ class WireTap:
     while an event is being written, should another thread call in.
     """
 
-    def __init__(self, label: str, address: str, routes: Iterable[Route], *, state_dir: Path | None = None,
-                 owner: OwnerLookup | None = None, continuous: bool = True,
-                 continuous_max_bytes: int = CONTINUOUS_MAX_BYTES, idle_timeout: float = IDLE_TIMEOUT,
-                 io_timeout: float = IO_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        label: str,
+        address: str,
+        routes: Iterable[Route],
+        *,
+        state_dir: Path | None = None,
+        owner: OwnerLookup | None = None,
+        continuous: bool = True,
+        continuous_max_bytes: int = CONTINUOUS_MAX_BYTES,
+        idle_timeout: float = IDLE_TIMEOUT,
+        io_timeout: float = IO_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.label = label
         self.address = address
         self.routes = list(routes)
@@ -369,7 +459,7 @@ class WireTap:
         self.idle_timeout = idle_timeout
         self.io_timeout = io_timeout
         self.connect_timeout = connect_timeout
-        self.ports: dict[str, int] = {}            # host -> tap port
+        self.ports: dict[str, int] = {}  # host -> tap port
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -398,11 +488,21 @@ class WireTap:
         return {host: f"{LOOPBACK}:{port}" for host, port in self.ports.items()}
 
     def info(self) -> dict[str, Any]:
-        return {"address": self.address, "file": str(self.continuous_path) if self.continuous else None,
-                "hosts": {r.host: {"tap_port": self.ports.get(r.host), "address": r.server[0],
-                                   "port": r.server[1], "service": f"{r.target[0]}:{r.target[1]}"}
-                          for r in self.routes},
-                "open_connections": len(self.open), "sinks": len(self.sinks)}
+        return {
+            "address": self.address,
+            "file": str(self.continuous_path) if self.continuous else None,
+            "hosts": {
+                r.host: {
+                    "tap_port": self.ports.get(r.host),
+                    "address": r.server[0],
+                    "port": r.server[1],
+                    "service": f"{r.target[0]}:{r.target[1]}",
+                }
+                for r in self.routes
+            },
+            "open_connections": len(self.open),
+            "sinks": len(self.sinks),
+        }
 
     def connections(self) -> list[Connection]:
         """Finished (most recent last) then open connections."""
@@ -415,8 +515,7 @@ class WireTap:
         self._stopping = False
         try:
             for route in self.routes:
-                server = await asyncio.start_server(
-                    lambda r, w, rt=route: self._accept(rt, r, w), LOOPBACK, 0)
+                server = await asyncio.start_server(functools.partial(self._accept, route), LOOPBACK, 0)
                 self._servers.append(server)
                 self.ports[route.host] = server.sockets[0].getsockname()[1]
             if self.continuous:
@@ -436,14 +535,14 @@ class WireTap:
             if not conn.ended:
                 conn.ended = "tap-stopped"
                 self._fanout("reset", conn, "s2c")
-        self._stopping = True          # what the aborted relays still see is not recorded
+        self._stopping = True  # what the aborted relays still see is not recorded
         for w in list(self._writers):
             with contextlib.suppress(Exception):
                 w.transport.abort()
         tasks = list(self._tasks)
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=5)
-            for task in late:            # a relay that did not end with its sockets
+            for task in late:  # a relay that did not end with its sockets
                 task.cancel()
         for server in self._servers:
             with contextlib.suppress(Exception):
@@ -465,10 +564,14 @@ class WireTap:
         if rotate and path.exists():
             with contextlib.suppress(OSError):
                 os.replace(path, path.with_name("wire.1.pcapng"))
-        sink = open_file_sink(path, names=self.names(), name=f"{self.label} continuous",
-                              comment=f"hostctl emulated lab: every byte handset {self.label} "
-                                      f"({self.address}) exchanged with the Xiaomi hosts",
-                              interface_name=f"{self.label}-tap")
+        sink = open_file_sink(
+            path,
+            names=self.names(),
+            name=f"{self.label} continuous",
+            comment=f"hostctl emulated lab: every byte handset {self.label} "
+            f"({self.address}) exchanged with the Xiaomi hosts",
+            interface_name=f"{self.label}-tap",
+        )
         self._continuous_sink = sink
         self.subscribe(sink)
 
@@ -509,7 +612,7 @@ class WireTap:
                 try:
                     getattr(sink, event)(conn, ts, *args)
                     sink.flush()
-                except (OSError, ValueError) as exc:     # a full disk or a closed file: that sink ends
+                except (OSError, ValueError) as exc:  # a full disk or a closed file: that sink ends
                     log.warning("%s: capture %s failed (%s): it stops recording", self.label, sink.name, exc)
                     self.sinks.remove(sink)
                     sink.close()
@@ -524,27 +627,37 @@ class WireTap:
         self._writers.add(writer)
         peer = writer.get_extra_info("peername") or (LOOPBACK, 0)
         tap_port = writer.get_extra_info("sockname")[1]
-        conn = Connection(next(self._ids), self.label, route, (self.address, int(peer[1])),
-                          (str(peer[0]), int(peer[1])), tap_port, time.time(), last_activity=time.monotonic())
+        conn = Connection(
+            next(self._ids),
+            self.label,
+            route,
+            (self.address, int(peer[1])),
+            (str(peer[0]), int(peer[1])),
+            tap_port,
+            time.time(),
+            last_activity=time.monotonic(),
+        )
         if self.owner is not None:
             with contextlib.suppress(Exception):
                 conn.owner = self.owner(int(peer[1]), tap_port)
         up_writer: asyncio.StreamWriter | None = None
         try:
             try:
-                up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*route.target),
-                                                              self.connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
+                up_reader, upstream = await asyncio.wait_for(
+                    asyncio.open_connection(*route.target), self.connect_timeout
+                )
+                up_writer = upstream  # for the finally below
+            except (TimeoutError, OSError) as exc:
                 log.info("%s: %s refused (%s)", self.label, route.host, exc)
                 conn.ended, conn.closed_at = "refused", time.time()
                 self._fanout("refused", conn)
                 self.recent.append(conn)
                 writer.transport.abort()
                 return
-            self._writers.add(up_writer)
+            self._writers.add(upstream)
             self.open[conn.id] = conn
             self._fanout("opened", conn)
-            await self._relay(conn, reader, writer, up_reader, up_writer)
+            await self._relay(conn, reader, writer, up_reader, upstream)
         finally:
             for w in (writer, up_writer):
                 if w is not None:
@@ -557,10 +670,18 @@ class WireTap:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _relay(self, conn: Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
-        pumps = {asyncio.ensure_future(self._pump(conn, "c2s", reader, up_writer)): "c2s",
-                 asyncio.ensure_future(self._pump(conn, "s2c", up_reader, writer)): "s2c"}
+    async def _relay(
+        self,
+        conn: Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
+        pumps = {
+            asyncio.ensure_future(self._pump(conn, "c2s", reader, up_writer)): "c2s",
+            asyncio.ensure_future(self._pump(conn, "s2c", up_reader, writer)): "s2c",
+        }
         try:
             done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_EXCEPTION)
             failed = next((t for t in done if t.exception() is not None), None)
@@ -590,12 +711,13 @@ class WireTap:
                 with contextlib.suppress(BaseException):
                     await t
 
-    async def _pump(self, conn: Connection, direction: str, src: asyncio.StreamReader,
-                    dst: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, conn: Connection, direction: str, src: asyncio.StreamReader, dst: asyncio.StreamWriter
+    ) -> None:
         while True:
             try:
                 data = await asyncio.wait_for(src.read(READ_SIZE), min(self.idle_timeout, 60.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if time.monotonic() - conn.last_activity >= self.idle_timeout:
                     raise _Idle(f"nothing either way for {self.idle_timeout:.0f} s") from None
                 continue
@@ -607,9 +729,10 @@ class WireTap:
             dst.write(data)
             try:
                 await asyncio.wait_for(dst.drain(), self.io_timeout)
-            except asyncio.TimeoutError:
-                raise _Stalled(f"the {'service' if direction == 'c2s' else 'app'} did not read for "
-                               f"{self.io_timeout:.0f} s") from None
+            except TimeoutError:
+                raise _Stalled(
+                    f"the {'service' if direction == 'c2s' else 'app'} did not read for {self.io_timeout:.0f} s"
+                ) from None
         conn.fin[direction] = True
         self._fanout("fin", conn, direction)
         if dst.can_write_eof() and not dst.is_closing():
@@ -627,7 +750,7 @@ class _Stalled(Exception):
 
 # --- the handset's tap, for the emulated shell (tcpdump) and PCAPdroid ----------------------------
 
-_TAPS: "weakref.WeakKeyDictionary[Any, WireTap]" = weakref.WeakKeyDictionary()
+_TAPS: weakref.WeakKeyDictionary[Any, WireTap] = weakref.WeakKeyDictionary()
 
 
 def register(handset: Any, tap: WireTap | None) -> None:
@@ -643,8 +766,9 @@ def tap_of(handset: Any) -> WireTap | None:
     return _TAPS.get(handset)
 
 
-def socket_owner(client_port: int, server_port: int, candidates: Iterable[tuple[int, str, int]]
-                 ) -> tuple[int, str, int] | None:
+def socket_owner(
+    client_port: int, server_port: int, candidates: Iterable[tuple[int, str, int]]
+) -> tuple[int, str, int] | None:
     """Which of ``candidates`` (pid, package, uid) holds the loopback socket ``client_port`` ->
     ``server_port``: /proc/net/tcp gives the socket's inode, /proc/PID/fd the process holding it.
     With one candidate it is that one (every connection to a handset's tap is its own)."""

@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError, HostctlError
 from .controller import ConfigReader
 
-__all__ = ["Console", "ConsoleError", "ConsoleGoneError", "ConsoleOpenError", "ConsoleRecording",
-           "format_line"]
+__all__ = ["Console", "ConsoleError", "ConsoleGoneError", "ConsoleOpenError", "ConsoleRecording", "format_line"]
 
 DEFAULT_BAUDRATE = 115200
 _READ_SLICE = 0.1
@@ -58,7 +58,7 @@ class ConsoleOpenError(ConsoleError):
 class ConsoleGoneError(ConsoleError):
     """The port vanished mid-recording; ``recording`` says what was kept."""
 
-    def __init__(self, message: str, *, port: str, recording: "ConsoleRecording | None" = None) -> None:
+    def __init__(self, message: str, *, port: str, recording: ConsoleRecording | None = None) -> None:
         self.recording = recording
         super().__init__(message, port=port)
 
@@ -67,11 +67,11 @@ class ConsoleGoneError(ConsoleError):
 class ConsoleRecording:
     port: str
     path: str
-    started: float                # epoch seconds
+    started: float  # epoch seconds
     ended: float
     lines: int
     bytes: int
-    ended_by: str                 # "stopped" | "duration" | "port-gone"
+    ended_by: str  # "stopped" | "duration" | "port-gone"
     error: str | None = None
 
     @property
@@ -79,13 +79,21 @@ class ConsoleRecording:
         return self.ended_by == "port-gone"
 
     def to_json(self) -> dict[str, Any]:
-        return {"port": self.port, "out": self.path, "started": _stamp(self.started),
-                "ended": _stamp(self.ended), "seconds": round(self.ended - self.started, 3),
-                "lines": self.lines, "bytes": self.bytes, "ended_by": self.ended_by, "error": self.error}
+        return {
+            "port": self.port,
+            "out": self.path,
+            "started": _stamp(self.started),
+            "ended": _stamp(self.ended),
+            "seconds": round(self.ended - self.started, 3),
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "ended_by": self.ended_by,
+            "error": self.error,
+        }
 
 
 def _stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def format_line(epoch: float, raw: bytes) -> str:
@@ -97,8 +105,9 @@ def format_line(epoch: float, raw: bytes) -> str:
 class Console:
     """One UART console being recorded into ``out``."""
 
-    def __init__(self, port: Any, *, name: str, out: Path, baudrate: int = DEFAULT_BAUDRATE,
-                 label: str | None = None) -> None:
+    def __init__(
+        self, port: Any, *, name: str, out: Path, baudrate: int = DEFAULT_BAUDRATE, label: str | None = None
+    ) -> None:
         self._port = port
         self.name = name
         self.out = Path(out)
@@ -114,8 +123,7 @@ class Console:
     # -- opening ----------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, port: str, out: str | Path, *, baudrate: int = DEFAULT_BAUDRATE,
-             label: str | None = None) -> "Console":
+    def open(cls, port: str, out: str | Path, *, baudrate: int = DEFAULT_BAUDRATE, label: str | None = None) -> Console:
         import serial
 
         try:
@@ -125,7 +133,7 @@ class Console:
         return cls(ser, name=port, out=Path(out), baudrate=baudrate, label=label)
 
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Console":
+    def create(cls, config: Mapping[str, Any]) -> Console:
         """From a testbed entry: ``port`` (required); ``out`` (a file) or ``evidence_dir`` (a
         folder: the file is ``console-<label>.log``); ``label`` (default ``console``);
         ``baudrate`` (115200)."""
@@ -146,18 +154,18 @@ class Console:
         self._closed = True
         try:
             self._port.close()
-        except Exception:   # noqa: BLE001 - closing a vanished port must not raise
+        except Exception:  # noqa: BLE001 - closing a vanished port must not raise
             pass
 
     def destroy(self) -> None:
         """Stop recording (keeping what was read) and release the port. Never raises."""
         try:
             self.stop()
-        except Exception:   # noqa: BLE001 - the contract: destroy never raises
+        except Exception:  # noqa: BLE001 - the contract: destroy never raises
             pass
         self.close()
 
-    def __enter__(self) -> "Console":
+    def __enter__(self) -> Console:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -165,10 +173,18 @@ class Console:
 
     def info(self) -> dict[str, Any]:
         rec = self.recording
-        return {"kind": "console", "port": self.name, "label": self.label, "out": str(self.out),
-                "baudrate": self.baudrate, "recording": self.recording_now,
-                "lines": rec.lines if rec else self._lines, "bytes": rec.bytes if rec else self._bytes,
-                "ended_by": rec.ended_by if rec else None, "error": rec.error if rec else None}
+        return {
+            "kind": "console",
+            "port": self.name,
+            "label": self.label,
+            "out": str(self.out),
+            "baudrate": self.baudrate,
+            "recording": self.recording_now,
+            "lines": rec.lines if rec else self._lines,
+            "bytes": rec.bytes if rec else self._bytes,
+            "ended_by": rec.ended_by if rec else None,
+            "error": rec.error if rec else None,
+        }
 
     @property
     def recording_now(self) -> bool:
@@ -184,19 +200,20 @@ class Console:
             raise ConsoleGoneError(f"{self.name}: the console port is closed", port=self.name)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.out, "a", encoding="utf-8")
+            fh = open(self.out, "a", encoding="utf-8")  # noqa: SIM115 - handed to the reader thread, which closes it
         except OSError as exc:
             raise ConsoleOpenError(f"cannot write {self.out}: {exc}", port=self.name) from None
         try:
-            self._port.reset_input_buffer()      # what waited before we started is not ours
-        except Exception:   # noqa: BLE001 - not every URL handler can; a gone port shows in the loop
+            self._port.reset_input_buffer()  # what waited before we started is not ours
+        except Exception:  # noqa: BLE001 - not every URL handler can; a gone port shows in the loop
             pass
         self._stop.clear()
         self.error, self.recording = None, None
         self._lines = self._bytes = 0
         deadline = None if duration is None else time.monotonic() + max(0.0, duration)
-        self._thread = threading.Thread(target=self._run, args=(fh, deadline), daemon=True,
-                                        name=f"hostctl-console {self.name}")
+        self._thread = threading.Thread(
+            target=self._run, args=(fh, deadline), daemon=True, name=f"hostctl-console {self.name}"
+        )
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -250,9 +267,9 @@ class Console:
                 self._bytes += len(data)
                 buf += data
                 while (nl := buf.find(b"\n")) >= 0:
-                    fh.write(format_line(line_time, bytes(buf[:nl + 1])))
+                    fh.write(format_line(line_time, bytes(buf[: nl + 1])))
                     self._lines += 1
-                    del buf[:nl + 1]
+                    del buf[: nl + 1]
                     line_time = now
                 fh.flush()
         finally:
@@ -260,8 +277,12 @@ class Console:
                 fh.write(format_line(line_time, bytes(buf)))
                 self._lines += 1
             fh.close()
-            self.recording = ConsoleRecording(self.name, str(self.out), started, time.time(),
-                                              self._lines, self._bytes, ended_by, error)
+            self.recording = ConsoleRecording(
+                self.name, str(self.out), started, time.time(), self._lines, self._bytes, ended_by, error
+            )
             if error is not None:
-                self.error = ConsoleGoneError(f"{error}; {self.out} keeps the {self._lines} line(s) read",
-                                              port=self.name, recording=self.recording)
+                self.error = ConsoleGoneError(
+                    f"{error}; {self.out} keeps the {self._lines} line(s) read",
+                    port=self.name,
+                    recording=self.recording,
+                )

@@ -11,7 +11,8 @@ such as ``{"port": "/dev/ttyUSB0", "channel": 1, "baudrate": 9600}``:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 
@@ -22,7 +23,7 @@ _MISSING = object()
 
 class Controller(Protocol):
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Controller": ...
+    def create(cls, config: Mapping[str, Any]) -> Controller: ...
 
     def destroy(self) -> None: ...
 
@@ -34,13 +35,15 @@ class ConfigReader:
 
     def __init__(self, config: Any, controller: str, allowed: set[str]) -> None:
         if not isinstance(config, Mapping):
-            raise ConfigError("<entry>", f"must be a mapping, not {type(config).__name__}",
-                              controller=controller)
+            raise ConfigError("<entry>", f"must be a mapping, not {type(config).__name__}", controller=controller)
         self.config, self.controller = config, controller
         for key in config:
             if key not in allowed:
-                raise ConfigError(str(key), f"is not a {controller} setting (known: "
-                                  f"{', '.join(sorted(allowed))})", controller=controller)
+                raise ConfigError(
+                    str(key),
+                    f"is not a {controller} setting (known: {', '.join(sorted(allowed))})",
+                    controller=controller,
+                )
 
     def _get(self, key: str, default: Any) -> Any:
         value = self.config.get(key, default)
@@ -54,8 +57,7 @@ class ConfigReader:
             raise ConfigError(key, f"must be a non-empty string, not {value!r}", controller=self.controller)
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, *, low: int | None = None,
-                high: int | None = None) -> int:
+    def integer(self, key: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> int:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"must be an integer, not {value!r}", controller=self.controller)

@@ -18,46 +18,93 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import HostctlError
 from ..sms.errors import cme_meaning, cms_meaning
-from ..sms.pdu import (Address, EncodedPdu, PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode,
-                       encode, validity_from_seconds)
+from ..sms.pdu import (
+    Address,
+    EncodedPdu,
+    PduError,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    decode,
+    encode,
+    validity_from_seconds,
+)
 from ..sms.split import split_message
 
-__all__ = ["CmeError", "CmsError", "Modem", "ModemCommandError", "ModemError", "ModemGoneError",
-           "ModemInfo", "ModemOpenError", "ModemProtocolError", "ModemTimeoutError", "Registration",
-           "SignalQuality", "Sms", "StoredSms", "Urc"]
+__all__ = [
+    "CmeError",
+    "CmsError",
+    "Modem",
+    "ModemCommandError",
+    "ModemError",
+    "ModemGoneError",
+    "ModemInfo",
+    "ModemOpenError",
+    "ModemProtocolError",
+    "ModemTimeoutError",
+    "Registration",
+    "SignalQuality",
+    "Sms",
+    "StoredSms",
+    "Urc",
+]
 
 DEFAULT_TIMEOUT = 10.0
-SEND_TIMEOUT = 60.0          # the network's answer to +CMGS can take a while on real networks
+SEND_TIMEOUT = 60.0  # the network's answer to +CMGS can take a while on real networks
 _READ_SLICE = 0.05
 
 FINAL_OK = ("OK",)
-FINAL_ERRORS = ("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER", "COMMAND NOT SUPPORT",
-                "TOO MANY PARAMETERS")
+FINAL_ERRORS = ("ERROR", "NO CARRIER", "NO DIALTONE", "BUSY", "NO ANSWER", "COMMAND NOT SUPPORT", "TOO MANY PARAMETERS")
 # lines that are unsolicited unless the running command asked for that prefix ("^" and "*":
 # vendor URCs such as Huawei's ^RSSI / ^BOOT)
-URC_PREFIXES = ("+CMTI:", "+CMT:", "+CDS:", "+CDSI:", "+CBM:", "+CREG:", "+CGREG:", "+CEREG:",
-                "RING", "+CRING:", "+CLIP:", "+CUSD:", "^", "*", "+PBREADY", "+CPIN:", "+CFUN:",
-                "+QIND:", "+STIN:", "+CIEV:")
+URC_PREFIXES = (
+    "+CMTI:",
+    "+CMT:",
+    "+CDS:",
+    "+CDSI:",
+    "+CBM:",
+    "+CREG:",
+    "+CGREG:",
+    "+CEREG:",
+    "RING",
+    "+CRING:",
+    "+CLIP:",
+    "+CUSD:",
+    "^",
+    "*",
+    "+PBREADY",
+    "+CPIN:",
+    "+CFUN:",
+    "+QIND:",
+    "+STIN:",
+    "+CIEV:",
+)
 _TWO_LINE_URCS = ("+CMT:", "+CDS:", "+CBM:")
 
-REGISTRATION = {0: "not registered, not searching", 1: "registered, home network",
-                2: "not registered, searching", 3: "registration denied", 4: "unknown",
-                5: "registered, roaming"}
+REGISTRATION = {
+    0: "not registered, not searching",
+    1: "registered, home network",
+    2: "not registered, searching",
+    3: "registration denied",
+    4: "unknown",
+    5: "registered, roaming",
+}
 
 
 # --- errors -----------------------------------------------------------------------------------
 
+
 class ModemError(HostctlError):
     """Something went wrong with the modem on ``port``."""
 
-    def __init__(self, message: str, *, port: str, command: str | None = None,
-                 lines: Iterable[str] = ()) -> None:
+    def __init__(self, message: str, *, port: str, command: str | None = None, lines: Iterable[str] = ()) -> None:
         self.port = port
         self.command = command
         self.lines = list(lines)
@@ -97,8 +144,7 @@ class CmeError(ModemCommandError):
 
     def __init__(self, code: int | None, meaning: str, **kw: Any) -> None:
         self.code, self.meaning = code, meaning
-        super().__init__(f"+CME ERROR {code if code is not None else ''}: {meaning}".replace(" :", ":"),
-                         **kw)
+        super().__init__(f"+CME ERROR {code if code is not None else ''}: {meaning}".replace(" :", ":"), **kw)
 
 
 class CmsError(ModemCommandError):
@@ -106,11 +152,11 @@ class CmsError(ModemCommandError):
 
     def __init__(self, code: int | None, meaning: str, **kw: Any) -> None:
         self.code, self.meaning = code, meaning
-        super().__init__(f"+CMS ERROR {code if code is not None else ''}: {meaning}".replace(" :", ":"),
-                         **kw)
+        super().__init__(f"+CMS ERROR {code if code is not None else ''}: {meaning}".replace(" :", ":"), **kw)
 
 
 # --- values -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Urc:
@@ -147,8 +193,8 @@ class Registration:
 
 @dataclass(frozen=True, slots=True)
 class SignalQuality:
-    rssi: int            # 0..31, 99 unknown
-    ber: int             # 0..7, 99 unknown
+    rssi: int  # 0..31, 99 unknown
+    ber: int  # 0..7, 99 unknown
 
     @property
     def dbm(self) -> int | None:
@@ -170,15 +216,29 @@ class ModemInfo:
     operator: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"manufacturer": self.manufacturer, "model": self.model, "revision": self.revision,
-                "imei": self.imei, "imsi": self.imsi, "iccid": self.iccid, "number": self.number,
-                "sim": self.sim, "operator": self.operator,
-                "registration": None if self.registration is None else {
-                    "stat": self.registration.stat, "meaning": self.registration.meaning,
-                    "registered": self.registration.registered, "lac": self.registration.lac,
-                    "cell_id": self.registration.cell_id},
-                "signal": None if self.signal is None else {
-                    "rssi": self.signal.rssi, "ber": self.signal.ber, "dbm": self.signal.dbm}}
+        return {
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "revision": self.revision,
+            "imei": self.imei,
+            "imsi": self.imsi,
+            "iccid": self.iccid,
+            "number": self.number,
+            "sim": self.sim,
+            "operator": self.operator,
+            "registration": None
+            if self.registration is None
+            else {
+                "stat": self.registration.stat,
+                "meaning": self.registration.meaning,
+                "registered": self.registration.registered,
+                "lac": self.registration.lac,
+                "cell_id": self.registration.cell_id,
+            },
+            "signal": None
+            if self.signal is None
+            else {"rssi": self.signal.rssi, "ber": self.signal.ber, "dbm": self.signal.dbm},
+        }
 
 
 STATUS_NAMES = ("REC UNREAD", "REC READ", "STO UNSENT", "STO SENT")
@@ -189,7 +249,7 @@ class StoredSms:
     """One stored message (one PDU) as ``+CMGR``/``+CMGL`` give it in PDU mode."""
 
     index: int
-    status: str                       # REC UNREAD | REC READ | STO UNSENT | STO SENT
+    status: str  # REC UNREAD | REC READ | STO UNSENT | STO SENT
     message: SmsDeliver | SmsSubmit | SmsStatusReport
     storage: str | None = None
 
@@ -218,16 +278,20 @@ class Sms:
         return [p.index for p in self.parts]
 
     def to_json(self) -> dict[str, Any]:
-        return {"sender": self.sender, "text": self.text,
-                "timestamp": self.timestamp.isoformat() if self.timestamp else None,
-                "indexes": self.indexes, "complete": self.complete,
-                "status": sorted({p.status for p in self.parts})}
+        return {
+            "sender": self.sender,
+            "text": self.text,
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "indexes": self.indexes,
+            "complete": self.complete,
+            "status": sorted({p.status for p in self.parts}),
+        }
 
 
 def join_parts(items: Iterable[StoredSms]) -> list[Sms]:
     """Received messages with their concatenated parts joined (incomplete ones kept, flagged)."""
     singles: list[Sms] = []
-    groups: dict[tuple[str, int, int], list[StoredSms]] = {}
+    groups: dict[tuple[str, int, int], list[tuple[int, StoredSms, SmsDeliver]]] = {}  # (sequence, stored, PDU)
     order: list[Any] = []
     for st in items:
         m = st.message
@@ -240,25 +304,29 @@ def join_parts(items: Iterable[StoredSms]) -> list[Sms]:
         if key not in groups:
             groups[key] = []
             order.append(key)
-        groups[key].append(st)
+        groups[key].append((m.concat[2], st, m))
     for item in order:
         if isinstance(item, Sms):
             singles.append(item)
             continue
-        parts = sorted(groups[item], key=lambda s: s.message.concat[2])
-        seqs = {p.message.concat[2] for p in parts}
+        entries = sorted(groups[item], key=lambda e: e[0])
+        parts = [st for _, st, _ in entries]
+        pdus = [pdu for _, _, pdu in entries]
+        seqs = {seq for seq, _, _ in entries}
         complete = seqs == set(range(1, item[2] + 1))
-        if all(p.message.coding == "ucs2" and p.message.octets for p in parts):
+        if all(pdu.coding == "ucs2" and pdu.octets for pdu in pdus):
             # join the octets, not the texts: a surrogate pair may straddle two parts
-            text = b"".join(p.message.octets for p in parts).decode("utf-16-be", errors="replace")
+            text = b"".join(pdu.octets for pdu in pdus).decode("utf-16-be", errors="replace")
         else:
             text = "".join(p.text for p in parts)
-        singles.append(Sms(item[0], text, parts[0].message.timestamp, tuple(parts), complete))
+        singles.append(Sms(item[0], text, pdus[0].timestamp, tuple(parts), complete))
     return singles
 
 
 def _split_fields(text: str) -> list[str]:
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text.strip():
         if ch == '"':
             quoted = not quoted
@@ -273,6 +341,7 @@ def _split_fields(text: str) -> list[str]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
+
 class Modem:
     """A GSM modem on a serial port or pyserial URL. Thread-safe: one command at a time."""
 
@@ -285,20 +354,20 @@ class Modem:
         self._lock = threading.RLock()
         self._closed = False
         self._mem_read: str | None = None
-        self.unclaimed: list[str] = []   # lines that answered no running command (late answers)
+        self.unclaimed: list[str] = []  # lines that answered no running command (late answers)
         self._mr_reports: dict[int, SmsStatusReport] = {}
 
     # -- opening and closing ----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, port: str, *, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT,
-             init: bool = True) -> "Modem":
+    def open(cls, port: str, *, baudrate: int = 115200, timeout: float = DEFAULT_TIMEOUT, init: bool = True) -> Modem:
         """Open a path or URL, then (``init``) bring the modem to a known state."""
         import serial
 
         try:
-            ser = serial.serial_for_url(port, baudrate=baudrate, timeout=_READ_SLICE, write_timeout=timeout,
-                                        do_not_open=False)
+            ser = serial.serial_for_url(
+                port, baudrate=baudrate, timeout=_READ_SLICE, write_timeout=timeout, do_not_open=False
+            )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ModemOpenError(f"cannot open modem port {port}: {exc}", port=port) from None
         modem = cls(ser, name=port, timeout=timeout)
@@ -314,10 +383,10 @@ class Modem:
         self._closed = True
         try:
             self._port.close()
-        except Exception:   # noqa: BLE001 - closing a vanished port must not raise
+        except Exception:  # noqa: BLE001 - closing a vanished port must not raise
             pass
 
-    def __enter__(self) -> "Modem":
+    def __enter__(self) -> Modem:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -334,15 +403,17 @@ class Modem:
             if flush is not None:
                 flush()
         except serial.SerialTimeoutException:
-            raise ModemTimeoutError(f"{self.name}: writing {command!r} did not finish within "
-                                    f"{self.timeout:.0f} s", port=self.name, command=command,
-                                    timeout=self.timeout) from None
+            raise ModemTimeoutError(
+                f"{self.name}: writing {command!r} did not finish within {self.timeout:.0f} s",
+                port=self.name,
+                command=command,
+                timeout=self.timeout,
+            ) from None
         except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
             raise self._gone(command, exc) from None
 
     def _gone(self, command: str | None, exc: BaseException) -> ModemGoneError:
-        return ModemGoneError(f"{self.name}: the modem port went away ({exc})", port=self.name,
-                              command=command)
+        return ModemGoneError(f"{self.name}: the modem port went away ({exc})", port=self.name, command=command)
 
     def _fill(self, deadline: float, command: str | None, *, block: bool = True) -> bool:
         """Read what is there (waiting one read slice for a first byte when ``block``); False
@@ -368,9 +439,9 @@ class Modem:
         if m is None:
             return None
         if m.group() == b"\r" and m.end() == len(self._buf):
-            return None                 # maybe a CR LF split over two reads: wait for more
-        line = bytes(self._buf[:m.start()])
-        del self._buf[:m.end()]
+            return None  # maybe a CR LF split over two reads: wait for more
+        line = bytes(self._buf[: m.start()])
+        del self._buf[: m.end()]
         return line.replace(b"\x00", b"").decode("latin-1").strip()
 
     def _read_lines(self, deadline: float, command: str | None) -> Iterable[str]:
@@ -442,8 +513,11 @@ class Modem:
                         return urc
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ModemTimeoutError(f"{self.name}: no {prefix} within {timeout or self.timeout:.1f} s",
-                                            port=self.name, timeout=timeout or self.timeout)
+                    raise ModemTimeoutError(
+                        f"{self.name}: no {prefix} within {timeout or self.timeout:.1f} s",
+                        port=self.name,
+                        timeout=timeout or self.timeout,
+                    )
                 line = self._next_line(deadline)
                 if line and self._is_urc(line, ()):
                     self._keep_urc(line, deadline=deadline + 2.0)
@@ -469,7 +543,7 @@ class Modem:
         gen = self._read_lines(deadline, line)
         for text in gen:
             if not text or text == line or text.upper() == line.upper():
-                continue                                  # blank line or the echo
+                continue  # blank line or the echo
             if text.startswith(">") and body is not None:
                 continue
             if self._is_urc(text, asked):
@@ -479,9 +553,14 @@ class Modem:
             if final:
                 return info
             info.append(text)
-        raise ModemTimeoutError(f"{self.name}: {line} got no final result code within {limit:g} s"
-                                + (f" (got: {' | '.join(info)[:200]})" if info else ""),
-                                port=self.name, command=line, lines=info, timeout=limit)
+        raise ModemTimeoutError(
+            f"{self.name}: {line} got no final result code within {limit:g} s"
+            + (f" (got: {' | '.join(info)[:200]})" if info else ""),
+            port=self.name,
+            command=line,
+            lines=info,
+            timeout=limit,
+        )
 
     def _drain_stale(self, line: str) -> None:
         """Before a command: lines already here (a late answer to a command that timed out,
@@ -507,8 +586,9 @@ class Modem:
             code, meaning = self._code(text, cms_meaning)
             raise CmsError(code, meaning, port=self.name, command=line, lines=info, result=text)
         if text in FINAL_ERRORS or text == "4":
-            raise ModemCommandError(f"{self.name}: {line} -> {text}", port=self.name, command=line,
-                                    lines=info, result=text)
+            raise ModemCommandError(
+                f"{self.name}: {line} -> {text}", port=self.name, command=line, lines=info, result=text
+            )
         return False
 
     @staticmethod
@@ -516,7 +596,7 @@ class Modem:
         value = text.split(":", 1)[1].strip()
         if value.isdigit():
             return int(value), meaning(int(value))
-        return None, value                       # +CMEE=2: the modem's own words
+        return None, value  # +CMEE=2: the modem's own words
 
     def _await_prompt(self, line: str, deadline: float) -> None:
         """Wait for the ``> `` prompt of +CMGS/+CMGW (which has no line end)."""
@@ -524,19 +604,22 @@ class Modem:
             idx = self._buf.find(b">")
             if idx >= 0:
                 before = bytes(self._buf[:idx])
-                del self._buf[:idx + 1]
+                del self._buf[: idx + 1]
                 if self._buf[:1] == b" ":
                     del self._buf[:1]
-                texts = [t for t in (r.decode("latin-1").strip()
-                                     for r in re.split(rb"\r\n|\r|\n", before))
-                         if t and t.upper() != line.upper()]
+                texts = [
+                    t
+                    for t in (r.decode("latin-1").strip() for r in re.split(rb"\r\n|\r|\n", before))
+                    if t and t.upper() != line.upper()
+                ]
                 i = 0
-                while i < len(texts):     # URCs that came before the prompt, as anywhere else
+                while i < len(texts):  # URCs that came before the prompt, as anywhere else
                     text = texts[i]
                     if self._is_urc(text, ()):
                         two = text.startswith(_TWO_LINE_URCS) and i + 1 < len(texts)
-                        self._keep_urc(text, data=texts[i + 1] if two else "" if
-                                       text.startswith(_TWO_LINE_URCS) else None)
+                        self._keep_urc(
+                            text, data=texts[i + 1] if two else "" if text.startswith(_TWO_LINE_URCS) else None
+                        )
                         i += 2 if two else 1
                     else:
                         self._final(text, line, [])
@@ -546,12 +629,13 @@ class Modem:
             m = re.search(rb"(\+CMS ERROR:[^\r\n]*|\+CME ERROR:[^\r\n]*|\bERROR)\r?\n", self._buf)
             if m:
                 text = m.group(1).decode("latin-1").strip()
-                del self._buf[:m.end()]
+                del self._buf[: m.end()]
                 self._final(text, line, [])
             if time.monotonic() >= deadline:
-                self._write(b"\x1b", line)             # leave the prompt state if it comes late
-                raise ModemTimeoutError(f"{self.name}: no '> ' prompt after {line}", port=self.name,
-                                        command=line, timeout=self.timeout)
+                self._write(b"\x1b", line)  # leave the prompt state if it comes late
+                raise ModemTimeoutError(
+                    f"{self.name}: no '> ' prompt after {line}", port=self.name, command=line, timeout=self.timeout
+                )
             self._fill(deadline, line)
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -578,8 +662,11 @@ class Modem:
                 except (ModemTimeoutError, ModemCommandError) as exc:
                     last = exc
             else:
-                raise last if last else ModemTimeoutError(f"{self.name}: no answer to AT", port=self.name,
-                                                          timeout=self.timeout)
+                raise (
+                    last
+                    if last
+                    else ModemTimeoutError(f"{self.name}: no answer to AT", port=self.name, timeout=self.timeout)
+                )
             self._command("ATE0")
             self._optional("AT+CMEE=1")
             self._command("AT+CMGF=0")
@@ -605,8 +692,12 @@ class Modem:
         for combo in (f"2,1,0,{ds},0", f"1,1,0,{ds},0", "2,1,0,0,0", "1,1,0,0,0", "2,1", "1,1"):
             if self._optional(f"AT+CNMI={combo}"):
                 return combo
-        raise ModemCommandError(f"{self.name}: the modem accepts no +CNMI setting that announces "
-                                "new messages", port=self.name, command="AT+CNMI", result="ERROR")
+        raise ModemCommandError(
+            f"{self.name}: the modem accepts no +CNMI setting that announces new messages",
+            port=self.name,
+            command="AT+CNMI",
+            result="ERROR",
+        )
 
     # -- identity and state -------------------------------------------------------------------------
 
@@ -648,8 +739,7 @@ class Modem:
         if cops:
             fields = _split_fields(cops)
             operator = fields[2] if len(fields) > 2 else None
-        return ModemInfo(manufacturer, model, revision, imei, imsi, iccid, number, self.sim_state(),
-                         reg, sig, operator)
+        return ModemInfo(manufacturer, model, revision, imei, imsi, iccid, number, self.sim_state(), reg, sig, operator)
 
     def sim_state(self) -> str | None:
         """``READY``, ``SIM PIN``, ... from +CPIN?; None when the modem does not say."""
@@ -674,8 +764,7 @@ class Modem:
                 except ValueError:
                     break
                 return Registration(stat, f[2] if len(f) > 2 else None, f[3] if len(f) > 3 else None)
-        raise ModemProtocolError(f"{self.name}: no +CREG in {lines}", port=self.name, command="AT+CREG?",
-                                 lines=lines)
+        raise ModemProtocolError(f"{self.name}: no +CREG in {lines}", port=self.name, command="AT+CREG?", lines=lines)
 
     def signal(self) -> SignalQuality:
         lines = self.command("AT+CSQ")
@@ -683,8 +772,7 @@ class Modem:
             m = re.match(r"\+CSQ:\s*(\d+)\s*,\s*(\d+)", line)
             if m:
                 return SignalQuality(int(m.group(1)), int(m.group(2)))
-        raise ModemProtocolError(f"{self.name}: no +CSQ in {lines}", port=self.name, command="AT+CSQ",
-                                 lines=lines)
+        raise ModemProtocolError(f"{self.name}: no +CSQ in {lines}", port=self.name, command="AT+CSQ", lines=lines)
 
     # -- sending ------------------------------------------------------------------------------------
 
@@ -705,12 +793,20 @@ class Modem:
                     return int(_split_fields(line.split(":", 1)[1])[0])
                 except ValueError:
                     break
-        raise ModemProtocolError(f"{self.name}: no {verb}: <mr> in {lines}", port=self.name,
-                                 command=verb, lines=lines)
+        raise ModemProtocolError(f"{self.name}: no {verb}: <mr> in {lines}", port=self.name, command=verb, lines=lines)
 
-    def send_sms(self, to: str, text: str, *, mode: str = "pdu", status_report: bool = False,
-                 coding: str | None = None, validity: float | None = 24 * 3600,
-                 reference: int | None = None, timeout: float = SEND_TIMEOUT) -> list[int]:
+    def send_sms(
+        self,
+        to: str,
+        text: str,
+        *,
+        mode: str = "pdu",
+        status_report: bool = False,
+        coding: str | None = None,
+        validity: float | None = 24 * 3600,
+        reference: int | None = None,
+        timeout: float = SEND_TIMEOUT,
+    ) -> list[int]:
         """Send ``text`` to ``to``: split into parts (GSM 7-bit with the extension table, or UCS-2;
         concatenated with a UDH when long). ``mode="text"`` uses +CMGF=1 (one part only, as text
         mode has no user data header). Returns each part's TP-MR."""
@@ -726,13 +822,11 @@ class Modem:
         recipient = Address.parse(to)
         refs = []
         for p in parts:
-            pdu = encode(SmsSubmit(recipient, p.text, p.coding, p.concat, status_report=status_report,
-                                   validity=vp))
+            pdu = encode(SmsSubmit(recipient, p.text, p.coding, p.concat, status_report=status_report, validity=vp))
             refs.append(self.send_pdu(pdu, timeout=timeout))
         return refs
 
-    def _send_text(self, to: str, text: str, coding: str, status_report: bool, vp: int | None,
-                   timeout: float) -> int:
+    def _send_text(self, to: str, text: str, coding: str, status_report: bool, vp: int | None, timeout: float) -> int:
         fo = 0x01 | (0x10 if vp is not None else 0) | (0x20 if status_report else 0)
         dcs = 8 if coding == "ucs2" else 0
         hexed = text.encode("utf-16-be").hex().upper()
@@ -762,11 +856,13 @@ class Modem:
             self._command("AT+CMGF=0")
             lines = self._command(f"AT+CMGR={index}")
         if len(lines) < 2 or not lines[0].startswith("+CMGR:"):
-            raise ModemProtocolError(f"{self.name}: +CMGR={index} gave {lines}", port=self.name,
-                                     command=f"AT+CMGR={index}", lines=lines)
+            raise ModemProtocolError(
+                f"{self.name}: +CMGR={index} gave {lines}", port=self.name, command=f"AT+CMGR={index}", lines=lines
+            )
         stat = _split_fields(lines[0].split(":", 1)[1])[0]
-        return StoredSms(index, self._status(stat), self._decode(lines[1], f"AT+CMGR={index}"),
-                         storage or self._mem_read)
+        return StoredSms(
+            index, self._status(stat), self._decode(lines[1], f"AT+CMGR={index}"), storage or self._mem_read
+        )
 
     def _status(self, stat: str) -> str:
         if stat.isdigit() and int(stat) < 4:
@@ -777,8 +873,9 @@ class Modem:
         try:
             return decode(pdu)
         except PduError as exc:
-            raise ModemProtocolError(f"{self.name}: {command} gave an undecodable PDU: {exc}",
-                                     port=self.name, command=command, lines=[pdu]) from None
+            raise ModemProtocolError(
+                f"{self.name}: {command} gave an undecodable PDU: {exc}", port=self.name, command=command, lines=[pdu]
+            ) from None
 
     def list_sms(self, status: str = "ALL") -> list[StoredSms]:
         """Every stored message with that status (``ALL``, ``REC UNREAD``, ...), PDU mode."""
@@ -793,11 +890,13 @@ class Modem:
             if line.startswith("+CMGL:") and i + 1 < len(lines):
                 f = _split_fields(line.split(":", 1)[1])
                 try:
-                    out.append(StoredSms(int(f[0]), self._status(f[1]), self._decode(lines[i + 1], "AT+CMGL"),
-                                         self._mem_read))
+                    out.append(
+                        StoredSms(int(f[0]), self._status(f[1]), self._decode(lines[i + 1], "AT+CMGL"), self._mem_read)
+                    )
                 except (ValueError, IndexError):
-                    raise ModemProtocolError(f"{self.name}: bad +CMGL line {line!r}", port=self.name,
-                                             command="AT+CMGL", lines=lines) from None
+                    raise ModemProtocolError(
+                        f"{self.name}: bad +CMGL line {line!r}", port=self.name, command="AT+CMGL", lines=lines
+                    ) from None
                 i += 2
             else:
                 i += 1
@@ -839,8 +938,9 @@ class Modem:
                         self._urcs.remove(urc)
                         return urc
                 if time.monotonic() >= deadline:
-                    raise ModemTimeoutError(f"{self.name}: no {' or '.join(prefixes)} in time",
-                                            port=self.name, timeout=self.timeout)
+                    raise ModemTimeoutError(
+                        f"{self.name}: no {' or '.join(prefixes)} in time", port=self.name, timeout=self.timeout
+                    )
                 line = self._next_line(deadline)
                 if line and self._is_urc(line, ()):
                     self._keep_urc(line, deadline=deadline + 2.0)
@@ -864,12 +964,13 @@ class Modem:
                     return self._mr_reports.pop(message_ref)
             try:
                 urc = self._wait_any(("+CDS:", "+CDSI:"), deadline)
-                if urc.name == "+CDSI":          # stored (+CNMI ds=2): read it from storage
+                if urc.name == "+CDSI":  # stored (+CNMI ds=2): read it from storage
                     args = urc.args
                     st = self.read_sms(int(args[1]), storage=args[0] or None)
                     if isinstance(st.message, SmsStatusReport):
                         with self._lock:
                             self._mr_reports[st.message.message_ref] = st.message
             except ModemTimeoutError:
-                raise ModemTimeoutError(f"{self.name}: no status report for TP-MR {message_ref}",
-                                        port=self.name, timeout=self.timeout) from None
+                raise ModemTimeoutError(
+                    f"{self.name}: no status report for TP-MR {message_ref}", port=self.name, timeout=self.timeout
+                ) from None

@@ -30,13 +30,22 @@ or any pyserial URL (``socket://127.0.0.1:PORT``, ``loop://``). Writes have a de
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import HostctlError
 from .controller import ConfigReader
 
-__all__ = ["DEFAULT_OFF_SECONDS", "Relay", "RelayError", "RelayGoneError", "RelayOpenError",
-           "RelayTimeoutError", "decode_frame", "encode_frame"]
+__all__ = [
+    "DEFAULT_OFF_SECONDS",
+    "Relay",
+    "RelayError",
+    "RelayGoneError",
+    "RelayOpenError",
+    "RelayTimeoutError",
+    "decode_frame",
+    "encode_frame",
+]
 
 START = 0xA0
 FRAME_LEN = 4
@@ -98,9 +107,17 @@ def decode_frame(frame: bytes) -> tuple[int, bool]:
 class Relay:
     """One relay board. ``channel`` is the default relay for ``on``/``off``/``cycle``."""
 
-    def __init__(self, port: Any, *, name: str, channel: int = 1, channels: int | None = None,
-                 baudrate: int = DEFAULT_BAUDRATE, timeout: float = DEFAULT_TIMEOUT,
-                 off_seconds: float = DEFAULT_OFF_SECONDS) -> None:
+    def __init__(
+        self,
+        port: Any,
+        *,
+        name: str,
+        channel: int = 1,
+        channels: int | None = None,
+        baudrate: int = DEFAULT_BAUDRATE,
+        timeout: float = DEFAULT_TIMEOUT,
+        off_seconds: float = DEFAULT_OFF_SECONDS,
+    ) -> None:
         self._port = port
         self.name = name
         self.channel = channel
@@ -108,27 +125,41 @@ class Relay:
         self.baudrate = baudrate
         self.timeout = timeout
         self.off_seconds = off_seconds
-        self.states: dict[int, bool] = {}     # what was last commanded (the board cannot tell)
+        self.states: dict[int, bool] = {}  # what was last commanded (the board cannot tell)
         self.frames_sent = 0
         self._closed = False
 
     # -- opening ----------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, port: str, *, channel: int = 1, channels: int | None = None,
-             baudrate: int = DEFAULT_BAUDRATE, timeout: float = DEFAULT_TIMEOUT,
-             off_seconds: float = DEFAULT_OFF_SECONDS) -> "Relay":
+    def open(
+        cls,
+        port: str,
+        *,
+        channel: int = 1,
+        channels: int | None = None,
+        baudrate: int = DEFAULT_BAUDRATE,
+        timeout: float = DEFAULT_TIMEOUT,
+        off_seconds: float = DEFAULT_OFF_SECONDS,
+    ) -> Relay:
         import serial
 
         try:
             ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05, write_timeout=timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise RelayOpenError(f"cannot open relay port {port}: {exc}", port=port) from None
-        return cls(ser, name=port, channel=channel, channels=channels, baudrate=baudrate,
-                   timeout=timeout, off_seconds=off_seconds)
+        return cls(
+            ser,
+            name=port,
+            channel=channel,
+            channels=channels,
+            baudrate=baudrate,
+            timeout=timeout,
+            off_seconds=off_seconds,
+        )
 
     @classmethod
-    def create(cls, config: Mapping[str, Any]) -> "Relay":
+    def create(cls, config: Mapping[str, Any]) -> Relay:
         """From a testbed entry: ``port`` (required), ``channel`` (default 1), ``channels`` (how
         many relays the board has, to refuse others), ``baudrate`` (9600), ``timeout`` (2 s),
         ``off_seconds`` (2 s)."""
@@ -136,32 +167,42 @@ class Relay:
         port = cfg.text("port")
         channels = cfg.integer("channels", 0xFF, low=1, high=0xFF)
         channel = cfg.integer("channel", 1, low=1, high=channels)
-        return cls.open(port, channel=channel, channels=channels if "channels" in config else None,
-                        baudrate=cfg.integer("baudrate", DEFAULT_BAUDRATE, low=50),
-                        timeout=cfg.number("timeout", DEFAULT_TIMEOUT, low=0.01),
-                        off_seconds=cfg.number("off_seconds", DEFAULT_OFF_SECONDS))
+        return cls.open(
+            port,
+            channel=channel,
+            channels=channels if "channels" in config else None,
+            baudrate=cfg.integer("baudrate", DEFAULT_BAUDRATE, low=50),
+            timeout=cfg.number("timeout", DEFAULT_TIMEOUT, low=0.01),
+            off_seconds=cfg.number("off_seconds", DEFAULT_OFF_SECONDS),
+        )
 
     def close(self) -> None:
         self._closed = True
         try:
             self._port.close()
-        except Exception:   # noqa: BLE001 - closing a vanished port must not raise
+        except Exception:  # noqa: BLE001 - closing a vanished port must not raise
             pass
 
     def destroy(self) -> None:
         """Release the port. Never raises; the relays stay as they are (boards latch)."""
         self.close()
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def info(self) -> dict[str, Any]:
-        return {"kind": "relay", "port": self.name, "channel": self.channel, "channels": self.channels,
-                "baudrate": self.baudrate, "frames_sent": self.frames_sent,
-                "states": {str(ch): ("on" if on else "off") for ch, on in sorted(self.states.items())}}
+        return {
+            "kind": "relay",
+            "port": self.name,
+            "channel": self.channel,
+            "channels": self.channels,
+            "baudrate": self.baudrate,
+            "frames_sent": self.frames_sent,
+            "states": {str(ch): ("on" if on else "off") for ch, on in sorted(self.states.items())},
+        }
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -183,14 +224,17 @@ class Relay:
         try:
             written = self._port.write(frame)
         except serial.SerialTimeoutException:
-            raise RelayTimeoutError(f"{self.name}: writing {frame.hex(' ').upper()} did not finish "
-                                    f"within {self.timeout:g} s", port=self.name, channel=ch) from None
+            raise RelayTimeoutError(
+                f"{self.name}: writing {frame.hex(' ').upper()} did not finish within {self.timeout:g} s",
+                port=self.name,
+                channel=ch,
+            ) from None
         except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
-            raise RelayGoneError(f"{self.name}: the relay port went away ({exc})", port=self.name,
-                                 channel=ch) from None
+            raise RelayGoneError(f"{self.name}: the relay port went away ({exc})", port=self.name, channel=ch) from None
         if written is not None and written != len(frame):
-            raise RelayTimeoutError(f"{self.name}: only {written} of {len(frame)} bytes written",
-                                    port=self.name, channel=ch)
+            raise RelayTimeoutError(
+                f"{self.name}: only {written} of {len(frame)} bytes written", port=self.name, channel=ch
+            )
         self.frames_sent += 1
         self.states[ch] = on
         return frame
@@ -209,7 +253,7 @@ class Relay:
         first = self.off(channel)
         try:
             time.sleep(wait)
-        finally:                  # interrupted or not, do not leave the handset unpowered
+        finally:  # interrupted or not, do not leave the handset unpowered
             second = self.on(channel)
         return [first, second]
 

@@ -28,6 +28,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from cryptography.exceptions import InvalidTag
@@ -35,8 +36,21 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KEYED", "ONE_WAY", "PROTECTIONS", "RANDOM", "STEPS", "KeyMaterial", "Protection", "ProtectionError",
-           "cipher_recipe", "derive_key", "matches", "protect", "unprotect"]
+__all__ = [
+    "KEYED",
+    "ONE_WAY",
+    "PROTECTIONS",
+    "RANDOM",
+    "STEPS",
+    "KeyMaterial",
+    "Protection",
+    "ProtectionError",
+    "cipher_recipe",
+    "derive_key",
+    "matches",
+    "protect",
+    "unprotect",
+]
 
 NONCE_SIZE = 12
 BLOCK = 16
@@ -111,6 +125,7 @@ def _utf16(codec: str, step: str) -> tuple[Forward, Backward]:
             return data.decode(codec).encode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtectionError(f"{step}: not UTF-16") from exc
+
     return forward, backward
 
 
@@ -122,21 +137,28 @@ def _need_key(step: str, material: KeyMaterial | None, iv: bool = False) -> KeyM
     return material
 
 
+def _key_and_iv(step: str, material: KeyMaterial | None) -> tuple[bytes, bytes]:
+    km = _need_key(step, material, iv=True)
+    if km.iv is None:  # _need_key has said so already
+        raise ProtectionError(f"{step} needs a fixed IV in the key material")
+    return km.key, km.iv
+
+
 def _cbc_forward(data: bytes, km: KeyMaterial | None, _r: Callable[[int], bytes]) -> bytes:
-    km = _need_key("aes-cbc-fixed-iv", km, iv=True)
+    key, iv = _key_and_iv("aes-cbc-fixed-iv", km)
     padder = padding.PKCS7(128).padder()
     padded = padder.update(data) + padder.finalize()
-    enc = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).encryptor()
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
     return base64.b64encode(enc.update(padded) + enc.finalize())
 
 
 def _cbc_backward(data: bytes, km: KeyMaterial | None) -> bytes:
     step = "aes-cbc-fixed-iv"
-    km = _need_key(step, km, iv=True)
+    key, iv = _key_and_iv(step, km)
     raw = _b64(data, step)
     if not raw or len(raw) % BLOCK:
         raise ProtectionError(f"{step}: ciphertext is not a whole number of blocks")
-    dec = Cipher(algorithms.AES(km.key), modes.CBC(km.iv)).decryptor()
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     padded = dec.update(raw) + dec.finalize()
     unpadder = padding.PKCS7(128).unpadder()
     try:
@@ -168,6 +190,14 @@ def _gcm_backward(data: bytes, km: KeyMaterial | None) -> bytes:
 _DIGESTS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
+def _hex_digest(fn: Callable[[bytes], Any]) -> Forward:
+    return lambda d, _k, _r: fn(d).hexdigest().encode("ascii")
+
+
+def _base64_digest(fn: Callable[[bytes], Any]) -> Forward:
+    return lambda d, _k, _r: base64.b64encode(fn(d).digest())
+
+
 def _table() -> dict[str, Protection]:
     t = [
         Protection("plain", lambda d, _k, _r: d, lambda d, _k: d),
@@ -178,9 +208,9 @@ def _table() -> dict[str, Protection]:
         Protection("utf16be", *_utf16("utf-16-be", "utf16be")),
     ]
     for name, fn in _DIGESTS.items():
-        t.append(Protection(name, lambda d, _k, _r, fn=fn: fn(d).hexdigest().encode("ascii"), None))
+        t.append(Protection(name, _hex_digest(fn), None))
     for name, fn in _DIGESTS.items():
-        t.append(Protection(f"{name}-base64", lambda d, _k, _r, fn=fn: base64.b64encode(fn(d).digest()), None))
+        t.append(Protection(f"{name}-base64", _base64_digest(fn), None))
     t.append(Protection("aes-cbc-fixed-iv", _cbc_forward, _cbc_backward, keyed=True))
     t.append(Protection("aes-gcm-random-nonce", _gcm_forward, _gcm_backward, keyed=True, random=True))
     return {p.name: p for p in t}
@@ -205,8 +235,13 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def protect(value: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None,
-            *, random: Callable[[int], bytes] = os.urandom) -> str:
+def protect(
+    value: str,
+    protection: str | Sequence[str],
+    key_material: KeyMaterial | None = None,
+    *,
+    random: Callable[[int], bytes] = os.urandom,
+) -> str:
     """``value`` with ``protection`` (one step or a list of steps) applied, as text."""
     data = value.encode("utf-8", "surrogateescape")
     for step in _steps(protection):
@@ -220,8 +255,7 @@ def _undo(step: Protection, data: bytes, key_material: KeyMaterial | None) -> by
     return step.backward(data, key_material)
 
 
-def unprotect(value: str, protection: str | Sequence[str],
-              key_material: KeyMaterial | None = None) -> str:
+def unprotect(value: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None) -> str:
     """The inverse of :func:`protect` for reversible protections (ProtectionError for digests)."""
     data = value.encode("utf-8", "surrogateescape")
     for step in reversed(_steps(protection)):
@@ -229,8 +263,9 @@ def unprotect(value: str, protection: str | Sequence[str],
     return _text(data)
 
 
-def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None,
-                  protected: str) -> dict[str, str] | None:
+def cipher_recipe(
+    plaintext: str, protection: str | Sequence[str], key_material: KeyMaterial | None, protected: str
+) -> dict[str, str] | None:
     """How an app computes ``protected`` from ``plaintext`` with its platform's cipher, when the
     protection is one AES step (the keyed protections are what a build does in code, with
     javax.crypto or OpenSSL's EVP, where Frida's cipher hooks see key, IV, plaintext and
@@ -244,12 +279,18 @@ def cipher_recipe(plaintext: str, protection: str | Sequence[str], key_material:
         cipher, iv = f"aes-{bits}-cbc", key_material.iv or b""
     else:
         cipher, iv = f"aes-{bits}-gcm", base64.b64decode(protected)[:NONCE_SIZE]
-    return {"cipher": cipher, "key": key_material.key.hex(), "iv": iv.hex(), "plaintext": plaintext,
-            "expect": protected}
+    return {
+        "cipher": cipher,
+        "key": key_material.key.hex(),
+        "iv": iv.hex(),
+        "plaintext": plaintext,
+        "expect": protected,
+    }
 
 
-def matches(plaintext: str, protected: str, protection: str | Sequence[str],
-            key_material: KeyMaterial | None = None) -> bool:
+def matches(
+    plaintext: str, protected: str, protection: str | Sequence[str], key_material: KeyMaterial | None = None
+) -> bool:
     """Whether ``protected`` is ``plaintext`` under ``protection``: steps after the last random
     one are undone, the rest recomputed, so digests and random nonces both check."""
     steps = _steps(protection)

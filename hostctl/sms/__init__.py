@@ -4,10 +4,33 @@ Used by the modem driver (``hostctl.lab.modem``) and by the emulator (carrier, h
 """
 
 from .gsm7 import GsmEncodingError
-from .pdu import (Address, EncodedPdu, PduError, SmsDeliver, SmsStatusReport, SmsSubmit, decode,
-                  encode, validity_from_seconds, validity_seconds)
+from .pdu import (
+    Address,
+    EncodedPdu,
+    PduError,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    decode,
+    encode,
+    validity_from_seconds,
+    validity_seconds,
+)
 from .split import Part, split_message, ucs2_units
 
-__all__ = ["Address", "EncodedPdu", "GsmEncodingError", "Part", "PduError", "SmsDeliver",
-           "SmsStatusReport", "SmsSubmit", "decode", "encode", "split_message", "ucs2_units",
-           "validity_from_seconds", "validity_seconds"]
+__all__ = [
+    "Address",
+    "EncodedPdu",
+    "GsmEncodingError",
+    "Part",
+    "PduError",
+    "SmsDeliver",
+    "SmsStatusReport",
+    "SmsSubmit",
+    "decode",
+    "encode",
+    "split_message",
+    "ucs2_units",
+    "validity_from_seconds",
+    "validity_seconds",
+]

@@ -9,18 +9,41 @@ clause 9.2.3.24).
 
 from __future__ import annotations
 
-__all__ = ["BASIC", "ESC", "EXTENSION", "GsmEncodingError", "can_encode", "char_septets", "decode",
-           "encode", "pack", "septet_length", "unpack"]
+__all__ = [
+    "BASIC",
+    "ESC",
+    "EXTENSION",
+    "GsmEncodingError",
+    "can_encode",
+    "char_septets",
+    "decode",
+    "encode",
+    "pack",
+    "septet_length",
+    "unpack",
+]
 
 ESC = 0x1B
 
 # index = septet value; 0x1B is the escape to the extension table (never a character itself)
-BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-         "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 assert len(BASIC) == 128
 
-EXTENSION = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
-             0x3E: "]", 0x40: "|", 0x65: "€"}
+EXTENSION = {
+    0x0A: "\f",
+    0x14: "^",
+    0x28: "{",
+    0x29: "}",
+    0x2F: "\\",
+    0x3C: "[",
+    0x3D: "~",
+    0x3E: "]",
+    0x40: "|",
+    0x65: "€",
+}
 
 _BASIC_CODE = {ch: i for i, ch in enumerate(BASIC) if i != ESC}
 _EXT_CODE = {ch: code for code, ch in EXTENSION.items()}

@@ -29,10 +29,10 @@ from .split import split_message
 
 __all__ = ["ADB_REQUEST_MAX", "MAX_NUMBER_DIGITS", "MAX_PARTS", "OutgoingError", "check_number", "check_text"]
 
-MAX_NUMBER_DIGITS = 20          # TS 23.040 9.1.2.5: Address-Value of at most 10 octets
-MAX_PARTS = 255                 # TS 23.040 9.2.3.24.1: an 8-bit part count
-ADB_REQUEST_MAX = 0xFFFF        # adb's smart-socket requests: a 4-hex-digit length
-SEND_COMMAND_OVERHEAD = 200     # "shell,v2,raw:am start -a ... -d smsto:NUMBER --es sms_body ''"
+MAX_NUMBER_DIGITS = 20  # TS 23.040 9.1.2.5: Address-Value of at most 10 octets
+MAX_PARTS = 255  # TS 23.040 9.2.3.24.1: an 8-bit part count
+ADB_REQUEST_MAX = 0xFFFF  # adb's smart-socket requests: a 4-hex-digit length
+SEND_COMMAND_OVERHEAD = 200  # "shell,v2,raw:am start -a ... -d smsto:NUMBER --es sms_body ''"
 _SEPARATORS = re.compile(r"[\s\-.()]")
 _ALLOWED_CONTROLS = "\t\n\r"
 
@@ -46,11 +46,14 @@ def check_number(to: str) -> str:
     raw = _SEPARATORS.sub("", to or "")
     digits = raw[1:] if raw.startswith("+") else raw
     if not digits.isascii() or not digits.isdigit():
-        raise OutgoingError(f"--to {to!r} is not a phone number: digits only, an optional leading +, "
-                            f"at most {MAX_NUMBER_DIGITS} digits (spaces, dashes, dots, parentheses allowed)")
+        raise OutgoingError(
+            f"--to {to!r} is not a phone number: digits only, an optional leading +, "
+            f"at most {MAX_NUMBER_DIGITS} digits (spaces, dashes, dots, parentheses allowed)"
+        )
     if len(digits) > MAX_NUMBER_DIGITS:
-        raise OutgoingError(f"--to {to!r} has {len(digits)} digits; an SMS address holds at most "
-                            f"{MAX_NUMBER_DIGITS} (3GPP TS 23.040)")
+        raise OutgoingError(
+            f"--to {to!r} has {len(digits)} digits; an SMS address holds at most {MAX_NUMBER_DIGITS} (3GPP TS 23.040)"
+        )
     return raw
 
 
@@ -63,19 +66,25 @@ def check_text(text: str) -> int:
             continue
         cat = unicodedata.category(ch)
         if cat == "Cc":
-            raise OutgoingError(f"--text holds the control character U+{ord(ch):04X} at position {i}: only "
-                                "tab, line feed and carriage return can be typed into a message")
+            raise OutgoingError(
+                f"--text holds the control character U+{ord(ch):04X} at position {i}: only "
+                "tab, line feed and carriage return can be typed into a message"
+            )
         if cat == "Cs":
             raise OutgoingError(f"--text holds a lone surrogate U+{ord(ch):04X} at position {i}: not text")
-    quoted = len(text.encode("utf-8")) + 3 * text.count("'")     # the shell quoting adds 3 per quote
+    quoted = len(text.encode("utf-8")) + 3 * text.count("'")  # the shell quoting adds 3 per quote
     if quoted + SEND_COMMAND_OVERHEAD > ADB_REQUEST_MAX:
-        raise OutgoingError(f"--text is {len(text.encode('utf-8'))} bytes; the command carrying it must fit "
-                            f"one adb request ({ADB_REQUEST_MAX} bytes), so at most "
-                            f"{ADB_REQUEST_MAX - SEND_COMMAND_OVERHEAD} bytes of text")
+        raise OutgoingError(
+            f"--text is {len(text.encode('utf-8'))} bytes; the command carrying it must fit "
+            f"one adb request ({ADB_REQUEST_MAX} bytes), so at most "
+            f"{ADB_REQUEST_MAX - SEND_COMMAND_OVERHEAD} bytes of text"
+        )
     try:
         parts = split_message(text, reference=0)
     except ValueError:
-        raise OutgoingError(f"--text needs more than {MAX_PARTS} SMS parts: a long message is sent as a "
-                            f"concatenated SMS of at most {MAX_PARTS} parts ({MAX_PARTS * 153} GSM 7-bit "
-                            f"characters, or {MAX_PARTS * 67} UCS-2 units if it needs UCS-2)") from None
+        raise OutgoingError(
+            f"--text needs more than {MAX_PARTS} SMS parts: a long message is sent as a "
+            f"concatenated SMS of at most {MAX_PARTS} parts ({MAX_PARTS * 153} GSM 7-bit "
+            f"characters, or {MAX_PARTS * 67} UCS-2 units if it needs UCS-2)"
+        ) from None
     return len(parts)

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from . import gsm7
 
-__all__ = ["Address", "EncodedPdu", "PduError", "SmsDeliver", "SmsStatusReport", "SmsSubmit",
-           "dcs_alphabet", "decode", "encode", "make_dcs", "validity_from_seconds",
-           "validity_seconds", "STATUS_MEANINGS"]
+__all__ = [
+    "Address",
+    "EncodedPdu",
+    "PduError",
+    "SmsDeliver",
+    "SmsStatusReport",
+    "SmsSubmit",
+    "dcs_alphabet",
+    "decode",
+    "encode",
+    "make_dcs",
+    "validity_from_seconds",
+    "validity_seconds",
+    "STATUS_MEANINGS",
+]
 
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})*$")
 _BCD = "0123456789*#abc"
@@ -24,17 +36,31 @@ CODINGS = ("gsm7", "8bit", "ucs2")
 
 # TP-Status (TS 23.040 9.2.3.15): the meaning of the values a status report carries
 STATUS_MEANINGS = {
-    0x00: "received by the SME", 0x01: "forwarded, delivery not confirmed",
-    0x02: "replaced by the SC", 0x20: "congestion, still trying", 0x21: "SME busy, still trying",
-    0x22: "no response from SME, still trying", 0x23: "service rejected, still trying",
-    0x24: "quality of service not available, still trying", 0x25: "error in SME, still trying",
-    0x40: "remote procedure error", 0x41: "incompatible destination",
-    0x42: "connection rejected by SME", 0x43: "not obtainable", 0x44: "quality of service not available",
-    0x45: "no interworking available", 0x46: "SM validity period expired",
-    0x47: "SM deleted by originating SME", 0x48: "SM deleted by SC administration",
-    0x49: "SM does not exist", 0x60: "congestion, SC gave up", 0x61: "SME busy, SC gave up",
-    0x62: "no response from SME, SC gave up", 0x63: "service rejected, SC gave up",
-    0x64: "quality of service not available, SC gave up", 0x65: "error in SME, SC gave up",
+    0x00: "received by the SME",
+    0x01: "forwarded, delivery not confirmed",
+    0x02: "replaced by the SC",
+    0x20: "congestion, still trying",
+    0x21: "SME busy, still trying",
+    0x22: "no response from SME, still trying",
+    0x23: "service rejected, still trying",
+    0x24: "quality of service not available, still trying",
+    0x25: "error in SME, still trying",
+    0x40: "remote procedure error",
+    0x41: "incompatible destination",
+    0x42: "connection rejected by SME",
+    0x43: "not obtainable",
+    0x44: "quality of service not available",
+    0x45: "no interworking available",
+    0x46: "SM validity period expired",
+    0x47: "SM deleted by originating SME",
+    0x48: "SM deleted by SC administration",
+    0x49: "SM does not exist",
+    0x60: "congestion, SC gave up",
+    0x61: "SME busy, SC gave up",
+    0x62: "no response from SME, SC gave up",
+    0x63: "service rejected, SC gave up",
+    0x64: "quality of service not available, SC gave up",
+    0x65: "error in SME, SC gave up",
 }
 
 
@@ -54,7 +80,7 @@ class Address:
 
     number: str
     ton: int = TON_UNKNOWN
-    npi: int = 1                 # ISDN/telephone numbering plan (E.164)
+    npi: int = 1  # ISDN/telephone numbering plan (E.164)
 
     def __post_init__(self) -> None:
         if not 0 <= self.ton <= 7 or not 0 <= self.npi <= 15:
@@ -63,13 +89,12 @@ class Address:
             if len(gsm7.encode(self.number)) > 11:
                 raise PduError(f"alphanumeric address longer than 11 septets: {self.number!r}")
         else:
-            digits = self.number[1:] if self.ton == TON_INTERNATIONAL and self.number.startswith("+") \
-                else self.number
+            digits = self.number[1:] if self.ton == TON_INTERNATIONAL and self.number.startswith("+") else self.number
             if len(digits) > 20 or any(c not in _BCD for c in digits.lower()):
                 raise PduError(f"not a phone number: {self.number!r}")
 
     @classmethod
-    def parse(cls, text: str) -> "Address":
+    def parse(cls, text: str) -> Address:
         """``+8613800138000`` international, ``10086`` unknown/national, ``MiCloud`` alphanumeric."""
         compact = re.sub(r"[\s\-().]", "", text)
         if compact.startswith("+") and compact[1:].isdigit():
@@ -134,6 +159,7 @@ def _address(ton: int, npi: int, number: str) -> Address:
 
 # --- timestamps (TS 23.040 9.2.3.11) --------------------------------------------------------
 
+
 def _encode_time(when: datetime) -> bytes:
     if when.tzinfo is None:
         raise PduError("a TP-SCTS needs a time zone (an aware datetime)")
@@ -161,13 +187,21 @@ def _decode_time(data: bytes) -> datetime:
     if tzb & 0x08:
         quarters = -quarters
     try:
-        return datetime(2000 + year if year < 90 else 1900 + year, month, day, hour, minute, second,
-                        tzinfo=timezone(timedelta(minutes=15 * quarters)))
+        return datetime(
+            2000 + year if year < 90 else 1900 + year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            tzinfo=timezone(timedelta(minutes=15 * quarters)),
+        )
     except ValueError as exc:
         raise PduError(f"bad time stamp {data.hex().upper()}: {exc}") from None
 
 
 # --- validity period (TS 23.040 9.2.3.12.1, relative format) -------------------------------
+
 
 def validity_seconds(vp: int) -> int:
     """Seconds a relative TP-VP octet stands for."""
@@ -192,21 +226,22 @@ def validity_from_seconds(seconds: float) -> int:
 
 # --- data coding scheme (TS 23.038 clause 4) -----------------------------------------------
 
+
 def dcs_alphabet(dcs: int) -> str:
-    """"gsm7", "8bit" or "ucs2" for a TP-DCS octet (reserved alphabets read as GSM 7-bit, as the
+    """ "gsm7", "8bit" or "ucs2" for a TP-DCS octet (reserved alphabets read as GSM 7-bit, as the
     spec tells receivers to)."""
     group = dcs >> 4
-    if group <= 0b0111:                      # general data coding (and its auto-deletion twin)
+    if group <= 0b0111:  # general data coding (and its auto-deletion twin)
         if dcs & 0x20:
             raise PduError(f"TP-DCS {dcs:02X}: compressed text is not supported")
         return ("gsm7", "8bit", "ucs2", "gsm7")[(dcs >> 2) & 3]
-    if group in (0b1100, 0b1101):            # message waiting, discard/store, GSM 7-bit
+    if group in (0b1100, 0b1101):  # message waiting, discard/store, GSM 7-bit
         return "gsm7"
-    if group == 0b1110:                      # message waiting, store, UCS2
+    if group == 0b1110:  # message waiting, store, UCS2
         return "ucs2"
-    if group == 0b1111:                      # data coding/message class
+    if group == 0b1111:  # data coding/message class
         return "8bit" if dcs & 0x04 else "gsm7"
-    return "gsm7"                            # 1000..1011 reserved
+    return "gsm7"  # 1000..1011 reserved
 
 
 def make_dcs(coding: str, message_class: int | None = None) -> int:
@@ -218,8 +253,8 @@ def make_dcs(coding: str, message_class: int | None = None) -> int:
 
 # --- user data (TS 23.040 9.2.3.16, 9.2.3.24) ----------------------------------------------
 
-def _udh(concat: tuple[int, int, int] | None, concat16: bool,
-         other: tuple[tuple[int, bytes], ...]) -> bytes:
+
+def _udh(concat: tuple[int, int, int] | None, concat16: bool, other: tuple[tuple[int, bytes], ...]) -> bytes:
     ies = b""
     if concat is not None:
         ref, total, seq = concat
@@ -256,7 +291,7 @@ class _UserData:
     concat: tuple[int, int, int] | None
     concat16: bool
     ies: tuple[tuple[int, bytes], ...]
-    octets: bytes = b""          # UCS-2 user data as received (see SmsDeliver.octets)
+    octets: bytes = b""  # UCS-2 user data as received (see SmsDeliver.octets)
 
 
 def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
@@ -268,7 +303,7 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
         if not ud:
             raise PduError("TP-UDHI set but the user data is empty")
         udhl = ud[0]
-        udh = ud[:1 + udhl]
+        udh = ud[: 1 + udhl]
         if len(udh) < 1 + udhl:
             raise PduError("user data header truncated")
     concat, concat16, ies = None, False, []
@@ -277,7 +312,7 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
         if i + 2 > len(udh) or i + 2 + udh[i + 1] > len(udh):
             raise PduError("information element runs past the user data header")
         iei, ln = udh[i], udh[i + 1]
-        value = udh[i + 2:i + 2 + ln]
+        value = udh[i + 2 : i + 2 + ln]
         if iei == 0x00 and ln == 3:
             concat = (value[0], value[1], value[2])
         elif iei == 0x08 and ln == 4:
@@ -291,7 +326,7 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
         if count < 0:
             raise PduError(f"TP-UDL {udl} is shorter than the user data header")
         fill = hdr_septets * 7 - len(udh) * 8
-        body = ud[len(udh):]
+        body = ud[len(udh) :]
         try:
             septets = gsm7.unpack(body, count, fill)
         except ValueError as exc:
@@ -299,7 +334,7 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
         return _UserData(gsm7.decode(septets), coding, b"", concat, concat16, tuple(ies))
     if udl > len(ud):
         raise PduError(f"TP-UDL {udl} but only {len(ud)} octets of user data")
-    body = bytes(ud[len(udh):udl])
+    body = bytes(ud[len(udh) : udl])
     if coding == "ucs2":
         if len(body) % 2:
             body = body[:-1]
@@ -310,13 +345,13 @@ def _decode_ud(buf: bytes, udhi: bool, coding: str) -> _UserData:
     return _UserData(body.decode("latin-1"), coding, body, concat, concat16, tuple(ies))
 
 
-def _check_concat(msg: "SmsSubmit | SmsDeliver") -> None:
+def _check_concat(msg: SmsSubmit | SmsDeliver) -> None:
     if msg.concat is None:
         return
     ref, total, seq = msg.concat
     if not (0 <= ref <= 0xFFFF and 1 <= total <= 255 and 1 <= seq <= total):
         raise PduError(f"bad concatenation (reference, parts, sequence): {msg.concat}")
-    if ref > 0xFF:      # only IEI 0x08 can carry it
+    if ref > 0xFF:  # only IEI 0x08 can carry it
         object.__setattr__(msg, "concat16", True)
 
 
@@ -331,6 +366,7 @@ def _as_address(value: Address | str | None) -> Address | None:
 
 # --- messages --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class SmsSubmit:
     """MS -> SC (TS 23.040 9.2.2.2). ``validity`` is a relative TP-VP octet (167 = 24 h) or None."""
@@ -338,20 +374,20 @@ class SmsSubmit:
     recipient: Address
     text: str = ""
     coding: str = "gsm7"
-    concat: tuple[int, int, int] | None = None     # (reference, parts, sequence 1..parts)
-    concat16: bool = False                         # IEI 0x08 (16-bit reference) instead of 0x00
+    concat: tuple[int, int, int] | None = None  # (reference, parts, sequence 1..parts)
+    concat16: bool = False  # IEI 0x08 (16-bit reference) instead of 0x00
     message_ref: int = 0
-    status_report: bool = False                    # TP-SRR
+    status_report: bool = False  # TP-SRR
     validity: int | None = 167
     reject_duplicates: bool = False
     pid: int = 0
     message_class: int | None = None
     smsc: Address | None = None
-    data: bytes = b""                              # the payload of an 8-bit message
+    data: bytes = b""  # the payload of an 8-bit message
     # a UCS-2 message's octets as received: a sender may split a surrogate pair across parts
     # (Android 4.x did), which only the joined octets decode. Not part of equality.
     octets: bytes = field(default=b"", compare=False, repr=False)
-    ies: tuple[tuple[int, bytes], ...] = ()        # other information elements (IEI, value)
+    ies: tuple[tuple[int, bytes], ...] = ()  # other information elements (IEI, value)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipient", _as_address(self.recipient))
@@ -370,18 +406,18 @@ class SmsDeliver:
 
     sender: Address
     text: str = ""
-    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     coding: str = "gsm7"
     concat: tuple[int, int, int] | None = None
     concat16: bool = False
     pid: int = 0
     message_class: int | None = None
-    more_messages: bool = False                    # TP-MMS is "no more" when False
-    status_report_indication: bool = False         # TP-SRI
+    more_messages: bool = False  # TP-MMS is "no more" when False
+    status_report_indication: bool = False  # TP-SRI
     reply_path: bool = False
     smsc: Address | None = None
     data: bytes = b""
-    octets: bytes = field(default=b"", compare=False, repr=False)   # UCS-2 octets (see SmsSubmit)
+    octets: bytes = field(default=b"", compare=False, repr=False)  # UCS-2 octets (see SmsSubmit)
     ies: tuple[tuple[int, bytes], ...] = ()
 
     def __post_init__(self) -> None:
@@ -397,11 +433,11 @@ class SmsStatusReport:
 
     message_ref: int
     recipient: Address
-    timestamp: datetime                            # TP-SCTS: when the SC received the SUBMIT
-    discharge: datetime                            # TP-DT: delivered, or the status changed
-    status: int = 0                                # TP-ST: 0 delivered; 0x40+ permanent error
+    timestamp: datetime  # TP-SCTS: when the SC received the SUBMIT
+    discharge: datetime  # TP-DT: delivered, or the status changed
+    status: int = 0  # TP-ST: 0 delivered; 0x40+ permanent error
     more_messages: bool = False
-    qualifier: bool = False                        # TP-SRQ: a report of an SMS-COMMAND
+    qualifier: bool = False  # TP-SRQ: a report of an SMS-COMMAND
     smsc: Address | None = None
 
     def __post_init__(self) -> None:
@@ -424,8 +460,8 @@ Message = SmsSubmit | SmsDeliver | SmsStatusReport
 
 @dataclass(frozen=True, slots=True)
 class EncodedPdu:
-    hex: str                  # upper-case, the SMSC field first
-    tpdu_length: int          # octets after the SMSC field: the <length> of AT+CMGS / +CMGR
+    hex: str  # upper-case, the SMSC field first
+    tpdu_length: int  # octets after the SMSC field: the <length> of AT+CMGS / +CMGR
 
     def __str__(self) -> str:
         return self.hex
@@ -448,30 +484,58 @@ def encode(msg: Message, *, with_smsc: bool = True) -> EncodedPdu:
 
 def _encode_submit(m: SmsSubmit) -> bytes:
     udh = _udh(m.concat, m.concat16, m.ies)
-    first = 0x01 | (0x04 if m.reject_duplicates else 0) | (0x10 if m.validity is not None else 0) \
-        | (0x20 if m.status_report else 0) | (0x40 if udh else 0)
+    first = (
+        0x01
+        | (0x04 if m.reject_duplicates else 0)
+        | (0x10 if m.validity is not None else 0)
+        | (0x20 if m.status_report else 0)
+        | (0x40 if udh else 0)
+    )
     udl, ud = _encode_ud(m.text, m.coding, m.data, udh)
     vp = bytes([m.validity]) if m.validity is not None else b""
-    return (bytes([first, m.message_ref]) + _encode_address(m.recipient)
-            + bytes([m.pid, make_dcs(m.coding, m.message_class)]) + vp + bytes([udl]) + ud)
+    return (
+        bytes([first, m.message_ref])
+        + _encode_address(m.recipient)
+        + bytes([m.pid, make_dcs(m.coding, m.message_class)])
+        + vp
+        + bytes([udl])
+        + ud
+    )
 
 
 def _encode_deliver(m: SmsDeliver) -> bytes:
     udh = _udh(m.concat, m.concat16, m.ies)
-    first = 0x00 | (0 if m.more_messages else 0x04) | (0x20 if m.status_report_indication else 0) \
-        | (0x40 if udh else 0) | (0x80 if m.reply_path else 0)
+    first = (
+        0x00
+        | (0 if m.more_messages else 0x04)
+        | (0x20 if m.status_report_indication else 0)
+        | (0x40 if udh else 0)
+        | (0x80 if m.reply_path else 0)
+    )
     udl, ud = _encode_ud(m.text, m.coding, m.data, udh)
-    return (bytes([first]) + _encode_address(m.sender) + bytes([m.pid, make_dcs(m.coding, m.message_class)])
-            + _encode_time(m.timestamp) + bytes([udl]) + ud)
+    return (
+        bytes([first])
+        + _encode_address(m.sender)
+        + bytes([m.pid, make_dcs(m.coding, m.message_class)])
+        + _encode_time(m.timestamp)
+        + bytes([udl])
+        + ud
+    )
 
 
 def _encode_status_report(m: SmsStatusReport) -> bytes:
     first = 0x02 | (0 if m.more_messages else 0x04) | (0x20 if m.qualifier else 0)
-    return (bytes([first, m.message_ref]) + _encode_address(m.recipient) + _encode_time(m.timestamp)
-            + _encode_time(m.discharge) + bytes([m.status]))
+    return (
+        bytes([first, m.message_ref])
+        + _encode_address(m.recipient)
+        + _encode_time(m.timestamp)
+        + _encode_time(m.discharge)
+        + bytes([m.status])
+    )
 
 
 # --- decoding --------------------------------------------------------------------------------
+
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
@@ -479,9 +543,10 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.data):
-            raise PduError(f"PDU truncated in {what} (needs {n} octet(s) at offset {self.pos}, "
-                           f"has {len(self.data) - self.pos})")
-        out = self.data[self.pos:self.pos + n]
+            raise PduError(
+                f"PDU truncated in {what} (needs {n} octet(s) at offset {self.pos}, has {len(self.data) - self.pos})"
+            )
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -489,7 +554,7 @@ class _Reader:
         return self.take(1, what)[0]
 
     def rest(self) -> bytes:
-        out = self.data[self.pos:]
+        out = self.data[self.pos :]
         self.pos = len(self.data)
         return out
 
@@ -556,10 +621,23 @@ def _decode_deliver(r: _Reader, first: int, smsc: Address | None) -> SmsDeliver:
     coding, klass = _dcs(r.octet("TP-DCS"))
     ts = _decode_time(r.take(7, "TP-SCTS"))
     ud = _decode_ud(r.rest(), bool(first & 0x40), coding)
-    return SmsDeliver(sender, ud.text, ts, ud.coding, ud.concat, ud.concat16, pid, klass,
-                      more_messages=not first & 0x04, status_report_indication=bool(first & 0x20),
-                      reply_path=bool(first & 0x80), smsc=smsc, data=ud.data, ies=ud.ies,
-                      octets=ud.octets)
+    return SmsDeliver(
+        sender,
+        ud.text,
+        ts,
+        ud.coding,
+        ud.concat,
+        ud.concat16,
+        pid,
+        klass,
+        more_messages=not first & 0x04,
+        status_report_indication=bool(first & 0x20),
+        reply_path=bool(first & 0x80),
+        smsc=smsc,
+        data=ud.data,
+        ies=ud.ies,
+        octets=ud.octets,
+    )
 
 
 def _decode_submit(r: _Reader, first: int, smsc: Address | None) -> SmsSubmit:
@@ -571,14 +649,27 @@ def _decode_submit(r: _Reader, first: int, smsc: Address | None) -> SmsSubmit:
     validity = None
     if vpf == 2:
         validity = r.octet("TP-VP")
-    elif vpf in (1, 3):      # enhanced / absolute: 7 octets, kept only as "given"
+    elif vpf in (1, 3):  # enhanced / absolute: 7 octets, kept only as "given"
         r.take(7, "TP-VP")
         validity = 255
     ud = _decode_ud(r.rest(), bool(first & 0x40), coding)
-    return SmsSubmit(recipient, ud.text, ud.coding, ud.concat, ud.concat16, mr,
-                     status_report=bool(first & 0x20), validity=validity,
-                     reject_duplicates=bool(first & 0x04), pid=pid, message_class=klass, smsc=smsc,
-                     data=ud.data, ies=ud.ies, octets=ud.octets)
+    return SmsSubmit(
+        recipient,
+        ud.text,
+        ud.coding,
+        ud.concat,
+        ud.concat16,
+        mr,
+        status_report=bool(first & 0x20),
+        validity=validity,
+        reject_duplicates=bool(first & 0x04),
+        pid=pid,
+        message_class=klass,
+        smsc=smsc,
+        data=ud.data,
+        ies=ud.ies,
+        octets=ud.octets,
+    )
 
 
 def _decode_status_report(r: _Reader, first: int, smsc: Address | None) -> SmsStatusReport:
@@ -587,5 +678,6 @@ def _decode_status_report(r: _Reader, first: int, smsc: Address | None) -> SmsSt
     ts = _decode_time(r.take(7, "TP-SCTS"))
     dt = _decode_time(r.take(7, "TP-DT"))
     st = r.octet("TP-ST")
-    return SmsStatusReport(mr, recipient, ts, dt, st, more_messages=not first & 0x04,
-                           qualifier=bool(first & 0x20), smsc=smsc)
+    return SmsStatusReport(
+        mr, recipient, ts, dt, st, more_messages=not first & 0x04, qualifier=bool(first & 0x20), smsc=smsc
+    )

@@ -19,8 +19,8 @@ __all__ = ["Part", "split_message", "ucs2_units"]
 @dataclass(frozen=True, slots=True)
 class Part:
     text: str
-    coding: str                                   # "gsm7" | "ucs2"
-    concat: tuple[int, int, int] | None = None    # (reference, total, sequence 1..total)
+    coding: str  # "gsm7" | "ucs2"
+    concat: tuple[int, int, int] | None = None  # (reference, total, sequence 1..total)
 
     @property
     def units(self) -> int:
@@ -33,8 +33,7 @@ def ucs2_units(text: str) -> int:
     return sum(2 if ord(c) > 0xFFFF else 1 for c in text)
 
 
-def split_message(text: str, *, reference: int, coding: str | None = None,
-                  concat16: bool = False) -> list[Part]:
+def split_message(text: str, *, reference: int, coding: str | None = None, concat16: bool = False) -> list[Part]:
     """The parts ``text`` is sent as. ``coding`` forces "gsm7" or "ucs2" (default: GSM 7-bit when
     possible); ``reference`` (0..255, or 0..65535 with ``concat16``) goes into every part of a
     concatenated message."""
@@ -47,9 +46,9 @@ def split_message(text: str, *, reference: int, coding: str | None = None,
     if coding == "gsm7":
         cost, single, multi = gsm7.char_septets, 160, (152 if concat16 else 153)
         if not gsm7.can_encode(text):
-            gsm7.encode(text)            # raises GsmEncodingError naming the character
+            gsm7.encode(text)  # raises GsmEncodingError naming the character
     else:
-        cost, single, multi = (lambda c: 2 if ord(c) > 0xFFFF else 1), 70, (66 if concat16 else 67)
+        cost, single, multi = (lambda ch: 2 if ord(ch) > 0xFFFF else 1), 70, (66 if concat16 else 67)
     if sum(cost(c) for c in text) <= single:
         return [Part(text, coding)]
     chunks: list[str] = []

@@ -33,15 +33,24 @@ from hostctl.wire.span import C2S, DIRECTIONS, S2C, Origin, Span
 
 __all__ = ["Connection", "SNIFF_BYTES"]
 
-SNIFF_BYTES = 4096      # bytes per direction held while no decoder has claimed the stream
+SNIFF_BYTES = 4096  # bytes per direction held while no decoder has claimed the stream
 
 
 class Connection:
     """Both directions of one stream of the layer below, decoded by a stack of layers."""
 
-    def __init__(self, sink: Sink, origin: Origin, *, chain: tuple[str, ...] = (), port: int | None = None,
-                 alpn: str | None = None, registry: Registry = REGISTRY, limits: Limits = LIMITS,
-                 scan_bottom: bool = False) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        origin: Origin,
+        *,
+        chain: tuple[str, ...] = (),
+        port: int | None = None,
+        alpn: str | None = None,
+        registry: Registry = REGISTRY,
+        limits: Limits = LIMITS,
+        scan_bottom: bool = False,
+    ) -> None:
         self.sink = sink
         self.origin = origin
         self.chain = chain
@@ -51,12 +60,15 @@ class Connection:
         self.limits = limits
         self.layer: Any = None
         self._dead = False
-        self.upgrade_headers: dict[bytes, bytes] = {}    # the 101 response's, for the next layer
-        self.kept = 0          # bytes the open messages keep for the body walkers (Limits.max_kept)
+        self.upgrade_headers: dict[bytes, bytes] = {}  # the 101 response's, for the next layer
+        self.kept = 0  # bytes the open messages keep for the body walkers (Limits.max_kept)
         self._head: dict[str, bytearray] = {C2S: bytearray(), S2C: bytearray()}
         self._head_at: dict[str, int | None] = {C2S: None, S2C: None}
-        self._bottom = ({d: Out(self, Span(origin, d, chain or ("stream",), 0), walk=False) for d in DIRECTIONS}
-                        if scan_bottom else None)
+        self._bottom = (
+            {d: Out(self, Span(origin, d, chain or ("stream",), 0), walk=False) for d in DIRECTIONS}
+            if scan_bottom
+            else None
+        )
 
     # -- what a layer may call ----------------------------------------------------------------
     def span(self, direction: str, chain: tuple[str, ...], wire_offset: int) -> Span:
@@ -65,8 +77,12 @@ class Connection:
     def note(self, span: Span, kind: str, detail: str) -> None:
         self.sink.layer_note(span, kind, detail)
 
-    def switch(self, factory: Callable[..., Any] | None, held: dict[str, tuple[int, bytes]],
-               chain: tuple[str, ...] | None = None) -> None:
+    def switch(
+        self,
+        factory: Callable[..., Any] | None,
+        held: dict[str, tuple[int, bytes]],
+        chain: tuple[str, ...] | None = None,
+    ) -> None:
         """The current layer hands the stream over (HTTP ``101``, a CONNECT tunnel, STARTTLS):
         ``factory`` builds the next one (None: sniff again), ``held`` are the bytes of each
         direction already received past the switch, with their offsets."""
@@ -127,12 +143,14 @@ class Connection:
     def gap(self, direction: str, offset: int, length: int) -> None:
         if self._bottom is not None:
             out = self._bottom[direction]
+            if out.stream is None:  # the bottom Outs are made with a scanner (scan=True)
+                raise RuntimeError(f"{self.origin}: the stream below has no scanner")
             out._found(out.stream.gap(length))
             out.size += length
         if self.layer is not None:
             self.layer.gap(direction, offset, length)
         elif not self._dead:
-            self._head[direction] = bytearray()    # what was held no longer leads anywhere
+            self._head[direction] = bytearray()  # what was held no longer leads anywhere
             self._head_at[direction] = None
 
     def close(self) -> None:

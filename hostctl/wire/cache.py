@@ -44,6 +44,8 @@ def cache_dir() -> Path:
 def _key(idents: Sequence[Identifier], country_codes: Sequence[str] | None) -> str:
     h = hashlib.sha256(_FORMAT)
     for mod in (_identifiers, _protections, _scan):
+        if mod.__file__ is None:
+            raise RuntimeError(f"{mod.__name__} has no source file to key the cache on")
         h.update(Path(mod.__file__).read_bytes())
     hs = getattr(_scan, "_hs", None)
     h.update(repr(getattr(hs, "__version__", None)).encode())
@@ -71,9 +73,13 @@ def _load_patterns(path: Path, idents: Sequence[Identifier]) -> list[Pattern] | 
         return None
 
 
-def cached_scanner(idents: Sequence[Identifier], *, engine: str = "auto",
-                   country_codes: Sequence[str] | None = None,
-                   directory: Path | None = None) -> tuple[list[Pattern], Scanner, str]:
+def cached_scanner(
+    idents: Sequence[Identifier],
+    *,
+    engine: str = "auto",
+    country_codes: Sequence[str] | None = None,
+    directory: Path | None = None,
+) -> tuple[list[Pattern], Scanner, str]:
     """(patterns, scanner, how) for ``idents``; ``how`` is "cached", "built" (and stored) or
     "built, not stored" (the cache directory is not writable)."""
     directory = cache_dir() if directory is None else directory
@@ -94,7 +100,7 @@ def cached_scanner(idents: Sequence[Identifier], *, engine: str = "auto",
             _store(directory, db_path, scanner.serialized())
             return patterns, scanner, "cached patterns, database built"
         except ScanError:
-            pass                                    # a damaged database: compile again
+            pass  # a damaged database: compile again
     patterns = patterns_for(idents, country_codes=country_codes)
     scanner = Scanner(patterns, engine=engine)
     index = {ident: k for k, ident in enumerate(idents)}

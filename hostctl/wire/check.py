@@ -59,7 +59,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ _DIGEST_NAMES = ("md5", "sha1", "sha256")
 # long enough to hold one AES block.
 _TOKEN = re.compile(rb"[A-Za-z0-9+/_-]{22,}={0,2}|[0-9a-fA-F]{32,}")
 _FIELD_BEFORE = re.compile(rb"""["']?([A-Za-z_][A-Za-z0-9_.-]{0,40})["']?\s*[:=]\s*["']?$""")
-_TOKEN_WINDOW = 256 * 1024       # readable bytes per flow direction searched for opaque values
+_TOKEN_WINDOW = 256 * 1024  # readable bytes per flow direction searched for opaque values
 _MAX_FLOW_RECORDS = 5000
 _MAX_FINDINGS_PER_KEY = 200
 CACHE_FROM = 50
@@ -106,9 +106,16 @@ def form_class(form: str) -> str:
 
 # Cipher suites no handset should agree to (RFC 7465 RC4, RFC 8996-era guidance, NIST SP 800-52r2
 # 3.3.1): export-grade, RC4, single and triple DES, no encryption (NULL), no authentication (anon)
-_WEAK_CIPHER = (("EXPORT", "an export-grade suite"), ("_RC4_", "RC4"), ("3DES", "triple DES"),
-                ("_DES_", "single DES"), ("DES40", "export DES"), ("_NULL_", "no encryption (NULL)"),
-                ("WITH_NULL", "no encryption (NULL)"), ("_anon_", "no server authentication (anon)"))
+_WEAK_CIPHER = (
+    ("EXPORT", "an export-grade suite"),
+    ("_RC4_", "RC4"),
+    ("3DES", "triple DES"),
+    ("_DES_", "single DES"),
+    ("DES40", "export DES"),
+    ("_NULL_", "no encryption (NULL)"),
+    ("WITH_NULL", "no encryption (NULL)"),
+    ("_anon_", "no server authentication (anon)"),
+)
 
 
 def weak_cipher(name: str) -> str | None:
@@ -126,26 +133,26 @@ def is_vendor_host(host: str | None) -> bool:
 
 @dataclass
 class _Where:
-    source: str                   # "wire" | "agent"
-    flow: int | None              # flow id (wire; agent events correlated to a flow when possible)
-    direction: str                # "c2s" | "s2c" | "out" | "in" (agent: the app's point of view)
+    source: str  # "wire" | "agent"
+    flow: int | None  # flow id (wire; agent events correlated to a flow when possible)
+    direction: str  # "c2s" | "s2c" | "out" | "in" (agent: the app's point of view)
     host: str | None
-    layer: str                    # "wire" (bytes on the network) | "tls-plaintext" (agent)
-    event: int | None = None      # agent event line number (1-based)
+    layer: str  # "wire" (bytes on the network) | "tls-plaintext" (agent)
+    event: int | None = None  # agent event line number (1-based)
     hook: str | None = None
     capture: str | None = None
-    ts: float | None = None       # capture time of the bytes (wire) or the event's host time (agent)
+    ts: float | None = None  # capture time of the bytes (wire) or the event's host time (agent)
 
 
-_BATCH = 64 * 1024        # bytes of one direction scanned in one call
-_BATCH_SECONDS = 0.05     # ... or the capture time one batch may span (findings keep their time)
+_BATCH = 64 * 1024  # bytes of one direction scanned in one call
+_BATCH_SECONDS = 0.05  # ... or the capture time one batch may span (findings keep their time)
 
 
 class _Pending:
     """One direction's bytes waiting to be scanned: a batch of up to ``_BATCH`` bytes or
     ``_BATCH_SECONDS`` of capture time (many small segments cost one scan call, not one each)."""
 
-    __slots__ = ("buf", "ts", "stream")
+    __slots__ = ("buf", "stream", "ts")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -161,23 +168,23 @@ class _FlowState:
     readable: dict[str, bytearray] = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
     gaps: int = 0
-    conn: Any = None                  # the decoder stack over this flow (None: opaque / done)
-    tls: Any = None               # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
+    conn: Any = None  # the decoder stack over this flow (None: opaque / done)
+    tls: Any = None  # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
     dec: dict[str, _Decrypted] = field(default_factory=dict)
-    tls_conn: Any = None          # the decoder stack over the decrypted application data
+    tls_conn: Any = None  # the decoder stack over the decrypted application data
 
 
 class _Decrypted:
     """One direction's decrypted application data waiting to be scanned, and where each record's
     plaintext begins: (offset in the decrypted stream, record number, wire stream offset)."""
 
-    __slots__ = ("buf", "ts", "stream", "offset", "records")
+    __slots__ = ("buf", "offset", "records", "stream", "ts")
 
     def __init__(self, stream: Any) -> None:
         self.buf = bytearray()
         self.ts = 0.0
         self.stream = stream
-        self.offset = 0                  # decrypted bytes handed to the stream or the buffer
+        self.offset = 0  # decrypted bytes handed to the stream or the buffer
         self.records: list[tuple[int, int, int]] = []
 
     def locate(self, offset: int) -> dict:
@@ -196,9 +203,16 @@ class WireCheck:
     ``python``). ``hash_budget``: seconds the hashed-number recovery may spend in all.
     """
 
-    def __init__(self, identifiers: Sequence[Identifier], *, engine: str = "auto",
-                 hash_budget: float = 5.0, progress: Any = None, keylogs: Sequence[str | Path] = (),
-                 cache: bool | None = None) -> None:
+    def __init__(
+        self,
+        identifiers: Sequence[Identifier],
+        *,
+        engine: str = "auto",
+        hash_budget: float = 5.0,
+        progress: Any = None,
+        keylogs: Sequence[str | Path] = (),
+        cache: bool | None = None,
+    ) -> None:
         if not identifiers:
             raise WireCheckError("no identifiers to look for: give --testbed or --imei/--imsi/--iccid/--number/--text")
         self.identifiers = list(identifiers)
@@ -224,17 +238,18 @@ class WireCheck:
         self.findings: list[dict] = []
         self.findings_dropped = 0
         self._finding_counts: dict[tuple, int] = defaultdict(int)
-        self._tokens: dict[bytes, dict] = {}          # opaque value -> {sessions, fields, where}
-        self._cipher: list[dict] = []                 # agent cipher events
+        self._tokens: dict[bytes, dict] = {}  # opaque value -> {sessions, fields, where}
+        self._cipher: list[dict] = []  # agent cipher events
         self._clear_http: list[dict] = []
         self._weak_tls: list[dict] = []
-        self._ports: dict[int, dict] = {}             # client port -> flow record (agent correlation)
+        self._ports: dict[int, dict] = {}  # client port -> flow record (agent correlation)
         self.agent_files: list[dict] = []
         self._flow_base = 0
         from .keylog import KeyLog, KeyLogError
+
         self.keylog = KeyLog()
         self.tls_counts: dict[str, int] = defaultdict(int)
-        self.client_randoms: list[bytes] = []     # of the TLS sessions seen (for --write-decrypted)
+        self.client_randoms: list[bytes] = []  # of the TLS sessions seen (for --write-decrypted)
         for kl in keylogs:
             try:
                 self.keylog.add_file(kl)
@@ -243,16 +258,32 @@ class WireCheck:
         self.layer_notes = Notes()
 
     # -- the decoder stack ------------------------------------------------------------------
-    def layer_connection(self, origin: Origin, *, chain: tuple[str, ...] = (), port: int | None = None,
-                         alpn: str | None = None, host: str | None = None, layer: str | None = None,
-                         scan_bottom: bool = True, on_finding: Any = None, on_authority: Any = None) -> Connection:
+    def layer_connection(
+        self,
+        origin: Origin,
+        *,
+        chain: tuple[str, ...] = (),
+        port: int | None = None,
+        alpn: str | None = None,
+        host: str | Callable[[], str | None] | None = None,
+        layer: str | None = None,
+        scan_bottom: bool = True,
+        on_finding: Any = None,
+        on_authority: Any = None,
+    ) -> Connection:
         """A decoder stack over one two-way byte stream whose findings land in this report:
         the wire's TCP flows, the agent's TLS sessions and (``tlsdecrypt``) decrypted records
         (``origin.source == "tls-decrypted"``, ``chain=("tls",)``). Feed it per direction with
         ``feed(direction, offset, data)``, then ``close()``; with ``scan_bottom`` the stream
         itself is scanned too (chain ``chain`` or ``stream``)."""
-        return Connection(_LayerSink(self, origin, host, layer or origin.source, on_finding, on_authority), origin,
-                          chain=chain, port=port, alpn=alpn, scan_bottom=scan_bottom)
+        return Connection(
+            _LayerSink(self, origin, host, layer or origin.source, on_finding, on_authority),
+            origin,
+            chain=chain,
+            port=port,
+            alpn=alpn,
+            scan_bottom=scan_bottom,
+        )
 
     # -- captures ---------------------------------------------------------------------------
     def add_capture(self, path: str | Path) -> dict:
@@ -269,8 +300,10 @@ class WireCheck:
         table = FlowTable(consumer)
         progress = None
         if self.progress is not None:
+
             def progress(n: int, *_: Any) -> None:
                 self.progress(f"{path.name}: {n} packets")
+
         # Nothing per packet or flow makes reference cycles (a flow's state is dropped at its end),
         # so the cyclic collector would only walk the live objects over and over: off meanwhile.
         collecting = gc.isenabled()
@@ -281,8 +314,13 @@ class WireCheck:
             if collecting:
                 gc.enable()
         n = reader.stats.get("packets", 0)
-        info = {"path": str(path), "packets": n, "seconds": round(time.monotonic() - t0, 3),
-                "reader": jsonable(getattr(reader, "stats", {})), "flows": jsonable(getattr(table, "stats", {}))}
+        info = {
+            "path": str(path),
+            "packets": n,
+            "seconds": round(time.monotonic() - t0, 3),
+            "reader": jsonable(getattr(reader, "stats", {})),
+            "flows": jsonable(getattr(table, "stats", {})),
+        }
         for status, n in consumer.tls.counts.items():
             self.tls_counts[status] += n
         self.client_randoms.extend(consumer.tls.client_randoms)
@@ -317,8 +355,16 @@ class WireCheck:
             local_port = ev.local.port if ev.local is not None else None
             flow = self._ports.get(local_port) if local_port else None
             host = ev.sni or (flow or {}).get("host")
-            where = _Where("agent", flow["id"] if flow else None, ev.direction, host, "tls-plaintext",
-                           event=lineno, hook=ev.fn, ts=ev.agent_ts or ev.host_ts)
+            where = _Where(
+                "agent",
+                flow["id"] if flow else None,
+                ev.direction,
+                host,
+                "tls-plaintext",
+                event=lineno,
+                hook=ev.fn,
+                ts=ev.agent_ts or ev.host_ts,
+            )
             for m in self.scanner.scan(payload):
                 self._finding(m, where)
             session = f"agent:{ev.pid}:{local_port if local_port is not None else ev.ssl}"
@@ -328,8 +374,13 @@ class WireCheck:
             if sess is None:
                 locator = LineLocator()
                 origin = Origin("agent", flow=flow["id"] if flow else None, host=host, locate=locator)
-                conn = self.layer_connection(origin, host=host, layer="tls-plaintext", scan_bottom=False,
-                                             port=ev.peer.port if ev.peer is not None else None)
+                conn = self.layer_connection(
+                    origin,
+                    host=host,
+                    layer="tls-plaintext",
+                    scan_bottom=False,
+                    port=ev.peer.port if ev.peer is not None else None,
+                )
                 sess = sessions[session] = [conn, locator, {"c2s": 0, "s2c": 0}]
             conn, locator, offsets = sess
             conn.sink.ts = where.ts
@@ -359,19 +410,30 @@ class WireCheck:
         return n
 
     # -- findings and tokens ----------------------------------------------------------------
-    def _finding(self, m: Any, where: _Where, offset_base: int = 0, chain: str | None = None,
-                 at: dict | None = None) -> dict | None:
+    def _finding(
+        self, m: Any, where: _Where, offset_base: int = 0, chain: str | None = None, at: dict | None = None
+    ) -> dict | None:
         p: Pattern = m.pattern
         key = (p.ident.label or p.ident.value, p.form, where.source, where.flow, where.direction)
         self._finding_counts[key] += 1
         if self._finding_counts[key] > _MAX_FINDINGS_PER_KEY:
             self.findings_dropped += 1
             return None
-        f = {"identifier": p.ident.label or p.ident.kind, "kind": p.ident.kind, "value": p.ident.value,
-             "form": p.form, "verdict": form_class(p.form), "source": where.source, "layer": where.layer,
-             "flow": where.flow, "direction": where.direction, "offset": offset_base + m.start,
-             "length": m.end - m.start, "host": where.host,
-             "chain": chain or ("tcp" if where.source == "wire" else where.layer)}
+        f = {
+            "identifier": p.ident.label or p.ident.kind,
+            "kind": p.ident.kind,
+            "value": p.ident.value,
+            "form": p.form,
+            "verdict": form_class(p.form),
+            "source": where.source,
+            "layer": where.layer,
+            "flow": where.flow,
+            "direction": where.direction,
+            "offset": offset_base + m.start,
+            "length": m.end - m.start,
+            "host": where.host,
+            "chain": chain or ("tcp" if where.source == "wire" else where.layer),
+        }
         if at:
             f.update(at)
         if where.event is not None:
@@ -391,34 +453,53 @@ class WireCheck:
             raw = _decode_opaque(tok)
             if raw is None:
                 continue
-            fm = _FIELD_BEFORE.search(data[max(0, m.start() - 48):m.start()])
+            fm = _FIELD_BEFORE.search(data[max(0, m.start() - 48) : m.start()])
             rec = self._tokens.setdefault(tok, {"sessions": [], "fields": set(), "where": [], "raw": raw})
             if session not in rec["sessions"]:
                 rec["sessions"].append(session)
             if fm:
                 rec["fields"].add(fm.group(1).decode("ascii", "replace"))
             if len(rec["where"]) < 10:
-                rec["where"].append({"source": where.source, "flow": where.flow, "direction": where.direction,
-                                     "offset": m.start(), "host": where.host,
-                                     **({"event": where.event} if where.event is not None else {})})
+                rec["where"].append(
+                    {
+                        "source": where.source,
+                        "flow": where.flow,
+                        "direction": where.direction,
+                        "offset": m.start(),
+                        "host": where.host,
+                        **({"event": where.event} if where.event is not None else {}),
+                    }
+                )
 
     # -- the report ---------------------------------------------------------------------------
     def report(self) -> dict:
         attributed = self._attribute_ciphertext()
         deterministic = []
         for tok, rec in self._tokens.items():
-            ident = attributed.get(tok) or attributed.get(rec["raw"])
-            fixed_iv = ident is not None and ident.get("fixed_iv")
+            attr = attributed.get(tok) or attributed.get(rec["raw"])
+            fixed_iv = attr is not None and attr.get("fixed_iv")
             if len(rec["sessions"]) >= 2 or fixed_iv:
-                deterministic.append({"value": tok.decode("ascii"), "bytes": len(rec["raw"]),
-                                      "sessions": len(rec["sessions"]), "fields": sorted(rec["fields"]),
-                                      "identifier": ident["identifier"] if ident else None,
-                                      "why": ("the same ciphertext in %d sessions" % len(rec["sessions"])
-                                              if len(rec["sessions"]) >= 2 else "one key and IV reused across calls"),
-                                      "seen": rec["where"]})
+                deterministic.append(
+                    {
+                        "value": tok.decode("ascii"),
+                        "bytes": len(rec["raw"]),
+                        "sessions": len(rec["sessions"]),
+                        "fields": sorted(rec["fields"]),
+                        "identifier": attr["identifier"] if attr else None,
+                        "why": (
+                            "the same ciphertext in %d sessions" % len(rec["sessions"])
+                            if len(rec["sessions"]) >= 2
+                            else "one key and IV reused across calls"
+                        ),
+                        "seen": rec["where"],
+                    }
+                )
         det_idents = {d["identifier"] for d in deterministic if d["identifier"]}
-        enc_idents = {a["identifier"] for tok, a in attributed.items()
-                      if tok in self._tokens or any(r["raw"] == tok for r in self._tokens.values())}
+        enc_idents = {
+            a["identifier"]
+            for tok, a in attributed.items()
+            if tok in self._tokens or any(r["raw"] == tok for r in self._tokens.values())
+        }
         identifiers = []
         hashed = []
         budget_left = self.hash_budget
@@ -433,11 +514,18 @@ class WireCheck:
             elif verdict == "absent" and name in enc_idents:
                 verdict = "encrypted"
             forms = sorted({f["form"] for f in mine})
-            entry = {"identifier": name, "kind": ident.kind, "value": ident.value, "verdict": verdict,
-                     "findings": len(mine), "verdict_received": received, "findings_received": len(every) - len(mine),
-                     "forms": forms,
-                     "layers": sorted({f["layer"] for f in mine}),
-                     "flows": sorted({f["flow"] for f in mine if f["flow"] is not None})}
+            entry = {
+                "identifier": name,
+                "kind": ident.kind,
+                "value": ident.value,
+                "verdict": verdict,
+                "findings": len(mine),
+                "verdict_received": received,
+                "findings_received": len(every) - len(mine),
+                "forms": forms,
+                "layers": sorted({f["layer"] for f in mine}),
+                "flows": sorted({f["flow"] for f in mine if f["flow"] is not None}),
+            }
             hashed_forms = sorted({f["form"] for f in mine if f["verdict"] == "hashed"})
             if hashed_forms and budget_left > 0:
                 share = budget_left / len(hashed_forms)
@@ -513,8 +601,7 @@ class WireCheck:
             if not found:
                 continue
             p = found[0].pattern
-            info = {"identifier": p.ident.label or p.ident.kind,
-                    "fixed_iv": bool(op.iv) and uses[(op.key, op.iv)] >= 2}
+            info = {"identifier": p.ident.label or p.ident.kind, "fixed_iv": bool(op.iv) and uses[(op.key, op.iv)] >= 2}
             for form in _text_forms(op.output) | _text_forms(bytes(op.iv or b"") + op.output):
                 out[form] = info
         return out
@@ -524,9 +611,18 @@ class WireCheck:
         for c in self._cipher:
             op = c["op"]
             key = (op.algorithm, op.key, op.iv)
-            g = groups.setdefault(key, {"source": op.source, "app": op.app, "algorithm": op.algorithm,
-                                        "key": (op.key or b"").hex(), "iv": (op.iv or b"").hex(),
-                                        "operations": 0, "identifiers": set()})
+            g = groups.setdefault(
+                key,
+                {
+                    "source": op.source,
+                    "app": op.app,
+                    "algorithm": op.algorithm,
+                    "key": (op.key or b"").hex(),
+                    "iv": (op.iv or b"").hex(),
+                    "operations": 0,
+                    "identifiers": set(),
+                },
+            )
             g["operations"] += 1
             for m in self.scanner.scan(op.input) if op.input else ():
                 g["identifiers"].add(m.pattern.ident.label or m.pattern.ident.kind)
@@ -538,21 +634,23 @@ class WireCheck:
         return out
 
 
-_SENT = ("c2s", "out")      # the device's (client's) side: what the claims are about
+_SENT = ("c2s", "out")  # the device's (client's) side: what the claims are about
 
 
 class _LayerSink:
     """What the decoder stack of one stream reports to: findings become the report's, with
     their layer chain, offset in the decoded message and the carrier's place in the capture."""
 
-    __slots__ = ("check", "scanner", "origin", "host", "layer", "on_finding", "ts", "on_authority")
+    __slots__ = ("check", "host", "layer", "on_authority", "on_finding", "origin", "scanner", "ts")
 
-    def __init__(self, check: WireCheck, origin: Origin, host: str | None, layer: str, on_finding: Any,
-                 on_authority: Any = None) -> None:
+    def __init__(
+        self, check: WireCheck, origin: Origin, host: str | Callable[[], str | None] | None, layer: str, on_finding: Any,
+        on_authority: Any = None,
+    ) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin
         self.host, self.layer, self.on_finding = host, layer, on_finding
         self.on_authority = on_authority
-        self.ts: float | None = None     # time of the bytes being fed (set by the feeder)
+        self.ts: float | None = None  # time of the bytes being fed (set by the feeder)
 
     def authority(self, value: str) -> None:
         """A decoder read the host a request names (HTTP/2 ``:authority``): the flow's host where
@@ -566,16 +664,19 @@ class _LayerSink:
         if o.source == "agent":
             direction = "out" if direction == "c2s" else "in"
         host = self.host() if callable(self.host) else self.host
-        where = _Where(o.source, o.flow, direction, host, f"{self.layer}>{span.layer}", capture=o.capture,
-                       ts=self.ts)
-        f = self.check._finding(match, where, chain=span.layer,
-                                at={"offset": offset, **span.where(), "chain": span.layer})
+        where = _Where(o.source, o.flow, direction, host, f"{self.layer}>{span.layer}", capture=o.capture, ts=self.ts)
+        f = self.check._finding(
+            match, where, chain=span.layer, at={"offset": offset, **span.where(), "chain": span.layer}
+        )
         if f is not None and self.on_finding is not None:
             self.on_finding(f)
 
     def layer_note(self, span: Span, kind: str, detail: str) -> None:
-        self.check.layer_notes.add(kind, detail, {"source": span.origin.source, "flow": span.origin.flow,
-                                                  "direction": span.direction, **span.where()})
+        self.check.layer_notes.add(
+            kind,
+            detail,
+            {"source": span.origin.source, "flow": span.origin.flow, "direction": span.direction, **span.where()},
+        )
 
 
 def _worst(findings: Sequence[dict]) -> str:
@@ -588,8 +689,15 @@ def _worst(findings: Sequence[dict]) -> str:
 
 def _text_forms(raw: bytes) -> set[bytes]:
     b64 = base64.b64encode(raw)
-    return {raw, b64, b64.rstrip(b"="), base64.urlsafe_b64encode(raw), base64.urlsafe_b64encode(raw).rstrip(b"="),
-            raw.hex().encode(), raw.hex().upper().encode()}
+    return {
+        raw,
+        b64,
+        b64.rstrip(b"="),
+        base64.urlsafe_b64encode(raw),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+    }
 
 
 def _decode_opaque(tok: bytes) -> bytes | None:
@@ -631,7 +739,7 @@ def _recover(ident: Identifier, pattern: Pattern | None, form: str, budget: floa
 
     try:
         return recover.demonstrate(ident, _digest_of(form) or "sha1", budget=budget, pattern=pattern, form=form)
-    except Exception as exc:    # the demonstration is evidence, not the verdict: never lose the report
+    except Exception as exc:  # noqa: BLE001 - the demonstration is evidence, not the verdict: never lose the report
         return {"recovered": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -661,7 +769,7 @@ class _Consumer:
         self.c = check
         self.capture = capture
         self.max_flow_id = 0
-        self.tls: Any = None         # a hostctl.wire.decrypt.TlsLayer (set by add_capture)
+        self.tls: Any = None  # a hostctl.wire.decrypt.TlsLayer (set by add_capture)
 
     def _id(self, flow: Any) -> int:
         return self.c._flow_base + flow.id
@@ -672,9 +780,14 @@ class _Consumer:
         st = flow.user = _FlowState(flow, self.capture)
         if flow.key.proto == "tcp":
             st.conn = self.c.layer_connection(
-                Origin("wire", flow=self._id(flow), capture=self.capture), port=flow.key.server[1],
-                host=lambda: self._host(flow), layer="wire", scan_bottom=False,
-                on_finding=st.findings.append, on_authority=lambda a: self._authority(flow, a))
+                Origin("wire", flow=self._id(flow), capture=self.capture),
+                port=flow.key.server[1],
+                host=lambda: self._host(flow),
+                layer="wire",
+                scan_bottom=False,
+                on_finding=st.findings.append,
+                on_authority=lambda a: self._authority(flow, a),
+            )
 
     def _state(self, flow: Any) -> _FlowState:
         st = flow.user
@@ -706,10 +819,10 @@ class _Consumer:
         p = st.dirs[direction]
         if p.stream is None:
             p.stream = self.c.scanner.stream()
-            if offset:                      # joined mid-stream: keep the stream's own offsets
+            if offset:  # joined mid-stream: keep the stream's own offsets
                 p.stream.gap(offset)
         buf = p.buf
-        if not buf and len(data) >= 4096:      # a big piece: scanned as it is, no copy
+        if not buf and len(data) >= 4096:  # a big piece: scanned as it is, no copy
             matches = p.stream.feed(data)
             if matches:
                 self._record(st, matches, direction, ts)
@@ -734,7 +847,7 @@ class _Consumer:
         if proto and proto.get("name") in ("http", "http2", "text"):
             rb = st.readable.setdefault(direction, bytearray())
             if len(rb) < _TOKEN_WINDOW:
-                rb += data[:_TOKEN_WINDOW - len(rb)]
+                rb += data[: _TOKEN_WINDOW - len(rb)]
 
     def _scan(self, st: _FlowState, direction: str, p: _Pending) -> None:
         if p.buf:
@@ -773,7 +886,7 @@ class _Consumer:
         d.buf += plain.data
         rb = st.readable.setdefault(plain.direction, bytearray())
         if len(rb) < _TOKEN_WINDOW:
-            rb += plain.data[:_TOKEN_WINDOW - len(rb)]
+            rb += plain.data[: _TOKEN_WINDOW - len(rb)]
 
     def _decrypted_connection(self, st: _FlowState) -> Any:
         flow = st.flow
@@ -787,10 +900,15 @@ class _Consumer:
         # scan_bottom=False: the plaintext itself is scanned by _scan_decrypted, so a layer above
         # reports only what it decoded (one finding per occurrence)
         return self.c.layer_connection(
-            Origin("wire", flow=self._id(flow), capture=self.capture, locate=locate), chain=("tls",),
-            port=flow.key.server[1], alpn=alpn if isinstance(alpn, str) else None,
-            host=lambda: self._host(flow), layer="tls-decrypted", scan_bottom=False,
-            on_finding=st.findings.append)
+            Origin("wire", flow=self._id(flow), capture=self.capture, locate=locate),
+            chain=("tls",),
+            port=flow.key.server[1],
+            alpn=alpn if isinstance(alpn, str) else None,
+            host=lambda: self._host(flow),
+            layer="tls-decrypted",
+            scan_bottom=False,
+            on_finding=st.findings.append,
+        )
 
     def _scan_decrypted(self, st: _FlowState, direction: str, d: _Decrypted, *, final: bool = False) -> None:
         matches = list(d.stream.feed(bytes(d.buf))) if d.buf else []
@@ -798,17 +916,24 @@ class _Consumer:
         if final:
             matches.extend(d.stream.close() or ())
         if matches:
-            where = _Where("wire", self._id(st.flow), direction, self._host(st.flow), "tls-decrypted",
-                           capture=self.capture, ts=d.ts)
+            where = _Where(
+                "wire",
+                self._id(st.flow),
+                direction,
+                self._host(st.flow),
+                "tls-decrypted",
+                capture=self.capture,
+                ts=d.ts,
+            )
             for m in matches:
                 f = self.c._finding(m, where)
                 if f is not None:
                     f.update(d.locate(m.start))
                     st.findings.append(f)
-        if len(d.records) > 4096:            # matches never reach this far back
+        if len(d.records) > 4096:  # matches never reach this far back
             keep = bisect.bisect_right(d.records, (d.offset - len(d.buf) - (1 << 20), 1 << 62, 0))
             if keep > 1:
-                del d.records[:keep - 1]
+                del d.records[: keep - 1]
 
     def _end_tls(self, flow: Any, st: _FlowState) -> dict | None:
         dec = st.tls
@@ -834,7 +959,7 @@ class _Consumer:
             if offset:
                 p.stream.gap(offset)
         self._scan(st, direction, p)
-        m = p.stream.gap(length)            # offsets stay the stream's; no match spans the gap
+        m = p.stream.gap(length)  # offsets stay the stream's; no match spans the gap
         if m:
             self._record(st, m, direction, getattr(flow, "last_ts", None))
 
@@ -850,8 +975,7 @@ class _Consumer:
                     st.findings.append(f)
 
     def _record(self, st: _FlowState, matches: Sequence[Any], direction: str, ts: float | None) -> None:
-        where = _Where("wire", self._id(st.flow), direction, self._host(st.flow), "wire", capture=self.capture,
-                       ts=ts)
+        where = _Where("wire", self._id(st.flow), direction, self._host(st.flow), "wire", capture=self.capture, ts=ts)
         for m in matches:
             f = self.c._finding(m, where)
             if f is not None:
@@ -881,17 +1005,27 @@ class _Consumer:
         host = self._host(flow)
         fid = self._id(flow)
         for direction, buf in st.readable.items():
-            c._collect_tokens(bytes(buf), f"{self.capture}#{fid}", _Where("wire", fid, direction, host, "wire",
-                                                                           capture=self.capture))
+            c._collect_tokens(
+                bytes(buf), f"{self.capture}#{fid}", _Where("wire", fid, direction, host, "wire", capture=self.capture)
+            )
         key = flow.key
-        rec = {"id": fid, "capture": self.capture, "proto": key.proto,
-               "client": f"{key.client[0]}:{key.client[1]}", "server": f"{key.server[0]}:{key.server[1]}",
-               "host": host, "vendor": is_vendor_host(host), "protocol": jsonable(proto),
-               "first_ts": getattr(flow, "first_ts", None), "last_ts": getattr(flow, "last_ts", None),
-               "packets": getattr(flow, "packets", None),
-               "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
-               "gaps": st.gaps, "ended": getattr(flow, "ended", None),
-               "findings": len(st.findings)}
+        rec = {
+            "id": fid,
+            "capture": self.capture,
+            "proto": key.proto,
+            "client": f"{key.client[0]}:{key.client[1]}",
+            "server": f"{key.server[0]}:{key.server[1]}",
+            "host": host,
+            "vendor": is_vendor_host(host),
+            "protocol": jsonable(proto),
+            "first_ts": getattr(flow, "first_ts", None),
+            "last_ts": getattr(flow, "last_ts", None),
+            "packets": getattr(flow, "packets", None),
+            "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
+            "gaps": st.gaps,
+            "ended": getattr(flow, "ended", None),
+            "findings": len(st.findings),
+        }
         if tls_summary is not None:
             rec["tls_decryption"] = tls_summary
         worst = "absent"
@@ -904,15 +1038,29 @@ class _Consumer:
             cipher = proto.get("cipher") or ""
             weak = weak_cipher(cipher)
             if is_vendor_host(host) and version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
-                c._weak_tls.append({"flow": fid, "host": host, "version": version, "cipher": cipher,
-                                    "why": f"protocol version {version}"})
+                c._weak_tls.append(
+                    {
+                        "flow": fid,
+                        "host": host,
+                        "version": version,
+                        "cipher": cipher,
+                        "why": f"protocol version {version}",
+                    }
+                )
             elif is_vendor_host(host) and weak:
-                c._weak_tls.append({"flow": fid, "host": host, "version": f"{version} with {cipher}",
-                                    "cipher": cipher, "why": weak})
+                c._weak_tls.append(
+                    {"flow": fid, "host": host, "version": f"{version} with {cipher}", "cipher": cipher, "why": weak}
+                )
         elif proto.get("name") in ("http", "http2") and (is_vendor_host(host) or st.findings):
-            c._clear_http.append({"flow": fid, "host": host, "requests": proto.get("requests", [])[:20],
-                                  "findings": len(st.findings),
-                                  "identifiers": sorted({f["identifier"] for f in st.findings})})
+            c._clear_http.append(
+                {
+                    "flow": fid,
+                    "host": host,
+                    "requests": proto.get("requests", [])[:20],
+                    "findings": len(st.findings),
+                    "identifiers": sorted({f["identifier"] for f in st.findings}),
+                }
+            )
         if st.findings or len(c.flows) < _MAX_FLOW_RECORDS:
             c.flows.append(rec)
         else:
@@ -924,10 +1072,17 @@ class _Consumer:
         pass
 
 
-def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier], *,
-               agent_events: Sequence[str | Path] = (), engine: str = "auto", hash_budget: float = 5.0,
-               progress: Any = None, keylogs: Sequence[str | Path] = (),
-               write_decrypted: str | Path | None = None) -> dict:
+def wire_check(
+    captures: Sequence[str | Path],
+    identifiers: Sequence[Identifier],
+    *,
+    agent_events: Sequence[str | Path] = (),
+    engine: str = "auto",
+    hash_budget: float = 5.0,
+    progress: Any = None,
+    keylogs: Sequence[str | Path] = (),
+    write_decrypted: str | Path | None = None,
+) -> dict:
     """Analyse captures (and agent events) for identifiers; the report as a JSON-ready dict.
 
     ``keylogs``: NSS key log files to decrypt TLS with (captures' own DSBs, and the ``tls-secret``
@@ -935,15 +1090,13 @@ def wire_check(captures: Sequence[str | Path], identifiers: Sequence[Identifier]
     ``write_decrypted``: also write the captures' packets as one pcapng with a DSB holding the
     secrets of the TLS sessions seen in them, which Wireshark opens decrypted."""
     check = WireCheck(identifiers, engine=engine, hash_budget=hash_budget, progress=progress, keylogs=keylogs)
-    for ev in agent_events:     # the trace's TLS secrets (tls-secret events) decrypt its captures too
+    for ev in agent_events:  # the trace's TLS secrets (tls-secret events) decrypt its captures too
         check.add_agent_secrets(ev)
     for cap in captures:
         check.add_capture(cap)
-    for ev in agent_events:     # after the captures: plaintext events are matched to their flows
+    for ev in agent_events:  # after the captures: plaintext events are matched to their flows
         check.add_agent_events(ev)
     report = check.report()
     if write_decrypted is not None:
         report["written"] = check.write_decrypted(captures, write_decrypted)
     return report
-
-

@@ -49,7 +49,7 @@ class DirectionCheck:
     wire_only: int
     agent_only: int
     events: int
-    uncaptured: int = 0                  # event bytes the agent did not capture (its size limit)
+    uncaptured: int = 0  # event bytes the agent did not capture (its size limit)
     first_difference: dict | None = None
 
     @property
@@ -57,9 +57,17 @@ class DirectionCheck:
         return self.first_difference is None and not self.wire_only and not self.agent_only
 
     def to_json(self) -> dict:
-        return {"direction": self.direction, "wire_bytes": self.wire_bytes, "agent_bytes": self.agent_bytes,
-                "matched": self.matched, "wire_only": self.wire_only, "agent_only": self.agent_only,
-                "events": self.events, "uncaptured": self.uncaptured, "first_difference": self.first_difference}
+        return {
+            "direction": self.direction,
+            "wire_bytes": self.wire_bytes,
+            "agent_bytes": self.agent_bytes,
+            "matched": self.matched,
+            "wire_only": self.wire_only,
+            "agent_only": self.agent_only,
+            "events": self.events,
+            "uncaptured": self.uncaptured,
+            "first_difference": self.first_difference,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,19 +75,27 @@ class FlowCrossCheck:
     flow: int
     client: str
     server: str
-    status: str                          # one of CROSS_STATUSES
+    status: str  # one of CROSS_STATUSES
     why: str
     tls_status: str
     client_random: str | None
-    matched_by: str | None               # "client-random" | "local-port" | None (no events)
+    matched_by: str | None  # "client-random" | "local-port" | None (no events)
     directions: tuple[DirectionCheck, ...] = ()
-    evidence: tuple[dict, ...] = ()      # where the one-sided or differing bytes are
+    evidence: tuple[dict, ...] = ()  # where the one-sided or differing bytes are
 
     def to_json(self) -> dict:
-        return {"flow": self.flow, "client": self.client, "server": self.server, "status": self.status,
-                "why": self.why, "tls_status": self.tls_status, "client_random": self.client_random,
-                "matched_by": self.matched_by, "directions": [d.to_json() for d in self.directions],
-                "evidence": list(self.evidence)}
+        return {
+            "flow": self.flow,
+            "client": self.client,
+            "server": self.server,
+            "status": self.status,
+            "why": self.why,
+            "tls_status": self.tls_status,
+            "client_random": self.client_random,
+            "matched_by": self.matched_by,
+            "directions": [d.to_json() for d in self.directions],
+            "evidence": list(self.evidence),
+        }
 
 
 @dataclass(frozen=True)
@@ -100,8 +116,12 @@ class CrossCheck:
         return [f for f in self.flows if f.status != "agree"]
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "counts": dict(self.counts), "flows": [f.to_json() for f in self.flows],
-                "agent_only_sessions": list(self.agent_only_sessions)}
+        return {
+            "passed": self.passed,
+            "counts": dict(self.counts),
+            "flows": [f.to_json() for f in self.flows],
+            "agent_only_sessions": list(self.agent_only_sessions),
+        }
 
 
 def _sessions(events: Iterable[Event]) -> tuple[dict[str, list[SslData]], dict[int, list[SslData]], dict[str, str]]:
@@ -136,12 +156,17 @@ def _compare(direction: str, wire: bytes, events: Sequence[SslData], flow: Any) 
         data, length = ev.data.data, ev.data.length
         agent += length
         if first is None:
-            got = wire[off:off + len(data)]
+            got = wire[off : off + len(data)]
             if got != data:
                 k = next((i for i, (a, b) in enumerate(zip(got, data)) if a != b), min(len(got), len(data)))
                 if off + k < len(wire):
-                    first = {"offset": off + k, "event_seq": ev.seq, "agent": data[k:k + _SAMPLE].hex(),
-                             "wire": wire[off + k:off + k + _SAMPLE].hex(), **_locate(flow, direction, off + k)}
+                    first = {
+                        "offset": off + k,
+                        "event_seq": ev.seq,
+                        "agent": data[k : k + _SAMPLE].hex(),
+                        "wire": wire[off + k : off + k + _SAMPLE].hex(),
+                        **_locate(flow, direction, off + k),
+                    }
         uncaptured += length - len(data)
         off += length
     matched = min(off, len(wire))
@@ -150,15 +175,26 @@ def _compare(direction: str, wire: bytes, events: Sequence[SslData], flow: Any) 
     if first is not None and first["offset"] < matched:
         matched = first["offset"]
     if wire_only:
-        evidence.append({"flow": flow.id, "direction": direction, "kind": "wire-only", "offset": off,
-                         "length": wire_only, "sample": wire[off:off + _SAMPLE].hex(), **_locate(flow, direction, off)})
+        evidence.append(
+            {
+                "flow": flow.id,
+                "direction": direction,
+                "kind": "wire-only",
+                "offset": off,
+                "length": wire_only,
+                "sample": wire[off : off + _SAMPLE].hex(),
+                **_locate(flow, direction, off),
+            }
+        )
     if first is not None:
         evidence.append({"flow": flow.id, "direction": direction, "kind": "differ", **first})
     if agent_only:
-        evidence.append({"flow": flow.id, "direction": direction, "kind": "agent-only", "offset": len(wire),
-                         "length": agent_only})
-    return DirectionCheck(direction, len(wire), agent, matched, wire_only, agent_only, len(events), uncaptured,
-                          first), evidence
+        evidence.append(
+            {"flow": flow.id, "direction": direction, "kind": "agent-only", "offset": len(wire), "length": agent_only}
+        )
+    return DirectionCheck(
+        direction, len(wire), agent, matched, wire_only, agent_only, len(events), uncaptured, first
+    ), evidence
 
 
 def _locate(flow: Any, direction: str, offset: int) -> dict:
@@ -170,8 +206,9 @@ def _ep(x: Any) -> str:
     return f"{x[0]}:{x[1]}" if isinstance(x, tuple) else str(x)
 
 
-def cross_check(flows: Sequence[Any], events: Iterable[Event], *,
-                window: tuple[float, float] | None = None) -> CrossCheck:
+def cross_check(
+    flows: Sequence[Any], events: Iterable[Event], *, window: tuple[float, float] | None = None
+) -> CrossCheck:
     """Compares each TLS flow's decrypted plaintext (``flows``: `hostctl.wire.decrypt.DecryptedFlow`)
     with the agent's ``ssl`` events. ``window`` (start, end): flows that began outside it (before
     the hooks were in place, after the trace) are left out unless a hooked session names them;
@@ -185,7 +222,7 @@ def cross_check(flows: Sequence[Any], events: Iterable[Event], *,
         cr = summary.get("client_random")
         first = getattr(flow, "first_ts", None)
         if window is not None and first is not None and not window[0] <= first <= window[1] and cr not in by_cr:
-            continue        # outside the trace and no hooked session of its: not this trace's flow
+            continue  # outside the trace and no hooked session of its: not this trace's flow
         client, server = _ep(flow.key.client), _ep(flow.key.server)
         if cr is not None and cr in by_cr:
             evs, matched_by = by_cr[cr], "client-random"
@@ -195,10 +232,21 @@ def cross_check(flows: Sequence[Any], events: Iterable[Event], *,
         else:
             evs, matched_by = [], None
         if tls != "decrypted":
-            out.append(FlowCrossCheck(flow.id, client, server, "not-decrypted",
-                                      f"the flow could not be decrypted ({tls}"
-                                      + (f": {summary['detail']}" if summary.get("detail") else "") + "), so the "
-                                      "hooked plaintext cannot be checked against it", tls, cr, matched_by))
+            out.append(
+                FlowCrossCheck(
+                    flow.id,
+                    client,
+                    server,
+                    "not-decrypted",
+                    f"the flow could not be decrypted ({tls}"
+                    + (f": {summary['detail']}" if summary.get("detail") else "")
+                    + "), so the "
+                    "hooked plaintext cannot be checked against it",
+                    tls,
+                    cr,
+                    matched_by,
+                )
+            )
             continue
         dirs, evidence = [], []
         for direction, agent_dir in (("c2s", "out"), ("s2c", "in")):
@@ -210,19 +258,26 @@ def cross_check(flows: Sequence[Any], events: Iterable[Event], *,
             why = "the hooked plaintext and the decrypted wire differ"
         elif any(d.wire_only for d in dirs):
             status = "wire-only"
-            why = ("decrypted bytes on the wire that no hooked SSL call handled (another TLS stack, or a "
-                   "library the hooks missed)" if evs else "no hooked SSL call for this flow at all: its "
-                   "plaintext went through a TLS stack the agent did not hook")
+            why = (
+                "decrypted bytes on the wire that no hooked SSL call handled (another TLS stack, or a "
+                "library the hooks missed)"
+                if evs
+                else "no hooked SSL call for this flow at all: its "
+                "plaintext went through a TLS stack the agent did not hook"
+            )
         elif any(d.agent_only for d in dirs):
             status = "agent-only"
             why = "the hooks reported plaintext this flow did not carry (the capture missed part of it?)"
         else:
             status, why = "agree", "every decrypted byte was handed to, or returned by, the hooked library"
-        out.append(FlowCrossCheck(flow.id, client, server, status, why, tls, cr, matched_by, tuple(dirs),
-                                  tuple(evidence)))
-    agent_only = tuple({"client_random": cr, "where": where.get(cr, ""), "events": len(evs),
-                        "bytes": sum(e.data.length for e in evs)}
-                       for cr, evs in by_cr.items() if cr not in used)
+        out.append(
+            FlowCrossCheck(flow.id, client, server, status, why, tls, cr, matched_by, tuple(dirs), tuple(evidence))
+        )
+    agent_only = tuple(
+        {"client_random": cr, "where": where.get(cr, ""), "events": len(evs), "bytes": sum(e.data.length for e in evs)}
+        for cr, evs in by_cr.items()
+        if cr not in used
+    )
     counts: dict[str, int] = {}
     for f in out:
         counts[f.status] = counts.get(f.status, 0) + 1

@@ -23,7 +23,7 @@ from .tlsdecrypt import STATUSES, Plaintext, TlsDecryptor
 
 __all__ = ["DecryptedFlow", "TlsLayer", "capture_keylog", "decrypt_capture", "decrypt_trace_capture", "trace_keylog"]
 
-DSB_TLS_KEYLOG = 0x544C534B     # "TLSK": secrets type of a TLS key log in a Decryption Secrets Block
+DSB_TLS_KEYLOG = 0x544C534B  # "TLSK": secrets type of a TLS key log in a Decryption Secrets Block
 
 
 def looks_like_tls(data: bytes) -> bool:
@@ -51,7 +51,7 @@ class TlsLayer:
     def pull_dsbs(self) -> None:
         secrets = getattr(self.reader, "secrets", None)
         if secrets and len(secrets) > self._dsb_seen:
-            for stype, data in secrets[self._dsb_seen:]:
+            for stype, data in secrets[self._dsb_seen :]:
                 if stype == DSB_TLS_KEYLOG:
                     self.keylog.add_text(data, source=f"{getattr(self.reader, 'name', 'capture')}:DSB")
             self._dsb_seen = len(secrets)
@@ -74,8 +74,7 @@ class TlsLayer:
         return rest, summary
 
     def report(self) -> dict:
-        return {"flows": {s: self.counts[s] for s in STATUSES if s in self.counts},
-                "keylog": self.keylog.summary()}
+        return {"flows": {s: self.counts[s] for s in STATUSES if s in self.counts}, "keylog": self.keylog.summary()}
 
 
 @dataclass
@@ -161,8 +160,13 @@ class _Collect:
         rec.last_ts = getattr(flow, "last_ts", None)
 
 
-def decrypt_capture(path: str | os.PathLike[str], keylogs: Iterable[str | os.PathLike[str]] = (), *,
-                    keylog: KeyLog | None = None, keep: bool = True) -> tuple[list[DecryptedFlow], dict]:
+def decrypt_capture(
+    path: str | os.PathLike[str],
+    keylogs: Iterable[str | os.PathLike[str]] = (),
+    *,
+    keylog: KeyLog | None = None,
+    keep: bool = True,
+) -> tuple[list[DecryptedFlow], dict]:
     """Decrypts every TLS flow of a capture with the given key logs (and its own DSBs).
 
     Returns the TLS flows (with their plaintext when ``keep``) in order of first packet, and the
@@ -202,8 +206,12 @@ def capture_keylog(path: str | os.PathLike[str]) -> KeyLog:
     return kl
 
 
-def trace_keylog(trace_dir: str | os.PathLike[str] | None = None, *, keylog_files: Iterable[str | os.PathLike[str]] = (),
-                 events: Iterable[Any] = ()) -> KeyLog:
+def trace_keylog(
+    trace_dir: str | os.PathLike[str] | None = None,
+    *,
+    keylog_files: Iterable[str | os.PathLike[str]] = (),
+    events: Iterable[Any] = (),
+) -> KeyLog:
     """The TLS secrets a ``hostctl trace`` collected: its ``sslkeylog.txt`` and the ``tls-secret``
     events of its ``events.jsonl`` (either may be missing: the other counts), plus any key log
     files and events given."""
@@ -228,11 +236,15 @@ def trace_keylog(trace_dir: str | os.PathLike[str] | None = None, *, keylog_file
     return kl
 
 
-def decrypt_trace_capture(capture: str | os.PathLike[str], trace_dir: str | os.PathLike[str] | None = None, *,
-                          keylog_files: Iterable[str | os.PathLike[str]] = (), events: Iterable[Any] = (),
-                          keep: bool = True) -> tuple[list[DecryptedFlow], dict]:
+def decrypt_trace_capture(
+    capture: str | os.PathLike[str],
+    trace_dir: str | os.PathLike[str] | None = None,
+    *,
+    keylog_files: Iterable[str | os.PathLike[str]] = (),
+    events: Iterable[Any] = (),
+    keep: bool = True,
+) -> tuple[list[DecryptedFlow], dict]:
     """Decrypts a handset's capture with the secrets its trace collected (`trace_keylog`) and the
     capture's own DSBs: the TLS flows with their plaintext and per-flow status, and the report
     (counts per status, key log summary). Raises `CaptureError` / `KeyLogError` only."""
-    return decrypt_capture(capture, keylog=trace_keylog(trace_dir, keylog_files=keylog_files, events=events),
-                           keep=keep)
+    return decrypt_capture(capture, keylog=trace_keylog(trace_dir, keylog_files=keylog_files, events=events), keep=keep)

@@ -54,15 +54,15 @@ from hostctl.wire.pcapread import RECORD, SPAN_PCAP, CaptureReader, Packet
 __all__ = ["DEFAULT_MAX_BUFFER", "DEFAULT_MAX_FLOWS", "Flow", "FlowConsumer", "FlowKey", "FlowTable", "NullConsumer"]
 
 DEFAULT_MAX_FLOWS = 65536
-RST_GRACE = 1.0                     # capture seconds a reset flow still takes data in flight
+RST_GRACE = 1.0  # capture seconds a reset flow still takes data in flight
 DEFAULT_MAX_BUFFER = 64 << 20
 COALESCE = 64 << 10
 MAX_HOLDING = 256
 
-_TCP = struct.Struct("!HHIIBB")     # ports, seq, ack, data offset, flags
+_TCP = struct.Struct("!HHIIBB")  # ports, seq, ack, data offset, flags
 _UDP = struct.Struct("!HHH")
-_V4 = struct.Struct("!BxHxxHxB")    # ver/ihl, total length, flags/fragment, protocol
-_V6 = struct.Struct("!HB")          # payload length, next header (at +4)
+_V4 = struct.Struct("!BxHxxHxB")  # ver/ihl, total length, flags/fragment, protocol
+_V6 = struct.Struct("!HB")  # payload length, next header (at +4)
 _NULL_V6 = (24, 28, 30)
 # The hot path's single reads: the ethertype (at the link type's offset) and then an IPv4 header
 # of 20 bytes and TCP's ports, seq, data offset and flags; the same for IPv6 without extensions.
@@ -71,7 +71,7 @@ _FAST_SLL2_V4 = struct.Struct("!H18xBxHxxHxBxx8xHHI4xBB")
 _FAST_RAW_V4 = struct.Struct("!BxHxxHxBxx8xHHI4xBB")
 _FAST_V6 = struct.Struct("!B3xHB33xHHI4xBB")
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-_V6_EXT = {0, 43, 60}               # hop-by-hop, routing, destination options: skipped over
+_V6_EXT = {0, 43, 60}  # hop-by-hop, routing, destination options: skipped over
 _V6_FRAG = 44
 
 
@@ -87,24 +87,25 @@ class FlowKey:
     def __str__(self) -> str:
         def ep(a: tuple[str, int]) -> str:
             return f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}"
+
         return f"{self.proto} {ep(self.client)} -> {ep(self.server)}"
 
 
 class _Dir:
     """One direction of a TCP flow: where the stream stands and what waits out of order."""
 
-    __slots__ = ("name", "isn", "next_seq", "offset", "ooo", "ooo_bytes", "fin", "done", "gapped", "held_data")
+    __slots__ = ("done", "fin", "gapped", "held_data", "isn", "name", "next_seq", "offset", "ooo", "ooo_bytes")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.isn: int | None = None        # sequence number of this side's SYN
-        self.next_seq: int | None = None   # absolute sequence number of the next byte expected
-        self.offset = 0                    # stream offset of that byte
-        self.ooo: dict[int, tuple[bytes, int]] | None = None   # offset -> (captured bytes, length)
-        self.ooo_bytes = 0                 # bytes held in ooo
-        self.fin: int | None = None        # stream offset of the FIN
-        self.done = False                  # FIN reached: every byte before it delivered or gapped
-        self.gapped = 0                    # bytes of the stream reported as gaps
+        self.isn: int | None = None  # sequence number of this side's SYN
+        self.next_seq: int | None = None  # absolute sequence number of the next byte expected
+        self.offset = 0  # stream offset of that byte
+        self.ooo: dict[int, tuple[bytes, int]] | None = None  # offset -> (captured bytes, length)
+        self.ooo_bytes = 0  # bytes held in ooo
+        self.fin: int | None = None  # stream offset of the FIN
+        self.done = False  # FIN reached: every byte before it delivered or gapped
+        self.gapped = 0  # bytes of the stream reported as gaps
         # in-order data not yet handed over: [offset, [chunks], ts of the first, hold number]. It
         # always ends where the stream stands (``offset``): anything else (a gap) releases it first
         self.held_data: list[Any] | None = None
@@ -121,8 +122,22 @@ class Flow:
     then "fin", "rst", "eof", "evicted" or "reused". ``bytes_c2s``/``bytes_s2c`` count the stream
     bytes delivered (each once; retransmissions and gaps not counted; for UDP the payload bytes)."""
 
-    __slots__ = ("id", "key", "first_ts", "last_ts", "packets", "protocol", "ended", "c2s", "s2c",
-                 "midstream", "sniff", "_keys", "user", "rst_ts")
+    __slots__ = (
+        "_keys",
+        "c2s",
+        "ended",
+        "first_ts",
+        "id",
+        "key",
+        "last_ts",
+        "midstream",
+        "packets",
+        "protocol",
+        "rst_ts",
+        "s2c",
+        "sniff",
+        "user",
+    )
 
     def __init__(self, fid: int, key: FlowKey, ts: float) -> None:
         self.id = fid
@@ -134,10 +149,10 @@ class Flow:
         self.ended: str | None = None
         self.c2s = _Dir("c2s")
         self.s2c = _Dir("s2c")
-        self.midstream = False       # TCP flow whose SYN was not captured
-        self.rst_ts: float | None = None   # when a RST was seen (the flow ends RST_GRACE later)
-        self.sniff: Any = None       # protocols.py's per-flow state
-        self.user: Any = None        # free for the consumer
+        self.midstream = False  # TCP flow whose SYN was not captured
+        self.rst_ts: float | None = None  # when a RST was seen (the flow ends RST_GRACE later)
+        self.sniff: Any = None  # protocols.py's per-flow state
+        self.user: Any = None  # free for the consumer
         self._keys: tuple[bytes, bytes] = (b"", b"")
 
     @property
@@ -149,8 +164,10 @@ class Flow:
         return self.s2c.bytes
 
     def __repr__(self) -> str:
-        return (f"Flow(id={self.id}, {self.key}, packets={self.packets}, c2s={self.bytes_c2s}, "
-                f"s2c={self.bytes_s2c}, ended={self.ended})")
+        return (
+            f"Flow(id={self.id}, {self.key}, packets={self.packets}, c2s={self.bytes_c2s}, "
+            f"s2c={self.bytes_s2c}, ended={self.ended})"
+        )
 
 
 class FlowConsumer(Protocol):
@@ -166,11 +183,20 @@ class FlowConsumer(Protocol):
 class NullConsumer:
     """A consumer that ignores everything (benchmarks; a base to override selectively)."""
 
-    def flow_start(self, flow: Flow) -> None: pass
-    def data(self, flow: Flow, direction: str, offset: int, data: bytes, ts: float) -> None: pass
-    def gap(self, flow: Flow, direction: str, offset: int, length: int) -> None: pass
-    def datagram(self, flow: Flow, direction: str, data: bytes, ts: float, index: int) -> None: pass
-    def flow_end(self, flow: Flow) -> None: pass
+    def flow_start(self, flow: Flow) -> None:
+        pass
+
+    def data(self, flow: Flow, direction: str, offset: int, data: bytes, ts: float) -> None:
+        pass
+
+    def gap(self, flow: Flow, direction: str, offset: int, length: int) -> None:
+        pass
+
+    def datagram(self, flow: Flow, direction: str, data: bytes, ts: float, index: int) -> None:
+        pass
+
+    def flow_end(self, flow: Flow) -> None:
+        pass
 
 
 def _both_fins(flow: Flow) -> bool:
@@ -194,10 +220,18 @@ class FlowTable:
     out of order).
     """
 
-    def __init__(self, consumer: FlowConsumer, *, max_flows: int = DEFAULT_MAX_FLOWS,
-                 max_buffer: int = DEFAULT_MAX_BUFFER, idle_timeout: float | None = None,
-                 linger: float = 120.0, coalesce: int = COALESCE, max_holding: int = MAX_HOLDING,
-                 identify: bool = True) -> None:
+    def __init__(
+        self,
+        consumer: FlowConsumer,
+        *,
+        max_flows: int = DEFAULT_MAX_FLOWS,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        idle_timeout: float | None = None,
+        linger: float = 120.0,
+        coalesce: int = COALESCE,
+        max_holding: int = MAX_HOLDING,
+        identify: bool = True,
+    ) -> None:
         if max_flows < 2:
             raise ValueError(f"max_flows must be at least 2, not {max_flows}")
         self.consumer = consumer
@@ -211,22 +245,35 @@ class FlowTable:
         self._observe = self._finish = None
         if identify:
             from hostctl.wire.protocols import finish, observe
+
             self._observe, self._finish = observe, finish
-        self._tcp: dict[bytes, tuple[Flow, _Dir, _Dir]] = {}   # direction key -> (flow, this dir, other dir)
+        self._tcp: dict[bytes, tuple[Flow, _Dir, _Dir]] = {}  # direction key -> (flow, this dir, other dir)
         self._udp: dict[bytes, tuple[Flow, _Dir, _Dir]] = {}
-        self._live = 0              # flows in the tables (tombstones included)
+        self._live = 0  # flows in the tables (tombstones included)
         self._next_id = 1
-        self._ooo_bytes = 0         # out-of-order bytes held, all flows
-        self._ooo_dirs: dict[_Dir, Flow] = {}    # directions holding out-of-order data
-        self._held_dirs: dict[_Dir, Flow] = {}   # directions holding data back, oldest first
+        self._ooo_bytes = 0  # out-of-order bytes held, all flows
+        self._ooo_dirs: dict[_Dir, Flow] = {}  # directions holding out-of-order data
+        self._held_dirs: dict[_Dir, Flow] = {}  # directions holding data back, oldest first
         self._hold_seq = 0
         self._index = 0
         self._next_sweep = float("-inf")
         self._closed = False
-        self.stats: dict[str, int] = {"packets": 0, "non_ip": 0, "fragments": 0, "malformed": 0,
-                                      "tcp_flows": 0, "udp_flows": 0, "udp_datagrams": 0, "gaps": 0,
-                                      "gap_bytes": 0, "retransmits": 0, "out_of_order": 0, "evicted": 0,
-                                      "max_in_flight": 0, "buffer_peak": 0}
+        self.stats: dict[str, int] = {
+            "packets": 0,
+            "non_ip": 0,
+            "fragments": 0,
+            "malformed": 0,
+            "tcp_flows": 0,
+            "udp_flows": 0,
+            "udp_datagrams": 0,
+            "gaps": 0,
+            "gap_bytes": 0,
+            "retransmits": 0,
+            "out_of_order": 0,
+            "evicted": 0,
+            "max_in_flight": 0,
+            "buffer_peak": 0,
+        }
 
     # -- input --------------------------------------------------------------------------------
 
@@ -235,8 +282,12 @@ class FlowTable:
         self._index = pkt.index - 1
         self.feed_record(pkt.ts, pkt.linktype, pkt.data, 0, pkt.caplen, pkt.origlen)
 
-    def run(self, reader: CaptureReader | Iterable[tuple[float, int, bytes, int, int, int]], *,
-            progress: Callable[[int], None] | None = None) -> None:
+    def run(
+        self,
+        reader: CaptureReader | Iterable[tuple[float, int, bytes, int, int, int]],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Feeds every packet of ``reader`` and closes. ``progress(packets so far)`` is called
         about every 100,000 packets (between chunks of the file, so it costs nothing per packet).
 
@@ -259,17 +310,22 @@ class FlowTable:
         tcp_get = self._tcp.get
         # per link type: (struct reading the ethertype + an IPv4/TCP header, its offset, IP offset)
         # (raw IP link types have no ethertype: l2 is None and the version nibble decides)
-        fast = {1: (_FAST_ETH_V4.unpack_from, 12, 14), 113: (_FAST_ETH_V4.unpack_from, 14, 16),
-                276: (_FAST_SLL2_V4.unpack_from, 0, 20), 101: (_FAST_RAW_V4.unpack_from, None, 0),
-                228: (_FAST_RAW_V4.unpack_from, None, 0), 229: (_FAST_RAW_V4.unpack_from, None, 0)}
+        fast = {
+            1: (_FAST_ETH_V4.unpack_from, 12, 14),
+            113: (_FAST_ETH_V4.unpack_from, 14, 16),
+            276: (_FAST_SLL2_V4.unpack_from, 0, 20),
+            101: (_FAST_RAW_V4.unpack_from, None, 0),
+            228: (_FAST_RAW_V4.unpack_from, None, 0),
+            229: (_FAST_RAW_V4.unpack_from, None, 0),
+        }
         v6 = _FAST_V6.unpack_from
         co = self.coalesce
         deliver = self._deliver
         segment = self._tcp_segment
         next_sweep = self._next_sweep
-        base = self._index              # frames fed before this run
-        count = 0                       # packets of this run so far
-        slow = 0                        # of them, those fed to feed_record
+        base = self._index  # frames fed before this run
+        count = 0  # packets of this run so far
+        slow = 0  # of them, those fed to feed_record
         gen = reader.spans()
         msg = next(gen, None)
         while msg is not None:
@@ -306,8 +362,13 @@ class FlowTable:
                     if end - pos < 32:
                         break
                     btype, blen, ifid, hi, lo, caplen, origlen = epb7(buf, pos)
-                    if btype != 6 or ifid != ifid0 or not 32 + caplen <= blen <= end - pos or blen & 3 \
-                            or u32(buf, pos + blen - 4)[0] != blen:
+                    if (
+                        btype != 6
+                        or ifid != ifid0
+                        or not 32 + caplen <= blen <= end - pos
+                        or blen & 3
+                        or u32(buf, pos + blen - 4)[0] != blen
+                    ):
                         break
                     ts = ((hi << 32) | lo) * scale + offset
                     p = pos + 28
@@ -326,20 +387,20 @@ class FlowTable:
                             et, vihl, total, frag, proto, sport, dport, seq, doff, flags = v4(buf, p + l2)
                         # (a header length, total >= 40, follows from the data offset checks below)
                         if et == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF and ip + total <= fend:
-                            key = buf[ip + 12:ip + 24]
+                            key = buf[ip + 12 : ip + 24]
                             ip_end = ip + total
                             pstart = ip + 20 + (doff >> 4) * 4
                         elif et == 0x86DD:
                             vtc, plen, proto, sport, dport, seq, doff, flags = v6(buf, ip)
                             if vtc >> 4 == 6 and proto == 6 and ip + 40 + plen <= fend:
-                                key = buf[ip + 8:ip + 44]
+                                key = buf[ip + 8 : ip + 44]
                                 ip_end = ip + 40 + plen
                                 pstart = ip + 40 + (doff >> 4) * 4
                             else:
                                 key = None
                         else:
                             key = None
-                    except struct.error:            # header runs past the chunk: not a whole packet
+                    except struct.error:  # header runs past the chunk: not a whole packet
                         key = None
                     if key is not None and doff >= 0x50 and pstart <= ip_end:
                         if not flags & 0x07 and ts < next_sweep:
@@ -348,11 +409,11 @@ class FlowTable:
                                 flow, d, _other = entry
                                 # (an ended flow's pure ACKs are counted the same way; its next_seq
                                 # is -1, so none of its data gets past here)
-                                if pstart == ip_end:                 # a pure ACK
+                                if pstart == ip_end:  # a pure ACK
                                     flow.packets += 1
                                     flow.last_ts = ts
                                     continue
-                                if seq == d.next_seq and d.ooo is None:   # the next bytes
+                                if seq == d.next_seq and d.ooo is None:  # the next bytes
                                     flow.packets += 1
                                     flow.last_ts = ts
                                     off = d.offset
@@ -382,7 +443,7 @@ class FlowTable:
             except StopIteration:
                 msg = None
         self._index = base + count + reader.frame_skew
-        self.stats["packets"] += count - slow          # the ones this loop handled itself
+        self.stats["packets"] += count - slow  # the ones this loop handled itself
         self.close()
 
     def feed_record(self, ts: float, linktype: int, buf: bytes, p: int, caplen: int, origlen: int = 0) -> None:
@@ -393,13 +454,13 @@ class FlowTable:
         if caplen > len(buf) - p:
             end = len(buf)
         # -- link layer -> (ethertype-ish version, start of IP header)
-        if linktype == 1:                       # Ethernet
+        if linktype == 1:  # Ethernet
             if end - p < 14:
                 self.stats["malformed"] += 1
                 return
             et = buf[p + 12] << 8 | buf[p + 13]
             p += 14
-            while et == 0x8100 or et == 0x88A8 or et == 0x9100:   # VLAN tags
+            while et == 0x8100 or et == 0x88A8 or et == 0x9100:  # VLAN tags
                 if end - p < 4:
                     self.stats["malformed"] += 1
                     return
@@ -411,13 +472,13 @@ class FlowTable:
                 return
             v = buf[p] >> 4
             et = 0x0800 if v == 4 else 0x86DD if v == 6 else 0
-        elif linktype == 113:                   # Linux cooked
+        elif linktype == 113:  # Linux cooked
             if end - p < 16:
                 self.stats["malformed"] += 1
                 return
             et = buf[p + 14] << 8 | buf[p + 15]
             p += 16
-        elif linktype == 276:                   # Linux cooked v2
+        elif linktype == 276:  # Linux cooked v2
             if end - p < 20:
                 self.stats["malformed"] += 1
                 return
@@ -427,9 +488,9 @@ class FlowTable:
             if end - p < 4:
                 self.stats["malformed"] += 1
                 return
-            af = int.from_bytes(buf[p:p + 4], "big" if linktype == 108 else "little")
+            af = int.from_bytes(buf[p : p + 4], "big" if linktype == 108 else "little")
             if af > 0xFFFF:
-                af = int.from_bytes(buf[p:p + 4], "little" if linktype == 108 else "big")
+                af = int.from_bytes(buf[p : p + 4], "little" if linktype == 108 else "big")
             et = 0x0800 if af == 2 else 0x86DD if af in _NULL_V6 else 0
             p += 4
         else:
@@ -450,10 +511,10 @@ class FlowTable:
             ip_end = p + total if total else end
             l4 = p + ihl
             if ihl == 20:
-                addrs = None
+                addrs = b""  # not used: the key is sliced whole from akey_start
                 akey_start = p + 12
             else:
-                addrs = buf[p + 12:p + 20]
+                addrs = buf[p + 12 : p + 20]
                 akey_start = -1
         elif et == 0x86DD:
             if end - p < 40:
@@ -465,7 +526,7 @@ class FlowTable:
             plen, proto = _V6.unpack_from(buf, p + 4)
             ip_end = p + 40 + plen
             l4 = p + 40
-            addrs = None
+            addrs = b""  # not used: the key is sliced whole from akey_start
             akey_start = p + 8
             while proto in _V6_EXT or proto == _V6_FRAG:
                 if proto == _V6_FRAG:
@@ -476,7 +537,7 @@ class FlowTable:
                     return
                 proto = buf[l4]
                 l4 += (buf[l4 + 1] + 1) * 8
-                addrs = buf[p + 8:p + 40]
+                addrs = buf[p + 8 : p + 40]
                 akey_start = -1
         else:
             self.stats["non_ip"] += 1
@@ -485,7 +546,7 @@ class FlowTable:
             if end - l4 < 20 or ip_end - l4 < 20:
                 self.stats["malformed"] += 1
                 return
-            key = buf[akey_start:l4 + 4] if akey_start >= 0 else addrs + buf[l4:l4 + 4]
+            key = buf[akey_start : l4 + 4] if akey_start >= 0 else addrs + buf[l4 : l4 + 4]
             sport, dport, seq, _ack, doff, flags = _TCP.unpack_from(buf, l4)
             doff = (doff >> 4) * 4
             pstart = l4 + doff
@@ -497,22 +558,23 @@ class FlowTable:
             if end - l4 < 8 or ip_end - l4 < 8:
                 self.stats["malformed"] += 1
                 return
-            key = buf[akey_start:l4 + 4] if akey_start >= 0 else addrs + buf[l4:l4 + 4]
+            key = buf[akey_start : l4 + 4] if akey_start >= 0 else addrs + buf[l4 : l4 + 4]
             sport, dport, ulen = _UDP.unpack_from(buf, l4)
             dend = min(ip_end, end, l4 + ulen if ulen >= 8 else ip_end)
-            self._udp_datagram(ts, key, sport, dport, buf[l4 + 8:dend])
+            self._udp_datagram(ts, key, sport, dport, buf[l4 + 8 : dend])
         else:
             self.stats["non_ip"] += 1
 
     # -- TCP ----------------------------------------------------------------------------------
 
-    def _new_flow(self, table: dict, key: bytes, proto: str, sport: int, dport: int, ts: float,
-                  src_is_client: bool) -> tuple[Flow, _Dir, _Dir]:
+    def _new_flow(
+        self, table: dict, key: bytes, proto: str, sport: int, dport: int, ts: float, src_is_client: bool
+    ) -> tuple[Flow, _Dir, _Dir]:
         """A flow for the packet with direction key ``key`` (addresses, then ports); returns its
         table entry for that direction. An older flow on the same keys (a tombstone, or one
         ended as "reused") leaves the table."""
         half = (len(key) - 4) // 2
-        src, dst = key[:half], key[half:2 * half]
+        src, dst = key[:half], key[half : 2 * half]
         rkey = dst + src + key[-2:] + key[-4:-2]
         a, b = (_ntop(src), sport), (_ntop(dst), dport)
         fk = FlowKey(proto, a, b) if src_is_client else FlowKey(proto, b, a)
@@ -535,8 +597,19 @@ class FlowTable:
         self.consumer.flow_start(flow)
         return table[key]
 
-    def _tcp_segment(self, ts: float, buf: bytes, key: bytes, sport: int, dport: int, seq: int, flags: int,
-                     pstart: int, ip_end: int, end: int) -> None:
+    def _tcp_segment(
+        self,
+        ts: float,
+        buf: bytes,
+        key: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        flags: int,
+        pstart: int,
+        ip_end: int,
+        end: int,
+    ) -> None:
         if ts >= self._next_sweep:
             self._sweep(ts)
         entry = self._tcp.get(key)
@@ -557,7 +630,7 @@ class FlowTable:
             elif d is c2s and (c2s.isn is not None or d.offset or other.offset):
                 self._end(flow, "rst" if flow.rst_ts is not None else "reused")
                 flow, d, other = self._new_flow(self._tcp, key, "tcp", sport, dport, ts, True)
-        if flow.ended is not None:                  # a straggler of an ended flow
+        if flow.ended is not None:  # a straggler of an ended flow
             flow.packets += 1
             flow.last_ts = ts
             return
@@ -782,7 +855,7 @@ class FlowTable:
                 d.offset = d.fin
         self._release_flow(flow)
         flow.ended = how
-        flow.c2s.next_seq = flow.s2c.next_seq = -1     # none of an ended flow's data passes run()'s fast path
+        flow.c2s.next_seq = flow.s2c.next_seq = -1  # none of an ended flow's data passes run()'s fast path
         if self._finish is not None:
             self._finish(flow)
         self.consumer.flow_end(flow)
@@ -819,9 +892,13 @@ class FlowTable:
                 elif f.ended is None and self.idle_timeout is not None and now - f.last_ts >= self.idle_timeout:
                     self._drop(table, f)
         if force and self._live >= self.max_flows:
-            everyone = [(f.ended is None, f.last_ts, f.id, f, t) for t in (self._tcp, self._udp)
-                        for f in {id(e[0]): e[0] for e in t.values()}.values() if f is not keep]
-            everyone.sort(key=lambda x: x[:3])         # tombstones first, then the least recent
+            everyone = [
+                (f.ended is None, f.last_ts, f.id, f, t)
+                for t in (self._tcp, self._udp)
+                for f in {id(e[0]): e[0] for e in t.values()}.values()
+                if f is not keep
+            ]
+            everyone.sort(key=lambda x: x[:3])  # tombstones first, then the least recent
             target = self.max_flows - max(1, self.max_flows // 4)
             for _open, _ts, _id, f, t in everyone:
                 if self._live <= target:

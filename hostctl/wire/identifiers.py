@@ -105,8 +105,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 from hostctl.errors import HostctlError
+from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 
 __all__ = [
     "BEHAVIOUR_STEPS",
@@ -143,17 +143,99 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 # ITU-T E.164 country calling codes with two digits; 1 and 7 are the one-digit codes and every
 # other assigned code has three digits (the set is prefix-free, so this splits any number).
 _CC1 = frozenset({"1", "7"})
-_CC2 = frozenset({
-    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
-    "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
-    "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98"})
+_CC2 = frozenset(
+    {
+        "20",
+        "27",
+        "30",
+        "31",
+        "32",
+        "33",
+        "34",
+        "36",
+        "39",
+        "40",
+        "41",
+        "43",
+        "44",
+        "45",
+        "46",
+        "47",
+        "48",
+        "49",
+        "51",
+        "52",
+        "53",
+        "54",
+        "55",
+        "56",
+        "57",
+        "58",
+        "60",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "66",
+        "81",
+        "82",
+        "84",
+        "86",
+        "90",
+        "91",
+        "92",
+        "93",
+        "94",
+        "95",
+        "98",
+    }
+)
 # Trunk prefixes dialled before a national number; "" = the country has none. Default "0".
 _TRUNK = {
-    "1": "1", "7": "8", "375": "8", "36": "06",
-    **{cc: "" for cc in ("852", "853", "65", "45", "47", "39", "34", "30", "351", "352", "420",
-                         "421", "372", "371", "354", "298", "299", "376", "378", "377", "356",
-                         "357", "52", "974", "973", "968", "965", "507", "506", "502", "503",
-                         "504", "505", "999")},
+    "1": "1",
+    "7": "8",
+    "375": "8",
+    "36": "06",
+    **{
+        cc: ""
+        for cc in (
+            "852",
+            "853",
+            "65",
+            "45",
+            "47",
+            "39",
+            "34",
+            "30",
+            "351",
+            "352",
+            "420",
+            "421",
+            "372",
+            "371",
+            "354",
+            "298",
+            "299",
+            "376",
+            "378",
+            "377",
+            "356",
+            "357",
+            "52",
+            "974",
+            "973",
+            "968",
+            "965",
+            "507",
+            "506",
+            "502",
+            "503",
+            "504",
+            "505",
+            "999",
+        )
+    },
 }
 
 # Protection steps of hostctl.model.protections that need no key (the keyed ones are
@@ -178,15 +260,13 @@ class Identifier:
     def __post_init__(self) -> None:
         name = self.label or f"{self.kind} {self.value!r}"
         if self.kind not in KINDS:
-            raise IdentifierError(f"{name}: unknown identifier kind {self.kind!r} "
-                                  f"(known: {', '.join(KINDS)})")
+            raise IdentifierError(f"{name}: unknown identifier kind {self.kind!r} (known: {', '.join(KINDS)})")
         if not self.value:
             raise IdentifierError(f"{name}: empty value")
         if self.kind in _DIGITS:
             lo, hi = _DIGITS[self.kind]
             if not (self.value.isascii() and self.value.isdigit() and lo <= len(self.value) <= hi):
-                raise IdentifierError(f"{name}: an {self.kind.upper()} is {lo}-{hi} digits, "
-                                      f"got {self.value!r}")
+                raise IdentifierError(f"{name}: an {self.kind.upper()} is {lo}-{hi} digits, got {self.value!r}")
         elif self.kind in NUMBER_KINDS:
             digits = _SEPARATORS.sub("", self.value).removeprefix("+")
             if not (digits.isascii() and digits.isdigit() and 5 <= len(digits) <= 17):
@@ -237,7 +317,7 @@ def _split_cc(digits: str) -> tuple[str, str]:
 
 
 def _trunk(cc: str, nsn: str) -> str:
-    if cc == "86" and nsn.startswith("1"):     # Chinese mobiles are dialled without the 0
+    if cc == "86" and nsn.startswith("1"):  # Chinese mobiles are dialled without the 0
         return ""
     return _TRUNK.get(cc, "0")
 
@@ -252,7 +332,7 @@ def parse_number(value: str, country_codes: Sequence[str] | None = None) -> list
     out = []
     for cc in country_codes or ():
         trunk = _TRUNK.get(cc, "0")
-        nsn = digits[len(trunk):] if trunk and digits.startswith(trunk) else digits
+        nsn = digits[len(trunk) :] if trunk and digits.startswith(trunk) else digits
         out.append(NumberParts(cc, nsn, _trunk(cc, nsn)))
     return out or [NumberParts("", digits, "")]
 
@@ -264,7 +344,11 @@ _GROUPINGS: dict[tuple[str, int], tuple[tuple[int, ...], ...]] = {
     ("44", 10): ((4, 6), (4, 3, 3)),
 }
 _GROUPINGS_BY_LENGTH: dict[int, tuple[tuple[int, ...], ...]] = {
-    11: ((3, 4, 4),), 10: ((3, 3, 4),), 9: ((3, 3, 3),), 8: ((4, 4),)}
+    11: ((3, 4, 4),),
+    10: ((3, 3, 4),),
+    9: ((3, 3, 3),),
+    8: ((4, 4),),
+}
 _SEPS = {"sp": " ", "dash": "-", "dot": "."}
 
 
@@ -284,7 +368,7 @@ def format_grouped(variant: str, cc: str, units: Sequence[str], trunk: str) -> s
         return None
     groups, i = [], 0
     for n in sizes:
-        groups.append("".join(units[i:i + n]))
+        groups.append("".join(units[i : i + n]))
         i += n
     if base == "trunk":
         groups[0] = trunk + groups[0]
@@ -312,8 +396,7 @@ def _grouped_names(cc: str, nsn: str, trunk: str) -> list[str]:
     return names
 
 
-def number_variants(value: str, country_codes: Sequence[str] | None = None, *,
-                    grouped: bool = True) -> dict[str, str]:
+def number_variants(value: str, country_codes: Sequence[str] | None = None, *, grouped: bool = True) -> dict[str, str]:
     """Variant name -> text, for every reading of the number (first reading wins a name); with
     ``grouped`` also the grouped variants (distinct texts only)."""
     out: dict[str, str] = {}
@@ -321,8 +404,12 @@ def number_variants(value: str, country_codes: Sequence[str] | None = None, *,
     for p in readings:
         texts = {"national": p.nsn}
         if p.cc:
-            texts = {"e164": f"+{p.cc}{p.nsn}", "cc-no-plus": f"{p.cc}{p.nsn}",
-                     "intl00": f"00{p.cc}{p.nsn}", "national": p.nsn}
+            texts = {
+                "e164": f"+{p.cc}{p.nsn}",
+                "cc-no-plus": f"{p.cc}{p.nsn}",
+                "intl00": f"00{p.cc}{p.nsn}",
+                "national": p.nsn,
+            }
             if p.trunk:
                 texts["trunk"] = p.trunk + p.nsn
         for name in NUMBER_VARIANTS:
@@ -345,7 +432,7 @@ def number_variants(value: str, country_codes: Sequence[str] | None = None, *,
 def _b64_trim(data: bytes, align: int, urlsafe: bool = False) -> bytes:
     enc = base64.urlsafe_b64encode if urlsafe else base64.b64encode
     text = enc(bytes(align) + data)
-    return text[-(-8 * align // 6):(8 * (align + len(data))) // 6]
+    return text[-(-8 * align // 6) : (8 * (align + len(data))) // 6]
 
 
 def _tbcd(digits: bytes) -> bytes:
@@ -387,8 +474,8 @@ def _extra_step(step: str, data: bytes, final: bool) -> bytes:
         if step == "tbcd":
             return _tbcd(data)
         if step.startswith("tbcd-mi/"):
-            return _tbcd_mi(data, step[len("tbcd-mi/"):])
-        return bytes([len(data), int(step[len("tbcd-addr/"):], 16)]) + _tbcd(data)
+            return _tbcd_mi(data, step[len("tbcd-mi/") :])
+        return bytes([len(data), int(step[len("tbcd-addr/") :], 16)]) + _tbcd(data)
     algo, _, rep = step.partition("-")
     if algo in DIGEST_SIZES and rep in ("HEX", "raw", "base64url"):
         digest = hashlib.new(algo, data).digest()
@@ -402,11 +489,10 @@ def _extra_step(step: str, data: bytes, final: bool) -> bytes:
 
 def _step(step: str, data: bytes, final: bool) -> bytes:
     if step in BEHAVIOUR_STEPS:
-        out = protect(data.decode("utf-8", "surrogateescape"), step).encode("utf-8",
-                                                                             "surrogateescape")
-        if final and step in _B64_FINAL:     # the padded text's prefix that needs no context
+        out = protect(data.decode("utf-8", "surrogateescape"), step).encode("utf-8", "surrogateescape")
+        if final and step in _B64_FINAL:  # the padded text's prefix that needs no context
             n = len(data) if step == "base64" else DIGEST_SIZES[step.split("-")[0]]
-            out = out[:8 * n // 6]
+            out = out[: 8 * n // 6]
         return out
     return _extra_step(step, data, final)
 
@@ -477,8 +563,22 @@ def _texts(ident: Identifier, country_codes: Sequence[str] | None) -> dict[str, 
     return {"": ident.value}
 
 
-_GROUPED_FORMS = frozenset({"ascii", "utf16le", "utf16be", "url", "url-lower", "url-form",
-                            "md5-hex", "sha1-hex", "sha256-hex", "md5-HEX", "sha1-HEX", "sha256-HEX"})
+_GROUPED_FORMS = frozenset(
+    {
+        "ascii",
+        "utf16le",
+        "utf16be",
+        "url",
+        "url-lower",
+        "url-form",
+        "md5-hex",
+        "sha1-hex",
+        "sha256-hex",
+        "md5-HEX",
+        "sha1-HEX",
+        "sha256-HEX",
+    }
+)
 
 
 def identifiers_of(testbed: Any, extra: Iterable[tuple[str, str, str]] = ()) -> list[Identifier]:
@@ -509,8 +609,7 @@ def identifiers_of(testbed: Any, extra: Iterable[tuple[str, str, str]] = ()) -> 
     return out
 
 
-def patterns_for(idents: Sequence[Identifier], *,
-                 country_codes: Sequence[str] | None = None) -> list[Pattern]:
+def patterns_for(idents: Sequence[Identifier], *, country_codes: Sequence[str] | None = None) -> list[Pattern]:
     """Every distinct pattern of every identifier, ids numbered from 0 in a stable order
     (identifier, then variant, then the form order of the module docstring).
     ``country_codes`` are the calling codes to assume for numbers given without one."""
@@ -535,8 +634,7 @@ def patterns_for(idents: Sequence[Identifier], *,
                 else:
                     by_bytes[data] = [(variant, text, steps), [form]]
         for data, ((variant, text, steps), forms) in by_bytes.items():
-            out.append(Pattern(len(out), ident, forms[0], data, tuple(forms), variant, text,
-                               steps))
+            out.append(Pattern(len(out), ident, forms[0], data, tuple(forms), variant, text, steps))
     return out
 
 

@@ -32,11 +32,17 @@ from ..errors import HostctlError
 
 __all__ = ["LABELS", "TLS13_LABELS", "KeyLog", "KeyLogError", "format_line"]
 
-TLS13_LABELS = ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
-                "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET", "CLIENT_EARLY_TRAFFIC_SECRET",
-                "EARLY_EXPORTER_SECRET")
+TLS13_LABELS = (
+    "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+    "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+    "CLIENT_TRAFFIC_SECRET_0",
+    "SERVER_TRAFFIC_SECRET_0",
+    "EXPORTER_SECRET",
+    "CLIENT_EARLY_TRAFFIC_SECRET",
+    "EARLY_EXPORTER_SECRET",
+)
 LABELS = ("CLIENT_RANDOM", *TLS13_LABELS)
-_SECRET_LENGTHS = {"CLIENT_RANDOM": (48,)}      # TLS 1.3 secrets are a hash long: 32 or 48
+_SECRET_LENGTHS = {"CLIENT_RANDOM": (48,)}  # TLS 1.3 secrets are a hash long: 32 or 48
 _MAX_BAD_KEPT = 20
 
 
@@ -63,7 +69,7 @@ class KeyLog:
     unsupported: dict[str, int] = field(default_factory=dict)
     conflicts: int = 0
     sources: list[str] = field(default_factory=list)
-    count: int = 0               # secrets held (len() of a large key log costs nothing per flow)
+    count: int = 0  # secrets held (len() of a large key log costs nothing per flow)
 
     # -- reading ------------------------------------------------------------------------------
     @classmethod
@@ -156,6 +162,13 @@ class KeyLog:
         return "".join(out)
 
     def summary(self) -> dict:
-        return {"sources": list(self.sources), "sessions": len(self.secrets), "secrets": len(self),
-                "lines": self.lines, "bad_lines": self.bad, "bad_examples": list(self.bad_examples),
-                "unsupported": dict(self.unsupported), "conflicts": self.conflicts}
+        return {
+            "sources": list(self.sources),
+            "sessions": len(self.secrets),
+            "secrets": len(self),
+            "lines": self.lines,
+            "bad_lines": self.bad,
+            "bad_examples": list(self.bad_examples),
+            "unsupported": dict(self.unsupported),
+            "conflicts": self.conflicts,
+        }

@@ -29,6 +29,7 @@ killed mid-write, a copy cut short). So the reader
 from __future__ import annotations
 
 import gzip
+import io
 import ipaddress
 import os
 import re
@@ -43,10 +44,10 @@ from hostctl.errors import HostctlError
 __all__ = ["RECORD", "SPAN_PCAP", "SPAN_PCAPNG", "CaptureError", "CaptureReader", "Packet", "open_capture"]
 
 CHUNK = 1 << 20
-MAX_PACKET = 262144            # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD
-MAX_BLOCK = 16 << 20           # the largest pcapng block we accept (Wireshark's limit is the same order)
-MAX_ERRORS = 100               # errors kept in stats["errors"] (all are counted in "error_count")
-RECORD, SPAN_PCAP, SPAN_PCAPNG = 0, 1, 2     # what CaptureReader.spans() yields
+MAX_PACKET = 262144  # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD
+MAX_BLOCK = 16 << 20  # the largest pcapng block we accept (Wireshark's limit is the same order)
+MAX_ERRORS = 100  # errors kept in stats["errors"] (all are counted in "error_count")
+RECORD, SPAN_PCAP, SPAN_PCAPNG = 0, 1, 2  # what CaptureReader.spans() yields
 
 _PCAP_MAGICS = {
     # first four bytes as read -> (byte order, fraction units per second, record header size)
@@ -54,12 +55,12 @@ _PCAP_MAGICS = {
     b"\xa1\xb2\xc3\xd4": (">", 1_000_000, 16),
     b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000, 16),
     b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000, 16),
-    b"\x34\xcd\xb2\xa1": ("<", 1_000_000, 24),     # Kuznetzov's patched libpcap ("modified pcap")
+    b"\x34\xcd\xb2\xa1": ("<", 1_000_000, 24),  # Kuznetzov's patched libpcap ("modified pcap")
     b"\xa1\xb2\xcd\x34": (">", 1_000_000, 24),
 }
 _SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
 SHB, IDB, PB, SPB, NRB, ISB, EPB, DSB = 0x0A0D0D0A, 1, 2, 3, 4, 5, 6, 0x0A
-MAX_SECRETS = 64 << 20         # DSB payload bytes kept (a key log line is ~180 bytes)
+MAX_SECRETS = 64 << 20  # DSB payload bytes kept (a key log line is ~180 bytes)
 _KNOWN_TYPES = {SHB, IDB, PB, SPB, NRB, ISB, EPB, 0x0A, 0x0BAD, 0x40000BAD}
 # Where a damaged pcapng stream may resume: a known block type (checked further by its lengths).
 _RESYNC = {
@@ -70,14 +71,16 @@ _RESYNC = {
 
 # Resynchronising a classic pcap without a previous timestamp: where caplen (bytes 8-11) is under
 # 5 * 65536 and origlen (12-15) under 2**24, as the plausibility check then demands anyway.
-_PCAP_LENGTHS = {"<": re.compile(rb"(?=.{10}[\x00-\x04]\x00.{3}\x00)", re.S),
-                 ">": re.compile(rb"(?=.{8}\x00[\x00-\x04].{2}\x00)", re.S)}
+_PCAP_LENGTHS = {
+    "<": re.compile(rb"(?=.{10}[\x00-\x04]\x00.{3}\x00)", re.S),
+    ">": re.compile(rb"(?=.{8}\x00[\x00-\x04].{2}\x00)", re.S),
+}
 
 
 class _Prefixed:
     """Bytes already read, then the rest of the file: what gzip must read from the start."""
 
-    def __init__(self, head: bytes, f: BinaryIO) -> None:
+    def __init__(self, head: bytes, f: BinaryIO | gzip.GzipFile) -> None:
         self.head, self.f = head, f
 
     def read(self, n: int = -1) -> bytes:
@@ -88,6 +91,10 @@ class _Prefixed:
             out, self.head = self.head[:n], self.head[n:]
             return out
         return self.f.read(n)
+
+    def seek(self, n: int) -> int:
+        # gzip only seeks its file to rewind, which a reader never does (the stream is read once)
+        raise io.UnsupportedOperation("a gzip'd capture is read as a stream")
 
     def close(self) -> None:
         self.f.close()
@@ -122,12 +129,12 @@ class Packet:
 class _Interface:
     linktype: int
     snaplen: int
-    scale: float        # seconds per timestamp unit
-    offset: float       # if_tsoffset, seconds
+    scale: float  # seconds per timestamp unit
+    offset: float  # if_tsoffset, seconds
 
 
 def _tsresol_scale(v: int) -> float:
-    return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+    return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
 
 
 class CaptureReader:
@@ -141,39 +148,53 @@ class CaptureReader:
     ``skipped_bytes`` (passed over while resynchronising), ``interfaces``.
     """
 
-    def __init__(self, f_or_path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None,
-                 strict: bool = False, chunk_size: int = CHUNK) -> None:
+    def __init__(
+        self,
+        f_or_path: str | os.PathLike[str] | BinaryIO,
+        *,
+        name: str | None = None,
+        strict: bool = False,
+        chunk_size: int = CHUNK,
+    ) -> None:
         self._owned = isinstance(f_or_path, (str, os.PathLike))
-        if self._owned:
+        if isinstance(f_or_path, (str, os.PathLike)):
             self.name = name or os.fspath(f_or_path)
             try:
                 # unbuffered: reads are large, and a buffer would only add a copy
-                self._f: BinaryIO = open(f_or_path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+                self._f: BinaryIO | gzip.GzipFile = open(f_or_path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as e:
                 raise CaptureError(self.name, 0, f"cannot open: {e.strerror or e}") from e
         else:
-            self._f = f_or_path  # type: ignore[assignment]
+            self._f = f_or_path
             self.name = name or str(getattr(f_or_path, "name", "<capture>"))
         self.strict = strict
         self._chunk = max(4096, chunk_size)
         self._buf = b""
         self._pos = 0
-        self._base = 0          # file offset of self._buf[0]
+        self._base = 0  # file offset of self._buf[0]
         self._eof = False
         self._started = False
         try:
             self._seekable = bool(self._f.seekable()) and self._f.tell() == 0
         except (OSError, ValueError, AttributeError):
             self._seekable = False
-        self.names: dict[str, str] = {}          # from name resolution blocks, as they are read
-        self.secrets: list[tuple[int, bytes]] = []   # from decryption secrets blocks, as they are read
+        self.names: dict[str, str] = {}  # from name resolution blocks, as they are read
+        self.secrets: list[tuple[int, bytes]] = []  # from decryption secrets blocks, as they are read
         self._secret_bytes = 0
         # frame numbers used by records that are not packets (Wireshark 4 numbers pcapng custom
         # blocks as frames): a packet's Wireshark frame number is its count plus this, as it
         # stands when the packet is handed out
         self.frame_skew = 0
-        self.stats: dict = {"format": None, "packets": 0, "skipped_blocks": {}, "truncated_packets": 0,
-                            "errors": [], "error_count": 0, "skipped_bytes": 0, "interfaces": []}
+        self.stats: dict = {
+            "format": None,
+            "packets": 0,
+            "skipped_blocks": {},
+            "truncated_packets": 0,
+            "errors": [],
+            "error_count": 0,
+            "skipped_bytes": 0,
+            "interfaces": [],
+        }
         try:
             self._open_header()
         except BaseException:
@@ -185,7 +206,7 @@ class CaptureReader:
     def _read(self, n: int) -> bytes:
         try:
             return self._f.read(n)
-        except (OSError, EOFError, zlib.error, ValueError) as e:     # gzip.BadGzipFile is an OSError
+        except (OSError, EOFError, zlib.error, ValueError) as e:  # gzip.BadGzipFile is an OSError
             if self.stats["format"] is None or self.strict:
                 raise CaptureError(self.name, self._base + len(self._buf), f"read failed: {e}") from e
             # a cut or damaged gzip stream past the header: keep what was read, like a cut file
@@ -209,7 +230,7 @@ class CaptureReader:
                 self._base += pos
                 self._buf = self._read(max(self._chunk, need))
                 if len(self._buf) < need:
-                    if len(self._buf) <= have:       # nothing new: the end of the file
+                    if len(self._buf) <= have:  # nothing new: the end of the file
                         self._eof = True
                         return 0
                     return self._fill(0, need)
@@ -235,19 +256,19 @@ class CaptureReader:
 
     def _open_header(self) -> None:
         pos = self._fill(0, 4)
-        magic = self._buf[pos:pos + 4]
+        magic = self._buf[pos : pos + 4]
         if magic[:2] == b"\x1f\x8b":
             # gzip'd capture (Wireshark reads these too): decompress as a stream
             raw = _Prefixed(self._buf, self._f)
             self._seekable = False
-            self._f = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            self._f = gzip.GzipFile(fileobj=raw, mode="rb")
             self._raw = raw
             # small reads: a cut gzip stream raises at its end, and what a read had decompressed
             # before that is lost with it
             self._chunk = min(self._chunk, 1 << 16)
             self._buf, self._base, self._eof = b"", 0, False
             pos = self._fill(0, 4)
-            magic = self._buf[pos:pos + 4]
+            magic = self._buf[pos : pos + 4]
         if magic in _PCAP_MAGICS:
             self._open_pcap(magic)
         elif magic == _SHB_MAGIC:
@@ -289,14 +310,15 @@ class CaptureReader:
         self._rec_size = rec
         self._rec = struct.Struct(bo + "IIII")
         self._pos = pos + 24
-        self.stats["interfaces"].append({"linktype": self._linktype, "snaplen": snaplen,
-                                         "tsresol": 6 if units == 1_000_000 else 9})
+        self.stats["interfaces"].append(
+            {"linktype": self._linktype, "snaplen": snaplen, "tsresol": 6 if units == 1_000_000 else 9}
+        )
 
     def _set_order(self, bo: str) -> None:
         self._bo = bo
         self._hdr = struct.Struct(bo + "II")
         self._epb = struct.Struct(bo + "IIIII")
-        self._epb7 = struct.Struct(bo + "IIIIIII")     # block header + EPB fields, in one read
+        self._epb7 = struct.Struct(bo + "IIIIIII")  # block header + EPB fields, in one read
         self._u32 = struct.Struct(bo + "I")
         self._resync_re = _RESYNC[bo]
 
@@ -319,10 +341,8 @@ class CaptureReader:
     # -- iteration ----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Packet]:
-        n = 0
-        for ts, lt, buf, start, caplen, origlen in self.records():
-            n += 1
-            yield Packet(n + self.frame_skew, ts, lt, buf[start:start + caplen], caplen, origlen)
+        for n, (ts, lt, buf, start, caplen, origlen) in enumerate(self.records(), 1):
+            yield Packet(n + self.frame_skew, ts, lt, buf[start : start + caplen], caplen, origlen)
 
     def records(self) -> Iterator[tuple[float, int, bytes, int, int, int]]:
         """``(ts, linktype, chunk, start, caplen, origlen)`` per packet: the frame is
@@ -332,10 +352,10 @@ class CaptureReader:
             raise ValueError(f"{self.name}: a CaptureReader can be iterated only once; open it again")
         self._started = True
         if self.stats["format"] == "pcap":
-            return self._pcap_records(False)  # type: ignore[return-value]
-        return self._pcapng_records(False)  # type: ignore[return-value]
+            return self._pcap_records(False)
+        return self._pcapng_records(False)
 
-    def spans(self) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    def spans(self) -> Generator[tuple, tuple[int, int, float], None]:
         """The records for a consumer that walks the common case itself (`FlowTable.run`).
 
         Yields either ``(RECORD, (ts, linktype, chunk, start, caplen, origlen))`` (continue with
@@ -364,7 +384,8 @@ class CaptureReader:
 
     # -- classic pcap -------------------------------------------------------------------------
 
-    def _pcap_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    # what the span consumer sends back at a span yield: (position, records walked, time hint)
+    def _pcap_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float], None]:
         unpack = self._rec.unpack_from
         lt, hsize, maxcap = self._linktype, self._rec_size, self._maxcap
         frac = 1.0 / self._units
@@ -373,7 +394,7 @@ class CaptureReader:
         n = last_sec = 0
         buf, pos = self._buf, self._pos
         end = len(buf)
-        offer = spans and hsize == 16           # the consumer's walk knows 16-byte headers only
+        offer = spans and hsize == 16  # the consumer's walk knows 16-byte headers only
         try:
             while True:
                 if offer:
@@ -388,13 +409,16 @@ class CaptureReader:
                     if end - pos < hsize:
                         if end > pos:
                             stats["truncated_packets"] += 1
-                            self._error(self._base + pos, f"file ends inside a record header ({end - pos} "
-                                                          f"of {hsize} bytes)")
+                            self._error(
+                                self._base + pos, f"file ends inside a record header ({end - pos} of {hsize} bytes)"
+                            )
                         return
                 sec, sub, caplen, origlen = unpack(buf, pos)
                 if caplen > maxcap or sub >= units:
-                    self._error(self._base + pos, f"implausible record header (caplen {caplen}, "
-                                                  f"fraction {sub}); searching for the next record")
+                    self._error(
+                        self._base + pos,
+                        f"implausible record header (caplen {caplen}, fraction {sub}); searching for the next record",
+                    )
                     self._buf, self._pos = buf, pos
                     if not self._pcap_resync(pos, last_sec):
                         return
@@ -409,8 +433,10 @@ class CaptureReader:
                     nxt = pos + hsize + caplen
                     if nxt > end:
                         stats["truncated_packets"] += 1
-                        self._error(self._base + pos, f"file ends inside a packet ({end - pos - hsize} of "
-                                                      f"{caplen} bytes); packet dropped")
+                        self._error(
+                            self._base + pos,
+                            f"file ends inside a packet ({end - pos - hsize} of {caplen} bytes); packet dropped",
+                        )
                         return
                 n += 1
                 last_sec = sec
@@ -437,7 +463,7 @@ class CaptureReader:
                 return False
             p += hsize + caplen
             if p > end:
-                return self._eof is False      # cannot check the next one yet: accept
+                return self._eof is False  # cannot check the next one yet: accept
         return True
 
     def _pcap_resync(self, bad: int, last_sec: int) -> bool:
@@ -460,7 +486,7 @@ class CaptureReader:
             pos = self._fill(pos, 2 * MAX_PACKET)
             buf = self._buf
             end = len(buf)
-            limit = end - self._rec_size + 1          # candidates must have a whole header
+            limit = end - self._rec_size + 1  # candidates must have a whole header
             for c in (m.start() for m in pat.finditer(buf, pos, max(pos, end))):
                 if c >= limit:
                     break
@@ -470,7 +496,7 @@ class CaptureReader:
             if self._eof:
                 self._resumed(abs_start, end)
                 return False
-            pos = max(pos, limit)                     # keep a tail that may start a record
+            pos = max(pos, limit)  # keep a tail that may start a record
 
     def _resumed(self, abs_start: int, pos: int) -> None:
         skipped = self._base + pos - abs_start
@@ -483,7 +509,7 @@ class CaptureReader:
 
     # -- pcapng -------------------------------------------------------------------------------
 
-    def _pcapng_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float] | None, None]:
+    def _pcapng_records(self, spans: bool) -> Generator[tuple, tuple[int, int, float], None]:
         stats = self.stats
         n = 0
         buf, pos = self._buf, self._pos
@@ -501,8 +527,13 @@ class CaptureReader:
                         last_ts = hint
                 if end - pos >= 32:
                     btype, blen, ifid, hi, lo, caplen, origlen = epb7(buf, pos)
-                    if btype == EPB and ifid == cur_if and 32 + caplen <= blen <= end - pos \
-                            and not blen & 3 and u32(buf, pos + blen - 4)[0] == blen:
+                    if (
+                        btype == EPB
+                        and ifid == cur_if
+                        and 32 + caplen <= blen <= end - pos
+                        and not blen & 3
+                        and u32(buf, pos + blen - 4)[0] == blen
+                    ):
                         last_ts = ((hi << 32) | lo) * scale + offset
                         n += 1
                         if spans:
@@ -521,7 +552,7 @@ class CaptureReader:
                         return
                 btype, blen = self._hdr.unpack_from(buf, pos)
                 if btype == SHB:
-                    bom = buf[pos + 8:pos + 12]
+                    bom = buf[pos + 8 : pos + 12]
                     if bom == b"\x4d\x3c\x2b\x1a":
                         self._set_order("<")
                     elif bom == b"\x1a\x2b\x3c\x4d":
@@ -546,8 +577,9 @@ class CaptureReader:
                     if end - pos < blen:
                         if btype in (EPB, SPB, PB):
                             stats["truncated_packets"] += 1
-                        self._error(self._base + pos, f"file ends inside block type 0x{btype:08x} "
-                                                      f"({end - pos} of {blen} bytes)")
+                        self._error(
+                            self._base + pos, f"file ends inside block type 0x{btype:08x} ({end - pos} of {blen} bytes)"
+                        )
                         return
                 if self._u32.unpack_from(buf, pos + blen - 4)[0] != blen:
                     self._bad_block(pos, f"block type 0x{btype:08x} length {blen} does not match its trailer")
@@ -555,19 +587,23 @@ class CaptureReader:
                         return
                     buf, pos, end = self._buf, self._pos, len(self._buf)
                     continue
-                if btype == EPB or btype == PB:
+                if btype in (EPB, PB):
                     if blen < 32:
                         self._error(self._base + pos, f"packet block of {blen} bytes is too short; skipped")
                     else:
                         ifid, hi, lo, caplen, origlen = self._epb.unpack_from(buf, pos + 8)
-                        if btype == PB:         # 16-bit interface id, then 16-bit drop count
+                        if btype == PB:  # 16-bit interface id, then 16-bit drop count
                             ifid = ifid & 0xFFFF if self._bo == "<" else ifid >> 16
                         if caplen > blen - 32:
-                            self._error(self._base + pos, f"packet of {caplen} bytes does not fit its "
-                                                          f"{blen}-byte block; skipped")
+                            self._error(
+                                self._base + pos,
+                                f"packet of {caplen} bytes does not fit its {blen}-byte block; skipped",
+                            )
                         elif ifid >= len(self._interfaces):
-                            self._error(self._base + pos, f"packet on interface {ifid}, which this section "
-                                                          f"does not describe; skipped")
+                            self._error(
+                                self._base + pos,
+                                f"packet on interface {ifid}, which this section does not describe; skipped",
+                            )
                         else:
                             iface = self._interfaces[ifid]
                             if btype == EPB and blen <= MAX_BLOCK:
@@ -602,7 +638,7 @@ class CaptureReader:
                     sb = stats["skipped_blocks"]
                     sb[btype] = sb.get(btype, 0) + 1
                     if btype == 0x0BAD or btype == 0x40000BAD:
-                        self.frame_skew += 1      # Wireshark 4 lists custom blocks as frames
+                        self.frame_skew += 1  # Wireshark 4 lists custom blocks as frames
                 pos += blen
         finally:
             stats["packets"] += n
@@ -626,7 +662,7 @@ class CaptureReader:
                     self._resumed(abs_start, end)
                     return False
                 keep = max(pos, end - 11)
-                pos = self._fill(keep, end - keep + 1)      # read on, keeping a possible block start
+                pos = self._fill(keep, end - keep + 1)  # read on, keeping a possible block start
                 continue
             c = m.start()
             if self._block_at(c):
@@ -641,7 +677,7 @@ class CaptureReader:
         btype, blen = self._hdr.unpack_from(buf, c)
         bo = self._bo
         if btype == SHB:
-            bom = buf[c + 8:c + 12]
+            bom = buf[c + 8 : c + 12]
             if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
                 self._pos = c
                 return False
@@ -664,13 +700,14 @@ class CaptureReader:
             linktype, _res, snaplen = struct.unpack_from(self._bo + "HHI", buf, pos + 8)
             opts = self._options(buf, pos + 16, pos + blen - 4)
         scale, offset = 1e-6, 0.0
-        if 9 in opts and opts[9]:
+        if opts.get(9):
             scale = _tsresol_scale(opts[9][0])
         if 14 in opts and len(opts[14]) == 8:
             offset = float(struct.unpack(self._bo + "q", opts[14])[0])
         self._interfaces.append(_Interface(linktype, snaplen, scale, offset))
-        self.stats["interfaces"].append({"linktype": linktype, "snaplen": snaplen,
-                                         "tsresol": opts[9][0] if opts.get(9) else 6})
+        self.stats["interfaces"].append(
+            {"linktype": linktype, "snaplen": snaplen, "tsresol": opts[9][0] if opts.get(9) else 6}
+        )
 
     def _options(self, buf: bytes, p: int, end: int) -> dict[int, bytes]:
         """The options of a block (first value of each code); stops quietly at a malformed one."""
@@ -682,7 +719,7 @@ class CaptureReader:
             if p + 4 + length > end:
                 self._error(self._base + p, f"option {code} of {length} bytes runs past its block")
                 break
-            out.setdefault(code, buf[p + 4:p + 4 + length])
+            out.setdefault(code, buf[p + 4 : p + 4 + length])
             p += 4 + length + (-length % 4)
         return out
 
@@ -698,7 +735,7 @@ class CaptureReader:
             self._error(self._base + pos, f"more than {MAX_SECRETS} bytes of decryption secrets; the rest skipped")
             return
         self._secret_bytes += slen
-        self.secrets.append((stype, bytes(buf[pos + 16:pos + 16 + slen])))
+        self.secrets.append((stype, bytes(buf[pos + 16 : pos + 16 + slen])))
 
     def _read_nrb(self, buf: bytes, pos: int, blen: int) -> None:
         p, end = pos + 8, pos + blen - 4
@@ -706,7 +743,7 @@ class CaptureReader:
             rtype, length = struct.unpack_from(self._bo + "HH", buf, p)
             if rtype == 0:
                 break
-            value = buf[p + 4:p + 4 + length]
+            value = buf[p + 4 : p + 4 + length]
             if p + 4 + length > end:
                 self._error(self._base + p, "name resolution record runs past its block")
                 break

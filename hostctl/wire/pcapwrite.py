@@ -28,15 +28,34 @@ from array import array
 from collections.abc import Callable, Mapping
 from typing import BinaryIO, Literal
 
-__all__ = ["LINKTYPE_ETHERNET", "LINKTYPE_IPV4", "LINKTYPE_IPV6", "LINKTYPE_LINUX_SLL", "LINKTYPE_LINUX_SLL2",
-           "LINKTYPE_NULL", "LINKTYPE_RAW", "PcapWriter", "PcapngWriter", "TcpConversation", "frame",
-           "inet_checksum", "ipv4_tcp", "ipv4_udp", "ipv6_tcp", "ipv6_udp", "ip_tcp", "ip_udp", "mac_for",
-           "tcp_flags", "copy_with_secrets"]
+__all__ = [
+    "LINKTYPE_ETHERNET",
+    "LINKTYPE_IPV4",
+    "LINKTYPE_IPV6",
+    "LINKTYPE_LINUX_SLL",
+    "LINKTYPE_LINUX_SLL2",
+    "LINKTYPE_NULL",
+    "LINKTYPE_RAW",
+    "PcapWriter",
+    "PcapngWriter",
+    "TcpConversation",
+    "frame",
+    "inet_checksum",
+    "ipv4_tcp",
+    "ipv4_udp",
+    "ipv6_tcp",
+    "ipv6_udp",
+    "ip_tcp",
+    "ip_udp",
+    "mac_for",
+    "tcp_flags",
+    "copy_with_secrets",
+]
 
-LINKTYPE_NULL = 0          # BSD loopback: 4-byte address family in the writer's byte order
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101         # raw IP, version from the first nibble
-LINKTYPE_LINUX_SLL = 113   # Linux "cooked" capture (tcpdump -i any, Android's tcpdump on rmnet)
+LINKTYPE_RAW = 101  # raw IP, version from the first nibble
+LINKTYPE_LINUX_SLL = 113  # Linux "cooked" capture (tcpdump -i any, Android's tcpdump on rmnet)
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
@@ -46,7 +65,7 @@ ETHERTYPE_IPV6 = 0x86DD
 
 # pcapng block types and option codes (draft-ietf-opsawg-pcapng)
 _SHB, _IDB, _EPB, _NRB, _DSB = 0x0A0D0D0A, 0x00000001, 0x00000006, 0x00000004, 0x0000000A
-SECRETS_TLS_KEYLOG = 0x544C534B     # "TLSK": a DSB holding an NSS key log
+SECRETS_TLS_KEYLOG = 0x544C534B  # "TLSK": a DSB holding an NSS key log
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _OPT_END, _OPT_COMMENT = 0, 1
 _SHB_USERAPPL = 4
@@ -91,9 +110,16 @@ class PcapngWriter:
     original length recorded, as a capture tool would. The caller owns ``f`` (not closed here).
     """
 
-    def __init__(self, f: BinaryIO, *, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262144,
-                 application: str = "hostctl", comment: str | None = None,
-                 interface_name: str | None = None) -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        *,
+        linktype: int = LINKTYPE_ETHERNET,
+        snaplen: int = 262144,
+        application: str = "hostctl",
+        comment: str | None = None,
+        interface_name: str | None = None,
+    ) -> None:
         if not 0 <= linktype <= 0xFFFF:
             raise ValueError(f"pcapng link type {linktype} is outside 0..65535")
         if snaplen <= 0:
@@ -137,10 +163,14 @@ class PcapngWriter:
         """One frame captured at ``ts`` (seconds since the epoch) as an enhanced packet block."""
         hi_lo = _ts_parts(ts, 1_000_000)
         ticks = hi_lo[0] * 1_000_000 + hi_lo[1]
-        cap = data[:self.snaplen]
+        cap = data[: self.snaplen]
         opts = _options([(_OPT_COMMENT, comment.encode())]) if comment else b""
-        body = (struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(cap), len(data))
-                + cap + b"\0" * _pad4(len(cap)) + opts)
+        body = (
+            struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(cap), len(data))
+            + cap
+            + b"\0" * _pad4(len(cap))
+            + opts
+        )
         self.f.write(_block(_EPB, body))
         self.packets += 1
 
@@ -171,7 +201,7 @@ class PcapWriter:
         """One frame at ``ts``; ``comment`` is accepted for symmetry with pcapng and dropped
         (classic pcap has nowhere to keep it)."""
         sec, usec = _ts_parts(ts, 1_000_000)
-        cap = data[:self.snaplen]
+        cap = data[: self.snaplen]
         self.f.write(struct.pack("<IIII", sec, usec, len(cap), len(data)) + cap)
         self.packets += 1
 
@@ -187,6 +217,7 @@ class PcapWriter:
 
 # ---------------------------------------------------------------------------------------------
 # Packets
+
 
 def inet_checksum(data: bytes, initial: int = 0) -> int:
     """The Internet checksum (RFC 1071) of ``data``, as the 16-bit value to store big-endian.
@@ -222,14 +253,36 @@ def tcp_flags(flags: int | str) -> int:
     return bits
 
 
-def _tcp_segment(sport: int, dport: int, seq: int, ack: int, flags: int | str, payload: bytes,
-                 window: int, options: bytes, pseudo_sum: int) -> bytes:
+def _tcp_segment(
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int | str,
+    payload: bytes,
+    window: int,
+    options: bytes,
+    pseudo_sum: int,
+) -> bytes:
     if len(options) % 4:
-        options += b"\x01" * _pad4(len(options))           # NOP padding to a 32-bit boundary
+        options += b"\x01" * _pad4(len(options))  # NOP padding to a 32-bit boundary
     bits = tcp_flags(flags)
     doff = (20 + len(options)) // 4
-    header = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF if bits & 0x10 else 0,
-                         doff << 4, bits, window, 0, 0) + options
+    header = (
+        struct.pack(
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF if bits & 0x10 else 0,
+            doff << 4,
+            bits,
+            window,
+            0,
+            0,
+        )
+        + options
+    )
     seg = header + payload
     csum = inet_checksum(seg, pseudo_sum)
     return seg[:16] + struct.pack("!H", csum) + seg[18:]
@@ -249,8 +302,9 @@ def _packed(addr: str, version: int) -> bytes:
     return (ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address)(addr).packed
 
 
-def _ipv4(src: str, dst: str, proto: int, payload_fn: Callable[[bytes, bytes], bytes], *, ttl: int,
-          ident: int) -> bytes:
+def _ipv4(
+    src: str, dst: str, proto: int, payload_fn: Callable[[bytes, bytes], bytes], *, ttl: int, ident: int
+) -> bytes:
     s, d = _packed(src, 4), _packed(dst, 4)
     payload = payload_fn(s, d)
     total = 20 + len(payload)
@@ -269,31 +323,61 @@ def _ipv6(src: str, dst: str, proto: int, payload_fn: Callable[[bytes, bytes], b
     return struct.pack("!IHBB16s16s", 6 << 28, len(payload), proto, hop_limit, s, d) + payload
 
 
-def ipv4_tcp(src: str, sport: int, dst: str, dport: int, seq: int, ack: int, flags: int | str,
-             payload: bytes = b"", *, window: int = 65535, options: bytes = b"", ttl: int = 64,
-             ident: int = 0) -> bytes:
+def ipv4_tcp(
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int | str,
+    payload: bytes = b"",
+    *,
+    window: int = 65535,
+    options: bytes = b"",
+    ttl: int = 64,
+    ident: int = 0,
+) -> bytes:
     """An IPv4 packet carrying one TCP segment, both checksums correct."""
+
     def seg(s: bytes, d: bytes) -> bytes:
         hlen = 20 + len(options) + _pad4(len(options))
-        return _tcp_segment(sport, dport, seq, ack, flags, payload, window, options,
-                            _pseudo_sum(s, d, 6, hlen + len(payload)))
+        return _tcp_segment(
+            sport, dport, seq, ack, flags, payload, window, options, _pseudo_sum(s, d, 6, hlen + len(payload))
+        )
+
     return _ipv4(src, dst, 6, seg, ttl=ttl, ident=ident)
 
 
-def ipv6_tcp(src: str, sport: int, dst: str, dport: int, seq: int, ack: int, flags: int | str,
-             payload: bytes = b"", *, window: int = 65535, options: bytes = b"", hop_limit: int = 64) -> bytes:
+def ipv6_tcp(
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int | str,
+    payload: bytes = b"",
+    *,
+    window: int = 65535,
+    options: bytes = b"",
+    hop_limit: int = 64,
+) -> bytes:
     """An IPv6 packet (no extension headers) carrying one TCP segment, checksum correct."""
+
     def seg(s: bytes, d: bytes) -> bytes:
         hlen = 20 + len(options) + _pad4(len(options))
-        return _tcp_segment(sport, dport, seq, ack, flags, payload, window, options,
-                            _pseudo_sum(s, d, 6, hlen + len(payload)))
+        return _tcp_segment(
+            sport, dport, seq, ack, flags, payload, window, options, _pseudo_sum(s, d, 6, hlen + len(payload))
+        )
+
     return _ipv6(src, dst, 6, seg, hop_limit=hop_limit)
 
 
 def _udp(sport: int, dport: int, payload: bytes, s: bytes, d: bytes) -> bytes:
     length = 8 + len(payload)
     dgram = struct.pack("!HHHH", sport, dport, length, 0) + payload
-    csum = inet_checksum(dgram, _pseudo_sum(s, d, 17, length)) or 0xFFFF   # 0 means "none" in UDP
+    csum = inet_checksum(dgram, _pseudo_sum(s, d, 17, length)) or 0xFFFF  # 0 means "none" in UDP
     return dgram[:6] + struct.pack("!H", csum) + dgram[8:]
 
 
@@ -311,8 +395,17 @@ def _is_v6(addr: str) -> bool:
     return ":" in addr
 
 
-def ip_tcp(src: str, sport: int, dst: str, dport: int, seq: int, ack: int, flags: int | str,
-           payload: bytes = b"", **kw: int | bytes) -> bytes:
+def ip_tcp(
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int | str,
+    payload: bytes = b"",
+    **kw: int | bytes,
+) -> bytes:
     """`ipv4_tcp` or `ipv6_tcp`, chosen by the address family of ``src``."""
     fn = ipv6_tcp if _is_v6(src) else ipv4_tcp
     return fn(src, sport, dst, dport, seq, ack, flags, payload, **kw)  # type: ignore[arg-type]
@@ -332,8 +425,14 @@ def mac_for(addr: str) -> bytes:
 _SLL_OUTGOING, _SLL_HOST = 4, 0
 
 
-def frame(linktype: int, ip_packet: bytes, *, src_mac: bytes | None = None, dst_mac: bytes | None = None,
-          outgoing: bool = True) -> bytes:
+def frame(
+    linktype: int,
+    ip_packet: bytes,
+    *,
+    src_mac: bytes | None = None,
+    dst_mac: bytes | None = None,
+    outgoing: bool = True,
+) -> bytes:
     """Wraps an IP packet in the link-layer header of ``linktype``.
 
     Ethernet uses ``src_mac``/``dst_mac`` (synthetic defaults); Linux SLL/SLL2 record the sender's
@@ -365,8 +464,10 @@ def frame(linktype: int, ip_packet: bytes, *, src_mac: bytes | None = None, dst_
         return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, pkttype, 6, src_mac) + ip_packet
     if linktype == LINKTYPE_NULL:
         return struct.pack("<I", 2 if version == 4 else 30) + ip_packet
-    raise ValueError(f"link type {linktype} is not one frame() writes "
-                     "(0 NULL, 1 Ethernet, 101 raw, 113 SLL, 228 IPv4, 229 IPv6, 276 SLL2)")
+    raise ValueError(
+        f"link type {linktype} is not one frame() writes "
+        "(0 NULL, 1 Ethernet, 101 raw, 113 SLL, 228 IPv4, 229 IPv6, 276 SLL2)"
+    )
 
 
 class TcpConversation:
@@ -386,9 +487,17 @@ class TcpConversation:
 
     STEP = 1e-6
 
-    def __init__(self, sink: Callable[[float, bytes], None], *, client: tuple[str, int], server: tuple[str, int],
-                 linktype: int = LINKTYPE_ETHERNET, mss: int = 1460, isn: int | None = None,
-                 window: int = 65535) -> None:
+    def __init__(
+        self,
+        sink: Callable[[float, bytes], None],
+        *,
+        client: tuple[str, int],
+        server: tuple[str, int],
+        linktype: int = LINKTYPE_ETHERNET,
+        mss: int = 1460,
+        isn: int | None = None,
+        window: int = 65535,
+    ) -> None:
         if _is_v6(client[0]) != _is_v6(server[0]):
             raise ValueError(f"client {client[0]} and server {server[0]} are not the same IP version")
         if mss <= 0:
@@ -401,17 +510,25 @@ class TcpConversation:
         self.window = window
         self._isn = isn
         self._seq = {"c2s": 0, "s2c": 0}
-        self._macs = {"c2s": (mac_for(client[0]), mac_for(server[0])),
-                      "s2c": (mac_for(server[0]), mac_for(client[0]))}
-        self.fins: set[str] = set()       # the halves closed with fin()
+        self._macs = {"c2s": (mac_for(client[0]), mac_for(server[0])), "s2c": (mac_for(server[0]), mac_for(client[0]))}
+        self.fins: set[str] = set()  # the halves closed with fin()
         self.state = "new"
 
-    def _emit(self, ts: float, direction: str, flags: int | str, payload: bytes = b"", *,
-              options: bytes = b"") -> None:
+    def _emit(self, ts: float, direction: str, flags: int | str, payload: bytes = b"", *, options: bytes = b"") -> None:
         src, dst = (self.client, self.server) if direction == "c2s" else (self.server, self.client)
         other = "s2c" if direction == "c2s" else "c2s"
-        ip = ip_tcp(src[0], src[1], dst[0], dst[1], self._seq[direction] & 0xFFFFFFFF,
-                    self._seq[other] & 0xFFFFFFFF, flags, payload, window=self.window, options=options)
+        ip = ip_tcp(
+            src[0],
+            src[1],
+            dst[0],
+            dst[1],
+            self._seq[direction] & 0xFFFFFFFF,
+            self._seq[other] & 0xFFFFFFFF,
+            flags,
+            payload,
+            window=self.window,
+            options=options,
+        )
         smac, dmac = self._macs[direction]
         self.sink(ts, frame(self.linktype, ip, src_mac=smac, dst_mac=dmac, outgoing=direction == "c2s"))
 
@@ -427,11 +544,12 @@ class TcpConversation:
         # ISNs from the endpoints and the time: reproducible, and different when ports are reused
         c, s = self.client, self.server
         seed = zlib.crc32(f"{c[0]}|{c[1]}|{s[0]}|{s[1]}|{ts!r}".encode())
-        self._seq = {"c2s": (seed if self._isn is None else self._isn) & 0xFFFFFFFF,
-                     "s2c": zlib.crc32(seed.to_bytes(4, "big")) & 0xFFFFFFFF}
+        self._seq = {
+            "c2s": (seed if self._isn is None else self._isn) & 0xFFFFFFFF,
+            "s2c": zlib.crc32(seed.to_bytes(4, "big")) & 0xFFFFFFFF,
+        }
 
-    def open(self, ts: float, *, isns: Mapping[str, int] | None = None, sent_c2s: int = 0,
-             sent_s2c: int = 0) -> None:
+    def open(self, ts: float, *, isns: Mapping[str, int] | None = None, sent_c2s: int = 0, sent_s2c: int = 0) -> None:
         """SYN, SYN-ACK, ACK (both SYNs announce ``mss``). ``isns``: both sides' initial sequence
         numbers; ``sent_*``: bytes already exchanged before this record begins (a capture joining
         a connection late): the handshake is numbered so that what follows continues the
@@ -457,15 +575,17 @@ class TcpConversation:
     def send(self, ts: float, direction: Literal["c2s", "s2c"], data: bytes) -> None:
         """``data`` from one side, in segments of at most ``mss`` bytes, acknowledged by the other."""
         if self.state != "open" or direction in self.fins:
-            raise ValueError(f"send() on a conversation that is {self.state}"
-                             + (f" with {direction} closed" if direction in self.fins else ""))
+            raise ValueError(
+                f"send() on a conversation that is {self.state}"
+                + (f" with {direction} closed" if direction in self.fins else "")
+            )
         if direction not in ("c2s", "s2c"):
             raise ValueError(f"direction must be 'c2s' or 's2c', not {direction!r}")
         other = "s2c" if direction == "c2s" else "c2s"
         t = ts
         n = (len(data) + self.mss - 1) // self.mss
         for i in range(n):
-            chunk = data[i * self.mss:(i + 1) * self.mss]
+            chunk = data[i * self.mss : (i + 1) * self.mss]
             last = i == n - 1
             self._emit(t, direction, "PA" if last else "A", chunk)
             self._seq[direction] += len(chunk)
@@ -477,8 +597,10 @@ class TcpConversation:
     def fin(self, ts: float, direction: Literal["c2s", "s2c"]) -> None:
         """One side closes its half (FIN, acknowledged); the conversation is closed when both have."""
         if self.state != "open" or direction in self.fins:
-            raise ValueError(f"fin() on a conversation that is {self.state}"
-                             + (f" with {direction} closed" if direction in self.fins else ""))
+            raise ValueError(
+                f"fin() on a conversation that is {self.state}"
+                + (f" with {direction} closed" if direction in self.fins else "")
+            )
         other = "s2c" if direction == "c2s" else "c2s"
         self._emit(ts, direction, "FA")
         self._seq[direction] += 1
@@ -530,9 +652,15 @@ def copy_with_secrets(captures: list[str], out: BinaryIO, keylog_text: str) -> i
                     idb = struct.pack("<HHI", linktype, 0, 262144) + _options([(_IF_TSRESOL, bytes([9]))])
                     out.write(_block(_IDB, idb))
                 ticks = round(ts * 1_000_000_000)
-                cap = buf[start:start + caplen]
-                out.write(_block(_EPB, struct.pack("<IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, caplen, origlen)
-                                 + cap + b"\0" * _pad4(caplen)))
+                cap = buf[start : start + caplen]
+                out.write(
+                    _block(
+                        _EPB,
+                        struct.pack("<IIIII", ifid, ticks >> 32, ticks & 0xFFFFFFFF, caplen, origlen)
+                        + cap
+                        + b"\0" * _pad4(caplen),
+                    )
+                )
                 n += 1
         finally:
             reader.close()

@@ -36,50 +36,93 @@ from typing import Any
 
 from hostctl.wire.decoders.registry import REGISTRY
 
-__all__ = ["CIPHER_SUITES", "cipher_name", "finish", "observe", "parse_client_hello", "parse_server_hello",
-           "version_name"]
+__all__ = [
+    "CIPHER_SUITES",
+    "cipher_name",
+    "finish",
+    "observe",
+    "parse_client_hello",
+    "parse_server_hello",
+    "version_name",
+]
 
-MAX_HELLO = 1 << 16          # bytes of handshake kept while waiting for a whole hello
-MAX_HEADER = 1 << 16         # bytes of an HTTP head kept while waiting for its end
-MAX_REQUESTS = 200           # requests listed per flow (all are counted)
-DECIDE = 8                   # first bytes needed to tell TLS from HTTP from text ("OPTIONS ")
+MAX_HELLO = 1 << 16  # bytes of handshake kept while waiting for a whole hello
+MAX_HEADER = 1 << 16  # bytes of an HTTP head kept while waiting for its end
+MAX_REQUESTS = 200  # requests listed per flow (all are counted)
+DECIDE = 8  # first bytes needed to tell TLS from HTTP from text ("OPTIONS ")
 
 CIPHER_SUITES = {
-    0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
-    0x0003: "TLS_RSA_EXPORT_WITH_RC4_40_MD5", 0x0006: "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5",
-    0x0008: "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0009: "TLS_RSA_WITH_DES_CBC_SHA",
-    0x0014: "TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA", 0x0015: "TLS_DHE_RSA_WITH_DES_CBC_SHA",
-    0x0018: "TLS_DH_anon_WITH_RC4_128_MD5", 0x001B: "TLS_DH_anon_WITH_3DES_EDE_CBC_SHA",
-    0x0034: "TLS_DH_anon_WITH_AES_128_CBC_SHA", 0x003B: "TLS_RSA_WITH_NULL_SHA256",
-    0xC006: "TLS_ECDHE_ECDSA_WITH_NULL_SHA", 0xC010: "TLS_ECDHE_RSA_WITH_NULL_SHA",
-    0xC016: "TLS_ECDH_anon_WITH_RC4_128_SHA", 0xC018: "TLS_ECDH_anon_WITH_AES_128_CBC_SHA",
-    0x0004: "TLS_RSA_WITH_RC4_128_MD5", 0x0005: "TLS_RSA_WITH_RC4_128_SHA",
-    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0016: "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
-    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
-    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA", 0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
-    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256", 0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
-    0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256", 0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
-    0x008C: "TLS_PSK_WITH_AES_128_CBC_SHA", 0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384", 0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
-    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384", 0x00A8: "TLS_PSK_WITH_AES_128_GCM_SHA256",
+    0x0000: "TLS_NULL_WITH_NULL_NULL",
+    0x0001: "TLS_RSA_WITH_NULL_MD5",
+    0x0002: "TLS_RSA_WITH_NULL_SHA",
+    0x0003: "TLS_RSA_EXPORT_WITH_RC4_40_MD5",
+    0x0006: "TLS_RSA_EXPORT_WITH_RC2_CBC_40_MD5",
+    0x0008: "TLS_RSA_EXPORT_WITH_DES40_CBC_SHA",
+    0x0009: "TLS_RSA_WITH_DES_CBC_SHA",
+    0x0014: "TLS_DHE_RSA_EXPORT_WITH_DES40_CBC_SHA",
+    0x0015: "TLS_DHE_RSA_WITH_DES_CBC_SHA",
+    0x0018: "TLS_DH_anon_WITH_RC4_128_MD5",
+    0x001B: "TLS_DH_anon_WITH_3DES_EDE_CBC_SHA",
+    0x0034: "TLS_DH_anon_WITH_AES_128_CBC_SHA",
+    0x003B: "TLS_RSA_WITH_NULL_SHA256",
+    0xC006: "TLS_ECDHE_ECDSA_WITH_NULL_SHA",
+    0xC010: "TLS_ECDHE_RSA_WITH_NULL_SHA",
+    0xC016: "TLS_ECDH_anon_WITH_RC4_128_SHA",
+    0xC018: "TLS_ECDH_anon_WITH_AES_128_CBC_SHA",
+    0x0004: "TLS_RSA_WITH_RC4_128_MD5",
+    0x0005: "TLS_RSA_WITH_RC4_128_SHA",
+    0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x0016: "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA",
+    0x0033: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA",
+    0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0x0039: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+    0x003C: "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    0x003D: "TLS_RSA_WITH_AES_256_CBC_SHA256",
+    0x0067: "TLS_DHE_RSA_WITH_AES_128_CBC_SHA256",
+    0x006B: "TLS_DHE_RSA_WITH_AES_256_CBC_SHA256",
+    0x008C: "TLS_PSK_WITH_AES_128_CBC_SHA",
+    0x009C: "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    0x009D: "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    0x009E: "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+    0x009F: "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+    0x00A8: "TLS_PSK_WITH_AES_128_GCM_SHA256",
     0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV",
-    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
-    0x1303: "TLS_CHACHA20_POLY1305_SHA256", 0x1304: "TLS_AES_128_CCM_SHA256",
-    0x1305: "TLS_AES_128_CCM_8_SHA256", 0x5600: "TLS_FALLBACK_SCSV",
-    0xC007: "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", 0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", 0xC011: "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
-    0xC012: "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", 0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", 0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384", 0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", 0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", 0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
-    0xC0AD: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM", 0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0x1304: "TLS_AES_128_CCM_SHA256",
+    0x1305: "TLS_AES_128_CCM_8_SHA256",
+    0x5600: "TLS_FALLBACK_SCSV",
+    0xC007: "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    0xC011: "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    0xC012: "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    0xC023: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    0xC024: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384",
+    0xC027: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    0xC028: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xC0AC: "TLS_ECDHE_ECDSA_WITH_AES_128_CCM",
+    0xC0AD: "TLS_ECDHE_ECDSA_WITH_AES_256_CCM",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
     0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
     0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 }
-_VERSIONS = {0x0200: "SSL 2.0", 0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
-             0x0304: "TLS 1.3"}
+_VERSIONS = {
+    0x0200: "SSL 2.0",
+    0x0300: "SSL 3.0",
+    0x0301: "TLS 1.0",
+    0x0302: "TLS 1.1",
+    0x0303: "TLS 1.2",
+    0x0304: "TLS 1.3",
+}
 # SHA-256("HelloRetryRequest"): the random of a ServerHello that is really a HelloRetryRequest
 _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 _EXT_SNI, _EXT_ALPN, _EXT_VERSIONS = 0, 16, 43
@@ -110,7 +153,7 @@ class _Malformed(Exception):
 class _Reader:
     """Bounds-checked reads over one handshake message."""
 
-    __slots__ = ("b", "p", "end")
+    __slots__ = ("b", "end", "p")
 
     def __init__(self, b: bytes, p: int = 0, end: int | None = None) -> None:
         self.b, self.p, self.end = b, p, len(b) if end is None else end
@@ -118,7 +161,7 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if self.p + n > self.end:
             raise _Malformed(f"needs {n} bytes at {self.p}, has {self.end - self.p}")
-        out = self.b[self.p:self.p + n]
+        out = self.b[self.p : self.p + n]
         self.p += n
         return out
 
@@ -140,7 +183,7 @@ class _Reader:
 
 def _extensions(r: _Reader) -> dict[int, _Reader]:
     out: dict[int, _Reader] = {}
-    if r.left() == 0:          # extensions are optional before TLS 1.3
+    if r.left() == 0:  # extensions are optional before TLS 1.3
         return out
     exts = r.vec(2)
     while exts.left():
@@ -154,13 +197,15 @@ def parse_client_hello(body: bytes) -> dict[str, Any]:
     r = _Reader(body)
     legacy = r.u16()
     r.take(32)
-    r.vec(1)                                          # session id
+    r.vec(1)  # session id
     suites_r = r.vec(2)
     suites = [suites_r.u16() for _ in range(suites_r.left() // 2)]
-    r.vec(1)                                          # compression methods
+    r.vec(1)  # compression methods
     exts = _extensions(r)
-    out: dict[str, Any] = {"client_legacy_version": version_name(legacy),
-                           "client_ciphers": [cipher_name(s) for s in suites if not _grease(s)]}
+    out: dict[str, Any] = {
+        "client_legacy_version": version_name(legacy),
+        "client_ciphers": [cipher_name(s) for s in suites if not _grease(s)],
+    }
     if _EXT_SNI in exts:
         names = exts[_EXT_SNI].vec(2)
         while names.left():
@@ -197,8 +242,11 @@ def parse_server_hello(body: bytes) -> dict[str, Any]:
     version = legacy
     if _EXT_VERSIONS in exts:
         version = exts[_EXT_VERSIONS].u16()
-    out: dict[str, Any] = {"version": version_name(version), "cipher": cipher_name(suite),
-                           "cipher_id": f"0x{suite:04X}"}
+    out: dict[str, Any] = {
+        "version": version_name(version),
+        "cipher": cipher_name(suite),
+        "cipher_id": f"0x{suite:04X}",
+    }
     if random == _HRR_RANDOM:
         out["hello_retry"] = True
     if _EXT_ALPN in exts:
@@ -216,9 +264,11 @@ _REQUEST_LINE = re.compile(rb"([A-Z]+) (\S+) HTTP/(1\.[01])\r?$")
 _STATUS_LINE = re.compile(rb"HTTP/(1\.[01]) (\d{3})(?: ([^\r\n]*))?\r?$")
 _PRINTABLE = re.compile(rb"[\t\n\r\x20-\x7e]{8,}")
 _TLS_AFTER_TEXT = re.compile(rb"[\n>](\x16\x03[\x00-\x04])")
-_MESSAGE_LINE = re.compile(rb"(?:^|\n)((?:" + b"|".join(m.strip() for m in _METHODS) + rb") \S+ HTTP/1\.[01]\r?\n"
-                           rb"|HTTP/1\.[01] \d{3}\b)")
-_SEARCH = 4096           # bytes searched for a first message line (joined mid-session)
+_MESSAGE_LINE = re.compile(
+    rb"(?:^|\n)((?:" + b"|".join(m.strip() for m in _METHODS) + rb") \S+ HTTP/1\.[01]\r?\n"
+    rb"|HTTP/1\.[01] \d{3}\b)"
+)
+_SEARCH = 4096  # bytes searched for a first message line (joined mid-session)
 
 
 def _message_start(data: bytes) -> int | None:
@@ -229,51 +279,53 @@ def _message_start(data: bytes) -> int | None:
     head = data[:16].lstrip(b"\r\n\x00 ")
     if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
         return data.index(head[:4])
-    if b"HTTP/1." not in data[:_SEARCH]:       # every request and status line has it: cheap test first
+    if b"HTTP/1." not in data[:_SEARCH]:  # every request and status line has it: cheap test first
         return None
     m = _MESSAGE_LINE.search(data[:_SEARCH])
     return m.start(1) if m else None
-_PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")      # all a short flow said
+
+
+_PRINTABLE_SHORT = re.compile(rb"[\t\n\r\x20-\x7e]+")  # all a short flow said
 
 
 class _TlsDir:
     """Collects one direction's handshake bytes out of TLS records until the hello is whole."""
 
-    __slots__ = ("records", "hs", "want", "done", "lenient")
+    __slots__ = ("done", "hs", "lenient", "records", "want")
 
     def __init__(self, want: int) -> None:
-        self.records = b""     # record-layer bytes not yet split into records
-        self.hs = b""          # handshake-protocol bytes gathered from records
-        self.want = want       # handshake type wanted: 1 ClientHello, 2 ServerHello
+        self.records = b""  # record-layer bytes not yet split into records
+        self.hs = b""  # handshake-protocol bytes gathered from records
+        self.want = want  # handshake type wanted: 1 ClientHello, 2 ServerHello
         self.done = False
-        self.lenient = False   # this side spoke in clear before TLS began
+        self.lenient = False  # this side spoke in clear before TLS began
 
 
 class _HttpDir:
     """HTTP/1.x message framing for one direction (requests c2s, responses s2c)."""
 
-    __slots__ = ("head", "body", "chunked", "chunk_state", "until_close", "lost")
+    __slots__ = ("body", "chunk_state", "chunked", "head", "lost", "until_close")
 
     def __init__(self) -> None:
-        self.head = b""              # bytes of a message head still being gathered
-        self.body = 0                # body bytes still to skip (Content-Length or current chunk)
+        self.head = b""  # bytes of a message head still being gathered
+        self.body = 0  # body bytes still to skip (Content-Length or current chunk)
         self.chunked = False
-        self.chunk_state = ""        # "size" | "data-crlf" | "trailer" while chunked
+        self.chunk_state = ""  # "size" | "data-crlf" | "trailer" while chunked
         self.until_close = False
-        self.lost = False            # a gap or garbage: stop following this direction
+        self.lost = False  # a gap or garbage: stop following this direction
 
 
 class _Sniff:
-    __slots__ = ("next", "head", "tls", "http", "decided", "pending_methods", "tunnel")
+    __slots__ = ("decided", "head", "http", "next", "pending_methods", "tls", "tunnel")
 
     def __init__(self) -> None:
         self.next = {"c2s": 0, "s2c": 0}
-        self.head = {"c2s": b"", "s2c": b""}     # first bytes, until there are enough to decide
+        self.head = {"c2s": b"", "s2c": b""}  # first bytes, until there are enough to decide
         self.tls: dict[str, _TlsDir] | None = None
         self.http: dict[str, _HttpDir] | None = None
         self.decided = {"c2s": False, "s2c": False}
-        self.pending_methods: list[int] = []     # indices of requests awaiting their response
-        self.tunnel: str | None = None           # CONNECT's target once the proxy said 2xx
+        self.pending_methods: list[int] = []  # indices of requests awaiting their response
+        self.tunnel: str | None = None  # CONNECT's target once the proxy said 2xx
 
 
 def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
@@ -286,14 +338,14 @@ def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
     proto = flow.protocol
     expected = st.next.get(direction, 0)
     st.next[direction] = offset + len(data)
-    if offset != expected:                     # bytes went missing before these
+    if offset != expected:  # bytes went missing before these
         _lose(st, proto, direction, f"gap before stream offset {offset}")
     if not data:
         return
     if st.tls is not None:
         _tls_feed(st, proto, direction, offset, data)
         if st.tls["c2s"].done and st.tls["s2c"].done:
-            flow.sniff = False                 # both hellos read (or given up on)
+            flow.sniff = False  # both hellos read (or given up on)
         return
     if st.http is not None:
         _http_feed(st, proto, direction, data)
@@ -301,7 +353,7 @@ def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
     if not proto or proto.get("name") in ("unknown", "text"):
         head = st.head[direction] + data
         if len(head) < DECIDE and not st.decided[direction]:
-            st.head[direction] = head            # too few bytes to tell yet
+            st.head[direction] = head  # too few bytes to tell yet
             return
         st.head[direction] = b""
         _decide(st, flow, direction, st.next[direction] - len(head), head)
@@ -338,7 +390,7 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
         # handshake record may follow the clear text within one piece
         m = _TLS_AFTER_TEXT.search(data)
         if m is not None and m.start(1) > 0:
-            offset, data = offset + m.start(1), data[m.start(1):]
+            offset, data = offset + m.start(1), data[m.start(1) :]
     # which protocol: the decoders' registry says, by its named heuristics (the same that pick
     # the decoder stack's layers); a capture joined mid-session gets one more look for an HTTP
     # message line after the tail of the message in progress
@@ -360,7 +412,7 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
             proto["name"] = "unknown"
     st.decided[direction] = True
     if all(st.decided.values()) and proto["name"] == "unknown":
-        flow.sniff = False                     # nothing more to learn: later calls return at once
+        flow.sniff = False  # nothing more to learn: later calls return at once
     # (text flows stay watched: a STARTTLS handshake may follow the clear text)
 
 
@@ -370,7 +422,7 @@ def _start_tls(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) 
     proto.clear()
     proto["name"] = "tls"
     if before is not None:
-        proto["cleartext_first_line"] = before     # STARTTLS: text first (XMPP, SMTP), then TLS
+        proto["cleartext_first_line"] = before  # STARTTLS: text first (XMPP, SMTP), then TLS
     st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
     for d in ("c2s", "s2c"):
         if d != direction and st.next[d] > 0:
@@ -425,7 +477,7 @@ def _tls_feed(st: _Sniff, proto: dict[str, Any], direction: str, offset: int, da
     p, buf = 0, d.records
     encrypted = False
     while len(buf) - p >= 5:
-        ctype, major, _minor, length = buf[p], buf[p + 1], buf[p + 2], int.from_bytes(buf[p + 3:p + 5], "big")
+        ctype, major, _minor, length = buf[p], buf[p + 1], buf[p + 2], int.from_bytes(buf[p + 3 : p + 5], "big")
         if major != 3 or ctype not in (0x14, 0x15, 0x16, 0x17):
             d.done = True
             if not (d.lenient and p == 0 and not d.hs):
@@ -434,7 +486,7 @@ def _tls_feed(st: _Sniff, proto: dict[str, Any], direction: str, offset: int, da
         if len(buf) - p - 5 < length:
             break
         if ctype == 0x16:
-            d.hs += buf[p + 5:p + 5 + length]
+            d.hs += buf[p + 5 : p + 5 + length]
         elif ctype == 0x17 or ctype == 0x15:
             # application data or an alert: no handshake in clear follows (TLS 1.3 encrypts
             # everything after the ServerHello)
@@ -448,7 +500,7 @@ def _tls_feed(st: _Sniff, proto: dict[str, Any], direction: str, offset: int, da
         hlen = int.from_bytes(d.hs[1:4], "big")
         if len(d.hs) < 4 + hlen:
             break
-        body, d.hs = d.hs[4:4 + hlen], d.hs[4 + hlen:]
+        body, d.hs = d.hs[4 : 4 + hlen], d.hs[4 + hlen :]
         if htype != d.want:
             continue
         try:
@@ -459,7 +511,7 @@ def _tls_feed(st: _Sniff, proto: dict[str, Any], direction: str, offset: int, da
             return
         if fields.pop("hello_retry", False):
             proto["hello_retry"] = True
-            continue                            # the real ServerHello follows
+            continue  # the real ServerHello follows
         proto.update(fields)
         d.done = True
         d.records = d.hs = b""
@@ -486,7 +538,7 @@ def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -
     while data and not h.lost:
         if h.until_close:
             return
-        if h.body:                               # skipping a body (or a chunk's data)
+        if h.body:  # skipping a body (or a chunk's data)
             n = min(h.body, len(data))
             h.body -= n
             data = data[n:]
@@ -506,7 +558,7 @@ def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -
             if len(h.head) > MAX_HEADER:
                 h.lost = True
             return
-        head, data = h.head[:end], h.head[end + sep:]
+        head, data = h.head[:end], h.head[end + sep :]
         h.head = b""
         _http_message(st, proto, direction, h, head)
         if st.tunnel is not None:
@@ -547,7 +599,7 @@ def _chunked(h: _HttpDir, data: bytes) -> bytes:
             if len(h.head) > MAX_HEADER:
                 h.lost = True
             return b""
-        line, data = h.head[:nl].strip(), h.head[nl + 1:]
+        line, data = h.head[:nl].strip(), h.head[nl + 1 :]
         h.head = b""
         if h.chunk_state == "trailer":
             if not line:
@@ -594,7 +646,7 @@ def _http_message(st: _Sniff, proto: dict[str, Any], direction: str, h: _HttpDir
         return
     status = int(m.group(2))
     if 100 <= status < 200:
-        return                                   # informational: the real response follows
+        return  # informational: the real response follows
     head_request = False
     if st.pending_methods:
         i = st.pending_methods.pop(0)
@@ -623,4 +675,4 @@ def _body_framing(h: _HttpDir, headers: dict[bytes, bytes], *, request: bool) ->
             h.lost = True
         return
     if not request:
-        h.until_close = True                     # a response without length runs to the close
+        h.until_close = True  # a response without length runs to the close

@@ -45,16 +45,34 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from hostctl.model.identity import luhn_ok
 from hostctl.errors import HostctlError
-from hostctl.wire.identifiers import (DIGEST_SIZES, NUMBER_KINDS, Identifier, NumberParts, format_grouped,
-                                      Pattern, apply_steps, parse_number, patterns_for)
+from hostctl.model.identity import luhn_ok
+from hostctl.wire.identifiers import (
+    DIGEST_SIZES,
+    NUMBER_KINDS,
+    Identifier,
+    NumberParts,
+    Pattern,
+    apply_steps,
+    format_grouped,
+    parse_number,
+    patterns_for,
+)
 
-__all__ = ["HashTarget", "Recovery", "RecoveryError", "Template", "demonstrate", "hash_target",
-           "recover", "recover_pattern", "template_for"]
+__all__ = [
+    "HashTarget",
+    "Recovery",
+    "RecoveryError",
+    "Template",
+    "demonstrate",
+    "hash_target",
+    "recover",
+    "recover_pattern",
+    "template_for",
+]
 
-_INNER = 4     # free digits enumerated by the innermost loop: 10**4 candidates a batch, and the
-               # neighbourhood searched first (all but the last 4 free digits known)
+_INNER = 4  # free digits enumerated by the innermost loop: 10**4 candidates a batch, and the
+# neighbourhood searched first (all but the last 4 free digits known)
 
 
 class RecoveryError(HostctlError, ValueError):
@@ -83,25 +101,29 @@ def _hash_step(step: str) -> tuple[str, str, tuple[str, ...]] | None:
     algo, _, rep = step.partition("-")
     if algo not in DIGEST_SIZES:
         return None
-    return {"": (algo, "hex", ()), "HEX": (algo, "hex", ()), "raw": (algo, "raw", ()),
-            "base64": (algo, "raw", ("base64",)),
-            "base64url": (algo, "raw", ("base64url/0",))}.get(rep)
+    return {
+        "": (algo, "hex", ()),
+        "HEX": (algo, "hex", ()),
+        "raw": (algo, "raw", ()),
+        "base64": (algo, "raw", ("base64",)),
+        "base64url": (algo, "raw", ("base64url/0",)),
+    }.get(rep)
 
 
 def _undo(step: str, data: bytes) -> bytes | None:
     """The inverse of one step on (a prefix of) its output, or None when not invertible."""
     try:
         if step in ("hex", "HEX"):
-            return bytes.fromhex(data[:len(data) // 2 * 2].decode("ascii"))
+            return bytes.fromhex(data[: len(data) // 2 * 2].decode("ascii"))
         if step in ("base64", "base64/0"):
-            return base64.b64decode(data[:len(data) // 4 * 4])
+            return base64.b64decode(data[: len(data) // 4 * 4])
         if step == "base64url/0":
-            return base64.urlsafe_b64decode(data[:len(data) // 4 * 4])
+            return base64.urlsafe_b64decode(data[: len(data) // 4 * 4])
         if step in ("url", "url-lower", "url-all", "url-all-lower"):
             return unquote_to_bytes(data)
         if step in ("utf16le", "utf16be"):
             enc = "utf-16-le" if step == "utf16le" else "utf-16-be"
-            return data[:len(data) // 2 * 2].decode(enc).encode("utf-8")
+            return data[: len(data) // 2 * 2].decode(enc).encode("utf-8")
     except (ValueError, UnicodeError, binascii.Error):
         return None
     return None
@@ -116,7 +138,7 @@ def hash_target(pattern: Pattern) -> HashTarget | None:
             continue
         algo, rep, implied = hs
         data: bytes | None = pattern.data
-        for post in reversed((*implied, *steps[i + 1:])):
+        for post in reversed((*implied, *steps[i + 1 :])):
             data = _undo(post, data) if data is not None else None
         if data is not None and rep == "hex":
             data = _undo("hex", data)
@@ -176,12 +198,12 @@ class Template:
             if t == "L":
                 if not luhn_ok("".join(c for c in value if c.isdigit())):
                     return False
-            elif isinstance(t, tuple) and ch not in t or isinstance(t, str) and ch != t:
+            elif (isinstance(t, tuple) and ch not in t) or (isinstance(t, str) and ch != t):
                 return False
         return True
 
 
-_NSN_PLANS = (            # (calling code, NSN length, first digits, template) - mobiles
+_NSN_PLANS = (  # (calling code, NSN length, first digits, template) - mobiles
     ("86", 11, "1", "1[3-9]xxxxxxxxx"),
     ("1", 10, "", "[2-9]xx[2-9]xxxxxx"),
     ("44", 10, "7", "7xxxxxxxxx"),
@@ -206,8 +228,7 @@ def _number_parts(pattern: Pattern, country_codes: Sequence[str] | None) -> Numb
     return parse_number(pattern.ident.value, country_codes)[0]
 
 
-def template_for(pattern: Pattern, *,
-                 country_codes: Sequence[str] | None = None) -> Template | None:
+def template_for(pattern: Pattern, *, country_codes: Sequence[str] | None = None) -> Template | None:
     """The space of the text a pattern starts from (its identifier's value, or the number
     variant), or None for free text (no finite space). ``country_codes``: as given to
     patterns_for, for numbers written without a calling code."""
@@ -215,32 +236,38 @@ def template_for(pattern: Pattern, *,
     if ident.kind in NUMBER_KINDS:
         parts = _number_parts(pattern, country_codes)
         nsn_t = _nsn_template(parts.cc, parts.nsn)
-        plan = ("" if nsn_t == "x" * len(parts.nsn) else
-                f"; the national number follows the plan {nsn_t}")
-        if "/" in pattern.variant:          # grouped: the separators are literals of the template
+        plan = "" if nsn_t == "x" * len(parts.nsn) else f"; the national number follows the plan {nsn_t}"
+        if "/" in pattern.variant:  # grouped: the separators are literals of the template
             units = re.findall(r"\[[^\]]*\]|.", nsn_t)
             grouped = format_grouped(pattern.variant, parts.cc, units, parts.trunk)
             if grouped is not None:
-                return Template(grouped, f"country calling code +{parts.cc} known{plan}; grouped as typed"
-                                if parts.cc else "a national number of this length; grouped as typed")
+                return Template(
+                    grouped,
+                    f"country calling code +{parts.cc} known{plan}; grouped as typed"
+                    if parts.cc
+                    else "a national number of this length; grouped as typed",
+                )
         if not parts.cc:
             return Template(nsn_t, "a national number of this length")
-        variants = {"e164": f"+{parts.cc}", "cc-no-plus": parts.cc, "intl00": f"00{parts.cc}",
-                    "national": "", "trunk": parts.trunk}
+        variants = {
+            "e164": f"+{parts.cc}",
+            "cc-no-plus": parts.cc,
+            "intl00": f"00{parts.cc}",
+            "national": "",
+            "trunk": parts.trunk,
+        }
         head = variants.get(pattern.variant, "")
         return Template(head + nsn_t, f"country calling code +{parts.cc} known{plan}")
     if ident.kind == "imei":
         rest = len(text) - 8
         if len(text) == 15 and luhn_ok(text):
-            return Template(text[:8] + "x" * 6 + "L",
-                            "the 8-digit TAC (the model's type allocation code) known")
+            return Template(text[:8] + "x" * 6 + "L", "the 8-digit TAC (the model's type allocation code) known")
         return Template(text[:8] + "x" * rest, "the 8-digit TAC known")
     if ident.kind == "imsi":
         return Template(text[:5] + "x" * (len(text) - 5), "MCC+MNC (the SIM's operator) known")
     if ident.kind == "iccid":
         if luhn_ok(text):
-            return Template(text[:6] + "x" * (len(text) - 7) + "L",
-                            "89 + country + issuer (the first 6 digits) known")
+            return Template(text[:6] + "x" * (len(text) - 7) + "L", "89 + country + issuer (the first 6 digits) known")
         return Template(text[:6] + "x" * (len(text) - 6), "the first 6 digits known")
     return None
 
@@ -263,8 +290,8 @@ class Recovery:
     seconds: float
     rate_per_s: float
     estimated_full_space_seconds: float | None
-    exhausted: bool               # the whole space was searched
-    seeded: bool                  # the known value chose the search order
+    exhausted: bool  # the whole space was searched
+    seeded: bool  # the known value chose the search order
     budget_s: float
     note: str = ""
 
@@ -295,27 +322,23 @@ class _Space:
         self.luhn = bool(toks) and toks[-1] == "L"
         self.toks = toks[:-1] if self.luhn else toks
         free = [i for i, t in enumerate(self.toks) if isinstance(t, tuple)]
-        digit_pos = [i for i, t in enumerate(self.toks)
-                     if isinstance(t, tuple) or (isinstance(t, str) and t.isdigit())]
+        digit_pos = [i for i, t in enumerate(self.toks) if isinstance(t, tuple) or (isinstance(t, str) and t.isdigit())]
         self.weight = dict(zip(digit_pos, _luhn_weights(len(digit_pos))))
         inner = min(_INNER, len(free))
-        self.outer = free[:len(free) - inner]
+        self.outer = free[: len(free) - inner]
         self.tail_start = free[len(free) - inner] if inner else len(self.toks)
         self.suffixes: list[tuple[bytes, int]] = []
-        tail = [t if isinstance(t, tuple) else (t,) for t in self.toks[self.tail_start:]]
+        tail = [t if isinstance(t, tuple) else (t,) for t in self.toks[self.tail_start :]]
         for combo in itertools.product(*tail):
-            self.suffixes.append(("".join(combo).encode("ascii"),
-                                  self._luhn_sum(combo, self.tail_start)))
+            self.suffixes.append(("".join(combo).encode("ascii"), self._luhn_sum(combo, self.tail_start)))
 
     def _luhn_sum(self, chars: Sequence[str], start: int) -> int:
         if not self.luhn:
             return 0
-        return sum(_luhn_value(int(ch), self.weight[start + k])
-                   for k, ch in enumerate(chars) if ch.isdigit())
+        return sum(_luhn_value(int(ch), self.weight[start + k]) for k, ch in enumerate(chars) if ch.isdigit())
 
     def head(self, choice: dict[int, str]) -> tuple[bytes, int]:
-        text = "".join(choice[i] if isinstance(t, tuple) else t
-                       for i, t in enumerate(self.toks[:self.tail_start]))
+        text = "".join(choice[i] if isinstance(t, tuple) else t for i, t in enumerate(self.toks[: self.tail_start]))
         return text.encode("ascii"), self._luhn_sum(text, 0)
 
     def batch(self, head: bytes, hsum: int) -> Iterator[bytes]:
@@ -334,10 +357,10 @@ class _Space:
         for w in sorted(set(range(0, q, 2)) | {q}):
             # the last w outer positions vary, the others keep the known digits; the combos
             # whose first (w - prev) varying digits are the known ones were an earlier round's
-            varying = self.outer[q - w:]
+            varying = self.outer[q - w :]
             new = w - prev if prev >= 0 else 0
             known_new = tuple(known[i] for i in varying[:new])
-            base = {i: known[i] for i in self.outer[:q - w]}
+            base = {i: known[i] for i in self.outer[: q - w]}
             for combo in itertools.product(*(self.toks[i] for i in varying)):
                 if new and combo[:new] == known_new:
                     continue
@@ -363,7 +386,7 @@ def _matcher(target: HashTarget) -> Callable[[Iterator[bytes]], int]:
     the batch's length when none matches."""
     ctor = getattr(hashlib, target.algorithm)
     prefix = target.prefix
-    if prefix is None:          # the steps after the hash cannot be undone: the whole recipe
+    if prefix is None:  # the steps after the hash cannot be undone: the whole recipe
         steps, observed = target.steps, target.observed
 
         def slow(cands: Iterator[bytes]) -> int:
@@ -372,10 +395,12 @@ def _matcher(target: HashTarget) -> Callable[[Iterator[bytes]], int]:
                 if apply_steps(c, steps) == observed:
                     return k
             return -(k + 1)
+
         return slow
     n = len(prefix)
     full = n == DIGEST_SIZES[target.algorithm]
     if not target.pre:
+
         def plain(cands: Iterator[bytes]) -> int:
             k = -1
             if full:
@@ -387,6 +412,7 @@ def _matcher(target: HashTarget) -> Callable[[Iterator[bytes]], int]:
                     if ctor(c).digest()[:n] == prefix:
                         return k
             return -(k + 1)
+
         return plain
     pre = _pre_function(target.pre)
 
@@ -397,20 +423,19 @@ def _matcher(target: HashTarget) -> Callable[[Iterator[bytes]], int]:
             if data is not None and ctor(data).digest()[:n] == prefix:
                 return k
         return -(k + 1)
+
     return transformed
 
 
 _CALIBRATE_S = 0.25
 
 
-def recover(target: HashTarget, template: Template, *, budget_s: float = 5.0,
-            around: str | None = None) -> Recovery:
+def recover(target: HashTarget, template: Template, *, budget_s: float = 5.0, around: str | None = None) -> Recovery:
     """Search ``template`` for a text whose recipe gives the observed bytes of ``target``,
     for at most ``budget_s`` seconds (checked between batches of 10**4 candidates); the
     neighbourhood of ``around`` (a known value that fits the template) first."""
     if around is not None and not template.fits(around):
-        raise RecoveryError(f"the known value {around!r} does not fit the template "
-                            f"{template.text!r}")
+        raise RecoveryError(f"the known value {around!r} does not fit the template {template.text!r}")
     space = _Space(template)
     test = _matcher(target)
     searched, found, out_of_time = 0, None, False
@@ -430,21 +455,31 @@ def recover(target: HashTarget, template: Template, *, budget_s: float = 5.0,
     seconds = time.perf_counter() - t0
     rate = _rate(space, test, searched, seconds, budget_s)
     return Recovery(
-        recovered=found, algorithm=target.algorithm, form=target.form, template=template.text,
-        assumed=template.assumed, space_size=template.size, searched=searched, seconds=seconds,
-        rate_per_s=rate, estimated_full_space_seconds=template.size / rate if rate else None,
-        exhausted=found is None and not out_of_time, seeded=around is not None,
-        budget_s=budget_s)
+        recovered=found,
+        algorithm=target.algorithm,
+        form=target.form,
+        template=template.text,
+        assumed=template.assumed,
+        space_size=template.size,
+        searched=searched,
+        seconds=seconds,
+        rate_per_s=rate,
+        estimated_full_space_seconds=template.size / rate if rate else None,
+        exhausted=found is None and not out_of_time,
+        seeded=around is not None,
+        budget_s=budget_s,
+    )
 
 
-def _rate(space: _Space, test: Callable[[Iterator[bytes]], int], searched: int, seconds: float,
-          budget_s: float) -> float:
+def _rate(
+    space: _Space, test: Callable[[Iterator[bytes]], int], searched: int, seconds: float, budget_s: float
+) -> float:
     """Candidates per second. A search that ended (found) too soon to time gives no usable
     rate: the same path is then timed on whole batches that cannot match (their candidates
     miss the template's last literal) for up to 0.25 s."""
     if seconds >= _CALIBRATE_S or seconds >= budget_s:
         return searched / seconds if seconds > 0 else 0.0
-    head = b"\x00" * (space.tail_start + 1)      # never a candidate (not a digit)
+    head = b"\x00" * (space.tail_start + 1)  # never a candidate (not a digit)
     n, t0 = 0, time.perf_counter()
     while True:
         n += abs(test(space.batch(head, 0))) or 1
@@ -453,8 +488,9 @@ def _rate(space: _Space, test: Callable[[Iterator[bytes]], int], searched: int, 
             return n / dt
 
 
-def recover_pattern(pattern: Pattern, *, budget_s: float = 5.0, seed_with_known: bool = True,
-                    country_codes: Sequence[str] | None = None) -> Recovery | None:
+def recover_pattern(
+    pattern: Pattern, *, budget_s: float = 5.0, seed_with_known: bool = True, country_codes: Sequence[str] | None = None
+) -> Recovery | None:
     """Recover the text behind a hashed pattern (None when its form has no hash). With
     ``seed_with_known`` the search starts around the identifier's own value (the audit's
     demonstration); the observed bytes alone decide what is a match."""
@@ -463,18 +499,35 @@ def recover_pattern(pattern: Pattern, *, budget_s: float = 5.0, seed_with_known:
         return None
     template = template_for(pattern, country_codes=country_codes)
     if template is None:
-        return Recovery(recovered=None, algorithm=target.algorithm, form=pattern.form,
-                        template="", assumed="", space_size=0, searched=0, seconds=0.0,
-                        rate_per_s=0.0, estimated_full_space_seconds=None, exhausted=False,
-                        seeded=False, budget_s=budget_s,
-                        note="free text has no finite candidate space: not searched")
+        return Recovery(
+            recovered=None,
+            algorithm=target.algorithm,
+            form=pattern.form,
+            template="",
+            assumed="",
+            space_size=0,
+            searched=0,
+            seconds=0.0,
+            rate_per_s=0.0,
+            estimated_full_space_seconds=None,
+            exhausted=False,
+            seeded=False,
+            budget_s=budget_s,
+            note="free text has no finite candidate space: not searched",
+        )
     around = pattern.text if seed_with_known and template.fits(pattern.text) else None
     return recover(target, template, budget_s=budget_s, around=around)
 
 
-def demonstrate(ident: Identifier, algorithm: str, *, budget: float = 5.0,
-                form: str | None = None, pattern: Pattern | None = None,
-                country_codes: Sequence[str] | None = None) -> dict[str, Any]:
+def demonstrate(
+    ident: Identifier,
+    algorithm: str,
+    *,
+    budget: float = 5.0,
+    form: str | None = None,
+    pattern: Pattern | None = None,
+    country_codes: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The audit's demonstration as a JSON-ready dict (:meth:`Recovery.to_dict`): recover
     ``ident`` from its ``algorithm`` digest within ``budget`` seconds. The digest is the one of
     ``pattern`` (the finding's, best), else of the identifier's pattern named ``form``, else of
@@ -483,8 +536,11 @@ def demonstrate(ident: Identifier, algorithm: str, *, budget: float = 5.0,
         raise RecoveryError(f"unknown digest {algorithm!r} (known: {', '.join(DIGEST_SIZES)})")
     if pattern is None:
         pats = patterns_for([ident], country_codes=country_codes)
-        wanted = (lambda p: form in p.forms) if form is not None else (
-            lambda p: p.form.rsplit(":", 1)[-1] == f"{algorithm}-hex")
+        wanted = (
+            (lambda p: form in p.forms)
+            if form is not None
+            else (lambda p: p.form.rsplit(":", 1)[-1] == f"{algorithm}-hex")
+        )
         pattern = next((p for p in pats if wanted(p)), None)
         if pattern is None:
             raise RecoveryError(f"{ident}: no form {form or algorithm + '-hex'!r}")

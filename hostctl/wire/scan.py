@@ -41,6 +41,7 @@ A Scanner is not thread-safe (hyperscan's scratch space is per database): one pe
 from __future__ import annotations
 
 import array
+import importlib
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -50,16 +51,22 @@ from typing import Any, Protocol
 from hostctl.errors import HostctlError
 from hostctl.wire.identifiers import Identifier, Pattern
 
-try:
-    import hyperscan as _hs
-except ImportError:       # pragma: no cover - exercised where the wheel is missing
-    _hs = None
+
+def _optional_module(name: str) -> Any:
+    """The module, or None where it is not installed (its users check first)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - exercised where the wheel is missing
+        return None
+
+
+_hs = _optional_module("hyperscan")
 
 __all__ = ["ENGINES", "Match", "ScanError", "ScanStream", "Scanner", "hyperscan_available"]
 
 ENGINES = ("auto", "hyperscan", "python")
 _GRAM = 4
-_WINDOW = 4096        # grams per set intersection in the Python engine (16 KiB of text)
+_WINDOW = 4096  # grams per set intersection in the Python engine (16 KiB of text)
 _MIN_BATCH = 4096
 
 
@@ -98,7 +105,7 @@ class _EngineStream(Protocol):
 
 
 _PLAIN = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-_HS_MAX_EXPRESSION = 16000      # hyperscan refuses longer expressions ("Pattern length ...")
+_HS_MAX_EXPRESSION = 16000  # hyperscan refuses longer expressions ("Pattern length ...")
 
 
 def _expression(data: bytes) -> bytes:
@@ -125,17 +132,17 @@ class _HyperscanEngine:
         exprs = [_expression(p.data) for p in patterns]
         for p, e in zip(patterns, exprs):
             if len(e) > _HS_MAX_EXPRESSION:
-                raise ScanError(f"pattern {p.id} ({p.ident}, {p.form}) is {len(p.data)} bytes: "
-                                f"too long for hyperscan (use engine='python')")
+                raise ScanError(
+                    f"pattern {p.id} ({p.ident}, {p.form}) is {len(p.data)} bytes: "
+                    f"too long for hyperscan (use engine='python')"
+                )
         self.db = _hs.Database(mode=_hs.HS_MODE_STREAM)
         try:
-            self.db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-                            flags=0)
+            self.db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=0)
         except _hs.error as exc:
-            raise ScanError(f"hyperscan could not compile the {len(exprs)} patterns: {exc}") \
-                from None
+            raise ScanError(f"hyperscan could not compile the {len(exprs)} patterns: {exc}") from None
 
-    def open(self) -> "_HyperscanStream":
+    def open(self) -> _HyperscanStream:
         return _HyperscanStream(self.db)
 
     def dump(self) -> bytes:
@@ -155,7 +162,7 @@ class _HyperscanStream:
         self._db = db
         self._callback = lambda i, _from, to, _flags, _ctx: hits.append((i, to))
         self._stream = db.stream(match_event_handler=self._callback)
-        self._stream.__enter__()        # hs_open_stream
+        self._stream.__enter__()  # hs_open_stream
         self._pos = 0
         self._open = True
 
@@ -168,8 +175,7 @@ class _HyperscanStream:
         try:
             self._stream.scan(data)
         except _hs.error as exc:
-            raise ScanError(f"hyperscan scan failed at stream offset {self._pos}: {exc}") \
-                from None
+            raise ScanError(f"hyperscan scan failed at stream offset {self._pos}: {exc}") from None
         self._pos += len(data)
         return self._take(), self._pos
 
@@ -178,8 +184,7 @@ class _HyperscanStream:
         try:
             self._stream.close()
         except _hs.error as exc:
-            raise ScanError(f"hyperscan could not close a stream at offset {self._pos}: {exc}") \
-                from None
+            raise ScanError(f"hyperscan could not close a stream at offset {self._pos}: {exc}") from None
         return self._take()
 
     def __del__(self) -> None:
@@ -209,28 +214,28 @@ class _PythonEngine:
                 self.short.append((data, idx))
                 continue
             for d in range(_GRAM):
-                gram = int.from_bytes(data[d:d + _GRAM], sys.byteorder)
+                gram = int.from_bytes(data[d : d + _GRAM], sys.byteorder)
                 self.index[gram].append((d, data, idx))
         self.keys = frozenset(self.index)
 
-    def open(self) -> "_PythonStream":
+    def open(self) -> _PythonStream:
         return _PythonStream(self)
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
         """Raw matches in ``text`` that end after ``new_from`` (offsets + ``base``)."""
-        out = []
+        out: list[tuple[int, int]] = []
         n4 = len(text) // _GRAM * _GRAM
         grams = array.array("I", text[:n4])
         # window by window, so finding where a hit gram is costs a window, not the text
         for lo in range(0, len(grams), _WINDOW):
-            hits = self.keys.intersection(grams[lo:lo + _WINDOW])
+            hits = self.keys.intersection(grams[lo : lo + _WINDOW])
             lo_b, hi_b = lo * _GRAM, min(n4, (lo + _WINDOW) * _GRAM)
             for g in hits:
                 entries = self.index[g]
                 gram = g.to_bytes(_GRAM, sys.byteorder)
                 a = text.find(gram, lo_b, hi_b)
                 while a >= 0:
-                    if a % _GRAM == 0:      # aligned: the occurrence the index stands for
+                    if a % _GRAM == 0:  # aligned: the occurrence the index stands for
                         for d, data, idx in entries:
                             s = a - d
                             e = s + len(data)
@@ -245,17 +250,17 @@ class _PythonEngine:
         return out
 
 
-if array.array("I").itemsize != _GRAM:      # pragma: no cover - every platform we run on
+if array.array("I").itemsize != _GRAM:  # pragma: no cover - every platform we run on
     raise ImportError("hostctl.wire.scan needs a 4-byte array type 'I'")
 
 
 class _PythonStream:
     def __init__(self, engine: _PythonEngine) -> None:
         self.e = engine
-        self.tail = b""              # the last max_len - 1 scanned bytes
+        self.tail = b""  # the last max_len - 1 scanned bytes
         self.pending: list[bytes] = []
         self.npending = 0
-        self.scanned = 0             # stream offset up to which matches are known
+        self.scanned = 0  # stream offset up to which matches are known
         self.batch = max(_MIN_BATCH, engine.max_len)
 
     def _scan(self) -> list[tuple[int, int]]:
@@ -267,7 +272,7 @@ class _PythonStream:
         self.scanned += self.npending
         self.pending, self.npending = [], 0
         keep = self.e.max_len - 1
-        self.tail = text[len(text) - keep:] if keep else b""
+        self.tail = text[len(text) - keep :] if keep else b""
         return out
 
     def feed(self, data: bytes) -> tuple[list[tuple[int, int]], int]:
@@ -291,8 +296,8 @@ class _Resolver:
 
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
-        self.pending: list[Match] = []      # not decidable yet
-        self.kept: list[Match] = []         # decided, waiting for their turn
+        self.pending: list[Match] = []  # not decidable yet
+        self.kept: list[Match] = []  # decided, waiting for their turn
         self.recent: dict[Identifier, list[Match]] = defaultdict(list)
 
     @property
@@ -338,9 +343,10 @@ class _Resolver:
 
     def _beaten(self, m: Match) -> bool:
         rank = (m.end - m.start, -m.pattern.id, -m.start)
-        return any(o.start < m.end and m.start < o.end
-                   and (o.end - o.start, -o.pattern.id, -o.start) > rank
-                   for o in self.recent[m.pattern.ident])
+        return any(
+            o.start < m.end and m.start < o.end and (o.end - o.start, -o.pattern.id, -o.start) > rank
+            for o in self.recent[m.pattern.ident]
+        )
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -350,8 +356,7 @@ class Scanner:
     """Finds ``patterns`` in byte streams. ``engine``: "hyperscan", "python", or "auto"
     (hyperscan when importable). ``engine_name`` says which one runs."""
 
-    def __init__(self, patterns: Sequence[Pattern], *, engine: str = "auto",
-                 database: bytes | None = None) -> None:
+    def __init__(self, patterns: Sequence[Pattern], *, engine: str = "auto", database: bytes | None = None) -> None:
         """``database``: a hyperscan database serialised by :meth:`serialized` for exactly these
         patterns (`hostctl.wire.cache` keys it by their content), instead of compiling."""
         if engine not in ENGINES:
@@ -364,21 +369,27 @@ class Scanner:
         if len(set(ids)) != len(ids):
             raise ScanError("pattern ids must be unique within a scanner")
         if engine == "hyperscan" and _hs is None:
-            raise ScanError("the hyperscan engine was asked for, and the hyperscan module is "
-                            "not importable (pip install hyperscan; or use engine='python')")
-        self.engine_name = "hyperscan" if engine == "auto" and _hs is not None else (
-            "python" if engine == "auto" else engine)
+            raise ScanError(
+                "the hyperscan engine was asked for, and the hyperscan module is "
+                "not importable (pip install hyperscan; or use engine='python')"
+            )
+        self.engine_name = (
+            "hyperscan" if engine == "auto" and _hs is not None else ("python" if engine == "auto" else engine)
+        )
         self.max_len = max((len(p.data) for p in self.patterns), default=1)
         self._engine: Any = None
         if self.patterns:
-            self._engine = (_HyperscanEngine(self.patterns, database) if self.engine_name == "hyperscan"
-                            else _PythonEngine(self.patterns))
+            self._engine = (
+                _HyperscanEngine(self.patterns, database)
+                if self.engine_name == "hyperscan"
+                else _PythonEngine(self.patterns)
+            )
 
     def serialized(self) -> bytes | None:
         """The compiled hyperscan database as bytes (None for the Python engine)."""
         return self._engine.dump() if isinstance(self._engine, _HyperscanEngine) else None
 
-    def stream(self, *, raw: bool = False) -> "ScanStream":
+    def stream(self, *, raw: bool = False) -> ScanStream:
         """A new stream (one per flow direction). ``raw`` returns every occurrence of every
         pattern, without the overlap rule, as soon as the engine reports it."""
         return ScanStream(self, raw=raw)
@@ -397,8 +408,8 @@ class ScanStream:
     def __init__(self, scanner: Scanner, *, raw: bool = False) -> None:
         self.scanner = scanner
         self.raw = raw
-        self.offset = 0                  # stream offset of the next byte fed
-        self._base = 0                   # stream offset where the engine stream began
+        self.offset = 0  # stream offset of the next byte fed
+        self._base = 0  # stream offset where the engine stream began
         self._resolver = _Resolver(scanner.max_len)
         self._es: _EngineStream | None = self._open()
         self._closed = False
@@ -406,7 +417,7 @@ class ScanStream:
     def _open(self) -> _EngineStream | None:
         return self.scanner._engine.open() if self.scanner._engine is not None else None
 
-    def __enter__(self) -> "ScanStream":
+    def __enter__(self) -> ScanStream:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -433,7 +444,7 @@ class ScanStream:
         if self._es is None or not data:
             return []
         hits, known = self._es.feed(data)
-        if not hits and not self._resolver.busy:       # the common case: nothing to do
+        if not hits and not self._resolver.busy:  # the common case: nothing to do
             return []
         return self._emit(hits, self._base + known)
 

@@ -59,16 +59,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20
 
 __all__ = ["STATUSES", "SUITES", "Plaintext", "Suite", "TlsDecryptor", "hkdf_expand_label", "tls12_prf"]
 
-MAX_PENDING = 4 << 20          # protected bytes held per direction while the other hello is awaited
-MAX_HANDSHAKE = 1 << 18        # decrypted handshake bytes held while a message is incomplete
+MAX_PENDING = 4 << 20  # protected bytes held per direction while the other hello is awaited
+MAX_HANDSHAKE = 1 << 18  # decrypted handshake bytes held while a message is incomplete
 _HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
 _CCS, _ALERT, _HANDSHAKE, _APPDATA = 20, 21, 22, 23
 _EXT_ETM, _EXT_EARLY_DATA, _EXT_VERSIONS = 22, 42, 43
 _HS_CLIENT_HELLO, _HS_SERVER_HELLO, _HS_FINISHED, _HS_KEY_UPDATE = 1, 2, 20, 24
 
 # worst first: the connection's status is the worst of its directions'
-STATUSES = ("wrong-secret", "unsupported-version", "unsupported-suite", "no-secret", "no-handshake",
-            "renegotiated", "truncated", "incomplete", "no-application-data", "decrypted")
+STATUSES = (
+    "wrong-secret",
+    "unsupported-version",
+    "unsupported-suite",
+    "no-secret",
+    "no-handshake",
+    "renegotiated",
+    "truncated",
+    "incomplete",
+    "no-application-data",
+    "decrypted",
+)
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 
 
@@ -96,25 +106,44 @@ def _suites() -> dict[int, Suite]:
         0x1304: Suite("TLS_AES_128_CCM_SHA256", "ccm", 16, "sha256", tls13=True),
         0x1305: Suite("TLS_AES_128_CCM_8_SHA256", "ccm8", 16, "sha256", tls13=True),
     }
-    gcm = {0x009C: ("RSA", 128), 0x009D: ("RSA", 256), 0x009E: ("DHE_RSA", 128), 0x009F: ("DHE_RSA", 256),
-           0xC02B: ("ECDHE_ECDSA", 128), 0xC02C: ("ECDHE_ECDSA", 256), 0xC02F: ("ECDHE_RSA", 128),
-           0xC030: ("ECDHE_RSA", 256)}
+    gcm = {
+        0x009C: ("RSA", 128),
+        0x009D: ("RSA", 256),
+        0x009E: ("DHE_RSA", 128),
+        0x009F: ("DHE_RSA", 256),
+        0xC02B: ("ECDHE_ECDSA", 128),
+        0xC02C: ("ECDHE_ECDSA", 256),
+        0xC02F: ("ECDHE_RSA", 128),
+        0xC030: ("ECDHE_RSA", 256),
+    }
     for sid, (kx, bits) in gcm.items():
         h = "sha256" if bits == 128 else "sha384"
         out[sid] = Suite(f"TLS_{kx}_WITH_AES_{bits}_GCM_{h.upper()}", "gcm", bits // 8, h)
     for sid, kx in {0xCCA8: "ECDHE_RSA", 0xCCA9: "ECDHE_ECDSA", 0xCCAA: "DHE_RSA"}.items():
         out[sid] = Suite(f"TLS_{kx}_WITH_CHACHA20_POLY1305_SHA256", "chacha", 32, "sha256")
-    cbc = {0x002F: ("RSA", 128, "sha1"), 0x0035: ("RSA", 256, "sha1"), 0x003C: ("RSA", 128, "sha256"),
-           0x003D: ("RSA", 256, "sha256"), 0x0033: ("DHE_RSA", 128, "sha1"), 0x0039: ("DHE_RSA", 256, "sha1"),
-           0x0067: ("DHE_RSA", 128, "sha256"), 0x006B: ("DHE_RSA", 256, "sha256"),
-           0xC009: ("ECDHE_ECDSA", 128, "sha1"), 0xC00A: ("ECDHE_ECDSA", 256, "sha1"),
-           0xC013: ("ECDHE_RSA", 128, "sha1"), 0xC014: ("ECDHE_RSA", 256, "sha1"),
-           0xC023: ("ECDHE_ECDSA", 128, "sha256"), 0xC024: ("ECDHE_ECDSA", 256, "sha384"),
-           0xC027: ("ECDHE_RSA", 128, "sha256"), 0xC028: ("ECDHE_RSA", 256, "sha384")}
+    cbc = {
+        0x002F: ("RSA", 128, "sha1"),
+        0x0035: ("RSA", 256, "sha1"),
+        0x003C: ("RSA", 128, "sha256"),
+        0x003D: ("RSA", 256, "sha256"),
+        0x0033: ("DHE_RSA", 128, "sha1"),
+        0x0039: ("DHE_RSA", 256, "sha1"),
+        0x0067: ("DHE_RSA", 128, "sha256"),
+        0x006B: ("DHE_RSA", 256, "sha256"),
+        0xC009: ("ECDHE_ECDSA", 128, "sha1"),
+        0xC00A: ("ECDHE_ECDSA", 256, "sha1"),
+        0xC013: ("ECDHE_RSA", 128, "sha1"),
+        0xC014: ("ECDHE_RSA", 256, "sha1"),
+        0xC023: ("ECDHE_ECDSA", 128, "sha256"),
+        0xC024: ("ECDHE_ECDSA", 256, "sha384"),
+        0xC027: ("ECDHE_RSA", 128, "sha256"),
+        0xC028: ("ECDHE_RSA", 256, "sha384"),
+    }
     for sid, (kx, bits, mac) in cbc.items():
         tail = "SHA" if mac == "sha1" else mac.upper()
-        out[sid] = Suite(f"TLS_{kx}_WITH_AES_{bits}_CBC_{tail}", "cbc", bits // 8,
-                         "sha384" if mac == "sha384" else "sha256", mac=mac)
+        out[sid] = Suite(
+            f"TLS_{kx}_WITH_AES_{bits}_CBC_{tail}", "cbc", bits // 8, "sha384" if mac == "sha384" else "sha256", mac=mac
+        )
     return out
 
 
@@ -123,6 +152,7 @@ _HASH_LEN = {"sha1": 20, "sha256": 32, "sha384": 48}
 
 
 # -- key schedules -------------------------------------------------------------------------------
+
 
 def tls12_prf(secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str = "sha256") -> bytes:
     """The TLS 1.2 PRF (RFC 5246 5): P_hash(secret, label + seed) cut to ``length``."""
@@ -156,7 +186,7 @@ class _Failed(Exception):
 class _Keys:
     """One direction's record protection at one key generation, with its sequence number."""
 
-    __slots__ = ("suite", "aead", "iv", "iv_int", "mac_key", "key", "seq", "etm", "tls13", "explicit", "tag")
+    __slots__ = ("aead", "etm", "explicit", "iv", "iv_int", "key", "mac_key", "seq", "suite", "tag", "tls13")
 
     def __init__(self, suite: Suite, key: bytes, iv: bytes, mac_key: bytes = b"", *, etm: bool = False) -> None:
         self.suite = suite
@@ -191,11 +221,11 @@ class _Keys:
             except (InvalidTag, ValueError) as exc:
                 raise _Failed("authentication failed") from exc
             end = len(inner)
-            while end and not inner[end - 1]:      # strip padding zeros, the type is the last byte
+            while end and not inner[end - 1]:  # strip padding zeros, the type is the last byte
                 end -= 1
             if not end:
                 raise _Failed("no content type in the inner plaintext")
-            return inner[end - 1], inner[:end - 1], 0
+            return inner[end - 1], inner[: end - 1], 0
         if self.explicit:
             if len(body) < self.explicit + self.tag:
                 raise _Failed("record shorter than its nonce and tag")
@@ -205,7 +235,7 @@ class _Keys:
         n = len(body) - self.explicit - self.tag
         aad = struct.pack("!QB2sH", seq, ctype, version, n)
         try:
-            plain = self.aead.decrypt(nonce, body[self.explicit:] if self.explicit else body, aad)
+            plain = self.aead.decrypt(nonce, body[self.explicit :] if self.explicit else body, aad)
         except (InvalidTag, ValueError) as exc:
             raise _Failed("authentication failed") from exc
         return ctype, plain, self.explicit
@@ -213,7 +243,7 @@ class _Keys:
     def _open_cbc(self, ctype: int, version: bytes, body: bytes, seq: int) -> tuple[int, bytes, int]:
         mac_name = self.suite.mac or "sha1"
         mlen = _HASH_LEN[mac_name]
-        if self.etm:                               # RFC 7366 3: MAC over the IV and ciphertext
+        if self.etm:  # RFC 7366 3: MAC over the IV and ciphertext
             if len(body) < 32 + mlen or (len(body) - mlen) % 16:
                 raise _Failed("encrypt-then-MAC record of a bad length")
             ct, mac = body[:-mlen], body[-mlen:]
@@ -224,16 +254,17 @@ class _Keys:
             pad = plain[-1]
             if pad + 1 > len(plain):
                 raise _Failed("bad padding")
-            return ctype, plain[:-(pad + 1)], 16
+            return ctype, plain[: -(pad + 1)], 16
         if len(body) < 32 or len(body) % 16:
             raise _Failed("CBC record of a bad length")
         plain = self._cbc(body)
         pad = plain[-1]
-        if pad + 1 + mlen > len(plain) or plain[-(pad + 1):] != bytes([pad]) * (pad + 1):
+        if pad + 1 + mlen > len(plain) or plain[-(pad + 1) :] != bytes([pad]) * (pad + 1):
             raise _Failed("bad padding")
-        content, mac = plain[:-(pad + 1 + mlen)], plain[-(pad + 1 + mlen):-(pad + 1)]
-        want = hmac.new(self.mac_key, struct.pack("!QB2sH", seq, ctype, version, len(content)) + content,
-                        mac_name).digest()
+        content, mac = plain[: -(pad + 1 + mlen)], plain[-(pad + 1 + mlen) : -(pad + 1)]
+        want = hmac.new(
+            self.mac_key, struct.pack("!QB2sH", seq, ctype, version, len(content)) + content, mac_name
+        ).digest()
         if not hmac.compare_digest(want, mac):
             raise _Failed("MAC check failed")
         return ctype, content, 16
@@ -257,31 +288,51 @@ class Plaintext:
 class _Side:
     """One direction: record framing, the hello, handshake messages, keys."""
 
-    __slots__ = ("name", "buf", "buf_offset", "records", "hello", "ccs", "keys", "next_keys", "pending",
-                 "pending_bytes", "hs", "status", "detail", "decrypted", "app_bytes", "lost", "seen_data",
-                 "failed_app_trials", "app_secret", "undecrypted", "key_updates")
+    __slots__ = (
+        "app_bytes",
+        "app_secret",
+        "buf",
+        "buf_offset",
+        "ccs",
+        "decrypted",
+        "detail",
+        "failed_app_trials",
+        "hello",
+        "hs",
+        "key_updates",
+        "keys",
+        "lost",
+        "name",
+        "next_keys",
+        "pending",
+        "pending_bytes",
+        "records",
+        "seen_data",
+        "status",
+        "undecrypted",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.buf = b""
         self.buf_offset = 0
         self.records = 0
-        self.hello = False          # this side's hello has been read
-        self.ccs = False            # TLS 1.2: ChangeCipherSpec seen (records after it are protected)
+        self.hello = False  # this side's hello has been read
+        self.ccs = False  # TLS 1.2: ChangeCipherSpec seen (records after it are protected)
         self.keys: _Keys | None = None
-        self.next_keys: _Keys | None = None          # TLS 1.3: the application keys, after Finished
-        self.pending: list[tuple[int, int, bytes, int]] | None = None   # records waiting for keys
+        self.next_keys: _Keys | None = None  # TLS 1.3: the application keys, after Finished
+        self.pending: list[tuple[int, int, bytes, int]] | None = None  # records waiting for keys
         self.pending_bytes = 0
-        self.hs = b""               # handshake bytes not yet a whole message
-        self.status: str | None = None   # set when this side stops (or ends) for a reason
+        self.hs = b""  # handshake bytes not yet a whole message
+        self.status: str | None = None  # set when this side stops (or ends) for a reason
         self.detail = ""
-        self.decrypted = 0          # records decrypted
+        self.decrypted = 0  # records decrypted
         self.app_bytes = 0
-        self.lost = False           # framing lost (gap, garbage): nothing more is read
+        self.lost = False  # framing lost (gap, garbage): nothing more is read
         self.seen_data = False
         self.failed_app_trials = 0
         self.app_secret: bytes | None = None
-        self.undecrypted = 0        # protected records not decrypted (no key, or skipped)
+        self.undecrypted = 0  # protected records not decrypted (no key, or skipped)
         self.key_updates = 0
 
 
@@ -301,9 +352,9 @@ class TlsDecryptor:
         self.etm = {"c2s": False, "s2c": False}
         self.early_offered = False
         self.early_keys: _Keys | None = None
-        self.c2s_opened = False         # the client's keys opened a record (0-RTT data is before)
-        self.ready = False          # both hellos read, keys (or the reason there are none) set
-        self.session_status: str | None = None   # a reason that stops both directions
+        self.c2s_opened = False  # the client's keys opened a record (0-RTT data is before)
+        self.ready = False  # both hellos read, keys (or the reason there are none) set
+        self.session_status: str | None = None  # a reason that stops both directions
         self.detail = ""
         self.secrets_used: set[str] = set()
         self._out: list[Plaintext] = []
@@ -318,8 +369,11 @@ class TlsDecryptor:
             side.seen_data = True
             side.buf_offset = offset
             if offset != 0 or not (data[0] in (_HANDSHAKE, _ALERT) and len(data) >= 2 and data[1] == 3):
-                self._stop(side, "no-handshake", f"{direction} begins at stream offset {offset} "
-                                                 f"without a hello (capture started mid-session)")
+                self._stop(
+                    side,
+                    "no-handshake",
+                    f"{direction} begins at stream offset {offset} without a hello (capture started mid-session)",
+                )
                 if self.client_random is None:
                     self._stop(self.c2s if side is self.s2c else self.s2c, "no-handshake", "")
                 return out
@@ -339,7 +393,7 @@ class TlsDecryptor:
             if n - p - 5 < length:
                 break
             side.records += 1
-            self._record(side, side.records, ctype, buf[p:p + 5], buf[p + 5:p + 5 + length], base + p)
+            self._record(side, side.records, ctype, buf[p : p + 5], buf[p + 5 : p + 5 + length], base + p)
             p += 5 + length
         side.buf = buf[p:] if p < n else b""
         side.buf_offset = base + p
@@ -358,23 +412,35 @@ class TlsDecryptor:
         out = self._out = []
         for side in (self.c2s, self.s2c):
             if side.buf and not side.lost:
-                self._stop(side, "truncated", f"{side.name}: the last record is cut "
-                                              f"({len(side.buf)} bytes at stream offset {side.buf_offset})")
+                self._stop(
+                    side,
+                    "truncated",
+                    f"{side.name}: the last record is cut ({len(side.buf)} bytes at stream offset {side.buf_offset})",
+                )
             if side.pending and not self.ready:
                 side.undecrypted += len(side.pending)
                 side.pending = None
-        if not self.ready and self.session_status is None and (self.c2s.seen_data or self.s2c.seen_data):
-            if self.client_random is not None and not (self.c2s.status or self.s2c.status):
-                self.session_status = "incomplete"
-                self.detail = "the ServerHello was never seen"
+        if (
+            not self.ready
+            and self.session_status is None
+            and (self.c2s.seen_data or self.s2c.seen_data)
+            and self.client_random is not None
+            and not (self.c2s.status or self.s2c.status)
+        ):
+            self.session_status = "incomplete"
+            self.detail = "the ServerHello was never seen"
         return out
 
     # -- records ------------------------------------------------------------------------------
     def _lose(self, side: _Side, offset: int) -> None:
         if not side.lost:
             side.lost = True
-            self._stop(side, "truncated", f"{side.name}: bytes missing at stream offset {offset} "
-                                          f"(record framing and sequence numbers lost there)")
+            self._stop(
+                side,
+                "truncated",
+                f"{side.name}: bytes missing at stream offset {offset} "
+                f"(record framing and sequence numbers lost there)",
+            )
 
     def _stop(self, side: _Side, status: str, detail: str) -> None:
         if side.status is None or _RANK[status] < _RANK[side.status]:
@@ -397,8 +463,9 @@ class TlsDecryptor:
                 side.pending = []
             side.pending_bytes += len(body)
             if side.pending_bytes > MAX_PENDING:
-                self._stop(side, "incomplete", f"{side.name}: more than {MAX_PENDING} bytes before the other "
-                                               f"side's hello")
+                self._stop(
+                    side, "incomplete", f"{side.name}: more than {MAX_PENDING} bytes before the other side's hello"
+                )
                 side.lost = True
                 return
             side.pending.append((n, ctype, header + body, offset))
@@ -416,7 +483,7 @@ class TlsDecryptor:
                     self._stop(side, "incomplete", f"{side.name}: no whole hello")
                     side.lost = True
                 return False
-            msg, side.hs = side.hs[4:4 + hlen], side.hs[4 + hlen:]
+            msg, side.hs = side.hs[4 : 4 + hlen], side.hs[4 + hlen :]
             want = _HS_CLIENT_HELLO if side is self.c2s else _HS_SERVER_HELLO
             if htype != want:
                 continue
@@ -432,7 +499,7 @@ class TlsDecryptor:
                 side.lost = True
                 return True
             side.hello = True
-            side.hs = b""               # the rest of the flight (Certificate, ...) is not needed
+            side.hs = b""  # the rest of the flight (Certificate, ...) is not needed
             if self.c2s.hello and self.s2c.hello:
                 self._start()
             return True
@@ -449,7 +516,7 @@ class TlsDecryptor:
         version = int.from_bytes(msg[0:2], "big")
         exts = _extensions(msg, 34, client=False)
         sid_len = msg[34]
-        self.suite_id = int.from_bytes(msg[35 + sid_len:37 + sid_len], "big")
+        self.suite_id = int.from_bytes(msg[35 + sid_len : 37 + sid_len], "big")
         if _EXT_VERSIONS in exts and len(exts[_EXT_VERSIONS]) >= 2:
             version = int.from_bytes(exts[_EXT_VERSIONS][:2], "big")
         self.version = version
@@ -462,6 +529,7 @@ class TlsDecryptor:
         suite = SUITES.get(self.suite_id or 0)
         self.suite = suite
         from .protocols import cipher_name, version_name
+
         if self.version not in (0x0303, 0x0304):
             self.session_status = "unsupported-version"
             self.detail = f"{version_name(self.version or 0)} (TLS 1.2 and 1.3 are decrypted)"
@@ -490,12 +558,17 @@ class TlsDecryptor:
         self.secrets_used.add("CLIENT_RANDOM")
         mac_len = _HASH_LEN[suite.mac] if suite.mac else 0
         iv_len = 16 if suite.cipher == "cbc" else 12 if suite.cipher == "chacha" else 4
-        block = tls12_prf(master, b"key expansion", (self.server_random or b"") + (self.client_random or b""),
-                          2 * (mac_len + suite.key_len + iv_len), suite.prf)
+        block = tls12_prf(
+            master,
+            b"key expansion",
+            (self.server_random or b"") + (self.client_random or b""),
+            2 * (mac_len + suite.key_len + iv_len),
+            suite.prf,
+        )
         p = 0
         parts = []
         for n in (mac_len, mac_len, suite.key_len, suite.key_len, iv_len, iv_len):
-            parts.append(block[p:p + n])
+            parts.append(block[p : p + n])
             p += n
         cmac, smac, ckey, skey, civ, siv = parts
         etm = suite.cipher == "cbc" and self.etm["c2s"] and self.etm["s2c"]
@@ -504,12 +577,19 @@ class TlsDecryptor:
 
     def _keys13(self, suite: Suite, secrets: dict[str, bytes]) -> None:
         h = suite.prf
+
         def keys(secret: bytes) -> _Keys:
-            return _Keys(suite, hkdf_expand_label(secret, "key", b"", suite.key_len, h),
-                         hkdf_expand_label(secret, "iv", b"", 12, h))
+            return _Keys(
+                suite,
+                hkdf_expand_label(secret, "key", b"", suite.key_len, h),
+                hkdf_expand_label(secret, "iv", b"", 12, h),
+            )
+
         found = False
-        for side, hs_label, app_label in ((self.c2s, "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"),
-                                          (self.s2c, "SERVER_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_0")):
+        for side, hs_label, app_label in (
+            (self.c2s, "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"),
+            (self.s2c, "SERVER_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_0"),
+        ):
             hs, app = secrets.get(hs_label), secrets.get(app_label)
             if hs is not None and len(hs) == _HASH_LEN[h]:
                 side.keys = keys(hs)
@@ -538,15 +618,19 @@ class TlsDecryptor:
         if self.version == 0x0303:
             if ctype == _CCS:
                 if side.ccs:
-                    self._stop(side, "renegotiated", f"{side.name}: a renegotiation at record {n} (stream offset "
-                                                     f"{offset}); its keys are not followed")
+                    self._stop(
+                        side,
+                        "renegotiated",
+                        f"{side.name}: a renegotiation at record {n} (stream offset "
+                        f"{offset}); its keys are not followed",
+                    )
                     side.keys = None
                     return
                 side.ccs = True
                 side.keys, side.next_keys = side.next_keys, None
                 return
             if not side.ccs:
-                return                           # clear handshake (Certificate, ...) or alert
+                return  # clear handshake (Certificate, ...) or alert
             self._open(side, n, ctype, header, body, offset)
             return
         # TLS 1.3: only application_data records are protected
@@ -589,7 +673,7 @@ class TlsDecryptor:
             inner_type, plain, skip = keys.open(ctype, header[1:3], header, body)
         except _Failed as exc:
             if self.early_offered and side is self.c2s and not self.c2s_opened and self.version == 0x0304:
-                keys.seq = seq                   # 0-RTT data comes before the handshake flight
+                keys.seq = seq  # 0-RTT data comes before the handshake flight
                 self._early(side, n, ctype, header, body, offset)
                 return
             side.undecrypted += 1
@@ -610,8 +694,9 @@ class TlsDecryptor:
                 self._deliver(side, n, inner_type, plain, offset + 5 + skip)
                 return
         side.undecrypted += 1
-        self._stop(side, "no-secret", f"{side.name} record {n}: 0-RTT early data, and no CLIENT_EARLY_TRAFFIC_SECRET "
-                                      "opens it")
+        self._stop(
+            side, "no-secret", f"{side.name} record {n}: 0-RTT early data, and no CLIENT_EARLY_TRAFFIC_SECRET opens it"
+        )
 
     def _deliver(self, side: _Side, n: int, inner_type: int, plain: bytes, wire_offset: int) -> None:
         side.decrypted += 1
@@ -631,17 +716,20 @@ class TlsDecryptor:
                 if len(side.hs) > MAX_HANDSHAKE:
                     side.hs = b""
                 return
-            side.hs = side.hs[4 + hlen:]
+            side.hs = side.hs[4 + hlen :]
             if htype == _HS_FINISHED and side.next_keys is not None:
                 side.keys, side.next_keys = side.next_keys, None
             elif htype == _HS_FINISHED:
-                side.keys = None                  # application secret unknown: trials say so
+                side.keys = None  # application secret unknown: trials say so
             elif htype == _HS_KEY_UPDATE and side.app_secret is not None and self.suite is not None:
                 h = self.suite.prf
                 side.key_updates += 1
                 side.app_secret = hkdf_expand_label(side.app_secret, "traffic upd", b"", _HASH_LEN[h], h)
-                side.keys = _Keys(self.suite, hkdf_expand_label(side.app_secret, "key", b"", self.suite.key_len, h),
-                                  hkdf_expand_label(side.app_secret, "iv", b"", 12, h))
+                side.keys = _Keys(
+                    self.suite,
+                    hkdf_expand_label(side.app_secret, "key", b"", self.suite.key_len, h),
+                    hkdf_expand_label(side.app_secret, "iv", b"", 12, h),
+                )
 
     # -- outcome ------------------------------------------------------------------------------
     def side_status(self, direction: str) -> str:
@@ -665,6 +753,7 @@ class TlsDecryptor:
 
     def summary(self) -> dict:
         from .protocols import cipher_name, version_name
+
         out: dict[str, Any] = {"status": self.status}
         if self.version is not None:
             out["version"] = version_name(self.version)
@@ -677,8 +766,12 @@ class TlsDecryptor:
         if self.secrets_used:
             out["secrets"] = sorted(self.secrets_used)
         for side in (self.c2s, self.s2c):
-            d: dict[str, Any] = {"status": self.side_status(side.name), "records": side.records,
-                                 "decrypted": side.decrypted, "app_bytes": side.app_bytes}
+            d: dict[str, Any] = {
+                "status": self.side_status(side.name),
+                "records": side.records,
+                "decrypted": side.decrypted,
+                "app_bytes": side.app_bytes,
+            }
             if side.undecrypted:
                 d["undecrypted"] = side.undecrypted
             if side.key_updates:
@@ -691,19 +784,19 @@ class TlsDecryptor:
 
 def _extensions(msg: bytes, p: int, *, client: bool) -> dict[int, bytes]:
     """The extensions of a hello body whose session id starts at ``p``."""
-    p += 1 + msg[p]                       # session id
+    p += 1 + msg[p]  # session id
     if client:
-        p += 2 + int.from_bytes(msg[p:p + 2], "big")     # cipher suites
-        p += 1 + msg[p]                                   # compression methods
+        p += 2 + int.from_bytes(msg[p : p + 2], "big")  # cipher suites
+        p += 1 + msg[p]  # compression methods
     else:
-        p += 3                                            # suite, compression
+        p += 3  # suite, compression
     out: dict[int, bytes] = {}
     if p + 2 > len(msg):
         return out
-    end = min(len(msg), p + 2 + int.from_bytes(msg[p:p + 2], "big"))
+    end = min(len(msg), p + 2 + int.from_bytes(msg[p : p + 2], "big"))
     p += 2
     while p + 4 <= end:
         etype, elen = struct.unpack_from("!HH", msg, p)
-        out.setdefault(etype, bytes(msg[p + 4:p + 4 + elen]))
+        out.setdefault(etype, bytes(msg[p + 4 : p + 4 + elen]))
         p += 4 + elen
     return out

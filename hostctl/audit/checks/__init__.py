@@ -31,6 +31,7 @@ CHECKS: tuple[str, ...] = (
     "transport_secure",
     "imsi_after_login",
     "no_retention",
+    "tls_plaintext_agrees",
 )
 NEED_KINDS = ("device", "capture", "trace", "modem", "lab")
 

@@ -31,6 +31,17 @@ from .packets import (
 )
 
 DEFAULT_FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir", "sendrecv_v2", "delayed_ack")
+# The first SDK whose adbd advertised each feature this emulated adbd implements. Sources: AOSP
+# system/core adb/transport.cpp (``kFeatureShell2``/``kFeatureCmd`` are the only features of the
+# nougat-release adbd; ``kFeatureStat2`` joins in oreo-release; ``kFeatureLs2`` and
+# ``kFeatureFixedPushMkdir`` in pie-release) and packages/modules/adb transport.cpp
+# (``kFeatureSendRecv2`` in android11-release, ``kFeatureDelayedAck`` in android12-release).
+# Before 7.0 there is no feature at all: KitKat's and Lollipop's adb.c ``fill_connect_data``
+# writes ``device::ro.product.name=..;ro.product.model=..;ro.product.device=..;`` and nothing
+# else, so a 4.4/5.0 handset must not advertise ``cmd`` (adb 36 would run ``cmd package
+# install`` there and get ``cmd: not found``) nor ``shell_v2``.
+FEATURE_SINCE_SDK = {"shell_v2": 24, "cmd": 24, "stat_v2": 26, "ls_v2": 28, "fixed_push_mkdir": 28,
+                     "sendrecv_v2": 30, "delayed_ack": 31}
 DELAYED_ACK = "delayed_ack"
 U32 = struct.Struct("<I")
 
@@ -117,8 +128,10 @@ class DeviceConnection:
         max_payload: int = MAX_PAYLOAD,
         recv_window: int = 4 * MAX_PAYLOAD,
         auth_keys: auth.KeyStore | None = None,
+        max_version: int = VERSION_SKIP_CHECKSUM,
     ) -> None:
         self.banner = banner
+        self.max_version = max_version   # a pre-9.0 adbd speaks 0x01000000 (payload checksums)
         self.features = tuple(features)
         self.local_max_payload = max_payload
         self.recv_window_size = recv_window
@@ -251,7 +264,7 @@ class DeviceConnection:
             self._streams.pop(sid)
             self._events.append(StreamClosed(sid))
         self._by_remote.clear()
-        self.version = min(p.arg0, VERSION_SKIP_CHECKSUM)
+        self.version = min(p.arg0, self.max_version)
         self.max_payload = min(p.arg1, self.local_max_payload)
         self.host_features = _parse_features(p.payload)
         self.delayed_ack = DELAYED_ACK in self.host_features and DELAYED_ACK in self.features
@@ -406,6 +419,20 @@ def _parse_features(payload: bytes) -> frozenset[str]:
         if key == "features":
             return frozenset(f for f in value.split(",") if f)
     return frozenset()
+
+
+def protocol_for_sdk(sdk: int) -> tuple[int, int]:
+    """(protocol version, max payload) an adbd of SDK level SDK answers CNXN with. adb.h:
+    ``A_VERSION 0x01000000`` and ``MAX_PAYLOAD 4096`` up to 6.0; 7.0 raised MAX_PAYLOAD to
+    256 KiB; 9.0 added ``A_VERSION_SKIP_CHECKSUM 0x01000001`` and 1 MiB payloads."""
+    if sdk >= 28:
+        return VERSION_SKIP_CHECKSUM, MAX_PAYLOAD
+    return VERSION_MIN, (256 * 1024 if sdk >= 24 else 4096)
+
+
+def features_for_sdk(sdk: int) -> tuple[str, ...]:
+    """The features an adbd of SDK level SDK advertises, among those this adbd implements."""
+    return tuple(f for f in DEFAULT_FEATURES if FEATURE_SINCE_SDK[f] <= sdk)
 
 
 def make_banner(props: dict[str, str], features: tuple[str, ...] = DEFAULT_FEATURES) -> str:

@@ -33,6 +33,7 @@ from .connection import (
     StreamDrained,
     StreamOpened,
     make_banner,
+    protocol_for_sdk,
 )
 from .packets import ProtocolError
 
@@ -42,6 +43,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TCP_CONNECT_TIMEOUT = 5.0
 READ_ONLY_ROOTS = ("/system", "/vendor", "/proc", "/sys")
 REVERSE_MIN_SDK = 21      # adbd's reverse: service (adb.cpp handle_forward_request on the device) is Lollipop's
+UNROOT_MIN_SDK = 23       # unroot: (restart_unroot_service) came with Marshmallow's services.cpp; a
+                          # KitKat/Lollipop services.c has root: only, so adbd refuses unroot:
 
 
 class Shell(Protocol):
@@ -146,7 +149,12 @@ class _AdbdProtocol(asyncio.Protocol):
     def __init__(self, server: "AdbdServer") -> None:
         self.server = server
         banner = make_banner(server.backend.banner_props(), server.features)
-        self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys)
+        handset = getattr(server.backend, "handset", None)
+        kwargs = {}
+        if handset is not None:   # the protocol version and payload size of the release's adbd
+            version, max_payload = protocol_for_sdk(handset.profile.sdk)
+            kwargs = {"max_version": version, "max_payload": max_payload}
+        self.conn = DeviceConnection(banner, features=server.features, auth_keys=server.auth_keys, **kwargs)
         self.transport: asyncio.Transport | None = None
         self.channels: dict[int, Channel] = {}
         self.tasks: dict[int, asyncio.Task] = {}
@@ -216,6 +224,9 @@ class _AdbdProtocol(asyncio.Protocol):
         handset = getattr(self.server.backend, "handset", None)
         if isinstance(service, svc.ReverseService) and handset is not None and handset.profile.sdk < REVERSE_MIN_SDK:
             service = svc.UnknownService(name, "reverse: came with Android 5.0's adbd")
+        if (isinstance(service, svc.RootService) and not service.root and handset is not None
+                and handset.profile.sdk < UNROOT_MIN_SDK):
+            service = svc.UnknownService(name, "unroot: came with Android 6.0's adbd")
         if isinstance(service, svc.UnknownService):
             log.info("adbd %s: refusing %r: %s", self.server.name, name, service.reason)
             self.conn.refuse(sid)
@@ -381,6 +392,24 @@ def adbd_is_root(handset) -> bool:
             and handset.getprop("service.adb.root", "0") == "1")
 
 
+def remount_reply(sdk: int, root: bool) -> bytes:
+    """What adbd's remount service answers, per release. KitKat's remount_service.c has no uid
+    check: mount(MS_REMOUNT) as the shell user fails, ``remount failed: <strerror>``; Lollipop's
+    remounts each partition, ``remount of system failed: <strerror>`` then ``remount failed``;
+    from 6.0 remount_service.cpp refuses a non-root adbd (``Not running as root. Try "adb root"
+    first.``), and from 10 (which runs /system/bin/remount) adds ``remount failed``. As root the
+    emulated /system still cannot be made writable."""
+    if sdk < 21:
+        return b"remount failed: Operation not permitted\n" if not root else \
+            b"remount failed: Read-only file system\n"
+    if sdk < 23:
+        why = b"Operation not permitted" if not root else b"Read-only file system"
+        return b"remount of system failed: " + why + b"\nremount failed\n"
+    if not root:
+        return b'Not running as root. Try "adb root" first.\n' + (b"remount failed\n" if sdk >= 29 else b"")
+    return b"remount failed: the emulated /system is read-only\n"
+
+
 async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.RemountService, ch: Channel) -> None:
     """daemon/restart_service.cpp (root:/unroot:) and remount_service.cpp: only a debuggable
     build (ro.debuggable=1: userdebug/eng) lets adbd keep root; restarting drops the transport."""
@@ -388,10 +417,7 @@ async def _serve_root(proto: _AdbdProtocol, service: svc.RootService | svc.Remou
     debuggable = h is not None and h.getprop("ro.debuggable", "0") == "1"
     root = adbd_is_root(h)
     if isinstance(service, svc.RemountService):
-        if not root:
-            await ch.write(b'Not running as root. Try "adb root" first.\n')
-        else:
-            await ch.write(b"remount failed: the emulated /system is read-only\n")
+        await ch.write(remount_reply(h.profile.sdk if h is not None else 30, root))
         await ch.drain()
         return
     if service.root:

@@ -46,12 +46,12 @@ class UnknownService:
 
 @dataclass(frozen=True, slots=True)
 class RebootService:
-    target: str          # "" (a normal reboot), "bootloader", "recovery", "sideload", ...
+    target: str  # "" (a normal reboot), "bootloader", "recovery", "sideload", ...
 
 
 @dataclass(frozen=True, slots=True)
 class RootService:
-    root: bool           # root: / unroot:
+    root: bool  # root: / unroot:
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +66,24 @@ class FramebufferService:
 
 @dataclass(frozen=True, slots=True)
 class ReverseService:
-    verb: str            # forward, list-forward, killforward, killforward-all
-    device: str = ""     # the device-side spec ("tcp:8080")
-    host: str = ""       # the host-side spec the connections go to ("tcp:9000")
+    verb: str  # forward, list-forward, killforward, killforward-all
+    device: str = ""  # the device-side spec ("tcp:8080")
+    host: str = ""  # the host-side spec the connections go to ("tcp:9000")
     norebind: bool = False
 
 
-Service = (ShellService | ExecService | SyncService | TcpService | RebootService | RootService
-           | RemountService | FramebufferService | ReverseService | UnknownService)
+Service = (
+    ShellService
+    | ExecService
+    | SyncService
+    | TcpService
+    | RebootService
+    | RootService
+    | RemountService
+    | FramebufferService
+    | ReverseService
+    | UnknownService
+)
 
 
 def parse_service(name: str) -> Service:
@@ -102,16 +112,16 @@ def parse_service(name: str) -> Service:
 
 
 def _parse_reverse(name: str) -> Service:
-    rest = name[len("reverse:"):]
+    rest = name[len("reverse:") :]
     if rest in ("list-forward", "killforward-all"):
         return ReverseService(rest)
     if rest.startswith("killforward:"):
-        return ReverseService("killforward", device=rest[len("killforward:"):])
+        return ReverseService("killforward", device=rest[len("killforward:") :])
     if rest.startswith("forward:"):
-        spec = rest[len("forward:"):]
+        spec = rest[len("forward:") :]
         norebind = spec.startswith("norebind:")
         if norebind:
-            spec = spec[len("norebind:"):]
+            spec = spec[len("norebind:") :]
         device, sep, host = spec.partition(";")
         if not sep or not device or not host:
             return ReverseService("invalid", device=spec)

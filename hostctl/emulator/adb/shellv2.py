@@ -53,13 +53,13 @@ class ShellV2Decoder:
             end = _HDR.size + length
             if len(self._buf) < end:
                 break
-            out.append(ShellPacket(kind, bytes(self._buf[_HDR.size:end])))
+            out.append(ShellPacket(kind, bytes(self._buf[_HDR.size : end])))
             del self._buf[:end]
         return out
 
 
 def parse_window_size(data: bytes) -> tuple[int, int] | None:
-    """"rowsxcols,xpixelsxypixels" -> (rows, cols)."""
+    """ "rowsxcols,xpixelsxypixels" -> (rows, cols)."""
     try:
         rc = data.split(b"\0", 1)[0].decode().split(",", 1)[0]
         rows, cols = rc.split("x")

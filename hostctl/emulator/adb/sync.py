@@ -17,17 +17,17 @@ from .packets import ProtocolError
 SYNC_DATA_MAX = 64 * 1024
 MAX_PATH = 1024
 _ID_LEN = struct.Struct("<4sI")
-_U32x3 = struct.Struct("<4sII")          # SND2 second header: id, mode, flags
-_STAT_V1 = struct.Struct("<4sIII")       # id, mode, size, mtime
-_DENT_V1 = struct.Struct("<4sIIII")      # id, mode, size, mtime, namelen
-_STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")   # id, error, dev, ino, mode, nlink, uid, gid, size, a/m/ctime
+_U32x3 = struct.Struct("<4sII")  # SND2 second header: id, mode, flags
+_STAT_V1 = struct.Struct("<4sIII")  # id, mode, size, mtime
+_DENT_V1 = struct.Struct("<4sIIII")  # id, mode, size, mtime, namelen
+_STAT_V2 = struct.Struct("<4sIQQIIIIQqqq")  # id, error, dev, ino, mode, nlink, uid, gid, size, a/m/ctime
 _DENT_V2 = struct.Struct("<4sIQQIIIIQqqqI")  # ... + namelen
 
 
 @dataclass(frozen=True, slots=True)
 class Stat:
     path: str
-    verb: str          # "STAT", "STA2" or "LST2"
+    verb: str  # "STAT", "STA2" or "LST2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ListDir:
 class SendBegin:
     path: str
     mode: int
-    flags: int         # v2 compression flags; 0 = none
+    flags: int  # v2 compression flags; 0 = none
     v2: bool
 
 
@@ -89,7 +89,7 @@ class SyncParser:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._pos = 0
-        self._pending: tuple[str, str] | None = None   # (verb, path) waiting for a v2 header
+        self._pending: tuple[str, str] | None = None  # (verb, path) waiting for a v2 header
         self._in_send = False
 
     def feed(self, data: bytes) -> list[SyncEvent]:
@@ -108,6 +108,13 @@ class SyncParser:
         view = memoryview(self._buf)[self._pos : self._pos + n]
         self._pos += n
         return view
+
+    def _take_all(self, n: int) -> bytes:
+        """``n`` bytes the caller has checked are buffered."""
+        view = self._take(n)
+        if view is None:
+            raise ProtocolError(f"sync: {n} bytes expected, fewer buffered")
+        return bytes(view)
 
     def _peek_header(self) -> tuple[str, int] | None:
         if len(self._buf) - self._pos < 8:
@@ -138,7 +145,7 @@ class SyncParser:
         if len(self._buf) - self._pos < 8 + length:
             return None
         self._pos += 8
-        path = bytes(self._take(length)).decode("utf-8", "surrogateescape")
+        path = self._take_all(length).decode("utf-8", "surrogateescape")
         if verb in ("STAT", "STA2", "LST2"):
             return Stat(path, verb)
         if verb in ("LIST", "LIS2"):
@@ -156,7 +163,7 @@ class SyncParser:
                     raise ProtocolError(f"SEND mode {mode_text!r} is not a number") from None
             self._in_send = True
             return SendBegin(name, mode, 0, False)
-        self._pending = (verb, path)   # SND2 / RCV2: a second header follows
+        self._pending = (verb, path)  # SND2 / RCV2: a second header follows
         return self._v2_header()
 
     def _v2_header(self) -> SyncEvent | None:
@@ -189,10 +196,11 @@ class SyncParser:
         if len(self._buf) - self._pos < 8 + length:
             return None
         self._pos += 8
-        return SendData(bytes(self._take(length)))
+        return SendData(self._take_all(length))
 
 
 # --- replies ---------------------------------------------------------------------------------
+
 
 def reply_stat_v1(st: FileStat | None) -> bytes:
     if st is None:
@@ -203,14 +211,31 @@ def reply_stat_v1(st: FileStat | None) -> bytes:
 def reply_stat_v2(verb: str, st: FileStat | None, errno_: int = 0) -> bytes:
     if st is None:
         return _STAT_V2.pack(verb.encode(), errno_, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    return _STAT_V2.pack(verb.encode(), 0, st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid,
-                         st.size, st.atime, st.mtime, st.ctime)
+    return _STAT_V2.pack(
+        verb.encode(), 0, st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.atime, st.mtime, st.ctime
+    )
 
 
 def reply_dent(name: bytes, st: FileStat, v2: bool) -> bytes:
     if v2:
-        return _DENT_V2.pack(b"DNT2", 0, st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid,
-                             st.size, st.atime, st.mtime, st.ctime, len(name)) + name
+        return (
+            _DENT_V2.pack(
+                b"DNT2",
+                0,
+                st.dev,
+                st.ino,
+                st.mode,
+                st.nlink,
+                st.uid,
+                st.gid,
+                st.size,
+                st.atime,
+                st.mtime,
+                st.ctime,
+                len(name),
+            )
+            + name
+        )
     return _DENT_V1.pack(b"DENT", st.mode, st.size & 0xFFFFFFFF, st.mtime & 0xFFFFFFFF, len(name)) + name
 
 

@@ -33,7 +33,8 @@ usage: am start [-D] [-W] [-P <FILE>] [--start-profiler <FILE>]
 USAGE_LOLLIPOP = USAGE_KITKAT.replace(
     "       am stack list\n",
     "       am stack start <DISPLAY_ID> <INTENT>\n       am stack list\n       am task lock <TASK_ID>\n"
-    "       am get-config\n")
+    "       am get-config\n",
+)
 
 HELP_SHELL_COMMAND = """Activity manager (activity) commands:
   help
@@ -74,11 +75,16 @@ def unknown_command(sdk: int, verb: str) -> str:
 
 def verbs(sdk: int) -> dict[str, str]:
     """The verbs this release's ``am`` knows, mapped to the canonical one."""
-    known = {"start": "start", "startservice": "startservice", "broadcast": "broadcast",
-             "force-stop": "force-stop", "kill": "kill", "instrument": "instrument"}
+    known = {
+        "start": "start",
+        "startservice": "startservice",
+        "broadcast": "broadcast",
+        "force-stop": "force-stop",
+        "kill": "kill",
+        "instrument": "instrument",
+    }
     if sdk >= NOUGAT:
-        known |= {"start-activity": "start", "start-service": "startservice",
-                  "get-current-user": "get-current-user"}
+        known |= {"start-activity": "start", "start-service": "startservice", "get-current-user": "get-current-user"}
     return known
 
 
@@ -89,9 +95,13 @@ def instrument_failed(sdk: int, component: str) -> str:
     pkg, _, cls = comp.partition("/")
     if cls.startswith("."):
         cls = pkg + cls
-    text = (f"INSTRUMENTATION_STATUS: Error=Unable to find instrumentation info for: "
-            f"ComponentInfo{{{pkg}/{cls}}}\nINSTRUMENTATION_STATUS_CODE: -1\n")
+    text = (
+        f"INSTRUMENTATION_STATUS: Error=Unable to find instrumentation info for: "
+        f"ComponentInfo{{{pkg}/{cls}}}\nINSTRUMENTATION_STATUS_CODE: -1\n"
+    )
     if sdk >= NOUGAT:
         return text + (f"android.util.AndroidException: INSTRUMENTATION_FAILED: {pkg}/{cls}\n")
-    return text + (f"android.util.AndroidException: INSTRUMENTATION_FAILED: {pkg}/{cls}\n"
-                   "\tat com.android.commands.am.Am.runInstrument(Am.java)\n")
+    return text + (
+        f"android.util.AndroidException: INSTRUMENTATION_FAILED: {pkg}/{cls}\n"
+        "\tat com.android.commands.am.Am.runInstrument(Am.java)\n"
+    )

@@ -40,7 +40,7 @@ def parse_apk(data: bytes) -> ApkInfo:
         raise ApkError("INSTALL_PARSE_FAILED_NOT_APK", f"not an APK: {exc}") from None
     # pyaxmlparser logs every oddity at ERROR; a malformed manifest is reported by us instead
     logging.getLogger("pyaxmlparser").setLevel(logging.CRITICAL)
-    from pyaxmlparser.axmlprinter import AXMLPrinter
+    from pyaxmlparser.axmlprinter import AXMLPrinter  # type: ignore[import-untyped]  # ships no type information
 
     try:
         xml = AXMLPrinter(manifest).get_xml_obj()

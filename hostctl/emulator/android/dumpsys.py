@@ -11,7 +11,8 @@ android11-release = 11):
   ``Display #0 (activities from top to bottom):`` and ``mResumedActivity:``);
   11: services/core/java/com/android/server/wm/RootWindowContainer.java ``dumpActivities`` and
   ActivityStack.java (``Stack #N: type=standard mode=fullscreen``, ``* Hist #0:``,
-  ``ResumedActivity:``). ``dumpsys activity top``: ActivityManagerService.dumpActivity
+  ``ResumedActivity:``); Task.toString's ``A=`` is the task affinity, which 11's
+  ActivityRecord.computeTaskAffinity prefixes with the app's uid (``A=10001:pkg``). ``dumpsys activity top``: ActivityManagerService.dumpActivity
   (``TASK <affinity> id=N`` [11: `` userId=0``], ``ACTIVITY pkg/.Cls hash pid=N``).
 - power: services/core/java/com/android/server/power/PowerManagerService.java ``dumpInternal``
   (``mWakefulness=Awake``, ``mHoldingDisplaySuspendBlocker=true`` while the screen is on).
@@ -33,24 +34,43 @@ LOLLIPOP = 21
 OREO = 26
 NOUGAT = 24
 Q = 29
+R = 30
 
 
-def window(sdk: int, top: TopActivity) -> str:
+def window(sdk: int, top: TopActivity, section: str | None = None) -> str:
+    """``dumpsys window [windows|displays]``. Up to 9 ``dumpWindowsNoHeaderLocked`` ends the
+    windows section with ``mCurrentFocus=``/``mFocusedApp=``; from 10 focus is per display and
+    those lines are printed by DisplayContent.dump under ``dumpsys window displays`` only (a real
+    Android 11 ``dumpsys window windows``, tests/fixtures/real/dumpsys_window_windows_a11_appium.txt,
+    has none), which is why adbutils' app_current falls back to ``dumpsys activity activities``.
+    11's WindowState.dump says ``rootTaskId=`` and ``showForAllUsers=`` (same fixture)."""
     focus = top.window
-    lines = ["WINDOW MANAGER WINDOWS (dumpsys window windows)",
-             f"  Window #0 {focus}:",
-             f"    mDisplayId=0 stackId=1 mSession=Session{{{object_id('sess', top.pid)} {top.pid}:u0a10001}} "
-             f"mClient=android.os.BinderProxy@{object_id('client', top.component)}",
-             "    mOwnerUid=10001 mShowToOwnerOnly=true package=" + top.package + " appop=NONE",
-             "    mHasSurface=true isReadyForDisplay()=true",
-             ""]
-    if sdk >= Q:
-        lines += [f"  mCurrentFocus={focus}", f"  mFocusedApp={top.record}"]
+    if sdk >= R:
+        ids = f"mDisplayId=0 rootTaskId={top.task_id}"
+        owner = f"    mOwnerUid={top.uid} showForAllUsers=false package={top.package} appop=NONE"
     else:
+        ids = "mDisplayId=0 stackId=1"
+        owner = f"    mOwnerUid={top.uid} mShowToOwnerOnly=true package={top.package} appop=NONE"
+    windows = ["WINDOW MANAGER WINDOWS (dumpsys window windows)",
+               f"  Window #0 {focus}:",
+               # Session's constructor names it ``Session{hash pid:u0a<appId>}``
+               f"    {ids} mSession=Session{{{object_id('sess', top.pid)} {top.pid}:{top.uid_text}}} "
+               f"mClient=android.os.BinderProxy@{object_id('client', top.component)}",
+               owner,
+               "    mHasSurface=true isReadyForDisplay()=true",
+               ""]
+    if sdk < Q:
         token = (f"AppWindowToken{{{object_id('awt', top.component)} token=Token{{"
                  f"{object_id('tok', top.component)} {top.record}}}}}")
-        lines += [f"  mCurrentFocus={focus}", f"  mFocusedApp={token}"]
-    return "\n".join(lines) + "\n"
+        return "\n".join(windows + [f"  mCurrentFocus={focus}", f"  mFocusedApp={token}"]) + "\n"
+    displays = ["WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)",
+                "  Display: mDisplayId=0",
+                f"  mCurrentFocus={focus}", f"  mFocusedApp={top.record}"]
+    if section in ("windows", "w"):
+        return "\n".join(windows) + "\n"
+    if section in ("displays", "d"):
+        return "\n".join(displays) + "\n"
+    return "\n".join(windows + ["-" * 79] + displays) + "\n"
 
 
 def activity_activities(sdk: int, top: TopActivity) -> str:
@@ -85,7 +105,7 @@ def activity_activities(sdk: int, top: TopActivity) -> str:
                 f"  mFocusedStack=ActivityStack{{{object_id('stack', 1)} stackId=1, 1 tasks}}"]
     else:
         task = (f"Task{{{object_id('task', top.component)} #{top.task_id} "
-                f"visible=true type=standard mode=fullscreen translucent=false A={top.user}:{top.package} U={top.user} "
+                f"visible=true type=standard mode=fullscreen translucent=false A={top.uid}:{top.package} U={top.user} "
                 f"StackId={top.task_id} sz=1}}")
         out += ["Display #0 (activities from top to bottom):",
                 "",
@@ -126,8 +146,8 @@ def power(sdk: int, display: Display) -> str:
     if sdk >= LOLLIPOP:
         out.append("  mWakefulnessChanging=false")
     out += ["  mIsPowered=true", "  mPlugType=2", "  mBatteryLevel=100",
-            "  mStayOn=false", f"  mDisplayReady=true",
-            f"  mHoldingWakeLockSuspendBlocker=false",
+            "  mStayOn=false", "  mDisplayReady=true",
+            "  mHoldingWakeLockSuspendBlocker=false",
             f"  mHoldingDisplaySuspendBlocker={'true' if on else 'false'}"]
     if sdk >= LOLLIPOP:
         out.append(f"Display Power: state={'ON' if on else 'OFF'}")
@@ -159,7 +179,7 @@ def display(sdk: int, d: Display) -> str:
                 f"logicalFrame=Rect(0, 0 - {w}, {h}), physicalFrame=Rect(0, 0 - {w}, {h}), "
                 f"deviceWidth={w}, deviceHeight={h}}}")
     out = ["DISPLAY MANAGER (dumpsys display)", "  mOnlyCode=false", "  mSafeMode=false",
-           f"  mPendingTraversal=false", f"  mDefaultViewport={viewport}", "",
+           "  mPendingTraversal=false", f"  mDefaultViewport={viewport}", "",
            "Display Devices: size=1", f"  DisplayDeviceInfo{{\"Built-in Screen\": {d.width} x {d.height}, "
            f"density {d.density}}}", "", "Logical Displays: size=1", "  Display 0:",
            f"    mBaseDisplayInfo={info}"]
@@ -178,9 +198,9 @@ def meminfo(sdk: int, processes: list[Process], uptime_ms: int) -> str:
     out = ["Applications Memory Usage (in Kilobytes):" if sdk >= LOLLIPOP else "Applications Memory Usage (kB):",
            f"Uptime: {uptime_ms} Realtime: {uptime_ms}", "", "Total PSS by process:"]
     total = 0
-    for i, p in enumerate(sorted(processes, key=lambda p: -p.pid)):
+    for p in sorted(processes, key=lambda p: -p.pid):
         pss = 20000 + (p.pid * 37) % 60000
         total += pss
         out.append(f"{pss:>11,}K: {p.name} (pid {p.pid})")
-    out += ["", f"Total RAM: 2,876,532K (status normal)", f" Used PSS: {total:,}K", ""]
+    out += ["", "Total RAM: 2,876,532K (status normal)", f" Used PSS: {total:,}K", ""]
     return "\n".join(out) + "\n"

@@ -4,6 +4,8 @@ handset's Wi-Fi interface on the lab network.
 Formats: iproute2 ``ip/ipaddress.c`` (``inet A/P brd B scope global wlan0``); KitKat toolbox
 ``system/core/toolbox/ifconfig.c`` prints ``wlan0: ip A mask M flags [up broadcast running multicast]``;
 toybox ``toys/net/ifconfig.c`` (6.0+) prints the net-tools layout with ``inet addr:A  Bcast:B  Mask:M``.
+The address itself is emulated: the lab's 192.168.50.0/24 plan is our guess, kept as data (handset.py
+``wlan_address``); nothing binds to it, sends to it or routes it, only these commands print it.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def ifconfig(sdk: int, i: Interface) -> str:
     n = i.net
     if sdk < MARSHMALLOW:
         return f"{i.name}: ip {n.ip} mask {n.netmask} flags [up broadcast running multicast]\n"
-    return (f"{i.name}     Link encap:UNSPEC    Driver icnss\n"
+    # toybox display_ifconfig: "%-9s Link encap:%s  ", then for an ARPHRD_ETHER device (Wi-Fi
+    # is one) "HWaddr " and the MAC as ":%02x", then "  Driver <name>" read from sysfs
+    return (f"{i.name:<9} Link encap:Ethernet  HWaddr {i.mac.lower()}  Driver icnss\n"
             f"          inet addr:{n.ip}  Bcast:{n.network.broadcast_address}  Mask:{n.netmask} \n"
             "          UP BROADCAST RUNNING MULTICAST  MTU:1500  Metric:1\n"
             "          RX packets:0 errors:0 dropped:0 overruns:0 frame:0 \n"

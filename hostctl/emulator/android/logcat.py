@@ -13,12 +13,26 @@ BUFFERS = ("main", "system", "radio", "events", "crash", "all", "default", "kern
 
 
 def _stamp(t: float, mods: set[str]) -> str:
+    """logprint.cpp ``android_log_formatLogLine``: ``epoch`` is ``%19lld`` seconds (right-aligned
+    in 19 columns), else strftime ``%m-%d %H:%M:%S`` (``%Y-`` first with ``year``); then
+    ``.%09ld`` (nsec), ``.%06ld`` (usec) or ``.%03ld``; ``zone`` appends strftime `` %z``."""
+    secs = int(t)
+    nsec = min(round((t - secs) * 1_000_000_000), 999_999_999)
     if "epoch" in mods:
-        return f"{int(t):>10d}.{int(t * 1000) % 1000:03d}"
-    dt = _dt.datetime.fromtimestamp(t, _dt.timezone.utc if "UTC" in mods else None)
-    text = dt.strftime("%Y-%m-%d %H:%M:%S" if "year" in mods else "%m-%d %H:%M:%S")
-    return text + (f".{int(t * 1_000_000) % 1_000_000:06d}" if "usec" in mods
-                   else f".{int(t * 1000) % 1000:03d}")
+        text, dt = f"{secs:>19d}", None
+    else:
+        dt = _dt.datetime.fromtimestamp(t, _dt.UTC if "UTC" in mods else None).astimezone(
+            _dt.UTC if "UTC" in mods else None)
+        text = dt.strftime("%Y-%m-%d %H:%M:%S" if "year" in mods else "%m-%d %H:%M:%S")
+    if "nsec" in mods:
+        text += f".{nsec:09d}"
+    elif "usec" in mods:
+        text += f".{nsec // 1000:06d}"
+    else:
+        text += f".{nsec // 1_000_000:03d}"
+    if "zone" in mods and dt is not None:
+        text += dt.strftime(" %z")
+    return text
 
 
 def format_entry(e, fmt: str = "threadtime", mods: set[str] | frozenset = frozenset()) -> str:

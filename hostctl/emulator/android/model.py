@@ -34,10 +34,20 @@ class TopActivity:
     pid: int
     task_id: int = 2
     user: int = 0
+    uid: int = 10001     # the app's uid (a stand-in when its process is not running)
 
     @property
     def package(self) -> str:
         return self.component.split("/", 1)[0]
+
+    @property
+    def uid_text(self) -> str:
+        """How WindowManager's Session constructor names the uid: ``u<user>a<appId>`` (the whole
+        appId, e.g. ``u0a10144`` for uid 10144, as a real Android 12 window dump shows in
+        tests/fixtures/real/dumpsys_window_systemui_appium.txt), the plain number below 10000."""
+        if self.uid % 100000 < 10000:
+            return str(self.uid)
+        return f"u{self.uid // 100000}a{self.uid % 100000}"
 
     @property
     def record(self) -> str:

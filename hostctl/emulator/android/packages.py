@@ -18,7 +18,7 @@ from ..fs import DeviceFS
 from .apk import ApkError, ApkInfo, parse_apk
 from .model import Package
 
-FIRST_APP_UID = 10050      # the first uid we hand out to an installed app (a guess: system apps use lower ones)
+FIRST_APP_UID = 10050  # the first uid we hand out to an installed app (a guess: system apps use lower ones)
 
 
 class PackageRegistry:
@@ -50,8 +50,17 @@ class PackageRegistry:
         with self._lock:
             if name in self._installed:
                 e = self._installed[name]
-                return Package(name, e["path"], e["version_code"], e["version_name"], e["uid"],
-                               e["target_sdk"], e["installed_at"], False, e["label"])
+                return Package(
+                    name,
+                    e["path"],
+                    e["version_code"],
+                    e["version_name"],
+                    e["uid"],
+                    e["target_sdk"],
+                    e["installed_at"],
+                    False,
+                    e["label"],
+                )
             if name in self._builtin:
                 path = self._builtin[name]
                 return Package(name, path, 1, "1.0", 1000, self._sdk, system=path.startswith("/system/"))
@@ -65,22 +74,29 @@ class PackageRegistry:
         info = parse_apk(data)
         with self._lock:
             if info.package in self._builtin and info.package not in self._installed:
-                raise ApkError("INSTALL_FAILED_UPDATE_INCOMPATIBLE",
-                               f"Package {info.package} signatures do not match the previously installed version")
+                raise ApkError(
+                    "INSTALL_FAILED_UPDATE_INCOMPATIBLE",
+                    f"Package {info.package} signatures do not match the previously installed version",
+                )
             old = self._installed.get(info.package)
             if old is not None and not replace:
-                raise ApkError("INSTALL_FAILED_ALREADY_EXISTS",
-                               f"Attempt to re-install {info.package} without first uninstalling.")
-            path = (f"/data/app/{info.package}-1.apk" if self._sdk < 21
-                    else f"/data/app/{info.package}-1/base.apk")
+                raise ApkError(
+                    "INSTALL_FAILED_ALREADY_EXISTS", f"Attempt to re-install {info.package} without first uninstalling."
+                )
+            path = f"/data/app/{info.package}-1.apk" if self._sdk < 21 else f"/data/app/{info.package}-1/base.apk"
             host = self._fs.host_path(path)
             host.parent.mkdir(parents=True, exist_ok=True)
             host.write_bytes(data)
             uid = old["uid"] if old else FIRST_APP_UID + len(self._installed)
             self._installed[info.package] = {
-                "path": path, "version_code": info.version_code, "version_name": info.version_name,
-                "uid": uid, "target_sdk": info.target_sdk, "label": info.label,
-                "installed_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                "path": path,
+                "version_code": info.version_code,
+                "version_name": info.version_name,
+                "uid": uid,
+                "target_sdk": info.target_sdk,
+                "label": info.label,
+                "installed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
             (self._fs.root / "data/data" / info.package).mkdir(parents=True, exist_ok=True)
             self._save()
         return info

@@ -71,7 +71,7 @@ def list_packages(packages: list[Package], flags: set[str], name_filter: str | N
                   show_versioncode: bool = False) -> str:
     out = []
     for p in sorted(packages, key=lambda p: p.name):
-        if "-3" in flags and p.system or "-s" in flags and not p.system:
+        if ("-3" in flags and p.system) or ("-s" in flags and not p.system):
             continue
         if name_filter and name_filter not in p.name:
             continue
@@ -88,6 +88,18 @@ def install_result(sdk: int, error: str | None, path: str | None = None) -> str:
     """``Success``, or ``Failure [INSTALL_...]``; before 7.0 prefixed with ``\\tpkg: PATH``."""
     head = f"\tpkg: {path}\n" if sdk < NOUGAT and path else ""
     return head + ("Success\n" if error is None else f"Failure [{error}]\n")
+
+
+def install_streams(sdk: int, error: str | None, path: str | None = None) -> tuple[str, str]:
+    """(stdout, stderr) of an install: before 7.0 Pm.java prints ``\tpkg: PATH`` and
+    ``Failure [..]`` with System.err and only ``Success`` with System.out; from 7.0
+    PackageManagerShellCommand prints both outcomes on its output writer."""
+    if sdk >= NOUGAT:
+        return install_result(sdk, error, path), ""
+    head = f"\tpkg: {path}\n" if path else ""
+    if error is None:
+        return "Success\n", head
+    return "", head + f"Failure [{error}]\n"
 
 
 def uninstall_result(ok: bool) -> str:

@@ -16,30 +16,34 @@ import time
 _ARM64_FEATURES = {
     "atoll": "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp",
 }
-_SOCS = {   # platform: (hardware line, [(implementer, variant, part, revision)] per core)
-    "atoll": ("Qualcomm Technologies, Inc ATOLL", [(0x51, 0xd, 0x805, 14)] * 6 + [(0x51, 0xd, 0x804, 14)] * 2),
-    "mt6795": ("MT6795", [(0x41, 0x0, 0xd03, 4)] * 8),
-    "mt6785": ("MT6785", [(0x41, 0x1, 0xd05, 0)] * 6 + [(0x41, 0x3, 0xd0b, 1)] * 2),
+_SOCS = {  # platform: (hardware line, [(implementer, variant, part, revision)] per core)
+    "atoll": ("Qualcomm Technologies, Inc ATOLL", [(0x51, 0xD, 0x805, 14)] * 6 + [(0x51, 0xD, 0x804, 14)] * 2),
+    "mt6795": ("MT6795", [(0x41, 0x0, 0xD03, 4)] * 8),
+    "mt6785": ("MT6785", [(0x41, 0x1, 0xD05, 0)] * 6 + [(0x41, 0x3, 0xD0B, 1)] * 2),
 }
 _DEFAULT_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32"
 
 
 def cpuinfo(abi: str, platform: str) -> str:
     if not abi.startswith("arm64"):
-        return ("Processor\t: ARMv7 Processor rev 3 (v7l)\nprocessor\t: 0\nBogoMIPS\t: 38.40\n"
-                "Hardware\t: Qualcomm MSM 8226 (Flattened Device Tree)\n")
-    hardware, cores = _SOCS.get(platform, (platform.upper() or "Unknown", [(0x41, 0x0, 0xd03, 4)] * 8))
+        return (
+            "Processor\t: ARMv7 Processor rev 3 (v7l)\nprocessor\t: 0\nBogoMIPS\t: 38.40\n"
+            "Hardware\t: Qualcomm MSM 8226 (Flattened Device Tree)\n"
+        )
+    hardware, cores = _SOCS.get(platform, (platform.upper() or "Unknown", [(0x41, 0x0, 0xD03, 4)] * 8))
     features = _ARM64_FEATURES.get(platform, _DEFAULT_FEATURES)
     out = []
     for n, (impl, variant, part, rev) in enumerate(cores):
-        out.append(f"processor\t: {n}\nBogoMIPS\t: 38.40\nFeatures\t: {features}\n"
-                   f"CPU implementer\t: 0x{impl:02x}\nCPU architecture: 8\nCPU variant\t: 0x{variant:x}\n"
-                   f"CPU part\t: 0x{part:03x}\nCPU revision\t: {rev}\n")
+        out.append(
+            f"processor\t: {n}\nBogoMIPS\t: 38.40\nFeatures\t: {features}\n"
+            f"CPU implementer\t: 0x{impl:02x}\nCPU architecture: 8\nCPU variant\t: 0x{variant:x}\n"
+            f"CPU part\t: 0x{part:03x}\nCPU revision\t: {rev}\n"
+        )
     return "\n".join(out) + f"\nHardware\t: {hardware}\n"
 
 
 def stat(uptime: float, cores: int = 8) -> str:
-    ticks = int(uptime * 100)    # USER_HZ
+    ticks = int(uptime * 100)  # USER_HZ
     user, system = ticks // 10, ticks // 20
     idle = ticks * cores - user - system
 
@@ -47,6 +51,13 @@ def stat(uptime: float, cores: int = 8) -> str:
         return f"{name} {user // share} 0 {system // share} {idle // share} 0 0 0 0 0 0"
 
     lines = ["cpu  " + line("", 1)[1:]] + [line(f"cpu{i}", cores) for i in range(cores)]
-    lines += ["intr 0", f"ctxt {ticks * 50}", f"btime {int(time.time() - uptime)}",
-              f"processes {200 + ticks // 100}", "procs_running 1", "procs_blocked 0", "softirq 0"]
+    lines += [
+        "intr 0",
+        f"ctxt {ticks * 50}",
+        f"btime {int(time.time() - uptime)}",
+        f"processes {200 + ticks // 100}",
+        "procs_running 1",
+        "procs_blocked 0",
+        "softirq 0",
+    ]
     return "\n".join(lines) + "\n"

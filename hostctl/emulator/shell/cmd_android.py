@@ -648,7 +648,7 @@ async def _pm_install(ctx: Ctx, args: list[str]) -> int:
         else:
             data = await ctx.stdin_bytes()
         if size is not None and len(data) != size:
-            ctx.out(pm_fmt.install_result(ctx.sdk, "INSTALL_FAILED_INVALID_APK: apk size mismatch"))
+            _install_reply(ctx, "INSTALL_FAILED_INVALID_APK: apk size mismatch")
             return 1
     elif path is None:
         ctx.err("Error: no package specified\n" if ctx.sdk < pm_fmt.NOUGAT else pm_fmt.usage(ctx.sdk))
@@ -657,19 +657,27 @@ async def _pm_install(ctx: Ctx, args: list[str]) -> int:
         try:
             data = ctx.files.read(ctx.path(path))
         except FsError as exc:
-            ctx.out(pm_fmt.install_result(ctx.sdk, "INSTALL_FAILED_INVALID_URI", path)
-                    if ctx.sdk < pm_fmt.NOUGAT else "")
+            if ctx.sdk < pm_fmt.NOUGAT:
+                _install_reply(ctx, "INSTALL_FAILED_INVALID_URI", path)
             if ctx.sdk >= pm_fmt.NOUGAT:
                 ctx.err(f"Error: Can't open file: {path}\n({exc.reason})\n")
             return 1
     try:
         info = ctx.handset.pm.install(data, replace=True)
     except ApkError as exc:
-        ctx.out(pm_fmt.install_result(ctx.sdk, f"{exc.code}: {exc.detail}", path))
+        _install_reply(ctx, f"{exc.code}: {exc.detail}", path)
         return 1
     ctx.handset.log("I", "PackageManager", f"Installed {info.package} versionCode={info.version_code}")
-    ctx.out(pm_fmt.install_result(ctx.sdk, None, path))
+    _install_reply(ctx, None, path)
     return 0
+
+
+def _install_reply(ctx: Ctx, error: str | None, path: str | None = None) -> None:
+    out, err = pm_fmt.install_streams(ctx.sdk, error, path)
+    if err:
+        ctx.err(err)
+    if out:
+        ctx.out(out)
 
 
 # --- input / uiautomator ----------------------------------------------------------------------
@@ -848,7 +856,8 @@ async def _dumpsys(ctx: Ctx, argv: list[str]) -> int:
 def top_activity(h) -> TopActivity:
     comp = h.current_screen.component
     pids = h.pids_of(comp.split("/", 1)[0])
-    return TopActivity(comp, pids[0] if pids else 0)
+    uids = [p.uid for p in h.processes() if pids and p.pid == pids[0]]
+    return TopActivity(comp, pids[0] if pids else 0, uid=uids[0] if uids else 10001)
 
 
 def display_state(h) -> Display:
@@ -876,7 +885,7 @@ def dumpsys_text(h, name: str, args: list[str]) -> str:
             return dumpsys_fmt.activity_processes(app_processes(h))
         return dumpsys_fmt.activity_activities(sdk, top) + dumpsys_fmt.activity_processes(app_processes(h))
     if name == "window":
-        return dumpsys_fmt.window(sdk, top_activity(h))
+        return dumpsys_fmt.window(sdk, top_activity(h), args[0] if args else None)
     if name == "power":
         return dumpsys_fmt.power(sdk, display_state(h))
     if name == "battery":

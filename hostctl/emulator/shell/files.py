@@ -14,7 +14,7 @@ from ..handset import VirtualHandset
 __all__ = ["FsError", "ShellFiles"]
 
 # Where uid 2000 (shell) may write; everything else is read-only or denied, as on a user build.
-_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp", "/bugreports")   # /bugreports: shell-owned (11)
+_WRITABLE = ("/sdcard", "/storage", "/mnt/sdcard", "/data/local/tmp", "/bugreports")  # /bugreports: shell-owned (11)
 _READ_ONLY = ("/system", "/vendor", "/proc", "/sys", "/sbin", "/etc", "/init", "/default.prop")
 _NO_READ = ("/data", "/cache", "/root")
 _READABLE_UNDER_NO_READ = ("/data/local/tmp", "/data/local")
@@ -83,12 +83,14 @@ class ShellFiles:
         if dev == "/dev/null":
             return b""
         if dev == "/proc/version":
-            return (b"Linux version 3.4.0-perf-g0a1b2c3 (builder@miui) (gcc version 4.7 "
-                    b"(GCC) ) #1 SMP PREEMPT Fri Jul 4 02:10:11 CST 2014\n")
-        if dev == "/proc/uptime":   # seconds since boot, idle seconds (summed over 4 cores)
+            return (
+                b"Linux version 3.4.0-perf-g0a1b2c3 (builder@miui) (gcc version 4.7 "
+                b"(GCC) ) #1 SMP PREEMPT Fri Jul 4 02:10:11 CST 2014\n"
+            )
+        if dev == "/proc/uptime":  # seconds since boot, idle seconds (summed over 4 cores)
             up = h.uptime()
             return f"{up:.2f} {up * 3.5:.2f}\n".encode()
-        if dev == "/proc/cpuinfo":   # per ABI and SoC (hostctl/emulator/android/procfs.py)
+        if dev == "/proc/cpuinfo":  # per ABI and SoC (hostctl/emulator/android/procfs.py)
             from ..android import procfs
 
             return procfs.cpuinfo(h.getprop("ro.product.cpu.abi"), h.getprop("ro.board.platform")).encode()
@@ -103,9 +105,11 @@ class ShellFiles:
             if proc is not None and parts[3] == "cmdline":
                 return proc.name.encode() + b"\x00"
             if proc is not None and parts[3] == "status":
-                return (f"Name:\t{proc.name.rsplit('/', 1)[-1][:15]}\nState:\tS (sleeping)\n"
-                        f"Pid:\t{proc.pid}\nPPid:\t{proc.ppid}\nUid:\t{proc.uid}\t{proc.uid}\t"
-                        f"{proc.uid}\t{proc.uid}\n").encode()
+                return (
+                    f"Name:\t{proc.name.rsplit('/', 1)[-1][:15]}\nState:\tS (sleeping)\n"
+                    f"Pid:\t{proc.pid}\nPPid:\t{proc.ppid}\nUid:\t{proc.uid}\t{proc.uid}\t"
+                    f"{proc.uid}\t{proc.uid}\n"
+                ).encode()
         return None
 
     def read(self, dev: str) -> bytes:
@@ -132,7 +136,7 @@ class ShellFiles:
                 raise FsError(dev, "Is a directory")
             if not host.parent.is_dir():
                 raise FsError(dev, "No such file or directory")
-            return open(host, "ab" if append else "wb")  # noqa: SIM115 - caller closes
+            return open(host, "ab" if append else "wb")  # caller closes
         except OSError as exc:
             raise FsError(dev, reason_of(exc)) from None
 

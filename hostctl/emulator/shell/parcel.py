@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["EX_SECURITY", "ParcelReader", "ParcelWriter", "exception_parcel", "format_parcel",
-           "hexdump", "parcel_error_text"]
+__all__ = [
+    "EX_SECURITY",
+    "ParcelReader",
+    "ParcelWriter",
+    "exception_parcel",
+    "format_parcel",
+    "hexdump",
+    "parcel_error_text",
+]
 
 EX_SECURITY = -1
 
@@ -78,7 +85,7 @@ class ParcelReader:
         padded = (n + 3) & ~3
         if self._pos + padded > len(self._data):
             return None
-        chunk = self._data[self._pos:self._pos + n]
+        chunk = self._data[self._pos : self._pos + n]
         self._pos += padded
         return chunk
 
@@ -103,8 +110,7 @@ class ParcelReader:
 _HEX2 = tuple(f"{v:02x}" for v in range(256))
 
 
-def hexdump(data: bytes, bytes_per_line: int = 16, single_line_cutoff: int = 16,
-            alignment: int = 4) -> list[str]:
+def hexdump(data: bytes, bytes_per_line: int = 16, single_line_cutoff: int = 16, alignment: int = 4) -> list[str]:
     """printHexData's lines (without indentation), as Android's libutils prints them."""
     length = len(data)
     if length == 0:

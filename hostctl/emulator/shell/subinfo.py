@@ -33,10 +33,15 @@ from .parcel import (
 __all__ = ["base_method", "call_parcel", "transact", "transact_msim"]
 
 _SUFFIXES = ("ForSubscriber", "ForPhone", "UsingSubId", "WithFeature", "ForSlot")
-_VALUES = {"getDeviceId": "imei", "getImei": "imei", "getSubscriberId": "imsi",
-           "getIccSerialNumber": "iccid", "getLine1Number": "msisdn", "getMsisdn": "msisdn"}
-_DEVICE_IDENTIFIERS = {"getDeviceId", "getImei", "getMeid", "getSubscriberId",
-                       "getIccSerialNumber", "getNai"}
+_VALUES = {
+    "getDeviceId": "imei",
+    "getImei": "imei",
+    "getSubscriberId": "imsi",
+    "getIccSerialNumber": "iccid",
+    "getLine1Number": "msisdn",
+    "getMsisdn": "msisdn",
+}
+_DEVICE_IDENTIFIERS = {"getDeviceId", "getImei", "getMeid", "getSubscriberId", "getIccSerialNumber", "getNai"}
 _PHONE_NUMBERS = {"getLine1Number", "getMsisdn"}
 _VOID_METHODS = {"setCarrierInfoForImsiEncryption", "resetCarrierKeysForImsiEncryption"}
 _PARCELABLE_METHODS = {"getCarrierInfoForImsiEncryption"}  # null Parcelable: int32 0
@@ -91,24 +96,31 @@ def call_parcel(args: list[tuple[str, object]], sdk: int) -> bytes:
 def _denial(method: str, sdk: int) -> str:
     base = base_method(method)
     if sdk >= 29 and base in _DEVICE_IDENTIFIERS:
-        return (f"{base}: The user {SHELL_UID} does not meet the requirements to access device "
-                "identifiers.")
+        return f"{base}: The user {SHELL_UID} does not meet the requirements to access device identifiers."
     if sdk >= 29 and base in _PHONE_NUMBERS:
-        return (f"{base}: Neither user {SHELL_UID} nor current process has "
-                "android.permission.READ_PHONE_STATE, android.permission.READ_SMS, or "
-                "android.permission.READ_PHONE_NUMBERS")
+        return (
+            f"{base}: Neither user {SHELL_UID} nor current process has "
+            "android.permission.READ_PHONE_STATE, android.permission.READ_SMS, or "
+            "android.permission.READ_PHONE_NUMBERS"
+        )
     prefix = base if sdk >= 29 else "Requires READ_PHONE_STATE"
-    return (f"{prefix}: Neither user {SHELL_UID} nor current process has "
-            "android.permission.READ_PHONE_STATE.")
+    return f"{prefix}: Neither user {SHELL_UID} nor current process has android.permission.READ_PHONE_STATE."
+
+
+def _int_arg(values: dict[str, object], kind: str) -> int:
+    value = values[kind]
+    if not isinstance(value, (int, str)):
+        raise TypeError(f"{kind}: {value!r} is not a number")
+    return int(value)
 
 
 def _slot(values: dict[str, object], sims: int, handset: VirtualHandset) -> int:
     if "phone_id" in values:
-        phone = int(values["phone_id"])  # type: ignore[arg-type]
+        phone = _int_arg(values, "phone_id")
         return phone if 0 <= phone < sims else 0
     for kind in ("sub_id", "sub_id64"):
         if kind in values:
-            sub = int(values[kind])  # type: ignore[arg-type]
+            sub = _int_arg(values, kind)
             # SubscriptionController.getPhoneId(subId): the slot holding that subscription
             slot = handset.profile.slot_of_sub_id(sub)
             return slot if slot is not None and slot < sims else 0
@@ -136,8 +148,13 @@ def transact(handset: VirtualHandset, code: int, args: list[tuple[str, object]])
     values: dict[str, object] = {}
     for kind in profile.iphonesubinfo_arg_kinds(method):
         parcel_type = ARG_KINDS[kind]
-        value = (reader.read_int32() if parcel_type == "i32" else
-                 reader.read_int64() if parcel_type == "i64" else reader.read_string16())
+        value = (
+            reader.read_int32()
+            if parcel_type == "i32"
+            else reader.read_int64()
+            if parcel_type == "i64"
+            else reader.read_string16()
+        )
         values.setdefault(kind, value)
     if profile.iphonesubinfo_needs_package and "package" in values and values["package"] is None:
         message = f"{method}: Package null does not belong to {SHELL_UID}"
@@ -163,8 +180,7 @@ def _answer(handset: VirtualHandset, method: str, values: dict[str, object]) -> 
     profile = handset.profile
     reply = profile.iphonesubinfo_reply
     if reply == "denied":
-        return format_parcel(exception_parcel(EX_SECURITY, _denial(method, profile.sdk),
-                                              profile.sdk))
+        return format_parcel(exception_parcel(EX_SECURITY, _denial(method, profile.sdk), profile.sdk))
     if method in _VOID_METHODS or method in _PARCELABLE_METHODS:
         w = ParcelWriter().write_no_exception()
         return format_parcel((w.write_int32(0) if method in _PARCELABLE_METHODS else w).data())

@@ -53,13 +53,23 @@ GROUP = ("root:x:0:\nsystem:x:1000:\ngraphics:x:1003:\ninput:x:1004:\nlog:x:1007
 def mountpoints(root: Path, dirs: list[str], files: list[str]) -> None:
     """Empty directories and files for the sandbox's mounts (its / is read-only, so bubblewrap
     cannot create them): the loader's library directories and the launcher."""
+    # explicit modes on every level made here: a detached lab runs with umask 077
+    def make_dir(d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        for level in (d, *d.parents):
+            if level == root or root not in level.parents:
+                break
+            if level.stat().st_mode & 0o777 != 0o755:
+                level.chmod(0o755)
+
     for d in dirs:
-        (root / d).mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dir(root / d)
     for f in files:
         p = root / f
         if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.touch(mode=0o755)
+            make_dir(p.parent)
+            p.touch()
+            p.chmod(0o755)
 
 
 def prepare(root: Path, *, own: bool) -> None:

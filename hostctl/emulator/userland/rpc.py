@@ -104,7 +104,17 @@ class FrameworkServer:
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+        # sun_path holds 108 bytes: a lab state folder deep in a temp dir (an audit's private
+        # one, pytest's) is longer, so bind through the folder's /proc/self/fd alias
+        folder, name = os.path.split(self.path)
+        if len(os.fsencode(self.path)) < 100:
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+        else:
+            fd = os.open(folder or ".", os.O_PATH | os.O_DIRECTORY)
+            try:
+                self._server = await asyncio.start_unix_server(self._serve, path=f"/proc/self/fd/{fd}/{name}")
+            finally:
+                os.close(fd)
         os.chmod(self.path, 0o666)      # the shell user (uid 2000) connects
         self.loop = asyncio.get_running_loop()
 

@@ -125,9 +125,12 @@ class Userland:
         self.handset = handset
         # a short host path: a unix socket's path is at most 107 bytes
         self.run_dir = Path(tempfile.mkdtemp(prefix="hostctl-ul-"))
-        (self.run_dir / "socket").mkdir(mode=0o755)
+        (self.run_dir / "socket").mkdir()
         (self.run_dir / "proc").mkdir()
-        self.run_dir.chmod(0o755)
+        # explicit modes: a detached lab runs with umask 077, and the shell user (uid 2000) must
+        # reach the framework socket
+        for d in (self.run_dir, self.run_dir / "socket"):
+            d.chmod(0o755)
         self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
         self._ctl: socket.socket | None = None

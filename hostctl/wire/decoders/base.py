@@ -48,7 +48,7 @@ class Limits:
     max_body_walk: int = 1 << 20
     max_frame: int = 16 << 20
     max_held: int = 1 << 20
-    max_kept: int = 4 << 20       # bytes all open messages of one connection keep for walkers
+    max_kept: int = 4 << 20  # bytes all open messages of one connection keep for walkers
 
 
 LIMITS = Limits()
@@ -57,9 +57,9 @@ LIMITS = Limits()
 class Sink(Protocol):
     """Where an analysis sends what the layers found (`hostctl.wire.check.WireCheck`)."""
 
-    scanner: "Scanner"
+    scanner: Scanner
 
-    def layer_finding(self, match: "Match", span: Span, offset: int) -> None: ...
+    def layer_finding(self, match: Match, span: Span, offset: int) -> None: ...
 
     def layer_note(self, span: Span, kind: str, detail: str) -> None: ...
 
@@ -86,21 +86,21 @@ class Out:
     """One decoded message of one layer: scanned as written; the first ``max_body_walk`` bytes
     are kept for the body decoders run at ``close``."""
 
-    __slots__ = ("conn", "span", "stream", "segments", "keep", "size", "walk", "closed", "below", "below_n")
+    __slots__ = ("below", "below_n", "closed", "conn", "keep", "segments", "size", "span", "stream", "walk")
 
-    def __init__(self, conn: "ConnectionLike", span: Span, *, walk: bool = True, scan: bool = True) -> None:
+    def __init__(self, conn: ConnectionLike, span: Span, *, walk: bool = True, scan: bool = True) -> None:
         self.conn = conn
         self.span = span
         # scan=False: every byte is the layer below's, unchanged and contiguous (an identity
         # body that was not chunked): only the body walkers see it
         self.stream = conn.sink.scanner.stream() if scan else None
-        self.segments: list[tuple[int, int]] = []   # decoded ranges that are verbatim below
+        self.segments: list[tuple[int, int]] = []  # decoded ranges that are verbatim below
         self.keep: bytearray | None = bytearray() if walk else None
         self.size = 0
         self.walk = walk
         self.closed = False
-        self.below: bytearray | None = None   # the encoded bytes this message came from (bounded)
-        self.below_n = 0                      # of them counted in conn.kept (-1: given up)
+        self.below: bytearray | None = None  # the encoded bytes this message came from (bounded)
+        self.below_n = 0  # of them counted in conn.kept (-1: given up)
 
     def encoded(self, data: bytes) -> None:
         """The encoded bytes (before this layer's transformation) that the next ``write`` came
@@ -109,12 +109,15 @@ class Out:
         if self.below is None:
             self.below = bytearray()
         lim = self.conn.limits
-        if self.below_n >= 0 and len(self.below) + len(data) <= lim.max_body_walk \
-                and self.conn.kept + len(data) <= lim.max_kept:
+        if (
+            self.below_n >= 0
+            and len(self.below) + len(data) <= lim.max_body_walk
+            and self.conn.kept + len(data) <= lim.max_kept
+        ):
             self.below += data
             self.below_n += len(data)
             self.conn.kept += len(data)
-        elif self.below_n >= 0:                   # too big to keep: no longer checked
+        elif self.below_n >= 0:  # too big to keep: no longer checked
             self.conn.kept -= self.below_n
             self.below_n = -1
             self.below = bytearray(b"\x00")
@@ -128,21 +131,23 @@ class Out:
         self.size += len(data)
         if verbatim:
             self.segments.append((start, self.size))
-            if len(self.segments) > 4096:            # only recent pieces can still hold a match
+            if len(self.segments) > 4096:  # only recent pieces can still hold a match
                 horizon = start - (self.conn.sink.scanner.max_len or 0)
                 self.segments = [s for s in self.segments if s[1] >= horizon]
         if self.keep is not None:
-            if len(self.keep) + len(data) <= self.conn.limits.max_body_walk and self.conn.kept + len(data) \
-                    <= self.conn.limits.max_kept:
+            if (
+                len(self.keep) + len(data) <= self.conn.limits.max_body_walk
+                and self.conn.kept + len(data) <= self.conn.limits.max_kept
+            ):
                 self.keep += data
                 self.conn.kept += len(data)
-            else:                                     # too big to walk (or too many open): scanned only
+            else:  # too big to walk (or too many open): scanned only
                 self.conn.kept -= len(self.keep)
                 self.keep = None
         if self.stream is not None:
             self._found(self.stream.feed(data))
 
-    def _found(self, matches: list["Match"]) -> None:
+    def _found(self, matches: list[Match]) -> None:
         for m in matches:
             if any(a <= m.start and m.end <= b for a, b in self.segments):
                 continue
@@ -174,12 +179,20 @@ class ConnectionLike(Protocol):
     limits: Limits
     registry: Any
     kept: int
+    layer: Any  # the current layer (None once the stream is dead or handed over)
+    upgrade_headers: dict[bytes, bytes]  # the 101 response's, for the next layer
 
     def note(self, span: Span, kind: str, detail: str) -> None: ...
 
     def span(self, direction: str, chain: tuple[str, ...], wire_offset: int) -> Span: ...
 
-    def switch(self, factory: Callable[..., "Layer"], held: dict[str, tuple[int, bytes]]) -> None: ...
+    def switch(
+        self,
+        factory: Callable[..., Any] | None,
+        held: dict[str, tuple[int, bytes]],
+        *,
+        chain: tuple[str, ...] | None = None,
+    ) -> None: ...
 
 
 class Layer:
@@ -204,4 +217,3 @@ class Layer:
     def opaque(self) -> bool:
         """True when nothing more can be decoded (the caller may stop feeding)."""
         return False
-

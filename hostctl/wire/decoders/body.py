@@ -11,19 +11,25 @@ frame can inflate to at most a few MiB (RLE blocks of 128 KiB each).
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from hostctl.wire.decoders.base import LIMITS, Limits
 
-try:
-    import brotli as _brotli
-except ImportError:      # pragma: no cover - brotli is a dependency; a note if it is missing
-    _brotli = None
-try:
-    import zstandard as _zstd
-except ImportError:      # pragma: no cover
-    _zstd = None
+
+def _optional_module(name: str) -> Any:
+    """The module, or None where it is not installed (its users check first). brotli and zstandard
+    are dependencies; a missing one is a note on the bodies that needed it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+_brotli = _optional_module("brotli")
+_zstd = _optional_module("zstandard")
 
 __all__ = ["Bomb", "CODINGS", "Malformed", "ZlibDecoder", "coding", "looks_compressed"]
 
@@ -52,8 +58,10 @@ class _Bounded:
     def _count(self, out: bytes) -> bytes:
         self.produced += len(out)
         if self._budget() < 0:
-            raise Bomb(f"{self.name}: over {self.produced} bytes from {self.consumed} "
-                       f"(bounds {self.limits.max_decoded} bytes, {self.limits.max_ratio}:1)")
+            raise Bomb(
+                f"{self.name}: over {self.produced} bytes from {self.consumed} "
+                f"(bounds {self.limits.max_decoded} bytes, {self.limits.max_ratio}:1)"
+            )
         return out
 
     def feed(self, data: bytes) -> bytes:
@@ -77,9 +85,9 @@ class ZlibDecoder(_Bounded):
         if self.name == "gzip":
             wbits = 31
         elif len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
-            wbits = 15                      # RFC 1950 header: zlib-wrapped deflate
+            wbits = 15  # RFC 1950 header: zlib-wrapped deflate
         else:
-            wbits = -15                     # raw deflate (what some servers send as "deflate")
+            wbits = -15  # raw deflate (what some servers send as "deflate")
         self.d = zlib.decompressobj(wbits)
 
     def feed(self, data: bytes) -> bytes:
@@ -101,7 +109,7 @@ class ZlibDecoder(_Bounded):
                 out.append(self._count(piece))
                 data = self.d.unconsumed_tail
                 if self.d.eof:
-                    self.ended = True       # trailing bytes after the stream: ignored
+                    self.ended = True  # trailing bytes after the stream: ignored
                     break
         except zlib.error as exc:
             raise Malformed(f"{self.name}: {exc}") from None
@@ -159,7 +167,7 @@ class _Zstd(_Bounded):
         out = []
         try:
             for i in range(0, len(data), self.STEP):
-                piece = data[i:i + self.STEP]
+                piece = data[i : i + self.STEP]
                 self.consumed += len(piece)
                 out.append(self._count(self.d.decompress(piece)))
         except _zstd.ZstdError as exc:
@@ -184,12 +192,16 @@ def coding(name: str, limits: Limits = LIMITS) -> _Bounded | None:
 
 
 def looks_compressed(head: bytes) -> str | None:
-    """"gzip" or "zlib" when ``head`` starts with that format's header (RFC 1952: 1f 8b 08;
+    """ "gzip" or "zlib" when ``head`` starts with that format's header (RFC 1952: 1f 8b 08;
     RFC 1950: CM 8, a window of at most 32 KiB, FCHECK so the first two bytes are a multiple of
     31, no preset dictionary), else None."""
     if head[:3] == b"\x1f\x8b\x08":
         return "gzip"
-    if len(head) >= 2 and head[0] in (0x08, 0x18, 0x28, 0x38, 0x48, 0x58, 0x68, 0x78) \
-            and (head[0] << 8 | head[1]) % 31 == 0 and not head[1] & 0x20:
+    if (
+        len(head) >= 2
+        and head[0] in (0x08, 0x18, 0x28, 0x38, 0x48, 0x58, 0x68, 0x78)
+        and (head[0] << 8 | head[1]) % 31 == 0
+        and not head[1] & 0x20
+    ):
         return "zlib"
     return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, coding
+from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, DIRECTIONS, S2C
 
@@ -26,7 +26,7 @@ METHODS = (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"
 _REQUEST = re.compile(rb"(?:" + b"|".join(METHODS) + rb") [^ \r\n]+ HTTP/1\.[01]\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})[^\r\n]*\r?\n")
 _START = {C2S: _REQUEST, S2C: _STATUS}
-_JUNK = 16      # stray bytes before a message start that a sniff still accepts
+_JUNK = 16  # stray bytes before a message start that a sniff still accepts
 
 
 _STARTS = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
@@ -36,9 +36,9 @@ def _sniff(c2s: bytes, s2c: bytes):
     for head, rx in ((c2s, _REQUEST), (s2c, _STATUS)):
         if not head:
             continue
-        if head[:_JUNK + 8].lstrip(b"\r\n\x00 ").startswith(_STARTS):
-            return True                    # a method or version word: the rest of the line may follow
-        if head.find(b"HTTP/1.", 0, _JUNK + 2048) >= 0:      # cheap before the regular expression
+        if head[: _JUNK + 8].lstrip(b"\r\n\x00 ").startswith(_STARTS):
+            return True  # a method or version word: the rest of the line may follow
+        if head.find(b"HTTP/1.", 0, _JUNK + 2048) >= 0:  # cheap before the regular expression
             m = rx.search(head, 0, _JUNK + 2048)
             if m and m.start() <= _JUNK:
                 return True
@@ -61,7 +61,7 @@ class _Body:
     """One message body: the content decoders (outermost last in the header, so undone in
     reverse) and the Out it fills."""
 
-    __slots__ = ("out", "decoders", "verbatim", "failed")
+    __slots__ = ("decoders", "failed", "out", "verbatim")
 
     def __init__(self, out: Out, decoders: list, verbatim: bool) -> None:
         self.out, self.decoders, self.verbatim, self.failed = out, decoders, verbatim, False
@@ -89,7 +89,7 @@ class _Body:
             try:
                 for i, d in enumerate(self.decoders):
                     tail = d.close()
-                    for d2 in self.decoders[i + 1:]:
+                    for d2 in self.decoders[i + 1 :]:
                         tail = d2.feed(tail)
                     self.out.write(tail)
             except Bomb as exc:
@@ -100,26 +100,26 @@ class _Body:
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "mode", "left", "body", "msg_at")
+    __slots__ = ("at", "body", "buf", "left", "mode", "msg_at")
 
     def __init__(self) -> None:
-        self.buf = bytearray()   # bytes of a head / chunk line not yet complete
-        self.at = 0              # stream offset of buf[0]
-        self.mode = "head"       # head | body | chunk-size | chunk-data | chunk-crlf | trailer | close | lost | hold
-        self.left = 0            # body / chunk bytes still to come
+        self.buf = bytearray()  # bytes of a head / chunk line not yet complete
+        self.at = 0  # stream offset of buf[0]
+        self.mode = "head"  # head | body | chunk-size | chunk-data | chunk-crlf | trailer | close | lost | hold
+        self.left = 0  # body / chunk bytes still to come
         self.body: _Body | None = None
-        self.msg_at = 0          # stream offset of the current message's head
+        self.msg_at = 0  # stream offset of the current message's head
 
 
 @REGISTRY.layer("http1", sniff=_sniff, ports=(80, 8080, 8000, 3128), priority=20)
 class Http1(Layer):
-    name = ""        # bodies name their own layer ("http-body"); the connection adds nothing
+    name = ""  # bodies name their own layer ("http-body"); the connection adds nothing
 
     def __init__(self, conn, chain=()) -> None:
         super().__init__(conn, chain)
         self.d = {C2S: _Dir(), S2C: _Dir()}
-        self.pending: list[tuple[bytes, bytes | None]] = []   # (method, upgrade token) per request
-        self.held: bytearray | None = None                     # c2s bytes after an Upgrade/CONNECT
+        self.pending: list[tuple[bytes, bytes | None]] = []  # (method, upgrade token) per request
+        self.held: bytearray | None = None  # c2s bytes after an Upgrade/CONNECT
         self.held_at = 0
 
     # -- feeding ------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ class Http1(Layer):
                 return
             if mode in ("body", "chunk-data"):
                 n = min(d.left, len(mv) - pos)
-                self._body_write(d, bytes(mv[pos:pos + n]))
+                self._body_write(d, bytes(mv[pos : pos + n]))
                 d.left -= n
                 pos += n
                 if d.left == 0:
@@ -170,7 +170,7 @@ class Http1(Layer):
             pos += end
             line_at = d.at
             self._line(direction, d, line, line_at, offset + pos)
-            if self.conn.layer is not self:          # handed over (101, CONNECT): the rest is theirs
+            if self.conn.layer is not self:  # handed over (101, CONNECT): the rest is theirs
                 self.conn.pass_on(direction, offset + pos, bytes(mv[pos:]))
                 return
             if direction == C2S and d.mode == "hold":
@@ -193,7 +193,7 @@ class Http1(Layer):
             self._head(direction, d, line, line_at, after)
         elif mode == "chunk-crlf":
             d.mode = "chunk-size"
-            if line.strip():           # not the CRLF after chunk data: read it as the size line
+            if line.strip():  # not the CRLF after chunk data: read it as the size line
                 self._line(direction, d, line, line_at, after)
         elif mode == "chunk-size":
             try:
@@ -205,25 +205,30 @@ class Http1(Layer):
                 d.mode = "trailer"
             else:
                 d.mode, d.left = "chunk-data", size
-        elif mode == "trailer":
-            if not line.strip():
-                self._end_message(direction, d)
+        elif mode == "trailer" and not line.strip():
+            self._end_message(direction, d)
 
     # -- messages -----------------------------------------------------------------------------
     def _head(self, direction: str, d: _Dir, head: bytes, at: int, after: int) -> None:
         m = _START[direction].search(head)
         if m is None:
             if head.strip():
-                self.conn.note(self.conn.span(direction, self.chain + ("http",), at), "resync",
-                               f"{len(head)} bytes that are no HTTP message head skipped")
+                self.conn.note(
+                    self.conn.span(direction, self.chain + ("http",), at),
+                    "resync",
+                    f"{len(head)} bytes that are no HTTP message head skipped",
+                )
             return
         if m.start():
-            skipped = head[:m.start()]
+            skipped = head[: m.start()]
             if skipped.strip(b"\r\n\x00 "):
-                self.conn.note(self.conn.span(direction, self.chain + ("http",), at), "resync",
-                               f"{m.start()} bytes before the message head skipped")
+                self.conn.note(
+                    self.conn.span(direction, self.chain + ("http",), at),
+                    "resync",
+                    f"{m.start()} bytes before the message head skipped",
+                )
             at += m.start()
-            head = head[m.start():]
+            head = head[m.start() :]
         d.msg_at = at
         headers = _headers(head)
         if direction == C2S:
@@ -234,14 +239,14 @@ class Http1(Layer):
             if (upgrade or method == b"CONNECT") and d.mode == "head":
                 d.mode = "hold"
             return
-        status = int(_STATUS.match(head).group(1))
+        status = int(m.group(1))  # m: _STATUS's match at what is now head's start
         method, upgrade = self.pending[0] if self.pending else (b"", None)
         if status == 101 and upgrade is not None:
             self.pending.pop(0)
             self._switch_upgrade(upgrade, headers, after)
             return
         if 100 <= status < 200:
-            return                      # informational; the real response follows
+            return  # informational; the real response follows
         if self.pending:
             self.pending.pop(0)
         if method == b"CONNECT" and 200 <= status < 300:
@@ -252,8 +257,9 @@ class Http1(Layer):
             return
         self._frame_body(direction, d, headers, request=False, method=method)
 
-    def _frame_body(self, direction: str, d: _Dir, headers: dict[bytes, bytes], *, request: bool,
-                    method: bytes) -> None:
+    def _frame_body(
+        self, direction: str, d: _Dir, headers: dict[bytes, bytes], *, request: bool, method: bytes
+    ) -> None:
         te = headers.get(b"transfer-encoding", b"").lower()
         chunked = b"chunked" in te
         length = None
@@ -269,17 +275,21 @@ class Http1(Layer):
                 length = 0
         if length == 0:
             return
-        names = [c.strip().decode("latin-1").lower() for c in
-                 headers.get(b"content-encoding", b"").split(b",") if c.strip()]
+        names = [
+            c.strip().decode("latin-1").lower() for c in headers.get(b"content-encoding", b"").split(b",") if c.strip()
+        ]
         names = [n for n in names if n != "identity"]
-        decoders = []
+        decoders: list[_Bounded] = []
         span_chain = self.chain + ("http-body",)
         for n in reversed(names):
             dec = coding(n, self.conn.limits)
             span_chain += (n,)
             if dec is None:
-                self.conn.note(self.conn.span(direction, span_chain, d.msg_at), "unknown-coding",
-                               f"Content-Encoding {n!r} not decoded")
+                self.conn.note(
+                    self.conn.span(direction, span_chain, d.msg_at),
+                    "unknown-coding",
+                    f"Content-Encoding {n!r} not decoded",
+                )
                 decoders = []
                 break
             decoders.append(dec)
@@ -323,8 +333,9 @@ class Http1(Layer):
     def _switch_upgrade(self, token: bytes, headers: dict[bytes, bytes], after: int) -> None:
         factory = self.conn.registry.upgrade(token.decode("latin-1"))
         if factory is None:
-            self.conn.note(self.conn.span(S2C, self.chain + ("http",), after), "unknown-upgrade",
-                           f"Upgrade {token!r} not decoded")
+            self.conn.note(
+                self.conn.span(S2C, self.chain + ("http",), after), "unknown-upgrade", f"Upgrade {token!r} not decoded"
+            )
             for d in DIRECTIONS:
                 self.d[d].mode = "lost"
             return
@@ -344,7 +355,7 @@ class Http1(Layer):
             d.body.out.note("gap", f"{length} bytes missing at stream offset {offset}")
             self._end_message(direction, d)
         d.buf = bytearray()
-        d.mode = "head"      # resynchronise at the next message start
+        d.mode = "head"  # resynchronise at the next message start
 
     def close(self) -> None:
         for direction, d in self.d.items():

@@ -12,21 +12,20 @@ without Huffman coding is on the wire as it is, so matches wholly inside it are 
 
 from __future__ import annotations
 
-from hyperframe.exceptions import HyperframeError
-from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame,
-                              RstStreamFrame)
-
 import hpack
+from hyperframe.exceptions import HyperframeError
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
+
 from hostctl.wire.decoders.base import Layer, Out
-from hostctl.wire.decoders.body import Bomb, Malformed, coding
+from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, S2C
 
 __all__ = ["PREFACE", "Http2"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-MAX_STREAMS = 256             # open streams followed per direction (more: the oldest closed)
-_HEADER_TABLE = 1 << 16       # the largest dynamic table a decoder accepts
+MAX_STREAMS = 256  # open streams followed per direction (more: the oldest closed)
+_HEADER_TABLE = 1 << 16  # the largest dynamic table a decoder accepts
 
 
 def _sniff(c2s: bytes, _s2c: bytes):
@@ -39,15 +38,26 @@ def _sniff(c2s: bytes, _s2c: bytes):
 
 
 class _Stream:
-    __slots__ = ("out", "decoders", "failed")
+    __slots__ = ("decoders", "failed", "out")
 
     def __init__(self, out: Out, decoders: list) -> None:
         self.out, self.decoders, self.failed = out, decoders, False
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "hpack", "block", "block_raw", "block_at", "block_stream", "streams",
-                 "codings", "lost", "preface")
+    __slots__ = (
+        "at",
+        "block",
+        "block_at",
+        "block_raw",
+        "block_stream",
+        "buf",
+        "codings",
+        "hpack",
+        "lost",
+        "preface",
+        "streams",
+    )
 
     def __init__(self, preface: bool) -> None:
         self.buf = bytearray()
@@ -61,7 +71,7 @@ class _Dir:
         self.streams: dict[int, _Stream] = {}
         self.codings: dict[int, list[str]] = {}
         self.lost = False
-        self.preface = preface       # the client preface may still come first
+        self.preface = preface  # the client preface may still come first
 
 
 @REGISTRY.layer("http2", sniff=_sniff, alpn=("h2",), upgrade=("h2c",), priority=10)
@@ -86,13 +96,13 @@ class Http2(Layer):
             elif n < len(PREFACE):
                 return
             else:
-                del d.buf[:len(PREFACE)]
+                del d.buf[: len(PREFACE)]
                 d.at += len(PREFACE)
                 d.preface = False
         buf, p = d.buf, 0
         limit = self.conn.limits.max_frame
         while len(buf) - p >= 9:
-            length = int.from_bytes(buf[p:p + 3], "big")
+            length = int.from_bytes(buf[p : p + 3], "big")
             if length > limit:
                 self._lose(direction, d, f"frame of {length} bytes at stream offset {d.at + p}")
                 return
@@ -100,8 +110,8 @@ class Http2(Layer):
                 break
             at = d.at + p
             try:
-                frame, _ = Frame.parse_frame_header(memoryview(buf)[p:p + 9])
-                frame.parse_body(memoryview(bytes(buf[p + 9:p + 9 + length])))
+                frame, _ = Frame.parse_frame_header(memoryview(buf)[p : p + 9])
+                frame.parse_body(memoryview(bytes(buf[p + 9 : p + 9 + length])))
             except (HyperframeError, ValueError) as exc:
                 self._lose(direction, d, f"frame at stream offset {at}: {exc}")
                 return
@@ -170,13 +180,14 @@ class Http2(Layer):
             if len(d.streams) >= MAX_STREAMS:
                 self._end_stream(d, next(iter(d.streams)))
             chain = self.chain + ("h2-data",)
-            decoders = []
+            decoders: list[_Bounded] = []
             for n in reversed(d.codings.get(sid, [])):
                 dec = coding(n, self.conn.limits)
                 chain += (n,)
                 if dec is None:
-                    self.conn.note(self.conn.span(direction, chain, at), "unknown-coding",
-                                   f"content-encoding {n!r} not decoded")
+                    self.conn.note(
+                        self.conn.span(direction, chain, at), "unknown-coding", f"content-encoding {n!r} not decoded"
+                    )
                     decoders = []
                     chain = self.chain + ("h2-data",)
                     break
@@ -205,7 +216,7 @@ class Http2(Layer):
             try:
                 for i, dec in enumerate(st.decoders):
                     tail = dec.close()
-                    for d2 in st.decoders[i + 1:]:
+                    for d2 in st.decoders[i + 1 :]:
                         tail = d2.feed(tail)
                     st.out.write(tail)
             except (Bomb, Malformed) as exc:
@@ -220,8 +231,11 @@ class Http2(Layer):
     def gap(self, direction: str, offset: int, length: int) -> None:
         d = self.d[direction]
         if not d.lost:
-            self.conn.note(self.conn.span(direction, self.chain + ("h2",), offset), "gap",
-                           f"{length} bytes missing: the frames of this direction are lost")
+            self.conn.note(
+                self.conn.span(direction, self.chain + ("h2",), offset),
+                "gap",
+                f"{length} bytes missing: the frames of this direction are lost",
+            )
             d.lost = True
             d.buf = bytearray()
 

@@ -39,9 +39,9 @@ def _targets(scanner: Any) -> dict[int, list[Pattern]]:
     """value -> synthetic patterns (one per identifier and number variant) for a scanner."""
     key = id(scanner)
     hit = _targets_cache.get(key)
-    if hit is not None and hit.get(-1) is scanner:        # type: ignore[comparison-overlap]
+    if hit is not None and hit.get(-1) is scanner:  # the scanner itself under -1: id() may be reused
         return hit
-    out: dict[int, list] = {-1: scanner}                  # type: ignore[dict-item]
+    out: dict[int, list] = {-1: scanner}
     seen: set = set()
     for p in scanner.patterns:
         ident = p.ident
@@ -62,7 +62,8 @@ def _targets(scanner: Any) -> dict[int, list[Pattern]]:
                 continue
             form = f"{variant}:protobuf-int" if variant else "protobuf-int"
             out.setdefault(int(digits), []).append(
-                Pattern(-1, ident, form, b"", (form,), variant, text, ("protobuf-int",)))
+                Pattern(-1, ident, form, b"", (form,), variant, text, ("protobuf-int",))
+            )
     _targets_cache.clear()
     _targets_cache[key] = out
     return out
@@ -93,15 +94,16 @@ def parse(b: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, i
             if num == 0 or num >= 1 << 29:
                 return None
             at = p
+            v: int | tuple[int, int]  # a number, or a length-delimited field's (start, end)
             if wt == 0:
                 v, p = _varint(b, p)
             elif wt == 1:
-                v, p = int.from_bytes(b[p:p + 8], "little"), p + 8
+                v, p = int.from_bytes(b[p : p + 8], "little"), p + 8
             elif wt == 2:
                 n, p = _varint(b, p)
                 v, p = (p, p + n), p + n
             elif wt == 5:
-                v, p = int.from_bytes(b[p:p + 4], "little"), p + 4
+                v, p = int.from_bytes(b[p : p + 4], "little"), p + 4
             else:
                 return None
             if p > end:
@@ -114,14 +116,20 @@ def parse(b: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, i
     return out
 
 
-def walk(b: bytes, targets: dict[int, list[Pattern]], depth: int = 0, start: int = 0,
-         end: int | None = None, fields: list | None = None) -> list[tuple[Pattern, int, int, str]]:
+def walk(
+    b: bytes,
+    targets: dict[int, list[Pattern]],
+    depth: int = 0,
+    start: int = 0,
+    end: int | None = None,
+    fields: list | None = None,
+) -> list[tuple[Pattern, int, int, str]]:
     """(pattern, start, end, kind) for each integer field equal to a target, recursing."""
     fields = parse(b, start, end) if fields is None else fields
     hits: list[tuple[Pattern, int, int, str]] = []
     for _num, wt, v, at in fields or ():
         if wt in (0, 1) and v in targets:
-            n = at + 8                         # fixed64; a varint ends at its first byte < 0x80
+            n = at + 8  # fixed64; a varint ends at its first byte < 0x80
             if wt == 0:
                 n = at
                 while b[n] & 0x80:

@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["REGISTRY", "Registry", "WAIT"]
 
-WAIT = object()       # a heuristic needs more bytes before it can say
+WAIT = object()  # a heuristic needs more bytes before it can say
 
 
 @dataclass(order=True)
@@ -40,30 +40,42 @@ class Registry:
         self.walkers: list[tuple[int, str, Callable[..., None]]] = []
 
     # -- registration -----------------------------------------------------------------------
-    def layer(self, name: str, *, sniff: Callable[[bytes, bytes], Any] | None = None,
-              ports: tuple[int, ...] = (), alpn: tuple[str, ...] = (), upgrade: tuple[str, ...] = (),
-              priority: int = 50) -> Callable[[Any], Any]:
+    def layer(
+        self,
+        name: str,
+        *,
+        sniff: Callable[[bytes, bytes], Any] | None = None,
+        ports: tuple[int, ...] = (),
+        alpn: tuple[str, ...] = (),
+        upgrade: tuple[str, ...] = (),
+        priority: int = 50,
+    ) -> Callable[[Any], Any]:
         """Class decorator: a connection layer, claimed when ``sniff(c2s_head, s2c_head)`` is
         true (WAIT: undecided yet), when the TLS ALPN is one of ``alpn``, or by server port."""
+
         def register(cls: Any) -> Any:
             self.layers.append(_Entry(priority, name, cls, sniff, ports, alpn))
             self.layers.sort()
             for token in upgrade:
                 self.upgrades[token.lower()] = cls
             return cls
+
         return register
 
     def walker(self, name: str, *, priority: int = 50) -> Callable[[Any], Any]:
         """Function decorator: ``fn(conn, span, data)`` run over every decoded message."""
+
         def register(fn: Any) -> Any:
             self.walkers.append((priority, name, fn))
             self.walkers.sort(key=lambda w: w[:2])
             return fn
+
         return register
 
     # -- look-ups ---------------------------------------------------------------------------
-    def choose(self, c2s: bytes, s2c: bytes, *, port: int | None = None, alpn: str | None = None,
-               final: bool = False) -> Any:
+    def choose(
+        self, c2s: bytes, s2c: bytes, *, port: int | None = None, alpn: str | None = None, final: bool = False
+    ) -> Any:
         """The layer class for a stream whose directions began with ``c2s`` / ``s2c``; WAIT when
         a heuristic needs more bytes (and ``final`` is false); None when nothing claims it."""
         if alpn:
@@ -78,7 +90,7 @@ class Registry:
             if verdict is WAIT:
                 if not final:
                     undecided = True
-                    break           # a higher-priority heuristic must be able to say first
+                    break  # a higher-priority heuristic must be able to say first
                 continue
             if verdict:
                 return e.factory
@@ -90,8 +102,9 @@ class Registry:
                     return e.factory
         return None
 
-    def name_of(self, c2s: bytes, s2c: bytes, *, port: int | None = None, alpn: str | None = None,
-                final: bool = False) -> Any:
+    def name_of(
+        self, c2s: bytes, s2c: bytes, *, port: int | None = None, alpn: str | None = None, final: bool = False
+    ) -> Any:
         """The registered name of the layer `choose` would pick (WAIT or None likewise)."""
         factory = self.choose(c2s, s2c, port=port, alpn=alpn, final=final)
         if factory is None or factory is WAIT:

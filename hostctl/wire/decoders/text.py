@@ -129,12 +129,12 @@ class Xmpp(Layer):
         m = rx.search(text)
         if m is not None:
             self.tail[direction] = b""
-            rest = text[m.end():]
+            rest = text[m.end() :]
             st = self.streams[direction] = _Stream(self, direction, base + m.end(), "zlib")
             st.feed(rest)
             return
         if direction == S2C and _PROCEED.search(text):
-            self.tls = True              # STARTTLS: both sides speak TLS from here
+            self.tls = True  # STARTTLS: both sides speak TLS from here
             return
         self.tail[direction] = text[-_TAIL:]
 

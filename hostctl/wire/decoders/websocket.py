@@ -20,7 +20,7 @@ from hostctl.wire.span import C2S, S2C
 
 __all__ = ["WebSocket"]
 
-_TAIL = b"\x00\x00\xff\xff"          # RFC 7692 7.2.2: removed by the sender, appended here
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.2: removed by the sender, appended here
 
 
 class _Inflate(ZlibDecoder):
@@ -32,13 +32,13 @@ class _Inflate(ZlibDecoder):
 
     def message(self) -> None:
         self.consumed = self.produced = 0
-        if self.ended:                     # no context takeover: a fresh window
+        if self.ended:  # no context takeover: a fresh window
             self.d = zlib.decompressobj(-15)
             self.ended = False
 
 
 class _Dir:
-    __slots__ = ("buf", "at", "out", "compressed", "inflate", "lost", "takeover")
+    __slots__ = ("at", "buf", "compressed", "inflate", "lost", "out", "takeover")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -48,6 +48,13 @@ class _Dir:
         self.inflate: _Inflate | None = None
         self.lost = False
         self.takeover = True
+
+
+def _inflater(d: _Dir) -> _Inflate:
+    """The inflater of a direction whose message is compressed (set together with ``compressed``)."""
+    if d.inflate is None:
+        raise RuntimeError("websocket: a compressed message without permessage-deflate state")
+    return d.inflate
 
 
 @REGISTRY.layer("websocket", upgrade=("websocket",), priority=90)
@@ -78,11 +85,11 @@ class WebSocket(Layer):
             if n == 126:
                 if len(buf) - p < 4:
                     break
-                n, h = int.from_bytes(buf[p + 2:p + 4], "big"), 4
+                n, h = int.from_bytes(buf[p + 2 : p + 4], "big"), 4
             elif n == 127:
                 if len(buf) - p < 10:
                     break
-                n, h = int.from_bytes(buf[p + 2:p + 10], "big"), 10
+                n, h = int.from_bytes(buf[p + 2 : p + 10], "big"), 10
             masked = b1 & 0x80
             key_at = p + h
             h += 4 if masked else 0
@@ -91,9 +98,9 @@ class WebSocket(Layer):
                 return
             if len(buf) - p < h + n:
                 break
-            payload = bytes(buf[p + h:p + h + n])
+            payload = bytes(buf[p + h : p + h + n])
             if masked:
-                key = bytes(buf[key_at:key_at + 4]) * (n // 4 + 1)
+                key = bytes(buf[key_at : key_at + 4]) * (n // 4 + 1)
                 payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key[:n], "big")).to_bytes(n, "big")
             self._frame(direction, d, b0, payload, d.at + p, verbatim=not masked)
             if d.lost:
@@ -105,7 +112,7 @@ class WebSocket(Layer):
     def _frame(self, direction: str, d: _Dir, b0: int, payload: bytes, at: int, *, verbatim: bool) -> None:
         fin, rsv1, opcode = b0 & 0x80, b0 & 0x40, b0 & 0x0F
         if opcode >= 8:
-            return                                   # control frame
+            return  # control frame
         if opcode in (1, 2):
             if d.out is not None:
                 d.out.note("malformed", "a new message before the last one ended")
@@ -114,17 +121,19 @@ class WebSocket(Layer):
             chain = self.chain + (("websocket", "permessage-deflate") if d.compressed else ("websocket",))
             d.out = Out(self.conn, self.conn.span(direction, chain, at))
             if d.compressed:
-                d.inflate.message()
+                _inflater(d).message()
         elif opcode != 0 or d.out is None:
-            self.conn.note(self.conn.span(direction, self.chain + ("websocket",), at), "malformed",
-                           f"opcode {opcode} out of place")
+            self.conn.note(
+                self.conn.span(direction, self.chain + ("websocket",), at), "malformed", f"opcode {opcode} out of place"
+            )
             return
         out = d.out
         if d.compressed:
+            inflate = _inflater(d)
             if verbatim:
                 out.encoded(payload)
             try:
-                data = d.inflate.feed(payload + (_TAIL if fin else b""))
+                data = inflate.feed(payload + (_TAIL if fin else b""))
             except (Bomb, Malformed) as exc:
                 out.note("bomb" if isinstance(exc, Bomb) else "malformed", str(exc))
                 d.compressed = False
@@ -133,7 +142,7 @@ class WebSocket(Layer):
                 out.close()
                 return
             if fin and not d.takeover:
-                d.inflate.ended = True
+                inflate.ended = True
             out.write(data)
         else:
             out.write(payload, verbatim=verbatim)
