@@ -538,7 +538,7 @@ _OTA_B = {k: v for k, v in _raw(OTA)["behaviour"].items() if k != "cloud_messagi
         ),
         (
             {"endpoints": {**_OTA_B["endpoints"], "account": {"host": "a.b", "port": 443, "transport": "udp"}}},
-            "behaviour.endpoints.account.transport: expected tls or http, got 'udp'",
+            "behaviour.endpoints.account.transport: expected tls, http, h2, h2c, wss, ws, got 'udp'",
         ),
         (
             {"endpoints": {**_OTA_B["endpoints"], "account": {"host": "a.b", "port": 70000, "transport": "tls"}}},

@@ -29,8 +29,9 @@ import os
 import select
 import socket
 
-# loaded at start, as an Android app maps its TLS library when it starts: a tracer that attaches
-# before the first connection (frida-trace -i 'SSL_write*') finds libssl
+# loaded at start (and used by the TLS clients below), as an Android app maps its TLS library
+# when it starts: a tracer that attaches before the first connection (frida-trace -i
+# 'SSL_write*') finds libssl
 import ssl
 import sys
 import time
@@ -252,6 +253,129 @@ def https(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
         sock.close()
     _head, _, payload = reply.partition(b"\r\n\r\n")
     return json.loads(payload or b"{}")
+
+
+# --- HTTP/2 and WebSocket endpoints (a build's `transport: h2 | h2c | wss | ws`) -----------------
+# Spoken with the real protocol libraries (python-hyper h2, wsproto), as an app would use OkHttp's
+# HTTP/2 or a WebSocket client. They live in hostctl's environment, not the standard library: the
+# lab sends their directories (``pylibs``) and they are imported the first time a build needs them,
+# so an app that never speaks them stays as small as before.
+
+
+def _use_libs(libs):
+    for d in libs:
+        if d not in sys.path:
+            sys.path.append(d)
+
+
+def _connect(app, host, tls, alpn=None, timeout=10.0):
+    if not tls:
+        ip, port = app.hosts[host].rsplit(":", 1)
+        return socket.create_connection((ip, int(port)), timeout=timeout)
+    addr = app.hosts.get(host)
+    if not addr:
+        raise RuntimeError("cannot resolve %s" % host)
+    ip, port = addr.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=app.ca or None)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    raw = socket.create_connection((ip, int(port)), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=host)
+
+
+def _body(fields, encoding):
+    body = json.dumps(fields).encode()
+    if encoding in ("gzip", "deflate"):
+        import gzip
+        import zlib
+        body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    return body
+
+
+def http2(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="identity", libs=()):
+    """One request on its own HTTP/2 connection: over TLS after ALPN chose "h2" (RFC 9113 3.2), or
+    in the clear with prior knowledge (3.3). Returns the JSON reply."""
+    _use_libs(libs)
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = _connect(app, host, tls, alpn=["h2"])
+    try:
+        if tls and sock.selected_alpn_protocol() != "h2":
+            raise RuntimeError("%s did not negotiate h2 (ALPN %r)" % (host, sock.selected_alpn_protocol()))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        body = _body(fields, encoding)
+        sid = conn.get_next_available_stream_id()
+        headers = [(":method", method), (":scheme", "https" if tls else "http"), (":authority", host),
+                   (":path", path or "/"), ("content-type", "application/json"),
+                   ("content-length", str(len(body)))]
+        if encoding in ("gzip", "deflate"):
+            headers.append(("content-encoding", encoding))
+        conn.send_headers(sid, headers)
+        conn.send_data(sid, body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        reply, done = b"", False
+        while not done:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                    reply += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                    done = True
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    raise RuntimeError("%s: HTTP/2 stream ended early: %s" % (host, ev))
+            sock.sendall(conn.data_to_send())
+        conn.close_connection()
+        sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    return json.loads(reply or b"{}")
+
+
+def websocket(app, path, fields, host=ACCOUNT_HOST, tls=True, deflate=False, libs=()):
+    """One report as one WebSocket text message (masked, as a client's must be: RFC 6455 5.3),
+    after the HTTP/1.1 Upgrade; with ``deflate`` the permessage-deflate extension is offered
+    (RFC 7692) and, when accepted, compresses the message. Returns the service's JSON reply."""
+    _use_libs(libs)
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import (AcceptConnection, CloseConnection, Message, RejectConnection, Request,
+                                TextMessage)
+    from wsproto.extensions import PerMessageDeflate
+
+    sock = _connect(app, host, tls, alpn=["http/1.1"])
+    ws = WSConnection(ConnectionType.CLIENT)
+    try:
+        sock.sendall(ws.send(Request(host=host, target=path or "/",
+                                     extensions=[PerMessageDeflate()] if deflate else [])))
+        reply, text, state = None, "", "upgrading"
+        while state != "closed":
+            data = sock.recv(65536)
+            if not data:
+                break
+            ws.receive_data(data)
+            for ev in ws.events():
+                if isinstance(ev, AcceptConnection):
+                    state = "open"
+                    sock.sendall(ws.send(Message(data=json.dumps(fields))))
+                elif isinstance(ev, RejectConnection):
+                    raise RuntimeError("%s refused the WebSocket upgrade (%s)" % (host, ev.status_code))
+                elif isinstance(ev, TextMessage):
+                    text += ev.data
+                    if ev.message_finished:
+                        reply = text
+                        sock.sendall(ws.send(CloseConnection(code=1000)))
+                elif isinstance(ev, CloseConnection):
+                    if reply is None:      # the service closed first: answer its close
+                        sock.sendall(ws.send(ev.response()))
+                    state = "closed"
+    finally:
+        sock.close()
+    return json.loads(reply or "{}")
 
 
 # --- the build's own encryption (numbers, bodies) ------------------------------------------------
@@ -484,6 +608,13 @@ def cmd_emit(app, req):
                     sock = tls_connect(app, r["host"])
                     sock.sendall(json.dumps(frame).encode() + b"\n")
                     sock.close()
+            elif r["transport"] in ("h2", "h2c"):
+                http2(app, r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST", r["path"],
+                      r["fields"], host=r["host"], tls=r["transport"] == "h2", encoding=r.get("encoding", "identity"),
+                      libs=r.get("pylibs") or ())
+            elif r["transport"] in ("wss", "ws"):
+                websocket(app, r["path"], r["fields"], host=r["host"], tls=r["transport"] == "wss",
+                          deflate=r.get("encoding") == "permessage-deflate", libs=r.get("pylibs") or ())
             else:
                 https(
                     app,

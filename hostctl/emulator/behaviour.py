@@ -15,12 +15,20 @@ Schema (``*`` = required; ``{}`` or no ``behaviour:`` at all = the build sends n
         NAME:                             # name at least account, chat and resolver
           host*: str                      #   account:  api.account.xiaomi.com 443 tls
           port*: int                      #   chat:     app.chat.xiaomi.net 5222 tls
-          transport*: tls | http          #   resolver: resolver.msg.xiaomi.net 80 http
+          transport*: tls | http | h2 | h2c | wss | ws   # resolver: resolver.msg.xiaomi.net 80 http
+                                          #   tls/http: HTTP/1.1 over TLS / in the clear;
+                                          #   h2: HTTP/2 over TLS, ALPN "h2" (RFC 9113 3.2);
+                                          #   h2c: HTTP/2 in the clear, prior knowledge (3.3);
+                                          #   wss/ws: one WebSocket message per request after
+                                          #   an HTTP/1.1 Upgrade (RFC 6455), over TLS / clear
           path: str                       #   "/..." (default: none, "")
-          encoding: identity | gzip | deflate   # Content-Encoding of the request body
-                                          #   (RFC 9110 8.4.1; default identity): a build that
-                                          #   gzips its reports (what wire-check's http-body>gzip
-                                          #   layer reads)
+          encoding: identity | gzip | deflate | permessage-deflate
+                                          #   HTTP (tls, http, h2, h2c): the request body's
+                                          #   Content-Encoding (RFC 9110 8.4.1; default
+                                          #   identity), e.g. a build that gzips its reports
+                                          #   (wire-check's http-body>gzip / h2-data>gzip);
+                                          #   WebSocket (wss, ws): identity or
+                                          #   permessage-deflate (RFC 7692) offered and used
       keys:                               # key material for the aes-* protections
         NAME:
           secret*: str                    #   the build secret
@@ -155,8 +163,13 @@ EVENT_DATA: dict[str, frozenset[str]] = {
 
 _KEYED = KEYED
 
-_TRANSPORTS = ("tls", "http")
-_ENCODINGS = ("identity", "gzip", "deflate")
+_TRANSPORTS = ("tls", "http", "h2", "h2c", "wss", "ws")
+TLS_TRANSPORTS = frozenset({"tls", "h2", "wss"})
+# which encodings each kind of transport can carry: HTTP bodies a Content-Encoding, WebSocket
+# messages the one compression extension RFC 7692 defines
+_ENCODINGS_FOR = {"tls": ("identity", "gzip", "deflate"), "http": ("identity", "gzip", "deflate"),
+                  "h2": ("identity", "gzip", "deflate"), "h2c": ("identity", "gzip", "deflate"),
+                  "wss": ("identity", "permessage-deflate"), "ws": ("identity", "permessage-deflate")}
 _REQUIRED_ENDPOINTS = ("account", "chat", "resolver")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -176,9 +189,9 @@ class Endpoint:
     name: str
     host: str
     port: int
-    transport: str  # "tls" | "http"
+    transport: str  # "tls" | "http" | "h2" | "h2c" | "wss" | "ws"
     path: str = ""
-    encoding: str = "identity"  # the request body's Content-Encoding
+    encoding: str = "identity"  # the request body's Content-Encoding (WebSocket: the extension)
 
 
 DEFAULT_ENDPOINTS: dict[str, Endpoint] = {
@@ -243,7 +256,7 @@ class Request:
 
     @property
     def tls(self) -> bool:
-        return self.transport == "tls"
+        return self.transport in TLS_TRANSPORTS
 
     def field_bytes(self, name: str) -> bytes:
         """The exact bytes of a field (its text with surrogate-escaped non-UTF-8 bytes undone)."""
@@ -485,10 +498,14 @@ def _parse_endpoints(c: _Checker, raw: Any) -> dict[str, Endpoint]:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise c.fail(f"{path}.port", f"expected a port 1-65535, got {port!r}")
         transport = c.choice(
-            spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport", " or ".join(_TRANSPORTS)
+            spec["transport"], {t: t for t in _TRANSPORTS}, f"{path}.transport", ", ".join(_TRANSPORTS)
         )
+        allowed = _ENCODINGS_FOR[transport]
         encoding = c.choice(
-            spec.get("encoding", "identity"), {e: e for e in _ENCODINGS}, f"{path}.encoding", ", ".join(_ENCODINGS)
+            spec.get("encoding", "identity"),
+            {e: e for e in allowed},
+            f"{path}.encoding",
+            f"{', '.join(allowed)} (for transport {transport})",
         )
         out[name] = Endpoint(
             name, host, port, transport, _parse_path(c, spec.get("path"), f"{path}.path") or "", encoding

@@ -1,5 +1,7 @@
 """The Cloud Messaging service on loopback: TLS for the account host and the chat channel, plain
-HTTP for the resolver, around the state machine in ``cloudmsg``.
+HTTP for the resolver, around the state machine in ``cloudmsg``. The two HTTP hosts also speak
+HTTP/2 (ALPN ``h2`` on TLS, prior knowledge in the clear) and WebSocket after an HTTP/1.1 Upgrade,
+for builds whose profile endpoints use them (``cloudsvc_h2ws``).
 
 Each endpoint listens on its own 127.0.0.1 port; the lab's resolver map (``hosts()``) tells the
 emulated handsets which port answers for which Xiaomi host name, so TLS SNI, certificate checks and
@@ -22,6 +24,7 @@ import functools
 import itertools
 import json
 import logging
+import re
 import ssl
 from typing import Any
 from urllib.parse import parse_qsl
@@ -29,6 +32,7 @@ from urllib.parse import parse_qsl
 import h11
 
 from .cloudmsg import ACCOUNT_HOST, CHAT_HOST, RESOLVER_HOST, CloudMessaging, Delivery, ProtocolError, parse_line
+from .cloudsvc_h2ws import http2_serve, websocket_serve
 from .labca import LabCA
 
 __all__ = ["CloudService"]
@@ -64,8 +68,10 @@ class CloudService:
 
     async def start(self) -> None:
         tls = self.ca.server_context()
+        https = self.ca.server_context()
+        https.set_alpn_protocols(["h2", "http/1.1"])  # RFC 7301: a client offering h2 gets HTTP/2
         for name, handler, ctx in (
-            ("account", self._http, tls),
+            ("account", self._http, https),
             ("chat", self._chat, tls),
             ("resolver", self._http, None),
         ):
@@ -174,29 +180,58 @@ class CloudService:
             self._send(self.cm.close(conn))
             writer.close()
 
-    # -- HTTP (account over TLS, resolver in the clear) ----------------------------------------------
+    # -- HTTP (account over TLS, resolver in the clear): HTTP/1.1, HTTP/2, WebSocket ------------------
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str) -> None:
+        """Which protocol the client speaks: HTTP/2 when TLS's ALPN chose "h2" or the connection
+        opens with the HTTP/2 client preface (h2c with prior knowledge, RFC 9113 3.3); WebSocket
+        when the first request asks to upgrade to it (RFC 6455 4.1); else HTTP/1.1."""
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            await http2_serve(self, reader, writer, name, b"")
+            return
+        try:
+            kind, initial = await _sniff(reader)
+        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+            log.debug("%s: connection ended before its first request: %s", name, exc)
+            writer.close()
+            return
+        if kind == "h2":
+            await http2_serve(self, reader, writer, name, initial)
+        elif kind == "websocket":
+            await websocket_serve(self, reader, writer, name, initial)
+        else:
+            await self._http1(reader, writer, name, initial)
+
+    def request_fields(self, target: str, headers: dict[bytes, bytes], body: bytes) -> tuple[str, dict[str, str]]:
+        """The path and the fields of a request: its query, and its body undone from its
+        Content-Encoding (JSON object or form)."""
+        path, _, query = target.partition("?")
+        fields = dict(parse_qsl(query))
+        ctype = headers.get(b"content-type", b"")
+        body = _decoded(body, headers.get(b"content-encoding", b""))
+        if body:
+            if ctype.startswith(b"application/json"):
+                with contextlib.suppress(ValueError):
+                    data = json.loads(body)
+                    if isinstance(data, dict):
+                        fields.update({k: str(v) for k, v in data.items()})
+            else:
+                fields.update(parse_qsl(body.decode("utf-8", "replace")))
+        return path, fields
+
+    async def _http1(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str,
+                     initial: bytes = b"") -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_LINE)
+        if initial:
+            conn.receive_data(initial)
         try:
             while True:
                 request, body = await self._read_request(reader, conn)
                 if request is None:
                     break
                 host = dict(request.headers).get(b"host", b"").decode("latin-1").split(":")[0]
-                target = request.target.decode("latin-1")
-                path, _, query = target.partition("?")
-                fields = dict(parse_qsl(query))
-                ctype = dict(request.headers).get(b"content-type", b"")
-                body = _decoded(body, dict(request.headers).get(b"content-encoding", b""))
-                if body:
-                    if ctype.startswith(b"application/json"):
-                        with contextlib.suppress(ValueError):
-                            data = json.loads(body)
-                            if isinstance(data, dict):
-                                fields.update({k: str(v) for k, v in data.items()})
-                    else:
-                        fields.update(parse_qsl(body.decode("utf-8", "replace")))
+                path, fields = self.request_fields(request.target.decode("latin-1"), dict(request.headers), body)
                 status, payload = self.cm.http(host, request.method.decode(), path, fields)
                 data = json.dumps(payload).encode()
                 writer.write(
@@ -237,6 +272,28 @@ class CloudService:
                 return request, bytes(body)
             elif isinstance(event, h11.ConnectionClosed):
                 return None, b""
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"     # RFC 9113 3.4
+_WS_UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*websocket[ \t]*\r\n", re.IGNORECASE)
+
+
+async def _sniff(reader: asyncio.StreamReader) -> tuple[str, bytes]:
+    """Reads a clear connection's opening: ("h2", bytes) for the HTTP/2 preface, ("websocket",
+    bytes) for a request head asking to upgrade to WebSocket, else ("http1", what was read)."""
+    buf = b""
+    while len(buf) < MAX_LINE:
+        if buf.startswith(H2_PREFACE):
+            return "h2", buf
+        if not H2_PREFACE.startswith(buf[:len(H2_PREFACE)]) or len(buf) >= len(H2_PREFACE):
+            head, sep, _ = buf.partition(b"\r\n\r\n")
+            if sep:
+                return ("websocket" if _WS_UPGRADE.search(head + b"\r\n") else "http1"), buf
+        data = await asyncio.wait_for(reader.read(65536), IO_TIMEOUT)
+        if not data:
+            break
+        buf += data
+    return "http1", buf
 
 
 def _decoded(body: bytes, coding: bytes) -> bytes:

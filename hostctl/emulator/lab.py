@@ -401,6 +401,7 @@ class LabHandset:
                             "slot": r.slot,
                             "encoding": getattr(r, "encoding", "identity"),
                             "encrypt": self._recipes(behaviour, r),
+                            **({"pylibs": _protocol_libs()} if r.transport in ("h2", "h2c", "wss", "ws") else {}),
                         }
                         for r in requests
                     ],
@@ -807,6 +808,19 @@ class _LogSink(asyncio.DatagramProtocol):
         lh = self.lab._pids.get(int(pid))
         if lh is not None:
             lh.handset.log(prio, tag.strip(), msg, pid=int(pid))
+
+
+def _protocol_libs() -> list[str]:
+    """The directories holding h2 (with hpack, hyperframe) and wsproto (with h11): the Messaging
+    app runs with ``python -S -I`` and imports them from here when a build speaks HTTP/2 or
+    WebSocket (see ``app_main.http2`` / ``websocket``)."""
+    import h2
+    import h11
+    import hpack
+    import hyperframe
+    import wsproto
+
+    return sorted({str(Path(m.__file__).resolve().parent.parent) for m in (h2, h11, hpack, hyperframe, wsproto)})
 
 
 @dataclass

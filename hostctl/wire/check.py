@@ -269,6 +269,7 @@ class WireCheck:
         layer: str | None = None,
         scan_bottom: bool = True,
         on_finding: Any = None,
+        on_authority: Any = None,
     ) -> Connection:
         """A decoder stack over one two-way byte stream whose findings land in this report:
         the wire's TCP flows, the agent's TLS sessions and (``tlsdecrypt``) decrypted records
@@ -276,7 +277,7 @@ class WireCheck:
         ``feed(direction, offset, data)``, then ``close()``; with ``scan_bottom`` the stream
         itself is scanned too (chain ``chain`` or ``stream``)."""
         return Connection(
-            _LayerSink(self, origin, host, layer or origin.source, on_finding),
+            _LayerSink(self, origin, host, layer or origin.source, on_finding, on_authority),
             origin,
             chain=chain,
             port=port,
@@ -640,14 +641,22 @@ class _LayerSink:
     """What the decoder stack of one stream reports to: findings become the report's, with
     their layer chain, offset in the decoded message and the carrier's place in the capture."""
 
-    __slots__ = ("check", "host", "layer", "on_finding", "origin", "scanner", "ts")
+    __slots__ = ("check", "host", "layer", "on_authority", "on_finding", "origin", "scanner", "ts")
 
     def __init__(
-        self, check: WireCheck, origin: Origin, host: str | Callable[[], str | None] | None, layer: str, on_finding: Any
+        self, check: WireCheck, origin: Origin, host: str | Callable[[], str | None] | None, layer: str, on_finding: Any,
+        on_authority: Any = None,
     ) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin
         self.host, self.layer, self.on_finding = host, layer, on_finding
+        self.on_authority = on_authority
         self.ts: float | None = None  # time of the bytes being fed (set by the feeder)
+
+    def authority(self, value: str) -> None:
+        """A decoder read the host a request names (HTTP/2 ``:authority``): the flow's host where
+        neither SNI nor a Host header named one (h2c has neither)."""
+        if self.on_authority is not None:
+            self.on_authority(value)
 
     def layer_finding(self, match: Any, span: Span, offset: int) -> None:
         o = span.origin
@@ -777,6 +786,7 @@ class _Consumer:
                 layer="wire",
                 scan_bottom=False,
                 on_finding=st.findings.append,
+                on_authority=lambda a: self._authority(flow, a),
             )
 
     def _state(self, flow: Any) -> _FlowState:
@@ -789,6 +799,12 @@ class _Consumer:
     def _host(self, flow: Any) -> str | None:
         proto = getattr(flow, "protocol", None) or {}
         return proto.get("sni") or proto.get("host")
+
+    @staticmethod
+    def _authority(flow: Any, authority: str) -> None:
+        proto = getattr(flow, "protocol", None)
+        if isinstance(proto, dict) and not (proto.get("sni") or proto.get("host")):
+            proto["host"] = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
     def data(self, flow: Any, direction: str, offset: int, data: bytes, ts: float) -> None:
         st = flow.user

@@ -161,6 +161,11 @@ class Http2(Layer):
             out.write(name + b": ")
             out.write(value, verbatim=len(value) > 0 and any(value in r for r in raw))
             out.write(b"\r\n")
+            if name == b":authority" and direction == C2S:
+                # the flow's host name, as HTTP/1's Host header names it (RFC 9113 8.3.1)
+                named = getattr(self.conn.sink, "authority", None)
+                if named is not None:
+                    named(value.decode("latin-1"))
             if name == b"content-encoding":
                 names = [c.strip().decode("latin-1").lower() for c in value.split(b",") if c.strip()]
                 d.codings[d.block_stream] = [n for n in names if n != "identity"]
