@@ -238,6 +238,7 @@ def test_audit_fails_a_build_leaking_the_imei_in_a_gzip_body(tmp_path):
 
 # --- issue 15.7: HTTP/2 and WebSocket endpoints ---------------------------------------------------------
 
+
 def _layer_leak_profile(tmp_path, transport, encoding):
     """The OTA build plus one leak: the IMEI at boot in a report over a ``transport`` endpoint
     (h2/wss to the account host over TLS, h2c/ws to the resolver host in the clear)."""
@@ -255,18 +256,33 @@ def _layer_leak_profile(tmp_path, transport, encoding):
         "account": {"host": "api.account.xiaomi.com", "port": 443, "transport": "tls"},
         "chat": {"host": "app.chat.xiaomi.net", "port": 5222, "transport": "tls"},
         "resolver": {"host": "resolver.msg.xiaomi.net", "port": 80, "transport": "http"},
-        "stats": {"host": "api.account.xiaomi.com" if tls else "resolver.msg.xiaomi.net", "port": 443 if tls else 80,
-                  "transport": transport, "path": "/stat", "encoding": encoding},
+        "stats": {
+            "host": "api.account.xiaomi.com" if tls else "resolver.msg.xiaomi.net",
+            "port": 443 if tls else 80,
+            "transport": transport,
+            "path": "/stat",
+            "encoding": encoding,
+        },
     }
     behaviour["events"]["boot"] = list(behaviour["events"].get("boot") or []) + [
-        {"endpoint": "stats", "fields": {"d": {"source": "imei", "protection": "plain"}}}]
+        {"endpoint": "stats", "fields": {"d": {"source": "imei", "protection": "plain"}}}
+    ]
     path = tmp_path / f"{transport}-leak.yaml"
-    path.write_text(yaml.safe_dump({"extends": "miui-v5-2014-08-10", "name": f"leaky-{transport}-imei",
-                                    "description": f"the OTA with the IMEI over {transport} ({encoding}) at boot",
-                                    "behaviour": behaviour}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "miui-v5-2014-08-10",
+                "name": f"leaky-{transport}-imei",
+                "description": f"the OTA with the IMEI over {transport} ({encoding}) at boot",
+                "behaviour": behaviour,
+            }
+        )
+    )
     profile = load_profile(path)
-    assert (profile.behaviour.endpoints["stats"].transport, profile.behaviour.endpoints["stats"].encoding) == \
-        (transport, encoding)
+    assert (profile.behaviour.endpoints["stats"].transport, profile.behaviour.endpoints["stats"].encoding) == (
+        transport,
+        encoding,
+    )
     return path
 
 
@@ -280,9 +296,25 @@ def _audit(profile, tmp_path):
 
     env = dict(os.environ, HOSTCTL_HOME=str(tmp_path / "home"))
     env.pop("ANDROID_ADB_SERVER_PORT", None)
-    r = subprocess.run([sys.executable, "-m", "hostctl", "audit", "--emulator", "--profile", str(profile),
-                        "--out", str(tmp_path / "runs"), "--json"], env=env, capture_output=True, text=True,
-                       timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hostctl",
+            "audit",
+            "--emulator",
+            "--profile",
+            str(profile),
+            "--out",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     doc = json.loads(r.stdout)
     return doc, tmp_path / "runs" / doc["run"]["id"]
 
@@ -311,18 +343,26 @@ def test_an_endpoint_transport_is_parsed_and_checked():
     from hostctl.emulator.profiles import ProfileError
 
     def endpoints(**stats):
-        return {"account": {"host": "a.xiaomi.com", "port": 443, "transport": "tls"},
-                "chat": {"host": "c.xiaomi.net", "port": 5222, "transport": "tls"},
-                "resolver": {"host": "r.xiaomi.net", "port": 80, "transport": "http"},
-                "stats": {"host": "r.xiaomi.net", "port": 80, **stats}}
+        return {
+            "account": {"host": "a.xiaomi.com", "port": 443, "transport": "tls"},
+            "chat": {"host": "c.xiaomi.net", "port": 5222, "transport": "tls"},
+            "resolver": {"host": "r.xiaomi.net", "port": 80, "transport": "http"},
+            "stats": {"host": "r.xiaomi.net", "port": 80, **stats},
+        }
 
     for transport in ("h2", "h2c", "wss", "ws"):
         b = parse_behaviour({"endpoints": endpoints(transport=transport)}, "x.yaml")
         assert (b.endpoints["stats"].transport, b.endpoints["stats"].encoding) == (transport, "identity")
-    assert parse_behaviour({"endpoints": endpoints(transport="h2", encoding="gzip")}, "x.yaml") \
-        .endpoints["stats"].encoding == "gzip"
-    assert parse_behaviour({"endpoints": endpoints(transport="ws", encoding="permessage-deflate")}, "x.yaml") \
-        .endpoints["stats"].encoding == "permessage-deflate"
+    assert (
+        parse_behaviour({"endpoints": endpoints(transport="h2", encoding="gzip")}, "x.yaml").endpoints["stats"].encoding
+        == "gzip"
+    )
+    assert (
+        parse_behaviour({"endpoints": endpoints(transport="ws", encoding="permessage-deflate")}, "x.yaml")
+        .endpoints["stats"]
+        .encoding
+        == "permessage-deflate"
+    )
     with pytest.raises(ProfileError, match=r"behaviour\.endpoints\.stats\.transport.*quic"):
         parse_behaviour({"endpoints": endpoints(transport="quic")}, "x.yaml")
     # a coding the transport cannot carry: gzip is an HTTP body's, permessage-deflate a WebSocket's
@@ -345,16 +385,17 @@ def test_audit_fails_a_build_leaking_the_imei_over_http2(transport, tmp_path):
     assert ev and all("h2-data>gzip" in e["text"] for e in ev), before["evidence"]
     if transport == "h2c":
         assert all("wire>h2-data>gzip" in e["text"] for e in ev), ev
-    else:      # over TLS: the agent's plaintext, and the wire decrypted with the trace's secrets
+    else:  # over TLS: the agent's plaintext, and the wire decrypted with the trace's secrets
         assert any("tls-plaintext>h2-data>gzip" in e["text"] for e in ev), ev
         assert any(e["file"].endswith("wire.pcapng") for e in ev), ev
     host = "resolver.msg.xiaomi.net" if transport == "h2c" else "api.account.xiaomi.com"
-    assert {e["host"] for e in ev} == {host}          # h2c: named by the request's :authority
+    assert {e["host"] for e in ev} == {host}  # h2c: named by the request's :authority
     assert status["transport-secure"] == ("FAIL" if transport == "h2c" else "PASS"), status
     rows = _tshark(run, "hs1", "http2.type == 1", "http2.header.name", "http2.header.value")
     requests = [dict(zip(n.split(","), v.split(","))) for n, v in rows if ":method" in n.split(",")]
-    assert {(r[":scheme"], r[":authority"], r[":path"], r["content-encoding"]) for r in requests
-            if r[":path"] == "/stat"} == {("http" if transport == "h2c" else "https", host, "/stat", "gzip")}
+    assert {
+        (r[":scheme"], r[":authority"], r[":path"], r["content-encoding"]) for r in requests if r[":path"] == "/stat"
+    } == {("http" if transport == "h2c" else "https", host, "/stat", "gzip")}
 
 
 @pytest.mark.parametrize("transport", ["ws", "wss"])
@@ -372,22 +413,29 @@ def test_audit_fails_a_build_leaking_the_imei_over_websocket_with_permessage_def
     assert ev and all("websocket>permessage-deflate" in e["text"] for e in ev), before["evidence"]
     if transport == "ws":
         assert all("wire>websocket>permessage-deflate" in e["text"] for e in ev), ev
-    else:      # over TLS: the agent's plaintext, and the wire decrypted with the trace's secrets
+    else:  # over TLS: the agent's plaintext, and the wire decrypted with the trace's secrets
         assert any("tls-plaintext>websocket>permessage-deflate" in e["text"] for e in ev), ev
         assert any(e["file"].endswith("wire.pcapng") for e in ev), ev
     wire = json.loads((run / "handsets" / "hs1" / "wire-check.json").read_text())
     imei = next(i["value"] for i in wire["identifiers"] if i["identifier"] == "hs1 imei0")
     pcap = (run / "handsets" / "hs1" / "wire.pcapng").read_bytes()
     assert imei.encode() not in pcap
-    rows = _tshark(run, "hs1", "websocket.opcode == 1 && websocket.mask == 1", "websocket.rsv",
-                   "websocket.payload.text")
+    rows = _tshark(
+        run, "hs1", "websocket.opcode == 1 && websocket.mask == 1", "websocket.rsv", "websocket.payload.text"
+    )
     assert [(rsv, json.loads(text)) for rsv, text in rows] == [("0x04", {"d": imei})]
 
 
-@pytest.mark.parametrize("transport,encoding,host", [
-    ("h2", "gzip", "api.account.xiaomi.com"), ("h2c", "identity", "resolver.msg.xiaomi.net"),
-    ("wss", "permessage-deflate", "api.account.xiaomi.com"), ("ws", "identity", "resolver.msg.xiaomi.net"),
-    ("tls", "deflate", "api.account.xiaomi.com")])
+@pytest.mark.parametrize(
+    "transport,encoding,host",
+    [
+        ("h2", "gzip", "api.account.xiaomi.com"),
+        ("h2c", "identity", "resolver.msg.xiaomi.net"),
+        ("wss", "permessage-deflate", "api.account.xiaomi.com"),
+        ("ws", "identity", "resolver.msg.xiaomi.net"),
+        ("tls", "deflate", "api.account.xiaomi.com"),
+    ],
+)
 def test_the_service_takes_a_report_over_each_transport(transport, encoding, host, tmp_path):
     """The app's client (app_main) against the service's server (cloudsvc), both ends with the
     real libraries: the service records the same fields, on the endpoint the host names, and
@@ -415,14 +463,36 @@ def test_the_service_takes_a_report_over_each_transport(transport, encoding, hos
             fields = {"d": "864804024924235", "n": "+8613800138000"}
             tls = transport in ("h2", "wss", "tls")
             if transport in ("h2", "h2c"):
-                call = lambda: app_main.http2(app, "POST", "/stat", fields, host=host, tls=tls,  # noqa: E731
-                                              encoding=encoding, libs=_protocol_libs())
+                call = lambda: app_main.http2(
+                    app,
+                    "POST",
+                    "/stat",
+                    fields,
+                    host=host,
+                    tls=tls,  # noqa: E731
+                    encoding=encoding,
+                    libs=_protocol_libs(),
+                )
             elif transport in ("wss", "ws"):
-                call = lambda: app_main.websocket(app, "/stat", fields, host=host, tls=tls,  # noqa: E731
-                                                  deflate=encoding == "permessage-deflate", libs=_protocol_libs())
+                call = lambda: app_main.websocket(
+                    app,
+                    "/stat",
+                    fields,
+                    host=host,
+                    tls=tls,  # noqa: E731
+                    deflate=encoding == "permessage-deflate",
+                    libs=_protocol_libs(),
+                )
             else:
-                call = lambda: app_main.https(app, "POST", "/stat", fields, host=host, tls=tls,  # noqa: E731
-                                              encoding=encoding)
+                call = lambda: app_main.https(
+                    app,
+                    "POST",
+                    "/stat",
+                    fields,
+                    host=host,
+                    tls=tls,  # noqa: E731
+                    encoding=encoding,
+                )
             reply = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, call), 30)
             return reply, [(o.endpoint, o.path, o.fields) for o in svc.cm.observed]
         finally:

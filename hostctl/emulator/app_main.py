@@ -288,6 +288,7 @@ def _body(fields, encoding):
     if encoding in ("gzip", "deflate"):
         import gzip
         import zlib
+
         body = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
     return body
 
@@ -308,9 +309,14 @@ def http2(app, method, path, fields, host=ACCOUNT_HOST, tls=True, encoding="iden
         conn.initiate_connection()
         body = _body(fields, encoding)
         sid = conn.get_next_available_stream_id()
-        headers = [(":method", method), (":scheme", "https" if tls else "http"), (":authority", host),
-                   (":path", path or "/"), ("content-type", "application/json"),
-                   ("content-length", str(len(body)))]
+        headers = [
+            (":method", method),
+            (":scheme", "https" if tls else "http"),
+            (":authority", host),
+            (":path", path or "/"),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+        ]
         if encoding in ("gzip", "deflate"):
             headers.append(("content-encoding", encoding))
         conn.send_headers(sid, headers)
@@ -343,15 +349,15 @@ def websocket(app, path, fields, host=ACCOUNT_HOST, tls=True, deflate=False, lib
     (RFC 7692) and, when accepted, compresses the message. Returns the service's JSON reply."""
     _use_libs(libs)
     from wsproto import ConnectionType, WSConnection
-    from wsproto.events import (AcceptConnection, CloseConnection, Message, RejectConnection, Request,
-                                TextMessage)
+    from wsproto.events import AcceptConnection, CloseConnection, Message, RejectConnection, Request, TextMessage
     from wsproto.extensions import PerMessageDeflate
 
     sock = _connect(app, host, tls, alpn=["http/1.1"])
     ws = WSConnection(ConnectionType.CLIENT)
     try:
-        sock.sendall(ws.send(Request(host=host, target=path or "/",
-                                     extensions=[PerMessageDeflate()] if deflate else [])))
+        sock.sendall(
+            ws.send(Request(host=host, target=path or "/", extensions=[PerMessageDeflate()] if deflate else []))
+        )
         reply, text, state = None, "", "upgrading"
         while state != "closed":
             data = sock.recv(65536)
@@ -370,7 +376,7 @@ def websocket(app, path, fields, host=ACCOUNT_HOST, tls=True, deflate=False, lib
                         reply = text
                         sock.sendall(ws.send(CloseConnection(code=1000)))
                 elif isinstance(ev, CloseConnection):
-                    if reply is None:      # the service closed first: answer its close
+                    if reply is None:  # the service closed first: answer its close
                         sock.sendall(ws.send(ev.response()))
                     state = "closed"
     finally:
@@ -609,12 +615,26 @@ def cmd_emit(app, req):
                     sock.sendall(json.dumps(frame).encode() + b"\n")
                     sock.close()
             elif r["transport"] in ("h2", "h2c"):
-                http2(app, r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST", r["path"],
-                      r["fields"], host=r["host"], tls=r["transport"] == "h2", encoding=r.get("encoding", "identity"),
-                      libs=r.get("pylibs") or ())
+                http2(
+                    app,
+                    r["method"] if r["method"] in ("GET", "POST", "PUT") else "POST",
+                    r["path"],
+                    r["fields"],
+                    host=r["host"],
+                    tls=r["transport"] == "h2",
+                    encoding=r.get("encoding", "identity"),
+                    libs=r.get("pylibs") or (),
+                )
             elif r["transport"] in ("wss", "ws"):
-                websocket(app, r["path"], r["fields"], host=r["host"], tls=r["transport"] == "wss",
-                          deflate=r.get("encoding") == "permessage-deflate", libs=r.get("pylibs") or ())
+                websocket(
+                    app,
+                    r["path"],
+                    r["fields"],
+                    host=r["host"],
+                    tls=r["transport"] == "wss",
+                    deflate=r.get("encoding") == "permessage-deflate",
+                    libs=r.get("pylibs") or (),
+                )
             else:
                 https(
                     app,

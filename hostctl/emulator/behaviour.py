@@ -167,9 +167,14 @@ _TRANSPORTS = ("tls", "http", "h2", "h2c", "wss", "ws")
 TLS_TRANSPORTS = frozenset({"tls", "h2", "wss"})
 # which encodings each kind of transport can carry: HTTP bodies a Content-Encoding, WebSocket
 # messages the one compression extension RFC 7692 defines
-_ENCODINGS_FOR = {"tls": ("identity", "gzip", "deflate"), "http": ("identity", "gzip", "deflate"),
-                  "h2": ("identity", "gzip", "deflate"), "h2c": ("identity", "gzip", "deflate"),
-                  "wss": ("identity", "permessage-deflate"), "ws": ("identity", "permessage-deflate")}
+_ENCODINGS_FOR = {
+    "tls": ("identity", "gzip", "deflate"),
+    "http": ("identity", "gzip", "deflate"),
+    "h2": ("identity", "gzip", "deflate"),
+    "h2c": ("identity", "gzip", "deflate"),
+    "wss": ("identity", "permessage-deflate"),
+    "ws": ("identity", "permessage-deflate"),
+}
 _REQUIRED_ENDPOINTS = ("account", "chat", "resolver")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")

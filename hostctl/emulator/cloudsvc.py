@@ -192,7 +192,7 @@ class CloudService:
             return
         try:
             kind, initial = await _sniff(reader)
-        except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("%s: connection ended before its first request: %s", name, exc)
             writer.close()
             return
@@ -220,8 +220,9 @@ class CloudService:
                 fields.update(parse_qsl(body.decode("utf-8", "replace")))
         return path, fields
 
-    async def _http1(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str,
-                     initial: bytes = b"") -> None:
+    async def _http1(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, initial: bytes = b""
+    ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_LINE)
         if initial:
             conn.receive_data(initial)
@@ -274,7 +275,7 @@ class CloudService:
                 return None, b""
 
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"     # RFC 9113 3.4
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
 _WS_UPGRADE = re.compile(rb"\r\nupgrade:[ \t]*websocket[ \t]*\r\n", re.IGNORECASE)
 
 
@@ -285,7 +286,7 @@ async def _sniff(reader: asyncio.StreamReader) -> tuple[str, bytes]:
     while len(buf) < MAX_LINE:
         if buf.startswith(H2_PREFACE):
             return "h2", buf
-        if not H2_PREFACE.startswith(buf[:len(H2_PREFACE)]) or len(buf) >= len(H2_PREFACE):
+        if not H2_PREFACE.startswith(buf[: len(H2_PREFACE)]) or len(buf) >= len(H2_PREFACE):
             head, sep, _ = buf.partition(b"\r\n\r\n")
             if sep:
                 return ("websocket" if _WS_UPGRADE.search(head + b"\r\n") else "http1"), buf

@@ -28,8 +28,9 @@ MAX_BODY = 256 * 1024
 _ENDED = (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError)
 
 
-async def http2_serve(svc: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str,
-                      initial: bytes) -> None:
+async def http2_serve(
+    svc: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, initial: bytes
+) -> None:
     import h2.config
     import h2.connection
     import h2.errors
@@ -80,13 +81,20 @@ def _h2_respond(svc: Any, conn: Any, stream_id: int, headers: dict[bytes, bytes]
     path, fields = svc.request_fields(headers.get(b":path", b"/").decode("latin-1"), headers, body)
     status, payload = svc.cm.http(host, headers.get(b":method", b"POST").decode("latin-1"), path, fields)
     data = json.dumps(payload).encode()
-    conn.send_headers(stream_id, [(b":status", str(status).encode()), (b"content-type", b"application/json"),
-                                  (b"content-length", str(len(data)).encode())])
+    conn.send_headers(
+        stream_id,
+        [
+            (b":status", str(status).encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ],
+    )
     conn.send_data(stream_id, data, end_stream=True)
 
 
-async def websocket_serve(svc: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str,
-                          initial: bytes) -> None:
+async def websocket_serve(
+    svc: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, initial: bytes
+) -> None:
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, CloseConnection, Message, Ping, Request
     from wsproto.extensions import PerMessageDeflate

@@ -820,7 +820,12 @@ def _protocol_libs() -> list[str]:
     import hyperframe
     import wsproto
 
-    return sorted({str(Path(m.__file__).resolve().parent.parent) for m in (h2, h11, hpack, hyperframe, wsproto)})
+    dirs = set()
+    for m in (h2, h11, hpack, hyperframe, wsproto):
+        if m.__file__ is None:  # a namespace package: no folder to hand the app
+            raise RuntimeError(f"{m.__name__} is installed without a file; reinstall it")
+        dirs.add(str(Path(m.__file__).resolve().parent.parent))
+    return sorted(dirs)
 
 
 @dataclass

@@ -644,7 +644,12 @@ class _LayerSink:
     __slots__ = ("check", "host", "layer", "on_authority", "on_finding", "origin", "scanner", "ts")
 
     def __init__(
-        self, check: WireCheck, origin: Origin, host: str | Callable[[], str | None] | None, layer: str, on_finding: Any,
+        self,
+        check: WireCheck,
+        origin: Origin,
+        host: str | Callable[[], str | None] | None,
+        layer: str,
+        on_finding: Any,
         on_authority: Any = None,
     ) -> None:
         self.check, self.scanner, self.origin = check, check.scanner, origin
