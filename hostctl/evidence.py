@@ -49,6 +49,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from .errors import HostctlError
+from .model.identity import CC1, CC2
 
 __all__ = [
     "EvidenceError",
@@ -588,54 +589,6 @@ def verify(run_dir: str | os.PathLike[str]) -> Verification:
 
 # --- redaction ---------------------------------------------------------------------------------
 
-# E.164 country calling codes of one and two digits; every other code has three.
-_CC1 = {"1", "7"}
-_CC2 = {
-    "20",
-    "27",
-    "30",
-    "31",
-    "32",
-    "33",
-    "34",
-    "36",
-    "39",
-    "40",
-    "41",
-    "43",
-    "44",
-    "45",
-    "46",
-    "47",
-    "48",
-    "49",
-    "51",
-    "52",
-    "53",
-    "54",
-    "55",
-    "56",
-    "57",
-    "58",
-    "60",
-    "61",
-    "62",
-    "63",
-    "64",
-    "65",
-    "66",
-    "81",
-    "82",
-    "84",
-    "86",
-    "90",
-    "91",
-    "92",
-    "93",
-    "94",
-    "95",
-    "98",
-}
 _SEP = r"[\s.\-]?"  # what people and tools put between digits: "+86 138-0000-0001"
 _KIND_ALIASES = {"number": "msisdn", "phone": "msisdn", "msisdn": "msisdn"}
 _MIN_FORM = 6  # shorter forms would hit unrelated digits
@@ -644,9 +597,9 @@ _MIN_FORM = 6  # shorter forms would hit unrelated digits
 def country_code(e164: str) -> str:
     """The country calling code of an E.164 number (``+8613800000001`` -> ``86``)."""
     digits = e164.lstrip("+")
-    if digits[:1] in _CC1:
+    if digits[:1] in CC1:
         return digits[:1]
-    return digits[:2] if digits[:2] in _CC2 else digits[:3]
+    return digits[:2] if digits[:2] in CC2 else digits[:3]
 
 
 def _swap_nibbles(digits: str) -> str:

@@ -26,3 +26,56 @@ def luhn_ok(digits: str) -> bool:
     if len(digits) < 2 or not digits.isdigit():
         return False
     return luhn_digit(digits[:-1]) == digits[-1]
+
+
+# E.164 country calling codes are prefix-free (ITU-T E.164 Annex): 1 and 7 are the one-digit
+# codes, these the two-digit ones, every other code has three digits.
+CC1 = frozenset({"1", "7"})
+CC2 = frozenset(
+    [
+        "20",
+        "27",
+        "30",
+        "31",
+        "32",
+        "33",
+        "34",
+        "36",
+        "39",
+        "40",
+        "41",
+        "43",
+        "44",
+        "45",
+        "46",
+        "47",
+        "48",
+        "49",
+        "51",
+        "52",
+        "53",
+        "54",
+        "55",
+        "56",
+        "57",
+        "58",
+        "60",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "66",
+        "81",
+        "82",
+        "84",
+        "86",
+        "90",
+        "91",
+        "92",
+        "93",
+        "94",
+        "95",
+        "98",
+    ]
+)

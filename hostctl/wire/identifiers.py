@@ -39,7 +39,7 @@ prefix, so its text forms are found by ``imei14`` (a digest of an IMEISV is not 
 it depends on the SVN, which the testbed does not know).
 
 A number given with ``+`` or ``00`` is split with the ITU-T E.164 calling-code table (codes are
-prefix-free: 1 and 7 are the one-digit codes, the two-digit ones are listed in ``_CC2``, every
+prefix-free: 1 and 7 are the one-digit codes, the two-digit ones are listed in ``hostctl.model.identity.CC2``, every
 other code has three digits). A number given without either gets the country from
 ``country_codes`` (its trunk prefix removed); without those, only the ``national`` variant is
 known. Trunk prefixes come from a small table (``_TRUNK``, default ``0``): the ``phonenumbers``
@@ -106,6 +106,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from hostctl.errors import HostctlError
+from hostctl.model.identity import CC1, CC2
 from hostctl.model.protections import PROTECTIONS, ProtectionError, protect
 
 __all__ = [
@@ -142,55 +143,6 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 
 # ITU-T E.164 country calling codes with two digits; 1 and 7 are the one-digit codes and every
 # other assigned code has three digits (the set is prefix-free, so this splits any number).
-_CC1 = frozenset({"1", "7"})
-_CC2 = frozenset(
-    {
-        "20",
-        "27",
-        "30",
-        "31",
-        "32",
-        "33",
-        "34",
-        "36",
-        "39",
-        "40",
-        "41",
-        "43",
-        "44",
-        "45",
-        "46",
-        "47",
-        "48",
-        "49",
-        "51",
-        "52",
-        "53",
-        "54",
-        "55",
-        "56",
-        "57",
-        "58",
-        "60",
-        "61",
-        "62",
-        "63",
-        "64",
-        "65",
-        "66",
-        "81",
-        "82",
-        "84",
-        "86",
-        "90",
-        "91",
-        "92",
-        "93",
-        "94",
-        "95",
-        "98",
-    }
-)
 # Trunk prefixes dialled before a national number; "" = the country has none. Default "0".
 _TRUNK = {
     "1": "1",
@@ -310,7 +262,7 @@ class NumberParts:
 
 
 def _split_cc(digits: str) -> tuple[str, str]:
-    for n, table in ((1, _CC1), (2, _CC2)):
+    for n, table in ((1, CC1), (2, CC2)):
         if digits[:n] in table:
             return digits[:n], digits[n:]
     return digits[:3], digits[3:]
