@@ -96,7 +96,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from .errors import HostctlError
@@ -354,7 +354,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[float]:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
@@ -925,7 +925,7 @@ def _status_class(status: Any) -> str:
 def _fmt_seconds(s: float) -> str:
     if s < 120:
         return f"{s:g} s" if s == int(s) else f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     return f"{m // 60}:{m % 60:02d}:{sec:02d}" if m >= 60 else f"{m}:{sec:02d}"
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -295,7 +296,7 @@ class _NoLabTestbed:
     name = "nolab"
     handsets: tuple = ()
     modem = None
-    params: dict = {}
+    params: ClassVar[dict] = {}
 
 
 def test_an_internal_error_still_leaves_a_consistent_failed_run(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import HostctlError
@@ -61,6 +61,9 @@ from ..wire.check import jsonable
 from .checks import modules as check_modules
 from .evidence import AgentWrite, Evidence, HandsetEvidence
 from .record import CheckRecord, NotTestable, Status
+
+if TYPE_CHECKING:
+    from ..evidence import RunFolder
 
 __all__ = [
     "Audit",
@@ -193,13 +196,27 @@ class Audit:
         self.not_run: str | None = None
         self.host_faults: list[dict] = []  # {"kind", "handset", "message"}: our tooling broke
         self.started = _now()
-        self.run = None
+        self._run: RunFolder | None = None  # created by execute(); see the run property
         self.report: dict = {}
         self._winding_down = False
         self._threads: list[threading.Thread] = []
         self._skip_analysis = False  # a signal came during the wind-down: analyse no more
 
     # -- plumbing -----------------------------------------------------------------------------
+    @property
+    def run(self) -> RunFolder:
+        """The run folder: it exists from the start of :meth:`execute` on."""
+        if self._run is None:
+            raise RuntimeError("the audit's run folder is used before execute() created it")
+        return self._run
+
+    @property
+    def settle(self) -> float:
+        """Seconds to let traffic go out after a step: the option, else set by the prepare phase."""
+        if self.opt.settle is None:
+            raise RuntimeError("the settle time is used before the prepare phase set it")
+        return self.opt.settle
+
     def say(self, msg: str) -> None:
         if self.opt.progress is not None:
             self.opt.progress(msg)
@@ -225,7 +242,7 @@ class Audit:
     def phase(self, name: str):
         self._check_stop()
         t0 = _now()
-        rec = {"name": name, "started": _iso(t0), "seconds": 0.0, "status": "ok", "notes": []}
+        rec: dict[str, Any] = {"name": name, "started": _iso(t0), "seconds": 0.0, "status": "ok", "notes": []}
         self.phases.append(rec)
         self.say(f"[{len(self.phases):2d}] {name} ...")
         self._probe(rec)
@@ -247,9 +264,9 @@ class Audit:
             t1 = _now()
             rec["seconds"] = round(t1 - t0, 3)
             self.marks[name] = (t0, t1)
-            if self.run is not None:
+            if self._run is not None:
                 with contextlib.suppress(Exception):
-                    self.run.write_manifest(status="running")
+                    self._run.write_manifest(status="running")
 
     def _probe(self, rec: dict) -> None:
         """A handset that stopped answering since the last phase is marked gone, with when."""
@@ -313,7 +330,7 @@ class Audit:
         always runs to the end: see the module's docstring."""
         from ..evidence import RunFolder
 
-        self.run = RunFolder.create(self.opt.out, self.tb.name, handsets=[h.label for h in self.tb.handsets])
+        self._run = RunFolder.create(self.opt.out, self.tb.name, handsets=[h.label for h in self.tb.handsets])
         with self._signals():
             try:
                 self._protocol()
@@ -416,9 +433,16 @@ class Audit:
                 d = self.run.handset_dir(spec.label)
                 u = _Unit(spec, h, d, f"handsets/{spec.label}", numbers=[s.number for s in spec.sims if s.number])
                 self.units.append(u)
-                u.info = self.step(u, "info", lambda h=h: h.info().to_json(), rec=rec) or {}
+
+                def info(h: Handset = h) -> Any:
+                    return h.info().to_json()
+
+                def identity(h: Handset = h) -> Any:
+                    return _read_identity(h, self.opt.timeout)
+
+                u.info = self.step(u, "info", info, rec=rec) or {}
                 # what the handset says of itself: the testbed may not name its IMEIs and IMSIs
-                ident = self.step(u, "identity", lambda h=h: _read_identity(h, self.opt.timeout), rec=rec)
+                ident = self.step(u, "identity", identity, rec=rec)
                 for slot in (ident or {}).get("slots", []):
                     for kind in ("imei", "imsi", "iccid", "msisdn"):
                         if slot.get(kind):
@@ -430,9 +454,9 @@ class Audit:
                                 )
                             )
             if not any(not u.gone for u in self.units):
-                why = "; ".join(u.gone for u in self.units if u.gone)
+                reasons = "; ".join(u.gone for u in self.units if u.gone)
                 raise AuditError(
-                    "no handset of the testbed answers" + (f": {why}" if why else " (the testbed lists none)")
+                    "no handset of the testbed answers" + (f": {reasons}" if reasons else " (the testbed lists none)")
                 )
             self._open_modem(rec)
         if self.opt.settle is None:
@@ -456,66 +480,61 @@ class Audit:
             self._each(boot_offline)
             self.facts["boot_online_at"] = _now()
             for u in self.units:
-                self.step(
-                    u,
-                    "airplane off",
-                    lambda u=u: _steps().set_airplane(u.handset, False, timeout=self.opt.timeout),
-                    rec=rec,
-                )
+
+                def airplane_off(u: _Unit = u) -> Any:
+                    return _steps().set_airplane(u.handset, False, timeout=self.opt.timeout)
+
+                self.step(u, "airplane off", airplane_off, rec=rec)
             self._settle(2 * self.opt.settle)
         with self.phase("opt-in state") as rec:
             for u in self.units:
-                st = self.step(
-                    u,
-                    "cm status",
-                    lambda u=u: _cloud().cm_status(u.handset, ui=True, timeout=self.opt.timeout),
-                    rec=rec,
-                )
+
+                def cm_status(u: _Unit = u) -> Any:
+                    return _cloud().cm_status(u.handset, ui=True, timeout=self.opt.timeout)
+
+                st = self.step(u, "cm status", cm_status, rec=rec)
                 if st is not None:
                     self.facts.setdefault("cm_default", {})[u.label] = st.to_json()
         first = self._live_units()[:1]
         with self.phase("add contact") as rec:
             for u in first:
                 if peer_number:
-                    self.step(
-                        u,
-                        "add contact",
-                        lambda u=u: _steps().add_contact(
-                            u.handset, peer_number, "hostctl peer", timeout=self.opt.timeout
-                        ),
-                        rec=rec,
-                    )
+
+                    def add_contact(u: _Unit = u, number: str = peer_number) -> Any:
+                        return _steps().add_contact(u.handset, number, "hostctl peer", timeout=self.opt.timeout)
+
+                    self.step(u, "add contact", add_contact, rec=rec)
             self._settle(self.opt.settle)
         with self.phase("sms in and out") as rec:
             self._sms_in_out(first, rec)
         with self.phase("call") as rec:
             for u in first:
                 if peer_number:
-                    self.step(
-                        u,
-                        "call",
-                        lambda u=u: _steps().place_call(u.handset, peer_number, seconds=0.5, timeout=self.opt.timeout),
-                        rec=rec,
-                    )
+
+                    def call(u: _Unit = u, number: str = peer_number) -> Any:
+                        return _steps().place_call(u.handset, number, seconds=0.5, timeout=self.opt.timeout)
+
+                    self.step(u, "call", call, rec=rec)
             self._settle(self.opt.settle)
         with self.phase("mi cloud login") as rec:
             for u in first:
                 t_login = _now()  # what the build sends on login goes out during the step
-                res = self.step(
-                    u,
-                    "mi cloud login",
-                    lambda u=u: _steps().micloud_login(u.handset, timeout=self.opt.timeout),
-                    rec=rec,
-                )
+
+                def login(u: _Unit = u) -> Any:
+                    return _steps().micloud_login(u.handset, timeout=self.opt.timeout)
+
+                res = self.step(u, "mi cloud login", login, rec=rec)
                 if res is not None:
                     self.facts.setdefault("login", {})[u.label] = t_login
             self._settle(self.opt.settle)
         self.facts["opt_in_at"] = _now()
         with self.phase("enable cloud messaging") as rec:
             for u in self._live_units():
-                st = self.step(
-                    u, "cm on", lambda u=u: _cloud().cm_set(u.handset, True, sim=1, timeout=self.opt.timeout), rec=rec
-                )
+
+                def cm_on(u: _Unit = u) -> Any:
+                    return _cloud().cm_set(u.handset, True, sim=1, timeout=self.opt.timeout)
+
+                st = self.step(u, "cm on", cm_on, rec=rec)
                 if st is not None:
                     self.facts.setdefault("cm_enabled", {})[u.label] = st.to_json()
                     for c in st.consent:  # evidence: what MIUI asked, and that cm on accepted it
@@ -532,6 +551,8 @@ class Audit:
                 rec["notes"].append(why)
                 self.facts["send_online_skipped"] = why
             else:
+                if sender is None or receiver is None:  # _unavailable() said why: not reached
+                    raise RuntimeError("a send to an online receiver needs both handsets")
                 # as a tester does: wait until the receiver shows online (blue) to the sender;
                 # after a boot its activation and channel bind take a moment (0.1-0.8 s measured on
                 # an idle emulated lab, far longer on a loaded host). The claim is about an online
@@ -569,12 +590,11 @@ class Audit:
                     if n
                 ]:
                     t0 = _now()
-                    res = self.step(
-                        sender,
-                        f"presence {number}",
-                        lambda number=number: _cloud().presence(sender.handset, number, timeout=self.opt.timeout),
-                        rec=rec,
-                    )
+
+                    def presence(u: _Unit = sender, number: str = number) -> Any:
+                        return _cloud().presence(u.handset, number, timeout=self.opt.timeout)
+
+                    res = self.step(sender, f"presence {number}", presence, rec=rec)
                     self._settle(self.opt.settle / 2)
                     looks.append(
                         {
@@ -700,7 +720,7 @@ class Audit:
             )
         got = self.step(u, "sms in", lambda: _wait_row(u.handset, self.texts["sms_in"], self.opt.timeout), rec=rec)
         self.facts["sms_in"] = got
-        self._settle(self.opt.settle)
+        self._settle(self.settle)
 
     def _send_offline(self, sender: _Unit | None, receiver: _Unit | None, rec: dict) -> None:
         why = _unavailable(sender, None)
@@ -709,11 +729,15 @@ class Audit:
             rec["notes"].append(why)
             self.facts["send_offline_skipped"] = why
             return
+        if sender is None:  # _unavailable() said why: not reached
+            raise RuntimeError("a send to an offline receiver needs a sender")
         why = _unavailable(sender, receiver)
         if why:
             rec["notes"].append(why)
             self.facts["send_offline_skipped"] = why
         else:
+            if receiver is None:  # _unavailable() said why: not reached
+                raise RuntimeError("a send to an offline receiver needs a receiver")
             off = self.step(
                 receiver,
                 "receiver offline",

@@ -56,7 +56,7 @@ def evaluate(ev: Evidence) -> CheckRecord:
 
 
 def _traffic_before(h: HandsetEvidence, until: float | None) -> list[Locator]:
-    out = []
+    out: list[Locator] = []
     if until is None:
         return out
     for fl in (h.wire or {}).get("flows", []):
