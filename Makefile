@@ -75,7 +75,7 @@ debian-clients:
 # hw_tests: one test per audit check, against the emulated lab on both shipped profiles (each
 # test asserts the verdict the profile documents); one xdist worker per profile's lab.
 # The docs are built in every run (strict: a broken link or a page missing from the nav fails it).
-test: prereqs bootstrap agent debian-clients docs
+test: prereqs bootstrap agent debian-clients docs lint
 	$(PY) -m pytest -n 2 tests
 	$(PY) -m pytest -n 2 --dist loadgroup hw_tests --emulator-profile miui-v5-2014-07 --emulator-profile miui-v5-2014-08-10
 
@@ -83,8 +83,7 @@ test: prereqs bootstrap agent debian-clients docs
 docs: bootstrap
 	$(PY) -m mkdocs build --strict --quiet --site-dir site
 
-# ruff (lint + format check) and mypy, with the rules in pyproject.toml. Not yet part of `make
-# test`: the code base predates the rules (docs/development.md lists what is left).
+# ruff (lint + format check) and mypy, with the rules in pyproject.toml; part of `make test`.
 LINT_PATHS := hostctl tests hw_tests benchmarks setup.py
 lint: bootstrap
 	$(PY) -m ruff check $(LINT_PATHS)

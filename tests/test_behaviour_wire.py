@@ -441,6 +441,7 @@ def test_the_service_takes_a_report_over_each_transport(transport, encoding, hos
     real libraries: the service records the same fields, on the endpoint the host names, and
     HTTP/1.1 clients of the ALPN-capable TLS listener still get HTTP/1.1."""
     import asyncio
+    import functools
     import importlib.util
     import types
 
@@ -463,34 +464,37 @@ def test_the_service_takes_a_report_over_each_transport(transport, encoding, hos
             fields = {"d": "864804024924235", "n": "+8613800138000"}
             tls = transport in ("h2", "wss", "tls")
             if transport in ("h2", "h2c"):
-                call = lambda: app_main.http2(
+                call = functools.partial(
+                    app_main.http2,
                     app,
                     "POST",
                     "/stat",
                     fields,
                     host=host,
-                    tls=tls,  # noqa: E731
+                    tls=tls,
                     encoding=encoding,
                     libs=_protocol_libs(),
                 )
             elif transport in ("wss", "ws"):
-                call = lambda: app_main.websocket(
+                call = functools.partial(
+                    app_main.websocket,
                     app,
                     "/stat",
                     fields,
                     host=host,
-                    tls=tls,  # noqa: E731
+                    tls=tls,
                     deflate=encoding == "permessage-deflate",
                     libs=_protocol_libs(),
                 )
             else:
-                call = lambda: app_main.https(
+                call = functools.partial(
+                    app_main.https,
                     app,
                     "POST",
                     "/stat",
                     fields,
                     host=host,
-                    tls=tls,  # noqa: E731
+                    tls=tls,
                     encoding=encoding,
                 )
             reply = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, call), 30)
