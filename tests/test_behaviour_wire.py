@@ -225,6 +225,7 @@ def test_audit_fails_a_build_leaking_the_imei_in_a_gzip_body(tmp_path):
         timeout=300,
         cwd=Path(__file__).resolve().parent.parent,
     )
+    assert r.stdout, f"the audit printed no report (exit {r.returncode}): {r.stderr[-3000:]}"
     doc = json.loads(r.stdout)
     status = {c["id"]: c["status"] for c in doc["checks"]}
     assert status["no-identifiers-before-opt-in"] == "FAIL" and status["transport-secure"] == "FAIL", status
@@ -315,6 +316,7 @@ def _audit(profile, tmp_path):
         timeout=300,
         cwd=Path(__file__).resolve().parent.parent,
     )
+    assert r.stdout, f"the audit printed no report (exit {r.returncode}): {r.stderr[-3000:]}"
     doc = json.loads(r.stdout)
     return doc, tmp_path / "runs" / doc["run"]["id"]
 

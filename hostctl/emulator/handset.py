@@ -1407,11 +1407,14 @@ class VirtualHandset:
         from .userland.runtime import close_userland  # its sandbox and every process in it
 
         close_userland(self)
-        for db in (self._settings_db, self._sms_db, self._contacts_db):
-            try:
-                db.close()
-            except sqlite3.Error:
-                pass
+        # under the lock: closing a connection while another thread (an app's call being
+        # answered) is inside execute() on it crashes the process in sqlite
+        with self._lock:
+            for db in (self._settings_db, self._sms_db, self._contacts_db):
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
 
     def __enter__(self) -> VirtualHandset:
         return self
