@@ -65,3 +65,22 @@ def test_activation_by_sms_through_the_carrier(clab):
 
     clab.call(forged())
     assert clab.lab.cloud.cm.account(other.identity.sims[0].msisdn) is None
+
+
+def test_a_protected_number_whose_base64_begins_with_plus_is_still_resolved():
+    """A protected number's Base64 begins with "+" one time in 64 ("+3tUmz/jOjgwB6dJwzHVog==",
+    seen in a real audit run): the service must still decrypt it, not take it for E.164. Before
+    the fix the looked-up handset stayed "offline" and ip-when-online flipped."""
+    import types
+
+    from hostctl.emulator.lab import Lab
+
+    class Build:
+        def unwire(self, what, value, sim):
+            assert (what, sim) == ("number", 0)
+            return {"+3tUmz/jOjgwB6dJwzHVog==": "+8613800012282"}.get(value)
+
+    fake = types.SimpleNamespace(line_of=lambda sender: (Build(), 0))
+    assert Lab._resolve_number(fake, "+3tUmz/jOjgwB6dJwzHVog==", "+8613800610765") == "+8613800012282"
+    assert Lab._resolve_number(fake, "+8613800012282", "+8613800610765") == "+8613800012282"  # E.164 as is
+    assert Lab._resolve_number(fake, "AAAA", None) == "AAAA"  # no sender: nothing to decrypt with

@@ -65,6 +65,7 @@ from .userland.runtime import preflight as userland_preflight
 log = logging.getLogger("hostctl.emulator.lab")
 
 FRIDA_SERVER_PORT = 27042
+_E164 = re.compile(r"\+[0-9]{3,15}")  # ITU-T E.164: at most 15 digits
 APP_PACKAGES = ("com.android.mms",)
 # Each app's label, which Frida shows as its name (frida-ps -a "Name"): AOSP packages/apps/Mms
 # res/values/strings.xml app_label "Messaging" (the launcher's title for it, handset.py)
@@ -955,11 +956,14 @@ class Lab:
     def _resolve_number(self, value: str, sender: str | None) -> str:
         """A number as the sender's build wrote it in a frame, back to E.164 (the service holds
         the builds' keys, as Xiaomi's does)."""
-        line = self.line_of(sender) if sender is not None and not value.startswith("+") else None
+        # E.164 is "+" and digits only; a protected number's Base64 may begin with "+" too (one
+        # in 64), so the test is the whole form, not the first character: that case once left a
+        # number unresolved, its owner "offline" and the audit's ip-when-online verdict flipping
+        line = self.line_of(sender) if sender is not None and not _E164.fullmatch(value) else None
         if line is None:
             return value
         plain = line[0].unwire("number", value, line[1])
-        return plain if plain and plain.startswith("+") else value
+        return plain if plain and _E164.fullmatch(plain) else value
 
     def cloud_info(self) -> dict[str, Any] | None:
         if self.cloud is None:
