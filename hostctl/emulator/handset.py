@@ -14,7 +14,6 @@ processes call into it. Everything that Android keeps across reboots persists un
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import sqlite3
@@ -247,24 +246,10 @@ class LogEntry:
     message: str
 
     def format(self, fmt: str = "threadtime") -> str:
-        stamp = _dt.datetime.fromtimestamp(self.time)
-        ts = stamp.strftime("%m-%d %H:%M:%S") + f".{int(self.time * 1000) % 1000:03d}"
-        lines = self.message.split("\n") or [""]
-        out = []
-        for line in lines:
-            if fmt == "brief":
-                out.append(f"{self.priority}/{self.tag:<8}({self.pid:5d}): {line}")
-            elif fmt == "time":
-                out.append(f"{ts} {self.priority}/{self.tag:<8}({self.pid:5d}): {line}")
-            elif fmt == "tag":
-                out.append(f"{self.priority}/{self.tag:<8}: {line}")
-            elif fmt == "process":
-                out.append(f"{self.priority}({self.pid:5d}) {line}  ({self.tag})")
-            elif fmt == "raw":
-                out.append(line)
-            else:
-                out.append(f"{ts} {self.pid:5d} {self.tid:5d} {self.priority} {self.tag:<8}: {line}")
-        return "\n".join(out)
+        """This entry as ``logcat -v FMT`` prints it (one formatter: android/logcat.py)."""
+        from .android.logcat import format_entry
+
+        return format_entry(self, fmt)
 
 
 @dataclass(frozen=True)
