@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 
 import pytest
 
@@ -413,6 +414,14 @@ def traced(lt, out, options, action):
     tracer = Tracer(open_device(lh.serial), out, serial=lh.serial, options=options)
     tracer.start()
     try:
+        # start() attaches to the running app; when that first try fails on a loaded machine
+        # (an attach or a process listing that timed out) the tracer retries on poll(), as
+        # `hostctl trace` does: the action must not run before the agent is in
+        deadline = time.monotonic() + 30
+        while not tracer.apps[MMS].attached and time.monotonic() < deadline:
+            time.sleep(0.05)
+            tracer.poll()
+        assert tracer.apps[MMS].attached, f"the agent never attached: {tracer.errors} {tracer.notes}"
         result = action(lh)
         lh.apps[MMS].ping(timeout=20)
     finally:
@@ -442,7 +451,9 @@ def test_unix_sockets_only_when_asked(alab, tmp_path):
     _, _, with_unix = traced(alab, tmp_path / "b", TraceOptions(unix_sockets=True), lambda lh: None)
     ctl = [e for e in with_unix if isinstance(e, SocketData) and e.socket_type == "unix:stream"]
     # the app's answer to the lab's ping goes out on its control channel (a socketpair)
-    assert any(e.fn == "send" and e.direction == "out" and b'"pong":true' in e.data.data for e in ctl)
+    assert any(e.fn == "send" and e.direction == "out" and b'"pong":true' in e.data.data for e in ctl), [
+        (e.fn, e.direction, e.socket_type, e.data.data[:80]) for e in with_unix if isinstance(e, SocketData)
+    ]
 
 
 def test_agent_sequence_has_no_holes(alab, tmp_path):
