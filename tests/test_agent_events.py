@@ -448,7 +448,13 @@ def test_capture_limit_cuts_payloads_but_keeps_lengths(alab, tmp_path):
 def test_unix_sockets_only_when_asked(alab, tmp_path):
     _, _, plain = traced(alab, tmp_path / "a", TraceOptions(), lambda lh: None)
     assert not [e for e in plain if isinstance(e, SocketData) and (e.socket_type or "").startswith("unix")]
-    _, _, with_unix = traced(alab, tmp_path / "b", TraceOptions(unix_sockets=True), lambda lh: None)
+    # the action's own ping: its pong's send() hook has returned (and queued its event) before
+    # the app reads the next request, so traced()'s closing ping proves it is in the trace. (The
+    # closing ping's own pong can still be in the hook when the trace stops: the lab reads the
+    # reply as soon as the syscall wrote it.)
+    _, _, with_unix = traced(
+        alab, tmp_path / "b", TraceOptions(unix_sockets=True), lambda lh: lh.apps[MMS].ping(timeout=20)
+    )
     ctl = [e for e in with_unix if isinstance(e, SocketData) and e.socket_type == "unix:stream"]
     # the app's answer to the lab's ping goes out on its control channel (a socketpair)
     assert any(e.fn == "send" and e.direction == "out" and b'"pong":true' in e.data.data for e in ctl), [
