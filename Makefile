@@ -37,8 +37,9 @@ $(NODE_STAMP): agent/package.json agent/package-lock.json | prereqs
 $(AGENT): $(STAMP) $(NODE_STAMP) agent/tsconfig.json $(wildcard agent/src/*.ts)
 	$(PY) -m hostctl.agent
 
-# Re-installs only when pyproject.toml changes (idempotent).
-$(STAMP): pyproject.toml | prereqs
+# Re-installs only when pyproject.toml, setup.py or the compiled wire fast path's source change
+# (the editable install compiles hostctl/wire/_flowwalk.pyx in place; idempotent).
+$(STAMP): pyproject.toml setup.py hostctl/wire/_flowwalk.pyx | prereqs
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,docs,lint]'

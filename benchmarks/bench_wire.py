@@ -265,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         generate(warm, 100_000, chunk=60, ng=False)
         whole(warm)  # fills the cache: the runs below start from it
         print("wire-check start-up: 10 identifiers' patterns and hyperscan database from the cache", flush=True)
+        from hostctl.wire import flows
+
+        print(
+            f"wire: per-packet fast path {'compiled (hostctl/wire/_flowwalk)' if flows.COMPILED else 'in Python'}"
+            + ("" if flows._walk is not None else " (the compiled module is not built: pip install -e . with Cython)"),
+            flush=True,
+        )
         for label, chunk, ng in (("MTU segments, pcapng", 14600, True), ("small segments, pcap", 60, False)):
             path = Path(tmp) / ("capture.pcapng" if ng else "capture.pcap")
             packets = generate(path, size, chunk=chunk, ng=ng)

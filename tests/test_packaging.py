@@ -38,7 +38,9 @@ SOURCE_ITEMS = (
     "hw_tests",
     "docs",
 )
-IGNORE = shutil.ignore_patterns("__pycache__", "node_modules", "_agent.js", "*.egg-info", "*.tmp")
+IGNORE = shutil.ignore_patterns(
+    "__pycache__", "node_modules", "_agent.js", "*.egg-info", "*.tmp", "*.so", "_flowwalk.c"
+)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -117,8 +119,10 @@ def test_sdist_carries_agent_sources_lock_file_and_hw_tests(built: dict[str, Pat
         "hw_tests/test_checks.py",
         "setup.py",
         "MANIFEST.in",
+        "hostctl/wire/_flowwalk.pyx",
     ):
         assert needed in names, f"the sdist lacks {needed}"
+    assert not any(n.endswith(".so") for n in names)  # compiled for the machine that builds the wheel
     assert not any("node_modules" in n for n in names)
     assert "agent/_agent.js" not in names  # built from the sources, never shipped stale
 
@@ -131,6 +135,8 @@ def test_wheel_carries_the_agent_bundle(built: dict[str, Path]) -> None:
     # the compiled agent: its RPC exports and the Java bridge bundled in from npm
     assert "startTrace" in bundle and "frida-java-bridge" in bundle
     assert "hostctl/emulator/profiles/miui-v5-2014-07.yaml" in names
+    # the wire analyser's compiled fast path (Cython, from the sdist's .pyx)
+    assert any(n.startswith("hostctl/wire/_flowwalk.") and n.endswith(".so") for n in names), names
 
 
 def _run_installed(installed: Path, cwd: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -150,7 +156,8 @@ def test_installed_hostctl_finds_its_packaged_agent(installed: Path, tmp_path: P
         [
             str(installed / "bin" / "python"),
             "-c",
-            "import hostctl.agent as a; print(a.bundle_path()); print(len(a.source()))",
+            "import hostctl.agent as a; print(a.bundle_path()); print(len(a.source()));"
+            "import hostctl.wire.flows as f; print(f.COMPILED)",
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -162,6 +169,7 @@ def test_installed_hostctl_finds_its_packaged_agent(installed: Path, tmp_path: P
     path = Path(r.stdout.splitlines()[0])
     assert path.is_relative_to(installed) and path.name == "_agent.js"
     assert int(r.stdout.splitlines()[1]) > 10_000
+    assert r.stdout.splitlines()[2] == "True", "the installed wheel runs the wire fast path in Python"
 
 
 @pytest.mark.slow

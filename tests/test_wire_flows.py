@@ -93,19 +93,38 @@ class Recorder:
 
 
 def analyse(capture: bytes, **kw) -> tuple[Recorder, FlowTable]:
-    """Runs ``capture`` through both paths; returns the hot path's result after checking the
-    general path said exactly the same."""
-    fast, slow = Recorder(), Recorder()
-    t1 = FlowTable(fast, **kw)
+    """Runs ``capture`` through every path; returns the hot path's result after checking the
+    others said exactly the same: `FlowTable.run` with its compiled walk, `FlowTable.run` in
+    Python (the same calls, in the same order, with the same bytes) and `FlowTable.feed` (the
+    general path: the same once adjacent data is joined)."""
+    fast, pure, slow = Recorder(), Recorder(), Recorder()
+    t1 = FlowTable(fast, compiled=True, **kw)
     t1.run(CaptureReader(io.BytesIO(capture), chunk_size=4096))  # small chunks: spans end often
+    t0 = FlowTable(pure, compiled=False, **kw)
+    t0.run(CaptureReader(io.BytesIO(capture), chunk_size=4096))
     t2 = FlowTable(slow, **kw)
     for pkt in CaptureReader(io.BytesIO(capture)):
         t2.feed(pkt)
     t2.close()
+    assert fast.events == pure.events
+    assert t1.stats == t0.stats
     assert fast.merged() == slow.merged()
     assert t1.stats == t2.stats
     assert [f.protocol for f in fast.flows.values()] == [f.protocol for f in slow.flows.values()]
+    assert [(f.packets, f.first_ts, f.last_ts) for f in fast.flows.values()] == [
+        (f.packets, f.first_ts, f.last_ts) for f in pure.flows.values()
+    ]
     return fast, t1
+
+
+def test_the_compiled_walk_is_built_and_on() -> None:
+    """`make bootstrap` (pip install -e .) compiles hostctl/wire/_flowwalk.pyx with Cython: the
+    comparisons above test it only when it is there."""
+    from hostctl.wire import flows
+
+    assert flows._walk is not None, "hostctl.wire._flowwalk is not built: run `make bootstrap` (needs gcc, Cython)"
+    assert FlowTable(Recorder()).compiled is flows.COMPILED
+    assert FlowTable(Recorder(), compiled=False).compiled is False
 
 
 def capture(build, *, linktype: int = LINKTYPE_ETHERNET, ng: bool = True, snaplen: int = 262144) -> bytes:

@@ -43,6 +43,7 @@ payloads it delivers; `FlowTable.run` drives a `CaptureReader` through that path
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Callable, Iterable
@@ -50,6 +51,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hostctl.wire.pcapread import RECORD, SPAN_PCAP, CaptureReader, Packet
+
+try:  # the compiled walk of run()'s fast path, built by setup.py where a C compiler is present
+    from hostctl.wire._flowwalk import walk as _walk  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the same loop in Python
+    _walk = None
+
+# True when run() walks the common case in C (hostctl/wire/_flowwalk.pyx); HOSTCTL_WIRE_PURE=1
+# turns it off (the tests compare both; a lab can rule it out when in doubt)
+COMPILED = _walk is not None and os.environ.get("HOSTCTL_WIRE_PURE", "") in ("", "0")
 
 __all__ = ["DEFAULT_MAX_BUFFER", "DEFAULT_MAX_FLOWS", "Flow", "FlowConsumer", "FlowKey", "FlowTable", "NullConsumer"]
 
@@ -231,11 +241,14 @@ class FlowTable:
         coalesce: int = COALESCE,
         max_holding: int = MAX_HOLDING,
         identify: bool = True,
+        compiled: bool | None = None,
     ) -> None:
         if max_flows < 2:
             raise ValueError(f"max_flows must be at least 2, not {max_flows}")
         self.consumer = consumer
         self._data = consumer.data
+        # run()'s fast path in C (None: as COMPILED says); the results are the same either way
+        self.compiled = COMPILED if compiled is None else bool(compiled and _walk is not None)
         self.max_flows = max_flows
         self.max_buffer = max(0, max_buffer)
         self.idle_timeout = idle_timeout
@@ -307,7 +320,9 @@ class FlowTable:
             return
         reported = 0
         feed = self.feed_record
-        tcp_get = self._tcp.get
+        tcp = self._tcp
+        tcp_get = tcp.get
+        walker = _walk if self.compiled else None
         # per link type: (struct reading the ethertype + an IPv4/TCP header, its offset, IP offset)
         # (raw IP link types have no ethertype: l2 is None and the version nibble decides)
         fast = {
@@ -347,7 +362,19 @@ class FlowTable:
             v4, l2, ipo = fast.get(lt, (None, 0, 0))
             walked = 0
             ts = 0.0
+            # the compiled walk of the fast path below (hostctl/wire/_flowwalk.pyx), if built
+            cw = walker if v4 is not None and type(buf) is bytes else None
+            if cw is not None:
+                if pcap:
+                    big = header.__self__.format[0] in "!>"
+                    cargs = (False, big, frac, units, maxcap, 0, 0.0, 0.0, -1 if l2 is None else l2, ipo)
+                else:
+                    big = epb7.__self__.format[0] in "!>"
+                    cargs = (True, big, 0.0, 0, 0, ifid0, scale, offset, -1 if l2 is None else l2, ipo)
             while True:
+                if cw is not None:
+                    pos, n, ts = cw(tcp, buf, pos, end, *cargs, next_sweep, co, deliver, ts)
+                    walked += n
                 # -- the record header (stop at anything the reader must look at itself)
                 if pcap:
                     if end - pos < 16:
