@@ -176,6 +176,10 @@ def test_pm_aliases_and_user(rel):
         assert run(h, "pm").err.startswith("Package manager (package) commands:")
     else:
         assert run(h, "pm").err.startswith("usage: pm list packages")
+    # Pm.java runListUsers (4.4-6.0), UserManagerService's shell `list` (7.0+)
+    users = run(h, "pm list users")
+    flags = "c13" if release == "11" else "13"
+    assert users.rc == 0 and users.out == f"Users:\n\tUserInfo{{0:Owner:{flags}}} running\n"
 
 
 def test_pm_install_path_dump_uninstall_of_a_real_apk(rel):

@@ -63,6 +63,17 @@ HELP_SHELL_COMMAND = """Package manager (package) commands:
 """
 
 
+def list_users(sdk: int) -> str:
+    """``pm list users``: 4.4-6.0 Pm.java ``runListUsers``, from 7.0 UserManagerService's shell
+    ``list`` (what ``cmd package list users`` calls): ``Users:`` then one ``\t`` +
+    ``UserInfo.toString()`` (``UserInfo{id:name:hex flags}``) + `` running`` per user. The handset
+    has its owner only: flags PRIMARY|ADMIN|INITIALIZED (0x13), plus FULL|SYSTEM (0xc00) from 7.0,
+    where user 0 became the system user. The name ``Owner`` is R.string.owner_name's English
+    text; a zh-CN build may show its translation (a guess: not seen on a MIUI dump)."""
+    flags = 0xC13 if sdk >= NOUGAT else 0x13
+    return f"Users:\n\tUserInfo{{0:Owner:{flags:x}}} running\n"
+
+
 def usage(sdk: int) -> str:
     return HELP_SHELL_COMMAND if sdk >= NOUGAT else USAGE_KITKAT
 

@@ -590,6 +590,9 @@ async def _pm(ctx: Ctx, argv: list[str]) -> int:
         filters = [a for a in args[2:] if not a.startswith("-")]
         ctx.out(pm_fmt.list_packages(reg.all(), flags, filters[-1] if filters else None, "--show-versioncode" in flags))
         return 0
+    if args == ["list", "users"]:
+        ctx.out(pm_fmt.list_users(ctx.sdk))
+        return 0
     if len(args) == 2 and args[0] == "path":
         p = reg.get(args[1])
         if p is None:
