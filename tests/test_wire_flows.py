@@ -21,6 +21,7 @@ from hostctl.wire.pcapwrite import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_NULL,
+    LINKTYPE_PPP,
     LINKTYPE_RAW,
     PcapngWriter,
     PcapWriter,
@@ -162,7 +163,7 @@ class Segs:
 
 
 @pytest.mark.parametrize(
-    "linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL]
+    "linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_PPP]
 )
 @pytest.mark.parametrize("ng", [True, False])
 def test_interleaved_conversations_are_reassembled(linktype: int, ng: bool) -> None:
@@ -801,3 +802,28 @@ def test_tls_inside_an_http_connect_tunnel_is_seen() -> None:
     assert p["name"] == "tls" and p["client_versions"] == ["TLS 1.2"]
     assert p["proxy"]["tunnel"] == "app.chat.xiaomi.net:443"
     assert p["proxy"]["requests"][0]["method"] == "CONNECT"
+
+
+def test_ppp_with_and_without_hdlc_framing_and_a_compressed_protocol() -> None:
+    """DLT_PPP as libpcap describes it: ff 03 optional, the protocol field 2 bytes or 1 (PFC)."""
+    ip = ip_tcp("10.0.0.2", 40000, "10.9.0.5", 80, 1, 0, "S", b"")
+    for head in (b"\xff\x03\x00\x21", b"\x00\x21", b"\x21", b"\xff\x03\x21"):
+        rec, table = analyse(capture(lambda sink, h=head: sink(1.0, h + ip), linktype=LINKTYPE_PPP))
+        assert table.stats["tcp_flows"] == 1, head
+    rec, table = analyse(capture(lambda sink: sink(1.0, b"\xff\x03\xc0\x21" + b"\x01" * 20), linktype=LINKTYPE_PPP))
+    assert table.stats["tcp_flows"] == 0 and table.stats["non_ip"] == 1  # LCP, not IP
+
+
+def test_ipv6_jumbogram_length_comes_from_the_hop_by_hop_option() -> None:
+    """RFC 2675 as Linux BIG TCP sends it (tcpdump's test capture bigtcp-ipv6-hbh.pcap: payload
+    length 0, a hop-by-hop header with the Jumbo Payload option, then TCP)."""
+    payload = bytes(range(256)) * 300  # 76,800 bytes: more than a 16-bit payload length holds
+    plain = ip_tcp("fd00::2", 40000, "fd00::5", 443, 1, 1, "PA", payload[:60000])
+    tcp = plain[40:] + payload[60000:]  # (its checksum is not ours to check)
+    hbh = bytes([6, 0, 0xC2, 4]) + (8 + len(tcp)).to_bytes(4, "big")
+    head = bytearray(plain[:40])
+    head[4:6] = b"\x00\x00"  # payload length 0: see the option
+    head[6] = 0  # next header: hop-by-hop
+    rec, table = analyse(capture(lambda sink: sink(1.0, frame(LINKTYPE_ETHERNET, bytes(head) + hbh + tcp))))
+    assert table.stats["tcp_flows"] == 1 and table.stats["malformed"] == 0
+    assert rec.stream(1, "c2s" if rec.flows[1].key.client[1] == 40000 else "s2c")[0] == payload

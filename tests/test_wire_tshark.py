@@ -23,6 +23,7 @@ from hostctl.wire.pcapwrite import (
     LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
+    LINKTYPE_PPP,
     LINKTYPE_RAW,
     PcapngWriter,
     PcapWriter,
@@ -283,6 +284,7 @@ CASES = [
     (LINKTYPE_LINUX_SLL2, False, False),
     (LINKTYPE_ETHERNET, True, True),
     (LINKTYPE_LINUX_SLL, False, True),
+    (LINKTYPE_PPP, False, False),
 ]
 
 

@@ -101,6 +101,24 @@ class FlowKey:
         return f"{self.proto} {ep(self.client)} -> {ep(self.server)}"
 
 
+def _jumbo_length(buf: bytes, start: int, stop: int) -> int | None:
+    """The Jumbo Payload option's length (type 0xc2, 4 bytes) in the hop-by-hop header at
+    ``start`` (options from ``start + 2`` to ``stop``), or None."""
+    i = start + 2
+    while i < stop:
+        kind = buf[i]
+        if kind == 0:  # Pad1
+            i += 1
+            continue
+        if i + 1 >= stop:
+            return None
+        size = buf[i + 1]
+        if kind == 0xC2 and size == 4 and i + 6 <= stop:
+            return int.from_bytes(buf[i + 2 : i + 6], "big")
+        i += 2 + size
+    return None
+
+
 class _Dir:
     """One direction of a TCP flow: where the stream stands and what waits out of order."""
 
@@ -511,6 +529,25 @@ class FlowTable:
                 return
             et = buf[p] << 8 | buf[p + 1]
             p += 20
+        elif linktype == 9 or linktype == 50:
+            # PPP (RFC 1661; pppd's ppp0, as older Android data links were) and PPP in HDLC-like
+            # framing (RFC 1662): an optional ff 03 (address, control), then the protocol, 1 byte
+            # when compressed (PFC: odd first byte) or 2 -- libpcap's DLT_PPP text says the same
+            if end - p >= 2 and buf[p] == 0xFF and buf[p + 1] == 0x03:
+                p += 2
+            if end - p < 1:
+                self.stats["malformed"] += 1
+                return
+            if buf[p] & 1:
+                pproto = buf[p]
+                p += 1
+            elif end - p < 2:
+                self.stats["malformed"] += 1
+                return
+            else:
+                pproto = buf[p] << 8 | buf[p + 1]
+                p += 2
+            et = 0x0800 if pproto == 0x21 else 0x86DD if pproto == 0x57 else 0
         elif linktype == 0 or linktype == 108:  # BSD loopback: address family, host or network order
             if end - p < 4:
                 self.stats["malformed"] += 1
@@ -562,6 +599,13 @@ class FlowTable:
                 if end - l4 < 8:
                     self.stats["malformed"] += 1
                     return
+                if proto == 0 and plen == 0 and l4 == p + 40:
+                    # a jumbogram (RFC 2675): payload length 0, the real one in the hop-by-hop
+                    # Jumbo Payload option; Linux's BIG TCP sends them (tcpdump's own test
+                    # capture bigtcp-ipv6-hbh.pcap, taken on such a host)
+                    jumbo = _jumbo_length(buf, l4, min(end, l4 + (buf[l4 + 1] + 1) * 8))
+                    if jumbo is not None:
+                        ip_end = p + 40 + jumbo
                 proto = buf[l4]
                 l4 += (buf[l4 + 1] + 1) * 8
                 addrs = buf[p + 8 : p + 40]

@@ -54,6 +54,7 @@ __all__ = [
 
 LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9  # PPP (RFC 1661), as pppd's ppp0 is captured: here in HDLC-like framing (ff 03)
 LINKTYPE_RAW = 101  # raw IP, version from the first nibble
 LINKTYPE_LINUX_SLL = 113  # Linux "cooked" capture (tcpdump -i any, Android's tcpdump on rmnet)
 LINKTYPE_IPV4 = 228
@@ -464,9 +465,12 @@ def frame(
         return struct.pack("!HHIHBB8s", ethertype, 0, 1, 1, pkttype, 6, src_mac) + ip_packet
     if linktype == LINKTYPE_NULL:
         return struct.pack("<I", 2 if version == 4 else 30) + ip_packet
+    if linktype == LINKTYPE_PPP:
+        # address 0xff, control 0x03 (RFC 1662), then the protocol: 0x0021 IPv4, 0x0057 IPv6
+        return b"\xff\x03" + struct.pack("!H", 0x0021 if version == 4 else 0x0057) + ip_packet
     raise ValueError(
         f"link type {linktype} is not one frame() writes "
-        "(0 NULL, 1 Ethernet, 101 raw, 113 SLL, 228 IPv4, 229 IPv6, 276 SLL2)"
+        "(0 NULL, 1 Ethernet, 9 PPP, 101 raw, 113 SLL, 228 IPv4, 229 IPv6, 276 SLL2)"
     )
 
 
