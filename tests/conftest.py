@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -57,10 +58,46 @@ def pytest_configure(config):
     port = free_port()
     os.environ["HOSTCTL_TEST_ADB_PORT"] = os.environ["ANDROID_ADB_SERVER_PORT"] = str(port)
     ensure_adb_server(port)
+    global _watchdog
+    _watchdog = _adb_watchdog(port)
+
+
+# A test process that is killed (a `timeout`, Ctrl-C twice, SIGKILL, a worker xdist replaces)
+# never reaches pytest_unconfigure: this child kills its adb server, by port, once the process is
+# gone. It is told to stand down (by pid) when the session ends normally, so it can never kill a
+# server that another session started later on the same port.
+_WATCHDOG = """
+import os, select, subprocess, sys
+pid, port, adb = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+try:
+    fd = os.pidfd_open(pid)
+    select.select([fd], [], [])
+except ProcessLookupError:
+    pass
+env = dict(os.environ, ANDROID_ADB_SERVER_PORT=port)
+subprocess.run([adb, "-P", port, "kill-server"], env=env, capture_output=True, timeout=10)
+"""
+_watchdog: subprocess.Popen | None = None
+
+
+def _adb_watchdog(port: int) -> subprocess.Popen | None:
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(port), adb_binary()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the test's process group leaves it running
+        )
+    except OSError:
+        return None
 
 
 def pytest_unconfigure(config):
     if _runs_tests(config) and os.environ.get("HOSTCTL_TEST_ADB_PORT"):
+        if _watchdog is not None:
+            _watchdog.kill()
+            _watchdog.wait(timeout=10)
         kill_adb_server(int(os.environ["HOSTCTL_TEST_ADB_PORT"]))
 
 
