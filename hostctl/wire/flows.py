@@ -279,6 +279,9 @@ class FlowTable:
 
             self._observe, self._finish = observe, finish
         self._tcp: dict[bytes, tuple[Flow, _Dir, _Dir]] = {}  # direction key -> (flow, this dir, other dir)
+        # the flows in each table (open ones and tombstones), by id, in order of creation: what a
+        # sweep walks (a table has two keys per flow)
+        self._members: dict[str, dict[int, Flow]] = {"tcp": {}, "udp": {}}
         self._udp: dict[bytes, tuple[Flow, _Dir, _Dir]] = {}
         self._live = 0  # flows in the tables (tombstones included)
         self._next_id = 1
@@ -661,6 +664,7 @@ class FlowTable:
         flow._keys = (c2s_key, s2c_key)
         table[c2s_key] = (flow, flow.c2s, flow.s2c)
         table[s2c_key] = (flow, flow.s2c, flow.c2s)
+        self._members[proto][flow.id] = flow
         self._live += 1
         if self._live > self.stats["max_in_flight"]:
             self.stats["max_in_flight"] = self._live
@@ -945,15 +949,15 @@ class FlowTable:
             e = table.get(k)
             if e is not None and e[0] is flow:
                 del table[k]
+        self._members[flow.key.proto].pop(flow.id, None)
         self._live -= 1
 
     def _sweep(self, now: float, *, force: bool = False, keep: Flow | None = None) -> None:
         """Expires tombstones past ``linger`` and flows idle past ``idle_timeout``; with ``force``
         (the table is full) also the least recently active quarter, tombstones first."""
         self._next_sweep = now + max(1.0, min(self.linger, self.idle_timeout or self.linger) / 4)
-        for table in (self._tcp, self._udp):
-            flows = {id(e[0]): e[0] for e in table.values()}.values()
-            for f in list(flows):
+        for table, members in ((self._tcp, self._members["tcp"]), (self._udp, self._members["udp"])):
+            for f in list(members.values()):
                 if f is keep:
                     continue
                 if f.ended is not None and now - f.last_ts >= self.linger:
@@ -965,8 +969,8 @@ class FlowTable:
         if force and self._live >= self.max_flows:
             everyone = [
                 (f.ended is None, f.last_ts, f.id, f, t)
-                for t in (self._tcp, self._udp)
-                for f in {id(e[0]): e[0] for e in t.values()}.values()
+                for t, members in ((self._tcp, self._members["tcp"]), (self._udp, self._members["udp"]))
+                for f in members.values()
                 if f is not keep
             ]
             everyone.sort(key=lambda x: x[:3])  # tombstones first, then the least recent
@@ -990,5 +994,7 @@ class FlowTable:
                 if flow.ended is None:
                     self._end(flow, "rst" if flow.rst_ts is not None else "fin" if _both_fins(flow) else "eof")
             table.clear()
+        for members in self._members.values():
+            members.clear()
         self._release_all()
         self._live = 0
