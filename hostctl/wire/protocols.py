@@ -396,7 +396,7 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
     # message line after the tail of the message in progress
     head = data[:4096]
     c2s, s2c = (head, b"") if direction == "c2s" else (b"", head)
-    name = REGISTRY.name_of(c2s, s2c, final=True)
+    name = REGISTRY.name_of(c2s, s2c, final=True, among=_STARTER_NAMES)  # (None: none of them)
     if name not in _STARTERS and _message_start(data) is not None:
         name = "http1"
     start = _STARTERS.get(name)
@@ -457,6 +457,7 @@ def _start_http2(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes
 # registry layer name -> what reads that protocol's metadata (the other layers' flows are text or
 # unknown here)
 _STARTERS = {"tls": _start_tls, "http1": _start_http, "http2": _start_http2}
+_STARTER_NAMES = frozenset(_STARTERS)
 
 
 def _replay_other(st: _Sniff, proto: dict[str, Any], direction: str, feed: Any) -> None:
