@@ -1032,6 +1032,8 @@ class _Consumer:
             p = dirs.get(direction)
             if p is None:
                 continue
+            if p.stream is None and not self.c.scanner.finds_any(p.buf):
+                continue  # read whole here and no pattern in it: a stream over it would find nothing
             self._scan(st, direction, p)
             if p.stream is None:  # nothing was ever scanned: an empty stream finds nothing
                 continue

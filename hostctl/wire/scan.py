@@ -119,6 +119,9 @@ class _HyperscanEngine:
 
     def __init__(self, patterns: Sequence[Pattern], serialized: bytes | None = None) -> None:
         assert _hs is not None
+        hits: list[int] = []
+        self._probe_hits = hits  # (the callback is kept here: the binding only borrows it)
+        self._probe = lambda i, _from, _to, _flags, _ctx: hits.append(i)
         if serialized is not None:
             # hs_deserialize_database, then scratch space: the binding's loadb() allocates none,
             # and a stream over a database without scratch reads a stray pointer (the crash the
@@ -144,6 +147,22 @@ class _HyperscanEngine:
 
     def open(self) -> _HyperscanStream:
         return _HyperscanStream(self.db)
+
+    def finds_any(self, data: bytes | bytearray) -> bool:
+        # one engine stream over the whole buffer, without the Python stream around it; the
+        # callback only counts (returning true from it would stop the scan with an error)
+        hits = self._probe_hits
+        s = self.db.stream(match_event_handler=self._probe)
+        s.__enter__()
+        try:
+            s.scan(data)
+        except _hs.error as exc:
+            raise ScanError(f"hyperscan scan failed: {exc}") from None
+        finally:
+            s.close()
+        found = bool(hits)
+        hits.clear()
+        return found
 
     def dump(self) -> bytes:
         return _hs.dumpb(self.db)
@@ -226,6 +245,9 @@ class _PythonEngine:
 
     def open(self) -> _PythonStream:
         return _PythonStream(self)
+
+    def finds_any(self, data: bytes | bytearray) -> bool:
+        return bool(self.search(bytes(data), 0, 0))
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
         """Raw matches in ``text`` that end after ``new_from`` (offsets + ``base``)."""
@@ -406,6 +428,14 @@ class Scanner:
             out = s.feed(data)
             out += s.close()
         return out
+
+    def finds_any(self, data: bytes | bytearray) -> bool:
+        """Whether any pattern occurs in ``data`` (one complete buffer). False means a stream
+        fed just ``data`` finds nothing: the cheap test before making one, for the many short
+        streams (a flow direction read whole at its end) that hold no identifier."""
+        if self._engine is None or not data:
+            return False
+        return self._engine.finds_any(data)
 
 
 class ScanStream:
