@@ -1028,12 +1028,14 @@ class _Consumer:
             st.tls_conn.close()
             st.tls_conn = None
         dirs = st.dirs
+        # the directions never scanned before (read whole here) are tested for any pattern at
+        # once: a stream over bytes without any would find nothing
+        fresh = [p.buf for p in dirs.values() if p.stream is None and p.buf]
+        quiet = not fresh or not self.c.scanner.finds_any(*fresh)
         for direction in _DIRECTIONS:  # (in this order, whichever spoke first)
             p = dirs.get(direction)
-            if p is None:
+            if p is None or (p.stream is None and (quiet or not p.buf)):
                 continue
-            if p.stream is None and not self.c.scanner.finds_any(p.buf):
-                continue  # read whole here and no pattern in it: a stream over it would find nothing
             self._scan(st, direction, p)
             if p.stream is None:  # nothing was ever scanned: an empty stream finds nothing
                 continue

@@ -148,14 +148,15 @@ class _HyperscanEngine:
     def open(self) -> _HyperscanStream:
         return _HyperscanStream(self.db)
 
-    def finds_any(self, data: bytes | bytearray) -> bool:
-        # one engine stream over the whole buffer, without the Python stream around it; the
-        # callback only counts (returning true from it would stop the scan with an error)
+    def finds_any(self, pieces: Sequence[bytes | bytearray]) -> bool:
+        # one engine stream over the pieces, without the Python stream around it; the callback
+        # only counts (returning true from it would stop the scan with an error)
         hits = self._probe_hits
         s = self.db.stream(match_event_handler=self._probe)
         s.__enter__()
         try:
-            s.scan(data)
+            for data in pieces:
+                s.scan(data)
         except _hs.error as exc:
             raise ScanError(f"hyperscan scan failed: {exc}") from None
         finally:
@@ -246,8 +247,8 @@ class _PythonEngine:
     def open(self) -> _PythonStream:
         return _PythonStream(self)
 
-    def finds_any(self, data: bytes | bytearray) -> bool:
-        return bool(self.search(bytes(data), 0, 0))
+    def finds_any(self, pieces: Sequence[bytes | bytearray]) -> bool:
+        return bool(self.search(b"".join(pieces), 0, 0))
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
         """Raw matches in ``text`` that end after ``new_from`` (offsets + ``base``)."""
@@ -429,13 +430,15 @@ class Scanner:
             out += s.close()
         return out
 
-    def finds_any(self, data: bytes | bytearray) -> bool:
-        """Whether any pattern occurs in ``data`` (one complete buffer). False means a stream
-        fed just ``data`` finds nothing: the cheap test before making one, for the many short
-        streams (a flow direction read whole at its end) that hold no identifier."""
-        if self._engine is None or not data:
+    def finds_any(self, *pieces: bytes | bytearray) -> bool:
+        """Whether any pattern occurs in the ``pieces`` read one after the other. False means a
+        stream fed just one of them finds nothing: the cheap test before making one, for the many
+        short streams (both directions of a flow, each read whole at its end) that hold no
+        identifier. (True may come from a match across two pieces.)"""
+        pieces = tuple(p for p in pieces if p)
+        if self._engine is None or not pieces:
             return False
-        return self._engine.finds_any(data)
+        return self._engine.finds_any(pieces)
 
 
 class ScanStream:
