@@ -435,8 +435,7 @@ class Scanner:
         stream fed just one of them finds nothing: the cheap test before making one, for the many
         short streams (both directions of a flow, each read whole at its end) that hold no
         identifier. (True may come from a match across two pieces.)"""
-        pieces = tuple(p for p in pieces if p)
-        if self._engine is None or not pieces:
+        if self._engine is None:
             return False
         return self._engine.finds_any(pieces)
 

@@ -89,12 +89,18 @@ class Registry:
     ) -> Any:
         """The layer class for a stream whose directions began with ``c2s`` / ``s2c``; WAIT when
         a heuristic needs more bytes (and ``final`` is false); None when nothing claims it."""
-        t = self._lookup()
+        t = self._tables
+        if t is None or t.source is not self.layers or t.count != len(self.layers):
+            t = self._lookup()
         if alpn:
             factory = t.alpn.get(alpn)
             if factory is not None:
                 return factory
-        known = self._known(c2s, s2c, len(t.sniffers))
+        memo = self._memo
+        if memo is not None and memo[0] is c2s and memo[1] is s2c:
+            known = memo[2]
+        else:
+            known = self._known(c2s, s2c, len(t.sniffers))
         for i, (sniff, factory) in enumerate(t.sniffers):
             verdict = known[i]
             if verdict is _UNKNOWN:
@@ -102,8 +108,7 @@ class Registry:
             if verdict is WAIT:
                 if not final:
                     return WAIT  # a higher-priority heuristic must be able to say first
-                continue
-            if verdict:
+            elif verdict:
                 return factory
         if port is not None:
             return t.ports.get(port)
@@ -113,9 +118,10 @@ class Registry:
         """The heuristics' verdicts on these heads so far (_UNKNOWN: not asked yet). The last
         heads' are remembered, by the very objects: one stream's first piece is looked at by
         protocol identification and then by its decoder stack, each asking with other options
-        (a heuristic is a function of the bytes alone, and bytes do not change)."""
+        (a heuristic is a function of the bytes alone, and bytes do not change). (Forgotten
+        whenever the layers change.)"""
         memo = self._memo
-        if memo is not None and memo[0] is c2s and memo[1] is s2c and len(memo[2]) == n:
+        if memo is not None and memo[0] is c2s and memo[1] is s2c:
             return memo[2]
         known = [_UNKNOWN] * n
         if type(c2s) is bytes and type(s2c) is bytes:
@@ -138,12 +144,13 @@ class Registry:
         the layer picked is one of them matters, so the heuristics of the layers after the last of
         them are not run, and None stands for any other answer."""
         if among is not None and final and port is None and not alpn:
-            t = self._lookup()
+            t = self._tables
+            if t is None or t.source is not self.layers or t.count != len(self.layers):
+                t = self._lookup()
             named = t.upto.get(among)
             if named is None:
-                named = t.upto[among] = t.named[
-                    : max((i + 1 for i, s in enumerate(t.named) if s[1] in among), default=0)
-                ]
+                last = max((i + 1 for i, (_sniff, name) in enumerate(t.named) if name in among), default=0)
+                named = t.upto[among] = t.named[:last]
             known = self._known(c2s, s2c, len(t.sniffers))
             for i, (sniff, name) in enumerate(named):
                 verdict = known[i]
