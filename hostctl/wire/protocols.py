@@ -269,17 +269,18 @@ _MESSAGE_LINE = re.compile(
     rb"|HTTP/1\.[01] \d{3}\b)"
 )
 _SEARCH = 4096  # bytes searched for a first message line (joined mid-session)
+_LINE_STARTS = (*_METHODS, b"HTTP/1.")  # how a request or status line begins
 
 
 def _message_start(data: bytes) -> int | None:
     """Where the first HTTP/1.x request or status line begins in ``data``: at its start, after
     a few stray bytes, or after a line break within the first ``_SEARCH`` bytes; else None."""
-    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
+    if data.startswith(_LINE_STARTS):
         return 0
     head = data[:16].lstrip(b"\r\n\x00 ")
-    if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
+    if head.startswith(_LINE_STARTS):
         return data.index(head[:4])
-    if b"HTTP/1." not in data[:_SEARCH]:  # every request and status line has it: cheap test first
+    if data.find(b"HTTP/1.", 0, _SEARCH) < 0:  # every request and status line has it: cheap test first
         return None
     m = _MESSAGE_LINE.search(data[:_SEARCH])
     return m.start(1) if m else None
