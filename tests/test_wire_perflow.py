@@ -97,7 +97,9 @@ def test_a_stream_no_decoder_claims_is_dropped_as_the_stack_would_drop_it():
     body = rnd.randbytes(300) + IMEI.encode() + rnd.randbytes(50)
     assert not Connection.claims("s2c", body, port=443)
     # the stack itself, made and fed the same bytes, gives up on them at once
-    conn = WireCheck(IDS, engine="python", hash_budget=0).layer_connection(Origin("wire", flow=1), port=443)
+    conn = WireCheck(IDS, engine="python", hash_budget=0).layer_connection(
+        Origin("wire", flow=1), port=443, scan_bottom=False
+    )
     conn.feed("s2c", 0, body)
     assert conn.opaque
     got = _consume(WireCheck(IDS, engine="python", hash_budget=0), [("s2c", body), ("c2s", b"x" * 10)], port=443)
@@ -105,6 +107,24 @@ def test_a_stream_no_decoder_claims_is_dropped_as_the_stack_would_drop_it():
     # a port a decoder claims makes the stack even for the same bytes
     assert Connection.claims("s2c", body, port=5222)
     assert Connection.claims("c2s", b"", port=443)  # nothing to decide on yet
+
+
+def test_a_stream_claimed_by_a_layer_that_decodes_nothing_needs_no_stack():
+    # TLS without keys: the tls layer claims it and decodes nothing, so the stack made for it
+    # would be dropped at once, with no note and no finding
+    hello = b"\x16\x03\x01\x00\x40" + bytes(64) + IMEI.encode()
+    assert not Connection.claims("c2s", hello, port=443)
+    wc = WireCheck(IDS, engine="python", hash_budget=0)
+    conn = wc.layer_connection(Origin("wire", flow=1), port=443, scan_bottom=False)
+    conn.feed("c2s", 0, hello)
+    assert conn.opaque
+    conn.close()
+    assert wc.findings == [] and not wc.layer_notes.counts
+    # (the wire itself is still scanned)
+    got = _consume(WireCheck(IDS, engine="python", hash_budget=0), [("c2s", hello)], port=443)
+    assert [(f["chain"], f["offset"]) for f in got] == [("tcp", 69)]
+    # a stack that did not see the first bytes: what it is claimed by decides
+    assert Connection.claims("c2s", b"\x16", port=443)  # WAIT: not yet known
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -158,7 +158,8 @@ class Connection:
         registry: Registry = REGISTRY,
     ) -> bool:
         """False when a new Connection (without ``scan_bottom``) fed ``data`` as its first bytes
-        would drop the stream at once because no decoder claims it: then it need not be made."""
+        would drop the stream at once, with nothing noted or found, because no decoder claims it
+        or the one that does decodes nothing (TLS without keys): then it need not be made."""
         if not data:
             return True  # nothing to decide on yet
         head = data if type(data) is bytes else bytes(data)
@@ -166,7 +167,8 @@ class Connection:
         if len(head) > SNIFF_BYTES:
             head = head[:SNIFF_BYTES]
         c2s, s2c = (head, b"") if direction == C2S else (b"", head)
-        return registry.choose(c2s, s2c, port=port, alpn=alpn, final=final) is not None
+        factory = registry.choose(c2s, s2c, port=port, alpn=alpn, final=final)
+        return factory is not None and not getattr(factory, "always_opaque", False)
 
     def gap(self, direction: str, offset: int, length: int) -> None:
         if self._bottom is not None:
