@@ -62,7 +62,7 @@ class Connection:
         self._dead = False
         self.upgrade_headers: dict[bytes, bytes] = {}  # the 101 response's, for the next layer
         self.kept = 0  # bytes the open messages keep for the body walkers (Limits.max_kept)
-        self._head: dict[str, bytearray] = {C2S: bytearray(), S2C: bytearray()}
+        self._head: dict[str, bytes] = {C2S: b"", S2C: b""}  # what each direction held while sniffing
         self._head_at: dict[str, int | None] = {C2S: None, S2C: None}
         self._bottom = (
             {d: Out(self, Span(origin, d, chain or ("stream",), 0), walk=False) for d in DIRECTIONS}
@@ -120,25 +120,55 @@ class Connection:
             self._sniff(direction, offset, data)
 
     def _sniff(self, direction: str, offset: int, data: bytes) -> None:
-        head = self._head[direction]
         if self._head_at[direction] is None:
             self._head_at[direction] = offset
-        head += data
+        if type(data) is not bytes:
+            data = bytes(data)
+        head = self._head[direction]
+        # (a head that is one piece stays that very object: the registry remembers its last
+        # verdicts by the objects it was shown, as protocols.py shows it the same piece first)
+        head = self._head[direction] = head + data if head else data
         self._decide(final=len(head) >= SNIFF_BYTES)
 
     def _decide(self, *, final: bool) -> None:
-        c2s, s2c = bytes(self._head[C2S][:SNIFF_BYTES]), bytes(self._head[S2C][:SNIFF_BYTES])
+        c2s, s2c = self._head[C2S], self._head[S2C]
+        if len(c2s) > SNIFF_BYTES:
+            c2s = c2s[:SNIFF_BYTES]
+        if len(s2c) > SNIFF_BYTES:
+            s2c = s2c[:SNIFF_BYTES]
         factory = self.registry.choose(c2s, s2c, port=self.port, alpn=self.alpn, final=final)
         if factory is WAIT:
             return
-        held = {d: (self._head_at[d] or 0, bytes(self._head[d])) for d in DIRECTIONS}
+        held = {d: (self._head_at[d] or 0, self._head[d]) for d in DIRECTIONS}
         for d in DIRECTIONS:
-            self._head[d] = bytearray()
+            self._head[d] = b""
             self._head_at[d] = None
         if factory is None:
             self._dead = True
             return
         self.switch(factory, held)
+
+    @staticmethod
+    def claims(
+        direction: str,
+        data: bytes,
+        *,
+        port: int | None = None,
+        alpn: str | None = None,
+        registry: Registry = REGISTRY,
+    ) -> bool:
+        """False when a new Connection (without ``scan_bottom``) fed ``data`` as its first bytes
+        would drop the stream at once, with nothing noted or found, because no decoder claims it
+        or the one that does decodes nothing (TLS without keys): then it need not be made."""
+        if not data:
+            return True  # nothing to decide on yet
+        head = data if type(data) is bytes else bytes(data)
+        final = len(head) >= SNIFF_BYTES
+        if len(head) > SNIFF_BYTES:
+            head = head[:SNIFF_BYTES]
+        c2s, s2c = (head, b"") if direction == C2S else (b"", head)
+        factory = registry.choose(c2s, s2c, port=port, alpn=alpn, final=final)
+        return factory is not None and not getattr(factory, "always_opaque", False)
 
     def gap(self, direction: str, offset: int, length: int) -> None:
         if self._bottom is not None:
@@ -150,7 +180,7 @@ class Connection:
         if self.layer is not None:
             self.layer.gap(direction, offset, length)
         elif not self._dead:
-            self._head[direction] = bytearray()  # what was held no longer leads anywhere
+            self._head[direction] = b""  # what was held no longer leads anywhere
             self._head_at[direction] = None
 
     def close(self) -> None:

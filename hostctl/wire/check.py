@@ -60,7 +60,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,34 +144,53 @@ class _Where:
     ts: float | None = None  # capture time of the bytes (wire) or the event's host time (agent)
 
 
+_DIRECTIONS = ("c2s", "s2c")
+_READABLE = ("http", "http2", "text")  # protocols whose bytes are searched for opaque values
 _BATCH = 64 * 1024  # bytes of one direction scanned in one call
 _BATCH_SECONDS = 0.05  # ... or the capture time one batch may span (findings keep their time)
 
 
 class _Pending:
     """One direction's bytes waiting to be scanned: a batch of up to ``_BATCH`` bytes or
-    ``_BATCH_SECONDS`` of capture time (many small segments cost one scan call, not one each)."""
+    ``_BATCH_SECONDS`` of capture time (many small segments cost one scan call, not one each).
+    The scan stream is opened when the first batch is scanned (``start``: the stream offset of the
+    direction's first byte delivered, where that stream begins), so a direction that fits in one
+    batch costs one stream, fed once and closed, at the flow's end."""
 
-    __slots__ = ("buf", "stream", "ts")
+    __slots__ = ("buf", "start", "stream", "ts")
 
-    def __init__(self) -> None:
+    def __init__(self, start: int) -> None:
         self.buf = bytearray()
         self.ts = 0.0
         self.stream: Any = None
+        self.start = start
+
+    def open(self, scanner: Scanner) -> Any:
+        s = self.stream = scanner.stream()
+        if self.start:  # joined mid-stream: keep the stream's own offsets
+            s.gap(self.start)
+        return s
 
 
-@dataclass
+_LAZY: Any = object()  # a TCP flow's decoder stack, not made until its first bytes
+
+
 class _FlowState:
-    flow: Any
-    capture: str
-    dirs: dict[str, _Pending] = field(default_factory=lambda: {"c2s": _Pending(), "s2c": _Pending()})
-    readable: dict[str, bytearray] = field(default_factory=dict)
-    findings: list[dict] = field(default_factory=list)
-    gaps: int = 0
-    conn: Any = None  # the decoder stack over this flow (None: opaque / done)
-    tls: Any = None  # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
-    dec: dict[str, _Decrypted] = field(default_factory=dict)
-    tls_conn: Any = None  # the decoder stack over the decrypted application data
+    """What the consumer keeps per flow; the parts a flow may never need are made on first use."""
+
+    __slots__ = ("capture", "conn", "dec", "dirs", "findings", "flow", "gaps", "readable", "tls", "tls_conn")
+
+    def __init__(self, flow: Any, capture: str) -> None:
+        self.flow = flow
+        self.capture = capture
+        self.dirs: dict[str, _Pending] = {}  # direction -> its pending bytes, from its first event
+        self.readable: dict[str, bytearray] = {}
+        self.findings: list[dict] = []
+        self.gaps = 0
+        self.conn: Any = None  # the decoder stack over this flow (None: opaque / done; _LAZY: not yet made)
+        self.tls: Any = None  # the flow's TlsDecryptor; False: not TLS or nothing to decrypt with
+        self.dec: dict[str, _Decrypted] = {}
+        self.tls_conn: Any = None  # the decoder stack over the decrypted application data
 
 
 class _Decrypted:
@@ -784,15 +803,19 @@ class _Consumer:
             self.max_flow_id = flow.id
         st = flow.user = _FlowState(flow, self.capture)
         if flow.key.proto == "tcp":
-            st.conn = self.c.layer_connection(
-                Origin("wire", flow=self._id(flow), capture=self.capture),
-                port=flow.key.server[1],
-                host=lambda: self._host(flow),
-                layer="wire",
-                scan_bottom=False,
-                on_finding=st.findings.append,
-                on_authority=lambda a: self._authority(flow, a),
-            )
+            st.conn = _LAZY  # made with the first bytes (a flow without any needs none)
+
+    def _connection(self, st: _FlowState) -> Connection:
+        flow = st.flow
+        return self.c.layer_connection(
+            Origin("wire", flow=self._id(flow), capture=self.capture),
+            port=flow.key.server[1],
+            host=lambda: self._host(flow),
+            layer="wire",
+            scan_bottom=False,
+            on_finding=st.findings.append,
+            on_authority=lambda a: self._authority(flow, a),
+        )
 
     def _state(self, flow: Any) -> _FlowState:
         st = flow.user
@@ -821,14 +844,12 @@ class _Consumer:
         if dec is not False:
             for plain in dec.feed(direction, offset, data):
                 self.plaintext(st, plain, ts)
-        p = st.dirs[direction]
-        if p.stream is None:
-            p.stream = self.c.scanner.stream()
-            if offset:  # joined mid-stream: keep the stream's own offsets
-                p.stream.gap(offset)
+        p = st.dirs.get(direction)
+        if p is None:
+            p = st.dirs[direction] = _Pending(offset)
         buf = p.buf
         if not buf and len(data) >= 4096:  # a big piece: scanned as it is, no copy
-            matches = p.stream.feed(data)
+            matches = (p.stream or p.open(self.c.scanner)).feed(data)
             if matches:
                 self._record(st, matches, direction, ts)
         elif buf:
@@ -842,6 +863,13 @@ class _Consumer:
             p.ts = ts
             buf += data
         conn = st.conn
+        if conn is _LAZY:
+            # made when a decoder claims the stream: most streams no decoder claims (opaque,
+            # no TLS record, nothing known on that port) need none
+            if Connection.claims(direction, data, port=flow.key.server[1]):
+                conn = st.conn = self._connection(st)
+            else:
+                conn = st.conn = None
         if conn is not None:
             conn.sink.ts = ts
             conn.feed(direction, offset, data)
@@ -849,14 +877,16 @@ class _Consumer:
                 conn.close()
                 st.conn = None
         proto = flow.protocol
-        if proto and proto.get("name") in ("http", "http2", "text"):
-            rb = st.readable.setdefault(direction, bytearray())
+        if proto and proto.get("name") in _READABLE:
+            rb = st.readable.get(direction)
+            if rb is None:
+                rb = st.readable[direction] = bytearray()
             if len(rb) < _TOKEN_WINDOW:
                 rb += data[: _TOKEN_WINDOW - len(rb)]
 
     def _scan(self, st: _FlowState, direction: str, p: _Pending) -> None:
         if p.buf:
-            matches = p.stream.feed(bytes(p.buf))
+            matches = (p.stream or p.open(self.c.scanner)).feed(bytes(p.buf))
             p.buf.clear()
             if matches:
                 self._record(st, matches, direction, p.ts)
@@ -956,15 +986,13 @@ class _Consumer:
         st.gaps += 1
         if st.tls:
             st.tls.gap(direction, offset, length)
-        if st.conn is not None:
+        if st.conn is not None and st.conn is not _LAZY:  # (a stack not made yet has nothing to lose)
             st.conn.gap(direction, offset, length)
-        p = st.dirs[direction]
-        if p.stream is None:
-            p.stream = self.c.scanner.stream()
-            if offset:
-                p.stream.gap(offset)
+        p = st.dirs.get(direction)
+        if p is None:
+            p = st.dirs[direction] = _Pending(offset)
         self._scan(st, direction, p)
-        m = p.stream.gap(length)  # offsets stay the stream's; no match spans the gap
+        m = (p.stream or p.open(self.c.scanner)).gap(length)  # offsets stay the stream's; no match spans the gap
         if m:
             self._record(st, m, direction, getattr(flow, "last_ts", None))
 
@@ -992,84 +1020,108 @@ class _Consumer:
             return
         flow.user = None
         if st.conn is not None:
-            st.conn.close()
+            if st.conn is not _LAZY:
+                st.conn.close()
             st.conn = None
         tls_summary = self._end_tls(flow, st)
         if st.tls_conn is not None:
             st.tls_conn.close()
             st.tls_conn = None
-        for direction, p in st.dirs.items():
-            if p.stream is None:
+        dirs = st.dirs
+        # the directions never scanned before (read whole here) are tested for any pattern at
+        # once: a stream over bytes without any would find nothing
+        fresh = [p.buf for p in dirs.values() if p.stream is None and p.buf]
+        quiet = not fresh or not self.c.scanner.finds_any(*fresh)
+        for direction in _DIRECTIONS:  # (in this order, whichever spoke first)
+            p = dirs.get(direction)
+            if p is None or (p.stream is None and (quiet or not p.buf)):
                 continue
             self._scan(st, direction, p)
+            if p.stream is None:  # nothing was ever scanned: an empty stream finds nothing
+                continue
             m = p.stream.close()
             if m:
                 self._record(st, m, direction, getattr(flow, "last_ts", None))
         c = self.c
-        proto = dict(getattr(flow, "protocol", None) or {})
-        host = self._host(flow)
-        fid = self._id(flow)
-        for direction, buf in st.readable.items():
-            c._collect_tokens(
-                bytes(buf), f"{self.capture}#{fid}", _Where("wire", fid, direction, host, "wire", capture=self.capture)
-            )
+        proto = getattr(flow, "protocol", None) or {}
+        host = proto.get("sni") or proto.get("host")  # (what _host says)
+        fid = c._flow_base + flow.id
+        if st.readable:
+            for direction, buf in st.readable.items():
+                c._collect_tokens(
+                    bytes(buf),
+                    f"{self.capture}#{fid}",
+                    _Where("wire", fid, direction, host, "wire", capture=self.capture),
+                )
         key = flow.key
-        rec = {
-            "id": fid,
-            "capture": self.capture,
-            "proto": key.proto,
-            "client": f"{key.client[0]}:{key.client[1]}",
-            "server": f"{key.server[0]}:{key.server[1]}",
-            "host": host,
-            "vendor": is_vendor_host(host),
-            "protocol": jsonable(proto),
-            "first_ts": getattr(flow, "first_ts", None),
-            "last_ts": getattr(flow, "last_ts", None),
-            "packets": getattr(flow, "packets", None),
-            "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
-            "gaps": st.gaps,
-            "ended": getattr(flow, "ended", None),
-            "findings": len(st.findings),
-        }
-        if tls_summary is not None:
-            rec["tls_decryption"] = tls_summary
-        worst = "absent"
-        for f in st.findings:
-            if _RANK[f["verdict"]] < _RANK[worst]:
-                worst = f["verdict"]
-        rec["verdict"] = worst
-        if proto.get("name") == "tls":
-            version = proto.get("version")
-            cipher = proto.get("cipher") or ""
-            weak = weak_cipher(cipher)
-            if is_vendor_host(host) and version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
-                c._weak_tls.append(
-                    {
-                        "flow": fid,
-                        "host": host,
-                        "version": version,
-                        "cipher": cipher,
-                        "why": f"protocol version {version}",
-                    }
-                )
-            elif is_vendor_host(host) and weak:
-                c._weak_tls.append(
-                    {"flow": fid, "host": host, "version": f"{version} with {cipher}", "cipher": cipher, "why": weak}
-                )
-        elif proto.get("name") in ("http", "http2") and (is_vendor_host(host) or st.findings):
+        findings = st.findings
+        name = proto.get("name")
+        if name == "tls":
+            if is_vendor_host(host):
+                version = proto.get("version")
+                cipher = proto.get("cipher") or ""
+                weak = weak_cipher(cipher)
+                if version and version in ("SSL 3.0", "TLS 1.0", "TLS 1.1"):
+                    c._weak_tls.append(
+                        {
+                            "flow": fid,
+                            "host": host,
+                            "version": version,
+                            "cipher": cipher,
+                            "why": f"protocol version {version}",
+                        }
+                    )
+                elif weak:
+                    c._weak_tls.append(
+                        {
+                            "flow": fid,
+                            "host": host,
+                            "version": f"{version} with {cipher}",
+                            "cipher": cipher,
+                            "why": weak,
+                        }
+                    )
+        elif (name == "http" or name == "http2") and (findings or is_vendor_host(host)):
             c._clear_http.append(
                 {
                     "flow": fid,
                     "host": host,
                     "requests": proto.get("requests", [])[:20],
-                    "findings": len(st.findings),
-                    "identifiers": sorted({f["identifier"] for f in st.findings}),
+                    "findings": len(findings),
+                    "identifiers": sorted({f["identifier"] for f in findings}),
                 }
             )
-        if st.findings or len(c.flows) < _MAX_FLOW_RECORDS:
+        if findings or len(c.flows) < _MAX_FLOW_RECORDS:
+            rec = {
+                "id": fid,
+                "capture": self.capture,
+                "proto": key.proto,
+                "client": f"{key.client[0]}:{key.client[1]}",
+                "server": f"{key.server[0]}:{key.server[1]}",
+                "host": host,
+                "vendor": is_vendor_host(host),
+                "protocol": jsonable(proto),
+                "first_ts": getattr(flow, "first_ts", None),
+                "last_ts": getattr(flow, "last_ts", None),
+                "packets": getattr(flow, "packets", None),
+                "bytes": {"c2s": getattr(flow, "bytes_c2s", 0), "s2c": getattr(flow, "bytes_s2c", 0)},
+                "gaps": st.gaps,
+                "ended": getattr(flow, "ended", None),
+                "findings": len(findings),
+            }
+            if tls_summary is not None:
+                rec["tls_decryption"] = tls_summary
+            worst = "absent"
+            for f in findings:
+                if _RANK[f["verdict"]] < _RANK[worst]:
+                    worst = f["verdict"]
+            rec["verdict"] = worst
             c.flows.append(rec)
         else:
+            # a flow without findings past the cap: counted, and only what the agent events'
+            # correlation reads of its record (add_agent_events) is made
             c.flows_omitted += 1
+            rec = {"id": fid, "host": host}
         if key.proto == "tcp":
             c._ports[key.client[1]] = rec
 

@@ -269,17 +269,18 @@ _MESSAGE_LINE = re.compile(
     rb"|HTTP/1\.[01] \d{3}\b)"
 )
 _SEARCH = 4096  # bytes searched for a first message line (joined mid-session)
+_LINE_STARTS = (*_METHODS, b"HTTP/1.")  # how a request or status line begins
 
 
 def _message_start(data: bytes) -> int | None:
     """Where the first HTTP/1.x request or status line begins in ``data``: at its start, after
     a few stray bytes, or after a line break within the first ``_SEARCH`` bytes; else None."""
-    if data.startswith(_METHODS) or data.startswith(b"HTTP/1."):
+    if data.startswith(_LINE_STARTS):
         return 0
     head = data[:16].lstrip(b"\r\n\x00 ")
-    if head.startswith(_METHODS) or head.startswith(b"HTTP/1."):
+    if head.startswith(_LINE_STARTS):
         return data.index(head[:4])
-    if b"HTTP/1." not in data[:_SEARCH]:  # every request and status line has it: cheap test first
+    if data.find(b"HTTP/1.", 0, _SEARCH) < 0:  # every request and status line has it: cheap test first
         return None
     m = _MESSAGE_LINE.search(data[:_SEARCH])
     return m.start(1) if m else None
@@ -396,7 +397,7 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
     # message line after the tail of the message in progress
     head = data[:4096]
     c2s, s2c = (head, b"") if direction == "c2s" else (b"", head)
-    name = REGISTRY.name_of(c2s, s2c, final=True)
+    name = REGISTRY.name_of(c2s, s2c, final=True, among=_STARTER_NAMES)  # (None: none of them)
     if name not in _STARTERS and _message_start(data) is not None:
         name = "http1"
     start = _STARTERS.get(name)
@@ -457,6 +458,7 @@ def _start_http2(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes
 # registry layer name -> what reads that protocol's metadata (the other layers' flows are text or
 # unknown here)
 _STARTERS = {"tls": _start_tls, "http1": _start_http, "http2": _start_http2}
+_STARTER_NAMES = frozenset(_STARTERS)
 
 
 def _replay_other(st: _Sniff, proto: dict[str, Any], direction: str, feed: Any) -> None:

@@ -119,6 +119,9 @@ class _HyperscanEngine:
 
     def __init__(self, patterns: Sequence[Pattern], serialized: bytes | None = None) -> None:
         assert _hs is not None
+        hits: list[int] = []
+        self._probe_hits = hits  # (the callback is kept here: the binding only borrows it)
+        self._probe = lambda i, _from, _to, _flags, _ctx: hits.append(i)
         if serialized is not None:
             # hs_deserialize_database, then scratch space: the binding's loadb() allocates none,
             # and a stream over a database without scratch reads a stray pointer (the crash the
@@ -145,20 +148,40 @@ class _HyperscanEngine:
     def open(self) -> _HyperscanStream:
         return _HyperscanStream(self.db)
 
+    def finds_any(self, pieces: Sequence[bytes | bytearray]) -> bool:
+        # one engine stream over the pieces, without the Python stream around it; the callback
+        # only counts (returning true from it would stop the scan with an error)
+        hits = self._probe_hits
+        s = self.db.stream(match_event_handler=self._probe)
+        s.__enter__()
+        try:
+            for data in pieces:
+                s.scan(data)
+        except _hs.error as exc:
+            raise ScanError(f"hyperscan scan failed: {exc}") from None
+        finally:
+            s.close()
+        found = bool(hits)
+        hits.clear()
+        return found
+
     def dump(self) -> bytes:
         return _hs.dumpb(self.db)
 
 
 class _HyperscanStream:
+    __slots__ = ("_callback", "_db", "_hits", "_open", "_pos", "_stream")
+
     def __init__(self, db: Any) -> None:
         hits: list[tuple[int, int]] = []
         self._hits = hits
         # The binding keeps borrowed references to the database and the callback: both must
         # outlive the stream, so this object holds them. (Database.stream() also keeps one
         # reference too many to its Stream object, a few dozen bytes per stream; building the
-        # Stream directly crashes in 0.9.1.) The callback is a closure over the hit list, not a
-        # bound method: the Stream the binding leaks then keeps only that list alive, not this
-        # object in a reference cycle the garbage collector would have to find.
+        # Stream directly crashes in 0.9.1, and so does opening one Stream a second time after
+        # its close, so a Stream serves one engine stream only.) The callback is a closure over
+        # the hit list, not a bound method: the Stream the binding leaks then keeps only that
+        # list alive, not this object in a reference cycle the garbage collector would have to find.
         self._db = db
         self._callback = lambda i, _from, to, _flags, _ctx: hits.append((i, to))
         self._stream = db.stream(match_event_handler=self._callback)
@@ -167,8 +190,11 @@ class _HyperscanStream:
         self._open = True
 
     def _take(self) -> list[tuple[int, int]]:
-        out = self._hits[:]
-        self._hits.clear()
+        hits = self._hits
+        if not hits:
+            return []
+        out = hits[:]
+        hits.clear()
         return out
 
     def feed(self, data: bytes) -> tuple[list[tuple[int, int]], int]:
@@ -220,6 +246,9 @@ class _PythonEngine:
 
     def open(self) -> _PythonStream:
         return _PythonStream(self)
+
+    def finds_any(self, pieces: Sequence[bytes | bytearray]) -> bool:
+        return bool(self.search(b"".join(pieces), 0, 0))
 
     def search(self, text: bytes, new_from: int, base: int) -> list[tuple[int, int]]:
         """Raw matches in ``text`` that end after ``new_from`` (offsets + ``base``)."""
@@ -401,18 +430,35 @@ class Scanner:
             out += s.close()
         return out
 
+    def finds_any(self, *pieces: bytes | bytearray) -> bool:
+        """Whether any pattern occurs in the ``pieces`` read one after the other. False means a
+        stream fed just one of them finds nothing: the cheap test before making one, for the many
+        short streams (both directions of a flow, each read whole at its end) that hold no
+        identifier. (True may come from a match across two pieces.)"""
+        if self._engine is None:
+            return False
+        return self._engine.finds_any(pieces)
+
 
 class ScanStream:
     """One byte stream being scanned; see the module docstring for what ``feed`` returns."""
+
+    __slots__ = ("_base", "_closed", "_es", "_res", "offset", "raw", "scanner")
 
     def __init__(self, scanner: Scanner, *, raw: bool = False) -> None:
         self.scanner = scanner
         self.raw = raw
         self.offset = 0  # stream offset of the next byte fed
         self._base = 0  # stream offset where the engine stream began
-        self._resolver = _Resolver(scanner.max_len)
+        self._res: _Resolver | None = None  # made with the first match (most streams have none)
         self._es: _EngineStream | None = self._open()
         self._closed = False
+
+    @property
+    def _resolver(self) -> _Resolver:
+        if self._res is None:
+            self._res = _Resolver(self.scanner.max_len)
+        return self._res
 
     def _open(self) -> _EngineStream | None:
         return self.scanner._engine.open() if self.scanner._engine is not None else None
@@ -430,6 +476,8 @@ class ScanStream:
         return [Match(pats[i], base + end - len(pats[i].data), base + end) for i, end in hits]
 
     def _emit(self, hits: list[tuple[int, int]], known: int, final: bool = False) -> list[Match]:
+        if not hits and self._res is None:  # no match yet, none now: nothing to hold or release
+            return []
         matches = self._matches(hits)
         if self.raw:
             matches.sort(key=lambda m: (m.start, m.pattern.id))
@@ -444,7 +492,7 @@ class ScanStream:
         if self._es is None or not data:
             return []
         hits, known = self._es.feed(data)
-        if not hits and not self._resolver.busy:  # the common case: nothing to do
+        if not hits and (self._res is None or not self._res.busy):  # the common case: nothing to do
             return []
         return self._emit(hits, self._base + known)
 

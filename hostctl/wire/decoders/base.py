@@ -199,6 +199,10 @@ class Layer:
     """A connection-level decoder (both directions of one stream of the layer below)."""
 
     name = "layer"
+    # True for a layer that decodes nothing at all (opaque from its first byte, no note, no
+    # finding): a stream it claims is dropped without making a decoder stack for it
+    # (`hostctl.wire.analysis.Connection.claims`)
+    always_opaque = False
 
     def __init__(self, conn: ConnectionLike, chain: tuple[str, ...] = ()) -> None:
         self.conn = conn

@@ -45,6 +45,7 @@ def _tls_sniff(c2s: bytes, s2c: bytes):
 @REGISTRY.layer("tls", sniff=_tls_sniff, priority=5)
 class Tls(Layer):
     name = "tls"
+    always_opaque = True
 
     def feed(self, direction: str, offset: int, data: bytes) -> None:
         pass
