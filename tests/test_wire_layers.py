@@ -487,3 +487,65 @@ def test_bytes_kept_for_the_walkers_are_bounded_per_connection():
     assert 0 < peak <= 100_000
     conn.close()
     assert conn.kept == 0
+
+
+def _proto_with_blob(blob: bytes) -> bytes:
+    """A message with a ``bytes`` field holding ``blob`` (Google's protobuf runtime), as an app
+    that compresses a payload before putting it into its envelope sends it."""
+    fdp = descriptor_pb2.FileDescriptorProto(name="lab_blob.proto", package="labb")
+    env = fdp.message_type.add(name="Envelope")
+    env.field.add(
+        name="seq",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_UINT32,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    env.field.add(
+        name="payload",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("labb.Envelope"))
+    return cls(seq=7, payload=blob).SerializeToString()
+
+
+def test_compressed_blobs_found_by_header_inside_a_message(tmp_path):
+    # issue 15: "zlib / gzip streams recognised by their headers elsewhere", not only a message
+    # that starts with one: a gzip blob in a protobuf bytes field (inside a gzip'd body), a zlib
+    # blob in a multipart part after text, and a level-0 (stored) gzip whose literal is the
+    # wire's own finding
+    inner = _proto_with_blob(gzip.compress(b'{"imei":"' + IMEI.encode() + b'"}'))
+    multipart = (
+        b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nhello\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + zlib.compress(b"to=" + NUMBER.encode()) + b"\r\n--b--\r\n"
+    )
+    stored = b"x=1&d=" + gzip.compress(b"imei=" + IMEI.encode(), compresslevel=0)
+    rep, got = findings(
+        tmp_path,
+        [
+            (80, h1_exchange(gzip.compress(inner), "gzip")),
+            (80, h1_exchange(multipart, None)),
+            (80, h1_exchange(stored, None)),
+        ],
+    )
+    assert got == [
+        ("hs1 imei0", "http-body>gzip>gzip", "c2s"),
+        ("hs1 imei0", "tcp", "c2s"),
+        ("hs1 number0", "http-body>zlib", "c2s"),
+    ]
+    assert not rep["layer_notes"]["counts"]
+
+
+def test_chance_compression_headers_find_nothing_and_note_nothing(tmp_path):
+    import random
+
+    rnd = random.Random(15)
+    noise = bytearray(rnd.randbytes(200_000))
+    for i in range(0, len(noise) - 4, 5000):  # headers every 5 KB followed by noise
+        noise[i : i + 3] = b"\x1f\x8b\x08" if i % 10000 else b"\x78\x9c\x00"
+    rep, got = findings(tmp_path, [(80, h1_exchange(bytes(noise), None))])
+    assert got == []
+    assert not rep["layer_notes"]["counts"]
