@@ -549,3 +549,53 @@ def test_chance_compression_headers_find_nothing_and_note_nothing(tmp_path):
     rep, got = findings(tmp_path, [(80, h1_exchange(bytes(noise), None))])
     assert got == []
     assert not rep["layer_notes"]["counts"]
+
+
+def _ws_session(n: int) -> list:
+    """``n`` messages each way over one permessage-deflate session with context takeover (the
+    default of wsproto on both ends): from the second message on, the identifier is a
+    back-reference into the window of the messages before it."""
+    client = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    up = client.send(Request(host="push.example", target="/ws", extensions=[PerMessageDeflate()]))
+    server.receive_data(up)
+    next(server.events())
+    back = server.send(AcceptConnection(extensions=[PerMessageDeflate()]))
+    client.receive_data(back)
+    list(client.events())
+    conv = [("c2s", up), ("s2c", back)]
+    for i in range(n):
+        # one frame per message: tshark (4.0) shows no text for a compressed message in fragments
+        # (those are test_websocket_masked_and_deflated's)
+        conv.append(("c2s", client.send(TextMessage(data=f"imei={IMEI};seq={i}"))))
+        conv.append(("s2c", server.send(BytesMessage(data=b"to=" + NUMBER.encode() + bytes([i])))))
+    return conv
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_websocket_context_takeover_both_ways_and_wire_offsets_agree_with_tshark(tmp_path):
+    # tshark inflates permessage-deflate (context takeover kept) and shows each message's text;
+    # each of our findings is one of those messages, and its wire_offset is the stream offset of
+    # the frame that carried it: tshark's relative tcp.seq of that frame's segment, minus the SYN
+    path = tmp_path / "ws.pcapng"
+    conv = _ws_session(3)
+    assert len(conv[-2][1]) < len(conv[2][1]) // 2  # takeover: later messages are back-references
+    write_capture(path, [(80, conv)])
+    rep = wire_check([path], IDS, engine="python", hash_budget=0)
+    ours = sorted((f["direction"], f["wire_offset"] + 1) for f in rep["findings"])
+    assert {f["chain"] for f in rep["findings"]} == {"websocket>permessage-deflate"}
+    out = subprocess.run(
+        [TSHARK, "-r", str(path), "-d", "tcp.port==80,http", "-o", "data.show_as_text:TRUE", "-T", "fields"]
+        + ["-e", "tcp.srcport", "-e", "tcp.seq", "-e", "websocket.payload.text", "-e", "data.text"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    theirs = []
+    for line in out.stdout.splitlines():
+        sport, seq, text, data = (line.split("\t") + ["", "", "", ""])[:4]
+        if IMEI in text or NUMBER in data:
+            theirs.append(("c2s" if sport == "40000" else "s2c", int(seq)))
+    assert len(theirs) == 6
+    assert ours == sorted(theirs)
