@@ -599,3 +599,35 @@ def test_websocket_context_takeover_both_ways_and_wire_offsets_agree_with_tshark
             theirs.append(("c2s" if sport == "40000" else "s2c", int(seq)))
     assert len(theirs) == 6
     assert ours == sorted(theirs)
+
+
+def test_http2_inside_tls_decrypted_with_a_key_log_agrees_with_tshark(tmp_path):
+    # issue 15: HTTP/2 "inside TLS plaintext" on the wire too (not only the agent's): a real TLS
+    # 1.3 session (Python's ssl on loopback, tcpdump) carrying h2's bytes, decrypted with the
+    # client's key log; tshark with the same key log decodes the same header values
+    from tls_capture import have_tools, python_session
+
+    if not have_tools():
+        pytest.skip("needs tcpdump, tshark, openssl and root")
+    conv = h2_exchange(IMEI, b"msisdn=" + NUMBER.encode(), gz=True)
+    req = b"".join(b for d, b in conv if d == "c2s")
+    resp = b"".join(b for d, b in conv if d == "s2c")
+    r = python_session(tmp_path, version="1.3", request=req, response=resp, name="h2tls")
+    assert r["server_got"] == req and r["received"] == resp
+    rep = wire_check([r["pcap"]], IDS, keylogs=[r["keylog"]], engine="python", hash_budget=0)
+    got = sorted((f["identifier"], f["chain"], f["direction"], f["layer"]) for f in rep["findings"])
+    assert got == [
+        ("hs1 imei0", "tls>h2-header", "c2s", "tls-decrypted>tls>h2-header"),
+        ("hs1 imei0", "tls>h2-header", "s2c", "tls-decrypted>tls>h2-header"),
+        ("hs1 number0", "tls>h2-data>gzip", "c2s", "tls-decrypted>tls>h2-data>gzip"),
+    ]
+    assert all(f["record"] and f["wire_offset"] > 0 for f in rep["findings"])
+    out = subprocess.run(
+        [TSHARK, "-r", str(r["pcap"]), "-o", f"tls.keylog_file:{r['keylog']}"]
+        + ["-d", f"tcp.port=={r['port']},tls", "-T", "fields", "-e", "http2.header.value"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.count(IMEI) == 2
