@@ -631,3 +631,55 @@ def test_http2_inside_tls_decrypted_with_a_key_log_agrees_with_tshark(tmp_path):
         check=True,
     )
     assert out.stdout.count(IMEI) == 2
+
+
+def _bomb_stream(where: str) -> tuple[str, bytes]:
+    """1 GiB of zeros compressed to ~1 MB, as the bytes of one direction of a connection: a
+    gzip'd request body, a gzip blob inside an identity body (found by the embedded walker) or
+    one permessage-deflate WebSocket frame from the server."""
+    chunk = bytes(1 << 20)
+    if where == "websocket":
+        comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+        raw = (b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        head = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        return "s2c", head + bytes([0xC2, 127]) + len(raw).to_bytes(8, "big") + raw
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()
+    if where == "body":
+        return "c2s", h1_exchange(bomb, "gzip")[0][1]
+    return "c2s", h1_exchange(b"--b\r\n\r\n" + bomb, None)[0][1]
+
+
+@pytest.mark.parametrize("where", ["body", "embedded", "websocket"])
+def test_decompression_bomb_memory_is_one_bounded_piece(where):
+    # the size bound (64 MiB) is not the memory bound: a layer holding a whole frame or blob
+    # feeds its decoder in FEED_STEP pieces, so at most max_ratio * FEED_STEP bytes of output
+    # exist at once (measured with tracemalloc: every bytes object zlib makes is counted)
+    import tracemalloc
+
+    from hostctl.wire.decoders.base import FEED_STEP, LIMITS
+
+    direction, data = _bomb_stream(where)
+    check = WireCheck(IDS, engine="python", hash_budget=0)
+    conn = check.layer_connection(Origin("wire", flow=1))
+    if where == "websocket":
+        conn.feed(
+            "c2s",
+            0,
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), 1 << 16):
+            conn.feed(direction, i, data[i : i + (1 << 16)])
+        conn.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert check.layer_notes.counts["bomb"] == 1
+    assert check.findings == []
+    assert peak < 3 * LIMITS.max_ratio * FEED_STEP + 8 * len(data), peak  # 64 MiB pieces: > 128 MiB

@@ -20,7 +20,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from hostctl.wire.decoders.base import Out
+from hostctl.wire.decoders.base import FEED_STEP, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder, looks_compressed
 from hostctl.wire.decoders.registry import REGISTRY
 from hostctl.wire.identifiers import NUMBER_KINDS, Pattern, number_variants
@@ -206,25 +206,30 @@ def _compressed_walker(conn: Any, span: Any, data: bytes) -> None:
         if pos < skip_to:
             continue  # inside a blob already inflated
         dec = ZlibDecoder(kind, conn.limits)
+        step = min(FEED_STEP, len(data) - pos)
         try:
-            first = dec.feed(data[pos:])
+            first = dec.feed(data[pos : pos + step])
         except Malformed:
             continue  # a chance header
         except Bomb as exc:
             conn.note(conn.span(span.direction, span.chain + (kind,), span.wire_offset), "bomb", str(exc))
             continue
-        if not first and not dec.ended:
+        if not first and not dec.ended and pos + step >= len(data):
             continue
         out = Out(conn, conn.span(span.direction, span.chain + (kind,), span.wire_offset))
         out.encoded(data[pos:])
         out.write(first)
         try:
+            for i in range(pos + step, len(data), FEED_STEP):  # bounded output pieces
+                if dec.ended:
+                    break
+                out.write(dec.feed(data[i : i + FEED_STEP]))
             out.write(dec.close())
         except (Bomb, Malformed, zlib.error) as exc:
             if isinstance(exc, Bomb):
                 out.note("bomb", str(exc))
         out.close()
         if dec.ended and dec.d is not None:
-            skip_to = len(data) - len(dec.d.unused_data)
+            skip_to = pos + dec.consumed - len(dec.d.unused_data)
         else:
             break  # the blob runs to the message's end
