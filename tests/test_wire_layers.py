@@ -648,12 +648,22 @@ def _bomb_stream(where: str) -> tuple[str, bytes]:
         return "s2c", head + bytes([0xC2, 127]) + len(raw).to_bytes(8, "big") + raw
     comp = zlib.compressobj(9, zlib.DEFLATED, 31)
     bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()
-    if where == "body":
+    if where in ("body", "body-one-piece"):
         return "c2s", h1_exchange(bomb, "gzip")[0][1]
+    if where == "h2-data":  # one DATA frame of ~1 MB (a peer that raised SETTINGS_MAX_FRAME_SIZE)
+        import hpack
+        from hyperframe.frame import DataFrame, HeadersFrame
+
+        h = HeadersFrame(1, flags=["END_HEADERS"])
+        h.data = hpack.Encoder().encode(
+            [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a"), ("content-encoding", "gzip")]
+        )
+        data = DataFrame(1, data=bomb, flags=["END_STREAM"])
+        return "c2s", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h.serialize() + data.serialize()
     return "c2s", h1_exchange(b"--b\r\n\r\n" + bomb, None)[0][1]
 
 
-@pytest.mark.parametrize("where", ["body", "embedded", "websocket"])
+@pytest.mark.parametrize("where", ["body", "body-one-piece", "embedded", "websocket", "h2-data"])
 def test_decompression_bomb_memory_is_one_bounded_piece(where):
     # the size bound (64 MiB) is not the memory bound: a layer holding a whole frame or blob
     # feeds its decoder in FEED_STEP pieces, so at most max_ratio * FEED_STEP bytes of output
@@ -674,8 +684,9 @@ def test_decompression_bomb_memory_is_one_bounded_piece(where):
         )
     tracemalloc.start()
     try:
-        for i in range(0, len(data), 1 << 16):
-            conn.feed(direction, i, data[i : i + (1 << 16)])
+        step = len(data) if where == "body-one-piece" else 1 << 16  # one agent SSL_write, or segments
+        for i in range(0, len(data), step):
+            conn.feed(direction, i, data[i : i + step])
         conn.close()
         _, peak = tracemalloc.get_traced_memory()
     finally:

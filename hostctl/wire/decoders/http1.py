@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from hostctl.wire.decoders.base import Layer, Out
+from hostctl.wire.decoders.base import FEED_STEP, Layer, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, DIRECTIONS, S2C
@@ -69,20 +69,26 @@ class _Body:
     def write(self, data: bytes) -> None:
         if self.failed:
             return
-        if self.decoders:
-            self.out.encoded(data)
-        try:
-            for d in self.decoders:
-                data = d.feed(data)
-        except Bomb as exc:
-            self.failed = True
-            self.out.note("bomb", str(exc))
+        if not self.decoders:
+            self.out.write(data, verbatim=self.verbatim)
             return
-        except Malformed as exc:
-            self.failed = True
-            self.out.note("malformed", str(exc))
-            return
-        self.out.write(data, verbatim=self.verbatim)
+        self.out.encoded(data)
+        # a whole body in one piece (an agent's SSL_write): fed in steps, so each piece of output
+        # is bounded (FEED_STEP) and scanned before the next is made
+        for i in range(0, len(data), FEED_STEP):
+            piece = data[i : i + FEED_STEP]
+            try:
+                for d in self.decoders:
+                    piece = d.feed(piece)
+            except Bomb as exc:
+                self.failed = True
+                self.out.note("bomb", str(exc))
+                return
+            except Malformed as exc:
+                self.failed = True
+                self.out.note("malformed", str(exc))
+                return
+            self.out.write(piece)
 
     def close(self) -> None:
         if not self.failed:
