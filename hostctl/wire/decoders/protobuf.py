@@ -177,6 +177,11 @@ def _candidates(data: bytes) -> list[tuple[int, str]]:
     kind0 = looks_compressed(data)
     if kind0 is not None:
         found.append((0, kind0))
+    if data.isascii():
+        # (fast: 8 bytes a step) a gzip header holds 0x8b, and any deflate stream long enough to
+        # hold an identifier has a byte over 0x7f (a stored block's NLEN, or compressed data):
+        # ASCII text (JSON, XML, a form) holds no blob further in
+        return found
     i = data.find(_GZIP_MAGIC, 1)
     while i >= 0 and len(found) < MAX_BLOBS:
         if i + 3 < len(data) and not data[i + 3] & 0xE0:
