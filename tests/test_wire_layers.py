@@ -698,3 +698,31 @@ def test_decompression_bomb_memory_is_one_bounded_piece(where):
     assert check.layer_notes.counts["bomb"] == 1
     assert check.findings == []
     assert peak < 3 * LIMITS.max_ratio * FEED_STEP + 8 * len(data), peak  # 64 MiB pieces: > 128 MiB
+
+
+TSHARK_CODINGS = ["gzip", "deflate-zlib", "deflate-raw", "br"]  # tshark 4.0 has no zstd content coding
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+@pytest.mark.parametrize("case", TSHARK_CODINGS)
+def test_tshark_decodes_the_same_bodies_both_ways_at_the_same_offsets(tmp_path, case):
+    # the reference for "bodies decoded in both directions": tshark's http.file_data of a coded
+    # request and a coded, chunked response is exactly the text we decoded, and each finding's
+    # offset is where that text holds the identifier
+    coding, chain = CASES[case]
+    header = "deflate" if coding == "deflate-raw" else coding
+    req_body = json.dumps({"imei": IMEI, "pad": "y" * 300}).encode()
+    resp_body = json.dumps({"ok": True, "to": NUMBER, "pad": "z" * 200}).encode()
+    conv = h1_exchange(encode(req_body, coding), header)
+    enc = encode(resp_body, coding)
+    half = len(enc) // 2
+    resp = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: " + header.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, enc[:half], len(enc) - half, enc[half:])
+    )
+    path = tmp_path / "bodies.pcapng"
+    write_capture(path, [(80, [conv[0], ("s2c", resp)])])
+    assert _tshark(path, "http.file_data") == [req_body.decode(), resp_body.decode()]
+    rep = wire_check([path], IDS, engine="python", hash_budget=0)
+    got = sorted((f["chain"], f["direction"], f["offset"]) for f in rep["findings"])
+    assert got == [(chain, "c2s", req_body.index(IMEI.encode())), (chain, "s2c", resp_body.index(NUMBER.encode()))]
