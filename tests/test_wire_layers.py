@@ -726,3 +726,15 @@ def test_tshark_decodes_the_same_bodies_both_ways_at_the_same_offsets(tmp_path, 
     rep = wire_check([path], IDS, engine="python", hash_budget=0)
     got = sorted((f["chain"], f["direction"], f["offset"]) for f in rep["findings"])
     assert got == [(chain, "c2s", req_body.index(IMEI.encode())), (chain, "s2c", resp_body.index(NUMBER.encode()))]
+
+
+def test_protobuf_national_number_and_imei14_as_numbers(tmp_path):
+    # the national number (no country code) and the IMEI's 14 digits (no check digit) as varints,
+    # the second inside a nested message; forms say which reading matched
+    msg = proto_message(13912345678, int(IMEI[:14]))
+    rep, got = findings(tmp_path, [(80, h1_exchange(msg, None))])
+    assert got == [
+        ("hs1 imei0", "http-body>protobuf-varint", "c2s"),
+        ("hs1 number0", "http-body>protobuf-varint", "c2s"),
+    ]
+    assert sorted(f["form"] for f in rep["findings"]) == ["imei14:protobuf-int", "national:protobuf-int"]
