@@ -738,3 +738,29 @@ def test_protobuf_national_number_and_imei14_as_numbers(tmp_path):
         ("hs1 number0", "http-body>protobuf-varint", "c2s"),
     ]
     assert sorted(f["form"] for f in rep["findings"]) == ["imei14:protobuf-int", "national:protobuf-int"]
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_h2c_upgrade_of_a_request_with_a_body(tmp_path, eager):
+    # RFC 7540 3.2: the upgrade request may carry a body (curl --http2 -d ... sends a POST with
+    # Upgrade: h2c); the client's preface and frames follow that body, before or after the 101
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    body = b"hello=1&n=2"
+    up = (
+        b"POST /x HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + settings + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_upgrade_connection(settings)
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    s2c = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" + server.data_to_send()
+    frames = client.data_to_send()
+    client.send_headers(
+        3, [(":method", "GET"), (":path", "/y"), (":scheme", "http"), (":authority", "a"), ("x-imei", IMEI)], end_stream=True
+    )
+    frames += client.data_to_send()
+    conv = [("c2s", up + frames), ("s2c", s2c)] if eager else [("c2s", up), ("s2c", s2c), ("c2s", frames)]
+    rep, got = findings(tmp_path, [(80, conv)])
+    assert got == [("hs1 imei0", "h2-header", "c2s")]
+    assert not rep["layer_notes"]["counts"]
