@@ -178,9 +178,11 @@ def _candidates(data: bytes) -> list[tuple[int, str]]:
     if kind0 is not None:
         found.append((0, kind0))
     if data.isascii():
-        # (fast: 8 bytes a step) a gzip header holds 0x8b, and any deflate stream long enough to
-        # hold an identifier has a byte over 0x7f (a stored block's NLEN, or compressed data):
-        # ASCII text (JSON, XML, a form) holds no blob further in
+        # (fast: 8 bytes a step) ASCII text (JSON, XML, a form) is not searched further in: a
+        # gzip header holds 0x8b and a stored block's NLEN a byte over 0x7f, so neither fits in
+        # ASCII; a zlib blob of fixed-Huffman codes can (measured: 332 of 200,000 zlib streams
+        # of a short text with a 15-digit number, levels 1/6/9, were all ASCII), and is missed
+        # there: the price of not running five searches over every text body
         return found
     i = data.find(_GZIP_MAGIC, 1)
     while i >= 0 and len(found) < MAX_BLOBS:
