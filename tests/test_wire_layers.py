@@ -371,8 +371,12 @@ def test_tshark_agrees_on_bodies_and_h2_headers(tmp_path):
 
 
 def test_the_analyser_and_the_model_import_nothing_of_the_emulator():
+    # every module under hostctl/wire (walked, not listed: a new module is checked too)
     code = (
-        "import sys, hostctl.wire.check, hostctl.wire.recover, hostctl.wire.decoders, hostctl.model.protections;"
+        "import importlib, pkgutil, sys, hostctl.wire as w, hostctl.model.protections;"
+        "names = [m.name for m in pkgutil.walk_packages(w.__path__, 'hostctl.wire.')];"
+        "[importlib.import_module(n) for n in names];"
+        "assert 'hostctl.wire.tlsdecrypt' in names and 'hostctl.wire.decoders.http2' in names, names;"
         "bad = sorted(m for m in sys.modules if m.startswith(('hostctl.emulator', 'hostctl.audit')));"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -487,3 +491,276 @@ def test_bytes_kept_for_the_walkers_are_bounded_per_connection():
     assert 0 < peak <= 100_000
     conn.close()
     assert conn.kept == 0
+
+
+def _proto_with_blob(blob: bytes) -> bytes:
+    """A message with a ``bytes`` field holding ``blob`` (Google's protobuf runtime), as an app
+    that compresses a payload before putting it into its envelope sends it."""
+    fdp = descriptor_pb2.FileDescriptorProto(name="lab_blob.proto", package="labb")
+    env = fdp.message_type.add(name="Envelope")
+    env.field.add(
+        name="seq",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_UINT32,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    env.field.add(
+        name="payload",
+        number=2,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("labb.Envelope"))
+    return cls(seq=7, payload=blob).SerializeToString()
+
+
+def test_compressed_blobs_found_by_header_inside_a_message(tmp_path):
+    # issue 15: "zlib / gzip streams recognised by their headers elsewhere", not only a message
+    # that starts with one: a gzip blob in a protobuf bytes field (inside a gzip'd body), a zlib
+    # blob in a multipart part after text, and a level-0 (stored) gzip whose literal is the
+    # wire's own finding
+    inner = _proto_with_blob(gzip.compress(b'{"imei":"' + IMEI.encode() + b'"}'))
+    multipart = (
+        b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\nhello\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n" + zlib.compress(b"to=" + NUMBER.encode()) + b"\r\n--b--\r\n"
+    )
+    stored = b"x=1&d=" + gzip.compress(b"imei=" + IMEI.encode(), compresslevel=0)
+    rep, got = findings(
+        tmp_path,
+        [
+            (80, h1_exchange(gzip.compress(inner), "gzip")),
+            (80, h1_exchange(multipart, None)),
+            (80, h1_exchange(stored, None)),
+        ],
+    )
+    assert got == [
+        ("hs1 imei0", "http-body>gzip>gzip", "c2s"),
+        ("hs1 imei0", "tcp", "c2s"),
+        ("hs1 number0", "http-body>zlib", "c2s"),
+    ]
+    assert not rep["layer_notes"]["counts"]
+
+
+def test_chance_compression_headers_find_nothing_and_note_nothing(tmp_path):
+    import random
+
+    rnd = random.Random(15)
+    noise = bytearray(rnd.randbytes(200_000))
+    for i in range(0, len(noise) - 4, 5000):  # headers every 5 KB followed by noise
+        noise[i : i + 3] = b"\x1f\x8b\x08" if i % 10000 else b"\x78\x9c\x00"
+    rep, got = findings(tmp_path, [(80, h1_exchange(bytes(noise), None))])
+    assert got == []
+    assert not rep["layer_notes"]["counts"]
+
+
+def _ws_session(n: int) -> list:
+    """``n`` messages each way over one permessage-deflate session with context takeover (the
+    default of wsproto on both ends): from the second message on, the identifier is a
+    back-reference into the window of the messages before it."""
+    client = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    up = client.send(Request(host="push.example", target="/ws", extensions=[PerMessageDeflate()]))
+    server.receive_data(up)
+    next(server.events())
+    back = server.send(AcceptConnection(extensions=[PerMessageDeflate()]))
+    client.receive_data(back)
+    list(client.events())
+    conv = [("c2s", up), ("s2c", back)]
+    for i in range(n):
+        # one frame per message: tshark (4.0) shows no text for a compressed message in fragments
+        # (those are test_websocket_masked_and_deflated's)
+        conv.append(("c2s", client.send(TextMessage(data=f"imei={IMEI};seq={i}"))))
+        conv.append(("s2c", server.send(BytesMessage(data=b"to=" + NUMBER.encode() + bytes([i])))))
+    return conv
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+def test_websocket_context_takeover_both_ways_and_wire_offsets_agree_with_tshark(tmp_path):
+    # tshark inflates permessage-deflate (context takeover kept) and shows each message's text;
+    # each of our findings is one of those messages, and its wire_offset is the stream offset of
+    # the frame that carried it: tshark's relative tcp.seq of that frame's segment, minus the SYN
+    path = tmp_path / "ws.pcapng"
+    conv = _ws_session(3)
+    assert len(conv[-2][1]) < len(conv[2][1]) // 2  # takeover: later messages are back-references
+    write_capture(path, [(80, conv)])
+    rep = wire_check([path], IDS, engine="python", hash_budget=0)
+    ours = sorted((f["direction"], f["wire_offset"] + 1) for f in rep["findings"])
+    assert {f["chain"] for f in rep["findings"]} == {"websocket>permessage-deflate"}
+    out = subprocess.run(
+        [TSHARK, "-r", str(path), "-d", "tcp.port==80,http", "-o", "data.show_as_text:TRUE", "-T", "fields"]
+        + ["-e", "tcp.srcport", "-e", "tcp.seq", "-e", "websocket.payload.text", "-e", "data.text"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    theirs = []
+    for line in out.stdout.splitlines():
+        sport, seq, text, data = (line.split("\t") + ["", "", "", ""])[:4]
+        if IMEI in text or NUMBER in data:
+            theirs.append(("c2s" if sport == "40000" else "s2c", int(seq)))
+    assert len(theirs) == 6
+    assert ours == sorted(theirs)
+
+
+def test_http2_inside_tls_decrypted_with_a_key_log_agrees_with_tshark(tmp_path):
+    # issue 15: HTTP/2 "inside TLS plaintext" on the wire too (not only the agent's): a real TLS
+    # 1.3 session (Python's ssl on loopback, tcpdump) carrying h2's bytes, decrypted with the
+    # client's key log; tshark with the same key log decodes the same header values
+    from tls_capture import have_tools, python_session
+
+    if not have_tools():
+        pytest.skip("needs tcpdump, tshark, openssl and root")
+    conv = h2_exchange(IMEI, b"msisdn=" + NUMBER.encode(), gz=True)
+    req = b"".join(b for d, b in conv if d == "c2s")
+    resp = b"".join(b for d, b in conv if d == "s2c")
+    r = python_session(tmp_path, version="1.3", request=req, response=resp, name="h2tls")
+    assert r["server_got"] == req and r["received"] == resp
+    rep = wire_check([r["pcap"]], IDS, keylogs=[r["keylog"]], engine="python", hash_budget=0)
+    got = sorted((f["identifier"], f["chain"], f["direction"], f["layer"]) for f in rep["findings"])
+    assert got == [
+        ("hs1 imei0", "tls>h2-header", "c2s", "tls-decrypted>tls>h2-header"),
+        ("hs1 imei0", "tls>h2-header", "s2c", "tls-decrypted>tls>h2-header"),
+        ("hs1 number0", "tls>h2-data>gzip", "c2s", "tls-decrypted>tls>h2-data>gzip"),
+    ]
+    assert all(f["record"] and f["wire_offset"] > 0 for f in rep["findings"])
+    out = subprocess.run(
+        [TSHARK, "-r", str(r["pcap"]), "-o", f"tls.keylog_file:{r['keylog']}"]
+        + ["-d", f"tcp.port=={r['port']},tls", "-T", "fields", "-e", "http2.header.value"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.count(IMEI) == 2
+
+
+def _bomb_stream(where: str) -> tuple[str, bytes]:
+    """1 GiB of zeros compressed to ~1 MB, as the bytes of one direction of a connection: a
+    gzip'd request body, a gzip blob inside an identity body (found by the embedded walker) or
+    one permessage-deflate WebSocket frame from the server."""
+    chunk = bytes(1 << 20)
+    if where == "websocket":
+        comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+        raw = (b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        head = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        return "s2c", head + bytes([0xC2, 127]) + len(raw).to_bytes(8, "big") + raw
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(comp.compress(chunk) for _ in range(1024)) + comp.flush()
+    if where in ("body", "body-one-piece"):
+        return "c2s", h1_exchange(bomb, "gzip")[0][1]
+    if where == "h2-data":  # one DATA frame of ~1 MB (a peer that raised SETTINGS_MAX_FRAME_SIZE)
+        import hpack
+        from hyperframe.frame import DataFrame, HeadersFrame
+
+        h = HeadersFrame(1, flags=["END_HEADERS"])
+        h.data = hpack.Encoder().encode(
+            [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a"), ("content-encoding", "gzip")]
+        )
+        data = DataFrame(1, data=bomb, flags=["END_STREAM"])
+        return "c2s", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h.serialize() + data.serialize()
+    return "c2s", h1_exchange(b"--b\r\n\r\n" + bomb, None)[0][1]
+
+
+@pytest.mark.parametrize("where", ["body", "body-one-piece", "embedded", "websocket", "h2-data"])
+def test_decompression_bomb_memory_is_one_bounded_piece(where):
+    # the size bound (64 MiB) is not the memory bound: a layer holding a whole frame or blob
+    # feeds its decoder in FEED_STEP pieces, so at most max_ratio * FEED_STEP bytes of output
+    # exist at once (measured with tracemalloc: every bytes object zlib makes is counted)
+    import tracemalloc
+
+    from hostctl.wire.decoders.base import FEED_STEP, LIMITS
+
+    direction, data = _bomb_stream(where)
+    check = WireCheck(IDS, engine="python", hash_budget=0)
+    conn = check.layer_connection(Origin("wire", flow=1))
+    if where == "websocket":
+        conn.feed(
+            "c2s",
+            0,
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+    tracemalloc.start()
+    try:
+        step = len(data) if where == "body-one-piece" else 1 << 16  # one agent SSL_write, or segments
+        for i in range(0, len(data), step):
+            conn.feed(direction, i, data[i : i + step])
+        conn.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert check.layer_notes.counts["bomb"] == 1
+    assert check.findings == []
+    assert peak < 3 * LIMITS.max_ratio * FEED_STEP + 8 * len(data), peak  # 64 MiB pieces: > 128 MiB
+
+
+TSHARK_CODINGS = ["gzip", "deflate-zlib", "deflate-raw", "br"]  # tshark 4.0 has no zstd content coding
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
+@pytest.mark.parametrize("case", TSHARK_CODINGS)
+def test_tshark_decodes_the_same_bodies_both_ways_at_the_same_offsets(tmp_path, case):
+    # the reference for "bodies decoded in both directions": tshark's http.file_data of a coded
+    # request and a coded, chunked response is exactly the text we decoded, and each finding's
+    # offset is where that text holds the identifier
+    coding, chain = CASES[case]
+    header = "deflate" if coding == "deflate-raw" else coding
+    req_body = json.dumps({"imei": IMEI, "pad": "y" * 300}).encode()
+    resp_body = json.dumps({"ok": True, "to": NUMBER, "pad": "z" * 200}).encode()
+    conv = h1_exchange(encode(req_body, coding), header)
+    enc = encode(resp_body, coding)
+    half = len(enc) // 2
+    resp = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: " + header.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, enc[:half], len(enc) - half, enc[half:])
+    )
+    path = tmp_path / "bodies.pcapng"
+    write_capture(path, [(80, [conv[0], ("s2c", resp)])])
+    assert _tshark(path, "http.file_data") == [req_body.decode(), resp_body.decode()]
+    rep = wire_check([path], IDS, engine="python", hash_budget=0)
+    got = sorted((f["chain"], f["direction"], f["offset"]) for f in rep["findings"])
+    assert got == [(chain, "c2s", req_body.index(IMEI.encode())), (chain, "s2c", resp_body.index(NUMBER.encode()))]
+
+
+def test_protobuf_national_number_and_imei14_as_numbers(tmp_path):
+    # the national number (no country code) and the IMEI's 14 digits (no check digit) as varints,
+    # the second inside a nested message; forms say which reading matched
+    msg = proto_message(13912345678, int(IMEI[:14]))
+    rep, got = findings(tmp_path, [(80, h1_exchange(msg, None))])
+    assert got == [
+        ("hs1 imei0", "http-body>protobuf-varint", "c2s"),
+        ("hs1 number0", "http-body>protobuf-varint", "c2s"),
+    ]
+    assert sorted(f["form"] for f in rep["findings"]) == ["imei14:protobuf-int", "national:protobuf-int"]
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_h2c_upgrade_of_a_request_with_a_body(tmp_path, eager):
+    # RFC 7540 3.2: the upgrade request may carry a body (curl --http2 -d ... sends a POST with
+    # Upgrade: h2c); the client's preface and frames follow that body, before or after the 101
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    body = b"hello=1&n=2"
+    up = (
+        b"POST /x HTTP/1.1\r\nHost: api.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + settings + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_upgrade_connection(settings)
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    s2c = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" + server.data_to_send()
+    frames = client.data_to_send()
+    client.send_headers(
+        3, [(":method", "GET"), (":path", "/y"), (":scheme", "http"), (":authority", "a"), ("x-imei", IMEI)], end_stream=True
+    )
+    frames += client.data_to_send()
+    conv = [("c2s", up + frames), ("s2c", s2c)] if eager else [("c2s", up), ("s2c", s2c), ("c2s", frames)]
+    rep, got = findings(tmp_path, [(80, conv)])
+    assert got == [("hs1 imei0", "h2-header", "c2s")]
+    assert not rep["layer_notes"]["counts"]

@@ -30,6 +30,16 @@ def evaluate(ev: Evidence) -> CheckRecord:
             )
         for c in w.get("clear_http", []):
             if c["findings"]:
+                # the layers that carried them (issue 15: "the evidence names the layer"): a leak
+                # inside a gzip'd body is found in http-body>gzip, not in the TCP stream's bytes
+                chains = sorted(
+                    {
+                        f.get("chain") or "tcp"
+                        for f in w.get("findings", [])
+                        if f.get("source") == "wire" and f.get("flow") == c["flow"]
+                    }
+                )
+                within = f" (in {', '.join(chains)})" if chains else ""
                 found.append(
                     Locator(
                         file=cap,
@@ -37,7 +47,7 @@ def evaluate(ev: Evidence) -> CheckRecord:
                         offset=0,
                         host=c["host"],
                         identifier=", ".join(c["identifiers"]),
-                        text=f"clear HTTP to {c['host']} carries {', '.join(c['identifiers'])}",
+                        text=f"clear HTTP to {c['host']} carries {', '.join(c['identifiers'])}{within}",
                     )
                 )
             else:

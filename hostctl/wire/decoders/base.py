@@ -29,7 +29,7 @@ from hostctl.wire.span import Span
 if TYPE_CHECKING:
     from hostctl.wire.scan import Match, Scanner
 
-__all__ = ["LIMITS", "Layer", "Limits", "Notes", "Out", "Sink"]
+__all__ = ["FEED_STEP", "LIMITS", "Layer", "Limits", "Notes", "Out", "Sink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,12 @@ class Limits:
 
 
 LIMITS = Limits()
+
+# Compressed input is handed to a decoder this many bytes at a time by the layers that hold a
+# whole message or frame at once (a WebSocket frame, a blob a walker found): each piece of output
+# is then at most ``max_ratio`` times this (12.5 MiB), not the whole ``max_decoded`` budget, and
+# is scanned and dropped before the next (what HTTP bodies get from TCP segments anyway).
+FEED_STEP = 64 << 10
 
 
 class Sink(Protocol):

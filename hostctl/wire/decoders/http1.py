@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from hostctl.wire.decoders.base import Layer, Out
+from hostctl.wire.decoders.base import FEED_STEP, Layer, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, DIRECTIONS, S2C
@@ -69,20 +69,26 @@ class _Body:
     def write(self, data: bytes) -> None:
         if self.failed:
             return
-        if self.decoders:
-            self.out.encoded(data)
-        try:
-            for d in self.decoders:
-                data = d.feed(data)
-        except Bomb as exc:
-            self.failed = True
-            self.out.note("bomb", str(exc))
+        if not self.decoders:
+            self.out.write(data, verbatim=self.verbatim)
             return
-        except Malformed as exc:
-            self.failed = True
-            self.out.note("malformed", str(exc))
-            return
-        self.out.write(data, verbatim=self.verbatim)
+        self.out.encoded(data)
+        # a whole body in one piece (an agent's SSL_write): fed in steps, so each piece of output
+        # is bounded (FEED_STEP) and scanned before the next is made
+        for i in range(0, len(data), FEED_STEP):
+            piece = data[i : i + FEED_STEP]
+            try:
+                for d in self.decoders:
+                    piece = d.feed(piece)
+            except Bomb as exc:
+                self.failed = True
+                self.out.note("bomb", str(exc))
+                return
+            except Malformed as exc:
+                self.failed = True
+                self.out.note("malformed", str(exc))
+                return
+            self.out.write(piece)
 
     def close(self) -> None:
         if not self.failed:
@@ -100,7 +106,7 @@ class _Body:
 
 
 class _Dir:
-    __slots__ = ("at", "body", "buf", "left", "mode", "msg_at")
+    __slots__ = ("at", "body", "buf", "hold_next", "left", "mode", "msg_at")
 
     def __init__(self) -> None:
         self.buf = bytearray()  # bytes of a head / chunk line not yet complete
@@ -109,6 +115,9 @@ class _Dir:
         self.left = 0  # body / chunk bytes still to come
         self.body: _Body | None = None
         self.msg_at = 0  # stream offset of the current message's head
+        # the message being read asked to switch (Upgrade with a body, RFC 9110 7.8: a POST
+        # with Upgrade: h2c): what follows its body waits for the answer, as after a bodiless one
+        self.hold_next = False
 
 
 @REGISTRY.layer("http1", sniff=_sniff, ports=(80, 8080, 8000, 3128), priority=20)
@@ -148,6 +157,9 @@ class Http1(Layer):
                 if d.left == 0:
                     if mode == "body":
                         self._end_message(direction, d)
+                        if direction == C2S and d.mode == "hold":
+                            self.held, self.held_at = bytearray(mv[pos:]), offset + pos
+                            return
                     else:
                         d.mode = "chunk-crlf"
                 continue
@@ -236,8 +248,11 @@ class Http1(Layer):
             upgrade = headers.get(b"upgrade") if b"upgrade" in headers.get(b"connection", b"").lower() else None
             self.pending.append((method, upgrade.split(b",")[0].strip() if upgrade else None))
             self._frame_body(direction, d, headers, request=True, method=method)
-            if (upgrade or method == b"CONNECT") and d.mode == "head":
-                d.mode = "hold"
+            if upgrade or method == b"CONNECT":
+                if d.mode == "head":
+                    d.mode = "hold"
+                else:
+                    d.hold_next = True  # after the body
             return
         status = int(m.group(1))  # m: _STATUS's match at what is now head's start
         method, upgrade = self.pending[0] if self.pending else (b"", None)
@@ -314,6 +329,9 @@ class Http1(Layer):
             body, d.body = d.body, None
             body.close()
         d.mode = "head"
+        if d.hold_next:  # the answer to the switch has not come yet (it clears the flag)
+            d.hold_next = False
+            d.mode = "hold"
 
     def _lose(self, direction: str, d: _Dir, why: str) -> None:
         self.conn.note(self.conn.span(direction, self.chain + ("http",), d.msg_at), "malformed", why)
@@ -324,6 +342,7 @@ class Http1(Layer):
     # -- hand-overs ---------------------------------------------------------------------------
     def _release_hold(self) -> None:
         c = self.d[C2S]
+        c.hold_next = False  # answered (not with a switch) while its body was still coming
         if c.mode == "hold":
             c.mode = "head"
             held, self.held = self.held, None

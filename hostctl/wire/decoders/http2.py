@@ -16,7 +16,7 @@ import hpack
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
-from hostctl.wire.decoders.base import Layer, Out
+from hostctl.wire.decoders.base import FEED_STEP, Layer, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, _Bounded, coding
 from hostctl.wire.decoders.registry import REGISTRY, WAIT
 from hostctl.wire.span import C2S, S2C
@@ -196,16 +196,20 @@ class Http2(Layer):
         if st.failed or not frame.data:
             return
         data = frame.data
-        if st.decoders:
-            st.out.encoded(data)
-        try:
-            for dec in st.decoders:
-                data = dec.feed(data)
-        except (Bomb, Malformed) as exc:
-            st.failed = True
-            st.out.note("bomb" if isinstance(exc, Bomb) else "malformed", str(exc))
+        if not st.decoders:
+            st.out.write(data, verbatim=True)
             return
-        st.out.write(data, verbatim=not st.decoders)
+        st.out.encoded(data)
+        for i in range(0, len(data), FEED_STEP):  # a frame may be up to 16 MiB: bounded pieces
+            piece = data[i : i + FEED_STEP]
+            try:
+                for dec in st.decoders:
+                    piece = dec.feed(piece)
+            except (Bomb, Malformed) as exc:
+                st.failed = True
+                st.out.note("bomb" if isinstance(exc, Bomb) else "malformed", str(exc))
+                return
+            st.out.write(piece)
 
     def _end_stream(self, d: _Dir, sid: int) -> None:
         st = d.streams.pop(sid, None)

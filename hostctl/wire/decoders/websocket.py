@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 
-from hostctl.wire.decoders.base import Layer, Out
+from hostctl.wire.decoders.base import FEED_STEP, Layer, Out
 from hostctl.wire.decoders.body import Bomb, Malformed, ZlibDecoder
 from hostctl.wire.decoders.registry import REGISTRY
 from hostctl.wire.span import C2S, S2C
@@ -132,8 +132,10 @@ class WebSocket(Layer):
             inflate = _inflater(d)
             if verbatim:
                 out.encoded(payload)
+            data = payload + (_TAIL if fin else b"")
             try:
-                data = inflate.feed(payload + (_TAIL if fin else b""))
+                for i in range(0, len(data), FEED_STEP):  # bounded output pieces, scanned in turn
+                    out.write(inflate.feed(data[i : i + FEED_STEP]))
             except (Bomb, Malformed) as exc:
                 out.note("bomb" if isinstance(exc, Bomb) else "malformed", str(exc))
                 d.compressed = False
@@ -143,7 +145,6 @@ class WebSocket(Layer):
                 return
             if fin and not d.takeover:
                 inflate.ended = True
-            out.write(data)
         else:
             out.write(payload, verbatim=verbatim)
         if fin:
