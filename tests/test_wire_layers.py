@@ -660,7 +660,13 @@ def _bomb_stream(where: str) -> tuple[str, bytes]:
 
         h = HeadersFrame(1, flags=["END_HEADERS"])
         h.data = hpack.Encoder().encode(
-            [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a"), ("content-encoding", "gzip")]
+            [
+                (":method", "POST"),
+                (":path", "/"),
+                (":scheme", "http"),
+                (":authority", "a"),
+                ("content-encoding", "gzip"),
+            ]
         )
         data = DataFrame(1, data=bomb, flags=["END_STREAM"])
         return "c2s", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h.serialize() + data.serialize()
@@ -717,7 +723,9 @@ def test_tshark_decodes_the_same_bodies_both_ways_at_the_same_offsets(tmp_path, 
     enc = encode(resp_body, coding)
     half = len(enc) // 2
     resp = (
-        b"HTTP/1.1 200 OK\r\nContent-Encoding: " + header.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: "
+        + header.encode()
+        + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (half, enc[:half], len(enc) - half, enc[half:])
     )
     path = tmp_path / "bodies.pcapng"
@@ -757,10 +765,46 @@ def test_h2c_upgrade_of_a_request_with_a_body(tmp_path, eager):
     s2c = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" + server.data_to_send()
     frames = client.data_to_send()
     client.send_headers(
-        3, [(":method", "GET"), (":path", "/y"), (":scheme", "http"), (":authority", "a"), ("x-imei", IMEI)], end_stream=True
+        3,
+        [(":method", "GET"), (":path", "/y"), (":scheme", "http"), (":authority", "a"), ("x-imei", IMEI)],
+        end_stream=True,
     )
     frames += client.data_to_send()
     conv = [("c2s", up + frames), ("s2c", s2c)] if eager else [("c2s", up), ("s2c", s2c), ("c2s", frames)]
     rep, got = findings(tmp_path, [(80, conv)])
     assert got == [("hs1 imei0", "h2-header", "c2s")]
     assert not rep["layer_notes"]["counts"]
+
+
+def test_every_suite_wireshark_names_is_named_and_the_weak_ones_flagged():
+    """The suite table is Wireshark's (hostctl/data/tls_cipher_suites.json): tshark's own table
+    is the reference when installed. Every export, RC4, DES/3DES, NULL and anon suite in it is
+    judged weak, among them the ECDH RC4 and 3DES suites Android 4.x enabled by default (0xC002,
+    0xC003, 0xC00C, 0xC00D), which had no name before and so were never flagged."""
+    import re
+    from pathlib import Path
+
+    from hostctl.wire.check import weak_cipher
+    from hostctl.wire.protocols import cipher_name
+
+    suites = {
+        int(k, 16): v
+        for k, v in json.loads((Path(__file__).parent.parent / "hostctl/data/tls_cipher_suites.json").read_text())[
+            "suites"
+        ].items()
+    }
+    if shutil.which("tshark"):
+        out = subprocess.run(["tshark", "-G", "values"], capture_output=True, text=True, timeout=120).stdout
+        theirs = {
+            int(f[2]): f[3]
+            for f in (line.split("\t") for line in out.splitlines())
+            if len(f) == 4 and f[0] == "V" and f[1] == "tls.handshake.ciphersuite"
+        }
+        assert theirs and all(suites.get(k) == v for k, v in theirs.items())
+    assert len(suites) > 400
+    for code, name in suites.items():
+        assert cipher_name(code) == name
+        weak = re.search(r"EXPORT|RC4|DES|NULL|anon", name) is not None
+        assert (weak_cipher(cipher_name(code)) is not None) == weak, name
+    for code in (0xC002, 0xC003, 0xC00C, 0xC00D, 0xC011, 0x0005, 0x000A):
+        assert weak_cipher(cipher_name(code)), hex(code)

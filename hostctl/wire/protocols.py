@@ -30,8 +30,10 @@ stream offset, and parsing of that direction stops.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
 from hostctl.wire.decoders.registry import REGISTRY
@@ -139,6 +141,21 @@ def version_name(v: int) -> str:
     if v >> 8 == 0x7F:
         return f"TLS 1.3 (draft {v & 0xFF})"
     return f"0x{v:04X}"
+
+
+def _wireshark_suites() -> dict[int, str]:
+    """Every suite Wireshark names (hostctl/data/tls_cipher_suites.json, 422 code points, with
+    where it came from): the table above has the common ones only, and a suite without a name
+    could not be judged weak (export, RC4, DES, NULL, anon suites of Android 4.x's defaults)."""
+    path = Path(__file__).resolve().parent.parent / "data" / "tls_cipher_suites.json"
+    try:
+        suites = json.loads(path.read_text(encoding="utf-8"))["suites"]
+        return {int(k, 16): str(v) for k, v in suites.items()}
+    except (OSError, ValueError, KeyError, TypeError):  # pragma: no cover - a broken install
+        return {}
+
+
+CIPHER_SUITES.update({k: v for k, v in _wireshark_suites().items() if k not in CIPHER_SUITES})
 
 
 def cipher_name(v: int) -> str:
