@@ -827,3 +827,23 @@ def test_ipv6_jumbogram_length_comes_from_the_hop_by_hop_option() -> None:
     rec, table = analyse(capture(lambda sink: sink(1.0, frame(LINKTYPE_ETHERNET, bytes(head) + hbh + tcp))))
     assert table.stats["tcp_flows"] == 1 and table.stats["malformed"] == 0
     assert rec.stream(1, "c2s" if rec.flows[1].key.client[1] == 40000 else "s2c")[0] == payload
+
+
+def test_connect_in_the_same_piece_as_the_tunnels_first_bytes() -> None:
+    """A client's CONNECT and what it sends next can reach us as one piece (coalesced before the
+    proxy's answer is seen): the bytes after the CONNECT wait for that answer."""
+    connect = b"CONNECT app.chat.xiaomi.net:443 HTTP/1.1\r\nHost: app.chat.xiaomi.net:443\r\n\r\n"
+    p = _observe_all([("c2s", connect + _CH), ("s2c", b"HTTP/1.1 200 Connection established\r\n\r\n")])
+    assert p["name"] == "tls" and p["client_versions"] == ["TLS 1.2"]
+    assert p["proxy"]["tunnel"] == "app.chat.xiaomi.net:443"
+    # refused (407): what followed the CONNECT is HTTP on the proxy connection after all
+    get = b"GET http://api.example/x HTTP/1.1\r\nHost: api.example\r\n\r\n"
+    p = _observe_all(
+        [
+            ("c2s", connect + get),
+            ("s2c", b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
+            ("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]
+    )
+    assert p["name"] == "http" and "proxy" not in p
+    assert [(r["method"], r.get("status")) for r in p["requests"]] == [("CONNECT", 407), ("GET", 200)]

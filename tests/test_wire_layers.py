@@ -808,3 +808,33 @@ def test_every_suite_wireshark_names_is_named_and_the_weak_ones_flagged():
         assert (weak_cipher(cipher_name(code)) is not None) == weak, name
     for code in (0xC002, 0xC003, 0xC00C, 0xC00D, 0xC011, 0x0005, 0x000A):
         assert weak_cipher(cipher_name(code)), hex(code)
+
+
+def test_clear_http_through_a_connect_tunnel_is_clear_http(tmp_path):
+    """CONNECT to port 80, 200, then a plain HTTP POST through the tunnel: the flow is clear HTTP
+    (with the proxy exchange kept), so transport-secure sees it; TLS through a tunnel stays TLS
+    (tests/test_wire_flows.py)."""
+    body = encode(b"number=" + NUMBER.encode(), "gzip")
+    post = (
+        b"POST /v1/sync HTTP/1.1\r\nHost: api.example\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    rep, got = findings(
+        tmp_path,
+        [
+            (
+                3128,
+                [
+                    ("c2s", b"CONNECT api.example:80 HTTP/1.1\r\nHost: api.example:80\r\n\r\n"),
+                    ("s2c", b"HTTP/1.1 200 Connection established\r\n\r\n"),
+                    ("c2s", post),
+                    ("s2c", b"HTTP/1.1 204 No Content\r\n\r\n"),
+                ],
+            )
+        ],
+    )
+    assert ("hs1 number0", "http-connect>http-body>gzip", "c2s") in got
+    proto = rep["flows"][0]["protocol"]
+    assert proto["name"] == "http" and proto["requests"][0]["method"] == "POST"
+    assert proto["proxy"]["tunnel"] == "api.example:80" and proto["proxy"]["requests"][0]["method"] == "CONNECT"
+    assert [c["flow"] for c in rep["clear_http"]] == [rep["flows"][0]["id"]]

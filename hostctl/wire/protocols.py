@@ -334,7 +334,7 @@ class _HttpDir:
 
 
 class _Sniff:
-    __slots__ = ("decided", "head", "http", "next", "pending_methods", "tls", "tunnel")
+    __slots__ = ("connect_wait", "decided", "head", "http", "next", "pending_methods", "proxy", "tls", "tunnel")
 
     def __init__(self) -> None:
         self.next = {"c2s": 0, "s2c": 0}
@@ -344,6 +344,10 @@ class _Sniff:
         self.decided = {"c2s": False, "s2c": False}
         self.pending_methods: list[int] = []  # indices of requests awaiting their response
         self.tunnel: str | None = None  # CONNECT's target once the proxy said 2xx
+        self.proxy: dict[str, Any] | None = None  # the CONNECT exchange, once inside the tunnel
+        # client bytes after a CONNECT, until the proxy answers it: the tunnel's first bytes if it
+        # says 2xx, more HTTP otherwise (a piece of one direction may run past the other's answer)
+        self.connect_wait: bytearray | None = None
 
 
 def observe(flow: Any, direction: str, offset: int, data: bytes) -> None:
@@ -387,7 +391,9 @@ def finish(flow: Any) -> None:
         if head and (not flow.protocol or flow.protocol.get("name") in ("unknown", "text")):
             st.head[direction] = b""
             _decide(st, flow, direction, st.next[direction] - len(head), head)
-    if not flow.protocol:
+    if st.proxy is not None:
+        flow.protocol["proxy"] = st.proxy
+    if "name" not in flow.protocol:
         flow.protocol["name"] = "unknown"
 
 
@@ -420,8 +426,12 @@ def _decide(st: _Sniff, flow: Any, direction: str, offset: int, data: bytes) -> 
     start = _STARTERS.get(name)
     if start is not None:
         start(st, flow, direction, offset, data)
+        if st.proxy is not None:
+            flow.protocol["proxy"] = st.proxy
         return
-    if not proto:
+    if st.proxy is not None:
+        proto["proxy"] = st.proxy
+    if proto.keys() <= {"proxy"}:
         m = _PRINTABLE.match(data[:256]) or (_PRINTABLE_SHORT.fullmatch(data) if len(data) < 8 else None)
         if m:
             line = m.group().split(b"\n", 1)[0].rstrip(b"\r")
@@ -554,6 +564,13 @@ def _headers(head: bytes) -> dict[bytes, bytes]:
 
 def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -> None:
     h = st.http[direction]  # type: ignore[index]
+    if direction == "c2s" and st.connect_wait is not None:
+        if len(st.connect_wait) + len(data) > MAX_CONNECT_WAIT:
+            h.lost = True  # no answer to the CONNECT in sight: stop following HTTP here
+            st.connect_wait = None
+        else:
+            st.connect_wait += data
+        return
     while data and not h.lost:
         if h.until_close:
             return
@@ -579,25 +596,45 @@ def _http_feed(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -
             return
         head, data = h.head[:end], h.head[end + sep :]
         h.head = b""
+        was_waiting = st.connect_wait is not None
         _http_message(st, proto, direction, h, head)
         if st.tunnel is not None:
             _enter_tunnel(st, proto, direction, data)
             return
+        if direction == "c2s" and st.pending_methods and _pending_connect(st, proto):
+            st.connect_wait = bytearray(data)  # held until the proxy answers
+            return
+        if was_waiting and direction == "s2c" and not _pending_connect(st, proto):
+            # the CONNECT was refused: what the client sent meanwhile is HTTP after all
+            held, st.connect_wait = bytes(st.connect_wait or b""), None
+            if held:
+                _http_feed(st, proto, "c2s", held)
+
+
+def _pending_connect(st: _Sniff, proto: dict[str, Any]) -> bool:
+    """The request awaiting its answer is the last one, and a CONNECT."""
+    i = st.pending_methods[-1] if st.pending_methods else -1
+    reqs = proto.get("requests") or []
+    return 0 <= i < len(reqs) and reqs[i]["method"] == "CONNECT" and "status" not in reqs[i]
 
 
 def _enter_tunnel(st: _Sniff, proto: dict[str, Any], direction: str, data: bytes) -> None:
-    """A CONNECT was answered 2xx: what follows on both sides is the tunnelled protocol (TLS,
-    in PCAPdroid's proxy captures): its hellos are read as any TLS flow's, and the flow keeps
-    the proxy requests under ``proxy``."""
-    proxy = {"requests": proto.get("requests", []), "host": proto.get("host"), "tunnel": st.tunnel}
-    proto.clear()
-    proto.update({"name": "tls", "proxy": proxy})
+    """A CONNECT was answered 2xx: what follows on both sides is the tunnelled protocol, told
+    as any flow's first bytes are (TLS in PCAPdroid's proxy captures; clear HTTP through a
+    proxy to port 80 is clear HTTP, and is reported so). The flow keeps the proxy exchange
+    under ``proxy``; bytes after the 2xx head in the same piece are the tunnel's first."""
+    st.proxy = {"requests": proto.get("requests", []), "host": proto.get("host"), "tunnel": st.tunnel}
+    proto.clear()  # (undecided again: _decide names the tunnel's protocol and puts proxy back)
     st.http = None
-    st.tls = {"c2s": _TlsDir(1), "s2c": _TlsDir(2)}
-    for d in st.tls.values():
-        d.lenient = True
-    if data:
-        _tls_feed(st, proto, direction, st.next[direction] - len(data), data)
+    st.tls = None
+    st.tunnel = None
+    st.pending_methods = []  # (the proxy's requests are answered: the tunnel's start afresh)
+    st.decided = {"c2s": False, "s2c": False}
+    st.head = {"c2s": b"", "s2c": b""}
+    st.head[direction] = data  # (st.next already counts them: decided with the next piece, or at the end)
+    if st.connect_wait is not None:  # what the client sent after its CONNECT: the tunnel's first bytes
+        st.head["c2s"] = bytes(st.connect_wait)
+        st.connect_wait = None
 
 
 def _chunked(h: _HttpDir, data: bytes) -> bytes:
@@ -637,6 +674,9 @@ def _chunked(h: _HttpDir, data: bytes) -> bytes:
             h.body = size
             return data
     return b""
+
+
+MAX_CONNECT_WAIT = 1 << 16  # client bytes held while a CONNECT awaits its answer
 
 
 def _http_message(st: _Sniff, proto: dict[str, Any], direction: str, h: _HttpDir, head: bytes) -> None:
