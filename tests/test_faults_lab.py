@@ -127,8 +127,10 @@ def test_the_lab_reattaches_its_handsets_to_a_restarted_adb_server(small_lab, ow
     kill_adb_server(own_adb)
     ensure_adb_server(own_adb)
     # no hostctl command at all: the lab itself notices the new server and connects its handsets
-    states = wait_for(lambda: (d := adb_devices(own_adb)) and len(d) == 2 and d, 15)
-    assert states == {h.serial: "device" for h in lab.handsets}
+    # (adb lists a transport as "offline" until its CNXN handshake completes: wait for "device")
+    want = {h.serial: "device" for h in lab.handsets}
+    states = wait_for(lambda: (d := adb_devices(own_adb)) == want and d, 15)
+    assert states == want
 
 
 def test_a_handset_named_by_serial_is_reattached_by_a_library_handset_too(small_lab, own_adb):
