@@ -89,18 +89,12 @@ class Registry:
     ) -> Any:
         """The layer class for a stream whose directions began with ``c2s`` / ``s2c``; WAIT when
         a heuristic needs more bytes (and ``final`` is false); None when nothing claims it."""
-        t = self._tables
-        if t is None or t.source is not self.layers or t.count != len(self.layers):
-            t = self._lookup()
+        t = self._lookup()
         if alpn:
             factory = t.alpn.get(alpn)
             if factory is not None:
                 return factory
-        memo = self._memo
-        if memo is not None and memo[0] is c2s and memo[1] is s2c:
-            known = memo[2]
-        else:
-            known = self._known(c2s, s2c, len(t.sniffers))
+        known = self._known(c2s, s2c, len(t.sniffers))
         for i, (sniff, factory) in enumerate(t.sniffers):
             verdict = known[i]
             if verdict is _UNKNOWN:
@@ -144,9 +138,7 @@ class Registry:
         the layer picked is one of them matters, so the heuristics of the layers after the last of
         them are not run, and None stands for any other answer."""
         if among is not None and final and port is None and not alpn:
-            t = self._tables
-            if t is None or t.source is not self.layers or t.count != len(self.layers):
-                t = self._lookup()
+            t = self._lookup()
             named = t.upto.get(among)
             if named is None:
                 last = max((i + 1 for i, (_sniff, name) in enumerate(t.named) if name in among), default=0)
